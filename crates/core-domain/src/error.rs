@@ -1,0 +1,120 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors raised while parsing domain values at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A specialist id that is empty, too long or uses characters outside `[A-Za-z0-9_-]`.
+    #[error("invalid specialist id: must be 1-64 characters of letters, digits, '_' or '-'")]
+    InvalidSpecialistId,
+    /// A request id that is empty, too long or uses characters outside `[A-Za-z0-9._:-]`.
+    #[error("invalid request id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")]
+    InvalidRequestId,
+    /// An email hash that is not 64 lower-case hex digits.
+    #[error("invalid email hash: must be 64 lower-case hexadecimal digits")]
+    InvalidEmailHash,
+    /// A provider name outside the closed set.
+    #[error("unknown provider '{0}': expected one of openai, anthropic, google, mock")]
+    UnknownProvider(String),
+}
+
+/// The closed set of machine-readable error codes.
+///
+/// They appear in API error bodies (`error.code`) and in the `error_code` column of usage rows,
+/// so their spelling is a public contract: add codes, never rename them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed JSON, wrong types or missing fields.
+    InvalidRequest,
+    /// The request parsed but broke a rule; details list every field at fault.
+    ValidationFailed,
+    /// Missing or invalid credentials.
+    Unauthorized,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// No route matches the path.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// The named specialist does not exist.
+    SpecialistNotFound,
+    /// The request body exceeds the configured limit.
+    PayloadTooLarge,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// The caller exceeded its rate limit.
+    RateLimited,
+    /// The specialist's provider has no credentials configured.
+    ProviderNotConfigured,
+    /// The upstream provider failed or answered with something we could not use.
+    UpstreamError,
+    /// The upstream provider did not answer in time.
+    UpstreamTimeout,
+    /// The upstream provider kept refusing us with 429 after our retries.
+    UpstreamRateLimited,
+    /// The upstream provider rejected our credentials.
+    UpstreamAuthFailed,
+    /// The upstream provider rejected the request as invalid.
+    UpstreamInvalidRequest,
+    /// The caller went away before the answer was complete.
+    ClientDisconnected,
+    /// The server is not ready to serve (e.g. the database is unreachable).
+    ServiceUnavailable,
+    /// A bug or an unexpected failure inside commander.
+    #[serde(rename = "internal_error")]
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case spelling used on the wire and in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::ValidationFailed => "validation_failed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::SpecialistNotFound => "specialist_not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
+            Self::ProviderNotConfigured => "provider_not_configured",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamRateLimited => "upstream_rate_limited",
+            Self::UpstreamAuthFailed => "upstream_auth_failed",
+            Self::UpstreamInvalidRequest => "upstream_invalid_request",
+            Self::ClientDisconnected => "client_disconnected",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_spelling_matches_as_str() {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::ProviderNotConfigured,
+            ErrorCode::UpstreamTimeout,
+            ErrorCode::ClientDisconnected,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

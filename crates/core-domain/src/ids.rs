@@ -1,0 +1,160 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// The id of a specialist: a slug such as `financial_analyst` or a UUID.
+///
+/// 1 to 64 characters of ASCII letters, digits, `_` and `-`, so it is safe in a URL path, a file
+/// and a log line without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SpecialistId(String);
+
+impl SpecialistId {
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses an id, refusing anything outside the allowed alphabet or length.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
+        let raw = raw.into();
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(raw))
+        } else {
+            Err(DomainError::InvalidSpecialistId)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SpecialistId {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(raw)
+    }
+}
+
+impl From<SpecialistId> for String {
+    fn from(id: SpecialistId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for SpecialistId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of one request: echoed in `X-Request-Id`, error bodies and the usage log, where it is
+/// the unique key that makes replays idempotent.
+///
+/// 1 to 128 characters of ASCII letters, digits, `.`, `_`, `:` and `-`: a caller's own id is
+/// kept when it fits (so traces join up across services), and anything else is replaced rather
+/// than let into logs and the database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses an id, refusing anything outside the allowed alphabet or length.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
+        let raw = raw.into();
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if valid {
+            Ok(Self(raw))
+        } else {
+            Err(DomainError::InvalidRequestId)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(raw)
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(id: RequestId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specialist_id_accepts_slugs_and_uuids() {
+        for ok in [
+            "demo",
+            "financial_analyst",
+            "grok-2",
+            "6f1c3b1e-2a7d-4a53-9b7e-0d2f1c9e8a11",
+        ] {
+            assert!(SpecialistId::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn specialist_id_refuses_paths_spaces_and_overlong() {
+        for bad in ["", "../etc", "a b", "é", "x/y", &"a".repeat(65)] {
+            assert_eq!(
+                SpecialistId::parse(bad),
+                Err(DomainError::InvalidSpecialistId),
+                "{bad}"
+            );
+        }
+        assert!(SpecialistId::parse("a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn request_id_refuses_header_injection_and_overlong() {
+        assert!(RequestId::parse("req_01:abc.def-9").is_ok());
+        for bad in ["", "a\r\nb", "with space", "<script>", &"r".repeat(129)] {
+            assert_eq!(
+                RequestId::parse(bad),
+                Err(DomainError::InvalidRequestId),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_deserialise_through_their_parsers() {
+        let bad: Result<SpecialistId, _> = serde_json::from_str("\"no spaces\"");
+        assert!(bad.is_err());
+        let good: SpecialistId = serde_json::from_str("\"general\"").unwrap();
+        assert_eq!(good.as_str(), "general");
+    }
+}

@@ -1,0 +1,46 @@
+//! The shared vocabulary of commander: the words every other crate speaks.
+//!
+//! This crate owns identifiers ([`SpecialistId`], [`RequestId`]), the [`Specialist`] persona and
+//! the intrinsic rules that make one valid, chat messages and their [`Role`]s, token usage,
+//! [`Completion`]s and [`StreamEvent`]s, money ([`Usd`]), caller identity ([`UserIdentity`] with
+//! the SHA-256 [`EmailHash`] rule) and the closed set of [`ErrorCode`]s that usage rows and API
+//! errors share.
+//!
+//! It must stay pure: no async runtime, no I/O (files, network, clock reads other than the
+//! caller-supplied timestamps), no HTTP status codes and no database types. Everything above it
+//! (`specialists`, `providers`, `pricing`, `ratelimit`, `usage-store`, `http-api`) depends on it;
+//! it depends on none of them.
+//!
+//! ```
+//! use core_domain::{EmailHash, SpecialistId};
+//!
+//! let id = SpecialistId::parse("financial_analyst").unwrap();
+//! assert_eq!(id.as_str(), "financial_analyst");
+//! // Emails are hashed after trimming and lower-casing, so both spellings are one user.
+//! assert_eq!(EmailHash::of_email(" Ada@Example.com "), EmailHash::of_email("ada@example.com"));
+//! ```
+#![warn(missing_docs)]
+
+mod chat;
+mod error;
+mod identity;
+mod ids;
+mod money;
+mod specialist;
+mod usage;
+mod validation;
+
+pub use chat::{ChatMessage, Role};
+pub use error::{DomainError, ErrorCode};
+pub use identity::{AccessRole, EmailHash, UserIdentity};
+pub use ids::{RequestId, SpecialistId};
+pub use money::Usd;
+pub use specialist::{
+    DEFAULT_MAX_TOKENS, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
+    MAX_SYSTEM_PROMPT_CHARS, ModelPricing, PricingDraft, PromptRevision, ProviderKind, Specialist,
+    SpecialistDraft, SpecialistRecord, SpecialistSpec,
+};
+pub use usage::{
+    Completion, FinishReason, StreamEvent, TokenUsage, estimate_prompt_tokens, estimate_text_tokens,
+};
+pub use validation::{FieldError, ValidationErrors};

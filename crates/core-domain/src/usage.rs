@@ -1,0 +1,153 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ChatMessage;
+
+/// Tokens consumed by one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens in the prompt (system prompt, history and the new message).
+    pub input_tokens: u32,
+    /// Tokens in the answer.
+    pub output_tokens: u32,
+    /// True when the counts are our estimate rather than the upstream's own report (a stream
+    /// that ended without usage, a call cut short).
+    pub is_estimated: bool,
+}
+
+impl TokenUsage {
+    /// Counts reported by the upstream itself.
+    pub const fn reported(input_tokens: u32, output_tokens: u32) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            is_estimated: false,
+        }
+    }
+
+    /// Counts we estimated because the upstream did not report them.
+    pub const fn estimated(input_tokens: u32, output_tokens: u32) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            is_estimated: true,
+        }
+    }
+}
+
+/// Why the model stopped producing text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A natural end of the answer (or a stop sequence).
+    Stop,
+    /// The `max_tokens` limit was reached.
+    Length,
+    /// The upstream withheld content by policy.
+    ContentFilter,
+    /// The model asked to call a tool.
+    ToolCalls,
+    /// Anything else, kept verbatim as the upstream spelled it.
+    Other(String),
+}
+
+impl FinishReason {
+    /// The OpenAI spelling (`stop`, `length`, `content_filter`, `tool_calls`), or the upstream's
+    /// own word for anything else.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ContentFilter => "content_filter",
+            Self::ToolCalls => "tool_calls",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+/// A whole answer from a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The answer's text.
+    pub content: String,
+    /// Tokens consumed.
+    pub usage: TokenUsage,
+    /// Why the answer ended.
+    pub finish_reason: FinishReason,
+    /// The model that answered, as the upstream named it (may be a dated snapshot of the
+    /// specialist's model).
+    pub model: String,
+}
+
+/// One event of a streamed answer: the normalised chunk every provider produces.
+///
+/// A well-formed stream is zero or more [`StreamEvent::TextDelta`]s followed by exactly one
+/// [`StreamEvent::Finished`]; concatenating the deltas gives the whole answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The next piece of the answer's text, in order.
+    TextDelta(String),
+    /// The end of the answer, with usage and why it ended.
+    Finished {
+        /// Tokens consumed (flagged when estimated).
+        usage: TokenUsage,
+        /// Why the answer ended.
+        finish_reason: FinishReason,
+        /// The model that answered, as the upstream named it.
+        model: String,
+    },
+}
+
+/// A rough token count for text: one token per four characters, rounded up.
+///
+/// Used only when an upstream does not report usage (a stream cut short, a server without
+/// `include_usage`); such counts are always flagged [`TokenUsage::is_estimated`]. Four characters
+/// per token is the rule of thumb OpenAI documents for English text.
+pub fn estimate_text_tokens(text: &str) -> u32 {
+    let chars = text.chars().count();
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// A rough token count for a prompt: the text of every message plus the per-message framing
+/// that chat formats add (about three tokens per message, and three to prime the reply).
+pub fn estimate_prompt_tokens(system_prompt: &str, messages: &[ChatMessage]) -> u32 {
+    const PER_MESSAGE: u32 = 3;
+    const REPLY_PRIMING: u32 = 3;
+    let system = if system_prompt.is_empty() {
+        0
+    } else {
+        estimate_text_tokens(system_prompt).saturating_add(PER_MESSAGE)
+    };
+    messages
+        .iter()
+        .map(|m| estimate_text_tokens(&m.content).saturating_add(PER_MESSAGE))
+        .fold(system.saturating_add(REPLY_PRIMING), u32::saturating_add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_estimate_rounds_up_per_four_chars() {
+        assert_eq!(estimate_text_tokens(""), 0);
+        assert_eq!(estimate_text_tokens("abc"), 1);
+        assert_eq!(estimate_text_tokens("abcd"), 1);
+        assert_eq!(estimate_text_tokens("abcde"), 2);
+        // Characters, not bytes: four two-byte characters are one token.
+        assert_eq!(estimate_text_tokens("éééé"), 1);
+    }
+
+    #[test]
+    fn prompt_estimate_counts_framing_per_message() {
+        let messages = [ChatMessage::user("abcd"), ChatMessage::assistant("abcdefgh")];
+        // system: 1 + 3, user: 1 + 3, assistant: 2 + 3, priming: 3
+        assert_eq!(estimate_prompt_tokens("abcd", &messages), 16);
+        assert_eq!(estimate_prompt_tokens("", &messages[..1]), 7);
+    }
+
+    #[test]
+    fn finish_reason_keeps_unknown_spelling() {
+        assert_eq!(FinishReason::Other("end_turn".into()).as_str(), "end_turn");
+        assert_eq!(FinishReason::Length.as_str(), "length");
+    }
+}

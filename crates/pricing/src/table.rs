@@ -1,0 +1,309 @@
+use std::collections::HashMap;
+
+use core_domain::{ModelPricing, TokenUsage, Usd};
+use dashmap::DashSet;
+
+/// The models commander knows the price of out of the box: (model, USD per 1M input tokens,
+/// USD per 1M output tokens), from the providers' published list prices.
+const BUILTIN_PRICES: &[(&str, f64, f64)] = &[
+    ("gpt-4o", 2.50, 10.00),
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4-turbo", 10.00, 30.00),
+    ("gpt-3.5-turbo", 0.50, 1.50),
+    ("o1", 15.00, 60.00),
+    ("o3-mini", 1.10, 4.40),
+    ("claude-opus-4-6", 15.00, 75.00),
+    ("claude-sonnet-4-5", 3.00, 15.00),
+    ("claude-haiku-4-5", 0.80, 4.00),
+    ("claude-3-opus", 15.00, 75.00),
+    ("claude-3-sonnet", 3.00, 15.00),
+    ("claude-3-haiku", 0.25, 1.25),
+    ("gemini-2.0-flash", 0.10, 0.40),
+    ("gemini-2.0-pro", 1.25, 10.00),
+    ("gemini-1.5-pro", 1.25, 5.00),
+    ("gemini-1.5-flash", 0.075, 0.30),
+    ("grok-3", 3.00, 15.00),
+    ("grok-2", 2.00, 10.00),
+];
+
+/// A price in nano-dollars per million tokens, so that cost arithmetic is exact integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    input_per_1m: Usd,
+    output_per_1m: Usd,
+}
+
+impl Price {
+    /// A price from USD amounts per million tokens.
+    pub fn from_pricing(pricing: &ModelPricing) -> Self {
+        // ModelPricing guarantees finite amounts in 0..=10_000, which Usd always accepts.
+        Self {
+            input_per_1m: Usd::from_dollars(pricing.input_per_1m()).unwrap_or(Usd::ZERO),
+            output_per_1m: Usd::from_dollars(pricing.output_per_1m()).unwrap_or(Usd::ZERO),
+        }
+    }
+
+    /// The cost of `usage` at this price, rounded to the nearest nano-dollar.
+    pub fn cost_of(&self, usage: &TokenUsage) -> Usd {
+        let nanos_times_1m = u128::from(usage.input_tokens) * u128::from(self.input_per_1m.nanos())
+            + u128::from(usage.output_tokens) * u128::from(self.output_per_1m.nanos());
+        let nanos = (nanos_times_1m + 500_000) / 1_000_000;
+        // At most u32::MAX tokens × 10^13 nano-dollars ÷ 10^6: far below u64::MAX.
+        Usd::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// Where the price used for a cost came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The specialist's own pricing.
+    Specialist,
+    /// The price table (a configured override or the built-in price).
+    Table,
+    /// Nowhere: the model is not priced and the cost is zero.
+    Unknown,
+}
+
+/// The cost of one call and how sure we are of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostEstimate {
+    /// The cost (zero when unpriced).
+    pub cost: Usd,
+    /// False when no price was found for the model.
+    pub pricing_known: bool,
+    /// Where the price came from.
+    pub source: PriceSource,
+}
+
+/// Prices by model name: the built-in table with configured overrides on top.
+#[derive(Debug, Default)]
+pub struct PriceTable {
+    prices: HashMap<String, Price>,
+    // Models we already warned about, so an unpriced model logs once, not once per call.
+    warned_unpriced: DashSet<String>,
+}
+
+impl PriceTable {
+    /// The built-in table alone.
+    pub fn builtin() -> Self {
+        Self::with_overrides(std::iter::empty())
+    }
+
+    /// The built-in table with `overrides` replacing or adding prices by model name.
+    pub fn with_overrides(overrides: impl IntoIterator<Item = (String, ModelPricing)>) -> Self {
+        let mut prices: HashMap<String, Price> = BUILTIN_PRICES
+            .iter()
+            .map(|&(model, input, output)| {
+                let price = Price {
+                    input_per_1m: Usd::from_dollars(input).unwrap_or(Usd::ZERO),
+                    output_per_1m: Usd::from_dollars(output).unwrap_or(Usd::ZERO),
+                };
+                (model.to_owned(), price)
+            })
+            .collect();
+        for (model, pricing) in overrides {
+            prices.insert(model, Price::from_pricing(&pricing));
+        }
+        Self {
+            prices,
+            warned_unpriced: DashSet::new(),
+        }
+    }
+
+    /// The table's price for `model`: an exact match, else the model with a snapshot suffix
+    /// (`-2024-08-06`, `-20241022`, `@20240620`, `-latest`, `-001`) removed.
+    pub fn price_for_model(&self, model: &str) -> Option<Price> {
+        let mut name = model;
+        loop {
+            if let Some(price) = self.prices.get(name) {
+                return Some(*price);
+            }
+            name = strip_snapshot_suffix(name)?;
+        }
+    }
+
+    /// The cost of `usage` for a call to `model`, by the precedence rule: the specialist's own
+    /// pricing, else the table, else zero with `pricing_known = false` (and a warning, once per
+    /// model).
+    pub fn estimate(
+        &self,
+        specialist_pricing: Option<&ModelPricing>,
+        model: &str,
+        usage: &TokenUsage,
+    ) -> CostEstimate {
+        if let Some(pricing) = specialist_pricing {
+            return CostEstimate {
+                cost: Price::from_pricing(pricing).cost_of(usage),
+                pricing_known: true,
+                source: PriceSource::Specialist,
+            };
+        }
+        if let Some(price) = self.price_for_model(model) {
+            return CostEstimate {
+                cost: price.cost_of(usage),
+                pricing_known: true,
+                source: PriceSource::Table,
+            };
+        }
+        if !self.warned_unpriced.contains(model) && self.warned_unpriced.insert(model.to_owned()) {
+            tracing::warn!(
+                model,
+                "no price known for this model; its calls are logged with cost 0 and pricing_known = false \
+                 (add it under [pricing] or give the specialist its own pricing)"
+            );
+        }
+        CostEstimate {
+            cost: Usd::ZERO,
+            pricing_known: false,
+            source: PriceSource::Unknown,
+        }
+    }
+}
+
+/// `model` without one trailing snapshot marker, or `None` if it has none.
+fn strip_snapshot_suffix(model: &str) -> Option<&str> {
+    if let Some(base) = model.strip_suffix("-latest") {
+        return Some(base);
+    }
+    let (base, tail) = model.rsplit_once(['-', '@'])?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    // YYYYMMDD (Anthropic, Vertex) or a three-digit revision (Gemini's -001, -002).
+    if digits(tail, 8) || digits(tail, 3) {
+        return Some(base);
+    }
+    // YYYY-MM-DD (OpenAI): the tail is DD, and the two parts before it are YYYY and MM.
+    if digits(tail, 2) {
+        let (rest, month) = base.rsplit_once('-')?;
+        let (rest, year) = rest.rsplit_once('-')?;
+        if digits(month, 2) && digits(year, 4) {
+            return Some(rest);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use core_domain::PricingDraft;
+
+    use super::*;
+
+    fn pricing(input: f64, output: f64) -> ModelPricing {
+        ModelPricing::new(
+            PricingDraft {
+                input_per_1m: input,
+                output_per_1m: output,
+            },
+            "",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_original_model_has_its_listed_price() {
+        let table = PriceTable::builtin();
+        let million_each = TokenUsage::reported(1_000_000, 1_000_000);
+        for &(model, input, output) in BUILTIN_PRICES {
+            let cost = table.estimate(None, model, &million_each).cost;
+            assert!(
+                (cost.as_dollars() - (input + output)).abs() < 1e-9,
+                "{model}: {cost}"
+            );
+        }
+        assert_eq!(BUILTIN_PRICES.len(), 18);
+    }
+
+    #[test]
+    fn cost_arithmetic_is_exact_for_small_calls() {
+        let table = PriceTable::builtin();
+        // gemini-1.5-flash: 7.5e-8 USD per input token, 3e-7 per output token.
+        let cost = table
+            .estimate(None, "gemini-1.5-flash", &TokenUsage::reported(3, 7))
+            .cost;
+        assert_eq!(cost.nanos(), 3 * 75 + 7 * 300);
+        // gpt-4o: 1234 in, 567 out = 1234 * 2500 + 567 * 10000 nano-dollars.
+        let cost = table
+            .estimate(None, "gpt-4o", &TokenUsage::reported(1234, 567))
+            .cost;
+        assert_eq!(cost.nanos(), 1234 * 2500 + 567 * 10_000);
+    }
+
+    #[test]
+    fn fractions_of_a_nano_dollar_round_to_nearest() {
+        let price = Price::from_pricing(&pricing(0.0001, 0.0)); // 0.1 nano-dollar per token
+        assert_eq!(price.cost_of(&TokenUsage::reported(4, 0)).nanos(), 0);
+        assert_eq!(price.cost_of(&TokenUsage::reported(5, 0)).nanos(), 1);
+        assert_eq!(price.cost_of(&TokenUsage::reported(15, 0)).nanos(), 2);
+    }
+
+    #[test]
+    fn specialist_pricing_beats_override_beats_builtin() {
+        let usage = TokenUsage::reported(1_000_000, 0);
+        let table = PriceTable::with_overrides([("gpt-4o".to_owned(), pricing(1.0, 1.0))]);
+        let from_override = table.estimate(None, "gpt-4o", &usage);
+        assert_eq!(from_override.cost.as_dollars(), 1.0);
+        assert_eq!(from_override.source, PriceSource::Table);
+
+        let own = pricing(0.5, 0.5);
+        let from_specialist = table.estimate(Some(&own), "gpt-4o", &usage);
+        assert_eq!(from_specialist.cost.as_dollars(), 0.5);
+        assert_eq!(from_specialist.source, PriceSource::Specialist);
+
+        assert_eq!(
+            PriceTable::builtin()
+                .estimate(None, "gpt-4o", &usage)
+                .cost
+                .as_dollars(),
+            2.5
+        );
+    }
+
+    #[test]
+    fn overrides_can_add_models() {
+        let table = PriceTable::with_overrides([("llama3.1:8b".to_owned(), pricing(0.1, 0.2))]);
+        let estimate = table.estimate(None, "llama3.1:8b", &TokenUsage::reported(1_000_000, 0));
+        assert!(estimate.pricing_known);
+        assert_eq!(estimate.cost.as_dollars(), 0.1);
+    }
+
+    #[test]
+    fn unknown_model_costs_zero_and_is_unpriced() {
+        let table = PriceTable::builtin();
+        for _ in 0..2 {
+            let estimate = table.estimate(None, "mystery-1", &TokenUsage::reported(500, 500));
+            assert_eq!(estimate.cost, Usd::ZERO);
+            assert!(!estimate.pricing_known);
+            assert_eq!(estimate.source, PriceSource::Unknown);
+        }
+        assert_eq!(table.warned_unpriced.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_match_their_model_but_siblings_do_not() {
+        let table = PriceTable::builtin();
+        let price = |m: &str| table.price_for_model(m);
+        assert_eq!(price("gpt-4o-2024-08-06"), price("gpt-4o"));
+        assert_eq!(price("gpt-4o-mini-2024-07-18"), price("gpt-4o-mini"));
+        assert_eq!(price("claude-3-haiku-20240307"), price("claude-3-haiku"));
+        assert_eq!(price("claude-sonnet-4-5@20250929"), price("claude-sonnet-4-5"));
+        assert_eq!(price("gemini-1.5-pro-002"), price("gemini-1.5-pro"));
+        assert_eq!(price("gpt-4o-latest"), price("gpt-4o"));
+        // Different models that merely share a prefix are not priced as each other.
+        assert_eq!(price("o1-mini"), None);
+        assert_eq!(price("gpt-4o-audio-preview"), None);
+        assert_eq!(price("gemini-2.0-flash-lite"), None);
+    }
+
+    #[test]
+    fn cost_is_monotonic_in_tokens() {
+        let table = PriceTable::builtin();
+        let mut previous = Usd::ZERO;
+        for tokens in (0..5000).step_by(37) {
+            let cost = table
+                .estimate(None, "claude-3-haiku", &TokenUsage::reported(tokens, tokens))
+                .cost;
+            assert!(cost >= previous);
+            previous = cost;
+        }
+    }
+}
