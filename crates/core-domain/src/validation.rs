@@ -36,6 +36,19 @@ impl ValidationErrors {
         self.0.extend(other.0);
     }
 
+    /// The same errors with `prefix` put before every field path (`specialists[2].` + `name`).
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|e| FieldError {
+                    field: format!("{prefix}{}", e.field),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    }
+
     /// True when no rule was broken.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

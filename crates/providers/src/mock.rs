@@ -1,0 +1,260 @@
+use std::time::Duration;
+
+use core_domain::{
+    Completion, FinishReason, ProviderKind, Role, StreamEvent, TokenUsage, estimate_prompt_tokens,
+    estimate_text_tokens,
+};
+use futures_util::{FutureExt, StreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+use crate::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, ProviderRequest};
+
+/// How the mock behaves: for demos, front-end work and load tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MockConfig {
+    /// Delay before the answer (or the first chunk of a stream), in milliseconds.
+    pub latency_ms: u64,
+    /// How many text chunks a streamed answer is cut into.
+    pub chunk_count: u32,
+    /// Delay between streamed chunks, in milliseconds.
+    pub chunk_delay_ms: u64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            chunk_count: 8,
+            chunk_delay_ms: 0,
+        }
+    }
+}
+
+/// A provider that answers without a network or a key, deterministically: the same request
+/// always gets the same answer, streamed or not.
+///
+/// Its token counts are honest for what it returns: input tokens are the estimate of the prompt
+/// it was given and output tokens the estimate of the text it sends (by
+/// [`estimate_text_tokens`]), and an answer longer than `max_tokens` is cut there with finish
+/// reason `length`, as a real model would.
+#[derive(Debug, Clone, Default)]
+pub struct MockProvider {
+    config: MockConfig,
+}
+
+impl MockProvider {
+    /// A mock with this behaviour.
+    pub fn new(config: MockConfig) -> Self {
+        Self { config }
+    }
+
+    fn answer(request: &ProviderRequest) -> Completion {
+        let question = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map_or("", |m| m.content.trim());
+        let full = format!(
+            "You said: \"{question}\". This reply comes from commander's built-in mock provider \
+             (model {}): no upstream model was called, and the same message always gets the \
+             same answer.",
+            request.model
+        );
+        let max_chars = usize::try_from(request.max_tokens)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(4);
+        let (content, finish_reason) = match full.char_indices().nth(max_chars) {
+            Some((cut, _)) => (full[..cut].to_owned(), FinishReason::Length),
+            None => (full, FinishReason::Stop),
+        };
+        let usage = TokenUsage::reported(
+            estimate_prompt_tokens(&request.system_prompt, &request.messages),
+            estimate_text_tokens(&content),
+        );
+        Completion {
+            content,
+            usage,
+            finish_reason,
+            model: request.model.clone(),
+        }
+    }
+
+    async fn wait(millis: u64) {
+        if millis > 0 {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+        }
+    }
+}
+
+/// `text` cut into at most `count` pieces of nearly equal length, on character boundaries.
+fn split_into_chunks(text: &str, count: u32) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let count = usize::try_from(count.max(1)).unwrap_or(1).min(chars.len().max(1));
+    let size = chars.len().div_ceil(count).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+impl ChatProvider for MockProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Mock
+    }
+
+    fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
+        async move {
+            Self::wait(self.config.latency_ms).await;
+            Ok(Self::answer(request))
+        }
+        .boxed()
+    }
+
+    fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
+        async move {
+            Self::wait(self.config.latency_ms).await;
+            let Completion {
+                content,
+                usage,
+                finish_reason,
+                model,
+            } = Self::answer(request);
+            let delay = self.config.chunk_delay_ms;
+            let deltas = split_into_chunks(&content, self.config.chunk_count)
+                .into_iter()
+                .enumerate()
+                .map(move |(i, chunk)| (i, StreamEvent::TextDelta(chunk)));
+            let events = stream::iter(deltas)
+                .then(move |(i, event)| async move {
+                    if i > 0 {
+                        Self::wait(delay).await;
+                    }
+                    Ok(event)
+                })
+                .chain(stream::once(async move {
+                    Ok(StreamEvent::Finished {
+                        usage,
+                        finish_reason,
+                        model,
+                    })
+                }));
+            Ok(Box::pin(events) as EventStream)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core_domain::ChatMessage;
+
+    use super::*;
+
+    fn request(message: &str, max_tokens: u32) -> ProviderRequest {
+        ProviderRequest {
+            model: "mock-echo".into(),
+            system_prompt: "Be brief.".into(),
+            messages: vec![
+                ChatMessage::user("earlier"),
+                ChatMessage::assistant("reply"),
+                ChatMessage::user(message),
+            ],
+            temperature: 0.0,
+            max_tokens,
+            base_url: None,
+        }
+    }
+
+    async fn collect(provider: &MockProvider, request: &ProviderRequest) -> Vec<StreamEvent> {
+        let stream = provider.stream(request).await.unwrap();
+        stream.map(Result::unwrap).collect().await
+    }
+
+    #[tokio::test]
+    async fn answer_is_deterministic_and_quotes_the_last_user_message() {
+        let provider = MockProvider::default();
+        let a = provider.complete(&request("What is 2+2?", 512)).await.unwrap();
+        let b = provider.complete(&request("What is 2+2?", 512)).await.unwrap();
+        assert_eq!(a, b);
+        assert!(a.content.starts_with("You said: \"What is 2+2?\"."), "{}", a.content);
+        assert_eq!(a.finish_reason, FinishReason::Stop);
+        assert_eq!(a.model, "mock-echo");
+    }
+
+    #[tokio::test]
+    async fn token_counts_describe_what_was_sent_and_returned() {
+        let provider = MockProvider::default();
+        let req = request("hello", 512);
+        let answer = provider.complete(&req).await.unwrap();
+        assert_eq!(
+            answer.usage,
+            TokenUsage::reported(
+                estimate_prompt_tokens("Be brief.", &req.messages),
+                estimate_text_tokens(&answer.content)
+            )
+        );
+        assert!(answer.usage.output_tokens > 10);
+    }
+
+    #[tokio::test]
+    async fn answer_is_cut_at_max_tokens_with_length() {
+        let provider = MockProvider::default();
+        let answer = provider.complete(&request("hello", 5)).await.unwrap();
+        assert_eq!(answer.content.chars().count(), 20);
+        assert_eq!(answer.usage.output_tokens, 5);
+        assert_eq!(answer.finish_reason, FinishReason::Length);
+    }
+
+    #[tokio::test]
+    async fn stream_concatenates_to_the_whole_answer_in_the_configured_chunks() {
+        let provider = MockProvider::new(MockConfig {
+            chunk_count: 5,
+            ..MockConfig::default()
+        });
+        let req = request("stream me", 512);
+        let whole = provider.complete(&req).await.unwrap();
+        let events = collect(&provider, &req).await;
+        assert_eq!(events.len(), 6);
+        let mut text = String::new();
+        for event in &events[..5] {
+            match event {
+                StreamEvent::TextDelta(delta) => text.push_str(delta),
+                other => panic!("expected a delta, got {other:?}"),
+            }
+        }
+        assert_eq!(text, whole.content);
+        assert_eq!(
+            events[5],
+            StreamEvent::Finished {
+                usage: whole.usage,
+                finish_reason: FinishReason::Stop,
+                model: "mock-echo".into()
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_and_chunk_delay_are_honoured() {
+        let provider = MockProvider::new(MockConfig {
+            latency_ms: 300,
+            chunk_count: 4,
+            chunk_delay_ms: 100,
+        });
+        let start = tokio::time::Instant::now();
+        provider.complete(&request("x", 512)).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+
+        let start = tokio::time::Instant::now();
+        let events = collect(&provider, &request("x", 512)).await;
+        assert_eq!(events.len(), 5);
+        // 300 ms before the first chunk, then 100 ms before each of the other three.
+        assert_eq!(start.elapsed(), Duration::from_millis(600));
+    }
+
+    #[test]
+    fn chunks_respect_character_boundaries() {
+        assert_eq!(split_into_chunks("ééé", 2), ["éé", "é"]);
+        assert_eq!(split_into_chunks("ab", 8), ["a", "b"]);
+        assert_eq!(split_into_chunks("", 3), Vec::<String>::new());
+        assert_eq!(split_into_chunks("abc", 0), ["abc"]);
+    }
+}

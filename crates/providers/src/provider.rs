@@ -1,0 +1,30 @@
+use std::pin::Pin;
+
+use core_domain::{Completion, ProviderKind, StreamEvent};
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+
+use crate::{ProviderError, ProviderRequest};
+
+/// A streamed answer. Dropping it cancels the upstream request.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// The future of a whole answer.
+pub type CompletionFuture<'a> = BoxFuture<'a, Result<Completion, ProviderError>>;
+
+/// The future of a stream: it resolves once the upstream has accepted the request, so a failure
+/// before the first byte is an ordinary error rather than a broken stream.
+pub type EventStreamFuture<'a> = BoxFuture<'a, Result<EventStream, ProviderError>>;
+
+/// One upstream API family. Object safe: the registry hands out `Arc<dyn ChatProvider>`.
+pub trait ChatProvider: Send + Sync {
+    /// Which family this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// Asks for a whole answer.
+    fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a>;
+
+    /// Asks for an answer as a stream of text deltas ending with usage. The stream owns what it
+    /// needs and may outlive `request`.
+    fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a>;
+}

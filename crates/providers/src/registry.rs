@@ -1,0 +1,104 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use core_domain::{ProviderKind, Specialist};
+
+use crate::{ChatProvider, ProviderError};
+
+/// The environment variable that holds the API key for `provider` (empty for the mock, which
+/// needs none).
+pub const fn api_key_env(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::OpenAi => "OPENAI_API_KEY",
+        ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
+        ProviderKind::Google => "GOOGLE_API_KEY",
+        ProviderKind::Mock => "",
+    }
+}
+
+/// The configured providers, by kind.
+#[derive(Default, Clone)]
+pub struct ProviderRegistry {
+    providers: HashMap<ProviderKind, Arc<dyn ChatProvider>>,
+}
+
+impl ProviderRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the provider for its kind.
+    pub fn register(&mut self, provider: Arc<dyn ChatProvider>) {
+        self.providers.insert(provider.kind(), provider);
+    }
+
+    /// The provider that serves `specialist`, or [`ProviderError::NotConfigured`] naming the
+    /// variable to set.
+    pub fn provider_for(
+        &self,
+        specialist: &Specialist,
+    ) -> Result<Arc<dyn ChatProvider>, ProviderError> {
+        let kind = specialist.provider();
+        self.providers
+            .get(&kind)
+            .cloned()
+            .ok_or(ProviderError::NotConfigured {
+                provider: kind,
+                env_var: api_key_env(kind),
+            })
+    }
+
+    /// The kinds that are configured.
+    pub fn configured(&self) -> impl Iterator<Item = ProviderKind> + '_ {
+        self.providers.keys().copied()
+    }
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.providers.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use core_domain::{SpecialistDraft, SpecialistId};
+
+    use super::*;
+    use crate::MockProvider;
+
+    fn specialist(provider: &str) -> Specialist {
+        let spec = SpecialistDraft {
+            name: "S".into(),
+            description: String::new(),
+            provider: provider.into(),
+            model: "m".into(),
+            base_url: None,
+            system_prompt: "p".into(),
+            temperature: 0.5,
+            max_tokens: 100,
+            pricing: None,
+        }
+        .validate()
+        .unwrap();
+        Specialist::new(SpecialistId::parse("s").unwrap(), spec, Utc::now())
+    }
+
+    #[test]
+    fn missing_provider_names_the_variable_to_set() {
+        let mut registry = ProviderRegistry::new();
+        registry.register(Arc::new(MockProvider::default()));
+        assert!(registry.provider_for(&specialist("mock")).is_ok());
+        let err = registry.provider_for(&specialist("anthropic")).err().unwrap();
+        assert_eq!(
+            err,
+            ProviderError::NotConfigured {
+                provider: ProviderKind::Anthropic,
+                env_var: "ANTHROPIC_API_KEY"
+            }
+        );
+        assert!(err.to_string().contains("ANTHROPIC_API_KEY"));
+    }
+}
