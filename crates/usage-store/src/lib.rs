@@ -1,1 +1,36 @@
-//! placeholder during bootstrap
+//! The usage log: one row per chat call, in SQLite or PostgreSQL, written without ever making a
+//! caller wait.
+//!
+//! This crate owns the `usage_logs` table (its diesel schema and the embedded migrations for
+//! both backends under `migrations/`), the connection pool ([`UsageStore`], backend chosen by the
+//! URL), and the background writer ([`spawn_writer`]) that drains a bounded queue into the
+//! database in batches, one transaction each, on blocking threads.
+//!
+//! It is the only crate that knows diesel. It must not depend on HTTP, providers or pricing: it
+//! is handed finished [`UsageRecord`]s.
+//!
+//! ```
+//! use usage_store::{DatabaseConfig, UsageStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let config = DatabaseConfig {
+//!     url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+//!     ..DatabaseConfig::default()
+//! };
+//! let store = UsageStore::connect(&config).unwrap(); // migrations applied
+//! assert_eq!(store.count_rows().unwrap(), 0);
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod record;
+mod schema;
+mod store;
+mod writer;
+
+pub use config::DatabaseConfig;
+pub use error::StoreError;
+pub use record::{StoredUsage, UsageRecord};
+pub use store::{Backend, UsageStore};
+pub use writer::{UsageSink, UsageWriter, spawn_writer};

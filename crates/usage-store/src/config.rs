@@ -1,0 +1,33 @@
+use serde::{Deserialize, Serialize};
+
+/// The `[database]` section: where the usage log lives and how it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (relative to the working directory; `sqlite:///abs/path.db`
+    /// for an absolute path) or `postgres://user@host:port/db`.
+    pub url: String,
+    /// The most connections the pool opens.
+    pub pool_size: u32,
+    /// The most rows written in one transaction.
+    pub batch_size: usize,
+    /// How long a row may wait for its batch to fill before it is written anyway.
+    pub flush_interval_ms: u64,
+    /// How many rows may wait in memory for the writer.
+    pub queue_capacity: usize,
+    /// Where rows go when they cannot reach the database in time (JSON lines).
+    pub spill_path: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/commander.db".to_owned(),
+            pool_size: 8,
+            batch_size: 256,
+            flush_interval_ms: 200,
+            queue_capacity: 10_000,
+            spill_path: "data/usage-spill.jsonl".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+/// What can go wrong with the usage log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no backend we speak.
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// The database could not be reached or a pooled connection could not be had.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// Applying the embedded migrations failed.
+    #[error("cannot apply database migrations: {0}")]
+    Migration(String),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Preparing the database's directory failed.
+    #[error("cannot prepare the database directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored value no longer parses (the table was edited by hand).
+    #[error("corrupt usage row: {0}")]
+    Corrupt(String),
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Connect(e.to_string())
+    }
+}

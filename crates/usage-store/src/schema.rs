@@ -1,0 +1,23 @@
+// The `usage_logs` table as both backends see it; kept by hand in step with `migrations/`.
+diesel::table! {
+    usage_logs (id) {
+        id -> BigInt,
+        timestamp -> Timestamp,
+        request_id -> Text,
+        user_email_hash -> Nullable<Text>,
+        specialist_id -> Text,
+        specialist_name -> Text,
+        provider -> Text,
+        model -> Text,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        tokens_estimated -> Bool,
+        estimated_cost_usd -> Double,
+        pricing_known -> Bool,
+        latency_ms -> Double,
+        ttft_ms -> Nullable<Double>,
+        success -> Bool,
+        error_code -> Nullable<Text>,
+        streamed -> Bool,
+    }
+}

@@ -1,0 +1,351 @@
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::record::NewUsageRow;
+use crate::schema::usage_logs;
+use crate::{DatabaseConfig, StoreError, StoredUsage, UsageRecord};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// How long a caller waits for a pooled connection before giving up.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Rows per PostgreSQL INSERT statement: at 17 columns a row, far below its 65535 bind limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(r2d2::Pool<ConnectionManager<SqliteConnection>>),
+    Postgres(r2d2::Pool<ConnectionManager<PgConnection>>),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend the store uses.
+/// The body is compiled once per backend, so diesel checks each query against each dialect.
+macro_rules! with_connection {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
+                let mut pooled = pool.get()?;
+                let $conn: &mut SqliteConnection = &mut pooled;
+                $body
+            }
+            Pool::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                let $conn: &mut PgConnection = &mut pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// SQLite settings every pooled connection needs: write-ahead logging so readers never block
+/// the writer, a busy timeout instead of instant `database is locked` errors, and full sync so
+/// a committed batch survives a power cut.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// The usage log's database: a bounded connection pool with migrations applied.
+///
+/// Every method blocks; call them from a blocking thread (`spawn_blocking`), never from an
+/// async task.
+#[derive(Clone)]
+pub struct UsageStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for UsageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageStore")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageStore {
+    /// Opens the pool for `config.url` (creating a SQLite file and its directory if needed) and
+    /// applies any pending migrations.
+    pub fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let url = config.url.trim();
+        let pool_size = config.pool_size.max(1);
+        let pool = if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path.starts_with(":memory:") {
+                return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            }
+            if let Some(dir) = Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            let pool = r2d2::Pool::builder()
+                .max_size(pool_size)
+                .min_idle(Some(1))
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .connection_customizer(Box::new(SqlitePragmas))
+                .build(ConnectionManager::<SqliteConnection>::new(path))?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = r2d2::Pool::builder()
+                .max_size(pool_size)
+                .min_idle(Some(1))
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .build(ConnectionManager::<PgConnection>::new(url))?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let store = Self { pool };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        let applied = match &self.pool {
+            Pool::Sqlite(pool) => pool
+                .get()?
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.len()),
+            Pool::Postgres(pool) => pool
+                .get()?
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len()),
+        };
+        applied.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// `Ok` when the database answers and no migration is pending.
+    pub fn check_ready(&self) -> Result<(), StoreError> {
+        let pending = match &self.pool {
+            Pool::Sqlite(pool) => pool.get()?.has_pending_migration(SQLITE_MIGRATIONS),
+            Pool::Postgres(pool) => pool.get()?.has_pending_migration(POSTGRES_MIGRATIONS),
+        };
+        match pending {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(StoreError::Migration("migrations are pending".to_owned())),
+            Err(e) => Err(StoreError::Connect(e.to_string())),
+        }
+    }
+
+    /// Writes `records` in one transaction. A record whose request id is already stored is
+    /// skipped, so writing a batch again after an unclear failure never duplicates rows.
+    /// Returns how many rows were new.
+    pub fn insert_batch(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<NewUsageRow<'_>> = records.iter().map(NewUsageRow::from).collect();
+        match &self.pool {
+            // SQLite: one cached prepared statement per row inside the transaction is as fast as
+            // a multi-row INSERT (no round trips), and diesel has no multi-row ON CONFLICT there.
+            Pool::Sqlite(pool) => pool.get()?.transaction(|conn| {
+                rows.iter().try_fold(0, |inserted, row| {
+                    diesel::insert_or_ignore_into(usage_logs::table)
+                        .values(row)
+                        .execute(conn)
+                        .map(|n| inserted + n)
+                })
+            }),
+            // PostgreSQL: multi-row statements, since every statement is a network round trip.
+            Pool::Postgres(pool) => pool.get()?.transaction(|conn| {
+                rows.chunks(ROWS_PER_STATEMENT)
+                    .try_fold(0, |inserted, chunk| {
+                        diesel::insert_into(usage_logs::table)
+                            .values(chunk)
+                            .on_conflict(usage_logs::request_id)
+                            .do_nothing()
+                            .execute(conn)
+                            .map(|n| inserted + n)
+                    })
+            }),
+        }
+        .map_err(StoreError::from)
+    }
+
+    /// How many rows the table holds.
+    pub fn count_rows(&self) -> Result<u64, StoreError> {
+        let count: i64 = with_connection!(self, |conn| {
+            usage_logs::table.count().get_result(conn)?
+        });
+        u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))
+    }
+
+    /// The row for one request, if it was logged.
+    pub fn find_by_request_id(&self, request_id: &str) -> Result<Option<StoredUsage>, StoreError> {
+        Ok(with_connection!(self, |conn| {
+            usage_logs::table
+                .filter(usage_logs::request_id.eq(request_id))
+                .select(StoredUsage::as_select())
+                .first(conn)
+                .optional()?
+        }))
+    }
+
+    /// Every row, oldest first (for tests and small exports).
+    pub fn all_rows(&self) -> Result<Vec<StoredUsage>, StoreError> {
+        Ok(with_connection!(self, |conn| {
+            usage_logs::table
+                .order(usage_logs::id)
+                .select(StoredUsage::as_select())
+                .load(conn)?
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use core_domain::{
+        EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
+    };
+
+    use super::*;
+
+    pub(crate) fn sqlite_store(dir: &tempfile::TempDir) -> UsageStore {
+        UsageStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("db/usage.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn record(request_id: &str) -> UsageRecord {
+        UsageRecord {
+            request_id: RequestId::parse(request_id).unwrap(),
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 45).unwrap(),
+            user_email_hash: Some(EmailHash::of_email("ada@example.com")),
+            specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
+            specialist_name: "Financial Analyst".into(),
+            provider: ProviderKind::OpenAi,
+            model: "gpt-4o".into(),
+            usage: TokenUsage::estimated(1200, 345),
+            cost: Usd::from_nanos(6_450_000),
+            pricing_known: true,
+            latency: Duration::from_micros(1_234_500),
+            time_to_first_token: Some(Duration::from_millis(250)),
+            error_code: Some(ErrorCode::UpstreamTimeout),
+            streamed: true,
+        }
+    }
+
+    #[test]
+    fn every_column_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        assert_eq!(store.insert_batch(&[record("req-1")]).unwrap(), 1);
+        let row = store.find_by_request_id("req-1").unwrap().unwrap();
+        assert_eq!(
+            row,
+            StoredUsage {
+                id: row.id,
+                timestamp: Utc
+                    .with_ymd_and_hms(2026, 11, 27, 12, 30, 45)
+                    .unwrap()
+                    .naive_utc(),
+                request_id: "req-1".into(),
+                user_email_hash: Some(
+                    "b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72".into()
+                ),
+                specialist_id: "financial_analyst".into(),
+                specialist_name: "Financial Analyst".into(),
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                input_tokens: 1200,
+                output_tokens: 345,
+                tokens_estimated: true,
+                estimated_cost_usd: 0.00645,
+                pricing_known: true,
+                latency_ms: 1234.5,
+                ttft_ms: Some(250.0),
+                success: false,
+                error_code: Some("upstream_timeout".into()),
+                streamed: true,
+            }
+        );
+    }
+
+    #[test]
+    fn batch_is_written_and_replays_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let batch: Vec<UsageRecord> = (0..1200).map(|i| record(&format!("r{i}"))).collect();
+        assert_eq!(store.insert_batch(&batch).unwrap(), 1200);
+        // The same batch again, plus one new record: only the new one is stored.
+        let mut again = batch.clone();
+        again.push(record("new"));
+        assert_eq!(store.insert_batch(&again).unwrap(), 1);
+        assert_eq!(store.count_rows().unwrap(), 1201);
+    }
+
+    #[test]
+    fn anonymous_caller_is_stored_as_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let mut anonymous = record("anon");
+        anonymous.user_email_hash = None;
+        anonymous.error_code = None;
+        store.insert_batch(&[anonymous]).unwrap();
+        let row = store.find_by_request_id("anon").unwrap().unwrap();
+        assert_eq!(row.user_email_hash, None);
+        assert!(row.success);
+        assert_eq!(row.error_code, None);
+    }
+
+    #[test]
+    fn reopening_applies_no_migration_twice_and_is_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        store.insert_batch(&[record("keep")]).unwrap();
+        drop(store);
+        let store = sqlite_store(&dir);
+        assert_eq!(store.migrate().unwrap(), 0);
+        store.check_ready().unwrap();
+        assert_eq!(store.count_rows().unwrap(), 1);
+        assert_eq!(store.backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn unknown_url_scheme_is_refused() {
+        for url in ["mysql://localhost/db", "sqlite://", "sqlite://:memory:", "data.db"] {
+            let err = UsageStore::connect(&DatabaseConfig {
+                url: url.into(),
+                ..DatabaseConfig::default()
+            })
+            .unwrap_err();
+            assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{url}: {err}");
+        }
+    }
+}
