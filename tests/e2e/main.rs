@@ -1,1 +1,4 @@
+//! End-to-end tests: the real server on port 0, real sockets, a real SQLite file.
 
+mod chat_send;
+mod errors;

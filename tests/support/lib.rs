@@ -1,1 +1,162 @@
+//! Test support for commander's end-to-end tests: the real server, built by the same
+//! `Application::build` as the binary, on port 0 with a temporary SQLite database and catalogue.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let app = e2e_support::TestApp::spawn().await;
+//! let response = app
+//!     .post_json("/chat/send", &serde_json::json!({"specialist_id": "demo", "message": "hi"}))
+//!     .await;
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(app.usage_rows().await.len(), 1);
+//! # }
+//! ```
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use commander::{Application, Settings};
+use tempfile::TempDir;
+use usage_store::{StoredUsage, UsageSink, UsageStore};
+
+/// A running commander on 127.0.0.1 with its own database and catalogue, stopped on drop.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// A client with a timeout, so a hung server fails the test instead of hanging it.
+    pub client: reqwest::Client,
+    store: UsageStore,
+    usage: UsageSink,
+    handle: ServerHandle,
+    dir: TempDir,
+}
+
+impl TestApp {
+    /// The server on its defaults (demo specialist on the mock, no provider keys).
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_, _| {}).await
+    }
+
+    /// The server with settings adjusted by `customize` before it is built.
+    pub async fn spawn_with(customize: impl FnOnce(&mut Settings, &std::path::Path)) -> Self {
+        // reqwest is built without a default TLS provider; install one for the process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut settings = Settings::default();
+        settings.server.bind = "127.0.0.1:0".to_owned();
+        settings.server.workers = 1;
+        settings.server.shutdown_grace_seconds = 5;
+        settings.database.url = format!("sqlite://{}", dir.path().join("usage.db").display());
+        settings.database.flush_interval_ms = 20;
+        settings.specialists.path = dir.path().join("specialists.json");
+        customize(&mut settings, dir.path());
+
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
+        let base_url = format!("http://{}", app.address());
+        let store = app.store();
+        let usage = app.usage();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+        Self {
+            base_url,
+            client,
+            store,
+            usage,
+            handle,
+            dir,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The test's temporary directory (database, catalogue).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// POSTs `body` as JSON.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs raw bytes with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Every usage row, after waiting for every record handed to the writer so far.
+    pub async fn usage_rows(&self) -> Vec<StoredUsage> {
+        self.usage.flush().await.expect("usage writer flushes");
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.all_rows())
+            .await
+            .expect("query task")
+            .expect("rows load")
+    }
+
+    /// Usage rows once at least `count` exist (for records written after the response, such
+    /// as a disconnected client's), waiting at most 5 s.
+    pub async fn wait_for_usage_rows(&self, count: usize) -> Vec<StoredUsage> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = self.usage_rows().await;
+            if rows.len() >= count || tokio::time::Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // `stop` sends its command when called; the returned future only awaits completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// The error body's `error` object, checked for the shape every error must have.
+pub async fn error_body(response: reqwest::Response) -> serde_json::Value {
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("every response has X-Request-Id")
+        .to_str()
+        .expect("ASCII request id")
+        .to_owned();
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    let error = body["error"].clone();
+    assert!(error["code"].is_string(), "error.code missing: {body}");
+    assert!(
+        error["message"].is_string(),
+        "error.message missing: {body}"
+    );
+    assert_eq!(error["request_id"], request_id.as_str(), "{body}");
+    error
+}

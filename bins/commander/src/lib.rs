@@ -1,1 +1,15 @@
+//! The commander binary's library half: typed settings, and the wiring that turns them into a
+//! running [`Application`].
+//!
+//! `main.rs` only parses the command line, sets up logging and calls into here; the end-to-end
+//! tests call the same [`Application::build`] with port 0 and a temporary database, so the
+//! server under test is the real one.
+#![warn(missing_docs)]
 
+mod application;
+mod settings;
+mod telemetry;
+
+pub use application::{Application, StartupError};
+pub use settings::{LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings};
+pub use telemetry::init_logging;

@@ -9,7 +9,9 @@ pub enum DomainError {
     #[error("invalid specialist id: must be 1-64 characters of letters, digits, '_' or '-'")]
     InvalidSpecialistId,
     /// A request id that is empty, too long or uses characters outside `[A-Za-z0-9._:-]`.
-    #[error("invalid request id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")]
+    #[error(
+        "invalid request id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+    )]
     InvalidRequestId,
     /// An email hash that is not 64 lower-case hex digits.
     #[error("invalid email hash: must be 64 lower-case hexadecimal digits")]

@@ -120,7 +120,10 @@ mod tests {
         // Computed independently: `printf %s ada@example.com | sha256sum`.
         let expected = "b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72";
         assert_eq!(EmailHash::of_email("ada@example.com").as_str(), expected);
-        assert_eq!(EmailHash::of_email("  Ada@Example.COM\n").as_str(), expected);
+        assert_eq!(
+            EmailHash::of_email("  Ada@Example.COM\n").as_str(),
+            expected
+        );
     }
 
     #[test]

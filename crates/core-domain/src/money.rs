@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The cheapest listed model costs 7.5 × 10⁻⁸ USD per token, so nano-dollars keep every price
 /// exact to the token; a `u64` of them holds 18 billion dollars. Convert to a decimal only at the
 /// edge ([`Usd::as_dollars`]), where JSON and the usage table want a number.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Usd(u64);
 
@@ -55,7 +57,12 @@ impl Add for Usd {
 
 impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "${}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "${}.{:09}",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 

@@ -174,7 +174,10 @@ impl SpecialistDraft {
         if name.is_empty() {
             errors.push("name", "must not be empty");
         } else if name.chars().count() > MAX_NAME_CHARS {
-            errors.push("name", format!("must be at most {MAX_NAME_CHARS} characters"));
+            errors.push(
+                "name",
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            );
         }
         if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
             errors.push(
@@ -186,10 +189,7 @@ impl SpecialistDraft {
         let provider = match self.provider.parse::<ProviderKind>() {
             Ok(kind) => Some(kind),
             Err(_) => {
-                errors.push(
-                    "provider",
-                    "must be one of openai, anthropic, google, mock",
-                );
+                errors.push("provider", "must be one of openai, anthropic, google, mock");
                 None
             }
         };
@@ -198,7 +198,10 @@ impl SpecialistDraft {
         if model.is_empty() {
             errors.push("model", "must not be empty");
         } else if model.chars().count() > MAX_MODEL_CHARS {
-            errors.push("model", format!("must be at most {MAX_MODEL_CHARS} characters"));
+            errors.push(
+                "model",
+                format!("must be at most {MAX_MODEL_CHARS} characters"),
+            );
         } else if !model.chars().all(is_model_char) {
             // Model names end up in URL paths (Gemini's `models/{model}:generateContent`), so
             // nothing that could change the path gets in.
@@ -401,11 +404,7 @@ impl Specialist {
                 errors.push("version", "must be a positive integer");
                 None
             });
-        let spec = record
-            .draft
-            .validate()
-            .map_err(|e| errors.extend(e))
-            .ok();
+        let spec = record.draft.validate().map_err(|e| errors.extend(e)).ok();
         match (id, version, spec) {
             (Some(id), Some(version), Some(spec)) if errors.is_empty() => {
                 let created_at = record.created_at.unwrap_or(now);
@@ -630,7 +629,10 @@ mod tests {
     fn base_url_shape_is_checked_and_trailing_slash_dropped() {
         let mut d = draft();
         d.base_url = Some("https://api.x.ai/v1/".into());
-        assert_eq!(d.validate().unwrap().base_url.as_deref(), Some("https://api.x.ai/v1"));
+        assert_eq!(
+            d.validate().unwrap().base_url.as_deref(),
+            Some("https://api.x.ai/v1")
+        );
         for bad in [
             "not a url",
             "https://user:pw@api.x.ai/v1",
@@ -648,7 +650,11 @@ mod tests {
     #[test]
     fn model_names_of_real_servers_are_accepted() {
         let mut d = draft();
-        for model in ["llama3.1:8b", "meta-llama/Llama-3-70b", "claude-3-5-sonnet@20240620"] {
+        for model in [
+            "llama3.1:8b",
+            "meta-llama/Llama-3-70b",
+            "claude-3-5-sonnet@20240620",
+        ] {
             d.model = model.into();
             assert!(d.validate().is_ok(), "{model}");
         }
@@ -673,7 +679,10 @@ mod tests {
             Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap()
                 + chrono::Duration::microseconds(123_456)
         );
-        assert_eq!(s.updated_at(), Utc.with_ymd_and_hms(2024, 1, 16, 8, 0, 0).unwrap());
+        assert_eq!(
+            s.updated_at(),
+            Utc.with_ymd_and_hms(2024, 1, 16, 8, 0, 0).unwrap()
+        );
     }
 
     #[test]

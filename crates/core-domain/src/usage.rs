@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn prompt_estimate_counts_framing_per_message() {
-        let messages = [ChatMessage::user("abcd"), ChatMessage::assistant("abcdefgh")];
+        let messages = [
+            ChatMessage::user("abcd"),
+            ChatMessage::assistant("abcdefgh"),
+        ];
         // system: 1 + 3, user: 1 + 3, assistant: 2 + 3, priming: 3
         assert_eq!(estimate_prompt_tokens("abcd", &messages), 16);
         assert_eq!(estimate_prompt_tokens("", &messages[..1]), 7);

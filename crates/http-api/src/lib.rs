@@ -1,1 +1,25 @@
-//! placeholder during bootstrap
+//! commander's HTTP API on actix-web.
+//!
+//! This crate owns everything HTTP: routes and their request/response bodies, the error JSON
+//! (`{"error": {"code", "message", "request_id"}}`) and the mapping from every crate's error to
+//! a status code (the only place status codes are known), request ids (`X-Request-Id`), and the
+//! chat flow that ties a request to a specialist, a provider, a price and a usage record.
+//!
+//! It depends on every library crate below it and on none above: the binary builds an
+//! [`AppState`] and hands it to [`build_server`] with a bound listener. It must not know how
+//! configuration is loaded, how providers speak their wire formats, or diesel.
+#![warn(missing_docs)]
+
+mod app;
+mod chat;
+mod config;
+mod context;
+mod error;
+mod health;
+mod state;
+
+pub use app::{build_server, configure};
+pub use config::{ChatLimits, ServerConfig};
+pub use context::RequestContext;
+pub use error::ApiError;
+pub use state::AppState;

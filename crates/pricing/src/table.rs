@@ -285,7 +285,10 @@ mod tests {
         assert_eq!(price("gpt-4o-2024-08-06"), price("gpt-4o"));
         assert_eq!(price("gpt-4o-mini-2024-07-18"), price("gpt-4o-mini"));
         assert_eq!(price("claude-3-haiku-20240307"), price("claude-3-haiku"));
-        assert_eq!(price("claude-sonnet-4-5@20250929"), price("claude-sonnet-4-5"));
+        assert_eq!(
+            price("claude-sonnet-4-5@20250929"),
+            price("claude-sonnet-4-5")
+        );
         assert_eq!(price("gemini-1.5-pro-002"), price("gemini-1.5-pro"));
         assert_eq!(price("gpt-4o-latest"), price("gpt-4o"));
         // Different models that merely share a prefix are not priced as each other.
@@ -300,7 +303,11 @@ mod tests {
         let mut previous = Usd::ZERO;
         for tokens in (0..5000).step_by(37) {
             let cost = table
-                .estimate(None, "claude-3-haiku", &TokenUsage::reported(tokens, tokens))
+                .estimate(
+                    None,
+                    "claude-3-haiku",
+                    &TokenUsage::reported(tokens, tokens),
+                )
                 .cost;
             assert!(cost >= previous);
             previous = cost;

@@ -34,7 +34,9 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     /// The provider has no credentials; `env_var` names what to set.
-    #[error("the {provider} provider is not configured: set {env_var} or providers.{provider}.api_key")]
+    #[error(
+        "the {provider} provider is not configured: set {env_var} or providers.{provider}.api_key"
+    )]
     NotConfigured {
         /// The provider.
         provider: ProviderKind,

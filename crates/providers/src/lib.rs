@@ -43,12 +43,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod config;
 mod error;
 mod mock;
 mod provider;
 mod registry;
 mod request;
 
+pub use config::{ProvidersConfig, UpstreamConfig, XaiConfig};
 pub use error::{ProviderError, TimeoutPhase};
 pub use mock::{MockConfig, MockProvider};
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};

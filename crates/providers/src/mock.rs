@@ -91,7 +91,9 @@ impl MockProvider {
 /// `text` cut into at most `count` pieces of nearly equal length, on character boundaries.
 fn split_into_chunks(text: &str, count: u32) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    let count = usize::try_from(count.max(1)).unwrap_or(1).min(chars.len().max(1));
+    let count = usize::try_from(count.max(1))
+        .unwrap_or(1)
+        .min(chars.len().max(1));
     let size = chars.len().div_ceil(count).max(1);
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
@@ -172,10 +174,20 @@ mod tests {
     #[tokio::test]
     async fn answer_is_deterministic_and_quotes_the_last_user_message() {
         let provider = MockProvider::default();
-        let a = provider.complete(&request("What is 2+2?", 512)).await.unwrap();
-        let b = provider.complete(&request("What is 2+2?", 512)).await.unwrap();
+        let a = provider
+            .complete(&request("What is 2+2?", 512))
+            .await
+            .unwrap();
+        let b = provider
+            .complete(&request("What is 2+2?", 512))
+            .await
+            .unwrap();
         assert_eq!(a, b);
-        assert!(a.content.starts_with("You said: \"What is 2+2?\"."), "{}", a.content);
+        assert!(
+            a.content.starts_with("You said: \"What is 2+2?\"."),
+            "{}",
+            a.content
+        );
         assert_eq!(a.finish_reason, FinishReason::Stop);
         assert_eq!(a.model, "mock-echo");
     }

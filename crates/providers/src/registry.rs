@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use core_domain::{ProviderKind, Specialist};
 
-use crate::{ChatProvider, ProviderError};
+use crate::{ChatProvider, MockProvider, ProviderError, ProvidersConfig};
 
 /// The environment variable that holds the API key for `provider` (empty for the mock, which
 /// needs none).
@@ -26,6 +26,13 @@ impl ProviderRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every provider `config` makes usable: the mock always, the others when they have a key.
+    pub fn from_config(config: &ProvidersConfig) -> Self {
+        let mut registry = Self::new();
+        registry.register(Arc::new(MockProvider::new(config.mock.clone())));
+        registry
     }
 
     /// Adds (or replaces) the provider for its kind.
@@ -67,7 +74,6 @@ mod tests {
     use core_domain::{SpecialistDraft, SpecialistId};
 
     use super::*;
-    use crate::MockProvider;
 
     fn specialist(provider: &str) -> Specialist {
         let spec = SpecialistDraft {
@@ -91,7 +97,10 @@ mod tests {
         let mut registry = ProviderRegistry::new();
         registry.register(Arc::new(MockProvider::default()));
         assert!(registry.provider_for(&specialist("mock")).is_ok());
-        let err = registry.provider_for(&specialist("anthropic")).err().unwrap();
+        let err = registry
+            .provider_for(&specialist("anthropic"))
+            .err()
+            .unwrap();
         assert_eq!(
             err,
             ProviderError::NotConfigured {

@@ -1,1 +1,35 @@
-//! placeholder during bootstrap
+//! Rate limiting by token bucket, with time injected so the arithmetic can be tested exactly.
+//!
+//! This crate owns the bucket arithmetic ([`TokenBucket`]: refill, spend, and the [`Decision`]
+//! that carries everything a caller needs to answer — allowed or not, limit, remaining, when it
+//! is full again, when to retry), the [`Quota`] it enforces, and the [`Clock`] it reads.
+//!
+//! It must not depend on HTTP, async runtimes or any other commander crate: it is usable on its
+//! own by any Rust service.
+//!
+//! Amounts are exact integers: one token is `window` nanoseconds' worth of "credit", and the
+//! bucket refills `capacity` credits per nanosecond, so `capacity` tokens come back per
+//! `window` with no rounding drift, however the checks are spaced.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ratelimit::{Clock, ManualClock, Quota, TokenBucket};
+//!
+//! let clock = ManualClock::default();
+//! let quota = Quota::new(2, Duration::from_secs(60)).unwrap(); // 2 per minute
+//! let mut bucket = TokenBucket::full(quota, clock.now());
+//! assert!(bucket.try_spend(1, clock.now()).allowed);
+//! assert!(bucket.try_spend(1, clock.now()).allowed);
+//! let refused = bucket.try_spend(1, clock.now());
+//! assert!(!refused.allowed);
+//! assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
+//! clock.advance(Duration::from_secs(30));
+//! assert!(bucket.try_spend(1, clock.now()).allowed);
+//! ```
+#![warn(missing_docs)]
+
+mod bucket;
+mod clock;
+
+pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
+pub use clock::{Clock, ManualClock, MonotonicClock};

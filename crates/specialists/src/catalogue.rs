@@ -41,7 +41,10 @@ pub fn parse_catalogue(
                 if !seen_names.insert(specialist.name().to_lowercase()) {
                     problems.push(
                         "name",
-                        format!("'{}' is used twice (names are case-insensitive)", specialist.name()),
+                        format!(
+                            "'{}' is used twice (names are case-insensitive)",
+                            specialist.name()
+                        ),
                     );
                 }
                 errors.extend(problems.with_prefix(&prefix));
@@ -182,18 +185,34 @@ mod tests {
 
     #[test]
     fn default_catalogue_has_the_original_four_and_demo() {
-        let list = parse_catalogue(DEFAULT_CATALOGUE_JSON, &BaseUrlPolicy::default(), Utc::now())
-            .unwrap();
+        let list = parse_catalogue(
+            DEFAULT_CATALOGUE_JSON,
+            &BaseUrlPolicy::default(),
+            Utc::now(),
+        )
+        .unwrap();
         let mut ids: Vec<&str> = list.iter().map(|s| s.id().as_str()).collect();
         ids.sort_unstable();
         assert_eq!(
             ids,
-            ["code_reviewer", "demo", "financial_analyst", "general", "grok_analyst"]
+            [
+                "code_reviewer",
+                "demo",
+                "financial_analyst",
+                "general",
+                "grok_analyst"
+            ]
         );
-        let grok = list.iter().find(|s| s.id().as_str() == "grok_analyst").unwrap();
+        let grok = list
+            .iter()
+            .find(|s| s.id().as_str() == "grok_analyst")
+            .unwrap();
         assert_eq!(grok.base_url(), Some("https://api.x.ai/v1"));
         assert_eq!(grok.model(), "grok-2");
-        assert!(list.iter().all(|s| s.version() == 1 && s.prompt_history().is_empty()));
+        assert!(
+            list.iter()
+                .all(|s| s.version() == 1 && s.prompt_history().is_empty())
+        );
     }
 
     #[test]
@@ -234,7 +253,10 @@ mod tests {
         let path = dir.path().join("nested/specialists.json");
         let catalogue = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
         assert_eq!(catalogue.len(), 5);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), DEFAULT_CATALOGUE_JSON);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            DEFAULT_CATALOGUE_JSON
+        );
 
         let again = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
         let demo = SpecialistId::parse("demo").unwrap();
@@ -263,7 +285,11 @@ mod tests {
         );
         let list = parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap();
         let catalogue = Catalogue::in_memory(list);
-        let names: Vec<String> = catalogue.list().iter().map(|s| s.name().to_owned()).collect();
+        let names: Vec<String> = catalogue
+            .list()
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect();
         assert_eq!(names, ["alpha", "Beta", "zeta"]);
     }
 
@@ -271,8 +297,12 @@ mod tests {
     fn write_then_read_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let file = CatalogueFile::new(dir.path().join("s.json"));
-        let list = parse_catalogue(DEFAULT_CATALOGUE_JSON, &BaseUrlPolicy::default(), Utc::now())
-            .unwrap();
+        let list = parse_catalogue(
+            DEFAULT_CATALOGUE_JSON,
+            &BaseUrlPolicy::default(),
+            Utc::now(),
+        )
+        .unwrap();
         let arcs: Vec<Arc<Specialist>> = list.iter().cloned().map(Arc::new).collect();
         file.write(&arcs).unwrap();
         let text = file.read().unwrap().unwrap();

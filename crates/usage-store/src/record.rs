@@ -1,9 +1,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use core_domain::{
-    EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
-};
+use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -195,9 +195,8 @@ impl UsageStore {
 
     /// How many rows the table holds.
     pub fn count_rows(&self) -> Result<u64, StoreError> {
-        let count: i64 = with_connection!(self, |conn| {
-            usage_logs::table.count().get_result(conn)?
-        });
+        let count: i64 =
+            with_connection!(self, |conn| usage_logs::table.count().get_result(conn)?);
         u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))
     }
 
@@ -339,7 +338,12 @@ mod tests {
 
     #[test]
     fn unknown_url_scheme_is_refused() {
-        for url in ["mysql://localhost/db", "sqlite://", "sqlite://:memory:", "data.db"] {
+        for url in [
+            "mysql://localhost/db",
+            "sqlite://",
+            "sqlite://:memory:",
+            "data.db",
+        ] {
             let err = UsageStore::connect(&DatabaseConfig {
                 url: url.into(),
                 ..DatabaseConfig::default()

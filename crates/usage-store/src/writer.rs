@@ -217,7 +217,11 @@ impl Worker {
             }
             Command::Flush { target, ack } => self.waiters.push((target, ack)),
         }
-        if self.waiters.iter().any(|(target, _)| *target <= self.received) {
+        if self
+            .waiters
+            .iter()
+            .any(|(target, _)| *target <= self.received)
+        {
             self.write(std::mem::take(pending), deadline).await;
             self.acknowledge_flushes();
         }
@@ -254,7 +258,9 @@ impl Worker {
                     self.counters
                         .rows_written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    self.counters.batches_written.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .batches_written
+                        .fetch_add(1, Ordering::Relaxed);
                     self.acknowledge_flushes();
                     return;
                 }
@@ -361,7 +367,10 @@ mod tests {
         // Poll, bounded: the interval is 50 ms, so 5 s means it never came.
         let deadline = Instant::now() + Duration::from_secs(5);
         while store.count_rows().unwrap() == 0 {
-            assert!(Instant::now() < deadline, "record not written after the flush interval");
+            assert!(
+                Instant::now() < deadline,
+                "record not written after the flush interval"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(sink.stats().batches_written, 1);

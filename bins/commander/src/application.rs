@@ -1,0 +1,158 @@
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use http_api::{AppState, build_server};
+use pricing::PriceTable;
+use providers::ProviderRegistry;
+use specialists::{BaseUrlPolicy, Catalogue, CatalogueError};
+use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
+
+use crate::Settings;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The usage database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The specialist catalogue could not be loaded.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A startup task failed unexpectedly.
+    #[error("startup task failed: {0}")]
+    Task(String),
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    writer: UsageWriter,
+    usage: UsageSink,
+    store: UsageStore,
+}
+
+impl Application {
+    /// Opens the database (applying migrations), starts the usage writer, loads the catalogue,
+    /// configures providers and prices, and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let database = settings.database.clone();
+        let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
+            .await
+            .map_err(|e| StartupError::Task(e.to_string()))??;
+        let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
+        let catalogue = Catalogue::open(&settings.specialists.path, &policy)?;
+        let providers = ProviderRegistry::from_config(&settings.providers);
+        let prices = PriceTable::with_overrides(settings.pricing.clone());
+
+        let listener =
+            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
+                address: settings.server.bind.clone(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: settings.server.bind.clone(),
+            source,
+        })?;
+
+        let (usage, writer) = spawn_writer(store.clone(), &settings.database);
+        let state = AppState {
+            catalogue: Arc::new(catalogue),
+            providers: Arc::new(providers),
+            prices: Arc::new(prices),
+            usage: usage.clone(),
+            store: store.clone(),
+            chat_limits: settings.server.chat.clone(),
+        };
+        let server = build_server(listener, state, &settings.server).map_err(|source| {
+            StartupError::Bind {
+                address: settings.server.bind.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            address,
+            server,
+            writer,
+            usage,
+            store,
+        })
+    }
+
+    /// The address the server listens on (with the real port when port 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A handle to stop the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The usage sink (to flush pending records, e.g. in tests).
+    pub fn usage(&self) -> UsageSink {
+        self.usage.clone()
+    }
+
+    /// The usage database.
+    pub fn store(&self) -> UsageStore {
+        self.store.clone()
+    }
+
+    /// Serves until [`ServerHandle::stop`], lets in-flight requests finish within the grace
+    /// period, then commits every queued usage record before returning.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(address = %self.address, "commander is listening");
+        let served = self.server.await;
+        tracing::info!("server stopped; writing pending usage records");
+        self.writer.shutdown().await;
+        tracing::info!("usage records written; bye");
+        served
+    }
+
+    /// Like [`Application::run_until_stopped`], and also stops gracefully on SIGINT or SIGTERM
+    /// (both graceful: an operator's Ctrl-C must not lose usage records either).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.handle();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        let served = self.run_until_stopped().await;
+        signals.abort();
+        served
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,203 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use core_domain::ModelPricing;
+use http_api::ServerConfig;
+use providers::ProvidersConfig;
+use serde::Deserialize;
+use usage_store::DatabaseConfig;
+
+/// The whole configuration: built-in defaults < `commander.toml` (or `--config PATH`) <
+/// `COMMANDER__SECTION__KEY` environment variables. Unknown keys are errors, so a typo is
+/// caught at start instead of silently ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[database]`
+    pub database: DatabaseConfig,
+    /// `[providers]`
+    pub providers: ProvidersConfig,
+    /// `[pricing]`: per-model price overrides, `"model" = { input_per_1m, output_per_1m }`.
+    pub pricing: HashMap<String, ModelPricing>,
+    /// `[specialists]`
+    pub specialists: SpecialistsSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[specialists]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecialistsSettings {
+    /// The catalogue file; created with the default catalogue when missing.
+    pub path: PathBuf,
+}
+
+impl Default for SpecialistsSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("config/specialists.json"),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `info,http_api=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The file read when no `--config` is given, if it exists.
+const DEFAULT_CONFIG_FILE: &str = "commander.toml";
+
+/// Loads settings: defaults, then the file (`path`, which must exist, or `commander.toml` in the
+/// working directory if present), then `COMMANDER__*` variables from `env`, then API keys from
+/// the providers' usual variables.
+pub fn load_settings(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Settings, config::ConfigError> {
+    let file = match path {
+        Some(path) => File::from(path).format(FileFormat::Toml).required(true),
+        None => File::new(DEFAULT_CONFIG_FILE, FileFormat::Toml).required(false),
+    };
+    let environment = Environment::with_prefix("COMMANDER")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("server.cors_allowed_origins")
+        .with_list_parse_key("providers.allowed_http_base_urls")
+        .source(Some(env.clone()));
+    let settings: Settings = Config::builder()
+        .add_source(file)
+        .add_source(environment)
+        .build()?
+        .try_deserialize()?;
+    Ok(Settings {
+        providers: settings
+            .providers
+            .with_env_keys(|name| env.get(name).cloned()),
+        ..settings
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file_and_no_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert!(load_settings(Some(&missing), &env(&[])).is_err());
+        let settings = Settings::default();
+        assert_eq!(settings.server.bind, "127.0.0.1:8000");
+        assert_eq!(settings.database.url, "sqlite://data/commander.db");
+        assert_eq!(
+            settings.specialists.path,
+            PathBuf::from("config/specialists.json")
+        );
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("commander.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [server]
+            bind = "0.0.0.0:9000"
+            max_body_bytes = 2048
+            [database]
+            url = "sqlite://from-file.db"
+            batch_size = 64
+            [pricing]
+            "llama3.1:8b" = { input_per_1m = 0.1, output_per_1m = 0.2 }
+            "#,
+        )
+        .unwrap();
+        let settings = load_settings(
+            Some(&path),
+            &env(&[
+                ("COMMANDER__DATABASE__URL", "postgres://localhost/commander"),
+                (
+                    "COMMANDER__SERVER__CORS_ALLOWED_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
+                ("OPENAI_API_KEY", "sk-test"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.bind, "0.0.0.0:9000");
+        assert_eq!(settings.server.max_body_bytes, 2048);
+        assert_eq!(settings.database.url, "postgres://localhost/commander");
+        assert_eq!(settings.database.batch_size, 64);
+        assert_eq!(
+            settings.server.cors_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(
+            settings.providers.openai.api_key.unwrap().expose_secret(),
+            "sk-test"
+        );
+        assert_eq!(settings.pricing["llama3.1:8b"].output_per_1m(), 0.2);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_that_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("commander.toml");
+        std::fs::write(&path, "[database]\nurll = \"x\"\n").unwrap();
+        let err = load_settings(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+
+        std::fs::write(
+            &path,
+            "[pricing]\n\"m\" = { input_per_1m = -1, output_per_1m = 1 }\n",
+        )
+        .unwrap();
+        let err = load_settings(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("input_per_1m"), "{err}");
+    }
+}

@@ -1,0 +1,19 @@
+use tracing_subscriber::EnvFilter;
+
+use crate::{LogFormat, LogSettings};
+
+/// Installs the global logger: human-readable lines or JSON, filtered by `RUST_LOG` when set,
+/// else by `settings.level`.
+pub fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let installed = match settings.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("logging was already set up: {e}");
+    }
+}

@@ -1,0 +1,80 @@
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use core_domain::ErrorCode;
+
+use crate::context::assign_request_id;
+use crate::{ApiError, AppState, ServerConfig, chat, health};
+
+/// Registers every route and the body limits on `cfg`.
+///
+/// Middleware order (outermost first), as [`build_server`] installs it:
+/// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
+///    error (including those of the layers inside it) as the error JSON with that id;
+/// 2. the routes below, whose JSON bodies are limited to `max_body_bytes`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerConfig) {
+    let json = web::JsonConfig::default()
+        .limit(config.max_body_bytes)
+        .error_handler(|error, _req| ApiError::from(error).into());
+    let payload = web::PayloadConfig::default().limit(config.max_body_bytes);
+    cfg.app_data(web::Data::new(state))
+        .app_data(json)
+        .app_data(payload)
+        .service(resource("/health", web::get().to(health::health)))
+        .service(resource("/ready", web::get().to(health::ready)))
+        .service(resource("/chat/send", web::post().to(chat::send::send)))
+        .default_service(web::to(route_not_found));
+}
+
+/// A resource with one route, answering other methods with a 405 in the error JSON.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+/// Builds the HTTP server on an already bound `listener` (so tests can bind port 0 and read the
+/// port back). The returned server runs when awaited. It installs no signal handlers (the binary
+/// decides what a signal means); a graceful stop gives in-flight requests
+/// `shutdown_grace_seconds`.
+pub fn build_server(
+    listener: TcpListener,
+    state: AppState,
+    config: &ServerConfig,
+) -> std::io::Result<Server> {
+    let app_config = config.clone();
+    let mut server = HttpServer::new(move || {
+        let state = state.clone();
+        let app_config = app_config.clone();
+        App::new()
+            .wrap(from_fn(assign_request_id))
+            .configure(move |cfg| configure(cfg, state, &app_config))
+    })
+    .keep_alive(Duration::from_secs(config.keep_alive_seconds))
+    .shutdown_timeout(config.shutdown_grace_seconds)
+    // A client that closes its connection mid-request is gone: end the connection so the
+    // handler is dropped, cancelling the upstream call (and logging it as a disconnect).
+    .h1_allow_half_closed(false)
+    .disable_signals();
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}

@@ -1,0 +1,111 @@
+use std::future::{Ready, ready};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use core_domain::{ErrorCode, RequestId, UserIdentity};
+
+use crate::ApiError;
+
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the middleware learned about a request before any handler ran.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request's id: the caller's own `X-Request-Id` when it is sane, else a fresh UUID.
+    pub request_id: RequestId,
+    /// When the request reached us, for latency.
+    pub received_at: Instant,
+    /// Who is calling.
+    pub identity: UserIdentity,
+}
+
+impl FromRequest for RequestContext {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(req.extensions().get::<Self>().cloned().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "request context missing: the request-id middleware is not installed",
+            )
+        }))
+    }
+}
+
+fn fresh_request_id() -> RequestId {
+    RequestId::parse(uuid::Uuid::new_v4().to_string())
+        .expect("a hyphenated UUID uses only characters a request id allows")
+}
+
+/// Middleware: gives every request an id, puts it in `X-Request-Id` on every response, and
+/// renders every error response as the API's error JSON carrying that id.
+pub(crate) async fn assign_request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| RequestId::parse(v).ok())
+        .unwrap_or_else(fresh_request_id);
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        received_at: Instant::now(),
+        identity: UserIdentity::Anonymous,
+    });
+    // No clone of the request may be held across `next.call`: routing needs sole ownership.
+    let outcome = next.call(req).await;
+    let header_value = HeaderValue::from_str(request_id.as_str()).ok();
+    let stamp = |headers: &mut actix_web::http::header::HeaderMap| {
+        if let Some(value) = header_value.clone() {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+    };
+    match outcome {
+        Ok(response) => {
+            let mut response = match response.response().error() {
+                // An error a handler or an extractor returned: render it with the id.
+                Some(error) => {
+                    let api_error = error
+                        .as_error::<ApiError>()
+                        .cloned()
+                        .unwrap_or_else(|| ApiError::from_foreign(error));
+                    log_failure(&api_error, &request_id);
+                    let (request, _) = response.into_parts();
+                    ServiceResponse::new(request, api_error.to_response(Some(&request_id)))
+                }
+                None => response.map_into_boxed_body(),
+            };
+            stamp(response.headers_mut());
+            Ok(response)
+        }
+        // An inner middleware failed before producing a response; actix renders the response
+        // we attach to the error.
+        Err(error) => {
+            let api_error = error
+                .as_error::<ApiError>()
+                .cloned()
+                .unwrap_or_else(|| ApiError::from_foreign(&error));
+            log_failure(&api_error, &request_id);
+            let mut response = api_error.to_response(Some(&request_id));
+            stamp(response.headers_mut());
+            Err(InternalError::from_response(api_error, response).into())
+        }
+    }
+}
+
+fn log_failure(error: &ApiError, request_id: &RequestId) {
+    let status = ApiError::status_for(error.code());
+    if status.is_server_error() {
+        tracing::warn!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request failed");
+    } else {
+        tracing::debug!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request refused");
+    }
+}

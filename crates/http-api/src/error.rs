@@ -1,0 +1,318 @@
+use std::fmt;
+use std::time::Duration;
+
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use core_domain::{ErrorCode, RequestId, ValidationErrors};
+use providers::ProviderError;
+use serde::Serialize;
+
+/// An error as the API reports it: a code, a message a person can act on, and for validation
+/// failures every field at fault.
+///
+/// This is the one place that knows HTTP status codes and builds the error JSON. Responses get
+/// the request id stamped in by the request-id middleware.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+    details: Option<ValidationErrors>,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a ValidationErrors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 422 listing every field at fault.
+    pub fn validation(details: ValidationErrors) -> Self {
+        Self {
+            details: Some(details),
+            ..Self::new(
+                ErrorCode::ValidationFailed,
+                "the request is invalid; see details for every field at fault",
+            )
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status for an error code.
+    pub fn status_for(code: ErrorCode) -> StatusCode {
+        match code {
+            ErrorCode::InvalidRequest | ErrorCode::UpstreamInvalidRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ErrorCode::ProviderNotConfigured | ErrorCode::ServiceUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::UpstreamError | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // Never sent (the client is gone); nginx's code for it, should a proxy log it.
+            ErrorCode::ClientDisconnected => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response for this error, carrying `request_id` when known.
+    pub fn to_response(&self, request_id: Option<&RequestId>) -> HttpResponse {
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: &self.message,
+                details: self.details.as_ref(),
+                request_id: request_id.map(RequestId::as_str),
+            },
+        };
+        let mut response = HttpResponse::build(Self::status_for(self.code));
+        if let Some(wait) = self.retry_after {
+            // Retry-After is whole seconds; round up so a client never retries too early.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        response.json(body)
+    }
+
+    /// The error for an actix-web failure that did not come from us (an extractor we did not
+    /// configure, a routing error), keeping only what is safe to show.
+    pub(crate) fn from_foreign(error: &actix_web::Error) -> Self {
+        let status = error.as_response_error().status_code();
+        let code = match status {
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            s if s.is_client_error() => ErrorCode::InvalidRequest,
+            _ => ErrorCode::Internal,
+        };
+        let message = if status.is_server_error() {
+            "internal error; the request id identifies it in the server logs".to_owned()
+        } else {
+            error.to_string()
+        };
+        Self::new(code, message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        Self::status_for(self.code)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.to_response(None)
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        Self::validation(errors)
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(error: ProviderError) -> Self {
+        let retry_after = match &error {
+            ProviderError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Self {
+            retry_after,
+            ..Self::new(error.code(), error.to_string())
+        }
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(error: JsonPayloadError) -> Self {
+        match error {
+            JsonPayloadError::OverflowKnownLength { length, limit } => Self::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body is {length} bytes; the limit is {limit} bytes"),
+            ),
+            JsonPayloadError::Overflow { limit } => Self::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body exceeds the limit of {limit} bytes"),
+            ),
+            JsonPayloadError::ContentType => Self::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be JSON with Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(e) => {
+                let what = if e.is_data() {
+                    "the request body has a missing field or a wrong type"
+                } else {
+                    "the request body is not valid JSON"
+                };
+                Self::new(ErrorCode::InvalidRequest, format!("{what}: {e}"))
+            }
+            JsonPayloadError::Payload(e) => Self::from(e),
+            other => Self::new(ErrorCode::InvalidRequest, other.to_string()),
+        }
+    }
+}
+
+impl From<PayloadError> for ApiError {
+    fn from(error: PayloadError) -> Self {
+        match error {
+            PayloadError::Overflow => Self::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body exceeds the configured limit",
+            ),
+            other => Self::new(
+                ErrorCode::InvalidRequest,
+                format!("the request body could not be read: {other}"),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+
+    use super::*;
+
+    async fn body_json(response: HttpResponse) -> serde_json::Value {
+        serde_json::from_slice(&to_bytes(response.into_body()).await.unwrap()).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn error_json_has_code_message_and_request_id() {
+        let id = RequestId::parse("req-1").unwrap();
+        let response = ApiError::new(ErrorCode::SpecialistNotFound, "no such specialist 'x'")
+            .to_response(Some(&id));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            body_json(response).await,
+            serde_json::json!({"error": {
+                "code": "specialist_not_found",
+                "message": "no such specialist 'x'",
+                "request_id": "req-1"
+            }})
+        );
+    }
+
+    #[actix_web::test]
+    async fn validation_error_lists_details() {
+        let mut details = ValidationErrors::new();
+        details.push("message", "must not be empty");
+        details.push("conversation_history[0].role", "must be user or assistant");
+        let response = ApiError::validation(details).to_response(None);
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(
+            body["error"]["details"],
+            serde_json::json!([
+                {"field": "message", "message": "must not be empty"},
+                {"field": "conversation_history[0].role", "message": "must be user or assistant"}
+            ])
+        );
+    }
+
+    #[test]
+    fn provider_errors_map_to_gateway_statuses() {
+        let cases = [
+            (
+                ProviderError::NotConfigured {
+                    provider: core_domain::ProviderKind::OpenAi,
+                    env_var: "OPENAI_API_KEY",
+                },
+                503,
+            ),
+            (
+                ProviderError::Timeout {
+                    phase: providers::TimeoutPhase::FirstByte,
+                },
+                504,
+            ),
+            (
+                ProviderError::Upstream {
+                    status: Some(500),
+                    message: "boom".into(),
+                },
+                502,
+            ),
+            (
+                ProviderError::AuthFailed {
+                    status: 401,
+                    message: "bad key".into(),
+                },
+                502,
+            ),
+            (
+                ProviderError::InvalidRequest {
+                    status: 400,
+                    message: "context too long".into(),
+                },
+                400,
+            ),
+        ];
+        for (error, status) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(ApiError::status_for(api.code()).as_u16(), status, "{api}");
+        }
+    }
+
+    #[test]
+    fn upstream_rate_limit_carries_retry_after_rounded_up() {
+        let api = ApiError::from(ProviderError::RateLimited {
+            retry_after: Some(Duration::from_millis(1500)),
+            message: "slow down".into(),
+        });
+        let response = api.to_response(None);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+    }
+}

@@ -1,0 +1,25 @@
+use std::sync::Arc;
+
+use pricing::PriceTable;
+use providers::ProviderRegistry;
+use specialists::Catalogue;
+use usage_store::{UsageSink, UsageStore};
+
+use crate::ChatLimits;
+
+/// Everything the handlers share, built once by the binary.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The specialists.
+    pub catalogue: Arc<Catalogue>,
+    /// The configured providers.
+    pub providers: Arc<ProviderRegistry>,
+    /// Prices for cost estimates.
+    pub prices: Arc<PriceTable>,
+    /// Where usage records go (never waits).
+    pub usage: UsageSink,
+    /// The usage database, for readiness and reports.
+    pub store: UsageStore,
+    /// Limits on chat requests.
+    pub chat_limits: ChatLimits,
+}
