@@ -1,0 +1,143 @@
+//! The real binary as ops run it: started in an empty directory, stopped by a signal.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use usage_store::{DatabaseConfig, UsageStore};
+
+/// Starts `commander` in `dir` with JSON logs and returns the child and the address it logged.
+fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir)
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+        .env("COMMANDER__LOG__FORMAT", "json")
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("commander starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(remaining)
+            .expect("commander logs that it is listening within 30 s");
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if event["message"] == "commander is listening" {
+            let address = event["address"].as_str().expect("address field").to_owned();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, address);
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commander did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_call_finish_and_its_usage_row_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = start(
+        dir.path(),
+        &[("COMMANDER__PROVIDERS__MOCK__LATENCY_MS", "1500")],
+    );
+
+    let in_flight = std::thread::spawn(move || {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "x-request-id: in-flight-at-sigterm",
+                "-d",
+                r#"{"specialist_id": "demo", "message": "finish me"}"#,
+                &format!("http://{address}/chat/send"),
+            ])
+            .output()
+            .expect("curl runs");
+        String::from_utf8(output.stdout).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "TERM");
+
+    let answer = in_flight.join().unwrap();
+    assert!(
+        answer.ends_with("\n200"),
+        "the in-flight call was answered: {answer}"
+    );
+    assert!(wait_for_exit(&mut child).success());
+
+    // The defaults created the catalogue and the database in the working directory.
+    assert!(dir.path().join("config/specialists.json").exists());
+    let store = UsageStore::connect(&DatabaseConfig {
+        url: format!(
+            "sqlite://{}",
+            dir.path().join("data/commander.db").display()
+        ),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let row = store
+        .find_by_request_id("in-flight-at-sigterm")
+        .unwrap()
+        .expect("the in-flight call's usage row was written before exit");
+    assert!(row.success);
+    assert!(row.latency_ms >= 1500.0);
+}
+
+#[test]
+fn sigint_is_graceful_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start(dir.path(), &[]);
+    signal(&child, "INT");
+    assert!(wait_for_exit(&mut child).success());
+}
+
+#[test]
+fn an_invalid_configuration_exits_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("COMMANDER__DATABASE__NO_SUCH_KEY", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+    assert!(stderr.contains("no_such_key"), "{stderr}");
+}
