@@ -7,8 +7,21 @@ use std::time::Duration;
 
 use usage_store::{DatabaseConfig, UsageStore};
 
-/// Starts `commander` in `dir` with JSON logs and returns the child and the address it logged.
-fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String) {
+/// A started commander, killed if a test ends without it exiting, so no process outlives a
+/// failed test.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
+fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
         .current_dir(dir)
         .env_clear()
@@ -20,6 +33,7 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String) {
         .spawn()
         .expect("commander starts");
     let stdout = child.stdout.take().expect("piped stdout");
+    let child = Running(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -43,18 +57,18 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+fn signal(child: &Running, name: &str) {
     let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
+        .args([&format!("-{name}"), &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
 }
 
-fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             return status;
         }
         assert!(
