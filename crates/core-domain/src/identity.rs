@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::DomainError;
+use crate::ids::string_newtype;
 
 /// The SHA-256 of a user's email, as 64 lower-case hex digits: the only trace of a user that the
 /// usage log keeps.
@@ -34,35 +35,13 @@ impl EmailHash {
             Err(DomainError::InvalidEmailHash)
         }
     }
-
-    /// The hash as hex text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for EmailHash {
-    type Error = DomainError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::from_hex(raw)
-    }
-}
-
-impl From<EmailHash> for String {
-    fn from(hash: EmailHash) -> Self {
-        hash.0
-    }
-}
+string_newtype!(EmailHash, from_hex);
 
 impl fmt::Debug for EmailHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EmailHash({})", self.0)
-    }
-}
-
-impl fmt::Display for EmailHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -1,8 +1,39 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+
+/// The shared surface of a validated string newtype: `as_str`, `Display`, and conversions from
+/// and to `String` that go through its parser (so serde can only build valid values).
+macro_rules! string_newtype {
+    ($name:ident, $parser:ident) => {
+        impl $name {
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::DomainError;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::$parser(raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
 
 /// The id of a specialist: a slug such as `financial_analyst` or a UUID.
 ///
@@ -30,31 +61,9 @@ impl SpecialistId {
             Err(DomainError::InvalidSpecialistId)
         }
     }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for SpecialistId {
-    type Error = DomainError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(raw)
-    }
-}
-
-impl From<SpecialistId> for String {
-    fn from(id: SpecialistId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for SpecialistId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(SpecialistId, parse);
 
 /// The id of one request: echoed in `X-Request-Id`, error bodies and the usage log, where it is
 /// the unique key that makes replays idempotent.
@@ -84,31 +93,9 @@ impl RequestId {
             Err(DomainError::InvalidRequestId)
         }
     }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for RequestId {
-    type Error = DomainError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(raw)
-    }
-}
-
-impl From<RequestId> for String {
-    fn from(id: RequestId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(RequestId, parse);
 
 #[cfg(test)]
 mod tests {
