@@ -27,6 +27,9 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The upstream HTTP client could not be set up.
+    #[error(transparent)]
+    Providers(#[from] providers::ProviderError),
     /// A startup task failed unexpectedly.
     #[error("startup task failed: {0}")]
     Task(String),
@@ -51,7 +54,7 @@ impl Application {
             .map_err(|e| StartupError::Task(e.to_string()))??;
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
         let catalogue = Catalogue::open(&settings.specialists.path, &policy)?;
-        let providers = ProviderRegistry::from_config(&settings.providers);
+        let providers = ProviderRegistry::from_config(&settings.providers)?;
         let prices = PriceTable::with_overrides(settings.pricing.clone());
 
         let listener =

@@ -26,6 +26,7 @@ mod error;
 mod identity;
 mod ids;
 mod money;
+mod net;
 mod specialist;
 mod usage;
 mod validation;
@@ -35,6 +36,7 @@ pub use error::{DomainError, ErrorCode};
 pub use identity::{AccessRole, EmailHash, UserIdentity};
 pub use ids::{RequestId, SpecialistId};
 pub use money::Usd;
+pub use net::is_internal_ip;
 pub use specialist::{
     DEFAULT_MAX_TOKENS, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
     MAX_SYSTEM_PROMPT_CHARS, ModelPricing, PricingDraft, PromptRevision, ProviderKind, Specialist,

@@ -268,6 +268,7 @@ mod tests {
                 ProviderError::NotConfigured {
                     provider: core_domain::ProviderKind::OpenAi,
                     env_var: "OPENAI_API_KEY",
+                    config_key: "providers.openai.api_key",
                 },
                 503,
             ),

@@ -33,15 +33,15 @@ impl fmt::Display for TimeoutPhase {
 /// never a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// The provider has no credentials; `env_var` names what to set.
-    #[error(
-        "the {provider} provider is not configured: set {env_var} or providers.{provider}.api_key"
-    )]
+    /// The provider has no credentials; `env_var` and `config_key` name what to set.
+    #[error("the {provider} provider is not configured: set {env_var} or {config_key}")]
     NotConfigured {
         /// The provider.
         provider: ProviderKind,
         /// The environment variable that would configure it.
         env_var: &'static str,
+        /// The configuration key that would configure it.
+        config_key: &'static str,
     },
     /// The upstream did not answer in time.
     #[error("the upstream timed out {phase}")]
@@ -73,6 +73,12 @@ pub enum ProviderError {
         /// The upstream's message.
         message: String,
     },
+    /// The HTTP client could not be set up (TLS backend, system resolver).
+    #[error("cannot set up the upstream HTTP client: {message}")]
+    Setup {
+        /// What failed.
+        message: String,
+    },
     /// The upstream failed: a 5xx, a broken connection, a malformed answer or an error event in
     /// a stream.
     #[error("the upstream failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
@@ -85,6 +91,19 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// True when trying again may succeed: connection failures, upstream 429s and 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } => true,
+            Self::Upstream { status, .. } => status.is_none_or(|s| s >= 500),
+            Self::Timeout { phase } => *phase == TimeoutPhase::Connect,
+            Self::NotConfigured { .. }
+            | Self::AuthFailed { .. }
+            | Self::InvalidRequest { .. }
+            | Self::Setup { .. } => false,
+        }
+    }
+
     /// The error code recorded in usage rows and API errors.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -94,6 +113,7 @@ impl ProviderError {
             Self::AuthFailed { .. } => ErrorCode::UpstreamAuthFailed,
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
             Self::Upstream { .. } => ErrorCode::UpstreamError,
+            Self::Setup { .. } => ErrorCode::Internal,
         }
     }
 }

@@ -43,16 +43,25 @@
 //! ```
 #![warn(missing_docs)]
 
+mod anthropic;
 mod config;
 mod error;
+mod google;
 mod mock;
+mod openai;
 mod provider;
 mod registry;
 mod request;
+mod streaming;
+mod transport;
+mod upstream_error;
 
-pub use config::{ProvidersConfig, UpstreamConfig, XaiConfig};
+pub use anthropic::AnthropicProvider;
+pub use config::{CompatibleServer, KeyConfig, ProvidersConfig, UpstreamConfig};
+pub use google::GoogleProvider;
 pub use error::{ProviderError, TimeoutPhase};
 pub use mock::{MockConfig, MockProvider};
+pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::ProviderRequest;

@@ -3,7 +3,13 @@ use std::sync::Arc;
 
 use core_domain::{ProviderKind, Specialist};
 
-use crate::{ChatProvider, MockProvider, ProviderError, ProvidersConfig};
+use std::time::Duration;
+
+use crate::transport::Transport;
+use crate::{
+    AnthropicProvider, ChatProvider, GoogleProvider, MockProvider, OpenAiProvider, ProviderError,
+    ProvidersConfig,
+};
 
 /// The environment variable that holds the API key for `provider` (empty for the mock, which
 /// needs none).
@@ -13,6 +19,15 @@ pub const fn api_key_env(provider: ProviderKind) -> &'static str {
         ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
         ProviderKind::Google => "GOOGLE_API_KEY",
         ProviderKind::Mock => "",
+    }
+}
+
+const fn config_key(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::OpenAi => "providers.openai.api_key",
+        ProviderKind::Anthropic => "providers.anthropic.api_key",
+        ProviderKind::Google => "providers.google.api_key",
+        ProviderKind::Mock => "providers.mock",
     }
 }
 
@@ -28,11 +43,17 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// Every provider `config` makes usable: the mock always, the others when they have a key.
-    pub fn from_config(config: &ProvidersConfig) -> Self {
+    /// Every provider, sharing one pooled HTTP client. Providers without a key are registered
+    /// too: they answer [`ProviderError::NotConfigured`] naming what to set, per call (the
+    /// `openai` provider needs different keys for different base URLs).
+    pub fn from_config(config: &ProvidersConfig) -> Result<Self, ProviderError> {
+        let transport = Transport::new(Duration::from_millis(config.connect_timeout_ms))?;
         let mut registry = Self::new();
         registry.register(Arc::new(MockProvider::new(config.mock.clone())));
-        registry
+        registry.register(Arc::new(OpenAiProvider::new(config, transport.clone())));
+        registry.register(Arc::new(AnthropicProvider::new(config, transport.clone())));
+        registry.register(Arc::new(GoogleProvider::new(config, transport)));
+        Ok(registry)
     }
 
     /// Adds (or replaces) the provider for its kind.
@@ -53,6 +74,7 @@ impl ProviderRegistry {
             .ok_or(ProviderError::NotConfigured {
                 provider: kind,
                 env_var: api_key_env(kind),
+                config_key: config_key(kind),
             })
     }
 
@@ -105,7 +127,8 @@ mod tests {
             err,
             ProviderError::NotConfigured {
                 provider: ProviderKind::Anthropic,
-                env_var: "ANTHROPIC_API_KEY"
+                env_var: "ANTHROPIC_API_KEY",
+                config_key: "providers.anthropic.api_key",
             }
         );
         assert!(err.to_string().contains("ANTHROPIC_API_KEY"));

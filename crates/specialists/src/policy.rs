@@ -1,5 +1,6 @@
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use core_domain::is_internal_ip;
 use url::{Host, Url};
 
 /// Which base URLs a specialist may point the server at.
@@ -57,35 +58,6 @@ impl BaseUrlPolicy {
         }
         Ok(())
     }
-}
-
-/// True for addresses that reach the server itself, its private network or cloud metadata.
-pub(crate) fn is_internal_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_internal_ipv4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal_ipv4(v4);
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7 (AWS metadata: fd00:ec2::254)
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xa9fe, 0xa9fe) // NAT64 of 169.254.169.254
-        }
-    }
-}
-
-fn is_internal_ipv4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64.0.0/10 (Alibaba metadata)
-        || a == 0
 }
 
 fn is_internal_name(name: &str) -> bool {

@@ -1,0 +1,21 @@
+//! Fake upstream LLM servers for tests and benchmarks: OpenAI Chat Completions, Anthropic
+//! Messages and Google Gemini, each speaking its real wire format (JSON and SSE) on a real
+//! socket on 127.0.0.1.
+//!
+//! Every fake answers from a script: queue [`Reply`]s with [`FakeUpstream::push`] (one is used
+//! per request, in order) or set the one used when the queue is empty. A reply can be a whole
+//! answer (text, usage, chunking, delays, finish reason), an HTTP error (with `Retry-After`),
+//! malformed JSON, or a stream that drops its connection, stalls, or sends an error event part
+//! way. Every request is recorded (method, path, headers, JSON body) so tests can check exactly
+//! what was sent, and closed streams are counted so tests can see a cancelled call reach the
+//! upstream.
+//!
+//! This crate depends on no commander crate: it knows only the wire formats.
+#![warn(missing_docs)]
+
+mod render;
+mod reply;
+mod server;
+
+pub use reply::{Finish, Reply};
+pub use server::{FakeUpstream, RecordedRequest, Wire};

@@ -1,0 +1,248 @@
+//! The three wire formats, as the real services write them.
+
+use serde_json::{Value, json};
+
+use crate::reply::{Answer, split};
+use crate::{Finish, Wire};
+
+/// The frames of one streamed answer: sent before the text, one per text chunk, and after it.
+pub(crate) struct Frames {
+    pub head: Vec<String>,
+    pub deltas: Vec<String>,
+    pub tail: Vec<String>,
+}
+
+fn finish_word(wire: Wire, finish: Finish) -> &'static str {
+    match (wire, finish) {
+        (Wire::OpenAi, Finish::Stop) => "stop",
+        (Wire::OpenAi, Finish::Length) => "length",
+        (Wire::Anthropic, Finish::Stop) => "end_turn",
+        (Wire::Anthropic, Finish::Length) => "max_tokens",
+        (Wire::Google, Finish::Stop) => "STOP",
+        (Wire::Google, Finish::Length) => "MAX_TOKENS",
+    }
+}
+
+fn data(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+fn event(name: &str, value: &Value) -> String {
+    format!("event: {name}\ndata: {value}\n\n")
+}
+
+/// The non-streamed response body.
+pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
+    match wire {
+        Wire::OpenAi => {
+            let mut body = json!({
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": a.text},
+                    "logprobs": null,
+                    "finish_reason": finish_word(wire, a.finish),
+                }],
+            });
+            if a.with_usage {
+                body["usage"] = json!({
+                    "prompt_tokens": a.input_tokens,
+                    "completion_tokens": a.output_tokens,
+                    "total_tokens": a.input_tokens + a.output_tokens,
+                });
+            }
+            body
+        }
+        Wire::Anthropic => {
+            let mut body = json!({
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": a.text}],
+                "stop_reason": finish_word(wire, a.finish),
+                "stop_sequence": null,
+            });
+            if a.with_usage {
+                body["usage"] =
+                    json!({"input_tokens": a.input_tokens, "output_tokens": a.output_tokens});
+            }
+            body
+        }
+        Wire::Google => {
+            let mut body = json!({
+                "candidates": [{
+                    "content": {"parts": [{"text": a.text}], "role": "model"},
+                    "finishReason": finish_word(wire, a.finish),
+                    "index": 0,
+                }],
+                "modelVersion": model,
+            });
+            if a.with_usage {
+                body["usageMetadata"] = json!({
+                    "promptTokenCount": a.input_tokens,
+                    "candidatesTokenCount": a.output_tokens,
+                    "totalTokenCount": a.input_tokens + a.output_tokens,
+                });
+            }
+            body
+        }
+    }
+}
+
+/// The streamed frames. `include_usage` is what an OpenAI request asked for in
+/// `stream_options`; the other formats always report usage unless the reply says not to.
+pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -> Frames {
+    let pieces = split(&a.text, a.chunks);
+    match wire {
+        Wire::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                data(&json!({
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1_700_000_000,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+                }))
+            };
+            let head = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+            let deltas = pieces
+                .iter()
+                .map(|p| chunk(json!({"content": p}), Value::Null))
+                .collect();
+            let mut tail = vec![chunk(json!({}), json!(finish_word(wire, a.finish)))];
+            if include_usage && a.with_usage {
+                tail.push(data(&json!({
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1_700_000_000,
+                    "model": model,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": a.input_tokens,
+                        "completion_tokens": a.output_tokens,
+                        "total_tokens": a.input_tokens + a.output_tokens,
+                    },
+                })));
+            }
+            tail.push("data: [DONE]\n\n".to_owned());
+            Frames { head, deltas, tail }
+        }
+        Wire::Anthropic => {
+            let mut start_message = json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+                "model": model, "stop_reason": null, "stop_sequence": null,
+            });
+            if a.with_usage {
+                start_message["usage"] = json!({"input_tokens": a.input_tokens, "output_tokens": 1});
+            }
+            let head = vec![
+                event(
+                    "message_start",
+                    &json!({"type": "message_start", "message": start_message}),
+                ),
+                event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": 0,
+                            "content_block": {"type": "text", "text": ""}}),
+                ),
+                event("ping", &json!({"type": "ping"})),
+            ];
+            let deltas = pieces
+                .iter()
+                .map(|p| {
+                    event(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": p}}),
+                    )
+                })
+                .collect();
+            let mut message_delta = json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": finish_word(wire, a.finish), "stop_sequence": null},
+            });
+            if a.with_usage {
+                message_delta["usage"] = json!({"output_tokens": a.output_tokens});
+            }
+            let tail = vec![
+                event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": 0}),
+                ),
+                event("message_delta", &message_delta),
+                event("message_stop", &json!({"type": "message_stop"})),
+            ];
+            Frames { head, deltas, tail }
+        }
+        Wire::Google => {
+            // Gemini separates events with CRLF pairs.
+            let frame = |value: Value| format!("data: {value}\r\n\r\n");
+            let last = pieces.len().saturating_sub(1);
+            let deltas = pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut candidate = json!({
+                        "content": {"parts": [{"text": p}], "role": "model"},
+                        "index": 0,
+                    });
+                    let mut body = json!({"modelVersion": model});
+                    if i == last {
+                        candidate["finishReason"] = json!(finish_word(wire, a.finish));
+                    }
+                    if a.with_usage {
+                        body["usageMetadata"] = if i == last {
+                            json!({
+                                "promptTokenCount": a.input_tokens,
+                                "candidatesTokenCount": a.output_tokens,
+                                "totalTokenCount": a.input_tokens + a.output_tokens,
+                            })
+                        } else {
+                            json!({"promptTokenCount": a.input_tokens,
+                                   "totalTokenCount": a.input_tokens})
+                        };
+                    }
+                    body["candidates"] = json!([candidate]);
+                    frame(body)
+                })
+                .collect();
+            Frames {
+                head: Vec::new(),
+                deltas,
+                tail: Vec::new(),
+            }
+        }
+    }
+}
+
+/// The error event each format sends when it fails part way through a stream.
+pub(crate) fn error_frame(wire: Wire, message: &str) -> String {
+    match wire {
+        Wire::OpenAi => data(&json!({"error": {"message": message, "type": "server_error",
+                                               "param": null, "code": null}})),
+        Wire::Anthropic => event(
+            "error",
+            &json!({"type": "error", "error": {"type": "overloaded_error", "message": message}}),
+        ),
+        Wire::Google => format!(
+            "data: {}\r\n\r\n",
+            json!({"error": {"code": 500, "message": message, "status": "INTERNAL"}})
+        ),
+    }
+}
+
+/// An error body in the format's own shape, for `Reply::status`es given a plain message.
+pub(crate) fn error_body(wire: Wire, status: u16, message: &str) -> Value {
+    match wire {
+        Wire::OpenAi => json!({"error": {"message": message, "type": "invalid_request_error",
+                                         "param": null, "code": null}}),
+        Wire::Anthropic => {
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        }
+        Wire::Google => json!({"error": {"code": status, "message": message, "status": "ERROR"}}),
+    }
+}

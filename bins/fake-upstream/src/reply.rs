@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+/// Why the fake says the answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A natural end (`stop`, `end_turn`, `STOP`).
+    Stop,
+    /// The token limit (`length`, `max_tokens`, `MAX_TOKENS`).
+    Length,
+}
+
+/// How a streamed answer ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Complete,
+    /// Close the connection abruptly after this many text chunks.
+    DropAfter(usize),
+    /// Send this many text chunks, then nothing, forever.
+    StallAfter(usize),
+    /// Send this many text chunks, then the wire format's error event.
+    ErrorEventAfter(usize, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub text: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub with_usage: bool,
+    pub chunks: usize,
+    pub chunk_delay: Duration,
+    pub finish: Finish,
+    pub ending: Ending,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReplyKind {
+    Answer(Answer),
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    Malformed,
+}
+
+/// What the fake does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub(crate) kind: ReplyKind,
+    pub(crate) first_byte_delay: Duration,
+}
+
+impl Reply {
+    /// A successful answer with this text: usage 10 input tokens and one output token per
+    /// word, streamed in 4 chunks, finish reason stop.
+    pub fn text(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let words = u32::try_from(text.split_whitespace().count()).unwrap_or(u32::MAX);
+        Self {
+            kind: ReplyKind::Answer(Answer {
+                text,
+                input_tokens: 10,
+                output_tokens: words.max(1),
+                with_usage: true,
+                chunks: 4,
+                chunk_delay: Duration::ZERO,
+                finish: Finish::Stop,
+                ending: Ending::Complete,
+            }),
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// An HTTP error with this status and body (sent as JSON).
+    pub fn status(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            kind: ReplyKind::Status {
+                status,
+                body: body.into(),
+                retry_after: None,
+            },
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A 200 whose body (or first stream event) is not valid JSON.
+    pub fn malformed() -> Self {
+        Self {
+            kind: ReplyKind::Malformed,
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// Adds `Retry-After: value` to an error reply.
+    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
+        if let ReplyKind::Status { retry_after, .. } = &mut self.kind {
+            *retry_after = Some(value.into());
+        }
+        self
+    }
+
+    /// Waits this long before sending the response headers.
+    pub fn first_byte_delay(mut self, delay: Duration) -> Self {
+        self.first_byte_delay = delay;
+        self
+    }
+
+    fn answer(mut self, change: impl FnOnce(&mut Answer)) -> Self {
+        if let ReplyKind::Answer(answer) = &mut self.kind {
+            change(answer);
+        }
+        self
+    }
+
+    /// Reports this usage.
+    pub fn usage(self, input_tokens: u32, output_tokens: u32) -> Self {
+        self.answer(|a| {
+            a.input_tokens = input_tokens;
+            a.output_tokens = output_tokens;
+        })
+    }
+
+    /// Reports no usage at all (an OpenAI-compatible server without `include_usage`).
+    pub fn without_usage(self) -> Self {
+        self.answer(|a| a.with_usage = false)
+    }
+
+    /// Streams the text in this many chunks (at least one).
+    pub fn chunks(self, chunks: usize) -> Self {
+        self.answer(|a| a.chunks = chunks.max(1))
+    }
+
+    /// Waits this long before each streamed chunk after the first.
+    pub fn chunk_delay(self, delay: Duration) -> Self {
+        self.answer(|a| a.chunk_delay = delay)
+    }
+
+    /// Ends with this finish reason.
+    pub fn finish(self, finish: Finish) -> Self {
+        self.answer(|a| a.finish = finish)
+    }
+
+    /// Streams `chunks` text chunks, then closes the connection abruptly.
+    pub fn drop_after(self, chunks: usize) -> Self {
+        self.answer(|a| a.ending = Ending::DropAfter(chunks))
+    }
+
+    /// Streams `chunks` text chunks, then sends nothing more and never ends.
+    pub fn stall_after(self, chunks: usize) -> Self {
+        self.answer(|a| a.ending = Ending::StallAfter(chunks))
+    }
+
+    /// Streams `chunks` text chunks, then the wire format's error event with `message`.
+    pub fn error_event_after(self, chunks: usize, message: impl Into<String>) -> Self {
+        let message = message.into();
+        self.answer(|a| a.ending = Ending::ErrorEventAfter(chunks, message))
+    }
+}
+
+/// `text` cut into `count` pieces of nearly equal length on character boundaries (fewer when
+/// the text is shorter); their concatenation is `text`.
+pub(crate) fn split(text: &str, count: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    let size = chars.len().div_ceil(count.max(1)).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}

@@ -1,0 +1,347 @@
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::reply::{Answer, Ending, ReplyKind};
+use crate::{Reply, render};
+
+/// Which API the fake speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI Chat Completions: `POST {base}/chat/completions`.
+    OpenAi,
+    /// Anthropic Messages: `POST /v1/messages`.
+    Anthropic,
+    /// Google Gemini: `POST /v1beta/models/{model}:generateContent` and
+    /// `:streamGenerateContent?alt=sse`.
+    Google,
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// `POST`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string (without `?`).
+    pub query: String,
+    /// Headers, names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when it was not JSON).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Shared {
+    wire: Wire,
+    record: bool,
+    script: Mutex<VecDeque<Reply>>,
+    default_reply: Mutex<Reply>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    request_count: AtomicUsize,
+    streams_closed: AtomicUsize,
+    stream_closed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A fake upstream on 127.0.0.1, stopped when dropped.
+pub struct FakeUpstream {
+    base_url: String,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl FakeUpstream {
+    /// Starts a fake of `wire` on a free port, answering "Hello from the fake upstream." until
+    /// told otherwise. Must be called inside a Tokio runtime.
+    pub async fn start(wire: Wire) -> Self {
+        Self::start_with("127.0.0.1:0", wire, Reply::text("Hello from the fake upstream."), true, 1)
+            .expect("a fake upstream binds 127.0.0.1:0")
+    }
+
+    /// Starts a fake on `bind` with `default_reply`, recording requests or not, on `workers`
+    /// threads (the standalone benchmark server records nothing).
+    pub fn start_with(
+        bind: &str,
+        wire: Wire,
+        default_reply: Reply,
+        record: bool,
+        workers: usize,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind)?;
+        let address = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            wire,
+            record,
+            script: Mutex::new(VecDeque::new()),
+            default_reply: Mutex::new(default_reply),
+            requests: Mutex::new(Vec::new()),
+            request_count: AtomicUsize::new(0),
+            streams_closed: AtomicUsize::new(0),
+            stream_closed: Notify::new(),
+        });
+        let data = web::Data::from(Arc::clone(&shared));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::default().limit(64 * 1024 * 1024))
+                .default_service(web::to(handle))
+        })
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(0)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let base_url = match wire {
+            Wire::OpenAi => format!("http://{address}/v1"),
+            Wire::Anthropic | Wire::Google => format!("http://{address}"),
+        };
+        Ok(Self {
+            base_url,
+            shared,
+            handle,
+        })
+    }
+
+    /// The base URL to configure a client with (`http://127.0.0.1:PORT/v1` for OpenAI,
+    /// `http://127.0.0.1:PORT` for the others).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Queues `reply` for the next request that finds the queue non-empty.
+    pub fn push(&self, reply: Reply) {
+        lock(&self.shared.script).push_back(reply);
+    }
+
+    /// The reply used when the queue is empty.
+    pub fn set_default(&self, reply: Reply) {
+        *lock(&self.shared.default_reply) = reply;
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests arrived.
+    pub fn request_count(&self) -> usize {
+        self.shared.request_count.load(Ordering::SeqCst)
+    }
+
+    /// How many streamed responses have ended: completed, or cut off because the client went
+    /// away.
+    pub fn streams_closed(&self) -> usize {
+        self.shared.streams_closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` streamed responses have ended, or `timeout` passes; true
+    /// when they did.
+    pub async fn wait_for_streams_closed(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.stream_closed.notified();
+            if self.streams_closed() >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.streams_closed() >= count;
+            }
+        }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        // `stop` sends its command when called; the future only awaits completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    shared.request_count.fetch_add(1, Ordering::SeqCst);
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if shared.record {
+        lock(&shared.requests).push(RecordedRequest {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            query: req.query_string().to_owned(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_ascii_lowercase(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            body: json.clone(),
+        });
+    }
+
+    let Some((model, streamed)) = route(shared.wire, &req, &json) else {
+        return HttpResponse::NotFound().json(render::error_body(
+            shared.wire,
+            404,
+            &format!("no route {} {}", req.method(), req.path()),
+        ));
+    };
+    let reply = lock(&shared.script)
+        .pop_front()
+        .unwrap_or_else(|| lock(&shared.default_reply).clone());
+    if !reply.first_byte_delay.is_zero() {
+        tokio::time::sleep(reply.first_byte_delay).await;
+    }
+
+    match reply.kind {
+        ReplyKind::Status {
+            status,
+            body,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::from_str::<Value>(&body)
+                .unwrap_or_else(|_| render::error_body(shared.wire, status.as_u16(), &body));
+            let mut response = HttpResponse::build(status);
+            if let Some(value) = retry_after {
+                response.insert_header(("retry-after", value));
+            }
+            response.json(body)
+        }
+        ReplyKind::Malformed if streamed => sse(
+            Arc::clone(&shared),
+            stream::iter([Ok(Bytes::from_static(b"data: {\"choices\": [oops\n\n"))]).boxed(),
+        ),
+        ReplyKind::Malformed => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("{\"choices\": [{\"message\": "),
+        ReplyKind::Answer(answer) if streamed => {
+            let include_usage = json["stream_options"]["include_usage"] == Value::Bool(true);
+            let frames = render::stream(shared.wire, &model, &answer, include_usage);
+            sse(Arc::clone(&shared), answer_stream(shared.wire, &answer, frames))
+        }
+        ReplyKind::Answer(answer) => {
+            HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer))
+        }
+    }
+}
+
+/// The model named by the request, and whether it asks for a stream; `None` for a path the
+/// real API does not have.
+fn route(wire: Wire, req: &HttpRequest, json: &Value) -> Option<(String, bool)> {
+    if req.method() != actix_web::http::Method::POST {
+        return None;
+    }
+    let path = req.path();
+    let from_body = || json["model"].as_str().unwrap_or_default().to_owned();
+    let streamed = json["stream"] == Value::Bool(true);
+    match wire {
+        Wire::OpenAi if path.ends_with("/chat/completions") => Some((from_body(), streamed)),
+        Wire::Anthropic if path == "/v1/messages" => Some((from_body(), streamed)),
+        Wire::Google => {
+            let rest = path.strip_prefix("/v1beta/models/")?;
+            if let Some(model) = rest.strip_suffix(":generateContent") {
+                Some((model.to_owned(), false))
+            } else {
+                let model = rest.strip_suffix(":streamGenerateContent")?;
+                Some((model.to_owned(), req.query_string().contains("alt=sse")))
+            }
+        }
+        _ => None,
+    }
+}
+
+type Chunks = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks {
+    let delay = answer.chunk_delay;
+    let (shown, after): (usize, Chunks) = match &answer.ending {
+        Ending::Complete => (
+            frames.deltas.len(),
+            stream::iter(frames.tail.into_iter().map(|f| Ok(Bytes::from(f)))).boxed(),
+        ),
+        Ending::DropAfter(n) => (
+            *n,
+            stream::iter([Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fake upstream dropped the connection",
+            ))])
+            .boxed(),
+        ),
+        Ending::StallAfter(n) => (*n, stream::pending().boxed()),
+        Ending::ErrorEventAfter(n, message) => (
+            *n,
+            stream::iter([Ok(Bytes::from(render::error_frame(wire, message)))]).boxed(),
+        ),
+    };
+    let head = stream::iter(frames.head.into_iter().map(|f| Ok(Bytes::from(f))));
+    let deltas = stream::iter(frames.deltas.into_iter().take(shown).enumerate()).then(
+        move |(i, frame)| async move {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(Bytes::from(frame))
+        },
+    );
+    head.chain(deltas).chain(after).boxed()
+}
+
+fn sse(shared: Arc<Shared>, chunks: Chunks) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(CloseCounted {
+            inner: chunks,
+            shared,
+        })
+}
+
+/// A response body that counts itself closed when actix drops it: at its end, or when the
+/// client went away.
+struct CloseCounted {
+    inner: Chunks,
+    shared: Arc<Shared>,
+}
+
+impl Stream for CloseCounted {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for CloseCounted {
+    fn drop(&mut self) {
+        self.shared.streams_closed.fetch_add(1, Ordering::SeqCst);
+        self.shared.stream_closed.notify_waiters();
+    }
+}

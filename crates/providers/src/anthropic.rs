@@ -1,0 +1,283 @@
+//! Anthropic Messages.
+
+use core_domain::{
+    Completion, FinishReason, ProviderKind, Role, TokenUsage, estimate_prompt_tokens,
+    estimate_text_tokens,
+};
+use futures_util::FutureExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::CallLimits;
+use crate::streaming::{Step, Tally, normalise, parse_data};
+use crate::transport::{Call, Transport, read_json, send, sse_events};
+use crate::upstream_error::redact;
+use crate::{
+    ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
+    ProvidersConfig,
+};
+
+/// The API version we speak; Anthropic requires it on every request.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic's temperature range is 0.0 to 1.0 (specialists allow up to 2.0).
+const MAX_TEMPERATURE: f64 = 1.0;
+
+/// The `anthropic` provider.
+#[derive(Debug)]
+pub struct AnthropicProvider {
+    transport: Transport,
+    base_url: String,
+    api_key: Option<SecretString>,
+    limits: CallLimits,
+}
+
+impl AnthropicProvider {
+    pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
+        Self {
+            transport,
+            base_url: config.anthropic.base_url.trim().trim_end_matches('/').to_owned(),
+            api_key: config.anthropic.api_key.clone(),
+            limits: config.anthropic.limits(),
+        }
+    }
+
+    fn key(&self) -> Result<&SecretString, ProviderError> {
+        self.api_key.as_ref().ok_or(ProviderError::NotConfigured {
+            provider: ProviderKind::Anthropic,
+            env_var: "ANTHROPIC_API_KEY",
+            config_key: "providers.anthropic.api_key",
+        })
+    }
+
+    /// System text goes in its own field: the specialist's prompt, then any system messages of
+    /// the conversation (Anthropic has no system role in `messages`).
+    fn body(request: &ProviderRequest, stream: bool) -> WireRequest<'_> {
+        let mut system: Vec<&str> = Vec::new();
+        if !request.system_prompt.is_empty() {
+            system.push(&request.system_prompt);
+        }
+        let mut messages = Vec::with_capacity(request.messages.len());
+        for m in &request.messages {
+            match m.role {
+                Role::System => system.push(&m.content),
+                Role::User | Role::Assistant => messages.push(WireMessage {
+                    role: m.role.as_str(),
+                    content: &m.content,
+                }),
+            }
+        }
+        WireRequest {
+            model: &request.model,
+            max_tokens: request.max_tokens,
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            messages,
+            temperature: request.temperature.min(MAX_TEMPERATURE),
+            stream,
+        }
+    }
+
+    fn post<'a>(
+        &'a self,
+        key: &'a SecretString,
+        body: &'a WireRequest<'a>,
+    ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
+        move || {
+            let mut api_key = reqwest::header::HeaderValue::from_str(key.expose_secret())
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+            api_key.set_sensitive(true);
+            self.transport
+                .client(true)
+                .post(format!("{}/v1/messages", self.base_url))
+                .header("x-api-key", api_key)
+                .header("anthropic-version", ANTHROPIC_VERSION)
+                .json(body)
+        }
+    }
+}
+
+impl ChatProvider for AnthropicProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
+        async move {
+            let key = self.key()?;
+            let body = Self::body(request, false);
+            let call = Call::start(self.limits);
+            let response = send(&call, &[key.expose_secret()], self.post(key, &body)).await?;
+            let answer: WireResponse = read_json(&call, response).await?;
+            let content: String = answer
+                .content
+                .iter()
+                .filter(|block| block.kind == "text")
+                .filter_map(|block| block.text.as_deref())
+                .collect();
+            let usage = match answer.usage {
+                Some(WireUsage {
+                    input_tokens: Some(input),
+                    output_tokens: Some(output),
+                }) => TokenUsage::reported(input, output),
+                _ => TokenUsage::estimated(
+                    estimate_prompt_tokens(&request.system_prompt, &request.messages),
+                    estimate_text_tokens(&content),
+                ),
+            };
+            Ok(Completion {
+                content,
+                usage,
+                finish_reason: answer
+                    .stop_reason
+                    .as_deref()
+                    .map_or(FinishReason::Stop, stop_reason),
+                model: answer.model.unwrap_or_else(|| request.model.clone()),
+            })
+        }
+        .boxed()
+    }
+
+    fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
+        async move {
+            let key = self.key()?;
+            let body = Self::body(request, true);
+            let call = Call::start(self.limits);
+            let response = send(&call, &[key.expose_secret()], self.post(key, &body)).await?;
+            let secret = key.expose_secret().to_owned();
+            let tally = Tally::new(
+                &request.model,
+                estimate_prompt_tokens(&request.system_prompt, &request.messages),
+            );
+            Ok(normalise(
+                sse_events(call, response),
+                tally,
+                move |event, tally| {
+                    let data: WireEvent = parse_data(event)?;
+                    match data.kind.as_str() {
+                        "message_start" => {
+                            if let Some(message) = data.message {
+                                if let Some(model) = message.model {
+                                    tally.model = model;
+                                }
+                                if let Some(usage) = message.usage {
+                                    tally.input_tokens = usage.input_tokens;
+                                }
+                            }
+                            Ok(Step::Nothing)
+                        }
+                        "content_block_delta" => Ok(data
+                            .delta
+                            .filter(|d| d.kind.as_deref() == Some("text_delta"))
+                            .and_then(|d| d.text)
+                            .map_or(Step::Nothing, Step::Text)),
+                        "message_delta" => {
+                            if let Some(reason) =
+                                data.delta.as_ref().and_then(|d| d.stop_reason.as_deref())
+                            {
+                                tally.finish = Some(stop_reason(reason));
+                            }
+                            if let Some(output) = data.usage.and_then(|u| u.output_tokens) {
+                                tally.output_tokens = Some(output);
+                            }
+                            Ok(Step::Nothing)
+                        }
+                        "message_stop" => Ok(Step::Done),
+                        "error" => Err(ProviderError::Upstream {
+                            status: None,
+                            message: redact(
+                                &data
+                                    .error
+                                    .map(|e| format!("{}: {}", e.kind, e.message))
+                                    .unwrap_or_else(|| "error event without details".to_owned()),
+                                &[&secret],
+                            ),
+                        }),
+                        // ping, content_block_start/stop, and event types added later.
+                        _ => Ok(Step::Nothing),
+                    }
+                },
+            ))
+        }
+        .boxed()
+    }
+}
+
+fn stop_reason(reason: &str) -> FinishReason {
+    match reason {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<WireMessage<'a>>,
+    temperature: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct WireMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireResponse {
+    model: Option<String>,
+    #[serde(default)]
+    content: Vec<WireBlock>,
+    stop_reason: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    input_tokens: Option<u32>,
+    output_tokens: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<WireStartMessage>,
+    delta: Option<WireEventDelta>,
+    usage: Option<WireUsage>,
+    error: Option<WireErrorBody>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireStartMessage {
+    model: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEventDelta {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireErrorBody {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+}

@@ -1,0 +1,110 @@
+//! Turning a provider's SSE events into the normalised [`StreamEvent`]s: text deltas in order,
+//! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such).
+
+use core_domain::{FinishReason, StreamEvent, TokenUsage};
+use eventsource_stream::Event;
+use futures_util::{Stream, StreamExt, stream};
+
+use crate::{EventStream, ProviderError};
+
+/// What one SSE event meant.
+pub(crate) enum Step {
+    /// Nothing to pass on (a ping, a block boundary, metadata recorded in the tally).
+    Nothing,
+    /// The next piece of the answer.
+    Text(String),
+    /// The wire format's explicit end of the answer.
+    Done,
+}
+
+/// What has been learned about the answer so far.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub model: String,
+    pub input_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
+    pub finish: Option<FinishReason>,
+    text_chars: usize,
+    prompt_estimate: u32,
+}
+
+impl Tally {
+    pub(crate) fn new(model: &str, prompt_estimate: u32) -> Self {
+        Self {
+            model: model.to_owned(),
+            prompt_estimate,
+            ..Self::default()
+        }
+    }
+
+    /// The usage to report: the upstream's counts, with any missing part estimated (the prompt
+    /// from its text, the answer from the text streamed) and then flagged.
+    pub(crate) fn usage(&self) -> TokenUsage {
+        let output_estimate = u32::try_from(self.text_chars.div_ceil(4)).unwrap_or(u32::MAX);
+        match (self.input_tokens, self.output_tokens) {
+            (Some(input), Some(output)) => TokenUsage::reported(input, output),
+            (input, output) => TokenUsage::estimated(
+                input.unwrap_or(self.prompt_estimate),
+                output.unwrap_or(output_estimate),
+            ),
+        }
+    }
+
+    fn finished(self) -> StreamEvent {
+        StreamEvent::Finished {
+            usage: self.usage(),
+            finish_reason: self.finish.clone().unwrap_or(FinishReason::Stop),
+            model: self.model,
+        }
+    }
+}
+
+/// Drives `events` through `interpret` into a normalised stream. An upstream that ends without
+/// its end marker counts as finished only if it already gave a finish reason (Gemini ends that
+/// way); otherwise the answer is incomplete and the stream ends with an error.
+pub(crate) fn normalise<S, F>(events: S, tally: Tally, interpret: F) -> EventStream
+where
+    S: Stream<Item = Result<Event, ProviderError>> + Send + 'static,
+    F: FnMut(&Event, &mut Tally) -> Result<Step, ProviderError> + Send + 'static,
+{
+    let state = Some((Box::pin(events), tally, interpret));
+    Box::pin(stream::unfold(state, |state| async move {
+        let (mut events, mut tally, mut interpret) = state?;
+        loop {
+            match events.next().await {
+                Some(Ok(event)) => match interpret(&event, &mut tally) {
+                    Ok(Step::Nothing) => continue,
+                    Ok(Step::Text(text)) if text.is_empty() => continue,
+                    Ok(Step::Text(text)) => {
+                        tally.text_chars += text.chars().count();
+                        return Some((
+                            Ok(StreamEvent::TextDelta(text)),
+                            Some((events, tally, interpret)),
+                        ));
+                    }
+                    Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
+                    Err(e) => return Some((Err(e), None)),
+                },
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if tally.finish.is_some() => return Some((Ok(tally.finished()), None)),
+                None => {
+                    return Some((
+                        Err(ProviderError::Upstream {
+                            status: None,
+                            message: "the stream ended before the answer was complete".to_owned(),
+                        }),
+                        None,
+                    ));
+                }
+            }
+        }
+    }))
+}
+
+/// Parses an event's JSON data, or reports it as malformed.
+pub(crate) fn parse_data<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, ProviderError> {
+    serde_json::from_str(&event.data).map_err(|e| ProviderError::Upstream {
+        status: None,
+        message: format!("malformed stream event from the upstream: {e}"),
+    })
+}

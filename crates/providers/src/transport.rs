@@ -1,0 +1,290 @@
+//! The HTTP side every provider shares: the pooled clients, sending with deadlines and
+//! retries, reading a JSON body, and reading an SSE stream with an idle-gap deadline.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{Stream, StreamExt, stream};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::config::CallLimits;
+use crate::upstream_error::{classify, redact, retry_after};
+use crate::{ProviderError, TimeoutPhase};
+
+/// The two pooled clients every provider shares.
+///
+/// `trusted` calls URLs ops configured. `guarded` calls base URLs that came from a specialist
+/// (set by an admin over the API): its resolver refuses names that resolve only to loopback,
+/// private, link-local or metadata addresses, so a public-looking name cannot be pointed at
+/// the inside of the network.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    trusted: reqwest::Client,
+    guarded: reqwest::Client,
+}
+
+impl Transport {
+    pub(crate) fn new(connect_timeout: Duration) -> Result<Self, ProviderError> {
+        // reqwest is built without a default TLS crypto provider (the default one needs cmake
+        // and a C toolchain); use ring. Installing twice is harmless, so ignore "already set".
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+        };
+        let setup = |e: reqwest::Error| ProviderError::Setup {
+            message: e.to_string(),
+        };
+        Ok(Self {
+            trusted: builder().build().map_err(setup)?,
+            guarded: builder()
+                .dns_resolver(std::sync::Arc::new(PublicOnlyResolver))
+                .build()
+                .map_err(setup)?,
+        })
+    }
+
+    pub(crate) fn client(&self, trusted: bool) -> &reqwest::Client {
+        if trusted {
+            &self.trusted
+        } else {
+            &self.guarded
+        }
+    }
+}
+
+/// Resolves names with the system resolver and keeps only public addresses.
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let public: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| !core_domain::is_internal_ip(addr.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "refusing to connect: {host} resolves only to internal addresses"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// One call's deadlines and retry policy, fixed when it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call {
+    limits: CallLimits,
+    deadline: Instant,
+}
+
+impl Call {
+    pub(crate) fn start(limits: CallLimits) -> Self {
+        Self {
+            limits,
+            deadline: Instant::now() + limits.total,
+        }
+    }
+
+    /// Runs `future` until `phase_limit` from now or the call's deadline, whichever is first,
+    /// reporting which one was missed.
+    async fn within<T>(
+        &self,
+        phase_limit: Duration,
+        phase: TimeoutPhase,
+        future: impl Future<Output = T>,
+    ) -> Result<T, ProviderError> {
+        let phase_deadline = Instant::now() + phase_limit;
+        let (deadline, missed) = if phase_deadline < self.deadline {
+            (phase_deadline, phase)
+        } else {
+            (self.deadline, TimeoutPhase::Total)
+        };
+        tokio::time::timeout_at(deadline, future)
+            .await
+            .map_err(|_| ProviderError::Timeout { phase: missed })
+    }
+}
+
+/// Sends the request `build` makes until it gets a success status, retrying connect errors,
+/// 429s and 5xx with exponential backoff and jitter (or the upstream's `Retry-After`), within
+/// the call's deadline. Nothing has been passed to the caller yet, so retrying is safe.
+pub(crate) async fn send(
+    call: &Call,
+    secrets: &[&str],
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response, ProviderError> {
+    let mut attempt: u32 = 0;
+    loop {
+        let sent = call
+            .within(call.limits.first_byte, TimeoutPhase::FirstByte, build().send())
+            .await?;
+        let (error, retryable, asked_wait) = match sent {
+            Ok(response) if response.status().is_success() => return Ok(response),
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = call
+                    .within(call.limits.first_byte, TimeoutPhase::FirstByte, response.bytes())
+                    .await?
+                    .unwrap_or_default();
+                let error = classify(status, &headers, &body, secrets);
+                let retryable = status.as_u16() == 429 || status.is_server_error();
+                (error, retryable, retry_after(&headers))
+            }
+            Err(e) => {
+                let (error, retryable) = transport_error(&e, secrets);
+                (error, retryable, None)
+            }
+        };
+        if !retryable || attempt >= call.limits.max_retries {
+            return Err(error);
+        }
+        let wait = match asked_wait {
+            // The upstream asked for longer than we will wait: give its answer now.
+            Some(wait) if wait > call.limits.max_delay => return Err(error),
+            Some(wait) => wait,
+            None => backoff(call.limits.base_delay, call.limits.max_delay, attempt),
+        };
+        if Instant::now() + wait >= call.deadline {
+            return Err(error);
+        }
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying upstream call");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// Classifies a failure to get a response. Only a failure to connect is safe to retry: once the
+/// request may have reached the model, a retry could be billed twice.
+fn transport_error(e: &reqwest::Error, secrets: &[&str]) -> (ProviderError, bool) {
+    if e.is_connect() {
+        if e.is_timeout() {
+            return (
+                ProviderError::Timeout {
+                    phase: TimeoutPhase::Connect,
+                },
+                true,
+            );
+        }
+        return (
+            ProviderError::Upstream {
+                status: None,
+                message: redact(&format!("cannot connect: {}", error_chain(e)), secrets),
+            },
+            true,
+        );
+    }
+    (
+        ProviderError::Upstream {
+            status: None,
+            message: redact(&format!("request failed: {}", error_chain(e)), secrets),
+        },
+        false,
+    )
+}
+
+/// The error and its causes on one line (reqwest's own message hides the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `base × 2^attempt`, capped at `max`, with full jitter in its upper half so that many
+/// callers retrying together spread out.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(max);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(attempt);
+    let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
+    exp.mul_f64(fraction)
+}
+
+/// Reads and parses a whole JSON body within the call's deadline.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    call: &Call,
+    response: Response,
+) -> Result<T, ProviderError> {
+    let status = response.status().as_u16();
+    let remaining = call.deadline.saturating_duration_since(Instant::now());
+    let body = call
+        .within(remaining, TimeoutPhase::Total, response.bytes())
+        .await?
+        .map_err(|e| ProviderError::Upstream {
+            status: Some(status),
+            message: format!("the response broke off: {}", error_chain(&e)),
+        })?;
+    serde_json::from_slice(&body).map_err(|e| ProviderError::Upstream {
+        status: Some(status),
+        message: format!("malformed response from the upstream: {e}"),
+    })
+}
+
+/// The SSE events of a streamed response, each within the idle gap and the call's deadline.
+/// The stream ends after its first error. Dropping it drops the connection.
+pub(crate) fn sse_events(
+    call: Call,
+    response: Response,
+) -> impl Stream<Item = Result<Event, ProviderError>> + Send + 'static {
+    let events = response.bytes_stream().eventsource();
+    stream::unfold(Some(events), move |state| async move {
+        let mut events = state?;
+        let next = call
+            .within(call.limits.idle, TimeoutPhase::IdleGap, events.next())
+            .await;
+        match next {
+            Err(timeout) => Some((Err(timeout), None)),
+            Ok(None) => None,
+            Ok(Some(Ok(event))) => Some((Ok(event), Some(events))),
+            Ok(Some(Err(e))) => {
+                let message = match e {
+                    eventsource_stream::EventStreamError::Transport(t) => {
+                        format!("the stream broke off: {}", error_chain(&t))
+                    }
+                    other => format!("malformed stream from the upstream: {other}"),
+                };
+                Some((
+                    Err(ProviderError::Upstream {
+                        status: None,
+                        message,
+                    }),
+                    None,
+                ))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_in_the_upper_half() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for attempt in 0..6 {
+            let full = base.saturating_mul(2u32.pow(attempt)).min(max);
+            let wait = backoff(base, max, attempt);
+            assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?}");
+        }
+    }
+}
