@@ -2,3 +2,4 @@
 
 mod chat_send;
 mod errors;
+mod providers;

@@ -108,7 +108,10 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                     "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
                 }))
             };
-            let head = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+            let head = vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
             let deltas = pieces
                 .iter()
                 .map(|p| chunk(json!({"content": p}), Value::Null))
@@ -137,7 +140,8 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                 "model": model, "stop_reason": null, "stop_sequence": null,
             });
             if a.with_usage {
-                start_message["usage"] = json!({"input_tokens": a.input_tokens, "output_tokens": 1});
+                start_message["usage"] =
+                    json!({"input_tokens": a.input_tokens, "output_tokens": 1});
             }
             let head = vec![
                 event(
@@ -222,8 +226,10 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
 /// The error event each format sends when it fails part way through a stream.
 pub(crate) fn error_frame(wire: Wire, message: &str) -> String {
     match wire {
-        Wire::OpenAi => data(&json!({"error": {"message": message, "type": "server_error",
-                                               "param": null, "code": null}})),
+        Wire::OpenAi => data(
+            &json!({"error": {"message": message, "type": "server_error",
+                                               "param": null, "code": null}}),
+        ),
         Wire::Anthropic => event(
             "error",
             &json!({"type": "error", "error": {"type": "overloaded_error", "message": message}}),

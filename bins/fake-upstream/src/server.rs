@@ -81,8 +81,14 @@ impl FakeUpstream {
     /// Starts a fake of `wire` on a free port, answering "Hello from the fake upstream." until
     /// told otherwise. Must be called inside a Tokio runtime.
     pub async fn start(wire: Wire) -> Self {
-        Self::start_with("127.0.0.1:0", wire, Reply::text("Hello from the fake upstream."), true, 1)
-            .expect("a fake upstream binds 127.0.0.1:0")
+        Self::start_with(
+            "127.0.0.1:0",
+            wire,
+            Reply::text("Hello from the fake upstream."),
+            true,
+            1,
+        )
+        .expect("a fake upstream binds 127.0.0.1:0")
     }
 
     /// Starts a fake on `bind` with `default_reply`, recording requests or not, on `workers`
@@ -114,6 +120,8 @@ impl FakeUpstream {
                 .default_service(web::to(handle))
         })
         .workers(workers.max(1))
+        // A client that goes away ends its stream at once, so tests can see the close.
+        .h1_allow_half_closed(false)
         .disable_signals()
         .shutdown_timeout(0)
         .listen(listener)?
@@ -247,7 +255,10 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         ReplyKind::Answer(answer) if streamed => {
             let include_usage = json["stream_options"]["include_usage"] == Value::Bool(true);
             let frames = render::stream(shared.wire, &model, &answer, include_usage);
-            sse(Arc::clone(&shared), answer_stream(shared.wire, &answer, frames))
+            sse(
+                Arc::clone(&shared),
+                answer_stream(shared.wire, &answer, frames),
+            )
         }
         ReplyKind::Answer(answer) => {
             HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer))
@@ -291,10 +302,15 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
         ),
         Ending::DropAfter(n) => (
             *n,
-            stream::iter([Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "fake upstream dropped the connection",
-            ))])
+            // Let what was sent reach the client first: actix discards unflushed bytes when a
+            // body fails, and a real mid-stream drop happens after data was on the wire.
+            stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "fake upstream dropped the connection",
+                ))
+            })
             .boxed(),
         ),
         Ending::StallAfter(n) => (*n, stream::pending().boxed()),

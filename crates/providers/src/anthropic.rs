@@ -35,7 +35,12 @@ impl AnthropicProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
         Self {
             transport,
-            base_url: config.anthropic.base_url.trim().trim_end_matches('/').to_owned(),
+            base_url: config
+                .anthropic
+                .base_url
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
             api_key: config.anthropic.api_key.clone(),
             limits: config.anthropic.limits(),
         }

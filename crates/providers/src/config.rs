@@ -179,7 +179,10 @@ mod tests {
             "GOOGLE_API_KEY" => Some("   ".into()),
             _ => None,
         });
-        assert_eq!(config.openai.api_key.unwrap().expose_secret(), "from-config");
+        assert_eq!(
+            config.openai.api_key.unwrap().expose_secret(),
+            "from-config"
+        );
         assert_eq!(config.anthropic.api_key.unwrap().expose_secret(), "sk-ant");
         assert!(config.google.api_key.is_none());
         assert!(config.xai.api_key.is_none());

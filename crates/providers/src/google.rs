@@ -31,7 +31,12 @@ impl GoogleProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
         Self {
             transport,
-            base_url: config.google.base_url.trim().trim_end_matches('/').to_owned(),
+            base_url: config
+                .google
+                .base_url
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
             api_key: config.google.api_key.clone(),
             limits: config.google.limits(),
         }
@@ -160,7 +165,9 @@ impl ChatProvider for GoogleProvider {
                 content,
                 usage,
                 finish_reason,
-                model: answer.model_version.unwrap_or_else(|| request.model.clone()),
+                model: answer
+                    .model_version
+                    .unwrap_or_else(|| request.model.clone()),
             })
         }
         .boxed()

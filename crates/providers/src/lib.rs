@@ -1,14 +1,49 @@
 //! A uniform async chat client over every upstream commander talks to.
 //!
-//! This crate owns the [`ChatProvider`] trait (a whole answer or a stream of
-//! [`StreamEvent`](core_domain::StreamEvent)s, object safe so providers can be chosen at run
-//! time), the request every provider accepts ([`ProviderRequest`]), the classified
-//! [`ProviderError`], the [`ProviderRegistry`] that hands out the provider for a specialist, and
-//! the implementations: the deterministic [`MockProvider`] (no network, no key) and, later in
-//! this crate, the real wire formats.
+//! This crate owns the [`ChatProvider`] trait (a whole answer, or a stream of
+//! [`StreamEvent`](core_domain::StreamEvent)s: text deltas in order, then one `Finished` with
+//! usage; object safe, so providers are chosen at run time), the request every provider accepts
+//! ([`ProviderRequest`]), the classified [`ProviderError`], the [`ProviderRegistry`] that builds
+//! them all over one pooled HTTP client, and the implementations: [`OpenAiProvider`] (OpenAI and
+//! every OpenAI-compatible server), [`AnthropicProvider`], [`GoogleProvider`] (Gemini) and the
+//! deterministic [`MockProvider`].
+//!
+//! Every call has deadlines (connect, first byte, idle gap between stream chunks, total) and
+//! retries connect errors, 429s and 5xx with backoff and jitter, honouring `Retry-After`, but
+//! never once any of the answer has been handed over. Keys never appear in errors, logs or
+//! `Debug` output.
 //!
 //! It is the only crate that knows upstream wire formats and HTTP clients. It must not depend on
 //! actix-web, the database, pricing or the catalogue.
+//!
+//! Calling a real provider from your own program:
+//!
+//! ```no_run
+//! use core_domain::{ChatMessage, ProviderKind};
+//! use providers::{ProviderRegistry, ProviderRequest, ProvidersConfig};
+//!
+//! # async fn run() -> Result<(), providers::ProviderError> {
+//! // Keys from OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY, XAI_API_KEY.
+//! let config = ProvidersConfig::default().with_env_keys(|name| std::env::var(name).ok());
+//! let registry = ProviderRegistry::from_config(&config)?;
+//! let openai = registry.get(ProviderKind::OpenAi).expect("always registered");
+//! let answer = openai
+//!     .complete(&ProviderRequest {
+//!         model: "gpt-4o-mini".into(),
+//!         system_prompt: "Answer in one sentence.".into(),
+//!         messages: vec![ChatMessage::user("Why is the sky blue?")],
+//!         temperature: 0.2,
+//!         max_tokens: 100,
+//!         base_url: None,
+//!     })
+//!     .await?;
+//! println!("{} ({} tokens in, {} out)", answer.content, answer.usage.input_tokens,
+//!     answer.usage.output_tokens);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Streaming, here from the mock (which needs no network or key):
 //!
 //! ```
 //! use core_domain::{ChatMessage, StreamEvent};
@@ -58,8 +93,8 @@ mod upstream_error;
 
 pub use anthropic::AnthropicProvider;
 pub use config::{CompatibleServer, KeyConfig, ProvidersConfig, UpstreamConfig};
-pub use google::GoogleProvider;
 pub use error::{ProviderError, TimeoutPhase};
+pub use google::GoogleProvider;
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};

@@ -58,7 +58,11 @@ impl OpenAiProvider {
                 .iter()
                 .map(|c| (trim(&c.base_url), c.api_key.clone()))
                 .collect(),
-            allowed_http: config.allowed_http_base_urls.iter().map(|u| trim(u)).collect(),
+            allowed_http: config
+                .allowed_http_base_urls
+                .iter()
+                .map(|u| trim(u))
+                .collect(),
             limits: config.openai.limits(),
         }
     }

@@ -17,7 +17,8 @@ pub type CompletionFuture<'a> = BoxFuture<'a, Result<Completion, ProviderError>>
 pub type EventStreamFuture<'a> = BoxFuture<'a, Result<EventStream, ProviderError>>;
 
 /// One upstream API family. Object safe: the registry hands out `Arc<dyn ChatProvider>`.
-pub trait ChatProvider: Send + Sync {
+/// `Debug` must never print a credential.
+pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     /// Which family this is.
     fn kind(&self) -> ProviderKind;
 

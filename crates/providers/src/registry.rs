@@ -78,6 +78,11 @@ impl ProviderRegistry {
             })
     }
 
+    /// The provider of `kind`, if registered.
+    pub fn get(&self, kind: ProviderKind) -> Option<Arc<dyn ChatProvider>> {
+        self.providers.get(&kind).cloned()
+    }
+
     /// The kinds that are configured.
     pub fn configured(&self) -> impl Iterator<Item = ProviderKind> + '_ {
         self.providers.keys().copied()

@@ -102,7 +102,9 @@ where
 }
 
 /// Parses an event's JSON data, or reports it as malformed.
-pub(crate) fn parse_data<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, ProviderError> {
+pub(crate) fn parse_data<T: serde::de::DeserializeOwned>(
+    event: &Event,
+) -> Result<T, ProviderError> {
     serde_json::from_str(&event.data).map_err(|e| ProviderError::Upstream {
         status: None,
         message: format!("malformed stream event from the upstream: {e}"),

@@ -128,7 +128,11 @@ pub(crate) async fn send(
     let mut attempt: u32 = 0;
     loop {
         let sent = call
-            .within(call.limits.first_byte, TimeoutPhase::FirstByte, build().send())
+            .within(
+                call.limits.first_byte,
+                TimeoutPhase::FirstByte,
+                build().send(),
+            )
             .await?;
         let (error, retryable, asked_wait) = match sent {
             Ok(response) if response.status().is_success() => return Ok(response),
@@ -136,7 +140,11 @@ pub(crate) async fn send(
                 let status = response.status();
                 let headers = response.headers().clone();
                 let body = call
-                    .within(call.limits.first_byte, TimeoutPhase::FirstByte, response.bytes())
+                    .within(
+                        call.limits.first_byte,
+                        TimeoutPhase::FirstByte,
+                        response.bytes(),
+                    )
                     .await?
                     .unwrap_or_default();
                 let error = classify(status, &headers, &body, secrets);
@@ -212,7 +220,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(max);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos()),
+    );
     hasher.write_u32(attempt);
     let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
     exp.mul_f64(fraction)
@@ -284,7 +296,10 @@ mod tests {
         for attempt in 0..6 {
             let full = base.saturating_mul(2u32.pow(attempt)).min(max);
             let wait = backoff(base, max, attempt);
-            assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?}");
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "attempt {attempt}: {wait:?}"
+            );
         }
     }
 }

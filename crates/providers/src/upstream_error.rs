@@ -52,10 +52,7 @@ pub(crate) fn upstream_message(status: StatusCode, body: &[u8]) -> String {
     });
     let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
     let text = if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("no message")
-            .to_owned()
+        status.canonical_reason().unwrap_or("no message").to_owned()
     } else {
         text
     };
@@ -93,7 +90,12 @@ pub(crate) fn redact(message: &str, secrets: &[&str]) -> String {
 /// How long the upstream asked us to wait: `retry-after-ms` (OpenAI), else `Retry-After` as
 /// seconds or an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -118,7 +120,8 @@ mod tests {
     #[test]
     fn each_format_s_message_is_found() {
         let openai = br#"{"error": {"message": "Invalid model", "type": "invalid_request_error"}}"#;
-        let anthropic = br#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#;
+        let anthropic =
+            br#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#;
         let gemini = br#"{"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}}"#;
         let plain = b"<html>502 Bad Gateway</html>";
         let s = StatusCode::BAD_REQUEST;
@@ -126,33 +129,61 @@ mod tests {
         assert_eq!(upstream_message(s, anthropic), "Overloaded");
         assert_eq!(upstream_message(s, gemini), "API key not valid");
         assert_eq!(upstream_message(s, plain), "<html>502 Bad Gateway</html>");
-        assert_eq!(upstream_message(StatusCode::BAD_GATEWAY, b""), "Bad Gateway");
-        assert_eq!(upstream_message(s, "x".repeat(2000).as_bytes()).chars().count(), 501);
+        assert_eq!(
+            upstream_message(StatusCode::BAD_GATEWAY, b""),
+            "Bad Gateway"
+        );
+        assert_eq!(
+            upstream_message(s, "x".repeat(2000).as_bytes())
+                .chars()
+                .count(),
+            501
+        );
     }
 
     #[test]
     fn statuses_are_classified() {
         let h = HeaderMap::new();
         let of = |code: u16| classify(StatusCode::from_u16(code).unwrap(), &h, b"{}", &[]);
-        assert!(matches!(of(401), ProviderError::AuthFailed { status: 401, .. }));
+        assert!(matches!(
+            of(401),
+            ProviderError::AuthFailed { status: 401, .. }
+        ));
         assert!(matches!(of(403), ProviderError::AuthFailed { .. }));
         assert!(matches!(of(429), ProviderError::RateLimited { .. }));
-        assert!(matches!(of(400), ProviderError::InvalidRequest { status: 400, .. }));
+        assert!(matches!(
+            of(400),
+            ProviderError::InvalidRequest { status: 400, .. }
+        ));
         assert!(matches!(of(404), ProviderError::InvalidRequest { .. }));
-        assert!(matches!(of(500), ProviderError::Upstream { status: Some(500), .. }));
-        assert!(matches!(of(529), ProviderError::Upstream { status: Some(529), .. }));
+        assert!(matches!(
+            of(500),
+            ProviderError::Upstream {
+                status: Some(500),
+                ..
+            }
+        ));
+        assert!(matches!(
+            of(529),
+            ProviderError::Upstream {
+                status: Some(529),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn keys_and_masked_keys_are_redacted() {
         let secret = "sk-proj-abcdefghijklmnop";
-        let message = format!(
-            "Incorrect API key provided: sk-proj-***mnop. You sent {secret} to us."
-        );
+        let message =
+            format!("Incorrect API key provided: sk-proj-***mnop. You sent {secret} to us.");
         let clean = redact(&message, &[secret]);
         assert!(!clean.contains("mnop"), "{clean}");
         assert!(!clean.contains(secret), "{clean}");
-        assert!(clean.starts_with("Incorrect API key provided: [redacted]"), "{clean}");
+        assert!(
+            clean.starts_with("Incorrect API key provided: [redacted]"),
+            "{clean}"
+        );
     }
 
     #[test]
@@ -163,8 +194,15 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }

@@ -1,0 +1,96 @@
+use core_domain::{ChatMessage, FinishReason, ProviderKind, StreamEvent, TokenUsage};
+use fake_upstream::{Finish, Reply, Wire};
+use providers::ProviderError;
+use serde_json::json;
+
+use crate::*;
+
+#[tokio::test]
+async fn complete_sends_a_messages_request_and_parses_the_answer() {
+    let fake = start(Wire::Anthropic).await;
+    fake.push(Reply::text("Four.").usage(40, 3).finish(Finish::Length));
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let mut req = request("claude-sonnet-4-5");
+    req.temperature = 1.7;
+    req.messages.insert(0, ChatMessage::system("Extra rule."));
+
+    let answer = provider.complete(&req).await.unwrap();
+    assert_eq!(answer.content, "Four.");
+    assert_eq!(answer.usage, TokenUsage::reported(40, 3));
+    assert_eq!(answer.finish_reason, FinishReason::Length);
+    assert_eq!(answer.model, "claude-sonnet-4-5");
+
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 256,
+            "system": "You are terse.\n\nExtra rule.",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2+2?"}
+            ],
+            "temperature": 1.0
+        })
+    );
+}
+
+#[tokio::test]
+async fn stream_reads_every_event_type_and_reassembles_the_text() {
+    let fake = start(Wire::Anthropic).await;
+    let text = "Claude streams in content_block_delta events.";
+    fake.push(Reply::text(text).usage(55, 9).chunks(5));
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+
+    let got = collect(provider.as_ref(), &request("claude-haiku-4-5")).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.text, text);
+    assert_eq!(got.events.len(), 6);
+    assert_eq!(
+        finished(&got.events),
+        &StreamEvent::Finished {
+            usage: TokenUsage::reported(55, 9),
+            finish_reason: FinishReason::Stop,
+            model: "claude-haiku-4-5".into(),
+        }
+    );
+    assert_eq!(fake.requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_ends_it_with_the_upstream_message() {
+    let fake = start(Wire::Anthropic).await;
+    fake.push(
+        Reply::text("one two three four")
+            .chunks(4)
+            .error_event_after(2, "Overloaded"),
+    );
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let got = collect(provider.as_ref(), &request("claude-3-haiku")).await;
+    assert_eq!(got.events.len(), 2, "two deltas reached the caller first");
+    let err = got.error.expect("the stream ends with an error");
+    assert!(matches!(err, ProviderError::Upstream { status: None, .. }));
+    assert!(
+        err.to_string().contains("overloaded_error: Overloaded"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn missing_key_names_anthropic_api_key() {
+    let fake = start(Wire::Anthropic).await;
+    let mut config = config_for(&fake);
+    config.anthropic.api_key = None;
+    let err = provider(&config, ProviderKind::Anthropic)
+        .stream(&request("claude-3-haiku"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
+}

@@ -1,0 +1,227 @@
+use core_domain::{ChatMessage, FinishReason, ProviderKind, StreamEvent, TokenUsage};
+use fake_upstream::{Finish, Reply, Wire};
+use providers::{CompatibleServer, ProviderError};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::*;
+
+#[tokio::test]
+async fn complete_sends_the_chat_completions_request_and_parses_the_answer() {
+    let fake = start(Wire::OpenAi).await;
+    fake.push(Reply::text("2+2 is 4.").usage(21, 6).finish(Finish::Length));
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+
+    let answer = provider.complete(&request("gpt-4o")).await.unwrap();
+    assert_eq!(answer.content, "2+2 is 4.");
+    assert_eq!(answer.usage, TokenUsage::reported(21, 6));
+    assert_eq!(answer.finish_reason, FinishReason::Length);
+    assert_eq!(answer.model, "gpt-4o");
+
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2+2?"}
+            ],
+            "temperature": 0.3,
+            "max_tokens": 256
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_history_that_starts_with_a_system_message_keeps_it_and_gets_no_second_one() {
+    let fake = start(Wire::OpenAi).await;
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+    let mut req = request("gpt-4o");
+    req.messages
+        .insert(0, ChatMessage::system("Caller's own system prompt"));
+    provider.complete(&req).await.unwrap();
+    let messages = fake.requests()[0].body["messages"].clone();
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "Caller's own system prompt"})
+    );
+    assert_eq!(messages.as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
+    let fake = start(Wire::OpenAi).await;
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+    provider.complete(&request("o3-mini")).await.unwrap();
+    let body = &fake.requests()[0].body;
+    assert_eq!(body["max_completion_tokens"], 256);
+    assert!(body.get("max_tokens").is_none(), "{body}");
+    assert!(body.get("temperature").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn stream_asks_for_usage_and_reassembles_the_text_exactly() {
+    let fake = start(Wire::OpenAi).await;
+    let text = "Streaming, with ünïcödé and emoji 🎉, in seven pieces.";
+    fake.push(Reply::text(text).usage(30, 14).chunks(7));
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+
+    let got = collect(provider.as_ref(), &request("gpt-4o-mini")).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.text, text);
+    assert_eq!(
+        got.events.len(),
+        8,
+        "7 deltas and the end: {:?}",
+        got.events
+    );
+    assert_eq!(
+        finished(&got.events),
+        &StreamEvent::Finished {
+            usage: TokenUsage::reported(30, 14),
+            finish_reason: FinishReason::Stop,
+            model: "gpt-4o-mini".into(),
+        }
+    );
+    let body = &fake.requests()[0].body;
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+}
+
+#[tokio::test]
+async fn a_stream_without_usage_ends_with_an_estimate_flagged_as_such() {
+    let fake = start(Wire::OpenAi).await;
+    fake.push(Reply::text("twelve chars").without_usage().chunks(3));
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+    let req = request("llama3.1:8b");
+    let got = collect(provider.as_ref(), &req).await;
+    let StreamEvent::Finished { usage, .. } = finished(&got.events) else {
+        unreachable!()
+    };
+    assert!(usage.is_estimated);
+    assert_eq!(usage.output_tokens, 3, "12 characters at 4 a token");
+    assert_eq!(
+        usage.input_tokens,
+        core_domain::estimate_prompt_tokens(&req.system_prompt, &req.messages)
+    );
+}
+
+#[tokio::test]
+async fn a_whole_answer_without_usage_is_estimated_too() {
+    let fake = start(Wire::OpenAi).await;
+    fake.push(Reply::text("abcdefgh").without_usage());
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+    let answer = provider.complete(&request("gpt-4o")).await.unwrap();
+    assert!(answer.usage.is_estimated);
+    assert_eq!(answer.usage.output_tokens, 2);
+}
+
+#[tokio::test]
+async fn missing_key_is_not_configured_naming_the_variable() {
+    let fake = start(Wire::OpenAi).await;
+    let mut config = config_for(&fake);
+    config.openai.api_key = None;
+    let err = provider(&config, ProviderKind::OpenAi)
+        .complete(&request("gpt-4o"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ProviderError::NotConfigured {
+            env_var: "OPENAI_API_KEY",
+            ..
+        }
+    ));
+    assert_eq!(fake.request_count(), 0, "nothing is sent without a key");
+}
+
+#[tokio::test]
+async fn xai_base_url_needs_the_xai_key() {
+    let fake = start(Wire::OpenAi).await;
+    let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
+    let mut req = request("grok-2");
+    req.base_url = Some("https://api.x.ai/v1".into());
+    let err = provider.complete(&req).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProviderError::NotConfigured {
+                env_var: "XAI_API_KEY",
+                config_key: "providers.xai.api_key",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_compatible_server_gets_its_own_key_and_never_the_openai_key() {
+    let fake = start(Wire::OpenAi).await;
+    let other = start(Wire::OpenAi).await;
+    let mut config = config_for(&fake);
+    config.allowed_http_base_urls = vec![other.base_url().to_owned()];
+    let provider_without = provider(&config, ProviderKind::OpenAi);
+    let mut req = request("llama3.1:8b");
+    req.base_url = Some(other.base_url().to_owned());
+
+    provider_without.complete(&req).await.unwrap();
+    assert_eq!(other.requests()[0].header("authorization"), None);
+
+    config.openai_compatible = vec![CompatibleServer {
+        base_url: format!("{}/", other.base_url()),
+        api_key: SecretString::from("vllm-key"),
+    }];
+    provider(&config, ProviderKind::OpenAi)
+        .complete(&req)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.requests()[1].header("authorization"),
+        Some("Bearer vllm-key")
+    );
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "the configured endpoint was not called"
+    );
+    assert_eq!(other.requests()[1].path, "/v1/chat/completions");
+}
+
+#[tokio::test]
+async fn a_specialist_base_url_resolving_to_loopback_is_refused_unless_allowed() {
+    let fake = start(Wire::OpenAi).await;
+    // The same server, named so that the resolver (not the URL text) has to decide.
+    let by_name = fake.base_url().replace("127.0.0.1", "localhost");
+    let mut req = request("llama3.1:8b");
+    req.base_url = Some(by_name.clone());
+
+    let err = provider(&config_for(&fake), ProviderKind::OpenAi)
+        .complete(&req)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("resolves only to internal addresses"),
+        "{err}"
+    );
+    assert_eq!(fake.request_count(), 0);
+
+    let mut config = config_for(&fake);
+    config.allowed_http_base_urls = vec![by_name];
+    provider(&config, ProviderKind::OpenAi)
+        .complete(&req)
+        .await
+        .unwrap();
+    assert_eq!(fake.request_count(), 1);
+}

@@ -1,0 +1,81 @@
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use core_domain::ProviderKind;
+use fake_upstream::{Reply, Wire};
+
+use crate::*;
+
+/// A log sink for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn keys_never_appear_in_errors_debug_output_or_logs() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut messages = Vec::new();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            for (wire, kind) in [
+                (Wire::OpenAi, ProviderKind::OpenAi),
+                (Wire::Anthropic, ProviderKind::Anthropic),
+                (Wire::Google, ProviderKind::Google),
+            ] {
+                let fake = start(wire).await;
+                // Upstreams quote (parts of) a rejected key back; and a 500 gets retried, so
+                // the retry path logs too.
+                fake.push(Reply::status(500, "transient"));
+                fake.push(Reply::status(
+                    401,
+                    format!(
+                        "Incorrect API key provided: {OPENAI_KEY} / {ANTHROPIC_KEY} / {GOOGLE_KEY}; \
+                         sk-te***cdef"
+                    ),
+                ));
+                let quoted = Reply::status(
+                    401,
+                    format!("Incorrect API key provided: {OPENAI_KEY} {ANTHROPIC_KEY} {GOOGLE_KEY}"),
+                );
+                fake.push(quoted);
+                let provider = provider(&config_for(&fake), kind);
+                messages.push(format!("{provider:?}"));
+                let err = provider.complete(&request("m")).await.unwrap_err();
+                messages.push(err.to_string());
+                messages.push(format!("{err:?}"));
+                let err = provider.stream(&request("m")).await.err().unwrap();
+                messages.push(err.to_string());
+            }
+        });
+    });
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !logs.is_empty(),
+        "the calls logged something at trace level"
+    );
+    for text in messages.iter().chain(std::iter::once(&logs)) {
+        for key in [OPENAI_KEY, ANTHROPIC_KEY, GOOGLE_KEY, "cdef"] {
+            assert!(!text.contains(key), "found {key} in: {text}");
+        }
+    }
+}
