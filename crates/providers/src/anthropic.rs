@@ -1,16 +1,14 @@
 //! Anthropic Messages.
 
-use core_domain::{
-    Completion, FinishReason, ProviderKind, Role, TokenUsage, estimate_prompt_tokens,
-    estimate_text_tokens,
-};
+use core_domain::{Completion, FinishReason, ProviderKind, Role};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CallLimits;
+use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
-use crate::transport::{Call, Transport, read_json, send, sse_events};
+use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::redact;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
@@ -47,11 +45,7 @@ impl AnthropicProvider {
     }
 
     fn key(&self) -> Result<&SecretString, ProviderError> {
-        self.api_key.as_ref().ok_or(ProviderError::NotConfigured {
-            provider: ProviderKind::Anthropic,
-            env_var: "ANTHROPIC_API_KEY",
-            config_key: "providers.anthropic.api_key",
-        })
+        required_key(self.api_key.as_ref(), ProviderKind::Anthropic)
     }
 
     /// System text goes in its own field: the specialist's prompt, then any system messages of
@@ -87,13 +81,10 @@ impl AnthropicProvider {
         body: &'a WireRequest<'a>,
     ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
         move || {
-            let mut api_key = reqwest::header::HeaderValue::from_str(key.expose_secret())
-                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
-            api_key.set_sensitive(true);
             self.transport
                 .client(true)
                 .post(format!("{}/v1/messages", self.base_url))
-                .header("x-api-key", api_key)
+                .header("x-api-key", secret_header(key))
                 .header("anthropic-version", ANTHROPIC_VERSION)
                 .json(body)
         }
@@ -118,16 +109,10 @@ impl ChatProvider for AnthropicProvider {
                 .filter(|block| block.kind == "text")
                 .filter_map(|block| block.text.as_deref())
                 .collect();
-            let usage = match answer.usage {
-                Some(WireUsage {
-                    input_tokens: Some(input),
-                    output_tokens: Some(output),
-                }) => TokenUsage::reported(input, output),
-                _ => TokenUsage::estimated(
-                    estimate_prompt_tokens(&request.system_prompt, &request.messages),
-                    estimate_text_tokens(&content),
-                ),
-            };
+            let reported = answer
+                .usage
+                .and_then(|u| Some((u.input_tokens?, u.output_tokens?)));
+            let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 content,
                 usage,
@@ -148,10 +133,7 @@ impl ChatProvider for AnthropicProvider {
             let call = Call::start(self.limits);
             let response = send(&call, &[key.expose_secret()], self.post(key, &body)).await?;
             let secret = key.expose_secret().to_owned();
-            let tally = Tally::new(
-                &request.model,
-                estimate_prompt_tokens(&request.system_prompt, &request.messages),
-            );
+            let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
                 sse_events(call, response),
                 tally,

@@ -1,16 +1,14 @@
 //! Google Gemini `generateContent` and `streamGenerateContent`.
 
-use core_domain::{
-    Completion, FinishReason, ProviderKind, Role, TokenUsage, estimate_prompt_tokens,
-    estimate_text_tokens,
-};
+use core_domain::{Completion, FinishReason, ProviderKind, Role};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CallLimits;
+use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
-use crate::transport::{Call, Transport, read_json, send, sse_events};
+use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::redact;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
@@ -43,11 +41,7 @@ impl GoogleProvider {
     }
 
     fn key(&self) -> Result<&SecretString, ProviderError> {
-        self.api_key.as_ref().ok_or(ProviderError::NotConfigured {
-            provider: ProviderKind::Google,
-            env_var: "GOOGLE_API_KEY",
-            config_key: "providers.google.api_key",
-        })
+        required_key(self.api_key.as_ref(), ProviderKind::Google)
     }
 
     /// `{base}/v1beta/models/{model}:{method}`, the model percent-encoded so that no name can
@@ -106,13 +100,10 @@ impl GoogleProvider {
         body: &'a WireRequest<'a>,
     ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
         move || {
-            let mut api_key = reqwest::header::HeaderValue::from_str(key.expose_secret())
-                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
-            api_key.set_sensitive(true);
             self.transport
                 .client(true)
                 .post(url)
-                .header("x-goog-api-key", api_key)
+                .header("x-goog-api-key", secret_header(key))
                 .json(body)
         }
     }
@@ -154,13 +145,8 @@ impl ChatProvider for GoogleProvider {
                 None if candidate.is_none() => FinishReason::ContentFilter,
                 None => FinishReason::Stop,
             };
-            let usage = match answer.usage_metadata.as_ref().and_then(WireUsage::counts) {
-                Some((input, output)) => TokenUsage::reported(input, output),
-                None => TokenUsage::estimated(
-                    estimate_prompt_tokens(&request.system_prompt, &request.messages),
-                    estimate_text_tokens(&content),
-                ),
-            };
+            let reported = answer.usage_metadata.as_ref().and_then(WireUsage::counts);
+            let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 content,
                 usage,
@@ -184,10 +170,7 @@ impl ChatProvider for GoogleProvider {
             let call = Call::start(self.limits);
             let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
             let secret = key.expose_secret().to_owned();
-            let tally = Tally::new(
-                &request.model,
-                estimate_prompt_tokens(&request.system_prompt, &request.messages),
-            );
+            let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
                 sse_events(call, response),
                 tally,

@@ -1,14 +1,12 @@
 //! OpenAI Chat Completions, and every server that speaks it (xAI, vLLM, Ollama, llama.cpp).
 
-use core_domain::{
-    Completion, FinishReason, ProviderKind, Role, TokenUsage, estimate_prompt_tokens,
-    estimate_text_tokens,
-};
+use core_domain::{Completion, FinishReason, ProviderKind, Role};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CallLimits;
+use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::transport::{Call, Transport, read_json, send, sse_events};
 use crate::upstream_error::redact;
@@ -69,11 +67,7 @@ impl OpenAiProvider {
 
     fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint<'_>, ProviderError> {
         let Some(base) = request.base_url.as_deref().map(|u| u.trim_end_matches('/')) else {
-            let key = self.api_key.as_ref().ok_or(ProviderError::NotConfigured {
-                provider: ProviderKind::OpenAi,
-                env_var: "OPENAI_API_KEY",
-                config_key: "providers.openai.api_key",
-            })?;
+            let key = required_key(self.api_key.as_ref(), ProviderKind::OpenAi)?;
             return Ok(Endpoint {
                 url: format!("{}/chat/completions", self.base_url),
                 key: Some(key),
@@ -192,13 +186,8 @@ impl ChatProvider for OpenAiProvider {
                 .and_then(|c| c.message)
                 .and_then(|m| m.content)
                 .unwrap_or_default();
-            let usage = match answer.usage {
-                Some(u) => TokenUsage::reported(u.prompt_tokens, u.completion_tokens),
-                None => TokenUsage::estimated(
-                    estimate_prompt_tokens(&request.system_prompt, &request.messages),
-                    estimate_text_tokens(&content),
-                ),
-            };
+            let reported = answer.usage.map(|u| (u.prompt_tokens, u.completion_tokens));
+            let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 content,
                 usage,
@@ -217,10 +206,7 @@ impl ChatProvider for OpenAiProvider {
             let secrets = self.secrets();
             let response = send(&call, &secrets, Self::post(&endpoint, &body)).await?;
             let secrets: Vec<String> = secrets.into_iter().map(str::to_owned).collect();
-            let tally = Tally::new(
-                &request.model,
-                estimate_prompt_tokens(&request.system_prompt, &request.messages),
-            );
+            let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
                 sse_events(call, response),
                 tally,

@@ -5,6 +5,8 @@ use core_domain::{ProviderKind, Specialist};
 
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::transport::Transport;
 use crate::{
     AnthropicProvider, ChatProvider, GoogleProvider, MockProvider, OpenAiProvider, ProviderError,
@@ -20,6 +22,18 @@ pub const fn api_key_env(provider: ProviderKind) -> &'static str {
         ProviderKind::Google => "GOOGLE_API_KEY",
         ProviderKind::Mock => "",
     }
+}
+
+/// `key`, or [`ProviderError::NotConfigured`] naming the variable and config key for `provider`.
+pub(crate) fn required_key(
+    key: Option<&SecretString>,
+    provider: ProviderKind,
+) -> Result<&SecretString, ProviderError> {
+    key.ok_or(ProviderError::NotConfigured {
+        provider,
+        env_var: api_key_env(provider),
+        config_key: config_key(provider),
+    })
 }
 
 const fn config_key(provider: ProviderKind) -> &'static str {

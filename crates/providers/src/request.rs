@@ -1,4 +1,6 @@
-use core_domain::{ChatMessage, Specialist};
+use core_domain::{
+    ChatMessage, Specialist, TokenUsage, estimate_prompt_tokens, estimate_text_tokens,
+};
 
 /// Everything a provider needs for one call, independent of the wire format.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +35,26 @@ impl ProviderRequest {
             temperature: specialist.temperature(),
             max_tokens: specialist.max_tokens(),
             base_url: specialist.base_url().map(str::to_owned),
+        }
+    }
+}
+
+impl ProviderRequest {
+    /// The prompt's estimated input tokens (system prompt and every message).
+    pub fn prompt_estimate(&self) -> u32 {
+        estimate_prompt_tokens(&self.system_prompt, &self.messages)
+    }
+
+    /// The upstream's `(input, output)` counts, or, when it reported none, an estimate from the
+    /// prompt and `answer`, flagged as estimated.
+    pub(crate) fn usage_or_estimate(
+        &self,
+        reported: Option<(u32, u32)>,
+        answer: &str,
+    ) -> TokenUsage {
+        match reported {
+            Some((input, output)) => TokenUsage::reported(input, output),
+            None => TokenUsage::estimated(self.prompt_estimate(), estimate_text_tokens(answer)),
         }
     }
 }

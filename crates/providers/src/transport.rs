@@ -60,6 +60,16 @@ impl Transport {
     }
 }
 
+/// A header value for an API key, marked sensitive so that no `Debug` output or HTTP/2 header
+/// table ever shows it.
+pub(crate) fn secret_header(key: &secrecy::SecretString) -> reqwest::header::HeaderValue {
+    use secrecy::ExposeSecret;
+    let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+    value.set_sensitive(true);
+    value
+}
+
 /// Resolves names with the system resolver and keeps only public addresses.
 struct PublicOnlyResolver;
 
