@@ -3,3 +3,4 @@
 mod chat_send;
 mod errors;
 mod providers;
+mod stream;

@@ -141,6 +141,55 @@ impl Drop for TestApp {
     }
 }
 
+/// One server-sent event as a client saw it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// The `event:` name (`message` when absent).
+    pub event: String,
+    /// The `data:` payload.
+    pub data: String,
+    /// When it arrived, measured from when the request was sent.
+    pub at: Duration,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.data))
+    }
+}
+
+/// Reads a whole `text/event-stream` response with a real SSE parser, each event stamped with
+/// its arrival time since `sent`. Gives up after 30 s.
+pub async fn read_sse(response: reqwest::Response, sent: tokio::time::Instant) -> Vec<SseEvent> {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    assert_eq!(response.status(), 200, "a stream starts with 200");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let mut events = response.bytes_stream().eventsource();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Some(event) = tokio::time::timeout_at(deadline, events.next())
+        .await
+        .expect("the stream ends within 30 s")
+    {
+        let event = event.expect("well-formed SSE");
+        seen.push(SseEvent {
+            event: event.event,
+            data: event.data,
+            at: sent.elapsed(),
+        });
+    }
+    seen
+}
+
 /// The error body's `error` object, checked for the shape every error must have.
 pub async fn error_body(response: reqwest::Response) -> serde_json::Value {
     let request_id = response

@@ -75,6 +75,7 @@ impl Application {
             usage: usage.clone(),
             store: store.clone(),
             chat_limits: settings.server.chat.clone(),
+            sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
         };
         let server = build_server(listener, state, &settings.server).map_err(|source| {
             StartupError::Bind {

@@ -26,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .service(resource("/health", web::get().to(health::health)))
         .service(resource("/ready", web::get().to(health::ready)))
         .service(resource("/chat/send", web::post().to(chat::send::send)))
+        .service(resource(
+            "/chat/stream",
+            web::post().to(chat::stream::stream),
+        ))
         .default_service(web::to(route_not_found));
 }
 

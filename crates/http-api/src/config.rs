@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub keep_alive_seconds: u64,
     /// Origins allowed to call from a browser (CORS). Empty: none.
     pub cors_allowed_origins: Vec<String>,
+    /// Seconds of silence after which a stream gets a keep-alive comment (so proxies keep
+    /// the connection open while the model thinks).
+    pub sse_keep_alive_seconds: u64,
     /// Limits on what one chat request may contain.
     pub chat: ChatLimits,
 }
@@ -29,6 +32,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             keep_alive_seconds: 75,
             cors_allowed_origins: Vec::new(),
+            sse_keep_alive_seconds: 15,
             chat: ChatLimits::default(),
         }
     }

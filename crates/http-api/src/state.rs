@@ -22,4 +22,6 @@ pub struct AppState {
     pub store: UsageStore,
     /// Limits on chat requests.
     pub chat_limits: ChatLimits,
+    /// Seconds of silence after which a stream gets a keep-alive comment.
+    pub sse_keep_alive_seconds: u64,
 }

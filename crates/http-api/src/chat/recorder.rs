@@ -4,6 +4,7 @@ use std::time::Duration;
 use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceTable};
+use providers::ProviderError;
 use usage_store::{UsageRecord, UsageSink};
 
 use crate::RequestContext;
@@ -11,11 +12,14 @@ use crate::RequestContext;
 /// Records exactly one usage row for a chat call, however the call ends.
 ///
 /// Made when the call has a specialist; consumed by [`CallRecorder::succeeded`] or
-/// [`CallRecorder::failed`]. If it is dropped unconsumed, the handler was cancelled because the
-/// client went away, and the row says so (`client_disconnected`) with the prompt's estimated
-/// input tokens.
+/// [`CallRecorder::failed`]. Dropped unconsumed, it means the handler (or the response stream)
+/// was dropped because the client went away: the row then says `client_disconnected` and
+/// records what was consumed — the prompt's estimated input tokens and the text delivered so
+/// far, counted as output.
 pub(crate) struct CallRecorder {
     pending: Option<Pending>,
+    delivered_chars: usize,
+    first_token: Option<Duration>,
 }
 
 struct Pending {
@@ -47,49 +51,76 @@ impl CallRecorder {
                 estimated_input_tokens,
                 streamed,
             }),
+            delivered_chars: 0,
+            first_token: None,
         }
     }
 
-    /// The prompt's estimated input tokens, for calls cut short before the upstream reported.
-    pub(crate) fn estimated_input_tokens(&self) -> u32 {
-        self.pending
+    /// Notes text handed to the client; the first call fixes the time to first token.
+    pub(crate) fn note_delivered(&mut self, text: &str) {
+        if self.first_token.is_none()
+            && let Some(pending) = &self.pending
+        {
+            self.first_token = Some(pending.context.received_at.elapsed());
+        }
+        self.delivered_chars += text.chars().count();
+    }
+
+    /// What the call has consumed if it ends now, before the upstream reported usage: the
+    /// prompt (estimated) and the text delivered (estimated from its length).
+    pub(crate) fn consumed_so_far(&self) -> TokenUsage {
+        let input = self
+            .pending
             .as_ref()
-            .map_or(0, |p| p.estimated_input_tokens)
+            .map_or(0, |p| p.estimated_input_tokens);
+        let output = u32::try_from(self.delivered_chars.div_ceil(4)).unwrap_or(u32::MAX);
+        TokenUsage::estimated(input, output)
+    }
+
+    /// What a call that failed with `error` consumed. One that may have reached the model
+    /// (timed out, or its connection broke) is charged what it consumed so far; one refused up
+    /// front consumed nothing.
+    pub(crate) fn consumed_on_failure(&self, error: &ProviderError) -> TokenUsage {
+        match error {
+            ProviderError::Timeout { .. } | ProviderError::Upstream { status: None, .. } => {
+                self.consumed_so_far()
+            }
+            _ if self.delivered_chars > 0 => self.consumed_so_far(),
+            _ => TokenUsage::default(),
+        }
     }
 
     /// The call answered; returns its cost and latency for the response.
-    pub(crate) fn succeeded(
-        mut self,
-        usage: TokenUsage,
-        time_to_first_token: Option<Duration>,
-    ) -> (CostEstimate, Duration) {
+    pub(crate) fn succeeded(mut self, usage: TokenUsage) -> (CostEstimate, Duration) {
+        let first_token = self.first_token;
         self.pending
             .take()
             .expect("only the consuming methods and Drop take `pending`, so it is here")
-            .record(usage, None, time_to_first_token)
+            .record(usage, None, first_token)
     }
 
     /// The call failed with `code` after consuming `usage`.
     pub(crate) fn failed(mut self, code: ErrorCode, usage: TokenUsage) {
+        let first_token = self.first_token;
         if let Some(pending) = self.pending.take() {
-            pending.record(usage, Some(code), None);
+            pending.record(usage, Some(code), first_token);
         }
     }
 }
 
 impl Drop for CallRecorder {
     fn drop(&mut self) {
+        let consumed = self.consumed_so_far();
         if let Some(pending) = self.pending.take() {
-            let input = pending.estimated_input_tokens;
             tracing::info!(
                 request_id = %pending.context.request_id,
                 specialist = %pending.specialist.id(),
-                "client disconnected before the answer was sent"
+                "client disconnected before the answer was complete"
             );
             pending.record(
-                TokenUsage::estimated(input, 0),
+                consumed,
                 Some(ErrorCode::ClientDisconnected),
-                None,
+                self.first_token,
             );
         }
     }
@@ -123,21 +154,5 @@ impl Pending {
             streamed: self.streamed,
         });
         (estimate, latency)
-    }
-}
-
-/// What a failed non-streamed call consumed. A call that may have reached the model (timed out,
-/// or the connection broke after sending) is charged its prompt, estimated; one refused up
-/// front consumed nothing.
-pub(crate) fn consumed_on_failure(
-    error: &providers::ProviderError,
-    estimated_input_tokens: u32,
-) -> TokenUsage {
-    use providers::ProviderError as E;
-    match error {
-        E::Timeout { .. } | E::Upstream { status: None, .. } => {
-            TokenUsage::estimated(estimated_input_tokens, 0)
-        }
-        _ => TokenUsage::default(),
     }
 }

@@ -1,9 +1,8 @@
 use actix_web::{HttpResponse, web};
-use core_domain::{ErrorCode, ProviderKind, estimate_prompt_tokens};
-use providers::ProviderRequest;
+use core_domain::ProviderKind;
 use serde::Serialize;
 
-use crate::chat::{CallRecorder, ChatRequestBody, consumed_on_failure};
+use crate::chat::{ChatRequestBody, PreparedCall, prepare};
 use crate::{ApiError, AppState, RequestContext};
 
 /// The answer of `POST /chat/send`: the original service's fields, plus `request_id` and
@@ -29,40 +28,22 @@ pub(crate) async fn send(
     context: RequestContext,
     body: web::Json<ChatRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.into_inner().validate(&state.chat_limits)?;
-    let specialist = state.catalogue.get(&input.specialist_id).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::SpecialistNotFound,
-            format!("no specialist with id '{}'", input.specialist_id),
-        )
-    })?;
-    let request = ProviderRequest::for_specialist(&specialist, input.history, input.message);
-    let recorder = CallRecorder::start(
-        &state.usage,
-        &state.prices,
-        &specialist,
-        &context,
-        estimate_prompt_tokens(&request.system_prompt, &request.messages),
-        false,
-    );
-
-    let provider = match state.providers.provider_for(&specialist) {
-        Ok(provider) => provider,
-        Err(error) => {
-            recorder.failed(error.code(), Default::default());
-            return Err(error.into());
-        }
-    };
+    let PreparedCall {
+        specialist,
+        provider,
+        request,
+        recorder,
+    } = prepare(&state, &context, body.into_inner(), false)?;
     let completion = match provider.complete(&request).await {
         Ok(completion) => completion,
         Err(error) => {
-            let consumed = consumed_on_failure(&error, recorder.estimated_input_tokens());
+            let consumed = recorder.consumed_on_failure(&error);
             recorder.failed(error.code(), consumed);
             return Err(error.into());
         }
     };
 
-    let (estimate, latency) = recorder.succeeded(completion.usage, None);
+    let (estimate, latency) = recorder.succeeded(completion.usage);
     Ok(HttpResponse::Ok().json(ChatResponse {
         specialist_id: specialist.id().as_str(),
         specialist_name: specialist.name(),
@@ -71,9 +52,14 @@ pub(crate) async fn send(
         input_tokens: completion.usage.input_tokens,
         output_tokens: completion.usage.output_tokens,
         estimated_cost_usd: estimate.cost.as_dollars(),
-        latency_ms: (latency.as_secs_f64() * 1e6).round() / 1e3,
+        latency_ms: millis(latency),
         request_id: context.request_id.as_str(),
         finish_reason: completion.finish_reason.as_str(),
         content: completion.content,
     }))
+}
+
+/// Milliseconds with microsecond precision, as the original service reported latency.
+pub(crate) fn millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
 }
