@@ -7,6 +7,12 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Duration;
 }
 
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+}
+
 /// The real monotonic clock (`Instant`), measured from when it was made.
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {

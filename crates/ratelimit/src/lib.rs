@@ -1,6 +1,7 @@
 //! Rate limiting by token bucket, with time injected so the arithmetic can be tested exactly.
 //!
-//! This crate owns the bucket arithmetic ([`TokenBucket`]: refill, spend, and the [`Decision`]
+//! This crate owns the [`RateLimiter`] (a bucket per caller key, sharded, least-recently-used
+//! eviction past a bound, no global lock), the bucket arithmetic ([`TokenBucket`]: refill, spend, and the [`Decision`]
 //! that carries everything a caller needs to answer — allowed or not, limit, remaining, when it
 //! is full again, when to retry), the [`Quota`] it enforces, and the [`Clock`] it reads.
 //!
@@ -30,6 +31,9 @@
 
 mod bucket;
 mod clock;
+mod limiter;
+mod lru;
 
 pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use limiter::{MIN_BUCKETS_PER_SHARD, RateLimiter};
