@@ -149,6 +149,9 @@ path = "{specialists}"
 [providers.openai]
 api_key = "bench-key"
 base_url = "http://127.0.0.1:{upstream}/v1"
+[rate_limit]
+requests = 100000000
+window_seconds = 1
 [log]
 level = "warn"
 """)

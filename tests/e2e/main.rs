@@ -3,4 +3,6 @@
 mod chat_send;
 mod errors;
 mod providers;
+mod rate_limit;
+mod specialists;
 mod stream;

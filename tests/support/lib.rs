@@ -50,6 +50,8 @@ impl TestApp {
         settings.database.url = format!("sqlite://{}", dir.path().join("usage.db").display());
         settings.database.flush_interval_ms = 20;
         settings.specialists.path = dir.path().join("specialists.json");
+        // Tests make many calls from one address; the rate-limit tests set their own limits.
+        settings.rate_limit.requests = std::num::NonZeroU32::new(1_000_000).expect("non-zero");
         customize(&mut settings, dir.path());
 
         let app = Application::build(settings)

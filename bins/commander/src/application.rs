@@ -2,7 +2,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{AppState, build_server};
+use http_api::{AppState, RateLimits, build_server};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError};
@@ -30,6 +30,9 @@ pub enum StartupError {
     /// The upstream HTTP client could not be set up.
     #[error(transparent)]
     Providers(#[from] providers::ProviderError),
+    /// A rate limit is out of range.
+    #[error("invalid rate limit: {0}")]
+    RateLimit(#[from] ratelimit::QuotaError),
     /// A startup task failed unexpectedly.
     #[error("startup task failed: {0}")]
     Task(String),
@@ -76,6 +79,7 @@ impl Application {
             store: store.clone(),
             chat_limits: settings.server.chat.clone(),
             sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
+            rate_limits: Arc::new(RateLimits::from_config(&settings.rate_limit)?),
         };
         let server = build_server(listener, state, &settings.server).map_err(|source| {
             StartupError::Bind {

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
-use http_api::ServerConfig;
+use http_api::{RateLimitConfig, ServerConfig};
 use providers::ProvidersConfig;
 use serde::Deserialize;
 use usage_store::DatabaseConfig;
@@ -20,6 +20,8 @@ pub struct Settings {
     pub database: DatabaseConfig,
     /// `[providers]`
     pub providers: ProvidersConfig,
+    /// `[rate_limit]`
+    pub rate_limit: RateLimitConfig,
     /// `[pricing]`: per-model price overrides, `"model" = { input_per_1m, output_per_1m }`.
     pub pricing: HashMap<String, ModelPricing>,
     /// `[specialists]`
@@ -94,6 +96,7 @@ pub fn load_settings(
         .list_separator(",")
         .with_list_parse_key("server.cors_allowed_origins")
         .with_list_parse_key("providers.allowed_http_base_urls")
+        .with_list_parse_key("rate_limit.trusted_proxies")
         .source(Some(env.clone()));
     let settings: Settings = Config::builder()
         .add_source(file)

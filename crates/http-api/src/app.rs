@@ -7,14 +7,18 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use core_domain::ErrorCode;
 
 use crate::context::assign_request_id;
-use crate::{ApiError, AppState, ServerConfig, chat, health};
+use crate::rate_limit::{limit_chat, limit_management};
+use crate::{ApiError, AppState, ServerConfig, chat, health, specialists};
 
 /// Registers every route and the body limits on `cfg`.
 ///
 /// Middleware order (outermost first), as [`build_server`] installs it:
 /// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
-///    error (including those of the layers inside it) as the error JSON with that id;
-/// 2. the routes below, whose JSON bodies are limited to `max_body_bytes`.
+///    error (including those of the layers inside it) as the error JSON with that id, keeping
+///    the headers inner layers set;
+/// 2. per route, the rate limiter of the route's group (chat or management; `/health` and
+///    `/ready` have none): refuses with 429, or adds the rate-limit headers to the response;
+/// 3. the handler, whose JSON body is limited to `max_body_bytes`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerConfig) {
     let json = web::JsonConfig::default()
         .limit(config.max_body_bytes)
@@ -25,11 +29,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .app_data(payload)
         .service(resource("/health", web::get().to(health::health)))
         .service(resource("/ready", web::get().to(health::ready)))
-        .service(resource("/chat/send", web::post().to(chat::send::send)))
-        .service(resource(
-            "/chat/stream",
-            web::post().to(chat::stream::stream),
-        ))
+        .service(resource("/chat/send", web::post().to(chat::send::send)).wrap(from_fn(limit_chat)))
+        .service(
+            resource("/chat/stream", web::post().to(chat::stream::stream))
+                .wrap(from_fn(limit_chat)),
+        )
+        .service(
+            resource("/specialists", web::get().to(specialists::list))
+                .wrap(from_fn(limit_management)),
+        )
+        .service(
+            resource("/specialists/{id}", web::get().to(specialists::get))
+                .wrap(from_fn(limit_management)),
+        )
         .default_service(web::to(route_not_found));
 }
 

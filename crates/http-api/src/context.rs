@@ -4,7 +4,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use core_domain::{ErrorCode, RequestId, UserIdentity};
@@ -78,8 +78,18 @@ pub(crate) async fn assign_request_id(
                         .cloned()
                         .unwrap_or_else(|| ApiError::from_foreign(error));
                     log_failure(&api_error, &request_id);
-                    let (request, _) = response.into_parts();
-                    ServiceResponse::new(request, api_error.to_response(Some(&request_id)))
+                    let (request, original) = response.into_parts();
+                    let mut rendered = api_error.to_response(Some(&request_id));
+                    // Keep headers inner layers added (rate-limit headers, Retry-After).
+                    for (name, value) in original.headers() {
+                        if name != header::CONTENT_TYPE
+                            && name != header::CONTENT_LENGTH
+                            && !rendered.headers().contains_key(name)
+                        {
+                            rendered.headers_mut().append(name.clone(), value.clone());
+                        }
+                    }
+                    ServiceResponse::new(request, rendered)
                 }
                 None => response.map_into_boxed_body(),
             };

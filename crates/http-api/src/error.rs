@@ -59,6 +59,12 @@ impl ApiError {
         }
     }
 
+    /// The same error, telling the client how long to wait (`Retry-After`).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     /// The machine-readable code.
     pub fn code(&self) -> ErrorCode {
         self.code

@@ -12,14 +12,19 @@
 
 mod app;
 mod chat;
+mod client_ip;
 mod config;
 mod context;
 mod error;
 mod health;
+mod rate_limit;
+mod specialists;
 mod state;
 
 pub use app::{build_server, configure};
+pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
 pub use context::RequestContext;
 pub use error::ApiError;
+pub use rate_limit::{GroupLimit, RateLimitConfig, RateLimits, RouteGroup};
 pub use state::AppState;

@@ -5,7 +5,7 @@ use providers::ProviderRegistry;
 use specialists::Catalogue;
 use usage_store::{UsageSink, UsageStore};
 
-use crate::ChatLimits;
+use crate::{ChatLimits, RateLimits};
 
 /// Everything the handlers share, built once by the binary.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct AppState {
     pub usage: UsageSink,
     /// The usage database, for readiness and reports.
     pub store: UsageStore,
+    /// Per-caller rate limits.
+    pub rate_limits: Arc<RateLimits>,
     /// Limits on chat requests.
     pub chat_limits: ChatLimits,
     /// Seconds of silence after which a stream gets a keep-alive comment.

@@ -1,0 +1,212 @@
+//! The rate-limit middleware: one token bucket per caller and route group, headers on every
+//! limited response, 429 with `Retry-After` when the bucket is empty.
+
+use std::num::{NonZeroU32, NonZeroU64};
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use core_domain::{ErrorCode, UserIdentity};
+use ratelimit::{Decision, Quota, QuotaError, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use crate::client_ip::{Cidr, client_ip};
+use crate::{ApiError, AppState, RequestContext};
+
+/// The `[rate_limit]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per window for each caller (the bucket's capacity).
+    pub requests: NonZeroU32,
+    /// The window over which `requests` are refilled, in seconds.
+    pub window_seconds: NonZeroU64,
+    /// The most callers remembered per route group; beyond it the least recently seen is
+    /// forgotten (and starts again with a full bucket).
+    pub max_buckets: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Overrides for chat routes (`/chat/*`, `/v1/*`).
+    pub chat: Option<GroupLimit>,
+    /// Overrides for management routes (`/specialists`, `/usage`).
+    pub management: Option<GroupLimit>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests: NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),
+            window_seconds: NonZeroU64::new(3600).unwrap_or(NonZeroU64::MIN),
+            max_buckets: 10_000,
+            trusted_proxies: Vec::new(),
+            chat: None,
+            management: None,
+        }
+    }
+}
+
+/// A route group's own limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimit {
+    /// Requests per window.
+    pub requests: NonZeroU32,
+    /// The window, in seconds.
+    pub window_seconds: NonZeroU64,
+}
+
+/// Which limit a route counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteGroup {
+    /// Chat calls.
+    Chat,
+    /// Specialist management and usage reports.
+    Management,
+}
+
+impl RouteGroup {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Management => "management",
+        }
+    }
+}
+
+/// The limiters of a running server.
+#[derive(Debug)]
+pub struct RateLimits {
+    chat: RateLimiter,
+    management: RateLimiter,
+    trusted_proxies: Vec<Cidr>,
+}
+
+impl RateLimits {
+    /// Limiters for `config`.
+    pub fn from_config(config: &RateLimitConfig) -> Result<Self, QuotaError> {
+        let quota = |group: Option<GroupLimit>| {
+            let (requests, window) = group.map_or((config.requests, config.window_seconds), |g| {
+                (g.requests, g.window_seconds)
+            });
+            Quota::new(requests.get(), Duration::from_secs(window.get()))
+        };
+        Ok(Self {
+            chat: RateLimiter::new(quota(config.chat)?, config.max_buckets),
+            management: RateLimiter::new(quota(config.management)?, config.max_buckets),
+            trusted_proxies: config.trusted_proxies.clone(),
+        })
+    }
+
+    fn limiter(&self, group: RouteGroup) -> &RateLimiter {
+        match group {
+            RouteGroup::Chat => &self.chat,
+            RouteGroup::Management => &self.management,
+        }
+    }
+}
+
+/// Middleware for chat routes.
+pub(crate) async fn limit_chat(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    limit(RouteGroup::Chat, req, next).await
+}
+
+/// Middleware for management routes.
+pub(crate) async fn limit_management(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    limit(RouteGroup::Management, req, next).await
+}
+
+async fn limit(
+    group: RouteGroup,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let limiter = state.rate_limits.limiter(group);
+    let key = caller_key(&req, &state.rate_limits.trusted_proxies);
+    let decision = limiter.check(&key, 1);
+    let quota = limiter.quota();
+    if !decision.allowed {
+        let wait = decision.retry_after.unwrap_or(Duration::ZERO);
+        let error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "rate limit exceeded: {} requests per {} s for {} routes; retry in {} s",
+                quota.capacity(),
+                quota.window().as_secs(),
+                group.name(),
+                whole_seconds(wait)
+            ),
+        )
+        .with_retry_after(wait);
+        let mut response = req.error_response(error);
+        add_headers(response.headers_mut(), group, quota, &decision);
+        return Ok(response);
+    }
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    add_headers(response.headers_mut(), group, quota, &decision);
+    Ok(response)
+}
+
+/// The bucket a request counts against: the authenticated user, else the client's address.
+fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
+    if let Some(context) = req.extensions().get::<RequestContext>()
+        && let UserIdentity::Authenticated { email_hash, .. } = &context.identity
+    {
+        return format!("user:{email_hash}");
+    }
+    match req.peer_addr() {
+        Some(peer) => {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            format!("ip:{}", client_ip(peer.ip(), forwarded, trusted))
+        }
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+/// Seconds, rounded up so a client never comes back too early.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `X-RateLimit-Limit/-Remaining/-Reset` (reset: seconds until the bucket is full), and the
+/// IETF draft's `RateLimit-Policy` and `RateLimit` fields beside them.
+fn add_headers(headers: &mut HeaderMap, group: RouteGroup, quota: Quota, decision: &Decision) {
+    let reset = whole_seconds(decision.reset_after);
+    let pairs = [
+        ("x-ratelimit-limit", decision.limit.to_string()),
+        ("x-ratelimit-remaining", decision.remaining.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{}\";q={};w={}",
+                group.name(),
+                quota.capacity(),
+                quota.window().as_secs()
+            ),
+        ),
+        (
+            "ratelimit",
+            format!("\"{}\";r={};t={}", group.name(), decision.remaining, reset),
+        ),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
