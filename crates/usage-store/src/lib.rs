@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod record;
 mod schema;
+mod spill;
 mod store;
 mod writer;
 
@@ -33,4 +34,4 @@ pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use record::{StoredUsage, UsageRecord};
 pub use store::{Backend, UsageStore};
-pub use writer::{UsageSink, UsageWriter, spawn_writer};
+pub use writer::{UsageSink, UsageWriter, WriterStats, spawn_writer};

@@ -2,21 +2,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::spill::Spill;
 use crate::{DatabaseConfig, StoreError, UsageRecord, UsageStore};
 
 /// First wait before retrying a failed batch; doubled up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How long shutdown keeps retrying a database that is down before giving up on a batch.
-const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// How long shutdown keeps retrying a database that is down before spilling what is left.
+const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(5);
+/// How often a non-empty spill file is offered to the database again.
+const SPILL_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 enum Command {
     Record(Box<UsageRecord>),
-    /// Acknowledge once the first `target` records handed to the sink are committed.
+    /// Acknowledge once the first `target` records handed to the sink are in the database.
     Flush {
         target: u64,
         ack: oneshot::Sender<()>,
@@ -26,9 +29,14 @@ enum Command {
 /// Counters a metrics exporter can read.
 #[derive(Debug, Default)]
 struct Counters {
-    /// Records handed to the sink. Records that overflow the queue may reach the writer after a
-    /// later flush request, so a flush waits for this count rather than for its place in line.
+    /// Records handed to the sink.
     accepted: AtomicU64,
+    /// Records the request path spilled because the queue was full (durably appended).
+    spilled_on_overflow: AtomicU64,
+    /// Records spilled for any reason.
+    spilled: AtomicU64,
+    /// Records replayed from the spill file into the database.
+    replayed: AtomicU64,
     rows_written: AtomicU64,
     batches_written: AtomicU64,
     write_errors: AtomicU64,
@@ -39,12 +47,16 @@ struct Counters {
 pub struct WriterStats {
     /// Records waiting in the queue.
     pub queue_depth: usize,
-    /// Rows committed since start.
+    /// Rows committed by batches since start.
     pub rows_written: u64,
     /// Batches committed since start.
     pub batches_written: u64,
-    /// Failed write attempts since start (each is retried).
+    /// Failed write attempts since start (each is retried, or its records spilled).
     pub write_errors: u64,
+    /// Records appended to the spill file since start.
+    pub spilled: u64,
+    /// Records replayed from the spill file into the database since start.
+    pub replayed: u64,
 }
 
 /// The request path's handle to the usage log: hands records to the writer without waiting.
@@ -53,31 +65,48 @@ pub struct WriterStats {
 pub struct UsageSink {
     tx: mpsc::Sender<Command>,
     counters: Arc<Counters>,
+    spill: Spill,
+    spilled_notice: Arc<Notify>,
 }
 
 impl UsageSink {
     /// Queues `record` for writing and returns at once.
     ///
-    /// When the queue is full the record waits in a background task for room rather than being
-    /// dropped; it must be called inside a Tokio runtime.
+    /// When the queue is full (the database is slow or down) — or the writer has already
+    /// stopped — the record is appended to the spill file on a blocking thread instead, to be
+    /// replayed into the database when it answers again (or at the next start).
     pub fn record(&self, record: UsageRecord) {
         self.counters.accepted.fetch_add(1, Ordering::SeqCst);
-        match self.tx.try_send(Command::Record(Box::new(record))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                tracing::warn!("usage queue is full; a record is waiting for room");
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    if let Err(mpsc::error::SendError(command)) = tx.send(command).await {
-                        log_unwritten(command);
-                    }
-                });
+        let command = match self.tx.try_send(Command::Record(Box::new(record))) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(command)) => command,
+            Err(mpsc::error::TrySendError::Closed(command)) => command,
+        };
+        let Command::Record(record) = command else {
+            return;
+        };
+        let spill = self.spill.clone();
+        let counters = Arc::clone(&self.counters);
+        let notice = Arc::clone(&self.spilled_notice);
+        let append = move || match spill.append(std::slice::from_ref(&*record)) {
+            Ok(()) => {
+                counters.spilled.fetch_add(1, Ordering::SeqCst);
+                counters.spilled_on_overflow.fetch_add(1, Ordering::SeqCst);
+                notice.notify_one();
             }
-            Err(mpsc::error::TrySendError::Closed(command)) => log_unwritten(command),
+            Err(e) => log_unwritten(&record, &e),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!("usage queue is full; spilling a record to disk");
+                runtime.spawn_blocking(append);
+            }
+            Err(_) => append(),
         }
     }
 
-    /// Waits until every record handed to [`UsageSink::record`] before this call is committed.
+    /// Waits until every record handed to [`UsageSink::record`] before this call is in the
+    /// database (replaying spilled ones first).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
         let target = self.counters.accepted.load(Ordering::SeqCst);
@@ -91,26 +120,27 @@ impl UsageSink {
 
     /// The writer's counters now.
     pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
         WriterStats {
             queue_depth: self.tx.max_capacity() - self.tx.capacity(),
-            rows_written: self.counters.rows_written.load(Ordering::Relaxed),
-            batches_written: self.counters.batches_written.load(Ordering::Relaxed),
-            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+            rows_written: c.rows_written.load(Ordering::Relaxed),
+            batches_written: c.batches_written.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            spilled: c.spilled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 }
 
-/// The last resort for a record that can no longer reach the writer: the whole record at error
-/// level, so it can be recovered from the logs. (It holds no secret: the user is a hash.)
-fn log_unwritten(command: Command) {
-    if let Command::Record(record) = command {
-        let json = serde_json::to_string(&record).unwrap_or_else(|e| e.to_string());
-        tracing::error!(record = %json, "usage writer has stopped; record not written");
-    }
+/// The last resort, when even the spill file cannot be written: the whole record at error
+/// level, so it can be recovered from the logs (it holds no secret: the user is a hash).
+fn log_unwritten(record: &UsageRecord, error: &StoreError) {
+    let json = serde_json::to_string(record).unwrap_or_else(|e| e.to_string());
+    tracing::error!(record = %json, %error, "usage record could not be written or spilled");
 }
 
 /// The background task that owns writing. Call [`UsageWriter::shutdown`] at exit so queued
-/// records are committed.
+/// records are committed (or spilled, if the database is down).
 #[derive(Debug)]
 pub struct UsageWriter {
     stop: oneshot::Sender<()>,
@@ -127,46 +157,67 @@ impl UsageWriter {
     }
 }
 
-/// Starts the writer on the current Tokio runtime: a bounded queue (`queue_capacity`) drained
-/// into `store` in batches of up to `batch_size`, each written when full or `flush_interval_ms`
-/// after its first record arrived, whichever comes first.
+/// Starts the writer on the current Tokio runtime: first it replays any spill file left by an
+/// earlier run, then drains a bounded queue (`queue_capacity`) into `store` in batches of up to
+/// `batch_size`, each written when full or `flush_interval_ms` after its first record arrived.
 pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, UsageWriter) {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let (stop, stop_rx) = oneshot::channel();
     let counters = Arc::new(Counters::default());
+    let spill = Spill::new(&config.spill_path);
+    let spilled_notice = Arc::new(Notify::new());
     let worker = Worker {
+        spill_dirty: spill.has_records(),
         store,
         rx,
         counters: Arc::clone(&counters),
+        spill: spill.clone(),
+        spilled_notice: Arc::clone(&spilled_notice),
         batch_size: config.batch_size.max(1),
         flush_interval: Duration::from_millis(config.flush_interval_ms),
-        received: 0,
         committed: 0,
+        overflow_settled: 0,
         waiters: Vec::new(),
     };
     let task = tokio::spawn(worker.run(stop_rx));
-    (UsageSink { tx, counters }, UsageWriter { stop, task })
+    (
+        UsageSink {
+            tx,
+            counters,
+            spill,
+            spilled_notice,
+        },
+        UsageWriter { stop, task },
+    )
 }
 
 struct Worker {
     store: UsageStore,
     rx: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
+    spill: Spill,
+    spilled_notice: Arc<Notify>,
     batch_size: usize,
     flush_interval: Duration,
-    /// Records taken off the queue so far.
-    received: u64,
-    /// Records committed so far (always `received` minus those still pending).
+    /// Records taken off the queue and settled: committed (or, at shutdown, spilled).
     committed: u64,
+    /// Overflow-spilled records known to be in the database (replayed).
+    overflow_settled: u64,
+    /// True when the spill file may hold records the worker put there.
+    spill_dirty: bool,
     /// Flush requests not yet satisfied: (target, ack).
     waiters: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 impl Worker {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        if self.spill_dirty {
+            self.replay_spill().await;
+        }
         let mut pending: Vec<UsageRecord> = Vec::with_capacity(self.batch_size);
         let mut due: Option<Instant> = None;
         loop {
+            let spill_pending = self.spill_pending();
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
@@ -186,21 +237,40 @@ impl Worker {
                     self.write(std::mem::take(&mut pending), None).await;
                     due = None;
                 }
+                () = self.spilled_notice.notified(), if !self.waiters.is_empty() => {
+                    // A record overflowed into the spill file while someone waits for it.
+                    self.replay_spill().await;
+                    self.acknowledge_flushes();
+                }
+                () = tokio::time::sleep(SPILL_RETRY_INTERVAL), if spill_pending => {
+                    self.replay_spill().await;
+                    self.acknowledge_flushes();
+                }
             }
         }
 
-        // Shutdown: take no new records, commit what is queued.
+        // Shutdown: take no new records, commit what is queued (spilling what the database
+        // will not take in time).
         self.rx.close();
         let deadline = Some(Instant::now() + SHUTDOWN_RETRY_BUDGET);
         while let Some(command) = self.rx.recv().await {
             self.accept(command, &mut pending, deadline).await;
         }
         self.write(pending, deadline).await;
+        if self.spill_pending() {
+            self.replay_spill().await;
+        }
+        self.acknowledge_flushes();
     }
 
-    /// Takes one command: a record joins the pending batch (written when full); a flush request
-    /// waits until its records are committed, writing the pending batch early if that is all it
-    /// waits for.
+    fn spill_pending(&self) -> bool {
+        self.spill_dirty
+            || self.counters.spilled_on_overflow.load(Ordering::SeqCst) > self.overflow_settled
+    }
+
+    /// Takes one command: a record joins the pending batch (written when full, or at once
+    /// while someone waits for a flush); a flush request writes the pending batch and the
+    /// spill file now and is answered once its records are all in.
     async fn accept(
         &mut self,
         command: Command,
@@ -209,76 +279,125 @@ impl Worker {
     ) {
         match command {
             Command::Record(record) => {
-                self.received += 1;
                 pending.push(*record);
-                if pending.len() >= self.batch_size {
+                if pending.len() >= self.batch_size || !self.waiters.is_empty() {
                     self.write(std::mem::take(pending), deadline).await;
                 }
             }
-            Command::Flush { target, ack } => self.waiters.push((target, ack)),
+            Command::Flush { target, ack } => {
+                self.waiters.push((target, ack));
+                self.write(std::mem::take(pending), deadline).await;
+                if self.spill_pending() {
+                    self.replay_spill().await;
+                }
+            }
         }
-        if self
-            .waiters
-            .iter()
-            .any(|(target, _)| *target <= self.received)
-        {
-            self.write(std::mem::take(pending), deadline).await;
-            self.acknowledge_flushes();
-        }
+        self.acknowledge_flushes();
     }
 
-    /// Answers every flush request whose records are all committed.
+    /// Answers every flush request whose records are all in the database.
     fn acknowledge_flushes(&mut self) {
-        let committed = self.committed;
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+        let done = self.committed + self.overflow_settled;
+        let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
             .into_iter()
-            .partition(|(target, _)| *target <= committed);
+            .partition(|(target, _)| *target <= done);
         self.waiters = waiting;
-        for (_, ack) in done {
+        for (_, ack) in answered {
             let _ = ack.send(());
         }
     }
 
     /// Commits `batch`, retrying with backoff while the database fails. Without a deadline it
-    /// retries until it succeeds; past the deadline the records are logged as unwritten.
+    /// retries until it succeeds (meanwhile the queue fills and the request path spills); past
+    /// the deadline the batch is spilled.
     async fn write(&mut self, batch: Vec<UsageRecord>, deadline: Option<Instant>) {
         if batch.is_empty() {
             return;
         }
         let batch = Arc::new(batch);
-        // Whatever happens below, these records are settled: committed, or logged as unwritten.
-        self.committed += batch.len() as u64;
         let mut delay = FIRST_RETRY_DELAY;
+        let mut failed = false;
         loop {
             let store = self.store.clone();
             let rows = Arc::clone(&batch);
             let outcome = tokio::task::spawn_blocking(move || store.insert_batch(&rows)).await;
             let error = match outcome {
                 Ok(Ok(_)) => {
+                    self.committed += batch.len() as u64;
                     self.counters
                         .rows_written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.counters
                         .batches_written
                         .fetch_add(1, Ordering::Relaxed);
-                    self.acknowledge_flushes();
+                    if failed || self.spill_pending() {
+                        // The database is answering again: bring back what was spilled.
+                        self.replay_spill().await;
+                    }
                     return;
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => format!("write task failed: {e}"),
             };
+            failed = true;
             self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
             if deadline.is_some_and(|d| Instant::now() + delay > d) {
-                tracing::error!(%error, rows = batch.len(), "usage batch not written before shutdown");
-                for record in batch.iter() {
-                    log_unwritten(Command::Record(Box::new(record.clone())));
-                }
+                tracing::error!(%error, rows = batch.len(), "database still failing at shutdown; spilling the batch");
+                self.spill_batch(&batch).await;
                 return;
             }
             tracing::warn!(%error, rows = batch.len(), retry_in_ms = delay.as_millis() as u64,
                 "usage batch not written; will retry");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    async fn spill_batch(&mut self, batch: &Arc<Vec<UsageRecord>>) {
+        let spill = self.spill.clone();
+        let records = Arc::clone(batch);
+        let appended = tokio::task::spawn_blocking(move || spill.append(&records)).await;
+        match appended {
+            Ok(Ok(())) => {
+                self.counters
+                    .spilled
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.spill_dirty = true;
+            }
+            Ok(Err(e)) => batch.iter().for_each(|r| log_unwritten(r, &e)),
+            Err(e) => {
+                let e = StoreError::Connect(format!("spill task failed: {e}"));
+                batch.iter().for_each(|r| log_unwritten(r, &e));
+            }
+        }
+        // Settled either way: written to the spill file, or to the log as a last resort.
+        self.committed += batch.len() as u64;
+    }
+
+    /// Offers the spill file to the database; on success it is empty afterwards.
+    async fn replay_spill(&mut self) {
+        let overflow_before = self.counters.spilled_on_overflow.load(Ordering::SeqCst);
+        let spill = self.spill.clone();
+        let store = self.store.clone();
+        let batch_size = self.batch_size;
+        let outcome = tokio::task::spawn_blocking(move || spill.replay(&store, batch_size)).await;
+        match outcome {
+            Ok(Ok(replayed)) => {
+                if replayed > 0 {
+                    tracing::info!(replayed, "replayed spilled usage records into the database");
+                }
+                self.counters
+                    .replayed
+                    .fetch_add(replayed, Ordering::Relaxed);
+                self.overflow_settled = overflow_before;
+                self.spill_dirty = false;
+            }
+            Ok(Err(e)) => {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, path = %self.spill.path().display(),
+                    "spilled usage records not replayed yet; will retry");
+            }
+            Err(e) => tracing::error!(error = %e, "spill replay task failed"),
         }
     }
 }
@@ -305,6 +424,7 @@ mod tests {
             batch_size: 10,
             flush_interval_ms: 50,
             queue_capacity: 4,
+            spill_path: dir.path().join("spill.jsonl").display().to_string(),
             ..DatabaseConfig::default()
         };
         (UsageStore::connect(&config).unwrap(), config)
@@ -341,7 +461,9 @@ mod tests {
         sink.flush().await.unwrap();
         assert_eq!(store.count_rows().unwrap(), 25);
         let stats = sink.stats();
-        assert_eq!(stats.rows_written, 25);
+        assert_eq!(stats.rows_written + stats.replayed, 25);
+        assert_eq!(stats.spilled, stats.replayed, "every overflow was replayed");
+        assert!(stats.spilled > 0, "a queue of 4 overflowed");
         assert_eq!(stats.write_errors, 0);
         writer.shutdown().await;
     }
