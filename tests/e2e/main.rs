@@ -5,4 +5,5 @@ mod errors;
 mod providers;
 mod rate_limit;
 mod specialists;
+mod store;
 mod stream;

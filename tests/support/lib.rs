@@ -12,6 +12,12 @@
 //! # }
 //! ```
 
+mod postgres;
+mod tcp_proxy;
+
+pub use postgres::{TestDatabase, server_url};
+pub use tcp_proxy::TcpProxy;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

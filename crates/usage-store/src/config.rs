@@ -17,6 +17,13 @@ pub struct DatabaseConfig {
     pub queue_capacity: usize,
     /// Where rows go when they cannot reach the database in time (JSON lines).
     pub spill_path: String,
+    /// How long to wait for a connection (from the pool, or a new one), in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// At shutdown, how long to keep retrying a failing database before spilling what is left,
+    /// in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// SQLite only: how long a write waits for another writer's lock, in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -28,6 +35,9 @@ impl Default for DatabaseConfig {
             flush_interval_ms: 200,
             queue_capacity: 10_000,
             spill_path: "data/usage-spill.jsonl".to_owned(),
+            connect_timeout_ms: 5_000,
+            shutdown_timeout_ms: 5_000,
+            sqlite_busy_timeout_ms: 5_000,
         }
     }
 }

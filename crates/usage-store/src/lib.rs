@@ -25,6 +25,7 @@
 mod config;
 mod error;
 mod record;
+mod report;
 mod schema;
 mod spill;
 mod store;
@@ -33,5 +34,6 @@ mod writer;
 pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use record::{StoredUsage, UsageRecord};
+pub use report::{GroupBy, Scope, SummaryQuery, SummaryRow};
 pub use store::{Backend, UsageStore};
 pub use writer::{UsageSink, UsageWriter, WriterStats, spawn_writer};

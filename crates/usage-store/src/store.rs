@@ -13,9 +13,6 @@ use crate::{DatabaseConfig, StoreError, StoredUsage, UsageRecord};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
-/// How long a caller waits for a pooled connection before giving up.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Rows per PostgreSQL INSERT statement: at 17 columns a row, far below its 65535 bind limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -29,7 +26,7 @@ pub enum Backend {
 }
 
 #[derive(Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(r2d2::Pool<ConnectionManager<SqliteConnection>>),
     Postgres(r2d2::Pool<ConnectionManager<PgConnection>>),
 }
@@ -57,13 +54,16 @@ macro_rules! with_connection {
 /// the writer, a busy timeout instead of instant `database is locked` errors, and full sync so
 /// a committed batch survives a power cut.
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    busy_timeout_ms: u64,
+}
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-        )
+        conn.batch_execute(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {};",
+            self.busy_timeout_ms
+        ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
 }
@@ -91,6 +91,7 @@ impl UsageStore {
     pub fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let url = config.url.trim();
         let pool_size = config.pool_size.max(1);
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
         let pool = if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() || path.starts_with(":memory:") {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
@@ -103,15 +104,17 @@ impl UsageStore {
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size)
                 .min_idle(Some(1))
-                .connection_timeout(CONNECTION_TIMEOUT)
-                .connection_customizer(Box::new(SqlitePragmas))
+                .connection_timeout(connect_timeout)
+                .connection_customizer(Box::new(SqlitePragmas {
+                    busy_timeout_ms: config.sqlite_busy_timeout_ms,
+                }))
                 .build(ConnectionManager::<SqliteConnection>::new(path))?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size)
                 .min_idle(Some(1))
-                .connection_timeout(CONNECTION_TIMEOUT)
+                .connection_timeout(connect_timeout)
                 .build(ConnectionManager::<PgConnection>::new(url))?;
             Pool::Postgres(pool)
         } else {
@@ -120,6 +123,10 @@ impl UsageStore {
         let store = Self { pool };
         store.migrate()?;
         Ok(store)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Which backend this store uses.

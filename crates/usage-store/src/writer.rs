@@ -12,8 +12,6 @@ use crate::{DatabaseConfig, StoreError, UsageRecord, UsageStore};
 /// First wait before retrying a failed batch; doubled up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How long shutdown keeps retrying a database that is down before spilling what is left.
-const SHUTDOWN_RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// How often a non-empty spill file is offered to the database again.
 const SPILL_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -175,6 +173,7 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
         spilled_notice: Arc::clone(&spilled_notice),
         batch_size: config.batch_size.max(1),
         flush_interval: Duration::from_millis(config.flush_interval_ms),
+        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         committed: 0,
         overflow_settled: 0,
         waiters: Vec::new(),
@@ -199,6 +198,7 @@ struct Worker {
     spilled_notice: Arc<Notify>,
     batch_size: usize,
     flush_interval: Duration,
+    shutdown_timeout: Duration,
     /// Records taken off the queue and settled: committed (or, at shutdown, spilled).
     committed: u64,
     /// Overflow-spilled records known to be in the database (replayed).
@@ -252,7 +252,7 @@ impl Worker {
         // Shutdown: take no new records, commit what is queued (spilling what the database
         // will not take in time).
         self.rx.close();
-        let deadline = Some(Instant::now() + SHUTDOWN_RETRY_BUDGET);
+        let deadline = Some(Instant::now() + self.shutdown_timeout);
         while let Some(command) = self.rx.recv().await {
             self.accept(command, &mut pending, deadline).await;
         }

@@ -1,0 +1,494 @@
+//! The usage log on both backends: migrations, every column, batches, reports, outages, the
+//! spill file and shutdown. PostgreSQL tests each create and drop a database of their own.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+use diesel::{Connection, SqliteConnection, connection::SimpleConnection};
+use e2e_support::{TcpProxy, TestDatabase};
+use usage_store::{
+    Backend, DatabaseConfig, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore, spawn_writer,
+};
+
+/// A database to test against, kept alive (and dropped) with the test.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase, tempfile::TempDir),
+}
+
+impl Db {
+    fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::Sqlite(tempfile::tempdir().unwrap()),
+            Backend::Postgres => {
+                Self::Postgres(TestDatabase::create(), tempfile::tempdir().unwrap())
+            }
+        }
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        match self {
+            Self::Sqlite(dir) | Self::Postgres(_, dir) => dir.path(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite://{}", dir.path().join("usage.db").display()),
+            Self::Postgres(db, _) => db.url(),
+        }
+    }
+
+    fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url(),
+            spill_path: self.dir().join("spill.jsonl").display().to_string(),
+            connect_timeout_ms: 500,
+            sqlite_busy_timeout_ms: 50,
+            shutdown_timeout_ms: 500,
+            flush_interval_ms: 20,
+            ..DatabaseConfig::default()
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+}
+
+fn record(id: &str) -> UsageRecord {
+    UsageRecord {
+        request_id: RequestId::parse(id).unwrap(),
+        timestamp: at(20, 12),
+        user_email_hash: Some(EmailHash::of_email("ada@example.com")),
+        specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
+        specialist_name: "Financial Analyst".into(),
+        provider: ProviderKind::OpenAi,
+        model: "gpt-4o".into(),
+        usage: TokenUsage::reported(1200, 345),
+        cost: Usd::from_nanos(6_450_000),
+        pricing_known: true,
+        latency: Duration::from_micros(1_234_500),
+        time_to_first_token: Some(Duration::from_millis(250)),
+        error_code: None,
+        streamed: true,
+    }
+}
+
+/// Generates a SQLite and a PostgreSQL test from one async body `fn(Backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod both {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$name(usage_store::Backend::Sqlite).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$name(usage_store::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_apply_on_an_empty_database,
+    every_column_round_trips,
+    batches_are_written_once_however_often_they_are_sent,
+    summary_matches_hand_computed_numbers,
+    spill_file_is_replayed_exactly_once_after_a_restart,
+    shutdown_drains_the_queue,
+);
+
+async fn migrations_apply_on_an_empty_database(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    let store = blocking(move || UsageStore::connect(&config).unwrap()).await;
+    assert_eq!(store.backend(), backend);
+    let s = store.clone();
+    blocking(move || {
+        assert_eq!(s.migrate().unwrap(), 0, "connect applied them all");
+        s.check_ready().unwrap();
+        assert_eq!(s.count_rows().unwrap(), 0);
+    })
+    .await;
+}
+
+async fn every_column_round_trips(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    let rows = blocking(move || {
+        let store = UsageStore::connect(&config).unwrap();
+        let mut failed = record("failed-one");
+        failed.error_code = Some(ErrorCode::UpstreamTimeout);
+        failed.user_email_hash = None;
+        failed.time_to_first_token = None;
+        failed.usage = TokenUsage::estimated(7, 0);
+        failed.pricing_known = false;
+        failed.streamed = false;
+        store.insert_batch(&[record("full-one"), failed]).unwrap();
+        store.all_rows().unwrap()
+    })
+    .await;
+    assert_eq!(rows.len(), 2);
+    let full = &rows[0];
+    assert_eq!(full.timestamp, at(20, 12).naive_utc());
+    assert_eq!(full.request_id, "full-one");
+    assert_eq!(
+        full.user_email_hash.as_deref(),
+        Some(EmailHash::of_email("ada@example.com").as_str())
+    );
+    assert_eq!(full.specialist_id, "financial_analyst");
+    assert_eq!(full.specialist_name, "Financial Analyst");
+    assert_eq!(full.provider, "openai");
+    assert_eq!(full.model, "gpt-4o");
+    assert_eq!((full.input_tokens, full.output_tokens), (1200, 345));
+    assert!(!full.tokens_estimated);
+    assert_eq!(full.estimated_cost_usd, 0.00645);
+    assert!(full.pricing_known);
+    assert_eq!(full.latency_ms, 1234.5);
+    assert_eq!(full.ttft_ms, Some(250.0));
+    assert!(full.success);
+    assert_eq!(full.error_code, None);
+    assert!(full.streamed);
+
+    let failed = &rows[1];
+    assert_eq!(failed.user_email_hash, None);
+    assert!(!failed.success);
+    assert_eq!(failed.error_code.as_deref(), Some("upstream_timeout"));
+    assert!(failed.tokens_estimated && !failed.pricing_known && !failed.streamed);
+    assert_eq!(failed.ttft_ms, None);
+}
+
+async fn batches_are_written_once_however_often_they_are_sent(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    blocking(move || {
+        let store = UsageStore::connect(&config).unwrap();
+        let batch: Vec<UsageRecord> = (0..1200).map(|i| record(&format!("r{i}"))).collect();
+        assert_eq!(store.insert_batch(&batch).unwrap(), 1200);
+        let mut again = batch;
+        again.push(record("new"));
+        assert_eq!(store.insert_batch(&again).unwrap(), 1);
+        assert_eq!(store.count_rows().unwrap(), 1201);
+    })
+    .await;
+}
+
+async fn summary_matches_hand_computed_numbers(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    let ada = EmailHash::of_email("ada@example.com");
+    let grace = EmailHash::of_email("grace@example.com");
+    let mut records = Vec::new();
+    // "analyst": 20 calls by ada on the 20th, latencies 10..=200 ms, two of them failed.
+    for i in 1..=20u32 {
+        let mut r = record(&format!("a{i}"));
+        r.latency = Duration::from_millis(u64::from(i) * 10);
+        r.usage = TokenUsage::reported(100, 10 * i);
+        r.cost = Usd::from_nanos(1_000_000); // $0.001
+        if i % 10 == 0 {
+            r.error_code = Some(ErrorCode::UpstreamError);
+        }
+        records.push(r);
+    }
+    // "reviewer": one call by grace on the 21st.
+    let mut r = record("b1");
+    r.specialist_id = SpecialistId::parse("reviewer").unwrap();
+    r.model = "claude-3-haiku".into();
+    r.provider = ProviderKind::Anthropic;
+    r.user_email_hash = Some(grace.clone());
+    r.timestamp = at(21, 9);
+    r.latency = Duration::from_millis(7);
+    r.usage = TokenUsage::reported(5, 6);
+    r.cost = Usd::from_nanos(2_500_000);
+    records.push(r);
+    // An anonymous call, and one outside the window.
+    let mut anonymous = record("c1");
+    anonymous.user_email_hash = None;
+    anonymous.timestamp = at(21, 10);
+    records.push(anonymous);
+    let mut late = record("late");
+    late.timestamp = at(25, 0);
+    records.push(late);
+
+    let s = blocking(move || {
+        let store = UsageStore::connect(&config).unwrap();
+        store.insert_batch(&records).unwrap();
+        store
+    })
+    .await;
+    let query = |group_by, scope| SummaryQuery {
+        from: at(20, 0),
+        to: at(22, 0),
+        group_by,
+        scope,
+    };
+
+    let store = s.clone();
+    let by_specialist = blocking(move || {
+        store
+            .summary(&query(GroupBy::Specialist, Scope::Everyone))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(by_specialist.len(), 2);
+    let analyst = &by_specialist[0];
+    assert_eq!(analyst.key, "financial_analyst");
+    assert_eq!(analyst.requests, 21, "20 of ada's and the anonymous one");
+    assert_eq!((analyst.successes, analyst.failures), (19, 2));
+    assert_eq!(analyst.input_tokens, 21 * 100 + 1100);
+    assert_eq!(analyst.output_tokens, 10 * (1..=20).sum::<i64>() + 345);
+    assert!((analyst.cost_usd - (20.0 * 0.001 + 0.00645)).abs() < 1e-9);
+    // Latencies 10..=200 and 1234.5: mean (2100 + 1234.5) / 21; the 20th of 21 (nearest rank
+    // ceil(0.95 × 21) = 20) is 200.
+    assert!((analyst.avg_latency_ms - 3334.5 / 21.0).abs() < 1e-9);
+    assert_eq!(analyst.p95_latency_ms, 200.0);
+    let reviewer = &by_specialist[1];
+    assert_eq!(reviewer.key, "reviewer");
+    assert_eq!(
+        (
+            reviewer.requests,
+            reviewer.input_tokens,
+            reviewer.output_tokens
+        ),
+        (1, 5, 6)
+    );
+    assert_eq!(
+        (reviewer.avg_latency_ms, reviewer.p95_latency_ms),
+        (7.0, 7.0)
+    );
+
+    let store = s.clone();
+    let by_day = blocking(move || {
+        store
+            .summary(&query(GroupBy::Day, Scope::Everyone))
+            .unwrap()
+    })
+    .await;
+    let days: Vec<(&str, i64)> = by_day
+        .iter()
+        .map(|r| (r.key.as_str(), r.requests))
+        .collect();
+    assert_eq!(days, [("2026-11-20", 20), ("2026-11-21", 2)]);
+
+    let store = s.clone();
+    let by_user = blocking(move || {
+        store
+            .summary(&query(GroupBy::User, Scope::Everyone))
+            .unwrap()
+    })
+    .await;
+    let mut users: Vec<(String, i64)> = by_user.into_iter().map(|r| (r.key, r.requests)).collect();
+    users.sort();
+    let mut expected = vec![
+        (ada.to_string(), 20),
+        (grace.to_string(), 1),
+        ("anonymous".to_owned(), 1),
+    ];
+    expected.sort();
+    assert_eq!(users, expected);
+
+    let store = s.clone();
+    let grace_only = grace.clone();
+    let own = blocking(move || {
+        store
+            .summary(&query(GroupBy::Provider, Scope::Caller(Some(grace_only))))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(own.len(), 1);
+    assert_eq!((own[0].key.as_str(), own[0].requests), ("anthropic", 1));
+
+    let store = s.clone();
+    let anonymous_only = blocking(move || {
+        store
+            .summary(&query(GroupBy::Model, Scope::Caller(None)))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(anonymous_only.len(), 1);
+    assert_eq!(
+        (anonymous_only[0].key.as_str(), anonymous_only[0].requests),
+        ("gpt-4o", 1)
+    );
+}
+
+async fn spill_file_is_replayed_exactly_once_after_a_restart(backend: Backend) {
+    let db = Db::new(backend);
+    let outage = Outage::start(&db).await;
+    let mut config = db.config();
+    config.url = outage.url.clone();
+    config.queue_capacity = 4;
+    let connect = config.clone();
+    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    outage.begin().await;
+    for i in 0..30 {
+        sink.record(record(&format!("spilled-{i}")));
+    }
+    // Stop while the database is still down: what the queue held goes to the spill file too.
+    writer.shutdown().await;
+    let spilled = sink.stats().spilled;
+    assert_eq!(
+        spilled,
+        30,
+        "every record is in the spill file: {:?}",
+        sink.stats()
+    );
+    outage.end().await;
+
+    // The next start replays the file, once.
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    sink.flush().await.unwrap();
+    writer.shutdown().await;
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    sink.flush().await.unwrap();
+    writer.shutdown().await;
+    let rows = blocking(move || store.all_rows().unwrap()).await;
+    assert_eq!(rows.len(), 30);
+    let mut ids: Vec<String> = rows.into_iter().map(|r| r.request_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "no duplicates");
+}
+
+async fn shutdown_drains_the_queue(backend: Backend) {
+    let db = Db::new(backend);
+    let mut config = db.config();
+    config.flush_interval_ms = 60_000;
+    config.batch_size = 1000;
+    let connect = config.clone();
+    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    for i in 0..157 {
+        sink.record(record(&format!("drain-{i}")));
+    }
+    writer.shutdown().await;
+    assert_eq!(blocking(move || store.count_rows().unwrap()).await, 157);
+    assert_eq!(sink.stats().spilled, 0);
+}
+
+/// Makes the database unreachable and reachable again: PostgreSQL through a proxy of our own
+/// that is cut (the shared server is never stopped); SQLite by another connection holding the
+/// write lock.
+struct Outage {
+    url: String,
+    proxy: Option<TcpProxy>,
+    sqlite_path: Option<std::path::PathBuf>,
+    lock_release: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Outage {
+    async fn start(db: &Db) -> Self {
+        match db {
+            Db::Postgres(database, _) => {
+                let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+                Self {
+                    url: database.url_via(proxy.address()),
+                    proxy: Some(proxy),
+                    sqlite_path: None,
+                    lock_release: std::sync::Mutex::new(None),
+                }
+            }
+            Db::Sqlite(dir) => Self {
+                url: db.url(),
+                proxy: None,
+                sqlite_path: Some(dir.path().join("usage.db")),
+                lock_release: std::sync::Mutex::new(None),
+            },
+        }
+    }
+
+    async fn begin(&self) {
+        if let Some(proxy) = &self.proxy {
+            proxy.cut();
+        }
+        if let Some(path) = self.sqlite_path.clone() {
+            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                conn.batch_execute("BEGIN EXCLUSIVE").unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+                conn.batch_execute("COMMIT").unwrap();
+            });
+            locked_rx.recv().unwrap();
+            *self.lock_release.lock().unwrap() = Some(release_tx);
+        }
+    }
+
+    async fn end(&self) {
+        if let Some(proxy) = &self.proxy {
+            proxy.restore();
+        }
+        if let Some(release) = self.lock_release.lock().unwrap().take() {
+            release.send(()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_during_a_postgres_outage_all_arrive_exactly_once() {
+    outage_loses_nothing(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_while_sqlite_is_locked_all_arrive_exactly_once() {
+    outage_loses_nothing(Backend::Sqlite).await;
+}
+
+async fn outage_loses_nothing(backend: Backend) {
+    let db = Db::new(backend);
+    let outage = Outage::start(&db).await;
+    let mut config = db.config();
+    config.url = outage.url.clone();
+    config.queue_capacity = 16;
+    config.batch_size = 8;
+    let connect = config.clone();
+    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+
+    for i in 0..10 {
+        sink.record(record(&format!("before-{i}")));
+    }
+    sink.flush().await.unwrap();
+    outage.begin().await;
+    // More than the queue holds: the overflow is spilled while the writer retries.
+    for i in 0..100 {
+        sink.record(record(&format!("during-{i}")));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = sink.stats();
+    assert!(
+        during.write_errors > 0,
+        "the outage was noticed: {during:?}"
+    );
+    assert!(during.spilled > 0, "the overflow was spilled: {during:?}");
+    outage.end().await;
+
+    tokio::time::timeout(Duration::from_secs(30), sink.flush())
+        .await
+        .expect("the writer recovers within 30 s")
+        .unwrap();
+    writer.shutdown().await;
+    let rows = blocking(move || store.all_rows().unwrap()).await;
+    assert_eq!(rows.len(), 110, "{:?}", sink.stats());
+    let mut ids: Vec<String> = rows.into_iter().map(|r| r.request_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 110, "no duplicates");
+    let stats = sink.stats();
+    assert_eq!(stats.spilled, stats.replayed, "{stats:?}");
+}
