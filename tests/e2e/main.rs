@@ -7,3 +7,4 @@ mod rate_limit;
 mod specialists;
 mod store;
 mod stream;
+mod usage;

@@ -7,9 +7,11 @@
 #![warn(missing_docs)]
 
 mod application;
+mod report;
 mod settings;
 mod telemetry;
 
 pub use application::{Application, StartupError};
+pub use report::{ReportFormat, render as render_report};
 pub use settings::{LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings};
 pub use telemetry::init_logging;

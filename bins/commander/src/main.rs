@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use commander::{Application, init_logging, load_settings};
-use usage_store::UsageStore;
+use commander::{Application, ReportFormat, init_logging, load_settings, render_report};
+use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, UsageStore, parse_range_bound};
 
 /// commander: a multi-provider LLM chat gateway built around specialists.
 #[derive(Debug, Parser)]
@@ -26,6 +26,35 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Usage log tools.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageCommand {
+    /// Print a usage summary: calls, outcomes, tokens, cost and latency per group.
+    Report {
+        /// Start: a date (2026-11-01, from its start) or an RFC 3339 time. Default: 30 days
+        /// before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End: a date (included whole) or an RFC 3339 time (excluded). Default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// What to group by.
+        #[arg(long, default_value = "specialist", value_parser = parse_group_by)]
+        group_by: GroupBy,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+}
+
+fn parse_group_by(raw: &str) -> Result<GroupBy, String> {
+    raw.parse()
 }
 
 #[tokio::main]
@@ -44,6 +73,15 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
+        Command::Usage {
+            command:
+                UsageCommand::Report {
+                    from,
+                    to,
+                    group_by,
+                    format,
+                },
+        } => report(settings, from, to, group_by, format).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,5 +108,42 @@ async fn migrate(settings: commander::Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn report(
+    settings: commander::Settings,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: GroupBy,
+    format: ReportFormat,
+) -> Result<(), String> {
+    let to = match to {
+        Some(raw) => parse_range_bound(&raw, RangeEnd::End).map_err(|e| format!("--to: {e}"))?,
+        None => chrono::Utc::now(),
+    };
+    let from = match from {
+        Some(raw) => {
+            parse_range_bound(&raw, RangeEnd::Start).map_err(|e| format!("--from: {e}"))?
+        }
+        None => to - chrono::Duration::days(30),
+    };
+    if from >= to {
+        return Err("--from must be before --to".to_owned());
+    }
+    let database = settings.database;
+    let query = SummaryQuery {
+        from,
+        to,
+        group_by,
+        scope: Scope::Everyone,
+    };
+    let rows = tokio::task::spawn_blocking(move || {
+        UsageStore::connect(&database).and_then(|store| store.summary(&query))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    print!("{}", render_report(&rows, format));
     Ok(())
 }

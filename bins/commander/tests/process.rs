@@ -155,3 +155,98 @@ fn an_invalid_configuration_exits_with_a_clear_message() {
     assert!(stderr.contains("invalid configuration"), "{stderr}");
     assert!(stderr.contains("no_such_key"), "{stderr}");
 }
+
+#[test]
+fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use core_domain::{ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+    use usage_store::UsageRecord;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+    let store = UsageStore::connect(&DatabaseConfig {
+        url: url.clone(),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let record = |id: &str, specialist: &str, cost_nanos: u64, latency_ms: u64| UsageRecord {
+        request_id: RequestId::parse(id).unwrap(),
+        timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap(),
+        user_email_hash: None,
+        specialist_id: SpecialistId::parse(specialist).unwrap(),
+        specialist_name: specialist.into(),
+        provider: ProviderKind::OpenAi,
+        model: "gpt-4o".into(),
+        usage: TokenUsage::reported(100, 50),
+        cost: Usd::from_nanos(cost_nanos),
+        pricing_known: true,
+        latency: Duration::from_millis(latency_ms),
+        time_to_first_token: None,
+        error_code: None,
+        streamed: false,
+    };
+    store
+        .insert_batch(&[
+            record("r1", "analyst", 750_000, 100),
+            record("r2", "analyst", 750_000, 300),
+            record("r3", "general", 1_000_000, 50),
+        ])
+        .unwrap();
+
+    let run = |format: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_commander"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("COMMANDER__DATABASE__URL", &url)
+            .args([
+                "usage",
+                "report",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-30",
+                "--group-by",
+                "specialist",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let csv = run("csv");
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        [
+            "key,requests,successes,failures,input_tokens,output_tokens,cost_usd,avg_latency_ms,p95_latency_ms",
+            "analyst,2,2,0,200,100,0.001500,200.0,300.0",
+            "general,1,1,0,100,50,0.001000,50.0,50.0",
+        ]
+    );
+    let table = run("table");
+    assert!(
+        table.lines().last().unwrap().starts_with("TOTAL"),
+        "{table}"
+    );
+    assert!(table.contains("0.002500"), "{table}");
+    let markdown = run("markdown");
+    assert!(markdown.starts_with("| key | requests |"), "{markdown}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("COMMANDER__DATABASE__URL", &url)
+        .args(["usage", "report", "--from", "last week"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
+}

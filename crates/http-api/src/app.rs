@@ -8,7 +8,7 @@ use core_domain::ErrorCode;
 
 use crate::context::assign_request_id;
 use crate::rate_limit::{limit_chat, limit_management};
-use crate::{ApiError, AppState, ServerConfig, chat, health, specialists};
+use crate::{ApiError, AppState, ServerConfig, chat, health, specialists, usage};
 
 /// Registers every route and the body limits on `cfg`.
 ///
@@ -40,6 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         )
         .service(
             resource("/specialists/{id}", web::get().to(specialists::get))
+                .wrap(from_fn(limit_management)),
+        )
+        .service(
+            resource("/usage/summary", web::get().to(usage::summary))
                 .wrap(from_fn(limit_management)),
         )
         .default_service(web::to(route_not_found));

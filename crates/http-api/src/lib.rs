@@ -20,6 +20,7 @@ mod health;
 mod rate_limit;
 mod specialists;
 mod state;
+mod usage;
 
 pub use app::{build_server, configure};
 pub use client_ip::Cidr;

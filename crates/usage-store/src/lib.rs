@@ -34,6 +34,6 @@ mod writer;
 pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use record::{StoredUsage, UsageRecord};
-pub use report::{GroupBy, Scope, SummaryQuery, SummaryRow};
+pub use report::{GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, parse_range_bound};
 pub use store::{Backend, UsageStore};
 pub use writer::{UsageSink, UsageWriter, WriterStats, spawn_writer};

@@ -102,6 +102,33 @@ pub struct SummaryQuery {
     pub scope: Scope,
 }
 
+/// Which end of a report's time range a bound is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeEnd {
+    /// `from`: inclusive.
+    Start,
+    /// `to`: exclusive.
+    End,
+}
+
+/// Reads a report bound: an RFC 3339 time (`2026-11-01T00:00:00Z`), or a date
+/// (`2026-11-01`). A date as `from` means the start of that day; a date as `to` includes that
+/// whole day (so `--from 2026-11-01 --to 2026-11-30` is all of November).
+pub fn parse_range_bound(raw: &str, end: RangeEnd) -> Result<DateTime<Utc>, String> {
+    let raw = raw.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+        format!("'{raw}' is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T12:00:00Z)")
+    })?;
+    let day = match end {
+        RangeEnd::Start => date,
+        RangeEnd::End => date.succ_opt().ok_or("date out of range")?,
+    };
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
 /// One group of a summary.
 #[derive(Debug, Clone, PartialEq, Serialize, QueryableByName)]
 pub struct SummaryRow {
@@ -234,6 +261,18 @@ mod tests {
                 .parse::<GroupBy>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn range_bounds_accept_dates_and_times() {
+        use chrono::TimeZone;
+        let start = parse_range_bound("2026-11-01", RangeEnd::Start).unwrap();
+        assert_eq!(start, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap());
+        let end = parse_range_bound("2026-11-30", RangeEnd::End).unwrap();
+        assert_eq!(end, Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap());
+        let exact = parse_range_bound("2026-11-05T10:30:00+01:00", RangeEnd::End).unwrap();
+        assert_eq!(exact, Utc.with_ymd_and_hms(2026, 11, 5, 9, 30, 0).unwrap());
+        assert!(parse_range_bound("yesterday", RangeEnd::Start).is_err());
     }
 
     #[test]

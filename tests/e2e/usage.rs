@@ -1,0 +1,166 @@
+//! `GET /usage/summary` and `/ready`, on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use e2e_support::{TcpProxy, TestApp, TestDatabase, error_body};
+use serde_json::json;
+
+async fn summary(app: &TestApp, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/usage/summary{query}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn make_calls(app: &TestApp) {
+    for message in ["one", "two", "three"] {
+        let response = app
+            .post_json(
+                "/chat/send",
+                &json!({"specialist_id": "demo", "message": message}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let response = app
+        .post_json(
+            "/chat/send",
+            &json!({"specialist_id": "general", "message": "no key"}),
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    app.usage_rows().await;
+}
+
+async fn check_summary(app: &TestApp) {
+    let response = summary(app, "?group_by=specialist").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["group_by"], "specialist");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_eq!(rows[0]["key"], "demo");
+    assert_eq!(rows[0]["requests"], 3);
+    assert_eq!(rows[0]["successes"], 3);
+    assert_eq!(rows[0]["failures"], 0);
+    assert!(rows[0]["output_tokens"].as_i64().unwrap() > 0);
+    assert!(rows[0]["p95_latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(rows[0]["avg_latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[1]["key"], "general");
+    assert_eq!(
+        (rows[1]["requests"].as_i64(), rows[1]["failures"].as_i64()),
+        (Some(1), Some(1))
+    );
+
+    let by_provider: serde_json::Value = summary(app, "?group_by=provider")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = by_provider["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["mock", "openai"]);
+
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let by_day: serde_json::Value = summary(app, &format!("?group_by=day&from={today}&to={today}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_day["rows"][0]["key"], today.as_str());
+    assert_eq!(by_day["rows"][0]["requests"], 4);
+
+    // A window before any call is empty.
+    let empty: serde_json::Value = summary(app, "?from=2020-01-01&to=2020-01-02")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["rows"], json!([]));
+}
+
+#[tokio::test]
+async fn summary_on_sqlite() {
+    let app = TestApp::spawn().await;
+    make_calls(&app).await;
+    check_summary(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_on_postgres() {
+    let database = TestDatabase::create();
+    let url = database.url();
+    let app = TestApp::spawn_with(move |settings, _| settings.database.url = url).await;
+    make_calls(&app).await;
+    check_summary(&app).await;
+}
+
+#[tokio::test]
+async fn bad_parameters_are_422_with_every_field() {
+    let app = TestApp::spawn().await;
+    let response = summary(&app, "?group_by=colour&from=yesterday&to=soon").await;
+    assert_eq!(response.status(), 422);
+    let error = error_body(response).await;
+    let mut fields: Vec<&str> = error["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["from", "group_by", "to"]);
+
+    let response = summary(&app, "?from=2026-02-01&to=2026-01-01").await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(error_body(response).await["details"][0]["field"], "from");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_database() {
+    let database = TestDatabase::create();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = database.url_via(proxy.address());
+    let app = TestApp::spawn_with(move |settings, _| {
+        settings.database.url = url;
+        settings.database.connect_timeout_ms = 500;
+    })
+    .await;
+    let ready = |app: &TestApp| {
+        let request = app.client.get(app.url("/ready"));
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(ready(&app).await.status(), 200);
+
+    proxy.cut();
+    let response = ready(&app).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_body(response).await["code"], "service_unavailable");
+    // The process itself is fine.
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if ready(&app).await.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ready again within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
