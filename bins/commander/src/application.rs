@@ -130,9 +130,12 @@ impl Application {
     /// Like [`Application::run_until_stopped`], and also stops gracefully on SIGINT or SIGTERM
     /// (both graceful: an operator's Ctrl-C must not lose usage records either).
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        // Register before announcing that we listen, so no early signal finds the default
+        // disposition (which would kill the process without draining).
+        let shutdown_signal = ShutdownSignal::register()?;
         let handle = self.handle();
         let signals = tokio::spawn(async move {
-            wait_for_signal().await;
+            shutdown_signal.received().await;
             tracing::info!("shutdown signal received; finishing in-flight requests");
             handle.stop(true).await;
         });
@@ -142,25 +145,41 @@ impl Application {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
