@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on port 0, real sockets, a real SQLite file.
 
+mod auth;
 mod chat_send;
 mod errors;
 mod providers;

@@ -2,7 +2,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{AppState, RateLimits, build_server};
+use http_api::{AppState, AuthSetupError, Authenticator, RateLimits, build_server};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError};
@@ -30,6 +30,9 @@ pub enum StartupError {
     /// The upstream HTTP client could not be set up.
     #[error(transparent)]
     Providers(#[from] providers::ProviderError),
+    /// The auth configuration is unusable, or unsafe for the bind address.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     /// A rate limit is out of range.
     #[error("invalid rate limit: {0}")]
     RateLimit(#[from] ratelimit::QuotaError),
@@ -70,6 +73,9 @@ impl Application {
             source,
         })?;
 
+        let auth = Authenticator::from_config(&settings.auth)?;
+        auth.check_bind(address)?;
+
         let (usage, writer) = spawn_writer(store.clone(), &settings.database);
         let state = AppState {
             catalogue: Arc::new(catalogue),
@@ -80,6 +86,7 @@ impl Application {
             chat_limits: settings.server.chat.clone(),
             sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
             rate_limits: Arc::new(RateLimits::from_config(&settings.rate_limit)?),
+            auth: Arc::new(auth),
         };
         let server = build_server(listener, state, &settings.server).map_err(|source| {
             StartupError::Bind {

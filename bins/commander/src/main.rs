@@ -10,7 +10,7 @@ use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, UsageStore, parse_rang
 
 /// commander: a multi-provider LLM chat gateway built around specialists.
 #[derive(Debug, Parser)]
-#[command(name = "commander", version, about, long_about = None)]
+#[command(name = "commander", version)]
 struct Cli {
     /// Configuration file (TOML). Without it, ./commander.toml is read if present.
     #[arg(long, global = true, value_name = "PATH", env = "COMMANDER_CONFIG")]
@@ -31,6 +31,36 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
+    /// API key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new random API key: prints the key (once; only its hash is kept) and the line to
+    /// add under [auth] api_keys.
+    New {
+        /// A label for the key (shown in logs instead of the key).
+        #[arg(long)]
+        name: String,
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+        /// What the key may do.
+        #[arg(long, value_enum, default_value = "user")]
+        role: KeyRole,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KeyRole {
+    /// Chat, read specialists, read own usage.
+    User,
+    /// Everything, including specialist management and everyone's usage.
+    Admin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +90,19 @@ fn parse_group_by(raw: &str) -> Result<GroupBy, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Making a key needs no configuration at all.
+    if let Some(Command::Keys {
+        command: KeysCommand::New { name, email, role },
+    }) = &cli.command
+    {
+        return match new_key(name, email, *role) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("commander: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings = match load_settings(cli.config.as_deref(), &env) {
         Ok(settings) => settings,
@@ -82,6 +125,7 @@ async fn main() -> ExitCode {
                     format,
                 },
         } => report(settings, from, to, group_by, format).await,
+        Command::Keys { .. } => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,5 +189,30 @@ async fn report(
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     print!("{}", render_report(&rows, format));
+    Ok(())
+}
+
+fn new_key(name: &str, email: &str, role: KeyRole) -> Result<(), String> {
+    if name.trim().is_empty() || name.contains('"') {
+        return Err("--name must be non-empty and contain no quotes".to_owned());
+    }
+    let email = email.trim();
+    if !email.contains('@') || email.contains('"') {
+        return Err("--email must be an email address".to_owned());
+    }
+    let (key, sha256) = http_api::new_api_key().map_err(|e| format!("no randomness: {e}"))?;
+    let role = match role {
+        KeyRole::User => "user",
+        KeyRole::Admin => "admin",
+    };
+    println!("API key (shown once; give it to {email} and do not store it):");
+    println!();
+    println!("    {key}");
+    println!();
+    println!("Add this to the api_keys list under [auth] in commander.toml:");
+    println!();
+    println!(
+        "    {{ name = \"{name}\", email = \"{email}\", role = \"{role}\", sha256 = \"{sha256}\" }}"
+    );
     Ok(())
 }

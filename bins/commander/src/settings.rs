@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
-use http_api::{RateLimitConfig, ServerConfig};
+use http_api::{AuthConfig, RateLimitConfig, ServerConfig};
 use providers::ProvidersConfig;
 use serde::Deserialize;
 use usage_store::DatabaseConfig;
@@ -20,6 +20,8 @@ pub struct Settings {
     pub database: DatabaseConfig,
     /// `[providers]`
     pub providers: ProvidersConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
     /// `[rate_limit]`
     pub rate_limit: RateLimitConfig,
     /// `[pricing]`: per-model price overrides, `"model" = { input_per_1m, output_per_1m }`.

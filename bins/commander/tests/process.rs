@@ -1,4 +1,5 @@
 //! The real binary as ops run it: started in an empty directory, stopped by a signal.
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +23,19 @@ impl Drop for Running {
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String) {
+    let (child, address, _) = start_logged(dir, extra_env);
+    (child, address)
+}
+
+/// Like [`start`], also returning every log line the process prints (filled as it runs).
+fn start_logged(
+    dir: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (
+    Running,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
         .current_dir(dir)
         .env_clear()
@@ -51,8 +65,14 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String)
         if event["message"] == "commander is listening" {
             let address = event["address"].as_str().expect("address field").to_owned();
             // Keep draining stdout so the child never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, address);
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![line]));
+            let sink = std::sync::Arc::clone(&lines);
+            std::thread::spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            return (child, address, lines);
         }
     }
 }
@@ -249,4 +269,133 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
+}
+
+#[test]
+fn auth_disabled_on_a_public_address_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("refusing to listen on 0.0.0.0"), "{stderr}");
+    assert!(
+        stderr.contains("auth.allow_unauthenticated_public"),
+        "{stderr}"
+    );
+
+    // `start` binds 127.0.0.1:0 unless told otherwise; here it is told otherwise.
+    let (mut child, address) = start(
+        dir.path(),
+        &[
+            ("COMMANDER__SERVER__BIND", "0.0.0.0:0"),
+            ("COMMANDER__AUTH__ALLOW_UNAUTHENTICATED_PUBLIC", "true"),
+        ],
+    );
+    assert!(address.starts_with("0.0.0.0:"), "{address}");
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+}
+
+#[test]
+fn auth_required_with_nothing_configured_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+        .env("COMMANDER__AUTH__MODE", "required")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nobody could call the API"));
+}
+
+#[test]
+fn tokens_and_keys_never_reach_the_logs() {
+    use sha2::Digest;
+    let key = "cmdr_e2e_log_check_key_000000000000000000000000000000000000000000";
+    let wrong_key = "cmdr_e2e_log_check_wrong_0000000000000000000000000000000000000000";
+    let secret = "a-test-secret-that-is-long-enough-for-hs256";
+    let jwt = |exp_offset: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"email": "ada@example.com",
+                                "exp": chrono::Utc::now().timestamp() + exp_offset}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (good_jwt, expired_jwt) = (jwt(600), jwt(-600));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("commander.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[auth]
+mode = "required"
+api_keys = [{{ name = "log-check", email = "ada@example.com", role = "user", sha256 = "{}" }}]
+[auth.jwt]
+algorithm = "HS256"
+secret = "{secret}"
+"#,
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        ),
+    )
+    .unwrap();
+    let (mut child, address, logs) = start_logged(
+        dir.path(),
+        &[
+            ("COMMANDER_CONFIG", config.to_str().unwrap()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    for credential in [key, wrong_key, good_jwt.as_str(), expired_jwt.as_str()] {
+        let status = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "content-type: application/json",
+                "-H",
+                &format!("authorization: Bearer {credential}"),
+                "-d",
+                r#"{"specialist_id": "demo", "message": "hi"}"#,
+                &format!("http://{address}/chat/send"),
+            ])
+            .output()
+            .unwrap();
+        let code = String::from_utf8(status.stdout).unwrap();
+        assert!(code == "200" || code == "401", "{code}");
+    }
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+    let logs = logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("request refused") || logs.contains("unauthorized"),
+        "the refusals were logged"
+    );
+    for secret_text in [
+        key,
+        wrong_key,
+        good_jwt.as_str(),
+        expired_jwt.as_str(),
+        secret,
+    ] {
+        assert!(
+            !logs.contains(secret_text),
+            "a credential reached the logs: {secret_text}"
+        );
+    }
+    // Nor the signature part of a token on its own.
+    let signature = good_jwt.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature));
 }

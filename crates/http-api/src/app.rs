@@ -6,6 +6,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use core_domain::ErrorCode;
 
+use crate::auth::authenticate;
 use crate::context::assign_request_id;
 use crate::rate_limit::{limit_chat, limit_management};
 use crate::{ApiError, AppState, ServerConfig, chat, health, specialists, usage};
@@ -16,9 +17,12 @@ use crate::{ApiError, AppState, ServerConfig, chat, health, specialists, usage};
 /// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
 ///    error (including those of the layers inside it) as the error JSON with that id, keeping
 ///    the headers inner layers set;
-/// 2. per route, the rate limiter of the route's group (chat or management; `/health` and
-///    `/ready` have none): refuses with 429, or adds the rate-limit headers to the response;
-/// 3. the handler, whose JSON body is limited to `max_body_bytes`.
+/// 2. per chat and management route (not `/health`, `/ready`): authentication, which admits
+///    the caller (401 with `WWW-Authenticate`, or 403 for a disallowed domain) and records the
+///    identity and role in the request context;
+/// 3. then that route group's rate limiter, keyed by the identity (else the client address):
+///    refuses with 429, or adds the rate-limit headers to the response;
+/// 4. the handler, whose JSON body is limited to `max_body_bytes`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerConfig) {
     let json = web::JsonConfig::default()
         .limit(config.max_body_bytes)
@@ -29,22 +33,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .app_data(payload)
         .service(resource("/health", web::get().to(health::health)))
         .service(resource("/ready", web::get().to(health::ready)))
-        .service(resource("/chat/send", web::post().to(chat::send::send)).wrap(from_fn(limit_chat)))
+        .service(
+            resource("/chat/send", web::post().to(chat::send::send))
+                .wrap(from_fn(limit_chat))
+                .wrap(from_fn(authenticate)),
+        )
         .service(
             resource("/chat/stream", web::post().to(chat::stream::stream))
-                .wrap(from_fn(limit_chat)),
+                .wrap(from_fn(limit_chat))
+                .wrap(from_fn(authenticate)),
         )
         .service(
             resource("/specialists", web::get().to(specialists::list))
-                .wrap(from_fn(limit_management)),
+                .wrap(from_fn(limit_management))
+                .wrap(from_fn(authenticate)),
         )
         .service(
             resource("/specialists/{id}", web::get().to(specialists::get))
-                .wrap(from_fn(limit_management)),
+                .wrap(from_fn(limit_management))
+                .wrap(from_fn(authenticate)),
         )
         .service(
             resource("/usage/summary", web::get().to(usage::summary))
-                .wrap(from_fn(limit_management)),
+                .wrap(from_fn(limit_management))
+                .wrap(from_fn(authenticate)),
         )
         .default_service(web::to(route_not_found));
 }

@@ -7,7 +7,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use core_domain::{ErrorCode, RequestId, UserIdentity};
+use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
 
 use crate::ApiError;
 
@@ -22,6 +22,22 @@ pub struct RequestContext {
     pub received_at: Instant,
     /// Who is calling.
     pub identity: UserIdentity,
+    /// What the caller may do (set by the auth middleware; `User` until then).
+    pub role: AccessRole,
+}
+
+impl RequestContext {
+    /// `Ok` for an administrator, else the 403 for `action`.
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.role == AccessRole::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("only administrators may {action}"),
+            ))
+        }
+    }
 }
 
 impl FromRequest for RequestContext {
@@ -59,6 +75,7 @@ pub(crate) async fn assign_request_id(
         request_id: request_id.clone(),
         received_at: Instant::now(),
         identity: UserIdentity::Anonymous,
+        role: AccessRole::User,
     });
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
     let outcome = next.call(req).await;

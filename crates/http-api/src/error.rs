@@ -20,6 +20,7 @@ pub struct ApiError {
     message: String,
     details: Option<ValidationErrors>,
     retry_after: Option<Duration>,
+    headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +46,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -62,6 +64,12 @@ impl ApiError {
     /// The same error, telling the client how long to wait (`Retry-After`).
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
+        self
+    }
+
+    /// The same error with a response header (`WWW-Authenticate`, ...).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -119,6 +127,11 @@ impl ApiError {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.insert_header((*name, value));
+            }
         }
         response.json(body)
     }

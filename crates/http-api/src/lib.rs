@@ -1,6 +1,7 @@
 //! commander's HTTP API on actix-web.
 //!
-//! This crate owns everything HTTP: routes and their request/response bodies, the error JSON
+//! This crate owns everything HTTP: routes and their request/response bodies, authentication
+//! (bearer JWTs and API keys), rate limiting per caller, the error JSON
 //! (`{"error": {"code", "message", "request_id"}}`) and the mapping from every crate's error to
 //! a status code (the only place status codes are known), request ids (`X-Request-Id`), and the
 //! chat flow that ties a request to a specialist, a provider, a price and a usage record.
@@ -11,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod app;
+mod auth;
 mod chat;
 mod client_ip;
 mod config;
@@ -23,6 +25,10 @@ mod state;
 mod usage;
 
 pub use app::{build_server, configure};
+pub use auth::{
+    ApiKeyConfig, AuthConfig, AuthMode, AuthSetupError, Authenticator, JwtAlgorithm, JwtConfig,
+    new_api_key,
+};
 pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
 pub use context::RequestContext;

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
-use core_domain::{ErrorCode, ValidationErrors};
+use core_domain::{AccessRole, ErrorCode, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, parse_range_bound};
 
@@ -16,6 +16,7 @@ pub(crate) struct SummaryParams {
     from: Option<String>,
     to: Option<String>,
     group_by: Option<String>,
+    scope: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,8 +29,9 @@ struct SummaryResponse {
 
 /// `GET /usage/summary?from=&to=&group_by=specialist|model|provider|user|day`.
 ///
-/// `to` defaults to now and `from` to 30 days before `to`. A user sees their own calls; an
-/// admin sees everyone's.
+/// `to` defaults to now and `from` to 30 days before `to`. `scope=own` covers the caller's
+/// calls and `scope=all` everyone's (administrators only); the default is `all` for an
+/// administrator and `own` for anyone else.
 pub(crate) async fn summary(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -62,10 +64,20 @@ pub(crate) async fn summary(
         return Err(ApiError::validation(errors));
     };
 
-    let scope = if context.identity.is_admin() {
-        Scope::Everyone
-    } else {
-        Scope::Caller(context.identity.email_hash().cloned())
+    let own = || Scope::Caller(context.identity.email_hash().cloned());
+    let scope = match params.scope.as_deref() {
+        Some("own") => own(),
+        Some("all") => {
+            context.require_admin("see everyone's usage")?;
+            Scope::Everyone
+        }
+        Some(_) => {
+            let mut details = ValidationErrors::new();
+            details.push("scope", "must be own or all");
+            return Err(ApiError::validation(details));
+        }
+        None if context.role == AccessRole::Admin => Scope::Everyone,
+        None => own(),
     };
     let query = SummaryQuery {
         from,

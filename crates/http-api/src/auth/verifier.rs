@@ -1,0 +1,330 @@
+use std::net::SocketAddr;
+
+use core_domain::{AccessRole, EmailHash, ErrorCode, UserIdentity};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use super::keys::{constant_time_eq, sha256};
+use super::{AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
+use crate::ApiError;
+
+/// Why the auth configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// An API key entry is unusable.
+    #[error("auth.api_keys[{index}] ({name}): {problem}")]
+    BadApiKey {
+        /// Its position.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The JWT settings are unusable.
+    #[error("auth.jwt: {0}")]
+    BadJwt(String),
+    /// Auth is required but nothing could ever pass it.
+    #[error(
+        "auth.mode = \"required\" but no auth.api_keys or [auth.jwt] are configured: nobody could call the API"
+    )]
+    NothingAccepted,
+    /// Auth is disabled on an address others can reach.
+    #[error(
+        "refusing to listen on {0} with auth disabled: anyone who can reach it could spend your \
+         provider credits. Set auth.mode = \"required\" (with auth.api_keys or [auth.jwt]), or \
+         set auth.allow_unauthenticated_public = true if a proxy in front authenticates callers"
+    )]
+    PublicWithoutAuth(SocketAddr),
+}
+
+/// A caller that passed: who, and what they may do.
+#[derive(Debug, Clone)]
+pub(crate) struct Admitted {
+    pub identity: UserIdentity,
+    pub role: AccessRole,
+}
+
+struct KnownKey {
+    digest: [u8; 32],
+    identity: UserIdentity,
+    role: AccessRole,
+}
+
+struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    email_claim: String,
+    admin_claim: String,
+    admin_value: String,
+    allowed_domains: Vec<String>,
+}
+
+/// Checks credentials against the configuration. Needs no database (so auth keeps working when
+/// the database does not) and never logs or echoes a credential.
+pub struct Authenticator {
+    mode: AuthMode,
+    allow_public: bool,
+    keys: Vec<KnownKey>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("mode", &self.mode)
+            .field("api_keys", &self.keys.len())
+            .field("jwt", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Validates the configuration (every key hash, the JWT key material).
+    pub fn from_config(config: &AuthConfig) -> Result<Self, AuthSetupError> {
+        let keys = config
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let bad = |problem: &str| AuthSetupError::BadApiKey {
+                    index,
+                    name: key.name.clone(),
+                    problem: problem.to_owned(),
+                };
+                let digest: [u8; 32] = hex::decode(key.sha256.trim())
+                    .ok()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| {
+                        bad("sha256 must be 64 hex digits (see `commander keys new`)")
+                    })?;
+                if !key.email.contains('@') {
+                    return Err(bad("email must be an email address"));
+                }
+                Ok(KnownKey {
+                    digest,
+                    identity: UserIdentity::Authenticated {
+                        email_hash: EmailHash::of_email(&key.email),
+                        role: key.role,
+                    },
+                    role: key.role,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        if config.mode == AuthMode::Required && keys.is_empty() && jwt.is_none() {
+            return Err(AuthSetupError::NothingAccepted);
+        }
+        Ok(Self {
+            mode: config.mode,
+            allow_public: config.allow_unauthenticated_public,
+            keys,
+            jwt,
+        })
+    }
+
+    /// Refuses auth disabled on an address that is not loopback, unless explicitly allowed.
+    pub fn check_bind(&self, address: SocketAddr) -> Result<(), AuthSetupError> {
+        if self.mode == AuthMode::Disabled && !address.ip().is_loopback() && !self.allow_public {
+            return Err(AuthSetupError::PublicWithoutAuth(address));
+        }
+        Ok(())
+    }
+
+    /// Who sent `authorization` (the header's value, if any).
+    pub(crate) fn admit(&self, authorization: Option<&[u8]>) -> Result<Admitted, ApiError> {
+        if self.mode == AuthMode::Disabled {
+            return Ok(Admitted {
+                identity: UserIdentity::Anonymous,
+                role: AccessRole::Admin,
+            });
+        }
+        let Some(header) = authorization else {
+            return Err(unauthorized(
+                "missing credentials: send Authorization: Bearer <token or API key>",
+                false,
+            ));
+        };
+        let token = std::str::from_utf8(header)
+            .ok()
+            .and_then(|h| {
+                let (scheme, rest) = h.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                unauthorized(
+                    "the Authorization header must be: Bearer <token or API key>",
+                    true,
+                )
+            })?;
+        // JWTs are three dot-separated parts; API keys have no dots.
+        if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            match &self.jwt {
+                Some(jwt) => jwt.verify(token),
+                None => Err(unauthorized("JSON Web Tokens are not accepted here", true)),
+            }
+        } else {
+            self.api_key(token)
+        }
+    }
+
+    fn api_key(&self, token: &str) -> Result<Admitted, ApiError> {
+        let digest = sha256(token);
+        // Compare against every key, always, so timing says nothing about which one matched.
+        let mut found = None;
+        for key in &self.keys {
+            if constant_time_eq(&key.digest, &digest) && found.is_none() {
+                found = Some(key);
+            }
+        }
+        found
+            .map(|key| Admitted {
+                identity: key.identity.clone(),
+                role: key.role,
+            })
+            .ok_or_else(|| unauthorized("unknown API key", true))
+    }
+}
+
+impl JwtVerifier {
+    fn new(config: &JwtConfig) -> Result<Self, AuthSetupError> {
+        let (algorithm, key) = match config.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = config.secret.as_ref().ok_or_else(|| {
+                    AuthSetupError::BadJwt("HS256 needs auth.jwt.secret".to_owned())
+                })?;
+                if secret.expose_secret().len() < 32 {
+                    return Err(AuthSetupError::BadJwt(
+                        "the HS256 secret must be at least 32 characters".to_owned(),
+                    ));
+                }
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                )
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                let pem = config.public_key_pem.as_deref().ok_or_else(|| {
+                    AuthSetupError::BadJwt(format!(
+                        "{:?} needs auth.jwt.public_key_pem",
+                        config.algorithm
+                    ))
+                })?;
+                let bad_pem = |e: jsonwebtoken::errors::Error| {
+                    AuthSetupError::BadJwt(format!("public_key_pem is not a usable key: {e}"))
+                };
+                if config.algorithm == JwtAlgorithm::RS256 {
+                    (
+                        Algorithm::RS256,
+                        DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(bad_pem)?,
+                    )
+                } else {
+                    (
+                        Algorithm::ES256,
+                        DecodingKey::from_ec_pem(pem.as_bytes()).map_err(bad_pem)?,
+                    )
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = config.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &config.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self {
+            key,
+            validation,
+            email_claim: config.email_claim.clone(),
+            admin_claim: config.admin_claim.clone(),
+            admin_value: config.admin_value.clone(),
+            allowed_domains: config
+                .allowed_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<Admitted, ApiError> {
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|e| unauthorized(token_problem(e.kind()), true))?
+            .claims;
+        let email = claims
+            .get(&self.email_claim)
+            .and_then(Value::as_str)
+            .filter(|e| e.contains('@'))
+            .ok_or_else(|| {
+                unauthorized(
+                    &format!("the token has no email in its '{}' claim", self.email_claim),
+                    true,
+                )
+            })?;
+        let domain = email
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !self.allowed_domains.is_empty() && !self.allowed_domains.contains(&domain) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("accounts of the domain '{domain}' are not allowed here"),
+            ));
+        }
+        let is_admin = match claims.get(&self.admin_claim) {
+            Some(Value::String(value)) => *value == self.admin_value,
+            Some(Value::Array(values)) => values
+                .iter()
+                .any(|v| v.as_str() == Some(self.admin_value.as_str())),
+            _ => false,
+        };
+        let role = if is_admin {
+            AccessRole::Admin
+        } else {
+            AccessRole::User
+        };
+        Ok(Admitted {
+            identity: UserIdentity::Authenticated {
+                email_hash: EmailHash::of_email(email),
+                role,
+            },
+            role,
+        })
+    }
+}
+
+/// Why a token was refused, in words that help without helping an attacker.
+fn token_problem(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature is invalid",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            "the token is signed with an algorithm this server does not accept"
+        }
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token is not meant for this server",
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp)",
+        _ => "the token is malformed",
+    }
+}
+
+/// A 401 that tells the client how to authenticate. The message never contains the token.
+fn unauthorized(reason: &str, invalid_token: bool) -> ApiError {
+    let challenge = if invalid_token {
+        "Bearer realm=\"commander\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"commander\""
+    };
+    ApiError::new(ErrorCode::Unauthorized, reason).with_header("www-authenticate", challenge)
+}

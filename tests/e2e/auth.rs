@@ -1,0 +1,327 @@
+//! Authentication end to end: JWTs (HS256, RS256, ES256) and API keys, roles, and identity in
+//! usage rows and rate limits.
+
+use std::num::NonZeroU32;
+
+use core_domain::{AccessRole, EmailHash};
+use e2e_support::{TestApp, error_body};
+use http_api::{ApiKeyConfig, AuthMode, JwtAlgorithm, JwtConfig};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const HS_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+const USER_KEY: &str = "cmdr_user_key_for_tests_0000000000000000000000000000000000000000";
+const ADMIN_KEY: &str = "cmdr_admin_key_for_tests_000000000000000000000000000000000000000";
+const RS_PRIVATE: &str = include_str!("../fixtures/rs256-test-private.pem");
+const RS_PUBLIC: &str = include_str!("../fixtures/rs256-test-public.pem");
+const ES_PRIVATE: &str = include_str!("../fixtures/es256-test-private.pem");
+const ES_PUBLIC: &str = include_str!("../fixtures/es256-test-public.pem");
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(email: &str) -> Value {
+    json!({"sub": "u1", "email": email, "exp": now() + 600, "iat": now()})
+}
+
+fn hs256(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The app with auth required: two API keys and JWTs of `algorithm`.
+async fn app(algorithm: JwtAlgorithm, allowed_domains: &[&str], requests: u32) -> TestApp {
+    let allowed: Vec<String> = allowed_domains.iter().map(|d| (*d).to_owned()).collect();
+    TestApp::spawn_with(move |settings, _| {
+        settings.auth.mode = AuthMode::Required;
+        settings.auth.api_keys = vec![
+            ApiKeyConfig {
+                name: "ada's laptop".into(),
+                email: "ada@example.com".into(),
+                role: AccessRole::User,
+                sha256: sha256_hex(USER_KEY),
+            },
+            ApiKeyConfig {
+                name: "ops".into(),
+                email: "root@example.com".into(),
+                role: AccessRole::Admin,
+                sha256: sha256_hex(ADMIN_KEY),
+            },
+        ];
+        settings.auth.jwt = Some(JwtConfig {
+            algorithm,
+            secret: Some(SecretString::from(HS_SECRET)),
+            public_key_pem: match algorithm {
+                JwtAlgorithm::HS256 => None,
+                JwtAlgorithm::RS256 => Some(RS_PUBLIC.to_owned()),
+                JwtAlgorithm::ES256 => Some(ES_PUBLIC.to_owned()),
+            },
+            leeway_seconds: 5,
+            allowed_domains: allowed,
+            ..JwtConfig::default()
+        });
+        settings.rate_limit.requests = NonZeroU32::new(requests).unwrap();
+    })
+    .await
+}
+
+async fn chat_as(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/chat/send"))
+        .json(&json!({"specialist_id": "demo", "message": "hi"}));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// Asserts a 401 with the Bearer challenge and a reason containing `why`, which never echoes
+/// the credential.
+async fn assert_unauthorized(response: reqwest::Response, why: &str, credential: &str) {
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer realm=\"commander\""),
+        "{challenge}"
+    );
+    let raw = response.text().await.unwrap();
+    assert!(
+        !credential.is_empty() && !raw.contains(credential),
+        "echoed the credential: {raw}"
+    );
+    let body: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(why), "'{message}' should say '{why}'");
+}
+
+#[tokio::test]
+async fn valid_hs256_token_is_admitted_and_its_email_hash_is_logged() {
+    let app = app(JwtAlgorithm::HS256, &[], 1000).await;
+    let token = hs256(&claims("  Ada@Example.COM "));
+    let response = chat_as(&app, Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    let rows = app.usage_rows().await;
+    assert_eq!(
+        rows[0].user_email_hash.as_deref(),
+        Some(EmailHash::of_email("ada@example.com").as_str())
+    );
+    // Computed independently of our own hashing code.
+    assert_eq!(
+        rows[0].user_email_hash.as_deref(),
+        Some(sha256_hex("ada@example.com").as_str())
+    );
+}
+
+#[tokio::test]
+async fn valid_rs256_and_es256_tokens_are_admitted() {
+    let rs = app(JwtAlgorithm::RS256, &[], 1000).await;
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims("grace@example.com"),
+        &EncodingKey::from_rsa_pem(RS_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(chat_as(&rs, Some(&token)).await.status(), 200);
+
+    let es = app(JwtAlgorithm::ES256, &[], 1000).await;
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims("grace@example.com"),
+        &EncodingKey::from_ec_pem(ES_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(chat_as(&es, Some(&token)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_tokens_are_refused() {
+    let app = app(JwtAlgorithm::HS256, &[], 1000).await;
+    let expired = hs256(&json!({"email": "ada@example.com", "exp": now() - 60}));
+    assert_unauthorized(chat_as(&app, Some(&expired)).await, "expired", &expired).await;
+    let early = hs256(&json!({"email": "ada@example.com", "exp": now() + 600, "nbf": now() + 300}));
+    assert_unauthorized(chat_as(&app, Some(&early)).await, "not valid yet", &early).await;
+    // Within the leeway both are fine.
+    let just = hs256(&json!({"email": "ada@example.com", "exp": now() - 2, "nbf": now() + 2}));
+    assert_eq!(chat_as(&app, Some(&just)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let app = app(JwtAlgorithm::RS256, &[], 1000).await;
+    // Signed with another key.
+    let other = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims("ada@example.com"),
+        &EncodingKey::from_ec_pem(ES_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_unauthorized(chat_as(&app, Some(&other)).await, "algorithm", &other).await;
+
+    let valid = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims("ada@example.com"),
+        &EncodingKey::from_rsa_pem(RS_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut parts: Vec<&str> = valid.split('.').collect();
+    let tampered_payload =
+        b64(&json!({"email": "root@example.com", "exp": now() + 600, "role": "admin"}).to_string());
+    parts[1] = &tampered_payload;
+    let tampered = parts.join(".");
+    assert_unauthorized(chat_as(&app, Some(&tampered)).await, "signature", &tampered).await;
+
+    // alg: none, no signature.
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&claims("ada@example.com").to_string())
+    );
+    assert_unauthorized(chat_as(&app, Some(&none)).await, "malformed", &none).await;
+
+    // The classic confusion: HS256 "signed" with the RS256 public key as the secret.
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("ada@example.com"),
+        &EncodingKey::from_secret(RS_PUBLIC.as_bytes()),
+    )
+    .unwrap();
+    assert_unauthorized(chat_as(&app, Some(&confused)).await, "algorithm", &confused).await;
+}
+
+fn b64(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn domains_and_missing_email_are_checked() {
+    let app = app(JwtAlgorithm::HS256, &["example.com"], 1000).await;
+    let outsider = hs256(&claims("mallory@evil.test"));
+    let response = chat_as(&app, Some(&outsider)).await;
+    assert_eq!(response.status(), 403);
+    let error = error_body(response).await;
+    assert_eq!(error["code"], "forbidden");
+    assert!(error["message"].as_str().unwrap().contains("evil.test"));
+
+    let no_email = hs256(&json!({"sub": "u1", "exp": now() + 600}));
+    assert_unauthorized(chat_as(&app, Some(&no_email)).await, "email", &no_email).await;
+    assert_eq!(
+        chat_as(&app, Some(&hs256(&claims("ada@example.com"))))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn api_keys_right_wrong_and_missing() {
+    let app = app(JwtAlgorithm::HS256, &[], 1000).await;
+    assert_eq!(chat_as(&app, Some(USER_KEY)).await.status(), 200);
+    let wrong = "cmdr_not_a_key_we_know_00000000000000000000000000000000000000000";
+    assert_unauthorized(chat_as(&app, Some(wrong)).await, "unknown API key", wrong).await;
+    let response = chat_as(&app, None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"commander\""
+    );
+    assert_eq!(error_body(response).await["code"], "unauthorized");
+    let basic = app
+        .client
+        .post(app.url("/chat/send"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&json!({"specialist_id": "demo", "message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_unauthorized(basic, "Bearer", "dXNlcjpwYXNz").await;
+    // Health and readiness need no credentials.
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 1, "refused calls reach no specialist");
+    assert_eq!(
+        rows[0].user_email_hash.as_deref(),
+        Some(EmailHash::of_email("ada@example.com").as_str())
+    );
+}
+
+#[tokio::test]
+async fn users_see_their_own_usage_and_only_admins_see_everyone_s() {
+    let app = app(JwtAlgorithm::HS256, &[], 1000).await;
+    assert_eq!(chat_as(&app, Some(USER_KEY)).await.status(), 200);
+    assert_eq!(chat_as(&app, Some(ADMIN_KEY)).await.status(), 200);
+    app.usage_rows().await;
+
+    let get = |key: &'static str, query: &'static str| {
+        let request = app
+            .client
+            .get(app.url(&format!("/usage/summary?group_by=user{query}")))
+            .bearer_auth(key);
+        async move { request.send().await.unwrap() }
+    };
+    let own: Value = get(USER_KEY, "").await.json().await.unwrap();
+    assert_eq!(own["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        own["rows"][0]["key"],
+        sha256_hex("ada@example.com").as_str()
+    );
+
+    let refused = get(USER_KEY, "&scope=all").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(error_body(refused).await["code"], "forbidden");
+
+    let everyone: Value = get(ADMIN_KEY, "").await.json().await.unwrap();
+    assert_eq!(everyone["rows"].as_array().unwrap().len(), 2);
+    let admin_own: Value = get(ADMIN_KEY, "&scope=own").await.json().await.unwrap();
+    assert_eq!(
+        admin_own["rows"][0]["key"],
+        sha256_hex("root@example.com").as_str()
+    );
+}
+
+#[tokio::test]
+async fn two_users_have_separate_rate_limit_buckets() {
+    let app = app(JwtAlgorithm::HS256, &[], 1).await;
+    assert_eq!(chat_as(&app, Some(USER_KEY)).await.status(), 200);
+    assert_eq!(chat_as(&app, Some(USER_KEY)).await.status(), 429);
+    // Same address, another user: a bucket of their own.
+    assert_eq!(chat_as(&app, Some(ADMIN_KEY)).await.status(), 200);
+    let grace = hs256(&claims("grace@example.com"));
+    assert_eq!(chat_as(&app, Some(&grace)).await.status(), 200);
+    assert_eq!(chat_as(&app, Some(&grace)).await.status(), 429);
+}
