@@ -84,3 +84,562 @@ async fn one_specialist_in_the_file_format_or_404() {
         assert_eq!(error_body(response).await["code"], "specialist_not_found");
     }
 }
+
+mod management {
+    use std::time::Duration;
+
+    use core_domain::AccessRole;
+    use e2e_support::{TestApp, error_body};
+    use fake_upstream::{FakeUpstream, Wire};
+    use http_api::{ApiKeyConfig, AuthMode};
+    use serde_json::{Value, json};
+
+    const ADMIN_KEY: &str = "cmdr_admin_specialists_test_key_0000000000000000000000000000000000";
+    const USER_KEY: &str = "cmdr_user_specialists_test_key_00000000000000000000000000000000000";
+
+    fn sha256_hex(text: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    fn valid() -> Value {
+        json!({
+            "name": "Tax Advisor",
+            "description": "Answers tax questions",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "system_prompt": "You explain tax rules plainly.",
+            "temperature": 0.2,
+            "max_tokens": 1000,
+            "pricing": {"input_per_1m": 0.15, "output_per_1m": 0.6}
+        })
+    }
+
+    async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+        app.client
+            .post(app.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn fields_of(response: reqwest::Response) -> Vec<String> {
+        assert_eq!(response.status(), 422);
+        let error = error_body(response).await;
+        error["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_validation_rule_at_and_past_its_limit() {
+        let app = TestApp::spawn().await;
+        // Each case gets a name of its own (names must be unique), unless it tests the name.
+        let with = |field: &str, value: Value| {
+            let mut body = valid();
+            body["name"] = json!(format!("{field} {}", uuid_like(&value)));
+            body[field] = value;
+            body
+        };
+        let cases: Vec<(&str, Value, Value)> = vec![
+            ("name", json!("n".repeat(100)), json!("n".repeat(101))),
+            (
+                "description",
+                json!("d".repeat(500)),
+                json!("d".repeat(501)),
+            ),
+            (
+                "system_prompt",
+                json!("p".repeat(4000)),
+                json!("p".repeat(4001)),
+            ),
+            ("system_prompt", json!("p"), json!("   ")),
+            ("temperature", json!(0.0), json!(-0.1)),
+            ("temperature", json!(2.0), json!(2.1)),
+            ("max_tokens", json!(1), json!(0)),
+            ("max_tokens", json!(128_000), json!(128_001)),
+            ("provider", json!("google"), json!("cohere")),
+            ("model", json!("llama3.1:8b"), json!("bad model!")),
+            ("model", json!("m"), json!("")),
+            (
+                "base_url",
+                json!("https://api.x.ai/v1"),
+                json!("http://api.x.ai/v1"),
+            ),
+        ];
+        for (field, ok, bad) in cases {
+            let accepted = post(&app, "/specialists", &with(field, ok.clone())).await;
+            assert_eq!(
+                accepted.status(),
+                201,
+                "{field} = {ok}: {}",
+                accepted.text().await.unwrap()
+            );
+            let refused = post(&app, "/specialists", &with(field, bad.clone())).await;
+            assert_eq!(refused.status(), 422, "{field} = {bad} was accepted");
+            assert_eq!(fields_of(refused).await, [field], "{field} = {bad}");
+        }
+        let mut negative_price = valid();
+        negative_price["name"] = json!("Negative price");
+        negative_price["pricing"] = json!({"input_per_1m": -1, "output_per_1m": 1});
+        assert_eq!(
+            fields_of(post(&app, "/specialists", &negative_price).await).await,
+            ["pricing.input_per_1m"]
+        );
+    }
+
+    fn uuid_like(value: &Value) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        value.to_string().hash(&mut h);
+        format!("{:x}", h.finish())
+    }
+
+    #[tokio::test]
+    async fn all_problems_are_reported_at_once_and_names_are_unique() {
+        let app = TestApp::spawn().await;
+        let response = post(
+            &app,
+            "/specialists",
+            &json!({"id": "bad id", "temperature": 9, "provider": "nope"}),
+        )
+        .await;
+        let mut fields = fields_of(response).await;
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "id",
+                "model",
+                "name",
+                "provider",
+                "system_prompt",
+                "temperature"
+            ],
+            "every problem at once, the id's too"
+        );
+
+        let response = post(
+            &app,
+            "/specialists",
+            &json!({"temperature": 9, "provider": "nope"}),
+        )
+        .await;
+        let mut fields = fields_of(response).await;
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["model", "name", "provider", "system_prompt", "temperature"]
+        );
+
+        let mut taken = valid();
+        taken["name"] = json!("financial analyst");
+        assert_eq!(
+            fields_of(post(&app, "/specialists", &taken).await).await,
+            ["name"]
+        );
+
+        let unknown = post(&app, "/specialists", &json!({"nmae": "typo"})).await;
+        assert_eq!(
+            unknown.status(),
+            400,
+            "unknown fields are refused, not ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn ssrf_unsafe_base_urls_are_refused_unless_listed() {
+        let app = TestApp::spawn_with(|settings, _| {
+            settings.providers.allowed_http_base_urls = vec!["http://127.0.0.1:11434/v1".into()];
+        })
+        .await;
+        for (i, url) in [
+            "https://169.254.169.254/latest/meta-data",
+            "https://localhost:8080/v1",
+            "https://10.0.0.8/v1",
+            "https://[::1]/v1",
+            "https://metadata.google.internal/v1",
+            "http://api.example.com/v1",
+            "https://127.0.0.1:11434/v1",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut body = valid();
+            body["name"] = json!(format!("ssrf {i}"));
+            body["base_url"] = json!(url);
+            assert_eq!(
+                fields_of(post(&app, "/specialists", &body).await).await,
+                ["base_url"],
+                "{url}"
+            );
+        }
+        let mut ollama = valid();
+        ollama["name"] = json!("Local Llama");
+        ollama["model"] = json!("llama3.1:8b");
+        ollama["base_url"] = json!("http://127.0.0.1:11434/v1");
+        assert_eq!(post(&app, "/specialists", &ollama).await.status(), 201);
+    }
+
+    #[tokio::test]
+    async fn create_get_update_patch_duplicate_delete() {
+        let app = TestApp::spawn().await;
+        let created = post(
+            &app,
+            "/specialists",
+            &json!({"id": "tax", "name": "Tax", "provider": "mock",
+            "model": "mock-echo", "system_prompt": "Version one."}),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+        assert_eq!(created.headers()["location"], "/specialists/tax");
+        assert_eq!(created.headers()["etag"], "\"1\"");
+        let body: Value = created.json().await.unwrap();
+        assert_eq!(
+            (body["version"].as_u64(), body["max_tokens"].as_u64()),
+            (Some(1), Some(2048))
+        );
+
+        let got: Value = app
+            .client
+            .get(app.url("/specialists/tax"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got, body);
+
+        // PUT replaces every field; the prompt change is archived.
+        let mut replacement = got.clone();
+        replacement["system_prompt"] = json!("Version two.");
+        replacement["description"] = json!("Now described");
+        let put = app
+            .client
+            .put(app.url("/specialists/tax"))
+            .json(&replacement)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        assert_eq!(put.headers()["etag"], "\"2\"");
+        let v2: Value = put.json().await.unwrap();
+        assert_eq!(v2["version"], 2);
+        assert_eq!(v2["created_at"], body["created_at"]);
+        assert_ne!(v2["updated_at"], body["updated_at"]);
+        assert_eq!(v2["prompt_history"][0]["system_prompt"], "Version one.");
+        assert_eq!(v2["prompt_history"][0]["version"], 1);
+
+        // PATCH changes only what is sent; an unchanged prompt adds no history.
+        let patched: Value = app
+            .client
+            .patch(app.url("/specialists/tax"))
+            .json(&json!({"temperature": 1.5, "pricing": {"input_per_1m": 1, "output_per_1m": 2}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(patched["version"], 3);
+        assert_eq!(patched["temperature"], 1.5);
+        assert_eq!(patched["description"], "Now described");
+        assert_eq!(patched["prompt_history"].as_array().unwrap().len(), 1);
+        let cleared: Value = app
+            .client
+            .patch(app.url("/specialists/tax"))
+            .json(&json!({"pricing": null}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(cleared.get("pricing").is_none(), "{cleared}");
+
+        let copy = post(&app, "/specialists/tax/duplicate", &json!({})).await;
+        assert_eq!(copy.status(), 201);
+        let copy: Value = copy.json().await.unwrap();
+        assert_eq!(copy["name"], "Tax (Copy)");
+        assert_eq!(copy["version"], 1);
+        assert_eq!(copy["prompt_history"], json!([]));
+        assert_ne!(copy["id"], "tax");
+        assert_eq!(copy["system_prompt"], "Version two.");
+
+        let delete = app
+            .client
+            .delete(app.url("/specialists/tax"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(delete.status(), 204);
+        let gone = app
+            .client
+            .get(app.url("/specialists/tax"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+        // The file holds what the API says.
+        let file = std::fs::read_to_string(app.dir().join("specialists.json")).unwrap();
+        assert!(!file.contains("\"id\": \"tax\""));
+        assert!(file.contains("Tax (Copy)"));
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_404_everywhere() {
+        let app = TestApp::spawn().await;
+        for response in [
+            app.client
+                .put(app.url("/specialists/nope"))
+                .json(&valid())
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .patch(app.url("/specialists/nope"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .delete(app.url("/specialists/nope"))
+                .send()
+                .await
+                .unwrap(),
+            post(&app, "/specialists/nope/duplicate", &json!({})).await,
+        ] {
+            assert_eq!(response.status(), 404);
+            assert_eq!(error_body(response).await["code"], "specialist_not_found");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_if_match_is_409() {
+        let app = TestApp::spawn().await;
+        let ok = app
+            .client
+            .patch(app.url("/specialists/general"))
+            .header("if-match", "\"1\"")
+            .json(&json!({"temperature": 0.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        for request in [
+            app.client
+                .patch(app.url("/specialists/general"))
+                .json(&json!({"temperature": 0.9})),
+            app.client
+                .put(app.url("/specialists/general"))
+                .json(&valid()),
+            app.client.delete(app.url("/specialists/general")),
+        ] {
+            let stale = request.header("if-match", "\"1\"").send().await.unwrap();
+            assert_eq!(stale.status(), 409);
+            let error = error_body(stale).await;
+            assert_eq!(error["code"], "version_conflict");
+            assert!(
+                error["message"].as_str().unwrap().contains("version 2"),
+                "{error}"
+            );
+        }
+        let current: Value = app
+            .client
+            .get(app.url("/specialists/general"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(current["temperature"], 0.1);
+    }
+
+    #[tokio::test]
+    async fn fifty_concurrent_updates_all_land() {
+        let app = TestApp::spawn().await;
+        let url = app.url("/specialists/general");
+        let updates = (0..50).map(|i| {
+            let request = app
+                .client
+                .patch(&url)
+                .json(&json!({"description": format!("update {i}")}));
+            async move { request.send().await.unwrap().status() }
+        });
+        let statuses = futures_util::future::join_all(updates).await;
+        assert!(statuses.iter().all(|s| s.as_u16() == 200), "{statuses:?}");
+        let current: Value = app
+            .client
+            .get(app.url("/specialists/general"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(current["version"], 51);
+        // The file on disk is valid and agrees.
+        let text = std::fs::read_to_string(app.dir().join("specialists.json")).unwrap();
+        let list =
+            specialists::parse_catalogue(&text, &Default::default(), chrono::Utc::now()).unwrap();
+        let general = list.iter().find(|s| s.id().as_str() == "general").unwrap();
+        assert_eq!(general.version(), 51);
+    }
+
+    #[tokio::test]
+    async fn external_edits_are_picked_up_and_a_corrupt_file_is_ignored() {
+        let app =
+            TestApp::spawn_with(|settings, _| settings.specialists.reload_interval_ms = 50).await;
+        let path = app.dir().join("specialists.json");
+        std::fs::write(
+            &path,
+            r#"{"specialists": [{"id": "deployed", "name": "Deployed", "provider": "mock",
+                "model": "mock-echo", "system_prompt": "New from ops."}]}"#,
+        )
+        .unwrap();
+        let found = wait_until(|| {
+            let request = app.client.get(app.url("/specialists/deployed"));
+            async move { request.send().await.unwrap().status() == 200 }
+        })
+        .await;
+        assert!(found, "the edited file was not picked up");
+        assert_eq!(
+            app.client
+                .get(app.url("/specialists/demo"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404,
+            "the catalogue is the new file's"
+        );
+
+        std::fs::write(&path, "{\"specialists\": [ oops").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            app.client
+                .get(app.url("/specialists/deployed"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "a corrupt file keeps the last good catalogue"
+        );
+        let chat = app
+            .post_json(
+                "/chat/send",
+                &json!({"specialist_id": "deployed", "message": "hi"}),
+            )
+            .await;
+        assert_eq!(chat.status(), 200);
+    }
+
+    async fn wait_until<F, Fut>(mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn only_admins_may_change_specialists() {
+        let app = TestApp::spawn_with(|settings, _| {
+            settings.auth.mode = AuthMode::Required;
+            settings.auth.api_keys = vec![
+                ApiKeyConfig {
+                    name: "user".into(),
+                    email: "user@example.com".into(),
+                    role: AccessRole::User,
+                    sha256: sha256_hex(USER_KEY),
+                },
+                ApiKeyConfig {
+                    name: "admin".into(),
+                    email: "admin@example.com".into(),
+                    role: AccessRole::Admin,
+                    sha256: sha256_hex(ADMIN_KEY),
+                },
+            ];
+        })
+        .await;
+        let as_user = [
+            app.client.post(app.url("/specialists")).json(&valid()),
+            app.client
+                .put(app.url("/specialists/general"))
+                .json(&valid()),
+            app.client
+                .patch(app.url("/specialists/general"))
+                .json(&json!({"temperature": 1})),
+            app.client.delete(app.url("/specialists/general")),
+            app.client.post(app.url("/specialists/general/duplicate")),
+        ];
+        for request in as_user {
+            let response = request.bearer_auth(USER_KEY).send().await.unwrap();
+            assert_eq!(response.status(), 403);
+            assert_eq!(error_body(response).await["code"], "forbidden");
+        }
+        // Reading is for everyone authenticated.
+        let list = app
+            .client
+            .get(app.url("/specialists"))
+            .bearer_auth(USER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(list.status(), 200);
+        let created = app
+            .client
+            .post(app.url("/specialists"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&valid())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+
+    #[tokio::test]
+    async fn chat_uses_the_current_version_and_rows_keep_the_name_at_call_time() {
+        let fake = FakeUpstream::start(Wire::OpenAi).await;
+        let base_url = fake.base_url().to_owned();
+        let app = TestApp::spawn_with(move |settings, _| {
+            settings.providers.openai.base_url = base_url;
+            settings.providers.openai.api_key = Some(secrecy::SecretString::from("k"));
+        })
+        .await;
+        let question = json!({"specialist_id": "general", "message": "hi"});
+        let ask = || app.post_json("/chat/send", &question);
+        assert_eq!(ask().await.status(), 200);
+        let patch = app
+            .client
+            .patch(app.url("/specialists/general"))
+            .json(&json!({"system_prompt": "Answer in French.", "name": "Assistant Général"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), 200);
+        assert_eq!(ask().await.status(), 200);
+
+        let sent = fake.requests();
+        assert_ne!(sent[0].body["messages"][0]["content"], "Answer in French.");
+        assert_eq!(sent[1].body["messages"][0]["content"], "Answer in French.");
+        let rows = app.usage_rows().await;
+        let names: Vec<&str> = rows.iter().map(|r| r.specialist_name.as_str()).collect();
+        assert_eq!(names, ["General Assistant", "Assistant Général"]);
+        assert!(rows.iter().all(|r| r.specialist_id == "general"));
+    }
+}

@@ -5,7 +5,7 @@ use actix_web::dev::{Server, ServerHandle};
 use http_api::{AppState, AuthSetupError, Authenticator, RateLimits, build_server};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
-use specialists::{BaseUrlPolicy, Catalogue, CatalogueError};
+use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, Reload};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
 use crate::Settings;
@@ -48,6 +48,40 @@ pub struct Application {
     writer: UsageWriter,
     usage: UsageSink,
     store: UsageStore,
+    reloader: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Re-reads the catalogue file every `interval_ms` when someone else changed it, so ops can
+/// deploy a new catalogue without a restart. A bad file keeps the last good catalogue.
+fn watch_catalogue(
+    catalogue: Arc<Catalogue>,
+    interval_ms: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if interval_ms == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let catalogue = Arc::clone(&catalogue);
+            match tokio::task::spawn_blocking(move || catalogue.reload_if_changed()).await {
+                Ok(Ok(Reload::Unchanged)) => {}
+                Ok(Ok(Reload::Reloaded(count))) => {
+                    tracing::info!(
+                        specialists = count,
+                        "specialist catalogue reloaded from disk"
+                    );
+                }
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "the specialist catalogue file changed but cannot be used; keeping the last good one"
+                ),
+                Err(e) => tracing::error!(error = %e, "catalogue reload task failed"),
+            }
+        }
+    }))
 }
 
 impl Application {
@@ -59,7 +93,7 @@ impl Application {
             .await
             .map_err(|e| StartupError::Task(e.to_string()))??;
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
-        let catalogue = Catalogue::open(&settings.specialists.path, &policy)?;
+        let catalogue = Arc::new(Catalogue::open(&settings.specialists.path, &policy)?);
         let providers = ProviderRegistry::from_config(&settings.providers)?;
         let prices = PriceTable::with_overrides(settings.pricing.clone());
 
@@ -78,7 +112,7 @@ impl Application {
 
         let (usage, writer) = spawn_writer(store.clone(), &settings.database);
         let state = AppState {
-            catalogue: Arc::new(catalogue),
+            catalogue: Arc::clone(&catalogue),
             providers: Arc::new(providers),
             prices: Arc::new(prices),
             usage: usage.clone(),
@@ -94,12 +128,14 @@ impl Application {
                 source,
             }
         })?;
+        let reloader = watch_catalogue(catalogue, settings.specialists.reload_interval_ms);
         Ok(Self {
             address,
             server,
             writer,
             usage,
             store,
+            reloader,
         })
     }
 
@@ -128,6 +164,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(address = %self.address, "commander is listening");
         let served = self.server.await;
+        if let Some(reloader) = self.reloader {
+            reloader.abort();
+        }
         tracing::info!("server stopped; writing pending usage records");
         self.writer.shutdown().await;
         tracing::info!("usage records written; bye");

@@ -38,12 +38,15 @@ pub struct Settings {
 pub struct SpecialistsSettings {
     /// The catalogue file; created with the default catalogue when missing.
     pub path: PathBuf,
+    /// How often the file is checked for edits made outside the API, in milliseconds (0: never).
+    pub reload_interval_ms: u64,
 }
 
 impl Default for SpecialistsSettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from("config/specialists.json"),
+            reload_interval_ms: 2_000,
         }
     }
 }

@@ -42,6 +42,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The named specialist does not exist.
     SpecialistNotFound,
+    /// A specialist with this id exists already.
+    SpecialistExists,
+    /// The change was based on an older version (`If-Match`).
+    VersionConflict,
     /// The request body exceeds the configured limit.
     PayloadTooLarge,
     /// The body is not `application/json`.
@@ -80,6 +84,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::SpecialistNotFound => "specialist_not_found",
+            Self::SpecialistExists => "specialist_exists",
+            Self::VersionConflict => "version_conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",

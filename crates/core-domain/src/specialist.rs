@@ -442,6 +442,24 @@ impl Specialist {
         }
     }
 
+    /// The editable fields as a draft (to change some and validate again).
+    pub fn to_draft(&self) -> SpecialistDraft {
+        SpecialistDraft {
+            name: self.spec.name.clone(),
+            description: self.spec.description.clone(),
+            provider: self.spec.provider.as_str().to_owned(),
+            model: self.spec.model.clone(),
+            base_url: self.spec.base_url.clone(),
+            system_prompt: self.spec.system_prompt.clone(),
+            temperature: self.spec.temperature,
+            max_tokens: i64::from(self.spec.max_tokens),
+            pricing: self.spec.pricing.map(|p| PricingDraft {
+                input_per_1m: p.input_per_1m,
+                output_per_1m: p.output_per_1m,
+            }),
+        }
+    }
+
     /// The id.
     pub fn id(&self) -> &SpecialistId {
         &self.id
@@ -742,6 +760,13 @@ mod tests {
                 replaced_at: t1,
             }]
         );
+    }
+
+    #[test]
+    fn to_draft_round_trips_through_validation() {
+        let spec = draft().validate().unwrap();
+        let s = Specialist::new(SpecialistId::parse("x").unwrap(), spec.clone(), Utc::now());
+        assert_eq!(s.to_draft().validate().unwrap(), spec);
     }
 
     #[test]

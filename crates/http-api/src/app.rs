@@ -44,14 +44,36 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
                 .wrap(from_fn(authenticate)),
         )
         .service(
-            resource("/specialists", web::get().to(specialists::list))
-                .wrap(from_fn(limit_management))
-                .wrap(from_fn(authenticate)),
+            resources(
+                "/specialists",
+                [
+                    web::get().to(specialists::list),
+                    web::post().to(specialists::create),
+                ],
+            )
+            .wrap(from_fn(limit_management))
+            .wrap(from_fn(authenticate)),
         )
         .service(
-            resource("/specialists/{id}", web::get().to(specialists::get))
-                .wrap(from_fn(limit_management))
-                .wrap(from_fn(authenticate)),
+            resources(
+                "/specialists/{id}",
+                [
+                    web::get().to(specialists::get),
+                    web::put().to(specialists::replace),
+                    web::patch().to(specialists::patch),
+                    web::delete().to(specialists::delete),
+                ],
+            )
+            .wrap(from_fn(limit_management))
+            .wrap(from_fn(authenticate)),
+        )
+        .service(
+            resource(
+                "/specialists/{id}/duplicate",
+                web::post().to(specialists::duplicate),
+            )
+            .wrap(from_fn(limit_management))
+            .wrap(from_fn(authenticate)),
         )
         .service(
             resource("/usage/summary", web::get().to(usage::summary))
@@ -63,8 +85,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
 
 /// A resource with one route, answering other methods with a 405 in the error JSON.
 fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
+    resources(path, [route])
+}
+
+/// A resource with several routes (one per method), answering other methods with a 405.
+fn resources<const N: usize>(path: &str, routes: [actix_web::Route; N]) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), actix_web::Resource::route)
         .default_service(web::to(method_not_allowed))
 }
 

@@ -94,6 +94,7 @@ impl ApiError {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::SpecialistExists | ErrorCode::VersionConflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => {
@@ -176,6 +177,25 @@ impl ResponseError for ApiError {
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
         Self::validation(errors)
+    }
+}
+
+impl From<specialists::CatalogueError> for ApiError {
+    fn from(error: specialists::CatalogueError) -> Self {
+        use specialists::CatalogueError as E;
+        match error {
+            E::Invalid(details) => Self::validation(details),
+            E::NotFound(_) => Self::new(ErrorCode::SpecialistNotFound, error.to_string()),
+            E::AlreadyExists(_) => Self::new(ErrorCode::SpecialistExists, error.to_string()),
+            E::VersionConflict { .. } => Self::new(ErrorCode::VersionConflict, error.to_string()),
+            E::Io { .. } | E::Malformed(_) => {
+                tracing::error!(%error, "specialist catalogue could not be saved");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the specialist catalogue could not be saved; see the server log",
+                )
+            }
+        }
     }
 }
 

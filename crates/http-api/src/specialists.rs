@@ -1,11 +1,17 @@
-//! Reading the catalogue over HTTP.
+//! The specialist catalogue over HTTP: everyone may read it; administrators may change it.
 
-use actix_web::{HttpResponse, web};
-use core_domain::{ErrorCode, ProviderKind, SpecialistId, ValidationErrors};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use core_domain::{
+    ErrorCode, PricingDraft, ProviderKind, Specialist, SpecialistDraft, SpecialistId,
+    ValidationErrors,
+};
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
 use serde_json::json;
+use specialists::CatalogueError;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, RequestContext};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
@@ -31,23 +37,305 @@ pub(crate) async fn list(
         .into_iter()
         .filter(|s| provider.is_none_or(|p| s.provider() == p))
         .collect();
-    let items: Vec<&core_domain::Specialist> = specialists.iter().map(AsRef::as_ref).collect();
+    let items: Vec<&Specialist> = specialists.iter().map(AsRef::as_ref).collect();
     Ok(HttpResponse::Ok().json(json!({ "specialists": items })))
 }
 
-/// `GET /specialists/{id}`.
+/// `GET /specialists/{id}`, with its version as the `ETag`.
 pub(crate) async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let not_found = || {
+    let id = parse_id(&id)?;
+    let specialist = state
+        .catalogue
+        .get(&id)
+        .ok_or_else(|| ApiError::from(CatalogueError::NotFound(id)))?;
+    Ok(with_etag(HttpResponse::Ok(), &specialist))
+}
+
+/// A specialist as a client sends it. Every field is optional here so that missing ones are
+/// reported together with every other problem (422), and the read-only fields a client got
+/// from `GET` may be sent back unchanged (they are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpecialistBody {
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    base_url: Option<Option<String>>,
+    system_prompt: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    pricing: Option<Option<PricingDraft>>,
+    #[serde(rename = "version")]
+    _version: Option<IgnoredAny>,
+    #[serde(rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
+    #[serde(rename = "prompt_history")]
+    _prompt_history: Option<IgnoredAny>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`: remove it) from one not sent (`None`: keep it).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl SpecialistBody {
+    /// The fields sent, written over `draft` (a PATCH).
+    fn merge_into(self, mut draft: SpecialistDraft) -> SpecialistDraft {
+        let set = |slot: &mut String, value: Option<String>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(&mut draft.name, self.name);
+        set(&mut draft.provider, self.provider);
+        set(&mut draft.model, self.model);
+        set(&mut draft.system_prompt, self.system_prompt);
+        set(&mut draft.description, self.description);
+        if let Some(base_url) = self.base_url {
+            draft.base_url = base_url;
+        }
+        if let Some(temperature) = self.temperature {
+            draft.temperature = temperature;
+        }
+        if let Some(max_tokens) = self.max_tokens {
+            draft.max_tokens = max_tokens;
+        }
+        if let Some(pricing) = self.pricing {
+            draft.pricing = pricing;
+        }
+        draft
+    }
+
+    /// A whole new set of fields (a create or a PUT): the required ones must be there. When
+    /// some are missing, the answer lists them with every other problem of what was sent.
+    fn into_new_draft(self) -> Result<SpecialistDraft, ValidationErrors> {
+        let mut missing = ValidationErrors::new();
+        for (field, present) in [
+            ("name", self.name.is_some()),
+            ("provider", self.provider.is_some()),
+            ("model", self.model.is_some()),
+            ("system_prompt", self.system_prompt.is_some()),
+        ] {
+            if !present {
+                missing.push(field, "is required");
+            }
+        }
+        let draft = self.merge_into(SpecialistDraft {
+            name: String::new(),
+            description: String::new(),
+            provider: String::new(),
+            model: String::new(),
+            base_url: None,
+            system_prompt: String::new(),
+            temperature: 0.7,
+            max_tokens: i64::from(core_domain::DEFAULT_MAX_TOKENS),
+            pricing: None,
+        });
+        if missing.is_empty() {
+            return Ok(draft);
+        }
+        if let Err(others) = draft.validate() {
+            for error in others.errors() {
+                if !missing.errors().iter().any(|m| m.field == error.field) {
+                    missing.push(error.field.clone(), error.message.clone());
+                }
+            }
+        }
+        Err(missing)
+    }
+}
+
+/// `POST /specialists` (admin): a new specialist at version 1; `id` is a UUID unless given.
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    body: web::Json<SpecialistBody>,
+) -> Result<HttpResponse, ApiError> {
+    context.require_admin("create specialists")?;
+    let mut body = body.into_inner();
+    let mut errors = ValidationErrors::new();
+    let id = match body.id.take() {
+        None => Some(fresh_id()),
+        Some(raw) => SpecialistId::parse(raw)
+            .map_err(|e| errors.push("id", e.to_string()))
+            .ok(),
+    };
+    let draft = match body.into_new_draft() {
+        Ok(draft) => {
+            if !errors.is_empty()
+                && let Err(more) = draft.validate()
+            {
+                errors.extend(more);
+            }
+            draft
+        }
+        Err(more) => {
+            errors.extend(more);
+            return Err(ApiError::validation(errors));
+        }
+    };
+    let Some(id) = id.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let catalogue = state.catalogue.clone();
+    let created = blocking(move || catalogue.create(id, &draft)).await?;
+    Ok(created_response(&created))
+}
+
+/// `PUT /specialists/{id}` (admin): replaces every editable field.
+pub(crate) async fn replace(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<SpecialistBody>,
+) -> Result<HttpResponse, ApiError> {
+    context.require_admin("change specialists")?;
+    let id = parse_id(&id)?;
+    let expected = if_match(&request)?;
+    let mut body = body.into_inner();
+    check_body_id(body.id.take(), &id)?;
+    let draft = body.into_new_draft().map_err(ApiError::validation)?;
+    let catalogue = state.catalogue.clone();
+    let updated = blocking(move || catalogue.update(&id, expected, |_| draft)).await?;
+    Ok(with_etag(HttpResponse::Ok(), &updated))
+}
+
+/// `PATCH /specialists/{id}` (admin): changes the fields sent; `null` removes `base_url` or
+/// `pricing`. The merge is done under the catalogue's lock, on the current version.
+pub(crate) async fn patch(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<SpecialistBody>,
+) -> Result<HttpResponse, ApiError> {
+    context.require_admin("change specialists")?;
+    let id = parse_id(&id)?;
+    let expected = if_match(&request)?;
+    let mut body = body.into_inner();
+    check_body_id(body.id.take(), &id)?;
+    let catalogue = state.catalogue.clone();
+    let updated =
+        blocking(move || catalogue.update(&id, expected, |current| body.merge_into(current)))
+            .await?;
+    Ok(with_etag(HttpResponse::Ok(), &updated))
+}
+
+/// `DELETE /specialists/{id}` (admin).
+pub(crate) async fn delete(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    context.require_admin("delete specialists")?;
+    let id = parse_id(&id)?;
+    let expected = if_match(&request)?;
+    let catalogue = state.catalogue.clone();
+    blocking(move || catalogue.delete(&id, expected)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /specialists/{id}/duplicate` (admin): a copy with a new id, version 1.
+pub(crate) async fn duplicate(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    context.require_admin("duplicate specialists")?;
+    let id = parse_id(&id)?;
+    let catalogue = state.catalogue.clone();
+    let copy = blocking(move || catalogue.duplicate(&id, fresh_id())).await?;
+    Ok(created_response(&copy))
+}
+
+/// 201 with `Location` and `ETag`.
+fn created_response(specialist: &Specialist) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    if let Ok(location) = HeaderValue::from_str(&format!("/specialists/{}", specialist.id())) {
+        response.insert_header((header::LOCATION, location));
+    }
+    with_etag(response, specialist)
+}
+
+fn fresh_id() -> SpecialistId {
+    SpecialistId::parse(uuid::Uuid::new_v4().to_string())
+        .expect("a hyphenated UUID is a valid specialist id")
+}
+
+/// An id in a path that cannot be an id names no specialist.
+fn parse_id(raw: &str) -> Result<SpecialistId, ApiError> {
+    SpecialistId::parse(raw).map_err(|_| {
         ApiError::new(
             ErrorCode::SpecialistNotFound,
-            format!("no specialist with id '{id}'"),
+            format!("no specialist with id '{raw}'"),
         )
+    })
+}
+
+/// A body may repeat the id of the path (as `GET` returned it), not name another.
+fn check_body_id(body_id: Option<String>, id: &SpecialistId) -> Result<(), ApiError> {
+    match body_id {
+        Some(other) if other != id.as_str() => {
+            let mut details = ValidationErrors::new();
+            details.push("id", "cannot be changed; it must match the path");
+            Err(ApiError::validation(details))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The version named by `If-Match` (`3`, `"3"` or `W/"3"`; `*` means any).
+fn if_match(request: &HttpRequest) -> Result<Option<u32>, ApiError> {
+    let Some(value) = request.headers().get(header::IF_MATCH) else {
+        return Ok(None);
     };
-    let parsed = SpecialistId::parse(id.clone()).map_err(|_| not_found())?;
-    let specialist = state.catalogue.get(&parsed).ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(specialist.as_ref()))
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u32>()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "If-Match must be the specialist's version, as its ETag gives it (\"3\")",
+            )
+        })
+}
+
+fn with_etag(
+    mut response: actix_web::HttpResponseBuilder,
+    specialist: &Specialist,
+) -> HttpResponse {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", specialist.version())) {
+        response.insert_header((header::ETAG, etag));
+    }
+    response.json(specialist)
+}
+
+/// Runs a catalogue change on a blocking thread (it writes and syncs a file).
+async fn blocking<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, CatalogueError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(change)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("catalogue task failed: {e}")))?
+        .map_err(ApiError::from)
 }

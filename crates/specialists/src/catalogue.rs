@@ -1,6 +1,7 @@
 use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use core_domain::{Specialist, SpecialistId, SpecialistRecord, ValidationErrors};
@@ -60,6 +61,21 @@ pub fn parse_catalogue(
     }
 }
 
+/// What [`Catalogue::reload_if_changed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The file is as we last saw it.
+    Unchanged,
+    /// The file changed and was loaded: this many specialists now.
+    Reloaded(usize),
+}
+
+fn content_hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// One consistent view of the catalogue. Replaced whole, never edited in place, so a reader
 /// holding one never sees half an update.
 #[derive(Debug, Default)]
@@ -70,7 +86,10 @@ struct Snapshot {
 
 impl Snapshot {
     fn new(specialists: Vec<Specialist>) -> Self {
-        let mut by_name: Vec<Arc<Specialist>> = specialists.into_iter().map(Arc::new).collect();
+        Self::from_shared(specialists.into_iter().map(Arc::new).collect())
+    }
+
+    fn from_shared(mut by_name: Vec<Arc<Specialist>>) -> Self {
         by_name.sort_by(|a, b| {
             a.name()
                 .to_lowercase()
@@ -85,13 +104,19 @@ impl Snapshot {
     }
 }
 
-/// The specialists a server knows, read by every chat call.
+/// The specialists a server knows, read by every chat call and changed by administrators.
 ///
-/// Reads take a read lock only long enough to clone an `Arc`; a change swaps in a new snapshot.
+/// Reads take a read lock only long enough to clone an `Arc`; a change builds a new snapshot,
+/// writes the file, then swaps the snapshot in. Changes (and reloads from disk) are serialised
+/// by one lock, so no update is lost however many arrive at once.
 #[derive(Debug)]
 pub struct Catalogue {
     current: RwLock<Arc<Snapshot>>,
     file: Option<CatalogueFile>,
+    policy: BaseUrlPolicy,
+    /// Held for the whole read-modify-write of a change or a reload; also holds the hash of the
+    /// file's content as we last wrote or read it, to notice edits made by others.
+    writer: Mutex<u64>,
 }
 
 impl Catalogue {
@@ -102,8 +127,8 @@ impl Catalogue {
     pub fn open(path: impl Into<PathBuf>, policy: &BaseUrlPolicy) -> Result<Self, CatalogueError> {
         let file = CatalogueFile::new(path);
         let now = Utc::now();
-        let specialists = match file.read()? {
-            Some(text) => parse_catalogue(&text, policy, now)?,
+        let (specialists, text) = match file.read()? {
+            Some(text) => (parse_catalogue(&text, policy, now)?, text),
             None => {
                 let specialists = parse_catalogue(DEFAULT_CATALOGUE_JSON, policy, now)?;
                 file.write_text(DEFAULT_CATALOGUE_JSON)?;
@@ -111,7 +136,7 @@ impl Catalogue {
                     path = %file.path().display(),
                     "no specialist catalogue found; wrote the default one"
                 );
-                specialists
+                (specialists, DEFAULT_CATALOGUE_JSON.to_owned())
             }
         };
         tracing::info!(
@@ -122,15 +147,24 @@ impl Catalogue {
         Ok(Self {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: Some(file),
+            policy: policy.clone(),
+            writer: Mutex::new(content_hash(&text)),
         })
     }
 
     /// A catalogue held only in memory (for embedding and tests).
-    pub fn in_memory(specialists: Vec<Specialist>) -> Self {
+    pub fn in_memory(specialists: Vec<Specialist>, policy: BaseUrlPolicy) -> Self {
         Self {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: None,
+            policy,
+            writer: Mutex::new(0),
         }
+    }
+
+    /// The base URL policy changes are checked against.
+    pub fn policy(&self) -> &BaseUrlPolicy {
+        &self.policy
     }
 
     /// The specialist with this id, as it is now.
@@ -156,6 +190,57 @@ impl Catalogue {
     /// The file the catalogue is kept in, if any.
     pub fn file(&self) -> Option<&CatalogueFile> {
         self.file.as_ref()
+    }
+
+    pub(crate) fn snapshot_list(&self) -> Vec<Arc<Specialist>> {
+        self.snapshot().by_name.clone()
+    }
+
+    /// Runs `change` on the current list under the write lock; if it succeeds, writes the file
+    /// and swaps the new list in. Readers see the old catalogue or the new one, never a mix.
+    pub(crate) fn change<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<Arc<Specialist>>) -> Result<T, CatalogueError>,
+    ) -> Result<T, CatalogueError> {
+        let mut last_hash = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = self.snapshot_list();
+        let outcome = change(&mut list)?;
+        if let Some(file) = &self.file {
+            *last_hash = content_hash(&file.write(&list)?);
+        }
+        self.swap(list);
+        Ok(outcome)
+    }
+
+    fn swap(&self, list: Vec<Arc<Specialist>>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Snapshot::from_shared(list));
+    }
+
+    /// Reads the file again if someone else changed it. A file that no longer parses (or is
+    /// gone) leaves the current catalogue in place; the error says why.
+    pub fn reload_if_changed(&self) -> Result<Reload, CatalogueError> {
+        let Some(file) = &self.file else {
+            return Ok(Reload::Unchanged);
+        };
+        let mut last_hash = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(text) = file.read()? else {
+            return Err(CatalogueError::Io {
+                action: "read",
+                path: file.path().to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "the file is gone"),
+            });
+        };
+        let hash = content_hash(&text);
+        if hash == *last_hash {
+            return Ok(Reload::Unchanged);
+        }
+        // Remember it either way, so a bad file is reported once, not on every poll.
+        *last_hash = hash;
+        let specialists = parse_catalogue(&text, &self.policy, Utc::now())?;
+        let count = specialists.len();
+        self.swap(specialists.into_iter().map(Arc::new).collect());
+        Ok(Reload::Reloaded(count))
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -284,7 +369,7 @@ mod tests {
             entry("m", "alpha")
         );
         let list = parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap();
-        let catalogue = Catalogue::in_memory(list);
+        let catalogue = Catalogue::in_memory(list, BaseUrlPolicy::default());
         let names: Vec<String> = catalogue
             .list()
             .iter()

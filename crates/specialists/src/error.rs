@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use core_domain::ValidationErrors;
+use core_domain::{SpecialistId, ValidationErrors};
 
 /// What can go wrong loading or saving the catalogue.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,25 @@ pub enum CatalogueError {
     /// The file is not the JSON shape `{"specialists": [...]}`.
     #[error("specialist catalogue is not valid JSON of the form {{\"specialists\": [...]}}: {0}")]
     Malformed(#[from] serde_json::Error),
-    /// The file parsed, but specialists in it break rules; every problem is listed.
-    #[error("specialist catalogue has invalid entries: {0}")]
+    /// The file (or a change) breaks rules; every problem is listed.
+    #[error("invalid specialist: {0}")]
     Invalid(ValidationErrors),
+    /// No specialist has this id.
+    #[error("no specialist with id '{0}'")]
+    NotFound(SpecialistId),
+    /// A specialist with this id exists already.
+    #[error("a specialist with id '{0}' exists already")]
+    AlreadyExists(SpecialistId),
+    /// The change was based on an older version.
+    #[error(
+        "specialist '{id}' is at version {current}, not {expected}: reload it and apply the change again"
+    )]
+    VersionConflict {
+        /// The specialist.
+        id: SpecialistId,
+        /// Its version now.
+        current: u32,
+        /// The version the change was based on.
+        expected: u32,
+    },
 }

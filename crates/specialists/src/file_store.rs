@@ -44,12 +44,13 @@ impl CatalogueFile {
     }
 
     /// Replaces the file's content with `specialists`, atomically: readers (and a crash) see the
-    /// old file or the new one, never a mix.
-    pub fn write(&self, specialists: &[Arc<Specialist>]) -> Result<(), CatalogueError> {
+    /// old file or the new one, never a mix. Returns the text written.
+    pub fn write(&self, specialists: &[Arc<Specialist>]) -> Result<String, CatalogueError> {
         let specialists = specialists.iter().map(Arc::as_ref).collect();
         let mut text = serde_json::to_string_pretty(&FileFormat { specialists })?;
         text.push('\n');
-        self.write_text(&text)
+        self.write_text(&text)?;
+        Ok(text)
     }
 
     /// Writes `text` with the same atomic guarantee: a temporary file in the same directory,

@@ -20,11 +20,12 @@
 #![warn(missing_docs)]
 
 mod catalogue;
+mod edit;
 mod error;
 mod file_store;
 mod policy;
 
-pub use catalogue::{Catalogue, parse_catalogue};
+pub use catalogue::{Catalogue, Reload, parse_catalogue};
 pub use error::CatalogueError;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
 pub use policy::BaseUrlPolicy;

@@ -1,0 +1,323 @@
+//! Changing the catalogue: create, replace, delete, duplicate — each validated against the
+//! whole catalogue (names unique, base URLs allowed) and written to the file before it is
+//! visible.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use core_domain::{MAX_NAME_CHARS, Specialist, SpecialistDraft, SpecialistId, ValidationErrors};
+
+use crate::{Catalogue, CatalogueError};
+
+impl Catalogue {
+    /// Adds a specialist at version 1.
+    pub fn create(
+        &self,
+        id: SpecialistId,
+        draft: &SpecialistDraft,
+    ) -> Result<Arc<Specialist>, CatalogueError> {
+        self.change(|list| {
+            if list.iter().any(|s| s.id() == &id) {
+                return Err(CatalogueError::AlreadyExists(id));
+            }
+            let spec = self.checked(draft, list, None)?;
+            let created = Arc::new(Specialist::new(id, spec, Utc::now()));
+            list.push(Arc::clone(&created));
+            Ok(created)
+        })
+    }
+
+    /// Replaces a specialist's editable fields with `edit(current draft)`: the next version,
+    /// with a changed system prompt archived. With `expected_version`, refuses a change based
+    /// on an older version.
+    pub fn update(
+        &self,
+        id: &SpecialistId,
+        expected_version: Option<u32>,
+        edit: impl FnOnce(SpecialistDraft) -> SpecialistDraft,
+    ) -> Result<Arc<Specialist>, CatalogueError> {
+        self.change(|list| {
+            let index = find(list, id, expected_version)?;
+            let draft = edit(list[index].to_draft());
+            let spec = self.checked(&draft, list, Some(id))?;
+            let revised = Arc::new(list[index].revise(spec, Utc::now()));
+            list[index] = Arc::clone(&revised);
+            Ok(revised)
+        })
+    }
+
+    /// Removes a specialist; returns it as it was.
+    pub fn delete(
+        &self,
+        id: &SpecialistId,
+        expected_version: Option<u32>,
+    ) -> Result<Arc<Specialist>, CatalogueError> {
+        self.change(|list| {
+            let index = find(list, id, expected_version)?;
+            Ok(list.remove(index))
+        })
+    }
+
+    /// Copies a specialist under `new_id`: name + " (Copy)" (" (Copy 2)", ... when taken),
+    /// version 1, no history.
+    pub fn duplicate(
+        &self,
+        id: &SpecialistId,
+        new_id: SpecialistId,
+    ) -> Result<Arc<Specialist>, CatalogueError> {
+        self.change(|list| {
+            let index = find(list, id, None)?;
+            if list.iter().any(|s| s.id() == &new_id) {
+                return Err(CatalogueError::AlreadyExists(new_id));
+            }
+            let mut draft = list[index].to_draft();
+            draft.name = copy_name(&draft.name, list);
+            let spec = self.checked(&draft, list, None)?;
+            let copy = Arc::new(Specialist::new(new_id, spec, Utc::now()));
+            list.push(Arc::clone(&copy));
+            Ok(copy)
+        })
+    }
+
+    /// Every rule for `draft` joining `list` (in place of `replacing`, if given): its own
+    /// fields, the base URL policy, and a name no other specialist has.
+    fn checked(
+        &self,
+        draft: &SpecialistDraft,
+        list: &[Arc<Specialist>],
+        replacing: Option<&SpecialistId>,
+    ) -> Result<core_domain::SpecialistSpec, CatalogueError> {
+        let mut errors = ValidationErrors::new();
+        let spec = draft.validate().map_err(|e| errors.extend(e)).ok();
+        if let Some(url) = draft
+            .base_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            && let Err(reason) = self.policy().check(url)
+            && !errors.errors().iter().any(|e| e.field == "base_url")
+        {
+            errors.push("base_url", reason);
+        }
+        let name = draft.name.trim().to_lowercase();
+        if list
+            .iter()
+            .any(|s| Some(s.id()) != replacing && s.name().to_lowercase() == name)
+        {
+            errors.push(
+                "name",
+                format!(
+                    "'{}' is taken by another specialist (names are case-insensitive)",
+                    draft.name.trim()
+                ),
+            );
+        }
+        match spec {
+            Some(spec) if errors.is_empty() => Ok(spec),
+            _ => Err(CatalogueError::Invalid(errors)),
+        }
+    }
+}
+
+fn find(
+    list: &[Arc<Specialist>],
+    id: &SpecialistId,
+    expected_version: Option<u32>,
+) -> Result<usize, CatalogueError> {
+    let index = list
+        .iter()
+        .position(|s| s.id() == id)
+        .ok_or_else(|| CatalogueError::NotFound(id.clone()))?;
+    let current = list[index].version();
+    match expected_version {
+        Some(expected) if expected != current => Err(CatalogueError::VersionConflict {
+            id: id.clone(),
+            current,
+            expected,
+        }),
+        _ => Ok(index),
+    }
+}
+
+/// "Name (Copy)", or "Name (Copy 2)", ... — the first not taken, shortening the name so the
+/// result stays within the length limit.
+fn copy_name(name: &str, list: &[Arc<Specialist>]) -> String {
+    let taken = |candidate: &str| {
+        let lower = candidate.to_lowercase();
+        list.iter().any(|s| s.name().to_lowercase() == lower)
+    };
+    (1..)
+        .map(|n| {
+            let suffix = if n == 1 {
+                " (Copy)".to_owned()
+            } else {
+                format!(" (Copy {n})")
+            };
+            let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
+            let base: String = name.trim().chars().take(room).collect();
+            format!("{}{suffix}", base.trim_end())
+        })
+        .find(|candidate| !taken(candidate))
+        .unwrap_or_else(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use core_domain::PricingDraft;
+
+    use super::*;
+    use crate::BaseUrlPolicy;
+
+    fn draft(name: &str) -> SpecialistDraft {
+        SpecialistDraft {
+            name: name.into(),
+            description: String::new(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            base_url: None,
+            system_prompt: "Help.".into(),
+            temperature: 0.5,
+            max_tokens: 1000,
+            pricing: Some(PricingDraft {
+                input_per_1m: 1.0,
+                output_per_1m: 2.0,
+            }),
+        }
+    }
+
+    fn id(s: &str) -> SpecialistId {
+        SpecialistId::parse(s).unwrap()
+    }
+
+    fn on_disk() -> (tempfile::TempDir, Catalogue) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("specialists.json");
+        std::fs::write(&path, r#"{"specialists": []}"#).unwrap();
+        let catalogue = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
+        (dir, catalogue)
+    }
+
+    #[test]
+    fn create_update_delete_are_written_to_the_file() {
+        let (dir, catalogue) = on_disk();
+        let path = dir.path().join("specialists.json");
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        let updated = catalogue
+            .update(&id("a"), Some(1), |mut d| {
+                d.system_prompt = "Help more.".into();
+                d
+            })
+            .unwrap();
+        assert_eq!(updated.version(), 2);
+        assert_eq!(updated.prompt_history()[0].system_prompt, "Help.");
+        let reopened = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
+        assert_eq!(reopened.get(&id("a")).unwrap().version(), 2);
+
+        catalogue.delete(&id("a"), None).unwrap();
+        let reopened = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
+        assert!(reopened.is_empty());
+    }
+
+    #[test]
+    fn names_are_unique_case_insensitively_but_a_specialist_may_keep_its_own() {
+        let (_dir, catalogue) = on_disk();
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        let err = catalogue.create(id("b"), &draft("ALPHA")).unwrap_err();
+        assert!(matches!(err, CatalogueError::Invalid(_)), "{err}");
+        catalogue
+            .update(&id("a"), None, |mut d| {
+                d.name = "alpha".into();
+                d
+            })
+            .unwrap();
+        assert!(matches!(
+            catalogue.create(id("a"), &draft("Other")).unwrap_err(),
+            CatalogueError::AlreadyExists(_)
+        ));
+    }
+
+    #[test]
+    fn stale_versions_and_unknown_ids_are_refused() {
+        let (_dir, catalogue) = on_disk();
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        catalogue.update(&id("a"), Some(1), |d| d).unwrap();
+        let err = catalogue.update(&id("a"), Some(1), |d| d).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CatalogueError::VersionConflict {
+                    current: 2,
+                    expected: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            catalogue.delete(&id("nope"), None).unwrap_err(),
+            CatalogueError::NotFound(_)
+        ));
+    }
+
+    #[test]
+    fn duplicates_get_a_free_copy_name_within_the_limit() {
+        let (_dir, catalogue) = on_disk();
+        let long = "L".repeat(MAX_NAME_CHARS);
+        catalogue.create(id("a"), &draft(&long)).unwrap();
+        let first = catalogue.duplicate(&id("a"), id("b")).unwrap();
+        assert!(first.name().ends_with(" (Copy)"));
+        assert_eq!(first.name().chars().count(), MAX_NAME_CHARS);
+        let second = catalogue.duplicate(&id("a"), id("c")).unwrap();
+        assert!(second.name().ends_with(" (Copy 2)"), "{}", second.name());
+        assert_eq!(second.version(), 1);
+        assert!(second.prompt_history().is_empty());
+    }
+
+    #[test]
+    fn disallowed_base_urls_are_refused() {
+        let (_dir, catalogue) = on_disk();
+        let mut d = draft("Ssrf");
+        d.base_url = Some("https://169.254.169.254/latest".into());
+        let Err(CatalogueError::Invalid(errors)) = catalogue.create(id("s"), &d) else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors.errors()[0].field, "base_url");
+    }
+
+    #[test]
+    fn an_external_edit_is_picked_up_and_a_bad_one_ignored() {
+        let (dir, catalogue) = on_disk();
+        let path = dir.path().join("specialists.json");
+        assert_eq!(
+            catalogue.reload_if_changed().unwrap(),
+            crate::Reload::Unchanged
+        );
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        assert_eq!(
+            catalogue.reload_if_changed().unwrap(),
+            crate::Reload::Unchanged,
+            "our own write is not a change"
+        );
+        std::fs::write(
+            &path,
+            r#"{"specialists": [{"id": "z", "name": "Zed", "provider": "mock", "model": "m",
+                "system_prompt": "p"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            catalogue.reload_if_changed().unwrap(),
+            crate::Reload::Reloaded(1)
+        );
+        assert!(catalogue.get(&id("z")).is_some());
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(catalogue.reload_if_changed().is_err());
+        assert!(
+            catalogue.get(&id("z")).is_some(),
+            "the last good catalogue is kept"
+        );
+        assert_eq!(
+            catalogue.reload_if_changed().unwrap(),
+            crate::Reload::Unchanged
+        );
+    }
+}
