@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use core_domain::{ErrorCode, Specialist};
+use core_domain::{ErrorCode, Specialist, SpecialistId};
 use providers::{ChatProvider, ProviderRequest};
 
 use crate::chat::{CallRecorder, ChatRequestBody};
@@ -15,8 +15,7 @@ pub(crate) struct PreparedCall {
     pub recorder: CallRecorder,
 }
 
-/// Validates the body, finds the specialist and its provider. Refusals before the specialist is
-/// known (400, 422, 404) leave no usage row; from the specialist on, every outcome does.
+/// `/chat/*`: validates the body, then [`prepare_for`].
 pub(crate) fn prepare(
     state: &AppState,
     context: &RequestContext,
@@ -24,13 +23,28 @@ pub(crate) fn prepare(
     streamed: bool,
 ) -> Result<PreparedCall, ApiError> {
     let input = body.validate(&state.chat_limits)?;
-    let specialist = state.catalogue.get(&input.specialist_id).ok_or_else(|| {
+    prepare_for(state, context, &input.specialist_id, streamed, |specialist| {
+        ProviderRequest::for_specialist(specialist, input.history, input.message)
+    })
+}
+
+/// Finds the specialist and its provider and builds the request with `build`. Refusals before
+/// the specialist is known (404) leave no usage row; from the specialist on, every outcome
+/// does.
+pub(crate) fn prepare_for(
+    state: &AppState,
+    context: &RequestContext,
+    specialist_id: &SpecialistId,
+    streamed: bool,
+    build: impl FnOnce(&Specialist) -> ProviderRequest,
+) -> Result<PreparedCall, ApiError> {
+    let specialist = state.catalogue.get(specialist_id).ok_or_else(|| {
         ApiError::new(
             ErrorCode::SpecialistNotFound,
-            format!("no specialist with id '{}'", input.specialist_id),
+            format!("no specialist with id '{specialist_id}'"),
         )
     })?;
-    let request = ProviderRequest::for_specialist(&specialist, input.history, input.message);
+    let request = build(&specialist);
     let recorder = CallRecorder::start(
         &state.usage,
         &state.prices,

@@ -4,9 +4,10 @@
 mod flow;
 mod input;
 mod recorder;
+pub(crate) mod relay;
 pub(crate) mod send;
 pub(crate) mod stream;
 
-pub(crate) use flow::{PreparedCall, prepare};
+pub(crate) use flow::{PreparedCall, prepare, prepare_for};
 pub(crate) use input::ChatRequestBody;
 pub(crate) use recorder::CallRecorder;

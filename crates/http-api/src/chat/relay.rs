@@ -1,0 +1,141 @@
+//! Carrying an upstream stream to the client as server-sent events, in whichever format the
+//! route speaks, with exactly one usage row however it ends.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use actix_web_lab::sse::{self, Sse};
+use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage};
+use futures_util::{Stream, StreamExt, stream};
+use pricing::CostEstimate;
+use providers::{EventStream, ProviderError};
+
+use crate::ApiError;
+use crate::chat::{CallRecorder, PreparedCall};
+
+/// How a route writes a stream's events.
+pub(crate) trait StreamFormat: Send + 'static {
+    /// Events before any text.
+    fn opening(&self) -> Vec<sse::Event>;
+    /// One piece of text.
+    fn delta(&self, text: &str) -> sse::Event;
+    /// The end of a successful answer.
+    fn finished(
+        &self,
+        usage: &TokenUsage,
+        finish_reason: &FinishReason,
+        cost: &CostEstimate,
+        latency: Duration,
+    ) -> Vec<sse::Event>;
+    /// The end of an answer that failed after it began.
+    fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event>;
+}
+
+/// Starts the upstream stream and waits for its first event before committing the response,
+/// so anything that fails before then — including an upstream that errors at once — is an
+/// ordinary HTTP error (with its usage row).
+pub(crate) async fn relay(
+    call: PreparedCall,
+    format: impl StreamFormat,
+    keep_alive: Duration,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    let PreparedCall {
+        provider,
+        request,
+        recorder,
+        ..
+    } = call;
+    let mut upstream = match provider.stream(&request).await {
+        Ok(upstream) => upstream,
+        Err(error) => return Err(fail_before_start(recorder, error)),
+    };
+    let first = match upstream.next().await {
+        Some(Ok(event)) => event,
+        Some(Err(error)) => return Err(fail_before_start(recorder, error)),
+        None => {
+            return Err(fail_before_start(
+                recorder,
+                ProviderError::Upstream {
+                    status: None,
+                    message: "the upstream ended the stream without an answer".to_owned(),
+                },
+            ));
+        }
+    };
+    let opening = format.opening();
+    let relay = Relay {
+        upstream,
+        first: Some(first),
+        recorder,
+        format,
+    };
+    let events = stream::iter(opening)
+        .chain(
+            stream::unfold(Some(relay), |relay| async move {
+                let (events, next) = relay?.step().await;
+                Some((stream::iter(events), next))
+            })
+            .flatten(),
+        )
+        .map(Ok);
+    Ok(Sse::from_stream(events).with_keep_alive(keep_alive))
+}
+
+fn fail_before_start(recorder: CallRecorder, error: ProviderError) -> ApiError {
+    let consumed = recorder.consumed_on_failure(&error);
+    recorder.failed(error.code(), consumed);
+    error.into()
+}
+
+/// Dropping it (the client went away) drops the upstream connection and lets the recorder log
+/// the disconnect.
+struct Relay<F> {
+    upstream: EventStream,
+    first: Option<StreamEvent>,
+    recorder: CallRecorder,
+    format: F,
+}
+
+impl<F: StreamFormat> Relay<F> {
+    /// The next events, and the relay if more are to come.
+    async fn step(mut self) -> (Vec<sse::Event>, Option<Self>) {
+        let next = match self.first.take() {
+            Some(event) => Some(Ok(event)),
+            None => self.upstream.next().await,
+        };
+        match next {
+            Some(Ok(StreamEvent::TextDelta(text))) => {
+                self.recorder.note_delivered(&text);
+                let event = self.format.delta(&text);
+                (vec![event], Some(self))
+            }
+            Some(Ok(StreamEvent::Finished {
+                usage,
+                finish_reason,
+                ..
+            })) => {
+                let (cost, latency) = self.recorder.succeeded(usage);
+                (
+                    self.format
+                        .finished(&usage, &finish_reason, &cost, latency),
+                    None,
+                )
+            }
+            Some(Err(error)) => (self.fail(error.code(), &error.to_string()), None),
+            None => (
+                self.fail(
+                    ErrorCode::UpstreamError,
+                    "the upstream ended the stream before the answer was complete",
+                ),
+                None,
+            ),
+        }
+    }
+
+    fn fail(self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
+        tracing::warn!(%code, message, "stream failed after it began");
+        let consumed = self.recorder.consumed_so_far();
+        self.recorder.failed(code, consumed);
+        self.format.failed(code, message)
+    }
+}
