@@ -3,6 +3,7 @@
 mod auth;
 mod chat_send;
 mod errors;
+mod openai;
 mod providers;
 mod rate_limit;
 mod specialists;

@@ -9,7 +9,7 @@ use core_domain::ErrorCode;
 use crate::auth::authenticate;
 use crate::context::assign_request_id;
 use crate::rate_limit::{limit_chat, limit_management};
-use crate::{ApiError, AppState, ServerConfig, chat, health, specialists, usage};
+use crate::{ApiError, AppState, ServerConfig, chat, health, openai, specialists, usage};
 
 /// Registers every route and the body limits on `cfg`.
 ///
@@ -41,6 +41,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .service(
             resource("/chat/stream", web::post().to(chat::stream::stream))
                 .wrap(from_fn(limit_chat))
+                .wrap(from_fn(authenticate)),
+        )
+        .service(
+            resource("/v1/chat/completions", web::post().to(openai::completions))
+                .wrap(from_fn(limit_chat))
+                .wrap(from_fn(authenticate)),
+        )
+        .service(
+            resource("/v1/models", web::get().to(openai::list_models))
+                .wrap(from_fn(limit_management))
+                .wrap(from_fn(authenticate)),
+        )
+        .service(
+            resource("/v1/models/{id}", web::get().to(openai::get_model))
+                .wrap(from_fn(limit_management))
                 .wrap(from_fn(authenticate)),
         )
         .service(

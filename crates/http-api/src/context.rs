@@ -77,6 +77,15 @@ pub(crate) async fn assign_request_id(
         identity: UserIdentity::Anonymous,
         role: AccessRole::User,
     });
+    // The OpenAI-compatible routes answer errors in OpenAI's shape.
+    let openai_style = req.path().starts_with(crate::openai::PREFIX);
+    let render = |error: &ApiError| {
+        if openai_style {
+            error.to_openai_response()
+        } else {
+            error.to_response(Some(&request_id))
+        }
+    };
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
     let outcome = next.call(req).await;
     let header_value = HeaderValue::from_str(request_id.as_str()).ok();
@@ -96,7 +105,7 @@ pub(crate) async fn assign_request_id(
                         .unwrap_or_else(|| ApiError::from_foreign(error));
                     log_failure(&api_error, &request_id);
                     let (request, original) = response.into_parts();
-                    let mut rendered = api_error.to_response(Some(&request_id));
+                    let mut rendered = render(&api_error);
                     // Keep headers inner layers added (rate-limit headers, Retry-After).
                     for (name, value) in original.headers() {
                         if name != header::CONTENT_TYPE
@@ -121,7 +130,7 @@ pub(crate) async fn assign_request_id(
                 .cloned()
                 .unwrap_or_else(|| ApiError::from_foreign(&error));
             log_failure(&api_error, &request_id);
-            let mut response = api_error.to_response(Some(&request_id));
+            let mut response = render(&api_error);
             stamp(response.headers_mut());
             Err(InternalError::from_response(api_error, response).into())
         }

@@ -83,6 +83,22 @@ impl ApiError {
         &self.message
     }
 
+    /// The first field at fault, for formats with room for one (`param`).
+    pub fn first_field(&self) -> Option<&str> {
+        self.details
+            .as_ref()
+            .and_then(|d| d.errors().first())
+            .map(|e| e.field.as_str())
+    }
+
+    /// The message followed by every field error, for formats without a `details` list.
+    pub fn message_with_details(&self) -> String {
+        match &self.details {
+            Some(details) if !details.is_empty() => format!("{}: {details}", self.message),
+            _ => self.message.clone(),
+        }
+    }
+
     /// The HTTP status for an error code.
     pub fn status_for(code: ErrorCode) -> StatusCode {
         match code {
@@ -115,14 +131,25 @@ impl ApiError {
 
     /// The response for this error, carrying `request_id` when known.
     pub fn to_response(&self, request_id: Option<&RequestId>) -> HttpResponse {
-        let body = ErrorEnvelope {
-            error: ErrorBody {
-                code: self.code,
-                message: &self.message,
-                details: self.details.as_ref(),
-                request_id: request_id.map(RequestId::as_str),
-            },
-        };
+        self.respond(
+            serde_json::to_value(ErrorEnvelope {
+                error: ErrorBody {
+                    code: self.code,
+                    message: &self.message,
+                    details: self.details.as_ref(),
+                    request_id: request_id.map(RequestId::as_str),
+                },
+            })
+            .unwrap_or_default(),
+        )
+    }
+
+    /// The response for this error in OpenAI's shape (for the `/v1` routes).
+    pub(crate) fn to_openai_response(&self) -> HttpResponse {
+        self.respond(crate::openai::error_body(self))
+    }
+
+    fn respond(&self, body: serde_json::Value) -> HttpResponse {
         let mut response = HttpResponse::build(Self::status_for(self.code));
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.

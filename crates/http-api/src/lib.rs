@@ -19,6 +19,7 @@ mod config;
 mod context;
 mod error;
 mod health;
+mod openai;
 mod rate_limit;
 mod specialists;
 mod state;

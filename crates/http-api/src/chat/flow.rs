@@ -23,9 +23,13 @@ pub(crate) fn prepare(
     streamed: bool,
 ) -> Result<PreparedCall, ApiError> {
     let input = body.validate(&state.chat_limits)?;
-    prepare_for(state, context, &input.specialist_id, streamed, |specialist| {
-        ProviderRequest::for_specialist(specialist, input.history, input.message)
-    })
+    prepare_for(
+        state,
+        context,
+        &input.specialist_id,
+        streamed,
+        |specialist| ProviderRequest::for_specialist(specialist, input.history, input.message),
+    )
 }
 
 /// Finds the specialist and its provider and builds the request with `build`. Refusals before

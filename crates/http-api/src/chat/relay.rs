@@ -116,8 +116,7 @@ impl<F: StreamFormat> Relay<F> {
             })) => {
                 let (cost, latency) = self.recorder.succeeded(usage);
                 (
-                    self.format
-                        .finished(&usage, &finish_reason, &cost, latency),
+                    self.format.finished(&usage, &finish_reason, &cost, latency),
                     None,
                 )
             }

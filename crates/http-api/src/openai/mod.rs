@@ -1,0 +1,41 @@
+//! The OpenAI-compatible front door: `/v1/chat/completions` and `/v1/models`, so any OpenAI
+//! SDK (base URL `http://host:8000/v1`, API key = a commander key or token) can talk to a
+//! specialist by using its id as the model.
+
+mod completions;
+mod models;
+mod request;
+
+pub(crate) use completions::completions;
+pub(crate) use models::{get_model, list_models};
+
+use serde_json::{Value, json};
+
+use crate::ApiError;
+use core_domain::ErrorCode;
+
+/// The path prefix whose errors are written in OpenAI's shape.
+pub(crate) const PREFIX: &str = "/v1/";
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, with the
+/// status the rest of the API would use.
+pub(crate) fn error_body(error: &ApiError) -> Value {
+    let kind = match error.code() {
+        ErrorCode::Unauthorized => "authentication_error",
+        ErrorCode::Forbidden => "permission_error",
+        ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "rate_limit_error",
+        code if ApiError::status_for(code).is_server_error() => "api_error",
+        _ => "invalid_request_error",
+    };
+    let code = match error.code() {
+        ErrorCode::SpecialistNotFound => "model_not_found",
+        ErrorCode::Unauthorized => "invalid_api_key",
+        ErrorCode::RateLimited => "rate_limit_exceeded",
+        other => other.as_str(),
+    };
+    let param = error.first_field().map(|field| match field {
+        "specialist_id" => "model",
+        other => other,
+    });
+    json!({"error": {"message": error.message_with_details(), "type": kind, "param": param, "code": code}})
+}
