@@ -2,7 +2,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{AppState, AuthSetupError, Authenticator, RateLimits, build_server};
+use http_api::{AppState, AuthSetupError, Authenticator, Metrics, RateLimits, build_server};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, Reload};
@@ -111,6 +111,8 @@ impl Application {
         auth.check_bind(address)?;
 
         let (usage, writer) = spawn_writer(store.clone(), &settings.database);
+        let metrics =
+            Arc::new(Metrics::new(usage.clone()).map_err(|e| StartupError::Task(e.to_string()))?);
         let state = AppState {
             catalogue: Arc::clone(&catalogue),
             providers: Arc::new(providers),
@@ -121,6 +123,7 @@ impl Application {
             sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
             rate_limits: Arc::new(RateLimits::from_config(&settings.rate_limit)?),
             auth: Arc::new(auth),
+            metrics,
         };
         let server = build_server(listener, state, &settings.server).map_err(|source| {
             StartupError::Bind {

@@ -11,7 +11,14 @@ pub fn init_logging(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let installed = match settings.format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The request span's fields (request id, route, specialist, provider, status, latency)
+        // go with every line logged inside it.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
     if let Err(e) = installed {
         eprintln!("logging was already set up: {e}");

@@ -1,23 +1,28 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::http::Method;
+use actix_web::http::header;
+use actix_web::middleware::{Condition, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
 use core_domain::ErrorCode;
 
 use crate::auth::authenticate;
 use crate::context::assign_request_id;
 use crate::rate_limit::{limit_chat, limit_management};
-use crate::{ApiError, AppState, ServerConfig, chat, health, openai, specialists, usage};
+use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage};
 
 /// Registers every route and the body limits on `cfg`.
 ///
 /// Middleware order (outermost first), as [`build_server`] installs it:
+/// 0. request id (below) wraps CORS, which answers preflights for the configured origins;
 /// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
 ///    error (including those of the layers inside it) as the error JSON with that id, keeping
 ///    the headers inner layers set;
-/// 2. per chat and management route (not `/health`, `/ready`): authentication, which admits
+/// 2. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
+///    authentication, which admits
 ///    the caller (401 with `WWW-Authenticate`, or 403 for a disallowed domain) and records the
 ///    identity and role in the request context;
 /// 3. then that route group's rate limiter, keyed by the identity (else the client address):
@@ -30,85 +35,168 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
     let payload = web::PayloadConfig::default().limit(config.max_body_bytes);
     cfg.app_data(web::Data::new(state))
         .app_data(json)
-        .app_data(payload)
-        .service(resource("/health", web::get().to(health::health)))
-        .service(resource("/ready", web::get().to(health::ready)))
-        .service(
-            resource("/chat/send", web::post().to(chat::send::send))
-                .wrap(from_fn(limit_chat))
-                .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource("/chat/stream", web::post().to(chat::stream::stream))
-                .wrap(from_fn(limit_chat))
-                .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource("/v1/chat/completions", web::post().to(openai::completions))
-                .wrap(from_fn(limit_chat))
-                .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource("/v1/models", web::get().to(openai::list_models))
-                .wrap(from_fn(limit_management))
-                .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource("/v1/models/{id}", web::get().to(openai::get_model))
-                .wrap(from_fn(limit_management))
-                .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resources(
-                "/specialists",
-                [
-                    web::get().to(specialists::list),
-                    web::post().to(specialists::create),
-                ],
-            )
-            .wrap(from_fn(limit_management))
-            .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resources(
-                "/specialists/{id}",
-                [
-                    web::get().to(specialists::get),
-                    web::put().to(specialists::replace),
-                    web::patch().to(specialists::patch),
-                    web::delete().to(specialists::delete),
-                ],
-            )
-            .wrap(from_fn(limit_management))
-            .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource(
-                "/specialists/{id}/duplicate",
-                web::post().to(specialists::duplicate),
-            )
-            .wrap(from_fn(limit_management))
-            .wrap(from_fn(authenticate)),
-        )
-        .service(
-            resource("/usage/summary", web::get().to(usage::summary))
-                .wrap(from_fn(limit_management))
-                .wrap(from_fn(authenticate)),
-        )
-        .default_service(web::to(route_not_found));
+        .app_data(payload);
+    // One resource per path, with a route per method; paths keep the table's order.
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in ENDPOINTS {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    for path in paths {
+        let endpoints: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.path == path).collect();
+        let resource = endpoints
+            .iter()
+            .fold(web::resource(path), |resource, e| {
+                resource.route((e.route)().method(e.method.clone()))
+            })
+            .default_service(web::to(method_not_allowed));
+        match endpoints[0].guard {
+            Guard::Open => cfg.service(resource),
+            Guard::Chat => cfg.service(
+                resource
+                    .wrap(from_fn(limit_chat))
+                    .wrap(from_fn(authenticate)),
+            ),
+            Guard::Management => cfg.service(
+                resource
+                    .wrap(from_fn(limit_management))
+                    .wrap(from_fn(authenticate)),
+            ),
+        };
+    }
+    cfg.default_service(web::to(route_not_found));
 }
 
-/// A resource with one route, answering other methods with a 405 in the error JSON.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    resources(path, [route])
+/// What stands between a caller and an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// Nothing: health, readiness, metrics, the API document.
+    Open,
+    /// Authentication, then the chat rate limit.
+    Chat,
+    /// Authentication, then the management rate limit.
+    Management,
 }
 
-/// A resource with several routes (one per method), answering other methods with a 405.
-fn resources<const N: usize>(path: &str, routes: [actix_web::Route; N]) -> actix_web::Resource {
-    routes
-        .into_iter()
-        .fold(web::resource(path), actix_web::Resource::route)
-        .default_service(web::to(method_not_allowed))
+/// One route: path, method, handler, guard. Every path's endpoints share one guard.
+struct Endpoint {
+    path: &'static str,
+    method: Method,
+    route: fn() -> Route,
+    guard: Guard,
+}
+
+/// Every route the server serves: registered from this table, and checked against the OpenAPI
+/// document by a test, so neither can leave a route out.
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/health",
+        method: Method::GET,
+        route: || web::route().to(health::health),
+        guard: Guard::Open,
+    },
+    Endpoint {
+        path: "/ready",
+        method: Method::GET,
+        route: || web::route().to(health::ready),
+        guard: Guard::Open,
+    },
+    Endpoint {
+        path: "/metrics",
+        method: Method::GET,
+        route: || web::route().to(health::metrics),
+        guard: Guard::Open,
+    },
+    Endpoint {
+        path: "/openapi.json",
+        method: Method::GET,
+        route: || web::route().to(openapi::openapi_json),
+        guard: Guard::Open,
+    },
+    Endpoint {
+        path: "/chat/send",
+        method: Method::POST,
+        route: || web::route().to(chat::send::send),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/chat/stream",
+        method: Method::POST,
+        route: || web::route().to(chat::stream::stream),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/v1/chat/completions",
+        method: Method::POST,
+        route: || web::route().to(openai::completions),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/v1/models",
+        method: Method::GET,
+        route: || web::route().to(openai::list_models),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/v1/models/{id}",
+        method: Method::GET,
+        route: || web::route().to(openai::get_model),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists",
+        method: Method::GET,
+        route: || web::route().to(specialists::list),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists",
+        method: Method::POST,
+        route: || web::route().to(specialists::create),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists/{id}",
+        method: Method::GET,
+        route: || web::route().to(specialists::get),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists/{id}",
+        method: Method::PUT,
+        route: || web::route().to(specialists::replace),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists/{id}",
+        method: Method::PATCH,
+        route: || web::route().to(specialists::patch),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists/{id}",
+        method: Method::DELETE,
+        route: || web::route().to(specialists::delete),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/specialists/{id}/duplicate",
+        method: Method::POST,
+        route: || web::route().to(specialists::duplicate),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/usage/summary",
+        method: Method::GET,
+        route: || web::route().to(usage::summary),
+        guard: Guard::Management,
+    },
+];
+
+/// Every (path, method) the server serves.
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static Method)> {
+    ENDPOINTS.iter().map(|e| (e.path, &e.method))
 }
 
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -125,6 +213,33 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     ))
 }
 
+/// Cross-origin access for the listed browser origins: preflights answered (before auth and
+/// rate limits, which a preflight never carries credentials for), and the headers a front end
+/// needs exposed. With no origins listed the middleware is off and browsers keep to the same
+/// origin.
+fn cors(origins: &[String]) -> Cors {
+    let cors = origins.iter().fold(Cors::default(), |cors, origin| {
+        cors.allowed_origin(origin.trim_end_matches('/'))
+    });
+    cors.allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-ratelimit-limit"),
+            header::HeaderName::from_static("x-ratelimit-remaining"),
+            header::HeaderName::from_static("x-ratelimit-reset"),
+            header::RETRY_AFTER,
+            header::ETAG,
+            header::LOCATION,
+        ])
+        .max_age(3600)
+}
+
 /// Builds the HTTP server on an already bound `listener` (so tests can bind port 0 and read the
 /// port back). The returned server runs when awaited. It installs no signal handlers (the binary
 /// decides what a signal means); a graceful stop gives in-flight requests
@@ -138,7 +253,12 @@ pub fn build_server(
     let mut server = HttpServer::new(move || {
         let state = state.clone();
         let app_config = app_config.clone();
+        let cors_enabled = !app_config.cors_allowed_origins.is_empty();
         App::new()
+            .wrap(Condition::new(
+                cors_enabled,
+                cors(&app_config.cors_allowed_origins),
+            ))
             .wrap(from_fn(assign_request_id))
             .configure(move |cfg| configure(cfg, state, &app_config))
     })
@@ -152,4 +272,50 @@ pub fn build_server(
         server = server.workers(config.workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc = crate::ApiDoc::openapi();
+        let json = serde_json::to_value(&doc).unwrap();
+        let paths = json["paths"].as_object().unwrap();
+        let mut served = 0;
+        for (path, method) in routes() {
+            let operation = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is served but not documented"))
+                [method.as_str().to_lowercase()];
+            assert!(
+                operation.is_object(),
+                "{method} {path} is served but not documented"
+            );
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| !r.is_empty()),
+                "{method} {path} documents no responses"
+            );
+            served += 1;
+        }
+        // And nothing documented that is not served.
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(
+            documented, served,
+            "the document describes routes the server lacks"
+        );
+    }
+
+    #[test]
+    fn every_path_has_one_guard() {
+        for e in ENDPOINTS {
+            let first = ENDPOINTS.iter().find(|f| f.path == e.path).unwrap();
+            assert_eq!(first.guard, e.guard, "{} mixes guards", e.path);
+        }
+    }
 }

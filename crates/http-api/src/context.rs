@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
+use tracing::Instrument;
 
 use crate::ApiError;
 
@@ -59,8 +60,10 @@ fn fresh_request_id() -> RequestId {
         .expect("a hyphenated UUID uses only characters a request id allows")
 }
 
-/// Middleware: gives every request an id, puts it in `X-Request-Id` on every response, and
-/// renders every error response as the API's error JSON carrying that id.
+/// Middleware: gives every request an id, puts it in `X-Request-Id` on every response, renders
+/// every error response as the API's error JSON carrying that id, and accounts for the request:
+/// one span (request id, method, route, specialist, provider, status, latency) with one
+/// `request completed` log line, and the HTTP metrics.
 pub(crate) async fn assign_request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -71,12 +74,27 @@ pub(crate) async fn assign_request_id(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| RequestId::parse(v).ok())
         .unwrap_or_else(fresh_request_id);
+    let received_at = Instant::now();
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
-        received_at: Instant::now(),
+        received_at,
         identity: UserIdentity::Anonymous,
         role: AccessRole::User,
     });
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .map(|state| std::sync::Arc::clone(&state.metrics));
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = tracing::field::Empty,
+        specialist = tracing::field::Empty,
+        provider = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
     // The OpenAI-compatible routes answer errors in OpenAI's shape.
     let openai_style = req.path().starts_with(crate::openai::PREFIX);
     let render = |error: &ApiError| {
@@ -87,7 +105,7 @@ pub(crate) async fn assign_request_id(
         }
     };
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
-    let outcome = next.call(req).await;
+    let outcome = next.call(req).instrument(span.clone()).await;
     let header_value = HeaderValue::from_str(request_id.as_str()).ok();
     let stamp = |headers: &mut actix_web::http::header::HeaderMap| {
         if let Some(value) = header_value.clone() {
@@ -120,6 +138,15 @@ pub(crate) async fn assign_request_id(
                 None => response.map_into_boxed_body(),
             };
             stamp(response.headers_mut());
+            let route = response.request().match_pattern();
+            account(
+                &span,
+                metrics.as_deref(),
+                route.as_deref().unwrap_or("unmatched"),
+                &method,
+                response.status().as_u16(),
+                received_at,
+            );
             Ok(response)
         }
         // An inner middleware failed before producing a response; actix renders the response
@@ -132,9 +159,47 @@ pub(crate) async fn assign_request_id(
             log_failure(&api_error, &request_id);
             let mut response = render(&api_error);
             stamp(response.headers_mut());
+            account(
+                &span,
+                metrics.as_deref(),
+                "unknown",
+                &method,
+                response.status().as_u16(),
+                received_at,
+            );
             Err(InternalError::from_response(api_error, response).into())
         }
     }
+}
+
+/// Closes the request's books: the span's last fields, the one log line, the HTTP metrics.
+fn account(
+    span: &tracing::Span,
+    metrics: Option<&crate::Metrics>,
+    route: &str,
+    method: &actix_web::http::Method,
+    status: u16,
+    received_at: Instant,
+) {
+    let elapsed = received_at.elapsed();
+    span.record("route", route);
+    span.record("status", status);
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| tracing::info!("request completed"));
+    if let Some(metrics) = metrics {
+        metrics
+            .http_requests
+            .with_label_values(&[route, method.as_str(), itoa(status).as_str()])
+            .inc();
+        metrics
+            .http_latency
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+fn itoa(status: u16) -> String {
+    status.to_string()
 }
 
 fn log_failure(error: &ApiError, request_id: &RequestId) {

@@ -1,13 +1,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::views::{ErrorBody, ErrorEnvelope};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use core_domain::{ErrorCode, RequestId, ValidationErrors};
 use providers::ProviderError;
-use serde::Serialize;
 
 /// An error as the API reports it: a code, a message a person can act on, and for validation
 /// failures every field at fault.
@@ -21,21 +21,6 @@ pub struct ApiError {
     details: Option<ValidationErrors>,
     retry_after: Option<Duration>,
     headers: Vec<(&'static str, String)>,
-}
-
-#[derive(Serialize)]
-struct ErrorEnvelope<'a> {
-    error: ErrorBody<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: ErrorCode,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<&'a ValidationErrors>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -136,7 +121,7 @@ impl ApiError {
                 error: ErrorBody {
                     code: self.code,
                     message: &self.message,
-                    details: self.details.as_ref(),
+                    details: self.details.as_ref().map(ValidationErrors::errors),
                     request_id: request_id.map(RequestId::as_str),
                 },
             })
@@ -146,7 +131,7 @@ impl ApiError {
 
     /// The response for this error in OpenAI's shape (for the `/v1` routes).
     pub(crate) fn to_openai_response(&self) -> HttpResponse {
-        self.respond(crate::openai::error_body(self))
+        self.respond(serde_json::to_value(crate::openai::error_body(self)).unwrap_or_default())
     }
 
     fn respond(&self, body: serde_json::Value) -> HttpResponse {

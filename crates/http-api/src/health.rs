@@ -1,20 +1,31 @@
 use actix_web::{HttpResponse, web};
 use core_domain::ErrorCode;
-use serde_json::json;
 
+use crate::views::{ErrorEnvelope, Status};
 use crate::{ApiError, AppState};
 
 /// `GET /health`: the process is up and serving.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Status)))]
 pub(crate) async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Status {
+        status: "ok",
+        database: None,
+    })
 }
 
 /// `GET /ready`: the usage database answers and its migrations are applied.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope)))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || store.check_ready()).await;
     match outcome {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": "ok"}))),
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Status {
+            status: "ready",
+            database: Some("ok"),
+        })),
         Ok(Err(e)) => Err(ApiError::new(
             ErrorCode::ServiceUnavailable,
             format!("not ready: {e}"),
@@ -24,4 +35,13 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             format!("readiness check failed: {e}"),
         )),
     }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
 }

@@ -19,13 +19,16 @@ mod config;
 mod context;
 mod error;
 mod health;
+mod metrics;
 mod openai;
+mod openapi;
 mod rate_limit;
 mod specialists;
 mod state;
 mod usage;
+mod views;
 
-pub use app::{build_server, configure};
+pub use app::{build_server, configure, routes};
 pub use auth::{
     ApiKeyConfig, AuthConfig, AuthMode, AuthSetupError, Authenticator, JwtAlgorithm, JwtConfig,
     new_api_key,
@@ -34,5 +37,7 @@ pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
 pub use context::RequestContext;
 pub use error::ApiError;
+pub use metrics::Metrics;
+pub use openapi::ApiDoc;
 pub use rate_limit::{GroupLimit, RateLimitConfig, RateLimits, RouteGroup};
 pub use state::AppState;

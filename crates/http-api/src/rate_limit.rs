@@ -137,6 +137,11 @@ async fn limit(
     let decision = limiter.check(&key, 1);
     let quota = limiter.quota();
     if !decision.allowed {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[group.name()])
+            .inc();
         let wait = decision.retry_after.unwrap_or(Duration::ZERO);
         let error = ApiError::new(
             ErrorCode::RateLimited,

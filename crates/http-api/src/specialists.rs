@@ -8,17 +8,25 @@ use core_domain::{
 };
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
-use serde_json::json;
 use specialists::CatalogueError;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::views::{ErrorEnvelope, PricingView, SpecialistList, SpecialistView};
 use crate::{ApiError, AppState, RequestContext};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct ListQuery {
+    /// Only specialists of this provider.
     provider: Option<String>,
 }
 
 /// `GET /specialists[?provider=openai]`: every specialist, sorted by name.
+#[utoipa::path(get, path = "/specialists", tag = "specialists", params(ListQuery),
+    responses((status = 200, description = "Every specialist, sorted by name", body = SpecialistList),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -37,11 +45,22 @@ pub(crate) async fn list(
         .into_iter()
         .filter(|s| provider.is_none_or(|p| s.provider() == p))
         .collect();
-    let items: Vec<&Specialist> = specialists.iter().map(AsRef::as_ref).collect();
-    Ok(HttpResponse::Ok().json(json!({ "specialists": items })))
+    Ok(HttpResponse::Ok().json(SpecialistList {
+        specialists: specialists
+            .iter()
+            .map(|s| SpecialistView::from(s.as_ref()))
+            .collect(),
+    }))
 }
 
 /// `GET /specialists/{id}`, with its version as the `ETag`.
+#[utoipa::path(get, path = "/specialists/{id}", tag = "specialists",
+    params(("id" = String, Path, description = "Specialist id")),
+    responses((status = 200, description = "The specialist; ETag is its version", body = SpecialistView),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -57,28 +76,37 @@ pub(crate) async fn get(
 /// A specialist as a client sends it. Every field is optional here so that missing ones are
 /// reported together with every other problem (422), and the read-only fields a client got
 /// from `GET` may be sent back unchanged (they are ignored).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SpecialistBody {
+    /// Create only: a slug or UUID (default: a new UUID). Elsewhere it must match the path.
     id: Option<String>,
     name: Option<String>,
     description: Option<String>,
     provider: Option<String>,
     model: Option<String>,
+    /// An OpenAI-compatible server (https unless allowed in config); null removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     base_url: Option<Option<String>>,
     system_prompt: Option<String>,
     temperature: Option<f64>,
     max_tokens: Option<i64>,
+    /// USD per million tokens; null removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<PricingView>)]
     pricing: Option<Option<PricingDraft>>,
     #[serde(rename = "version")]
+    #[schema(ignore)]
     _version: Option<IgnoredAny>,
     #[serde(rename = "created_at")]
+    #[schema(ignore)]
     _created_at: Option<IgnoredAny>,
     #[serde(rename = "updated_at")]
+    #[schema(ignore)]
     _updated_at: Option<IgnoredAny>,
     #[serde(rename = "prompt_history")]
+    #[schema(ignore)]
     _prompt_history: Option<IgnoredAny>,
 }
 
@@ -159,6 +187,15 @@ impl SpecialistBody {
 }
 
 /// `POST /specialists` (admin): a new specialist at version 1; `id` is a UUID unless given.
+#[utoipa::path(post, path = "/specialists", tag = "specialists", request_body = SpecialistBody,
+    responses((status = 201, description = "Created; Location and ETag set", body = SpecialistView),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn create(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -196,6 +233,18 @@ pub(crate) async fn create(
 }
 
 /// `PUT /specialists/{id}` (admin): replaces every editable field.
+#[utoipa::path(put, path = "/specialists/{id}", tag = "specialists", request_body = SpecialistBody,
+    params(("id" = String, Path, description = "Specialist id"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
+    responses((status = 200, description = "The next version", body = SpecialistView),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn replace(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -216,6 +265,18 @@ pub(crate) async fn replace(
 
 /// `PATCH /specialists/{id}` (admin): changes the fields sent; `null` removes `base_url` or
 /// `pricing`. The merge is done under the catalogue's lock, on the current version.
+#[utoipa::path(patch, path = "/specialists/{id}", tag = "specialists", request_body = SpecialistBody,
+    params(("id" = String, Path, description = "Specialist id"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
+    responses((status = 200, description = "The next version", body = SpecialistView),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn patch(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -236,6 +297,17 @@ pub(crate) async fn patch(
 }
 
 /// `DELETE /specialists/{id}` (admin).
+#[utoipa::path(delete, path = "/specialists/{id}", tag = "specialists",
+    params(("id" = String, Path, description = "Specialist id"),
+           ("If-Match" = Option<String>, Header, description = "The version the deletion is based on")),
+    responses((status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn delete(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -251,6 +323,15 @@ pub(crate) async fn delete(
 }
 
 /// `POST /specialists/{id}/duplicate` (admin): a copy with a new id, version 1.
+#[utoipa::path(post, path = "/specialists/{id}/duplicate", tag = "specialists",
+    params(("id" = String, Path, description = "Specialist id")),
+    responses((status = 201, description = "The copy", body = SpecialistView),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn duplicate(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -327,7 +408,7 @@ fn with_etag(
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", specialist.version())) {
         response.insert_header((header::ETAG, etag));
     }
-    response.json(specialist)
+    response.json(SpecialistView::from(specialist))
 }
 
 /// Runs a catalogue change on a blocking thread (it writes and syncs a file).

@@ -5,7 +5,7 @@ use providers::ProviderRegistry;
 use specialists::Catalogue;
 use usage_store::{UsageSink, UsageStore};
 
-use crate::{Authenticator, ChatLimits, RateLimits};
+use crate::{Authenticator, ChatLimits, Metrics, RateLimits};
 
 /// Everything the handlers share, built once by the binary.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct AppState {
     pub usage: UsageSink,
     /// The usage database, for readiness and reports.
     pub store: UsageStore,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Checks credentials.
     pub auth: Arc<Authenticator>,
     /// Per-caller rate limits.

@@ -4,27 +4,35 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use core_domain::{AccessRole, ErrorCode, ValidationErrors};
 use serde::{Deserialize, Serialize};
-use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, parse_range_bound};
+use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, parse_range_bound};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::views::{ErrorEnvelope, SummaryRowView};
 
 use crate::{ApiError, AppState, RequestContext};
 
 /// How far back a summary reaches when `from` is not given.
 const DEFAULT_RANGE_DAYS: i64 = 30;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct SummaryParams {
+    /// Start: a date (from its start) or an RFC 3339 time. Default: 30 days before `to`.
     from: Option<String>,
+    /// End: a date (included whole) or an RFC 3339 time (excluded). Default: now.
     to: Option<String>,
+    /// `specialist` (default), `model`, `provider`, `user` or `day`.
     group_by: Option<String>,
+    /// `own` or `all` (administrators only). Default: `all` for administrators, else `own`.
     scope: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct SummaryResponse {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SummaryResponse {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    #[schema(value_type = String)]
     group_by: GroupBy,
-    rows: Vec<SummaryRow>,
+    rows: Vec<SummaryRowView>,
 }
 
 /// `GET /usage/summary?from=&to=&group_by=specialist|model|provider|user|day`.
@@ -32,6 +40,16 @@ struct SummaryResponse {
 /// `to` defaults to now and `from` to 30 days before `to`. `scope=own` covers the caller's
 /// calls and `scope=all` everyone's (administrators only); the default is `all` for an
 /// administrator and `own` for anyone else.
+#[utoipa::path(get, path = "/usage/summary", tag = "usage",
+    params(SummaryParams),
+    responses((status = 200, description = "Calls, outcomes, tokens, cost and latency per group", body = SummaryResponse),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope)),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn summary(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -99,6 +117,6 @@ pub(crate) async fn summary(
         from,
         to,
         group_by,
-        rows,
+        rows: rows.into_iter().map(SummaryRowView::from).collect(),
     }))
 }

@@ -48,10 +48,12 @@ pub(crate) fn prepare_for(
             format!("no specialist with id '{specialist_id}'"),
         )
     })?;
+    tracing::Span::current()
+        .record("specialist", specialist.id().as_str())
+        .record("provider", specialist.provider().as_str());
     let request = build(&specialist);
     let recorder = CallRecorder::start(
-        &state.usage,
-        &state.prices,
+        state,
         &specialist,
         context,
         request.prompt_estimate(),

@@ -1,5 +1,6 @@
 use core_domain::{ChatMessage, Role, SpecialistId, ValidationErrors};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::ChatLimits;
 
@@ -7,7 +8,7 @@ use crate::ChatLimits;
 ///
 /// Roles are read as text so that a wrong one is a field error in the 422 list, not a parse
 /// failure.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ChatRequestBody {
     specialist_id: String,
     message: String,
@@ -15,7 +16,8 @@ pub(crate) struct ChatRequestBody {
     conversation_history: Option<Vec<HistoryMessage>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One earlier message: `role` is `user` or `assistant`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct HistoryMessage {
     role: String,
     content: String,

@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
@@ -7,7 +7,7 @@ use pricing::{CostEstimate, PriceTable};
 use providers::ProviderError;
 use usage_store::{UsageRecord, UsageSink};
 
-use crate::RequestContext;
+use crate::{AppState, Metrics, RequestContext};
 
 /// Records exactly one usage row for a chat call, however the call ends.
 ///
@@ -25,6 +25,9 @@ pub(crate) struct CallRecorder {
 struct Pending {
     sink: UsageSink,
     prices: Arc<PriceTable>,
+    metrics: Arc<Metrics>,
+    /// When the upstream call began, for the upstream latency metric.
+    upstream_started: Option<Instant>,
     specialist: Arc<Specialist>,
     context: RequestContext,
     timestamp: chrono::DateTime<Utc>,
@@ -34,8 +37,7 @@ struct Pending {
 
 impl CallRecorder {
     pub(crate) fn start(
-        sink: &UsageSink,
-        prices: &Arc<PriceTable>,
+        state: &AppState,
         specialist: &Arc<Specialist>,
         context: &RequestContext,
         estimated_input_tokens: u32,
@@ -43,8 +45,10 @@ impl CallRecorder {
     ) -> Self {
         Self {
             pending: Some(Pending {
-                sink: sink.clone(),
-                prices: Arc::clone(prices),
+                sink: state.usage.clone(),
+                prices: Arc::clone(&state.prices),
+                metrics: Arc::clone(&state.metrics),
+                upstream_started: None,
                 specialist: Arc::clone(specialist),
                 context: context.clone(),
                 timestamp: Utc::now(),
@@ -53,6 +57,13 @@ impl CallRecorder {
             }),
             delivered_chars: 0,
             first_token: None,
+        }
+    }
+
+    /// Notes that the upstream call starts now.
+    pub(crate) fn upstream_started(&mut self) {
+        if let Some(pending) = &mut self.pending {
+            pending.upstream_started = Some(Instant::now());
         }
     }
 
@@ -127,6 +138,40 @@ impl Drop for CallRecorder {
 }
 
 impl Pending {
+    /// The call's metrics: tokens and cost by provider/model/specialist, and the upstream's
+    /// latency and errors by provider.
+    fn account(&self, usage: &TokenUsage, estimate: &CostEstimate, error_code: Option<ErrorCode>) {
+        let provider = self.specialist.provider().as_str();
+        let model = self.specialist.model();
+        let specialist = self.specialist.id().as_str();
+        let m = &self.metrics;
+        for (direction, count) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ] {
+            if count > 0 {
+                m.tokens
+                    .with_label_values(&[provider, model, specialist, direction])
+                    .inc_by(u64::from(count));
+            }
+        }
+        if estimate.cost.nanos() > 0 {
+            m.cost
+                .with_label_values(&[provider, model, specialist])
+                .inc_by(estimate.cost.as_dollars());
+        }
+        if let Some(started) = self.upstream_started {
+            m.upstream_latency
+                .with_label_values(&[provider])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(code) = error_code.filter(|c| is_upstream_failure(*c)) {
+            m.upstream_errors
+                .with_label_values(&[provider, code.as_str()])
+                .inc();
+        }
+    }
+
     fn record(
         self,
         usage: TokenUsage,
@@ -137,6 +182,7 @@ impl Pending {
         let estimate =
             self.prices
                 .estimate(self.specialist.pricing(), self.specialist.model(), &usage);
+        self.account(&usage, &estimate, error_code);
         self.sink.record(UsageRecord {
             request_id: self.context.request_id,
             timestamp: self.timestamp,
@@ -155,4 +201,16 @@ impl Pending {
         });
         (estimate, latency)
     }
+}
+
+/// Errors that count against the upstream (not refusals before the call, not departures).
+fn is_upstream_failure(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::UpstreamError
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::UpstreamRateLimited
+            | ErrorCode::UpstreamAuthFailed
+            | ErrorCode::UpstreamInvalidRequest
+    )
 }

@@ -35,6 +35,7 @@ pub(crate) trait StreamFormat: Send + 'static {
 /// so anything that fails before then — including an upstream that errors at once — is an
 /// ordinary HTTP error (with its usage row).
 pub(crate) async fn relay(
+    in_flight: prometheus::IntGauge,
     call: PreparedCall,
     format: impl StreamFormat,
     keep_alive: Duration,
@@ -42,9 +43,10 @@ pub(crate) async fn relay(
     let PreparedCall {
         provider,
         request,
-        recorder,
+        mut recorder,
         ..
     } = call;
+    recorder.upstream_started();
     let mut upstream = match provider.stream(&request).await {
         Ok(upstream) => upstream,
         Err(error) => return Err(fail_before_start(recorder, error)),
@@ -68,6 +70,7 @@ pub(crate) async fn relay(
         first: Some(first),
         recorder,
         format,
+        _in_flight: InFlight::new(in_flight),
     };
     let events = stream::iter(opening)
         .chain(
@@ -94,6 +97,23 @@ struct Relay<F> {
     first: Option<StreamEvent>,
     recorder: CallRecorder,
     format: F,
+    _in_flight: InFlight,
+}
+
+/// Counts a stream in the in-flight gauge for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl<F: StreamFormat> Relay<F> {

@@ -1,17 +1,21 @@
 use actix_web::{HttpResponse, web};
 use core_domain::ProviderKind;
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::views::ErrorEnvelope;
 
 use crate::chat::{ChatRequestBody, PreparedCall, prepare};
 use crate::{ApiError, AppState, RequestContext};
 
 /// The answer of `POST /chat/send`: the original service's fields, plus `request_id` and
 /// `finish_reason`.
-#[derive(Debug, Serialize)]
-struct ChatResponse<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChatResponse<'a> {
     content: String,
     specialist_id: &'a str,
     specialist_name: &'a str,
+    #[schema(value_type = String)]
     provider: ProviderKind,
     model: &'a str,
     input_tokens: u32,
@@ -23,6 +27,24 @@ struct ChatResponse<'a> {
 }
 
 /// `POST /chat/send`: ask a specialist and get the whole answer.
+#[utoipa::path(
+    post, path = "/chat/send", tag = "chat",
+    request_body = ChatRequestBody,
+    responses(
+        (status = 200, description = "The answer, its tokens, cost and latency", body = ChatResponse),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 413, description = "Body over the limit", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
+        (status = 502, description = "The upstream failed", body = ErrorEnvelope),
+        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope),
+        (status = 504, description = "The upstream timed out", body = ErrorEnvelope)
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn send(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -32,8 +54,9 @@ pub(crate) async fn send(
         specialist,
         provider,
         request,
-        recorder,
+        mut recorder,
     } = prepare(&state, &context, body.into_inner(), false)?;
+    recorder.upstream_started();
     let completion = match provider.complete(&request).await {
         Ok(completion) => completion,
         Err(error) => {

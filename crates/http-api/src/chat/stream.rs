@@ -7,6 +7,9 @@ use core_domain::{ErrorCode, FinishReason, TokenUsage};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::views::ErrorEnvelope;
 use serde_json::json;
 
 use crate::chat::relay::{StreamFormat, relay};
@@ -16,8 +19,8 @@ use crate::{ApiError, AppState, RequestContext};
 
 /// One `event: message` of `POST /chat/stream`: the original service's chunk shape. Token
 /// counts, cost and latency are filled on the final chunk only.
-#[derive(Debug, Serialize)]
-struct StreamChunk<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StreamChunk<'a> {
     content: &'a str,
     is_final: bool,
     input_tokens: Option<u32>,
@@ -33,6 +36,24 @@ struct StreamChunk<'a> {
 }
 
 /// `POST /chat/stream`: the answer as server-sent events, forwarded as the upstream sends it.
+#[utoipa::path(
+    post, path = "/chat/stream", tag = "chat",
+    request_body = ChatRequestBody,
+    responses(
+        (status = 200, description = "text/event-stream of `event: message` chunks (the last has is_final, tokens, cost and latency); a failure after the start ends it with `event: error` data {code, message}", content_type = "text/event-stream", body = StreamChunk),
+        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 404, description = "No such specialist", body = ErrorEnvelope),
+        (status = 413, description = "Body over the limit", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
+        (status = 502, description = "The upstream failed", body = ErrorEnvelope),
+        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope),
+        (status = 504, description = "The upstream timed out", body = ErrorEnvelope)
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn stream(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -44,6 +65,7 @@ pub(crate) async fn stream(
         request_id: context.request_id.to_string(),
     };
     relay(
+        state.metrics.streams_in_flight.clone(),
         call,
         format,
         Duration::from_secs(state.sse_keep_alive_seconds.max(1)),

@@ -4,15 +4,31 @@ use actix_web::{Either, HttpResponse, Responder, web};
 use actix_web_lab::sse;
 use core_domain::{ErrorCode, FinishReason, TokenUsage};
 use pricing::CostEstimate;
-use serde_json::{Value, json};
 
 use super::request::CompletionRequest;
+use super::wire::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage,
+    Delta, OpenAiError,
+};
 use crate::chat::relay::{StreamFormat, relay};
 use crate::chat::{PreparedCall, prepare_for};
 use crate::{ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
 /// `chat.completion.chunk`s ending in `data: [DONE]`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "A chat.completion; with stream: true, text/event-stream of chat.completion.chunk then [DONE]", body = ChatCompletion),
+        (status = 400, description = "Malformed JSON or wrong types", body = OpenAiError),
+        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
+        (status = 404, description = "Unknown model (model_not_found)", body = OpenAiError),
+        (status = 413, description = "Body over the limit", body = OpenAiError),
+        (status = 422, description = "Invalid parameters (param names the first)", body = OpenAiError),
+        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError),
+        (status = 502, description = "The upstream failed", body = OpenAiError),
+        (status = 503, description = "Provider not configured", body = OpenAiError),
+        (status = 504, description = "The upstream timed out", body = OpenAiError)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn completions(
     state: web::Data<AppState>,
     context: RequestContext,
@@ -43,15 +59,24 @@ pub(crate) async fn completions(
             include_usage,
         };
         let keep_alive = Duration::from_secs(state.sse_keep_alive_seconds.max(1));
-        return Ok(Either::Right(relay(call, format, keep_alive).await?));
+        return Ok(Either::Right(
+            relay(
+                state.metrics.streams_in_flight.clone(),
+                call,
+                format,
+                keep_alive,
+            )
+            .await?,
+        ));
     }
 
     let PreparedCall {
         provider,
         request,
-        recorder,
+        mut recorder,
         ..
     } = call;
+    recorder.upstream_started();
     let answer = match provider.complete(&request).await {
         Ok(answer) => answer,
         Err(error) => {
@@ -61,28 +86,32 @@ pub(crate) async fn completions(
         }
     };
     recorder.succeeded(answer.usage);
-    Ok(Either::Left(HttpResponse::Ok().json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.content, "refusal": null},
-            "logprobs": null,
-            "finish_reason": answer.finish_reason.as_str(),
+    Ok(Either::Left(HttpResponse::Ok().json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: answer.content,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: answer.finish_reason.as_str().to_owned(),
         }],
-        "usage": usage(&answer.usage),
-        "system_fingerprint": null,
-    }))))
+        usage: usage(&answer.usage),
+        system_fingerprint: None,
+    })))
 }
 
-fn usage(usage: &TokenUsage) -> Value {
-    json!({
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
-    })
+fn usage(usage: &TokenUsage) -> CompletionUsage {
+    CompletionUsage {
+        prompt_tokens: usage.input_tokens,
+        completion_tokens: usage.output_tokens,
+        total_tokens: u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+    }
 }
 
 /// OpenAI's streaming format: a role delta first, content deltas, a chunk with the finish
@@ -96,29 +125,58 @@ struct OpenAiChunks {
 }
 
 impl OpenAiChunks {
-    fn chunk(&self, delta: Value, finish_reason: Value) -> sse::Event {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        });
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        sse::Data::new(chunk.to_string()).into()
+    /// A chunk with `choices` and, when usage was asked for, `usage` (null until the end).
+    fn event(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> sse::Event {
+        json_event(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: None,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        })
+    }
+
+    fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> sse::Event {
+        self.event(
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish_reason.map(str::to_owned),
+            }],
+            None,
+        )
+    }
+}
+
+fn json_event(body: &impl serde::Serialize) -> sse::Event {
+    match sse::Data::new_json(body) {
+        Ok(data) => data.into(),
+        Err(e) => sse::Data::new(format!("{{\"error\": \"cannot encode a chunk: {e}\"}}")).into(),
     }
 }
 
 impl StreamFormat for OpenAiChunks {
     fn opening(&self) -> Vec<sse::Event> {
-        vec![self.chunk(json!({"role": "assistant", "content": ""}), Value::Null)]
+        vec![self.chunk(
+            Delta {
+                role: Some("assistant"),
+                content: Some(String::new()),
+            },
+            None,
+        )]
     }
 
     fn delta(&self, text: &str) -> sse::Event {
-        self.chunk(json!({"content": text}), Value::Null)
+        self.chunk(
+            Delta {
+                role: None,
+                content: Some(text.to_owned()),
+            },
+            None,
+        )
     }
 
     fn finished(
@@ -128,25 +186,17 @@ impl StreamFormat for OpenAiChunks {
         _cost: &CostEstimate,
         _latency: Duration,
     ) -> Vec<sse::Event> {
-        let mut events = vec![self.chunk(json!({}), json!(finish_reason.as_str()))];
+        let mut events = vec![self.chunk(Delta::default(), Some(finish_reason.as_str()))];
         if self.include_usage {
-            let chunk = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": null,
-                "choices": [],
-                "usage": usage(tokens),
-            });
-            events.push(sse::Data::new(chunk.to_string()).into());
+            events.push(self.event(Vec::new(), Some(usage(tokens))));
         }
         events.push(sse::Data::new("[DONE]").into());
         events
     }
 
     fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
-        let body = super::error_body(&ApiError::new(code, message));
-        vec![sse::Data::new(body.to_string()).into()]
+        vec![json_event(&super::error_body(&ApiError::new(
+            code, message,
+        )))]
     }
 }

@@ -2,24 +2,25 @@
 //! SDK (base URL `http://host:8000/v1`, API key = a commander key or token) can talk to a
 //! specialist by using its id as the model.
 
-mod completions;
-mod models;
+pub(crate) mod completions;
+pub(crate) mod models;
 mod request;
+pub(crate) mod wire;
 
 pub(crate) use completions::completions;
 pub(crate) use models::{get_model, list_models};
 
-use serde_json::{Value, json};
+use core_domain::ErrorCode;
 
 use crate::ApiError;
-use core_domain::ErrorCode;
+use wire::{OpenAiError, OpenAiErrorBody};
 
 /// The path prefix whose errors are written in OpenAI's shape.
 pub(crate) const PREFIX: &str = "/v1/";
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, with the
 /// status the rest of the API would use.
-pub(crate) fn error_body(error: &ApiError) -> Value {
+pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
     let kind = match error.code() {
         ErrorCode::Unauthorized => "authentication_error",
         ErrorCode::Forbidden => "permission_error",
@@ -37,5 +38,12 @@ pub(crate) fn error_body(error: &ApiError) -> Value {
         "specialist_id" => "model",
         other => other,
     });
-    json!({"error": {"message": error.message_with_details(), "type": kind, "param": param, "code": code}})
+    OpenAiError {
+        error: OpenAiErrorBody {
+            message: error.message_with_details(),
+            kind,
+            param: param.map(str::to_owned),
+            code: Some(code.to_owned()),
+        },
+    }
 }

@@ -1,26 +1,40 @@
 use actix_web::{HttpResponse, web};
 use core_domain::{ErrorCode, Specialist, SpecialistId};
-use serde_json::{Value, json};
 
+use super::wire::{Model, ModelList, OpenAiError};
 use crate::{ApiError, AppState};
 
 /// A specialist as an OpenAI model object.
-fn model(specialist: &Specialist) -> Value {
-    json!({
-        "id": specialist.id().as_str(),
-        "object": "model",
-        "created": specialist.created_at().timestamp(),
-        "owned_by": "commander",
-    })
+fn model(specialist: &Specialist) -> Model {
+    Model {
+        id: specialist.id().to_string(),
+        object: "model",
+        created: specialist.created_at().timestamp(),
+        owned_by: "commander",
+    }
 }
 
 /// `GET /v1/models`: every specialist, as models.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "Every specialist as a model", body = ModelList),
+        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
+        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn list_models(state: web::Data<AppState>) -> HttpResponse {
-    let data: Vec<Value> = state.catalogue.list().iter().map(|s| model(s)).collect();
-    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+    HttpResponse::Ok().json(ModelList {
+        object: "list",
+        data: state.catalogue.list().iter().map(|s| model(s)).collect(),
+    })
 }
 
 /// `GET /v1/models/{id}`.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai",
+    params(("id" = String, Path, description = "Specialist id")),
+    responses((status = 200, description = "The model", body = Model),
+        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
+        (status = 404, description = "Unknown model (model_not_found)", body = OpenAiError),
+        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError)),
+    security((), ("bearer" = [])))]
 pub(crate) async fn get_model(
     state: web::Data<AppState>,
     id: web::Path<String>,

@@ -5,14 +5,16 @@ use core_domain::{ChatMessage, Role, Specialist, SpecialistId, ValidationErrors}
 use providers::ProviderRequest;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::ChatLimits;
 
 /// `POST /v1/chat/completions`. Fields the gateway does not use (`top_p`, `user`, `seed`,
 /// ...) are accepted and ignored, as OpenAI SDKs send some by default; fields that would
 /// change the answer's shape in ways a specialist cannot honour (`n > 1`, tools) are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CompletionRequest {
+    /// A specialist id.
     model: String,
     messages: Vec<WireMessage>,
     temperature: Option<f64>,
@@ -26,13 +28,13 @@ pub(crate) struct CompletionRequest {
     functions: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct WireMessage {
     role: String,
     #[serde(default)]
@@ -40,14 +42,14 @@ struct WireMessage {
 }
 
 /// A message's content: a string, or an array of parts of which only text is supported.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct Part {
     #[serde(rename = "type")]
     kind: String,

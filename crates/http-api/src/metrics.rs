@@ -1,0 +1,222 @@
+//! Prometheus metrics: what ops graph and alert on. Exposed at `GET /metrics`.
+
+use prometheus::core::Collector;
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use usage_store::{UsageSink, WriterStats};
+
+/// Latency buckets in seconds: sub-millisecond gateway work up to minute-long generations.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+/// Every metric the server keeps. Label values are bounded: routes are patterns, providers and
+/// error codes are closed sets, models and specialists come from the catalogue.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) http_requests: IntCounterVec,
+    pub(crate) http_latency: HistogramVec,
+    pub(crate) upstream_latency: HistogramVec,
+    pub(crate) upstream_errors: IntCounterVec,
+    pub(crate) tokens: IntCounterVec,
+    pub(crate) cost: CounterVec,
+    pub(crate) rate_limited: IntCounterVec,
+    pub(crate) streams_in_flight: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    // Names are fixed and distinct, so registration cannot collide.
+    if let Err(e) = registry.register(Box::new(collector.clone())) {
+        tracing::error!(error = %e, "metric not registered");
+    }
+    collector
+}
+
+impl Metrics {
+    /// The metrics, registered; `usage` is read at every scrape for the writer's counters.
+    pub fn new(usage: UsageSink) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("commander".to_owned()), None)?;
+        let metrics = Self {
+            http_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_requests_total",
+                        "HTTP requests answered, by route pattern, method and status",
+                    ),
+                    &["route", "method", "status"],
+                )?,
+            ),
+            http_latency: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "http_request_duration_seconds",
+                        "Time to answer a request (to the response headers)",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["route"],
+                )?,
+            ),
+            upstream_latency: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "upstream_duration_seconds",
+                        "Duration of upstream calls, start to last byte",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["provider"],
+                )?,
+            ),
+            upstream_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upstream_errors_total",
+                        "Upstream calls that failed, by provider and error code",
+                    ),
+                    &["provider", "code"],
+                )?,
+            ),
+            tokens: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tokens_total",
+                        "Tokens consumed, by provider, model, specialist and direction",
+                    ),
+                    &["provider", "model", "specialist", "direction"],
+                )?,
+            ),
+            cost: register(
+                &registry,
+                CounterVec::new(
+                    Opts::new(
+                        "cost_usd_total",
+                        "Estimated cost in USD, by provider, model and specialist",
+                    ),
+                    &["provider", "model", "specialist"],
+                )?,
+            ),
+            rate_limited: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "rate_limited_total",
+                        "Requests refused by the rate limiter, by route group",
+                    ),
+                    &["group"],
+                )?,
+            ),
+            streams_in_flight: register(
+                &registry,
+                IntGauge::new("streams_in_flight", "Streamed answers being relayed now")?,
+            ),
+            registry,
+        };
+        metrics
+            .registry
+            .register(Box::new(WriterCollector::new(usage)?))?;
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %e, "metrics could not be encoded");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// A cumulative writer counter and where to read it from.
+type WriterCounter = (prometheus::IntCounter, fn(&WriterStats) -> u64);
+
+/// Reads the usage writer's counters at scrape time.
+struct WriterCollector {
+    usage: UsageSink,
+    queue_depth: IntGauge,
+    counters: [WriterCounter; 5],
+}
+
+impl WriterCollector {
+    fn new(usage: UsageSink) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| prometheus::IntCounter::new(name, help);
+        Ok(Self {
+            usage,
+            queue_depth: IntGauge::new(
+                "usage_queue_depth",
+                "Usage records waiting for the writer",
+            )?,
+            counters: [
+                (
+                    counter(
+                        "usage_rows_written_total",
+                        "Usage rows committed in batches",
+                    )?,
+                    |s| s.rows_written,
+                ),
+                (
+                    counter("usage_batches_total", "Usage batches committed")?,
+                    |s| s.batches_written,
+                ),
+                (
+                    counter(
+                        "usage_write_errors_total",
+                        "Failed usage write attempts (retried or spilled)",
+                    )?,
+                    |s| s.write_errors,
+                ),
+                (
+                    counter(
+                        "usage_spilled_total",
+                        "Usage records written to the spill file",
+                    )?,
+                    |s| s.spilled,
+                ),
+                (
+                    counter(
+                        "usage_replayed_total",
+                        "Spilled usage records replayed into the database",
+                    )?,
+                    |s| s.replayed,
+                ),
+            ],
+        })
+    }
+}
+
+impl Collector for WriterCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.queue_depth.desc();
+        for (counter, _) in &self.counters {
+            descs.extend(counter.desc());
+        }
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let stats = self.usage.stats();
+        self.queue_depth
+            .set(i64::try_from(stats.queue_depth).unwrap_or(i64::MAX));
+        let mut families = self.queue_depth.collect();
+        for (counter, read) in &self.counters {
+            // Counters only go up; the writer's are cumulative, so catch up to them.
+            let behind = read(&stats).saturating_sub(counter.get());
+            counter.inc_by(behind);
+            families.extend(counter.collect());
+        }
+        families
+    }
+}

@@ -1,0 +1,79 @@
+//! The OpenAPI document, generated from the handlers' annotations and the body types.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{chat, health, openai, specialists, usage};
+
+/// The API as OpenAPI 3.1.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "commander",
+        description = "A multi-provider LLM chat gateway built around specialists. Errors outside \
+                       /v1 are {\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}; \
+                       under /v1 they take OpenAI's shape. Every response carries X-Request-Id; \
+                       rate-limited routes carry X-RateLimit-* and RateLimit headers."
+    ),
+    paths(
+        health::health,
+        health::ready,
+        health::metrics,
+        openapi_json,
+        chat::send::send,
+        chat::stream::stream,
+        specialists::list,
+        specialists::get,
+        specialists::create,
+        specialists::replace,
+        specialists::patch,
+        specialists::delete,
+        specialists::duplicate,
+        usage::summary,
+        openai::completions::completions,
+        openai::models::list_models,
+        openai::models::get_model,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "chat", description = "Ask a specialist"),
+        (name = "openai", description = "OpenAI-compatible: model = specialist id"),
+        (name = "specialists", description = "The catalogue (changes: administrators)"),
+        (name = "usage", description = "What calls cost"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the paths refer to: an API key or a JWT.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A commander API key or a JWT from the configured issuer; not needed when auth is disabled",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi_json() -> HttpResponse {
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
