@@ -26,6 +26,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check the configuration (file, environment, catalogue) without starting; print it with
+    /// secrets masked. Exits 1 listing every problem.
+    CheckConfig,
     /// Usage log tools.
     Usage {
         #[command(subcommand)]
@@ -111,6 +114,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return check_config(&settings);
+    }
     init_logging(&settings.log);
 
     let outcome = match cli.command.unwrap_or(Command::Serve) {
@@ -125,7 +131,7 @@ async fn main() -> ExitCode {
                     format,
                 },
         } => report(settings, from, to, group_by, format).await,
-        Command::Keys { .. } => Ok(()),
+        Command::Keys { .. } | Command::CheckConfig => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,4 +221,25 @@ fn new_key(name: &str, email: &str, role: KeyRole) -> Result<(), String> {
         "    {{ name = \"{name}\", email = \"{email}\", role = \"{role}\", sha256 = \"{sha256}\" }}"
     );
     Ok(())
+}
+
+fn check_config(settings: &commander::Settings) -> ExitCode {
+    let problems = commander::check::problems(settings);
+    match commander::check::effective_toml(settings) {
+        Ok(text) => print!("{text}"),
+        Err(e) => eprintln!("commander: cannot print the configuration: {e}"),
+    }
+    if problems.is_empty() {
+        eprintln!("commander: configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "commander: the configuration has {} problem(s):",
+            problems.len()
+        );
+        for problem in &problems {
+            eprintln!("  - {problem}");
+        }
+        ExitCode::FAILURE
+    }
 }

@@ -5,13 +5,13 @@ use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
 use http_api::{AuthConfig, RateLimitConfig, ServerConfig};
 use providers::ProvidersConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use usage_store::DatabaseConfig;
 
 /// The whole configuration: built-in defaults < `commander.toml` (or `--config PATH`) <
 /// `COMMANDER__SECTION__KEY` environment variables. Unknown keys are errors, so a typo is
 /// caught at start instead of silently ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `[server]`
@@ -33,7 +33,7 @@ pub struct Settings {
 }
 
 /// `[specialists]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpecialistsSettings {
     /// The catalogue file; created with the default catalogue when missing.
@@ -52,7 +52,7 @@ impl Default for SpecialistsSettings {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `human` (default) or `json`.
@@ -71,7 +71,7 @@ impl Default for LogSettings {
 }
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable lines for a terminal.
@@ -169,7 +169,7 @@ mod tests {
                     "COMMANDER__SERVER__CORS_ALLOWED_ORIGINS",
                     "https://a.example,https://b.example",
                 ),
-                ("OPENAI_API_KEY", "sk-test"),
+                ("COMMANDER__PROVIDERS__OPENAI__API_KEY", "sk-test"),
             ]),
         )
         .unwrap();
@@ -184,6 +184,11 @@ mod tests {
         assert_eq!(
             settings.providers.openai.api_key.unwrap().expose_secret(),
             "sk-test"
+        );
+        // A key alone does not blank the provider's other settings.
+        assert_eq!(
+            settings.providers.openai.base_url,
+            "https://api.openai.com/v1"
         );
         assert_eq!(settings.pricing["llama3.1:8b"].output_per_1m(), 0.2);
     }

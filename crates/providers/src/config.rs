@@ -1,19 +1,22 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::MockConfig;
 
 /// The `[providers]` section: credentials, endpoints, timeouts and retries for every upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     /// OpenAI, and the default endpoint of the `openai` provider.
+    #[serde(deserialize_with = "openai_section")]
     pub openai: UpstreamConfig,
     /// Anthropic.
+    #[serde(deserialize_with = "anthropic_section")]
     pub anthropic: UpstreamConfig,
     /// Google Gemini.
+    #[serde(deserialize_with = "google_section")]
     pub google: UpstreamConfig,
     /// The key for specialists whose `base_url` is on `api.x.ai` (OpenAI format).
     pub xai: KeyConfig,
@@ -30,12 +33,16 @@ pub struct ProvidersConfig {
     pub connect_timeout_ms: u64,
 }
 
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+const GOOGLE_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
 impl Default for ProvidersConfig {
     fn default() -> Self {
         Self {
-            openai: UpstreamConfig::with_base_url("https://api.openai.com/v1"),
-            anthropic: UpstreamConfig::with_base_url("https://api.anthropic.com"),
-            google: UpstreamConfig::with_base_url("https://generativelanguage.googleapis.com"),
+            openai: UpstreamConfig::with_base_url(OPENAI_BASE_URL),
+            anthropic: UpstreamConfig::with_base_url(ANTHROPIC_BASE_URL),
+            google: UpstreamConfig::with_base_url(GOOGLE_BASE_URL),
             xai: KeyConfig::default(),
             openai_compatible: Vec::new(),
             mock: MockConfig::default(),
@@ -51,10 +58,14 @@ impl Default for ProvidersConfig {
 /// non-streamed answer that is most of the generation time, hence the generous default);
 /// `idle_timeout_ms` is the longest silence allowed between two chunks of a stream;
 /// `total_timeout_ms` bounds the whole call, retries included.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The API key; when absent, the provider's usual environment variable is used.
+    #[serde(
+        serialize_with = "mask_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_key: Option<SecretString>,
     /// Where the API lives. Trusted as written: ops may point it at a local server.
     pub base_url: String,
@@ -109,6 +120,63 @@ impl UpstreamConfig {
     }
 }
 
+/// An `[providers.<name>]` table as written: every key optional. Keys left out keep that
+/// provider's own defaults (its base URL above all), which a struct-level default could not
+/// know.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamSection {
+    api_key: Option<SecretString>,
+    base_url: Option<String>,
+    first_byte_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
+    max_retries: Option<u32>,
+    retry_base_delay_ms: Option<u64>,
+    retry_max_delay_ms: Option<u64>,
+}
+
+impl UpstreamSection {
+    fn over(self, defaults: UpstreamConfig) -> UpstreamConfig {
+        UpstreamConfig {
+            api_key: self.api_key.or(defaults.api_key),
+            base_url: self.base_url.unwrap_or(defaults.base_url),
+            first_byte_timeout_ms: self
+                .first_byte_timeout_ms
+                .unwrap_or(defaults.first_byte_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.unwrap_or(defaults.idle_timeout_ms),
+            total_timeout_ms: self.total_timeout_ms.unwrap_or(defaults.total_timeout_ms),
+            max_retries: self.max_retries.unwrap_or(defaults.max_retries),
+            retry_base_delay_ms: self
+                .retry_base_delay_ms
+                .unwrap_or(defaults.retry_base_delay_ms),
+            retry_max_delay_ms: self
+                .retry_max_delay_ms
+                .unwrap_or(defaults.retry_max_delay_ms),
+        }
+    }
+}
+
+fn section<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    base_url: &str,
+) -> Result<UpstreamConfig, D::Error> {
+    UpstreamSection::deserialize(deserializer)
+        .map(|s| s.over(UpstreamConfig::with_base_url(base_url)))
+}
+
+fn openai_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UpstreamConfig, D::Error> {
+    section(d, OPENAI_BASE_URL)
+}
+
+fn anthropic_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UpstreamConfig, D::Error> {
+    section(d, ANTHROPIC_BASE_URL)
+}
+
+fn google_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UpstreamConfig, D::Error> {
+    section(d, GOOGLE_BASE_URL)
+}
+
 /// Deadlines and retry policy for one call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallLimits {
@@ -121,21 +189,43 @@ pub(crate) struct CallLimits {
 }
 
 /// Just a key.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeyConfig {
     /// The API key; when absent, the usual environment variable is used.
+    #[serde(
+        serialize_with = "mask_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_key: Option<SecretString>,
 }
 
 /// An OpenAI-compatible server and the key to send it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompatibleServer {
     /// The base URL exactly as specialists name it (compared without a trailing `/`).
     pub base_url: String,
     /// Its key.
+    #[serde(serialize_with = "mask")]
     pub api_key: SecretString,
+}
+
+/// What a secret looks like when configuration is printed: that it is set, not what it is.
+pub const MASKED: &str = "********";
+
+fn mask<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(MASKED)
+}
+
+fn mask_optional<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str(MASKED),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl ProvidersConfig {
@@ -186,6 +276,35 @@ mod tests {
         assert_eq!(config.anthropic.api_key.unwrap().expose_secret(), "sk-ant");
         assert!(config.google.api_key.is_none());
         assert!(config.xai.api_key.is_none());
+    }
+
+    #[test]
+    fn a_partial_provider_table_keeps_that_provider_s_defaults() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"openai": {"api_key": "sk-x"}, "google": {"max_retries": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.openai.base_url, OPENAI_BASE_URL);
+        assert_eq!(config.google.base_url, GOOGLE_BASE_URL);
+        assert_eq!(config.google.max_retries, 5);
+        assert_eq!(config.openai.idle_timeout_ms, 30_000);
+        assert!(serde_json::from_str::<ProvidersConfig>(r#"{"openai": {"apikey": "x"}}"#).is_err());
+    }
+
+    #[test]
+    fn serialised_config_masks_every_key() {
+        let mut config = ProvidersConfig::default();
+        config.openai.api_key = Some(SecretString::from("sk-live-very-secret"));
+        config.openai_compatible.push(CompatibleServer {
+            base_url: "https://llm.example/v1".into(),
+            api_key: SecretString::from("vllm-secret-key"),
+        });
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(
+            !json.contains("very-secret") && !json.contains("vllm-secret"),
+            "{json}"
+        );
+        assert!(json.contains(MASKED));
     }
 
     #[test]

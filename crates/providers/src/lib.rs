@@ -92,7 +92,7 @@ mod transport;
 mod upstream_error;
 
 pub use anthropic::AnthropicProvider;
-pub use config::{CompatibleServer, KeyConfig, ProvidersConfig, UpstreamConfig};
+pub use config::{CompatibleServer, KeyConfig, MASKED, ProvidersConfig, UpstreamConfig};
 pub use error::{ProviderError, TimeoutPhase};
 pub use google::GoogleProvider;
 pub use mock::{MockConfig, MockProvider};

@@ -1,9 +1,9 @@
 use core_domain::AccessRole;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The `[auth]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `disabled` (every caller is `anonymous`, with full access: for local use) or `required`.
@@ -14,6 +14,7 @@ pub struct AuthConfig {
     /// Static API keys, stored only as their SHA-256.
     pub api_keys: Vec<ApiKeyConfig>,
     /// JSON Web Tokens from an identity provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
 }
 
@@ -29,7 +30,7 @@ pub enum AuthMode {
 }
 
 /// One static API key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// A label for people (shown in logs instead of the key).
@@ -59,12 +60,16 @@ pub enum JwtAlgorithm {
 }
 
 /// `[auth.jwt]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// The only algorithm accepted.
     pub algorithm: JwtAlgorithm,
     /// The HS256 secret.
+    #[serde(
+        serialize_with = "mask_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret: Option<SecretString>,
     /// The RS256/ES256 public key, PEM.
     pub public_key_pem: Option<String>,
@@ -98,5 +103,15 @@ impl Default for JwtConfig {
             admin_value: "admin".to_owned(),
             allowed_domains: Vec::new(),
         }
+    }
+}
+
+fn mask_optional<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str(providers::MASKED),
+        None => serializer.serialize_none(),
     }
 }
