@@ -4,6 +4,7 @@ mod auth;
 mod chat_send;
 mod errors;
 mod openai;
+mod operations;
 mod providers;
 mod rate_limit;
 mod specialists;

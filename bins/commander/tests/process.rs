@@ -399,3 +399,165 @@ secret = "{secret}"
     let signature = good_jwt.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature));
 }
+
+#[test]
+fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        r#"
+[server]
+bind = "127.0.0.1:9000"
+[providers.anthropic]
+api_key = "sk-ant-do-not-print-me"
+[database]
+url = "postgres://commander:do-not-print-either@db.internal:5432/commander"
+"#,
+    )
+    .unwrap();
+    let run = |config: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_commander"))
+            .current_dir(dir.path())
+            .env_clear()
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let output = run(&good);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("configuration OK"));
+    assert!(stdout.contains("bind = \"127.0.0.1:9000\""), "{stdout}");
+    assert!(stdout.contains("api_key = \"********\""), "{stdout}");
+    assert!(!stdout.contains("do-not-print"), "{stdout}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nbind = \"0.0.0.0:9000\"\n[database]\nurl = \"mysql://x\"\n[auth.jwt]\nalgorithm = \"HS256\"\n",
+    )
+    .unwrap();
+    let output = run(&bad);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("auth.jwt: HS256 needs auth.jwt.secret"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("database.url"), "{stderr}");
+
+    let unparsable = dir.path().join("unparsable.toml");
+    std::fs::write(&unparsable, "[server]\nbind = 8000\nworkerz = 2\n").unwrap();
+    let output = run(&unparsable);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+
+    let missing = run(&dir.path().join("nope.toml"));
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn every_request_logs_one_line_with_its_id_route_specialist_status_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, logs) = start_logged(dir.path(), &[]);
+    let prompt = "a confidential prompt that must stay out of the logs";
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "x-request-id: trace-me-7",
+            "-d",
+            &format!(r#"{{"specialist_id": "demo", "message": "{prompt}"}}"#),
+            &format!("http://{address}/chat/send"),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+    let logs = logs.lock().unwrap().clone();
+    let line = logs
+        .iter()
+        .find(|l| l.contains("request completed") && l.contains("trace-me-7"))
+        .unwrap_or_else(|| panic!("no request line in {logs:#?}"));
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    let span = &event["span"];
+    assert_eq!(event["level"], "INFO");
+    assert_eq!(span["request_id"], "trace-me-7");
+    assert_eq!(span["route"], "/chat/send");
+    assert_eq!(span["method"], "POST");
+    assert_eq!(span["specialist"], "demo");
+    assert_eq!(span["provider"], "mock");
+    assert_eq!(span["status"], 200);
+    assert!(span["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(
+        logs.iter().all(|l| !l.contains(prompt)),
+        "a prompt reached the logs"
+    );
+}
+
+#[test]
+fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    // Eight chunks, 250 ms apart: a two-second stream.
+    let (mut child, address) = start(
+        dir.path(),
+        &[
+            ("COMMANDER__PROVIDERS__MOCK__CHUNK_DELAY_MS", "250"),
+            ("COMMANDER__SERVER__SHUTDOWN_GRACE_SECONDS", "10"),
+        ],
+    );
+    let stream = std::thread::spawn(move || {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-N",
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "x-request-id: streaming-at-sigterm",
+                "-d",
+                r#"{"specialist_id": "demo", "message": "keep going"}"#,
+                &format!("http://{address}/chat/stream"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    signal(&child, "TERM");
+    let started = std::time::Instant::now();
+    let body = stream.join().unwrap();
+    assert!(
+        body.contains("\"is_final\":true"),
+        "the stream was cut short: {body}"
+    );
+    assert_eq!(body.matches("event: message").count(), 9, "{body}");
+    assert!(wait_for_exit(&mut child).success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "finished within the grace period"
+    );
+
+    let store = UsageStore::connect(&DatabaseConfig {
+        url: format!(
+            "sqlite://{}",
+            dir.path().join("data/commander.db").display()
+        ),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let row = store
+        .find_by_request_id("streaming-at-sigterm")
+        .unwrap()
+        .expect("the stream's usage row was written before exit");
+    assert!(row.success && row.streamed);
+}

@@ -1,0 +1,250 @@
+//! What ops rely on: metrics that count exactly, the OpenAPI document, CORS.
+
+use std::collections::HashMap;
+
+use e2e_support::TestApp;
+use fake_upstream::{FakeUpstream, Reply, Wire};
+use secrecy::SecretString;
+use serde_json::json;
+
+/// The samples of a Prometheus text exposition: "name{labels}" -> value.
+async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        response.headers().get("x-ratelimit-limit").is_none(),
+        "metrics are not limited"
+    );
+    response
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(samples: &HashMap<String, f64>, name: &str) -> f64 {
+    samples.get(name).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_by_exactly_the_calls_made() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, _| {
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("k"));
+        settings.providers.openai.max_retries = 0;
+        settings.rate_limit.requests = std::num::NonZeroU32::new(5).unwrap();
+    })
+    .await;
+    let before = scrape(&app).await;
+
+    fake.push(Reply::text("fine").usage(1000, 200));
+    fake.push(Reply::text("fine").usage(10, 20));
+    fake.push(Reply::status(500, "boom"));
+    for _ in 0..3 {
+        app.post_json(
+            "/chat/send",
+            &json!({"specialist_id": "general", "message": "hi"}),
+        )
+        .await;
+    }
+    app.post_json(
+        "/chat/send",
+        &json!({"specialist_id": "nobody", "message": "hi"}),
+    )
+    .await;
+    let sent = std::time::Instant::now();
+    let streamed = app
+        .client
+        .post(app.url("/chat/stream"))
+        .json(&json!({"specialist_id": "demo", "message": "stream"}))
+        .send()
+        .await
+        .unwrap();
+    e2e_support::read_sse(streamed, sent.into()).await;
+    // The sixth call of this caller is over the limit of five.
+    let refused = app
+        .post_json(
+            "/chat/send",
+            &json!({"specialist_id": "demo", "message": "hi"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 429);
+    app.usage_rows().await;
+
+    let after = scrape(&app).await;
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    let requests = |status: &str| {
+        moved(&format!(
+            "commander_http_requests_total{{method=\"POST\",route=\"/chat/send\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(requests("200"), 2.0);
+    assert_eq!(requests("502"), 1.0);
+    assert_eq!(requests("404"), 1.0);
+    assert_eq!(requests("429"), 1.0);
+    assert_eq!(
+        moved(
+            "commander_http_requests_total{method=\"POST\",route=\"/chat/stream\",status=\"200\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved("commander_http_request_duration_seconds_count{route=\"/chat/send\"}"),
+        5.0
+    );
+    let tokens = |direction: &str| {
+        moved(&format!(
+            "commander_tokens_total{{direction=\"{direction}\",model=\"gpt-4o\",provider=\"openai\",specialist=\"general\"}}"
+        ))
+    };
+    assert_eq!(tokens("input"), 1010.0);
+    assert_eq!(tokens("output"), 220.0);
+    // general: $2.50 / $10 per 1M tokens.
+    let cost = moved(
+        "commander_cost_usd_total{model=\"gpt-4o\",provider=\"openai\",specialist=\"general\"}",
+    );
+    assert!(
+        (cost - (1010.0 * 2.5e-6 + 220.0 * 10e-6)).abs() < 1e-12,
+        "{cost}"
+    );
+    assert_eq!(
+        moved("commander_upstream_errors_total{code=\"upstream_error\",provider=\"openai\"}"),
+        1.0
+    );
+    assert_eq!(
+        moved("commander_upstream_duration_seconds_count{provider=\"openai\"}"),
+        3.0
+    );
+    assert_eq!(moved("commander_rate_limited_total{group=\"chat\"}"), 1.0);
+    assert_eq!(sample(&after, "commander_streams_in_flight"), 0.0);
+    // Four calls reached a specialist (three to general, one stream), each with its row; the
+    // unknown specialist and the refused call left none.
+    assert_eq!(moved("commander_usage_rows_written_total"), 4.0);
+    assert_eq!(sample(&after, "commander_usage_queue_depth"), 0.0);
+    assert_eq!(moved("commander_usage_spilled_total"), 0.0);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_names_every_route() {
+    let app = TestApp::spawn().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in http_api::routes() {
+        assert!(
+            paths[path][method.as_str().to_lowercase()].is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "ChatRequestBody",
+        "ChatResponse",
+        "ErrorEnvelope",
+        "SpecialistView",
+        "ChatCompletion",
+    ] {
+        assert!(schemas.contains_key(schema), "{schema} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_for_listed_origins_only() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.server.cors_allowed_origins = vec!["https://portal.example.com".into()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/chat/send"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type, authorization",
+            )
+            .send()
+    };
+    let allowed = preflight("https://portal.example.com").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://portal.example.com"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+
+    let refused = preflight("https://evil.example.net").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert!(!refused.status().is_success());
+
+    // A real cross-origin call gets the header, and the exposed headers a front end reads.
+    let call = app
+        .client
+        .post(app.url("/chat/send"))
+        .header("origin", "https://portal.example.com")
+        .json(&json!({"specialist_id": "demo", "message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call.headers()["access-control-allow-origin"],
+        "https://portal.example.com"
+    );
+    let exposed = call.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+
+    // Without configured origins there is no CORS at all.
+    let plain = TestApp::spawn().await;
+    let response = plain
+        .client
+        .request(reqwest::Method::OPTIONS, plain.url("/chat/send"))
+        .header("origin", "https://portal.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
