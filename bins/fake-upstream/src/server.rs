@@ -120,6 +120,7 @@ impl FakeUpstream {
                 .default_service(web::to(handle))
         })
         .workers(workers.max(1))
+        .tcp_nodelay(true)
         // A client that goes away ends its stream at once, so tests can see the close.
         .h1_allow_half_closed(false)
         .disable_signals()

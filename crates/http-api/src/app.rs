@@ -264,6 +264,9 @@ pub fn build_server(
     })
     .keep_alive(Duration::from_secs(config.keep_alive_seconds))
     .shutdown_timeout(config.shutdown_grace_seconds)
+    // Streams are many small writes: without TCP_NODELAY each waits for the client's delayed
+    // ACK (40 ms) under Nagle's algorithm.
+    .tcp_nodelay(true)
     // A client that closes its connection mid-request is gone: end the connection so the
     // handler is dropped, cancelling the upstream call (and logging it as a disconnect).
     .h1_allow_half_closed(false)

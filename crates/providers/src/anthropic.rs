@@ -24,21 +24,19 @@ const MAX_TEMPERATURE: f64 = 1.0;
 #[derive(Debug)]
 pub struct AnthropicProvider {
     transport: Transport,
-    base_url: String,
+    /// `{base URL}/v1/messages`, parsed once.
+    endpoint: Result<reqwest::Url, String>,
     api_key: Option<SecretString>,
     limits: CallLimits,
 }
 
 impl AnthropicProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
+        let base = config.anthropic.base_url.trim().trim_end_matches('/');
         Self {
             transport,
-            base_url: config
-                .anthropic
-                .base_url
-                .trim()
-                .trim_end_matches('/')
-                .to_owned(),
+            endpoint: reqwest::Url::parse(&format!("{base}/v1/messages"))
+                .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
             api_key: config.anthropic.api_key.clone(),
             limits: config.anthropic.limits(),
         }
@@ -46,6 +44,12 @@ impl AnthropicProvider {
 
     fn key(&self) -> Result<&SecretString, ProviderError> {
         required_key(self.api_key.as_ref(), ProviderKind::Anthropic)
+    }
+
+    fn endpoint(&self) -> Result<reqwest::Url, ProviderError> {
+        self.endpoint
+            .clone()
+            .map_err(|message| ProviderError::Setup { message })
     }
 
     /// System text goes in its own field: the specialist's prompt, then any system messages of
@@ -77,13 +81,14 @@ impl AnthropicProvider {
 
     fn post<'a>(
         &'a self,
+        url: &'a reqwest::Url,
         key: &'a SecretString,
         body: &'a WireRequest<'a>,
     ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
         move || {
             self.transport
                 .client(true)
-                .post(format!("{}/v1/messages", self.base_url))
+                .post(url.clone())
                 .header("x-api-key", secret_header(key))
                 .header("anthropic-version", ANTHROPIC_VERSION)
                 .json(body)
@@ -101,7 +106,8 @@ impl ChatProvider for AnthropicProvider {
             let key = self.key()?;
             let body = Self::body(request, false);
             let call = Call::start(self.limits);
-            let response = send(&call, &[key.expose_secret()], self.post(key, &body)).await?;
+            let url = self.endpoint()?;
+            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let content: String = answer
                 .content
@@ -131,7 +137,8 @@ impl ChatProvider for AnthropicProvider {
             let key = self.key()?;
             let body = Self::body(request, true);
             let call = Call::start(self.limits);
-            let response = send(&call, &[key.expose_secret()], self.post(key, &body)).await?;
+            let url = self.endpoint()?;
+            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(

@@ -26,7 +26,8 @@ const XAI_HOST: &str = "api.x.ai";
 #[derive(Debug)]
 pub struct OpenAiProvider {
     transport: Transport,
-    base_url: String,
+    /// `{configured base URL}/chat/completions`, parsed once (parsing per call is measurable).
+    endpoint: Result<reqwest::Url, String>,
     api_key: Option<SecretString>,
     xai_key: Option<SecretString>,
     compatible: Vec<(String, SecretString)>,
@@ -36,9 +37,9 @@ pub struct OpenAiProvider {
 
 /// Where one request goes.
 struct Endpoint<'a> {
-    url: String,
+    url: reqwest::Url,
     key: Option<&'a SecretString>,
-    client: &'a reqwest::Client,
+    client: reqwest::Client,
     /// The official OpenAI endpoint (which wants `max_completion_tokens` for reasoning models).
     is_configured: bool,
 }
@@ -46,9 +47,11 @@ struct Endpoint<'a> {
 impl OpenAiProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
         let trim = |u: &str| u.trim().trim_end_matches('/').to_owned();
+        let endpoint = format!("{}/chat/completions", trim(&config.openai.base_url));
         Self {
             transport,
-            base_url: trim(&config.openai.base_url),
+            endpoint: reqwest::Url::parse(&endpoint)
+                .map_err(|e| format!("providers.openai.base_url is not a URL: {e}")),
             api_key: config.openai.api_key.clone(),
             xai_key: config.xai.api_key.clone(),
             compatible: config
@@ -68,8 +71,12 @@ impl OpenAiProvider {
     fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint<'_>, ProviderError> {
         let Some(base) = request.base_url.as_deref().map(|u| u.trim_end_matches('/')) else {
             let key = required_key(self.api_key.as_ref(), ProviderKind::OpenAi)?;
+            let url = self
+                .endpoint
+                .clone()
+                .map_err(|message| ProviderError::Setup { message })?;
             return Ok(Endpoint {
-                url: format!("{}/chat/completions", self.base_url),
+                url,
                 key: Some(key),
                 client: self.transport.client(true),
                 is_configured: true,
@@ -90,8 +97,14 @@ impl OpenAiProvider {
                 .find(|(url, _)| url == base)
                 .map(|(_, key)| key)
         };
+        let url = reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
+            ProviderError::InvalidRequest {
+                status: 0,
+                message: format!("the specialist's base_url is not a URL: {e}"),
+            }
+        })?;
         Ok(Endpoint {
-            url: format!("{base}/chat/completions"),
+            url,
             key,
             client: self
                 .transport
@@ -141,7 +154,7 @@ impl OpenAiProvider {
         body: &'a WireRequest<'a>,
     ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
         move || {
-            let builder = endpoint.client.post(&endpoint.url).json(body);
+            let builder = endpoint.client.post(endpoint.url.clone()).json(body);
             match endpoint.key {
                 Some(key) => builder.bearer_auth(key.expose_secret()),
                 None => builder,

@@ -1,8 +1,11 @@
 //! The HTTP side every provider shares: the pooled clients, sending with deadlines and
 //! retries, reading a JSON body, and reading an SSE stream with an idle-gap deadline.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventsource_stream::{Event, Eventsource};
@@ -16,47 +19,80 @@ use crate::config::CallLimits;
 use crate::upstream_error::{classify, redact, retry_after};
 use crate::{ProviderError, TimeoutPhase};
 
-/// The two pooled clients every provider shares.
+/// The pooled clients every provider shares.
 ///
 /// `trusted` calls URLs ops configured. `guarded` calls base URLs that came from a specialist
 /// (set by an admin over the API): its resolver refuses names that resolve only to loopback,
 /// private, link-local or metadata addresses, so a public-looking name cannot be pointed at
 /// the inside of the network.
+///
+/// Each thread gets its own pair (its own connection pool). A server runs one async runtime
+/// per worker thread, and a pooled connection is driven by a task on the runtime that opened
+/// it: shared across workers, a request on one thread would wait for another thread to do its
+/// I/O, which showed as a millisecond of tail latency under load.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
-    trusted: reqwest::Client,
-    guarded: reqwest::Client,
+    id: usize,
+    connect_timeout: Duration,
+    /// Built once up front, so configuration errors surface at start; also the fallback.
+    prototype: (reqwest::Client, reqwest::Client),
 }
+
+thread_local! {
+    /// This thread's clients, by transport id: (trusted, guarded).
+    static CLIENTS: RefCell<HashMap<usize, (reqwest::Client, reqwest::Client)>> =
+        RefCell::new(HashMap::new());
+}
+
+static NEXT_TRANSPORT_ID: AtomicUsize = AtomicUsize::new(0);
 
 impl Transport {
     pub(crate) fn new(connect_timeout: Duration) -> Result<Self, ProviderError> {
         // reqwest is built without a default TLS crypto provider (the default one needs cmake
         // and a C toolchain); use ring. Installing twice is harmless, so ignore "already set".
         let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Self {
+            id: NEXT_TRANSPORT_ID.fetch_add(1, Ordering::Relaxed),
+            connect_timeout,
+            prototype: Self::build(connect_timeout).map_err(|e| ProviderError::Setup {
+                message: e.to_string(),
+            })?,
+        })
+    }
+
+    fn build(
+        connect_timeout: Duration,
+    ) -> Result<(reqwest::Client, reqwest::Client), reqwest::Error> {
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(connect_timeout)
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
         };
-        let setup = |e: reqwest::Error| ProviderError::Setup {
-            message: e.to_string(),
-        };
-        Ok(Self {
-            trusted: builder().build().map_err(setup)?,
-            guarded: builder()
+        Ok((
+            builder().build()?,
+            builder()
                 .dns_resolver(std::sync::Arc::new(PublicOnlyResolver))
-                .build()
-                .map_err(setup)?,
-        })
+                .build()?,
+        ))
     }
 
-    pub(crate) fn client(&self, trusted: bool) -> &reqwest::Client {
-        if trusted {
-            &self.trusted
-        } else {
-            &self.guarded
-        }
+    /// This thread's client (a cheap handle to its pool).
+    pub(crate) fn client(&self, trusted: bool) -> reqwest::Client {
+        let pick = |(t, g): &(reqwest::Client, reqwest::Client)| {
+            if trusted { t.clone() } else { g.clone() }
+        };
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some(pair) = clients.get(&self.id) {
+                return pick(pair);
+            }
+            // Built successfully once already, so this only fails if the system changed.
+            let pair = Self::build(self.connect_timeout).unwrap_or_else(|_| self.prototype.clone());
+            let client = pick(&pair);
+            clients.insert(self.id, pair);
+            client
+        })
     }
 }
 

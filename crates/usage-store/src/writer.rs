@@ -64,7 +64,9 @@ pub struct UsageSink {
     tx: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     spill: Spill,
-    spilled_notice: Arc<Notify>,
+    /// Wakes the writer: a batch is waiting, a flush is asked for, or a record was spilled.
+    wake: Arc<Notify>,
+    batch_size: usize,
 }
 
 impl UsageSink {
@@ -76,7 +78,14 @@ impl UsageSink {
     pub fn record(&self, record: UsageRecord) {
         self.counters.accepted.fetch_add(1, Ordering::SeqCst);
         let command = match self.tx.try_send(Command::Record(Box::new(record))) {
-            Ok(()) => return,
+            Ok(()) => {
+                // Wake the writer once a batch is waiting; until then it wakes on its own
+                // interval, so a busy server does not wake it per record.
+                if self.tx.max_capacity() - self.tx.capacity() >= self.batch_size {
+                    self.wake.notify_one();
+                }
+                return;
+            }
             Err(mpsc::error::TrySendError::Full(command)) => command,
             Err(mpsc::error::TrySendError::Closed(command)) => command,
         };
@@ -85,7 +94,7 @@ impl UsageSink {
         };
         let spill = self.spill.clone();
         let counters = Arc::clone(&self.counters);
-        let notice = Arc::clone(&self.spilled_notice);
+        let notice = Arc::clone(&self.wake);
         let append = move || match spill.append(std::slice::from_ref(&*record)) {
             Ok(()) => {
                 counters.spilled.fetch_add(1, Ordering::SeqCst);
@@ -113,6 +122,7 @@ impl UsageSink {
             .send(Command::Flush { target, ack })
             .await
             .map_err(|_| stopped())?;
+        self.wake.notify_one();
         done.await.map_err(|_| stopped())
     }
 
@@ -163,15 +173,16 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
     let (stop, stop_rx) = oneshot::channel();
     let counters = Arc::new(Counters::default());
     let spill = Spill::new(&config.spill_path);
-    let spilled_notice = Arc::new(Notify::new());
+    let wake = Arc::new(Notify::new());
+    let batch_size = config.batch_size.max(1);
     let worker = Worker {
         spill_dirty: spill.has_records(),
         store,
         rx,
         counters: Arc::clone(&counters),
         spill: spill.clone(),
-        spilled_notice: Arc::clone(&spilled_notice),
-        batch_size: config.batch_size.max(1),
+        wake: Arc::clone(&wake),
+        batch_size,
         flush_interval: Duration::from_millis(config.flush_interval_ms),
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         committed: 0,
@@ -184,7 +195,8 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
             tx,
             counters,
             spill,
-            spilled_notice,
+            wake,
+            batch_size,
         },
         UsageWriter { stop, task },
     )
@@ -195,7 +207,7 @@ struct Worker {
     rx: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
     spill: Spill,
-    spilled_notice: Arc<Notify>,
+    wake: Arc<Notify>,
     batch_size: usize,
     flush_interval: Duration,
     shutdown_timeout: Duration,
@@ -210,42 +222,39 @@ struct Worker {
 }
 
 impl Worker {
+    /// Wakes when a batch is full, a flush is asked for, a record was spilled, or the flush
+    /// interval passes — not for every record: under load one wake-up drains a whole batch.
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         if self.spill_dirty {
             self.replay_spill().await;
         }
         let mut pending: Vec<UsageRecord> = Vec::with_capacity(self.batch_size);
-        let mut due: Option<Instant> = None;
+        let mut last_spill_attempt = Instant::now();
         loop {
-            let spill_pending = self.spill_pending();
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                command = self.rx.recv() => match command {
-                    None => break,
-                    Some(command) => {
-                        if pending.is_empty() {
-                            due = Some(Instant::now() + self.flush_interval);
-                        }
-                        self.accept(command, &mut pending, None).await;
-                        if pending.is_empty() {
-                            due = None;
-                        }
-                    }
-                },
-                () = sleep_until_due(due), if due.is_some() => {
-                    self.write(std::mem::take(&mut pending), None).await;
-                    due = None;
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.flush_interval) => {}
+            }
+            let closed = loop {
+                match self.rx.try_recv() {
+                    Ok(command) => self.accept(command, &mut pending, None).await,
+                    Err(mpsc::error::TryRecvError::Empty) => break false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
-                () = self.spilled_notice.notified(), if !self.waiters.is_empty() => {
-                    // A record overflowed into the spill file while someone waits for it.
-                    self.replay_spill().await;
-                    self.acknowledge_flushes();
-                }
-                () = tokio::time::sleep(SPILL_RETRY_INTERVAL), if spill_pending => {
-                    self.replay_spill().await;
-                    self.acknowledge_flushes();
-                }
+            };
+            self.write(std::mem::take(&mut pending), None).await;
+            let retry_spill = self.spill_pending()
+                && (!self.waiters.is_empty()
+                    || last_spill_attempt.elapsed() >= SPILL_RETRY_INTERVAL);
+            if retry_spill {
+                last_spill_attempt = Instant::now();
+                self.replay_spill().await;
+            }
+            self.acknowledge_flushes();
+            if closed {
+                break;
             }
         }
 
@@ -399,13 +408,6 @@ impl Worker {
             }
             Err(e) => tracing::error!(error = %e, "spill replay task failed"),
         }
-    }
-}
-
-async fn sleep_until_due(due: Option<Instant>) {
-    match due {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
