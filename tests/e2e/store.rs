@@ -106,6 +106,7 @@ on_both_backends!(
     batches_are_written_once_however_often_they_are_sent,
     summary_matches_hand_computed_numbers,
     spill_file_is_replayed_exactly_once_after_a_restart,
+    shutdown_during_an_outage_spills_within_the_timeout,
     shutdown_drains_the_queue,
 );
 
@@ -338,7 +339,9 @@ async fn spill_file_is_replayed_exactly_once_after_a_restart(backend: Backend) {
         sink.record(record(&format!("spilled-{i}")));
     }
     // Stop while the database is still down: what the queue held goes to the spill file too.
-    writer.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
+        .await
+        .expect("shutdown is bounded by its timeout during an outage");
     let spilled = sink.stats().spilled;
     assert_eq!(
         spilled,
@@ -361,6 +364,49 @@ async fn spill_file_is_replayed_exactly_once_after_a_restart(backend: Backend) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 30, "no duplicates");
+}
+
+/// A batch the writer is already retrying when shutdown is asked for must not hold shutdown up
+/// until the database returns: it is spilled once the shutdown timeout passes.
+async fn shutdown_during_an_outage_spills_within_the_timeout(backend: Backend) {
+    let db = Db::new(backend);
+    let outage = Outage::start(&db).await;
+    let mut config = db.config();
+    config.url = outage.url.clone();
+    let connect = config.clone();
+    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    outage.begin().await;
+    for i in 0..5 {
+        sink.record(record(&format!("stuck-{i}")));
+    }
+    // Wait until the writer has taken the batch and is retrying it.
+    for _ in 0..200 {
+        if sink.stats().write_errors > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(sink.stats().write_errors > 0, "{:?}", sink.stats());
+
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
+        .await
+        .expect("shutdown does not wait for the database to come back");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?} with a {} ms timeout",
+        started.elapsed(),
+        config.shutdown_timeout_ms
+    );
+    assert_eq!(sink.stats().spilled, 5, "{:?}", sink.stats());
+    outage.end().await;
+
+    // Nothing was lost: the next start brings the spilled batch in.
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    sink.flush().await.unwrap();
+    writer.shutdown().await;
+    assert_eq!(blocking(move || store.count_rows().unwrap()).await, 5);
 }
 
 async fn shutdown_drains_the_queue(backend: Backend) {

@@ -188,8 +188,10 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
         committed: 0,
         overflow_settled: 0,
         waiters: Vec::new(),
+        stop: stop_rx,
+        deadline: None,
     };
-    let task = tokio::spawn(worker.run(stop_rx));
+    let task = tokio::spawn(worker.run());
     (
         UsageSink {
             tx,
@@ -219,32 +221,37 @@ struct Worker {
     spill_dirty: bool,
     /// Flush requests not yet satisfied: (target, ack).
     waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Fires when shutdown is asked for (or the [`UsageWriter`] is dropped).
+    stop: oneshot::Receiver<()>,
+    /// Set once shutdown is asked for: past it, a failing batch is spilled, not retried.
+    deadline: Option<Instant>,
 }
 
 impl Worker {
     /// Wakes when a batch is full, a flush is asked for, a record was spilled, or the flush
     /// interval passes — not for every record: under load one wake-up drains a whole batch.
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+    async fn run(mut self) {
         if self.spill_dirty {
             self.replay_spill().await;
         }
         let mut pending: Vec<UsageRecord> = Vec::with_capacity(self.batch_size);
         let mut last_spill_attempt = Instant::now();
-        loop {
+        // Leaves when shutdown is asked for, here or while a write was retrying.
+        while self.deadline.is_none() {
             tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                _ = &mut self.stop => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.flush_interval) => {}
             }
             let closed = loop {
                 match self.rx.try_recv() {
-                    Ok(command) => self.accept(command, &mut pending, None).await,
+                    Ok(command) => self.accept(command, &mut pending).await,
                     Err(mpsc::error::TryRecvError::Empty) => break false,
                     Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
             };
-            self.write(std::mem::take(&mut pending), None).await;
+            self.write(std::mem::take(&mut pending)).await;
             let retry_spill = self.spill_pending()
                 && (!self.waiters.is_empty()
                     || last_spill_attempt.elapsed() >= SPILL_RETRY_INTERVAL);
@@ -261,11 +268,12 @@ impl Worker {
         // Shutdown: take no new records, commit what is queued (spilling what the database
         // will not take in time).
         self.rx.close();
-        let deadline = Some(Instant::now() + self.shutdown_timeout);
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
         while let Some(command) = self.rx.recv().await {
-            self.accept(command, &mut pending, deadline).await;
+            self.accept(command, &mut pending).await;
         }
-        self.write(pending, deadline).await;
+        self.write(pending).await;
         if self.spill_pending() {
             self.replay_spill().await;
         }
@@ -280,22 +288,17 @@ impl Worker {
     /// Takes one command: a record joins the pending batch (written when full, or at once
     /// while someone waits for a flush); a flush request writes the pending batch and the
     /// spill file now and is answered once its records are all in.
-    async fn accept(
-        &mut self,
-        command: Command,
-        pending: &mut Vec<UsageRecord>,
-        deadline: Option<Instant>,
-    ) {
+    async fn accept(&mut self, command: Command, pending: &mut Vec<UsageRecord>) {
         match command {
             Command::Record(record) => {
                 pending.push(*record);
                 if pending.len() >= self.batch_size || !self.waiters.is_empty() {
-                    self.write(std::mem::take(pending), deadline).await;
+                    self.write(std::mem::take(pending)).await;
                 }
             }
             Command::Flush { target, ack } => {
                 self.waiters.push((target, ack));
-                self.write(std::mem::take(pending), deadline).await;
+                self.write(std::mem::take(pending)).await;
                 if self.spill_pending() {
                     self.replay_spill().await;
                 }
@@ -316,10 +319,10 @@ impl Worker {
         }
     }
 
-    /// Commits `batch`, retrying with backoff while the database fails. Without a deadline it
-    /// retries until it succeeds (meanwhile the queue fills and the request path spills); past
-    /// the deadline the batch is spilled.
-    async fn write(&mut self, batch: Vec<UsageRecord>, deadline: Option<Instant>) {
+    /// Commits `batch`, retrying with backoff while the database fails. Until shutdown is asked
+    /// for it retries until it succeeds (meanwhile the queue fills and the request path
+    /// spills); once the shutdown deadline would pass, the batch is spilled.
+    async fn write(&mut self, batch: Vec<UsageRecord>) {
         if batch.is_empty() {
             return;
         }
@@ -350,15 +353,30 @@ impl Worker {
             };
             failed = true;
             self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            if deadline.is_some_and(|d| Instant::now() + delay > d) {
+            if self.deadline.is_some_and(|d| Instant::now() + delay > d) {
                 tracing::error!(%error, rows = batch.len(), "database still failing at shutdown; spilling the batch");
                 self.spill_batch(&batch).await;
                 return;
             }
             tracing::warn!(%error, rows = batch.len(), retry_in_ms = delay.as_millis() as u64,
                 "usage batch not written; will retry");
-            tokio::time::sleep(delay).await;
+            self.wait_before_retry(delay).await;
             delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    /// Sleeps `delay`, but notices a shutdown request meanwhile: a write retrying through a
+    /// database outage must not hold shutdown up for longer than the shutdown timeout.
+    async fn wait_before_retry(&mut self, delay: Duration) {
+        if self.deadline.is_some() {
+            tokio::time::sleep(delay).await;
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = &mut self.stop => {
+                self.deadline = Some(Instant::now() + self.shutdown_timeout);
+            }
         }
     }
 
