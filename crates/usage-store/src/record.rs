@@ -47,9 +47,11 @@ impl UsageRecord {
     }
 }
 
-/// The insertable form of a record.
+/// The insertable form of a record. `None` is written as NULL rather than `DEFAULT` (no nullable
+/// column has a default), which PostgreSQL's binary COPY requires and which lets SQLite bind a
+/// whole batch in one statement.
 #[derive(Insertable)]
-#[diesel(table_name = usage_logs)]
+#[diesel(table_name = usage_logs, treat_none_as_default_value = false)]
 pub(crate) struct NewUsageRow<'a> {
     timestamp: NaiveDateTime,
     request_id: &'a str,

@@ -186,18 +186,34 @@ impl UsageStore {
                             .map(|n| inserted + n)
                     })
             }),
-            // PostgreSQL: multi-row statements, since every statement is a network round trip.
-            Pool::Postgres(pool) => pool.get()?.transaction(|conn| {
-                rows.chunks(ROWS_PER_STATEMENT)
-                    .try_fold(0, |inserted, chunk| {
-                        diesel::insert_into(usage_logs::table)
-                            .values(chunk)
-                            .on_conflict(usage_logs::request_id)
-                            .do_nothing()
-                            .execute(conn)
-                            .map(|n| inserted + n)
-                    })
-            }),
+            Pool::Postgres(pool) => {
+                let mut conn = pool.get()?;
+                // Binary COPY first: it costs the server a fraction of what parsing and planning
+                // a multi-row INSERT does. COPY has no ON CONFLICT, so a batch holding an id that
+                // is already stored (a replay after an unclear failure) fails whole and is
+                // written again with the statements that skip stored ids.
+                match conn.transaction(|conn| {
+                    diesel::copy_from(usage_logs::table)
+                        .from_insertable(&rows)
+                        .execute(conn)
+                }) {
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => conn.transaction(|conn| {
+                        rows.chunks(ROWS_PER_STATEMENT)
+                            .try_fold(0, |inserted, chunk| {
+                                diesel::insert_into(usage_logs::table)
+                                    .values(chunk)
+                                    .on_conflict(usage_logs::request_id)
+                                    .do_nothing()
+                                    .execute(conn)
+                                    .map(|n| inserted + n)
+                            })
+                    }),
+                    copied => copied,
+                }
+            }
         }
         .map_err(StoreError::from)
     }
