@@ -92,55 +92,89 @@ async fn cost_follows_the_specialists_pricing() {
     assert!((rows[0].estimated_cost_usd - expected).abs() < 1e-9);
 }
 
-#[tokio::test]
-async fn a_sane_caller_request_id_is_kept_and_an_unsafe_one_replaced() {
-    let app = TestApp::spawn().await;
-    let body = json!({"specialist_id": "demo", "message": "hi"});
-    let kept = app
-        .client
-        .post(app.url("/chat/send"))
-        .header("x-request-id", "trace-42.abc")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(kept.headers()["x-request-id"], "trace-42.abc");
-
-    let replaced = app
-        .client
-        .post(app.url("/chat/send"))
-        .header("x-request-id", "<script>alert(1)</script>")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let id = replaced.headers()["x-request-id"]
+/// The response's `X-Request-Id`, which must also be the usage row's key.
+fn header_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
         .to_str()
         .unwrap()
-        .to_owned();
-    assert_ne!(id, "<script>alert(1)</script>");
-    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
-
-    let rows = app.usage_rows().await;
-    let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
-    assert_eq!(ids, ["trace-42.abc", id.as_str()]);
+        .to_owned()
 }
 
 #[tokio::test]
-async fn a_reused_request_id_never_duplicates_a_usage_row() {
+async fn a_caller_request_id_is_echoed_and_stored_beside_ours_and_an_unsafe_one_dropped() {
     let app = TestApp::spawn().await;
+    let body = json!({"specialist_id": "demo", "message": "hi"});
+    let send = |headers: &[(&'static str, &'static str)]| {
+        let mut request = app.client.post(app.url("/chat/send")).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+
+    // A proxy's X-Request-Id is taken as the caller's id; ours is a fresh UUID.
+    let proxied = send(&[("x-request-id", "trace-42.abc")]).await.unwrap();
+    assert_eq!(proxied.headers()["x-client-request-id"], "trace-42.abc");
+    let proxied_id = header_id(&proxied);
+    assert_eq!(proxied_id.len(), 36, "a fresh UUID: {proxied_id}");
+    let answer: serde_json::Value = proxied.json().await.unwrap();
+    assert_eq!(answer["request_id"], proxied_id.as_str());
+
+    // X-Client-Request-Id wins over X-Request-Id.
+    let both = send(&[
+        ("x-client-request-id", "client-1"),
+        ("x-request-id", "proxy-1"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(both.headers()["x-client-request-id"], "client-1");
+    let both_id = header_id(&both);
+
+    // An id outside the safe alphabet is dropped, never echoed or stored.
+    let unsafe_one = send(&[("x-client-request-id", "<script>alert(1)</script>")])
+        .await
+        .unwrap();
+    assert!(!unsafe_one.headers().contains_key("x-client-request-id"));
+    let unsafe_id = header_id(&unsafe_one);
+
+    let rows = app.usage_rows().await;
+    let ids: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.request_id.as_str(), r.client_request_id.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (proxied_id.as_str(), Some("trace-42.abc")),
+            (both_id.as_str(), Some("client-1")),
+            (unsafe_id.as_str(), None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reused_caller_request_id_still_logs_every_call() {
+    let app = TestApp::spawn().await;
+    let mut ours = Vec::new();
     for _ in 0..2 {
         let response = app
             .client
             .post(app.url("/chat/send"))
-            .header("x-request-id", "same-id")
+            .header("x-client-request-id", "same-id")
             .json(&json!({"specialist_id": "demo", "message": "hi"}))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        ours.push(header_id(&response));
     }
-    assert_eq!(app.usage_rows().await.len(), 1);
+    assert_ne!(ours[0], ours[1], "each call has its own id");
+    let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 2, "both calls are logged and billed");
+    for (row, id) in rows.iter().zip(&ours) {
+        assert_eq!(&row.request_id, id);
+        assert_eq!(row.client_request_id.as_deref(), Some("same-id"));
+    }
 }
 
 #[tokio::test]
@@ -161,7 +195,7 @@ async fn a_client_that_disconnects_still_gets_its_call_logged() {
     let rows = app.wait_for_usage_rows(1).await;
     assert_eq!(rows.len(), 1, "the cancelled call must still be logged");
     let row = &rows[0];
-    assert_eq!(row.request_id, "gone-early");
+    assert_eq!(row.client_request_id.as_deref(), Some("gone-early"));
     assert!(!row.success);
     assert_eq!(row.error_code.as_deref(), Some("client_disconnected"));
     assert!(row.tokens_estimated);

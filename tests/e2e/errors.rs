@@ -159,7 +159,7 @@ async fn provider_without_key_is_503_naming_the_variable_and_is_logged_as_failed
     let rows = app.usage_rows().await;
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.request_id, "needs-key");
+    assert_eq!(row.client_request_id.as_deref(), Some("needs-key"));
     assert_eq!(row.specialist_id, "financial_analyst");
     assert_eq!(row.provider, "openai");
     assert!(!row.success);

@@ -64,6 +64,7 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
 fn record(id: &str) -> UsageRecord {
     UsageRecord {
         request_id: RequestId::parse(id).unwrap(),
+        client_request_id: None,
         timestamp: at(20, 12),
         user_email_hash: Some(EmailHash::of_email("ada@example.com")),
         specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
@@ -136,7 +137,9 @@ async fn every_column_round_trips(backend: Backend) {
         failed.usage = TokenUsage::estimated(7, 0);
         failed.pricing_known = false;
         failed.streamed = false;
-        store.insert_batch(&[record("full-one"), failed]).unwrap();
+        let mut full = record("full-one");
+        full.client_request_id = Some(RequestId::parse("trace-7").unwrap());
+        store.insert_batch(&[full, failed]).unwrap();
         store.all_rows().unwrap()
     })
     .await;
@@ -161,6 +164,7 @@ async fn every_column_round_trips(backend: Backend) {
     assert!(full.success);
     assert_eq!(full.error_code, None);
     assert!(full.streamed);
+    assert_eq!(full.client_request_id.as_deref(), Some("trace-7"));
 
     let failed = &rows[1];
     assert_eq!(failed.user_email_hash, None);
@@ -168,6 +172,7 @@ async fn every_column_round_trips(backend: Backend) {
     assert_eq!(failed.error_code.as_deref(), Some("upstream_timeout"));
     assert!(failed.tokens_estimated && !failed.pricing_known && !failed.streamed);
     assert_eq!(failed.ttft_ms, None);
+    assert_eq!(failed.client_request_id, None);
 }
 
 async fn batches_are_written_once_however_often_they_are_sent(backend: Backend) {

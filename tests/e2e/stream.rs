@@ -105,11 +105,18 @@ async fn demo_stream_matches_the_whole_answer_and_logs_one_streamed_row() {
     assert_eq!(last["output_tokens"], whole["output_tokens"]);
     assert_eq!(last["model"], "mock-echo");
     assert_eq!(last["finish_reason"], "stop");
-    assert_eq!(last["request_id"], "stream-demo");
 
     let rows = app.usage_rows().await;
     assert_eq!(rows.len(), 2);
-    let row = rows.iter().find(|r| r.request_id == "stream-demo").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.client_request_id.as_deref() == Some("stream-demo"))
+        .unwrap();
+    assert_eq!(
+        last["request_id"],
+        row.request_id.as_str(),
+        "the call's own id"
+    );
     assert!(row.streamed && row.success);
     assert_eq!(row.input_tokens, last["input_tokens"].as_i64().unwrap());
     assert_eq!(row.output_tokens, last["output_tokens"].as_i64().unwrap());
@@ -238,7 +245,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_and_its_row_is_written()
     let rows = app.wait_for_usage_rows(1).await;
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.request_id, "walked-away");
+    assert_eq!(row.client_request_id.as_deref(), Some("walked-away"));
     assert_eq!(row.error_code.as_deref(), Some("client_disconnected"));
     assert!(!row.success && row.streamed && row.tokens_estimated);
     assert!(row.input_tokens > 0);
@@ -282,7 +289,13 @@ async fn errors_before_the_first_byte_are_plain_http_errors() {
     let rows = app.usage_rows().await;
     let codes: Vec<(&str, Option<&str>, bool)> = rows
         .iter()
-        .map(|r| (r.request_id.as_str(), r.error_code.as_deref(), r.streamed))
+        .map(|r| {
+            (
+                r.client_request_id.as_deref().unwrap(),
+                r.error_code.as_deref(),
+                r.streamed,
+            )
+        })
         .collect();
     assert_eq!(
         codes,

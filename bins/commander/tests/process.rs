@@ -146,8 +146,10 @@ fn sigterm_lets_the_in_flight_call_finish_and_its_usage_row_is_written() {
     })
     .unwrap();
     let row = store
-        .find_by_request_id("in-flight-at-sigterm")
+        .all_rows()
         .unwrap()
+        .into_iter()
+        .find(|row| row.client_request_id.as_deref() == Some("in-flight-at-sigterm"))
         .expect("the in-flight call's usage row was written before exit");
     assert!(row.success);
     assert!(row.latency_ms >= 1500.0);
@@ -193,6 +195,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     .unwrap();
     let record = |id: &str, specialist: &str, cost_nanos: u64, latency_ms: u64| UsageRecord {
         request_id: RequestId::parse(id).unwrap(),
+        client_request_id: None,
         timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap(),
         user_email_hash: None,
         specialist_id: SpecialistId::parse(specialist).unwrap(),
@@ -491,7 +494,12 @@ fn every_request_logs_one_line_with_its_id_route_specialist_status_and_latency()
     let event: serde_json::Value = serde_json::from_str(line).unwrap();
     let span = &event["span"];
     assert_eq!(event["level"], "INFO");
-    assert_eq!(span["request_id"], "trace-me-7");
+    assert_eq!(span["client_request_id"], "trace-me-7");
+    assert_eq!(
+        span["request_id"].as_str().map(str::len),
+        Some(36),
+        "our own UUID: {span}"
+    );
     assert_eq!(span["route"], "/chat/send");
     assert_eq!(span["method"], "POST");
     assert_eq!(span["specialist"], "demo");
@@ -556,8 +564,10 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
     })
     .unwrap();
     let row = store
-        .find_by_request_id("streaming-at-sigterm")
+        .all_rows()
         .unwrap()
+        .into_iter()
+        .find(|row| row.client_request_id.as_deref() == Some("streaming-at-sigterm"))
         .expect("the stream's usage row was written before exit");
     assert!(row.success && row.streamed);
 }

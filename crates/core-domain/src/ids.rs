@@ -65,12 +65,12 @@ impl SpecialistId {
 
 string_newtype!(SpecialistId, parse);
 
-/// The id of one request: echoed in `X-Request-Id`, error bodies and the usage log, where it is
-/// the unique key that makes replays idempotent.
+/// The id of one request: the gateway's own in `X-Request-Id`, error bodies and the usage log,
+/// where it is the unique key that makes replays idempotent; also the type of a caller's own id
+/// for its tracing (`X-Client-Request-Id`), kept beside ours.
 ///
-/// 1 to 128 characters of ASCII letters, digits, `.`, `_`, `:` and `-`: a caller's own id is
-/// kept when it fits (so traces join up across services), and anything else is replaced rather
-/// than let into logs and the database.
+/// 1 to 128 characters of ASCII letters, digits, `.`, `_`, `:` and `-`: a caller's id that
+/// does not fit is dropped rather than let into headers, logs and the database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RequestId(String);

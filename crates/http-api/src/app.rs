@@ -227,9 +227,11 @@ fn cors(origins: &[String]) -> Cors {
             header::CONTENT_TYPE,
             header::IF_MATCH,
             header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-client-request-id"),
         ])
         .expose_headers([
             header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-client-request-id"),
             header::HeaderName::from_static("x-ratelimit-limit"),
             header::HeaderName::from_static("x-ratelimit-remaining"),
             header::HeaderName::from_static("x-ratelimit-reset"),

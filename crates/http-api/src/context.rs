@@ -13,12 +13,18 @@ use tracing::Instrument;
 use crate::ApiError;
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const CLIENT_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
 
 /// What the middleware learned about a request before any handler ran.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The request's id: the caller's own `X-Request-Id` when it is sane, else a fresh UUID.
+    /// The request's id, always the gateway's own (unique): in `X-Request-Id`, error bodies,
+    /// logs and as the usage row's key.
     pub request_id: RequestId,
+    /// The id the caller sent for its own tracing (`X-Client-Request-Id`, else `X-Request-Id`)
+    /// when it is sane: echoed in `X-Client-Request-Id`, logged and stored beside ours. Never
+    /// our key: a caller reusing one must not make two calls share one usage row.
+    pub client_request_id: Option<RequestId>,
     /// When the request reached us, for latency.
     pub received_at: Instant,
     /// Who is calling.
@@ -81,15 +87,18 @@ pub(crate) async fn assign_request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| RequestId::parse(v).ok())
-        .unwrap_or_else(fresh_request_id);
+    let request_id = fresh_request_id();
+    let sane = |name: &HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| RequestId::parse(v).ok())
+    };
+    let client_request_id = sane(&CLIENT_REQUEST_ID_HEADER).or_else(|| sane(&REQUEST_ID_HEADER));
     let received_at = Instant::now();
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
+        client_request_id: client_request_id.clone(),
         received_at,
         identity: UserIdentity::Anonymous,
         role: AccessRole::User,
@@ -101,6 +110,7 @@ pub(crate) async fn assign_request_id(
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
+        client_request_id = client_request_id.as_ref().map(RequestId::as_str),
         method = %method,
         route = tracing::field::Empty,
         specialist = tracing::field::Empty,
@@ -119,10 +129,18 @@ pub(crate) async fn assign_request_id(
     };
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
     let outcome = next.call(req).instrument(span.clone()).await;
-    let header_value = HeaderValue::from_str(request_id.as_str()).ok();
+    // Both ids are of a header-safe alphabet (`RequestId::parse`), so these never fail.
+    let ids = [
+        Some((REQUEST_ID_HEADER, request_id.as_str())),
+        client_request_id
+            .as_ref()
+            .map(|id| (CLIENT_REQUEST_ID_HEADER, id.as_str())),
+    ];
     let stamp = |headers: &mut actix_web::http::header::HeaderMap| {
-        if let Some(value) = header_value.clone() {
-            headers.insert(REQUEST_ID_HEADER, value);
+        for (name, id) in ids.iter().flatten() {
+            if let Ok(value) = HeaderValue::from_str(id) {
+                headers.insert(name.clone(), value);
+            }
         }
     };
     match outcome {

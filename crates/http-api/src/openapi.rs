@@ -13,7 +13,9 @@ use crate::{chat, health, openai, specialists, usage};
         title = "commander",
         description = "A multi-provider LLM chat gateway built around specialists. Errors outside \
                        /v1 are {\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}; \
-                       under /v1 they take OpenAI's shape. Every response carries X-Request-Id; \
+                       under /v1 they take OpenAI's shape. Every response carries X-Request-Id (the gateway's \
+                       id for the call) and, when the caller sent its own id as X-Client-Request-Id \
+                       or X-Request-Id, X-Client-Request-Id; \
                        rate-limited routes carry X-RateLimit-* and RateLimit headers."
     ),
     paths(

@@ -16,6 +16,7 @@ use usage_store::{DatabaseConfig, UsageRecord, UsageStore, spawn_writer};
 fn record(n: u64) -> UsageRecord {
     UsageRecord {
         request_id: RequestId::parse(format!("bench-{n}")).expect("a valid id"),
+        client_request_id: None,
         timestamp: Utc::now(),
         user_email_hash: Some(EmailHash::of_email("bench@example.com")),
         specialist_id: SpecialistId::parse("financial_analyst").expect("a valid id"),

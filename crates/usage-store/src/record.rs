@@ -10,8 +10,12 @@ use crate::schema::usage_logs;
 /// What one chat call consumed and how it ended: the input to the usage log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
-    /// The call's request id: the row's unique key, so writing a record twice stores it once.
+    /// The call's request id, the gateway's own: the row's unique key, so writing a record
+    /// twice stores it once.
     pub request_id: RequestId,
+    /// The id the caller sent for its own tracing, if any. Not unique: a caller may reuse one.
+    #[serde(default)]
+    pub client_request_id: Option<RequestId>,
     /// When the call started (UTC).
     pub timestamp: DateTime<Utc>,
     /// The caller; `None` for the anonymous caller.
@@ -70,6 +74,7 @@ pub(crate) struct NewUsageRow<'a> {
     success: bool,
     error_code: Option<&'static str>,
     streamed: bool,
+    client_request_id: Option<&'a str>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -96,6 +101,7 @@ impl<'a> From<&'a UsageRecord> for NewUsageRow<'a> {
             success: r.is_success(),
             error_code: r.error_code.map(ErrorCode::as_str),
             streamed: r.streamed,
+            client_request_id: r.client_request_id.as_ref().map(RequestId::as_str),
         }
     }
 }
@@ -140,4 +146,6 @@ pub struct StoredUsage {
     pub error_code: Option<String>,
     /// True for streamed calls.
     pub streamed: bool,
+    /// The caller's own request id, if it sent one.
+    pub client_request_id: Option<String>,
 }

@@ -19,5 +19,6 @@ diesel::table! {
         success -> Bool,
         error_code -> Nullable<Text>,
         streamed -> Bool,
+        client_request_id -> Nullable<Text>,
     }
 }

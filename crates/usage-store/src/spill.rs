@@ -141,6 +141,7 @@ mod tests {
     fn record(i: usize) -> UsageRecord {
         UsageRecord {
             request_id: RequestId::parse(format!("spill-{i}")).unwrap(),
+            client_request_id: None,
             timestamp: Utc::now(),
             user_email_hash: None,
             specialist_id: SpecialistId::parse("demo").unwrap(),
@@ -198,5 +199,25 @@ mod tests {
         let aside = std::fs::read_to_string(spill.corrupt_path()).unwrap();
         assert!(aside.contains("half a line"));
         assert_eq!(store.count_rows().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_line_spilled_before_client_request_ids_existed_still_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = UsageStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("u.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        let spill = Spill::new(dir.path().join("usage.jsonl"));
+        let mut line = serde_json::to_value(record(1)).unwrap();
+        line.as_object_mut()
+            .unwrap()
+            .remove("client_request_id")
+            .unwrap();
+        std::fs::write(spill.path(), format!("{line}\n")).unwrap();
+        assert_eq!(spill.replay(&store, 10).unwrap(), 1);
+        let row = store.find_by_request_id("spill-1").unwrap().unwrap();
+        assert_eq!(row.client_request_id, None);
     }
 }

@@ -269,6 +269,7 @@ mod tests {
     fn record(request_id: &str) -> UsageRecord {
         UsageRecord {
             request_id: RequestId::parse(request_id).unwrap(),
+            client_request_id: Some(RequestId::parse("trace-7").unwrap()),
             timestamp: Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 45).unwrap(),
             user_email_hash: Some(EmailHash::of_email("ada@example.com")),
             specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
@@ -317,6 +318,7 @@ mod tests {
                 success: false,
                 error_code: Some("upstream_timeout".into()),
                 streamed: true,
+                client_request_id: Some("trace-7".into()),
             }
         );
     }

@@ -453,6 +453,7 @@ mod tests {
     fn record(i: usize) -> UsageRecord {
         UsageRecord {
             request_id: RequestId::parse(format!("req-{i}")).unwrap(),
+            client_request_id: None,
             timestamp: Utc::now(),
             user_email_hash: None,
             specialist_id: SpecialistId::parse("demo").unwrap(),

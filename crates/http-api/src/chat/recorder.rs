@@ -189,6 +189,7 @@ impl Pending {
         self.account(&usage, &estimate, error_code);
         self.sink.record(UsageRecord {
             request_id: self.context.request_id,
+            client_request_id: self.context.client_request_id,
             timestamp: self.timestamp,
             user_email_hash: self.context.identity.email_hash().cloned(),
             specialist_id: self.specialist.id().clone(),

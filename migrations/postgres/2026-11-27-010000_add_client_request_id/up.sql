@@ -1,0 +1,5 @@
+-- The caller's own request id (`X-Client-Request-Id`, or an `X-Request-Id` it sent), kept for
+-- joining traces up. Not unique: a caller may reuse one, and every call must still get its row;
+-- `request_id` (always the gateway's) stays the unique key.
+ALTER TABLE usage_logs ADD COLUMN client_request_id VARCHAR(128);
+CREATE INDEX usage_logs_client_request_id_idx ON usage_logs (client_request_id);
