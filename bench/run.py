@@ -26,15 +26,14 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+from common import RELEASE, ROOT, free_port, rss_mib, start, wait_for_port
+
 OUT_DIR = os.path.join(ROOT, "target", "bench")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PG_SERVER = os.environ.get("COMMANDER_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
@@ -50,31 +49,6 @@ DIRECT_STREAM = dict(DIRECT, stream=True, stream_options={"include_usage": True}
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listening on {port} after {timeout}s")
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_seconds(pid):
@@ -177,10 +151,6 @@ async def hold_streams(port, count, body):
 
     await asyncio.gather(*(one() for _ in range(count)))
     return writers
-
-
-def start(cmd, **kw):
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
 def fmt(value, digits=3):

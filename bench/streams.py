@@ -15,40 +15,12 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listening on {port} after {timeout}s")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from common import RELEASE, free_port, rss_mib, start, wait_for_port
 
 
 def request_bytes(port, path, body):
@@ -104,10 +76,6 @@ async def hold_streams(port, raw, count):
 
     await asyncio.gather(*(open_one() for _ in range(count)))
     return conns
-
-
-def start(cmd, **kw):
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
 def main():
@@ -175,19 +143,19 @@ level = "warn"
               f"p99 {pct(through, .99) - pct(direct, .99):7.3f} ms")
 
         slow_gateway = gateways[1]
-        idle = rss_kib(slow_gateway.pid)
+        idle = rss_mib(slow_gateway.pid)
 
         async def held():
             conns = await hold_streams(slow_gw_port, request_bytes(slow_gw_port, "/chat/stream", chat), args.streams)
             await asyncio.sleep(1.0)
-            busy = rss_kib(slow_gateway.pid)
+            busy = rss_mib(slow_gateway.pid)
             for w in conns:
                 w.close()
             return busy
 
         busy = asyncio.run(held())
-        print(f"commander resident memory: idle {idle / 1024:.1f} MiB, "
-              f"with {args.streams} concurrent open streams {busy / 1024:.1f} MiB")
+        print(f"commander resident memory: idle {idle:.1f} MiB, "
+              f"with {args.streams} concurrent open streams {busy:.1f} MiB")
     finally:
         for p in procs:
             p.terminate()
