@@ -39,7 +39,8 @@ pub(crate) enum ReplyKind {
     Status {
         status: u16,
         body: String,
-        retry_after: Option<String>,
+        /// Extra response headers (`Retry-After`, `Location`...).
+        headers: Vec<(String, String)>,
     },
     Malformed,
 }
@@ -78,7 +79,7 @@ impl Reply {
             kind: ReplyKind::Status {
                 status,
                 body: body.into(),
-                retry_after: None,
+                headers: Vec::new(),
             },
             first_byte_delay: Duration::ZERO,
         }
@@ -93,9 +94,14 @@ impl Reply {
     }
 
     /// Adds `Retry-After: value` to an error reply.
-    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
-        if let ReplyKind::Status { retry_after, .. } = &mut self.kind {
-            *retry_after = Some(value.into());
+    pub fn retry_after(self, value: impl Into<String>) -> Self {
+        self.header("retry-after", value)
+    }
+
+    /// Adds a response header to a status reply (e.g. `Location` on a 3xx).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let ReplyKind::Status { headers, .. } = &mut self.kind {
+            headers.push((name.into(), value.into()));
         }
         self
     }

@@ -235,14 +235,14 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         ReplyKind::Status {
             status,
             body,
-            retry_after,
+            headers,
         } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = serde_json::from_str::<Value>(&body)
                 .unwrap_or_else(|_| render::error_body(shared.wire, status.as_u16(), &body));
             let mut response = HttpResponse::build(status);
-            if let Some(value) = retry_after {
-                response.insert_header(("retry-after", value));
+            for header in headers {
+                response.insert_header(header);
             }
             response.json(body)
         }

@@ -65,6 +65,11 @@ impl Transport {
     ) -> Result<(reqwest::Client, reqwest::Client), reqwest::Error> {
         let builder = || {
             reqwest::Client::builder()
+                // An API endpoint has no business redirecting a POST. Following one would
+                // re-send the prompt and the key headers reqwest does not strip (x-api-key,
+                // x-goog-api-key) to wherever the Location points, and a redirect to a
+                // literal internal address would slip past the guarded resolver.
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(connect_timeout)
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)

@@ -20,7 +20,22 @@ pub(crate) fn classify(
     body: &[u8],
     secrets: &[&str],
 ) -> ProviderError {
-    let message = redact(&upstream_message(status, body), secrets);
+    let message = if status.is_redirection() {
+        // The body of a redirect is rarely useful; where it points is.
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere");
+        redact(
+            &format!(
+                "upstream redirected to {location}; redirects are not followed, \
+                 so set the base URL to the final address"
+            ),
+            secrets,
+        )
+    } else {
+        redact(&upstream_message(status, body), secrets)
+    };
     let code = status.as_u16();
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::AuthFailed {

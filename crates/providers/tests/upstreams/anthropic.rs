@@ -94,3 +94,38 @@ async fn missing_key_names_anthropic_api_key() {
         .unwrap();
     assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_key_and_prompt_stay_put() {
+    let fake = start(Wire::Anthropic).await;
+    let elsewhere = start(Wire::Anthropic).await;
+    let target = format!("{}/v1/messages", elsewhere.base_url());
+    for status in [302, 307, 308] {
+        fake.push(Reply::status(status, "").header("location", target.as_str()));
+    }
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+
+    for status in [302, 307, 308] {
+        let err = provider
+            .complete(&request("claude-haiku-4-5"))
+            .await
+            .unwrap_err();
+        match &err {
+            ProviderError::Upstream {
+                status: Some(got),
+                message,
+            } => {
+                assert_eq!(*got, status);
+                assert!(message.contains(&target), "{message}");
+                assert!(message.contains("not followed"), "{message}");
+            }
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+    assert_eq!(fake.request_count(), 3, "one attempt each, no retries");
+    assert_eq!(
+        elsewhere.request_count(),
+        0,
+        "the redirect target never saw the x-api-key or the prompt"
+    );
+}
