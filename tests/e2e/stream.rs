@@ -1,12 +1,16 @@
 //! `POST /chat/stream`: server-sent events, and exactly one usage row however the stream ends.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use core_domain::AccessRole;
 use e2e_support::{SseEvent, TestApp, error_body, read_sse};
 use fake_upstream::{FakeUpstream, Reply, Wire};
 use futures_util::StreamExt;
+use http_api::{ApiKeyConfig, AuthMode};
 use secrecy::SecretString;
 use serde_json::json;
+use sha2::Digest;
 use tokio::time::Instant;
 
 const CATALOGUE: &str = r#"{"specialists": [
@@ -209,7 +213,10 @@ async fn a_stalled_upstream_hits_the_idle_timeout_with_an_error_event_and_a_row(
         events[1].at - events[0].at
     );
     let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].error_code.as_deref(), Some("upstream_timeout"));
+    assert!(rows[0].streamed && !rows[0].success);
+    assert!(rows[0].ttft_ms.is_some(), "the first chunk did arrive");
     assert!(rows[0].output_tokens > 0);
     assert!(
         fake.wait_for_streams_closed(1, Duration::from_secs(2))
@@ -307,6 +314,61 @@ async fn errors_before_the_first_byte_are_plain_http_errors() {
 }
 
 #[tokio::test]
+async fn refusals_known_before_streaming_are_plain_http_errors_auth_validation_and_rate_limit() {
+    const KEY: &str = "cmdr_stream_test_key_000000000000000000000000000000000000000000";
+    let app = TestApp::spawn_with(|settings, dir| {
+        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        settings.auth.mode = AuthMode::Required;
+        settings.auth.api_keys = vec![ApiKeyConfig {
+            name: "streamer".into(),
+            email: "streamer@example.com".into(),
+            role: AccessRole::User,
+            sha256: hex::encode(sha2::Sha256::digest(KEY.as_bytes())),
+        }];
+        settings.rate_limit.requests = NonZeroU32::new(2).unwrap();
+    })
+    .await;
+    let post = |body: serde_json::Value, key: Option<&'static str>| {
+        let mut request = app.client.post(app.url("/chat/stream")).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    let ask = json!({"specialist_id": "demo", "message": "hi"});
+
+    let response = post(ask.clone(), None).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_eq!(error_body(response).await["code"], "unauthorized");
+
+    let response = post(json!({"specialist_id": "demo", "message": "  "}), Some(KEY))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "not an event stream"
+    );
+    assert_eq!(error_body(response).await["code"], "validation_failed");
+
+    let response = post(ask.clone(), Some(KEY)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("\"is_final\":true"));
+
+    let response = post(ask, Some(KEY)).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(error_body(response).await["code"], "rate_limited");
+
+    // Refused before reaching a specialist (as on /chat/send): only the answered call is a row.
+    let rows = app.wait_for_usage_rows(1).await;
+    let outcomes: Vec<(bool, bool)> = rows.iter().map(|r| (r.success, r.streamed)).collect();
+    assert_eq!(outcomes, [(true, true)]);
+}
+
+#[tokio::test]
 async fn a_provider_without_a_key_is_503_before_streaming_and_logged() {
     let app = app_with(None, 5_000).await;
     let response = start_stream(&app, "analyst", "no-key").await;
@@ -347,7 +409,16 @@ async fn silences_get_keep_alive_comments() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_streams_all_complete_with_two_hundred_rows() {
-    let app = app_with(None, 5_000).await;
+    // Through a real upstream connection each (the fake OpenAI server), so the client pool
+    // and the SSE parsing are under the same load as the relay.
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    let answer = "Two hundred at once, each one whole.";
+    fake.set_default(
+        Reply::text(answer)
+            .chunks(5)
+            .chunk_delay(Duration::from_millis(20)),
+    );
+    let app = app_with(Some(&fake), 5_000).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))
@@ -361,17 +432,89 @@ async fn two_hundred_concurrent_streams_all_complete_with_two_hundred_rows() {
             let sent = Instant::now();
             let response = client
                 .post(&url)
-                .json(&json!({"specialist_id": "demo", "message": format!("question {i}")}))
+                .json(&json!({"specialist_id": "analyst", "message": format!("question {i}")}))
                 .send()
                 .await
                 .unwrap();
             let events = read_sse(response, sent).await;
             let (text, _) = assert_complete(&events);
-            assert!(text.contains(&format!("question {i}")), "{text}");
+            assert_eq!(text, answer);
         }
     });
     futures_util::future::join_all(calls).await;
-    let rows = app.usage_rows().await;
+    let rows = app.wait_for_usage_rows(200).await;
     assert_eq!(rows.len(), 200);
-    assert!(rows.iter().all(|r| r.streamed && r.success));
+    assert!(
+        rows.iter()
+            .all(|r| r.streamed && r.success && !r.tokens_estimated)
+    );
+    let mut asked: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| {
+            r.body["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), 200, "every question reached the upstream once");
+}
+
+#[tokio::test]
+async fn a_model_thinking_before_its_first_token_gets_headers_and_keep_alives_meanwhile() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.push(
+        Reply::text("considered answer")
+            .chunks(2)
+            .first_chunk_delay(Duration::from_millis(2_500)),
+    );
+    // Then one that thinks past the idle timeout and never answers.
+    fake.push(Reply::text("never").stall_after(0));
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        settings.server.sse_keep_alive_seconds = 1;
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("k"));
+        settings.providers.openai.idle_timeout_ms = 3_500;
+    })
+    .await;
+
+    let sent = Instant::now();
+    let response = start_stream(&app, "analyst", "thinker").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        sent.elapsed() < Duration::from_millis(2_000),
+        "the response began {:?} after the request, not after the first token",
+        sent.elapsed()
+    );
+    let body = response.text().await.unwrap();
+    let keep_alive = body.find(": keep-alive").expect("a keep-alive comment");
+    let first_message = body.find("event: message").expect("a message");
+    assert!(keep_alive < first_message, "{body}");
+    assert!(body.contains("\"is_final\":true"), "{body}");
+
+    // Committed to the stream, a failure afterwards is an error event, and still one row.
+    let events = stream(&app, "analyst", "silent").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event, "error");
+    assert_eq!(events[0].json()["code"], "upstream_timeout");
+
+    let rows = app.wait_for_usage_rows(2).await;
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| r.client_request_id.as_deref() == Some(id))
+            .unwrap()
+            .clone()
+    };
+    let thinker = by_id("thinker");
+    assert!(thinker.success && thinker.streamed);
+    assert!(thinker.ttft_ms.unwrap() >= 2_400.0, "{thinker:?}");
+    let silent = by_id("silent");
+    assert!(!silent.success && silent.streamed);
+    assert_eq!(silent.error_code.as_deref(), Some("upstream_timeout"));
+    assert_eq!(silent.ttft_ms, None);
 }

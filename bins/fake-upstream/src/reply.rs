@@ -29,6 +29,8 @@ pub(crate) struct Answer {
     pub with_usage: bool,
     pub chunks: usize,
     pub chunk_delay: Duration,
+    /// Silence between the response headers and the first text chunk (a model thinking).
+    pub first_chunk_delay: Duration,
     pub finish: Finish,
     pub ending: Ending,
 }
@@ -66,6 +68,7 @@ impl Reply {
                 with_usage: true,
                 chunks: 4,
                 chunk_delay: Duration::ZERO,
+                first_chunk_delay: Duration::ZERO,
                 finish: Finish::Stop,
                 ending: Ending::Complete,
             }),
@@ -140,6 +143,11 @@ impl Reply {
     /// Waits this long before each streamed chunk after the first.
     pub fn chunk_delay(self, delay: Duration) -> Self {
         self.answer(|a| a.chunk_delay = delay)
+    }
+
+    /// Sends the response headers at once, then waits this long before the first text chunk.
+    pub fn first_chunk_delay(self, delay: Duration) -> Self {
+        self.answer(|a| a.first_chunk_delay = delay)
     }
 
     /// Ends with this finish reason.

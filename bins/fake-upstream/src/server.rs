@@ -296,6 +296,7 @@ type Chunks = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks {
     let delay = answer.chunk_delay;
+    let first_delay = answer.first_chunk_delay;
     let (shown, after): (usize, Chunks) = match &answer.ending {
         Ending::Complete => (
             frames.deltas.len(),
@@ -323,8 +324,9 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
     let head = stream::iter(frames.head.into_iter().map(|f| Ok(Bytes::from(f))));
     let deltas = stream::iter(frames.deltas.into_iter().take(shown).enumerate()).then(
         move |(i, frame)| async move {
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            let wait = if i == 0 { first_delay } else { delay };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
             Ok(Bytes::from(frame))
         },

@@ -31,9 +31,14 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event>;
 }
 
-/// Starts the upstream stream and waits for its first event before committing the response,
-/// so anything that fails before then — including an upstream that errors at once — is an
-/// ordinary HTTP error (with its usage row).
+/// Starts the upstream stream and waits briefly for its first event before committing the
+/// response, so anything that fails before then — including an upstream that errors at once —
+/// is an ordinary HTTP error (with its usage row).
+///
+/// The wait is bounded by `keep_alive`: a model that thinks for a minute before its first
+/// token must not leave the client (and every proxy between) without a byte for that long,
+/// so after one keep-alive interval the response starts and keep-alive comments flow; a
+/// failure after that is an `error` event like any other mid-stream failure.
 pub(crate) async fn relay(
     in_flight: prometheus::IntGauge,
     call: PreparedCall,
@@ -51,10 +56,11 @@ pub(crate) async fn relay(
         Ok(upstream) => upstream,
         Err(error) => return Err(fail_before_start(recorder, error)),
     };
-    let first = match upstream.next().await {
-        Some(Ok(event)) => event,
-        Some(Err(error)) => return Err(fail_before_start(recorder, error)),
-        None => {
+    // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
+    let first = match tokio::time::timeout(keep_alive, upstream.next()).await {
+        Ok(Some(Ok(event))) => Some(event),
+        Ok(Some(Err(error))) => return Err(fail_before_start(recorder, error)),
+        Ok(None) => {
             return Err(fail_before_start(
                 recorder,
                 ProviderError::Upstream {
@@ -63,11 +69,12 @@ pub(crate) async fn relay(
                 },
             ));
         }
+        Err(_still_thinking) => None,
     };
     let opening = format.opening();
     let relay = Relay {
         upstream,
-        first: Some(first),
+        first,
         recorder,
         format,
         _in_flight: InFlight::new(in_flight),
