@@ -147,4 +147,17 @@ async fn a_trusted_proxy_s_forwarded_for_names_the_caller() {
     );
     // Without the header, the proxy itself is the caller.
     assert_eq!(chat(&app, None).await.status(), 200);
+
+    // A proxy that adds its own header line rather than appending to the client's: the
+    // lines are one list, so the client's line cannot choose the bucket.
+    let two_lines = |claimed: &'static str| {
+        app.client
+            .post(app.url("/chat/send"))
+            .header("x-forwarded-for", claimed)
+            .header("x-forwarded-for", "198.51.100.1")
+            .json(&serde_json::json!({"specialist_id": "demo", "message": "hi"}))
+            .send()
+    };
+    assert_eq!(two_lines("203.0.113.7").await.unwrap().status(), 429);
+    assert_eq!(two_lines("203.0.113.8").await.unwrap().status(), 429);
 }

@@ -172,10 +172,21 @@ fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
     }
     match req.peer_addr() {
         Some(peer) => {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
+            // Several X-Forwarded-For lines are one list in order (RFC 9110 §5.3): a proxy
+            // that adds its own line instead of appending must still have the last word.
+            let mut forwarded = String::new();
+            for value in req.headers().get_all("x-forwarded-for") {
+                let Ok(value) = value.to_str() else {
+                    // Unreadable: trust none of it, count the peer itself.
+                    forwarded.clear();
+                    break;
+                };
+                if !forwarded.is_empty() {
+                    forwarded.push(',');
+                }
+                forwarded.push_str(value);
+            }
+            let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
             format!("ip:{}", client_ip(peer.ip(), forwarded, trusted))
         }
         None => "ip:unknown".to_owned(),
