@@ -102,6 +102,7 @@ pub fn load_settings(
         .with_list_parse_key("server.cors_allowed_origins")
         .with_list_parse_key("providers.allowed_http_base_urls")
         .with_list_parse_key("rate_limit.trusted_proxies")
+        .with_list_parse_key("auth.jwt.allowed_domains")
         .source(Some(env.clone()));
     let settings: Settings = Config::builder()
         .add_source(file)
@@ -191,6 +192,39 @@ mod tests {
             "https://api.openai.com/v1"
         );
         assert_eq!(settings.pricing["llama3.1:8b"].output_per_1m(), 0.2);
+    }
+
+    #[test]
+    fn every_list_of_plain_values_can_be_set_from_the_environment() {
+        let settings = load_settings(
+            None,
+            &env(&[
+                (
+                    "COMMANDER__SERVER__CORS_ALLOWED_ORIGINS",
+                    "https://a.example",
+                ),
+                (
+                    "COMMANDER__PROVIDERS__ALLOWED_HTTP_BASE_URLS",
+                    "http://127.0.0.1:11434/v1,http://10.0.0.5:8000/v1",
+                ),
+                (
+                    "COMMANDER__RATE_LIMIT__TRUSTED_PROXIES",
+                    "10.0.0.0/8,192.168.1.1/32",
+                ),
+                (
+                    "COMMANDER__AUTH__JWT__ALLOWED_DOMAINS",
+                    "example.com,example.org",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.cors_allowed_origins, ["https://a.example"]);
+        assert_eq!(settings.providers.allowed_http_base_urls.len(), 2);
+        assert_eq!(settings.rate_limit.trusted_proxies.len(), 2);
+        assert_eq!(
+            settings.auth.jwt.unwrap().allowed_domains,
+            ["example.com", "example.org"]
+        );
     }
 
     #[test]
