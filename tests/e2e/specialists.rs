@@ -520,25 +520,48 @@ mod management {
             "the catalogue is the new file's"
         );
 
-        std::fs::write(&path, "{\"specialists\": [ oops").unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            app.client
-                .get(app.url("/specialists/deployed"))
+        // Not JSON at all, then JSON whose specialist breaks the rules (it would replace
+        // "deployed" if it were taken).
+        for corrupt in [
+            "{\"specialists\": [ oops",
+            r#"{"specialists": [{"id": "sneaky", "name": "", "provider": "mock",
+                "model": "mock-echo", "system_prompt": "x", "temperature": 9}]}"#,
+        ] {
+            std::fs::write(&path, corrupt).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A change now would overwrite the file: refused, which also shows the server
+            // has read the corrupt file and rejected it (not merely not polled yet).
+            let patch = app
+                .client
+                .patch(app.url("/specialists/deployed"))
+                .json(&json!({"temperature": 0.5}))
                 .send()
                 .await
-                .unwrap()
-                .status(),
-            200,
-            "a corrupt file keeps the last good catalogue"
-        );
-        let chat = app
-            .post_json(
-                "/chat/send",
-                &json!({"specialist_id": "deployed", "message": "hi"}),
-            )
-            .await;
-        assert_eq!(chat.status(), 200);
+                .unwrap();
+            assert_eq!(patch.status(), 409);
+            let error = error_body(patch).await;
+            assert_eq!(error["code"], "catalogue_file_invalid");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), corrupt);
+
+            let get = |id: &str| {
+                app.client
+                    .get(app.url(&format!("/specialists/{id}")))
+                    .send()
+            };
+            assert_eq!(
+                get("deployed").await.unwrap().status(),
+                200,
+                "a corrupt file keeps the last good catalogue"
+            );
+            assert_eq!(get("sneaky").await.unwrap().status(), 404);
+            let chat = app
+                .post_json(
+                    "/chat/send",
+                    &json!({"specialist_id": "deployed", "message": "hi"}),
+                )
+                .await;
+            assert_eq!(chat.status(), 200);
+        }
     }
 
     async fn wait_until<F, Fut>(mut check: F) -> bool

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     SpecialistExists,
     /// The change was based on an older version (`If-Match`).
     VersionConflict,
+    /// The catalogue file was edited on disk and no longer parses; changes wait until it is
+    /// fixed, so the edit is not overwritten.
+    CatalogueFileInvalid,
     /// The request body exceeds the configured limit.
     PayloadTooLarge,
     /// The body is not `application/json`.
@@ -86,6 +89,7 @@ impl ErrorCode {
             Self::SpecialistNotFound => "specialist_not_found",
             Self::SpecialistExists => "specialist_exists",
             Self::VersionConflict => "version_conflict",
+            Self::CatalogueFileInvalid => "catalogue_file_invalid",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",

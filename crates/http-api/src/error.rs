@@ -95,7 +95,9 @@ impl ApiError {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::SpecialistExists | ErrorCode::VersionConflict => StatusCode::CONFLICT,
+            ErrorCode::SpecialistExists
+            | ErrorCode::VersionConflict
+            | ErrorCode::CatalogueFileInvalid => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => {
@@ -200,6 +202,9 @@ impl From<specialists::CatalogueError> for ApiError {
             E::NotFound(_) => Self::new(ErrorCode::SpecialistNotFound, error.to_string()),
             E::AlreadyExists(_) => Self::new(ErrorCode::SpecialistExists, error.to_string()),
             E::VersionConflict { .. } => Self::new(ErrorCode::VersionConflict, error.to_string()),
+            E::EditedFileInvalid { .. } => {
+                Self::new(ErrorCode::CatalogueFileInvalid, error.to_string())
+            }
             E::Io { .. } | E::Malformed(_) => {
                 tracing::error!(%error, "specialist catalogue could not be saved");
                 Self::new(

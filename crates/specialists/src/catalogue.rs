@@ -114,9 +114,26 @@ pub struct Catalogue {
     current: RwLock<Arc<Snapshot>>,
     file: Option<CatalogueFile>,
     policy: BaseUrlPolicy,
-    /// Held for the whole read-modify-write of a change or a reload; also holds the hash of the
-    /// file's content as we last wrote or read it, to notice edits made by others.
-    writer: Mutex<u64>,
+    /// Held for the whole read-modify-write of a change or a reload; also remembers the file's
+    /// content as we last wrote or read it, to notice edits made by others.
+    writer: Mutex<FileSeen>,
+}
+
+/// The catalogue file's content as last seen, and whether it is what we serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileSeen {
+    hash: u64,
+    /// False when that content failed to parse (we serve the last good catalogue instead).
+    served: bool,
+}
+
+impl FileSeen {
+    fn served(text: &str) -> Self {
+        Self {
+            hash: content_hash(text),
+            served: true,
+        }
+    }
 }
 
 impl Catalogue {
@@ -148,7 +165,7 @@ impl Catalogue {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: Some(file),
             policy: policy.clone(),
-            writer: Mutex::new(content_hash(&text)),
+            writer: Mutex::new(FileSeen::served(&text)),
         })
     }
 
@@ -158,7 +175,10 @@ impl Catalogue {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: None,
             policy,
-            writer: Mutex::new(0),
+            writer: Mutex::new(FileSeen {
+                hash: 0,
+                served: true,
+            }),
         }
     }
 
@@ -198,18 +218,68 @@ impl Catalogue {
 
     /// Runs `change` on the current list under the write lock; if it succeeds, writes the file
     /// and swaps the new list in. Readers see the old catalogue or the new one, never a mix.
+    ///
+    /// An edit of the file made since we last looked is taken in first (not overwritten, as it
+    /// would be if it waited for the next reload poll); an edit that does not parse refuses the
+    /// change until it is fixed.
     pub(crate) fn change<T>(
         &self,
         change: impl FnOnce(&mut Vec<Arc<Specialist>>) -> Result<T, CatalogueError>,
     ) -> Result<T, CatalogueError> {
-        let mut last_hash = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = &self.file {
+            self.take_in_outside_edit(file, &mut seen)?;
+        }
         let mut list = self.snapshot_list();
         let outcome = change(&mut list)?;
         if let Some(file) = &self.file {
-            *last_hash = content_hash(&file.write(&list)?);
+            *seen = FileSeen::served(&file.write(&list)?);
         }
         self.swap(list);
         Ok(outcome)
+    }
+
+    fn take_in_outside_edit(
+        &self,
+        file: &CatalogueFile,
+        seen: &mut FileSeen,
+    ) -> Result<(), CatalogueError> {
+        // A deleted file is simply written again by the change.
+        let Some(text) = file.read()? else {
+            return Ok(());
+        };
+        let hash = content_hash(&text);
+        if hash == seen.hash && seen.served {
+            return Ok(());
+        }
+        *seen = FileSeen {
+            hash,
+            served: false,
+        };
+        match parse_catalogue(&text, &self.policy, Utc::now()) {
+            Ok(specialists) => {
+                tracing::info!(
+                    path = %file.path().display(),
+                    "took in an edit of the catalogue file before applying a change"
+                );
+                self.swap(specialists.into_iter().map(Arc::new).collect());
+                seen.served = true;
+                Ok(())
+            }
+            Err(error) => {
+                // Logged here as the reload poll would have, since the poll will now see
+                // this content as already known.
+                tracing::warn!(
+                    path = %file.path().display(),
+                    %error,
+                    "the catalogue file on disk is invalid; keeping the last good catalogue"
+                );
+                Err(CatalogueError::EditedFileInvalid {
+                    path: file.path().to_path_buf(),
+                    reason: error.to_string(),
+                })
+            }
+        }
     }
 
     fn swap(&self, list: Vec<Arc<Specialist>>) {
@@ -223,7 +293,7 @@ impl Catalogue {
         let Some(file) = &self.file else {
             return Ok(Reload::Unchanged);
         };
-        let mut last_hash = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(text) = file.read()? else {
             return Err(CatalogueError::Io {
                 action: "read",
@@ -232,14 +302,18 @@ impl Catalogue {
             });
         };
         let hash = content_hash(&text);
-        if hash == *last_hash {
+        if hash == seen.hash {
             return Ok(Reload::Unchanged);
         }
         // Remember it either way, so a bad file is reported once, not on every poll.
-        *last_hash = hash;
+        *seen = FileSeen {
+            hash,
+            served: false,
+        };
         let specialists = parse_catalogue(&text, &self.policy, Utc::now())?;
         let count = specialists.len();
         self.swap(specialists.into_iter().map(Arc::new).collect());
+        seen.served = true;
         Ok(Reload::Reloaded(count))
     }
 

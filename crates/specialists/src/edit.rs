@@ -320,4 +320,65 @@ mod tests {
             crate::Reload::Unchanged
         );
     }
+
+    #[test]
+    fn a_change_right_after_an_outside_edit_keeps_the_edit() {
+        let (dir, catalogue) = on_disk();
+        let path = dir.path().join("specialists.json");
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        // Ops deploy a new catalogue; an admin's change lands before the next reload poll.
+        let edited = std::fs::read_to_string(&path).unwrap().replacen(
+            "\"specialists\": [",
+            r#""specialists": [{"id": "ops", "name": "From Ops", "provider": "mock",
+                "model": "m", "system_prompt": "p"},"#,
+            1,
+        );
+        std::fs::write(&path, edited).unwrap();
+        catalogue.create(id("b"), &draft("Beta")).unwrap();
+
+        let reopened = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
+        for kept in ["ops", "a", "b"] {
+            assert!(reopened.get(&id(kept)).is_some(), "{kept} lost");
+        }
+        assert!(catalogue.get(&id("ops")).is_some(), "served at once too");
+    }
+
+    #[test]
+    fn a_broken_outside_edit_refuses_changes_until_fixed_and_is_not_overwritten() {
+        let (dir, catalogue) = on_disk();
+        let path = dir.path().join("specialists.json");
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        let good = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, "{ half-written").unwrap();
+        let refused = || {
+            let err = catalogue.create(id("b"), &draft("Beta")).unwrap_err();
+            assert!(
+                matches!(err, CatalogueError::EditedFileInvalid { .. }),
+                "{err}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ half-written");
+            assert!(
+                catalogue.get(&id("a")).is_some(),
+                "still serving the last good"
+            );
+        };
+        // Before any reload poll has seen it...
+        refused();
+        assert_eq!(
+            catalogue.reload_if_changed().unwrap(),
+            crate::Reload::Unchanged,
+            "reported (and logged) once, by the refused change"
+        );
+        refused();
+        // ...and after a poll did.
+        std::fs::write(&path, "{ half-written").unwrap();
+        std::fs::write(&path, "{ half-written, again").unwrap();
+        assert!(catalogue.reload_if_changed().is_err());
+        std::fs::write(&path, "{ half-written").unwrap();
+        assert!(catalogue.reload_if_changed().is_err());
+        refused();
+        std::fs::write(&path, good).unwrap();
+        catalogue.create(id("b"), &draft("Beta")).unwrap();
+        assert_eq!(catalogue.len(), 2);
+    }
 }

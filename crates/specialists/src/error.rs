@@ -27,6 +27,18 @@ pub enum CatalogueError {
     /// A specialist with this id exists already.
     #[error("a specialist with id '{0}' exists already")]
     AlreadyExists(SpecialistId),
+    /// Someone edited the catalogue file and it no longer parses: a change now would
+    /// overwrite their edit, so it is refused until the file is fixed.
+    #[error(
+        "the specialist catalogue {path} was edited on disk and is invalid ({reason}); fix or \
+         restore the file, then apply the change again"
+    )]
+    EditedFileInvalid {
+        /// The catalogue file.
+        path: PathBuf,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The change was based on an older version.
     #[error(
         "specialist '{id}' is at version {current}, not {expected}: reload it and apply the change again"
