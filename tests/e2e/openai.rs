@@ -175,7 +175,21 @@ async fn stream(app: &TestApp, include_usage: Option<bool>) -> Vec<Value> {
 fn check_chunk_envelope(chunks: &[Value]) {
     let first = &chunks[0];
     assert!(first["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    // With include_usage every chunk carries `usage` (null but the last); without, none does.
+    let with_usage = first.get("usage").is_some();
+    let mut envelope = vec![
+        "id",
+        "object",
+        "created",
+        "model",
+        "system_fingerprint",
+        "choices",
+    ];
+    if with_usage {
+        envelope.push("usage");
+    }
     for chunk in chunks {
+        assert_eq!(keys(chunk), set(&envelope), "{chunk}");
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(chunk["id"], first["id"], "one id for the whole stream");
         assert_eq!(chunk["created"], first["created"]);
@@ -349,7 +363,27 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
     assert_eq!(unauthenticated.status(), 401);
     assert!(unauthenticated.headers().contains_key("www-authenticate"));
     let error: Value = unauthenticated.json().await.unwrap();
-    assert_eq!(error["error"]["type"], "authentication_error");
+    // OpenAI's own answer to a bad key: an invalid_request_error with code invalid_api_key.
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert_eq!(error["error"]["code"], "invalid_api_key");
+
+    let wrong_key = "cmdr_not_a_key_we_issued_000000000000000000000000000000000000000000";
+    let wrong = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(wrong_key)
+        .json(&json!({"model": "analyst", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let raw = wrong.text().await.unwrap();
+    assert!(!raw.contains(wrong_key), "the key is never echoed: {raw}");
+    let error: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        keys(&error["error"]),
+        set(&["message", "type", "param", "code"])
+    );
     assert_eq!(error["error"]["code"], "invalid_api_key");
 
     let unknown_route = app
@@ -417,4 +451,69 @@ async fn models_list_the_specialists() {
     );
     let unauthenticated = app.client.get(app.url("/v1/models")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
+}
+
+#[tokio::test]
+async fn rate_limits_and_pricing_apply_as_on_the_chat_routes() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.set_default(Reply::text(UPSTREAM_TEXT).usage(1_000, 500));
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(
+            dir.join("specialists.json"),
+            r#"{"specialists": [
+              {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o-mini",
+               "system_prompt": "You analyse numbers."}
+            ]}"#,
+        )
+        .unwrap();
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("upstream-key"));
+        settings.rate_limit.requests = std::num::NonZeroU32::new(2).unwrap();
+    })
+    .await;
+    let ask = |stream: bool| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .json(&json!({"model": "analyst", "stream": stream,
+                          "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+    };
+    let answered = ask(false).await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(answered.headers()["x-ratelimit-remaining"], "1");
+    let streamed = ask(true).await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    assert!(streamed.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+
+    let refused = ask(false).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(
+        keys(&error["error"]),
+        set(&["message", "type", "param", "code"])
+    );
+    assert_eq!(error["error"]["type"], "rate_limit_error");
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(
+        fake.request_count(),
+        2,
+        "the refused call never reached the upstream"
+    );
+
+    // gpt-4o-mini: $0.15 in / $0.60 out per million tokens, from the built-in table.
+    let rows = app.wait_for_usage_rows(2).await;
+    let expected = (1_000.0 * 0.15 + 500.0 * 0.60) / 1e6;
+    for row in &rows {
+        assert!(row.success && row.pricing_known, "{row:?}");
+        assert!((row.estimated_cost_usd - expected).abs() < 1e-12, "{row:?}");
+    }
+    assert_eq!(rows.iter().filter(|r| r.streamed).count(), 1);
 }

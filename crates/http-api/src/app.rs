@@ -317,6 +317,45 @@ mod tests {
     }
 
     #[test]
+    fn every_schema_reference_resolves_and_both_stream_formats_are_described() {
+        fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                        out.push(r);
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let json = serde_json::to_value(crate::ApiDoc::openapi()).unwrap();
+        let mut found = Vec::new();
+        refs(&json, &mut found);
+        assert!(!found.is_empty());
+        for reference in found {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected reference {reference}"));
+            assert!(
+                json["components"]["schemas"][name].is_object(),
+                "{reference} does not resolve"
+            );
+        }
+        let streamed = |path: &str| {
+            json["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]
+                ["schema"]["$ref"]
+                .clone()
+        };
+        assert_eq!(
+            streamed("/v1/chat/completions"),
+            "#/components/schemas/ChatCompletionChunk"
+        );
+        assert_eq!(streamed("/chat/stream"), "#/components/schemas/StreamChunk");
+    }
+
+    #[test]
     fn every_path_has_one_guard() {
         for e in ENDPOINTS {
             let first = ENDPOINTS.iter().find(|f| f.path == e.path).unwrap();

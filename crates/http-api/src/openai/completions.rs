@@ -18,7 +18,8 @@ use crate::{ApiError, AppState, RequestContext};
 /// `chat.completion.chunk`s ending in `data: [DONE]`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = CompletionRequest,
     responses(
-        (status = 200, description = "A chat.completion; with stream: true, text/event-stream of chat.completion.chunk then [DONE]", body = ChatCompletion),
+        (status = 200, description = "A chat.completion; with stream: true, text/event-stream of chat.completion.chunk then [DONE]",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
         (status = 400, description = "Malformed JSON or wrong types", body = OpenAiError),
         (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
         (status = 404, description = "Unknown model (model_not_found)", body = OpenAiError),
@@ -99,7 +100,7 @@ pub(crate) async fn completions(
                 refusal: None,
             },
             logprobs: None,
-            finish_reason: answer.finish_reason.as_str().to_owned(),
+            finish_reason: openai_finish_reason(&answer.finish_reason).to_owned(),
         }],
         usage: usage(&answer.usage),
         system_fingerprint: None,
@@ -186,7 +187,8 @@ impl StreamFormat for OpenAiChunks {
         _cost: &CostEstimate,
         _latency: Duration,
     ) -> Vec<sse::Event> {
-        let mut events = vec![self.chunk(Delta::default(), Some(finish_reason.as_str()))];
+        let mut events =
+            vec![self.chunk(Delta::default(), Some(openai_finish_reason(finish_reason)))];
         if self.include_usage {
             events.push(self.event(Vec::new(), Some(usage(tokens))));
         }
@@ -198,5 +200,37 @@ impl StreamFormat for OpenAiChunks {
         vec![json_event(&super::error_body(&ApiError::new(
             code, message,
         )))]
+    }
+}
+
+/// OpenAI's closed set of finish reasons. Typed clients (enums in Go, Rust, TypeScript SDKs)
+/// refuse a value outside it, so an upstream's own word (Anthropic's `pause_turn`, Gemini's
+/// `RECITATION`...) is reported as `stop` here; `/chat/*` and the usage log keep it verbatim.
+fn openai_finish_reason(reason: &FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop | FinishReason::Other(_) => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::ToolCalls => "tool_calls",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reasons_stay_inside_openai_s_set() {
+        let cases = [
+            (FinishReason::Stop, "stop"),
+            (FinishReason::Length, "length"),
+            (FinishReason::ContentFilter, "content_filter"),
+            (FinishReason::ToolCalls, "tool_calls"),
+            (FinishReason::Other("pause_turn".into()), "stop"),
+            (FinishReason::Other("RECITATION".into()), "stop"),
+        ];
+        for (reason, expected) in cases {
+            assert_eq!(openai_finish_reason(&reason), expected, "{reason:?}");
+        }
     }
 }

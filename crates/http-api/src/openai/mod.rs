@@ -22,7 +22,9 @@ pub(crate) const PREFIX: &str = "/v1/";
 /// status the rest of the API would use.
 pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
     let kind = match error.code() {
-        ErrorCode::Unauthorized => "authentication_error",
+        // What OpenAI itself answers to a bad key (with code invalid_api_key), so SDK code
+        // that inspects the type behaves as it would against OpenAI.
+        ErrorCode::Unauthorized => "invalid_request_error",
         ErrorCode::Forbidden => "permission_error",
         ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "rate_limit_error",
         code if ApiError::status_for(code).is_server_error() => "api_error",

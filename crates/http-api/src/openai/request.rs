@@ -90,9 +90,12 @@ impl CompletionRequest {
         if self.n.is_some_and(|n| n != 1) {
             errors.push("n", "only one choice (n = 1) is supported");
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_null())
-            || self.functions.as_ref().is_some_and(|f| !f.is_null())
-        {
+        // Null or an empty list means no tools (some SDKs always send `tools: []`).
+        let asks_for_tools = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        };
+        if asks_for_tools(&self.tools) || asks_for_tools(&self.functions) {
             errors.push("tools", "tool and function calling are not supported");
         }
         if self.messages.is_empty() {
@@ -289,6 +292,24 @@ mod tests {
         assert_eq!(
             parse(serde_json::json!({"model": "s", "messages": []})).unwrap_err(),
             ["messages"]
+        );
+        // No tools, however an SDK spells it, is fine.
+        for none in [serde_json::json!(null), serde_json::json!([])] {
+            assert!(
+                parse(
+                    serde_json::json!({"model": "s", "tools": none, "functions": none,
+                    "messages": [{"role": "user", "content": "x"}]})
+                )
+                .is_ok()
+            );
+        }
+        assert_eq!(
+            parse(
+                serde_json::json!({"model": "s", "functions": [{"name": "f"}],
+                "messages": [{"role": "user", "content": "x"}]})
+            )
+            .unwrap_err(),
+            ["tools"]
         );
         assert_eq!(
             parse(serde_json::json!({"model": "s", "messages": [{"role": "assistant", "content": "x"}]}))

@@ -119,7 +119,7 @@ pub(crate) struct OpenAiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OpenAiErrorBody {
     pub message: String,
-    /// `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `invalid_request_error` (also for a bad key, as OpenAI does), `permission_error`,
     /// `rate_limit_error` or `api_error`.
     #[serde(rename = "type")]
     pub kind: &'static str,
