@@ -165,6 +165,7 @@ mod management {
             ("provider", json!("google"), json!("cohere")),
             ("model", json!("llama3.1:8b"), json!("bad model!")),
             ("model", json!("m"), json!("")),
+            ("model", json!("m".repeat(200)), json!("m".repeat(201))),
             (
                 "base_url",
                 json!("https://api.x.ai/v1"),
@@ -183,13 +184,85 @@ mod management {
             assert_eq!(refused.status(), 422, "{field} = {bad} was accepted");
             assert_eq!(fields_of(refused).await, [field], "{field} = {bad}");
         }
-        let mut negative_price = valid();
-        negative_price["name"] = json!("Negative price");
-        negative_price["pricing"] = json!({"input_per_1m": -1, "output_per_1m": 1});
+        // Prices: 0 (free, a local model) to 10,000 USD per million tokens, each side.
+        let priced = |name: &str, input: Value, output: Value| {
+            let mut body = valid();
+            body["name"] = json!(name);
+            body["pricing"] = json!({"input_per_1m": input, "output_per_1m": output});
+            body
+        };
+        for (i, (input, output)) in [(0.0, 0.0), (10_000.0, 10_000.0)].into_iter().enumerate() {
+            let body = priced(&format!("Priced {i}"), json!(input), json!(output));
+            assert_eq!(post(&app, "/specialists", &body).await.status(), 201);
+        }
+        for (input, output, field) in [
+            (json!(-1), json!(1), "pricing.input_per_1m"),
+            (json!(-0.01), json!(0), "pricing.input_per_1m"),
+            (json!(10_000.01), json!(1), "pricing.input_per_1m"),
+            (json!(1), json!(10_000.01), "pricing.output_per_1m"),
+        ] {
+            let body = priced("Bad price", input, output);
+            assert_eq!(
+                fields_of(post(&app, "/specialists", &body).await).await,
+                [field]
+            );
+        }
+        // The name must say something; the id is 1-64 of [A-Za-z0-9_-].
+        for blank in ["", "   "] {
+            let mut body = valid();
+            body["name"] = json!(blank);
+            assert_eq!(
+                fields_of(post(&app, "/specialists", &body).await).await,
+                ["name"]
+            );
+        }
+        let mut longest_id = valid();
+        longest_id["name"] = json!("Longest id");
+        longest_id["id"] = json!("i".repeat(64));
+        assert_eq!(post(&app, "/specialists", &longest_id).await.status(), 201);
+        longest_id["name"] = json!("Too long id");
+        longest_id["id"] = json!("i".repeat(65));
         assert_eq!(
-            fields_of(post(&app, "/specialists", &negative_price).await).await,
-            ["pricing.input_per_1m"]
+            fields_of(post(&app, "/specialists", &longest_id).await).await,
+            ["id"]
         );
+
+        // The same rules guard PUT and PATCH.
+        let mut replacement = valid();
+        replacement["name"] = json!("Longest id");
+        replacement["temperature"] = json!(2.1);
+        replacement["max_tokens"] = json!(0);
+        let path = format!("/specialists/{}", "i".repeat(64));
+        let put = app
+            .client
+            .put(app.url(&path))
+            .json(&replacement)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 422);
+        assert_eq!(fields_of(put).await, ["temperature", "max_tokens"]);
+        let patch = app
+            .client
+            .patch(app.url(&path))
+            .json(&json!({"system_prompt": "p".repeat(4001), "model": "bad model!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), 422);
+        let mut fields = fields_of(patch).await;
+        fields.sort();
+        assert_eq!(fields, ["model", "system_prompt"]);
+        let unchanged: Value = app
+            .client
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(unchanged["version"], 1, "refused changes change nothing");
     }
 
     fn uuid_like(value: &Value) -> String {
@@ -242,6 +315,44 @@ mod management {
             fields_of(post(&app, "/specialists", &taken).await).await,
             ["name"]
         );
+
+        // Rules that need the rest of the catalogue (a taken name, the base URL policy) are
+        // listed too when other fields are missing or the id is bad.
+        let response = post(
+            &app,
+            "/specialists",
+            &json!({"id": "bad id", "name": "FINANCIAL ANALYST",
+                    "base_url": "https://169.254.169.254/v1"}),
+        )
+        .await;
+        let mut fields = fields_of(response).await;
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "base_url",
+                "id",
+                "model",
+                "name",
+                "provider",
+                "system_prompt"
+            ]
+        );
+        // And on a PUT whose body names another id.
+        let mut renamed = valid();
+        renamed["id"] = json!("someone-else");
+        renamed["name"] = json!("Financial Analyst");
+        renamed["temperature"] = json!(3);
+        let put = app
+            .client
+            .put(app.url("/specialists/general"))
+            .json(&renamed)
+            .send()
+            .await
+            .unwrap();
+        let mut fields = fields_of(put).await;
+        fields.sort();
+        assert_eq!(fields, ["id", "name", "temperature"]);
 
         let unknown = post(&app, "/specialists", &json!({"nmae": "typo"})).await;
         assert_eq!(

@@ -36,6 +36,16 @@ impl ValidationErrors {
         self.0.extend(other.0);
     }
 
+    /// Adds `other`'s errors for fields not already at fault (one reason per field is enough
+    /// when several checks look at the same field).
+    pub fn extend_new_fields(&mut self, other: ValidationErrors) {
+        for error in other.0 {
+            if !self.0.iter().any(|e| e.field == error.field) {
+                self.0.push(error);
+            }
+        }
+    }
+
     /// The same errors with `prefix` put before every field path (`specialists[2].` + `name`).
     pub fn with_prefix(self, prefix: &str) -> Self {
         Self(

@@ -210,26 +210,27 @@ pub(crate) async fn create(
             .map_err(|e| errors.push("id", e.to_string()))
             .ok(),
     };
-    let draft = match body.into_new_draft() {
-        Ok(draft) => {
-            if !errors.is_empty()
-                && let Err(more) = draft.validate()
-            {
-                errors.extend(more);
+    let (name, base_url) = (body.name.clone(), body.base_url.clone().flatten());
+    match (id, body.into_new_draft()) {
+        (Some(id), Ok(draft)) => {
+            // The catalogue checks every rule, its own included, under its lock.
+            let catalogue = state.catalogue.clone();
+            let created = blocking(move || catalogue.create(id, &draft)).await?;
+            Ok(created_response(&created))
+        }
+        (_, draft) => {
+            match draft.map(|d| d.validate()) {
+                Ok(Ok(_)) => {}
+                Ok(Err(more)) | Err(more) => errors.extend(more),
             }
-            draft
+            errors.extend_new_fields(state.catalogue.problems_with_others(
+                name.as_deref(),
+                base_url.as_deref(),
+                None,
+            ));
+            Err(ApiError::validation(errors))
         }
-        Err(more) => {
-            errors.extend(more);
-            return Err(ApiError::validation(errors));
-        }
-    };
-    let Some(id) = id.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::validation(errors));
-    };
-    let catalogue = state.catalogue.clone();
-    let created = blocking(move || catalogue.create(id, &draft)).await?;
-    Ok(created_response(&created))
+    }
 }
 
 /// `PUT /specialists/{id}` (admin): replaces every editable field.
@@ -256,8 +257,23 @@ pub(crate) async fn replace(
     let id = parse_id(&id)?;
     let expected = if_match(&request)?;
     let mut body = body.into_inner();
-    check_body_id(body.id.take(), &id)?;
-    let draft = body.into_new_draft().map_err(ApiError::validation)?;
+    let mut errors = body_id_problems(body.id.take(), &id);
+    let (name, base_url) = (body.name.clone(), body.base_url.clone().flatten());
+    let draft = match body.into_new_draft() {
+        Ok(draft) if errors.is_empty() => draft,
+        draft => {
+            match draft.map(|d| d.validate()) {
+                Ok(Ok(_)) => {}
+                Ok(Err(more)) | Err(more) => errors.extend(more),
+            }
+            errors.extend_new_fields(state.catalogue.problems_with_others(
+                name.as_deref(),
+                base_url.as_deref(),
+                Some(&id),
+            ));
+            return Err(ApiError::validation(errors));
+        }
+    };
     let catalogue = state.catalogue.clone();
     let updated = blocking(move || catalogue.update(&id, expected, |_| draft)).await?;
     Ok(with_etag(HttpResponse::Ok(), &updated))
@@ -369,14 +385,20 @@ fn parse_id(raw: &str) -> Result<SpecialistId, ApiError> {
 }
 
 /// A body may repeat the id of the path (as `GET` returned it), not name another.
+fn body_id_problems(body_id: Option<String>, id: &SpecialistId) -> ValidationErrors {
+    let mut details = ValidationErrors::new();
+    if body_id.is_some_and(|other| other != id.as_str()) {
+        details.push("id", "cannot be changed; it must match the path");
+    }
+    details
+}
+
 fn check_body_id(body_id: Option<String>, id: &SpecialistId) -> Result<(), ApiError> {
-    match body_id {
-        Some(other) if other != id.as_str() => {
-            let mut details = ValidationErrors::new();
-            details.push("id", "cannot be changed; it must match the path");
-            Err(ApiError::validation(details))
-        }
-        _ => Ok(()),
+    let problems = body_id_problems(body_id, id);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
     }
 }
 

@@ -89,33 +89,57 @@ impl Catalogue {
     ) -> Result<core_domain::SpecialistSpec, CatalogueError> {
         let mut errors = ValidationErrors::new();
         let spec = draft.validate().map_err(|e| errors.extend(e)).ok();
-        if let Some(url) = draft
-            .base_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            && let Err(reason) = self.policy().check(url)
-            && !errors.errors().iter().any(|e| e.field == "base_url")
-        {
-            errors.push("base_url", reason);
-        }
-        let name = draft.name.trim().to_lowercase();
-        if list
-            .iter()
-            .any(|s| Some(s.id()) != replacing && s.name().to_lowercase() == name)
-        {
-            errors.push(
-                "name",
-                format!(
-                    "'{}' is taken by another specialist (names are case-insensitive)",
-                    draft.name.trim()
-                ),
-            );
-        }
+        errors.extend_new_fields(self.problems_among(
+            list,
+            Some(&draft.name),
+            draft.base_url.as_deref(),
+            replacing,
+        ));
         match spec {
             Some(spec) if errors.is_empty() => Ok(spec),
             _ => Err(CatalogueError::Invalid(errors)),
         }
+    }
+
+    /// The rules that depend on more than the specialist itself — the base URL policy and a
+    /// name no other specialist has — for fields given, checked against the catalogue as it
+    /// is now. For listing with a request's other problems when it cannot be applied anyway;
+    /// a change is checked again under the lock.
+    pub fn problems_with_others(
+        &self,
+        name: Option<&str>,
+        base_url: Option<&str>,
+        replacing: Option<&SpecialistId>,
+    ) -> ValidationErrors {
+        self.problems_among(&self.snapshot_list(), name, base_url, replacing)
+    }
+
+    fn problems_among(
+        &self,
+        list: &[Arc<Specialist>],
+        name: Option<&str>,
+        base_url: Option<&str>,
+        replacing: Option<&SpecialistId>,
+    ) -> ValidationErrors {
+        let mut errors = ValidationErrors::new();
+        if let Some(url) = base_url.map(str::trim).filter(|u| !u.is_empty())
+            && let Err(reason) = self.policy().check(url)
+        {
+            errors.push("base_url", reason);
+        }
+        if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
+            let lower = name.to_lowercase();
+            if list
+                .iter()
+                .any(|s| Some(s.id()) != replacing && s.name().to_lowercase() == lower)
+            {
+                errors.push(
+                    "name",
+                    format!("'{name}' is taken by another specialist (names are case-insensitive)"),
+                );
+            }
+        }
+        errors
     }
 }
 
