@@ -325,3 +325,123 @@ async fn two_users_have_separate_rate_limit_buckets() {
     assert_eq!(chat_as(&app, Some(&grace)).await.status(), 200);
     assert_eq!(chat_as(&app, Some(&grace)).await.status(), 429);
 }
+
+/// HS256 with every optional check configured: issuer, audience, a custom email claim and
+/// admin from a list claim.
+async fn strict_app() -> TestApp {
+    TestApp::spawn_with(|settings, _| {
+        settings.auth.mode = AuthMode::Required;
+        settings.auth.jwt = Some(JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some(SecretString::from(HS_SECRET)),
+            issuer: Some("https://login.example.com".into()),
+            audience: Some("commander".into()),
+            email_claim: "upn".into(),
+            admin_claim: "groups".into(),
+            admin_value: "gateway-admins".into(),
+            leeway_seconds: 5,
+            ..JwtConfig::default()
+        });
+    })
+    .await
+}
+
+fn strict_claims(groups: &[&str]) -> Value {
+    json!({"upn": "ada@example.com", "iss": "https://login.example.com", "aud": "commander",
+           "exp": now() + 600, "groups": groups})
+}
+
+#[tokio::test]
+async fn issuer_audience_and_a_required_exp_are_enforced() {
+    let app = strict_app().await;
+    assert_eq!(
+        chat_as(&app, Some(&hs256(&strict_claims(&[]))))
+            .await
+            .status(),
+        200
+    );
+    let cases = [
+        (
+            "iss",
+            json!("https://evil.example.com"),
+            "issuer is not accepted",
+        ),
+        ("aud", json!("another-service"), "not meant for this server"),
+    ];
+    for (claim, value, why) in cases {
+        let mut claims = strict_claims(&[]);
+        claims[claim] = value;
+        let token = hs256(&claims);
+        assert_unauthorized(chat_as(&app, Some(&token)).await, why, &token).await;
+        // Leaving the claim out is no way around the check.
+        claims.as_object_mut().unwrap().remove(claim);
+        let token = hs256(&claims);
+        let absent = format!("({claim}) and one is required");
+        assert_unauthorized(chat_as(&app, Some(&token)).await, &absent, &token).await;
+    }
+    // A token that never expires is not accepted.
+    let mut forever = strict_claims(&[]);
+    forever.as_object_mut().unwrap().remove("exp");
+    let token = hs256(&forever);
+    assert_unauthorized(chat_as(&app, Some(&token)).await, "(exp)", &token).await;
+    // Signed by someone else with the same algorithm.
+    let impostor = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &strict_claims(&["gateway-admins"]),
+        &EncodingKey::from_secret(b"another-secret-of-thirty-two-characters!"),
+    )
+    .unwrap();
+    assert_unauthorized(chat_as(&app, Some(&impostor)).await, "signature", &impostor).await;
+}
+
+#[tokio::test]
+async fn the_configured_email_claim_names_the_caller_and_a_group_claim_makes_an_admin() {
+    let app = strict_app().await;
+    // The email is in `upn`; a token with only `email` has none where we look.
+    let mut wrong_place = strict_claims(&[]);
+    wrong_place.as_object_mut().unwrap().remove("upn");
+    wrong_place["email"] = json!("ada@example.com");
+    let token = hs256(&wrong_place);
+    assert_unauthorized(chat_as(&app, Some(&token)).await, "'upn' claim", &token).await;
+
+    let specialist = json!({"name": "Made by a token", "provider": "mock", "model": "mock-echo",
+                            "system_prompt": "Hi."});
+    let create = |token: String| {
+        app.client
+            .post(app.url("/specialists"))
+            .bearer_auth(token)
+            .json(&specialist)
+            .send()
+    };
+    let user = create(hs256(&strict_claims(&["staff"]))).await.unwrap();
+    assert_eq!(user.status(), 403);
+    assert_eq!(error_body(user).await["code"], "forbidden");
+    let admin = create(hs256(&strict_claims(&["staff", "gateway-admins"])))
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 201);
+
+    // A string claim works as well as a list.
+    let mut single = strict_claims(&[]);
+    single["groups"] = json!("gateway-admins");
+    let listed = app
+        .client
+        .get(app.url("/usage/summary?scope=all"))
+        .bearer_auth(hs256(&single))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    assert_eq!(
+        chat_as(&app, Some(&hs256(&strict_claims(&[]))))
+            .await
+            .status(),
+        200
+    );
+    let rows = app.wait_for_usage_rows(1).await;
+    assert_eq!(
+        rows[0].user_email_hash.as_deref(),
+        Some(sha256_hex("ada@example.com").as_str())
+    );
+}

@@ -234,15 +234,24 @@ impl JwtVerifier {
         validation.leeway = config.leeway_seconds;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `iss` and `aud` only when the token has them: a configured
+        // issuer or audience must also be a required claim, or leaving it out gets around it.
+        let mut required = vec!["exp"];
         match &config.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self {
             key,
             validation,
@@ -314,7 +323,11 @@ fn token_problem(kind: &ErrorKind) -> &'static str {
         }
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token is not meant for this server",
-        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp)",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => "the token has no issuer (iss) and one is required",
+            "aud" => "the token has no audience (aud) and one is required",
+            _ => "the token has no expiry (exp) and one is required",
+        },
         _ => "the token is malformed",
     }
 }
