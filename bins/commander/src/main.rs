@@ -152,12 +152,13 @@ async fn serve(settings: commander::Settings) -> Result<(), String> {
 
 async fn migrate(settings: commander::Settings) -> Result<(), String> {
     let database = settings.database;
-    // Connecting applies pending migrations.
-    tokio::task::spawn_blocking(move || UsageStore::connect(&database))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    println!("migrations applied");
+    let applied = tokio::task::spawn_blocking(move || {
+        UsageStore::connect_without_migrating(&database)?.migrate()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    println!("{applied} migration(s) applied; the database schema is up to date");
     Ok(())
 }
 

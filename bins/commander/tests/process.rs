@@ -571,3 +571,187 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
         .expect("the stream's usage row was written before exit");
     assert!(row.success && row.streamed);
 }
+
+fn commander(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir)
+        .env_clear()
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn keys_new_prints_a_fresh_key_once_and_a_config_line_that_admits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_key = || {
+        let output = commander(
+            dir.path(),
+            &[
+                "keys",
+                "new",
+                "--name",
+                "ops laptop",
+                "--email",
+                "Root@Example.com",
+                "--role",
+                "admin",
+            ],
+        );
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let indented: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .collect();
+        assert_eq!(indented.len(), 2, "the key, then the config line: {stdout}");
+        (indented[0].to_owned(), indented[1].to_owned())
+    };
+    let (key, line) = new_key();
+    let (other_key, _) = new_key();
+    assert_ne!(key, other_key, "every key is fresh");
+    assert!(key.len() >= 40, "{key}");
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    assert!(line.contains(&format!("sha256 = \"{hash}\"")), "{line}");
+    assert!(!line.contains(&key), "the config line holds only the hash");
+    assert!(line.contains("role = \"admin\""), "{line}");
+
+    // The printed line, pasted into the config as told, admits the key as an admin.
+    std::fs::write(
+        dir.path().join("commander.toml"),
+        format!("[auth]\nmode = \"required\"\napi_keys = [\n  {line}\n]\n"),
+    )
+    .unwrap();
+    let (mut child, address) = start(dir.path(), &[]);
+    let create = |key: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("authorization: Bearer {key}"))
+            .args(["-H", "content-type: application/json", "-d"])
+            .arg(r#"{"name": "Keyed", "provider": "mock", "model": "mock-echo", "system_prompt": "Hi."}"#)
+            .arg(format!("http://{address}/specialists"))
+            .output()
+            .expect("curl runs");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(create(&other_key), "401", "a key not in the config");
+    assert_eq!(create(&key), "201");
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+
+    // Bad input is refused with a reason, and prints no key.
+    for args in [
+        [
+            "keys", "new", "--name", "", "--email", "a@b.c", "--role", "user",
+        ],
+        [
+            "keys",
+            "new",
+            "--name",
+            "n",
+            "--email",
+            "not-an-email",
+            "--role",
+            "user",
+        ],
+        [
+            "keys", "new", "--name", "n", "--email", "a@b.c", "--role", "root",
+        ],
+    ] {
+        let output = commander(dir.path(), &args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits_without_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = || {
+        let output = commander(dir.path(), &["migrate"]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let store = || {
+        UsageStore::connect_without_migrating(&DatabaseConfig {
+            url: format!(
+                "sqlite://{}",
+                dir.path().join("data/commander.db").display()
+            ),
+            ..DatabaseConfig::default()
+        })
+        .unwrap()
+    };
+    // Before: an empty file has every migration pending.
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    assert!(store().check_ready().is_err());
+    let shipped = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/sqlite"
+    ))
+    .unwrap()
+    .filter(|e| e.as_ref().unwrap().path().join("up.sql").exists())
+    .count();
+    assert!(shipped >= 2);
+    let first = migrate();
+    assert!(
+        first.starts_with(&format!("{shipped} migration(s) applied")),
+        "{first}"
+    );
+    assert!(store().check_ready().is_ok(), "nothing pending after");
+    assert!(store().all_rows().unwrap().is_empty(), "the table exists");
+    assert!(
+        migrate().starts_with("0 migration(s) applied"),
+        "idempotent"
+    );
+    assert!(
+        !dir.path().join("config").exists(),
+        "migrate touches the database only (no catalogue written)"
+    );
+
+    // A database it cannot reach is a clear failure, not a hang.
+    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "COMMANDER__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .env("COMMANDER__DATABASE__CONNECT_TIMEOUT_MS", "500")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!output.stderr.is_empty());
+}
+
+#[test]
+fn help_documents_every_subcommand_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let output = commander(dir.path(), args);
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    for item in [
+        "serve",
+        "check-config",
+        "migrate",
+        "usage",
+        "keys",
+        "--config",
+    ] {
+        assert!(top.contains(item), "--help lacks {item}: {top}");
+    }
+    let report = help(&["usage", "report", "--help"]);
+    for flag in ["--from", "--to", "--group-by", "--format"] {
+        assert!(report.contains(flag), "{report}");
+    }
+    let keys = help(&["keys", "new", "--help"]);
+    for flag in ["--name", "--email", "--role"] {
+        assert!(keys.contains(flag), "{keys}");
+    }
+}

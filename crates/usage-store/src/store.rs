@@ -90,6 +90,13 @@ impl UsageStore {
     /// Opens the pool for `config.url` (creating a SQLite file and its directory if needed) and
     /// applies any pending migrations.
     pub fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let store = Self::connect_without_migrating(config)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the pool for `config.url` and leaves the schema as it is (see [`Self::migrate`]).
+    pub fn connect_without_migrating(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let url = config.url.trim();
         let pool_size = config.pool_size.max(1);
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
@@ -121,9 +128,7 @@ impl UsageStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let store = Self { pool };
-        store.migrate()?;
-        Ok(store)
+        Ok(Self { pool })
     }
 
     pub(crate) fn pool(&self) -> &Pool {
