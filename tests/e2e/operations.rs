@@ -7,35 +7,11 @@ use fake_upstream::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::json;
 
-/// The samples of a Prometheus text exposition: "name{labels}" -> value.
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    assert!(
-        response.headers().get("x-ratelimit-limit").is_none(),
-        "metrics are not limited"
-    );
-    response
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
+/// A series' value; it must be exposed (a renamed or missing metric fails, not reads 0).
 fn sample(samples: &HashMap<String, f64>, name: &str) -> f64 {
-    samples.get(name).copied().unwrap_or(0.0)
+    *samples
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not exposed"))
 }
 
 #[tokio::test]
@@ -49,7 +25,7 @@ async fn metrics_move_by_exactly_the_calls_made() {
         settings.rate_limit.requests = std::num::NonZeroU32::new(5).unwrap();
     })
     .await;
-    let before = scrape(&app).await;
+    let before = app.metrics().await;
 
     fake.push(Reply::text("fine").usage(1000, 200));
     fake.push(Reply::text("fine").usage(10, 20));
@@ -85,8 +61,9 @@ async fn metrics_move_by_exactly_the_calls_made() {
     assert_eq!(refused.status(), 429);
     app.usage_rows().await;
 
-    let after = scrape(&app).await;
-    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    let after = app.metrics().await;
+    // A labelled series appears with its first sample, so "before" may lack it; "after" not.
+    let moved = |name: &str| sample(&after, name) - before.get(name).copied().unwrap_or(0.0);
     let requests = |status: &str| {
         moved(&format!(
             "commander_http_requests_total{{method=\"POST\",route=\"/chat/send\",status=\"{status}\"}}"
@@ -134,8 +111,63 @@ async fn metrics_move_by_exactly_the_calls_made() {
     // Four calls reached a specialist (three to general, one stream), each with its row; the
     // unknown specialist and the refused call left none.
     assert_eq!(moved("commander_usage_rows_written_total"), 4.0);
+    let batches = moved("commander_usage_batches_total");
+    assert!((1.0..=4.0).contains(&batches), "{batches}");
     assert_eq!(sample(&after, "commander_usage_queue_depth"), 0.0);
-    assert_eq!(moved("commander_usage_spilled_total"), 0.0);
+    for untouched in [
+        "commander_usage_spilled_total",
+        "commander_usage_replayed_total",
+        "commander_usage_write_errors_total",
+    ] {
+        assert_eq!(moved(untouched), 0.0, "{untouched}");
+    }
+}
+
+#[tokio::test]
+async fn streams_in_flight_counts_open_streams_on_both_routes() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    let slow = || {
+        Reply::text("one two three four")
+            .chunks(4)
+            .chunk_delay(std::time::Duration::from_millis(300))
+    };
+    fake.push(slow());
+    fake.push(slow());
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, _| {
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("k"));
+    })
+    .await;
+    let open =
+        |path: &str, body: serde_json::Value| app.client.post(app.url(path)).json(&body).send();
+    let chat = open(
+        "/chat/stream",
+        json!({"specialist_id": "general", "message": "slowly"}),
+    )
+    .await
+    .unwrap();
+    let v1 = open(
+        "/v1/chat/completions",
+        json!({"model": "general", "stream": true,
+               "messages": [{"role": "user", "content": "slowly"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((chat.status().as_u16(), v1.status().as_u16()), (200, 200));
+    let during = app.metrics().await;
+    assert_eq!(sample(&during, "commander_streams_in_flight"), 2.0);
+    chat.text().await.unwrap();
+    v1.text().await.unwrap();
+    let after = app.metrics().await;
+    assert_eq!(sample(&after, "commander_streams_in_flight"), 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            "commander_http_requests_total{method=\"POST\",route=\"/v1/chat/completions\",status=\"200\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]

@@ -151,6 +151,38 @@ async fn ready_follows_the_database() {
         200
     );
 
+    // Calls are answered through the outage; their rows wait, and the failed writes show.
+    let before = app.metrics().await;
+    let metric = |samples: &std::collections::HashMap<String, f64>, name: &str| {
+        *samples
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not exposed"))
+    };
+    for i in 0..3 {
+        let answered = app
+            .post_json(
+                "/chat/send",
+                &json!({"specialist_id": "demo", "message": format!("during the outage {i}")}),
+            )
+            .await;
+        assert_eq!(answered.status(), 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = app.metrics().await;
+        if metric(&now, "commander_usage_write_errors_total")
+            > metric(&before, "commander_usage_write_errors_total")
+        {
+            assert!(metric(&now, "commander_usage_queue_depth") >= 1.0);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a failed write shows within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     proxy.restore();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -163,4 +195,13 @@ async fn ready_follows_the_database() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 3, "every call of the outage logged once");
+    let after = app.metrics().await;
+    assert_eq!(metric(&after, "commander_usage_queue_depth"), 0.0);
+    assert_eq!(
+        metric(&after, "commander_usage_rows_written_total")
+            - metric(&before, "commander_usage_rows_written_total"),
+        3.0
+    );
 }

@@ -129,6 +129,34 @@ impl TestApp {
             .expect("rows load")
     }
 
+    /// The samples `/metrics` exposes now: `name{labels}` -> value. Checks that the endpoint
+    /// answers Prometheus text and is not rate limited.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert!(
+            response.headers().get("x-ratelimit-limit").is_none(),
+            "metrics are not limited"
+        );
+        response
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Usage rows once at least `count` exist (for records written after the response, such
     /// as a disconnected client's), waiting at most 5 s.
     pub async fn wait_for_usage_rows(&self, count: usize) -> Vec<StoredUsage> {

@@ -157,7 +157,7 @@ impl WriterCollector {
             usage,
             queue_depth: IntGauge::new(
                 "usage_queue_depth",
-                "Usage records waiting for the writer",
+                "Usage records not yet in the database (queued or in the batch being written)",
             )?,
             counters: [
                 (

@@ -38,12 +38,25 @@ struct Counters {
     rows_written: AtomicU64,
     batches_written: AtomicU64,
     write_errors: AtomicU64,
+    /// Records the writer has taken off the queue and not yet committed or spilled (its
+    /// pending batch, or a batch retrying through an outage).
+    in_hand: AtomicU64,
+}
+
+/// Takes a batch's records off the in-hand count when dropped.
+struct Settled(Arc<Counters>, u64);
+
+impl Drop for Settled {
+    fn drop(&mut self) {
+        self.0.in_hand.fetch_sub(self.1, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of the writer's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Records waiting in the queue.
+    /// Records not yet in the database: waiting in the queue, or in the batch being written
+    /// (which, during an outage, is retried while the queue fills behind it).
     pub queue_depth: usize,
     /// Rows committed by batches since start.
     pub rows_written: u64,
@@ -130,7 +143,9 @@ impl UsageSink {
     pub fn stats(&self) -> WriterStats {
         let c = &self.counters;
         WriterStats {
-            queue_depth: self.tx.max_capacity() - self.tx.capacity(),
+            queue_depth: (self.tx.max_capacity() - self.tx.capacity()).saturating_add(
+                usize::try_from(c.in_hand.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+            ),
             rows_written: c.rows_written.load(Ordering::Relaxed),
             batches_written: c.batches_written.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
@@ -291,6 +306,7 @@ impl Worker {
     async fn accept(&mut self, command: Command, pending: &mut Vec<UsageRecord>) {
         match command {
             Command::Record(record) => {
+                self.counters.in_hand.fetch_add(1, Ordering::Relaxed);
                 pending.push(*record);
                 if pending.len() >= self.batch_size || !self.waiters.is_empty() {
                     self.write(std::mem::take(pending)).await;
@@ -326,6 +342,8 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
+        // However this ends (committed or spilled), the batch is no longer in hand.
+        let _settled = Settled(Arc::clone(&self.counters), batch.len() as u64);
         let batch = Arc::new(batch);
         let mut delay = FIRST_RETRY_DELAY;
         let mut failed = false;
