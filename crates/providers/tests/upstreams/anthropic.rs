@@ -45,7 +45,12 @@ async fn complete_sends_a_messages_request_and_parses_the_answer() {
 async fn stream_reads_every_event_type_and_reassembles_the_text() {
     let fake = start(Wire::Anthropic).await;
     let text = "Claude streams in content_block_delta events.";
-    fake.push(Reply::text(text).usage(55, 9).chunks(5));
+    fake.push(
+        Reply::text(text)
+            .usage(55, 9)
+            .chunks(5)
+            .finish(Finish::Length),
+    );
     let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
 
     let got = collect(provider.as_ref(), &request("claude-haiku-4-5")).await;
@@ -56,11 +61,44 @@ async fn stream_reads_every_event_type_and_reassembles_the_text() {
         finished(&got.events),
         &StreamEvent::Finished {
             usage: TokenUsage::reported(55, 9),
-            finish_reason: FinishReason::Stop,
+            finish_reason: FinishReason::Length,
             model: "claude-haiku-4-5".into(),
         }
     );
-    assert_eq!(fake.requests()[0].body["stream"], true);
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": "claude-haiku-4-5",
+            "max_tokens": 256,
+            "system": "You are terse.",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2+2?"}
+            ],
+            "temperature": 0.3,
+            "stream": true
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_without_usage_is_estimated() {
+    let fake = start(Wire::Anthropic).await;
+    fake.push(Reply::text("abcdabcdabcd").without_usage().chunks(3));
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let got = collect(provider.as_ref(), &request("claude-3-haiku")).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    let StreamEvent::Finished { usage, .. } = finished(&got.events) else {
+        unreachable!()
+    };
+    assert!(usage.is_estimated);
+    assert_eq!(usage.output_tokens, 3, "12 characters at 4 a token");
 }
 
 #[tokio::test]

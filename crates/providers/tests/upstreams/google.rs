@@ -41,7 +41,12 @@ async fn generate_content_request_and_answer() {
 async fn stream_generate_content_over_sse_with_crlf_events() {
     let fake = start(Wire::Google).await;
     let text = "Gemini ends its stream without a marker.";
-    fake.push(Reply::text(text).usage(12, 8).chunks(4));
+    fake.push(
+        Reply::text(text)
+            .usage(12, 8)
+            .chunks(4)
+            .finish(Finish::Length),
+    );
     let provider = provider(&config_for(&fake), ProviderKind::Google);
 
     let got = collect(provider.as_ref(), &request("gemini-1.5-pro")).await;
@@ -51,7 +56,7 @@ async fn stream_generate_content_over_sse_with_crlf_events() {
         finished(&got.events),
         &StreamEvent::Finished {
             usage: TokenUsage::reported(12, 8),
-            finish_reason: FinishReason::Stop,
+            finish_reason: FinishReason::Length,
             model: "gemini-1.5-pro".into(),
         }
     );
@@ -60,7 +65,20 @@ async fn stream_generate_content_over_sse_with_crlf_events() {
         sent.path,
         "/v1beta/models/gemini-1.5-pro:streamGenerateContent"
     );
-    assert_eq!(sent.query, "alt=sse");
+    assert_eq!(sent.query, "alt=sse", "and never the key");
+    assert_eq!(sent.header("x-goog-api-key"), Some(GOOGLE_KEY));
+    assert_eq!(
+        sent.body,
+        json!({
+            "contents": [
+                {"role": "user", "parts": [{"text": "Hi"}]},
+                {"role": "model", "parts": [{"text": "Hello!"}]},
+                {"role": "user", "parts": [{"text": "What is 2+2?"}]}
+            ],
+            "systemInstruction": {"parts": [{"text": "You are terse."}]},
+            "generationConfig": {"temperature": 0.3, "maxOutputTokens": 256}
+        })
+    );
 }
 
 #[tokio::test]

@@ -73,7 +73,12 @@ async fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
 async fn stream_asks_for_usage_and_reassembles_the_text_exactly() {
     let fake = start(Wire::OpenAi).await;
     let text = "Streaming, with ünïcödé and emoji 🎉, in seven pieces.";
-    fake.push(Reply::text(text).usage(30, 14).chunks(7));
+    fake.push(
+        Reply::text(text)
+            .usage(30, 14)
+            .chunks(7)
+            .finish(Finish::Length),
+    );
     let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
 
     let got = collect(provider.as_ref(), &request("gpt-4o-mini")).await;
@@ -89,13 +94,33 @@ async fn stream_asks_for_usage_and_reassembles_the_text_exactly() {
         finished(&got.events),
         &StreamEvent::Finished {
             usage: TokenUsage::reported(30, 14),
-            finish_reason: FinishReason::Stop,
+            finish_reason: FinishReason::Length,
             model: "gpt-4o-mini".into(),
         }
     );
-    let body = &fake.requests()[0].body;
-    assert_eq!(body["stream"], true);
-    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2+2?"}
+            ],
+            "temperature": 0.3,
+            "max_tokens": 256,
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        })
+    );
 }
 
 #[tokio::test]

@@ -291,3 +291,119 @@ async fn malformed_json_is_an_upstream_error() {
     let err = got.error.expect("a malformed event ends the stream");
     assert!(err.to_string().contains("malformed stream event"), "{err}");
 }
+
+/// Each wire format with its provider and a model it would serve.
+const WIRES: [(Wire, ProviderKind, &str); 3] = [
+    (Wire::OpenAi, ProviderKind::OpenAi, "gpt-4o"),
+    (Wire::Anthropic, ProviderKind::Anthropic, "claude-3-haiku"),
+    (Wire::Google, ProviderKind::Google, "gemini-2.0-flash"),
+];
+
+#[tokio::test]
+async fn every_wire_format_s_failures_are_reported_the_same_way() {
+    for (wire, kind, model) in WIRES {
+        let fake = start(wire).await;
+        let mut config = config_for(&fake);
+        for upstream in [
+            &mut config.openai,
+            &mut config.anthropic,
+            &mut config.google,
+        ] {
+            upstream.idle_timeout_ms = 300;
+        }
+        let provider = provider(&config, kind);
+
+        // The format's own error event mid-stream: the text before it, then its message.
+        fake.push(
+            Reply::text("one two three four")
+                .chunks(4)
+                .error_event_after(2, "model overloaded"),
+        );
+        let got = collect(provider.as_ref(), &request(model)).await;
+        assert_eq!(got.events.len(), 2, "{wire:?}: {:?}", got.events);
+        let err = got.error.expect("an error event ends the stream");
+        assert!(
+            err.to_string().contains("model overloaded"),
+            "{wire:?}: {err}"
+        );
+
+        // Malformed JSON, whole and streamed (neither is retried: the upstream did answer).
+        fake.push(Reply::malformed());
+        fake.push(Reply::malformed());
+        let err = provider.complete(&request(model)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProviderError::Upstream {
+                    status: Some(200),
+                    ..
+                }
+            ),
+            "{wire:?}: {err}"
+        );
+        let got = collect(provider.as_ref(), &request(model)).await;
+        assert!(got.events.is_empty(), "{wire:?}: {:?}", got.events);
+        assert!(
+            got.error
+                .expect("a malformed event ends the stream")
+                .to_string()
+                .contains("malformed"),
+            "{wire:?}"
+        );
+
+        assert_eq!(fake.request_count(), 3, "{wire:?}");
+
+        // A dropped connection and a stall, after some text.
+        fake.push(Reply::text("a b c d").chunks(4).drop_after(2));
+        let got = collect(provider.as_ref(), &request(model)).await;
+        assert_eq!(got.events.len(), 2, "{wire:?}: {:?}", got.events);
+        assert!(
+            matches!(
+                got.error,
+                Some(ProviderError::Upstream { status: None, .. })
+            ),
+            "{wire:?}: {:?}",
+            got.error
+        );
+        fake.push(Reply::text("a b c d").chunks(4).stall_after(1));
+        let got = collect(provider.as_ref(), &request(model)).await;
+        assert_eq!(got.events.len(), 1, "{wire:?}: {:?}", got.events);
+        assert_eq!(
+            got.error,
+            Some(ProviderError::Timeout {
+                phase: TimeoutPhase::IdleGap
+            }),
+            "{wire:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_with_backoff() {
+    let fake = start(Wire::OpenAi).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused_after = |retries: u32| {
+        let mut config = config_for(&fake);
+        config.openai.base_url = format!("http://127.0.0.1:{port}/v1");
+        config.openai.max_retries = retries;
+        config.openai.retry_base_delay_ms = 200;
+        let provider = provider(&config, ProviderKind::OpenAi);
+        async move {
+            let started = Instant::now();
+            provider.complete(&request("gpt-4o")).await.unwrap_err();
+            started.elapsed()
+        }
+    };
+    // Nothing to wait for without retries; two retries wait 100-200 ms, then 200-400 ms
+    // (exponential backoff with jitter of up to half), so at least 300 ms in all.
+    assert!(refused_after(0).await < Duration::from_millis(100));
+    let with_retries = refused_after(2).await;
+    assert!(
+        with_retries >= Duration::from_millis(300) && with_retries < Duration::from_secs(3),
+        "{with_retries:?}"
+    );
+}
