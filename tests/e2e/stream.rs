@@ -196,6 +196,57 @@ async fn an_upstream_that_drops_mid_stream_ends_with_an_error_event_and_a_failed
 }
 
 #[tokio::test]
+async fn a_failed_stream_is_charged_the_prompt_tokens_the_upstream_reported() {
+    // Anthropic counts the prompt in message_start, before any text.
+    let fake = FakeUpstream::start(Wire::Anthropic).await;
+    fake.push(
+        Reply::text("one two three four")
+            .usage(1_234, 50)
+            .chunks(4)
+            .error_event_after(2, "overloaded"),
+    );
+    fake.push(
+        Reply::text("never")
+            .usage(777, 1)
+            .error_event_after(0, "overloaded at once"),
+    );
+    let app = app_with(Some(&fake), 5_000).await;
+
+    let events = stream(&app, "reviewer", "mid-stream").await;
+    assert_eq!(events.last().unwrap().event, "error");
+    let text: String = events
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(|e| e.json()["content"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Before any text: an ordinary error response, but the prompt was still consumed.
+    let response = start_stream(&app, "reviewer", "at-once").await;
+    assert_eq!(response.status(), 502);
+
+    let rows = app.wait_for_usage_rows(2).await;
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r.client_request_id.as_deref() == Some(id))
+            .unwrap()
+    };
+    let mid = row("mid-stream");
+    assert!(!mid.success && mid.tokens_estimated);
+    assert_eq!(
+        mid.input_tokens, 1_234,
+        "the upstream's count, not our estimate"
+    );
+    assert_eq!(
+        mid.output_tokens,
+        i64::from(core_domain::estimate_text_tokens(&text))
+    );
+    let at_once = row("at-once");
+    assert!(!at_once.success);
+    assert_eq!(at_once.input_tokens, 777);
+    assert_eq!(at_once.output_tokens, 0);
+}
+
+#[tokio::test]
 async fn a_stalled_upstream_hits_the_idle_timeout_with_an_error_event_and_a_row() {
     let fake = FakeUpstream::start(Wire::Anthropic).await;
     fake.push(Reply::text("first then silence").chunks(3).stall_after(1));

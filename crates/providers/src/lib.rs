@@ -68,6 +68,7 @@
 //!     match event.unwrap() {
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
+//!         StreamEvent::UsageSoFar(_) => unreachable!("only before an error"),
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);

@@ -1,5 +1,6 @@
 //! Turning a provider's SSE events into the normalised [`StreamEvent`]s: text deltas in order,
-//! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such).
+//! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such) — or,
+//! when the stream fails, `UsageSoFar` and the error.
 
 use core_domain::{FinishReason, StreamEvent, TokenUsage};
 use eventsource_stream::Event;
@@ -67,9 +68,19 @@ where
     S: Stream<Item = Result<Event, ProviderError>> + Send + 'static,
     F: FnMut(&Event, &mut Tally) -> Result<Step, ProviderError> + Send + 'static,
 {
-    let state = Some((Box::pin(events), tally, interpret));
+    let state = Some(Normalising::Reading(Box::pin(events), tally, interpret));
     Box::pin(stream::unfold(state, |state| async move {
-        let (mut events, mut tally, mut interpret) = state?;
+        let (mut events, mut tally, mut interpret) = match state? {
+            Normalising::Reading(events, tally, interpret) => (events, tally, interpret),
+            Normalising::Failing(error) => return Some((Err(error), None)),
+        };
+        // A failure is announced with the usage so far, then reported.
+        let fail = |tally: Tally, error| {
+            Some((
+                Ok(StreamEvent::UsageSoFar(tally.usage())),
+                Some(Normalising::Failing(error)),
+            ))
+        };
         loop {
             match events.next().await {
                 Some(Ok(event)) => match interpret(&event, &mut tally) {
@@ -79,26 +90,32 @@ where
                         tally.text_chars += text.chars().count();
                         return Some((
                             Ok(StreamEvent::TextDelta(text)),
-                            Some((events, tally, interpret)),
+                            Some(Normalising::Reading(events, tally, interpret)),
                         ));
                     }
                     Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
-                    Err(e) => return Some((Err(e), None)),
+                    Err(e) => return fail(tally, e),
                 },
-                Some(Err(e)) => return Some((Err(e), None)),
+                Some(Err(e)) => return fail(tally, e),
                 None if tally.finish.is_some() => return Some((Ok(tally.finished()), None)),
                 None => {
-                    return Some((
-                        Err(ProviderError::Upstream {
+                    return fail(
+                        tally,
+                        ProviderError::Upstream {
                             status: None,
                             message: "the stream ended before the answer was complete".to_owned(),
-                        }),
-                        None,
-                    ));
+                        },
+                    );
                 }
             }
         }
     }))
+}
+
+/// Where [`normalise`] is: reading events, or about to report the error it announced.
+enum Normalising<S, F> {
+    Reading(std::pin::Pin<Box<S>>, Tally, F),
+    Failing(ProviderError),
 }
 
 /// Parses an event's JSON data, or reports it as malformed.

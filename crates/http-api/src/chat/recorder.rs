@@ -20,6 +20,8 @@ pub(crate) struct CallRecorder {
     pending: Option<Pending>,
     delivered_chars: usize,
     first_token: Option<Duration>,
+    /// What a failing stream said it had consumed.
+    usage_so_far: Option<TokenUsage>,
 }
 
 struct Pending {
@@ -57,6 +59,7 @@ impl CallRecorder {
             }),
             delivered_chars: 0,
             first_token: None,
+            usage_so_far: None,
         }
     }
 
@@ -77,9 +80,19 @@ impl CallRecorder {
         self.delivered_chars += text.chars().count();
     }
 
-    /// What the call has consumed if it ends now, before the upstream reported usage: the
-    /// prompt (estimated) and the text delivered (estimated from its length).
+    /// Keeps what a failing stream said it consumed (the upstream's counts where it sent
+    /// them), to be charged instead of our own estimate.
+    pub(crate) fn note_usage_so_far(&mut self, usage: TokenUsage) {
+        self.usage_so_far = Some(usage);
+    }
+
+    /// What the call has consumed if it ends now, before the upstream reported its final
+    /// usage: what the stream said it consumed, else the prompt (estimated) and the text
+    /// delivered (estimated from its length).
     pub(crate) fn consumed_so_far(&self) -> TokenUsage {
+        if let Some(usage) = self.usage_so_far {
+            return usage;
+        }
         let input = self
             .pending
             .as_ref()
@@ -96,7 +109,7 @@ impl CallRecorder {
             ProviderError::Timeout { .. } | ProviderError::Upstream { status: None, .. } => {
                 self.consumed_so_far()
             }
-            _ if self.delivered_chars > 0 => self.consumed_so_far(),
+            _ if self.delivered_chars > 0 || self.usage_so_far.is_some() => self.consumed_so_far(),
             _ => TokenUsage::default(),
         }
     }

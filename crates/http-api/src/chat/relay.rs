@@ -57,7 +57,15 @@ pub(crate) async fn relay(
         Err(error) => return Err(fail_before_start(recorder, error)),
     };
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
-    let first = match tokio::time::timeout(keep_alive, upstream.next()).await {
+    let peek = async {
+        loop {
+            match upstream.next().await {
+                Some(Ok(StreamEvent::UsageSoFar(usage))) => recorder.note_usage_so_far(usage),
+                other => return other,
+            }
+        }
+    };
+    let first = match tokio::time::timeout(keep_alive, peek).await {
         Ok(Some(Ok(event))) => Some(event),
         Ok(Some(Err(error))) => return Err(fail_before_start(recorder, error)),
         Ok(None) => {
@@ -131,6 +139,11 @@ impl<F: StreamFormat> Relay<F> {
             None => self.upstream.next().await,
         };
         match next {
+            Some(Ok(StreamEvent::UsageSoFar(usage))) => {
+                // The error follows; nothing to send yet.
+                self.recorder.note_usage_so_far(usage);
+                (Vec::new(), Some(self))
+            }
             Some(Ok(StreamEvent::TextDelta(text))) => {
                 self.recorder.note_delivered(&text);
                 let event = self.format.delta(&text);

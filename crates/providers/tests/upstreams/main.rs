@@ -74,6 +74,8 @@ pub struct Collected {
     pub text: String,
     pub events: Vec<StreamEvent>,
     pub error: Option<ProviderError>,
+    /// What the stream said was consumed before its error (not kept in `events`).
+    pub usage_so_far: Option<core_domain::TokenUsage>,
 }
 
 pub async fn collect(provider: &dyn ChatProvider, request: &ProviderRequest) -> Collected {
@@ -82,19 +84,32 @@ pub async fn collect(provider: &dyn ChatProvider, request: &ProviderRequest) -> 
         text: String::new(),
         events: Vec::new(),
         error: None,
+        usage_so_far: None,
     };
     while let Some(item) = tokio::time::timeout(Duration::from_secs(30), stream.next())
         .await
         .expect("stream makes progress")
     {
         match item {
+            Ok(StreamEvent::UsageSoFar(usage)) => {
+                assert!(collected.usage_so_far.is_none(), "announced once");
+                collected.usage_so_far = Some(usage);
+            }
             Ok(event) => {
+                assert!(
+                    collected.usage_so_far.is_none(),
+                    "nothing but the error after UsageSoFar"
+                );
                 if let StreamEvent::TextDelta(text) = &event {
                     collected.text.push_str(text);
                 }
                 collected.events.push(event);
             }
             Err(e) => {
+                assert!(
+                    collected.usage_so_far.is_some(),
+                    "an error is announced with the usage so far"
+                );
                 collected.error = Some(e);
                 break;
             }

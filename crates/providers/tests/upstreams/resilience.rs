@@ -326,6 +326,22 @@ async fn every_wire_format_s_failures_are_reported_the_same_way() {
             err.to_string().contains("model overloaded"),
             "{wire:?}: {err}"
         );
+        // Announced with what was consumed: the prompt as the upstream counted it where it
+        // said (Anthropic at the start, Gemini with every chunk), the text so far estimated.
+        let so_far = got.usage_so_far.expect("usage so far");
+        let req = request(model);
+        let expected_input = match wire {
+            Wire::OpenAi => core_domain::estimate_prompt_tokens(&req.system_prompt, &req.messages),
+            Wire::Anthropic | Wire::Google => 10,
+        };
+        assert_eq!(
+            so_far,
+            core_domain::TokenUsage::estimated(
+                expected_input,
+                core_domain::estimate_text_tokens(&got.text)
+            ),
+            "{wire:?}"
+        );
 
         // Malformed JSON, whole and streamed (neither is retried: the upstream did answer).
         fake.push(Reply::malformed());
