@@ -141,13 +141,26 @@ async fn every_provider_streams_through_the_gateway() {
     ] {
         let fake = FakeUpstream::start(wire).await;
         let text = format!("{wire:?} says: the quarter closed up 4%, with margins steady.");
-        fake.push(Reply::text(&text).usage(40, 12).chunks(5));
+        fake.push(
+            Reply::text(&text)
+                .usage(40, 12)
+                .chunks(5)
+                .finish(fake_upstream::Finish::Length),
+        );
         let app = app_with(Some(&fake), 5_000).await;
         let events = stream(&app, specialist, "s1").await;
+        assert_eq!(events.len(), 6, "{wire:?}: 5 chunks and the final one");
         let (streamed, last) = assert_complete(&events);
         assert_eq!(streamed, text, "{wire:?}");
         assert_eq!(last["input_tokens"], 40, "{wire:?}");
         assert_eq!(last["output_tokens"], 12, "{wire:?}");
+        assert_eq!(last["finish_reason"], "length", "{wire:?}");
+        // The fake answers as the model it was asked for.
+        let model = fake.requests()[0].body["model"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| "gemini-1.5-flash".to_owned());
+        assert_eq!(last["model"], model.as_str(), "{wire:?}");
         let charged = last["estimated_cost_usd"].as_f64().unwrap();
         assert!(
             (charged - cost).abs() < 1e-12,
@@ -157,6 +170,12 @@ async fn every_provider_streams_through_the_gateway() {
         assert_eq!(rows.len(), 1, "{wire:?}");
         assert!(rows[0].streamed && rows[0].success && !rows[0].tokens_estimated);
         assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (40, 12));
+        assert!(
+            (rows[0].estimated_cost_usd - cost).abs() < 1e-12,
+            "{wire:?}"
+        );
+        let ttft = rows[0].ttft_ms.expect("time to first token");
+        assert!(ttft > 0.0 && ttft <= rows[0].latency_ms, "{wire:?}");
     }
 }
 
@@ -313,6 +332,37 @@ async fn a_client_that_disconnects_cancels_the_upstream_and_its_row_is_written()
     );
     assert!(row.ttft_ms.is_some());
     assert!(fake.request_count() == 1);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_first_token_cancels_the_upstream_too() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.push(
+        Reply::text("too late")
+            .chunks(2)
+            .first_chunk_delay(Duration::from_secs(5)),
+    );
+    let app = app_with(Some(&fake), 10_000).await;
+    // Gives up while the gateway is still waiting for the model's first token.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        start_stream(&app, "analyst", "impatient"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "no response within 300 ms");
+    assert!(
+        fake.wait_for_streams_closed(1, Duration::from_secs(1))
+            .await,
+        "the upstream connection must close within a second of the client leaving"
+    );
+    let rows = app.wait_for_usage_rows(1).await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.client_request_id.as_deref(), Some("impatient"));
+    assert_eq!(row.error_code.as_deref(), Some("client_disconnected"));
+    assert!(!row.success && row.streamed);
+    assert_eq!(row.output_tokens, 0);
+    assert_eq!(row.ttft_ms, None);
 }
 
 #[tokio::test]
