@@ -755,3 +755,118 @@ fn help_documents_every_subcommand_and_flag() {
         assert!(keys.contains(flag), "{keys}");
     }
 }
+
+#[test]
+fn a_stream_that_outlasts_the_grace_period_is_cut_and_still_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Eight chunks, 500 ms apart (four seconds), against a grace period of one second.
+    let (mut child, address) = start(
+        dir.path(),
+        &[
+            ("COMMANDER__PROVIDERS__MOCK__CHUNK_DELAY_MS", "500"),
+            ("COMMANDER__SERVER__SHUTDOWN_GRACE_SECONDS", "1"),
+        ],
+    );
+    let stream = std::thread::spawn(move || {
+        let output = Command::new("curl")
+            .args(["-s", "-N", "-H", "content-type: application/json"])
+            .args(["-H", "x-request-id: cut-at-grace", "-d"])
+            .arg(r#"{"specialist_id": "demo", "message": "a long answer"}"#)
+            .arg(format!("http://{address}/chat/stream"))
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let signalled = std::time::Instant::now();
+    signal(&child, "TERM");
+    let body = stream.join().unwrap();
+    assert!(wait_for_exit(&mut child).success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "shutdown did not wait for the whole stream: {:?}",
+        signalled.elapsed()
+    );
+    assert!(!body.contains("\"is_final\":true"), "{body}");
+    assert!(body.contains("event: message"), "it had begun: {body}");
+
+    let store = UsageStore::connect(&DatabaseConfig {
+        url: format!(
+            "sqlite://{}",
+            dir.path().join("data/commander.db").display()
+        ),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let rows = store.all_rows().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.client_request_id.as_deref(), Some("cut-at-grace"));
+    assert!(!row.success && row.streamed);
+    assert_eq!(row.error_code.as_deref(), Some("client_disconnected"));
+    assert!(row.output_tokens > 0, "what was delivered is counted");
+}
+
+#[test]
+fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
+    use fake_upstream::{FakeUpstream, Reply, Wire};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
+    fake.set_default(Reply::text("An answer.").chunks(3));
+    let upstream_key = "sk-upstream-secret-for-the-log-check-0123456789";
+    let prompt = "a confidential prompt about the merger";
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, logs) = start_logged(
+        dir.path(),
+        &[
+            ("RUST_LOG", "trace"),
+            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
+            ("OPENAI_API_KEY", upstream_key),
+        ],
+    );
+    for (path, body) in [
+        (
+            "/chat/send",
+            format!(r#"{{"specialist_id": "general", "message": "{prompt}"}}"#),
+        ),
+        (
+            "/chat/stream",
+            format!(r#"{{"specialist_id": "general", "message": "{prompt}"}}"#),
+        ),
+        (
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model": "general", "messages": [{{"role": "user", "content": "{prompt}"}}]}}"#
+            ),
+        ),
+        (
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model": "general", "stream": true, "messages": [{{"role": "user", "content": "{prompt}"}}]}}"#
+            ),
+        ),
+    ] {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", "content-type: application/json", "-d", &body])
+            .arg(format!("http://{address}{path}"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), "200", "{path}");
+    }
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+    assert_eq!(fake.request_count(), 4, "every call went upstream");
+    assert_eq!(
+        fake.requests()[0].header("authorization"),
+        Some(format!("Bearer {upstream_key}").as_str()),
+        "the key was sent, so it could have been logged"
+    );
+    let logs = logs.lock().unwrap().join("\n");
+    assert!(logs.contains("\"level\":\"TRACE\""), "trace logging was on");
+    assert!(
+        !logs.contains(upstream_key),
+        "the upstream key reached the logs"
+    );
+    assert!(!logs.contains(prompt), "a prompt reached the logs");
+}
