@@ -33,6 +33,38 @@ pub struct ProvidersConfig {
     pub connect_timeout_ms: u64,
 }
 
+impl ProvidersConfig {
+    /// Every configured key that an HTTP header could not carry (a pasted key with a newline
+    /// or space inside, a non-ASCII character), by its config key. Never the key itself.
+    pub fn unusable_keys(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut keys: Vec<(String, &SecretString)> = Vec::new();
+        for (name, key) in [
+            ("openai", &self.openai.api_key),
+            ("anthropic", &self.anthropic.api_key),
+            ("google", &self.google.api_key),
+            ("xai", &self.xai.api_key),
+        ] {
+            if let Some(key) = key {
+                keys.push((format!("providers.{name}.api_key"), key));
+            }
+        }
+        for (i, server) in self.openai_compatible.iter().enumerate() {
+            keys.push((
+                format!("providers.openai_compatible[{i}].api_key"),
+                &server.api_key,
+            ));
+        }
+        keys.into_iter()
+            .filter(|(_, key)| {
+                let key = key.expose_secret();
+                key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 const GOOGLE_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -258,6 +290,39 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+
+    #[test]
+    fn keys_a_header_cannot_carry_are_named_but_never_shown() {
+        let mut config = ProvidersConfig::default();
+        config.openai.api_key = Some(SecretString::from("sk-fine-0123"));
+        config.anthropic.api_key = Some(SecretString::from("sk-ant-pasted\nwith-newline"));
+        config.openai_compatible = vec![CompatibleServer {
+            base_url: "http://127.0.0.1:8001/v1".into(),
+            api_key: SecretString::from("has space"),
+        }];
+        config.xai.api_key = Some(SecretString::from("xai-ключ"));
+        assert_eq!(
+            config.unusable_keys(),
+            [
+                "providers.anthropic.api_key",
+                "providers.xai.api_key",
+                "providers.openai_compatible[0].api_key"
+            ]
+        );
+        let err = crate::ProviderRegistry::from_config(&config)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("providers.anthropic.api_key"), "{err}");
+        assert!(
+            !err.contains("sk-ant-pasted") && !err.contains("has space"),
+            "{err}"
+        );
+        config.anthropic.api_key = None;
+        config.openai_compatible.clear();
+        config.xai.api_key = None;
+        assert!(crate::ProviderRegistry::from_config(&config).is_ok());
+    }
 
     #[test]
     fn env_fills_only_missing_keys() {

@@ -73,8 +73,9 @@ pub enum ProviderError {
         /// The upstream's message.
         message: String,
     },
-    /// The HTTP client could not be set up (TLS backend, system resolver).
-    #[error("cannot set up the upstream HTTP client: {message}")]
+    /// The providers could not be set up: the HTTP client (TLS backend, system resolver) or
+    /// an unusable configured key.
+    #[error("cannot set up the upstream providers: {message}")]
     Setup {
         /// What failed.
         message: String,

@@ -61,6 +61,16 @@ impl ProviderRegistry {
     /// too: they answer [`ProviderError::NotConfigured`] naming what to set, per call (the
     /// `openai` provider needs different keys for different base URLs).
     pub fn from_config(config: &ProvidersConfig) -> Result<Self, ProviderError> {
+        let unusable = config.unusable_keys();
+        if !unusable.is_empty() {
+            return Err(ProviderError::Setup {
+                message: format!(
+                    "{} must be printable ASCII without spaces (is there a stray newline or \
+                     quote from pasting it?)",
+                    unusable.join(", ")
+                ),
+            });
+        }
         let transport = Transport::new(Duration::from_millis(config.connect_timeout_ms))?;
         let mut registry = Self::new();
         registry.register(Arc::new(MockProvider::new(config.mock.clone())));
