@@ -309,10 +309,10 @@ mod tests {
                 "providers.openai_compatible[0].api_key"
             ]
         );
-        let err = crate::ProviderRegistry::from_config(&config)
-            .err()
-            .expect("refused")
-            .to_string();
+        let Err(err) = crate::ProviderRegistry::from_config(&config) else {
+            panic!("unusable keys are refused");
+        };
+        let err = err.to_string();
         assert!(err.contains("providers.anthropic.api_key"), "{err}");
         assert!(
             !err.contains("sk-ant-pasted") && !err.contains("has space"),
