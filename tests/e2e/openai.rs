@@ -517,3 +517,66 @@ async fn rate_limits_and_pricing_apply_as_on_the_chat_routes() {
     }
     assert_eq!(rows.iter().filter(|r| r.streamed).count(), 1);
 }
+
+#[tokio::test]
+async fn body_and_conversation_limits_apply_in_openai_s_shape() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.server.max_body_bytes = 2048;
+        settings.server.chat.max_history_messages = 3;
+        settings.server.chat.max_message_chars = 100;
+    })
+    .await;
+    let post = |body: Value| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+    };
+    let too_big = post(json!({"model": "demo",
+        "messages": [{"role": "user", "content": "x".repeat(4096)}]}))
+    .await
+    .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let error: Value = too_big.json().await.unwrap();
+    assert_eq!(
+        keys(&error["error"]),
+        set(&["message", "type", "param", "code"])
+    );
+    assert_eq!(error["error"]["code"], "payload_too_large");
+
+    // Three messages of history plus the new one is the most; five is one too many.
+    let conversation = |n: usize| {
+        (0..n)
+            .map(|i| {
+                let role = if i % 2 == 1 && i + 1 < n {
+                    "assistant"
+                } else {
+                    "user"
+                };
+                json!({"role": role, "content": format!("turn {i}")})
+            })
+            .collect::<Vec<_>>()
+    };
+    let allowed = post(json!({"model": "demo", "messages": conversation(4)}))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    let too_long = post(json!({"model": "demo", "messages": conversation(5)}))
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 422);
+    let error: Value = too_long.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "messages");
+    assert_eq!(error["error"]["code"], "validation_failed");
+
+    let long_message = post(json!({"model": "demo",
+        "messages": [{"role": "user", "content": "y".repeat(101)}]}))
+    .await
+    .unwrap();
+    assert_eq!(long_message.status(), 422);
+    assert_eq!(
+        app.usage_rows().await.len(),
+        1,
+        "only the allowed call reached a specialist"
+    );
+}
