@@ -66,7 +66,7 @@ pub struct WriterStats {
     pub write_errors: u64,
     /// Records appended to the spill file since start.
     pub spilled: u64,
-    /// Records replayed from the spill file into the database since start.
+    /// Spilled records newly stored by replaying the spill file since start.
     pub replayed: u64,
 }
 
