@@ -363,6 +363,55 @@ mod management {
     }
 
     #[tokio::test]
+    async fn put_replaces_every_editable_field_and_patch_only_those_sent() {
+        let app = TestApp::spawn_with(|settings, _| {
+            settings.providers.allowed_http_base_urls = vec!["http://127.0.0.1:11434/v1".into()];
+        })
+        .await;
+        let mut full = valid();
+        full["id"] = json!("local");
+        full["base_url"] = json!("http://127.0.0.1:11434/v1");
+        full["pricing"] = json!({"input_per_1m": 1, "output_per_1m": 2});
+        full["description"] = json!("Runs locally.");
+        assert_eq!(post(&app, "/specialists", &full).await.status(), 201);
+
+        // PATCH: only what is sent changes.
+        let patched: Value = app
+            .client
+            .patch(app.url("/specialists/local"))
+            .json(&json!({"temperature": 1.5}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(patched["temperature"], 1.5);
+        assert_eq!(patched["base_url"], "http://127.0.0.1:11434/v1");
+        assert_eq!(patched["pricing"]["input_per_1m"], 1.0);
+
+        // PUT: what is left out goes back to its default or goes away.
+        let replaced = app
+            .client
+            .put(app.url("/specialists/local"))
+            .json(
+                &json!({"name": "Local", "provider": "mock", "model": "mock-echo",
+                          "system_prompt": "Replaced."}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replaced.status(), 200);
+        let replaced: Value = replaced.json().await.unwrap();
+        assert_eq!(replaced["version"], 3);
+        assert_eq!(replaced["base_url"], Value::Null);
+        assert_eq!(replaced["pricing"], Value::Null);
+        assert_eq!(replaced["description"], "");
+        assert_eq!(replaced["temperature"], 0.7);
+        assert_eq!(replaced["max_tokens"], 2048);
+    }
+
+    #[tokio::test]
     async fn ssrf_unsafe_base_urls_are_refused_unless_listed() {
         let app = TestApp::spawn_with(|settings, _| {
             settings.providers.allowed_http_base_urls = vec!["http://127.0.0.1:11434/v1".into()];
