@@ -226,3 +226,50 @@ fn add_headers(headers: &mut HeaderMap, group: RouteGroup, quota: Quota, decisio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sixty_an_hour_for_ten_thousand_callers_in_both_groups() {
+        let config = RateLimitConfig::default();
+        assert_eq!(config.max_buckets, 10_000);
+        let limits = RateLimits::from_config(&config).unwrap();
+        for group in [RouteGroup::Chat, RouteGroup::Management] {
+            let quota = limits.limiter(group).quota();
+            assert_eq!(quota.capacity(), 60, "{group:?}");
+            assert_eq!(quota.window(), Duration::from_secs(3600), "{group:?}");
+        }
+    }
+
+    #[test]
+    fn each_group_may_have_its_own_limit() {
+        let config = RateLimitConfig {
+            chat: Some(GroupLimit {
+                requests: NonZeroU32::new(5).unwrap(),
+                window_seconds: NonZeroU64::new(60).unwrap(),
+            }),
+            ..RateLimitConfig::default()
+        };
+        let limits = RateLimits::from_config(&config).unwrap();
+        let chat = limits.limiter(RouteGroup::Chat).quota();
+        assert_eq!(
+            (chat.capacity(), chat.window()),
+            (5, Duration::from_secs(60))
+        );
+        let management = limits.limiter(RouteGroup::Management).quota();
+        assert_eq!(management.capacity(), 60, "the default still applies");
+        // Each group counts separately: spending the chat bucket leaves management's full.
+        for _ in 0..5 {
+            assert!(limits.limiter(RouteGroup::Chat).check("ip:1", 1).allowed);
+        }
+        assert!(!limits.limiter(RouteGroup::Chat).check("ip:1", 1).allowed);
+        assert!(
+            limits
+                .limiter(RouteGroup::Management)
+                .check("ip:1", 1)
+                .allowed
+        );
+    }
+}
