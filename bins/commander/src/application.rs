@@ -2,7 +2,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{AppState, AuthSetupError, Authenticator, Metrics, RateLimits, build_server};
+use http_api::{
+    AppState, AuthSetupError, Authenticator, LiveCalls, Metrics, RateLimits, build_server,
+};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, Reload};
@@ -49,7 +51,12 @@ pub struct Application {
     usage: UsageSink,
     store: UsageStore,
     reloader: Option<tokio::task::JoinHandle<()>>,
+    live_calls: LiveCalls,
 }
+
+/// How long shutdown waits, after the server stopped, for calls cut short to hand in their
+/// usage rows (their worker threads drop them within milliseconds).
+const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Re-reads the catalogue file every `interval_ms` when someone else changed it, so ops can
 /// deploy a new catalogue without a restart. A bad file keeps the last good catalogue.
@@ -111,6 +118,7 @@ impl Application {
         auth.check_bind(address)?;
 
         let (usage, writer) = spawn_writer(store.clone(), &settings.database);
+        let live_calls = LiveCalls::new();
         let metrics =
             Arc::new(Metrics::new(usage.clone()).map_err(|e| StartupError::Task(e.to_string()))?);
         let state = AppState {
@@ -121,6 +129,7 @@ impl Application {
             store: store.clone(),
             chat_limits: settings.server.chat.clone(),
             sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
+            live_calls: live_calls.clone(),
             rate_limits: Arc::new(RateLimits::from_config(&settings.rate_limit)?),
             auth: Arc::new(auth),
             metrics,
@@ -139,6 +148,7 @@ impl Application {
             usage,
             store,
             reloader,
+            live_calls,
         })
     }
 
@@ -169,6 +179,14 @@ impl Application {
         let served = self.server.await;
         if let Some(reloader) = self.reloader {
             reloader.abort();
+        }
+        // Streams the grace period cut short are dropped as their worker threads tear down,
+        // possibly after the server future returned; their rows come from that drop.
+        if !self.live_calls.wait_idle(CALLS_SETTLE_TIMEOUT).await {
+            tracing::warn!(
+                calls = self.live_calls.count(),
+                "calls still unsettled at shutdown; their usage rows may be missing"
+            );
         }
         tracing::info!("server stopped; writing pending usage records");
         self.writer.shutdown().await;

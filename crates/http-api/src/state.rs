@@ -5,7 +5,7 @@ use providers::ProviderRegistry;
 use specialists::Catalogue;
 use usage_store::{UsageSink, UsageStore};
 
-use crate::{Authenticator, ChatLimits, Metrics, RateLimits};
+use crate::{Authenticator, ChatLimits, LiveCalls, Metrics, RateLimits};
 
 /// Everything the handlers share, built once by the binary.
 #[derive(Debug, Clone)]
@@ -30,4 +30,6 @@ pub struct AppState {
     pub chat_limits: ChatLimits,
     /// Seconds of silence after which a stream gets a keep-alive comment.
     pub sse_keep_alive_seconds: u64,
+    /// Chat calls whose usage row is not yet with the sink (shutdown waits for them).
+    pub live_calls: LiveCalls,
 }

@@ -85,9 +85,10 @@ pub struct UsageSink {
 impl UsageSink {
     /// Queues `record` for writing and returns at once.
     ///
-    /// When the queue is full (the database is slow or down) — or the writer has already
-    /// stopped — the record is appended to the spill file on a blocking thread instead, to be
-    /// replayed into the database when it answers again (or at the next start).
+    /// When the queue is full (the database is slow or down) the record is appended to the
+    /// spill file on a blocking thread instead; when the writer has already stopped, it is
+    /// appended right here. Either way it is replayed into the database when it answers again
+    /// (or at the next start).
     pub fn record(&self, record: UsageRecord) {
         self.counters.accepted.fetch_add(1, Ordering::SeqCst);
         let command = match self.tx.try_send(Command::Record(Box::new(record))) {
@@ -99,9 +100,10 @@ impl UsageSink {
                 }
                 return;
             }
-            Err(mpsc::error::TrySendError::Full(command)) => command,
-            Err(mpsc::error::TrySendError::Closed(command)) => command,
+            Err(mpsc::error::TrySendError::Full(command)) => (command, false),
+            Err(mpsc::error::TrySendError::Closed(command)) => (command, true),
         };
+        let (command, writer_gone) = command;
         let Command::Record(record) = command else {
             return;
         };
@@ -117,11 +119,16 @@ impl UsageSink {
             Err(e) => log_unwritten(&record, &e),
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+            Ok(runtime) if !writer_gone => {
                 tracing::warn!("usage queue is full; spilling a record to disk");
                 runtime.spawn_blocking(append);
             }
-            Err(_) => append(),
+            // The writer has stopped: this is shutdown, perhaps on a runtime being torn down
+            // that would never run a blocking task. Write it now.
+            _ => {
+                tracing::warn!("usage writer has stopped; spilling a record to disk");
+                append();
+            }
         }
     }
 
@@ -504,6 +511,27 @@ mod tests {
         assert_eq!(stats.spilled, stats.replayed, "every overflow was replayed");
         assert!(stats.spilled > 0, "a queue of 4 overflowed");
         assert_eq!(stats.write_errors, 0);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_record_arriving_after_shutdown_is_spilled_at_once_and_replayed_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, config) = store(&dir);
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        writer.shutdown().await;
+        // A call cut short at shutdown hands in its row late, from a runtime being torn down.
+        sink.record(record(1));
+        let spilled = std::fs::read_to_string(&config.spill_path).unwrap();
+        assert!(
+            spilled.contains("req-1"),
+            "on disk before record() returned"
+        );
+        assert_eq!(store.count_rows().unwrap(), 0);
+
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 1);
         writer.shutdown().await;
     }
 

@@ -7,6 +7,7 @@ use pricing::{CostEstimate, PriceTable};
 use providers::ProviderError;
 use usage_store::{UsageRecord, UsageSink};
 
+use crate::live_calls::LiveCall;
 use crate::{AppState, Metrics, RequestContext};
 
 /// Records exactly one usage row for a chat call, however the call ends.
@@ -25,6 +26,8 @@ pub(crate) struct CallRecorder {
 }
 
 struct Pending {
+    /// Counts the call as live until its row is handed to the sink (or the call is dropped).
+    _live: LiveCall,
     sink: UsageSink,
     prices: Arc<PriceTable>,
     metrics: Arc<Metrics>,
@@ -47,6 +50,7 @@ impl CallRecorder {
     ) -> Self {
         Self {
             pending: Some(Pending {
+                _live: state.live_calls.enter(),
                 sink: state.usage.clone(),
                 prices: Arc::clone(&state.prices),
                 metrics: Arc::clone(&state.metrics),

@@ -1,0 +1,97 @@
+//! Counting chat calls whose usage row is not yet with the usage writer, so that shutdown can
+//! wait for them.
+//!
+//! A stream cut short by the shutdown grace period is dropped on its worker thread when that
+//! thread tears down its connections, which can be after the server future has returned. Its
+//! row is written by that drop; the usage writer must not drain and stop before it arrives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Chat calls in progress (from the moment a call reaches a specialist until its usage row is
+/// handed to the usage sink). Cheap to clone; clones share the count.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCalls(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl LiveCalls {
+    /// No calls yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts a call until the returned guard is dropped.
+    pub(crate) fn enter(&self) -> LiveCall {
+        self.0.count.fetch_add(1, Ordering::SeqCst);
+        LiveCall(self.clone())
+    }
+
+    /// How many calls have not handed in their row yet.
+    pub fn count(&self) -> usize {
+        self.0.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no call is in progress, at most `timeout`; true when none is.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a call ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count() == 0;
+            }
+        }
+    }
+}
+
+/// One call in progress; dropping it ends the call.
+#[derive(Debug)]
+pub(crate) struct LiveCall(LiveCalls);
+
+impl Drop for LiveCall {
+    fn drop(&mut self) {
+        if self.0.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_for_the_last_call_and_gives_up_at_the_timeout() {
+        let calls = LiveCalls::new();
+        assert!(calls.wait_idle(Duration::from_millis(1)).await);
+        let first = calls.enter();
+        let second = calls.enter();
+        assert_eq!(calls.count(), 2);
+        assert!(!calls.wait_idle(Duration::from_millis(20)).await);
+
+        let waiter = tokio::spawn({
+            let calls = calls.clone();
+            async move { calls.wait_idle(Duration::from_secs(10)).await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one call is still in progress");
+        // Ended on another thread, as a worker tearing down its connections would.
+        std::thread::spawn(move || drop(second)).join().unwrap();
+        assert!(waiter.await.unwrap());
+        assert_eq!(calls.count(), 0);
+    }
+}
