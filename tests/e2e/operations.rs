@@ -129,7 +129,7 @@ async fn streams_in_flight_counts_open_streams_on_both_routes() {
     let slow = || {
         Reply::text("one two three four")
             .chunks(4)
-            .chunk_delay(std::time::Duration::from_millis(300))
+            .chunk_delay(std::time::Duration::from_secs(1))
     };
     fake.push(slow());
     fake.push(slow());

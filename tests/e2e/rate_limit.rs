@@ -160,4 +160,34 @@ async fn a_trusted_proxy_s_forwarded_for_names_the_caller() {
     };
     assert_eq!(two_lines("203.0.113.7").await.unwrap().status(), 429);
     assert_eq!(two_lines("203.0.113.8").await.unwrap().status(), 429);
+    // Nor can bytes that are not text in the client's part make the proxy (whose own bucket
+    // is spent by now) the caller: a fresh client address is its first call...
+    let with_forwarded = |lines: &[&'static [u8]]| {
+        let mut request = app.client.post(app.url("/chat/send"));
+        for line in lines {
+            request = request.header(
+                "x-forwarded-for",
+                reqwest::header::HeaderValue::from_bytes(line).unwrap(),
+            );
+        }
+        request
+            .json(&serde_json::json!({"specialist_id": "demo", "message": "hi"}))
+            .send()
+    };
+    assert_eq!(
+        with_forwarded(&[b"\x80\xff", b"198.51.100.50"])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // ...and garbage on the same line as the proxy's hop changes nothing either.
+    assert_eq!(
+        with_forwarded(&[b"\xfe\xfe, 198.51.100.50"])
+            .await
+            .unwrap()
+            .status(),
+        429,
+        "the same caller's second call"
+    );
 }

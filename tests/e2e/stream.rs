@@ -415,6 +415,67 @@ async fn errors_before_the_first_byte_are_plain_http_errors() {
 }
 
 #[tokio::test]
+async fn an_upstream_slow_to_answer_at_all_still_gets_the_client_headers_and_keep_alives() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    // Response headers withheld for 2.5 s (a server that sends nothing until its first token).
+    fake.push(
+        Reply::text("late but whole")
+            .chunks(2)
+            .first_byte_delay(Duration::from_millis(2_500)),
+    );
+    // Then one that keeps failing: retried with backoff past the keep-alive interval.
+    for _ in 0..3 {
+        fake.push(Reply::status(503, "warming up"));
+    }
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        settings.server.sse_keep_alive_seconds = 1;
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("k"));
+        settings.providers.openai.max_retries = 2;
+        settings.providers.openai.retry_base_delay_ms = 1_000;
+    })
+    .await;
+
+    let sent = Instant::now();
+    let response = start_stream(&app, "analyst", "slow-headers").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        sent.elapsed() < Duration::from_millis(2_000),
+        "began {:?} after the request",
+        sent.elapsed()
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with(": keep-alive"), "{body}");
+    assert!(body.contains("\"is_final\":true"), "{body}");
+
+    // Retries past the interval: the stream has begun, so the failure is an error event.
+    let events = stream(&app, "analyst", "retried-out").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event, "error");
+    assert_eq!(events[0].json()["code"], "upstream_error");
+    assert_eq!(fake.request_count(), 4);
+
+    let rows = app.wait_for_usage_rows(2).await;
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r.client_request_id.as_deref() == Some(id))
+            .unwrap()
+            .clone()
+    };
+    assert!(row("slow-headers").success);
+    let failed = row("retried-out");
+    assert!(!failed.success && failed.streamed);
+    assert_eq!(failed.error_code.as_deref(), Some("upstream_error"));
+    assert_eq!(
+        (failed.input_tokens, failed.output_tokens),
+        (0, 0),
+        "refused by the upstream: nothing consumed"
+    );
+}
+
+#[tokio::test]
 async fn refusals_known_before_streaming_are_plain_http_errors_auth_validation_and_rate_limit() {
     const KEY: &str = "cmdr_stream_test_key_000000000000000000000000000000000000000000";
     let app = TestApp::spawn_with(|settings, dir| {

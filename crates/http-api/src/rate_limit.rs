@@ -174,17 +174,15 @@ fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
         Some(peer) => {
             // Several X-Forwarded-For lines are one list in order (RFC 9110 §5.3): a proxy
             // that adds its own line instead of appending must still have the last word.
+            // Bytes that are not text (a client may send any) become U+FFFD, an unreadable
+            // hop: the hops our proxies appended to its right are still read, so a client
+            // cannot fall back to the proxy's own bucket by sending garbage.
             let mut forwarded = String::new();
             for value in req.headers().get_all("x-forwarded-for") {
-                let Ok(value) = value.to_str() else {
-                    // Unreadable: trust none of it, count the peer itself.
-                    forwarded.clear();
-                    break;
-                };
                 if !forwarded.is_empty() {
                     forwarded.push(',');
                 }
-                forwarded.push_str(value);
+                forwarded.push_str(&String::from_utf8_lossy(value.as_bytes()));
             }
             let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
             format!("ip:{}", client_ip(peer.ip(), forwarded, trusted))

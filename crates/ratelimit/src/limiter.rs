@@ -283,33 +283,46 @@ mod tests {
         use std::sync::Barrier;
         use std::sync::atomic::{AtomicBool, Ordering};
 
+        use std::sync::atomic::AtomicUsize;
+
         let l = Arc::new(limiter(1000, Duration::from_secs(1000), 10, 4));
         while l.check("hot", 1).allowed {}
         let start = Arc::new(Barrier::new(9));
         let stop = Arc::new(AtomicBool::new(false));
+        let allowed = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
-                let (l, start, stop) = (Arc::clone(&l), Arc::clone(&start), Arc::clone(&stop));
+                let (l, start, stop, allowed) = (
+                    Arc::clone(&l),
+                    Arc::clone(&start),
+                    Arc::clone(&stop),
+                    Arc::clone(&allowed),
+                );
                 std::thread::spawn(move || {
                     start.wait();
-                    let mut allowed = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        allowed += usize::from(l.check("hot", 1).allowed);
+                        if l.check("hot", 1).allowed {
+                            allowed.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
-                    allowed
                 })
             })
             .collect();
         start.wait();
-        // 250 refills of one token, each landing while all eight threads are checking.
+        // 250 refills of one token, landing while the threads are checking.
         for _ in 0..250 {
             l.clock.advance(Duration::from_secs(1));
             std::thread::sleep(Duration::from_micros(200));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Every refilled token is taken (bounded wait), and then no more are.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while allowed.load(Ordering::SeqCst) < 250 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
         stop.store(true, Ordering::Relaxed);
-        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(allowed, 250);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(allowed.load(Ordering::SeqCst), 250);
         assert!(!l.check("hot", 1).allowed, "nothing left over");
     }
 

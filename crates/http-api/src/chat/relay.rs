@@ -32,13 +32,15 @@ pub(crate) trait StreamFormat: Send + 'static {
 }
 
 /// Starts the upstream stream and waits briefly for its first event before committing the
-/// response, so anything that fails before then — including an upstream that errors at once —
-/// is an ordinary HTTP error (with its usage row).
+/// response, so anything that fails before then — an upstream that refuses the call, cannot be
+/// reached, or errors at once — is an ordinary HTTP error (with its usage row).
 ///
-/// The wait is bounded by `keep_alive`: a model that thinks for a minute before its first
-/// token must not leave the client (and every proxy between) without a byte for that long,
-/// so after one keep-alive interval the response starts and keep-alive comments flow; a
-/// failure after that is an `error` event like any other mid-stream failure.
+/// The wait is bounded by `keep_alive`, from the moment the upstream call starts (connecting,
+/// retries and the upstream's response headers included): a model that thinks for a minute
+/// before its first token, or an upstream being retried, must not leave the client (and every
+/// proxy between) without a byte for that long. After one keep-alive interval the response
+/// starts and keep-alive comments flow; a failure after that is an `error` event like any other
+/// mid-stream failure.
 pub(crate) async fn relay(
     in_flight: prometheus::IntGauge,
     call: PreparedCall,
@@ -52,10 +54,16 @@ pub(crate) async fn relay(
         ..
     } = call;
     recorder.upstream_started();
-    let mut upstream = match provider.stream(&request).await {
-        Ok(upstream) => upstream,
-        Err(error) => return Err(fail_before_start(recorder, error)),
-    };
+    // Starting the stream is its first step, so the keep-alive bound covers it too; a failure
+    // to start is the stream's first (and only) item.
+    let mut upstream: EventStream = Box::pin(
+        stream::once(async move { provider.stream(&request).await }).flat_map(|started| {
+            match started {
+                Ok(events) => events,
+                Err(error) => Box::pin(stream::iter([Err(error)])),
+            }
+        }),
+    );
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
     let peek = async {
         loop {
@@ -160,20 +168,26 @@ impl<F: StreamFormat> Relay<F> {
                     None,
                 )
             }
-            Some(Err(error)) => (self.fail(error.code(), &error.to_string()), None),
-            None => (
-                self.fail(
-                    ErrorCode::UpstreamError,
-                    "the upstream ended the stream before the answer was complete",
-                ),
-                None,
-            ),
+            Some(Err(error)) => {
+                let consumed = self.recorder.consumed_on_failure(&error);
+                (self.fail(error.code(), &error.to_string(), consumed), None)
+            }
+            None => {
+                let consumed = self.recorder.consumed_so_far();
+                (
+                    self.fail(
+                        ErrorCode::UpstreamError,
+                        "the upstream ended the stream before the answer was complete",
+                        consumed,
+                    ),
+                    None,
+                )
+            }
         }
     }
 
-    fn fail(self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
+    fn fail(self, code: ErrorCode, message: &str, consumed: TokenUsage) -> Vec<sse::Event> {
         tracing::warn!(%code, message, "stream failed after it began");
-        let consumed = self.recorder.consumed_so_far();
         self.recorder.failed(code, consumed);
         self.format.failed(code, message)
     }
