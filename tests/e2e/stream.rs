@@ -46,6 +46,23 @@ async fn app_with(fake: Option<&FakeUpstream>, idle_timeout_ms: u64) -> TestApp 
     .await
 }
 
+/// The app with a keep-alive comment after one second of silence and the openai provider on
+/// `fake`, its settings adjusted by `openai`.
+async fn app_with_quick_keep_alive(
+    fake: &FakeUpstream,
+    openai: impl FnOnce(&mut providers::UpstreamConfig),
+) -> TestApp {
+    let base_url = fake.base_url().to_owned();
+    TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        settings.server.sse_keep_alive_seconds = 1;
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("k"));
+        openai(&mut settings.providers.openai);
+    })
+    .await
+}
+
 async fn start_stream(app: &TestApp, specialist: &str, request_id: &str) -> reqwest::Response {
     app.client
         .post(app.url("/chat/stream"))
@@ -427,14 +444,9 @@ async fn an_upstream_slow_to_answer_at_all_still_gets_the_client_headers_and_kee
     for _ in 0..3 {
         fake.push(Reply::status(503, "warming up"));
     }
-    let base_url = fake.base_url().to_owned();
-    let app = TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
-        settings.server.sse_keep_alive_seconds = 1;
-        settings.providers.openai.base_url = base_url;
-        settings.providers.openai.api_key = Some(SecretString::from("k"));
-        settings.providers.openai.max_retries = 2;
-        settings.providers.openai.retry_base_delay_ms = 1_000;
+    let app = app_with_quick_keep_alive(&fake, |openai| {
+        openai.max_retries = 2;
+        openai.retry_base_delay_ms = 1_000;
     })
     .await;
 
@@ -552,14 +564,7 @@ async fn silences_get_keep_alive_comments() {
             .chunks(2)
             .chunk_delay(Duration::from_millis(2_500)),
     );
-    let base_url = fake.base_url().to_owned();
-    let app = TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
-        settings.server.sse_keep_alive_seconds = 1;
-        settings.providers.openai.base_url = base_url;
-        settings.providers.openai.api_key = Some(SecretString::from("k"));
-    })
-    .await;
+    let app = app_with_quick_keep_alive(&fake, |_| {}).await;
     let body = start_stream(&app, "analyst", "quiet")
         .await
         .text()
@@ -635,15 +640,7 @@ async fn a_model_thinking_before_its_first_token_gets_headers_and_keep_alives_me
     );
     // Then one that thinks past the idle timeout and never answers.
     fake.push(Reply::text("never").stall_after(0));
-    let base_url = fake.base_url().to_owned();
-    let app = TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
-        settings.server.sse_keep_alive_seconds = 1;
-        settings.providers.openai.base_url = base_url;
-        settings.providers.openai.api_key = Some(SecretString::from("k"));
-        settings.providers.openai.idle_timeout_ms = 3_500;
-    })
-    .await;
+    let app = app_with_quick_keep_alive(&fake, |openai| openai.idle_timeout_ms = 3_500).await;
 
     let sent = Instant::now();
     let response = start_stream(&app, "analyst", "thinker").await;

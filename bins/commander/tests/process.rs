@@ -77,6 +77,19 @@ fn start_logged(
     }
 }
 
+/// The database a commander started in `dir` uses on its defaults.
+fn default_database(dir: &std::path::Path) -> DatabaseConfig {
+    DatabaseConfig {
+        url: format!("sqlite://{}", dir.join("data/commander.db").display()),
+        ..DatabaseConfig::default()
+    }
+}
+
+/// That database, opened (and migrated) for checking its rows.
+fn default_store(dir: &std::path::Path) -> UsageStore {
+    UsageStore::connect(&default_database(dir)).unwrap()
+}
+
 fn signal(child: &Running, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.0.id().to_string()])
@@ -137,14 +150,7 @@ fn sigterm_lets_the_in_flight_call_finish_and_its_usage_row_is_written() {
 
     // The defaults created the catalogue and the database in the working directory.
     assert!(dir.path().join("config/specialists.json").exists());
-    let store = UsageStore::connect(&DatabaseConfig {
-        url: format!(
-            "sqlite://{}",
-            dir.path().join("data/commander.db").display()
-        ),
-        ..DatabaseConfig::default()
-    })
-    .unwrap();
+    let store = default_store(dir.path());
     let row = store
         .all_rows()
         .unwrap()
@@ -555,14 +561,7 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
         "finished within the grace period"
     );
 
-    let store = UsageStore::connect(&DatabaseConfig {
-        url: format!(
-            "sqlite://{}",
-            dir.path().join("data/commander.db").display()
-        ),
-        ..DatabaseConfig::default()
-    })
-    .unwrap();
+    let store = default_store(dir.path());
     let row = store
         .all_rows()
         .unwrap()
@@ -674,16 +673,7 @@ fn migrate_applies_the_migrations_and_exits_without_serving() {
         assert!(output.status.success(), "{output:?}");
         String::from_utf8(output.stdout).unwrap()
     };
-    let store = || {
-        UsageStore::connect_without_migrating(&DatabaseConfig {
-            url: format!(
-                "sqlite://{}",
-                dir.path().join("data/commander.db").display()
-            ),
-            ..DatabaseConfig::default()
-        })
-        .unwrap()
-    };
+    let store = || UsageStore::connect_without_migrating(&default_database(dir.path())).unwrap();
     // Before: an empty file has every migration pending.
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     assert!(store().check_ready().is_err());
@@ -790,14 +780,7 @@ fn a_stream_that_outlasts_the_grace_period_is_cut_and_still_logged() {
     assert!(!body.contains("\"is_final\":true"), "{body}");
     assert!(body.contains("event: message"), "it had begun: {body}");
 
-    let store = UsageStore::connect(&DatabaseConfig {
-        url: format!(
-            "sqlite://{}",
-            dir.path().join("data/commander.db").display()
-        ),
-        ..DatabaseConfig::default()
-    })
-    .unwrap();
+    let store = default_store(dir.path());
     let rows = store.all_rows().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = &rows[0];
