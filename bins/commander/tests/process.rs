@@ -853,3 +853,46 @@ fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
     );
     assert!(!logs.contains(prompt), "a prompt reached the logs");
 }
+
+#[test]
+fn human_logs_carry_no_colour_codes_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("commander starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let child = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let listening = loop {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(remaining)
+            .expect("commander logs that it is listening within 30 s");
+        assert!(
+            !line.contains('\u{1b}'),
+            "a colour code in a piped log: {line:?}"
+        );
+        if line.contains("commander is listening") {
+            break line;
+        }
+    };
+    assert!(
+        listening.contains(" INFO "),
+        "the human format: {listening}"
+    );
+    assert!(!listening.starts_with('{'), "not JSON: {listening}");
+    let mut child = child;
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+}
