@@ -445,3 +445,28 @@ async fn the_configured_email_claim_names_the_caller_and_a_group_claim_makes_an_
         Some(sha256_hex("ada@example.com").as_str())
     );
 }
+
+#[tokio::test]
+async fn refused_credentials_are_rate_limited_by_address() {
+    let app = app(JwtAlgorithm::HS256, &[], 2).await;
+    let wrong = "cmdr_guessing_000000000000000000000000000000000000000000000000000";
+    let first = chat_as(&app, Some(wrong)).await;
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+    assert_unauthorized(first, "unknown API key", wrong).await;
+    let expired = hs256(&json!({"email": "ada@example.com", "exp": now() - 600}));
+    let second = chat_as(&app, Some(&expired)).await;
+    assert_eq!(second.headers()["x-ratelimit-remaining"], "0");
+    assert_unauthorized(second, "expired", &expired).await;
+    // The address has used its two requests: guessing stops here.
+    let third = chat_as(&app, None).await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(error_body(third).await["code"], "rate_limited");
+    // A caller with good credentials has a bucket of their own.
+    assert_eq!(chat_as(&app, Some(USER_KEY)).await.status(), 200);
+    assert_eq!(
+        app.usage_rows().await.len(),
+        1,
+        "refused calls reach no specialist"
+    );
+}

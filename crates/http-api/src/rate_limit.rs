@@ -13,6 +13,7 @@ use core_domain::{ErrorCode, UserIdentity};
 use ratelimit::{Decision, Quota, QuotaError, RateLimiter};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Refused;
 use crate::client_ip::{Cidr, client_ip};
 use crate::{ApiError, AppState, RequestContext};
 
@@ -130,7 +131,11 @@ async fn limit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        // Fail closed, as authentication does.
+        return Ok(req.error_response(ApiError::new(
+            ErrorCode::Internal,
+            "the server is not set up to rate limit this route",
+        )));
     };
     let limiter = state.rate_limits.limiter(group);
     let key = caller_key(&req, &state.rate_limits.trusted_proxies);
@@ -158,7 +163,12 @@ async fn limit(
         add_headers(response.headers_mut(), group, quota, &decision);
         return Ok(response);
     }
-    let mut response = next.call(req).await?.map_into_boxed_body();
+    // Refused credentials are answered only now, having been counted like any request.
+    let refused = req.extensions_mut().remove::<Refused>();
+    let mut response = match refused {
+        Some(Refused(error)) => req.error_response(error),
+        None => next.call(req).await?.map_into_boxed_body(),
+    };
     add_headers(response.headers_mut(), group, quota, &decision);
     Ok(response)
 }

@@ -4,17 +4,27 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 
-use crate::{AppState, RequestContext};
+use core_domain::ErrorCode;
 
-/// Middleware for every chat and management route: admits the caller (or answers 401/403) and
-/// records who it is in the request context, for the rate limiter, the handlers and the usage
-/// log.
+use crate::{ApiError, AppState, RequestContext};
+
+/// Middleware for every chat and management route: admits the caller and records who it is in
+/// the request context, for the rate limiter, the handlers and the usage log.
+///
+/// A caller it refuses (401/403) is not answered here: the refusal is left for the rate
+/// limiter inside, which first spends a token from the client address's bucket, so guessing
+/// credentials (or making the server verify a flood of bad tokens) is rate limited like
+/// anything else.
 pub(crate) async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        // Fail closed: a route wired without the state must not run unauthenticated.
+        return Ok(req.error_response(ApiError::new(
+            ErrorCode::Internal,
+            "the server is not set up to authenticate this route",
+        )));
     };
     let admitted = state
         .auth
@@ -25,8 +35,15 @@ pub(crate) async fn authenticate(
                 context.identity = admitted.identity;
                 context.role = admitted.role;
             }
-            Ok(next.call(req).await?.map_into_boxed_body())
         }
-        Err(error) => Ok(req.error_response(error)),
+        Err(error) => {
+            req.extensions_mut().insert(Refused(error));
+        }
     }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
+
+/// A caller authentication refused, to be answered by the rate limiter once it has counted
+/// the attempt against the client's address.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) ApiError);

@@ -8,5 +8,5 @@ mod verifier;
 
 pub use config::{ApiKeyConfig, AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
 pub use keys::new_api_key;
-pub(crate) use middleware::authenticate;
+pub(crate) use middleware::{Refused, authenticate};
 pub use verifier::{AuthSetupError, Authenticator};
