@@ -52,6 +52,7 @@ pub struct Application {
     store: UsageStore,
     reloader: Option<tokio::task::JoinHandle<()>>,
     live_calls: LiveCalls,
+    shutdown_grace: std::time::Duration,
 }
 
 /// How long shutdown waits, after the server stopped, for calls cut short to hand in their
@@ -149,6 +150,7 @@ impl Application {
             store,
             reloader,
             live_calls,
+            shutdown_grace: std::time::Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
     }
 
@@ -201,9 +203,13 @@ impl Application {
         // disposition (which would kill the process without draining).
         let shutdown_signal = ShutdownSignal::register()?;
         let handle = self.handle();
+        let (live_calls, grace) = (self.live_calls.clone(), self.shutdown_grace);
         let signals = tokio::spawn(async move {
             shutdown_signal.received().await;
             tracing::info!("shutdown signal received; finishing in-flight requests");
+            // Before stopping, so every call the server cuts at the end of the grace period
+            // is logged as cut by shutdown (and one whose client left before, as that).
+            live_calls.shutting_down(grace);
             handle.stop(true).await;
         });
         let served = self.run_until_stopped().await;

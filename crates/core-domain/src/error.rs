@@ -69,6 +69,8 @@ pub enum ErrorCode {
     UpstreamInvalidRequest,
     /// The caller went away before the answer was complete.
     ClientDisconnected,
+    /// The server shut down, and its grace period ran out before the answer was complete.
+    ServerShutdown,
     /// The server is not ready to serve (e.g. the database is unreachable).
     ServiceUnavailable,
     /// A bug or an unexpected failure inside commander.
@@ -100,6 +102,7 @@ impl ErrorCode {
             Self::UpstreamAuthFailed => "upstream_auth_failed",
             Self::UpstreamInvalidRequest => "upstream_invalid_request",
             Self::ClientDisconnected => "client_disconnected",
+            Self::ServerShutdown => "server_shutdown",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Internal => "internal_error",
         }

@@ -103,9 +103,9 @@ impl ApiError {
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ErrorCode::ProviderNotConfigured | ErrorCode::ServiceUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::ProviderNotConfigured
+            | ErrorCode::ServiceUnavailable
+            | ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamError | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Never sent (the client is gone); nginx's code for it, should a proxy log it.

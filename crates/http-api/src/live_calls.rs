@@ -5,9 +5,9 @@
 //! thread tears down its connections, which can be after the server future has returned. Its
 //! row is written by that drop; the usage writer must not drain and stop before it arrives.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -20,6 +20,8 @@ pub struct LiveCalls(Arc<Inner>);
 struct Inner {
     count: AtomicUsize,
     idle: Notify,
+    /// From when a call still running was cut short by shutdown (the end of the grace period).
+    cut_from: OnceLock<Instant>,
 }
 
 impl LiveCalls {
@@ -32,6 +34,20 @@ impl LiveCalls {
     pub(crate) fn enter(&self) -> LiveCall {
         self.0.count.fetch_add(1, Ordering::SeqCst);
         LiveCall(self.clone())
+    }
+
+    /// Notes that shutdown began and in-flight calls have `grace` to finish: a call dropped
+    /// after that was cut short by the server, not abandoned by its client.
+    pub fn shutting_down(&self, grace: Duration) {
+        let _ = self.0.cut_from.set(Instant::now() + grace);
+    }
+
+    /// True once the grace period of a shutdown has run out.
+    pub(crate) fn past_grace(&self) -> bool {
+        self.0
+            .cut_from
+            .get()
+            .is_some_and(|cut| Instant::now() >= *cut)
     }
 
     /// How many calls have not handed in their row yet.
@@ -60,6 +76,14 @@ impl LiveCalls {
 /// One call in progress; dropping it ends the call.
 #[derive(Debug)]
 pub(crate) struct LiveCall(LiveCalls);
+
+impl LiveCall {
+    /// True when the server's shutdown grace period has run out (see
+    /// [`LiveCalls::shutting_down`]).
+    pub(crate) fn cut_by_shutdown(&self) -> bool {
+        self.0.past_grace()
+    }
+}
 
 impl Drop for LiveCall {
     fn drop(&mut self) {
@@ -93,5 +117,18 @@ mod tests {
         std::thread::spawn(move || drop(second)).join().unwrap();
         assert!(waiter.await.unwrap());
         assert_eq!(calls.count(), 0);
+    }
+
+    #[test]
+    fn calls_are_cut_by_shutdown_only_once_its_grace_has_run_out() {
+        let calls = LiveCalls::new();
+        let call = calls.enter();
+        assert!(!call.cut_by_shutdown(), "no shutdown yet");
+        calls.shutting_down(Duration::from_secs(3600));
+        assert!(!call.cut_by_shutdown(), "within the grace period");
+        let other = LiveCalls::new();
+        let late = other.enter();
+        other.shutting_down(Duration::ZERO);
+        assert!(late.cut_by_shutdown());
     }
 }

@@ -27,7 +27,7 @@ pub(crate) struct CallRecorder {
 
 struct Pending {
     /// Counts the call as live until its row is handed to the sink (or the call is dropped).
-    _live: LiveCall,
+    live: LiveCall,
     sink: UsageSink,
     prices: Arc<PriceTable>,
     metrics: Arc<Metrics>,
@@ -50,7 +50,7 @@ impl CallRecorder {
     ) -> Self {
         Self {
             pending: Some(Pending {
-                _live: state.live_calls.enter(),
+                live: state.live_calls.enter(),
                 sink: state.usage.clone(),
                 prices: Arc::clone(&state.prices),
                 metrics: Arc::clone(&state.metrics),
@@ -140,16 +140,23 @@ impl Drop for CallRecorder {
     fn drop(&mut self) {
         let consumed = self.consumed_so_far();
         if let Some(pending) = self.pending.take() {
-            tracing::info!(
-                request_id = %pending.context.request_id,
-                specialist = %pending.specialist.id(),
-                "client disconnected before the answer was complete"
-            );
-            pending.record(
-                consumed,
-                Some(ErrorCode::ClientDisconnected),
-                self.first_token,
-            );
+            // Dropped unfinished: the client went away, or shutdown's grace period ran out.
+            let code = if pending.live.cut_by_shutdown() {
+                tracing::warn!(
+                    request_id = %pending.context.request_id,
+                    specialist = %pending.specialist.id(),
+                    "shutdown grace period ran out before the answer was complete"
+                );
+                ErrorCode::ServerShutdown
+            } else {
+                tracing::info!(
+                    request_id = %pending.context.request_id,
+                    specialist = %pending.specialist.id(),
+                    "client disconnected before the answer was complete"
+                );
+                ErrorCode::ClientDisconnected
+            };
+            pending.record(consumed, Some(code), self.first_token);
         }
     }
 }
