@@ -12,9 +12,10 @@ use crate::{ApiError, AppState, RequestContext};
 /// the request context, for the rate limiter, the handlers and the usage log.
 ///
 /// A caller it refuses (401/403) is not answered here: the refusal is left for the rate
-/// limiter inside, which first spends a token from the client address's bucket, so guessing
-/// credentials (or making the server verify a flood of bad tokens) is rate limited like
-/// anything else.
+/// limiter inside, which first spends a token from the client address's bucket, so a client
+/// that keeps sending bad credentials gets 429 once that bucket is spent. Credentials are
+/// still verified first (a valid one gets its own bucket): limiting by address before
+/// verifying would let one client behind a shared NAT lock out everyone behind it.
 pub(crate) async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
