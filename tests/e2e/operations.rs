@@ -280,3 +280,33 @@ async fn cors_preflight_is_answered_for_listed_origins_only() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_configured_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn_with(|settings, _| settings.server.keep_alive_seconds = 1).await;
+    let address = app.url("").trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: commander\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let read = socket.read(&mut buffer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"),
+        "kept alive after one answer"
+    );
+    // Idle: the server closes it after about a second (allow generous slack), not never.
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut buffer))
+        .await
+        .expect("the idle connection was closed within 10 s");
+    assert_eq!(closed.unwrap_or(0), 0, "closed, not answered");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "closed by the keep-alive timeout, not at once: {:?}",
+        started.elapsed()
+    );
+}

@@ -900,3 +900,17 @@ fn human_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
 }
+
+#[test]
+fn the_worker_count_comes_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, logs) = start_logged(dir.path(), &[("COMMANDER__SERVER__WORKERS", "3")]);
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+    let logs = logs.lock().unwrap().join("\n");
+    // actix logs the number it starts before we announce that we listen; the lines after
+    // show each worker shutting down.
+    let shutting_down = logs.matches("shutting down idle worker").count()
+        + logs.matches("Worker shutting down").count();
+    assert_eq!(shutting_down, 3, "{logs}");
+}
