@@ -8,7 +8,7 @@ use core_domain::{
 };
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
-use specialists::CatalogueError;
+use specialists::{Catalogue, CatalogueError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::views::{ErrorEnvelope, PricingView, SpecialistList, SpecialistView};
@@ -147,6 +147,34 @@ impl SpecialistBody {
         draft
     }
 
+    /// A whole new set of fields (a create or a PUT) ready for the catalogue, or a 422 listing
+    /// every problem at once: `problems` already found (a bad id), the fields' own, and the
+    /// rules that need the rest of the catalogue (a taken name, the base URL policy) — those
+    /// are checked again under the catalogue's lock when the draft is applied.
+    fn into_new_draft_or_every_problem(
+        self,
+        mut problems: ValidationErrors,
+        catalogue: &Catalogue,
+        replacing: Option<&SpecialistId>,
+    ) -> Result<SpecialistDraft, ApiError> {
+        let (name, base_url) = (self.name.clone(), self.base_url.clone().flatten());
+        match self.into_new_draft() {
+            Ok(draft) if problems.is_empty() => return Ok(draft),
+            Ok(draft) => {
+                if let Err(more) = draft.validate() {
+                    problems.extend(more);
+                }
+            }
+            Err(more) => problems.extend(more),
+        }
+        problems.extend_new_fields(catalogue.problems_with_others(
+            name.as_deref(),
+            base_url.as_deref(),
+            replacing,
+        ));
+        Err(ApiError::validation(problems))
+    }
+
     /// A whole new set of fields (a create or a PUT): the required ones must be there. When
     /// some are missing, the answer lists them with every other problem of what was sent.
     fn into_new_draft(self) -> Result<SpecialistDraft, ValidationErrors> {
@@ -203,34 +231,23 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     context.require_admin("create specialists")?;
     let mut body = body.into_inner();
-    let mut errors = ValidationErrors::new();
-    let id = match body.id.take() {
-        None => Some(fresh_id()),
-        Some(raw) => SpecialistId::parse(raw)
-            .map_err(|e| errors.push("id", e.to_string()))
-            .ok(),
-    };
-    let (name, base_url) = (body.name.clone(), body.base_url.clone().flatten());
-    match (id, body.into_new_draft()) {
-        (Some(id), Ok(draft)) => {
-            // The catalogue checks every rule, its own included, under its lock.
-            let catalogue = state.catalogue.clone();
-            let created = blocking(move || catalogue.create(id, &draft)).await?;
-            Ok(created_response(&created))
-        }
-        (_, draft) => {
-            match draft.map(|d| d.validate()) {
-                Ok(Ok(_)) => {}
-                Ok(Err(more)) | Err(more) => errors.extend(more),
-            }
-            errors.extend_new_fields(state.catalogue.problems_with_others(
-                name.as_deref(),
-                base_url.as_deref(),
-                None,
-            ));
-            Err(ApiError::validation(errors))
-        }
-    }
+    let id = body
+        .id
+        .take()
+        .map_or_else(|| Ok(fresh_id()), SpecialistId::parse)
+        .map_err(|e| {
+            let mut problem = ValidationErrors::new();
+            problem.push("id", e.to_string());
+            problem
+        });
+    let id_problem = id.as_ref().err().cloned().unwrap_or_default();
+    let draft = body.into_new_draft_or_every_problem(id_problem, &state.catalogue, None)?;
+    // A bad id was among the problems just reported, so here it parsed.
+    let id = id.map_err(ApiError::validation)?;
+    // The catalogue checks every rule, its own included, under its lock.
+    let catalogue = state.catalogue.clone();
+    let created = blocking(move || catalogue.create(id, &draft)).await?;
+    Ok(created_response(&created))
 }
 
 /// `PUT /specialists/{id}` (admin): replaces every editable field.
@@ -257,23 +274,8 @@ pub(crate) async fn replace(
     let id = parse_id(&id)?;
     let expected = if_match(&request)?;
     let mut body = body.into_inner();
-    let mut errors = body_id_problems(body.id.take(), &id);
-    let (name, base_url) = (body.name.clone(), body.base_url.clone().flatten());
-    let draft = match body.into_new_draft() {
-        Ok(draft) if errors.is_empty() => draft,
-        draft => {
-            match draft.map(|d| d.validate()) {
-                Ok(Ok(_)) => {}
-                Ok(Err(more)) | Err(more) => errors.extend(more),
-            }
-            errors.extend_new_fields(state.catalogue.problems_with_others(
-                name.as_deref(),
-                base_url.as_deref(),
-                Some(&id),
-            ));
-            return Err(ApiError::validation(errors));
-        }
-    };
+    let id_problem = body_id_problems(body.id.take(), &id);
+    let draft = body.into_new_draft_or_every_problem(id_problem, &state.catalogue, Some(&id))?;
     let catalogue = state.catalogue.clone();
     let updated = blocking(move || catalogue.update(&id, expected, |_| draft)).await?;
     Ok(with_etag(HttpResponse::Ok(), &updated))
