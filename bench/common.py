@@ -1,4 +1,5 @@
 """What the bench scripts share: where the release binaries are, ports, processes, memory."""
+import asyncio
 import os
 import socket
 import subprocess
@@ -37,3 +38,20 @@ def rss_mib(pid):
 
 def start(cmd, **kw):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+
+
+async def hold_streams(port, raw, count):
+    """Sends the request bytes `raw` on `count` connections to 127.0.0.1:`port` and waits until
+    each has received the response headers and a first SSE event; returns the open writers."""
+    writers = []
+
+    async def open_one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readuntil(b"\n\n")
+        writers.append(writer)
+
+    await asyncio.gather(*(open_one() for _ in range(count)))
+    return writers

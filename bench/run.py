@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from common import RELEASE, ROOT, free_port, rss_mib, start, wait_for_port
+from common import RELEASE, ROOT, free_port, hold_streams, rss_mib, start, wait_for_port
 
 OUT_DIR = os.path.join(ROOT, "target", "bench")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -134,23 +134,11 @@ class Database:
                             f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"], check=False)
 
 
-async def hold_streams(port, count, body):
-    """Opens `count` streams, waits until each has its first event; returns the writers."""
+def stream_request(port, body):
+    """The raw bytes of a `/chat/stream` request with `body`."""
     payload = json.dumps(body).encode()
-    raw = (f"POST /chat/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-           f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
-    writers = []
-
-    async def one():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(raw)
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")
-        await reader.readuntil(b"\n\n")
-        writers.append(writer)
-
-    await asyncio.gather(*(one() for _ in range(count)))
-    return writers
+    return (f"POST /chat/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
 def fmt(value, digits=3):
@@ -287,7 +275,8 @@ level = "{args.log_level}"
 
 
 async def _hold(port, count):
-    writers = await hold_streams(port, count, {"specialist_id": "slow", "message": "wait"})
+    writers = await hold_streams(
+        port, stream_request(port, {"specialist_id": "slow", "message": "wait"}), count)
     await asyncio.sleep(1.0)
     for w in writers:
         w.close()

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from common import RELEASE, free_port, rss_mib, start, wait_for_port
+from common import RELEASE, free_port, hold_streams, rss_mib, start, wait_for_port
 
 
 def request_bytes(port, path, body):
@@ -60,22 +60,6 @@ async def ttfb_series(port, raw, count, warmup):
 
 def pct(samples, p):
     return samples[min(len(samples) - 1, int(len(samples) * p))] * 1000
-
-
-async def hold_streams(port, raw, count):
-    """Opens `count` streams and waits until each has received its first event."""
-    conns = []
-
-    async def open_one():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(raw)
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")
-        await reader.readuntil(b"\n\n")
-        conns.append(writer)
-
-    await asyncio.gather(*(open_one() for _ in range(count)))
-    return conns
 
 
 def main():
