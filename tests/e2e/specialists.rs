@@ -124,6 +124,13 @@ mod management {
             .unwrap()
     }
 
+    /// The fields at fault of a 422, in alphabetical order.
+    async fn sorted_fields_of(response: reqwest::Response) -> Vec<String> {
+        let mut fields = fields_of(response).await;
+        fields.sort();
+        fields
+    }
+
     async fn fields_of(response: reqwest::Response) -> Vec<String> {
         assert_eq!(response.status(), 422);
         let error = error_body(response).await;
@@ -250,8 +257,7 @@ mod management {
             .await
             .unwrap();
         assert_eq!(patch.status(), 422);
-        let mut fields = fields_of(patch).await;
-        fields.sort();
+        let fields = sorted_fields_of(patch).await;
         assert_eq!(fields, ["model", "system_prompt"]);
         let unchanged: Value = app
             .client
@@ -281,8 +287,7 @@ mod management {
             &json!({"id": "bad id", "temperature": 9, "provider": "nope"}),
         )
         .await;
-        let mut fields = fields_of(response).await;
-        fields.sort();
+        let fields = sorted_fields_of(response).await;
         assert_eq!(
             fields,
             [
@@ -302,8 +307,7 @@ mod management {
             &json!({"temperature": 9, "provider": "nope"}),
         )
         .await;
-        let mut fields = fields_of(response).await;
-        fields.sort();
+        let fields = sorted_fields_of(response).await;
         assert_eq!(
             fields,
             ["model", "name", "provider", "system_prompt", "temperature"]
@@ -325,8 +329,7 @@ mod management {
                     "base_url": "https://169.254.169.254/v1"}),
         )
         .await;
-        let mut fields = fields_of(response).await;
-        fields.sort();
+        let fields = sorted_fields_of(response).await;
         assert_eq!(
             fields,
             [
@@ -350,8 +353,7 @@ mod management {
             .send()
             .await
             .unwrap();
-        let mut fields = fields_of(put).await;
-        fields.sort();
+        let fields = sorted_fields_of(put).await;
         assert_eq!(fields, ["id", "name", "temperature"]);
 
         let unknown = post(&app, "/specialists", &json!({"nmae": "typo"})).await;

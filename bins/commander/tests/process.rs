@@ -90,6 +90,25 @@ fn default_store(dir: &std::path::Path) -> UsageStore {
     UsageStore::connect(&default_database(dir)).unwrap()
 }
 
+/// Streams an answer from the `demo` specialist on another thread (curl, unbuffered), tagged
+/// with `request_id`; joining gives the body as received.
+fn demo_stream_in_background(
+    address: String,
+    request_id: &'static str,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let output = Command::new("curl")
+            .args(["-s", "-N", "-H", "content-type: application/json", "-H"])
+            .arg(format!("x-request-id: {request_id}"))
+            .arg("-d")
+            .arg(r#"{"specialist_id": "demo", "message": "keep going"}"#)
+            .arg(format!("http://{address}/chat/stream"))
+            .output()
+            .expect("curl runs");
+        String::from_utf8(output.stdout).unwrap()
+    })
+}
+
 fn signal(child: &Running, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.0.id().to_string()])
@@ -529,23 +548,7 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
             ("COMMANDER__SERVER__SHUTDOWN_GRACE_SECONDS", "10"),
         ],
     );
-    let stream = std::thread::spawn(move || {
-        let output = Command::new("curl")
-            .args([
-                "-s",
-                "-N",
-                "-H",
-                "content-type: application/json",
-                "-H",
-                "x-request-id: streaming-at-sigterm",
-                "-d",
-                r#"{"specialist_id": "demo", "message": "keep going"}"#,
-                &format!("http://{address}/chat/stream"),
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    });
+    let stream = demo_stream_in_background(address, "streaming-at-sigterm");
     std::thread::sleep(Duration::from_millis(600));
     signal(&child, "TERM");
     let started = std::time::Instant::now();
@@ -757,16 +760,7 @@ fn a_stream_that_outlasts_the_grace_period_is_cut_and_still_logged() {
             ("COMMANDER__SERVER__SHUTDOWN_GRACE_SECONDS", "1"),
         ],
     );
-    let stream = std::thread::spawn(move || {
-        let output = Command::new("curl")
-            .args(["-s", "-N", "-H", "content-type: application/json"])
-            .args(["-H", "x-request-id: cut-at-grace", "-d"])
-            .arg(r#"{"specialist_id": "demo", "message": "a long answer"}"#)
-            .arg(format!("http://{address}/chat/stream"))
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    });
+    let stream = demo_stream_in_background(address, "cut-at-grace");
     std::thread::sleep(Duration::from_millis(700));
     let signalled = std::time::Instant::now();
     signal(&child, "TERM");

@@ -157,14 +157,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replay_inserts_once_even_when_run_twice_and_empties_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = UsageStore::connect(&DatabaseConfig {
+    fn sqlite_store(dir: &tempfile::TempDir) -> UsageStore {
+        UsageStore::connect(&DatabaseConfig {
             url: format!("sqlite://{}", dir.path().join("u.db").display()),
             ..DatabaseConfig::default()
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn replay_inserts_once_even_when_run_twice_and_empties_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
         let spill = Spill::new(dir.path().join("spill/usage.jsonl"));
         let records: Vec<UsageRecord> = (0..7).map(record).collect();
         spill.append(&records[..3]).unwrap();
@@ -188,11 +192,7 @@ mod tests {
     #[test]
     fn corrupt_lines_are_moved_aside_not_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let store = UsageStore::connect(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("u.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .unwrap();
+        let store = sqlite_store(&dir);
         let spill = Spill::new(dir.path().join("usage.jsonl"));
         spill.append(&[record(1)]).unwrap();
         let mut file = OpenOptions::new().append(true).open(spill.path()).unwrap();
@@ -207,11 +207,7 @@ mod tests {
     #[test]
     fn a_line_spilled_before_client_request_ids_existed_still_replays() {
         let dir = tempfile::tempdir().unwrap();
-        let store = UsageStore::connect(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("u.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .unwrap();
+        let store = sqlite_store(&dir);
         let spill = Spill::new(dir.path().join("usage.jsonl"));
         let mut line = serde_json::to_value(record(1)).unwrap();
         line.as_object_mut()

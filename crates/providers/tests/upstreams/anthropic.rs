@@ -1,5 +1,5 @@
 use core_domain::{ChatMessage, FinishReason, ProviderKind, StreamEvent, TokenUsage};
-use fake_upstream::{Finish, Reply, Wire};
+use fake_upstream::{Finish, RecordedRequest, Reply, Wire};
 use providers::ProviderError;
 use serde_json::json;
 
@@ -21,10 +21,7 @@ async fn complete_sends_a_messages_request_and_parses_the_answer() {
     assert_eq!(answer.model, "claude-sonnet-4-5");
 
     let sent = &fake.requests()[0];
-    assert_eq!(sent.path, "/v1/messages");
-    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
-    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(sent.header("authorization"), None);
+    assert_messages_headers(sent);
     assert_eq!(
         sent.body,
         json!({
@@ -66,10 +63,7 @@ async fn stream_reads_every_event_type_and_reassembles_the_text() {
         }
     );
     let sent = &fake.requests()[0];
-    assert_eq!(sent.path, "/v1/messages");
-    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
-    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(sent.header("authorization"), None);
+    assert_messages_headers(sent);
     assert_eq!(
         sent.body,
         json!({
@@ -166,4 +160,12 @@ async fn a_redirect_is_not_followed_so_the_key_and_prompt_stay_put() {
         0,
         "the redirect target never saw the x-api-key or the prompt"
     );
+}
+
+/// The Messages API's path and headers: its own key header, the version, no bearer token.
+fn assert_messages_headers(sent: &RecordedRequest) {
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
 }

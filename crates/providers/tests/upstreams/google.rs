@@ -1,5 +1,5 @@
 use core_domain::{FinishReason, ProviderKind, StreamEvent, TokenUsage};
-use fake_upstream::{Finish, Reply, Wire};
+use fake_upstream::{Finish, RecordedRequest, Reply, Wire};
 use serde_json::json;
 
 use crate::*;
@@ -22,19 +22,7 @@ async fn generate_content_request_and_answer() {
     let sent = &fake.requests()[0];
     assert_eq!(sent.path, "/v1beta/models/gemini-2.0-flash:generateContent");
     assert_eq!(sent.query, "", "the key never travels in the URL");
-    assert_eq!(sent.header("x-goog-api-key"), Some(GOOGLE_KEY));
-    assert_eq!(
-        sent.body,
-        json!({
-            "contents": [
-                {"role": "user", "parts": [{"text": "Hi"}]},
-                {"role": "model", "parts": [{"text": "Hello!"}]},
-                {"role": "user", "parts": [{"text": "What is 2+2?"}]}
-            ],
-            "systemInstruction": {"parts": [{"text": "You are terse."}]},
-            "generationConfig": {"temperature": 0.3, "maxOutputTokens": 256}
-        })
-    );
+    assert_gemini_request(sent);
 }
 
 #[tokio::test]
@@ -66,6 +54,11 @@ async fn stream_generate_content_over_sse_with_crlf_events() {
         "/v1beta/models/gemini-1.5-pro:streamGenerateContent"
     );
     assert_eq!(sent.query, "alt=sse", "and never the key");
+    assert_gemini_request(sent);
+}
+
+/// The key header and the body for [`request`] (the same whole or streamed).
+fn assert_gemini_request(sent: &RecordedRequest) {
     assert_eq!(sent.header("x-goog-api-key"), Some(GOOGLE_KEY));
     assert_eq!(
         sent.body,

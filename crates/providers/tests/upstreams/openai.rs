@@ -1,8 +1,8 @@
 use core_domain::{ChatMessage, FinishReason, ProviderKind, StreamEvent, TokenUsage};
-use fake_upstream::{Finish, Reply, Wire};
+use fake_upstream::{Finish, RecordedRequest, Reply, Wire};
 use providers::{CompatibleServer, ProviderError};
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::*;
 
@@ -18,7 +18,12 @@ async fn complete_sends_the_chat_completions_request_and_parses_the_answer() {
     assert_eq!(answer.finish_reason, FinishReason::Length);
     assert_eq!(answer.model, "gpt-4o");
 
-    let sent = &fake.requests()[0];
+    assert_chat_completions_request(&fake.requests()[0], "gpt-4o", json!({}));
+}
+
+/// The Chat Completions request for [`request`]`(model)`: path, key, JSON, and the body with the
+/// system prompt first, plus `extra` fields.
+fn assert_chat_completions_request(sent: &RecordedRequest, model: &str, extra: Value) {
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(
@@ -26,20 +31,21 @@ async fn complete_sends_the_chat_completions_request_and_parses_the_answer() {
         Some(format!("Bearer {OPENAI_KEY}").as_str())
     );
     assert_eq!(sent.header("content-type"), Some("application/json"));
-    assert_eq!(
-        sent.body,
-        json!({
-            "model": "gpt-4o",
-            "messages": [
-                {"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "What is 2+2?"}
-            ],
-            "temperature": 0.3,
-            "max_tokens": 256
-        })
-    );
+    let mut expected = json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "What is 2+2?"}
+        ],
+        "temperature": 0.3,
+        "max_tokens": 256
+    });
+    for (key, value) in extra.as_object().expect("extra fields") {
+        expected[key] = value.clone();
+    }
+    assert_eq!(sent.body, expected);
 }
 
 #[tokio::test]
@@ -98,28 +104,10 @@ async fn stream_asks_for_usage_and_reassembles_the_text_exactly() {
             model: "gpt-4o-mini".into(),
         }
     );
-    let sent = &fake.requests()[0];
-    assert_eq!(sent.method, "POST");
-    assert_eq!(sent.path, "/v1/chat/completions");
-    assert_eq!(
-        sent.header("authorization"),
-        Some(format!("Bearer {OPENAI_KEY}").as_str())
-    );
-    assert_eq!(
-        sent.body,
-        json!({
-            "model": "gpt-4o-mini",
-            "messages": [
-                {"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "What is 2+2?"}
-            ],
-            "temperature": 0.3,
-            "max_tokens": 256,
-            "stream": true,
-            "stream_options": {"include_usage": true}
-        })
+    assert_chat_completions_request(
+        &fake.requests()[0],
+        "gpt-4o-mini",
+        json!({"stream": true, "stream_options": {"include_usage": true}}),
     );
 }
 
