@@ -63,6 +63,15 @@ impl SpecialistId {
     }
 }
 
+impl SpecialistId {
+    /// True when the two ids differ at most in letter case. Ids are ASCII, so ASCII case
+    /// folding is full case folding here; the catalogue refuses such look-alikes (`DEMO` beside
+    /// `demo`), which would otherwise be two specialists a person cannot tell apart.
+    pub fn matches_ignoring_case(&self, other: &SpecialistId) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
 string_newtype!(SpecialistId, parse);
 
 /// The id of one request: the gateway's own in `X-Request-Id`, error bodies and the usage log,
@@ -123,6 +132,14 @@ mod tests {
             );
         }
         assert!(SpecialistId::parse("a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn specialist_ids_that_differ_only_in_case_match() {
+        let demo = SpecialistId::parse("demo").unwrap();
+        assert!(demo.matches_ignoring_case(&SpecialistId::parse("DEMO").unwrap()));
+        assert!(demo.matches_ignoring_case(&demo));
+        assert!(!demo.matches_ignoring_case(&SpecialistId::parse("demo2").unwrap()));
     }
 
     #[test]

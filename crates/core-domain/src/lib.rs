@@ -28,6 +28,7 @@ mod ids;
 mod money;
 mod net;
 mod specialist;
+mod text;
 mod usage;
 mod validation;
 
@@ -42,6 +43,7 @@ pub use specialist::{
     MAX_SYSTEM_PROMPT_CHARS, ModelPricing, PricingDraft, PromptRevision, ProviderKind, Specialist,
     SpecialistDraft, SpecialistRecord, SpecialistSpec,
 };
+pub use text::comparable_name;
 pub use usage::{
     Completion, FinishReason, StreamEvent, TokenUsage, estimate_prompt_tokens, estimate_text_tokens,
 };

@@ -4,6 +4,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::text::{TextKind, first_hidden_char, hidden_char_message};
 use crate::{DomainError, SpecialistId, ValidationErrors};
 
 /// The longest specialist name, in characters.
@@ -173,13 +174,17 @@ impl SpecialistDraft {
         let name = self.name.trim();
         if name.is_empty() {
             errors.push("name", "must not be empty");
+        } else if let Some(message) = hidden_char_problem(name, TextKind::Label) {
+            errors.push("name", message);
         } else if name.chars().count() > MAX_NAME_CHARS {
             errors.push(
                 "name",
                 format!("must be at most {MAX_NAME_CHARS} characters"),
             );
         }
-        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+        if let Some(message) = hidden_char_problem(&self.description, TextKind::Line) {
+            errors.push("description", message);
+        } else if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
             errors.push(
                 "description",
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
@@ -213,7 +218,9 @@ impl SpecialistDraft {
 
         let base_url = match self.base_url.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(raw) => match check_base_url_shape(raw) {
+            Some(raw) => match hidden_char_problem(raw, TextKind::Label)
+                .map_or_else(|| check_base_url_shape(raw).map_err(str::to_owned), Err)
+            {
                 Ok(()) => Some(raw.trim_end_matches('/').to_owned()),
                 Err(message) => {
                     errors.push("base_url", message);
@@ -230,6 +237,9 @@ impl SpecialistDraft {
 
         if self.system_prompt.trim().is_empty() {
             errors.push("system_prompt", "must not be empty");
+        } else if let Some(message) = hidden_char_problem(&self.system_prompt, TextKind::Paragraphs)
+        {
+            errors.push("system_prompt", message);
         } else if self.system_prompt.chars().count() > MAX_SYSTEM_PROMPT_CHARS {
             errors.push(
                 "system_prompt",
@@ -278,6 +288,11 @@ impl SpecialistDraft {
             _ => Err(errors),
         }
     }
+}
+
+/// Why `text` cannot be a field of this `kind`, if it holds a character it may not.
+fn hidden_char_problem(text: &str, kind: TextKind) -> Option<String> {
+    first_hidden_char(text, kind).map(|(position, c)| hidden_char_message(position, c, kind))
 }
 
 fn is_model_char(c: char) -> bool {
@@ -616,6 +631,36 @@ mod tests {
                 "pricing.output_per_1m",
             ]
         );
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_in_every_text_field_one_error_each() {
+        let bad = SpecialistDraft {
+            name: "De\u{200B}mo".into(),
+            description: "Looks\u{0}fine".into(),
+            model: "gpt-4o\u{202E}".into(),
+            base_url: Some("https://api.x.ai/v\n1".into()),
+            system_prompt: "Be kind.\u{E0049}\u{E0047}\u{E004E}".into(),
+            ..draft()
+        };
+        let errors = bad.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            ["name", "description", "model", "base_url", "system_prompt"]
+        );
+        assert!(
+            errors.errors()[0].message.contains("U+200B at character 3"),
+            "{}",
+            errors.errors()[0].message
+        );
+
+        let fine = SpecialistDraft {
+            name: "Straße ✓".into(),
+            description: "👨\u{200D}💻 for developers".into(),
+            system_prompt: "Rules:\n\t1. Be brief.\r\n\t2. Be kind.".into(),
+            ..draft()
+        };
+        assert!(fine.validate().is_ok());
     }
 
     #[test]

@@ -1,10 +1,10 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use core_domain::{Specialist, SpecialistId, SpecialistRecord, ValidationErrors};
+use core_domain::{Specialist, SpecialistId, SpecialistRecord, ValidationErrors, comparable_name};
 use serde::Deserialize;
 
 use crate::{BaseUrlPolicy, CatalogueError, CatalogueFile, DEFAULT_CATALOGUE_JSON};
@@ -23,8 +23,9 @@ pub fn parse_catalogue(
 ) -> Result<Vec<Specialist>, CatalogueError> {
     let file: FileFormat = serde_json::from_str(json)?;
     let mut errors = ValidationErrors::new();
-    let mut seen_ids = HashSet::new();
-    let mut seen_names = HashSet::new();
+    // Key → the index of the first specialist with it, to name both in the report.
+    let mut seen_ids = HashMap::new();
+    let mut seen_names = HashMap::new();
     let mut specialists = Vec::with_capacity(file.specialists.len());
     for (index, record) in file.specialists.into_iter().enumerate() {
         let prefix = format!("specialists[{index}].");
@@ -36,14 +37,24 @@ pub fn parse_catalogue(
                 {
                     problems.push("base_url", reason);
                 }
-                if !seen_ids.insert(specialist.id().clone()) {
-                    problems.push("id", format!("'{}' is used twice", specialist.id()));
+                let id_key = specialist.id().as_str().to_ascii_lowercase();
+                if let Some(first) = earlier_holder(&mut seen_ids, id_key, index) {
+                    problems.push(
+                        "id",
+                        format!(
+                            "'{}' is used twice: specialists[{first}] has the same id (ids are \
+                             case-insensitive)",
+                            specialist.id()
+                        ),
+                    );
                 }
-                if !seen_names.insert(specialist.name().to_lowercase()) {
+                let name_key = comparable_name(specialist.name());
+                if let Some(first) = earlier_holder(&mut seen_names, name_key, index) {
                     problems.push(
                         "name",
                         format!(
-                            "'{}' is used twice (names are case-insensitive)",
+                            "'{}' is used twice: specialists[{first}] has the same name (names \
+                             are compared ignoring case, width and compatibility forms)",
                             specialist.name()
                         ),
                     );
@@ -58,6 +69,17 @@ pub fn parse_catalogue(
         Ok(specialists)
     } else {
         Err(CatalogueError::Invalid(errors))
+    }
+}
+
+/// The index of the specialist that took `key` first, or `None` (and `index` takes it).
+fn earlier_holder(seen: &mut HashMap<String, usize>, key: String, index: usize) -> Option<usize> {
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(index);
+            None
+        }
     }
 }
 
@@ -398,6 +420,39 @@ mod tests {
                 "specialists[4].base_url",
             ]
         );
+    }
+
+    #[test]
+    fn a_file_with_look_alike_names_or_ids_is_refused_naming_both() {
+        let json = format!(
+            r#"{{"specialists": [{}, {}, {}, {}]}}"#,
+            entry("strasse", "STRASSE"),
+            entry("demo", "Demo"),
+            entry("other", "Straße"),
+            entry("DEMO", "Ｄｅｍｏ２"),
+        );
+        let CatalogueError::Invalid(errors) =
+            parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap_err()
+        else {
+            panic!("expected Invalid");
+        };
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "specialists[2].name");
+        assert!(found[0].1.contains("specialists[0]"), "{}", found[0].1);
+        assert_eq!(found[1].0, "specialists[3].id");
+        assert!(found[1].1.contains("specialists[1]"), "{}", found[1].1);
+    }
+
+    #[test]
+    fn a_file_with_hidden_characters_is_refused() {
+        let json = format!(r#"{{"specialists": [{}]}}"#, entry("a", r"De\u200bmo"));
+        let err = parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap_err();
+        assert_eq!(fields(err), ["specialists[0].name"]);
     }
 
     #[test]

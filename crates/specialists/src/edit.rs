@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use core_domain::{MAX_NAME_CHARS, Specialist, SpecialistDraft, SpecialistId, ValidationErrors};
+use core_domain::{
+    MAX_NAME_CHARS, Specialist, SpecialistDraft, SpecialistId, ValidationErrors, comparable_name,
+};
 
 use crate::{Catalogue, CatalogueError};
 
@@ -17,9 +19,7 @@ impl Catalogue {
         draft: &SpecialistDraft,
     ) -> Result<Arc<Specialist>, CatalogueError> {
         self.change(|list| {
-            if list.iter().any(|s| s.id() == &id) {
-                return Err(CatalogueError::AlreadyExists(id));
-            }
+            refuse_taken_id(list, id.clone())?;
             let spec = self.checked(draft, list, None)?;
             let created = Arc::new(Specialist::new(id, spec, Utc::now()));
             list.push(Arc::clone(&created));
@@ -67,9 +67,7 @@ impl Catalogue {
     ) -> Result<Arc<Specialist>, CatalogueError> {
         self.change(|list| {
             let index = find(list, id, None)?;
-            if list.iter().any(|s| s.id() == &new_id) {
-                return Err(CatalogueError::AlreadyExists(new_id));
-            }
+            refuse_taken_id(list, new_id.clone())?;
             let mut draft = list[index].to_draft();
             draft.name = copy_name(&draft.name, list);
             let spec = self.checked(&draft, list, None)?;
@@ -128,18 +126,33 @@ impl Catalogue {
             errors.push("base_url", reason);
         }
         if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
-            let lower = name.to_lowercase();
-            if list
+            let key = comparable_name(name);
+            if let Some(holder) = list
                 .iter()
-                .any(|s| Some(s.id()) != replacing && s.name().to_lowercase() == lower)
+                .find(|s| Some(s.id()) != replacing && comparable_name(s.name()) == key)
             {
                 errors.push(
                     "name",
-                    format!("'{name}' is taken by another specialist (names are case-insensitive)"),
+                    format!(
+                        "'{name}' is taken by specialist '{}' ('{}'); names are compared \
+                         ignoring case, width and compatibility forms",
+                        holder.id(),
+                        holder.name()
+                    ),
                 );
             }
         }
         errors
+    }
+}
+
+/// A new id may not be one that exists already, nor one that differs from it only in case
+/// (`DEMO` beside `demo`).
+fn refuse_taken_id(list: &[Arc<Specialist>], id: SpecialistId) -> Result<(), CatalogueError> {
+    if list.iter().any(|s| s.id().matches_ignoring_case(&id)) {
+        Err(CatalogueError::AlreadyExists(id))
+    } else {
+        Ok(())
     }
 }
 
@@ -167,8 +180,8 @@ fn find(
 /// result stays within the length limit.
 fn copy_name(name: &str, list: &[Arc<Specialist>]) -> String {
     let taken = |candidate: &str| {
-        let lower = candidate.to_lowercase();
-        list.iter().any(|s| s.name().to_lowercase() == lower)
+        let key = comparable_name(candidate);
+        list.iter().any(|s| comparable_name(s.name()) == key)
     };
     (1..)
         .map(|n| {
@@ -258,6 +271,30 @@ mod tests {
             catalogue.create(id("a"), &draft("Other")).unwrap_err(),
             CatalogueError::AlreadyExists(_)
         ));
+    }
+
+    #[test]
+    fn names_are_unique_after_normalisation_and_folding_ids_ignoring_case() {
+        let (_dir, catalogue) = on_disk();
+        catalogue.create(id("strasse"), &draft("STRASSE")).unwrap();
+        catalogue.create(id("demo"), &draft("Demo")).unwrap();
+        for look_alike in ["Straße", "ｓｔｒａｓｓｅ", "DEMO", "ＤＥＭＯ"] {
+            let Err(CatalogueError::Invalid(errors)) =
+                catalogue.create(id("other"), &draft(look_alike))
+            else {
+                panic!("{look_alike} must be refused as a taken name");
+            };
+            assert_eq!(errors.errors()[0].field, "name", "{look_alike}");
+        }
+        let err = catalogue.create(id("DEMO"), &draft("Other")).unwrap_err();
+        assert!(matches!(err, CatalogueError::AlreadyExists(_)), "{err}");
+        let err = catalogue.duplicate(&id("demo"), id("Demo")).unwrap_err();
+        assert!(matches!(err, CatalogueError::AlreadyExists(_)), "{err}");
+        assert_eq!(catalogue.len(), 2);
+        // A copy's name is free in the same sense.
+        catalogue.create(id("copy"), &draft("demo (copy)")).unwrap();
+        let copy = catalogue.duplicate(&id("demo"), id("demo2")).unwrap();
+        assert_eq!(copy.name(), "Demo (Copy 2)");
     }
 
     #[test]

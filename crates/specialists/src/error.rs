@@ -24,8 +24,8 @@ pub enum CatalogueError {
     /// No specialist has this id.
     #[error("no specialist with id '{0}'")]
     NotFound(SpecialistId),
-    /// A specialist with this id exists already.
-    #[error("a specialist with id '{0}' exists already")]
+    /// A specialist with this id (or one differing only in case) exists already.
+    #[error("a specialist with id '{0}' exists already (ids are case-insensitive)")]
     AlreadyExists(SpecialistId),
     /// Someone edited the catalogue file and it no longer parses: a change now would
     /// overwrite their edit, so it is refused until the file is fixed.
