@@ -1,46 +1,330 @@
+//! Which IP addresses an admin-settable upstream URL may reach: only globally routable ones.
+//!
+//! The rule is table-driven, from IANA's special-purpose address registries, so a block is
+//! refused because a registry says it is not globally reachable, not because someone thought of
+//! it. An IPv6 address that carries an IPv4 address (the transition forms) is judged as the IPv4
+//! address it carries: `::ffff:127.0.0.1`, `::127.0.0.1`, `64:ff9b::7f00:1` and `2002:7f00:1::`
+//! all reach loopback in the end, and `2002:808:808::` is as public as `8.8.8.8`.
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// True for addresses that reach the server itself, its private network or cloud metadata:
-/// loopback, private (RFC 1918), carrier-grade NAT, link-local (169.254.0.0/16, where cloud
-/// metadata services live), unique-local and link-local IPv6, unspecified and broadcast, and
-/// IPv4-mapped forms of all of these.
-///
-/// Used to keep an admin-settable upstream URL from reaching inside the network (SSRF).
-pub fn is_internal_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_internal_ipv4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal_ipv4(v4);
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7 (AWS metadata: fd00:ec2::254)
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xa9fe, 0xa9fe) // NAT64 of 169.254.169.254
-        }
+/// One block of a special-purpose registry that is not globally reachable.
+struct Block<T> {
+    network: T,
+    prefix_len: u32,
+    /// The registry's name for it and the RFC that set it aside, for whoever reads a refusal.
+    #[allow(dead_code)] // Documentation kept beside the numbers it explains.
+    name: &'static str,
+    #[allow(dead_code)]
+    rfc: &'static str,
+}
+
+const fn v4(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    prefix_len: u32,
+    name: &'static str,
+    rfc: &'static str,
+) -> Block<u32> {
+    Block {
+        network: Ipv4Addr::new(a, b, c, d).to_bits(),
+        prefix_len,
+        name,
+        rfc,
     }
 }
 
-fn is_internal_ipv4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64.0.0/10 (Alibaba metadata)
-        || a == 0
+const fn v6(
+    segments: [u16; 8],
+    prefix_len: u32,
+    name: &'static str,
+    rfc: &'static str,
+) -> Block<u128> {
+    let [a, b, c, d, e, f, g, h] = segments;
+    Block {
+        network: Ipv6Addr::new(a, b, c, d, e, f, g, h).to_bits(),
+        prefix_len,
+        name,
+        rfc,
+    }
+}
+
+// Source: IANA "IPv4 Special-Purpose Address Registry" (iana-ipv4-special-registry) and
+// "IPv6 Special-Purpose Address Registry" (iana-ipv6-special-registry), as published in 2025
+// (the newest entries used: RFC 9602, RFC 9637, RFC 9780). Every entry whose "Globally
+// Reachable" column is False is here; so are the entries that are N/A or deprecated, and the
+// multicast and reserved ranges of the address-space registries, none of which is a unicast
+// server. Entries marked globally reachable that sit inside a refused block (the PCP and TURN
+// anycast addresses 192.0.0.9 and .10, AS112, AMT, ORCHIDv2 and DRIP under 2001::/23) stay
+// refused with their block: they are infrastructure services, never an LLM endpoint.
+// Review this table when IANA adds an entry.
+
+/// IPv4 blocks that are not globally reachable.
+const IPV4_NOT_GLOBAL: &[Block<u32>] = &[
+    v4(0, 0, 0, 0, 8, "\"This network\"", "RFC 791 §3.2"),
+    v4(10, 0, 0, 0, 8, "Private-Use", "RFC 1918"),
+    v4(
+        100,
+        64,
+        0,
+        0,
+        10,
+        "Shared Address Space (carrier-grade NAT)",
+        "RFC 6598",
+    ),
+    v4(127, 0, 0, 0, 8, "Loopback", "RFC 1122 §3.2.1.3"),
+    v4(
+        169,
+        254,
+        0,
+        0,
+        16,
+        "Link Local (cloud metadata)",
+        "RFC 3927",
+    ),
+    v4(172, 16, 0, 0, 12, "Private-Use", "RFC 1918"),
+    v4(
+        192,
+        0,
+        0,
+        0,
+        24,
+        "IETF Protocol Assignments",
+        "RFC 6890 §2.1",
+    ),
+    v4(192, 0, 2, 0, 24, "Documentation (TEST-NET-1)", "RFC 5737"),
+    v4(
+        192,
+        88,
+        99,
+        0,
+        24,
+        "Deprecated 6to4 Relay Anycast",
+        "RFC 7526",
+    ),
+    v4(192, 168, 0, 0, 16, "Private-Use", "RFC 1918"),
+    v4(198, 18, 0, 0, 15, "Benchmarking", "RFC 2544"),
+    v4(
+        198,
+        51,
+        100,
+        0,
+        24,
+        "Documentation (TEST-NET-2)",
+        "RFC 5737",
+    ),
+    v4(203, 0, 113, 0, 24, "Documentation (TEST-NET-3)", "RFC 5737"),
+    v4(224, 0, 0, 0, 4, "Multicast", "RFC 5771"),
+    v4(240, 0, 0, 0, 4, "Reserved", "RFC 1112 §4"),
+    v4(
+        255,
+        255,
+        255,
+        255,
+        32,
+        "Limited Broadcast",
+        "RFC 8190, RFC 919 §7",
+    ),
+];
+
+/// The IPv6 global unicast space (IANA "IPv6 Address Space" registry, RFC 4291): everything
+/// outside it — loopback, unspecified, unique-local, link-local, the deprecated site-local
+/// fec0::/10 (RFC 3879), multicast, discard-only, dummy and the SRv6 SID block — is never a
+/// public server, whether or not the special-purpose registry lists it.
+const IPV6_GLOBAL_UNICAST: Block<u128> = v6(
+    [0x2000, 0, 0, 0, 0, 0, 0, 0],
+    3,
+    "Global Unicast",
+    "RFC 4291",
+);
+
+/// IPv6 blocks that are not globally reachable. Those outside 2000::/3 are refused by that rule
+/// already and listed for completeness; the transition forms that embed an IPv4 address
+/// (::ffff:0:0/96, 64:ff9b::/96, 2002::/16, Teredo 2001::/32) are judged by that address first.
+const IPV6_NOT_GLOBAL: &[Block<u128>] = &[
+    v6(
+        [0, 0, 0, 0, 0, 0, 0, 1],
+        128,
+        "Loopback Address",
+        "RFC 4291",
+    ),
+    v6(
+        [0, 0, 0, 0, 0, 0, 0, 0],
+        128,
+        "Unspecified Address",
+        "RFC 4291",
+    ),
+    v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "IPv4-IPv6 Translation, local use",
+        "RFC 8215",
+    ),
+    v6(
+        [0x100, 0, 0, 0, 0, 0, 0, 0],
+        64,
+        "Discard-Only Address Block",
+        "RFC 6666",
+    ),
+    v6(
+        [0x100, 0, 0, 1, 0, 0, 0, 0],
+        64,
+        "Dummy IPv6 Prefix",
+        "RFC 9780",
+    ),
+    v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF Protocol Assignments",
+        "RFC 2928",
+    ),
+    v6(
+        [0x2001, 2, 0, 0, 0, 0, 0, 0],
+        48,
+        "Benchmarking",
+        "RFC 5180",
+    ),
+    v6(
+        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
+        28,
+        "Deprecated (previously ORCHID)",
+        "RFC 4843",
+    ),
+    v6(
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "Documentation",
+        "RFC 3849",
+    ),
+    v6(
+        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
+        20,
+        "Documentation",
+        "RFC 9637",
+    ),
+    v6(
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "Segment Routing (SRv6) SIDs",
+        "RFC 9602",
+    ),
+    v6(
+        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
+        7,
+        "Unique-Local (AWS metadata fd00:ec2::254)",
+        "RFC 4193",
+    ),
+    v6(
+        [0xfe80, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "Link-Local Unicast",
+        "RFC 4291",
+    ),
+    v6(
+        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "Site-Local (deprecated)",
+        "RFC 3879",
+    ),
+    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "Multicast", "RFC 4291"),
+];
+
+impl Block<u32> {
+    fn contains(&self, ip: u32) -> bool {
+        // checked_shr: a /0 block (never in the table, but cheap to get right) holds everything.
+        (ip ^ self.network)
+            .checked_shr(32 - self.prefix_len)
+            .unwrap_or(0)
+            == 0
+    }
+}
+
+impl Block<u128> {
+    fn contains(&self, ip: u128) -> bool {
+        (ip ^ self.network)
+            .checked_shr(128 - self.prefix_len)
+            .unwrap_or(0)
+            == 0
+    }
+}
+
+/// True for every address that is not globally routable: loopback, private, shared
+/// (carrier-grade NAT), link-local (cloud metadata), documentation, benchmarking, reserved,
+/// multicast, broadcast, unique-local and site-local IPv6, and every IPv6 transition form
+/// (IPv4-mapped, IPv4-compatible, SIIT, NAT64, 6to4, Teredo) of such an IPv4 address.
+///
+/// Used to keep an admin-settable upstream URL from reaching inside the network (SSRF): by the
+/// specialists' base-URL policy for literal addresses and by the providers' resolver for names.
+///
+/// ```
+/// use core_domain::is_internal_ip;
+///
+/// assert!(is_internal_ip("198.18.0.1".parse().unwrap()));
+/// assert!(is_internal_ip("64:ff9b::7f00:1".parse().unwrap())); // NAT64 of 127.0.0.1
+/// assert!(!is_internal_ip("2606:4700::1111".parse().unwrap()));
+/// ```
+pub fn is_internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !is_global_ipv4(v4),
+        IpAddr::V6(v6) => !is_global_ipv6(v6),
+    }
+}
+
+fn is_global_ipv4(ip: Ipv4Addr) -> bool {
+    let bits = ip.to_bits();
+    !IPV4_NOT_GLOBAL.iter().any(|block| block.contains(bits))
+}
+
+fn is_global_ipv6(ip: Ipv6Addr) -> bool {
+    if let Some(carried) = carried_ipv4(ip) {
+        return carried.into_iter().flatten().all(is_global_ipv4);
+    }
+    let bits = ip.to_bits();
+    IPV6_GLOBAL_UNICAST.contains(bits) && !IPV6_NOT_GLOBAL.iter().any(|b| b.contains(bits))
+}
+
+/// The IPv4 addresses an IPv6 transition form carries (Teredo carries two: its server and its
+/// client), or `None` for an address that carries none.
+fn carried_ipv4(ip: Ipv6Addr) -> Option<[Option<Ipv4Addr>; 2]> {
+    let bits = ip.to_bits();
+    let low32 = Ipv4Addr::from_bits(bits as u32);
+    let s = ip.segments();
+    let one = |v4: Ipv4Addr| Some([Some(v4), None]);
+    match s {
+        // IPv4-compatible ::a.b.c.d (RFC 4291 §2.5.5.1, deprecated); this includes :: and ::1,
+        // which carry 0.0.0.0 and 0.0.0.1 and so are refused either way.
+        [0, 0, 0, 0, 0, 0, _, _] => one(low32),
+        // IPv4-mapped ::ffff:a.b.c.d (RFC 4291 §2.5.5.2).
+        [0, 0, 0, 0, 0, 0xffff, _, _] => one(low32),
+        // IPv4-translated ::ffff:0:a.b.c.d (SIIT, RFC 2765 §2.1).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => one(low32),
+        // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052 §2.1).
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => one(low32),
+        // 6to4 2002:a.b.c.d::/48 (RFC 3056 §2).
+        [0x2002, hi, lo, ..] => one(Ipv4Addr::from_bits((u32::from(hi) << 16) | u32::from(lo))),
+        // Teredo 2001:0::/32 (RFC 4380 §4): the server's address in bits 32–63, the client's
+        // public address in the last 32 bits with every bit inverted.
+        [0x2001, 0, hi, lo, ..] => Some([
+            Some(Ipv4Addr::from_bits((u32::from(hi) << 16) | u32::from(lo))),
+            Some(Ipv4Addr::from_bits(!(bits as u32))),
+        ]),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn internal(text: &str) -> bool {
+        is_internal_ip(text.parse().expect(text))
+    }
+
     #[test]
     fn internal_and_public_addresses_are_told_apart() {
-        for internal in [
+        for internal_ip in [
             "127.0.0.1",
             "10.0.0.1",
             "172.31.255.255",
@@ -55,7 +339,7 @@ mod tests {
             "fe80::1",
             "::ffff:10.0.0.1",
         ] {
-            assert!(is_internal_ip(internal.parse().unwrap()), "{internal}");
+            assert!(internal(internal_ip), "{internal_ip}");
         }
         for public in [
             "8.8.8.8",
@@ -64,7 +348,105 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
         ] {
-            assert!(!is_internal_ip(public.parse().unwrap()), "{public}");
+            assert!(!internal(public), "{public}");
         }
+    }
+
+    #[test]
+    fn the_addresses_the_attack_got_through_are_refused() {
+        for (address, why) in [
+            ("::127.0.0.1", "IPv4-compatible loopback"),
+            ("::ffff:0:7f00:1", "SIIT IPv4-translated loopback"),
+            ("64:ff9b::7f00:1", "NAT64 of loopback"),
+            ("2002:7f00:1::", "6to4 of loopback"),
+            ("fec0::1", "site-local"),
+            ("198.18.0.1", "benchmarking"),
+            ("240.0.0.1", "reserved"),
+        ] {
+            assert!(internal(address), "{address} ({why}) must be refused");
+        }
+    }
+
+    #[test]
+    fn every_special_purpose_block_is_refused_at_both_ends() {
+        for block in IPV4_NOT_GLOBAL {
+            let last = block.network | (u32::MAX.checked_shr(block.prefix_len).unwrap_or(0));
+            for bits in [block.network, last] {
+                assert!(
+                    is_internal_ip(Ipv4Addr::from_bits(bits).into()),
+                    "{}",
+                    block.name
+                );
+            }
+        }
+        for block in IPV6_NOT_GLOBAL {
+            let last = block.network | (u128::MAX.checked_shr(block.prefix_len).unwrap_or(0));
+            for bits in [block.network, last] {
+                assert!(
+                    is_internal_ip(Ipv6Addr::from_bits(bits).into()),
+                    "{}",
+                    block.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_neighbours_of_refused_blocks_are_public() {
+        for public in [
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "126.255.255.255",
+            "128.0.0.0",
+            "172.15.255.255",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "2001:200::1",
+            "2a00:1450:4001::200e",
+            "3ffe::1",
+        ] {
+            assert!(!internal(public), "{public} is public");
+        }
+    }
+
+    #[test]
+    fn transition_forms_are_judged_by_the_ipv4_address_they_carry() {
+        // Decision: a transition form of a public IPv4 address is as public as that address
+        // (it reaches the same host); of an internal one, as internal.
+        for public in [
+            "::ffff:8.8.8.8",
+            "::8.8.8.8",
+            "::ffff:0:808:808",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+            "2002:808:808:1::1",
+        ] {
+            assert!(!internal(public), "{public} carries 8.8.8.8");
+        }
+        for inner in [
+            "::ffff:169.254.169.254",
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::10.0.0.1",
+            "2002:a9fe:a9fe::",
+            "2002:c0a8:101::1",
+            "64:ff9b:1::808:808", // local-use NAT64: refused whatever it carries
+        ] {
+            assert!(internal(inner), "{inner}");
+        }
+    }
+
+    #[test]
+    fn teredo_is_judged_by_its_server_and_its_obfuscated_client() {
+        // Server 65.54.227.120, client 192.0.2.45 obfuscated (RFC 4380's own example).
+        assert!(internal("2001:0:4136:e378:8000:63bf:3fff:fdd2"));
+        // Public server, client 8.8.8.8 (obfuscated: f7f7:f7f7).
+        assert!(!internal("2001:0:4136:e378::f7f7:f7f7"));
+        // Client 127.0.0.1 (obfuscated: 80ff:fffe).
+        assert!(internal("2001:0:4136:e378::80ff:fffe"));
+        // Server in a private range.
+        assert!(internal("2001:0:a00:1::f7f7:f7f7"));
     }
 }

@@ -7,9 +7,13 @@ use url::{Host, Url};
 ///
 /// A specialist's `base_url` makes the server send requests (with an API key) wherever it says,
 /// so an admin-settable URL is a server-side request forgery risk. By default only `https` URLs
-/// to public hosts are allowed: no loopback, private, link-local (cloud metadata lives at
-/// 169.254.169.254), unique-local or unspecified addresses, and no `localhost` or cloud metadata
-/// names. URLs listed in `allowed_http_base_urls` (e.g. a local Ollama at
+/// to public hosts are allowed: a literal address must be globally routable by IANA's
+/// special-purpose registries ([`core_domain::is_internal_ip`]: no loopback, private,
+/// link-local — cloud metadata lives at 169.254.169.254 —, shared, benchmarking, reserved or
+/// unique-local address, nor an IPv6 transition form of one), and no `localhost` or cloud
+/// metadata names. Every spelling of an address is judged as the address: the URL parser turns
+/// `2130706433`, `0x7f.1` and `0177.0.0.1` into `127.0.0.1` and `[::127.0.0.1]` into `[::7f00:1]`
+/// before the check sees the host. URLs listed in `allowed_http_base_urls` (e.g. a local Ollama at
 /// `http://127.0.0.1:11434/v1`) are allowed exactly as written.
 ///
 /// Only literal addresses and well-known names are checked here; a public name that resolves to
@@ -51,8 +55,9 @@ impl BaseUrlPolicy {
         };
         if forbidden {
             return Err(
-                "must not point at a loopback, private, link-local or metadata address \
-                 (list it in providers.allowed_http_base_urls to allow it)"
+                "must not point at an address that is not globally routable (loopback, \
+                 private, link-local, metadata, reserved...); list it in \
+                 providers.allowed_http_base_urls to allow it"
                     .to_owned(),
             );
         }
@@ -115,6 +120,175 @@ mod tests {
             "https://0x7f.0.0.1/v1",
         ] {
             assert!(policy.check(url).is_err(), "{url} should be refused");
+        }
+    }
+
+    #[test]
+    fn the_literals_the_attack_got_through_are_refused() {
+        let policy = BaseUrlPolicy::default();
+        for url in [
+            "https://[::127.0.0.1]/v1",
+            "https://[::ffff:0:7f00:1]/v1",
+            "https://[64:ff9b::7f00:1]/v1",
+            "https://[2002:7f00:1::]/v1",
+            "https://[fec0::1]/v1",
+            "https://198.18.0.1/v1",
+            "https://240.0.0.1/v1",
+            // And the other spellings of the same hosts.
+            "https://[0:0:0:0:0:0:127.0.0.1]/v1",
+            "https://[::FFFF:0:127.0.0.1]/v1",
+            "https://[64:ff9b::127.0.0.1]/v1",
+            "https://0xc6.0x12.0.1/v1",
+            "https://3323068417/v1",
+            "https://0360.0.0.1/v1",
+            "https://0x7f.1/v1",
+            "https://127.1/v1",
+        ] {
+            let refusal = policy.check(url).expect_err(url);
+            assert!(
+                refusal.contains("not globally routable"),
+                "{url}: {refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_addresses_and_their_transition_forms_still_pass() {
+        let policy = BaseUrlPolicy::default();
+        for url in [
+            "https://8.8.8.8/v1",
+            "https://[2606:4700::1111]/v1",
+            // Decision: a transition form reaches the IPv4 host it carries, so it is judged
+            // as that host (documented on core_domain::is_internal_ip).
+            "https://[2002:0808:0808::]/v1",
+            "https://[::ffff:8.8.8.8]/v1",
+            "https://[64:ff9b::8.8.8.8]/v1",
+        ] {
+            assert_eq!(policy.check(url), Ok(()), "{url}");
+        }
+    }
+
+    mod generated {
+        //! Thousands of generated base URLs: none may panic the check, and every spelling of
+        //! an address that is not globally routable is refused.
+
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        use proptest::prelude::*;
+
+        use super::BaseUrlPolicy;
+
+        /// IPv4 blocks that must be refused, written down here independently of the table in
+        /// core-domain so the two check each other.
+        const REFUSED_V4: &[(u32, u32)] = &[
+            (0x0000_0000, 8),  // this network
+            (0x0a00_0000, 8),  // private
+            (0x6440_0000, 10), // shared / CGNAT
+            (0x7f00_0000, 8),  // loopback
+            (0xa9fe_0000, 16), // link-local, metadata
+            (0xac10_0000, 12), // private
+            (0xc000_0000, 24), // IETF protocol assignments
+            (0xc000_0200, 24), // TEST-NET-1
+            (0xc058_6300, 24), // 6to4 relay anycast
+            (0xc0a8_0000, 16), // private
+            (0xc612_0000, 15), // benchmarking
+            (0xc633_6400, 24), // TEST-NET-2
+            (0xcb00_7100, 24), // TEST-NET-3
+            (0xe000_0000, 4),  // multicast
+            (0xf000_0000, 4),  // reserved, broadcast
+        ];
+
+        fn refused_v4() -> impl Strategy<Value = Ipv4Addr> {
+            (0..REFUSED_V4.len(), any::<u32>()).prop_map(|(i, host)| {
+                let (network, len) = REFUSED_V4[i];
+                Ipv4Addr::from_bits(network | (host >> len))
+            })
+        }
+
+        /// Every way a URL can spell this IPv4 host: dotted, one decimal, hex and octal
+        /// numbers, the short `a.b` and `a.b.c` forms, and the IPv6 forms that carry it.
+        fn spellings(ip: Ipv4Addr) -> Vec<String> {
+            let bits = ip.to_bits();
+            let [a, b, c, d] = ip.octets();
+            let v6 = |addr: Ipv6Addr| format!("[{addr}]");
+            let halves = ((bits >> 16) as u16, bits as u16);
+            vec![
+                ip.to_string(),
+                bits.to_string(),
+                format!("0x{bits:x}"),
+                format!("0{bits:o}"),
+                format!("0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}"),
+                format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+                format!("{a}.{}", bits & 0x00ff_ffff),
+                format!("0x{a:x}.{b}.{}", bits & 0xffff),
+                v6(ip.to_ipv6_mapped()),
+                v6(ip.to_ipv6_compatible()),
+                format!("[::ffff:0:{ip}]"),
+                format!("[64:ff9b::{ip}]"),
+                v6(Ipv6Addr::new(0x2002, halves.0, halves.1, 0, 0, 0, 0, 1)),
+                format!("[::FFFF:{:X}:{:X}]", halves.0, halves.1),
+            ]
+        }
+
+        fn url_text() -> impl Strategy<Value = String> {
+            let scheme = prop_oneof!["https", "http", "HTTPS", "ftp", "", "https:/", "file"];
+            let host = prop_oneof![
+                any::<u32>().prop_map(|b| Ipv4Addr::from_bits(b).to_string()),
+                any::<u32>().prop_map(|b| b.to_string()),
+                any::<u128>().prop_map(|b| format!("[{}]", Ipv6Addr::from_bits(b))),
+                "[0-9a-fA-FxX.:\\[\\]%]{0,40}",
+                "[a-z0-9.-]{0,30}",
+                any::<String>(),
+            ];
+            let port = prop_oneof![
+                Just(String::new()),
+                any::<u32>().prop_map(|p| format!(":{p}"))
+            ];
+            let path = prop_oneof![Just(String::new()), "/[ -~]{0,20}", any::<String>()];
+            (scheme, host, port, path).prop_map(|(s, h, p, rest)| format!("{s}://{h}{p}{rest}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn no_input_panics_the_check(url in url_text(), raw in any::<String>()) {
+                let policy = BaseUrlPolicy::new(["http://127.0.0.1:11434/v1".to_owned()]);
+                let _ = policy.check(&url);
+                let _ = policy.check(&raw);
+            }
+
+            #[test]
+            fn every_spelling_of_an_internal_ipv4_address_is_refused(ip in refused_v4()) {
+                let policy = BaseUrlPolicy::default();
+                for host in spellings(ip) {
+                    let url = format!("https://{host}/v1");
+                    prop_assert!(policy.check(&url).is_err(), "{} allowed for {}", url, ip);
+                }
+            }
+
+            #[test]
+            fn every_spelling_of_an_address_gets_the_same_answer(bits in any::<u32>()) {
+                let policy = BaseUrlPolicy::default();
+                let ip = Ipv4Addr::from_bits(bits);
+                let dotted = policy.check(&format!("https://{ip}/v1")).is_ok();
+                for host in spellings(ip) {
+                    let url = format!("https://{host}/v1");
+                    prop_assert_eq!(policy.check(&url).is_ok(), dotted, "{} vs {}", url, ip);
+                }
+            }
+
+            #[test]
+            fn ipv6_outside_global_unicast_is_refused(bits in any::<u128>()) {
+                // Outside 2000::/3 only the IPv4-carrying forms can be public; the rest never.
+                let ip = Ipv6Addr::from_bits(bits);
+                let s = ip.segments();
+                let carries_v4 = s[..5] == [0; 5] || s[..6] == [0, 0, 0, 0, 0xffff, 0]
+                    || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+                prop_assume!(bits >> 125 != 0b001 && !carries_v4);
+                let url = format!("https://[{ip}]/v1");
+                prop_assert!(BaseUrlPolicy::default().check(&url).is_err(), "{}", url);
+            }
         }
     }
 }
