@@ -101,7 +101,10 @@ impl Application {
             .await
             .map_err(|e| StartupError::Task(e.to_string()))??;
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
-        let catalogue = Arc::new(Catalogue::open(&settings.specialists.path, &policy)?);
+        let catalogue = Arc::new(
+            Catalogue::open(&settings.specialists.path, &policy)?
+                .with_max_prompt_history(settings.specialists.max_prompt_history),
+        );
         let providers = ProviderRegistry::from_config(&settings.providers)?;
         let prices = PriceTable::with_overrides(settings.pricing.clone());
 

@@ -40,6 +40,9 @@ pub struct SpecialistsSettings {
     pub path: PathBuf,
     /// How often the file is checked for edits made outside the API, in milliseconds (0: never).
     pub reload_interval_ms: u64,
+    /// How many replaced system prompts each specialist keeps in its `prompt_history`, newest
+    /// first kept (0: none); bounds the file however often a prompt is edited.
+    pub max_prompt_history: usize,
 }
 
 impl Default for SpecialistsSettings {
@@ -47,6 +50,7 @@ impl Default for SpecialistsSettings {
         Self {
             path: PathBuf::from("config/specialists.json"),
             reload_interval_ms: 2_000,
+            max_prompt_history: specialists::DEFAULT_MAX_PROMPT_HISTORY,
         }
     }
 }

@@ -436,9 +436,19 @@ impl Specialist {
         }
     }
 
-    /// The next version of this specialist with new fields. A changed system prompt is archived
-    /// in the prompt history with the version that had it.
-    pub fn revise(&self, spec: SpecialistSpec, now: DateTime<Utc>) -> Self {
+    /// The next version of this specialist with new fields, or `None` when `spec` is what it
+    /// has already (an empty PATCH, a PUT of what `GET` returned): a change that changes nothing
+    /// makes no version. A changed system prompt is archived in the prompt history with the
+    /// version that had it; the history keeps the newest `max_prompt_history` prompts (0: none).
+    pub fn revise(
+        &self,
+        spec: SpecialistSpec,
+        now: DateTime<Utc>,
+        max_prompt_history: usize,
+    ) -> Option<Self> {
+        if spec == self.spec {
+            return None;
+        }
         let mut prompt_history = self.prompt_history.clone();
         if spec.system_prompt != self.spec.system_prompt {
             prompt_history.push(PromptRevision {
@@ -447,14 +457,16 @@ impl Specialist {
                 replaced_at: now,
             });
         }
-        Self {
+        let excess = prompt_history.len().saturating_sub(max_prompt_history);
+        prompt_history.drain(..excess);
+        Some(Self {
             id: self.id.clone(),
             spec,
             created_at: self.created_at,
             updated_at: now,
             version: self.version.saturating_add(1),
             prompt_history,
-        }
+        })
     }
 
     /// The editable fields as a draft (to change some and validate again).
@@ -774,27 +786,33 @@ mod tests {
             draft().validate().unwrap(),
             t0,
         );
-        let same_prompt = s.revise(
-            SpecialistDraft {
-                temperature: 0.1,
-                ..draft()
-            }
-            .validate()
-            .unwrap(),
-            t1,
-        );
+        let same_prompt = s
+            .revise(
+                SpecialistDraft {
+                    temperature: 0.1,
+                    ..draft()
+                }
+                .validate()
+                .unwrap(),
+                t1,
+                100,
+            )
+            .unwrap();
         assert_eq!(same_prompt.version(), 2);
         assert!(same_prompt.prompt_history().is_empty());
 
-        let new_prompt = same_prompt.revise(
-            SpecialistDraft {
-                system_prompt: "New prompt".into(),
-                ..draft()
-            }
-            .validate()
-            .unwrap(),
-            t1,
-        );
+        let new_prompt = same_prompt
+            .revise(
+                SpecialistDraft {
+                    system_prompt: "New prompt".into(),
+                    ..draft()
+                }
+                .validate()
+                .unwrap(),
+                t1,
+                100,
+            )
+            .unwrap();
         assert_eq!(new_prompt.version(), 3);
         assert_eq!(new_prompt.created_at(), t0);
         assert_eq!(
@@ -805,6 +823,57 @@ mod tests {
                 replaced_at: t1,
             }]
         );
+    }
+
+    #[test]
+    fn a_revision_that_changes_nothing_is_none() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = Specialist::new(
+            SpecialistId::parse("fa").unwrap(),
+            draft().validate().unwrap(),
+            t0,
+        );
+        let same = s.to_draft().validate().unwrap();
+        assert_eq!(s.revise(same, Utc::now(), 100), None);
+        // Spelled differently, the same after validation (surrounding spaces, a trailing /).
+        let mut respelled = s.to_draft();
+        respelled.name = format!("  {}  ", respelled.name);
+        assert_eq!(
+            s.revise(respelled.validate().unwrap(), Utc::now(), 100),
+            None
+        );
+    }
+
+    #[test]
+    fn prompt_history_keeps_the_newest_entries_up_to_the_limit() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut s = Specialist::new(
+            SpecialistId::parse("fa").unwrap(),
+            draft().validate().unwrap(),
+            t0,
+        );
+        for n in 1..=5 {
+            let spec = SpecialistDraft {
+                system_prompt: format!("Prompt {n}"),
+                ..draft()
+            }
+            .validate()
+            .unwrap();
+            s = s.revise(spec, t0, 3).unwrap();
+        }
+        let kept: Vec<u32> = s.prompt_history().iter().map(|r| r.version).collect();
+        assert_eq!(kept, [3, 4, 5], "the oldest dropped first");
+        assert_eq!(s.prompt_history()[2].system_prompt, "Prompt 4");
+        assert_eq!(s.version(), 6);
+
+        let spec = SpecialistDraft {
+            system_prompt: "Prompt 6".into(),
+            ..draft()
+        }
+        .validate()
+        .unwrap();
+        let none_kept = s.revise(spec, t0, 0).unwrap();
+        assert!(none_kept.prompt_history().is_empty(), "0 keeps no history");
     }
 
     #[test]

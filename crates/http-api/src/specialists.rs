@@ -254,7 +254,7 @@ pub(crate) async fn create(
 #[utoipa::path(put, path = "/specialists/{id}", tag = "specialists", request_body = SpecialistBody,
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
-    responses((status = 200, description = "The next version", body = SpecialistView),
+    responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
         (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
         (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
@@ -282,11 +282,12 @@ pub(crate) async fn replace(
 }
 
 /// `PATCH /specialists/{id}` (admin): changes the fields sent; `null` removes `base_url` or
-/// `pricing`. The merge is done under the catalogue's lock, on the current version.
+/// `pricing`. The merge is done under the catalogue's lock, on the current version; a merge
+/// that changes nothing (`{}`, or the values it has) answers with the specialist as it is.
 #[utoipa::path(patch, path = "/specialists/{id}", tag = "specialists", request_body = SpecialistBody,
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
-    responses((status = 200, description = "The next version", body = SpecialistView),
+    responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
         (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
         (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),

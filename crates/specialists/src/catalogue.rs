@@ -139,7 +139,11 @@ pub struct Catalogue {
     /// Held for the whole read-modify-write of a change or a reload; also remembers the file's
     /// content as we last wrote or read it, to notice edits made by others.
     writer: Mutex<FileSeen>,
+    max_prompt_history: usize,
 }
+
+/// How many replaced system prompts a specialist keeps unless configured otherwise.
+pub const DEFAULT_MAX_PROMPT_HISTORY: usize = 100;
 
 /// The catalogue file's content as last seen, and whether it is what we serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +192,7 @@ impl Catalogue {
             file: Some(file),
             policy: policy.clone(),
             writer: Mutex::new(FileSeen::served(&text)),
+            max_prompt_history: DEFAULT_MAX_PROMPT_HISTORY,
         })
     }
 
@@ -201,7 +206,20 @@ impl Catalogue {
                 hash: 0,
                 served: true,
             }),
+            max_prompt_history: DEFAULT_MAX_PROMPT_HISTORY,
         }
+    }
+
+    /// Keeps at most `max` replaced system prompts per specialist (0: none), dropping the
+    /// oldest when a change adds one; so the file cannot grow without bound. A file holding
+    /// more is trimmed at that specialist's next change, never on load.
+    pub fn with_max_prompt_history(mut self, max: usize) -> Self {
+        self.max_prompt_history = max;
+        self
+    }
+
+    pub(crate) fn max_prompt_history(&self) -> usize {
+        self.max_prompt_history
     }
 
     /// The base URL policy changes are checked against.
@@ -252,8 +270,14 @@ impl Catalogue {
         if let Some(file) = &self.file {
             self.take_in_outside_edit(file, &mut seen)?;
         }
-        let mut list = self.snapshot_list();
+        let before = self.snapshot_list();
+        let mut list = before.clone();
         let outcome = change(&mut list)?;
+        let unchanged =
+            list.len() == before.len() && list.iter().zip(&before).all(|(a, b)| Arc::ptr_eq(a, b));
+        if unchanged {
+            return Ok(outcome);
+        }
         if let Some(file) = &self.file {
             *seen = FileSeen::served(&file.write(&list)?);
         }

@@ -28,8 +28,9 @@ impl Catalogue {
     }
 
     /// Replaces a specialist's editable fields with `edit(current draft)`: the next version,
-    /// with a changed system prompt archived. With `expected_version`, refuses a change based
-    /// on an older version.
+    /// with a changed system prompt archived (the newest `max_prompt_history` kept). An edit
+    /// that changes nothing returns the specialist as it is: same version, same `updated_at`,
+    /// no write. With `expected_version`, refuses a change based on an older version.
     pub fn update(
         &self,
         id: &SpecialistId,
@@ -40,7 +41,11 @@ impl Catalogue {
             let index = find(list, id, expected_version)?;
             let draft = edit(list[index].to_draft());
             let spec = self.checked(&draft, list, Some(id))?;
-            let revised = Arc::new(list[index].revise(spec, Utc::now()));
+            let Some(revised) = list[index].revise(spec, Utc::now(), self.max_prompt_history())
+            else {
+                return Ok(Arc::clone(&list[index]));
+            };
+            let revised = Arc::new(revised);
             list[index] = Arc::clone(&revised);
             Ok(revised)
         })
@@ -298,11 +303,71 @@ mod tests {
     }
 
     #[test]
+    fn an_update_that_changes_nothing_keeps_version_time_and_file() {
+        let (dir, catalogue) = on_disk();
+        let path = dir.path().join("specialists.json");
+        let created = catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Remove the file: a write would bring it back.
+        std::fs::remove_file(&path).unwrap();
+        let same = catalogue.update(&id("a"), Some(1), |d| d).unwrap();
+        assert!(Arc::ptr_eq(&same, &created), "the very same specialist");
+        let respelled = catalogue
+            .update(&id("a"), None, |mut d| {
+                d.name = " Alpha ".into();
+                d
+            })
+            .unwrap();
+        assert_eq!(respelled.version(), 1);
+        assert_eq!(respelled.updated_at(), created.updated_at());
+        assert!(!path.exists(), "nothing was written");
+        std::fs::write(&path, &text).unwrap();
+        // A stale If-Match is still refused, change or not.
+        catalogue
+            .update(&id("a"), None, |mut d| {
+                d.temperature = 0.1;
+                d
+            })
+            .unwrap();
+        assert!(matches!(
+            catalogue.update(&id("a"), Some(1), |d| d).unwrap_err(),
+            CatalogueError::VersionConflict { .. }
+        ));
+    }
+
+    #[test]
+    fn prompt_history_is_bounded_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("specialists.json");
+        std::fs::write(&path, r#"{"specialists": []}"#).unwrap();
+        let catalogue = Catalogue::open(&path, &BaseUrlPolicy::default())
+            .unwrap()
+            .with_max_prompt_history(2);
+        catalogue.create(id("a"), &draft("Alpha")).unwrap();
+        for n in 0..5 {
+            catalogue
+                .update(&id("a"), None, |mut d| {
+                    d.system_prompt = format!("Prompt {n}");
+                    d
+                })
+                .unwrap();
+        }
+        let reopened = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
+        let history = reopened.get(&id("a")).unwrap().prompt_history().to_vec();
+        let prompts: Vec<&str> = history.iter().map(|r| r.system_prompt.as_str()).collect();
+        assert_eq!(prompts, ["Prompt 2", "Prompt 3"]);
+    }
+
+    #[test]
     fn stale_versions_and_unknown_ids_are_refused() {
         let (_dir, catalogue) = on_disk();
         catalogue.create(id("a"), &draft("Alpha")).unwrap();
-        catalogue.update(&id("a"), Some(1), |d| d).unwrap();
-        let err = catalogue.update(&id("a"), Some(1), |d| d).unwrap_err();
+        let warmer = |mut d: SpecialistDraft| {
+            d.temperature += 0.1;
+            d
+        };
+        catalogue.update(&id("a"), Some(1), warmer).unwrap();
+        let err = catalogue.update(&id("a"), Some(1), warmer).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -25,7 +25,7 @@ mod error;
 mod file_store;
 mod policy;
 
-pub use catalogue::{Catalogue, Reload, parse_catalogue};
+pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
 pub use error::CatalogueError;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
 pub use policy::BaseUrlPolicy;
