@@ -7,7 +7,7 @@ use http_api::{
 };
 use pricing::PriceTable;
 use providers::ProviderRegistry;
-use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, Reload};
+use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
 use crate::Settings;
@@ -60,7 +60,9 @@ pub struct Application {
 const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Re-reads the catalogue file every `interval_ms` when someone else changed it, so ops can
-/// deploy a new catalogue without a restart. A bad file keeps the last good catalogue.
+/// deploy a new catalogue without a restart. A bad (or missing) file keeps the last good
+/// catalogue; it is logged when it breaks (ERROR) and when it is fixed (INFO), and only at
+/// debug level on the polls between, so a file left broken does not flood the log.
 fn watch_catalogue(
     catalogue: Arc<Catalogue>,
     interval_ms: u64,
@@ -71,22 +73,34 @@ fn watch_catalogue(
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = FileHealth::default();
         loop {
             ticks.tick().await;
             let catalogue = Arc::clone(&catalogue);
-            match tokio::task::spawn_blocking(move || catalogue.reload_if_changed()).await {
-                Ok(Ok(Reload::Unchanged)) => {}
-                Ok(Ok(Reload::Reloaded(count))) => {
-                    tracing::info!(
-                        specialists = count,
-                        "specialist catalogue reloaded from disk"
-                    );
-                }
-                Ok(Err(e)) => tracing::error!(
-                    error = %e,
-                    "the specialist catalogue file changed but cannot be used; keeping the last good one"
+            let outcome =
+                match tokio::task::spawn_blocking(move || catalogue.reload_if_changed()).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::error!(error = %e, "catalogue reload task failed");
+                        continue;
+                    }
+                };
+            match health.observe(&outcome) {
+                HealthChange::Steady => {}
+                HealthChange::Reloaded(count) => tracing::info!(
+                    specialists = count,
+                    "specialist catalogue reloaded from disk"
                 ),
-                Err(e) => tracing::error!(error = %e, "catalogue reload task failed"),
+                HealthChange::Broke(error) => tracing::error!(
+                    %error,
+                    "the specialist catalogue file cannot be used; keeping the last good one"
+                ),
+                HealthChange::StillBroken => tracing::debug!(
+                    "the specialist catalogue file is still unusable; keeping the last good one"
+                ),
+                HealthChange::Recovered => {
+                    tracing::info!("the specialist catalogue file is usable again")
+                }
             }
         }
     }))

@@ -90,6 +90,9 @@ pub enum Reload {
     Unchanged,
     /// The file changed and was loaded: this many specialists now.
     Reloaded(usize),
+    /// The file is as we last saw it, and that content could not be used (the last good
+    /// catalogue is still served); the problem was reported when it was first seen.
+    StillInvalid,
 }
 
 fn content_hash(text: &str) -> u64 {
@@ -349,7 +352,11 @@ impl Catalogue {
         };
         let hash = content_hash(&text);
         if hash == seen.hash {
-            return Ok(Reload::Unchanged);
+            return Ok(if seen.served {
+                Reload::Unchanged
+            } else {
+                Reload::StillInvalid
+            });
         }
         // Remember it either way, so a bad file is reported once, not on every poll.
         *seen = FileSeen {

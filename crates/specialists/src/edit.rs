@@ -443,7 +443,7 @@ mod tests {
         );
         assert_eq!(
             catalogue.reload_if_changed().unwrap(),
-            crate::Reload::Unchanged
+            crate::Reload::StillInvalid
         );
     }
 
@@ -492,7 +492,7 @@ mod tests {
         refused();
         assert_eq!(
             catalogue.reload_if_changed().unwrap(),
-            crate::Reload::Unchanged,
+            crate::Reload::StillInvalid,
             "reported (and logged) once, by the refused change"
         );
         refused();

@@ -23,9 +23,11 @@ mod catalogue;
 mod edit;
 mod error;
 mod file_store;
+mod health;
 mod policy;
 
 pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
 pub use error::CatalogueError;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
+pub use health::{FileHealth, HealthChange};
 pub use policy::BaseUrlPolicy;

@@ -1,0 +1,91 @@
+//! The catalogue reload poll as ops see it in the log of the real binary: a file that goes
+//! missing is one ERROR, not one per poll, and its return is one INFO.
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A started commander, killed when the test ends, so no process outlives a failed test.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `commander` in `dir` with JSON logs at debug level for the binary, polling the
+/// catalogue every 20 ms; every log line lands in the returned list as it is printed.
+fn start(dir: &std::path::Path) -> (Running, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir)
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+        .env("COMMANDER__LOG__FORMAT", "json")
+        .env("COMMANDER__LOG__LEVEL", "info,commander=debug")
+        .env("COMMANDER__SPECIALISTS__RELOAD_INTERVAL_MS", "20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("commander starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (Running(child), lines)
+}
+
+/// The log lines at `level` whose message contains `text`.
+fn count(logs: &Mutex<Vec<String>>, level: &str, text: &str) -> usize {
+    logs.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["level"] == level && event.to_string().contains(text))
+        .count()
+}
+
+/// Waits (at most 30 s, checking every 10 ms) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_missing_catalogue_file_is_one_error_and_its_return_one_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, logs) = start(dir.path());
+    wait_until("the server to listen", || {
+        count(&logs, "INFO", "commander is listening") == 1
+    });
+    let path = dir.path().join("config/specialists.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+
+    std::fs::remove_file(&path).unwrap();
+    // Many polls see the file missing: each says so at debug level only.
+    wait_until("ten polls of the missing file", || {
+        count(&logs, "DEBUG", "still unusable") >= 10
+    });
+    assert_eq!(
+        count(&logs, "ERROR", "cannot be used"),
+        1,
+        "one ERROR for the whole outage: {:#?}",
+        logs.lock().unwrap()
+    );
+
+    std::fs::write(&path, text).unwrap();
+    wait_until("the file's return to be logged", || {
+        count(&logs, "INFO", "usable again") == 1
+    });
+    assert_eq!(count(&logs, "ERROR", "cannot be used"), 1);
+}
