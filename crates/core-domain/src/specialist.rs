@@ -130,7 +130,7 @@ impl TryFrom<PricingDraft> for ModelPricing {
 /// value becomes a field error in the full list rather than a parse failure on the first one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpecialistDraft {
-    /// Display name; unique across the catalogue, case-insensitively.
+    /// Display name; unique across the catalogue as [`crate::comparable_name`] compares names.
     pub name: String,
     /// What the specialist is for.
     #[serde(default)]

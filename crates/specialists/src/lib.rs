@@ -1,7 +1,8 @@
 //! The specialist catalogue: which AI personas exist and how they are kept.
 //!
 //! This crate owns the deployment-dependent rules on top of core-domain's intrinsic ones (which
-//! base URLs the server may be pointed at, names unique case-insensitively), the in-memory
+//! base URLs the server may be pointed at, names unique after Unicode NFKC and case folding,
+//! ids ignoring case), the in-memory
 //! [`Catalogue`] that chat calls read, and the JSON file it is loaded from and written to
 //! atomically. The file format is the original service's: `{"specialists": [ ... ]}`.
 //!
