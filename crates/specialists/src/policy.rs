@@ -115,6 +115,9 @@ mod tests {
             "https://api.localhost/v1",
             "https://metadata.google.internal/computeMetadata/v1",
             "https://printer.local/v1",
+            // IDNA maps full-width letters and upper case before the name is compared.
+            "https://ｌｏｃａｌｈｏｓｔ/v1",
+            "https://LOCALHOST./v1",
             // Decimal and hex spellings of loopback are normalised by the URL parser.
             "https://2130706433/v1",
             "https://0x7f.0.0.1/v1",
@@ -143,6 +146,9 @@ mod tests {
             "https://0360.0.0.1/v1",
             "https://0x7f.1/v1",
             "https://127.1/v1",
+            "https://127.0.0.1./v1",
+            "https://[::ffff:7f00:1]/v1",
+            "https://%31%32%37.0.0.1/v1",
         ] {
             let refusal = policy.check(url).expect_err(url);
             assert!(
