@@ -37,7 +37,7 @@ pub use error::{DomainError, ErrorCode};
 pub use identity::{AccessRole, EmailHash, UserIdentity};
 pub use ids::{RequestId, SpecialistId};
 pub use money::Usd;
-pub use net::is_internal_ip;
+pub use net::{SpecialPurpose, is_internal_ip, special_purpose};
 pub use specialist::{
     DEFAULT_MAX_TOKENS, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
     MAX_SYSTEM_PROMPT_CHARS, ModelPricing, PricingDraft, PromptRevision, ProviderKind, Specialist,

@@ -12,11 +12,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 struct Block<T> {
     network: T,
     prefix_len: u32,
-    /// The registry's name for it and the RFC that set it aside, for whoever reads a refusal.
-    #[allow(dead_code)] // Documentation kept beside the numbers it explains.
-    name: &'static str,
-    #[allow(dead_code)]
-    rfc: &'static str,
+    purpose: SpecialPurpose,
+}
+
+/// Why an address is not globally routable: the registry's name for its block and the RFC
+/// that set it aside, so a refusal can say more than "no".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialPurpose {
+    /// The registry's name for the block ("Loopback", "Benchmarking", ...).
+    pub name: &'static str,
+    /// The RFC that set it aside.
+    pub rfc: &'static str,
 }
 
 const fn v4(
@@ -31,8 +37,7 @@ const fn v4(
     Block {
         network: Ipv4Addr::new(a, b, c, d).to_bits(),
         prefix_len,
-        name,
-        rfc,
+        purpose: SpecialPurpose { name, rfc },
     }
 }
 
@@ -46,8 +51,7 @@ const fn v6(
     Block {
         network: Ipv6Addr::new(a, b, c, d, e, f, g, h).to_bits(),
         prefix_len,
-        name,
-        rfc,
+        purpose: SpecialPurpose { name, rfc },
     }
 }
 
@@ -136,7 +140,7 @@ const IPV4_NOT_GLOBAL: &[Block<u32>] = &[
 const IPV6_GLOBAL_UNICAST: Block<u128> = v6(
     [0x2000, 0, 0, 0, 0, 0, 0, 0],
     3,
-    "Global Unicast",
+    "outside the IPv6 global unicast space 2000::/3",
     "RFC 4291",
 );
 
@@ -266,23 +270,43 @@ impl Block<u128> {
 /// assert!(!is_internal_ip("2606:4700::1111".parse().unwrap()));
 /// ```
 pub fn is_internal_ip(ip: IpAddr) -> bool {
+    special_purpose(ip).is_some()
+}
+
+/// The special-purpose block that keeps `ip` from being globally routable, or `None` for a
+/// global address. For an IPv6 transition form it is the block of the IPv4 address carried.
+///
+/// ```
+/// use core_domain::special_purpose;
+///
+/// let why = special_purpose("2002:c612::1".parse().unwrap());
+/// assert_eq!(why.map(|p| p.name), Some("Benchmarking")); // 6to4 of 198.18.0.0
+/// ```
+pub fn special_purpose(ip: IpAddr) -> Option<SpecialPurpose> {
     match ip {
-        IpAddr::V4(v4) => !is_global_ipv4(v4),
-        IpAddr::V6(v6) => !is_global_ipv6(v6),
+        IpAddr::V4(v4) => ipv4_special_purpose(v4),
+        IpAddr::V6(v6) => ipv6_special_purpose(v6),
     }
 }
 
-fn is_global_ipv4(ip: Ipv4Addr) -> bool {
+fn ipv4_special_purpose(ip: Ipv4Addr) -> Option<SpecialPurpose> {
     let bits = ip.to_bits();
-    !IPV4_NOT_GLOBAL.iter().any(|block| block.contains(bits))
+    IPV4_NOT_GLOBAL
+        .iter()
+        .find(|block| block.contains(bits))
+        .map(|block| block.purpose)
 }
 
-fn is_global_ipv6(ip: Ipv6Addr) -> bool {
+fn ipv6_special_purpose(ip: Ipv6Addr) -> Option<SpecialPurpose> {
     if let Some(carried) = carried_ipv4(ip) {
-        return carried.into_iter().flatten().all(is_global_ipv4);
+        return carried.into_iter().flatten().find_map(ipv4_special_purpose);
     }
     let bits = ip.to_bits();
-    IPV6_GLOBAL_UNICAST.contains(bits) && !IPV6_NOT_GLOBAL.iter().any(|b| b.contains(bits))
+    IPV6_NOT_GLOBAL
+        .iter()
+        .find(|block| block.contains(bits))
+        .map(|block| block.purpose)
+        .or_else(|| (!IPV6_GLOBAL_UNICAST.contains(bits)).then_some(IPV6_GLOBAL_UNICAST.purpose))
 }
 
 /// The IPv4 addresses an IPv6 transition form carries (Teredo carries two: its server and its
@@ -375,7 +399,7 @@ mod tests {
                 assert!(
                     is_internal_ip(Ipv4Addr::from_bits(bits).into()),
                     "{}",
-                    block.name
+                    block.purpose.name
                 );
             }
         }
@@ -385,7 +409,7 @@ mod tests {
                 assert!(
                     is_internal_ip(Ipv6Addr::from_bits(bits).into()),
                     "{}",
-                    block.name
+                    block.purpose.name
                 );
             }
         }

@@ -1,6 +1,6 @@
 use std::net::IpAddr;
 
-use core_domain::is_internal_ip;
+use core_domain::{SpecialPurpose, special_purpose};
 use url::{Host, Url};
 
 /// Which base URLs a specialist may point the server at.
@@ -47,22 +47,26 @@ impl BaseUrlPolicy {
                     .to_owned(),
             );
         }
-        let forbidden = match url.host() {
+        let refusal = match url.host() {
             None => return Err("must name a host".to_owned()),
-            Some(Host::Ipv4(ip)) => is_internal_ip(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => is_internal_ip(IpAddr::V6(ip)),
-            Some(Host::Domain(name)) => is_internal_name(name),
+            Some(Host::Ipv4(ip)) => special_purpose(IpAddr::V4(ip)).map(|p| describe(ip, p)),
+            Some(Host::Ipv6(ip)) => special_purpose(IpAddr::V6(ip)).map(|p| describe(ip, p)),
+            Some(Host::Domain(name)) => {
+                is_internal_name(name).then(|| format!("{name} is a local or cloud metadata name"))
+            }
         };
-        if forbidden {
-            return Err(
-                "must not point at an address that is not globally routable (loopback, \
-                 private, link-local, metadata, reserved...); list it in \
-                 providers.allowed_http_base_urls to allow it"
-                    .to_owned(),
-            );
+        if let Some(why) = refusal {
+            return Err(format!(
+                "must not point at an address that is not globally routable ({why}); list it \
+                 in providers.allowed_http_base_urls to allow it"
+            ));
         }
         Ok(())
     }
+}
+
+fn describe(ip: impl std::fmt::Display, purpose: SpecialPurpose) -> String {
+    format!("{ip}: {}, {}", purpose.name, purpose.rfc)
 }
 
 fn is_internal_name(name: &str) -> bool {
@@ -156,6 +160,22 @@ mod tests {
                 "{url}: {refusal}"
             );
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_block_and_its_rfc() {
+        let policy = BaseUrlPolicy::default();
+        let refusal = policy.check("https://198.18.0.1/v1").unwrap_err();
+        assert!(
+            refusal.contains("198.18.0.1: Benchmarking, RFC 2544"),
+            "{refusal}"
+        );
+        let refusal = policy.check("https://[64:ff9b::7f00:1]/v1").unwrap_err();
+        assert!(refusal.contains("Loopback"), "{refusal}");
+        let refusal = policy.check("https://[fec0::1]/v1").unwrap_err();
+        assert!(refusal.contains("Site-Local"), "{refusal}");
+        let refusal = policy.check("https://[ff02::1]/v1").unwrap_err();
+        assert!(refusal.contains("Multicast"), "{refusal}");
     }
 
     #[test]
