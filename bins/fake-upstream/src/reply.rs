@@ -45,6 +45,14 @@ pub(crate) enum ReplyKind {
         headers: Vec<(String, String)>,
     },
     Malformed,
+    /// A body (or, for a stream, one event) of `bytes` bytes, produced as it is sent, in
+    /// pieces and without a `Content-Length`, the way a runaway upstream sends one.
+    Oversized {
+        status: u16,
+        bytes: usize,
+    },
+    /// A 401 in the wire's error format that quotes the request's API key back upper-cased.
+    EchoKeyUpperCased,
 }
 
 /// What the fake does with one request.
@@ -92,6 +100,28 @@ impl Reply {
     pub fn malformed() -> Self {
         Self {
             kind: ReplyKind::Malformed,
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A response with this status whose body is `bytes` long: for a stream request, one SSE
+    /// event that long; otherwise a JSON object padded to that length. Never held in memory
+    /// whole, sent without `Content-Length`; [`FakeUpstream::padding_bytes_sent`] tells how
+    /// much of it went out before the client hung up.
+    ///
+    /// [`FakeUpstream::padding_bytes_sent`]: crate::FakeUpstream::padding_bytes_sent
+    pub fn oversized(status: u16, bytes: usize) -> Self {
+        Self {
+            kind: ReplyKind::Oversized { status, bytes },
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A 401 whose message quotes the key the request carried (bearer token, `x-api-key` or
+    /// `x-goog-api-key`), upper-cased, as one real upstream does.
+    pub fn echo_key_upper_cased() -> Self {
+        Self {
+            kind: ReplyKind::EchoKeyUpperCased,
             first_byte_delay: Duration::ZERO,
         }
     }

@@ -64,6 +64,7 @@ struct Shared {
     request_count: AtomicUsize,
     streams_closed: AtomicUsize,
     stream_closed: Notify,
+    padding_bytes_sent: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,6 +112,7 @@ impl FakeUpstream {
             request_count: AtomicUsize::new(0),
             streams_closed: AtomicUsize::new(0),
             stream_closed: Notify::new(),
+            padding_bytes_sent: AtomicUsize::new(0),
         });
         let data = web::Data::from(Arc::clone(&shared));
         let server = HttpServer::new(move || {
@@ -170,6 +172,11 @@ impl FakeUpstream {
     /// away.
     pub fn streams_closed(&self) -> usize {
         self.shared.streams_closed.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes of [`Reply::oversized`] bodies have been handed to the socket.
+    pub fn padding_bytes_sent(&self) -> usize {
+        self.shared.padding_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `count` streamed responses have ended, or `timeout` passes; true
@@ -245,6 +252,44 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
                 response.insert_header(header);
             }
             response.json(body)
+        }
+        ReplyKind::Oversized { status, bytes } => {
+            let (head, tail): (&'static [u8], &'static [u8]) = if streamed {
+                (b"data: {\"padding\": \"", b"\"}\n\n")
+            } else {
+                (b"{\"padding\": \"", b"\"}")
+            };
+            let padding = bytes.saturating_sub(head.len() + tail.len());
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if streamed {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            HttpResponse::build(status)
+                .content_type(content_type)
+                .streaming(CloseCounted {
+                    inner: padded(Arc::clone(&shared), head, padding, tail),
+                    shared: Arc::clone(&shared),
+                })
+        }
+        ReplyKind::EchoKeyUpperCased => {
+            let key = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .or_else(|| {
+                    ["x-api-key", "x-goog-api-key"]
+                        .iter()
+                        .find_map(|name| req.headers().get(*name)?.to_str().ok())
+                })
+                .unwrap_or("no key");
+            let message = format!(
+                "Incorrect API key provided: {}. You can find your API key in your account.",
+                key.to_uppercase()
+            );
+            HttpResponse::Unauthorized().json(render::error_body(shared.wire, 401, &message))
         }
         ReplyKind::Malformed if streamed => sse(
             Arc::clone(&shared),
@@ -332,6 +377,26 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
         },
     );
     head.chain(deltas).chain(after).boxed()
+}
+
+/// `head`, `padding` bytes of `x` in 64 KiB pieces made as they are asked for, then `tail`.
+fn padded(shared: Arc<Shared>, head: &'static [u8], padding: usize, tail: &'static [u8]) -> Chunks {
+    static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+    let pieces = stream::unfold(padding, move |left| {
+        let shared = Arc::clone(&shared);
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let size = left.min(PIECE.len());
+            shared.padding_bytes_sent.fetch_add(size, Ordering::SeqCst);
+            Some((Ok(Bytes::from_static(&PIECE[..size])), left - size))
+        }
+    });
+    stream::once(async move { Ok(Bytes::from_static(head)) })
+        .chain(pieces)
+        .chain(stream::once(async move { Ok(Bytes::from_static(tail)) }))
+        .boxed()
 }
 
 fn sse(shared: Arc<Shared>, chunks: Chunks) -> HttpResponse {
