@@ -3,6 +3,7 @@
 mod auth;
 mod chat_send;
 mod errors;
+mod hostile_upstream;
 mod openai;
 mod operations;
 mod providers;
