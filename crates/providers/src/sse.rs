@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+const RETAINED_LINE_CAPACITY: usize = 64 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +106,12 @@ impl SseDecoder {
                 let mut whole = std::mem::take(&mut self.line);
                 whole.extend_from_slice(line);
                 self.process_line(&whole, events);
-                whole.clear();
-                self.line = whole;
+                // Keep the buffer for the next long line, unless one huge line grew it: a
+                // thousand streams should not each hold on to a megabyte.
+                if whole.capacity() <= RETAINED_LINE_CAPACITY {
+                    whole.clear();
+                    self.line = whole;
+                }
             }
             let ended_by_cr = bytes[end] == b'\r';
             bytes = rest;
