@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, error_body, read_sse};
 use fake_upstream::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -305,6 +305,45 @@ async fn a_stream_event_over_max_event_bytes_fails_the_call_with_upstream_error(
         rows.iter()
             .all(|r| r.streamed && r.error_code.as_deref() == Some("upstream_error"))
     );
+}
+
+#[tokio::test]
+async fn an_event_over_max_event_bytes_mid_stream_ends_it_with_an_error_event_and_a_row() {
+    let upstreams = Upstreams::start(|_| {}).await;
+    let mut calls = 0;
+    for (fake, specialist, _) in upstreams.each() {
+        for route in [Route::Stream, Route::CompletionsStream] {
+            fake.push(
+                Reply::text("one two three four")
+                    .chunks(4)
+                    .oversized_event_after(2, 2 * 1024 * 1024),
+            );
+            let response = route.ask(&upstreams.app, specialist).await;
+            calls += 1;
+            let events = read_sse(response, tokio::time::Instant::now()).await;
+            let last = events.last().expect("events before the failure");
+            let (code, message) = match route {
+                Route::Stream => {
+                    assert_eq!(last.event, "error", "{route:?} {specialist}");
+                    (last.json()["code"].clone(), last.json()["message"].clone())
+                }
+                _ => (
+                    last.json()["error"]["code"].clone(),
+                    last.json()["error"]["message"].clone(),
+                ),
+            };
+            assert_eq!(code, "upstream_error", "{route:?} {specialist}");
+            let message = message.as_str().unwrap_or_default();
+            assert!(message.contains("event too large"), "{message}");
+        }
+    }
+    let rows = upstreams.app.usage_rows().await;
+    assert_eq!(rows.len(), calls);
+    for row in &rows {
+        assert!(row.streamed && !row.success);
+        assert_eq!(row.error_code.as_deref(), Some("upstream_error"));
+        assert!(row.output_tokens > 0, "the text delivered is charged");
+    }
 }
 
 #[tokio::test]

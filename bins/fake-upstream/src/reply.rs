@@ -19,6 +19,8 @@ pub(crate) enum Ending {
     StallAfter(usize),
     /// Send this many text chunks, then the wire format's error event.
     ErrorEventAfter(usize, String),
+    /// Send this many text chunks, then one event of this many bytes that never ends.
+    OversizedEventAfter(usize, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +201,12 @@ impl Reply {
     pub fn error_event_after(self, chunks: usize, message: impl Into<String>) -> Self {
         let message = message.into();
         self.answer(|a| a.ending = Ending::ErrorEventAfter(chunks, message))
+    }
+
+    /// Streams `chunks` text chunks, then starts one event of `bytes` bytes (made as it is
+    /// sent, counted by `padding_bytes_sent`).
+    pub fn oversized_event_after(self, chunks: usize, bytes: usize) -> Self {
+        self.answer(|a| a.ending = Ending::OversizedEventAfter(chunks, bytes))
     }
 }
 

@@ -301,10 +301,7 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         ReplyKind::Answer(answer) if streamed => {
             let include_usage = json["stream_options"]["include_usage"] == Value::Bool(true);
             let frames = render::stream(shared.wire, &model, &answer, include_usage);
-            sse(
-                Arc::clone(&shared),
-                answer_stream(shared.wire, &answer, frames),
-            )
+            sse(Arc::clone(&shared), answer_stream(&shared, &answer, frames))
         }
         ReplyKind::Answer(answer) => {
             HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer))
@@ -339,7 +336,8 @@ fn route(wire: Wire, req: &HttpRequest, json: &Value) -> Option<(String, bool)> 
 
 type Chunks = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks {
+fn answer_stream(shared: &Arc<Shared>, answer: &Answer, frames: render::Frames) -> Chunks {
+    let wire = shared.wire;
     let delay = answer.chunk_delay;
     let first_delay = answer.first_chunk_delay;
     let (shown, after): (usize, Chunks) = match &answer.ending {
@@ -361,6 +359,15 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
             .boxed(),
         ),
         Ending::StallAfter(n) => (*n, stream::pending().boxed()),
+        Ending::OversizedEventAfter(n, bytes) => (
+            *n,
+            padded(
+                Arc::clone(shared),
+                b"data: {\"padding\": \"",
+                *bytes,
+                b"\"}\n\n",
+            ),
+        ),
         Ending::ErrorEventAfter(n, message) => (
             *n,
             stream::iter([Ok(Bytes::from(render::error_frame(wire, message)))]).boxed(),
