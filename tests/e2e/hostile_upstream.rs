@@ -284,6 +284,35 @@ async fn an_upstream_401_quoting_the_key_upper_cased_reaches_neither_client_nor_
 }
 
 #[tokio::test]
+async fn a_stream_that_starts_with_a_byte_order_mark_is_answered() {
+    // The SSE format allows a leading BOM; the decoder used before sliced into it and panicked.
+    let upstreams = Upstreams::start(|_| {}).await;
+    for (fake, specialist, _) in upstreams.each() {
+        for route in [Route::Stream, Route::CompletionsStream] {
+            fake.push(Reply::text("Revenue grew.").byte_order_mark());
+            let response = route.ask(&upstreams.app, specialist).await;
+            let events = read_sse(response, tokio::time::Instant::now()).await;
+            let text: String = events
+                .iter()
+                .filter(|e| e.data != "[DONE]")
+                .map(|e| {
+                    let json = e.json();
+                    let content = match route {
+                        Route::Stream => &json["content"],
+                        _ => &json["choices"][0]["delta"]["content"],
+                    };
+                    content.as_str().unwrap_or_default().to_owned()
+                })
+                .collect();
+            assert_eq!(text, "Revenue grew.", "{route:?} {specialist}");
+        }
+    }
+    let rows = upstreams.app.usage_rows().await;
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r.success));
+}
+
+#[tokio::test]
 async fn a_stream_event_over_max_event_bytes_fails_the_call_with_upstream_error() {
     let upstreams = Upstreams::start(|_| {}).await;
     let two_mib = 2 * 1024 * 1024;

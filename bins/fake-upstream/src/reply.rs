@@ -33,6 +33,8 @@ pub(crate) struct Answer {
     pub chunk_delay: Duration,
     /// Silence between the response headers and the first text chunk (a model thinking).
     pub first_chunk_delay: Duration,
+    /// Start the stream with a UTF-8 byte order mark (allowed by the SSE format).
+    pub byte_order_mark: bool,
     pub finish: Finish,
     pub ending: Ending,
 }
@@ -79,6 +81,7 @@ impl Reply {
                 chunks: 4,
                 chunk_delay: Duration::ZERO,
                 first_chunk_delay: Duration::ZERO,
+                byte_order_mark: false,
                 finish: Finish::Stop,
                 ending: Ending::Complete,
             }),
@@ -180,6 +183,11 @@ impl Reply {
     /// Sends the response headers at once, then waits this long before the first text chunk.
     pub fn first_chunk_delay(self, delay: Duration) -> Self {
         self.answer(|a| a.first_chunk_delay = delay)
+    }
+
+    /// Starts the stream with a UTF-8 byte order mark, which the SSE format allows.
+    pub fn byte_order_mark(self) -> Self {
+        self.answer(|a| a.byte_order_mark = true)
     }
 
     /// Ends with this finish reason.

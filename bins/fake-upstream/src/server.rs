@@ -373,7 +373,13 @@ fn answer_stream(shared: &Arc<Shared>, answer: &Answer, frames: render::Frames) 
             stream::iter([Ok(Bytes::from(render::error_frame(wire, message)))]).boxed(),
         ),
     };
-    let head = stream::iter(frames.head.into_iter().map(|f| Ok(Bytes::from(f))));
+    let bom = answer
+        .byte_order_mark
+        .then_some(Ok(Bytes::from_static(b"\xEF\xBB\xBF")));
+    let head = stream::iter(
+        bom.into_iter()
+            .chain(frames.head.into_iter().map(|f| Ok(Bytes::from(f)))),
+    );
     let deltas = stream::iter(frames.deltas.into_iter().take(shown).enumerate()).then(
         move |(i, frame)| async move {
             let wait = if i == 0 { first_delay } else { delay };
