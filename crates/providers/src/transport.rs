@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use core_domain::ProviderKind;
 use futures_util::{Stream, stream};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{RequestBuilder, Response};
@@ -18,7 +19,6 @@ use crate::config::CallLimits;
 use crate::sse::{SseDecoder, SseEvent};
 use crate::upstream_error::{classify, redact, retry_after};
 use crate::{ProviderError, TimeoutPhase};
-use core_domain::ProviderKind;
 
 /// The pooled clients every provider shares.
 ///
