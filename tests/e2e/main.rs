@@ -4,6 +4,7 @@ mod auth;
 mod catalogue_hardening;
 mod chat_send;
 mod errors;
+mod hostile_upstream;
 mod openai;
 mod operations;
 mod providers;

@@ -6,7 +6,9 @@
 //! per request, in order) or set the one used when the queue is empty. A reply can be a whole
 //! answer (text, usage, chunking, delays, finish reason), an HTTP error (with `Retry-After`),
 //! malformed JSON, or a stream that drops its connection, stalls, or sends an error event part
-//! way. Every request is recorded (method, path, headers, JSON body) so tests can check exactly
+//! way — or something hostile: an endless body or event ([`Reply::oversized`]), a 401 quoting
+//! the key back upper-cased ([`Reply::echo_key_upper_cased`]), absurd `Retry-After` values
+//! ([`Reply::retry_after`] takes any text). Every request is recorded (method, path, headers, JSON body) so tests can check exactly
 //! what was sent, and closed streams are counted so tests can see a cancelled call reach the
 //! upstream.
 //!

@@ -19,6 +19,8 @@ pub(crate) enum Ending {
     StallAfter(usize),
     /// Send this many text chunks, then the wire format's error event.
     ErrorEventAfter(usize, String),
+    /// Send this many text chunks, then one event of this many bytes that never ends.
+    OversizedEventAfter(usize, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub(crate) struct Answer {
     pub chunk_delay: Duration,
     /// Silence between the response headers and the first text chunk (a model thinking).
     pub first_chunk_delay: Duration,
+    /// Start the stream with a UTF-8 byte order mark (allowed by the SSE format).
+    pub byte_order_mark: bool,
     pub finish: Finish,
     pub ending: Ending,
 }
@@ -45,6 +49,14 @@ pub(crate) enum ReplyKind {
         headers: Vec<(String, String)>,
     },
     Malformed,
+    /// A body (or, for a stream, one event) of `bytes` bytes, produced as it is sent, in
+    /// pieces and without a `Content-Length`, the way a runaway upstream sends one.
+    Oversized {
+        status: u16,
+        bytes: usize,
+    },
+    /// A 401 in the wire's error format that quotes the request's API key back upper-cased.
+    EchoKeyUpperCased,
 }
 
 /// What the fake does with one request.
@@ -69,6 +81,7 @@ impl Reply {
                 chunks: 4,
                 chunk_delay: Duration::ZERO,
                 first_chunk_delay: Duration::ZERO,
+                byte_order_mark: false,
                 finish: Finish::Stop,
                 ending: Ending::Complete,
             }),
@@ -92,6 +105,28 @@ impl Reply {
     pub fn malformed() -> Self {
         Self {
             kind: ReplyKind::Malformed,
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A response with this status whose body is `bytes` long: for a stream request, one SSE
+    /// event that long; otherwise a JSON object padded to that length. Never held in memory
+    /// whole, sent without `Content-Length`; [`FakeUpstream::padding_bytes_sent`] tells how
+    /// much of it went out before the client hung up.
+    ///
+    /// [`FakeUpstream::padding_bytes_sent`]: crate::FakeUpstream::padding_bytes_sent
+    pub fn oversized(status: u16, bytes: usize) -> Self {
+        Self {
+            kind: ReplyKind::Oversized { status, bytes },
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A 401 whose message quotes the key the request carried (bearer token, `x-api-key` or
+    /// `x-goog-api-key`), upper-cased, as one real upstream does.
+    pub fn echo_key_upper_cased() -> Self {
+        Self {
+            kind: ReplyKind::EchoKeyUpperCased,
             first_byte_delay: Duration::ZERO,
         }
     }
@@ -150,6 +185,11 @@ impl Reply {
         self.answer(|a| a.first_chunk_delay = delay)
     }
 
+    /// Starts the stream with a UTF-8 byte order mark, which the SSE format allows.
+    pub fn byte_order_mark(self) -> Self {
+        self.answer(|a| a.byte_order_mark = true)
+    }
+
     /// Ends with this finish reason.
     pub fn finish(self, finish: Finish) -> Self {
         self.answer(|a| a.finish = finish)
@@ -169,6 +209,12 @@ impl Reply {
     pub fn error_event_after(self, chunks: usize, message: impl Into<String>) -> Self {
         let message = message.into();
         self.answer(|a| a.ending = Ending::ErrorEventAfter(chunks, message))
+    }
+
+    /// Streams `chunks` text chunks, then starts one event of `bytes` bytes (made as it is
+    /// sent, counted by `padding_bytes_sent`).
+    pub fn oversized_event_after(self, chunks: usize, bytes: usize) -> Self {
+        self.answer(|a| a.ending = Ending::OversizedEventAfter(chunks, bytes))
     }
 }
 

@@ -64,6 +64,7 @@ struct Shared {
     request_count: AtomicUsize,
     streams_closed: AtomicUsize,
     stream_closed: Notify,
+    padding_bytes_sent: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,6 +112,7 @@ impl FakeUpstream {
             request_count: AtomicUsize::new(0),
             streams_closed: AtomicUsize::new(0),
             stream_closed: Notify::new(),
+            padding_bytes_sent: AtomicUsize::new(0),
         });
         let data = web::Data::from(Arc::clone(&shared));
         let server = HttpServer::new(move || {
@@ -170,6 +172,11 @@ impl FakeUpstream {
     /// away.
     pub fn streams_closed(&self) -> usize {
         self.shared.streams_closed.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes of [`Reply::oversized`] bodies have been handed to the socket.
+    pub fn padding_bytes_sent(&self) -> usize {
+        self.shared.padding_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `count` streamed responses have ended, or `timeout` passes; true
@@ -246,6 +253,44 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             }
             response.json(body)
         }
+        ReplyKind::Oversized { status, bytes } => {
+            let (head, tail): (&'static [u8], &'static [u8]) = if streamed {
+                (b"data: {\"padding\": \"", b"\"}\n\n")
+            } else {
+                (b"{\"padding\": \"", b"\"}")
+            };
+            let padding = bytes.saturating_sub(head.len() + tail.len());
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if streamed {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            HttpResponse::build(status)
+                .content_type(content_type)
+                .streaming(CloseCounted {
+                    inner: padded(Arc::clone(&shared), head, padding, tail),
+                    shared: Arc::clone(&shared),
+                })
+        }
+        ReplyKind::EchoKeyUpperCased => {
+            let key = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .or_else(|| {
+                    ["x-api-key", "x-goog-api-key"]
+                        .iter()
+                        .find_map(|name| req.headers().get(*name)?.to_str().ok())
+                })
+                .unwrap_or("no key");
+            let message = format!(
+                "Incorrect API key provided: {}. You can find your API key in your account.",
+                key.to_uppercase()
+            );
+            HttpResponse::Unauthorized().json(render::error_body(shared.wire, 401, &message))
+        }
         ReplyKind::Malformed if streamed => sse(
             Arc::clone(&shared),
             stream::iter([Ok(Bytes::from_static(b"data: {\"choices\": [oops\n\n"))]).boxed(),
@@ -256,10 +301,7 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         ReplyKind::Answer(answer) if streamed => {
             let include_usage = json["stream_options"]["include_usage"] == Value::Bool(true);
             let frames = render::stream(shared.wire, &model, &answer, include_usage);
-            sse(
-                Arc::clone(&shared),
-                answer_stream(shared.wire, &answer, frames),
-            )
+            sse(Arc::clone(&shared), answer_stream(&shared, &answer, frames))
         }
         ReplyKind::Answer(answer) => {
             HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer))
@@ -294,7 +336,8 @@ fn route(wire: Wire, req: &HttpRequest, json: &Value) -> Option<(String, bool)> 
 
 type Chunks = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks {
+fn answer_stream(shared: &Arc<Shared>, answer: &Answer, frames: render::Frames) -> Chunks {
+    let wire = shared.wire;
     let delay = answer.chunk_delay;
     let first_delay = answer.first_chunk_delay;
     let (shown, after): (usize, Chunks) = match &answer.ending {
@@ -316,12 +359,27 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
             .boxed(),
         ),
         Ending::StallAfter(n) => (*n, stream::pending().boxed()),
+        Ending::OversizedEventAfter(n, bytes) => (
+            *n,
+            padded(
+                Arc::clone(shared),
+                b"data: {\"padding\": \"",
+                *bytes,
+                b"\"}\n\n",
+            ),
+        ),
         Ending::ErrorEventAfter(n, message) => (
             *n,
             stream::iter([Ok(Bytes::from(render::error_frame(wire, message)))]).boxed(),
         ),
     };
-    let head = stream::iter(frames.head.into_iter().map(|f| Ok(Bytes::from(f))));
+    let bom = answer
+        .byte_order_mark
+        .then_some(Ok(Bytes::from_static(b"\xEF\xBB\xBF")));
+    let head = stream::iter(
+        bom.into_iter()
+            .chain(frames.head.into_iter().map(|f| Ok(Bytes::from(f)))),
+    );
     let deltas = stream::iter(frames.deltas.into_iter().take(shown).enumerate()).then(
         move |(i, frame)| async move {
             let wait = if i == 0 { first_delay } else { delay };
@@ -332,6 +390,26 @@ fn answer_stream(wire: Wire, answer: &Answer, frames: render::Frames) -> Chunks 
         },
     );
     head.chain(deltas).chain(after).boxed()
+}
+
+/// `head`, `padding` bytes of `x` in 64 KiB pieces made as they are asked for, then `tail`.
+fn padded(shared: Arc<Shared>, head: &'static [u8], padding: usize, tail: &'static [u8]) -> Chunks {
+    static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+    let pieces = stream::unfold(padding, move |left| {
+        let shared = Arc::clone(&shared);
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let size = left.min(PIECE.len());
+            shared.padding_bytes_sent.fetch_add(size, Ordering::SeqCst);
+            Some((Ok(Bytes::from_static(&PIECE[..size])), left - size))
+        }
+    });
+    stream::once(async move { Ok(Bytes::from_static(head)) })
+        .chain(pieces)
+        .chain(stream::once(async move { Ok(Bytes::from_static(tail)) }))
+        .boxed()
 }
 
 fn sse(shared: Arc<Shared>, chunks: Chunks) -> HttpResponse {

@@ -343,6 +343,7 @@ mod tests {
             ),
             (
                 ProviderError::AuthFailed {
+                    provider: core_domain::ProviderKind::OpenAi,
                     status: 401,
                     message: "bad key".into(),
                 },

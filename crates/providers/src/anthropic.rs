@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
+use crate::token_count::{Reported, count};
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
-use crate::upstream_error::redact;
+use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
     ProvidersConfig,
@@ -38,7 +39,7 @@ impl AnthropicProvider {
             endpoint: reqwest::Url::parse(&format!("{base}/v1/messages"))
                 .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
             api_key: config.anthropic.api_key.clone(),
-            limits: config.anthropic.limits(),
+            limits: config.anthropic.limits(config),
         }
     }
 
@@ -107,7 +108,13 @@ impl ChatProvider for AnthropicProvider {
             let body = Self::body(request, false);
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
-            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::Anthropic,
+                &[key.expose_secret()],
+                self.post(&url, key, &body),
+            )
+            .await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let content: String = answer
                 .content
@@ -117,7 +124,7 @@ impl ChatProvider for AnthropicProvider {
                 .collect();
             let reported = answer
                 .usage
-                .and_then(|u| Some((u.input_tokens?, u.output_tokens?)));
+                .and_then(|u| Some((count(u.input_tokens)?, count(u.output_tokens)?)));
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 content,
@@ -138,7 +145,13 @@ impl ChatProvider for AnthropicProvider {
             let body = Self::body(request, true);
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
-            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::Anthropic,
+                &[key.expose_secret()],
+                self.post(&url, key, &body),
+            )
+            .await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
@@ -153,7 +166,7 @@ impl ChatProvider for AnthropicProvider {
                                     tally.model = model;
                                 }
                                 if let Some(usage) = message.usage {
-                                    tally.input_tokens = usage.input_tokens;
+                                    tally.input_tokens = count(usage.input_tokens);
                                 }
                             }
                             Ok(Step::Nothing)
@@ -169,7 +182,7 @@ impl ChatProvider for AnthropicProvider {
                             {
                                 tally.finish = Some(stop_reason(reason));
                             }
-                            if let Some(output) = data.usage.and_then(|u| u.output_tokens) {
+                            if let Some(output) = data.usage.and_then(|u| count(u.output_tokens)) {
                                 tally.output_tokens = Some(output);
                             }
                             Ok(Step::Nothing)
@@ -177,7 +190,7 @@ impl ChatProvider for AnthropicProvider {
                         "message_stop" => Ok(Step::Done),
                         "error" => Err(ProviderError::Upstream {
                             status: None,
-                            message: redact(
+                            message: scrub(
                                 &data
                                     .error
                                     .map(|e| format!("{}: {}", e.kind, e.message))
@@ -241,8 +254,8 @@ struct WireBlock {
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
-    input_tokens: Option<u32>,
-    output_tokens: Option<u32>,
+    input_tokens: Option<Reported>,
+    output_tokens: Option<Reported>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,4 +287,24 @@ struct WireErrorBody {
     #[serde(rename = "type")]
     kind: String,
     message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_usage_counts_are_unreported_not_a_failure() {
+        let event: WireEvent = serde_json::from_str(
+            r#"{"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 1e300}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.usage.unwrap().output_tokens, Some(Reported::Unusable));
+        let answer: WireResponse = serde_json::from_str(
+            r#"{"content": [], "usage": {"input_tokens": -1, "output_tokens": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.usage.unwrap().input_tokens, Some(Reported::Unusable));
+    }
 }

@@ -1,3 +1,4 @@
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -31,6 +32,14 @@ pub struct ProvidersConfig {
     pub allowed_http_base_urls: Vec<String>,
     /// How long to wait for a TCP (and TLS) connection to any upstream, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// The largest single stream event accepted from an upstream, in bytes (default 1 MiB).
+    /// A bigger one fails the stream with `upstream_error` "event too large": a real event is
+    /// a few hundred bytes, and each one is held whole in memory while it arrives.
+    pub max_event_bytes: NonZeroUsize,
+    /// The largest non-streamed upstream response body read, success or error, in bytes
+    /// (default 16 MiB). A bigger one fails the call with `upstream_error` "response too
+    /// large" as soon as the limit is passed, instead of holding it all in memory.
+    pub max_response_bytes: NonZeroUsize,
 }
 
 impl ProvidersConfig {
@@ -80,9 +89,16 @@ impl Default for ProvidersConfig {
             mock: MockConfig::default(),
             allowed_http_base_urls: Vec::new(),
             connect_timeout_ms: 10_000,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
+
+const DEFAULT_MAX_EVENT_BYTES: NonZeroUsize =
+    NonZeroUsize::new(1024 * 1024).expect("1 MiB is not 0");
+const DEFAULT_MAX_RESPONSE_BYTES: NonZeroUsize =
+    NonZeroUsize::new(16 * 1024 * 1024).expect("16 MiB is not 0");
 
 /// One upstream's credentials, endpoint, deadlines and retries.
 ///
@@ -140,8 +156,11 @@ impl UpstreamConfig {
         }
     }
 
-    pub(crate) fn limits(&self) -> CallLimits {
+    /// This upstream's deadlines and retries, with the size bounds every upstream shares.
+    pub(crate) fn limits(&self, shared: &ProvidersConfig) -> CallLimits {
         CallLimits {
+            max_event_bytes: shared.max_event_bytes.get(),
+            max_response_bytes: shared.max_response_bytes.get(),
             first_byte: Duration::from_millis(self.first_byte_timeout_ms),
             idle: Duration::from_millis(self.idle_timeout_ms),
             total: Duration::from_millis(self.total_timeout_ms),
@@ -212,6 +231,8 @@ fn google_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UpstreamConf
 /// Deadlines and retry policy for one call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallLimits {
+    pub max_event_bytes: usize,
+    pub max_response_bytes: usize,
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Duration,
@@ -354,6 +375,27 @@ mod tests {
         assert_eq!(config.google.max_retries, 5);
         assert_eq!(config.openai.idle_timeout_ms, 30_000);
         assert!(serde_json::from_str::<ProvidersConfig>(r#"{"openai": {"apikey": "x"}}"#).is_err());
+    }
+
+    #[test]
+    fn size_bounds_default_to_1_mib_and_16_mib_and_refuse_0() {
+        let config = ProvidersConfig::default();
+        assert_eq!(config.max_event_bytes.get(), 1024 * 1024);
+        assert_eq!(config.max_response_bytes.get(), 16 * 1024 * 1024);
+        let config: ProvidersConfig =
+            serde_json::from_str(r#"{"max_event_bytes": 4096, "max_response_bytes": 65536}"#)
+                .unwrap();
+        let limits = config.openai.limits(&config);
+        assert_eq!(
+            (limits.max_event_bytes, limits.max_response_bytes),
+            (4096, 65536)
+        );
+        for zero in [r#"{"max_event_bytes": 0}"#, r#"{"max_response_bytes": 0}"#] {
+            assert!(
+                serde_json::from_str::<ProvidersConfig>(zero).is_err(),
+                "{zero}"
+            );
+        }
     }
 
     #[test]

@@ -58,11 +58,20 @@ pub enum ProviderError {
         message: String,
     },
     /// The upstream refused our credentials (401/403).
-    #[error("the upstream rejected our credentials ({status}): {message}")]
+    ///
+    /// Its words are kept in `message` for the server log but left out of the error's text,
+    /// which callers show to clients: an upstream answering "invalid key" tends to quote the
+    /// key, and a client has no business learning anything about ours.
+    #[error(
+        "the upstream refused the configured credentials for {provider} (HTTP {status}); \
+         the server log has the upstream's message"
+    )]
     AuthFailed {
+        /// The provider whose credentials were refused.
+        provider: ProviderKind,
         /// The upstream's HTTP status.
         status: u16,
-        /// The upstream's message.
+        /// The upstream's message, with every key redacted; for the log only.
         message: String,
     },
     /// The upstream refused the request as invalid (400, 404, 422...).

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
+use crate::token_count::{Reported, count};
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
-use crate::upstream_error::redact;
+use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
     ProvidersConfig,
@@ -36,7 +37,7 @@ impl GoogleProvider {
                 .trim_end_matches('/')
                 .to_owned(),
             api_key: config.google.api_key.clone(),
-            limits: config.google.limits(),
+            limits: config.google.limits(config),
         }
     }
 
@@ -135,7 +136,13 @@ impl ChatProvider for GoogleProvider {
             let body = Self::body(request);
             let url = self.url(&request.model, "generateContent");
             let call = Call::start(self.limits);
-            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::Google,
+                &[key.expose_secret()],
+                self.post(&url, key, &body),
+            )
+            .await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let candidate = answer.candidates.first();
             let content = candidate.map(candidate_text).unwrap_or_default();
@@ -168,7 +175,13 @@ impl ChatProvider for GoogleProvider {
                 self.url(&request.model, "streamGenerateContent")
             );
             let call = Call::start(self.limits);
-            let response = send(&call, &[key.expose_secret()], self.post(&url, key, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::Google,
+                &[key.expose_secret()],
+                self.post(&url, key, &body),
+            )
+            .await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
@@ -179,14 +192,14 @@ impl ChatProvider for GoogleProvider {
                     if let Some(error) = chunk.error {
                         return Err(ProviderError::Upstream {
                             status: None,
-                            message: redact(&error.message, &[&secret]),
+                            message: scrub(&error.message, &[&secret]),
                         });
                     }
                     if let Some(model) = chunk.model_version {
                         tally.model = model;
                     }
                     if let Some(usage) = &chunk.usage_metadata {
-                        tally.input_tokens = usage.prompt_token_count.or(tally.input_tokens);
+                        tally.input_tokens = count(usage.prompt_token_count).or(tally.input_tokens);
                         if usage.candidates_token_count.is_some() {
                             tally.output_tokens = usage.counts().map(|(_, output)| output);
                         }
@@ -280,19 +293,20 @@ struct WireAnswerPart {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireUsage {
-    prompt_token_count: Option<u32>,
-    candidates_token_count: Option<u32>,
-    thoughts_token_count: Option<u32>,
+    prompt_token_count: Option<Reported>,
+    candidates_token_count: Option<Reported>,
+    thoughts_token_count: Option<Reported>,
 }
 
 impl WireUsage {
-    /// (input, output): thinking tokens are billed as output.
+    /// (input, output): thinking tokens are billed as output. A sum that overflows is as
+    /// unusable as the counts it came from.
     fn counts(&self) -> Option<(u32, u32)> {
-        let input = self.prompt_token_count?;
-        let output = self
-            .candidates_token_count
-            .unwrap_or(0)
-            .saturating_add(self.thoughts_token_count.unwrap_or(0));
+        // Absent parts are 0 (no candidates: the prompt was blocked); unusable ones are unknown.
+        let part = |reported: Option<Reported>| reported.map_or(Some(0), Reported::count);
+        let input = count(self.prompt_token_count)?;
+        let output =
+            part(self.candidates_token_count)?.checked_add(part(self.thoughts_token_count)?)?;
         Some((input, output))
     }
 }
@@ -331,5 +345,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(usage.counts(), Some((10, 12)));
+    }
+
+    #[test]
+    fn absurd_usage_counts_are_unreported_not_a_failure() {
+        for usage in [
+            r#"{"promptTokenCount": 10, "candidatesTokenCount": 4294967295, "thoughtsTokenCount": 1}"#,
+            r#"{"promptTokenCount": -10, "candidatesTokenCount": 5}"#,
+            r#"{"promptTokenCount": 10, "candidatesTokenCount": 5e20}"#,
+        ] {
+            let usage: WireUsage = serde_json::from_str(usage).unwrap();
+            assert_eq!(usage.counts(), None, "{usage:?}");
+        }
     }
 }

@@ -88,7 +88,9 @@ mod openai;
 mod provider;
 mod registry;
 mod request;
+pub mod sse;
 mod streaming;
+mod token_count;
 mod transport;
 mod upstream_error;
 

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
+use crate::token_count::{Reported, count};
 use crate::transport::{Call, Transport, read_json, send, sse_events};
-use crate::upstream_error::redact;
+use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
     ProvidersConfig,
@@ -64,7 +65,7 @@ impl OpenAiProvider {
                 .iter()
                 .map(|u| trim(u))
                 .collect(),
-            limits: config.openai.limits(),
+            limits: config.openai.limits(config),
         }
     }
 
@@ -188,7 +189,13 @@ impl ChatProvider for OpenAiProvider {
             let endpoint = self.endpoint(request)?;
             let body = Self::body(request, &endpoint, false);
             let call = Call::start(self.limits);
-            let response = send(&call, &self.secrets(), Self::post(&endpoint, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::OpenAi,
+                &self.secrets(),
+                Self::post(&endpoint, &body),
+            )
+            .await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let choice = answer.choices.into_iter().next();
             let finish_reason = choice
@@ -199,7 +206,7 @@ impl ChatProvider for OpenAiProvider {
                 .and_then(|c| c.message)
                 .and_then(|m| m.content)
                 .unwrap_or_default();
-            let reported = answer.usage.map(|u| (u.prompt_tokens, u.completion_tokens));
+            let reported = answer.usage.as_ref().and_then(WireUsage::counts);
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 content,
@@ -217,7 +224,13 @@ impl ChatProvider for OpenAiProvider {
             let body = Self::body(request, &endpoint, true);
             let call = Call::start(self.limits);
             let secrets = self.secrets();
-            let response = send(&call, &secrets, Self::post(&endpoint, &body)).await?;
+            let response = send(
+                &call,
+                ProviderKind::OpenAi,
+                &secrets,
+                Self::post(&endpoint, &body),
+            )
+            .await?;
             let secrets: Vec<String> = secrets.into_iter().map(str::to_owned).collect();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
@@ -232,15 +245,15 @@ impl ChatProvider for OpenAiProvider {
                         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
                         return Err(ProviderError::Upstream {
                             status: None,
-                            message: redact(&error.message, &refs),
+                            message: scrub(&error.message, &refs),
                         });
                     }
                     if let Some(model) = chunk.model {
                         tally.model = model;
                     }
                     if let Some(usage) = chunk.usage {
-                        tally.input_tokens = Some(usage.prompt_tokens);
-                        tally.output_tokens = Some(usage.completion_tokens);
+                        tally.input_tokens = count(usage.prompt_tokens);
+                        tally.output_tokens = count(usage.completion_tokens);
                     }
                     let Some(choice) = chunk.choices.into_iter().next() else {
                         return Ok(Step::Nothing);
@@ -317,8 +330,14 @@ struct WireAnswer {
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
-    prompt_tokens: u32,
-    completion_tokens: u32,
+    prompt_tokens: Option<Reported>,
+    completion_tokens: Option<Reported>,
+}
+
+impl WireUsage {
+    fn counts(&self) -> Option<(u32, u32)> {
+        Some((count(self.prompt_tokens)?, count(self.completion_tokens)?))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,6 +387,21 @@ mod tests {
         )
         .unwrap();
         assert!(chunk.choices.is_empty());
-        assert_eq!(chunk.usage.unwrap().completion_tokens, 12);
+        assert_eq!(chunk.usage.unwrap().counts(), Some((9, 12)));
+    }
+
+    #[test]
+    fn absurd_usage_counts_are_unreported_not_a_failure() {
+        for usage in [
+            r#"{"prompt_tokens": 9, "completion_tokens": 99999999999}"#,
+            r#"{"prompt_tokens": -9, "completion_tokens": 12}"#,
+            r#"{"prompt_tokens": 9.5, "completion_tokens": 12}"#,
+        ] {
+            let answer: WireResponse = serde_json::from_str(&format!(
+                r#"{{"choices": [{{"message": {{"content": "hi"}}}}], "usage": {usage}}}"#
+            ))
+            .unwrap();
+            assert_eq!(answer.usage.unwrap().counts(), None, "{usage}");
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! when the stream fails, `UsageSoFar` and the error.
 
 use core_domain::{FinishReason, StreamEvent, TokenUsage};
-use eventsource_stream::Event;
 use futures_util::{Stream, StreamExt, stream};
 
+use crate::sse::SseEvent as Event;
 use crate::{EventStream, ProviderError};
 
 /// What one SSE event meant.

@@ -2,20 +2,21 @@
 //! retries, reading a JSON body, and reading an SSE stream with an idle-gap deadline.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use eventsource_stream::{Event, Eventsource};
-use futures_util::{Stream, StreamExt, stream};
+use core_domain::ProviderKind;
+use futures_util::{Stream, stream};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::config::CallLimits;
+use crate::sse::{SseDecoder, SseEvent};
 use crate::upstream_error::{classify, redact, retry_after};
 use crate::{ProviderError, TimeoutPhase};
 
@@ -144,7 +145,7 @@ impl Call {
     pub(crate) fn start(limits: CallLimits) -> Self {
         Self {
             limits,
-            deadline: Instant::now() + limits.total,
+            deadline: instant_after(limits.total),
         }
     }
 
@@ -156,7 +157,7 @@ impl Call {
         phase: TimeoutPhase,
         future: impl Future<Output = T>,
     ) -> Result<T, ProviderError> {
-        let phase_deadline = Instant::now() + phase_limit;
+        let phase_deadline = instant_after(phase_limit);
         let (deadline, missed) = if phase_deadline < self.deadline {
             (phase_deadline, phase)
         } else {
@@ -168,11 +169,20 @@ impl Call {
     }
 }
 
+/// Now plus `wait`, without the panic `Instant + Duration` has on overflow: configured
+/// timeouts are arbitrary `u64` milliseconds. Anything past 30 years is as good as never.
+fn instant_after(wait: Duration) -> Instant {
+    const NEVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    let now = Instant::now();
+    now.checked_add(wait.min(NEVER)).unwrap_or(now)
+}
+
 /// Sends the request `build` makes until it gets a success status, retrying connect errors,
 /// 429s and 5xx with exponential backoff and jitter (or the upstream's `Retry-After`), within
 /// the call's deadline. Nothing has been passed to the caller yet, so retrying is safe.
 pub(crate) async fn send(
     call: &Call,
+    provider: ProviderKind,
     secrets: &[&str],
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response, ProviderError> {
@@ -194,11 +204,25 @@ pub(crate) async fn send(
                     .within(
                         call.limits.first_byte,
                         TimeoutPhase::FirstByte,
-                        response.bytes(),
+                        read_capped(response, call.limits.max_response_bytes),
                     )
-                    .await?
-                    .unwrap_or_default();
-                let error = classify(status, &headers, &body, secrets);
+                    .await?;
+                let error = match body {
+                    Ok(body) => classify(provider, status, &headers, &body, secrets),
+                    Err(BodyError::TooLarge) => too_large(status.as_u16(), call),
+                    // The status says what happened; a body cut short only loses the details.
+                    Err(BodyError::Broken(_)) => classify(provider, status, &headers, &[], secrets),
+                };
+                if let ProviderError::AuthFailed {
+                    provider,
+                    status,
+                    message,
+                } = &error
+                {
+                    // The one place the upstream's words about our credentials go (redacted):
+                    // clients only learn that the credentials were refused.
+                    tracing::warn!(%provider, status, upstream_message = %message, "the upstream refused the configured credentials");
+                }
                 let retryable = status.as_u16() == 429 || status.is_server_error();
                 (error, retryable, retry_after(&headers))
             }
@@ -216,10 +240,11 @@ pub(crate) async fn send(
             Some(wait) => wait,
             None => backoff(call.limits.base_delay, call.limits.max_delay, attempt),
         };
-        if Instant::now() + wait >= call.deadline {
+        if wait >= call.deadline.saturating_duration_since(Instant::now()) {
             return Err(error);
         }
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying upstream call");
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        tracing::debug!(attempt, wait_ms, error = %error, "retrying upstream call");
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
@@ -281,7 +306,46 @@ fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     exp.mul_f64(fraction)
 }
 
-/// Reads and parses a whole JSON body within the call's deadline.
+/// Why a body could not be read whole.
+enum BodyError {
+    /// It passed `providers.max_response_bytes`.
+    TooLarge,
+    /// The connection failed part way.
+    Broken(reqwest::Error),
+}
+
+/// The whole body, read piece by piece and abandoned as soon as it passes `limit` bytes (a
+/// `Content-Length` over the limit is refused before reading anything).
+async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = response
+        .content_length()
+        .map(|length| usize::try_from(length).unwrap_or(usize::MAX));
+    if announced.is_some_and(|length| length > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    // Trust the announced length for the first allocation only up to a modest size.
+    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(64 * 1024));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Broken)? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn too_large(status: u16, call: &Call) -> ProviderError {
+    ProviderError::Upstream {
+        status: Some(status),
+        message: format!(
+            "response too large: the upstream's body exceeded providers.max_response_bytes \
+             ({} bytes)",
+            call.limits.max_response_bytes
+        ),
+    }
+}
+
+/// Reads and parses a whole JSON body within the call's deadline and size bound.
 pub(crate) async fn read_json<T: DeserializeOwned>(
     call: &Call,
     response: Response,
@@ -289,11 +353,18 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     let status = response.status().as_u16();
     let remaining = call.deadline.saturating_duration_since(Instant::now());
     let body = call
-        .within(remaining, TimeoutPhase::Total, response.bytes())
+        .within(
+            remaining,
+            TimeoutPhase::Total,
+            read_capped(response, call.limits.max_response_bytes),
+        )
         .await?
-        .map_err(|e| ProviderError::Upstream {
-            status: Some(status),
-            message: format!("the response broke off: {}", error_chain(&e)),
+        .map_err(|e| match e {
+            BodyError::TooLarge => too_large(status, call),
+            BodyError::Broken(e) => ProviderError::Upstream {
+                status: Some(status),
+                message: format!("the response broke off: {}", error_chain(&e)),
+            },
         })?;
     serde_json::from_slice(&body).map_err(|e| ProviderError::Upstream {
         status: Some(status),
@@ -301,39 +372,72 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     })
 }
 
-/// The SSE events of a streamed response, each within the idle gap and the call's deadline.
-/// The stream ends after its first error. Dropping it drops the connection.
+/// Where [`sse_events`] is: reading, with events decoded but not yet handed on.
+struct Reading {
+    response: Response,
+    decoder: SseDecoder,
+    decoded: VecDeque<SseEvent>,
+}
+
+/// The SSE events of a streamed response, each within the idle gap and the call's deadline,
+/// none larger than `providers.max_event_bytes`. The stream ends after its first error.
+/// Dropping it drops the connection.
 pub(crate) fn sse_events(
     call: Call,
     response: Response,
-) -> impl Stream<Item = Result<Event, ProviderError>> + Send + 'static {
-    let events = response.bytes_stream().eventsource();
-    stream::unfold(Some(events), move |state| async move {
-        let mut events = state?;
+) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static {
+    let reading = Reading {
+        response,
+        decoder: SseDecoder::new(call.limits.max_event_bytes),
+        decoded: VecDeque::new(),
+    };
+    stream::unfold(Some(reading), move |state| async move {
+        let mut reading = state?;
+        if let Some(event) = reading.decoded.pop_front() {
+            return Some((Ok(event), Some(reading)));
+        }
         let next = call
-            .within(call.limits.idle, TimeoutPhase::IdleGap, events.next())
-            .await;
+            .within(
+                call.limits.idle,
+                TimeoutPhase::IdleGap,
+                next_events(&mut reading),
+            )
+            .await
+            .and_then(|read| read);
         match next {
-            Err(timeout) => Some((Err(timeout), None)),
-            Ok(None) => None,
-            Ok(Some(Ok(event))) => Some((Ok(event), Some(events))),
-            Ok(Some(Err(e))) => {
-                let message = match e {
-                    eventsource_stream::EventStreamError::Transport(t) => {
-                        format!("the stream broke off: {}", error_chain(&t))
-                    }
-                    other => format!("malformed stream from the upstream: {other}"),
-                };
-                Some((
-                    Err(ProviderError::Upstream {
-                        status: None,
-                        message,
-                    }),
-                    None,
-                ))
+            Ok(true) => {
+                let event = reading.decoded.pop_front()?;
+                Some((Ok(event), Some(reading)))
             }
+            Ok(false) => None,
+            Err(error) => Some((Err(error), None)),
         }
     })
+}
+
+/// Reads until at least one event is decoded (true) or the stream ends (false).
+async fn next_events(reading: &mut Reading) -> Result<bool, ProviderError> {
+    while reading.decoded.is_empty() {
+        let chunk = reading
+            .response
+            .chunk()
+            .await
+            .map_err(|e| ProviderError::Upstream {
+                status: None,
+                message: format!("the stream broke off: {}", error_chain(&e)),
+            })?;
+        let Some(chunk) = chunk else {
+            return Ok(false);
+        };
+        reading
+            .decoder
+            .feed(&chunk, &mut reading.decoded)
+            .map_err(|e| ProviderError::Upstream {
+                status: None,
+                message: format!("{e} (providers.max_event_bytes)"),
+            })?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

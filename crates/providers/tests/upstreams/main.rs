@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 mod anthropic;
+mod bounds;
 mod google;
 mod openai;
 mod redaction;
