@@ -28,6 +28,9 @@ use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, spe
 /// 3. then that route group's rate limiter, keyed by the identity (else the client address):
 ///    refuses with 429, or adds the rate-limit headers to the response;
 /// 4. the handler, whose JSON body is limited to `max_body_bytes`.
+///
+/// Every GET route also answers HEAD (the same handler; actix sends the headers without the
+/// body), so HEAD is not listed in the route table or the API document.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerConfig) {
     let json = web::JsonConfig::default()
         .limit(config.max_body_bytes)
@@ -48,7 +51,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         let resource = endpoints
             .iter()
             .fold(web::resource(path), |resource, e| {
-                resource.route((e.route)().method(e.method.clone()))
+                let resource = resource.route((e.route)().method(e.method.clone()));
+                if e.method == Method::GET {
+                    resource.route((e.route)().method(Method::HEAD))
+                } else {
+                    resource
+                }
             })
             .default_service(web::to(method_not_allowed));
         match endpoints[0].guard {
