@@ -4,6 +4,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
+use actix_web::http::ConnectionType;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
@@ -159,6 +160,12 @@ pub(crate) async fn assign_request_id(
                         {
                             rendered.headers_mut().append(name.clone(), value.clone());
                         }
+                    }
+                    // Keep a connection close an inner layer asked for (the perimeter's).
+                    if original.head().connection_type() == ConnectionType::Close {
+                        rendered
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
                     }
                     ServiceResponse::new(request, rendered)
                 }
