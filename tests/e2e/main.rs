@@ -2,6 +2,7 @@
 
 mod auth;
 mod chat_send;
+mod edge_hardening;
 mod errors;
 mod openai;
 mod operations;
