@@ -448,6 +448,18 @@ async fn a_body_trickled_past_the_deadline_gets_408_and_the_connection_closes() 
         }
         assert!(closed_by_server(&mut connection).await, "{path}: closed");
     }
+    // A chunked body is held to the same deadline, and its connection is not kept for draining.
+    let mut connection = connect(&app).await;
+    send(
+        &mut connection,
+        "PUT /specialists/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    )
+    .await;
+    let response = read_response(&mut connection).await;
+    assert_eq!(response.status, 408, "{}", response.body);
+    assert_eq!(response.error_code(), "request_timeout");
+    assert!(closed_by_server(&mut connection).await, "chunked: closed");
     assert!(app.usage_rows().await.is_empty());
     // A body that arrives in time is unaffected.
     let ok = app

@@ -21,7 +21,7 @@ use core_domain::ErrorCode;
 
 pub use hosts::AllowedHost;
 
-use self::body_deadline::DeadlinePayload;
+use self::body_deadline::{AbandonedBody, DeadlinePayload};
 use self::connections::{ConnectionSlot, ConnectionTable};
 use self::hosts::HostPolicy;
 use self::origins::OriginPolicy;
@@ -75,6 +75,7 @@ impl Perimeter {
             if let Some(slot) = peer.and_then(|peer| connections.open(peer.ip())) {
                 extensions.insert(slot);
             }
+            extensions.insert(AbandonedBody::default());
         }
     }
 
@@ -166,30 +167,37 @@ pub(crate) async fn guard_perimeter(
         }
         return Ok(response);
     }
-    let expired = match req.take_payload() {
+    let deadline = match req.take_payload() {
         Payload::None => None,
         payload => {
             let deadline = tokio::time::Instant::now() + door.body_timeout;
-            let (payload, expired) = DeadlinePayload::new(payload, deadline);
+            let (payload, state) = DeadlinePayload::new(payload, deadline);
             req.set_payload(Payload::Stream {
                 payload: Box::pin(payload),
             });
-            Some(expired)
+            Some(state)
         }
     };
     let response = next.call(req).await?.map_into_boxed_body();
-    if expired.is_some_and(|expired| expired.get()) {
-        let mut response = response.error_response(ApiError::new(
-            ErrorCode::RequestTimeout,
-            format!(
-                "the request body did not arrive within {} ms",
-                door.body_timeout.as_millis()
-            ),
-        ));
-        close_after(&mut response);
-        return Ok(response);
+    match deadline {
+        Some(deadline) if deadline.expired() => {
+            if let Some(unread) = deadline.take_unread()
+                && let Some(keeper) = response.request().conn_data::<AbandonedBody>()
+            {
+                keeper.keep(unread);
+            }
+            let mut response = response.error_response(ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    door.body_timeout.as_millis()
+                ),
+            ));
+            close_after(&mut response);
+            Ok(response)
+        }
+        _ => Ok(response),
     }
-    Ok(response)
 }
 
 /// Closes the connection once `response` is sent.
