@@ -62,8 +62,9 @@ impl Perimeter {
         }
     }
 
-    /// For `HttpServer::on_connect`: counts the connection in its extensions, where it stays
-    /// until the connection closes.
+    /// For `HttpServer::on_connect`: puts in the connection's extensions, where they stay until
+    /// it closes, its place in the per-address count and a holder for a body abandoned at
+    /// the deadline.
     pub(crate) fn on_connect(
         &self,
     ) -> impl Fn(&dyn std::any::Any, &mut Extensions) + Send + Sync + 'static {
