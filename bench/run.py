@@ -169,6 +169,7 @@ def run_backend(backend, args, oha_bin):
             f.write(f"""
 [server]
 bind = "127.0.0.1:{gateway}"
+max_connections_per_client = 100000
 [database]
 url = "{db.url}"
 spill_path = "{work}/spill.jsonl"

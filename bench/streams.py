@@ -94,6 +94,7 @@ def main():
 [server]
 bind = "127.0.0.1:{port}"
 workers = 1
+max_connections_per_client = 100000
 [database]
 url = "sqlite://{work}/usage-{port}.db"
 [specialists]

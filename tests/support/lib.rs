@@ -59,6 +59,9 @@ impl TestApp {
         settings.specialists.path = dir.path().join("specialists.json");
         // Tests make many calls from one address; the rate-limit tests set their own limits.
         settings.rate_limit.requests = std::num::NonZeroU32::new(1_000_000).expect("non-zero");
+        // Likewise many connections (200 concurrent streams); the cap's own tests set theirs.
+        settings.server.max_connections_per_client =
+            std::num::NonZeroU32::new(100_000).expect("non-zero");
         customize(&mut settings, dir.path());
 
         let app = Application::build(settings)

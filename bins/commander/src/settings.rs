@@ -104,6 +104,7 @@ pub fn load_settings(
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("server.cors_allowed_origins")
+        .with_list_parse_key("server.allowed_hosts")
         .with_list_parse_key("providers.allowed_http_base_urls")
         .with_list_parse_key("rate_limit.trusted_proxies")
         .with_list_parse_key("auth.jwt.allowed_domains")
@@ -208,6 +209,10 @@ mod tests {
                     "https://a.example",
                 ),
                 (
+                    "COMMANDER__SERVER__ALLOWED_HOSTS",
+                    "commander.internal,10.0.0.7",
+                ),
+                (
                     "COMMANDER__PROVIDERS__ALLOWED_HTTP_BASE_URLS",
                     "http://127.0.0.1:11434/v1,http://10.0.0.5:8000/v1",
                 ),
@@ -223,6 +228,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(settings.server.cors_allowed_origins, ["https://a.example"]);
+        let allowed_hosts: Vec<String> = settings
+            .server
+            .allowed_hosts
+            .iter()
+            .cloned()
+            .map(String::from)
+            .collect();
+        assert_eq!(allowed_hosts, ["commander.internal", "10.0.0.7"]);
         assert_eq!(settings.providers.allowed_http_base_urls.len(), 2);
         assert_eq!(settings.rate_limit.trusted_proxies.len(), 2);
         assert_eq!(

@@ -36,6 +36,11 @@ pub enum ErrorCode {
     Unauthorized,
     /// Authenticated, but not allowed to do this.
     Forbidden,
+    /// The request names a host this server does not answer for without credentials (a
+    /// defence against DNS rebinding while auth is disabled).
+    HostNotAllowed,
+    /// A state-changing request sent by a web page of an origin that is not allowed.
+    OriginNotAllowed,
     /// No route matches the path.
     NotFound,
     /// The route exists but not for this method.
@@ -53,8 +58,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body is not `application/json`.
     UnsupportedMediaType,
+    /// The client took longer than allowed to send its request body.
+    RequestTimeout,
     /// The caller exceeded its rate limit.
     RateLimited,
+    /// The client address holds more open connections than allowed.
+    TooManyConnections,
     /// The specialist's provider has no credentials configured.
     ProviderNotConfigured,
     /// The upstream provider failed or answered with something we could not use.
@@ -86,6 +95,8 @@ impl ErrorCode {
             Self::ValidationFailed => "validation_failed",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::HostNotAllowed => "host_not_allowed",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::SpecialistNotFound => "specialist_not_found",
@@ -94,7 +105,9 @@ impl ErrorCode {
             Self::CatalogueFileInvalid => "catalogue_file_invalid",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
             Self::RateLimited => "rate_limited",
+            Self::TooManyConnections => "too_many_connections",
             Self::ProviderNotConfigured => "provider_not_configured",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -124,6 +137,10 @@ mod tests {
         for code in [
             ErrorCode::InvalidRequest,
             ErrorCode::ProviderNotConfigured,
+            ErrorCode::HostNotAllowed,
+            ErrorCode::OriginNotAllowed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::TooManyConnections,
             ErrorCode::UpstreamTimeout,
             ErrorCode::ClientDisconnected,
             ErrorCode::Internal,

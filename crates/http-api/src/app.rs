@@ -11,23 +11,31 @@ use core_domain::ErrorCode;
 
 use crate::auth::authenticate;
 use crate::context::assign_request_id;
+use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::rate_limit::{limit_chat, limit_management};
 use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage};
 
 /// Registers every route and the body limits on `cfg`.
 ///
 /// Middleware order (outermost first), as [`build_server`] installs it:
-/// 0. request id (below) wraps CORS, which answers preflights for the configured origins;
 /// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
 ///    error (including those of the layers inside it) as the error JSON with that id, keeping
-///    the headers inner layers set;
-/// 2. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
-///    authentication, which admits
-///    the caller (401 with `WWW-Authenticate`, or 403 for a disallowed domain) and records the
-///    identity and role in the request context;
-/// 3. then that route group's rate limiter, keyed by the identity (else the client address):
+///    the headers inner layers set (and a connection close they asked for);
+/// 2. the perimeter (`perimeter/`), for every route: refuses a connection over its
+///    address's cap (429, closed), a `Host` that is not this server's while auth is disabled
+///    (421; `/health` and `/ready` exempt), a state-changing request from a foreign web origin
+///    (403) or with a form or text body (415); then puts the body-read deadline on the
+///    payload (408, closed);
+/// 3. CORS, which answers preflights for the configured origins;
+/// 4. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
+///    authentication, which admits the caller (401 with `WWW-Authenticate`, or 403 for a
+///    disallowed domain) and records the identity and role in the request context;
+/// 5. then that route group's rate limiter, keyed by the identity (else the client address):
 ///    refuses with 429, or adds the rate-limit headers to the response;
-/// 4. the handler, whose JSON body is limited to `max_body_bytes`.
+/// 6. the handler, whose JSON body is limited to `max_body_bytes`.
+///
+/// Every GET route also answers HEAD (the same handler; actix sends the headers without the
+/// body), so HEAD is not listed in the route table or the API document.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerConfig) {
     let json = web::JsonConfig::default()
         .limit(config.max_body_bytes)
@@ -48,7 +56,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         let resource = endpoints
             .iter()
             .fold(web::resource(path), |resource, e| {
-                resource.route((e.route)().method(e.method.clone()))
+                let resource = resource.route((e.route)().method(e.method.clone()));
+                if e.method == Method::GET {
+                    resource.route((e.route)().method(Method::HEAD))
+                } else {
+                    resource
+                }
             })
             .default_service(web::to(method_not_allowed));
         match endpoints[0].guard {
@@ -252,18 +265,30 @@ pub fn build_server(
     config: &ServerConfig,
 ) -> std::io::Result<Server> {
     let app_config = config.clone();
+    // The Host is checked only while no credentials are: with auth required, routing and auth
+    // ignore it (a proxy may call us by any name).
+    let perimeter = web::Data::new(Perimeter::new(
+        config,
+        !state.auth.requires_credentials(),
+        listener.local_addr().ok().map(|address| address.ip()),
+        state.rate_limits.trusted_proxies().to_vec(),
+    ));
+    let count_connection = perimeter.on_connect();
     let mut server = HttpServer::new(move || {
         let state = state.clone();
         let app_config = app_config.clone();
         let cors_enabled = !app_config.cors_allowed_origins.is_empty();
         App::new()
+            .app_data(perimeter.clone())
             .wrap(Condition::new(
                 cors_enabled,
                 cors(&app_config.cors_allowed_origins),
             ))
+            .wrap(from_fn(guard_perimeter))
             .wrap(from_fn(assign_request_id))
             .configure(move |cfg| configure(cfg, state, &app_config))
     })
+    .on_connect(count_connection)
     .keep_alive(Duration::from_secs(config.keep_alive_seconds))
     .shutdown_timeout(config.shutdown_grace_seconds)
     // Streams are many small writes: without TCP_NODELAY each waits for the client's delayed

@@ -17,11 +17,7 @@ pub struct Cidr {
 impl Cidr {
     /// True when `ip` is inside the range (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, ip) {
+        match (self.network, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -59,6 +55,15 @@ impl FromStr for Cidr {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("'{raw}' has a prefix length outside 0..={max}"))?,
         };
+        // `::ffff:10.0.0.0/104` is the IPv4 range `10.0.0.0/8`: addresses are matched in
+        // their canonical (IPv4) spelling.
+        let (network, prefix) = match network {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (network, prefix),
+            },
+            _ => (network, prefix),
+        };
         Ok(Self { network, prefix })
     }
 }
@@ -80,7 +85,11 @@ impl From<Cidr> for String {
 /// its hops are walked from the right (the hop our proxy appended) past every trusted proxy,
 /// and the first untrusted hop is the client. Hops to the left of it were written by the
 /// client and could say anything, so they are never believed.
+///
+/// Addresses come back canonical (an IPv4-mapped IPv6 address as its IPv4 address), so one
+/// client has one spelling whichever way a socket or a proxy wrote it.
 pub(crate) fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
     if !is_trusted(peer) {
         return peer;
@@ -111,6 +120,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -138,6 +148,25 @@ mod tests {
         for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::/129"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ipv4_mapped_spellings_are_one_address() {
+        let trusted = cidrs(&["::ffff:10.0.0.0/104"]);
+        assert_eq!(String::from(trusted[0]), "10.0.0.0/8");
+        assert!(trusted[0].contains(ip("10.1.2.3")));
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), Some("::ffff:9.9.9.9"), &trusted),
+            ip("9.9.9.9")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), Some("[::ffff:9.9.9.9]:443"), &trusted),
+            ip("9.9.9.9")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:203.0.113.9"), None, &[]),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]

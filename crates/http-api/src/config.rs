@@ -1,4 +1,8 @@
+use std::num::{NonZeroU32, NonZeroU64};
+
 use serde::{Deserialize, Serialize};
+
+use crate::AllowedHost;
 
 /// The `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,8 +18,23 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// How long an idle keep-alive connection is kept open.
     pub keep_alive_seconds: u64,
-    /// Origins allowed to call from a browser (CORS). Empty: none.
+    /// Origins allowed to call from a browser (CORS). Empty: none. A state-changing request
+    /// (POST, PUT, PATCH, DELETE) whose `Origin` is neither listed here nor the server's own
+    /// is refused with 403, so a web page cannot make a browser act for it.
     pub cors_allowed_origins: Vec<String>,
+    /// Host names (with or without a port; any port is accepted) a request may be addressed
+    /// to while `auth.mode = "disabled"`, besides the loopback names (`localhost`,
+    /// `127.0.0.0/8`, `[::1]`) and the bind address. Anything else gets 421: without
+    /// credentials to check, the `Host` is what stops a web page that rebinds its own name
+    /// to 127.0.0.1 (DNS rebinding). Not checked when auth is required.
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// How long a client may take to send a request body, from the moment its headers
+    /// arrived, in milliseconds; slower: 408 and the connection is closed.
+    pub client_body_timeout_ms: NonZeroU64,
+    /// The most connections one client address may hold open at once; a request on a
+    /// connection beyond it gets 429 and the connection is closed. Peers in
+    /// `rate_limit.trusted_proxies` are exempt (a proxy carries many clients).
+    pub max_connections_per_client: NonZeroU32,
     /// Seconds of silence after which a stream gets a keep-alive comment (so proxies keep
     /// the connection open while the model thinks).
     pub sse_keep_alive_seconds: u64,
@@ -32,6 +51,9 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             keep_alive_seconds: 75,
             cors_allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            client_body_timeout_ms: NonZeroU64::new(30_000).unwrap_or(NonZeroU64::MIN),
+            max_connections_per_client: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
             sse_keep_alive_seconds: 15,
             chat: ChatLimits::default(),
         }

@@ -4,6 +4,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
+use actix_web::http::ConnectionType;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
@@ -61,22 +62,18 @@ impl FromRequest for RequestContext {
     }
 }
 
-/// A new request id in UUID form: 64 random bits drawn once per process, then a counter.
+/// A new request id: a random (v4) UUID, so ids say nothing about how many requests came
+/// before or when (a counter would publish the request volume to every caller).
 ///
-/// Unique within the process by the counter and across processes (restarts, replicas) by the
-/// random half; request ids are the usage log's unique key, so that is what matters. Drawing
-/// 122 random bits per request (a v4 UUID) cost a `getrandom` system call each time.
+/// The 122 random bits come from a thread-local CSPRNG seeded once from the OS (uuid's
+/// `fast-rng`), not a `getrandom` system call per request.
 fn fresh_request_id() -> RequestId {
-    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let prefix = *PROCESS.get_or_init(|| {
-        let random = uuid::Uuid::new_v4().as_u128();
-        (random >> 64) as u64 ^ random as u64
-    });
-    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let id = uuid::Uuid::from_u64_pair(prefix, count);
-    RequestId::parse(id.hyphenated().to_string())
-        .expect("a hyphenated UUID uses only characters a request id allows")
+    let id = uuid::Uuid::new_v4();
+    RequestId::parse(
+        id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
+    .expect("a hyphenated UUID uses only characters a request id allows")
 }
 
 /// Middleware: gives every request an id, puts it in `X-Request-Id` on every response, renders
@@ -164,6 +161,12 @@ pub(crate) async fn assign_request_id(
                             rendered.headers_mut().append(name.clone(), value.clone());
                         }
                     }
+                    // Keep a connection close an inner layer asked for (the perimeter's).
+                    if original.head().connection_type() == ConnectionType::Close {
+                        rendered
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
                     ServiceResponse::new(request, rendered)
                 }
                 None => response.map_into_boxed_body(),
@@ -247,16 +250,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fresh_ids_are_distinct_uuid_shaped_and_share_the_process_half() {
-        let a = fresh_request_id();
-        let b = fresh_request_id();
-        assert_ne!(a, b);
-        assert_eq!(a.as_str().len(), 36);
-        assert!(uuid::Uuid::parse_str(a.as_str()).is_ok());
-        assert_eq!(
-            a.as_str()[..18],
-            b.as_str()[..18],
-            "one random half per process"
-        );
+    fn fresh_ids_are_random_v4_uuids() {
+        let ids: Vec<uuid::Uuid> = (0..1000)
+            .map(|_| uuid::Uuid::parse_str(fresh_request_id().as_str()).unwrap())
+            .collect();
+        for id in &ids {
+            assert_eq!(id.get_version(), Some(uuid::Version::Random), "{id}");
+        }
+        // A counter or a per-process prefix would repeat its high bits; random ids do not.
+        let prefixes: std::collections::HashSet<u64> =
+            ids.iter().map(|id| id.as_u64_pair().0).collect();
+        assert_eq!(prefixes.len(), ids.len());
     }
 }

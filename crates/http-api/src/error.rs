@@ -92,7 +92,9 @@ impl ApiError {
             }
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::SpecialistExists
@@ -100,9 +102,9 @@ impl ApiError {
             | ErrorCode::CatalogueFileInvalid => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ErrorCode::RateLimited
+            | ErrorCode::UpstreamRateLimited
+            | ErrorCode::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ProviderNotConfigured
             | ErrorCode::ServiceUnavailable
             | ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,

@@ -101,6 +101,11 @@ impl RateLimits {
         })
     }
 
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub(crate) fn trusted_proxies(&self) -> &[Cidr] {
+        &self.trusted_proxies
+    }
+
     fn limiter(&self, group: RouteGroup) -> &RateLimiter {
         match group {
             RouteGroup::Chat => &self.chat,

@@ -87,6 +87,9 @@ pub struct JwtConfig {
     pub admin_value: String,
     /// When not empty, only emails in these domains are let in.
     pub allowed_domains: Vec<String>,
+    /// Refuse a token whose `email_verified` claim is present and not true: the identity
+    /// provider says the caller has not proven the address is theirs.
+    pub require_verified_email: bool,
 }
 
 impl Default for JwtConfig {
@@ -102,6 +105,7 @@ impl Default for JwtConfig {
             admin_claim: "role".to_owned(),
             admin_value: "admin".to_owned(),
             allowed_domains: Vec::new(),
+            require_verified_email: true,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Who is calling: bearer JWTs and static API keys, checked before the rate limiter and the
 //! handlers; the result lands in the [`RequestContext`](crate::RequestContext).
 
+mod claims;
 mod config;
 mod keys;
 mod middleware;

@@ -4,8 +4,9 @@ use core_domain::{AccessRole, EmailHash, ErrorCode, UserIdentity};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::claims::Claims;
 use super::keys::{constant_time_eq, sha256};
 use super::{AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
 use crate::ApiError;
@@ -60,6 +61,7 @@ struct JwtVerifier {
     admin_claim: String,
     admin_value: String,
     allowed_domains: Vec<String>,
+    require_verified_email: bool,
 }
 
 /// Checks credentials against the configuration. Needs no database (so auth keeps working when
@@ -131,6 +133,11 @@ impl Authenticator {
             return Err(AuthSetupError::PublicWithoutAuth(address));
         }
         Ok(())
+    }
+
+    /// True when callers must present credentials (`auth.mode = "required"`).
+    pub fn requires_credentials(&self) -> bool {
+        self.mode == AuthMode::Required
     }
 
     /// Who sent `authorization` (the header's value, if any).
@@ -263,13 +270,35 @@ impl JwtVerifier {
                 .iter()
                 .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
+            require_verified_email: config.require_verified_email,
         })
     }
 
     fn verify(&self, token: &str) -> Result<Admitted, ApiError> {
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+        // The signature is checked before the claims are read.
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| unauthorized(token_problem(e.kind()), true))?
             .claims;
+        if claims.repeats_a_name {
+            return Err(unauthorized(
+                "the token's claims repeat a name, so they could be read two ways",
+                true,
+            ));
+        }
+        let claims = claims.map;
+        // Identity providers that let anyone register an address say whether it was proven;
+        // Cognito writes the flag as a string.
+        let verified = match claims.get("email_verified") {
+            None | Some(Value::Bool(true)) => true,
+            Some(Value::String(flag)) => flag == "true",
+            Some(_) => false,
+        };
+        if self.require_verified_email && !verified {
+            return Err(unauthorized(
+                "the token's email is not verified (email_verified is not true)",
+                true,
+            ));
+        }
         let email = claims
             .get(&self.email_claim)
             .and_then(Value::as_str)

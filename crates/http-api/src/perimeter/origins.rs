@@ -1,0 +1,244 @@
+//! Cross-site request forgery: a state-changing request a web page made a browser send.
+//!
+//! Browsers send "simple" cross-site requests (a form's POST, a `fetch` without custom
+//! headers) without asking the server first, so CORS alone never stops them from acting: it
+//! only hides the answer. Browsers do say who sent them (`Origin`, `Sec-Fetch-Site`), and
+//! only the CORS-safelisted content types can be sent that way.
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderMap, HeaderName};
+use core_domain::ErrorCode;
+
+use crate::ApiError;
+
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// The origins browsers may act from.
+#[derive(Debug, Clone)]
+pub(crate) struct OriginPolicy {
+    /// `server.cors_allowed_origins`, lower case, without a trailing slash.
+    allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    pub(crate) fn new(cors_allowed_origins: &[String]) -> Self {
+        Self {
+            allowed: cors_allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// The refusal for a state-changing request a browser sent from a page we do not trust,
+    /// or with a body type a page can send without a preflight; `None` for everything else
+    /// (including any request without `Origin`: curl, SDKs and servers send none).
+    pub(crate) fn refusal(&self, method: &Method, headers: &HeaderMap) -> Option<ApiError> {
+        if !is_state_changing(method) {
+            return None;
+        }
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or(""));
+        let trusted = origin.is_some_and(|origin| self.trusts(origin, headers));
+        if let Some(origin) = origin
+            && !trusted
+        {
+            return Some(ApiError::new(
+                ErrorCode::OriginNotAllowed,
+                format!(
+                    "requests that change state are not accepted from the web origin '{}'; \
+                     list it in server.cors_allowed_origins to allow it",
+                    printable(origin)
+                ),
+            ));
+        }
+        // A browser that left out Origin still says where the request came from.
+        let cross_site = headers
+            .get(SEC_FETCH_SITE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        if cross_site && !trusted {
+            return Some(ApiError::new(
+                ErrorCode::OriginNotAllowed,
+                "requests that change state are not accepted from another site",
+            ));
+        }
+        let form_like = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|essence| {
+                matches!(
+                    essence.as_str(),
+                    "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+                )
+            });
+        form_like.then(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "requests that change state take Content-Type: application/json (or no body); \
+                 form and text bodies are refused because any web page can send them",
+            )
+        })
+    }
+
+    /// A listed origin, or the server's own (the `Origin`'s host and port are the `Host` the
+    /// request was sent to: a page served by this very server, which serves none but may sit
+    /// behind a proxy that serves the front end on the same origin).
+    fn trusts(&self, origin: &str, headers: &HeaderMap) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed.contains(&origin) {
+            return true;
+        }
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
+    }
+}
+
+/// Methods that change something (GET, HEAD and OPTIONS never do here).
+pub(crate) fn is_state_changing(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// An origin as shown in a message: short and without control characters.
+fn printable(origin: &str) -> String {
+    origin
+        .chars()
+        .take(100)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    fn code(
+        policy: &OriginPolicy,
+        method: Method,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Option<ErrorCode> {
+        policy.refusal(&method, &headers(pairs)).map(|e| e.code())
+    }
+
+    #[test]
+    fn foreign_and_null_origins_are_refused_on_state_changing_methods_only() {
+        let policy = OriginPolicy::new(&["https://Portal.example/".to_owned()]);
+        let refused = Some(ErrorCode::OriginNotAllowed);
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(
+                code(
+                    &policy,
+                    method.clone(),
+                    &[("origin", "https://evil.example")]
+                ),
+                refused
+            );
+            assert_eq!(code(&policy, method, &[("origin", "null")]), refused);
+        }
+        assert_eq!(
+            code(&policy, Method::GET, &[("origin", "https://evil.example")]),
+            None
+        );
+        assert_eq!(
+            code(
+                &policy,
+                Method::POST,
+                &[("origin", "https://portal.example")]
+            ),
+            None
+        );
+        assert_eq!(
+            code(&policy, Method::POST, &[]),
+            None,
+            "no Origin: not a browser"
+        );
+    }
+
+    #[test]
+    fn the_server_s_own_origin_is_trusted() {
+        let policy = OriginPolicy::new(&[]);
+        let own = [
+            ("origin", "http://localhost:8000"),
+            ("host", "localhost:8000"),
+        ];
+        assert_eq!(code(&policy, Method::POST, &own), None);
+        let other_port = [
+            ("origin", "http://localhost:3000"),
+            ("host", "localhost:8000"),
+        ];
+        assert_eq!(
+            code(&policy, Method::POST, &other_port),
+            Some(ErrorCode::OriginNotAllowed)
+        );
+    }
+
+    #[test]
+    fn cross_site_fetch_metadata_without_a_trusted_origin_is_refused() {
+        let policy = OriginPolicy::new(&["https://portal.example".to_owned()]);
+        assert_eq!(
+            code(&policy, Method::POST, &[("sec-fetch-site", "cross-site")]),
+            Some(ErrorCode::OriginNotAllowed)
+        );
+        let listed = [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://portal.example"),
+        ];
+        assert_eq!(code(&policy, Method::POST, &listed), None);
+        assert_eq!(
+            code(&policy, Method::POST, &[("sec-fetch-site", "same-origin")]),
+            None
+        );
+    }
+
+    #[test]
+    fn body_types_a_page_can_send_without_a_preflight_are_refused() {
+        let policy = OriginPolicy::new(&[]);
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "Text/Plain;charset=UTF-8",
+        ] {
+            let pairs = [("content-type", content_type)];
+            assert_eq!(
+                code(&policy, Method::POST, &pairs),
+                Some(ErrorCode::UnsupportedMediaType),
+                "{content_type}"
+            );
+            assert_eq!(code(&policy, Method::GET, &pairs), None);
+        }
+        assert_eq!(
+            code(
+                &policy,
+                Method::POST,
+                &[("content-type", "application/json")]
+            ),
+            None
+        );
+    }
+}
