@@ -2,6 +2,7 @@
 
 mod auth;
 mod chat_send;
+mod error_hardening;
 mod errors;
 mod openai;
 mod operations;

@@ -1,4 +1,5 @@
 use std::future::{Ready, ready};
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -8,9 +9,10 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::ApiError;
+use crate::{ApiError, panics};
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const CLIENT_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
@@ -128,7 +130,20 @@ pub(crate) async fn assign_request_id(
         }
     };
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
-    let outcome = next.call(req).instrument(span.clone()).await;
+    let mut inner = next.call(req).instrument(span.clone());
+    let outcome = match AssertUnwindSafe(&mut inner).catch_unwind().await {
+        Ok(outcome) => outcome,
+        // A panic is a bug, but the caller still gets an answer with the id to report, and a
+        // chat call its row (`internal_error`, from its recorder dropped here).
+        Err(payload) => {
+            let text = panics::panic_text(payload.as_ref()).to_owned();
+            panics::drop_after_panic(inner);
+            span.in_scope(|| {
+                tracing::error!(request_id = %request_id, panic = %text, "request handler panicked");
+            });
+            Err(ApiError::internal(format!("the request handler panicked: {text}")).into())
+        }
+    };
     // Both ids are of a header-safe alphabet (`RequestId::parse`), so these never fail.
     let ids = [
         Some((REQUEST_ID_HEADER, request_id.as_str())),
@@ -233,12 +248,28 @@ fn itoa(status: u16) -> String {
     status.to_string()
 }
 
+/// Logs an error answer: server errors at WARN (with the detail the client was not shown),
+/// refusals at DEBUG. The client's text goes in `error_message`: `message` is the event's own
+/// key in JSON logs, and a second one would hide it from every JSON parser.
 fn log_failure(error: &ApiError, request_id: &RequestId) {
     let status = ApiError::status_for(error.code());
     if status.is_server_error() {
-        tracing::warn!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request failed");
+        tracing::warn!(
+            request_id = %request_id,
+            code = %error.code(),
+            status = status.as_u16(),
+            error_message = error.message(),
+            detail = error.internal_detail(),
+            "request failed"
+        );
     } else {
-        tracing::debug!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request refused");
+        tracing::debug!(
+            request_id = %request_id,
+            code = %error.code(),
+            status = status.as_u16(),
+            error_message = error.message(),
+            "request refused"
+        );
     }
 }
 
