@@ -271,3 +271,236 @@ async fn ready_and_usage_do_not_tell_clients_where_the_database_is() {
         );
     }
 }
+
+/// Generated request bodies and query strings for every route that decodes one.
+mod generated {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    /// Field names of every route's body (and of their nested parts), so generated objects
+    /// reach past "unknown field" into each field's own checks.
+    const KEYS: &[&str] = &[
+        "specialist_id",
+        "message",
+        "conversation_history",
+        "role",
+        "content",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "include_usage",
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "name",
+        "description",
+        "provider",
+        "base_url",
+        "system_prompt",
+        "pricing",
+        "input_per_1m",
+        "output_per_1m",
+        "id",
+        "version",
+        "type",
+        "text",
+        "user",
+    ];
+
+    /// Strings a route gives meaning to, beside arbitrary ones.
+    const WORDS: &[&str] = &[
+        "demo",
+        "general",
+        "user",
+        "assistant",
+        "system",
+        "openai",
+        "mock",
+        "text",
+        "https://example.com/v1",
+        "",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(WORDS).prop_map(str::to_owned),
+            "(?s).{0,24}",
+        ]
+    }
+
+    /// Any JSON value, a few levels deep.
+    pub(super) fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(KEYS).prop_map(str::to_owned),
+            1 => "(?s).{0,8}",
+        ]
+    }
+
+    /// An object of a route's own fields (any values), or any JSON at all.
+    pub(super) fn body() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => proptest::collection::vec((key(), json()), 0..8)
+                .prop_map(|fields| Value::Object(fields.into_iter().collect::<Map<_, _>>())),
+            1 => json(),
+        ]
+    }
+
+    /// Bytes that are rarely JSON at all.
+    pub(super) fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..48)
+    }
+
+    /// `/usage/summary` parameters: dates in and far out of range, and any text.
+    pub(super) fn usage_query() -> impl Strategy<Value = Vec<(String, String)>> {
+        let value = prop_oneof![
+            // Years anywhere, and close to the ends of what chrono can hold.
+            (
+                prop_oneof![
+                    any::<i32>(),
+                    -262_150i32..-262_100,
+                    262_100i32..262_150,
+                    -5i32..10_005
+                ],
+                0u32..14,
+                0u32..33
+            )
+                .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+            (-300_000i64..300_000, 0u32..14, 0u32..33)
+                .prop_map(|(y, m, d)| format!("{y:+05}-{m:02}-{d:02}T00:00:00Z")),
+            proptest::sample::select(&["specialist", "day", "user", "own", "all"][..])
+                .prop_map(str::to_owned),
+            "(?s).{0,24}",
+        ];
+        let name = proptest::sample::select(&["from", "to", "group_by", "scope", "other"][..]);
+        proptest::collection::vec((name.prop_map(str::to_owned), value), 0..5)
+    }
+}
+
+/// One generated request: status never 500, and every error answer in its route's shape.
+async fn answered_cleanly(response: reqwest::Response, what: &str) -> Result<(), String> {
+    let status = response.status();
+    let path = response.url().path().to_owned();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("{what}: the answer broke off: {e}"))?;
+    if status == 500 {
+        return Err(format!("{what}: 500 {}", String::from_utf8_lossy(&body)));
+    }
+    if headers.get("x-request-id").is_none() {
+        return Err(format!("{what}: no X-Request-Id"));
+    }
+    if status.is_success() {
+        return Ok(());
+    }
+    let error: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{what}: {status} without a JSON body ({e})"))?;
+    let shaped = error["error"]["code"].is_string() && error["error"]["message"].is_string();
+    let with_id = path.starts_with("/v1/") || error["error"]["request_id"].is_string();
+    if shaped && with_id {
+        Ok(())
+    } else {
+        Err(format!("{what}: {status} {error}"))
+    }
+}
+
+/// Runs `cases` generated inputs of `strategy` against the running `app` with `send`.
+fn check_route<S, F>(
+    runtime: &tokio::runtime::Runtime,
+    app: &TestApp,
+    cases: u32,
+    strategy: S,
+    send: F,
+) where
+    S: proptest::strategy::Strategy,
+    S::Value: std::fmt::Debug,
+    F: Fn(&TestApp, S::Value) -> reqwest::RequestBuilder,
+{
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    let outcome = runner.run(&strategy, |input| {
+        let what = format!("{input:?}");
+        let request = send(app, input);
+        runtime
+            .block_on(async {
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| format!("{what}: no answer: {e}"))?;
+                answered_cleanly(response, &what).await
+            })
+            .map_err(proptest::test_runner::TestCaseError::fail)
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+}
+
+#[test]
+fn generated_bodies_and_queries_never_panic_a_route() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(TestApp::spawn_with(|settings, _| {
+        settings.providers.mock.chunk_delay_ms = 0;
+        settings.providers.mock.latency_ms = 0;
+    }));
+    let json_routes: &[(reqwest::Method, &str)] = &[
+        (reqwest::Method::POST, "/chat/send"),
+        (reqwest::Method::POST, "/chat/stream"),
+        (reqwest::Method::POST, "/v1/chat/completions"),
+        (reqwest::Method::POST, "/specialists"),
+        (reqwest::Method::PUT, "/specialists/general"),
+        (reqwest::Method::PATCH, "/specialists/general"),
+    ];
+    for (method, path) in json_routes {
+        check_route(&runtime, &app, 300, generated::body(), |app, body| {
+            app.client
+                .request(method.clone(), app.url(path))
+                .json(&body)
+        });
+        check_route(&runtime, &app, 60, generated::bytes(), |app, bytes| {
+            app.client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(bytes)
+        });
+    }
+    check_route(
+        &runtime,
+        &app,
+        400,
+        generated::usage_query(),
+        |app, query| {
+            let url = reqwest::Url::parse_with_params(&app.url("/usage/summary"), &query)
+                .expect("a URL with any parameters percent-encoded");
+            app.client.get(url)
+        },
+    );
+    // And the server is still whole.
+    runtime.block_on(async move {
+        let health = app.client.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    });
+}

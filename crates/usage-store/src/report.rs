@@ -320,6 +320,78 @@ mod tests {
     }
 
     #[test]
+    fn range_bounds_stay_within_years_1_to_9999() {
+        use chrono::TimeZone;
+        for raw in [
+            "-262143-01-01",
+            "+262142-12-31",
+            "0000-12-31",
+            "10000-01-01",
+            "0000-12-31T23:59:59Z",
+        ] {
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                assert!(parse_range_bound(raw, end).is_err(), "{raw} {end:?}");
+            }
+        }
+        assert_eq!(
+            parse_range_bound("0001-01-01", RangeEnd::Start).unwrap(),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_range_bound("9999-12-31", RangeEnd::End).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            "the whole last day, up to the last instant a bound may name"
+        );
+        assert_eq!(
+            default_range_start(Utc.with_ymd_and_hms(1, 1, 2, 0, 0, 0).unwrap()),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            default_range_start(DateTime::<Utc>::MIN_UTC),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            "no overflow at chrono's own limit"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// Whatever a query string or the command line holds: a bound in range, or an error.
+        #[test]
+        fn any_text_is_a_bound_in_range_or_an_error(raw in "(?s).{0,40}") {
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                if let Ok(bound) = parse_range_bound(&raw, end) {
+                    proptest::prop_assert!((earliest_bound()..=latest_bound()).contains(&bound));
+                }
+            }
+        }
+
+        /// Date-shaped text with any year, month, day and time, far outside chrono's range too.
+        #[test]
+        fn any_date_shaped_text_is_a_bound_in_range_or_an_error(
+            year in proptest::prelude::any::<i64>(),
+            month in 0u32..14,
+            day in 0u32..33,
+            rest in proptest::sample::select(vec!["", "T00:00:00Z", "T23:59:60+14:00", "T12:00:00-23:59"]),
+        ) {
+            let raw = format!("{year:04}-{month:02}-{day:02}{rest}");
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                if let Ok(bound) = parse_range_bound(&raw, end) {
+                    proptest::prop_assert!((earliest_bound()..=latest_bound()).contains(&bound));
+                    proptest::prop_assert!(default_range_start(bound) <= bound);
+                }
+            }
+        }
+
+        /// Any instant chrono can hold has a default start, never after it.
+        #[test]
+        fn the_default_start_never_overflows(seconds in proptest::prelude::any::<i64>()) {
+            let to = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            proptest::prop_assert!(default_range_start(to) <= to.max(earliest_bound()));
+        }
+    }
+
+    #[test]
     fn placeholders_follow_the_backend() {
         let sql = summary_sql(
             GroupBy::Day,
