@@ -165,7 +165,9 @@ impl ApiError {
         let mut response = HttpResponse::build(Self::status_for(self.code));
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let seconds = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         for (name, value) in &self.headers {
@@ -407,6 +409,35 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!(ApiError::status_for(api.code()).as_u16(), status, "{api}");
         }
+    }
+
+    #[test]
+    fn the_longest_retry_after_rounds_up_without_overflowing() {
+        let api = ApiError::from(ProviderError::RateLimited {
+            retry_after: Some(Duration::MAX),
+            message: "never".into(),
+        });
+        let response = api.to_response(None);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            u64::MAX.to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn store_errors_reach_clients_without_their_text() {
+        let api = ApiError::from(usage_store::StoreError::Connect(
+            "connection to server at \"db.internal\", port 5432 failed: database \"usage\"".into(),
+        ));
+        assert_eq!(api.code(), ErrorCode::ServiceUnavailable);
+        assert!(!api.message().contains("db.internal"), "{api}");
+        assert!(
+            api.internal_detail()
+                .is_some_and(|d| d.contains("db.internal"))
+        );
+        let api = ApiError::from(usage_store::StoreError::Corrupt("row 7: bad".into()));
+        assert_eq!(api.code(), ErrorCode::Internal);
+        assert!(!api.message().contains("row 7"), "{api}");
     }
 
     #[test]
