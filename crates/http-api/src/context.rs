@@ -274,6 +274,90 @@ fn log_failure(error: &ApiError, request_id: &RequestId) {
 }
 
 #[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    /// Log output captured for one test thread.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_handler_panic_is_a_500_with_the_request_id_and_an_error_log_line() {
+        use actix_web::{App, test, web};
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _installed = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(assign_request_id))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if true {
+                            panic!("the handler's secret state");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route("/fine", web::get().to(|| async { "fine" })),
+        )
+        .await;
+
+        // Like an inner middleware's failure, it comes back as an error carrying the response
+        // actix sends.
+        let error =
+            test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+                .await
+                .expect_err("the panic is answered as an error");
+        let response = error.error_response();
+        assert_eq!(response.status(), 500);
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .expect("every response has an id")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value = serde_json::from_slice(
+            &actix_web::body::to_bytes(response.into_body())
+                .await
+                .expect("a whole body"),
+        )
+        .unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert_eq!(body["error"]["request_id"], request_id.as_str());
+        assert!(!body.to_string().contains("secret state"), "{body}");
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("request handler panicked"))
+            .unwrap_or_else(|| panic!("no panic line in {logs}"));
+        assert!(line.contains("ERROR"), "{line}");
+        assert!(line.contains(&request_id), "{line}");
+        assert!(line.contains("the handler's secret state"), "{line}");
+
+        let fine =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(fine.status(), 200, "the service goes on");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

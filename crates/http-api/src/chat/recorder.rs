@@ -144,7 +144,7 @@ impl Drop for CallRecorder {
             // Dropped unfinished: the code serving the call panicked, the client went away, or
             // shutdown's grace period ran out.
             let code = if crate::panics::cleaning_up_after_panic() {
-                tracing::error!(
+                tracing::warn!(
                     request_id = %pending.context.request_id,
                     specialist = %pending.specialist.id(),
                     "chat call ended by a panic"

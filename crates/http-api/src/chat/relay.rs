@@ -111,6 +111,7 @@ pub(crate) async fn relay<F: StreamFormat>(
         recorder: Some(recorder),
         format,
         must_end,
+        span: tracing::Span::current(),
         _in_flight: InFlight::new(state.metrics.streams_in_flight.clone()),
     };
     let events = stream::iter(opening)
@@ -146,6 +147,9 @@ struct Relay<F> {
     recorder: Option<CallRecorder>,
     format: F,
     must_end: ShutdownCut,
+    /// The request's span: the stream is polled after the handler returned, outside it, and
+    /// its failures must still be logged with the request id.
+    span: tracing::Span,
     _in_flight: InFlight,
 }
 
@@ -175,7 +179,8 @@ impl<F: StreamFormat> Relay<F> {
             Ok(Step::Done(events)) => (events, None),
             Err(payload) => {
                 let text = crate::panics::panic_text(payload.as_ref());
-                tracing::error!(panic = %text, "stream relay panicked");
+                self.span
+                    .in_scope(|| tracing::error!(panic = %text, "stream relay panicked"));
                 let consumed = self
                     .recorder
                     .as_ref()
@@ -257,7 +262,9 @@ impl<F: StreamFormat> Relay<F> {
 
     /// Ends the call as failed with `code` (its row, once) and gives the events that say so.
     fn fail(&mut self, code: ErrorCode, message: &str, consumed: TokenUsage) -> Vec<sse::Event> {
-        tracing::warn!(%code, error_message = message, "stream failed after it began");
+        self.span.in_scope(|| {
+            tracing::warn!(%code, error_message = message, "stream failed after it began");
+        });
         if let Some(recorder) = self.recorder.take() {
             recorder.failed(code, consumed);
         }
