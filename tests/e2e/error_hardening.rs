@@ -388,6 +388,18 @@ mod generated {
                 .prop_map(|(y, m, d)| format!("{y:+05}-{m:02}-{d:02}T00:00:00Z")),
             proptest::sample::select(&["specialist", "day", "user", "own", "all"][..])
                 .prop_map(str::to_owned),
+            // The ends of chrono's calendar, where date arithmetic overflows.
+            proptest::sample::select(
+                &[
+                    "-262143-01-01",
+                    "-262144-12-31",
+                    "+262142-12-31",
+                    "262142-12-31",
+                    "0000-01-01",
+                    "9999-12-31",
+                ][..]
+            )
+            .prop_map(str::to_owned),
             "(?s).{0,24}",
         ];
         let name = proptest::sample::select(&["from", "to", "group_by", "scope", "other"][..]);
