@@ -45,7 +45,10 @@ impl LiveCalls {
     /// Notes that shutdown began and in-flight calls have `grace` to finish: a call dropped
     /// after that was cut short by the server, not abandoned by its client.
     pub fn shutting_down(&self, grace: Duration) {
-        let _ = self.0.cut_from.set(Instant::now() + grace);
+        // A grace period beyond the clock's range (a configured u64::MAX) never runs out.
+        if let Some(cut) = Instant::now().checked_add(grace) {
+            let _ = self.0.cut_from.set(cut);
+        }
         self.0.shutdown_begun.notify_waiters();
     }
 
@@ -154,6 +157,14 @@ mod tests {
             .await
             .expect("woken when shutdown begins, and its time is now")
             .unwrap();
+
+        let endless = LiveCalls::new();
+        let call = endless.enter();
+        endless.shutting_down(Duration::MAX);
+        assert!(
+            !call.cut_by_shutdown(),
+            "an endless grace period never runs out"
+        );
 
         let patient = LiveCalls::new();
         patient.shutting_down(Duration::from_secs(3600));
