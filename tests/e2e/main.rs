@@ -4,6 +4,7 @@ mod auth;
 mod catalogue_hardening;
 mod chat_send;
 mod edge_hardening;
+mod error_hardening;
 mod errors;
 mod hostile_upstream;
 mod openai;

@@ -46,6 +46,15 @@ impl TestApp {
 
     /// The server with settings adjusted by `customize` before it is built.
     pub async fn spawn_with(customize: impl FnOnce(&mut Settings, &std::path::Path)) -> Self {
+        Self::spawn_with_providers(customize, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with providers of the test's own registered over the
+    /// configured ones.
+    pub async fn spawn_with_providers(
+        customize: impl FnOnce(&mut Settings, &std::path::Path),
+        providers: impl FnOnce(&mut providers::ProviderRegistry),
+    ) -> Self {
         // reqwest is built without a default TLS provider; install one for the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -64,7 +73,7 @@ impl TestApp {
             std::num::NonZeroU32::new(100_000).expect("non-zero");
         customize(&mut settings, dir.path());
 
-        let app = Application::build(settings)
+        let app = Application::build_with_providers(settings, providers)
             .await
             .expect("application builds");
         let base_url = format!("http://{}", app.address());

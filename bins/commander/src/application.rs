@@ -110,6 +110,15 @@ impl Application {
     /// Opens the database (applying migrations), starts the usage writer, loads the catalogue,
     /// configures providers and prices, and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_providers(settings, |_| {}).await
+    }
+
+    /// Like [`Application::build`], letting `customize` register providers of its own over the
+    /// configured ones (for a Rust service embedding commander with its own `ChatProvider`).
+    pub async fn build_with_providers(
+        settings: Settings,
+        customize: impl FnOnce(&mut ProviderRegistry),
+    ) -> Result<Self, StartupError> {
         let database = settings.database.clone();
         let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
             .await
@@ -119,7 +128,8 @@ impl Application {
             Catalogue::open(&settings.specialists.path, &policy)?
                 .with_max_prompt_history(settings.specialists.max_prompt_history),
         );
-        let providers = ProviderRegistry::from_config(&settings.providers)?;
+        let mut providers = ProviderRegistry::from_config(&settings.providers)?;
+        customize(&mut providers);
         let prices = PriceTable::with_overrides(settings.pricing.clone());
 
         let listener =

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commander::{Application, ReportFormat, init_logging, load_settings, render_report};
-use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, UsageStore, parse_range_bound};
+use usage_store::{
+    GroupBy, RangeEnd, Scope, SummaryQuery, UsageStore, default_range_start, parse_range_bound,
+};
 
 /// commander: a multi-provider LLM chat gateway built around specialists.
 #[derive(Debug, Parser)]
@@ -177,7 +179,7 @@ async fn report(
         Some(raw) => {
             parse_range_bound(&raw, RangeEnd::Start).map_err(|e| format!("--from: {e}"))?
         }
-        None => to - chrono::Duration::days(30),
+        None => default_range_start(to),
     };
     if from >= to {
         return Err("--from must be before --to".to_owned());

@@ -41,9 +41,15 @@ fn cells(row: &SummaryRow) -> [String; 9] {
     ]
 }
 
-/// The sums over all groups (latencies are not summable, so left blank).
+/// The sums over all groups (latencies are not summable, so left blank). Saturating: the rows
+/// come from a table ops may edit by hand.
 fn total(rows: &[SummaryRow]) -> [String; 9] {
-    let sum = |f: fn(&SummaryRow) -> i64| rows.iter().map(f).sum::<i64>().to_string();
+    let sum = |f: fn(&SummaryRow) -> i64| {
+        rows.iter()
+            .map(f)
+            .fold(0i64, i64::saturating_add)
+            .to_string()
+    };
     [
         "TOTAL".to_owned(),
         sum(|r| r.requests),
@@ -178,6 +184,15 @@ mod tests {
         assert!(lines[4].contains("0.007500"));
         assert!(lines[4].contains(" 4 "), "{}", lines[4]);
         assert!(lines[3].chars().all(|c| c == '-' || c == ' '));
+    }
+
+    #[test]
+    fn totals_of_huge_stored_counts_saturate_instead_of_panicking() {
+        let mut rows = rows();
+        rows[0].input_tokens = i64::MAX;
+        rows[1].input_tokens = i64::MAX;
+        let table = render(&rows, ReportFormat::Table);
+        assert!(table.contains(&i64::MAX.to_string()), "{table}");
     }
 
     #[test]

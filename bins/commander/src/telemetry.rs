@@ -1,6 +1,9 @@
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
 use crate::{LogFormat, LogSettings};
 
@@ -16,7 +19,11 @@ pub fn init_logging(settings: &LogSettings) {
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal());
     let installed = match settings.format {
-        LogFormat::Human => builder.try_init(),
+        // Values logged here come from outside (paths, upstream error bodies): one line per
+        // event only if none of them can break the line.
+        LogFormat::Human => builder
+            .fmt_fields(debug_fn(write_escaped_field).delimited(" "))
+            .try_init(),
         // The request span's fields (request id, route, specialist, provider, status, latency)
         // go with every line logged inside it.
         LogFormat::Json => builder
@@ -28,5 +35,79 @@ pub fn init_logging(settings: &LogSettings) {
     };
     if let Err(e) = installed {
         eprintln!("logging was already set up: {e}");
+    }
+}
+
+/// One field of a human-format line: `name=value` (the message bare), with every character
+/// that could end the line or disguise it escaped.
+fn write_escaped_field(
+    writer: &mut Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn fmt::Debug,
+) -> fmt::Result {
+    let name = field.name();
+    // What the `log` bridge adds (target, file, line) is already in the line's prefix.
+    if name.starts_with("log.") {
+        return Ok(());
+    }
+    if name != "message" {
+        write!(writer, "{}=", name.trim_start_matches("r#"))?;
+    }
+    write!(EscapeControls(writer), "{value:?}")
+}
+
+/// Writes through to `W`, replacing control characters (C0, DEL, C1), Unicode line and
+/// paragraph separators and bidirectional controls with Rust-style escapes (`\n`, `\u{202e}`).
+struct EscapeControls<W>(W);
+
+/// True for a character that must not reach a log line raw.
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+impl<W: fmt::Write> fmt::Write for EscapeControls<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some((at, c)) = rest.char_indices().find(|(_, c)| must_escape(*c)) {
+            self.0.write_str(&rest[..at])?;
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                other => write!(self.0, "\\u{{{:x}}}", u32::from(other))?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(text: &str) -> String {
+        let mut out = String::new();
+        write!(EscapeControls(&mut out), "{text}").unwrap();
+        out
+    }
+
+    #[test]
+    fn line_breaks_and_disguises_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            escaped("a\nb\r\tc\u{1b}[31md\u{85}e\u{2028}f\u{202e}g\u{7f}"),
+            "a\\nb\\r\\tc\\u{1b}[31md\\u{85}e\\u{2028}f\\u{202e}g\\u{7f}"
+        );
+        assert_eq!(escaped("plain Straße 東京 ✓"), "plain Straße 東京 ✓");
     }
 }

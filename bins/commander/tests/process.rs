@@ -96,13 +96,29 @@ fn demo_stream_in_background(
     address: String,
     request_id: &'static str,
 ) -> std::thread::JoinHandle<String> {
+    stream_in_background(
+        address,
+        request_id,
+        "/chat/stream",
+        r#"{"specialist_id": "demo", "message": "keep going"}"#,
+    )
+}
+
+/// POSTs `body` to `path` on another thread (curl, unbuffered), tagged with `request_id`;
+/// joining gives the body as received.
+fn stream_in_background(
+    address: String,
+    request_id: &'static str,
+    path: &'static str,
+    body: &'static str,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let output = Command::new("curl")
             .args(["-s", "-N", "-H", "content-type: application/json", "-H"])
             .arg(format!("x-request-id: {request_id}"))
             .arg("-d")
-            .arg(r#"{"specialist_id": "demo", "message": "keep going"}"#)
-            .arg(format!("http://{address}/chat/stream"))
+            .arg(body)
+            .arg(format!("http://{address}{path}"))
             .output()
             .expect("curl runs");
         String::from_utf8(output.stdout).unwrap()
@@ -750,7 +766,7 @@ fn help_documents_every_subcommand_and_flag() {
 }
 
 #[test]
-fn a_stream_that_outlasts_the_grace_period_is_cut_and_still_logged() {
+fn a_stream_that_outlasts_the_grace_period_ends_with_a_shutdown_event_and_is_still_logged() {
     let dir = tempfile::tempdir().unwrap();
     // Eight chunks, 500 ms apart (four seconds), against a grace period of one second.
     let (mut child, address) = start(
@@ -760,32 +776,76 @@ fn a_stream_that_outlasts_the_grace_period_is_cut_and_still_logged() {
             ("COMMANDER__SERVER__SHUTDOWN_GRACE_SECONDS", "1"),
         ],
     );
-    let stream = demo_stream_in_background(address, "cut-at-grace");
+    let native = demo_stream_in_background(address.clone(), "cut-at-grace");
+    let openai = stream_in_background(
+        address,
+        "cut-at-grace-v1",
+        "/v1/chat/completions",
+        r#"{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "keep going"}]}"#,
+    );
     std::thread::sleep(Duration::from_millis(700));
     let signalled = std::time::Instant::now();
     signal(&child, "TERM");
-    let body = stream.join().unwrap();
+    let native = native.join().unwrap();
+    let openai = openai.join().unwrap();
     assert!(wait_for_exit(&mut child).success());
     assert!(
         signalled.elapsed() < Duration::from_secs(4),
         "shutdown did not wait for the whole stream: {:?}",
         signalled.elapsed()
     );
-    assert!(!body.contains("\"is_final\":true"), "{body}");
-    assert!(body.contains("event: message"), "it had begun: {body}");
+
+    // `/chat/stream`: text, then a final error event saying why it ended.
+    assert!(!native.contains("\"is_final\":true"), "{native}");
+    assert!(native.contains("event: message"), "it had begun: {native}");
+    let last_event = native
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(last_event.starts_with("event: error"), "{native}");
+    let data: serde_json::Value = serde_json::from_str(
+        last_event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or_else(|| panic!("no data in {last_event:?}")),
+    )
+    .unwrap();
+    assert_eq!(data["code"], "server_shutdown", "{data}");
+
+    // `/v1/chat/completions`: chunks, then an error chunk in OpenAI's shape, and no [DONE].
+    assert!(
+        openai.contains("chat.completion.chunk"),
+        "it had begun: {openai}"
+    );
+    assert!(!openai.contains("[DONE]"), "{openai}");
+    let last_chunk = openai
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or_else(|| panic!("no data in {openai:?}"));
+    let chunk: serde_json::Value = serde_json::from_str(last_chunk).unwrap();
+    assert_eq!(chunk["error"]["code"], "server_shutdown", "{chunk}");
 
     let store = default_store(dir.path());
     let rows = store.all_rows().unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    let row = &rows[0];
-    assert_eq!(row.client_request_id.as_deref(), Some("cut-at-grace"));
-    assert!(!row.success && row.streamed);
-    assert_eq!(
-        row.error_code.as_deref(),
-        Some("server_shutdown"),
-        "cut by the server, not abandoned by its client"
-    );
-    assert!(row.output_tokens > 0, "what was delivered is counted");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert!(!row.success && row.streamed, "{row:?}");
+        assert_eq!(
+            row.error_code.as_deref(),
+            Some("server_shutdown"),
+            "cut by the server, not abandoned by its client"
+        );
+        assert!(row.output_tokens > 0, "what was delivered is counted");
+    }
+    let mut tags: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.client_request_id.as_deref())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["cut-at-grace", "cut-at-grace-v1"]);
 }
 
 #[test]
@@ -907,4 +967,265 @@ fn the_worker_count_comes_from_the_configuration() {
     let shutting_down = logs.matches("shutting down idle worker").count()
         + logs.matches("Worker shutting down").count();
     assert_eq!(shutting_down, 3, "{logs}");
+}
+
+#[test]
+fn usage_report_refuses_dates_beyond_its_range_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, flag) in [
+        (["usage", "report", "--to=-262143-01-01"], "--to"),
+        (["usage", "report", "--to=+262143-12-31"], "--to"),
+        (["usage", "report", "--from=-262143-01-01"], "--from"),
+    ] {
+        let output = commander(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // A panic exits with 101; a refusal with 1 and one line saying what is wrong.
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("commander: {flag}: ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// Starts `commander` in `dir` with human-format logs; returns it, the address it logged and
+/// every line it prints (filled as it runs).
+fn start_human(
+    dir: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (
+    Running,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
+        .current_dir(dir)
+        .env_clear()
+        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+        .env("COMMANDER__LOG__FORMAT", "human")
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("commander starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let child = Running(child);
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("commander is listening") {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let listening = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("commander logs that it is listening within 30 s");
+    let address = listening
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap_or_else(|| panic!("no address in {listening}"))
+        .to_owned();
+    (child, address, lines)
+}
+
+fn curl_status(args: &[&str]) -> String {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// What an attacker wants to appear as a line of its own.
+const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO commander::application: FORGED";
+
+#[test]
+fn human_logs_keep_newlines_from_paths_and_upstream_bodies_inside_their_line() {
+    use fake_upstream::{FakeUpstream, Reply, Wire};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
+    fake.set_default(Reply::status(
+        500,
+        format!("overloaded\n{FORGED} by the upstream\r\n\u{2028}\u{202e}"),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, logs) = start_human(
+        dir.path(),
+        &[
+            ("RUST_LOG", "debug"),
+            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
+            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+    );
+    let forged_path = format!("{}%20in%20a%20path", FORGED.replace(' ', "%20"));
+    for path in [
+        format!("/specialists/x%0a{forged_path}"),
+        format!("/v1/models/x%0a{forged_path}"),
+        format!("/nowhere%0a{forged_path}"),
+    ] {
+        let status = curl_status(&[&format!("http://{address}{path}")]);
+        assert!(status.starts_with('4'), "{path}: {status}");
+    }
+    for (path, body) in [
+        (
+            "/chat/send",
+            r#"{"specialist_id": "general", "message": "hi"}"#,
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model": "general", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+        ),
+    ] {
+        let status = curl_status(&[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &format!("http://{address}{path}"),
+        ]);
+        assert_eq!(status, "502", "{path}");
+    }
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+    let logs = logs.lock().unwrap().clone();
+    let all = logs.join("\n");
+    assert!(
+        all.contains("by the upstream"),
+        "the upstream's words were logged: {all}"
+    );
+    for line in &logs {
+        assert!(
+            !line.starts_with(FORGED) && !line.starts_with("commander::application"),
+            "a forged line: {line:?}"
+        );
+        assert!(
+            !line.contains(['\r', '\u{2028}', '\u{202e}']),
+            "a raw control character: {line:?}"
+        );
+        // Every line is a real event: it starts with the time the logger wrote.
+        assert!(
+            line.as_bytes().first().is_some_and(u8::is_ascii_digit),
+            "not a log line of its own: {line:?}"
+        );
+    }
+}
+
+/// Checks a JSON document for an object that repeats a key (which `serde_json::Value` would
+/// silently resolve to the last value).
+struct NoRepeatedKeys;
+
+impl<'de> serde::Deserialize<'de> for NoRepeatedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoRepeatedKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
+    type Value = NoRepeatedKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("the key {key:?} repeats")));
+            }
+            map.next_value::<NoRepeatedKeys>()?;
+        }
+        Ok(NoRepeatedKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
+        Ok(NoRepeatedKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(NoRepeatedKeys)
+    }
+}
+
+#[test]
+fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
+    use fake_upstream::{FakeUpstream, Reply, Wire};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
+    fake.set_default(Reply::status(500, "the upstream is melting"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, logs) = start_logged(
+        dir.path(),
+        &[
+            ("RUST_LOG", "debug"),
+            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
+            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+    );
+    let failed = curl_status(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"specialist_id": "general", "message": "hi"}"#,
+        &format!("http://{address}/chat/send"),
+    ]);
+    assert_eq!(failed, "502");
+    let refused = curl_status(&[&format!("http://{address}/specialists/nobody-here")]);
+    assert_eq!(refused, "404");
+    signal(&child, "TERM");
+    assert!(wait_for_exit(&mut child).success());
+
+    let logs = logs.lock().unwrap().clone();
+    for line in &logs {
+        if let Err(e) = serde_json::from_str::<NoRepeatedKeys>(line) {
+            panic!("{e}: {line}");
+        }
+    }
+    let event = |message: &str| -> serde_json::Value {
+        let line = logs
+            .iter()
+            .find(|l| l.contains(&format!("\"message\":\"{message}\"")))
+            .unwrap_or_else(|| panic!("no '{message}' line in {logs:#?}"));
+        serde_json::from_str(line).unwrap()
+    };
+    let failed = event("request failed");
+    assert_eq!(failed["code"], "upstream_error");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the upstream is melting")),
+        "{failed}"
+    );
+    let refused = event("request refused");
+    assert_eq!(refused["code"], "specialist_not_found");
+    assert!(
+        refused["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nobody-here")),
+        "{refused}"
+    );
 }

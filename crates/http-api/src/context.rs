@@ -1,4 +1,5 @@
 use std::future::{Ready, ready};
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -9,9 +10,10 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::ApiError;
+use crate::{ApiError, panics};
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const CLIENT_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
@@ -125,7 +127,20 @@ pub(crate) async fn assign_request_id(
         }
     };
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
-    let outcome = next.call(req).instrument(span.clone()).await;
+    let mut inner = next.call(req).instrument(span.clone());
+    let outcome = match AssertUnwindSafe(&mut inner).catch_unwind().await {
+        Ok(outcome) => outcome,
+        // A panic is a bug, but the caller still gets an answer with the id to report, and a
+        // chat call its row (`internal_error`, from its recorder dropped here).
+        Err(payload) => {
+            let text = panics::panic_text(payload.as_ref()).to_owned();
+            panics::drop_after_panic(inner);
+            span.in_scope(|| {
+                tracing::error!(request_id = %request_id, panic = %text, "request handler panicked");
+            });
+            Err(ApiError::internal(format!("the request handler panicked: {text}")).into())
+        }
+    };
     // Both ids are of a header-safe alphabet (`RequestId::parse`), so these never fail.
     let ids = [
         Some((REQUEST_ID_HEADER, request_id.as_str())),
@@ -236,12 +251,112 @@ fn itoa(status: u16) -> String {
     status.to_string()
 }
 
+/// Logs an error answer: server errors at WARN (with the detail the client was not shown),
+/// refusals at DEBUG. The client's text goes in `error_message`: `message` is the event's own
+/// key in JSON logs, and a second one would hide it from every JSON parser.
 fn log_failure(error: &ApiError, request_id: &RequestId) {
     let status = ApiError::status_for(error.code());
     if status.is_server_error() {
-        tracing::warn!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request failed");
+        tracing::warn!(
+            request_id = %request_id,
+            code = %error.code(),
+            status = status.as_u16(),
+            error_message = error.message(),
+            detail = error.internal_detail(),
+            "request failed"
+        );
     } else {
-        tracing::debug!(request_id = %request_id, code = %error.code(), status = status.as_u16(), message = error.message(), "request refused");
+        tracing::debug!(
+            request_id = %request_id,
+            code = %error.code(),
+            status = status.as_u16(),
+            error_message = error.message(),
+            "request refused"
+        );
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    /// Log output captured for one test thread.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_handler_panic_is_a_500_with_the_request_id_and_an_error_log_line() {
+        use actix_web::{App, test, web};
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _installed = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(assign_request_id))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        if true {
+                            panic!("the handler's secret state");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route("/fine", web::get().to(|| async { "fine" })),
+        )
+        .await;
+
+        // Like an inner middleware's failure, it comes back as an error carrying the response
+        // actix sends.
+        let error =
+            test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+                .await
+                .expect_err("the panic is answered as an error");
+        let response = error.error_response();
+        assert_eq!(response.status(), 500);
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .expect("every response has an id")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value = serde_json::from_slice(
+            &actix_web::body::to_bytes(response.into_body())
+                .await
+                .expect("a whole body"),
+        )
+        .unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert_eq!(body["error"]["request_id"], request_id.as_str());
+        assert!(!body.to_string().contains("secret state"), "{body}");
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("request handler panicked"))
+            .unwrap_or_else(|| panic!("no panic line in {logs}"));
+        assert!(line.contains("ERROR"), "{line}");
+        assert!(line.contains(&request_id), "{line}");
+        assert!(line.contains("the handler's secret state"), "{line}");
+
+        let fine =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(fine.status(), 200, "the service goes on");
     }
 }
 

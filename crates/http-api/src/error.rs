@@ -21,6 +21,9 @@ pub struct ApiError {
     details: Option<ValidationErrors>,
     retry_after: Option<Duration>,
     headers: Vec<(&'static str, String)>,
+    /// What went wrong inside, for the log only: clients must not learn hosts, ports, database
+    /// names or a panic's text.
+    internal_detail: Option<String>,
 }
 
 impl ApiError {
@@ -32,7 +35,29 @@ impl ApiError {
             details: None,
             retry_after: None,
             headers: Vec::new(),
+            internal_detail: None,
         }
+    }
+
+    /// A 500 `internal_error` telling the client only that the request id identifies it in the
+    /// log; `detail` goes to the log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; the request id identifies it in the server logs",
+        )
+        .with_internal_detail(detail)
+    }
+
+    /// The same error with `detail` for the log (never sent to the client).
+    pub fn with_internal_detail(mut self, detail: impl Into<String>) -> Self {
+        self.internal_detail = Some(detail.into());
+        self
+    }
+
+    /// What the log gets beside the message, if anything.
+    pub fn internal_detail(&self) -> Option<&str> {
+        self.internal_detail.as_deref()
     }
 
     /// A 422 listing every field at fault.
@@ -142,7 +167,9 @@ impl ApiError {
         let mut response = HttpResponse::build(Self::status_for(self.code));
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let seconds = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         for (name, value) in &self.headers {
@@ -165,12 +192,11 @@ impl ApiError {
             s if s.is_client_error() => ErrorCode::InvalidRequest,
             _ => ErrorCode::Internal,
         };
-        let message = if status.is_server_error() {
-            "internal error; the request id identifies it in the server logs".to_owned()
+        if status.is_server_error() {
+            Self::internal(error.to_string())
         } else {
-            error.to_string()
-        };
-        Self::new(code, message)
+            Self::new(code, error.to_string())
+        }
     }
 }
 
@@ -214,6 +240,29 @@ impl From<specialists::CatalogueError> for ApiError {
                     "the specialist catalogue could not be saved; see the server log",
                 )
             }
+        }
+    }
+}
+
+/// The one mapping of usage-database failures: the client learns that the database is
+/// unavailable (or that something broke) and the request id; the store's own text, which names
+/// hosts, ports and databases, goes only to the log.
+impl From<usage_store::StoreError> for ApiError {
+    fn from(error: usage_store::StoreError) -> Self {
+        use usage_store::StoreError as E;
+        let detail = error.to_string();
+        match error {
+            E::Connect(_) | E::Query(_) => Self::new(
+                ErrorCode::ServiceUnavailable,
+                "the usage database is unavailable; the request id identifies the failure in the server logs",
+            )
+            .with_internal_detail(detail),
+            E::Migration(_) => Self::new(
+                ErrorCode::ServiceUnavailable,
+                "the usage database schema is not up to date; the request id identifies the failure in the server logs",
+            )
+            .with_internal_detail(detail),
+            E::UnsupportedUrl(_) | E::Io(_) | E::Corrupt(_) => Self::internal(detail),
         }
     }
 }
@@ -363,6 +412,35 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!(ApiError::status_for(api.code()).as_u16(), status, "{api}");
         }
+    }
+
+    #[test]
+    fn the_longest_retry_after_rounds_up_without_overflowing() {
+        let api = ApiError::from(ProviderError::RateLimited {
+            retry_after: Some(Duration::MAX),
+            message: "never".into(),
+        });
+        let response = api.to_response(None);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            u64::MAX.to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn store_errors_reach_clients_without_their_text() {
+        let api = ApiError::from(usage_store::StoreError::Connect(
+            "connection to server at \"db.internal\", port 5432 failed: database \"usage\"".into(),
+        ));
+        assert_eq!(api.code(), ErrorCode::ServiceUnavailable);
+        assert!(!api.message().contains("db.internal"), "{api}");
+        assert!(
+            api.internal_detail()
+                .is_some_and(|d| d.contains("db.internal"))
+        );
+        let api = ApiError::from(usage_store::StoreError::Corrupt("row 7: bad".into()));
+        assert_eq!(api.code(), ErrorCode::Internal);
+        assert!(!api.message().contains("row 7"), "{api}");
     }
 
     #[test]

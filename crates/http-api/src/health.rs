@@ -1,5 +1,4 @@
 use actix_web::{HttpResponse, web};
-use core_domain::ErrorCode;
 
 use crate::views::{ErrorEnvelope, Status};
 use crate::{ApiError, AppState};
@@ -26,14 +25,10 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             status: "ready",
             database: Some("ok"),
         })),
-        Ok(Err(e)) => Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            format!("not ready: {e}"),
-        )),
-        Err(e) => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("readiness check failed: {e}"),
-        )),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(format!(
+            "readiness check task failed: {e}"
+        ))),
     }
 }
 

@@ -23,6 +23,7 @@ mod live_calls;
 mod metrics;
 mod openai;
 mod openapi;
+mod panics;
 mod perimeter;
 mod rate_limit;
 mod specialists;

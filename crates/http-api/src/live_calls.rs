@@ -22,7 +22,13 @@ struct Inner {
     idle: Notify,
     /// From when a call still running was cut short by shutdown (the end of the grace period).
     cut_from: OnceLock<Instant>,
+    /// Wakes the streams when shutdown begins, so they can end themselves before the cut.
+    shutdown_begun: Notify,
 }
+
+/// How long before the end of the grace period streams end themselves with a final error
+/// event: the server drops every connection at that end, and the event must be written first.
+const STREAM_END_MARGIN: Duration = Duration::from_millis(250);
 
 impl LiveCalls {
     /// No calls yet.
@@ -39,7 +45,28 @@ impl LiveCalls {
     /// Notes that shutdown began and in-flight calls have `grace` to finish: a call dropped
     /// after that was cut short by the server, not abandoned by its client.
     pub fn shutting_down(&self, grace: Duration) {
-        let _ = self.0.cut_from.set(Instant::now() + grace);
+        // A grace period beyond the clock's range (a configured u64::MAX) never runs out.
+        if let Some(cut) = Instant::now().checked_add(grace) {
+            let _ = self.0.cut_from.set(cut);
+        }
+        self.0.shutdown_begun.notify_waiters();
+    }
+
+    /// Resolves when a stream still running must end itself, telling its client why: a moment
+    /// before a shutdown's grace period runs out. Pending until shutdown begins.
+    pub(crate) async fn streams_must_end(self) {
+        loop {
+            let begun = self.0.shutdown_begun.notified();
+            tokio::pin!(begun);
+            // Registered before the check, so a shutdown beginning in between still wakes us.
+            begun.as_mut().enable();
+            if let Some(cut) = self.0.cut_from.get() {
+                let end_at = cut.checked_sub(STREAM_END_MARGIN).unwrap_or(*cut);
+                tokio::time::sleep_until(end_at.into()).await;
+                return;
+            }
+            begun.await;
+        }
     }
 
     /// True once the grace period of a shutdown has run out.
@@ -117,6 +144,34 @@ mod tests {
         std::thread::spawn(move || drop(second)).join().unwrap();
         assert!(waiter.await.unwrap());
         assert_eq!(calls.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn streams_are_told_to_end_a_margin_before_the_grace_period_runs_out() {
+        let calls = LiveCalls::new();
+        let waiting = tokio::spawn(calls.clone().streams_must_end());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no shutdown, no end");
+        calls.shutting_down(STREAM_END_MARGIN);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when shutdown begins, and its time is now")
+            .unwrap();
+
+        let endless = LiveCalls::new();
+        let call = endless.enter();
+        endless.shutting_down(Duration::MAX);
+        assert!(
+            !call.cut_by_shutdown(),
+            "an endless grace period never runs out"
+        );
+
+        let patient = LiveCalls::new();
+        patient.shutting_down(Duration::from_secs(3600));
+        let waiting = tokio::spawn(patient.clone().streams_must_end());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "an hour of grace left");
+        waiting.abort();
     }
 
     #[test]

@@ -1,18 +1,15 @@
 //! `GET /usage/summary`: what calls cost, grouped, for the caller (or everyone, for admins).
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
-use core_domain::{AccessRole, ErrorCode, ValidationErrors};
+use chrono::{DateTime, Utc};
+use core_domain::{AccessRole, ValidationErrors};
 use serde::{Deserialize, Serialize};
-use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, parse_range_bound};
+use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, default_range_start, parse_range_bound};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::views::{ErrorEnvelope, SummaryRowView};
 
 use crate::{ApiError, AppState, RequestContext};
-
-/// How far back a summary reaches when `from` is not given.
-const DEFAULT_RANGE_DAYS: i64 = 30;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct SummaryParams {
@@ -74,7 +71,7 @@ pub(crate) async fn summary(
             .ok(),
     };
     let to = to.unwrap_or_else(Utc::now);
-    let from = from.unwrap_or(to - Duration::days(DEFAULT_RANGE_DAYS));
+    let from = from.unwrap_or_else(|| default_range_start(to));
     if from >= to && errors.is_empty() {
         errors.push("from", "must be before to");
     }
@@ -106,13 +103,7 @@ pub(crate) async fn summary(
     let store = state.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.summary(&query))
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("report task failed: {e}")))?
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                format!("the usage database did not answer: {e}"),
-            )
-        })?;
+        .map_err(|e| ApiError::internal(format!("report task failed: {e}")))??;
     Ok(HttpResponse::Ok().json(SummaryResponse {
         from,
         to,

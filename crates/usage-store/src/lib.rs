@@ -34,6 +34,9 @@ mod writer;
 pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use record::{StoredUsage, UsageRecord};
-pub use report::{GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, parse_range_bound};
+pub use report::{
+    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,
+    parse_range_bound,
+};
 pub use store::{Backend, UsageStore};
 pub use writer::{UsageSink, UsageWriter, WriterStats, spawn_writer};

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use core_domain::EmailHash;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text, Timestamp};
@@ -111,22 +111,66 @@ pub enum RangeEnd {
     End,
 }
 
+/// How far back a report reaches when its start is not given.
+pub const DEFAULT_RANGE_DAYS: i64 = 30;
+
+/// The earliest instant a report bound may name: 0001-01-01T00:00:00Z.
+fn earliest_bound() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(1, 1, 1).map_or(DateTime::<Utc>::MIN_UTC, |d| {
+        d.and_time(chrono::NaiveTime::MIN).and_utc()
+    })
+}
+
+/// The latest instant a report bound may name: the last second of 9999-12-31. Four-digit years
+/// are what both backends compare correctly (SQLite keeps timestamps as text, where
+/// `+10000-01-01` sorts before `2026`) and what chrono can step around without overflowing.
+fn latest_bound() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())
+}
+
 /// Reads a report bound: an RFC 3339 time (`2026-11-01T00:00:00Z`), or a date
 /// (`2026-11-01`). A date as `from` means the start of that day; a date as `to` includes that
-/// whole day (so `--from 2026-11-01 --to 2026-11-30` is all of November).
+/// whole day (so `--from 2026-11-01 --to 2026-11-30` is all of November). Years 1 to 9999 only.
 pub fn parse_range_bound(raw: &str, end: RangeEnd) -> Result<DateTime<Utc>, String> {
+    const OUT_OF_RANGE: &str = "must be between 0001-01-01 and 9999-12-31";
     let raw = raw.trim();
+    let (earliest, latest) = (earliest_bound(), latest_bound());
     if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(time.with_timezone(&Utc));
+        let time = time.with_timezone(&Utc);
+        return if (earliest..=latest).contains(&time) {
+            Ok(time)
+        } else {
+            Err(OUT_OF_RANGE.to_owned())
+        };
     }
+    let shown: String = raw.chars().take(40).collect();
     let date = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
-        format!("'{raw}' is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T12:00:00Z)")
+        format!(
+            "'{}' is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T12:00:00Z)",
+            shown.escape_debug()
+        )
     })?;
-    let day = match end {
-        RangeEnd::Start => date,
-        RangeEnd::End => date.succ_opt().ok_or("date out of range")?,
-    };
-    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+    if !(1..=9999).contains(&date.year()) {
+        return Err(OUT_OF_RANGE.to_owned());
+    }
+    let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    Ok(match end {
+        RangeEnd::Start => start,
+        // The day after, or (for 9999-12-31) the last instant a bound may name.
+        RangeEnd::End => start
+            .checked_add_signed(chrono::TimeDelta::days(1))
+            .map_or(latest, |next| next.min(latest)),
+    })
+}
+
+/// The start of a report that names only its end: [`DEFAULT_RANGE_DAYS`] before `to`, never
+/// before 0001-01-01.
+pub fn default_range_start(to: DateTime<Utc>) -> DateTime<Utc> {
+    let earliest = earliest_bound();
+    to.checked_sub_signed(chrono::TimeDelta::days(DEFAULT_RANGE_DAYS))
+        .map_or(earliest, |from| from.max(earliest))
 }
 
 /// One group of a summary.
@@ -273,6 +317,78 @@ mod tests {
         let exact = parse_range_bound("2026-11-05T10:30:00+01:00", RangeEnd::End).unwrap();
         assert_eq!(exact, Utc.with_ymd_and_hms(2026, 11, 5, 9, 30, 0).unwrap());
         assert!(parse_range_bound("yesterday", RangeEnd::Start).is_err());
+    }
+
+    #[test]
+    fn range_bounds_stay_within_years_1_to_9999() {
+        use chrono::TimeZone;
+        for raw in [
+            "-262143-01-01",
+            "+262142-12-31",
+            "0000-12-31",
+            "10000-01-01",
+            "0000-12-31T23:59:59Z",
+        ] {
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                assert!(parse_range_bound(raw, end).is_err(), "{raw} {end:?}");
+            }
+        }
+        assert_eq!(
+            parse_range_bound("0001-01-01", RangeEnd::Start).unwrap(),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_range_bound("9999-12-31", RangeEnd::End).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            "the whole last day, up to the last instant a bound may name"
+        );
+        assert_eq!(
+            default_range_start(Utc.with_ymd_and_hms(1, 1, 2, 0, 0, 0).unwrap()),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            default_range_start(DateTime::<Utc>::MIN_UTC),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            "no overflow at chrono's own limit"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// Whatever a query string or the command line holds: a bound in range, or an error.
+        #[test]
+        fn any_text_is_a_bound_in_range_or_an_error(raw in "(?s).{0,40}") {
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                if let Ok(bound) = parse_range_bound(&raw, end) {
+                    proptest::prop_assert!((earliest_bound()..=latest_bound()).contains(&bound));
+                }
+            }
+        }
+
+        /// Date-shaped text with any year, month, day and time, far outside chrono's range too.
+        #[test]
+        fn any_date_shaped_text_is_a_bound_in_range_or_an_error(
+            year in proptest::prelude::any::<i64>(),
+            month in 0u32..14,
+            day in 0u32..33,
+            rest in proptest::sample::select(vec!["", "T00:00:00Z", "T23:59:60+14:00", "T12:00:00-23:59"]),
+        ) {
+            let raw = format!("{year:04}-{month:02}-{day:02}{rest}");
+            for end in [RangeEnd::Start, RangeEnd::End] {
+                if let Ok(bound) = parse_range_bound(&raw, end) {
+                    proptest::prop_assert!((earliest_bound()..=latest_bound()).contains(&bound));
+                    proptest::prop_assert!(default_range_start(bound) <= bound);
+                }
+            }
+        }
+
+        /// Any instant chrono can hold has a default start, never after it.
+        #[test]
+        fn the_default_start_never_overflows(seconds in proptest::prelude::any::<i64>()) {
+            let to = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            proptest::prop_assert!(default_range_start(to) <= to.max(earliest_bound()));
+        }
     }
 
     #[test]

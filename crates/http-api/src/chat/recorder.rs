@@ -14,9 +14,10 @@ use crate::{AppState, Metrics, RequestContext};
 ///
 /// Made when the call has a specialist; consumed by [`CallRecorder::succeeded`] or
 /// [`CallRecorder::failed`]. Dropped unconsumed, it means the handler (or the response stream)
-/// was dropped because the client went away: the row then says `client_disconnected` and
-/// records what was consumed — the prompt's estimated input tokens and the text delivered so
-/// far, counted as output.
+/// was dropped because the client went away, shutdown cut it, or it panicked: the row then
+/// says `client_disconnected`, `server_shutdown` or `internal_error` and records what was
+/// consumed — the prompt's estimated input tokens and the text delivered so far, counted as
+/// output.
 pub(crate) struct CallRecorder {
     pending: Option<Pending>,
     delivered_chars: usize,
@@ -140,8 +141,16 @@ impl Drop for CallRecorder {
     fn drop(&mut self) {
         let consumed = self.consumed_so_far();
         if let Some(pending) = self.pending.take() {
-            // Dropped unfinished: the client went away, or shutdown's grace period ran out.
-            let code = if pending.live.cut_by_shutdown() {
+            // Dropped unfinished: the code serving the call panicked, the client went away, or
+            // shutdown's grace period ran out.
+            let code = if crate::panics::cleaning_up_after_panic() {
+                tracing::warn!(
+                    request_id = %pending.context.request_id,
+                    specialist = %pending.specialist.id(),
+                    "chat call ended by a panic"
+                );
+                ErrorCode::Internal
+            } else if pending.live.cut_by_shutdown() {
                 tracing::warn!(
                     request_id = %pending.context.request_id,
                     specialist = %pending.specialist.id(),

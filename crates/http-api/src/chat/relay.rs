@@ -2,16 +2,19 @@
 //! route speaks, with exactly one usage row however it ends.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
 use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage};
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{FutureExt, Stream, StreamExt, stream};
 use pricing::CostEstimate;
 use providers::{EventStream, ProviderError};
 
-use crate::ApiError;
 use crate::chat::{CallRecorder, PreparedCall};
+use crate::{ApiError, AppState};
 
 /// How a route writes a stream's events.
 pub(crate) trait StreamFormat: Send + 'static {
@@ -35,18 +38,22 @@ pub(crate) trait StreamFormat: Send + 'static {
 /// response, so anything that fails before then — an upstream that refuses the call, cannot be
 /// reached, or errors at once — is an ordinary HTTP error (with its usage row).
 ///
-/// The wait is bounded by `keep_alive`, from the moment the upstream call starts (connecting,
-/// retries and the upstream's response headers included): a model that thinks for a minute
-/// before its first token, or an upstream being retried, must not leave the client (and every
-/// proxy between) without a byte for that long. After one keep-alive interval the response
-/// starts and keep-alive comments flow; a failure after that is an `error` event like any other
-/// mid-stream failure.
-pub(crate) async fn relay(
-    in_flight: prometheus::IntGauge,
+/// The wait is bounded by the keep-alive interval, from the moment the upstream call starts
+/// (connecting, retries and the upstream's response headers included): a model that thinks for
+/// a minute before its first token, or an upstream being retried, must not leave the client
+/// (and every proxy between) without a byte for that long. After one keep-alive interval the
+/// response starts and keep-alive comments flow; a failure after that is an `error` event like
+/// any other mid-stream failure.
+///
+/// A stream still running when shutdown's grace period is about to run out ends itself with a
+/// `server_shutdown` failure, and one whose code panics with an `internal_error` one, so the
+/// client can always tell an answer that was cut from a whole one.
+pub(crate) async fn relay<F: StreamFormat>(
+    state: &AppState,
     call: PreparedCall,
-    format: impl StreamFormat,
-    keep_alive: Duration,
-) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    format: F,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>, ApiError> {
+    let keep_alive = Duration::from_secs(state.sse_keep_alive_seconds.max(1));
     let PreparedCall {
         provider,
         request,
@@ -64,19 +71,24 @@ pub(crate) async fn relay(
             }
         }),
     );
+    let mut must_end: ShutdownCut = Box::pin(state.live_calls.clone().streams_must_end());
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
     let peek = async {
         loop {
-            match upstream.next().await {
-                Some(Ok(StreamEvent::UsageSoFar(usage))) => recorder.note_usage_so_far(usage),
-                other => return other,
+            tokio::select! {
+                biased;
+                () = &mut must_end => return Err(()),
+                event = upstream.next() => match event {
+                    Some(Ok(StreamEvent::UsageSoFar(usage))) => recorder.note_usage_so_far(usage),
+                    other => return Ok(other),
+                },
             }
         }
     };
     let first = match tokio::time::timeout(keep_alive, peek).await {
-        Ok(Some(Ok(event))) => Some(event),
-        Ok(Some(Err(error))) => return Err(fail_before_start(recorder, error)),
-        Ok(None) => {
+        Ok(Ok(Some(Ok(event)))) => Some(event),
+        Ok(Ok(Some(Err(error)))) => return Err(fail_before_start(recorder, error)),
+        Ok(Ok(None)) => {
             return Err(fail_before_start(
                 recorder,
                 ProviderError::Upstream {
@@ -85,20 +97,27 @@ pub(crate) async fn relay(
                 },
             ));
         }
+        Ok(Err(())) => {
+            let consumed = recorder.consumed_so_far();
+            recorder.failed(ErrorCode::ServerShutdown, consumed);
+            return Err(ApiError::new(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE));
+        }
         Err(_still_thinking) => None,
     };
     let opening = format.opening();
     let relay = Relay {
         upstream,
         first,
-        recorder,
+        recorder: Some(recorder),
         format,
-        _in_flight: InFlight::new(in_flight),
+        must_end,
+        span: tracing::Span::current(),
+        _in_flight: InFlight::new(state.metrics.streams_in_flight.clone()),
     };
     let events = stream::iter(opening)
         .chain(
             stream::unfold(Some(relay), |relay| async move {
-                let (events, next) = relay?.step().await;
+                let (events, next) = relay?.advance().await;
                 Some((stream::iter(events), next))
             })
             .flatten(),
@@ -106,6 +125,12 @@ pub(crate) async fn relay(
         .map(Ok);
     Ok(Sse::from_stream(events).with_keep_alive(keep_alive))
 }
+
+/// What a client whose stream shutdown cut reads.
+const SHUTDOWN_MESSAGE: &str = "the server is shutting down; the answer was cut short";
+
+/// Resolves when shutdown requires the stream to end.
+type ShutdownCut = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn fail_before_start(recorder: CallRecorder, error: ProviderError) -> ApiError {
     let consumed = recorder.consumed_on_failure(&error);
@@ -118,8 +143,13 @@ fn fail_before_start(recorder: CallRecorder, error: ProviderError) -> ApiError {
 struct Relay<F> {
     upstream: EventStream,
     first: Option<StreamEvent>,
-    recorder: CallRecorder,
+    /// Taken when the call's row is written (the answer ended, one way or another).
+    recorder: Option<CallRecorder>,
     format: F,
+    must_end: ShutdownCut,
+    /// The request's span: the stream is polled after the handler returned, outside it, and
+    /// its failures must still be logged with the request id.
+    span: tracing::Span,
     _in_flight: InFlight,
 }
 
@@ -140,55 +170,112 @@ impl Drop for InFlight {
 }
 
 impl<F: StreamFormat> Relay<F> {
-    /// The next events, and the relay if more are to come.
-    async fn step(mut self) -> (Vec<sse::Event>, Option<Self>) {
+    /// The next events, and the relay if more are to come. A panic while reading the upstream
+    /// or writing an event ends the stream with an `internal_error` event (and row) instead of
+    /// a dropped connection.
+    async fn advance(mut self) -> (Vec<sse::Event>, Option<Self>) {
+        match AssertUnwindSafe(self.step()).catch_unwind().await {
+            Ok(Step::More(events)) => (events, Some(self)),
+            Ok(Step::Done(events)) => (events, None),
+            Err(payload) => {
+                let text = crate::panics::panic_text(payload.as_ref());
+                self.span
+                    .in_scope(|| tracing::error!(panic = %text, "stream relay panicked"));
+                let consumed = self
+                    .recorder
+                    .as_ref()
+                    .map(CallRecorder::consumed_so_far)
+                    .unwrap_or_default();
+                let events = self.fail(
+                    ErrorCode::Internal,
+                    "internal error; the request id identifies it in the server logs",
+                    consumed,
+                );
+                crate::panics::drop_after_panic(self);
+                (events, None)
+            }
+        }
+    }
+
+    async fn step(&mut self) -> Step {
         let next = match self.first.take() {
             Some(event) => Some(Ok(event)),
-            None => self.upstream.next().await,
+            None => tokio::select! {
+                biased;
+                () = &mut self.must_end => {
+                    let consumed = self.consumed_so_far();
+                    return Step::Done(self.fail(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE, consumed));
+                }
+                next = self.upstream.next() => next,
+            },
         };
         match next {
             Some(Ok(StreamEvent::UsageSoFar(usage))) => {
                 // The error follows; nothing to send yet.
-                self.recorder.note_usage_so_far(usage);
-                (Vec::new(), Some(self))
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.note_usage_so_far(usage);
+                }
+                Step::More(Vec::new())
             }
             Some(Ok(StreamEvent::TextDelta(text))) => {
-                self.recorder.note_delivered(&text);
-                let event = self.format.delta(&text);
-                (vec![event], Some(self))
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.note_delivered(&text);
+                }
+                Step::More(vec![self.format.delta(&text)])
             }
             Some(Ok(StreamEvent::Finished {
                 usage,
                 finish_reason,
                 ..
-            })) => {
-                let (cost, latency) = self.recorder.succeeded(usage);
-                (
-                    self.format.finished(&usage, &finish_reason, &cost, latency),
-                    None,
-                )
-            }
+            })) => match self.recorder.take() {
+                Some(recorder) => {
+                    let (cost, latency) = recorder.succeeded(usage);
+                    Step::Done(self.format.finished(&usage, &finish_reason, &cost, latency))
+                }
+                None => Step::Done(Vec::new()),
+            },
             Some(Err(error)) => {
-                let consumed = self.recorder.consumed_on_failure(&error);
-                (self.fail(error.code(), &error.to_string(), consumed), None)
+                let consumed = self
+                    .recorder
+                    .as_ref()
+                    .map(|r| r.consumed_on_failure(&error))
+                    .unwrap_or_default();
+                Step::Done(self.fail(error.code(), &error.to_string(), consumed))
             }
             None => {
-                let consumed = self.recorder.consumed_so_far();
-                (
-                    self.fail(
-                        ErrorCode::UpstreamError,
-                        "the upstream ended the stream before the answer was complete",
-                        consumed,
-                    ),
-                    None,
-                )
+                let consumed = self.consumed_so_far();
+                Step::Done(self.fail(
+                    ErrorCode::UpstreamError,
+                    "the upstream ended the stream before the answer was complete",
+                    consumed,
+                ))
             }
         }
     }
 
-    fn fail(self, code: ErrorCode, message: &str, consumed: TokenUsage) -> Vec<sse::Event> {
-        tracing::warn!(%code, message, "stream failed after it began");
-        self.recorder.failed(code, consumed);
+    fn consumed_so_far(&self) -> TokenUsage {
+        self.recorder
+            .as_ref()
+            .map(CallRecorder::consumed_so_far)
+            .unwrap_or_default()
+    }
+
+    /// Ends the call as failed with `code` (its row, once) and gives the events that say so.
+    fn fail(&mut self, code: ErrorCode, message: &str, consumed: TokenUsage) -> Vec<sse::Event> {
+        self.span.in_scope(|| {
+            tracing::warn!(%code, error_message = message, "stream failed after it began");
+        });
+        if let Some(recorder) = self.recorder.take() {
+            recorder.failed(code, consumed);
+        }
         self.format.failed(code, message)
     }
+}
+
+/// What one step of the relay produced.
+enum Step {
+    /// Events to send, with more to come.
+    More(Vec<sse::Event>),
+    /// The last events.
+    Done(Vec<sse::Event>),
 }

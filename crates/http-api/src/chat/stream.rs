@@ -64,13 +64,7 @@ pub(crate) async fn stream(
         model: call.specialist.model().to_owned(),
         request_id: context.request_id.to_string(),
     };
-    relay(
-        state.metrics.streams_in_flight.clone(),
-        call,
-        format,
-        Duration::from_secs(state.sse_keep_alive_seconds.max(1)),
-    )
-    .await
+    relay(&state, call, format).await
 }
 
 /// The original service's stream: `event: message` chunks, `event: error` on failure.

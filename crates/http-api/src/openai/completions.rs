@@ -59,16 +59,7 @@ pub(crate) async fn completions(
             model,
             include_usage,
         };
-        let keep_alive = Duration::from_secs(state.sse_keep_alive_seconds.max(1));
-        return Ok(Either::Right(
-            relay(
-                state.metrics.streams_in_flight.clone(),
-                call,
-                format,
-                keep_alive,
-            )
-            .await?,
-        ));
+        return Ok(Either::Right(relay(&state, call, format).await?));
     }
 
     let PreparedCall {
