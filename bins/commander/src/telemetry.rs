@@ -33,8 +33,33 @@ pub fn init_logging(settings: &LogSettings) {
             .with_span_list(false)
             .try_init(),
     };
-    if let Err(e) = installed {
-        eprintln!("logging was already set up: {e}");
+    match installed {
+        // A panic's text can carry outside input (a value that failed a check), and the default
+        // hook prints it raw to stderr: through the logger it is escaped, and one line.
+        Ok(()) => std::panic::set_hook(Box::new(log_panic)),
+        Err(e) => eprintln!("logging was already set up: {e}"),
+    }
+}
+
+/// The panic hook once logging is up: the panic as one ERROR event (text, place, thread and,
+/// when `RUST_BACKTRACE` asks for it, the backtrace) in the configured format.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(panic = text, location, thread = thread.name(), %backtrace, "panicked");
+    } else {
+        tracing::error!(panic = text, location, thread = thread.name(), "panicked");
     }
 }
 
@@ -109,5 +134,48 @@ mod tests {
             "a\\nb\\r\\tc\\u{1b}[31md\\u{85}e\\u{2028}f\\u{202e}g\\u{7f}"
         );
         assert_eq!(escaped("plain Straße 東京 ✓"), "plain Straße 東京 ✓");
+    }
+
+    /// Log output captured for one test thread.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_escaped_error_line_in_the_log() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(debug_fn(write_escaped_field).delimited(" "))
+            .finish();
+        let _installed = tracing::subscriber::set_default(subscriber);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let caught = std::panic::catch_unwind(|| {
+            panic!("bad value 'x\n2026-11-30T00:00:00Z  INFO commander: FORGED'");
+        });
+        std::panic::set_hook(previous);
+        assert!(caught.is_err());
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.lines().count(), 1, "{logs}");
+        assert!(logs.contains("ERROR"), "{logs}");
+        assert!(logs.contains("panicked"), "{logs}");
+        assert!(
+            logs.contains("telemetry.rs"),
+            "the location is kept: {logs}"
+        );
+        assert!(logs.contains("x\\n2026"), "the newline is escaped: {logs}");
     }
 }
