@@ -20,8 +20,9 @@ pub struct LiveCalls(Arc<Inner>);
 struct Inner {
     count: AtomicUsize,
     idle: Notify,
-    /// From when a call still running was cut short by shutdown (the end of the grace period).
-    cut_from: OnceLock<Instant>,
+    /// From when a call still running was cut short by shutdown (the end of the grace period);
+    /// `None` inside when the grace period ends beyond what an `Instant` can hold, i.e. never.
+    cut_from: OnceLock<Option<Instant>>,
 }
 
 impl LiveCalls {
@@ -39,7 +40,9 @@ impl LiveCalls {
     /// Notes that shutdown began and in-flight calls have `grace` to finish: a call dropped
     /// after that was cut short by the server, not abandoned by its client.
     pub fn shutting_down(&self, grace: Duration) {
-        let _ = self.0.cut_from.set(Instant::now() + grace);
+        // Checked: the grace comes from configuration, and `Instant + Duration` panics on
+        // overflow (a grace of `u64::MAX` seconds), which would kill the shutdown task.
+        let _ = self.0.cut_from.set(Instant::now().checked_add(grace));
     }
 
     /// True once the grace period of a shutdown has run out.
@@ -47,7 +50,9 @@ impl LiveCalls {
         self.0
             .cut_from
             .get()
-            .is_some_and(|cut| Instant::now() >= *cut)
+            .copied()
+            .flatten()
+            .is_some_and(|cut| Instant::now() >= cut)
     }
 
     /// How many calls have not handed in their row yet.
@@ -55,9 +60,11 @@ impl LiveCalls {
         self.0.count.load(Ordering::SeqCst)
     }
 
-    /// Waits until no call is in progress, at most `timeout`; true when none is.
+    /// Waits until no call is in progress, at most `timeout` (which may be `Duration::MAX`);
+    /// true when none is.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // No deadline when `timeout` is beyond what an `Instant` can hold: wait for good.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);
@@ -66,8 +73,13 @@ impl LiveCalls {
             if self.count() == 0 {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count() == 0;
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.count() == 0;
+                    }
+                }
+                None => notified.await,
             }
         }
     }
@@ -130,5 +142,23 @@ mod tests {
         let late = other.enter();
         other.shutting_down(Duration::ZERO);
         assert!(late.cut_by_shutdown());
+    }
+
+    #[tokio::test]
+    async fn a_grace_or_timeout_beyond_any_instant_means_never_instead_of_a_panic() {
+        let calls = LiveCalls::new();
+        let call = calls.enter();
+        // server.shutdown_grace_seconds = u64::MAX, as a library user could pass it.
+        calls.shutting_down(Duration::from_secs(u64::MAX));
+        assert!(
+            !call.cut_by_shutdown(),
+            "a grace without end never runs out"
+        );
+        let waiter = tokio::spawn({
+            let calls = calls.clone();
+            async move { calls.wait_idle(Duration::MAX).await }
+        });
+        std::thread::spawn(move || drop(call)).join().unwrap();
+        assert!(waiter.await.unwrap());
     }
 }
