@@ -22,7 +22,7 @@ pub struct OutOfRange {
     /// The value found.
     pub value: u128,
     /// What the key allows.
-    pub allowed: Range,
+    pub allowed: AllowedRange,
 }
 
 impl fmt::Display for OutOfRange {
@@ -37,13 +37,13 @@ impl fmt::Display for OutOfRange {
 
 /// An inclusive range of allowed values and their unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Range {
+pub struct AllowedRange {
     min: u128,
     max: u128,
     unit: &'static str,
 }
 
-impl Range {
+impl AllowedRange {
     const fn new(min: u128, max: u128, unit: &'static str) -> Self {
         Self { min, max, unit }
     }
@@ -53,7 +53,7 @@ impl Range {
     }
 }
 
-impl fmt::Display for Range {
+impl fmt::Display for AllowedRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} to {} {}", self.min, self.max, self.unit)
     }
@@ -64,32 +64,35 @@ const DAY_MS: u128 = DAY_SECONDS * 1_000;
 const GIB: u128 = 1024 * 1024 * 1024;
 
 /// A deadline: zero would fail every call at once.
-const TIMEOUT_MS: Range = Range::new(1, DAY_MS, "milliseconds");
+const TIMEOUT_MS: AllowedRange = AllowedRange::new(1, DAY_MS, "milliseconds");
 /// A wait or delay, where zero means "do not wait" (or "never", where documented).
-const WAIT_MS: Range = Range::new(0, DAY_MS, "milliseconds");
+const WAIT_MS: AllowedRange = AllowedRange::new(0, DAY_MS, "milliseconds");
 /// A span in seconds (a wait, a grace, a clock skew), where zero means none (or "off", where
 /// documented).
-const SECONDS: Range = Range::new(0, DAY_SECONDS, "seconds");
+const SECONDS: AllowedRange = AllowedRange::new(0, DAY_SECONDS, "seconds");
 /// An interval that must tick.
-const INTERVAL_SECONDS: Range = Range::new(1, DAY_SECONDS, "seconds");
+const INTERVAL_SECONDS: AllowedRange = AllowedRange::new(1, DAY_SECONDS, "seconds");
 /// A byte size of something held in memory whole (a request body).
-const BYTES: Range = Range::new(1, 4 * GIB, "bytes");
+const BYTES: AllowedRange = AllowedRange::new(1, 4 * GIB, "bytes");
 /// A count of things held in memory at once; `min` is 0 where zero means "none".
-const fn count(min: u128, unit: &'static str) -> Range {
-    Range::new(min, 10_000_000, unit)
+const fn count(min: u128, unit: &'static str) -> AllowedRange {
+    AllowedRange::new(min, 10_000_000, unit)
 }
 /// actix-server panics above 512 workers; 0 means one per core.
-const WORKERS: Range = Range::new(0, 512, "threads (0: one per core)");
+const WORKERS: AllowedRange = AllowedRange::new(0, 512, "threads (0: one per core)");
 /// Retries beyond this are a misconfiguration (the total deadline bounds them anyway).
-const RETRIES: Range = Range::new(0, 100, "retries");
+const RETRIES: AllowedRange = AllowedRange::new(0, 100, "retries");
 /// Longer windows than a year make the refill rate meaningless.
-const WINDOW_SECONDS: Range = Range::new(1, 365 * DAY_SECONDS, "seconds");
+const WINDOW_SECONDS: AllowedRange = AllowedRange::new(1, 365 * DAY_SECONDS, "seconds");
 /// The usage store's own caps (it clamps to them too).
-const POOL_SIZE: Range = Range::new(1, DatabaseConfig::MAX_POOL_SIZE as u128, "connections");
-const BATCH_SIZE: Range = Range::new(1, DatabaseConfig::MAX_BATCH_SIZE as u128, "rows");
-const QUEUE_CAPACITY: Range = Range::new(1, DatabaseConfig::MAX_QUEUE_CAPACITY as u128, "rows");
+const POOL_SIZE: AllowedRange =
+    AllowedRange::new(1, DatabaseConfig::MAX_POOL_SIZE as u128, "connections");
+const BATCH_SIZE: AllowedRange =
+    AllowedRange::new(1, DatabaseConfig::MAX_BATCH_SIZE as u128, "rows");
+const QUEUE_CAPACITY: AllowedRange =
+    AllowedRange::new(1, DatabaseConfig::MAX_QUEUE_CAPACITY as u128, "rows");
 /// Every value a `NonZeroU32` can hold is fine.
-const REQUESTS: Range = Range::new(1, u32::MAX as u128, "requests");
+const REQUESTS: AllowedRange = AllowedRange::new(1, u32::MAX as u128, "requests");
 
 /// Every numeric key of `settings` that is outside its range (empty when all are fine).
 // A table, one key a line, kept readable by hand: a new numeric key gets its line here (and
@@ -160,7 +163,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn check(&mut self, key: &str, value: impl TryInto<u128>, allowed: Range) {
+    fn check(&mut self, key: &str, value: impl TryInto<u128>, allowed: AllowedRange) {
         // Only a `usize` wider than 128 bits could fail to convert; it is out of any range.
         let value = value.try_into().unwrap_or(u128::MAX);
         if !allowed.contains(value) {
