@@ -11,6 +11,7 @@ use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthCh
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
 use crate::Settings;
+use crate::bounds::{self, OutOfRange};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +39,20 @@ pub enum StartupError {
     /// A rate limit is out of range.
     #[error("invalid rate limit: {0}")]
     RateLimit(#[from] ratelimit::QuotaError),
+    /// Numeric configuration values outside their allowed range (see [`crate::bounds`]).
+    #[error("invalid configuration: {}", list(.0))]
+    OutOfRange(Vec<OutOfRange>),
     /// A startup task failed unexpectedly.
     #[error("startup task failed: {0}")]
     Task(String),
+}
+
+fn list(problems: &[OutOfRange]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A built server, bound and ready to run.
@@ -107,8 +119,9 @@ fn watch_catalogue(
 }
 
 impl Application {
-    /// Opens the database (applying migrations), starts the usage writer, loads the catalogue,
-    /// configures providers and prices, and binds the listener.
+    /// Checks every numeric setting is in range, opens the database (applying migrations),
+    /// starts the usage writer, loads the catalogue, configures providers and prices, and binds
+    /// the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_providers(settings, |_| {}).await
     }
@@ -119,6 +132,11 @@ impl Application {
         settings: Settings,
         customize: impl FnOnce(&mut ProviderRegistry),
     ) -> Result<Self, StartupError> {
+        // First: what follows hands these values to code that panics on extremes.
+        let out_of_range = bounds::out_of_range(&settings);
+        if !out_of_range.is_empty() {
+            return Err(StartupError::OutOfRange(out_of_range));
+        }
         let database = settings.database.clone();
         let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
             .await

@@ -11,6 +11,10 @@ use crate::Settings;
 
 /// Every problem with `settings` (empty when the server would start).
 pub fn problems(settings: &Settings) -> Vec<String> {
+    let out_of_range = crate::bounds::out_of_range(settings);
+    let rate_limit_in_range = !out_of_range
+        .iter()
+        .any(|problem| problem.key.starts_with("rate_limit."));
     let mut problems = Vec::new();
     match settings.server.bind.parse::<SocketAddr>() {
         Err(_) => problems.push(format!(
@@ -26,7 +30,8 @@ pub fn problems(settings: &Settings) -> Vec<String> {
             }
         },
     }
-    if let Err(e) = RateLimits::from_config(&settings.rate_limit) {
+    // Building the limiters allocates `max_buckets` up front: only once that is in range.
+    if rate_limit_in_range && let Err(e) = RateLimits::from_config(&settings.rate_limit) {
         problems.push(format!("rate_limit: {e}"));
     }
     let url = settings.database.url.trim();
@@ -53,6 +58,7 @@ pub fn problems(settings: &Settings) -> Vec<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => problems.push(format!("{}: {e}", settings.specialists.path.display())),
     }
+    problems.extend(out_of_range.iter().map(ToString::to_string));
     problems
 }
 

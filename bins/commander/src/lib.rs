@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod application;
+pub mod bounds;
 pub mod check;
 mod report;
 mod settings;

@@ -82,9 +82,11 @@ impl LiveCalls {
         self.0.count.load(Ordering::SeqCst)
     }
 
-    /// Waits until no call is in progress, at most `timeout`; true when none is.
+    /// Waits until no call is in progress, at most `timeout` (which may be `Duration::MAX`);
+    /// true when none is.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // No deadline when `timeout` is beyond what an `Instant` can hold: wait for good.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);
@@ -93,8 +95,13 @@ impl LiveCalls {
             if self.count() == 0 {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count() == 0;
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.count() == 0;
+                    }
+                }
+                None => notified.await,
             }
         }
     }
@@ -185,5 +192,23 @@ mod tests {
         let late = other.enter();
         other.shutting_down(Duration::ZERO);
         assert!(late.cut_by_shutdown());
+    }
+
+    #[tokio::test]
+    async fn a_grace_or_timeout_beyond_any_instant_means_never_instead_of_a_panic() {
+        let calls = LiveCalls::new();
+        let call = calls.enter();
+        // server.shutdown_grace_seconds = u64::MAX, as a library user could pass it.
+        calls.shutting_down(Duration::from_secs(u64::MAX));
+        assert!(
+            !call.cut_by_shutdown(),
+            "a grace without end never runs out"
+        );
+        let waiter = tokio::spawn({
+            let calls = calls.clone();
+            async move { calls.wait_idle(Duration::MAX).await }
+        });
+        std::thread::spawn(move || drop(call)).join().unwrap();
+        assert!(waiter.await.unwrap());
     }
 }

@@ -26,6 +26,22 @@ pub struct DatabaseConfig {
     pub sqlite_busy_timeout_ms: u64,
 }
 
+impl DatabaseConfig {
+    /// The most connections a pool opens, whatever `pool_size` says: r2d2 allocates a slot
+    /// per connection up front, so `u32::MAX` would exhaust memory before the first query.
+    pub const MAX_POOL_SIZE: u32 = 1_000;
+    /// The largest batch written, whatever `batch_size` says: a batch's buffer is allocated up
+    /// front.
+    pub const MAX_BATCH_SIZE: usize = 100_000;
+    /// The largest queue, whatever `queue_capacity` says: Tokio's channel panics beyond
+    /// `usize::MAX >> 3`, and ten million waiting rows is already gigabytes.
+    pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+    /// The longest of the waits above (`flush_interval_ms`, `connect_timeout_ms`,
+    /// `shutdown_timeout_ms`, `sqlite_busy_timeout_ms`), in milliseconds: a day. Longer values
+    /// are treated as a day, so no deadline computed from them can overflow.
+    pub const MAX_WAIT_MS: u64 = 86_400_000;
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {

@@ -98,8 +98,12 @@ impl UsageStore {
     /// Opens the pool for `config.url` and leaves the schema as it is (see [`Self::migrate`]).
     pub fn connect_without_migrating(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let url = config.url.trim();
-        let pool_size = config.pool_size.max(1);
-        let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
+        let pool_size = config.pool_size.clamp(1, DatabaseConfig::MAX_POOL_SIZE);
+        let connect_timeout = Duration::from_millis(
+            config
+                .connect_timeout_ms
+                .clamp(1, DatabaseConfig::MAX_WAIT_MS),
+        );
         let pool = if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() || path.starts_with(":memory:") {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
@@ -114,7 +118,9 @@ impl UsageStore {
                 .min_idle(Some(1))
                 .connection_timeout(connect_timeout)
                 .connection_customizer(Box::new(SqlitePragmas {
-                    busy_timeout_ms: config.sqlite_busy_timeout_ms,
+                    busy_timeout_ms: config
+                        .sqlite_busy_timeout_ms
+                        .min(DatabaseConfig::MAX_WAIT_MS),
                 }))
                 .build(ConnectionManager::<SqliteConnection>::new(path))?;
             Pool::Sqlite(pool)

@@ -191,12 +191,16 @@ impl UsageWriter {
 /// earlier run, then drains a bounded queue (`queue_capacity`) into `store` in batches of up to
 /// `batch_size`, each written when full or `flush_interval_ms` after its first record arrived.
 pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, UsageWriter) {
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let (tx, rx) = mpsc::channel(
+        config
+            .queue_capacity
+            .clamp(1, DatabaseConfig::MAX_QUEUE_CAPACITY),
+    );
     let (stop, stop_rx) = oneshot::channel();
     let counters = Arc::new(Counters::default());
     let spill = Spill::new(&config.spill_path);
     let wake = Arc::new(Notify::new());
-    let batch_size = config.batch_size.max(1);
+    let batch_size = config.batch_size.clamp(1, DatabaseConfig::MAX_BATCH_SIZE);
     let worker = Worker {
         spill_dirty: spill.has_records(),
         store,
@@ -205,8 +209,12 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
         spill: spill.clone(),
         wake: Arc::clone(&wake),
         batch_size,
-        flush_interval: Duration::from_millis(config.flush_interval_ms),
-        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        flush_interval: Duration::from_millis(
+            config.flush_interval_ms.min(DatabaseConfig::MAX_WAIT_MS),
+        ),
+        shutdown_timeout: Duration::from_millis(
+            config.shutdown_timeout_ms.min(DatabaseConfig::MAX_WAIT_MS),
+        ),
         committed: 0,
         overflow_settled: 0,
         waiters: Vec::new(),
@@ -563,6 +571,27 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(sink.stats().batches_written, 1);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn extreme_sizes_and_waits_are_bounded_instead_of_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, config) = store(&dir);
+        // What a library user who skipped the binary's range check could pass.
+        let config = DatabaseConfig {
+            queue_capacity: usize::MAX,
+            batch_size: usize::MAX,
+            flush_interval_ms: u64::MAX,
+            shutdown_timeout_ms: u64::MAX,
+            ..config
+        };
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        for i in 0..3 {
+            sink.record(record(i));
+        }
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 3);
         writer.shutdown().await;
     }
 
