@@ -4,7 +4,9 @@
 //! refused because a registry says it is not globally reachable, not because someone thought of
 //! it. An IPv6 address that carries an IPv4 address (the transition forms) is judged as the IPv4
 //! address it carries: `::ffff:127.0.0.1`, `::127.0.0.1`, `64:ff9b::7f00:1` and `2002:7f00:1::`
-//! all reach loopback in the end, and `2002:808:808::` is as public as `8.8.8.8`.
+//! all reach loopback in the end, and `2002:808:808::` is as public as `8.8.8.8`. An ISATAP
+//! address (`<prefix>:0:5efe:a.b.c.d`) must pass twice: its IPv6 prefix and the IPv4 address
+//! in its interface identifier.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -256,8 +258,9 @@ impl Block<u128> {
 
 /// True for every address that is not globally routable: loopback, private, shared
 /// (carrier-grade NAT), link-local (cloud metadata), documentation, benchmarking, reserved,
-/// multicast, broadcast, unique-local and site-local IPv6, and every IPv6 transition form
-/// (IPv4-mapped, IPv4-compatible, SIIT, NAT64, 6to4, Teredo) of such an IPv4 address.
+/// multicast, broadcast, unique-local and site-local IPv6, every IPv6 transition form
+/// (IPv4-mapped, IPv4-compatible, SIIT, NAT64, 6to4, Teredo) of such an IPv4 address, and an
+/// ISATAP address whose interface identifier carries one.
 ///
 /// Used to keep an admin-settable upstream URL from reaching inside the network (SSRF): by the
 /// specialists' base-URL policy for literal addresses and by the providers' resolver for names.
@@ -298,15 +301,36 @@ fn ipv4_special_purpose(ip: Ipv4Addr) -> Option<SpecialPurpose> {
 }
 
 fn ipv6_special_purpose(ip: Ipv6Addr) -> Option<SpecialPurpose> {
-    if let Some(carried) = carried_ipv4(ip) {
-        return carried.into_iter().flatten().find_map(ipv4_special_purpose);
+    let own = match carried_ipv4(ip) {
+        Some(carried) => carried.into_iter().flatten().find_map(ipv4_special_purpose),
+        None => {
+            let bits = ip.to_bits();
+            IPV6_NOT_GLOBAL
+                .iter()
+                .find(|block| block.contains(bits))
+                .map(|block| block.purpose)
+                .or_else(|| {
+                    (!IPV6_GLOBAL_UNICAST.contains(bits)).then_some(IPV6_GLOBAL_UNICAST.purpose)
+                })
+        }
+    };
+    // An ISATAP address has a real IPv6 prefix of its own, so it must pass both: the prefix
+    // decides where the packet is routed, and the IPv4 address where an ISATAP host on the
+    // prefix's link tunnels it to.
+    own.or_else(|| isatap_ipv4(ip).and_then(ipv4_special_purpose))
+}
+
+/// The IPv4 address in an ISATAP interface identifier (RFC 5214 §6.1): `0:5efe:a.b.c.d`, with
+/// the universal/local and group bits of its first byte in any state (`200:5efe:a.b.c.d` is the
+/// "globally unique IPv4" spelling; hosts have been seen to send the others), under any /64.
+fn isatap_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    const UNIVERSAL_AND_GROUP_BITS: u16 = 0x0300;
+    match ip.segments() {
+        [.., marker, 0x5efe, _, _] if marker & !UNIVERSAL_AND_GROUP_BITS == 0 => {
+            Some(Ipv4Addr::from_bits(ip.to_bits() as u32))
+        }
+        _ => None,
     }
-    let bits = ip.to_bits();
-    IPV6_NOT_GLOBAL
-        .iter()
-        .find(|block| block.contains(bits))
-        .map(|block| block.purpose)
-        .or_else(|| (!IPV6_GLOBAL_UNICAST.contains(bits)).then_some(IPV6_GLOBAL_UNICAST.purpose))
 }
 
 /// The IPv4 addresses an IPv6 transition form carries (Teredo carries two: its server and its
@@ -460,6 +484,37 @@ mod tests {
         ] {
             assert!(internal(inner), "{inner}");
         }
+    }
+
+    #[test]
+    fn isatap_is_judged_by_its_prefix_and_the_ipv4_address_it_carries() {
+        // A public prefix (Google's 2001:4860::/32) whose interface identifier names an
+        // internal host: the ISATAP router on that link would tunnel to it.
+        for inner in [
+            "2001:4860:1:2:0:5efe:7f00:1", // loopback, "not globally unique" spelling
+            "2001:4860:1:2:200:5efe:a9fe:a9fe", // metadata, universal bit set
+            "2001:4860:1:2:100:5efe:a00:1", // private, group bit set
+            "2001:4860:1:2:300:5efe:c0a8:101", // private, both bits set
+            "2606:4700::5efe:10.1.2.3",    // written with the dotted tail
+            "2002:808:808:1:200:5efe:c612:1", // under a public 6to4 prefix: benchmarking
+        ] {
+            assert!(internal(inner), "{inner}");
+        }
+        let why = special_purpose("2001:4860:1:2:200:5efe:a9fe:a9fe".parse().unwrap());
+        assert_eq!(why.map(|p| p.rfc), Some("RFC 3927"));
+        // Public on both counts.
+        for public in [
+            "2001:4860:1:2:200:5efe:808:808",
+            "2001:4860:1:2:0:5efe:101:101",
+            // Not ISATAP: other bits of the first byte set, or another marker.
+            "2001:4860:1:2:400:5efe:7f00:1",
+            "2001:4860:1:2:200:5eff:7f00:1",
+        ] {
+            assert!(!internal(public), "{public}");
+        }
+        // An internal prefix stays refused whatever it carries.
+        assert!(internal("fe80::200:5efe:808:808"));
+        assert!(internal("fd00::200:5efe:808:808"));
     }
 
     #[test]

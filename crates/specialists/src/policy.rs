@@ -153,6 +153,9 @@ mod tests {
             "https://127.0.0.1./v1",
             "https://[::ffff:7f00:1]/v1",
             "https://%31%32%37.0.0.1/v1",
+            // ISATAP under a public prefix, carrying loopback and the metadata address.
+            "https://[2001:4860:1:2:0:5efe:127.0.0.1]/v1",
+            "https://[2001:4860:1:2:200:5efe:a9fe:a9fe]/v1",
         ] {
             let refusal = policy.check(url).expect_err(url);
             assert!(
@@ -189,6 +192,7 @@ mod tests {
             "https://[2002:0808:0808::]/v1",
             "https://[::ffff:8.8.8.8]/v1",
             "https://[64:ff9b::8.8.8.8]/v1",
+            "https://[2001:4860:1:2:200:5efe:8.8.8.8]/v1",
         ] {
             assert_eq!(policy.check(url), Ok(()), "{url}");
         }
@@ -253,6 +257,9 @@ mod tests {
                 format!("[64:ff9b::{ip}]"),
                 v6(Ipv6Addr::new(0x2002, halves.0, halves.1, 0, 0, 0, 0, 1)),
                 format!("[::FFFF:{:X}:{:X}]", halves.0, halves.1),
+                // ISATAP under a public prefix: judged as the address it carries.
+                format!("[2001:4860:1:2:200:5efe:{ip}]"),
+                format!("[2606:4700::5efe:{:x}:{:x}]", halves.0, halves.1),
             ]
         }
 
