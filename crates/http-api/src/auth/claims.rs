@@ -141,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn a_name_repeated_in_an_escaped_spelling_is_noticed() {
+        // `r\u006fle` is `role`: names are compared as the JSON means them, not as written,
+        // or a forger smuggles a second role past the check.
+        assert!(read(r#"{"role":"user","r\u006fle":"admin"}"#).repeats_a_name);
+        assert!(read(r#"{"r\u006fle":"admin","role":"user"}"#).repeats_a_name);
+        assert!(read(r#"{"realm":{"\u0072oles":["a"],"roles":["admin"]}}"#).repeats_a_name);
+        // A surrogate pair and the character it spells are one name too.
+        assert!(read(r#"{"\ud83d\ude00":1,"😀":2}"#).repeats_a_name);
+        // Alone, the escaped spelling is simply the name.
+        let single = read(r#"{"r\u006fle":"admin"}"#);
+        assert!(!single.repeats_a_name);
+        assert_eq!(single.map["role"], "admin");
+    }
+
+    #[test]
     fn values_read_as_serde_json_reads_them() {
         let claims = read(r#"{"a":null,"b":true,"c":-1,"d":18446744073709551615,"e":1.5,"f":"x"}"#);
         let plain: Map<String, Value> = serde_json::from_str(
