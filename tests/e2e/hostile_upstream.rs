@@ -10,9 +10,12 @@ use fake_upstream::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+// Only the OpenAI key has a prefix the redaction knows (`sk-`): the other two are found only
+// because the configured secret itself is matched in any letter case, so the 401 test below
+// depends on that, not on the key-shaped-word fallback.
 const OPENAI_KEY: &str = "sk-hostile-OpenAI-key-5f0c2e9a";
-const ANTHROPIC_KEY: &str = "sk-ant-hostile-Anthropic-key-8d41b7";
-const GOOGLE_KEY: &str = "AIzaHostile-Google-key-3c9e77aa";
+const ANTHROPIC_KEY: &str = "hostile-Anthropic-key-8d41b7";
+const GOOGLE_KEY: &str = "Hostile_Google_key_3c9e77aa";
 
 const CATALOGUE: &str = r#"{"specialists": [
   {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o",
