@@ -229,6 +229,36 @@ async fn a_stream_that_panics_mid_way_ends_with_an_error_event_and_an_internal_e
     assert_eq!(answered.status(), 200);
 }
 
+#[tokio::test]
+async fn the_clean_answer_check_fails_a_stream_that_panicked_inside_a_200() {
+    // The generated-input test below relies on this: a panic on a stream route is a 200 whose
+    // last event is an internal_error, which a status check alone would call clean.
+    let app = app_with_a_panicking_mock().await;
+    let native = |message: &str| json!({"specialist_id": "demo", "message": message});
+    let openai = |message: &str| {
+        json!({"model": "demo", "stream": true,
+               "messages": [{"role": "user", "content": message}]})
+    };
+    for (path, body) in [
+        ("/chat/stream", native("PANIC-MIDWAY")),
+        ("/v1/chat/completions", openai("PANIC-MIDWAY")),
+    ] {
+        let response = app.post_json(path, &body).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let verdict = answered_cleanly(response, path).await;
+        let complaint = verdict.expect_err("a stream that panicked is not a clean answer");
+        assert!(complaint.contains("internal_error"), "{path}: {complaint}");
+    }
+    // And a whole stream still passes.
+    for (path, body) in [
+        ("/chat/stream", native("hello")),
+        ("/v1/chat/completions", openai("hello")),
+    ] {
+        let response = app.post_json(path, &body).await;
+        assert_eq!(answered_cleanly(response, path).await, Ok(()), "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_and_usage_do_not_tell_clients_where_the_database_is() {
     let database = TestDatabase::create();
@@ -405,6 +435,88 @@ mod generated {
         let name = proptest::sample::select(&["from", "to", "group_by", "scope", "other"][..]);
         proptest::collection::vec((name.prop_map(str::to_owned), value), 0..5)
     }
+
+    /// `GET /specialists` query strings: `provider` (repeated, empty, any case, any text) and
+    /// unknown parameters as pairs, or any raw query text.
+    pub(super) fn specialists_query() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            proptest::sample::select(&["openai", "anthropic", "google", "mock", "OpenAI", ""][..])
+                .prop_map(str::to_owned),
+            text(),
+        ];
+        let name = proptest::sample::select(&["provider", "Provider", "other", ""][..]);
+        let pairs = proptest::collection::vec((name, value), 0..4).prop_map(|pairs| {
+            pairs
+                .iter()
+                .map(|(name, value)| format!("{name}={}", percent_encoded(value)))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        prop_oneof![3 => pairs, 1 => raw_url_text()]
+    }
+
+    /// A path segment to put where a route takes an id: any text percent-encoded, or raw URL
+    /// text with escapes that decode to anything (NUL, a lone `/`, bytes that are not UTF-8).
+    pub(super) fn path_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(
+                &[
+                    "demo", "general", "DEMO", "Demo", "%2e%2e", "%2F", "%00", "%FF", "%C0%AE",
+                    "a%", "%zz", "d%65mo",
+                ][..]
+            )
+            .prop_map(str::to_owned),
+            text().prop_map(|t| percent_encoded(&t)),
+            raw_url_text(),
+        ]
+    }
+
+    /// An `If-Match` value: versions in every spelling, out of range, and any bytes a header
+    /// may carry (visible ASCII, tab, and the obsolete 0x80–0xFF text).
+    pub(super) fn if_match() -> impl Strategy<Value = Option<Vec<u8>>> {
+        let spelled = proptest::sample::select(
+            &[
+                "1",
+                "\"1\"",
+                "W/\"1\"",
+                "*",
+                "\"4294967296\"",
+                "-1",
+                "W/",
+                "\"\"",
+                "W/\"\"",
+                "\"1",
+                "1\"",
+                " \"2\" ",
+                "\"1\", \"2\"",
+                "W/W/\"1\"",
+                "0x1",
+                "+1",
+                "1e3",
+            ][..],
+        )
+        .prop_map(|v| v.as_bytes().to_vec());
+        let any_header_bytes =
+            proptest::collection::vec(prop_oneof![0x20u8..0x7f, 0x80u8..=0xff, Just(b'\t')], 0..24);
+        proptest::option::weighted(0.9, prop_oneof![2 => spelled, 1 => any_header_bytes])
+    }
+
+    /// URL text with percent escapes, never a `/`, `?` or `#` of its own.
+    fn raw_url_text() -> impl Strategy<Value = String> {
+        "([A-Za-z0-9._~!$&'()*+,;=:@%-]|%[0-9A-Fa-f]{2}){0,24}"
+    }
+
+    fn percent_encoded(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
 }
 
 /// One generated request: status never 500, and every error answer in its route's shape.
@@ -423,7 +535,14 @@ async fn answered_cleanly(response: reqwest::Response, what: &str) -> Result<(),
         return Err(format!("{what}: no X-Request-Id"));
     }
     if status.is_success() {
-        return Ok(());
+        let streamed = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        return match streamed.then(|| internal_error_event(&body)).flatten() {
+            Some(event) => Err(format!("{what}: the stream broke inside: {event}")),
+            None => Ok(()),
+        };
     }
     let error: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| format!("{what}: {status} without a JSON body ({e})"))?;
@@ -434,6 +553,27 @@ async fn answered_cleanly(response: reqwest::Response, what: &str) -> Result<(),
     } else {
         Err(format!("{what}: {status} {error}"))
     }
+}
+
+/// The `internal_error` event (`/chat/stream`) or error chunk (`/v1`) in a streamed body: a
+/// stream's status is sent before its first event, so a panic inside one comes back as a 200.
+fn internal_error_event(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    text.split("\n\n")
+        .find(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) else {
+                return false;
+            };
+            let named_error = event.lines().any(|line| line.trim_end() == "event: error");
+            json["error"]["code"] == "internal_error"
+                || (named_error && json["code"] == "internal_error")
+        })
+        .map(str::to_owned)
 }
 
 /// Runs `cases` generated inputs of `strategy` against the running `app` with `send`.
@@ -468,6 +608,27 @@ fn check_route<S, F>(
     });
     if let Err(failure) = outcome {
         panic!("{failure}");
+    }
+}
+
+/// `prefix` + a generated path segment + `suffix` on the app, as a URL.
+fn id_url(app: &TestApp, prefix: &str, id: &str, suffix: &str) -> reqwest::Url {
+    let url = app.url(&format!("{prefix}{id}{suffix}"));
+    // The generated segments are URL text already (escapes included), so this always parses.
+    reqwest::Url::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+fn with_if_match(
+    request: reqwest::RequestBuilder,
+    version: Option<Vec<u8>>,
+) -> reqwest::RequestBuilder {
+    match version {
+        Some(bytes) => {
+            let value = reqwest::header::HeaderValue::from_bytes(&bytes)
+                .expect("generated from the bytes a header value may hold");
+            request.header(reqwest::header::IF_MATCH, value)
+        }
+        None => request,
     }
 }
 
@@ -508,6 +669,60 @@ fn generated_bodies_and_queries_never_panic_a_route() {
             let url = reqwest::Url::parse_with_params(&app.url("/usage/summary"), &query)
                 .expect("a URL with any parameters percent-encoded");
             app.client.get(url)
+        },
+    );
+    check_route(
+        &runtime,
+        &app,
+        300,
+        generated::specialists_query(),
+        |app, query| app.client.get(app.url(&format!("/specialists?{query}"))),
+    );
+    for (method, path) in [
+        (reqwest::Method::GET, "/specialists/"),
+        (reqwest::Method::GET, "/v1/models/"),
+    ] {
+        check_route(&runtime, &app, 200, generated::path_id(), |app, id| {
+            app.client
+                .request(method.clone(), id_url(app, path, &id, ""))
+        });
+    }
+    // A generated id, version and body at once: each is checked in turn, so every one of
+    // them gets to be the one at fault.
+    for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
+        let inputs = (
+            proptest::prop_oneof![
+                proptest::strategy::Just("general".to_owned()),
+                generated::path_id()
+            ],
+            generated::if_match(),
+            generated::body(),
+        );
+        check_route(&runtime, &app, 300, inputs, |app, (id, version, body)| {
+            with_if_match(
+                app.client
+                    .request(method.clone(), id_url(app, "/specialists/", &id, ""))
+                    .json(&body),
+                version,
+            )
+        });
+    }
+    // Last, as they change the catalogue most: copies, and deletions (of `demo` and
+    // `general` too, when a generated id and version name them).
+    check_route(&runtime, &app, 150, generated::path_id(), |app, id| {
+        app.client
+            .post(id_url(app, "/specialists/", &id, "/duplicate"))
+    });
+    check_route(
+        &runtime,
+        &app,
+        150,
+        (generated::path_id(), generated::if_match()),
+        |app, (id, version)| {
+            with_if_match(
+                app.client.delete(id_url(app, "/specialists/", &id, "")),
+                version,
+            )
         },
     );
     // And the server is still whole.
