@@ -471,6 +471,75 @@ async fn a_body_trickled_past_the_deadline_gets_408_and_the_connection_closes() 
     assert_eq!(ok.status(), 200);
 }
 
+/// Sends a request head with a chunked body that starts and never ends (the client trickles on
+/// as slowly as it likes); returns the response and whether the server then closed the
+/// connection within 5 s (rather than drain the body for ever).
+async fn unended_chunked_body(app: &TestApp, head: &str) -> (RawResponse, bool) {
+    let mut connection = connect(app).await;
+    send(
+        &mut connection,
+        &format!("{head}\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n"),
+    )
+    .await;
+    let response = read_response(&mut connection).await;
+    // One more byte, as a trickling client would send, after the answer.
+    let _ = connection.get_mut().write_all(b"1\r\n \r\n").await;
+    (response, closed_by_server(&mut connection).await)
+}
+
+#[tokio::test]
+async fn a_body_nobody_reads_cannot_hold_its_connection_open() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.server.client_body_timeout_ms = NonZeroU64::new(300).unwrap();
+    })
+    .await;
+    let specialists = specialist_count(&app).await;
+    // Answered without reading the body: a GET route, a route that takes no body, an unknown
+    // path, and requests the door refuses (foreign Host, cross-site form).
+    for (head, status) in [
+        ("GET /health HTTP/1.1\r\nHost: 127.0.0.1", 200),
+        ("GET /specialists HTTP/1.1\r\nHost: 127.0.0.1", 200),
+        (
+            "DELETE /specialists/nobody HTTP/1.1\r\nHost: 127.0.0.1",
+            404,
+        ),
+        ("POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1", 404),
+        (
+            "POST /specialists/demo/duplicate HTTP/1.1\r\nHost: evil.example",
+            421,
+        ),
+        (
+            "POST /specialists/demo/duplicate HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Origin: https://evil.example",
+            403,
+        ),
+    ] {
+        let (response, closed) = unended_chunked_body(&app, head).await;
+        assert_eq!(response.status, status, "{head}: {}", response.body);
+        assert!(closed, "{head}: the connection was kept to drain the body");
+    }
+    assert_eq!(
+        specialist_count(&app).await,
+        specialists,
+        "nothing was duplicated"
+    );
+
+    // A chunked body read to its end leaves the connection open for the next request.
+    let body = r#"{"specialist_id":"demo","message":"hi"}"#;
+    let mut connection = connect(&app).await;
+    send(
+        &mut connection,
+        &format!(
+            "POST /chat/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        ),
+    )
+    .await;
+    assert_eq!(read_response(&mut connection).await.status, 200);
+    assert_eq!(get_health(&mut connection).await.status, 200, "kept alive");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_per_address_cap_are_refused_until_one_closes() {
     let app = TestApp::spawn_with(|settings, _| {
