@@ -778,6 +778,35 @@ async fn ipv4_mapped_and_plain_spellings_of_a_client_share_one_bucket() {
     );
 }
 
+#[tokio::test]
+async fn one_ipv6_64_is_one_rate_limit_bucket() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.rate_limit.requests = NonZeroU32::new(1).unwrap();
+        settings.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse::<Cidr>().unwrap()];
+    })
+    .await;
+    let chat = |forwarded_for: &'static str| {
+        app.client
+            .post(app.url("/chat/send"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"specialist_id": "demo", "message": "hi"}))
+            .send()
+    };
+    assert_eq!(chat("2001:db8:1:2::1").await.unwrap().status(), 200);
+    let same_host = chat("2001:db8:1:2:ffff:ffff:ffff:9").await.unwrap();
+    assert_eq!(
+        same_host.status(),
+        429,
+        "another address of the same /64 is the same client"
+    );
+    assert_eq!(error_body(same_host).await["code"], "rate_limited");
+    assert_eq!(
+        chat("2001:db8:1:3::1").await.unwrap().status(),
+        200,
+        "the next /64 is another client"
+    );
+}
+
 // --- Item 19: HEAD ---
 
 #[tokio::test]

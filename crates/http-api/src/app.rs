@@ -31,7 +31,7 @@ use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, spe
 /// 4. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
 ///    authentication, which admits the caller (401 with `WWW-Authenticate`, or 403 for a
 ///    disallowed domain) and records the identity and role in the request context;
-/// 5. then that route group's rate limiter, keyed by the identity (else the client address):
+/// 5. then that route group's rate limiter, keyed by the identity (else the client address, an IPv6 one by its /64):
 ///    refuses with 429, or adds the rate-limit headers to the response;
 /// 6. the handler, whose JSON body is limited to `max_body_bytes`.
 ///

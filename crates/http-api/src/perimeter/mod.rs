@@ -1,5 +1,5 @@
 //! The perimeter: what every request passes before it is routed — a cap on connections per
-//! client address, the `Host` check that keeps web pages out while auth is disabled, the
+//! client (an IPv4 address, an IPv6 /64), the `Host` check that keeps web pages out while auth is disabled, the
 //! cross-site request forgery check on state-changing methods, and the body-read deadline.
 
 mod body_deadline;
