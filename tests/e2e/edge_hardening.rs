@@ -471,6 +471,75 @@ async fn a_body_trickled_past_the_deadline_gets_408_and_the_connection_closes() 
     assert_eq!(ok.status(), 200);
 }
 
+/// Sends a request head with a chunked body that starts and never ends (the client trickles on
+/// as slowly as it likes); returns the response and whether the server then closed the
+/// connection within 5 s (rather than drain the body for ever).
+async fn unended_chunked_body(app: &TestApp, head: &str) -> (RawResponse, bool) {
+    let mut connection = connect(app).await;
+    send(
+        &mut connection,
+        &format!("{head}\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n"),
+    )
+    .await;
+    let response = read_response(&mut connection).await;
+    // One more byte, as a trickling client would send, after the answer.
+    let _ = connection.get_mut().write_all(b"1\r\n \r\n").await;
+    (response, closed_by_server(&mut connection).await)
+}
+
+#[tokio::test]
+async fn a_body_nobody_reads_cannot_hold_its_connection_open() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.server.client_body_timeout_ms = NonZeroU64::new(300).unwrap();
+    })
+    .await;
+    let specialists = specialist_count(&app).await;
+    // Answered without reading the body: a GET route, a route that takes no body, an unknown
+    // path, and requests the door refuses (foreign Host, cross-site form).
+    for (head, status) in [
+        ("GET /health HTTP/1.1\r\nHost: 127.0.0.1", 200),
+        ("GET /specialists HTTP/1.1\r\nHost: 127.0.0.1", 200),
+        (
+            "DELETE /specialists/nobody HTTP/1.1\r\nHost: 127.0.0.1",
+            404,
+        ),
+        ("POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1", 404),
+        (
+            "POST /specialists/demo/duplicate HTTP/1.1\r\nHost: evil.example",
+            421,
+        ),
+        (
+            "POST /specialists/demo/duplicate HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Origin: https://evil.example",
+            403,
+        ),
+    ] {
+        let (response, closed) = unended_chunked_body(&app, head).await;
+        assert_eq!(response.status, status, "{head}: {}", response.body);
+        assert!(closed, "{head}: the connection was kept to drain the body");
+    }
+    assert_eq!(
+        specialist_count(&app).await,
+        specialists,
+        "nothing was duplicated"
+    );
+
+    // A chunked body read to its end leaves the connection open for the next request.
+    let body = r#"{"specialist_id":"demo","message":"hi"}"#;
+    let mut connection = connect(&app).await;
+    send(
+        &mut connection,
+        &format!(
+            "POST /chat/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        ),
+    )
+    .await;
+    assert_eq!(read_response(&mut connection).await.status, 200);
+    assert_eq!(get_health(&mut connection).await.status, 200, "kept alive");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_per_address_cap_are_refused_until_one_closes() {
     let app = TestApp::spawn_with(|settings, _| {
@@ -706,6 +775,35 @@ async fn ipv4_mapped_and_plain_spellings_of_a_client_share_one_bucket() {
         chat("9.9.9.8").await.unwrap().status(),
         200,
         "another client"
+    );
+}
+
+#[tokio::test]
+async fn one_ipv6_64_is_one_rate_limit_bucket() {
+    let app = TestApp::spawn_with(|settings, _| {
+        settings.rate_limit.requests = NonZeroU32::new(1).unwrap();
+        settings.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse::<Cidr>().unwrap()];
+    })
+    .await;
+    let chat = |forwarded_for: &'static str| {
+        app.client
+            .post(app.url("/chat/send"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"specialist_id": "demo", "message": "hi"}))
+            .send()
+    };
+    assert_eq!(chat("2001:db8:1:2::1").await.unwrap().status(), 200);
+    let same_host = chat("2001:db8:1:2:ffff:ffff:ffff:9").await.unwrap();
+    assert_eq!(
+        same_host.status(),
+        429,
+        "another address of the same /64 is the same client"
+    );
+    assert_eq!(error_body(same_host).await["code"], "rate_limited");
+    assert_eq!(
+        chat("2001:db8:1:3::1").await.unwrap().status(),
+        200,
+        "the next /64 is another client"
     );
 }
 

@@ -1,4 +1,5 @@
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -24,13 +25,13 @@ use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, spe
 /// 2. the perimeter (`perimeter/`), for every route: refuses a connection over its
 ///    address's cap (429, closed), a `Host` that is not this server's while auth is disabled
 ///    (421; `/health` and `/ready` exempt), a state-changing request from a foreign web origin
-///    (403) or with a form or text body (415); then puts the body-read deadline on the
-///    payload (408, closed);
+///    (403) or with a form or text body (415); puts the body-read deadline on the payload
+///    (408, closed), and closes a connection whose body had not ended by the response;
 /// 3. CORS, which answers preflights for the configured origins;
 /// 4. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
 ///    authentication, which admits the caller (401 with `WWW-Authenticate`, or 403 for a
 ///    disallowed domain) and records the identity and role in the request context;
-/// 5. then that route group's rate limiter, keyed by the identity (else the client address):
+/// 5. then that route group's rate limiter, keyed by the identity (else the client address, an IPv6 one by its /64):
 ///    refuses with 429, or adds the rate-limit headers to the response;
 /// 6. the handler, whose JSON body is limited to `max_body_bytes`.
 ///
@@ -267,7 +268,7 @@ pub fn build_server(
     let app_config = config.clone();
     // The Host is checked only while no credentials are: with auth required, routing and auth
     // ignore it (a proxy may call us by any name).
-    let perimeter = web::Data::new(Perimeter::new(
+    let perimeter = Arc::new(Perimeter::new(
         config,
         !state.auth.requires_credentials(),
         listener.local_addr().ok().map(|address| address.ip()),
@@ -278,13 +279,15 @@ pub fn build_server(
         let state = state.clone();
         let app_config = app_config.clone();
         let cors_enabled = !app_config.cors_allowed_origins.is_empty();
+        let perimeter = Arc::clone(&perimeter);
         App::new()
-            .app_data(perimeter.clone())
             .wrap(Condition::new(
                 cors_enabled,
                 cors(&app_config.cors_allowed_origins),
             ))
-            .wrap(from_fn(guard_perimeter))
+            .wrap(from_fn(move |req, next| {
+                guard_perimeter(Arc::clone(&perimeter), req, next)
+            }))
             .wrap(from_fn(assign_request_id))
             .configure(move |cfg| configure(cfg, state, &app_config))
     })

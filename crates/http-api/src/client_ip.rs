@@ -1,7 +1,7 @@
 //! Who is on the other end: the peer address, or — only when the peer is a proxy we trust —
 //! the client that proxy names in `X-Forwarded-For`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -113,6 +113,20 @@ pub(crate) fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Ci
     client
 }
 
+/// The network one client is counted by, for the per-client caps (open connections, the
+/// rate limit of callers without credentials): its IPv4 address, or the /64 its IPv6 address
+/// is in. One IPv6 host is given a whole /64 and may use any address in it (SLAAC, temporary
+/// addresses: RFC 4291 §2.5.4, RFC 8981), so counting each address would give it 2^64 caps.
+pub(crate) fn client_network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(ip) => IpAddr::V6(Ipv6Addr::from(u128::from(ip) & IPV6_CLIENT_MASK)),
+        ip => ip,
+    }
+}
+
+/// The first 64 bits: the subnet prefix of an IPv6 unicast address.
+const IPV6_CLIENT_MASK: u128 = !(u64::MAX as u128);
+
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
 /// `[2001:db8::1]:443`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -218,5 +232,23 @@ mod tests {
             ip("10.0.0.1")
         );
         assert_eq!(client_ip(ip("10.0.0.1"), None, &trusted), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn one_ipv6_client_is_its_64_and_one_ipv4_client_its_address() {
+        assert_eq!(
+            client_network(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_network(ip("2001:db8:1:2::1")),
+            client_network(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            client_network(ip("2001:db8:1:2::1")),
+            client_network(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_network(ip("::ffff:9.9.9.9")), ip("9.9.9.9"));
+        assert_ne!(client_network(ip("9.9.9.9")), client_network(ip("9.9.9.8")));
     }
 }

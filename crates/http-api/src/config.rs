@@ -31,9 +31,9 @@ pub struct ServerConfig {
     /// How long a client may take to send a request body, from the moment its headers
     /// arrived, in milliseconds; slower: 408 and the connection is closed.
     pub client_body_timeout_ms: NonZeroU64,
-    /// The most connections one client address may hold open at once; a request on a
-    /// connection beyond it gets 429 and the connection is closed. Peers in
-    /// `rate_limit.trusted_proxies` are exempt (a proxy carries many clients).
+    /// The most connections one client (an IPv4 address, an IPv6 /64) may hold open at
+    /// once; a request on a connection beyond it gets 429 and the connection is closed.
+    /// Peers in `rate_limit.trusted_proxies` are exempt (a proxy carries many clients).
     pub max_connections_per_client: NonZeroU32,
     /// Seconds of silence after which a stream gets a keep-alive comment (so proxies keep
     /// the connection open while the model thinks).

@@ -1,6 +1,7 @@
 //! The rate-limit middleware: one token bucket per caller and route group, headers on every
 //! limited response, 429 with `Retry-After` when the bucket is empty.
 
+use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use ratelimit::{Decision, Quota, QuotaError, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Refused;
-use crate::client_ip::{Cidr, client_ip};
+use crate::client_ip::{Cidr, client_ip, client_network};
 use crate::{ApiError, AppState, RequestContext};
 
 /// The `[rate_limit]` section.
@@ -178,7 +179,8 @@ async fn limit(
     Ok(response)
 }
 
-/// The bucket a request counts against: the authenticated user, else the client's address.
+/// The bucket a request counts against: the authenticated user, else the client's address
+/// (an IPv6 client's /64: see [`client_network`]).
 fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
     if let Some(context) = req.extensions().get::<RequestContext>()
         && let UserIdentity::Authenticated { email_hash, .. } = &context.identity
@@ -200,7 +202,10 @@ fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
                 forwarded.push_str(&String::from_utf8_lossy(value.as_bytes()));
             }
             let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
-            format!("ip:{}", client_ip(peer.ip(), forwarded, trusted))
+            match client_network(client_ip(peer.ip(), forwarded, trusted)) {
+                IpAddr::V6(network) => format!("ip:{network}/64"),
+                IpAddr::V4(address) => format!("ip:{address}"),
+            }
         }
         None => "ip:unknown".to_owned(),
     }

@@ -1,4 +1,4 @@
-//! Open connections per client address, so one client cannot hold every socket the server has.
+//! Open connections per client (an IPv4 address, an IPv6 /64), so one client cannot hold every socket the server has.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -6,12 +6,13 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::client_ip::Cidr;
+use crate::client_ip::{Cidr, client_network};
 
-/// How many connections each address holds open now. Shared by every worker; an address
+/// How many connections each client holds open now (an IPv4 address, an IPv6 /64). Shared by every worker; an address
 /// leaves the map when its last connection closes, so the map is bounded by open sockets.
 #[derive(Debug)]
 pub(crate) struct ConnectionTable {
+    /// Keyed by [`client_network`].
     open: DashMap<IpAddr, u32>,
     limit: u32,
     /// Proxies carry many clients over their connections: they are not counted.
@@ -27,14 +28,14 @@ impl ConnectionTable {
         }
     }
 
-    /// Counts a new connection from `peer`; `None` for an exempt peer. The slot lives as long
+    /// Counts a new connection from `peer` against its client network; `None` for an exempt peer. The slot lives as long
     /// as the connection (actix keeps it in the connection's extensions) and gives the
     /// connection back when dropped.
     pub(crate) fn open(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
-        let peer = peer.to_canonical();
         if self.exempt.iter().any(|cidr| cidr.contains(peer)) {
             return None;
         }
+        let peer = client_network(peer);
         let mut count = self.open.entry(peer).or_insert(0);
         *count = count.saturating_add(1);
         let over_limit = *count > self.limit;
@@ -48,7 +49,7 @@ impl ConnectionTable {
 
     #[cfg(test)]
     fn count(&self, peer: IpAddr) -> u32 {
-        self.open.get(&peer).map_or(0, |c| *c)
+        self.open.get(&client_network(peer)).map_or(0, |c| *c)
     }
 }
 
@@ -113,5 +114,22 @@ mod tests {
         assert!(table.open(proxy).is_none());
         assert!(table.open(proxy).is_none());
         assert_eq!(table.count(proxy), 0);
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_client() {
+        let table = Arc::new(ConnectionTable::new(2, Vec::new()));
+        let first = table.open("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let second = table.open("2001:db8:1:2::2".parse().unwrap()).unwrap();
+        let third = table
+            .open("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap())
+            .unwrap();
+        assert!(!first.is_over_limit() && !second.is_over_limit());
+        assert!(third.is_over_limit(), "another address of the same /64");
+        let neighbour = table.open("2001:db8:1:3::1".parse().unwrap()).unwrap();
+        assert!(!neighbour.is_over_limit(), "the next /64 is another client");
+        drop((first, second, third, neighbour));
+        assert_eq!(table.count("2001:db8:1:2::1".parse().unwrap()), 0);
+        assert!(table.open.is_empty(), "every network leaves the table");
     }
 }

@@ -15,21 +15,50 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct AllowedHost(Host);
 
+/// A host as configured: a name is stored in lower case, so a request's is compared without
+/// allocating.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Host {
     Ip(IpAddr),
     Name(String),
 }
 
+/// A host as a request names it, borrowed: a name keeps the request's case and has no
+/// trailing dot.
+#[derive(Debug, Clone, Copy)]
+enum HostRef<'a> {
+    Ip(IpAddr),
+    Name(&'a str),
+}
+
+impl HostRef<'_> {
+    fn to_owned_lowercase(self) -> Host {
+        match self {
+            Self::Ip(ip) => Host::Ip(ip),
+            Self::Name(name) => Host::Name(name.to_ascii_lowercase()),
+        }
+    }
+
+    fn is(self, host: &Host) -> bool {
+        match (self, host) {
+            (Self::Ip(ip), Host::Ip(allowed)) => ip == *allowed,
+            (Self::Name(name), Host::Name(allowed)) => name.eq_ignore_ascii_case(allowed),
+            _ => false,
+        }
+    }
+}
+
 impl FromStr for AllowedHost {
     type Err = String;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        parse_authority(raw.trim()).map(Self).ok_or_else(|| {
-            format!(
-                "'{raw}' is not a host name or IP address (write it as in a Host header, \
+        parse_authority(raw.trim())
+            .map(|host| Self(host.to_owned_lowercase()))
+            .ok_or_else(|| {
+                format!(
+                    "'{raw}' is not a host name or IP address (write it as in a Host header, \
                  e.g. commander.internal or 10.0.0.7, without a scheme or path)"
-            )
-        })
+                )
+            })
     }
 }
 
@@ -73,23 +102,23 @@ impl HostPolicy {
     /// names this server.
     pub(crate) fn admits(&self, authority: &str) -> bool {
         match parse_authority(authority) {
-            Some(Host::Ip(ip)) if ip.is_loopback() => true,
-            Some(Host::Name(name)) if name == "localhost" => true,
-            Some(host) => self.allowed.contains(&host),
+            Some(HostRef::Ip(ip)) if ip.is_loopback() => true,
+            Some(HostRef::Name(name)) if name.eq_ignore_ascii_case("localhost") => true,
+            Some(host) => self.allowed.iter().any(|allowed| host.is(allowed)),
             None => false,
         }
     }
 }
 
-/// `host[:port]`, `[v6]` or `[v6]:port` → the host, normalised (lower case, no trailing dot,
-/// IPv4-mapped IPv6 as IPv4). `None` for anything else.
-fn parse_authority(raw: &str) -> Option<Host> {
+/// `host[:port]`, `[v6]` or `[v6]:port` → the host, normalised (no trailing dot, IPv4-mapped
+/// IPv6 as IPv4; a name keeps its case). `None` for anything else.
+fn parse_authority(raw: &str) -> Option<HostRef<'_>> {
     let (host, port) = match raw.strip_prefix('[') {
         Some(rest) => {
             let (inside, after) = rest.split_once(']')?;
             let ip: std::net::Ipv6Addr = inside.parse().ok()?;
             return port_is_valid(after.strip_prefix(':'), after.is_empty())
-                .then_some(Host::Ip(IpAddr::V6(ip).to_canonical()));
+                .then_some(HostRef::Ip(IpAddr::V6(ip).to_canonical()));
         }
         None => match raw.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -99,9 +128,9 @@ fn parse_authority(raw: &str) -> Option<Host> {
     if !port_is_valid(port, port.is_none()) {
         return None;
     }
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host);
     if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        return Some(Host::Ip(IpAddr::V4(ip)));
+        return Some(HostRef::Ip(IpAddr::V4(ip)));
     }
     let is_name = !host.is_empty()
         && host.len() <= 253
@@ -109,7 +138,7 @@ fn parse_authority(raw: &str) -> Option<Host> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         && !host.split('.').any(str::is_empty);
-    is_name.then_some(Host::Name(host))
+    is_name.then_some(HostRef::Name(host))
 }
 
 /// A port after `:` is digits that fit a u16 (RFC 3986 allows it empty); no `:` at all is
@@ -189,6 +218,11 @@ mod tests {
             assert!(policy.admits(host), "{host}");
         }
         assert!(!policy.admits("other.internal"));
+        assert!(
+            policy.admits("COMMANDER.Internal.:80"),
+            "any case, trailing dot"
+        );
+        assert!(!policy.admits("commander.internal.evil"));
         let wildcard = self::policy(&[], Some("0.0.0.0"));
         assert!(!wildcard.admits("0.0.0.0:8000"));
     }

@@ -1,5 +1,5 @@
 //! The perimeter: what every request passes before it is routed — a cap on connections per
-//! client address, the `Host` check that keeps web pages out while auth is disabled, the
+//! client (an IPv4 address, an IPv6 /64), the `Host` check that keeps web pages out while auth is disabled, the
 //! cross-site request forgery check on state-changing methods, and the body-read deadline.
 
 mod body_deadline;
@@ -11,17 +11,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
 use core_domain::ErrorCode;
 
 pub use hosts::AllowedHost;
 
-use self::body_deadline::{AbandonedBody, DeadlinePayload};
+use self::body_deadline::{AbandonedBody, BodyOutcome, BodyWatch, deadline_after};
 use self::connections::{ConnectionSlot, ConnectionTable};
 use self::hosts::HostPolicy;
 use self::origins::OriginPolicy;
@@ -148,45 +148,49 @@ impl Refusal {
     }
 }
 
-/// Middleware (inside the request-id middleware, which renders its errors): refuses what
-/// [`Perimeter::refusal`] refuses, then puts the body-read deadline on the request.
+/// Middleware (inside the request-id middleware, which renders its errors): puts the body
+/// behind its deadline, refuses what [`Perimeter::refusal`] refuses, and closes any connection
+/// whose body had not ended by the time its response was ready. `door` comes from the closure
+/// `build_server` installs, so a server without a perimeter cannot be built.
 pub(crate) async fn guard_perimeter(
+    door: Arc<Perimeter>,
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(door) = req.app_data::<web::Data<Perimeter>>().cloned() else {
-        // Fail closed, as authentication does.
-        return Ok(req.error_response(ApiError::new(
-            ErrorCode::Internal,
-            "the server is not set up to check requests at the door",
-        )));
+    // Before any refusal: a refused request's body must not be drained either.
+    let watch = match req.take_payload() {
+        Payload::None => None,
+        payload => {
+            let keeper = req.conn_data::<AbandonedBody>().cloned();
+            let deadline = deadline_after(tokio::time::Instant::now(), door.body_timeout);
+            let (watch, payload) = BodyWatch::new(payload, deadline, keeper);
+            req.set_payload(Payload::Stream {
+                payload: Box::pin(payload),
+            });
+            Some(watch)
+        }
+    };
+    let outcome = |watch: &Option<BodyWatch>| {
+        watch
+            .as_ref()
+            .map_or(BodyOutcome::Complete, BodyWatch::outcome)
     };
     if let Some(Refusal { error, close }) = door.refusal(&req) {
         let mut response = req.error_response(error);
-        if close {
+        if close || outcome(&watch) != BodyOutcome::Complete {
             close_after(&mut response);
         }
         return Ok(response);
     }
-    let deadline = match req.take_payload() {
-        Payload::None => None,
-        payload => {
-            let deadline = tokio::time::Instant::now() + door.body_timeout;
-            let (payload, state) = DeadlinePayload::new(payload, deadline);
-            req.set_payload(Payload::Stream {
-                payload: Box::pin(payload),
-            });
-            Some(state)
-        }
-    };
     let response = next.call(req).await?.map_into_boxed_body();
-    match deadline {
-        Some(deadline) if deadline.expired() => {
-            if let Some(unread) = deadline.take_unread()
-                && let Some(keeper) = response.request().conn_data::<AbandonedBody>()
-            {
-                keeper.keep(unread);
-            }
+    match outcome(&watch) {
+        BodyOutcome::Complete => Ok(response),
+        BodyOutcome::Unfinished => {
+            let mut response = response;
+            close_after(&mut response);
+            Ok(response)
+        }
+        BodyOutcome::Expired => {
             let mut response = response.error_response(ApiError::new(
                 ErrorCode::RequestTimeout,
                 format!(
@@ -197,7 +201,6 @@ pub(crate) async fn guard_perimeter(
             close_after(&mut response);
             Ok(response)
         }
-        _ => Ok(response),
     }
 }
 
@@ -207,4 +210,38 @@ fn close_after(response: &mut ServiceResponse<BoxBody>) {
         .response_mut()
         .head_mut()
         .set_connection_type(ConnectionType::Close);
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, test, web};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_body_timeout_beyond_any_instant_is_no_deadline_not_a_panic() {
+        let mut door = Perimeter::new(&ServerConfig::default(), false, None, Vec::new());
+        // A library caller of `build_server` may set any timeout; only the binary bounds it.
+        door.body_timeout = Duration::MAX;
+        let door = Arc::new(door);
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(move |req, next| {
+                    guard_perimeter(Arc::clone(&door), req, next)
+                }))
+                .route(
+                    "/echo",
+                    web::post().to(|body: web::Bytes| async move { HttpResponse::Ok().body(body) }),
+                ),
+        )
+        .await;
+        let request = test::TestRequest::post()
+            .uri("/echo")
+            .set_payload("hello")
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(test::read_body(response).await, "hello");
+    }
 }

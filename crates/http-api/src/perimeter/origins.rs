@@ -13,6 +13,14 @@ use crate::ApiError;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
+/// The body types a page may send cross-site without a preflight (the CORS-safelisted
+/// `Content-Type` values).
+const SIMPLE_BODY_TYPES: [&str; 3] = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "text/plain",
+];
+
 /// The origins browsers may act from.
 #[derive(Debug, Clone)]
 pub(crate) struct OriginPolicy {
@@ -66,18 +74,11 @@ impl OriginPolicy {
         let form_like = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .is_some_and(|essence| {
-                matches!(
-                    essence.as_str(),
-                    "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
-                )
+            .is_some_and(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim();
+                SIMPLE_BODY_TYPES
+                    .iter()
+                    .any(|simple| essence.eq_ignore_ascii_case(simple))
             });
         form_like.then(|| {
             ApiError::new(
@@ -92,16 +93,27 @@ impl OriginPolicy {
     /// request was sent to: a page served by this very server, which serves none but may sit
     /// behind a proxy that serves the front end on the same origin).
     fn trusts(&self, origin: &str, headers: &HeaderMap) -> bool {
-        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        if self.allowed.contains(&origin) {
+        let origin = origin.trim_end_matches('/');
+        if self
+            .allowed
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+        {
             return true;
         }
-        let authority = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
+        let authority = strip_prefix_ignoring_case(origin, "https://")
+            .or_else(|| strip_prefix_ignoring_case(origin, "http://"));
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
     }
+}
+
+/// `text` after `prefix`, the prefix compared ignoring ASCII case.
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| text.get(prefix.len()..))
+        .flatten()
 }
 
 /// Methods that change something (GET, HEAD and OPTIONS never do here).
@@ -239,6 +251,46 @@ mod tests {
                 &[("content-type", "application/json")]
             ),
             None
+        );
+    }
+
+    #[test]
+    fn origins_and_body_types_match_whatever_their_case() {
+        let policy = OriginPolicy::new(&["https://Portal.example/".to_owned()]);
+        for origin in ["HTTPS://PORTAL.EXAMPLE", "https://portal.example/"] {
+            assert_eq!(code(&policy, Method::POST, &[("origin", origin)]), None);
+        }
+        let own = [
+            ("origin", "HTTP://LocalHost:8000/"),
+            ("host", "localhost:8000"),
+        ];
+        assert_eq!(code(&policy, Method::POST, &own), None);
+        let not_a_scheme = [
+            ("origin", "httpx://localhost:8000"),
+            ("host", "localhost:8000"),
+        ];
+        assert_eq!(
+            code(&policy, Method::POST, &not_a_scheme),
+            Some(ErrorCode::OriginNotAllowed)
+        );
+        assert_eq!(
+            code(
+                &policy,
+                Method::POST,
+                &[("content-type", " MULTIPART/Form-Data ; boundary=x")]
+            ),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+        let mut non_ascii = HeaderMap::new();
+        for name in [header::ORIGIN, header::HOST] {
+            non_ascii.insert(name, HeaderValue::from_bytes("hé".as_bytes()).unwrap());
+        }
+        assert_eq!(
+            policy
+                .refusal(&Method::POST, &non_ascii)
+                .map(|error| error.code()),
+            Some(ErrorCode::OriginNotAllowed),
+            "an origin that is not ASCII text is refused"
         );
     }
 }
