@@ -725,7 +725,7 @@ async fn a_token_repeating_a_claim_name_is_refused() {
 // --- Item 16: request ids ---
 
 #[tokio::test]
-async fn request_ids_are_random_v4_uuids() {
+async fn request_ids_are_v7_uuids_with_random_tails() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
     for _ in 0..100 {
@@ -735,14 +735,14 @@ async fn request_ids_are_random_v4_uuids() {
             .unwrap()
             .to_owned();
         let uuid = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+        assert_eq!(uuid.get_version(), Some(uuid::Version::SortRand), "{id}");
         assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
         ids.push(uuid);
     }
     // A process prefix plus a counter repeats its first 16 hex digits and counts up in the
-    // last; random ids share neither.
-    let firsts: std::collections::HashSet<u64> = ids.iter().map(|id| id.as_u64_pair().0).collect();
-    assert_eq!(firsts.len(), ids.len());
+    // last; ids whose 74 bits after the timestamp are random do neither.
+    let tails: std::collections::HashSet<u64> = ids.iter().map(|id| id.as_u64_pair().1).collect();
+    assert_eq!(tails.len(), ids.len());
     let consecutive = ids
         .windows(2)
         .filter(|pair| pair[1].as_u64_pair().1 == pair[0].as_u64_pair().1.wrapping_add(1))
