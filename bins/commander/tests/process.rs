@@ -1,25 +1,14 @@
 //! The real binary as ops run it: started in an empty directory, stopped by a signal.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use usage_store::{DatabaseConfig, UsageStore};
 
-/// A started commander, killed if a test ends without it exiting, so no process outlives a
-/// failed test.
-struct Running(Child);
+mod running_commander;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use running_commander::{Running, commander_in, keep_collecting, server_in, spawn_reading_stdout};
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String) {
@@ -36,24 +25,11 @@ fn start_logged(
     String,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .env("COMMANDER__LOG__FORMAT", "json")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (child, rx) = spawn_reading_stdout(
+        server_in(dir)
+            .env("COMMANDER__LOG__FORMAT", "json")
+            .envs(extra_env.iter().copied()),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let remaining = deadline.saturating_duration_since(std::time::Instant::now());
@@ -64,15 +40,7 @@ fn start_logged(
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         if event["message"] == "commander is listening" {
             let address = event["address"].as_str().expect("address field").to_owned();
-            // Keep draining stdout so the child never blocks on a full pipe.
-            let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![line]));
-            let sink = std::sync::Arc::clone(&lines);
-            std::thread::spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            return (child, address, lines);
+            return (child, address, keep_collecting(vec![line], rx));
         }
     }
 }
@@ -207,9 +175,7 @@ fn sigint_is_graceful_too() {
 #[test]
 fn an_invalid_configuration_exits_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env("COMMANDER__DATABASE__NO_SUCH_KEY", "1")
         .output()
         .unwrap();
@@ -260,9 +226,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
         .unwrap();
 
     let run = |format: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-            .current_dir(dir.path())
-            .env_clear()
+        let output = commander_in(dir.path())
             .env("COMMANDER__DATABASE__URL", &url)
             .args([
                 "usage",
@@ -304,9 +268,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     let markdown = run("markdown");
     assert!(markdown.starts_with("| key | requests |"), "{markdown}");
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let bad = commander_in(dir.path())
         .env("COMMANDER__DATABASE__URL", &url)
         .args(["usage", "report", "--from", "last week"])
         .output()
@@ -318,9 +280,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
 #[test]
 fn auth_disabled_on_a_public_address_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env("COMMANDER__SERVER__BIND", "0.0.0.0:0")
         .output()
         .unwrap();
@@ -348,10 +308,7 @@ fn auth_disabled_on_a_public_address_is_refused_unless_allowed() {
 #[test]
 fn auth_required_with_nothing_configured_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+    let output = server_in(dir.path())
         .env("COMMANDER__AUTH__MODE", "required")
         .output()
         .unwrap();
@@ -461,9 +418,7 @@ url = "postgres://commander:do-not-print-either@db.internal:5432/commander"
     )
     .unwrap();
     let run = |config: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_commander"))
-            .current_dir(dir.path())
-            .env_clear()
+        commander_in(dir.path())
             .args(["check-config", "--config", config.to_str().unwrap()])
             .output()
             .unwrap()
@@ -591,12 +546,7 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
 }
 
 fn commander(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .args(args)
-        .output()
-        .unwrap()
+    commander_in(dir).args(args).output().unwrap()
 }
 
 #[test]
@@ -721,9 +671,7 @@ fn migrate_applies_the_migrations_and_exits_without_serving() {
     );
 
     // A database it cannot reach is a clear failure, not a hang.
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env(
             "COMMANDER__DATABASE__URL",
             "postgres://nobody@127.0.0.1:1/none",
@@ -915,22 +863,7 @@ fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
 #[test]
 fn human_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (child, rx) = spawn_reading_stdout(&mut server_in(dir.path()));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let listening = loop {
         let remaining = deadline.saturating_duration_since(std::time::Instant::now());
@@ -999,32 +932,24 @@ fn start_human(
     String,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .env("COMMANDER__LOG__FORMAT", "human")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&lines);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("commander is listening") {
-                let _ = tx.send(line.clone());
-            }
-            sink.lock().unwrap().push(line);
+    let (child, rx) = spawn_reading_stdout(
+        server_in(dir)
+            .env("COMMANDER__LOG__FORMAT", "human")
+            .envs(extra_env.iter().copied()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let listening = loop {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(remaining)
+            .expect("commander logs that it is listening within 30 s");
+        seen.push(line.clone());
+        if line.contains("commander is listening") {
+            break line;
         }
-    });
-    let listening = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("commander logs that it is listening within 30 s");
+    };
+    let lines = keep_collecting(seen, rx);
     let address = listening
         .split_whitespace()
         .find_map(|word| word.strip_prefix("address="))
