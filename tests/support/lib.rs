@@ -105,6 +105,70 @@ impl TestApp {
         self.dir.path().to_path_buf()
     }
 
+    /// GETs `path` with no credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path` with no credentials and reads the answer as JSON, whatever its status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
+    /// GETs `path` with one extra header (a spoofed Host, an Origin, ...).
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path` with `token` as the bearer credential.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs `body` as JSON with `token` as the bearer credential.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `/usage/summary` with `query` (empty, or starting with `?`).
+    pub async fn usage_summary(&self, query: &str) -> reqwest::Response {
+        self.get(&format!("/usage/summary{query}")).await
+    }
+
+    /// Sends `message` to `specialist_id` on `/chat/send`.
+    pub async fn chat(&self, specialist_id: &str, message: &str) -> reqwest::Response {
+        self.post_json(
+            "/chat/send",
+            &serde_json::json!({"specialist_id": specialist_id, "message": message}),
+        )
+        .await
+    }
+
     /// POSTs `body` as JSON.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client
@@ -257,4 +321,18 @@ pub async fn error_body(response: reqwest::Response) -> serde_json::Value {
     );
     assert_eq!(error["request_id"], request_id.as_str(), "{body}");
     error
+}
+
+/// The string `field` of every object in the JSON array `items`, in order.
+pub fn field_of_each<'a>(items: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {items}"))
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("a string {field}: {item}"))
+        })
+        .collect()
 }
