@@ -8,7 +8,9 @@ use usage_store::{DatabaseConfig, UsageStore};
 
 mod running_commander;
 
-use running_commander::{Running, commander_in, keep_collecting, server_in, spawn_reading_stdout};
+use running_commander::{
+    Running, commander_in, keep_collecting, lines_until_listening, server_in, spawn_reading_stdout,
+};
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String) {
@@ -30,19 +32,19 @@ fn start_logged(
             .env("COMMANDER__LOG__FORMAT", "json")
             .envs(extra_env.iter().copied()),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(remaining)
-            .expect("commander logs that it is listening within 30 s");
-        let event: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        if event["message"] == "commander is listening" {
-            let address = event["address"].as_str().expect("address field").to_owned();
-            return (child, address, keep_collecting(vec![line], rx));
-        }
-    }
+    let json = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+    };
+    let listening = lines_until_listening(&rx, |line| {
+        json(line)["message"] == "commander is listening"
+    })
+    .pop()
+    .expect("the listening line");
+    let address = json(&listening)["address"]
+        .as_str()
+        .expect("address field")
+        .to_owned();
+    (child, address, keep_collecting(vec![listening], rx))
 }
 
 /// The database a commander started in `dir` uses on its defaults.
@@ -864,20 +866,15 @@ fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
 fn human_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let (child, rx) = spawn_reading_stdout(&mut server_in(dir.path()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let listening = loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(remaining)
-            .expect("commander logs that it is listening within 30 s");
+    let listening = lines_until_listening(&rx, |line| {
         assert!(
             !line.contains('\u{1b}'),
             "a colour code in a piped log: {line:?}"
         );
-        if line.contains("commander is listening") {
-            break line;
-        }
-    };
+        line.contains("commander is listening")
+    })
+    .pop()
+    .expect("the listening line");
     assert!(
         listening.contains(" INFO "),
         "the human format: {listening}"
@@ -937,18 +934,8 @@ fn start_human(
             .env("COMMANDER__LOG__FORMAT", "human")
             .envs(extra_env.iter().copied()),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    let listening = loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(remaining)
-            .expect("commander logs that it is listening within 30 s");
-        seen.push(line.clone());
-        if line.contains("commander is listening") {
-            break line;
-        }
-    };
+    let seen = lines_until_listening(&rx, |line| line.contains("commander is listening"));
+    let listening = seen.last().expect("the listening line").clone();
     let lines = keep_collecting(seen, rx);
     let address = listening
         .split_whitespace()

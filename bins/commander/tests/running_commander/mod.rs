@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 /// A started commander, killed if a test ends without it exiting, so no process outlives a
 /// failed test.
@@ -66,4 +67,25 @@ pub fn keep_collecting(
         }
     });
     collected
+}
+
+/// The lines of `lines` up to and including the first for which `is_listening` holds, which
+/// must come within 30 s.
+pub fn lines_until_listening(
+    lines: &mpsc::Receiver<String>,
+    mut is_listening: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(remaining)
+            .expect("commander logs that it is listening within 30 s");
+        let listening = is_listening(&line);
+        seen.push(line);
+        if listening {
+            return seen;
+        }
+    }
 }
