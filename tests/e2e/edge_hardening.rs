@@ -776,13 +776,8 @@ async fn head_is_answered_on_get_routes() {
             "{path}: no body"
         );
     }
-    let listed = app
-        .client
-        .head(app.url("/specialists"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let head_as_admin = |path| app.client.head(app.url(path)).bearer_auth(ADMIN_KEY).send();
+    let listed = head_as_admin("/specialists").await.unwrap();
     assert_eq!(listed.status(), 200);
     assert!(listed.headers().contains_key("x-ratelimit-limit"));
     let anonymous = app
@@ -792,13 +787,7 @@ async fn head_is_answered_on_get_routes() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401, "HEAD is authenticated like GET");
-    let post_only = app
-        .client
-        .head(app.url("/chat/send"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let post_only = head_as_admin("/chat/send").await.unwrap();
     assert_eq!(post_only.status(), 405);
 
     // On a kept-alive connection, a HEAD answer carries no body to desynchronise the next.

@@ -201,13 +201,7 @@ mod management {
         replacement["temperature"] = json!(2.1);
         replacement["max_tokens"] = json!(0);
         let path = format!("/specialists/{}", "i".repeat(64));
-        let put = app
-            .client
-            .put(app.url(&path))
-            .json(&replacement)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json(&path, &replacement).await;
         assert_eq!(put.status(), 422);
         assert_eq!(fields_of(put).await, ["temperature", "max_tokens"]);
         let patch = app
@@ -299,13 +293,7 @@ mod management {
         renamed["id"] = json!("someone-else");
         renamed["name"] = json!("Financial Analyst");
         renamed["temperature"] = json!(3);
-        let put = app
-            .client
-            .put(app.url("/specialists/general"))
-            .json(&renamed)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json("/specialists/general", &renamed).await;
         let fields = sorted_fields_of(put).await;
         assert_eq!(fields, ["id", "name", "temperature"]);
 
@@ -426,13 +414,7 @@ mod management {
         let mut replacement = got.clone();
         replacement["system_prompt"] = json!("Version two.");
         replacement["description"] = json!("Now described");
-        let put = app
-            .client
-            .put(app.url("/specialists/tax"))
-            .json(&replacement)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json("/specialists/tax", &replacement).await;
         assert_eq!(put.status(), 200);
         assert_eq!(put.headers()["etag"], "\"2\"");
         let v2: Value = put.json().await.unwrap();
@@ -478,12 +460,7 @@ mod management {
         assert_ne!(copy["id"], "tax");
         assert_eq!(copy["system_prompt"], "Version two.");
 
-        let delete = app
-            .client
-            .delete(app.url("/specialists/tax"))
-            .send()
-            .await
-            .unwrap();
+        let delete = app.delete("/specialists/tax").await;
         assert_eq!(delete.status(), 204);
         let gone = app.get("/specialists/tax").await;
         assert_eq!(gone.status(), 404);
@@ -509,11 +486,7 @@ mod management {
                 .send()
                 .await
                 .unwrap(),
-            app.client
-                .delete(app.url("/specialists/nope"))
-                .send()
-                .await
-                .unwrap(),
+            app.delete("/specialists/nope").await,
             post(&app, "/specialists/nope/duplicate", &json!({})).await,
         ] {
             assert_eq!(response.status(), 404);

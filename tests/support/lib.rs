@@ -107,11 +107,7 @@ impl TestApp {
 
     /// GETs `path` with no credentials.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        sent(self.client.get(self.url(path))).await
     }
 
     /// GETs `path` with no credentials and reads the answer as JSON, whatever its status.
@@ -121,38 +117,12 @@ impl TestApp {
 
     /// GETs `path` with one extra header (a spoofed Host, an Origin, ...).
     pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .header(name, value)
-            .send()
-            .await
-            .expect("request sent")
+        sent(self.client.get(self.url(path)).header(name, value)).await
     }
 
     /// GETs `path` with `token` as the bearer credential.
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    /// POSTs `body` as JSON with `token` as the bearer credential.
-    pub async fn post_json_as(
-        &self,
-        path: &str,
-        token: &str,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        sent(self.client.get(self.url(path)).bearer_auth(token)).await
     }
 
     /// GETs `/usage/summary` with `query` (empty, or starting with `?`).
@@ -171,12 +141,23 @@ impl TestApp {
 
     /// POSTs `body` as JSON.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        sent(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// POSTs `body` as JSON with `token` as the bearer credential.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        sent(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
     }
 
     /// POSTs raw bytes with the given content type.
@@ -186,13 +167,23 @@ impl TestApp {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request sent")
+        sent(
+            self.client
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// PUTs `body` as JSON with no credentials.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        sent(self.client.put(self.url(path)).json(body)).await
+    }
+
+    /// DELETEs `path` with no credentials.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        sent(self.client.delete(self.url(path))).await
     }
 
     /// Every usage row, after waiting for every record handed to the writer so far.
@@ -245,6 +236,12 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Sends `request`; only a transport failure (the server gone) fails here, any status is the
+/// caller's to check.
+async fn sent(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("request sent")
 }
 
 impl Drop for TestApp {
