@@ -2,16 +2,16 @@
 //! missing is one ERROR, not one per poll, and its return is one INFO.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod running_commander;
 
-use running_commander::{Running, keep_collecting, server_in, spawn_reading_stdout};
+use running_commander::{LogLines, Running, keep_collecting, server_in, spawn_reading_stdout};
 
 /// Starts `commander` in `dir` with JSON logs at debug level for the binary, polling the
 /// catalogue every 20 ms; every log line lands in the returned list as it is printed.
-fn start(dir: &std::path::Path) -> (Running, Arc<Mutex<Vec<String>>>) {
+fn start(dir: &std::path::Path) -> (Running, LogLines) {
     let (child, lines) = spawn_reading_stdout(
         server_in(dir)
             .env("COMMANDER__LOG__FORMAT", "json")

@@ -9,7 +9,8 @@ use usage_store::{DatabaseConfig, UsageStore};
 mod running_commander;
 
 use running_commander::{
-    Running, commander_in, keep_collecting, lines_until_listening, server_in, spawn_reading_stdout,
+    LogLines, Running, commander_in, keep_collecting, lines_until_listening, server_in,
+    spawn_reading_stdout,
 };
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
@@ -19,19 +20,8 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String)
 }
 
 /// Like [`start`], also returning every log line the process prints (filled as it runs).
-fn start_logged(
-    dir: &std::path::Path,
-    extra_env: &[(&str, &str)],
-) -> (
-    Running,
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let (child, rx) = spawn_reading_stdout(
-        server_in(dir)
-            .env("COMMANDER__LOG__FORMAT", "json")
-            .envs(extra_env.iter().copied()),
-    );
+fn start_logged(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) {
+    let (child, rx) = spawn_server(dir, "json", extra_env);
     let json = |line: &str| -> serde_json::Value {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
     };
@@ -45,6 +35,20 @@ fn start_logged(
         .expect("address field")
         .to_owned();
     (child, address, keep_collecting(vec![listening], rx))
+}
+
+/// Starts `commander` serving in `dir` with `log_format` logs and `extra_env`; returns it and
+/// its stdout lines.
+fn spawn_server(
+    dir: &std::path::Path,
+    log_format: &str,
+    extra_env: &[(&str, &str)],
+) -> (Running, std::sync::mpsc::Receiver<String>) {
+    spawn_reading_stdout(
+        server_in(dir)
+            .env("COMMANDER__LOG__FORMAT", log_format)
+            .envs(extra_env.iter().copied()),
+    )
 }
 
 /// The database a commander started in `dir` uses on its defaults.
@@ -921,19 +925,8 @@ fn usage_report_refuses_dates_beyond_its_range_with_a_clear_error() {
 
 /// Starts `commander` in `dir` with human-format logs; returns it, the address it logged and
 /// every line it prints (filled as it runs).
-fn start_human(
-    dir: &std::path::Path,
-    extra_env: &[(&str, &str)],
-) -> (
-    Running,
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let (child, rx) = spawn_reading_stdout(
-        server_in(dir)
-            .env("COMMANDER__LOG__FORMAT", "human")
-            .envs(extra_env.iter().copied()),
-    );
+fn start_human(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) {
+    let (child, rx) = spawn_server(dir, "human", extra_env);
     let seen = lines_until_listening(&rx, |line| line.contains("commander is listening"));
     let listening = seen.last().expect("the listening line").clone();
     let lines = keep_collecting(seen, rx);

@@ -22,6 +22,9 @@ impl Drop for Running {
     }
 }
 
+/// Every line a commander printed so far, filled on as it prints more.
+pub type LogLines = Arc<Mutex<Vec<String>>>;
+
 /// `commander` run in `dir` with nothing of the test's environment.
 pub fn commander_in(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_commander"));
@@ -55,10 +58,7 @@ pub fn spawn_reading_stdout(command: &mut Command) -> (Running, mpsc::Receiver<S
 }
 
 /// A list that starts with `seen` and gets every later line of `lines` as it arrives.
-pub fn keep_collecting(
-    seen: Vec<String>,
-    lines: mpsc::Receiver<String>,
-) -> Arc<Mutex<Vec<String>>> {
+pub fn keep_collecting(seen: Vec<String>, lines: mpsc::Receiver<String>) -> LogLines {
     let collected = Arc::new(Mutex::new(seen));
     let sink = Arc::clone(&collected);
     std::thread::spawn(move || {
