@@ -947,6 +947,17 @@ fn curl_status(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Debug logging, and OpenAI at `fake` with a key and no retries, so each call is one
+/// upstream answer.
+fn debug_logs_and_openai_at(fake: &fake_upstream::FakeUpstream) -> [(&'static str, &str); 4] {
+    [
+        ("RUST_LOG", "debug"),
+        ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
+        ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
+        ("OPENAI_API_KEY", "sk-test"),
+    ]
+}
+
 /// What an attacker wants to appear as a line of its own.
 const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO commander::application: FORGED";
 
@@ -960,15 +971,7 @@ fn human_logs_keep_newlines_from_paths_and_upstream_bodies_inside_their_line() {
         format!("overloaded\n{FORGED} by the upstream\r\n\u{2028}\u{202e}"),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, logs) = start_human(
-        dir.path(),
-        &[
-            ("RUST_LOG", "debug"),
-            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
-            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
-    );
+    let (mut child, address, logs) = start_human(dir.path(), &debug_logs_and_openai_at(&fake));
     let forged_path = format!("{}%20in%20a%20path", FORGED.replace(' ', "%20"));
     for path in [
         format!("/specialists/x%0a{forged_path}"),
@@ -1082,15 +1085,7 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
     let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
     fake.set_default(Reply::status(500, "the upstream is melting"));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, logs) = start_logged(
-        dir.path(),
-        &[
-            ("RUST_LOG", "debug"),
-            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
-            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
-    );
+    let (mut child, address, logs) = start_logged(dir.path(), &debug_logs_and_openai_at(&fake));
     let failed = curl_status(&[
         "-H",
         "content-type: application/json",
