@@ -1112,20 +1112,20 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
             .unwrap_or_else(|| panic!("no '{message}' line in {logs:#?}"));
         serde_json::from_str(line).unwrap()
     };
-    let failed = event("request failed");
-    assert_eq!(failed["code"], "upstream_error");
-    assert!(
-        failed["error_message"]
-            .as_str()
-            .is_some_and(|m| m.contains("the upstream is melting")),
-        "{failed}"
+    let assert_logged = |message: &str, code: &str, error_text: &str| {
+        let logged = event(message);
+        assert_eq!(logged["code"], code);
+        assert!(
+            logged["error_message"]
+                .as_str()
+                .is_some_and(|m| m.contains(error_text)),
+            "{logged}"
+        );
+    };
+    assert_logged(
+        "request failed",
+        "upstream_error",
+        "the upstream is melting",
     );
-    let refused = event("request refused");
-    assert_eq!(refused["code"], "specialist_not_found");
-    assert!(
-        refused["error_message"]
-            .as_str()
-            .is_some_and(|m| m.contains("nobody-here")),
-        "{refused}"
-    );
+    assert_logged("request refused", "specialist_not_found", "nobody-here");
 }
