@@ -263,15 +263,7 @@ async fn api_keys_right_wrong_and_missing() {
         .unwrap();
     assert_unauthorized(basic, "Bearer", "dXNlcjpwYXNz").await;
     // Health and readiness need no credentials.
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/health").await.status(), 200);
     let rows = app.usage_rows().await;
     assert_eq!(rows.len(), 1, "refused calls reach no specialist");
     assert_eq!(

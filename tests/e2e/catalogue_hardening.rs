@@ -1,7 +1,7 @@
 //! Issue 16's catalogue holes, over HTTP: hidden characters, look-alike names and ids, updates
 //! that change nothing, an unbounded prompt history, base URLs to internal addresses.
 
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, error_body, field_of_each};
 use serde_json::{Value, json};
 
 fn specialist(id: &str, name: &str) -> Value {
@@ -113,21 +113,8 @@ async fn look_alike_names_and_ids_cannot_coexist() {
     assert_eq!(response.status(), 409);
     assert_eq!(error_body(response).await["code"], "specialist_exists");
 
-    let list: Value = app
-        .client
-        .get(app.url("/specialists"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = list["specialists"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let list: Value = app.get_json("/specialists").await;
+    let ids: Vec<&str> = field_of_each(&list["specialists"], "id");
     assert_eq!(
         ids.iter()
             .filter(|id| id.eq_ignore_ascii_case("demo"))
@@ -198,12 +185,7 @@ async fn prompt_history_keeps_only_the_newest_configured_number() {
     }
     let demo = get(&app, "demo").await;
     assert_eq!(demo["version"], 7);
-    let kept: Vec<&str> = demo["prompt_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["system_prompt"].as_str().unwrap())
-        .collect();
+    let kept: Vec<&str> = field_of_each(&demo["prompt_history"], "system_prompt");
     // The original prompt and Prompts 1 to 5 were replaced; the newest three are kept.
     assert_eq!(
         kept,

@@ -75,12 +75,7 @@ async fn cost_follows_the_specialists_pricing() {
         .unwrap();
     })
     .await;
-    let response = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "priced", "message": "price me"}),
-        )
-        .await;
+    let response = app.chat("priced", "price me").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     let input = body["input_tokens"].as_f64().unwrap();
@@ -211,14 +206,14 @@ async fn a_client_that_disconnects_still_gets_its_call_logged() {
 #[tokio::test]
 async fn health_and_ready_answer() {
     let app = TestApp::spawn().await;
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
     assert_eq!(
         health.json::<serde_json::Value>().await.unwrap()["status"],
         "ok"
     );
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<serde_json::Value>().await.unwrap()["status"],

@@ -48,15 +48,7 @@ fn auth_required(settings: &mut commander::Settings) {
 }
 
 async fn specialist_count(app: &TestApp) -> usize {
-    let list: Value = app
-        .client
-        .get(app.url("/specialists"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/specialists").await;
     list.as_array()
         .or_else(|| list["specialists"].as_array())
         .map(Vec::len)
@@ -182,13 +174,7 @@ async fn get_health(reader: &mut BufReader<TcpStream>) -> RawResponse {
 async fn a_foreign_host_is_refused_with_421_while_auth_is_disabled() {
     let app = TestApp::spawn().await;
     let evil = format!("evil.example:{}", port(&app));
-    let response = app
-        .client
-        .get(app.url("/specialists"))
-        .header("host", &evil)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_header("/specialists", "host", &evil).await;
     assert_eq!(response.status(), 421);
     assert_eq!(error_body(response).await["code"], "host_not_allowed");
 
@@ -210,24 +196,13 @@ async fn a_foreign_host_is_refused_with_421_while_auth_is_disabled() {
         .unwrap();
     assert_eq!(deleted.status(), 421);
     assert_eq!(
-        app.client
-            .get(app.url("/specialists/demo"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get("/specialists/demo").await.status(),
         200,
         "the specialist is still there"
     );
     assert!(app.usage_rows().await.is_empty(), "no call was made");
     // The OpenAI-compatible routes refuse in their own shape.
-    let models = app
-        .client
-        .get(app.url("/v1/models"))
-        .header("host", &evil)
-        .send()
-        .await
-        .unwrap();
+    let models = app.get_with_header("/v1/models", "host", &evil).await;
     assert_eq!(models.status(), 421);
     let body: Value = models.json().await.unwrap();
     assert_eq!(body["error"]["code"], "host_not_allowed");
@@ -248,33 +223,17 @@ async fn loopback_names_listed_hosts_and_probes_are_admitted() {
         format!("[::1]:{port}"),
         format!("Commander.Internal:{port}"),
     ] {
-        let response = app
-            .client
-            .get(app.url("/specialists"))
-            .header("host", &host)
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_with_header("/specialists", "host", &host).await;
         assert_eq!(response.status(), 200, "{host}");
     }
     // Probes call by address, whatever the Host; they say only "up" and change nothing.
     for path in ["/health", "/ready"] {
-        let response = app
-            .client
-            .get(app.url(path))
-            .header("host", "10.1.2.3:8000")
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_with_header(path, "host", "10.1.2.3:8000").await;
         assert_eq!(response.status(), 200, "{path}");
     }
     let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/metrics", "host", "evil.example")
+        .await;
     assert_eq!(metrics.status(), 421, "metrics are not a probe");
 }
 
@@ -411,12 +370,8 @@ async fn listed_origins_and_the_server_s_own_may_change_state() {
     );
     // Reading is not refused (CORS keeps the answer from a foreign page).
     let read = app
-        .client
-        .get(app.url("/specialists"))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/specialists", "origin", "https://evil.example")
+        .await;
     assert_eq!(read.status(), 200);
 }
 
@@ -462,12 +417,7 @@ async fn a_body_trickled_past_the_deadline_gets_408_and_the_connection_closes() 
     assert!(closed_by_server(&mut connection).await, "chunked: closed");
     assert!(app.usage_rows().await.is_empty());
     // A body that arrives in time is unaffected.
-    let ok = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "demo", "message": "hi"}),
-        )
-        .await;
+    let ok = app.chat("demo", "hi").await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -618,13 +568,12 @@ fn token_with(extra: Value) -> String {
 }
 
 async fn chat_with_token(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/chat/send"))
-        .bearer_auth(token)
-        .json(&json!({"specialist_id": "demo", "message": "hi"}))
-        .send()
-        .await
-        .unwrap()
+    app.post_json_as(
+        "/chat/send",
+        token,
+        &json!({"specialist_id": "demo", "message": "hi"}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -729,7 +678,7 @@ async fn request_ids_are_v7_uuids_with_random_tails() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
     for _ in 0..100 {
-        let response = app.client.get(app.url("/health")).send().await.unwrap();
+        let response = app.get("/health").await;
         let id = response.headers()["x-request-id"]
             .to_str()
             .unwrap()
@@ -752,27 +701,41 @@ async fn request_ids_are_v7_uuids_with_random_tails() {
 
 // --- Item 18: one client, two spellings ---
 
-#[tokio::test]
-async fn ipv4_mapped_and_plain_spellings_of_a_client_share_one_bucket() {
-    let app = TestApp::spawn_with(|settings, _| {
+/// A server that lets each client one request and trusts `X-Forwarded-For` from 127.0.0.1.
+async fn one_request_per_client_behind_a_local_proxy() -> TestApp {
+    TestApp::spawn_with(|settings, _| {
         settings.rate_limit.requests = NonZeroU32::new(1).unwrap();
         settings.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse::<Cidr>().unwrap()];
     })
-    .await;
-    let chat = |forwarded_for: &'static str| {
-        app.client
-            .post(app.url("/chat/send"))
-            .header("x-forwarded-for", forwarded_for)
-            .json(&json!({"specialist_id": "demo", "message": "hi"}))
-            .send()
-    };
-    assert_eq!(chat("9.9.9.9").await.unwrap().status(), 200);
-    let second = chat("::ffff:9.9.9.9").await.unwrap();
+    .await
+}
+
+/// A chat call relayed by the local proxy for `forwarded_for`.
+async fn chat_forwarded_for(app: &TestApp, forwarded_for: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/chat/send"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"specialist_id": "demo", "message": "hi"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ipv4_mapped_and_plain_spellings_of_a_client_share_one_bucket() {
+    let app = one_request_per_client_behind_a_local_proxy().await;
+    assert_eq!(chat_forwarded_for(&app, "9.9.9.9").await.status(), 200);
+    let second = chat_forwarded_for(&app, "::ffff:9.9.9.9").await;
     assert_eq!(second.status(), 429, "the same client, spelled as IPv6");
     assert_eq!(error_body(second).await["code"], "rate_limited");
-    assert_eq!(chat("[::ffff:9.9.9.9]:443").await.unwrap().status(), 429);
     assert_eq!(
-        chat("9.9.9.8").await.unwrap().status(),
+        chat_forwarded_for(&app, "[::ffff:9.9.9.9]:443")
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        chat_forwarded_for(&app, "9.9.9.8").await.status(),
         200,
         "another client"
     );
@@ -780,20 +743,12 @@ async fn ipv4_mapped_and_plain_spellings_of_a_client_share_one_bucket() {
 
 #[tokio::test]
 async fn one_ipv6_64_is_one_rate_limit_bucket() {
-    let app = TestApp::spawn_with(|settings, _| {
-        settings.rate_limit.requests = NonZeroU32::new(1).unwrap();
-        settings.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse::<Cidr>().unwrap()];
-    })
-    .await;
-    let chat = |forwarded_for: &'static str| {
-        app.client
-            .post(app.url("/chat/send"))
-            .header("x-forwarded-for", forwarded_for)
-            .json(&json!({"specialist_id": "demo", "message": "hi"}))
-            .send()
-    };
-    assert_eq!(chat("2001:db8:1:2::1").await.unwrap().status(), 200);
-    let same_host = chat("2001:db8:1:2:ffff:ffff:ffff:9").await.unwrap();
+    let app = one_request_per_client_behind_a_local_proxy().await;
+    assert_eq!(
+        chat_forwarded_for(&app, "2001:db8:1:2::1").await.status(),
+        200
+    );
+    let same_host = chat_forwarded_for(&app, "2001:db8:1:2:ffff:ffff:ffff:9").await;
     assert_eq!(
         same_host.status(),
         429,
@@ -801,7 +756,7 @@ async fn one_ipv6_64_is_one_rate_limit_bucket() {
     );
     assert_eq!(error_body(same_host).await["code"], "rate_limited");
     assert_eq!(
-        chat("2001:db8:1:3::1").await.unwrap().status(),
+        chat_forwarded_for(&app, "2001:db8:1:3::1").await.status(),
         200,
         "the next /64 is another client"
     );
@@ -821,13 +776,8 @@ async fn head_is_answered_on_get_routes() {
             "{path}: no body"
         );
     }
-    let listed = app
-        .client
-        .head(app.url("/specialists"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let head_as_admin = |path| app.client.head(app.url(path)).bearer_auth(ADMIN_KEY).send();
+    let listed = head_as_admin("/specialists").await.unwrap();
     assert_eq!(listed.status(), 200);
     assert!(listed.headers().contains_key("x-ratelimit-limit"));
     let anonymous = app
@@ -837,13 +787,7 @@ async fn head_is_answered_on_get_routes() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401, "HEAD is authenticated like GET");
-    let post_only = app
-        .client
-        .head(app.url("/chat/send"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let post_only = head_as_admin("/chat/send").await.unwrap();
     assert_eq!(post_only.status(), 405);
 
     // On a kept-alive connection, a HEAD answer carries no body to desynchronise the next.

@@ -13,14 +13,6 @@ use providers::{
 use serde_json::json;
 use tokio::time::Instant;
 
-async fn summary(app: &TestApp, query: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/usage/summary{query}")))
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn usage_bounds_outside_years_1_to_9999_are_422_naming_the_parameter() {
     let app = TestApp::spawn().await;
@@ -33,7 +25,7 @@ async fn usage_bounds_outside_years_1_to_9999_are_422_naming_the_parameter() {
         ("?to=10000-01-01", "to"),
         ("?to=-0001-01-01T00:00:00Z", "to"),
     ] {
-        let response = summary(&app, query).await;
+        let response = app.usage_summary(query).await;
         assert_eq!(response.status(), 422, "{query}");
         let error = error_body(response).await;
         assert_eq!(error["code"], "validation_failed", "{query}");
@@ -45,10 +37,10 @@ async fn usage_bounds_outside_years_1_to_9999_are_422_naming_the_parameter() {
         "?to=0001-01-02",
         "?from=9999-12-30&to=9999-12-31T23:59:59Z",
     ] {
-        let response = summary(&app, query).await;
+        let response = app.usage_summary(query).await;
         assert_eq!(response.status(), 200, "{query}");
     }
-    let answered = summary(&app, "").await;
+    let answered = app.usage_summary("").await;
     assert_eq!(answered.status(), 200, "the server still serves");
 }
 
@@ -167,12 +159,7 @@ async fn a_handler_panic_is_a_500_with_its_request_id_and_an_internal_error_row(
     }
 
     // The worker that panicked goes on serving, a chat call included.
-    let answered = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "demo", "message": "hi"}),
-        )
-        .await;
+    let answered = app.chat("demo", "hi").await;
     assert_eq!(answered.status(), 200);
 }
 
@@ -220,12 +207,7 @@ async fn a_stream_that_panics_mid_way_ends_with_an_error_event_and_an_internal_e
             "the delivered text is counted: {row:?}"
         );
     }
-    let answered = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "demo", "message": "hi"}),
-        )
-        .await;
+    let answered = app.chat("demo", "hi").await;
     assert_eq!(answered.status(), 200);
 }
 
@@ -273,9 +255,9 @@ async fn ready_and_usage_do_not_tell_clients_where_the_database_is() {
     .await;
     proxy.cut();
 
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
-    let usage = summary(&app, "?scope=own").await;
+    let usage = app.usage_summary("?scope=own").await;
     assert_eq!(usage.status(), 503);
     for response in [ready, usage] {
         let error = error_body(response).await;
@@ -727,7 +709,7 @@ fn generated_bodies_and_queries_never_panic_a_route() {
     );
     // And the server is still whole.
     runtime.block_on(async move {
-        let health = app.client.get(app.url("/health")).send().await.unwrap();
+        let health = app.get("/health").await;
         assert_eq!(health.status(), 200);
     });
 }

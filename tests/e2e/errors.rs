@@ -1,4 +1,4 @@
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, error_body, field_of_each};
 use serde_json::json;
 
 #[tokio::test]
@@ -58,12 +58,7 @@ async fn invalid_values_are_422_with_every_field_listed() {
     assert_eq!(response.status(), 422);
     let error = error_body(response).await;
     assert_eq!(error["code"], "validation_failed");
-    let fields: Vec<&str> = error["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = field_of_each(&error["details"], "field");
     assert_eq!(
         fields,
         ["specialist_id", "message", "conversation_history[0].role"]
@@ -74,12 +69,7 @@ async fn invalid_values_are_422_with_every_field_listed() {
 #[tokio::test]
 async fn unknown_specialist_is_404_and_not_logged() {
     let app = TestApp::spawn().await;
-    let response = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "nobody", "message": "hi"}),
-        )
-        .await;
+    let response = app.chat("nobody", "hi").await;
     assert_eq!(response.status(), 404);
     let error = error_body(response).await;
     assert_eq!(error["code"], "specialist_not_found");
@@ -123,12 +113,7 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn long_message_is_422_from_the_configured_limit() {
     let app = TestApp::spawn_with(|settings, _| settings.server.chat.max_message_chars = 10).await;
-    let response = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "demo", "message": "x".repeat(11)}),
-        )
-        .await;
+    let response = app.chat("demo", &"x".repeat(11)).await;
     assert_eq!(response.status(), 422);
     let error = error_body(response).await;
     assert_eq!(error["details"][0]["field"], "message");
@@ -185,16 +170,11 @@ async fn wrong_content_type_is_415() {
 #[tokio::test]
 async fn unknown_route_is_404_and_wrong_method_is_405_in_the_error_shape() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(app.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/no/such/route").await;
     assert_eq!(response.status(), 404);
     assert_eq!(error_body(response).await["code"], "not_found");
 
-    let response = app.client.get(app.url("/chat/send")).send().await.unwrap();
+    let response = app.get("/chat/send").await;
     assert_eq!(response.status(), 405);
     assert_eq!(error_body(response).await["code"], "method_not_allowed");
 }

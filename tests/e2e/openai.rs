@@ -59,13 +59,7 @@ async fn app(fake: &FakeUpstream, auth: bool) -> TestApp {
 }
 
 async fn complete(app: &TestApp, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json_as("/v1/chat/completions", KEY, &body).await
 }
 
 #[tokio::test]
@@ -369,13 +363,12 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
 
     let wrong_key = "cmdr_not_a_key_we_issued_000000000000000000000000000000000000000000";
     let wrong = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(wrong_key)
-        .json(&json!({"model": "analyst", "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
+        .post_json_as(
+            "/v1/chat/completions",
+            wrong_key,
+            &json!({"model": "analyst", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(wrong.status(), 401);
     let raw = wrong.text().await.unwrap();
     assert!(!raw.contains(wrong_key), "the key is never echoed: {raw}");
@@ -386,13 +379,7 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
     );
     assert_eq!(error["error"]["code"], "invalid_api_key");
 
-    let unknown_route = app
-        .client
-        .get(app.url("/v1/embeddings"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let unknown_route = app.get_as("/v1/embeddings", KEY).await;
     assert_eq!(unknown_route.status(), 404);
     let error: Value = unknown_route.json().await.unwrap();
     assert_eq!(
@@ -406,16 +393,7 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
 async fn models_list_the_specialists() {
     let fake = FakeUpstream::start(Wire::OpenAi).await;
     let app = app(&fake, true).await;
-    let list: Value = app
-        .client
-        .get(app.url("/v1/models"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_as("/v1/models", KEY).await.json().await.unwrap();
     assert_eq!(keys(&list), set(&["object", "data"]));
     assert_eq!(list["object"], "list");
     let data = list["data"].as_array().unwrap();
@@ -427,29 +405,19 @@ async fn models_list_the_specialists() {
         assert!(model["created"].is_i64());
     }
     let one: Value = app
-        .client
-        .get(app.url("/v1/models/demo"))
-        .bearer_auth(KEY)
-        .send()
+        .get_as("/v1/models/demo", KEY)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(one, data[1]);
-    let missing = app
-        .client
-        .get(app.url("/v1/models/nope"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get_as("/v1/models/nope", KEY).await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.json::<Value>().await.unwrap()["error"]["code"],
         "model_not_found"
     );
-    let unauthenticated = app.client.get(app.url("/v1/models")).send().await.unwrap();
+    let unauthenticated = app.get("/v1/models").await;
     assert_eq!(unauthenticated.status(), 401);
 }
 

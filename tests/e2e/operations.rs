@@ -31,17 +31,9 @@ async fn metrics_move_by_exactly_the_calls_made() {
     fake.push(Reply::text("fine").usage(10, 20));
     fake.push(Reply::status(500, "boom"));
     for _ in 0..3 {
-        app.post_json(
-            "/chat/send",
-            &json!({"specialist_id": "general", "message": "hi"}),
-        )
-        .await;
+        app.chat("general", "hi").await;
     }
-    app.post_json(
-        "/chat/send",
-        &json!({"specialist_id": "nobody", "message": "hi"}),
-    )
-    .await;
+    app.chat("nobody", "hi").await;
     let sent = std::time::Instant::now();
     let streamed = app
         .client
@@ -52,12 +44,7 @@ async fn metrics_move_by_exactly_the_calls_made() {
         .unwrap();
     e2e_support::read_sse(streamed, sent.into()).await;
     // The sixth call of this caller is over the limit of five.
-    let refused = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "demo", "message": "hi"}),
-        )
-        .await;
+    let refused = app.chat("demo", "hi").await;
     assert_eq!(refused.status(), 429);
     app.usage_rows().await;
 
@@ -173,15 +160,7 @@ async fn streams_in_flight_counts_open_streams_on_both_routes() {
 #[tokio::test]
 async fn the_openapi_document_is_served_and_names_every_route() {
     let app = TestApp::spawn().await;
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in http_api::routes() {

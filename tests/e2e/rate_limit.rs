@@ -78,7 +78,7 @@ async fn every_limited_response_has_the_headers_and_the_bucket_runs_out_with_429
 async fn health_and_ready_are_never_limited() {
     let app = TestApp::spawn_with(limited(1)).await;
     for path in ["/health", "/ready", "/health", "/ready", "/health"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.headers().get("x-ratelimit-limit").is_none());
     }
@@ -97,12 +97,7 @@ async fn chat_and_management_have_separate_limits() {
     assert_eq!(chat(&app, None).await.status(), 200);
     assert_eq!(chat(&app, None).await.status(), 429);
     for expected in [200, 200, 429] {
-        let response = app
-            .client
-            .get(app.url("/specialists"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get("/specialists").await;
         assert_eq!(response.status(), expected);
         assert_eq!(
             header(&response, "ratelimit-policy"),

@@ -1,25 +1,12 @@
 //! Reading the catalogue over HTTP.
 
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, error_body, field_of_each};
 
 #[tokio::test]
 async fn list_is_sorted_by_name_and_filterable_by_provider() {
     let app = TestApp::spawn().await;
-    let body: serde_json::Value = app
-        .client
-        .get(app.url("/specialists"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = body["specialists"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let body: serde_json::Value = app.get_json("/specialists").await;
+    let names: Vec<&str> = field_of_each(&body["specialists"], "name");
     assert_eq!(
         names,
         [
@@ -31,29 +18,11 @@ async fn list_is_sorted_by_name_and_filterable_by_provider() {
         ]
     );
 
-    let openai: serde_json::Value = app
-        .client
-        .get(app.url("/specialists?provider=openai"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = openai["specialists"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let openai: serde_json::Value = app.get_json("/specialists?provider=openai").await;
+    let ids: Vec<&str> = field_of_each(&openai["specialists"], "id");
     assert_eq!(ids, ["financial_analyst", "general", "grok_analyst"]);
 
-    let response = app
-        .client
-        .get(app.url("/specialists?provider=cohere"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/specialists?provider=cohere").await;
     assert_eq!(response.status(), 422);
     assert_eq!(
         error_body(response).await["details"][0]["field"],
@@ -64,22 +33,14 @@ async fn list_is_sorted_by_name_and_filterable_by_provider() {
 #[tokio::test]
 async fn one_specialist_in_the_file_format_or_404() {
     let app = TestApp::spawn().await;
-    let grok: serde_json::Value = app
-        .client
-        .get(app.url("/specialists/grok_analyst"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grok: serde_json::Value = app.get_json("/specialists/grok_analyst").await;
     assert_eq!(grok["base_url"], "https://api.x.ai/v1");
     assert_eq!(grok["version"], 1);
     assert_eq!(grok["pricing"]["input_per_1m"], 2.0);
     assert_eq!(grok["prompt_history"], serde_json::json!([]));
 
     for missing in ["/specialists/nobody", "/specialists/has%20space"] {
-        let response = app.client.get(app.url(missing)).send().await.unwrap();
+        let response = app.get(missing).await;
         assert_eq!(response.status(), 404, "{missing}");
         assert_eq!(error_body(response).await["code"], "specialist_not_found");
     }
@@ -240,13 +201,7 @@ mod management {
         replacement["temperature"] = json!(2.1);
         replacement["max_tokens"] = json!(0);
         let path = format!("/specialists/{}", "i".repeat(64));
-        let put = app
-            .client
-            .put(app.url(&path))
-            .json(&replacement)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json(&path, &replacement).await;
         assert_eq!(put.status(), 422);
         assert_eq!(fields_of(put).await, ["temperature", "max_tokens"]);
         let patch = app
@@ -259,15 +214,7 @@ mod management {
         assert_eq!(patch.status(), 422);
         let fields = sorted_fields_of(patch).await;
         assert_eq!(fields, ["model", "system_prompt"]);
-        let unchanged: Value = app
-            .client
-            .get(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let unchanged: Value = app.get_json(&path).await;
         assert_eq!(unchanged["version"], 1, "refused changes change nothing");
     }
 
@@ -346,13 +293,7 @@ mod management {
         renamed["id"] = json!("someone-else");
         renamed["name"] = json!("Financial Analyst");
         renamed["temperature"] = json!(3);
-        let put = app
-            .client
-            .put(app.url("/specialists/general"))
-            .json(&renamed)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json("/specialists/general", &renamed).await;
         let fields = sorted_fields_of(put).await;
         assert_eq!(fields, ["id", "name", "temperature"]);
 
@@ -466,28 +407,14 @@ mod management {
             (Some(1), Some(2048))
         );
 
-        let got: Value = app
-            .client
-            .get(app.url("/specialists/tax"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value = app.get_json("/specialists/tax").await;
         assert_eq!(got, body);
 
         // PUT replaces every field; the prompt change is archived.
         let mut replacement = got.clone();
         replacement["system_prompt"] = json!("Version two.");
         replacement["description"] = json!("Now described");
-        let put = app
-            .client
-            .put(app.url("/specialists/tax"))
-            .json(&replacement)
-            .send()
-            .await
-            .unwrap();
+        let put = app.put_json("/specialists/tax", &replacement).await;
         assert_eq!(put.status(), 200);
         assert_eq!(put.headers()["etag"], "\"2\"");
         let v2: Value = put.json().await.unwrap();
@@ -533,19 +460,9 @@ mod management {
         assert_ne!(copy["id"], "tax");
         assert_eq!(copy["system_prompt"], "Version two.");
 
-        let delete = app
-            .client
-            .delete(app.url("/specialists/tax"))
-            .send()
-            .await
-            .unwrap();
+        let delete = app.delete("/specialists/tax").await;
         assert_eq!(delete.status(), 204);
-        let gone = app
-            .client
-            .get(app.url("/specialists/tax"))
-            .send()
-            .await
-            .unwrap();
+        let gone = app.get("/specialists/tax").await;
         assert_eq!(gone.status(), 404);
         // The file holds what the API says.
         let file = std::fs::read_to_string(app.dir().join("specialists.json")).unwrap();
@@ -569,11 +486,7 @@ mod management {
                 .send()
                 .await
                 .unwrap(),
-            app.client
-                .delete(app.url("/specialists/nope"))
-                .send()
-                .await
-                .unwrap(),
+            app.delete("/specialists/nope").await,
             post(&app, "/specialists/nope/duplicate", &json!({})).await,
         ] {
             assert_eq!(response.status(), 404);
@@ -611,15 +524,7 @@ mod management {
                 "{error}"
             );
         }
-        let current: Value = app
-            .client
-            .get(app.url("/specialists/general"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let current: Value = app.get_json("/specialists/general").await;
         assert_eq!(current["temperature"], 0.1);
     }
 
@@ -636,15 +541,7 @@ mod management {
         });
         let statuses = futures_util::future::join_all(updates).await;
         assert!(statuses.iter().all(|s| s.as_u16() == 200), "{statuses:?}");
-        let current: Value = app
-            .client
-            .get(app.url("/specialists/general"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let current: Value = app.get_json("/specialists/general").await;
         assert_eq!(current["version"], 51);
         // The file on disk is valid and agrees.
         let text = std::fs::read_to_string(app.dir().join("specialists.json")).unwrap();
@@ -672,12 +569,7 @@ mod management {
         .await;
         assert!(found, "the edited file was not picked up");
         assert_eq!(
-            app.client
-                .get(app.url("/specialists/demo"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            app.get("/specialists/demo").await.status(),
             404,
             "the catalogue is the new file's"
         );
@@ -716,12 +608,7 @@ mod management {
                 "a corrupt file keeps the last good catalogue"
             );
             assert_eq!(get("sneaky").await.unwrap().status(), 404);
-            let chat = app
-                .post_json(
-                    "/chat/send",
-                    &json!({"specialist_id": "deployed", "message": "hi"}),
-                )
-                .await;
+            let chat = app.chat("deployed", "hi").await;
             assert_eq!(chat.status(), 200);
         }
     }
@@ -778,22 +665,9 @@ mod management {
             assert_eq!(error_body(response).await["code"], "forbidden");
         }
         // Reading is for everyone authenticated.
-        let list = app
-            .client
-            .get(app.url("/specialists"))
-            .bearer_auth(USER_KEY)
-            .send()
-            .await
-            .unwrap();
+        let list = app.get_as("/specialists", USER_KEY).await;
         assert_eq!(list.status(), 200);
-        let created = app
-            .client
-            .post(app.url("/specialists"))
-            .bearer_auth(ADMIN_KEY)
-            .json(&valid())
-            .send()
-            .await
-            .unwrap();
+        let created = app.post_json_as("/specialists", ADMIN_KEY, &valid()).await;
         assert_eq!(created.status(), 201);
     }
 

@@ -2,39 +2,21 @@
 
 use std::time::Duration;
 
-use e2e_support::{TcpProxy, TestApp, TestDatabase, error_body};
+use e2e_support::{TcpProxy, TestApp, TestDatabase, error_body, field_of_each};
 use serde_json::json;
-
-async fn summary(app: &TestApp, query: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/usage/summary{query}")))
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn make_calls(app: &TestApp) {
     for message in ["one", "two", "three"] {
-        let response = app
-            .post_json(
-                "/chat/send",
-                &json!({"specialist_id": "demo", "message": message}),
-            )
-            .await;
+        let response = app.chat("demo", message).await;
         assert_eq!(response.status(), 200);
     }
-    let response = app
-        .post_json(
-            "/chat/send",
-            &json!({"specialist_id": "general", "message": "no key"}),
-        )
-        .await;
+    let response = app.chat("general", "no key").await;
     assert_eq!(response.status(), 503);
     app.usage_rows().await;
 }
 
 async fn check_summary(app: &TestApp) {
-    let response = summary(app, "?group_by=specialist").await;
+    let response = app.usage_summary("?group_by=specialist").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["group_by"], "specialist");
@@ -53,21 +35,18 @@ async fn check_summary(app: &TestApp) {
         (Some(1), Some(1))
     );
 
-    let by_provider: serde_json::Value = summary(app, "?group_by=provider")
+    let by_provider: serde_json::Value = app
+        .usage_summary("?group_by=provider")
         .await
         .json()
         .await
         .unwrap();
-    let keys: Vec<&str> = by_provider["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = field_of_each(&by_provider["rows"], "key");
     assert_eq!(keys, ["mock", "openai"]);
 
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let by_day: serde_json::Value = summary(app, &format!("?group_by=day&from={today}&to={today}"))
+    let by_day: serde_json::Value = app
+        .usage_summary(&format!("?group_by=day&from={today}&to={today}"))
         .await
         .json()
         .await
@@ -76,7 +55,8 @@ async fn check_summary(app: &TestApp) {
     assert_eq!(by_day["rows"][0]["requests"], 4);
 
     // A window before any call is empty.
-    let empty: serde_json::Value = summary(app, "?from=2020-01-01&to=2020-01-02")
+    let empty: serde_json::Value = app
+        .usage_summary("?from=2020-01-01&to=2020-01-02")
         .await
         .json()
         .await
@@ -103,19 +83,16 @@ async fn summary_on_postgres() {
 #[tokio::test]
 async fn bad_parameters_are_422_with_every_field() {
     let app = TestApp::spawn().await;
-    let response = summary(&app, "?group_by=colour&from=yesterday&to=soon").await;
+    let response = app
+        .usage_summary("?group_by=colour&from=yesterday&to=soon")
+        .await;
     assert_eq!(response.status(), 422);
     let error = error_body(response).await;
-    let mut fields: Vec<&str> = error["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let mut fields: Vec<&str> = field_of_each(&error["details"], "field");
     fields.sort_unstable();
     assert_eq!(fields, ["from", "group_by", "to"]);
 
-    let response = summary(&app, "?from=2026-02-01&to=2026-01-01").await;
+    let response = app.usage_summary("?from=2026-02-01&to=2026-01-01").await;
     assert_eq!(response.status(), 422);
     assert_eq!(error_body(response).await["details"][0]["field"], "from");
 }
@@ -141,15 +118,7 @@ async fn ready_follows_the_database() {
     assert_eq!(response.status(), 503);
     assert_eq!(error_body(response).await["code"], "service_unavailable");
     // The process itself is fine.
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/health").await.status(), 200);
 
     // Calls are answered through the outage; their rows wait, and the failed writes show.
     let before = app.metrics().await;

@@ -105,14 +105,59 @@ impl TestApp {
         self.dir.path().to_path_buf()
     }
 
+    /// GETs `path` with no credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        sent(self.client.get(self.url(path))).await
+    }
+
+    /// GETs `path` with no credentials and reads the answer as JSON, whatever its status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
+    /// GETs `path` with one extra header (a spoofed Host, an Origin, ...).
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        sent(self.client.get(self.url(path)).header(name, value)).await
+    }
+
+    /// GETs `path` with `token` as the bearer credential.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        sent(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// GETs `/usage/summary` with `query` (empty, or starting with `?`).
+    pub async fn usage_summary(&self, query: &str) -> reqwest::Response {
+        self.get(&format!("/usage/summary{query}")).await
+    }
+
+    /// Sends `message` to `specialist_id` on `/chat/send`.
+    pub async fn chat(&self, specialist_id: &str, message: &str) -> reqwest::Response {
+        self.post_json(
+            "/chat/send",
+            &serde_json::json!({"specialist_id": specialist_id, "message": message}),
+        )
+        .await
+    }
+
     /// POSTs `body` as JSON.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        sent(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// POSTs `body` as JSON with `token` as the bearer credential.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        sent(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
     }
 
     /// POSTs raw bytes with the given content type.
@@ -122,13 +167,23 @@ impl TestApp {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request sent")
+        sent(
+            self.client
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// PUTs `body` as JSON with no credentials.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        sent(self.client.put(self.url(path)).json(body)).await
+    }
+
+    /// DELETEs `path` with no credentials.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        sent(self.client.delete(self.url(path))).await
     }
 
     /// Every usage row, after waiting for every record handed to the writer so far.
@@ -181,6 +236,12 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Sends `request`; only a transport failure (the server gone) fails here, any status is the
+/// caller's to check.
+async fn sent(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("request sent")
 }
 
 impl Drop for TestApp {
@@ -257,4 +318,18 @@ pub async fn error_body(response: reqwest::Response) -> serde_json::Value {
     );
     assert_eq!(error["request_id"], request_id.as_str(), "{body}");
     error
+}
+
+/// The string `field` of every object in the JSON array `items`, in order.
+pub fn field_of_each<'a>(items: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {items}"))
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("a string {field}: {item}"))
+        })
+        .collect()
 }

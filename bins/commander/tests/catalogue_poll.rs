@@ -2,44 +2,23 @@
 //! missing is one ERROR, not one per poll, and its return is one INFO.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A started commander, killed when the test ends, so no process outlives a failed test.
-struct Running(Child);
+mod running_commander;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use running_commander::{LogLines, Running, keep_collecting, server_in, spawn_reading_stdout};
 
 /// Starts `commander` in `dir` with JSON logs at debug level for the binary, polling the
 /// catalogue every 20 ms; every log line lands in the returned list as it is printed.
-fn start(dir: &std::path::Path) -> (Running, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .env("COMMANDER__LOG__FORMAT", "json")
-        .env("COMMANDER__LOG__LEVEL", "info,commander=debug")
-        .env("COMMANDER__SPECIALISTS__RELOAD_INTERVAL_MS", "20")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    (Running(child), lines)
+fn start(dir: &std::path::Path) -> (Running, LogLines) {
+    let (child, lines) = spawn_reading_stdout(
+        server_in(dir)
+            .env("COMMANDER__LOG__FORMAT", "json")
+            .env("COMMANDER__LOG__LEVEL", "info,commander=debug")
+            .env("COMMANDER__SPECIALISTS__RELOAD_INTERVAL_MS", "20"),
+    );
+    (child, keep_collecting(Vec::new(), lines))
 }
 
 /// The log lines at `level` whose message contains `text`.

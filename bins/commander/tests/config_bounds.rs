@@ -2,32 +2,21 @@
 //! before starting anything, instead of panicking (or running with a shutdown that would).
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const U64_MAX: &str = "18446744073709551615";
 
-/// A started commander, killed if the test ends without it exiting.
-struct Running(Child);
+mod running_commander;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use running_commander::{Running, server_in};
 
 /// Runs `commander ARGS` in an empty directory with only `env`, and returns how it exited
 /// and what it wrote to stderr; fails if it is still running after 30 s (a server that
 /// started although it should not have).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+    let child = server_in(dir.path())
         .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::null())

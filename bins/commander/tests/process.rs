@@ -1,25 +1,17 @@
 //! The real binary as ops run it: started in an empty directory, stopped by a signal.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use usage_store::{DatabaseConfig, UsageStore};
 
-/// A started commander, killed if a test ends without it exiting, so no process outlives a
-/// failed test.
-struct Running(Child);
+mod running_commander;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use running_commander::{
+    LogLines, Running, commander_in, keep_collecting, lines_until_listening, server_in,
+    spawn_reading_stdout,
+};
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String) {
@@ -28,53 +20,35 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String)
 }
 
 /// Like [`start`], also returning every log line the process prints (filled as it runs).
-fn start_logged(
+fn start_logged(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) {
+    let (child, rx) = spawn_server(dir, "json", extra_env);
+    let json = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+    };
+    let listening = lines_until_listening(&rx, |line| {
+        json(line)["message"] == "commander is listening"
+    })
+    .pop()
+    .expect("the listening line");
+    let address = json(&listening)["address"]
+        .as_str()
+        .expect("address field")
+        .to_owned();
+    (child, address, keep_collecting(vec![listening], rx))
+}
+
+/// Starts `commander` serving in `dir` with `log_format` logs and `extra_env`; returns it and
+/// its stdout lines.
+fn spawn_server(
     dir: &std::path::Path,
+    log_format: &str,
     extra_env: &[(&str, &str)],
-) -> (
-    Running,
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .env("COMMANDER__LOG__FORMAT", "json")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(remaining)
-            .expect("commander logs that it is listening within 30 s");
-        let event: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        if event["message"] == "commander is listening" {
-            let address = event["address"].as_str().expect("address field").to_owned();
-            // Keep draining stdout so the child never blocks on a full pipe.
-            let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![line]));
-            let sink = std::sync::Arc::clone(&lines);
-            std::thread::spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            return (child, address, lines);
-        }
-    }
+) -> (Running, std::sync::mpsc::Receiver<String>) {
+    spawn_reading_stdout(
+        server_in(dir)
+            .env("COMMANDER__LOG__FORMAT", log_format)
+            .envs(extra_env.iter().copied()),
+    )
 }
 
 /// The database a commander started in `dir` uses on its defaults.
@@ -207,9 +181,7 @@ fn sigint_is_graceful_too() {
 #[test]
 fn an_invalid_configuration_exits_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env("COMMANDER__DATABASE__NO_SUCH_KEY", "1")
         .output()
         .unwrap();
@@ -260,9 +232,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
         .unwrap();
 
     let run = |format: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-            .current_dir(dir.path())
-            .env_clear()
+        let output = commander_in(dir.path())
             .env("COMMANDER__DATABASE__URL", &url)
             .args([
                 "usage",
@@ -304,9 +274,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     let markdown = run("markdown");
     assert!(markdown.starts_with("| key | requests |"), "{markdown}");
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let bad = commander_in(dir.path())
         .env("COMMANDER__DATABASE__URL", &url)
         .args(["usage", "report", "--from", "last week"])
         .output()
@@ -318,9 +286,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
 #[test]
 fn auth_disabled_on_a_public_address_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env("COMMANDER__SERVER__BIND", "0.0.0.0:0")
         .output()
         .unwrap();
@@ -348,10 +314,7 @@ fn auth_disabled_on_a_public_address_is_refused_unless_allowed() {
 #[test]
 fn auth_required_with_nothing_configured_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
+    let output = server_in(dir.path())
         .env("COMMANDER__AUTH__MODE", "required")
         .output()
         .unwrap();
@@ -461,9 +424,7 @@ url = "postgres://commander:do-not-print-either@db.internal:5432/commander"
     )
     .unwrap();
     let run = |config: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_commander"))
-            .current_dir(dir.path())
-            .env_clear()
+        commander_in(dir.path())
             .args(["check-config", "--config", config.to_str().unwrap()])
             .output()
             .unwrap()
@@ -591,12 +552,7 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
 }
 
 fn commander(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .args(args)
-        .output()
-        .unwrap()
+    commander_in(dir).args(args).output().unwrap()
 }
 
 #[test]
@@ -721,9 +677,7 @@ fn migrate_applies_the_migrations_and_exits_without_serving() {
     );
 
     // A database it cannot reach is a clear failure, not a hang.
-    let output = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
+    let output = commander_in(dir.path())
         .env(
             "COMMANDER__DATABASE__URL",
             "postgres://nobody@127.0.0.1:1/none",
@@ -915,36 +869,16 @@ fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
 #[test]
 fn human_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let listening = loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(remaining)
-            .expect("commander logs that it is listening within 30 s");
+    let (child, rx) = spawn_reading_stdout(&mut server_in(dir.path()));
+    let listening = lines_until_listening(&rx, |line| {
         assert!(
             !line.contains('\u{1b}'),
             "a colour code in a piped log: {line:?}"
         );
-        if line.contains("commander is listening") {
-            break line;
-        }
-    };
+        line.contains("commander is listening")
+    })
+    .pop()
+    .expect("the listening line");
     assert!(
         listening.contains(" INFO "),
         "the human format: {listening}"
@@ -991,40 +925,11 @@ fn usage_report_refuses_dates_beyond_its_range_with_a_clear_error() {
 
 /// Starts `commander` in `dir` with human-format logs; returns it, the address it logged and
 /// every line it prints (filled as it runs).
-fn start_human(
-    dir: &std::path::Path,
-    extra_env: &[(&str, &str)],
-) -> (
-    Running,
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commander"))
-        .current_dir(dir)
-        .env_clear()
-        .env("COMMANDER__SERVER__BIND", "127.0.0.1:0")
-        .env("COMMANDER__LOG__FORMAT", "human")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("commander starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(child);
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&lines);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("commander is listening") {
-                let _ = tx.send(line.clone());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let listening = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("commander logs that it is listening within 30 s");
+fn start_human(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) {
+    let (child, rx) = spawn_server(dir, "human", extra_env);
+    let seen = lines_until_listening(&rx, |line| line.contains("commander is listening"));
+    let listening = seen.last().expect("the listening line").clone();
+    let lines = keep_collecting(seen, rx);
     let address = listening
         .split_whitespace()
         .find_map(|word| word.strip_prefix("address="))
@@ -1042,6 +947,17 @@ fn curl_status(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Debug logging, and OpenAI at `fake` with a key and no retries, so each call is one
+/// upstream answer.
+fn debug_logs_and_openai_at(fake: &fake_upstream::FakeUpstream) -> [(&'static str, &str); 4] {
+    [
+        ("RUST_LOG", "debug"),
+        ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
+        ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
+        ("OPENAI_API_KEY", "sk-test"),
+    ]
+}
+
 /// What an attacker wants to appear as a line of its own.
 const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO commander::application: FORGED";
 
@@ -1055,15 +971,7 @@ fn human_logs_keep_newlines_from_paths_and_upstream_bodies_inside_their_line() {
         format!("overloaded\n{FORGED} by the upstream\r\n\u{2028}\u{202e}"),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, logs) = start_human(
-        dir.path(),
-        &[
-            ("RUST_LOG", "debug"),
-            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
-            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
-    );
+    let (mut child, address, logs) = start_human(dir.path(), &debug_logs_and_openai_at(&fake));
     let forged_path = format!("{}%20in%20a%20path", FORGED.replace(' ', "%20"));
     for path in [
         format!("/specialists/x%0a{forged_path}"),
@@ -1177,15 +1085,7 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
     let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
     fake.set_default(Reply::status(500, "the upstream is melting"));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, logs) = start_logged(
-        dir.path(),
-        &[
-            ("RUST_LOG", "debug"),
-            ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
-            ("COMMANDER__PROVIDERS__OPENAI__MAX_RETRIES", "0"),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
-    );
+    let (mut child, address, logs) = start_logged(dir.path(), &debug_logs_and_openai_at(&fake));
     let failed = curl_status(&[
         "-H",
         "content-type: application/json",
@@ -1212,20 +1112,20 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
             .unwrap_or_else(|| panic!("no '{message}' line in {logs:#?}"));
         serde_json::from_str(line).unwrap()
     };
-    let failed = event("request failed");
-    assert_eq!(failed["code"], "upstream_error");
-    assert!(
-        failed["error_message"]
-            .as_str()
-            .is_some_and(|m| m.contains("the upstream is melting")),
-        "{failed}"
+    let assert_logged = |message: &str, code: &str, error_text: &str| {
+        let logged = event(message);
+        assert_eq!(logged["code"], code);
+        assert!(
+            logged["error_message"]
+                .as_str()
+                .is_some_and(|m| m.contains(error_text)),
+            "{logged}"
+        );
+    };
+    assert_logged(
+        "request failed",
+        "upstream_error",
+        "the upstream is melting",
     );
-    let refused = event("request refused");
-    assert_eq!(refused["code"], "specialist_not_found");
-    assert!(
-        refused["error_message"]
-            .as_str()
-            .is_some_and(|m| m.contains("nobody-here")),
-        "{refused}"
-    );
+    assert_logged("request refused", "specialist_not_found", "nobody-here");
 }

@@ -1,0 +1,91 @@
+//! The real `commander` binary started by a test: its command line, a guard that ends it with
+//! the test, and its stdout read line by line.
+// Each test crate includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// A started commander, killed if a test ends without it exiting, so no process outlives a
+/// failed test.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Every line a commander printed so far, filled on as it prints more.
+pub type LogLines = Arc<Mutex<Vec<String>>>;
+
+/// `commander` run in `dir` with nothing of the test's environment.
+pub fn commander_in(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_commander"));
+    command.current_dir(dir).env_clear();
+    command
+}
+
+/// Like [`commander_in`], serving on a free port of 127.0.0.1.
+pub fn server_in(dir: &Path) -> Command {
+    let mut command = commander_in(dir);
+    command.env("COMMANDER__SERVER__BIND", "127.0.0.1:0");
+    command
+}
+
+/// Spawns `command` with stdout piped (stderr goes to the test's) and returns it with its
+/// stdout lines, read on a thread so the child never blocks on a full pipe.
+pub fn spawn_reading_stdout(command: &mut Command) -> (Running, mpsc::Receiver<String>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("commander starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Running(child), rx)
+}
+
+/// A list that starts with `seen` and gets every later line of `lines` as it arrives.
+pub fn keep_collecting(seen: Vec<String>, lines: mpsc::Receiver<String>) -> LogLines {
+    let collected = Arc::new(Mutex::new(seen));
+    let sink = Arc::clone(&collected);
+    std::thread::spawn(move || {
+        while let Ok(line) = lines.recv() {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    collected
+}
+
+/// The lines of `lines` up to and including the first for which `is_listening` holds, which
+/// must come within 30 s.
+pub fn lines_until_listening(
+    lines: &mpsc::Receiver<String>,
+    mut is_listening: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(remaining)
+            .expect("commander logs that it is listening within 30 s");
+        let listening = is_listening(&line);
+        seen.push(line);
+        if listening {
+            return seen;
+        }
+    }
+}
