@@ -11,6 +11,12 @@
 //! (`specialists`, `providers`, `pricing`, `ratelimit`, `usage-store`, `http-api`) depends on it;
 //! it depends on none of them.
 //!
+//! # Using it alone
+//!
+//! Any Rust service that wants commander's rules for ids, identity, usage or money without the
+//! rest can take just this crate. The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `core-domain = { path = "../commander/crates/core-domain" }`.
+//!
 //! ```
 //! use core_domain::{EmailHash, SpecialistId};
 //!

@@ -9,6 +9,87 @@
 //! It depends on every library crate below it and on none above: the binary builds an
 //! [`AppState`] and hands it to [`build_server`] with a bound listener. It must not know how
 //! configuration is loaded, how providers speak their wire formats, or diesel.
+//!
+//! # Using it alone
+//!
+//! A Rust service can serve commander's API without the `commander` binary: build the pieces
+//! of an [`AppState`] from the library crates, bind a listener and hand both to
+//! [`build_server`] (or mount the routes in an actix `App` of your own with [`configure`]).
+//! Here the demo specialist answers from the mock provider, the usage log is SQLite in a
+//! temporary directory, and one request goes over a real socket on 127.0.0.1 (with `auth.mode`
+//! `disabled`, which only a loopback listener is allowed):
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::sync::Arc;
+//!
+//! use http_api::{
+//!     AppState, AuthConfig, Authenticator, LiveCalls, Metrics, RateLimitConfig, RateLimits,
+//!     ServerConfig, build_server,
+//! };
+//! use pricing::PriceTable;
+//! use providers::{ProviderRegistry, ProvidersConfig};
+//! use specialists::{BaseUrlPolicy, Catalogue, DEFAULT_CATALOGUE_JSON, parse_catalogue};
+//! use usage_store::{DatabaseConfig, UsageStore, spawn_writer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let database = DatabaseConfig {
+//!     url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+//!     spill_path: dir.path().join("spill.jsonl").display().to_string(),
+//!     ..DatabaseConfig::default()
+//! };
+//! let store = UsageStore::connect(&database)?;
+//! let (usage, writer) = spawn_writer(store.clone(), &database);
+//! let policy = BaseUrlPolicy::default();
+//! let specialists = parse_catalogue(DEFAULT_CATALOGUE_JSON, &policy, chrono::Utc::now())?;
+//! let state = AppState {
+//!     catalogue: Arc::new(Catalogue::in_memory(specialists, policy)),
+//!     providers: Arc::new(ProviderRegistry::from_config(&ProvidersConfig::default())?),
+//!     prices: Arc::new(PriceTable::builtin()),
+//!     metrics: Arc::new(Metrics::new(usage.clone())?),
+//!     usage: usage.clone(),
+//!     store: store.clone(),
+//!     auth: Arc::new(Authenticator::from_config(&AuthConfig::default())?),
+//!     rate_limits: Arc::new(RateLimits::from_config(&RateLimitConfig::default())?),
+//!     chat_limits: Default::default(),
+//!     sse_keep_alive_seconds: 15,
+//!     live_calls: LiveCalls::new(),
+//! };
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let address = listener.local_addr()?;
+//! let config = ServerConfig { workers: 1, ..ServerConfig::default() };
+//! let server = build_server(listener, state, &config)?;
+//! let handle = server.handle();
+//! let serving = tokio::spawn(server);
+//!
+//! let response = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+//!     let body = r#"{"specialist_id": "demo", "message": "What is 2+2?"}"#;
+//!     let mut socket = std::net::TcpStream::connect(address)?;
+//!     socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+//!     write!(
+//!         socket,
+//!         "POST /chat/send HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+//!          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+//!         body.len()
+//!     )?;
+//!     let mut response = String::new();
+//!     socket.read_to_string(&mut response)?;
+//!     Ok(response)
+//! })
+//! .await??;
+//! assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+//! assert!(response.contains(r#""provider":"mock""#), "{response}");
+//!
+//! handle.stop(true).await;
+//! serving.await??;
+//! usage.flush().await?;
+//! assert_eq!(store.count_rows()?, 1, "one usage row per chat call");
+//! writer.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 mod app;

@@ -3,9 +3,16 @@
 //! This crate owns the built-in price table (USD per million input and output tokens for the
 //! models commander ships with), overrides from configuration, and the precedence rule for the
 //! cost of one call: a specialist's own pricing, else the table (overrides first), else zero
-//! reported as unpriced. Costs are exact integer nano-dollars ([`Usd`]).
+//! reported as unpriced. Costs are exact integer nano-dollars ([`Usd`](core_domain::Usd)).
 //!
 //! It must not depend on anything but `core-domain`: no I/O, no HTTP, no database.
+//!
+//! # Using it alone
+//!
+//! To price LLM calls in another service, build a [`PriceTable`] (the built-in one, or
+//! [`PriceTable::with_overrides`] with your own prices) and ask it for an estimate per call.
+//! The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `pricing = { path = "../commander/crates/pricing" }`.
 //!
 //! ```
 //! use core_domain::TokenUsage;

@@ -4,7 +4,13 @@
 //! OPENAI_API_KEY=sk-... cargo run -p providers --example ask -- openai gpt-4o-mini "Why is the sky blue?"
 //! ```
 //!
-//! The answer is streamed to stdout as it arrives, then the token usage is printed.
+//! The answer is streamed to stdout as it arrives, then the token usage is printed. The key is
+//! read from the provider's variable (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GOOGLE_API_KEY`);
+//! `mock` needs none and no network:
+//!
+//! ```sh
+//! cargo run -p providers --example ask -- mock mock-echo "Why is the sky blue?"
+//! ```
 
 use std::io::Write;
 

@@ -16,7 +16,18 @@
 //! It is the only crate that knows upstream wire formats and HTTP clients. It must not depend on
 //! actix-web, the database, pricing or the catalogue.
 //!
-//! Calling a real provider from your own program:
+//! # Using it alone
+//!
+//! Build a [`ProviderRegistry`] from a [`ProvidersConfig`] (or construct one provider
+//! directly), then call [`ChatProvider::complete`] or [`ChatProvider::stream`] with a
+//! [`ProviderRequest`]; a Tokio runtime is required. Two runnable examples:
+//! `cargo run -p providers --example stream_mock` streams from the mock with no key or network,
+//! and `cargo run -p providers --example ask -- openai gpt-4o-mini "Why is the sky blue?"` asks a
+//! real provider (its key from the environment). The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `providers = { path = "../commander/crates/providers" }`.
+//!
+//! Calling a real provider from your own program (not run as a test: it needs a key and the
+//! network):
 //!
 //! ```no_run
 //! use core_domain::{ChatMessage, ProviderKind};

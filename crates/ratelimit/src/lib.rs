@@ -8,9 +8,19 @@
 //! It must not depend on HTTP, async runtimes or any other commander crate: it is usable on its
 //! own by any Rust service.
 //!
+//! # Using it alone
+//!
+//! Make one [`RateLimiter`] per quota, share it (it is `Sync`), and call
+//! [`RateLimiter::check`] with the caller's key before each unit of work; the [`Decision`] says
+//! whether to proceed and carries what the `X-RateLimit-*` and `Retry-After` headers need. The
+//! runnable example guards a loop and prints those headers:
+//! `cargo run -p ratelimit --example guard_loop`. The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `ratelimit = { path = "../commander/crates/ratelimit" }`.
+//!
 //! Amounts are exact integers: one token is `window` nanoseconds' worth of "credit", and the
 //! bucket refills `capacity` credits per nanosecond, so `capacity` tokens come back per
-//! `window` with no rounding drift, however the checks are spaced.
+//! `window` with no rounding drift, however the checks are spaced. The bucket alone, with a
+//! [`ManualClock`] for time:
 //!
 //! ```
 //! use std::time::Duration;

@@ -9,14 +9,24 @@
 //! It must not depend on HTTP, providers, pricing or the database: it answers "which specialist
 //! is this" and nothing about calling one.
 //!
+//! # Using it alone
+//!
+//! A service that keeps its own list of personas can load commander's catalogue file with
+//! [`Catalogue::open`] (kept on disk, reloaded with [`Catalogue::reload_if_changed`]) or hold
+//! one in memory with [`Catalogue::in_memory`], and look specialists up by id. The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `specialists = { path = "../commander/crates/specialists" }`.
+//!
 //! ```
 //! use core_domain::SpecialistId;
-//! use specialists::{BaseUrlPolicy, parse_catalogue, DEFAULT_CATALOGUE_JSON};
+//! use specialists::{BaseUrlPolicy, Catalogue, parse_catalogue, DEFAULT_CATALOGUE_JSON};
 //!
-//! let list = parse_catalogue(DEFAULT_CATALOGUE_JSON, &BaseUrlPolicy::default(), chrono::Utc::now())
-//!     .unwrap();
-//! let demo = list.iter().find(|s| s.id().as_str() == "demo").unwrap();
+//! let policy = BaseUrlPolicy::default();
+//! let list = parse_catalogue(DEFAULT_CATALOGUE_JSON, &policy, chrono::Utc::now()).unwrap();
+//! let list_len = list.len();
+//! let catalogue = Catalogue::in_memory(list, policy);
+//! let demo = catalogue.get(&SpecialistId::parse("demo").unwrap()).unwrap();
 //! assert_eq!(demo.provider().as_str(), "mock");
+//! assert_eq!(catalogue.len(), list_len);
 //! ```
 #![warn(missing_docs)]
 

@@ -9,6 +9,15 @@
 //! It is the only crate that knows diesel. It must not depend on HTTP, providers or pricing: it
 //! is handed finished [`UsageRecord`]s.
 //!
+//! # Using it alone
+//!
+//! Any service that makes LLM calls can keep the same usage log: [`UsageStore::connect`] opens
+//! the database and applies the migrations, [`spawn_writer`] starts the background writer on a
+//! Tokio runtime, [`UsageSink::record`] queues a row without waiting, and
+//! [`UsageStore::summary`] reports on them. The runnable example does all four in a temporary
+//! directory: `cargo run -p usage-store --example record_and_report`. The workspace's crates are not published: depend on this one by path (or git), e.g.
+//! `usage-store = { path = "../commander/crates/usage-store" }`.
+//!
 //! ```
 //! use usage_store::{DatabaseConfig, UsageStore};
 //!
