@@ -295,24 +295,19 @@ mod tests {
 
     #[test]
     fn every_special_purpose_block_is_refused_at_both_ends() {
-        for block in IPV4_NOT_GLOBAL {
-            let last = block.network | (u32::MAX.checked_shr(block.prefix_len).unwrap_or(0));
-            for bits in [block.network, last] {
-                assert!(
-                    is_internal_ip(Ipv4Addr::from_bits(bits).into()),
-                    "{}",
-                    block.purpose.name
-                );
-            }
-        }
-        for block in IPV6_NOT_GLOBAL {
-            let last = block.network | (u128::MAX.checked_shr(block.prefix_len).unwrap_or(0));
-            for bits in [block.network, last] {
-                assert!(
-                    is_internal_ip(Ipv6Addr::from_bits(bits).into()),
-                    "{}",
-                    block.purpose.name
-                );
+        let v4 = IPV4_NOT_GLOBAL.iter().map(|block| {
+            let last = block.network | u32::MAX.checked_shr(block.prefix_len).unwrap_or(0);
+            let ends = [block.network, last].map(|bits| IpAddr::from(Ipv4Addr::from_bits(bits)));
+            (block.purpose, ends)
+        });
+        let v6 = IPV6_NOT_GLOBAL.iter().map(|block| {
+            let last = block.network | u128::MAX.checked_shr(block.prefix_len).unwrap_or(0);
+            let ends = [block.network, last].map(|bits| IpAddr::from(Ipv6Addr::from_bits(bits)));
+            (block.purpose, ends)
+        });
+        for (purpose, ends) in v4.chain(v6) {
+            for ip in ends {
+                assert!(is_internal_ip(ip), "{ip}: {}", purpose.name);
             }
         }
     }
