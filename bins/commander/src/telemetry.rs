@@ -119,6 +119,8 @@ impl<W: fmt::Write> fmt::Write for EscapeControls<W> {
 
 #[cfg(test)]
 mod tests {
+    use log_capture::CapturedLogs;
+
     use super::*;
 
     fn escaped(text: &str) -> String {
@@ -136,26 +138,11 @@ mod tests {
         assert_eq!(escaped("plain Straße 東京 ✓"), "plain Straße 東京 ✓");
     }
 
-    /// Log output captured for one test thread.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_panic_is_one_escaped_error_line_in_the_log() {
-        let logs = Captured::default();
-        let writer = logs.clone();
+        let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
+            .with_writer(logs.clone())
             .with_ansi(false)
             .fmt_fields(debug_fn(write_escaped_field).delimited(" "))
             .finish();
@@ -168,7 +155,7 @@ mod tests {
         std::panic::set_hook(previous);
         assert!(caught.is_err());
 
-        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let logs = logs.text();
         assert_eq!(logs.lines().count(), 1, "{logs}");
         assert!(logs.contains("ERROR"), "{logs}");
         assert!(logs.contains("panicked"), "{logs}");

@@ -68,71 +68,24 @@ const fn v6(
 // Review this table when IANA adds an entry.
 
 /// IPv4 blocks that are not globally reachable.
+#[rustfmt::skip] // One line per registry entry, to read and review like the registry.
 const IPV4_NOT_GLOBAL: &[Block<u32>] = &[
     v4(0, 0, 0, 0, 8, "\"This network\"", "RFC 791 §3.2"),
     v4(10, 0, 0, 0, 8, "Private-Use", "RFC 1918"),
-    v4(
-        100,
-        64,
-        0,
-        0,
-        10,
-        "Shared Address Space (carrier-grade NAT)",
-        "RFC 6598",
-    ),
+    v4(100, 64, 0, 0, 10, "Shared Address Space (carrier-grade NAT)", "RFC 6598"),
     v4(127, 0, 0, 0, 8, "Loopback", "RFC 1122 §3.2.1.3"),
-    v4(
-        169,
-        254,
-        0,
-        0,
-        16,
-        "Link Local (cloud metadata)",
-        "RFC 3927",
-    ),
+    v4(169, 254, 0, 0, 16, "Link Local (cloud metadata)", "RFC 3927"),
     v4(172, 16, 0, 0, 12, "Private-Use", "RFC 1918"),
-    v4(
-        192,
-        0,
-        0,
-        0,
-        24,
-        "IETF Protocol Assignments",
-        "RFC 6890 §2.1",
-    ),
+    v4(192, 0, 0, 0, 24, "IETF Protocol Assignments", "RFC 6890 §2.1"),
     v4(192, 0, 2, 0, 24, "Documentation (TEST-NET-1)", "RFC 5737"),
-    v4(
-        192,
-        88,
-        99,
-        0,
-        24,
-        "Deprecated 6to4 Relay Anycast",
-        "RFC 7526",
-    ),
+    v4(192, 88, 99, 0, 24, "Deprecated 6to4 Relay Anycast", "RFC 7526"),
     v4(192, 168, 0, 0, 16, "Private-Use", "RFC 1918"),
     v4(198, 18, 0, 0, 15, "Benchmarking", "RFC 2544"),
-    v4(
-        198,
-        51,
-        100,
-        0,
-        24,
-        "Documentation (TEST-NET-2)",
-        "RFC 5737",
-    ),
+    v4(198, 51, 100, 0, 24, "Documentation (TEST-NET-2)", "RFC 5737"),
     v4(203, 0, 113, 0, 24, "Documentation (TEST-NET-3)", "RFC 5737"),
     v4(224, 0, 0, 0, 4, "Multicast", "RFC 5771"),
     v4(240, 0, 0, 0, 4, "Reserved", "RFC 1112 §4"),
-    v4(
-        255,
-        255,
-        255,
-        255,
-        32,
-        "Limited Broadcast",
-        "RFC 8190, RFC 919 §7",
-    ),
+    v4(255, 255, 255, 255, 32, "Limited Broadcast", "RFC 8190, RFC 919 §7"),
 ];
 
 /// The IPv6 global unicast space (IANA "IPv6 Address Space" registry, RFC 4291): everything
@@ -149,108 +102,33 @@ const IPV6_GLOBAL_UNICAST: Block<u128> = v6(
 /// IPv6 blocks that are not globally reachable. Those outside 2000::/3 are refused by that rule
 /// already and listed for completeness; the transition forms that embed an IPv4 address
 /// (::ffff:0:0/96, 64:ff9b::/96, 2002::/16, Teredo 2001::/32) are judged by that address first.
+#[rustfmt::skip] // One line per registry entry, to read and review like the registry.
 const IPV6_NOT_GLOBAL: &[Block<u128>] = &[
-    v6(
-        [0, 0, 0, 0, 0, 0, 0, 1],
-        128,
-        "Loopback Address",
-        "RFC 4291",
-    ),
-    v6(
-        [0, 0, 0, 0, 0, 0, 0, 0],
-        128,
-        "Unspecified Address",
-        "RFC 4291",
-    ),
-    v6(
-        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
-        48,
-        "IPv4-IPv6 Translation, local use",
-        "RFC 8215",
-    ),
-    v6(
-        [0x100, 0, 0, 0, 0, 0, 0, 0],
-        64,
-        "Discard-Only Address Block",
-        "RFC 6666",
-    ),
-    v6(
-        [0x100, 0, 0, 1, 0, 0, 0, 0],
-        64,
-        "Dummy IPv6 Prefix",
-        "RFC 9780",
-    ),
-    v6(
-        [0x2001, 0, 0, 0, 0, 0, 0, 0],
-        23,
-        "IETF Protocol Assignments",
-        "RFC 2928",
-    ),
-    v6(
-        [0x2001, 2, 0, 0, 0, 0, 0, 0],
-        48,
-        "Benchmarking",
-        "RFC 5180",
-    ),
-    v6(
-        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
-        28,
-        "Deprecated (previously ORCHID)",
-        "RFC 4843",
-    ),
-    v6(
-        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
-        32,
-        "Documentation",
-        "RFC 3849",
-    ),
-    v6(
-        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
-        20,
-        "Documentation",
-        "RFC 9637",
-    ),
-    v6(
-        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
-        16,
-        "Segment Routing (SRv6) SIDs",
-        "RFC 9602",
-    ),
-    v6(
-        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
-        7,
-        "Unique-Local (AWS metadata fd00:ec2::254)",
-        "RFC 4193",
-    ),
-    v6(
-        [0xfe80, 0, 0, 0, 0, 0, 0, 0],
-        10,
-        "Link-Local Unicast",
-        "RFC 4291",
-    ),
-    v6(
-        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
-        10,
-        "Site-Local (deprecated)",
-        "RFC 3879",
-    ),
+    v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "Loopback Address", "RFC 4291"),
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "Unspecified Address", "RFC 4291"),
+    v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "IPv4-IPv6 Translation, local use", "RFC 8215"),
+    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "Discard-Only Address Block", "RFC 6666"),
+    v6([0x100, 0, 0, 1, 0, 0, 0, 0], 64, "Dummy IPv6 Prefix", "RFC 9780"),
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF Protocol Assignments", "RFC 2928"),
+    v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "Benchmarking", "RFC 5180"),
+    v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28, "Deprecated (previously ORCHID)", "RFC 4843"),
+    v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "Documentation", "RFC 3849"),
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "Documentation", "RFC 9637"),
+    v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "Segment Routing (SRv6) SIDs", "RFC 9602"),
+    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "Unique-Local (AWS metadata fd00:ec2::254)", "RFC 4193"),
+    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "Link-Local Unicast", "RFC 4291"),
+    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "Site-Local (deprecated)", "RFC 3879"),
     v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "Multicast", "RFC 4291"),
 ];
 
-impl Block<u32> {
-    fn contains(&self, ip: u32) -> bool {
+impl<T: Copy + Into<u128>> Block<T> {
+    /// True when `ip` (an address of the same family, as bits) starts with this block's prefix.
+    fn contains(&self, ip: T) -> bool {
+        // Widening keeps the value, so the shift is by the family's own width (32 or 128).
+        let address_bits = 8 * std::mem::size_of::<T>() as u32;
         // checked_shr: a /0 block (never in the table, but cheap to get right) holds everything.
-        (ip ^ self.network)
-            .checked_shr(32 - self.prefix_len)
-            .unwrap_or(0)
-            == 0
-    }
-}
-
-impl Block<u128> {
-    fn contains(&self, ip: u128) -> bool {
-        (ip ^ self.network)
-            .checked_shr(128 - self.prefix_len)
+        (ip.into() ^ self.network.into())
+            .checked_shr(address_bits - self.prefix_len)
             .unwrap_or(0)
             == 0
     }
@@ -417,24 +295,19 @@ mod tests {
 
     #[test]
     fn every_special_purpose_block_is_refused_at_both_ends() {
-        for block in IPV4_NOT_GLOBAL {
-            let last = block.network | (u32::MAX.checked_shr(block.prefix_len).unwrap_or(0));
-            for bits in [block.network, last] {
-                assert!(
-                    is_internal_ip(Ipv4Addr::from_bits(bits).into()),
-                    "{}",
-                    block.purpose.name
-                );
-            }
-        }
-        for block in IPV6_NOT_GLOBAL {
-            let last = block.network | (u128::MAX.checked_shr(block.prefix_len).unwrap_or(0));
-            for bits in [block.network, last] {
-                assert!(
-                    is_internal_ip(Ipv6Addr::from_bits(bits).into()),
-                    "{}",
-                    block.purpose.name
-                );
+        let v4 = IPV4_NOT_GLOBAL.iter().map(|block| {
+            let last = block.network | u32::MAX.checked_shr(block.prefix_len).unwrap_or(0);
+            let ends = [block.network, last].map(|bits| IpAddr::from(Ipv4Addr::from_bits(bits)));
+            (block.purpose, ends)
+        });
+        let v6 = IPV6_NOT_GLOBAL.iter().map(|block| {
+            let last = block.network | u128::MAX.checked_shr(block.prefix_len).unwrap_or(0);
+            let ends = [block.network, last].map(|bits| IpAddr::from(Ipv6Addr::from_bits(bits)));
+            (block.purpose, ends)
+        });
+        for (purpose, ends) in v4.chain(v6) {
+            for ip in ends {
+                assert!(is_internal_ip(ip), "{ip}: {}", purpose.name);
             }
         }
     }

@@ -604,6 +604,26 @@ mod tests {
         errors.errors().iter().map(|e| e.field.as_str()).collect()
     }
 
+    /// Specialist `fa` made of [`draft`] at `created_at`.
+    fn specialist(created_at: DateTime<Utc>) -> Specialist {
+        Specialist::new(
+            SpecialistId::parse("fa").unwrap(),
+            draft().validate().unwrap(),
+            created_at,
+        )
+    }
+
+    /// The version after `s` with `changed` (which must change something).
+    fn revised(
+        s: &Specialist,
+        changed: SpecialistDraft,
+        at: DateTime<Utc>,
+        max_prompt_history: usize,
+    ) -> Specialist {
+        s.revise(changed.validate().unwrap(), at, max_prompt_history)
+            .unwrap()
+    }
+
     #[test]
     fn valid_draft_passes() {
         let spec = draft().validate().unwrap();
@@ -781,38 +801,28 @@ mod tests {
     fn revise_bumps_version_and_archives_changed_prompt() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let t1 = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
-        let s = Specialist::new(
-            SpecialistId::parse("fa").unwrap(),
-            draft().validate().unwrap(),
-            t0,
+        let s = specialist(t0);
+        let same_prompt = revised(
+            &s,
+            SpecialistDraft {
+                temperature: 0.1,
+                ..draft()
+            },
+            t1,
+            100,
         );
-        let same_prompt = s
-            .revise(
-                SpecialistDraft {
-                    temperature: 0.1,
-                    ..draft()
-                }
-                .validate()
-                .unwrap(),
-                t1,
-                100,
-            )
-            .unwrap();
         assert_eq!(same_prompt.version(), 2);
         assert!(same_prompt.prompt_history().is_empty());
 
-        let new_prompt = same_prompt
-            .revise(
-                SpecialistDraft {
-                    system_prompt: "New prompt".into(),
-                    ..draft()
-                }
-                .validate()
-                .unwrap(),
-                t1,
-                100,
-            )
-            .unwrap();
+        let new_prompt = revised(
+            &same_prompt,
+            SpecialistDraft {
+                system_prompt: "New prompt".into(),
+                ..draft()
+            },
+            t1,
+            100,
+        );
         assert_eq!(new_prompt.version(), 3);
         assert_eq!(new_prompt.created_at(), t0);
         assert_eq!(
@@ -828,11 +838,7 @@ mod tests {
     #[test]
     fn a_revision_that_changes_nothing_is_none() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let s = Specialist::new(
-            SpecialistId::parse("fa").unwrap(),
-            draft().validate().unwrap(),
-            t0,
-        );
+        let s = specialist(t0);
         let same = s.to_draft().validate().unwrap();
         assert_eq!(s.revise(same, Utc::now(), 100), None);
         // Spelled differently, the same after validation (surrounding spaces, a trailing /).
@@ -847,32 +853,24 @@ mod tests {
     #[test]
     fn prompt_history_keeps_the_newest_entries_up_to_the_limit() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let mut s = Specialist::new(
-            SpecialistId::parse("fa").unwrap(),
-            draft().validate().unwrap(),
-            t0,
-        );
+        let mut s = specialist(t0);
         for n in 1..=5 {
-            let spec = SpecialistDraft {
+            let changed = SpecialistDraft {
                 system_prompt: format!("Prompt {n}"),
                 ..draft()
-            }
-            .validate()
-            .unwrap();
-            s = s.revise(spec, t0, 3).unwrap();
+            };
+            s = revised(&s, changed, t0, 3);
         }
         let kept: Vec<u32> = s.prompt_history().iter().map(|r| r.version).collect();
         assert_eq!(kept, [3, 4, 5], "the oldest dropped first");
         assert_eq!(s.prompt_history()[2].system_prompt, "Prompt 4");
         assert_eq!(s.version(), 6);
 
-        let spec = SpecialistDraft {
+        let changed = SpecialistDraft {
             system_prompt: "Prompt 6".into(),
             ..draft()
-        }
-        .validate()
-        .unwrap();
-        let none_kept = s.revise(spec, t0, 0).unwrap();
+        };
+        let none_kept = revised(&s, changed, t0, 0);
         assert!(none_kept.prompt_history().is_empty(), "0 keeps no history");
     }
 
@@ -885,11 +883,7 @@ mod tests {
 
     #[test]
     fn serialises_in_the_original_file_format() {
-        let s = Specialist::new(
-            SpecialistId::parse("fa").unwrap(),
-            draft().validate().unwrap(),
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        );
+        let s = specialist(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
         let value = serde_json::to_value(&s).unwrap();
         assert_eq!(value["id"], "fa");
         assert_eq!(value["provider"], "openai");

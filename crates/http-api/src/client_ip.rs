@@ -164,74 +164,68 @@ mod tests {
         }
     }
 
+    /// Asserts the client found for each `(peer, X-Forwarded-For, client)` behind `trusted`.
+    fn assert_clients(trusted: &[Cidr], cases: &[(&str, Option<&str>, &str)]) {
+        for &(peer, forwarded_for, client) in cases {
+            assert_eq!(
+                client_ip(ip(peer), forwarded_for, trusted),
+                ip(client),
+                "peer {peer}, X-Forwarded-For {forwarded_for:?}"
+            );
+        }
+    }
+
     #[test]
     fn ipv4_mapped_spellings_are_one_address() {
         let trusted = cidrs(&["::ffff:10.0.0.0/104"]);
         assert_eq!(String::from(trusted[0]), "10.0.0.0/8");
         assert!(trusted[0].contains(ip("10.1.2.3")));
-        assert_eq!(
-            client_ip(ip("::ffff:10.0.0.1"), Some("::ffff:9.9.9.9"), &trusted),
-            ip("9.9.9.9")
+        assert_clients(
+            &trusted,
+            &[
+                ("::ffff:10.0.0.1", Some("::ffff:9.9.9.9"), "9.9.9.9"),
+                ("10.0.0.1", Some("[::ffff:9.9.9.9]:443"), "9.9.9.9"),
+            ],
         );
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("[::ffff:9.9.9.9]:443"), &trusted),
-            ip("9.9.9.9")
-        );
-        assert_eq!(
-            client_ip(ip("::ffff:203.0.113.9"), None, &[]),
-            ip("203.0.113.9")
-        );
+        assert_clients(&[], &[("::ffff:203.0.113.9", None, "203.0.113.9")]);
     }
 
     #[test]
     fn forwarded_for_is_ignored_from_an_untrusted_peer() {
-        let trusted = cidrs(&["10.0.0.0/8"]);
-        assert_eq!(
-            client_ip(ip("203.0.113.9"), Some("1.2.3.4"), &trusted),
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            client_ip(ip("203.0.113.9"), Some("1.2.3.4"), &[]),
-            ip("203.0.113.9")
-        );
+        let untrusted_peer = [("203.0.113.9", Some("1.2.3.4"), "203.0.113.9")];
+        assert_clients(&cidrs(&["10.0.0.0/8"]), &untrusted_peer);
+        assert_clients(&[], &untrusted_peer);
     }
 
     #[test]
     fn the_rightmost_untrusted_hop_is_the_client() {
-        let trusted = cidrs(&["10.0.0.0/8"]);
         // The client claims to be 6.6.6.6; the first proxy saw 198.51.100.7; a second
         // trusted proxy (10.0.0.2) passed it on to our peer 10.0.0.1.
-        let header = "6.6.6.6, 198.51.100.7, 10.0.0.2";
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some(header), &trusted),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("198.51.100.7:5123"), &trusted),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("[2001:db8::5]:443"), &trusted),
-            ip("2001:db8::5")
+        assert_clients(
+            &cidrs(&["10.0.0.0/8"]),
+            &[
+                (
+                    "10.0.0.1",
+                    Some("6.6.6.6, 198.51.100.7, 10.0.0.2"),
+                    "198.51.100.7",
+                ),
+                ("10.0.0.1", Some("198.51.100.7:5123"), "198.51.100.7"),
+                ("10.0.0.1", Some("[2001:db8::5]:443"), "2001:db8::5"),
+            ],
         );
     }
 
     #[test]
     fn all_trusted_or_unreadable_hops_stop_at_what_we_can_vouch_for() {
-        let trusted = cidrs(&["10.0.0.0/8"]);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("10.0.0.3, 10.0.0.2"), &trusted),
-            ip("10.0.0.3")
+        assert_clients(
+            &cidrs(&["10.0.0.0/8"]),
+            &[
+                ("10.0.0.1", Some("10.0.0.3, 10.0.0.2"), "10.0.0.3"),
+                ("10.0.0.1", Some("garbage"), "10.0.0.1"),
+                ("10.0.0.1", Some("1.1.1.1, unknown"), "10.0.0.1"),
+                ("10.0.0.1", None, "10.0.0.1"),
+            ],
         );
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("garbage"), &trusted),
-            ip("10.0.0.1")
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("1.1.1.1, unknown"), &trusted),
-            ip("10.0.0.1")
-        );
-        assert_eq!(client_ip(ip("10.0.0.1"), None, &trusted), ip("10.0.0.1"));
     }
 
     #[test]

@@ -283,29 +283,16 @@ fn log_failure(error: &ApiError, request_id: &RequestId) {
 
 #[cfg(test)]
 mod panic_tests {
+    use log_capture::CapturedLogs;
+
     use super::*;
-
-    /// Log output captured for one test thread.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[actix_web::test]
     async fn a_handler_panic_is_a_500_with_the_request_id_and_an_error_log_line() {
         use actix_web::{App, test, web};
-        let logs = Captured::default();
-        let writer = logs.clone();
+        let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
+            .with_writer(logs.clone())
             .with_ansi(false)
             .finish();
         let _installed = tracing::subscriber::set_default(subscriber);
@@ -350,7 +337,7 @@ mod panic_tests {
         assert_eq!(body["error"]["request_id"], request_id.as_str());
         assert!(!body.to_string().contains("secret state"), "{body}");
 
-        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let logs = logs.text();
         let line = logs
             .lines()
             .find(|l| l.contains("request handler panicked"))

@@ -80,20 +80,23 @@ impl AnthropicProvider {
         }
     }
 
-    fn post<'a>(
-        &'a self,
-        url: &'a reqwest::Url,
-        key: &'a SecretString,
-        body: &'a WireRequest<'a>,
-    ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
-        move || {
+    /// POSTs `body` to `url` as [`send`] does (retries, time limits, the key kept out of errors).
+    async fn post(
+        &self,
+        call: &Call,
+        url: &reqwest::Url,
+        key: &SecretString,
+        body: &WireRequest<'_>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let build = || {
             self.transport
                 .client(true)
                 .post(url.clone())
                 .header("x-api-key", secret_header(key))
                 .header("anthropic-version", ANTHROPIC_VERSION)
                 .json(body)
-        }
+        };
+        send(call, ProviderKind::Anthropic, &[key.expose_secret()], build).await
     }
 }
 
@@ -108,13 +111,7 @@ impl ChatProvider for AnthropicProvider {
             let body = Self::body(request, false);
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
-            let response = send(
-                &call,
-                ProviderKind::Anthropic,
-                &[key.expose_secret()],
-                self.post(&url, key, &body),
-            )
-            .await?;
+            let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let content: String = answer
                 .content
@@ -145,13 +142,7 @@ impl ChatProvider for AnthropicProvider {
             let body = Self::body(request, true);
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
-            let response = send(
-                &call,
-                ProviderKind::Anthropic,
-                &[key.expose_secret()],
-                self.post(&url, key, &body),
-            )
-            .await?;
+            let response = self.post(&call, &url, key, &body).await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(

@@ -94,19 +94,22 @@ impl GoogleProvider {
         }
     }
 
-    fn post<'a>(
-        &'a self,
-        url: &'a str,
-        key: &'a SecretString,
-        body: &'a WireRequest<'a>,
-    ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
-        move || {
+    /// POSTs `body` to `url` as [`send`] does (retries, time limits, the key kept out of errors).
+    async fn post(
+        &self,
+        call: &Call,
+        url: &str,
+        key: &SecretString,
+        body: &WireRequest<'_>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let build = || {
             self.transport
                 .client(true)
                 .post(url)
                 .header("x-goog-api-key", secret_header(key))
                 .json(body)
-        }
+        };
+        send(call, ProviderKind::Google, &[key.expose_secret()], build).await
     }
 }
 
@@ -136,13 +139,7 @@ impl ChatProvider for GoogleProvider {
             let body = Self::body(request);
             let url = self.url(&request.model, "generateContent");
             let call = Call::start(self.limits);
-            let response = send(
-                &call,
-                ProviderKind::Google,
-                &[key.expose_secret()],
-                self.post(&url, key, &body),
-            )
-            .await?;
+            let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let candidate = answer.candidates.first();
             let content = candidate.map(candidate_text).unwrap_or_default();
@@ -175,13 +172,7 @@ impl ChatProvider for GoogleProvider {
                 self.url(&request.model, "streamGenerateContent")
             );
             let call = Call::start(self.limits);
-            let response = send(
-                &call,
-                ProviderKind::Google,
-                &[key.expose_secret()],
-                self.post(&url, key, &body),
-            )
-            .await?;
+            let response = self.post(&call, &url, key, &body).await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(

@@ -150,17 +150,22 @@ impl OpenAiProvider {
         }
     }
 
-    fn post<'a>(
-        endpoint: &'a Endpoint<'a>,
-        body: &'a WireRequest<'a>,
-    ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
-        move || {
+    /// POSTs `body` to `endpoint` as [`send`] does (retries, time limits, `secrets` kept out
+    /// of errors).
+    async fn post(
+        call: &Call,
+        endpoint: &Endpoint<'_>,
+        body: &WireRequest<'_>,
+        secrets: &[&str],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let build = || {
             let builder = endpoint.client.post(endpoint.url.clone()).json(body);
             match endpoint.key {
                 Some(key) => builder.bearer_auth(key.expose_secret()),
                 None => builder,
             }
-        }
+        };
+        send(call, ProviderKind::OpenAi, secrets, build).await
     }
 
     fn secrets(&self) -> Vec<&str> {
@@ -189,13 +194,7 @@ impl ChatProvider for OpenAiProvider {
             let endpoint = self.endpoint(request)?;
             let body = Self::body(request, &endpoint, false);
             let call = Call::start(self.limits);
-            let response = send(
-                &call,
-                ProviderKind::OpenAi,
-                &self.secrets(),
-                Self::post(&endpoint, &body),
-            )
-            .await?;
+            let response = Self::post(&call, &endpoint, &body, &self.secrets()).await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let choice = answer.choices.into_iter().next();
             let finish_reason = choice
@@ -224,13 +223,7 @@ impl ChatProvider for OpenAiProvider {
             let body = Self::body(request, &endpoint, true);
             let call = Call::start(self.limits);
             let secrets = self.secrets();
-            let response = send(
-                &call,
-                ProviderKind::OpenAi,
-                &secrets,
-                Self::post(&endpoint, &body),
-            )
-            .await?;
+            let response = Self::post(&call, &endpoint, &body, &secrets).await?;
             let secrets: Vec<String> = secrets.into_iter().map(str::to_owned).collect();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(

@@ -289,6 +289,21 @@ mod tests {
         assert_eq!(decode_in(&[exact.as_bytes()], limit).0.len(), 1);
     }
 
+    /// `bytes` in the pieces that `cuts` (any numbers, taken modulo the length) make of it, as
+    /// reads from a socket could deliver them.
+    fn cut_at(bytes: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::with_capacity(cuts.len() + 1);
+        let mut start = 0;
+        for cut in cuts {
+            pieces.push(&bytes[start..cut]);
+            start = cut;
+        }
+        pieces.push(&bytes[start..]);
+        pieces
+    }
+
     /// A valid stream: events of CR/LF/CRLF-terminated lines, with comments, names, ids and
     /// multi-line data of arbitrary text.
     fn valid_stream() -> impl Strategy<Value = Vec<u8>> {
@@ -320,15 +335,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..16),
             limit in 1usize..4096,
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for cut in cuts {
-                pieces.push(&bytes[start..cut]);
-                start = cut;
-            }
-            pieces.push(&bytes[start..]);
+            let pieces = cut_at(&bytes, cuts);
             let (events, error) = decode_in(&pieces, limit);
             if error.is_none() {
                 prop_assert_eq!(events, decode_in(&[&bytes], limit).0);
@@ -345,15 +352,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..12),
         ) {
             let whole = decode(&stream);
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for cut in cuts {
-                pieces.push(&stream[start..cut]);
-                start = cut;
-            }
-            pieces.push(&stream[start..]);
+            let pieces = cut_at(&stream, cuts);
             prop_assert_eq!(decode_in(&pieces, usize::MAX).0, whole.clone());
             // Byte by byte too: every CR/LF pair is split somewhere.
             let bytes: Vec<&[u8]> = stream.chunks(1).collect();

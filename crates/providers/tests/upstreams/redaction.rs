@@ -1,32 +1,15 @@
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use core_domain::ProviderKind;
 use fake_upstream::{Reply, Wire};
+use log_capture::CapturedLogs;
 
 use crate::*;
 
-/// A log sink for one test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn keys_never_appear_in_errors_debug_output_or_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
+    let logs = CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(logs.clone())
         .finish();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +51,7 @@ fn keys_never_appear_in_errors_debug_output_or_logs() {
         });
     });
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         !logs.is_empty(),
         "the calls logged something at trace level"
