@@ -2,11 +2,11 @@
 //! quotes our key back upper-cased, a stream event and a body too large to hold. Every call
 //! must end in a proper error response and its usage row, on every provider and chat route.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 use e2e_support::{TestApp, error_body, read_sse};
 use fake_upstream::{FakeUpstream, Reply, Wire};
+use log_capture::CapturedLogs;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -200,31 +200,14 @@ async fn every_absurd_retry_after_form_is_capped_or_ignored() {
 
 /// Everything the server logs, from the first call to this on: a process-wide logger, since the
 /// server's workers log on their own threads.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn captured_logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
+fn captured_logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
+        let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
-            .with_writer(move || writer.clone())
+            .with_writer(logs.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other test in this binary installs a global logger");
@@ -271,8 +254,7 @@ async fn an_upstream_401_quoting_the_key_upper_cased_reaches_neither_client_nor_
             .all(|r| r.error_code.as_deref() == Some("upstream_auth_failed"))
     );
 
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
-        .to_lowercase();
+    let logs = logs.text().to_lowercase();
     assert!(
         logs.contains("the upstream refused the configured credentials")
             && logs.contains("incorrect api key provided: [redacted]"),
