@@ -33,6 +33,8 @@ mod identity;
 mod ids;
 mod money;
 mod net;
+mod pricing;
+mod provider;
 mod specialist;
 mod text;
 mod usage;
@@ -44,10 +46,11 @@ pub use identity::{AccessRole, EmailHash, UserIdentity};
 pub use ids::{RequestId, SpecialistId};
 pub use money::Usd;
 pub use net::{SpecialPurpose, is_internal_ip, special_purpose};
+pub use pricing::{ModelPricing, PricingDraft};
+pub use provider::ProviderKind;
 pub use specialist::{
     DEFAULT_MAX_TOKENS, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
-    MAX_SYSTEM_PROMPT_CHARS, ModelPricing, PricingDraft, PromptRevision, ProviderKind, Specialist,
-    SpecialistDraft, SpecialistRecord, SpecialistSpec,
+    MAX_SYSTEM_PROMPT_CHARS, PromptRevision, Specialist, SpecialistDraft, SpecialistSpec,
 };
 pub use text::comparable_name;
 pub use usage::{

@@ -1,11 +1,10 @@
-use std::fmt;
-use std::str::FromStr;
+use std::num::NonZeroU32;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::text::{TextKind, first_hidden_char, hidden_char_message};
-use crate::{DomainError, SpecialistId, ValidationErrors};
+use crate::{ModelPricing, PricingDraft, ProviderKind, SpecialistId, ValidationErrors};
 
 /// The longest specialist name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -20,109 +19,6 @@ pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 const DEFAULT_TEMPERATURE: f64 = 0.7;
 const MAX_MODEL_CHARS: usize = 200;
 const MAX_TEMPERATURE: f64 = 2.0;
-/// No real model costs more than this per million tokens; a larger figure is a typo.
-const MAX_PRICE_PER_1M: f64 = 10_000.0;
-
-/// The upstream API family a specialist talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// OpenAI Chat Completions, and every server that speaks it (xAI Grok, vLLM, Ollama, ...).
-    OpenAi,
-    /// Anthropic Messages.
-    Anthropic,
-    /// Google Gemini.
-    Google,
-    /// The built-in deterministic provider: no network, no key.
-    Mock,
-}
-
-impl ProviderKind {
-    /// Every provider, in a stable order.
-    pub const ALL: [Self; 4] = [Self::OpenAi, Self::Anthropic, Self::Google, Self::Mock];
-
-    /// The lower-case name used in config, JSON and the usage log.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Google => "google",
-            Self::Mock => "mock",
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderKind {
-    type Err = DomainError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| DomainError::UnknownProvider(s.to_owned()))
-    }
-}
-
-/// A price in USD per million tokens, as entered by people (config files, the admin API).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PricingDraft {
-    /// USD per million input tokens.
-    pub input_per_1m: f64,
-    /// USD per million output tokens.
-    pub output_per_1m: f64,
-}
-
-/// A validated price in USD per million tokens: finite and not negative.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "PricingDraft")]
-pub struct ModelPricing {
-    input_per_1m: f64,
-    output_per_1m: f64,
-}
-
-impl ModelPricing {
-    /// A price, or the errors that make it unusable (reported under `field_prefix`).
-    pub fn new(draft: PricingDraft, field_prefix: &str) -> Result<Self, ValidationErrors> {
-        let mut errors = ValidationErrors::new();
-        for (name, value) in [
-            ("input_per_1m", draft.input_per_1m),
-            ("output_per_1m", draft.output_per_1m),
-        ] {
-            if !value.is_finite() || !(0.0..=MAX_PRICE_PER_1M).contains(&value) {
-                errors.push(
-                    format!("{field_prefix}{name}"),
-                    format!("must be a number of USD between 0 and {MAX_PRICE_PER_1M}"),
-                );
-            }
-        }
-        errors.into_result(Self {
-            input_per_1m: draft.input_per_1m,
-            output_per_1m: draft.output_per_1m,
-        })
-    }
-
-    /// USD per million input tokens.
-    pub fn input_per_1m(&self) -> f64 {
-        self.input_per_1m
-    }
-
-    /// USD per million output tokens.
-    pub fn output_per_1m(&self) -> f64 {
-        self.output_per_1m
-    }
-}
-
-impl TryFrom<PricingDraft> for ModelPricing {
-    type Error = ValidationErrors;
-    fn try_from(draft: PricingDraft) -> Result<Self, Self::Error> {
-        Self::new(draft, "")
-    }
-}
 
 /// The editable fields of a specialist as a caller or a file supplies them, before validation.
 ///
@@ -335,44 +231,14 @@ pub struct SpecialistSpec {
 }
 
 /// A system prompt that was replaced, kept so a change can be understood or undone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptRevision {
     /// The prompt as it was.
     pub system_prompt: String,
     /// The specialist version that had this prompt.
     pub version: u32,
     /// When it was replaced.
-    #[serde(deserialize_with = "deserialize_timestamp")]
     pub replaced_at: DateTime<Utc>,
-}
-
-/// A specialist as stored in the catalogue file: the draft plus identity and history.
-///
-/// Timestamps may be written with or without a UTC offset (the original service wrote naive
-/// ISO-8601 UTC times); missing ones are filled with the load time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpecialistRecord {
-    /// The specialist's id.
-    pub id: String,
-    /// Its editable fields.
-    #[serde(flatten)]
-    pub draft: SpecialistDraft,
-    /// When it was created.
-    #[serde(default, deserialize_with = "deserialize_optional_timestamp")]
-    pub created_at: Option<DateTime<Utc>>,
-    /// When it last changed.
-    #[serde(default, deserialize_with = "deserialize_optional_timestamp")]
-    pub updated_at: Option<DateTime<Utc>>,
-    /// Starts at 1, +1 on every update.
-    #[serde(default = "first_version")]
-    pub version: i64,
-    /// Previous system prompts, oldest first.
-    #[serde(default)]
-    pub prompt_history: Vec<PromptRevision>,
-}
-
-fn first_version() -> i64 {
-    1
 }
 
 /// An AI persona: provider, model, system prompt, parameters and pricing, with its history.
@@ -402,37 +268,23 @@ impl Specialist {
             prompt_history: Vec::new(),
         }
     }
-
-    /// Validates a stored record, reporting every broken rule. `now` fills missing timestamps.
-    pub fn from_record(
-        record: SpecialistRecord,
-        now: DateTime<Utc>,
-    ) -> Result<Self, ValidationErrors> {
-        let mut errors = ValidationErrors::new();
-        let id = SpecialistId::parse(record.id)
-            .map_err(|e| errors.push("id", e.to_string()))
-            .ok();
-        let version = u32::try_from(record.version)
-            .ok()
-            .filter(|v| *v >= 1)
-            .or_else(|| {
-                errors.push("version", "must be a positive integer");
-                None
-            });
-        let spec = record.draft.validate().map_err(|e| errors.extend(e)).ok();
-        match (id, version, spec) {
-            (Some(id), Some(version), Some(spec)) if errors.is_empty() => {
-                let created_at = record.created_at.unwrap_or(now);
-                Ok(Self {
-                    id,
-                    spec,
-                    created_at,
-                    updated_at: record.updated_at.unwrap_or(created_at),
-                    version,
-                    prompt_history: record.prompt_history,
-                })
-            }
-            _ => Err(errors),
+    /// A specialist as it was kept (a catalogue file, a database): its validated fields with the
+    /// identity, timestamps, version and prompt history it had.
+    pub fn restore(
+        id: SpecialistId,
+        spec: SpecialistSpec,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        version: NonZeroU32,
+        prompt_history: Vec<PromptRevision>,
+    ) -> Self {
+        Self {
+            id,
+            spec,
+            created_at,
+            updated_at,
+            version: version.get(),
+            prompt_history,
         }
     }
 
@@ -481,8 +333,8 @@ impl Specialist {
             temperature: self.spec.temperature,
             max_tokens: i64::from(self.spec.max_tokens),
             pricing: self.spec.pricing.map(|p| PricingDraft {
-                input_per_1m: p.input_per_1m,
-                output_per_1m: p.output_per_1m,
+                input_per_1m: p.input_per_1m(),
+                output_per_1m: p.output_per_1m(),
             }),
         }
     }
@@ -543,38 +395,6 @@ impl Specialist {
     pub fn prompt_history(&self) -> &[PromptRevision] {
         &self.prompt_history
     }
-}
-
-fn deserialize_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse_timestamp(&raw).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "invalid timestamp '{raw}': expected ISO-8601, e.g. 2025-01-31T12:00:00Z"
-        ))
-    })
-}
-
-fn deserialize_optional_timestamp<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<DateTime<Utc>>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(raw) => parse_timestamp(&raw).map(Some).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid timestamp '{raw}': expected ISO-8601, e.g. 2025-01-31T12:00:00Z"
-            ))
-        }),
-    }
-}
-
-/// RFC 3339, or a naive ISO-8601 time taken as UTC (what Python's `datetime.utcnow()` writes).
-fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Some(t.with_timezone(&Utc));
-    }
-    NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|naive| naive.and_utc())
 }
 
 #[cfg(test)]
@@ -756,48 +576,6 @@ mod tests {
     }
 
     #[test]
-    fn record_with_naive_timestamps_from_the_original_loads() {
-        let json = r#"{
-            "id": "general", "name": "General Assistant", "description": "",
-            "provider": "openai", "model": "gpt-4o", "system_prompt": "Be helpful.",
-            "temperature": 0.7, "max_tokens": 2048,
-            "pricing": {"input_per_1m": 2.5, "output_per_1m": 10.0},
-            "created_at": "2024-01-15T10:30:00.123456", "updated_at": "2024-01-16T08:00:00Z",
-            "version": 3, "prompt_history": []
-        }"#;
-        let record: SpecialistRecord = serde_json::from_str(json).unwrap();
-        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let s = Specialist::from_record(record, now).unwrap();
-        assert_eq!(s.version(), 3);
-        assert_eq!(
-            s.created_at(),
-            Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap()
-                + chrono::Duration::microseconds(123_456)
-        );
-        assert_eq!(
-            s.updated_at(),
-            Utc.with_ymd_and_hms(2024, 1, 16, 8, 0, 0).unwrap()
-        );
-    }
-
-    #[test]
-    fn record_reports_id_and_version_with_field_errors() {
-        let record = SpecialistRecord {
-            id: "has space".into(),
-            draft: SpecialistDraft {
-                temperature: -1.0,
-                ..draft()
-            },
-            created_at: None,
-            updated_at: None,
-            version: 0,
-            prompt_history: vec![],
-        };
-        let errors = Specialist::from_record(record, Utc::now()).unwrap_err();
-        assert_eq!(fields(&errors), ["id", "version", "temperature"]);
-    }
-
-    #[test]
     fn revise_bumps_version_and_archives_changed_prompt() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let t1 = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
@@ -879,20 +657,5 @@ mod tests {
         let spec = draft().validate().unwrap();
         let s = Specialist::new(SpecialistId::parse("x").unwrap(), spec.clone(), Utc::now());
         assert_eq!(s.to_draft().validate().unwrap(), spec);
-    }
-
-    #[test]
-    fn serialises_in_the_original_file_format() {
-        let s = specialist(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        let value = serde_json::to_value(&s).unwrap();
-        assert_eq!(value["id"], "fa");
-        assert_eq!(value["provider"], "openai");
-        assert_eq!(value["pricing"]["input_per_1m"], 2.5);
-        assert_eq!(value["version"], 1);
-        assert_eq!(value["created_at"], "2026-01-01T00:00:00Z");
-        assert!(value.get("base_url").is_none());
-        // And reads back as the same specialist.
-        let record: SpecialistRecord = serde_json::from_value(value).unwrap();
-        assert_eq!(Specialist::from_record(record, Utc::now()).unwrap(), s);
     }
 }

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use core_domain::{Specialist, SpecialistId, SpecialistRecord, ValidationErrors, comparable_name};
+use core_domain::{Specialist, SpecialistId, ValidationErrors, comparable_name};
 use serde::Deserialize;
 
-use crate::{BaseUrlPolicy, CatalogueError, CatalogueFile, DEFAULT_CATALOGUE_JSON};
+use crate::{
+    BaseUrlPolicy, CatalogueError, CatalogueFile, DEFAULT_CATALOGUE_JSON, SpecialistRecord,
+};
 
 #[derive(Deserialize)]
 struct FileFormat {
@@ -29,7 +31,7 @@ pub fn parse_catalogue(
     let mut specialists = Vec::with_capacity(file.specialists.len());
     for (index, record) in file.specialists.into_iter().enumerate() {
         let prefix = format!("specialists[{index}].");
-        match Specialist::from_record(record, now) {
+        match record.into_specialist(now) {
             Ok(specialist) => {
                 let mut problems = ValidationErrors::new();
                 if let Some(url) = specialist.base_url()

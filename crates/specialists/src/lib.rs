@@ -33,12 +33,14 @@
 mod catalogue;
 mod edit;
 mod error;
+mod file_format;
 mod file_store;
 mod health;
 mod policy;
 
 pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
 pub use error::CatalogueError;
+pub use file_format::SpecialistRecord;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
 pub use health::{FileHealth, HealthChange};
 pub use policy::BaseUrlPolicy;
