@@ -193,11 +193,7 @@ impl Pending {
                 .with_label_values(&[provider, model, specialist])
                 .inc_by(estimate.cost.as_dollars());
         }
-        // A provider refused for want of a key never called its upstream.
-        if let Some(started) = self
-            .upstream_started
-            .filter(|_| error_code != Some(ErrorCode::ProviderNotConfigured))
-        {
+        if let Some(started) = self.upstream_started {
             m.upstream_latency
                 .with_label_values(&[provider])
                 .observe(started.elapsed().as_secs_f64());
