@@ -111,9 +111,9 @@ impl CallRecorder {
     /// front consumed nothing.
     pub(crate) fn consumed_on_failure(&self, error: &ProviderError) -> TokenUsage {
         match error {
-            ProviderError::Timeout { .. } | ProviderError::Upstream { status: None, .. } => {
-                self.consumed_so_far()
-            }
+            ProviderError::Timeout { .. }
+            | ProviderError::Unreachable { .. }
+            | ProviderError::Upstream { status: None, .. } => self.consumed_so_far(),
             _ if self.delivered_chars > 0 || self.usage_so_far.is_some() => self.consumed_so_far(),
             _ => TokenUsage::default(),
         }
