@@ -14,4 +14,5 @@ mod rate_limit;
 mod specialists;
 mod store;
 mod stream;
+mod unconfigured_provider;
 mod usage;

@@ -89,6 +89,13 @@ pub enum ProviderError {
         /// What failed.
         message: String,
     },
+    /// No connection to the upstream could be made, so the request never left: safe to retry.
+    /// (A connection that timed out is [`ProviderError::Timeout`] in the `Connect` phase.)
+    #[error("the upstream failed: {message}")]
+    Unreachable {
+        /// What went wrong.
+        message: String,
+    },
     /// The upstream failed: a 5xx, a broken connection, a malformed answer or an error event in
     /// a stream.
     #[error("the upstream failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
@@ -101,12 +108,19 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// True when trying again may succeed: connection failures, upstream 429s and 5xx.
+    /// True when the failed attempt may be sent again: the transport's retry policy. Only
+    /// failures that prove the model did no work qualify — no connection was made, or the
+    /// upstream answered 429 or 5xx. A failure once the request may have reached the model
+    /// (a connection broken before or during the answer, a first-byte or total timeout) is
+    /// never retried, as it could be billed twice.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } => true,
-            Self::Upstream { status, .. } => status.is_none_or(|s| s >= 500),
+            Self::RateLimited { .. } | Self::Unreachable { .. } => true,
             Self::Timeout { phase } => *phase == TimeoutPhase::Connect,
+            // 429 arrives here (rather than as `RateLimited`) when its body was too large.
+            Self::Upstream { status, .. } => {
+                status.is_some_and(|s| s == 429 || (500..600).contains(&s))
+            }
             Self::NotConfigured { .. }
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
@@ -122,8 +136,101 @@ impl ProviderError {
             Self::RateLimited { .. } => ErrorCode::UpstreamRateLimited,
             Self::AuthFailed { .. } => ErrorCode::UpstreamAuthFailed,
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
-            Self::Upstream { .. } => ErrorCode::UpstreamError,
+            Self::Unreachable { .. } | Self::Upstream { .. } => ErrorCode::UpstreamError,
             Self::Setup { .. } => ErrorCode::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: Option<u16>) -> ProviderError {
+        ProviderError::Upstream {
+            status,
+            message: "m".into(),
+        }
+    }
+
+    /// The transport retries exactly what this says; anything that may have reached the model
+    /// is never sent twice.
+    #[test]
+    fn retryable_only_when_the_model_did_no_work() {
+        let timeout = |phase| ProviderError::Timeout { phase };
+        let cases = [
+            (
+                ProviderError::Unreachable {
+                    message: "cannot connect".into(),
+                },
+                true,
+            ),
+            (timeout(TimeoutPhase::Connect), true),
+            (timeout(TimeoutPhase::FirstByte), false),
+            (timeout(TimeoutPhase::IdleGap), false),
+            (timeout(TimeoutPhase::Total), false),
+            (
+                ProviderError::RateLimited {
+                    retry_after: None,
+                    message: "slow down".into(),
+                },
+                true,
+            ),
+            // A 429 or 5xx whose body was too large to read is still that status.
+            (upstream(Some(429)), true),
+            (upstream(Some(500)), true),
+            (upstream(Some(503)), true),
+            (upstream(Some(599)), true),
+            (upstream(Some(600)), false),
+            (upstream(Some(302)), false),
+            (upstream(Some(200)), false),
+            // A connection that broke after the request left, a malformed answer, an error
+            // event mid-stream.
+            (upstream(None), false),
+            (
+                ProviderError::AuthFailed {
+                    provider: ProviderKind::OpenAi,
+                    status: 401,
+                    message: "m".into(),
+                },
+                false,
+            ),
+            (
+                ProviderError::InvalidRequest {
+                    status: 400,
+                    message: "m".into(),
+                },
+                false,
+            ),
+            (
+                ProviderError::NotConfigured {
+                    provider: ProviderKind::Google,
+                    env_var: "GOOGLE_API_KEY",
+                    config_key: "providers.google.api_key",
+                },
+                false,
+            ),
+            (
+                ProviderError::Setup {
+                    message: "m".into(),
+                },
+                false,
+            ),
+        ];
+        for (error, retryable) in cases {
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_upstream_reads_and_counts_as_an_upstream_failure() {
+        let error = ProviderError::Unreachable {
+            message: "cannot connect: refused".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "the upstream failed: cannot connect: refused"
+        );
+        assert_eq!(error.code(), ErrorCode::UpstreamError);
     }
 }

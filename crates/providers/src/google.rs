@@ -133,6 +133,10 @@ impl ChatProvider for GoogleProvider {
         ProviderKind::Google
     }
 
+    fn check_configured(&self, _base_url: Option<&str>) -> Result<(), ProviderError> {
+        self.key().map(drop)
+    }
+
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
         async move {
             let key = self.key()?;

@@ -69,34 +69,46 @@ impl OpenAiProvider {
         }
     }
 
+    /// The key a call to `base_url` sends (see the type's doc for the routing), or
+    /// [`ProviderError::NotConfigured`] when the key it needs is missing.
+    fn key_for(&self, base_url: Option<&str>) -> Result<Option<&SecretString>, ProviderError> {
+        let Some(base) = base_url.map(|u| u.trim_end_matches('/')) else {
+            return required_key(self.api_key.as_ref(), ProviderKind::OpenAi).map(Some);
+        };
+        let host = url::Url::parse(base)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        if host.as_deref() == Some(XAI_HOST) {
+            return self
+                .xai_key
+                .as_ref()
+                .map(Some)
+                .ok_or(ProviderError::NotConfigured {
+                    provider: ProviderKind::OpenAi,
+                    env_var: "XAI_API_KEY",
+                    config_key: "providers.xai.api_key",
+                });
+        }
+        Ok(self
+            .compatible
+            .iter()
+            .find(|(url, _)| url == base)
+            .map(|(_, key)| key))
+    }
+
     fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint<'_>, ProviderError> {
+        let key = self.key_for(request.base_url.as_deref())?;
         let Some(base) = request.base_url.as_deref().map(|u| u.trim_end_matches('/')) else {
-            let key = required_key(self.api_key.as_ref(), ProviderKind::OpenAi)?;
             let url = self
                 .endpoint
                 .clone()
                 .map_err(|message| ProviderError::Setup { message })?;
             return Ok(Endpoint {
                 url,
-                key: Some(key),
+                key,
                 client: self.transport.client(true),
                 is_configured: true,
             });
-        };
-        let host = url::Url::parse(base)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        let key = if host.as_deref() == Some(XAI_HOST) {
-            Some(self.xai_key.as_ref().ok_or(ProviderError::NotConfigured {
-                provider: ProviderKind::OpenAi,
-                env_var: "XAI_API_KEY",
-                config_key: "providers.xai.api_key",
-            })?)
-        } else {
-            self.compatible
-                .iter()
-                .find(|(url, _)| url == base)
-                .map(|(_, key)| key)
         };
         let url = reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
             ProviderError::InvalidRequest {
@@ -187,6 +199,10 @@ fn is_reasoning_model(model: &str) -> bool {
 impl ChatProvider for OpenAiProvider {
     fn kind(&self) -> ProviderKind {
         ProviderKind::OpenAi
+    }
+
+    fn check_configured(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        self.key_for(base_url).map(drop)
     }
 
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {

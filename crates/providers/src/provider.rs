@@ -22,6 +22,15 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     /// Which family this is.
     fn kind(&self) -> ProviderKind;
 
+    /// [`ProviderError::NotConfigured`] when a call to `base_url` (a specialist's, or `None`
+    /// for the provider's own endpoint) would lack the credentials it needs. The registry asks
+    /// before a call starts, so a missing key is refused without touching the upstream. A
+    /// provider that needs no credentials keeps this default.
+    fn check_configured(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        let _ = base_url;
+        Ok(())
+    }
+
     /// Asks for a whole answer.
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a>;
 

@@ -58,8 +58,8 @@ impl ProviderRegistry {
     }
 
     /// Every provider, sharing one pooled HTTP client. Providers without a key are registered
-    /// too: they answer [`ProviderError::NotConfigured`] naming what to set, per call (the
-    /// `openai` provider needs different keys for different base URLs).
+    /// too (the `openai` provider needs different keys for different base URLs):
+    /// [`ProviderRegistry::provider_for`] refuses a specialist whose call would lack its key.
     pub fn from_config(config: &ProvidersConfig) -> Result<Self, ProviderError> {
         let unusable = config.unusable_keys();
         if !unusable.is_empty() {
@@ -85,21 +85,24 @@ impl ProviderRegistry {
         self.providers.insert(provider.kind(), provider);
     }
 
-    /// The provider that serves `specialist`, or [`ProviderError::NotConfigured`] naming the
-    /// variable to set.
+    /// The provider that serves `specialist`, checked to have the credentials a call for it
+    /// needs (for `openai`, those its `base_url` routes to), or [`ProviderError::NotConfigured`]
+    /// naming the variable to set. Nothing has been sent when this refuses.
     pub fn provider_for(
         &self,
         specialist: &Specialist,
     ) -> Result<Arc<dyn ChatProvider>, ProviderError> {
         let kind = specialist.provider();
-        self.providers
+        let provider = self
+            .providers
             .get(&kind)
-            .cloned()
             .ok_or(ProviderError::NotConfigured {
                 provider: kind,
                 env_var: api_key_env(kind),
                 config_key: config_key(kind),
-            })
+            })?;
+        provider.check_configured(specialist.base_url())?;
+        Ok(Arc::clone(provider))
     }
 
     /// The provider of `kind`, if registered.
@@ -127,12 +130,16 @@ mod tests {
     use super::*;
 
     fn specialist(provider: &str) -> Specialist {
+        specialist_at(provider, None)
+    }
+
+    fn specialist_at(provider: &str, base_url: Option<&str>) -> Specialist {
         let spec = SpecialistDraft {
             name: "S".into(),
             description: String::new(),
             provider: provider.into(),
             model: "m".into(),
-            base_url: None,
+            base_url: base_url.map(str::to_owned),
             system_prompt: "p".into(),
             temperature: 0.5,
             max_tokens: 100,
@@ -161,5 +168,91 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("ANTHROPIC_API_KEY"));
+    }
+
+    fn not_configured(
+        provider: ProviderKind,
+        env_var: &'static str,
+        config_key: &'static str,
+    ) -> Option<ProviderError> {
+        Some(ProviderError::NotConfigured {
+            provider,
+            env_var,
+            config_key,
+        })
+    }
+
+    /// Every provider is registered from configuration, keyed or not; `provider_for` is where
+    /// a missing key is found, following the `openai` provider's key routing by base URL.
+    #[test]
+    fn provider_for_refuses_a_specialist_whose_key_is_missing() {
+        let key = || Some(SecretString::from("sk-test"));
+        let unkeyed = ProvidersConfig {
+            openai_compatible: vec![crate::CompatibleServer {
+                base_url: "https://llm.example.com/v1".into(),
+                api_key: SecretString::from("sk-compatible"),
+            }],
+            ..ProvidersConfig::default()
+        };
+        let mut keyed = unkeyed.clone();
+        keyed.openai.api_key = key();
+        keyed.anthropic.api_key = key();
+        keyed.google.api_key = key();
+        keyed.xai.api_key = key();
+        let xai = Some("https://api.x.ai/v1");
+        let cases: [(&str, Option<&str>, Option<ProviderError>); 7] = [
+            ("mock", None, None),
+            (
+                "openai",
+                None,
+                not_configured(
+                    ProviderKind::OpenAi,
+                    "OPENAI_API_KEY",
+                    "providers.openai.api_key",
+                ),
+            ),
+            (
+                "anthropic",
+                None,
+                not_configured(
+                    ProviderKind::Anthropic,
+                    "ANTHROPIC_API_KEY",
+                    "providers.anthropic.api_key",
+                ),
+            ),
+            (
+                "google",
+                None,
+                not_configured(
+                    ProviderKind::Google,
+                    "GOOGLE_API_KEY",
+                    "providers.google.api_key",
+                ),
+            ),
+            (
+                "openai",
+                xai,
+                not_configured(ProviderKind::OpenAi, "XAI_API_KEY", "providers.xai.api_key"),
+            ),
+            // A compatible server needs no OpenAI key: it gets its own or none.
+            ("openai", Some("https://llm.example.com/v1"), None),
+            ("openai", Some("https://other.example.com/v1"), None),
+        ];
+        let unkeyed = ProviderRegistry::from_config(&unkeyed).unwrap();
+        let keyed = ProviderRegistry::from_config(&keyed).unwrap();
+        for (provider, base_url, refusal) in cases {
+            let specialist = specialist_at(provider, base_url);
+            assert_eq!(
+                unkeyed.provider_for(&specialist).err(),
+                refusal,
+                "{provider} at {base_url:?} without keys"
+            );
+            let served = keyed.provider_for(&specialist);
+            assert_eq!(
+                served.map(|p| p.kind()).ok(),
+                Some(specialist.provider()),
+                "{provider} at {base_url:?} with every key"
+            );
+        }
     }
 }

@@ -177,9 +177,10 @@ fn instant_after(wait: Duration) -> Instant {
     now.checked_add(wait.min(NEVER)).unwrap_or(now)
 }
 
-/// Sends the request `build` makes until it gets a success status, retrying connect errors,
-/// 429s and 5xx with exponential backoff and jitter (or the upstream's `Retry-After`), within
-/// the call's deadline. Nothing has been passed to the caller yet, so retrying is safe.
+/// Sends the request `build` makes until it gets a success status, retrying what
+/// [`ProviderError::is_retryable`] allows (connect failures, 429s and 5xx) with exponential
+/// backoff and jitter (or the upstream's `Retry-After`), within the call's deadline. Nothing
+/// has been passed to the caller yet, so retrying is safe.
 pub(crate) async fn send(
     call: &Call,
     provider: ProviderKind,
@@ -195,7 +196,7 @@ pub(crate) async fn send(
                 build().send(),
             )
             .await?;
-        let (error, retryable, asked_wait) = match sent {
+        let (error, asked_wait) = match sent {
             Ok(response) if response.status().is_success() => return Ok(response),
             Ok(response) => {
                 let status = response.status();
@@ -223,15 +224,11 @@ pub(crate) async fn send(
                     // clients only learn that the credentials were refused.
                     tracing::warn!(%provider, status, upstream_message = %message, "the upstream refused the configured credentials");
                 }
-                let retryable = status.as_u16() == 429 || status.is_server_error();
-                (error, retryable, retry_after(&headers))
+                (error, retry_after(&headers))
             }
-            Err(e) => {
-                let (error, retryable) = transport_error(&e, secrets);
-                (error, retryable, None)
-            }
+            Err(e) => (transport_error(&e, secrets), None),
         };
-        if !retryable || attempt >= call.limits.max_retries {
+        if !error.is_retryable() || attempt >= call.limits.max_retries {
             return Err(error);
         }
         let wait = match asked_wait {
@@ -250,33 +247,24 @@ pub(crate) async fn send(
     }
 }
 
-/// Classifies a failure to get a response. Only a failure to connect is safe to retry: once the
-/// request may have reached the model, a retry could be billed twice.
-fn transport_error(e: &reqwest::Error, secrets: &[&str]) -> (ProviderError, bool) {
+/// Classifies a failure to get a response. Only a failure to connect is retryable (see
+/// [`ProviderError::is_retryable`]): once the request may have reached the model, a retry
+/// could be billed twice.
+fn transport_error(e: &reqwest::Error, secrets: &[&str]) -> ProviderError {
     if e.is_connect() {
         if e.is_timeout() {
-            return (
-                ProviderError::Timeout {
-                    phase: TimeoutPhase::Connect,
-                },
-                true,
-            );
+            return ProviderError::Timeout {
+                phase: TimeoutPhase::Connect,
+            };
         }
-        return (
-            ProviderError::Upstream {
-                status: None,
-                message: redact(&format!("cannot connect: {}", error_chain(e)), secrets),
-            },
-            true,
-        );
+        return ProviderError::Unreachable {
+            message: redact(&format!("cannot connect: {}", error_chain(e)), secrets),
+        };
     }
-    (
-        ProviderError::Upstream {
-            status: None,
-            message: redact(&format!("request failed: {}", error_chain(e)), secrets),
-        },
-        false,
-    )
+    ProviderError::Upstream {
+        status: None,
+        message: redact(&format!("request failed: {}", error_chain(e)), secrets),
+    }
 }
 
 /// The error and its causes on one line (reqwest's own message hides the cause).

@@ -111,9 +111,9 @@ impl CallRecorder {
     /// front consumed nothing.
     pub(crate) fn consumed_on_failure(&self, error: &ProviderError) -> TokenUsage {
         match error {
-            ProviderError::Timeout { .. } | ProviderError::Upstream { status: None, .. } => {
-                self.consumed_so_far()
-            }
+            ProviderError::Timeout { .. }
+            | ProviderError::Unreachable { .. }
+            | ProviderError::Upstream { status: None, .. } => self.consumed_so_far(),
             _ if self.delivered_chars > 0 || self.usage_so_far.is_some() => self.consumed_so_far(),
             _ => TokenUsage::default(),
         }
@@ -193,11 +193,7 @@ impl Pending {
                 .with_label_values(&[provider, model, specialist])
                 .inc_by(estimate.cost.as_dollars());
         }
-        // A provider refused for want of a key never called its upstream.
-        if let Some(started) = self
-            .upstream_started
-            .filter(|_| error_code != Some(ErrorCode::ProviderNotConfigured))
-        {
+        if let Some(started) = self.upstream_started {
             m.upstream_latency
                 .with_label_values(&[provider])
                 .observe(started.elapsed().as_secs_f64());

@@ -146,10 +146,7 @@ async fn a_connection_refused_is_retried_then_reported() {
         .complete(&request("gpt-4o"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ProviderError::Upstream { status: None, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, ProviderError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
