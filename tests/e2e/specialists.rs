@@ -50,7 +50,7 @@ mod management {
     use std::time::Duration;
 
     use core_domain::AccessRole;
-    use e2e_support::{TestApp, error_body};
+    use e2e_support::{TestApp, error_body, eventually};
     use fake_upstream::{FakeUpstream, Wire};
     use http_api::{ApiKeyConfig, AuthMode};
     use serde_json::{Value, json};
@@ -562,12 +562,11 @@ mod management {
                 "model": "mock-echo", "system_prompt": "New from ops."}]}"#,
         )
         .unwrap();
-        let found = wait_until(|| {
-            let request = app.client.get(app.url("/specialists/deployed"));
-            async move { request.send().await.unwrap().status() == 200 }
+        eventually("the edited file to be picked up", async || {
+            let response = app.get("/specialists/deployed").await;
+            (response.status() == 200).then_some(())
         })
         .await;
-        assert!(found, "the edited file was not picked up");
         assert_eq!(
             app.get("/specialists/demo").await.status(),
             404,
@@ -611,21 +610,6 @@ mod management {
             let chat = app.chat("deployed", "hi").await;
             assert_eq!(chat.status(), 200);
         }
-    }
-
-    async fn wait_until<F, Fut>(mut check: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
     }
 
     #[tokio::test]

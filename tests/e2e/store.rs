@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
 use diesel::{Connection, SqliteConnection, connection::SimpleConnection};
-use e2e_support::{TcpProxy, TestDatabase};
+use e2e_support::{TcpProxy, TestDatabase, eventually};
 use usage_store::{
     Backend, DatabaseConfig, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore, spawn_writer,
 };
@@ -385,14 +385,10 @@ async fn shutdown_during_an_outage_spills_within_the_timeout(backend: Backend) {
     for i in 0..5 {
         sink.record(record(&format!("stuck-{i}")));
     }
-    // Wait until the writer has taken the batch and is retrying it.
-    for _ in 0..200 {
-        if sink.stats().write_errors > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(sink.stats().write_errors > 0, "{:?}", sink.stats());
+    eventually("the writer to take the batch and retry it", async || {
+        (sink.stats().write_errors > 0).then_some(())
+    })
+    .await;
 
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(10), writer.shutdown())

@@ -1,8 +1,6 @@
 //! `GET /usage/summary` and `/ready`, on SQLite and on PostgreSQL.
 
-use std::time::Duration;
-
-use e2e_support::{TcpProxy, TestApp, TestDatabase, error_body, field_of_each};
+use e2e_support::{TcpProxy, TestApp, TestDatabase, error_body, eventually, field_of_each};
 use serde_json::json;
 
 async fn make_calls(app: &TestApp) {
@@ -136,34 +134,20 @@ async fn ready_follows_the_database() {
             .await;
         assert_eq!(answered.status(), 200);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let failing = eventually("a failed write to show in the metrics", async || {
         let now = app.metrics().await;
-        if metric(&now, "commander_usage_write_errors_total")
-            > metric(&before, "commander_usage_write_errors_total")
-        {
-            assert!(metric(&now, "commander_usage_queue_depth") >= 1.0);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a failed write shows within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (metric(&now, "commander_usage_write_errors_total")
+            > metric(&before, "commander_usage_write_errors_total"))
+        .then_some(now)
+    })
+    .await;
+    assert!(metric(&failing, "commander_usage_queue_depth") >= 1.0);
 
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if ready(&app).await.status() == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ready again within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("ready again", async || {
+        (ready(&app).await.status() == 200).then_some(())
+    })
+    .await;
     let rows = app.usage_rows().await;
     assert_eq!(rows.len(), 3, "every call of the outage logged once");
     let after = app.metrics().await;

@@ -225,16 +225,81 @@ impl TestApp {
     }
 
     /// Usage rows once at least `count` exist (for records written after the response, such
-    /// as a disconnected client's), waiting at most 5 s.
+    /// as a disconnected client's), waiting at most [`EVENTUALLY_WITHIN`].
     pub async fn wait_for_usage_rows(&self, count: usize) -> Vec<StoredUsage> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
+        eventually(&format!("{count} usage rows"), async || {
             let rows = self.usage_rows().await;
-            if rows.len() >= count || tokio::time::Instant::now() > deadline {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            (rows.len() >= count).then_some(rows)
+        })
+        .await
+    }
+}
+
+/// How long [`eventually`] waits: far beyond what a healthy run needs, so only a real hang
+/// (or a condition that never comes) trips it.
+pub const EVENTUALLY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Runs `check` every 20 ms until it returns `Some`, and returns that value; fails the test,
+/// naming `what` was awaited, once [`EVENTUALLY_WITHIN`] has passed (a check that hangs
+/// included).
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(EVENTUALLY_WITHIN, what, check).await
+}
+
+async fn eventually_within<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let checked = tokio::time::timeout_at(deadline, check()).await;
+        if let Ok(Some(value)) = checked {
+            return value;
         }
+        assert!(
+            checked.is_ok() && tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn eventually_returns_the_first_value_the_check_gives() {
+        let mut calls = 0;
+        let value = eventually("the third call", async || {
+            calls += 1;
+            (calls == 3).then_some(calls * 10)
+        })
+        .await;
+        assert_eq!(value, 30);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for a condition that never holds")]
+    async fn eventually_fails_naming_what_never_came() {
+        eventually_within(
+            Duration::from_millis(50),
+            "a condition that never holds",
+            async || None::<()>,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for a check that hangs")]
+    async fn eventually_fails_when_the_check_itself_hangs() {
+        eventually_within(
+            Duration::from_millis(50),
+            "a check that hangs",
+            async || std::future::pending::<Option<()>>().await,
+        )
+        .await;
     }
 }
 

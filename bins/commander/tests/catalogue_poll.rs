@@ -3,11 +3,12 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 mod running_commander;
 
-use running_commander::{LogLines, Running, keep_collecting, server_in, spawn_reading_stdout};
+use running_commander::{
+    LogLines, Running, eventually, keep_collecting, server_in, spawn_reading_stdout,
+};
 
 /// Starts `commander` in `dir` with JSON logs at debug level for the binary, polling the
 /// catalogue every 20 ms; every log line lands in the returned list as it is printed.
@@ -31,29 +32,20 @@ fn count(logs: &Mutex<Vec<String>>, level: &str, text: &str) -> usize {
         .count()
 }
 
-/// Waits (at most 30 s, checking every 10 ms) until `done` holds.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_missing_catalogue_file_is_one_error_and_its_return_one_info() {
     let dir = tempfile::tempdir().unwrap();
     let (_child, logs) = start(dir.path());
-    wait_until("the server to listen", || {
-        count(&logs, "INFO", "commander is listening") == 1
+    eventually("the server to listen", || {
+        (count(&logs, "INFO", "commander is listening") == 1).then_some(())
     });
     let path = dir.path().join("config/specialists.json");
     let text = std::fs::read_to_string(&path).unwrap();
 
     std::fs::remove_file(&path).unwrap();
     // Many polls see the file missing: each says so at debug level only.
-    wait_until("ten polls of the missing file", || {
-        count(&logs, "DEBUG", "still unusable") >= 10
+    eventually("ten polls of the missing file", || {
+        (count(&logs, "DEBUG", "still unusable") >= 10).then_some(())
     });
     assert_eq!(
         count(&logs, "ERROR", "cannot be used"),
@@ -63,8 +55,8 @@ fn a_missing_catalogue_file_is_one_error_and_its_return_one_info() {
     );
 
     std::fs::write(&path, text).unwrap();
-    wait_until("the file's return to be logged", || {
-        count(&logs, "INFO", "usable again") == 1
+    eventually("the file's return to be logged", || {
+        (count(&logs, "INFO", "usable again") == 1).then_some(())
     });
     assert_eq!(count(&logs, "ERROR", "cannot be used"), 1);
 }

@@ -3,17 +3,17 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 const U64_MAX: &str = "18446744073709551615";
 
 mod running_commander;
 
-use running_commander::{Running, server_in};
+use running_commander::{Running, eventually, server_in};
 
 /// Runs `commander ARGS` in an empty directory with only `env`, and returns how it exited
-/// and what it wrote to stderr; fails if it is still running after 30 s (a server that
-/// started although it should not have).
+/// and what it wrote to stderr; fails if it is still running after
+/// [`running_commander::EVENTUALLY_WITHIN`] (a server that started although it should not
+/// have).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let child = server_in(dir.path())
@@ -24,17 +24,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
         .spawn()
         .unwrap();
     let mut child = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "commander {args:?} with {env:?} was still running after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = eventually(&format!("commander {args:?} with {env:?} to exit"), || {
+        child.0.try_wait().unwrap()
+    });
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
     (status, stderr)

@@ -9,7 +9,7 @@ use usage_store::{DatabaseConfig, UsageStore};
 mod running_commander;
 
 use running_commander::{
-    LogLines, Running, commander_in, keep_collecting, lines_until_listening, server_in,
+    LogLines, Running, commander_in, eventually, keep_collecting, lines_until_listening, server_in,
     spawn_reading_stdout,
 };
 
@@ -108,17 +108,7 @@ fn signal(child: &Running, name: &str) {
 }
 
 fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "commander did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("commander to exit", || child.0.try_wait().expect("wait"))
 }
 
 #[test]

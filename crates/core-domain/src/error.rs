@@ -88,6 +88,37 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: for tests and docs that must cover the whole set.
+    pub const ALL: &'static [Self] = &[
+        Self::InvalidRequest,
+        Self::ValidationFailed,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::HostNotAllowed,
+        Self::OriginNotAllowed,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::SpecialistNotFound,
+        Self::SpecialistExists,
+        Self::VersionConflict,
+        Self::CatalogueFileInvalid,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::RequestTimeout,
+        Self::RateLimited,
+        Self::TooManyConnections,
+        Self::ProviderNotConfigured,
+        Self::UpstreamError,
+        Self::UpstreamTimeout,
+        Self::UpstreamRateLimited,
+        Self::UpstreamAuthFailed,
+        Self::UpstreamInvalidRequest,
+        Self::ClientDisconnected,
+        Self::ServerShutdown,
+        Self::ServiceUnavailable,
+        Self::Internal,
+    ];
+
     /// The snake_case spelling used on the wire and in the database.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -133,20 +164,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serde_spelling_matches_as_str() {
-        for code in [
-            ErrorCode::InvalidRequest,
-            ErrorCode::ProviderNotConfigured,
-            ErrorCode::HostNotAllowed,
-            ErrorCode::OriginNotAllowed,
-            ErrorCode::RequestTimeout,
-            ErrorCode::TooManyConnections,
-            ErrorCode::UpstreamTimeout,
-            ErrorCode::ClientDisconnected,
-            ErrorCode::Internal,
-        ] {
+    fn serde_spelling_matches_as_str_for_every_code() {
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, code);
+            assert!(
+                code.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{code:?} is spelled {:?}, not snake_case",
+                code.as_str()
+            );
         }
+    }
+
+    #[test]
+    fn all_lists_every_code_once_in_declaration_order() {
+        for (position, &code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code as usize, position, "{code:?} is out of place in ALL");
+        }
+        // serde's derive knows every variant independently of ALL: a string it does not know
+        // makes it list them all, so a variant missing from ALL shows here.
+        let unknown = serde_json::from_str::<ErrorCode>("\"no_such_code\"")
+            .unwrap_err()
+            .to_string();
+        let known_to_serde: Vec<&str> = unknown.split('`').skip(3).step_by(2).collect();
+        let listed: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(known_to_serde, listed, "serde said: {unknown}");
     }
 }

@@ -69,6 +69,26 @@ pub fn keep_collecting(seen: Vec<String>, lines: mpsc::Receiver<String>) -> LogL
     collected
 }
 
+/// How long [`eventually`] waits: far beyond what a healthy run needs (a debug binary starting
+/// on a loaded machine included), so only a real hang trips it.
+pub const EVENTUALLY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs `check` every 20 ms until it returns `Some`, and returns that value; fails the test,
+/// naming `what` was awaited, once [`EVENTUALLY_WITHIN`] has passed.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + EVENTUALLY_WITHIN;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {EVENTUALLY_WITHIN:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The lines of `lines` up to and including the first for which `is_listening` holds, which
 /// must come within 30 s.
 pub fn lines_until_listening(
