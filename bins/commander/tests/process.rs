@@ -9,8 +9,8 @@ use usage_store::{DatabaseConfig, UsageStore};
 mod running_commander;
 
 use running_commander::{
-    LogLines, Running, commander_in, eventually, keep_collecting, lines_until_listening, server_in,
-    spawn_reading_stdout,
+    LogLines, Running, commander_in, eventually, keep_collecting, lines_after_exit,
+    lines_until_listening, server_in, spawn_reading_stdout,
 };
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
@@ -375,7 +375,7 @@ secret = "{secret}"
     }
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
-    let logs = logs.lock().unwrap().join("\n");
+    let logs = lines_after_exit(&logs).join("\n");
     assert!(
         logs.contains("request refused") || logs.contains("unauthorized"),
         "the refusals were logged"
@@ -478,7 +478,7 @@ fn every_request_logs_one_line_with_its_id_route_specialist_status_and_latency()
     assert!(output.status.success());
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
-    let logs = logs.lock().unwrap().clone();
+    let logs = lines_after_exit(&logs);
     let line = logs
         .iter()
         .find(|l| l.contains("request completed") && l.contains("trace-me-7"))
@@ -847,7 +847,7 @@ fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
         Some(format!("Bearer {upstream_key}").as_str()),
         "the key was sent, so it could have been logged"
     );
-    let logs = logs.lock().unwrap().join("\n");
+    let logs = lines_after_exit(&logs).join("\n");
     assert!(logs.contains("\"level\":\"TRACE\""), "trace logging was on");
     assert!(
         !logs.contains(upstream_key),
@@ -885,7 +885,7 @@ fn the_worker_count_comes_from_the_configuration() {
     let (mut child, _, logs) = start_logged(dir.path(), &[("COMMANDER__SERVER__WORKERS", "3")]);
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
-    let logs = logs.lock().unwrap().join("\n");
+    let logs = lines_after_exit(&logs).join("\n");
     // actix logs the number it starts before we announce that we listen; the lines after
     // show each worker shutting down.
     let shutting_down = logs.matches("shutting down idle worker").count()
@@ -992,7 +992,7 @@ fn human_logs_keep_newlines_from_paths_and_upstream_bodies_inside_their_line() {
     }
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
-    let logs = logs.lock().unwrap().clone();
+    let logs = lines_after_exit(&logs);
     let all = logs.join("\n");
     assert!(
         all.contains("by the upstream"),
@@ -1089,7 +1089,7 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
     signal(&child, "TERM");
     assert!(wait_for_exit(&mut child).success());
 
-    let logs = logs.lock().unwrap().clone();
+    let logs = lines_after_exit(&logs);
     for line in &logs {
         if let Err(e) = serde_json::from_str::<NoRepeatedKeys>(line) {
             panic!("{e}: {line}");

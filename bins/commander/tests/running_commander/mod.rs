@@ -89,6 +89,17 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Every line the process printed, once it has exited: waits for the collector thread to read
+/// its output to the end (the thread holds the other reference to `logs` until then), so a test
+/// never reads the list while the last lines are still on their way.
+pub fn lines_after_exit(logs: &LogLines) -> Vec<String> {
+    eventually(
+        "the log collector to read the exited process's output to its end",
+        || (Arc::strong_count(logs) == 1).then_some(()),
+    );
+    logs.lock().unwrap().clone()
+}
+
 /// The lines of `lines` up to and including the first for which `is_listening` holds, which
 /// must come within 30 s.
 pub fn lines_until_listening(
