@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("core-domain", 0),
     ("log-capture", 0),
+    ("fake-upstreams", 0),
     ("specialists", 1),
     ("providers", 1),
     ("pricing", 1),
@@ -25,15 +26,16 @@ const LAYERS: &[(&str, u8)] = &[
 /// Third-party crates (a name, or a prefix ending in `*`) that only the named crates may
 /// have among their dependencies (dev-dependencies are not counted).
 const ONLY_IN: &[(&str, &[&str])] = &[
-    // The library crates never serve HTTP; the binaries may.
-    ("actix-*", &["http-api", "commander", "fake-upstream"]),
+    // The library crates never serve HTTP; the binaries may, and so may the fakes tests serve.
+    ("actix-*", &["http-api", "commander", "fake-upstreams"]),
     ("diesel*", &["usage-store"]),
     ("r2d2", &["usage-store"]),
     ("libsqlite3-sys", &["usage-store"]),
     ("reqwest", &["providers"]),
     ("hyper*", &["providers"]),
-    // Test support, a dev-dependency only.
+    // Test support, a dev-dependency only (the fakes also back the load-test binary).
     ("log-capture", &[]),
+    ("fake-upstreams", &["fake-upstream"]),
 ];
 
 /// Further crates a given crate must never depend on.
@@ -215,7 +217,7 @@ fn the_rules_catch_an_arrow_pointing_up_and_a_forbidden_library() {
             "pricing depends on diesel; only [\"usage-store\"] may",
             "pricing (layer 1) depends on providers (layer 1)",
             "pricing depends on reqwest; only [\"providers\"] may",
-            "ratelimit depends on actix-web; only [\"http-api\", \"commander\", \"fake-upstream\"] may",
+            "ratelimit depends on actix-web; only [\"http-api\", \"commander\", \"fake-upstreams\"] may",
             "ratelimit must never depend on futures-util",
             "http-api (layer 2) depends on commander (layer 3)",
             "newcomer is not in the layer table of tests/tidy.rs",

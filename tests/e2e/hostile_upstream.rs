@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use e2e_support::{TestApp, error_body, read_sse};
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 use log_capture::CapturedLogs;
 use secrecy::SecretString;
 use serde_json::{Value, json};

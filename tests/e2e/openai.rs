@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use core_domain::AccessRole;
 use e2e_support::{TestApp, read_sse};
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 use http_api::{ApiKeyConfig, AuthMode};
 use secrecy::SecretString;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use e2e_support::TestApp;
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use e2e_support::{TestApp, error_body};
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::json;
 

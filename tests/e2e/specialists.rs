@@ -51,7 +51,7 @@ mod management {
 
     use core_domain::AccessRole;
     use e2e_support::{TestApp, error_body, eventually};
-    use fake_upstream::{FakeUpstream, Wire};
+    use fake_upstreams::{FakeUpstream, Wire};
     use http_api::{ApiKeyConfig, AuthMode};
     use serde_json::{Value, json};
 

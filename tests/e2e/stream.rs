@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use core_domain::AccessRole;
 use e2e_support::{SseEvent, TestApp, error_body, read_sse};
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 use futures_util::StreamExt;
 use http_api::{ApiKeyConfig, AuthMode};
 use secrecy::SecretString;
@@ -162,7 +162,7 @@ async fn every_provider_streams_through_the_gateway() {
             Reply::text(&text)
                 .usage(40, 12)
                 .chunks(5)
-                .finish(fake_upstream::Finish::Length),
+                .finish(fake_upstreams::Finish::Length),
         );
         let app = app_with(Some(&fake), 5_000).await;
         let events = stream(&app, specialist, "s1").await;

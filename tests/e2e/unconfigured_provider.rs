@@ -3,7 +3,7 @@
 //! one failed usage row, no request to the upstream and no upstream latency sample.
 
 use e2e_support::TestApp;
-use fake_upstream::{FakeUpstream, Wire};
+use fake_upstreams::{FakeUpstream, Wire};
 use serde_json::json;
 
 #[tokio::test]

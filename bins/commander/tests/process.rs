@@ -794,7 +794,7 @@ fn a_stream_that_outlasts_the_grace_period_ends_with_a_shutdown_event_and_is_sti
 
 #[test]
 fn upstream_keys_and_prompts_stay_out_of_the_logs_even_at_trace() {
-    use fake_upstream::{FakeUpstream, Reply, Wire};
+    use fake_upstreams::{FakeUpstream, Reply, Wire};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
     fake.set_default(Reply::text("An answer.").chunks(3));
@@ -939,7 +939,7 @@ fn curl_status(args: &[&str]) -> String {
 
 /// Debug logging, and OpenAI at `fake` with a key and no retries, so each call is one
 /// upstream answer.
-fn debug_logs_and_openai_at(fake: &fake_upstream::FakeUpstream) -> [(&'static str, &str); 4] {
+fn debug_logs_and_openai_at(fake: &fake_upstreams::FakeUpstream) -> [(&'static str, &str); 4] {
     [
         ("RUST_LOG", "debug"),
         ("COMMANDER__PROVIDERS__OPENAI__BASE_URL", fake.base_url()),
@@ -953,7 +953,7 @@ const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO commander::application: 
 
 #[test]
 fn human_logs_keep_newlines_from_paths_and_upstream_bodies_inside_their_line() {
-    use fake_upstream::{FakeUpstream, Reply, Wire};
+    use fake_upstreams::{FakeUpstream, Reply, Wire};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
     fake.set_default(Reply::status(
@@ -1070,7 +1070,7 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
 
 #[test]
 fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
-    use fake_upstream::{FakeUpstream, Reply, Wire};
+    use fake_upstreams::{FakeUpstream, Reply, Wire};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
     fake.set_default(Reply::status(500, "the upstream is melting"));

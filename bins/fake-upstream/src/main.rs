@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use fake_upstream::{FakeUpstream, Reply, Wire};
+use fake_upstreams::{FakeUpstream, Reply, Wire};
 
 /// A fake OpenAI-compatible upstream: fixed answers, near-zero cost per request.
 #[derive(Debug, Parser)]

@@ -1,5 +1,5 @@
 use core_domain::{ChatMessage, FinishReason, ProviderKind, StreamEvent, TokenUsage};
-use fake_upstream::{Finish, RecordedRequest, Reply, Wire};
+use fake_upstreams::{Finish, RecordedRequest, Reply, Wire};
 use providers::ProviderError;
 use serde_json::json;
 

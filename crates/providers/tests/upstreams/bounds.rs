@@ -4,12 +4,12 @@
 use std::num::NonZeroUsize;
 
 use core_domain::ProviderKind;
-use fake_upstream::{Reply, Wire};
+use fake_upstreams::{Reply, Wire};
 use providers::ProviderError;
 
 use crate::*;
 
-fn limited(fake: &fake_upstream::FakeUpstream, bytes: usize) -> ProvidersConfig {
+fn limited(fake: &fake_upstreams::FakeUpstream, bytes: usize) -> ProvidersConfig {
     let mut config = config_for(fake);
     config.max_response_bytes = NonZeroUsize::new(bytes).unwrap();
     config.max_event_bytes = NonZeroUsize::new(bytes).unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use core_domain::{ChatMessage, ProviderKind, StreamEvent};
-use fake_upstream::{FakeUpstream, Wire};
+use fake_upstreams::{FakeUpstream, Wire};
 use futures_util::StreamExt;
 use providers::{ChatProvider, ProviderError, ProviderRegistry, ProviderRequest, ProvidersConfig};
 use secrecy::SecretString;

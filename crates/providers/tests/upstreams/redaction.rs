@@ -1,5 +1,5 @@
 use core_domain::ProviderKind;
-use fake_upstream::{Reply, Wire};
+use fake_upstreams::{Reply, Wire};
 use log_capture::CapturedLogs;
 
 use crate::*;

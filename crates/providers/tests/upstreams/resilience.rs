@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use core_domain::{ProviderKind, StreamEvent};
-use fake_upstream::{Reply, Wire};
+use fake_upstreams::{Reply, Wire};
 use providers::{ProviderError, TimeoutPhase};
 
 use crate::*;

@@ -12,7 +12,8 @@
 //! what was sent, and closed streams are counted so tests can see a cancelled call reach the
 //! upstream.
 //!
-//! This crate depends on no commander crate: it knows only the wire formats.
+//! This crate depends on no commander crate: it knows only the wire formats. The standalone
+//! load-test server `bins/fake-upstream` is a thin binary over it.
 #![warn(missing_docs)]
 
 mod render;
