@@ -8,9 +8,23 @@
 //! malformed JSON, or a stream that drops its connection, stalls, or sends an error event part
 //! way — or something hostile: an endless body or event ([`Reply::oversized`]), a 401 quoting
 //! the key back upper-cased ([`Reply::echo_key_upper_cased`]), absurd `Retry-After` values
-//! ([`Reply::retry_after`] takes any text). Every request is recorded (method, path, headers, JSON body) so tests can check exactly
-//! what was sent, and closed streams are counted so tests can see a cancelled call reach the
-//! upstream.
+//! ([`Reply::retry_after`] takes any text). Every request is recorded (method, path, headers,
+//! JSON body) so tests can check exactly what was sent, and closed streams are counted so tests
+//! can see a cancelled call reach the upstream. A test that cares how many calls arrive says so
+//! with [`FakeUpstream::expect_calls`], checked when the fake is dropped.
+//!
+//! ```
+//! use fake_upstreams::{FakeUpstream, Reply, Wire};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let fake = FakeUpstream::start(Wire::OpenAi).await;
+//! fake.push(Reply::status(429, "slow down"));
+//! fake.expect_calls(0);
+//! // Point the client under test at `fake.base_url()`, call it, then check `fake.requests()`.
+//! assert!(fake.base_url().starts_with("http://127.0.0.1:"));
+//! # }
+//! ```
 //!
 //! This crate depends on no commander crate: it knows only the wire formats. The standalone
 //! load-test server `bins/fake-upstream` is a thin binary over it.

@@ -71,11 +71,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A fake upstream on 127.0.0.1, stopped when dropped.
+/// A fake upstream on 127.0.0.1, stopped when dropped; if told how many calls to expect
+/// ([`FakeUpstream::expect_calls`]), dropping it also checks that many arrived.
 pub struct FakeUpstream {
     base_url: String,
     shared: Arc<Shared>,
     handle: ServerHandle,
+    expected_calls: Mutex<Option<usize>>,
 }
 
 impl FakeUpstream {
@@ -139,6 +141,7 @@ impl FakeUpstream {
             base_url,
             shared,
             handle,
+            expected_calls: Mutex::new(None),
         })
     }
 
@@ -146,6 +149,13 @@ impl FakeUpstream {
     /// `http://127.0.0.1:PORT` for the others).
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// Expects exactly `calls` requests over this fake's life: when it is dropped with any
+    /// other count it panics, naming both (unless the test is already panicking, so the
+    /// test's own failure is the one reported). A later call replaces the expectation.
+    pub fn expect_calls(&self, calls: usize) {
+        *lock(&self.expected_calls) = Some(calls);
     }
 
     /// Queues `reply` for the next request that finds the queue non-empty.
@@ -199,6 +209,18 @@ impl Drop for FakeUpstream {
     fn drop(&mut self) {
         // `stop` sends its command when called; the future only awaits completion.
         drop(self.handle.stop(false));
+        let expected = *lock(&self.expected_calls);
+        if let Some(expected) = expected
+            && !std::thread::panicking()
+        {
+            let received = self.request_count();
+            assert!(
+                received == expected,
+                "the fake {:?} upstream at {} expected {expected} call(s) but received {received}",
+                self.shared.wire,
+                self.base_url,
+            );
+        }
     }
 }
 
