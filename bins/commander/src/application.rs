@@ -123,7 +123,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // First: what follows hands these values to code that panics on extremes.
         let mut validated = settings.validate().map_err(StartupError::Invalid)?;
-        customize(&mut validated.providers);
+        customize(validated.providers_mut());
         Self::build_validated(validated).await
     }
 

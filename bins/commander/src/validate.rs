@@ -52,23 +52,56 @@ impl fmt::Display for Problem {
 }
 
 /// A configuration that passed [`Settings::validate`], with the typed values built from it.
+/// Only `validate` makes one, so holding one is proof the checks ran.
 pub struct Validated {
     /// The settings themselves, for the sections handed on as they are.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// `server.bind`.
-    pub bind: SocketAddr,
+    pub(crate) bind: SocketAddr,
     /// `[auth]`, already checked against the bind address.
-    pub auth: Authenticator,
+    pub(crate) auth: Authenticator,
     /// `[rate_limit]`.
-    pub rate_limits: RateLimits,
+    pub(crate) rate_limits: RateLimits,
     /// `[providers]`.
-    pub providers: ProviderRegistry,
+    pub(crate) providers: ProviderRegistry,
     /// `server.shutdown_grace_seconds`.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// `server.sse_keep_alive_seconds` (never zero).
-    pub sse_keep_alive: Duration,
+    pub(crate) sse_keep_alive: Duration,
     /// `specialists.reload_interval_ms`; `None` when 0 (never reload).
-    pub catalogue_reload: Option<Duration>,
+    pub(crate) catalogue_reload: Option<Duration>,
+}
+
+impl Validated {
+    /// The settings validated.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The listen address (port 0: any free port).
+    pub fn bind(&self) -> SocketAddr {
+        self.bind
+    }
+
+    /// How long in-flight calls get at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The silence after which a stream gets a keep-alive comment (never zero).
+    pub fn sse_keep_alive(&self) -> Duration {
+        self.sse_keep_alive
+    }
+
+    /// How often the catalogue file is polled for edits; `None`: never.
+    pub fn catalogue_reload(&self) -> Option<Duration> {
+        self.catalogue_reload
+    }
+
+    /// The provider registry, to register providers of one's own over the configured ones.
+    pub fn providers_mut(&mut self) -> &mut ProviderRegistry {
+        &mut self.providers
+    }
 }
 
 impl fmt::Debug for Validated {
