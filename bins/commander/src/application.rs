@@ -2,16 +2,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{
-    AppState, AuthSetupError, Authenticator, LiveCalls, Metrics, RateLimits, build_server,
-};
+use http_api::{AppState, LiveCalls, Metrics, build_server};
 use pricing::PriceTable;
 use providers::ProviderRegistry;
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
 use crate::Settings;
-use crate::bounds::{self, OutOfRange};
+use crate::validate::{Problem, Validated};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,21 +31,15 @@ pub enum StartupError {
     /// The upstream HTTP client could not be set up.
     #[error(transparent)]
     Providers(#[from] providers::ProviderError),
-    /// The auth configuration is unusable, or unsafe for the bind address.
-    #[error(transparent)]
-    Auth(#[from] AuthSetupError),
-    /// A rate limit is out of range.
-    #[error("invalid rate limit: {0}")]
-    RateLimit(#[from] ratelimit::QuotaError),
-    /// Numeric configuration values outside their allowed range (see [`crate::bounds`]).
+    /// The configuration did not pass [`Settings::validate`].
     #[error("invalid configuration: {}", list(.0))]
-    OutOfRange(Vec<OutOfRange>),
+    Invalid(Vec<Problem>),
     /// A startup task failed unexpectedly.
     #[error("startup task failed: {0}")]
     Task(String),
 }
 
-fn list(problems: &[OutOfRange]) -> String {
+fn list(problems: &[Problem]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -71,19 +63,17 @@ pub struct Application {
 /// usage rows (their worker threads drop them within milliseconds).
 const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Re-reads the catalogue file every `interval_ms` when someone else changed it, so ops can
+/// Re-reads the catalogue file every `interval` when someone else changed it, so ops can
 /// deploy a new catalogue without a restart. A bad (or missing) file keeps the last good
 /// catalogue; it is logged when it breaks (ERROR) and when it is fixed (INFO), and only at
 /// debug level on the polls between, so a file left broken does not flood the log.
 fn watch_catalogue(
     catalogue: Arc<Catalogue>,
-    interval_ms: u64,
+    interval: Option<std::time::Duration>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if interval_ms == 0 {
-        return None;
-    }
+    let interval = interval?;
     Some(tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health = FileHealth::default();
         loop {
@@ -119,9 +109,8 @@ fn watch_catalogue(
 }
 
 impl Application {
-    /// Checks every numeric setting is in range, opens the database (applying migrations),
-    /// starts the usage writer, loads the catalogue, configures providers and prices, and binds
-    /// the listener.
+    /// Validates `settings` ([`Settings::validate`]), then builds from them as
+    /// [`Application::build_validated`] does.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_providers(settings, |_| {}).await
     }
@@ -133,10 +122,24 @@ impl Application {
         customize: impl FnOnce(&mut ProviderRegistry),
     ) -> Result<Self, StartupError> {
         // First: what follows hands these values to code that panics on extremes.
-        let out_of_range = bounds::out_of_range(&settings);
-        if !out_of_range.is_empty() {
-            return Err(StartupError::OutOfRange(out_of_range));
-        }
+        let mut validated = settings.validate().map_err(StartupError::Invalid)?;
+        customize(validated.providers_mut());
+        Self::build_validated(validated).await
+    }
+
+    /// Opens the database (applying migrations), starts the usage writer, loads the catalogue,
+    /// sets up prices, and binds the listener.
+    pub async fn build_validated(validated: Validated) -> Result<Self, StartupError> {
+        let Validated {
+            settings,
+            bind,
+            auth,
+            rate_limits,
+            providers,
+            shutdown_grace,
+            sse_keep_alive,
+            catalogue_reload,
+        } = validated;
         let database = settings.database.clone();
         let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
             .await
@@ -146,22 +149,17 @@ impl Application {
             Catalogue::open(&settings.specialists.path, &policy)?
                 .with_max_prompt_history(settings.specialists.max_prompt_history),
         );
-        let mut providers = ProviderRegistry::from_config(&settings.providers)?;
-        customize(&mut providers);
         let prices = PriceTable::with_overrides(settings.pricing.clone());
 
-        let listener =
-            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
-                address: settings.server.bind.clone(),
-                source,
-            })?;
+        // Auth was checked against `bind`: the address bound differs at most in its port.
+        let listener = TcpListener::bind(bind).map_err(|source| StartupError::Bind {
+            address: settings.server.bind.clone(),
+            source,
+        })?;
         let address = listener.local_addr().map_err(|source| StartupError::Bind {
             address: settings.server.bind.clone(),
             source,
         })?;
-
-        let auth = Authenticator::from_config(&settings.auth)?;
-        auth.check_bind(address)?;
 
         let (usage, writer) = spawn_writer(store.clone(), &settings.database);
         let live_calls = LiveCalls::new();
@@ -174,9 +172,9 @@ impl Application {
             usage: usage.clone(),
             store: store.clone(),
             chat_limits: settings.server.chat.clone(),
-            sse_keep_alive_seconds: settings.server.sse_keep_alive_seconds,
+            sse_keep_alive,
             live_calls: live_calls.clone(),
-            rate_limits: Arc::new(RateLimits::from_config(&settings.rate_limit)?),
+            rate_limits: Arc::new(rate_limits),
             auth: Arc::new(auth),
             metrics,
         };
@@ -186,7 +184,7 @@ impl Application {
                 source,
             }
         })?;
-        let reloader = watch_catalogue(catalogue, settings.specialists.reload_interval_ms);
+        let reloader = watch_catalogue(catalogue, catalogue_reload);
         Ok(Self {
             address,
             server,
@@ -195,7 +193,7 @@ impl Application {
             store,
             reloader,
             live_calls,
-            shutdown_grace: std::time::Duration::from_secs(settings.server.shutdown_grace_seconds),
+            shutdown_grace,
         })
     }
 

@@ -1,5 +1,6 @@
-//! The allowed range of every numeric configuration key, checked by `commander check-config`
-//! and by [`crate::Application::build`] before anything is started.
+//! The allowed range of every numeric configuration key: the numeric part of
+//! [`Settings::validate`], so checked by `commander check-config` and by
+//! [`crate::Application::build`] before anything is started.
 //!
 //! The crates below take these values as given, and some of what they hand them to panics or
 //! aborts on extremes: an `Instant` plus `u64::MAX` seconds overflows, a Tokio channel refuses
@@ -25,13 +26,16 @@ pub struct OutOfRange {
     pub allowed: AllowedRange,
 }
 
+impl OutOfRange {
+    /// What is wrong, without the key.
+    pub fn describe(&self) -> String {
+        format!("{} is out of range (allowed: {})", self.value, self.allowed)
+    }
+}
+
 impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} is out of range (allowed: {})",
-            self.key, self.value, self.allowed
-        )
+        write!(f, "{}: {}", self.key, self.describe())
     }
 }
 
@@ -281,7 +285,12 @@ mod tests {
         env.insert(env_name(key), value.to_owned());
         catch_unwind(AssertUnwindSafe(|| {
             load_settings(None, &env)
-                .map(|settings| problems(&settings))
+                .map(|settings| {
+                    problems(&settings)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect()
+                })
                 .map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|_| panic!("{key} = {value} panicked"))

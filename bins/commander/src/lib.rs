@@ -12,8 +12,10 @@ pub mod check;
 mod report;
 mod settings;
 mod telemetry;
+mod validate;
 
 pub use application::{Application, StartupError};
 pub use report::{ReportFormat, render as render_report};
 pub use settings::{LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings};
 pub use telemetry::init_logging;
+pub use validate::{Problem, Validated};

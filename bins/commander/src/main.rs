@@ -228,7 +228,7 @@ fn new_key(name: &str, email: &str, role: KeyRole) -> Result<(), String> {
 
 fn check_config(settings: &commander::Settings) -> ExitCode {
     let problems = commander::check::problems(settings);
-    match commander::check::effective_toml(settings) {
+    match settings.redacted_toml() {
         Ok(text) => print!("{text}"),
         Err(e) => eprintln!("commander: cannot print the configuration: {e}"),
     }

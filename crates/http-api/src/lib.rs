@@ -54,7 +54,7 @@
 //!     auth: Arc::new(Authenticator::from_config(&AuthConfig::default())?),
 //!     rate_limits: Arc::new(RateLimits::from_config(&RateLimitConfig::default())?),
 //!     chat_limits: Default::default(),
-//!     sse_keep_alive_seconds: 15,
+//!     sse_keep_alive: std::time::Duration::from_secs(15),
 //!     live_calls: LiveCalls::new(),
 //! };
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -28,8 +28,9 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Limits on chat requests.
     pub chat_limits: ChatLimits,
-    /// Seconds of silence after which a stream gets a keep-alive comment.
-    pub sse_keep_alive_seconds: u64,
+    /// Silence after which a stream gets a keep-alive comment (validated non-zero by the
+    /// caller: zero would send nothing but comments).
+    pub sse_keep_alive: std::time::Duration,
     /// Chat calls whose usage row is not yet with the sink (shutdown waits for them).
     pub live_calls: LiveCalls,
 }

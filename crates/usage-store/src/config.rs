@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::{Backend, StoreError};
+
 /// The `[database]` section: where the usage log lives and how it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +42,21 @@ impl DatabaseConfig {
     /// `shutdown_timeout_ms`, `sqlite_busy_timeout_ms`), in milliseconds: a day. Longer values
     /// are treated as a day, so no deadline computed from them can overflow.
     pub const MAX_WAIT_MS: u64 = 86_400_000;
+
+    /// The backend `url` names, or why it names none: the one rule for which URLs the store
+    /// opens, so a configuration check and the connection itself cannot disagree.
+    pub fn backend(&self) -> Result<Backend, StoreError> {
+        let url = self.url.trim();
+        match url.strip_prefix("sqlite://") {
+            // An in-memory database would lose every row with its last pooled connection.
+            Some(path) if !path.is_empty() && !path.starts_with(":memory:") => Ok(Backend::Sqlite),
+            Some(_) => Err(StoreError::UnsupportedUrl(url.to_owned())),
+            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Backend::Postgres)
+            }
+            None => Err(StoreError::UnsupportedUrl(url.to_owned())),
+        }
+    }
 }
 
 impl Default for DatabaseConfig {

@@ -104,35 +104,34 @@ impl UsageStore {
                 .connect_timeout_ms
                 .clamp(1, DatabaseConfig::MAX_WAIT_MS),
         );
-        let pool = if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() || path.starts_with(":memory:") {
-                return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        let pool = match config.backend()? {
+            Backend::Sqlite => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                if let Some(dir) = Path::new(path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let pool = r2d2::Pool::builder()
+                    .max_size(pool_size)
+                    .min_idle(Some(1))
+                    .connection_timeout(connect_timeout)
+                    .connection_customizer(Box::new(SqlitePragmas {
+                        busy_timeout_ms: config
+                            .sqlite_busy_timeout_ms
+                            .min(DatabaseConfig::MAX_WAIT_MS),
+                    }))
+                    .build(ConnectionManager::<SqliteConnection>::new(path))?;
+                Pool::Sqlite(pool)
             }
-            if let Some(dir) = Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)?;
+            Backend::Postgres => {
+                let pool = r2d2::Pool::builder()
+                    .max_size(pool_size)
+                    .min_idle(Some(1))
+                    .connection_timeout(connect_timeout)
+                    .build(ConnectionManager::<PgConnection>::new(url))?;
+                Pool::Postgres(pool)
             }
-            let pool = r2d2::Pool::builder()
-                .max_size(pool_size)
-                .min_idle(Some(1))
-                .connection_timeout(connect_timeout)
-                .connection_customizer(Box::new(SqlitePragmas {
-                    busy_timeout_ms: config
-                        .sqlite_busy_timeout_ms
-                        .min(DatabaseConfig::MAX_WAIT_MS),
-                }))
-                .build(ConnectionManager::<SqliteConnection>::new(path))?;
-            Pool::Sqlite(pool)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = r2d2::Pool::builder()
-                .max_size(pool_size)
-                .min_idle(Some(1))
-                .connection_timeout(connect_timeout)
-                .build(ConnectionManager::<PgConnection>::new(url))?;
-            Pool::Postgres(pool)
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         Ok(Self { pool })
     }
@@ -388,6 +387,25 @@ mod tests {
             })
             .unwrap_err();
             assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_configuration_check_and_the_connection_share_one_url_rule() {
+        for (url, expected) in [
+            ("sqlite://data/u.db", Some(Backend::Sqlite)),
+            (" postgresql://u@h/db ", Some(Backend::Postgres)),
+            ("postgres://u:p@h:5432/db", Some(Backend::Postgres)),
+            ("sqlite://", None),
+            ("sqlite://:memory:", None),
+            ("mysql://localhost/db", None),
+            ("data.db", None),
+        ] {
+            let config = DatabaseConfig {
+                url: url.into(),
+                ..DatabaseConfig::default()
+            };
+            assert_eq!(config.backend().ok(), expected, "{url}");
         }
     }
 }

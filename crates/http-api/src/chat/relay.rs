@@ -53,7 +53,7 @@ pub(crate) async fn relay<F: StreamFormat>(
     call: PreparedCall,
     format: F,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>, ApiError> {
-    let keep_alive = Duration::from_secs(state.sse_keep_alive_seconds.max(1));
+    let keep_alive = state.sse_keep_alive;
     let PreparedCall {
         provider,
         request,

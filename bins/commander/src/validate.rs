@@ -1,0 +1,277 @@
+//! The one validation of a [`Settings`]: `serve` ([`crate::Application::build`]),
+//! `commander check-config` and the tests all go through [`Settings::validate`], so what the
+//! check reports and what start-up refuses cannot drift apart.
+//!
+//! Each crate checks its own section (`usage-store` the database URL, `http-api` the auth and
+//! rate-limit sections, `providers` its keys) and hands back typed values; [`crate::bounds`]
+//! holds the numeric ranges. What passes is a [`Validated`]: the values the server is built
+//! from, durations already as [`Duration`]s.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_api::{Authenticator, RateLimits};
+use providers::{MASKED, ProviderRegistry};
+
+use crate::Settings;
+
+/// One thing wrong with a configuration, naming the key (or section) at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    key: String,
+    text: String,
+}
+
+impl Problem {
+    /// `key` is wrong because of `detail`; shown as `key: detail`.
+    pub fn new(key: impl Into<String>, detail: impl fmt::Display) -> Self {
+        let key = key.into();
+        let text = format!("{key}: {detail}");
+        Self { key, text }
+    }
+
+    /// A problem from a crate's own error, whose message already names the key.
+    fn named_by(key: &str, error: impl fmt::Display) -> Self {
+        Self {
+            key: key.to_owned(),
+            text: error.to_string(),
+        }
+    }
+
+    /// The key or section at fault, as written in `commander.toml` (e.g. `database.url`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A configuration that passed [`Settings::validate`], with the typed values built from it.
+/// Only `validate` makes one, so holding one is proof the checks ran.
+pub struct Validated {
+    /// The settings themselves, for the sections handed on as they are.
+    pub(crate) settings: Settings,
+    /// `server.bind`.
+    pub(crate) bind: SocketAddr,
+    /// `[auth]`, already checked against the bind address.
+    pub(crate) auth: Authenticator,
+    /// `[rate_limit]`.
+    pub(crate) rate_limits: RateLimits,
+    /// `[providers]`.
+    pub(crate) providers: ProviderRegistry,
+    /// `server.shutdown_grace_seconds`.
+    pub(crate) shutdown_grace: Duration,
+    /// `server.sse_keep_alive_seconds` (never zero).
+    pub(crate) sse_keep_alive: Duration,
+    /// `specialists.reload_interval_ms`; `None` when 0 (never reload).
+    pub(crate) catalogue_reload: Option<Duration>,
+}
+
+impl Validated {
+    /// The settings validated.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The listen address (port 0: any free port).
+    pub fn bind(&self) -> SocketAddr {
+        self.bind
+    }
+
+    /// How long in-flight calls get at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The silence after which a stream gets a keep-alive comment (never zero).
+    pub fn sse_keep_alive(&self) -> Duration {
+        self.sse_keep_alive
+    }
+
+    /// How often the catalogue file is polled for edits; `None`: never.
+    pub fn catalogue_reload(&self) -> Option<Duration> {
+        self.catalogue_reload
+    }
+
+    /// The provider registry, to register providers of one's own over the configured ones.
+    pub fn providers_mut(&mut self) -> &mut ProviderRegistry {
+        &mut self.providers
+    }
+}
+
+impl fmt::Debug for Validated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validated")
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Every problem that would stop the server from starting, or the values it starts with.
+    /// Reads no file and opens no socket: the catalogue and the database are checked by
+    /// opening them.
+    pub fn validate(&self) -> Result<Validated, Vec<Problem>> {
+        let out_of_range = crate::bounds::out_of_range(self);
+        let mut problems = Vec::new();
+
+        let bind = match self.server.bind.parse::<SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                problems.push(Problem::new(
+                    "server.bind",
+                    format_args!(
+                        "'{}' is not an address like 127.0.0.1:8000",
+                        self.server.bind
+                    ),
+                ));
+                None
+            }
+        };
+        let auth = match Authenticator::from_config(&self.auth) {
+            Ok(auth) => match bind.map(|address| auth.check_bind(address)) {
+                Some(Err(e)) => {
+                    problems.push(Problem::named_by("auth", e));
+                    None
+                }
+                _ => Some(auth),
+            },
+            Err(e) => {
+                problems.push(Problem::named_by("auth", e));
+                None
+            }
+        };
+        // Building the limiters allocates `max_buckets` up front: only once that is in range.
+        let rate_limit_in_range = !out_of_range
+            .iter()
+            .any(|problem| problem.key.starts_with("rate_limit."));
+        let rate_limits = if rate_limit_in_range {
+            RateLimits::from_config(&self.rate_limit)
+                .map_err(|e| problems.push(Problem::new("rate_limit", e)))
+                .ok()
+        } else {
+            None
+        };
+        if self.database.backend().is_err() {
+            problems.push(Problem::new(
+                "database.url",
+                format_args!(
+                    "'{}' is neither sqlite://PATH nor postgres://...",
+                    masked_url(self.database.url.trim())
+                ),
+            ));
+        }
+        let providers = ProviderRegistry::from_config(&self.providers)
+            .map_err(|e| problems.push(Problem::new("providers", e)))
+            .ok();
+        problems.extend(
+            out_of_range
+                .iter()
+                .map(|found| Problem::new(found.key.clone(), found.describe())),
+        );
+
+        match (bind, auth, rate_limits, providers) {
+            (Some(bind), Some(auth), Some(rate_limits), Some(providers)) if problems.is_empty() => {
+                let server = &self.server;
+                let reload_ms = self.specialists.reload_interval_ms;
+                Ok(Validated {
+                    settings: self.clone(),
+                    bind,
+                    auth,
+                    rate_limits,
+                    providers,
+                    shutdown_grace: Duration::from_secs(server.shutdown_grace_seconds),
+                    sse_keep_alive: Duration::from_secs(server.sse_keep_alive_seconds),
+                    catalogue_reload: (reload_ms > 0).then(|| Duration::from_millis(reload_ms)),
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The configuration as TOML with every secret (API keys, the JWT secret, a database
+    /// password) masked: the one view of the settings meant to be printed or logged.
+    pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        shown.database.url = masked_url(&shown.database.url);
+        toml::to_string(&shown)
+    }
+}
+
+/// `raw` with its password, if any, masked.
+fn masked_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(MASKED));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Application, StartupError};
+
+    fn strings(problems: &[Problem]) -> Vec<String> {
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[tokio::test]
+    async fn serve_refuses_every_problem_check_config_reports_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.specialists.path = dir.path().join("missing.json");
+        settings.server.bind = "0.0.0.0:0".into();
+        settings.database.url = "mysql://root:hunter2@db/commander".into();
+        settings.server.shutdown_grace_seconds = u64::MAX;
+        let reported = strings(&crate::check::problems(&settings));
+        assert_eq!(reported.len(), 3, "{reported:#?}");
+
+        let refused = match Application::build(settings).await {
+            Err(StartupError::Invalid(problems)) => problems,
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("started with {reported:#?}"),
+        };
+        assert_eq!(strings(&refused), reported);
+        let keys: Vec<&str> = refused.iter().map(Problem::key).collect();
+        assert_eq!(
+            keys,
+            ["auth", "database.url", "server.shutdown_grace_seconds"]
+        );
+        assert!(!reported.concat().contains("hunter2"), "{reported:#?}");
+    }
+
+    #[test]
+    fn validated_settings_carry_durations() {
+        let mut settings = Settings::default();
+        settings.server.shutdown_grace_seconds = 7;
+        settings.server.sse_keep_alive_seconds = 3;
+        settings.specialists.reload_interval_ms = 250;
+        let validated = settings.validate().unwrap();
+        assert_eq!(validated.shutdown_grace, Duration::from_secs(7));
+        assert_eq!(validated.sse_keep_alive, Duration::from_secs(3));
+        assert_eq!(validated.catalogue_reload, Some(Duration::from_millis(250)));
+        assert_eq!(validated.bind, "127.0.0.1:8000".parse().unwrap());
+
+        settings.specialists.reload_interval_ms = 0;
+        assert_eq!(settings.validate().unwrap().catalogue_reload, None);
+    }
+
+    #[test]
+    fn a_keep_alive_of_zero_is_a_problem_not_a_clamp() {
+        let mut settings = Settings::default();
+        settings.server.sse_keep_alive_seconds = 0;
+        let problems = settings.validate().unwrap_err();
+        assert_eq!(
+            strings(&problems),
+            ["server.sse_keep_alive_seconds: 0 is out of range (allowed: 1 to 86400 seconds)"]
+        );
+    }
+}
