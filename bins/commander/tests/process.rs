@@ -225,7 +225,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     use std::time::Duration;
 
     use chrono::{TimeZone, Utc};
-    use core_domain::{ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+    use core_domain::{SpecialistId, TokenUsage, Usd};
     use usage_store::UsageRecord;
 
     let dir = tempfile::tempdir().unwrap();
@@ -236,21 +236,13 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     })
     .unwrap();
     let record = |id: &str, specialist: &str, cost_nanos: u64, latency_ms: u64| UsageRecord {
-        request_id: RequestId::parse(id).unwrap(),
-        client_request_id: None,
         timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap(),
-        user_email_hash: None,
         specialist_id: SpecialistId::parse(specialist).unwrap(),
         specialist_name: specialist.into(),
-        provider: ProviderKind::OpenAi,
-        model: "gpt-4o".into(),
         usage: TokenUsage::reported(100, 50),
         cost: Usd::from_nanos(cost_nanos),
-        pricing_known: true,
         latency: Duration::from_millis(latency_ms),
-        time_to_first_token: None,
-        error_code: None,
-        streamed: false,
+        ..usage_store::fixture::usage_record(id)
     };
     store
         .insert_batch(&[
