@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use e2e_support::TestApp;
+use e2e_support::{TestApp, catalogue, specialist};
 use serde_json::json;
 
 #[tokio::test]
@@ -68,9 +68,13 @@ async fn cost_follows_the_specialists_pricing() {
     let app = TestApp::spawn_with(|_, dir| {
         std::fs::write(
             dir.join("specialists.json"),
-            r#"{"specialists": [{"id": "priced", "name": "Priced", "provider": "mock",
-                "model": "mock-echo", "system_prompt": "Be brief.",
-                "pricing": {"input_per_1m": 1000.0, "output_per_1m": 2000.0}}]}"#,
+            catalogue([specialist(
+                "priced",
+                "mock",
+                "mock-echo",
+                "Be brief.",
+                json!({"pricing": {"input_per_1m": 1000.0, "output_per_1m": 2000.0}}),
+            )]),
         )
         .unwrap();
     })

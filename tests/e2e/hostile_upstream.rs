@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use e2e_support::{TestApp, error_body, read_sse};
+use e2e_support::{TestApp, catalogue, error_body, one_per_provider, read_sse};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
 use log_capture::CapturedLogs;
 use secrecy::SecretString;
@@ -16,15 +16,6 @@ use serde_json::{Value, json};
 const OPENAI_KEY: &str = "sk-hostile-OpenAI-key-5f0c2e9a";
 const ANTHROPIC_KEY: &str = "hostile-Anthropic-key-8d41b7";
 const GOOGLE_KEY: &str = "Hostile_Google_key_3c9e77aa";
-
-const CATALOGUE: &str = r#"{"specialists": [
-  {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o",
-   "system_prompt": "Analyse.", "temperature": 0.3, "max_tokens": 300},
-  {"id": "reviewer", "name": "Reviewer", "provider": "anthropic", "model": "claude-3-sonnet",
-   "system_prompt": "Review.", "temperature": 0.2, "max_tokens": 400},
-  {"id": "gemini", "name": "Gemini", "provider": "google", "model": "gemini-2.0-flash",
-   "system_prompt": "Help.", "temperature": 0.5, "max_tokens": 500}
-]}"#;
 
 /// One fake per provider and the server pointed at all three.
 struct Upstreams {
@@ -41,7 +32,7 @@ impl Upstreams {
         let google = FakeUpstream::start(Wire::Google).await;
         let urls = [openai.base_url(), anthropic.base_url(), google.base_url()].map(str::to_owned);
         let app = TestApp::spawn_with(move |settings, dir| {
-            std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+            std::fs::write(dir.join("specialists.json"), catalogue(one_per_provider())).unwrap();
             let providers = &mut settings.providers;
             for (upstream, url, key) in [
                 (&mut providers.openai, &urls[0], OPENAI_KEY),

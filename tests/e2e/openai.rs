@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use core_domain::AccessRole;
-use e2e_support::{TestApp, read_sse};
+use e2e_support::{TestApp, catalogue, read_sse, specialist};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
 use http_api::{ApiKeyConfig, AuthMode};
 use secrecy::SecretString;
@@ -28,18 +28,27 @@ fn set<'a>(items: &[&'a str]) -> BTreeSet<&'a str> {
     items.iter().copied().collect()
 }
 
+/// `analyst` on OpenAI's `gpt-4o-mini`, with `extra` fields.
+fn analyst(extra: Value) -> Value {
+    specialist(
+        "analyst",
+        "openai",
+        "gpt-4o-mini",
+        "You analyse numbers.",
+        extra,
+    )
+}
+
 /// The app with `analyst` on the openai provider pointed at `fake`, and `demo` on the mock.
 async fn app(fake: &FakeUpstream, auth: bool) -> TestApp {
     let base_url = fake.base_url().to_owned();
     TestApp::spawn_with(move |settings, dir| {
         std::fs::write(
             dir.join("specialists.json"),
-            r#"{"specialists": [
-              {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o-mini",
-               "system_prompt": "You analyse numbers.", "temperature": 0.4, "max_tokens": 500},
-              {"id": "demo", "name": "Demo", "provider": "mock", "model": "mock-echo",
-               "system_prompt": "Echo."}
-            ]}"#,
+            catalogue([
+                analyst(json!({"temperature": 0.4, "max_tokens": 500})),
+                specialist("demo", "mock", "mock-echo", "Echo.", json!({})),
+            ]),
         )
         .unwrap();
         settings.providers.openai.base_url = base_url;
@@ -429,10 +438,7 @@ async fn rate_limits_and_pricing_apply_as_on_the_chat_routes() {
     let app = TestApp::spawn_with(move |settings, dir| {
         std::fs::write(
             dir.join("specialists.json"),
-            r#"{"specialists": [
-              {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o-mini",
-               "system_prompt": "You analyse numbers."}
-            ]}"#,
+            catalogue([analyst(json!({}))]),
         )
         .unwrap();
         settings.providers.openai.base_url = base_url;

@@ -2,27 +2,23 @@
 
 use std::time::Duration;
 
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, catalogue, error_body, one_per_provider};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
 use secrecy::SecretString;
 use serde_json::json;
 
-/// A catalogue with one specialist per provider; `gemini` has no pricing of its own, so the
-/// price table prices it.
-const CATALOGUE: &str = r#"{"specialists": [
-  {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o",
-   "system_prompt": "Analyse.", "temperature": 0.3, "max_tokens": 300,
-   "pricing": {"input_per_1m": 2.5, "output_per_1m": 10.0}},
-  {"id": "reviewer", "name": "Reviewer", "provider": "anthropic", "model": "claude-3-sonnet",
-   "system_prompt": "Review.", "temperature": 0.2, "max_tokens": 400},
-  {"id": "gemini", "name": "Gemini", "provider": "google", "model": "gemini-2.0-flash",
-   "system_prompt": "Help.", "temperature": 0.5, "max_tokens": 500}
-]}"#;
+/// One specialist per provider; `gemini` has no pricing of its own, so the price table
+/// prices it.
+fn priced_catalogue() -> String {
+    let [mut analyst, reviewer, gemini] = one_per_provider();
+    analyst["pricing"] = json!({"input_per_1m": 2.5, "output_per_1m": 10.0});
+    catalogue([analyst, reviewer, gemini])
+}
 
 async fn app_with(fake: &FakeUpstream, wire: Wire) -> TestApp {
     let base_url = fake.base_url().to_owned();
     TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        std::fs::write(dir.join("specialists.json"), priced_catalogue()).unwrap();
         let upstream = match wire {
             Wire::OpenAi => &mut settings.providers.openai,
             Wire::Anthropic => &mut settings.providers.anthropic,

@@ -63,21 +63,8 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
 
 fn record(id: &str) -> UsageRecord {
     UsageRecord {
-        request_id: RequestId::parse(id).unwrap(),
-        client_request_id: None,
         timestamp: at(20, 12),
-        user_email_hash: Some(EmailHash::of_email("ada@example.com")),
-        specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
-        specialist_name: "Financial Analyst".into(),
-        provider: ProviderKind::OpenAi,
-        model: "gpt-4o".into(),
-        usage: TokenUsage::reported(1200, 345),
-        cost: Usd::from_nanos(6_450_000),
-        pricing_known: true,
-        latency: Duration::from_micros(1_234_500),
-        time_to_first_token: Some(Duration::from_millis(250)),
-        error_code: None,
-        streamed: true,
+        ..usage_store::fixture::usage_record(id)
     }
 }
 
@@ -516,13 +503,16 @@ async fn outage_loses_nothing(backend: Backend) {
     for i in 0..100 {
         sink.record(record(&format!("during-{i}")));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let during = sink.stats();
-    assert!(
-        during.write_errors > 0,
-        "the outage was noticed: {during:?}"
-    );
-    assert!(during.spilled > 0, "the overflow was spilled: {during:?}");
+    // The outage ends only once the writer has met it and spilled the overflow, so the
+    // recovery below is a real one.
+    eventually(
+        "the writer to fail a write and spill the overflow",
+        async || {
+            let during = sink.stats();
+            (during.write_errors > 0 && during.spilled > 0).then_some(())
+        },
+    )
+    .await;
     outage.end().await;
 
     tokio::time::timeout(Duration::from_secs(30), sink.flush())

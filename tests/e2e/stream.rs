@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use core_domain::AccessRole;
-use e2e_support::{SseEvent, TestApp, error_body, read_sse};
+use e2e_support::{SseEvent, TestApp, catalogue, error_body, read_sse, specialist};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
 use futures_util::StreamExt;
 use http_api::{ApiKeyConfig, AuthMode};
@@ -13,22 +13,28 @@ use serde_json::json;
 use sha2::Digest;
 use tokio::time::Instant;
 
-const CATALOGUE: &str = r#"{"specialists": [
-  {"id": "analyst", "name": "Analyst", "provider": "openai", "model": "gpt-4o",
-   "system_prompt": "Analyse.", "pricing": {"input_per_1m": 2.5, "output_per_1m": 10.0}},
-  {"id": "reviewer", "name": "Reviewer", "provider": "anthropic", "model": "claude-3-haiku",
-   "system_prompt": "Review."},
-  {"id": "gemini", "name": "Gemini", "provider": "google", "model": "gemini-1.5-flash",
-   "system_prompt": "Help."},
-  {"id": "demo", "name": "Demo", "provider": "mock", "model": "mock-echo",
-   "system_prompt": "Echo.", "pricing": {"input_per_1m": 0, "output_per_1m": 0}}
-]}"#;
+/// One specialist per provider; `analyst` and `demo` priced by their own pricing.
+fn stream_catalogue() -> String {
+    let priced = |input: f64, output: f64| json!({"pricing": {"input_per_1m": input, "output_per_1m": output}});
+    catalogue([
+        specialist("analyst", "openai", "gpt-4o", "Analyse.", priced(2.5, 10.0)),
+        specialist(
+            "reviewer",
+            "anthropic",
+            "claude-3-haiku",
+            "Review.",
+            json!({}),
+        ),
+        specialist("gemini", "google", "gemini-1.5-flash", "Help.", json!({})),
+        specialist("demo", "mock", "mock-echo", "Echo.", priced(0.0, 0.0)),
+    ])
+}
 
 /// The app with every provider pointed at `fake` (only the matching wire answers).
 async fn app_with(fake: Option<&FakeUpstream>, idle_timeout_ms: u64) -> TestApp {
     let base_url = fake.map(|f| f.base_url().to_owned());
     TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        std::fs::write(dir.join("specialists.json"), stream_catalogue()).unwrap();
         settings.providers.mock.chunk_count = 6;
         if let Some(base_url) = base_url {
             for upstream in [
@@ -54,7 +60,7 @@ async fn app_with_quick_keep_alive(
 ) -> TestApp {
     let base_url = fake.base_url().to_owned();
     TestApp::spawn_with(move |settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        std::fs::write(dir.join("specialists.json"), stream_catalogue()).unwrap();
         settings.server.sse_keep_alive_seconds = 1;
         settings.providers.openai.base_url = base_url;
         settings.providers.openai.api_key = Some(SecretString::from("k"));
@@ -491,7 +497,7 @@ async fn an_upstream_slow_to_answer_at_all_still_gets_the_client_headers_and_kee
 async fn refusals_known_before_streaming_are_plain_http_errors_auth_validation_and_rate_limit() {
     const KEY: &str = "cmdr_stream_test_key_000000000000000000000000000000000000000000";
     let app = TestApp::spawn_with(|settings, dir| {
-        std::fs::write(dir.join("specialists.json"), CATALOGUE).unwrap();
+        std::fs::write(dir.join("specialists.json"), stream_catalogue()).unwrap();
         settings.auth.mode = AuthMode::Required;
         settings.auth.api_keys = vec![ApiKeyConfig {
             name: "streamer".into(),

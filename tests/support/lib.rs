@@ -13,9 +13,11 @@
 //! ```
 
 mod postgres;
+mod specialist_json;
 mod tcp_proxy;
 
 pub use postgres::{TestDatabase, server_url};
+pub use specialist_json::{catalogue, one_per_provider, specialist};
 pub use tcp_proxy::TcpProxy;
 
 use std::path::PathBuf;

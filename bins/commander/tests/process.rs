@@ -1,7 +1,9 @@
 //! The real binary as ops run it: started in an empty directory, stopped by a signal.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use usage_store::{DatabaseConfig, UsageStore};
@@ -65,11 +67,8 @@ fn default_store(dir: &std::path::Path) -> UsageStore {
 }
 
 /// Streams an answer from the `demo` specialist on another thread (curl, unbuffered), tagged
-/// with `request_id`; joining gives the body as received.
-fn demo_stream_in_background(
-    address: String,
-    request_id: &'static str,
-) -> std::thread::JoinHandle<String> {
+/// with `request_id`.
+fn demo_stream_in_background(address: String, request_id: &'static str) -> BackgroundStream {
     stream_in_background(
         address,
         request_id,
@@ -78,25 +77,61 @@ fn demo_stream_in_background(
     )
 }
 
-/// POSTs `body` to `path` on another thread (curl, unbuffered), tagged with `request_id`;
-/// joining gives the body as received.
+/// A streamed answer being received on another thread: what has arrived so far can be
+/// waited on; joining gives the whole body.
+struct BackgroundStream {
+    received: Arc<Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<String>,
+}
+
+impl BackgroundStream {
+    /// Returns once the first SSE event (a `data:` line) has reached the client, so the
+    /// stream is under way on the server.
+    fn wait_for_first_event(&self) {
+        eventually("the stream's first event to reach the client", || {
+            let received = self.received.lock().unwrap();
+            String::from_utf8_lossy(&received)
+                .contains("data: ")
+                .then_some(())
+        });
+    }
+
+    fn join(self) -> std::thread::Result<String> {
+        self.thread.join()
+    }
+}
+
+/// POSTs `body` to `path` on another thread (curl, unbuffered), tagged with `request_id`.
 fn stream_in_background(
     address: String,
     request_id: &'static str,
     path: &'static str,
     body: &'static str,
-) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let output = Command::new("curl")
+) -> BackgroundStream {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let thread = std::thread::spawn(move || {
+        let mut curl = Command::new("curl")
             .args(["-s", "-N", "-H", "content-type: application/json", "-H"])
             .arg(format!("x-request-id: {request_id}"))
             .arg("-d")
             .arg(body)
             .arg(format!("http://{address}{path}"))
-            .output()
+            .stdout(Stdio::piped())
+            .spawn()
             .expect("curl runs");
-        String::from_utf8(output.stdout).unwrap()
-    })
+        let mut stdout = curl.stdout.take().expect("piped stdout");
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stdout.read(&mut chunk).expect("curl's output reads") {
+                0 => break,
+                read => sink.lock().unwrap().extend_from_slice(&chunk[..read]),
+            }
+        }
+        curl.wait().expect("curl ends");
+        String::from_utf8(sink.lock().unwrap().clone()).unwrap()
+    });
+    BackgroundStream { received, thread }
 }
 
 fn signal(child: &Running, name: &str) {
@@ -113,11 +148,12 @@ fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
 
 #[test]
 fn sigterm_lets_the_in_flight_call_finish_and_its_usage_row_is_written() {
+    use fake_upstreams::{FakeUpstream, Reply, Wire};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeUpstream::start(Wire::OpenAi));
+    fake.set_default(Reply::text("Finished.").first_byte_delay(Duration::from_millis(1500)));
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = start(
-        dir.path(),
-        &[("COMMANDER__PROVIDERS__MOCK__LATENCY_MS", "1500")],
-    );
+    let (mut child, address) = start(dir.path(), &debug_logs_and_openai_at(&fake));
 
     let in_flight = std::thread::spawn(move || {
         let output = Command::new("curl")
@@ -130,14 +166,17 @@ fn sigterm_lets_the_in_flight_call_finish_and_its_usage_row_is_written() {
                 "-H",
                 "x-request-id: in-flight-at-sigterm",
                 "-d",
-                r#"{"specialist_id": "demo", "message": "finish me"}"#,
+                r#"{"specialist_id": "general", "message": "finish me"}"#,
                 &format!("http://{address}/chat/send"),
             ])
             .output()
             .expect("curl runs");
         String::from_utf8(output.stdout).unwrap()
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The upstream has the call: it is in flight inside commander when the signal comes.
+    eventually("the upstream to receive the call", || {
+        (fake.request_count() == 1).then_some(())
+    });
     signal(&child, "TERM");
 
     let answer = in_flight.join().unwrap();
@@ -186,7 +225,7 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     use std::time::Duration;
 
     use chrono::{TimeZone, Utc};
-    use core_domain::{ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+    use core_domain::{SpecialistId, TokenUsage, Usd};
     use usage_store::UsageRecord;
 
     let dir = tempfile::tempdir().unwrap();
@@ -197,21 +236,13 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     })
     .unwrap();
     let record = |id: &str, specialist: &str, cost_nanos: u64, latency_ms: u64| UsageRecord {
-        request_id: RequestId::parse(id).unwrap(),
-        client_request_id: None,
         timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap(),
-        user_email_hash: None,
         specialist_id: SpecialistId::parse(specialist).unwrap(),
         specialist_name: specialist.into(),
-        provider: ProviderKind::OpenAi,
-        model: "gpt-4o".into(),
         usage: TokenUsage::reported(100, 50),
         cost: Usd::from_nanos(cost_nanos),
-        pricing_known: true,
         latency: Duration::from_millis(latency_ms),
-        time_to_first_token: None,
-        error_code: None,
-        streamed: false,
+        ..usage_store::fixture::usage_record(id)
     };
     store
         .insert_batch(&[
@@ -516,7 +547,7 @@ fn sigterm_during_a_stream_lets_it_finish_within_the_grace_period() {
         ],
     );
     let stream = demo_stream_in_background(address, "streaming-at-sigterm");
-    std::thread::sleep(Duration::from_millis(600));
+    stream.wait_for_first_event();
     signal(&child, "TERM");
     let started = std::time::Instant::now();
     let body = stream.join().unwrap();
@@ -727,7 +758,8 @@ fn a_stream_that_outlasts_the_grace_period_ends_with_a_shutdown_event_and_is_sti
         "/v1/chat/completions",
         r#"{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "keep going"}]}"#,
     );
-    std::thread::sleep(Duration::from_millis(700));
+    native.wait_for_first_event();
+    openai.wait_for_first_event();
     let signalled = std::time::Instant::now();
     signal(&child, "TERM");
     let native = native.join().unwrap();

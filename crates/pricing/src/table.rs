@@ -185,6 +185,7 @@ fn strip_snapshot_suffix(model: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use core_domain::PricingDraft;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -324,20 +325,116 @@ mod tests {
         assert_eq!(price("gemini-2.0-flash-lite"), None);
     }
 
-    #[test]
-    fn cost_is_monotonic_in_tokens() {
-        let table = PriceTable::builtin();
-        let mut previous = Usd::ZERO;
-        for tokens in (0..5000).step_by(37) {
-            let cost = table
-                .estimate(
-                    None,
-                    "claude-3-haiku",
-                    &TokenUsage::reported(tokens, tokens),
-                )
-                .cost;
-            assert!(cost >= previous);
-            previous = cost;
+    /// Dollars per million tokens across ModelPricing's whole accepted range, in steps of a
+    /// thousandth of a cent so both tiny and large prices come up.
+    fn any_dollars_per_1m() -> impl Strategy<Value = f64> {
+        (0u32..=1_000_000_000).prop_map(|tenths_of_micro| f64::from(tenths_of_micro) / 100_000.0)
+    }
+
+    fn any_pricing() -> impl Strategy<Value = ModelPricing> {
+        (any_dollars_per_1m(), any_dollars_per_1m())
+            .prop_map(|(input, output)| pricing(input, output))
+    }
+
+    /// A model the built-in table prices, one priced through a snapshot suffix, or one it
+    /// does not know.
+    fn any_model() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(BUILTIN_PRICES).prop_map(|(model, _, _)| model.to_owned()),
+            proptest::sample::select(BUILTIN_PRICES)
+                .prop_map(|(model, _, _)| format!("{model}-2024-08-06")),
+            "[a-z]{1,12}-[0-9]{1,3}".prop_map(|model| format!("unpriced-{model}")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn cost_is_monotonic_in_tokens(
+            price in any_pricing(),
+            input in any::<u32>(),
+            output in any::<u32>(),
+            more_input in any::<u32>(),
+            more_output in any::<u32>(),
+        ) {
+            let price = Price::from_pricing(&price);
+            let less = price.cost_of(&TokenUsage::reported(input, output));
+            let more = price.cost_of(&TokenUsage::reported(
+                input.saturating_add(more_input),
+                output.saturating_add(more_output),
+            ));
+            prop_assert!(more >= less, "{more} < {less}");
+        }
+
+        #[test]
+        fn zero_tokens_cost_nothing_whatever_the_price(
+            own in proptest::option::of(any_pricing()),
+            model in any_model(),
+        ) {
+            let estimate = PriceTable::builtin().estimate(own.as_ref(), &model, &TokenUsage::reported(0, 0));
+            prop_assert_eq!(estimate.cost, Usd::ZERO);
+        }
+
+        #[test]
+        fn specialist_pricing_overrides_the_table_for_every_model(
+            own in any_pricing(),
+            table_price in any_pricing(),
+            model in any_model(),
+            input in any::<u32>(),
+            output in any::<u32>(),
+        ) {
+            let table = PriceTable::with_overrides([(model.clone(), table_price)]);
+            let usage = TokenUsage::reported(input, output);
+            let estimate = table.estimate(Some(&own), &model, &usage);
+            prop_assert_eq!(estimate.source, PriceSource::Specialist);
+            prop_assert!(estimate.pricing_known);
+            prop_assert_eq!(estimate.cost, Price::from_pricing(&own).cost_of(&usage));
+        }
+
+        /// With whole micro-dollars per million tokens (a thousandth of a nano-dollar per
+        /// token) the cost is the exact integer result, rounded half up: no float drift.
+        #[test]
+        fn cost_is_exact_integer_arithmetic(
+            input_micros_per_1m in 0u64..=10_000_000_000,
+            output_micros_per_1m in 0u64..=10_000_000_000,
+            input in any::<u32>(),
+            output in any::<u32>(),
+        ) {
+            let as_dollars = |micros: u64| micros as f64 / 1e6;
+            let price = Price::from_pricing(&pricing(
+                as_dollars(input_micros_per_1m),
+                as_dollars(output_micros_per_1m),
+            ));
+            let thousandths_of_a_nano = u128::from(input) * u128::from(input_micros_per_1m)
+                + u128::from(output) * u128::from(output_micros_per_1m);
+            let exact = u64::try_from((thousandths_of_a_nano + 500) / 1000).unwrap();
+            prop_assert_eq!(price.cost_of(&TokenUsage::reported(input, output)).nanos(), exact);
+        }
+
+        /// With whole nano-dollars per token nothing is rounded, so two calls cost exactly what
+        /// one call with their summed tokens does.
+        #[test]
+        fn costs_of_whole_nano_prices_add_up_exactly(
+            input_nanos_per_token in 0u64..=10_000,
+            output_nanos_per_token in 0u64..=10_000,
+            first in (0..=u32::MAX / 2, 0..=u32::MAX / 2),
+            second in (0..=u32::MAX / 2, 0..=u32::MAX / 2),
+        ) {
+            // n nano-dollars per token is n thousandths of a dollar per million tokens.
+            let price = Price::from_pricing(&pricing(
+                input_nanos_per_token as f64 / 1000.0,
+                output_nanos_per_token as f64 / 1000.0,
+            ));
+            let cost = |(input, output): (u32, u32)| {
+                price.cost_of(&TokenUsage::reported(input, output)).nanos()
+            };
+            prop_assert_eq!(
+                cost(first) + cost(second),
+                cost((first.0 + second.0, first.1 + second.1))
+            );
+            prop_assert_eq!(
+                cost(first),
+                u64::from(first.0) * input_nanos_per_token + u64::from(first.1) * output_nanos_per_token
+            );
         }
     }
 }

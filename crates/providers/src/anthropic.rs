@@ -33,13 +33,14 @@ pub struct AnthropicProvider {
 
 impl AnthropicProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
+        let sleeper = transport.sleeper();
         let base = config.anthropic.base_url.trim().trim_end_matches('/');
         Self {
             transport,
             endpoint: reqwest::Url::parse(&format!("{base}/v1/messages"))
                 .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
             api_key: config.anthropic.api_key.clone(),
-            limits: config.anthropic.limits(config),
+            limits: config.anthropic.limits(config, sleeper),
         }
     }
 

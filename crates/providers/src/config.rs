@@ -4,7 +4,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::MockConfig;
+use crate::{MockConfig, Sleeper};
 
 /// The `[providers]` section: credentials, endpoints, timeouts and retries for every upstream.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -156,8 +156,13 @@ impl UpstreamConfig {
         }
     }
 
-    /// This upstream's deadlines and retries, with the size bounds every upstream shares.
-    pub(crate) fn limits(&self, shared: &ProvidersConfig) -> CallLimits {
+    /// This upstream's deadlines and retries, with the size bounds every upstream shares,
+    /// waiting between retries with `sleeper`.
+    pub(crate) fn limits(
+        &self,
+        shared: &ProvidersConfig,
+        sleeper: &'static dyn Sleeper,
+    ) -> CallLimits {
         CallLimits {
             max_event_bytes: shared.max_event_bytes.get(),
             max_response_bytes: shared.max_response_bytes.get(),
@@ -167,6 +172,7 @@ impl UpstreamConfig {
             max_retries: self.max_retries,
             base_delay: Duration::from_millis(self.retry_base_delay_ms),
             max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            sleeper,
         }
     }
 }
@@ -239,6 +245,7 @@ pub(crate) struct CallLimits {
     pub max_retries: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    pub sleeper: &'static dyn Sleeper,
 }
 
 /// Just a key.
@@ -385,7 +392,7 @@ mod tests {
         let config: ProvidersConfig =
             serde_json::from_str(r#"{"max_event_bytes": 4096, "max_response_bytes": 65536}"#)
                 .unwrap();
-        let limits = config.openai.limits(&config);
+        let limits = config.openai.limits(&config, &crate::TokioSleeper);
         assert_eq!(
             (limits.max_event_bytes, limits.max_response_bytes),
             (4096, 65536)

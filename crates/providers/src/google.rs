@@ -28,6 +28,7 @@ pub struct GoogleProvider {
 
 impl GoogleProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
+        let sleeper = transport.sleeper();
         Self {
             transport,
             base_url: config
@@ -37,7 +38,7 @@ impl GoogleProvider {
                 .trim_end_matches('/')
                 .to_owned(),
             api_key: config.google.api_key.clone(),
-            limits: config.google.limits(config),
+            limits: config.google.limits(config, sleeper),
         }
     }
 

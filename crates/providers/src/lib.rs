@@ -114,3 +114,4 @@ pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::ProviderRequest;
+pub use transport::{Sleeper, TokioSleeper};

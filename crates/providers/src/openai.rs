@@ -47,6 +47,7 @@ struct Endpoint<'a> {
 
 impl OpenAiProvider {
     pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
+        let sleeper = transport.sleeper();
         let trim = |u: &str| u.trim().trim_end_matches('/').to_owned();
         let endpoint = format!("{}/chat/completions", trim(&config.openai.base_url));
         Self {
@@ -65,7 +66,7 @@ impl OpenAiProvider {
                 .iter()
                 .map(|u| trim(u))
                 .collect(),
-            limits: config.openai.limits(config),
+            limits: config.openai.limits(config, sleeper),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::transport::Transport;
+use crate::transport::{Sleeper, TokioSleeper, Transport};
 use crate::{
     AnthropicProvider, ChatProvider, GoogleProvider, MockProvider, OpenAiProvider, ProviderError,
     ProvidersConfig,
@@ -61,6 +61,15 @@ impl ProviderRegistry {
     /// too (the `openai` provider needs different keys for different base URLs):
     /// [`ProviderRegistry::provider_for`] refuses a specialist whose call would lack its key.
     pub fn from_config(config: &ProvidersConfig) -> Result<Self, ProviderError> {
+        Self::from_config_with_sleeper(config, &TokioSleeper)
+    }
+
+    /// Like [`ProviderRegistry::from_config`], with calls waiting between retries on `sleeper`
+    /// instead of Tokio's timer (a test's, to check the backoff without waiting it out).
+    pub fn from_config_with_sleeper(
+        config: &ProvidersConfig,
+        sleeper: &'static dyn Sleeper,
+    ) -> Result<Self, ProviderError> {
         let unusable = config.unusable_keys();
         if !unusable.is_empty() {
             return Err(ProviderError::Setup {
@@ -71,7 +80,8 @@ impl ProviderRegistry {
                 ),
             });
         }
-        let transport = Transport::new(Duration::from_millis(config.connect_timeout_ms))?;
+        let transport =
+            Transport::new(Duration::from_millis(config.connect_timeout_ms))?.waiting_with(sleeper);
         let mut registry = Self::new();
         registry.register(Arc::new(MockProvider::new(config.mock.clone())));
         registry.register(Arc::new(OpenAiProvider::new(config, transport.clone())));

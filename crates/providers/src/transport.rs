@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::{ProviderError, TimeoutPhase};
 pub(crate) struct Transport {
     id: usize,
     connect_timeout: Duration,
+    sleeper: &'static dyn Sleeper,
     /// Built once up front, so configuration errors surface at start; also the fallback.
     prototype: (reqwest::Client, reqwest::Client),
 }
@@ -55,6 +57,7 @@ impl Transport {
         Ok(Self {
             id: NEXT_TRANSPORT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
+            sleeper: &TokioSleeper,
             prototype: Self::build(connect_timeout).map_err(|e| ProviderError::Setup {
                 message: e.to_string(),
             })?,
@@ -84,6 +87,16 @@ impl Transport {
     }
 
     /// This thread's client (a cheap handle to its pool).
+    /// The same clients, waiting between retries with `sleeper`.
+    pub(crate) fn waiting_with(self, sleeper: &'static dyn Sleeper) -> Self {
+        Self { sleeper, ..self }
+    }
+
+    /// How calls over this transport wait before a retry.
+    pub(crate) fn sleeper(&self) -> &'static dyn Sleeper {
+        self.sleeper
+    }
+
     pub(crate) fn client(&self, trusted: bool) -> reqwest::Client {
         let pick = |(t, g): &(reqwest::Client, reqwest::Client)| {
             if trusted { t.clone() } else { g.clone() }
@@ -131,6 +144,25 @@ impl Resolve for PublicOnlyResolver {
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })
+    }
+}
+
+/// How a call waits before it retries. [`TokioSleeper`] is the real one; a test passes its own
+/// to [`ProviderRegistry::from_config_with_sleeper`](crate::ProviderRegistry::from_config_with_sleeper)
+/// to see the backoff a call chose without spending that time. Deadlines and timeouts keep the
+/// real clock: they bound real I/O.
+pub trait Sleeper: Send + Sync + std::fmt::Debug {
+    /// Resolves once the call may retry, `wait` from now.
+    fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Waits on Tokio's timer: what every server uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(wait))
     }
 }
 
@@ -242,7 +274,7 @@ pub(crate) async fn send(
         }
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         tracing::debug!(attempt, wait_ms, error = %error, "retrying upstream call");
-        tokio::time::sleep(wait).await;
+        call.limits.sleeper.sleep(wait).await;
         attempt += 1;
     }
 }

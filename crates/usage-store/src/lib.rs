@@ -33,6 +33,8 @@
 
 mod config;
 mod error;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixture;
 mod record;
 mod report;
 mod schema;

@@ -129,32 +129,11 @@ fn empty(file: &mut File) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use chrono::Utc;
-    use core_domain::{ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
-
     use super::*;
     use crate::DatabaseConfig;
 
     fn record(i: usize) -> UsageRecord {
-        UsageRecord {
-            request_id: RequestId::parse(format!("spill-{i}")).unwrap(),
-            client_request_id: None,
-            timestamp: Utc::now(),
-            user_email_hash: None,
-            specialist_id: SpecialistId::parse("demo").unwrap(),
-            specialist_name: "Demo".into(),
-            provider: ProviderKind::Mock,
-            model: "mock-echo".into(),
-            usage: TokenUsage::reported(1, 2),
-            cost: Usd::from_nanos(42),
-            pricing_known: true,
-            latency: Duration::from_millis(5),
-            time_to_first_token: None,
-            error_code: None,
-            streamed: false,
-        }
+        crate::fixture::usage_record(&format!("spill-{i}"))
     }
 
     fn sqlite_store(dir: &tempfile::TempDir) -> UsageStore {

@@ -259,12 +259,8 @@ impl UsageStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use chrono::{TimeZone, Utc};
-    use core_domain::{
-        EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
-    };
+    use core_domain::{ErrorCode, RequestId, TokenUsage};
 
     use super::*;
 
@@ -276,23 +272,13 @@ mod tests {
         .unwrap()
     }
 
+    /// The fixture with every nullable column filled and an estimated, failed call.
     fn record(request_id: &str) -> UsageRecord {
         UsageRecord {
-            request_id: RequestId::parse(request_id).unwrap(),
             client_request_id: Some(RequestId::parse("trace-7").unwrap()),
-            timestamp: Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 45).unwrap(),
-            user_email_hash: Some(EmailHash::of_email("ada@example.com")),
-            specialist_id: SpecialistId::parse("financial_analyst").unwrap(),
-            specialist_name: "Financial Analyst".into(),
-            provider: ProviderKind::OpenAi,
-            model: "gpt-4o".into(),
             usage: TokenUsage::estimated(1200, 345),
-            cost: Usd::from_nanos(6_450_000),
-            pricing_known: true,
-            latency: Duration::from_micros(1_234_500),
-            time_to_first_token: Some(Duration::from_millis(250)),
             error_code: Some(ErrorCode::UpstreamTimeout),
-            streamed: true,
+            ..crate::fixture::usage_record(request_id)
         }
     }
 

@@ -464,11 +464,6 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use chrono::Utc;
-    use core_domain::{ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
-
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> (UsageStore, DatabaseConfig) {
@@ -484,23 +479,7 @@ mod tests {
     }
 
     fn record(i: usize) -> UsageRecord {
-        UsageRecord {
-            request_id: RequestId::parse(format!("req-{i}")).unwrap(),
-            client_request_id: None,
-            timestamp: Utc::now(),
-            user_email_hash: None,
-            specialist_id: SpecialistId::parse("demo").unwrap(),
-            specialist_name: "Demo".into(),
-            provider: ProviderKind::Mock,
-            model: "mock-echo".into(),
-            usage: TokenUsage::reported(10, 20),
-            cost: Usd::ZERO,
-            pricing_known: true,
-            latency: Duration::from_millis(3),
-            time_to_first_token: None,
-            error_code: None,
-            streamed: false,
-        }
+        crate::fixture::usage_record(&format!("req-{i}"))
     }
 
     #[tokio::test]

@@ -8,13 +8,17 @@ mod openai;
 mod redaction;
 mod resilience;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use core_domain::{ChatMessage, ProviderKind, StreamEvent};
 use fake_upstreams::{FakeUpstream, Wire};
 use futures_util::StreamExt;
-use providers::{ChatProvider, ProviderError, ProviderRegistry, ProviderRequest, ProvidersConfig};
+use providers::{
+    ChatProvider, ProviderError, ProviderRegistry, ProviderRequest, ProvidersConfig, Sleeper,
+};
 use secrecy::SecretString;
 
 pub const OPENAI_KEY: &str = "sk-test-openai-0123456789abcdef";
@@ -49,6 +53,38 @@ pub fn provider(config: &ProvidersConfig, kind: ProviderKind) -> Arc<dyn ChatPro
         .unwrap()
         .get(kind)
         .unwrap()
+}
+
+/// The waits a call chose between its retries, each returned at once: the backoff is checked
+/// without spending its time.
+#[derive(Debug, Default)]
+pub struct RecordedWaits(Mutex<Vec<Duration>>);
+
+impl RecordedWaits {
+    pub fn waits(&self) -> Vec<Duration> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Sleeper for RecordedWaits {
+    fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.0.lock().unwrap().push(wait);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// The provider of `kind`, waiting between retries on a [`RecordedWaits`] of its own.
+pub fn provider_recording_waits(
+    config: &ProvidersConfig,
+    kind: ProviderKind,
+) -> (Arc<dyn ChatProvider>, &'static RecordedWaits) {
+    // A sleeper lives as long as the program; a test leaks one small Vec.
+    let waits: &'static RecordedWaits = Box::leak(Box::default());
+    let provider = ProviderRegistry::from_config_with_sleeper(config, waits)
+        .unwrap()
+        .get(kind)
+        .unwrap();
+    (provider, waits)
 }
 
 pub async fn start(wire: Wire) -> FakeUpstream {

@@ -62,13 +62,12 @@ async fn client_errors_are_not_retried() {
 async fn retry_after_is_honoured() {
     let fake = start(Wire::Anthropic).await;
     fake.push(Reply::status(429, "slow down").retry_after("1"));
-    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
-    let started = Instant::now();
+    let (provider, waits) = provider_recording_waits(&config_for(&fake), ProviderKind::Anthropic);
     provider.complete(&request("claude-3-haiku")).await.unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "retried after {:?}, before the upstream's Retry-After",
-        started.elapsed()
+    assert_eq!(
+        waits.waits(),
+        [Duration::from_secs(1)],
+        "the retry waited exactly the upstream's Retry-After"
     );
     assert_eq!(fake.request_count(), 2);
 }
@@ -399,24 +398,30 @@ async fn connection_refused_is_retried_with_backoff() {
         .local_addr()
         .unwrap()
         .port();
-    let refused_after = |retries: u32| {
+    let waits_when_refused = |retries: u32| {
         let mut config = config_for(&fake);
         config.openai.base_url = format!("http://127.0.0.1:{port}/v1");
         config.openai.max_retries = retries;
         config.openai.retry_base_delay_ms = 200;
-        let provider = provider(&config, ProviderKind::OpenAi);
+        let (provider, waits) = provider_recording_waits(&config, ProviderKind::OpenAi);
         async move {
-            let started = Instant::now();
-            provider.complete(&request("gpt-4o")).await.unwrap_err();
-            started.elapsed()
+            let err = provider.complete(&request("gpt-4o")).await.unwrap_err();
+            assert!(
+                matches!(err, ProviderError::Unreachable { .. }),
+                "a refused connection: {err}"
+            );
+            waits.waits()
         }
     };
-    // Nothing to wait for without retries; two retries wait 100-200 ms, then 200-400 ms
-    // (exponential backoff with jitter of up to half), so at least 300 ms in all.
-    assert!(refused_after(0).await < Duration::from_millis(100));
-    let with_retries = refused_after(2).await;
-    assert!(
-        with_retries >= Duration::from_millis(300) && with_retries < Duration::from_secs(3),
-        "{with_retries:?}"
+    assert_eq!(
+        waits_when_refused(0).await,
+        [] as [Duration; 0],
+        "nothing to wait for without retries"
     );
+    // Exponential backoff with jitter of up to half: 100-200 ms, then 200-400 ms.
+    let waits = waits_when_refused(2).await;
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    let ms = |from, to| Duration::from_millis(from)..=Duration::from_millis(to);
+    assert!(ms(100, 200).contains(&waits[0]), "{waits:?}");
+    assert!(ms(200, 400).contains(&waits[1]), "{waits:?}");
 }
