@@ -328,7 +328,8 @@ mod tests {
     /// Dollars per million tokens across ModelPricing's whole accepted range, in steps of a
     /// thousandth of a cent so both tiny and large prices come up.
     fn any_dollars_per_1m() -> impl Strategy<Value = f64> {
-        (0u32..=1_000_000_000).prop_map(|tenths_of_micro| f64::from(tenths_of_micro) / 100_000.0)
+        (0u32..=1_000_000_000)
+            .prop_map(|thousandths_of_cent| f64::from(thousandths_of_cent) / 100_000.0)
     }
 
     fn any_pricing() -> impl Strategy<Value = ModelPricing> {

@@ -86,7 +86,6 @@ impl Transport {
         ))
     }
 
-    /// This thread's client (a cheap handle to its pool).
     /// The same clients, waiting between retries with `sleeper`.
     pub(crate) fn waiting_with(self, sleeper: &'static dyn Sleeper) -> Self {
         Self { sleeper, ..self }
@@ -97,6 +96,7 @@ impl Transport {
         self.sleeper
     }
 
+    /// This thread's client (a cheap handle to its pool).
     pub(crate) fn client(&self, trusted: bool) -> reqwest::Client {
         let pick = |(t, g): &(reqwest::Client, reqwest::Client)| {
             if trusted { t.clone() } else { g.clone() }
