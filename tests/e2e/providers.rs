@@ -164,3 +164,42 @@ async fn upstream_failures_map_to_gateway_statuses_and_are_logged() {
     assert!(rows[1].tokens_estimated && rows[1].input_tokens > 0);
     assert_eq!((rows[0].input_tokens, rows[2].input_tokens), (0, 0));
 }
+
+/// A connection that cannot be made proves the request never reached the model: the row says
+/// so with zero tokens, whole or streamed (a call that timed out once connected is charged its
+/// prompt, above).
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_whose_row_bills_nothing() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(dir.join("specialists.json"), priced_catalogue()).unwrap();
+        let openai = &mut settings.providers.openai;
+        openai.base_url = format!("http://127.0.0.1:{closed_port}/v1");
+        openai.api_key = Some(SecretString::from("test-key"));
+        openai.retry_base_delay_ms = 1;
+    })
+    .await;
+
+    for route in ["/chat/send", "/chat/stream"] {
+        let response = app
+            .post_json(
+                route,
+                &json!({"specialist_id": "analyst", "message": "Hello?"}),
+            )
+            .await;
+        assert_eq!(response.status(), 502, "{route}");
+        assert_eq!(error_body(response).await["code"], "upstream_error");
+    }
+    let rows = app.wait_for_usage_rows(2).await;
+    for row in &rows {
+        assert_eq!(row.error_code.as_deref(), Some("upstream_error"));
+        assert_eq!((row.input_tokens, row.output_tokens), (0, 0), "{row:?}");
+    }
+    assert_eq!(
+        rows.iter().map(|r| r.streamed).collect::<Vec<_>>(),
+        [false, true]
+    );
+}

@@ -82,7 +82,8 @@ pub struct Completion {
 ///
 /// A well-formed stream is zero or more [`StreamEvent::TextDelta`]s followed by exactly one
 /// [`StreamEvent::Finished`]; concatenating the deltas gives the whole answer. A stream that
-/// fails part way sends one [`StreamEvent::UsageSoFar`] just before its error.
+/// fails part way ends with its provider's error type instead of `Finished`, carrying what the
+/// call had consumed by then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     /// The next piece of the answer's text, in order.
@@ -96,10 +97,6 @@ pub enum StreamEvent {
         /// The model that answered, as the upstream named it.
         model: String,
     },
-    /// Only just before an error ends the stream: what the call consumed by then — the
-    /// upstream's own counts where it had sent them (Anthropic reports the prompt's tokens at
-    /// the start, Gemini a running count), estimates for the rest, flagged.
-    UsageSoFar(TokenUsage),
 }
 
 /// A rough token count for text: one token per four characters, rounded up.

@@ -1,5 +1,7 @@
 //! Prometheus metrics: what ops graph and alert on. Exposed at `GET /metrics`.
 
+use core_domain::{ErrorCode, Specialist, TokenUsage};
+use pricing::CostEstimate;
 use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
@@ -138,6 +140,58 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
+
+    /// Accounts a chat call that ended: tokens and cost by provider, model and specialist; the
+    /// upstream's latency (when it was called) and failures by provider.
+    pub(crate) fn observe_call(
+        &self,
+        specialist: &Specialist,
+        usage: &TokenUsage,
+        cost: &CostEstimate,
+        upstream_latency: Option<std::time::Duration>,
+        error_code: Option<ErrorCode>,
+    ) {
+        let provider = specialist.provider().as_str();
+        let model = specialist.model();
+        let id = specialist.id().as_str();
+        for (direction, count) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ] {
+            if count > 0 {
+                self.tokens
+                    .with_label_values(&[provider, model, id, direction])
+                    .inc_by(u64::from(count));
+            }
+        }
+        if cost.cost.nanos() > 0 {
+            self.cost
+                .with_label_values(&[provider, model, id])
+                .inc_by(cost.cost.as_dollars());
+        }
+        if let Some(latency) = upstream_latency {
+            self.upstream_latency
+                .with_label_values(&[provider])
+                .observe(latency.as_secs_f64());
+        }
+        if let Some(code) = error_code.filter(|c| is_upstream_failure(*c)) {
+            self.upstream_errors
+                .with_label_values(&[provider, code.as_str()])
+                .inc();
+        }
+    }
+}
+
+/// Errors that count against the upstream (not refusals before the call, not departures).
+fn is_upstream_failure(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::UpstreamError
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::UpstreamRateLimited
+            | ErrorCode::UpstreamAuthFailed
+            | ErrorCode::UpstreamInvalidRequest
+    )
 }
 
 /// A cumulative writer counter and where to read it from.

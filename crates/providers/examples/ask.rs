@@ -54,8 +54,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ""
                 }
             ),
-            // Announces an error, which the next item is.
-            StreamEvent::UsageSoFar(_) => {}
         }
     }
     Ok(())

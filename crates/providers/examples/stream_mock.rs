@@ -58,8 +58,6 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
                 finish_reason.as_str(),
                 started.elapsed().as_millis()
             )?,
-            // Announces an error, which the next item is.
-            StreamEvent::UsageSoFar(_) => {}
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
+use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
@@ -32,8 +33,11 @@ pub struct AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
-        let sleeper = transport.sleeper();
+    pub(crate) fn new(
+        config: &ProvidersConfig,
+        transport: Transport,
+        sleeper: &'static dyn Sleeper,
+    ) -> Self {
         let base = config.anthropic.base_url.trim().trim_end_matches('/');
         Self {
             transport,

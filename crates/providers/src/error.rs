@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use core_domain::{ErrorCode, ProviderKind};
+use core_domain::{ErrorCode, ProviderKind, TokenUsage};
 
 /// Which deadline an upstream call missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,35 @@ impl ProviderError {
         }
     }
 
+    /// True when the request may have reached the model before this failure, so the model may
+    /// have read (and been paid for) the prompt: a connection broken after the request left, a
+    /// malformed answer, a timeout once connected. A failure that proves the model did no work
+    /// — no connection was made, the upstream refused the call or answered 429/5xx, our own
+    /// setup failed — is false.
+    pub fn may_have_reached_model(&self) -> bool {
+        match self {
+            Self::Timeout { phase } => *phase != TimeoutPhase::Connect,
+            Self::Upstream { status, .. } => status.is_none(),
+            Self::NotConfigured { .. }
+            | Self::RateLimited { .. }
+            | Self::AuthFailed { .. }
+            | Self::InvalidRequest { .. }
+            | Self::Setup { .. }
+            | Self::Unreachable { .. } => false,
+        }
+    }
+
+    /// What a call that failed this way before any of its answer arrived consumed: the prompt
+    /// (`prompt_estimate` tokens, flagged as estimated) when it may have reached the model,
+    /// else nothing. A stream that fails later says what it consumed in its [`StreamFailure`].
+    pub fn consumed(&self, prompt_estimate: u32) -> TokenUsage {
+        if self.may_have_reached_model() {
+            TokenUsage::estimated(prompt_estimate, 0)
+        } else {
+            TokenUsage::default()
+        }
+    }
+
     /// The error code recorded in usage rows and API errors.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -138,6 +167,30 @@ impl ProviderError {
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
             Self::Unreachable { .. } | Self::Upstream { .. } => ErrorCode::UpstreamError,
             Self::Setup { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+/// How a stream ended when it failed: the error, and what the call had consumed by then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct StreamFailure {
+    /// Why the stream failed.
+    pub error: ProviderError,
+    /// What the call consumed before it failed: the upstream's own counts where it had sent
+    /// them (Anthropic reports the prompt's tokens at the start, Gemini a running count),
+    /// estimates for the rest (the prompt from its text, the answer from the text streamed),
+    /// flagged as estimated.
+    pub usage_so_far: TokenUsage,
+}
+
+impl StreamFailure {
+    /// A stream that failed before it began: it consumed what [`ProviderError::consumed`] says.
+    pub fn before_start(error: ProviderError, prompt_estimate: u32) -> Self {
+        let usage_so_far = error.consumed(prompt_estimate);
+        Self {
+            error,
+            usage_so_far,
         }
     }
 }
@@ -232,5 +285,61 @@ mod tests {
             "the upstream failed: cannot connect: refused"
         );
         assert_eq!(error.code(), ErrorCode::UpstreamError);
+    }
+
+    /// A call is billed its prompt only when the request may have reached the model; what
+    /// proves the model did no work bills nothing.
+    #[test]
+    fn a_failure_consumed_the_prompt_only_if_the_request_may_have_reached_the_model() {
+        let timeout = |phase| ProviderError::Timeout { phase };
+        let cases = [
+            (timeout(TimeoutPhase::Connect), false),
+            (timeout(TimeoutPhase::FirstByte), true),
+            (timeout(TimeoutPhase::IdleGap), true),
+            (timeout(TimeoutPhase::Total), true),
+            (upstream(None), true),
+            (upstream(Some(500)), false),
+            (upstream(Some(429)), false),
+            (
+                ProviderError::Unreachable {
+                    message: "refused".into(),
+                },
+                false,
+            ),
+            (
+                ProviderError::RateLimited {
+                    retry_after: None,
+                    message: "m".into(),
+                },
+                false,
+            ),
+            (
+                ProviderError::InvalidRequest {
+                    status: 400,
+                    message: "m".into(),
+                },
+                false,
+            ),
+            (
+                ProviderError::NotConfigured {
+                    provider: ProviderKind::OpenAi,
+                    env_var: "OPENAI_API_KEY",
+                    config_key: "providers.openai.api_key",
+                },
+                false,
+            ),
+        ];
+        for (error, reached) in cases {
+            assert_eq!(error.may_have_reached_model(), reached, "{error:?}");
+            let expected = if reached {
+                TokenUsage::estimated(42, 0)
+            } else {
+                TokenUsage::default()
+            };
+            assert_eq!(error.consumed(42), expected, "{error:?}");
+            let failure = StreamFailure::before_start(error.clone(), 42);
+            assert_eq!(failure.usage_so_far, expected, "{error:?}");
+            assert_eq!(failure.to_string(), error.to_string());
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
+use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
@@ -27,8 +28,11 @@ pub struct GoogleProvider {
 }
 
 impl GoogleProvider {
-    pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
-        let sleeper = transport.sleeper();
+    pub(crate) fn new(
+        config: &ProvidersConfig,
+        transport: Transport,
+        sleeper: &'static dyn Sleeper,
+    ) -> Self {
         Self {
             transport,
             base_url: config
@@ -322,6 +326,7 @@ mod tests {
         let provider = GoogleProvider::new(
             &config,
             Transport::new(std::time::Duration::from_secs(1)).unwrap(),
+            &crate::TokioSleeper,
         );
         assert_eq!(
             provider.url("models/gemini-2.0-flash", "generateContent"),

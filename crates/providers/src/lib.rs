@@ -79,7 +79,6 @@
 //!     match event.unwrap() {
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
-//!         StreamEvent::UsageSoFar(_) => unreachable!("only before an error"),
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);
@@ -107,7 +106,7 @@ mod upstream_error;
 
 pub use anthropic::AnthropicProvider;
 pub use config::{CompatibleServer, KeyConfig, MASKED, ProvidersConfig, UpstreamConfig};
-pub use error::{ProviderError, TimeoutPhase};
+pub use error::{ProviderError, StreamFailure, TimeoutPhase};
 pub use google::GoogleProvider;
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;

@@ -9,6 +9,7 @@ use crate::config::CallLimits;
 use crate::registry::required_key;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
+use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
@@ -46,8 +47,11 @@ struct Endpoint<'a> {
 }
 
 impl OpenAiProvider {
-    pub(crate) fn new(config: &ProvidersConfig, transport: Transport) -> Self {
-        let sleeper = transport.sleeper();
+    pub(crate) fn new(
+        config: &ProvidersConfig,
+        transport: Transport,
+        sleeper: &'static dyn Sleeper,
+    ) -> Self {
         let trim = |u: &str| u.trim().trim_end_matches('/').to_owned();
         let endpoint = format!("{}/chat/completions", trim(&config.openai.base_url));
         Self {

@@ -4,10 +4,12 @@ use core_domain::{Completion, ProviderKind, StreamEvent};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::{ProviderError, ProviderRequest};
+use crate::{ProviderError, ProviderRequest, StreamFailure};
 
-/// A streamed answer. Dropping it cancels the upstream request.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+/// A streamed answer: text deltas, then one `Finished` — or, when it fails part way, one
+/// [`StreamFailure`] saying what the call consumed, after which it ends. Dropping it cancels
+/// the upstream request.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, StreamFailure>> + Send>>;
 
 /// The future of a whole answer.
 pub type CompletionFuture<'a> = BoxFuture<'a, Result<Completion, ProviderError>>;

@@ -80,13 +80,20 @@ impl ProviderRegistry {
                 ),
             });
         }
-        let transport =
-            Transport::new(Duration::from_millis(config.connect_timeout_ms))?.waiting_with(sleeper);
+        let transport = Transport::new(Duration::from_millis(config.connect_timeout_ms))?;
         let mut registry = Self::new();
         registry.register(Arc::new(MockProvider::new(config.mock.clone())));
-        registry.register(Arc::new(OpenAiProvider::new(config, transport.clone())));
-        registry.register(Arc::new(AnthropicProvider::new(config, transport.clone())));
-        registry.register(Arc::new(GoogleProvider::new(config, transport)));
+        registry.register(Arc::new(OpenAiProvider::new(
+            config,
+            transport.clone(),
+            sleeper,
+        )));
+        registry.register(Arc::new(AnthropicProvider::new(
+            config,
+            transport.clone(),
+            sleeper,
+        )));
+        registry.register(Arc::new(GoogleProvider::new(config, transport, sleeper)));
         Ok(registry)
     }
 

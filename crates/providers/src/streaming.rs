@@ -1,12 +1,12 @@
 //! Turning a provider's SSE events into the normalised [`StreamEvent`]s: text deltas in order,
 //! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such) — or,
-//! when the stream fails, `UsageSoFar` and the error.
+//! when the stream fails, one [`StreamFailure`] with the usage so far.
 
 use core_domain::{FinishReason, StreamEvent, TokenUsage};
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::sse::SseEvent as Event;
-use crate::{EventStream, ProviderError};
+use crate::{EventStream, ProviderError, StreamFailure};
 
 /// What one SSE event meant.
 pub(crate) enum Step {
@@ -68,17 +68,17 @@ where
     S: Stream<Item = Result<Event, ProviderError>> + Send + 'static,
     F: FnMut(&Event, &mut Tally) -> Result<Step, ProviderError> + Send + 'static,
 {
-    let state = Some(Normalising::Reading(Box::pin(events), tally, interpret));
+    let state = Some((Box::pin(events), tally, interpret));
     Box::pin(stream::unfold(state, |state| async move {
-        let (mut events, mut tally, mut interpret) = match state? {
-            Normalising::Reading(events, tally, interpret) => (events, tally, interpret),
-            Normalising::Failing(error) => return Some((Err(error), None)),
-        };
-        // A failure is announced with the usage so far, then reported.
+        let (mut events, mut tally, mut interpret) = state?;
+        // A failure says what was consumed by then, and ends the stream.
         let fail = |tally: Tally, error| {
             Some((
-                Ok(StreamEvent::UsageSoFar(tally.usage())),
-                Some(Normalising::Failing(error)),
+                Err(StreamFailure {
+                    error,
+                    usage_so_far: tally.usage(),
+                }),
+                None,
             ))
         };
         loop {
@@ -90,7 +90,7 @@ where
                         tally.text_chars += text.chars().count();
                         return Some((
                             Ok(StreamEvent::TextDelta(text)),
-                            Some(Normalising::Reading(events, tally, interpret)),
+                            Some((events, tally, interpret)),
                         ));
                     }
                     Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
@@ -110,12 +110,6 @@ where
             }
         }
     }))
-}
-
-/// Where [`normalise`] is: reading events, or about to report the error it announced.
-enum Normalising<S, F> {
-    Reading(std::pin::Pin<Box<S>>, Tally, F),
-    Failing(ProviderError),
 }
 
 /// Parses an event's JSON data, or reports it as malformed.

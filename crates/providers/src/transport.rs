@@ -36,7 +36,6 @@ use crate::{ProviderError, TimeoutPhase};
 pub(crate) struct Transport {
     id: usize,
     connect_timeout: Duration,
-    sleeper: &'static dyn Sleeper,
     /// Built once up front, so configuration errors surface at start; also the fallback.
     prototype: (reqwest::Client, reqwest::Client),
 }
@@ -57,7 +56,6 @@ impl Transport {
         Ok(Self {
             id: NEXT_TRANSPORT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
-            sleeper: &TokioSleeper,
             prototype: Self::build(connect_timeout).map_err(|e| ProviderError::Setup {
                 message: e.to_string(),
             })?,
@@ -84,16 +82,6 @@ impl Transport {
                 .dns_resolver(std::sync::Arc::new(PublicOnlyResolver))
                 .build()?,
         ))
-    }
-
-    /// The same clients, waiting between retries with `sleeper`.
-    pub(crate) fn waiting_with(self, sleeper: &'static dyn Sleeper) -> Self {
-        Self { sleeper, ..self }
-    }
-
-    /// How calls over this transport wait before a retry.
-    pub(crate) fn sleeper(&self) -> &'static dyn Sleeper {
-        self.sleeper
     }
 
     /// This thread's client (a cheap handle to its pool).

@@ -1,14 +1,20 @@
+//! Exactly one usage row per chat call, however the call ends.
+//!
+//! Separate jobs meet here: tracking what a call has delivered (`Delivered`), pricing what it
+//! consumed (a [`CostEstimate`], returned as a value to the route that shows it), the metrics
+//! ([`Metrics::observe_call`]) and the row.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceTable};
-use providers::ProviderError;
+use providers::{ChatProvider, ProviderError};
 use usage_store::{UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
-use crate::{AppState, Metrics, RequestContext};
+use crate::{ApiError, AppState, Metrics, RequestContext};
 
 /// Records exactly one usage row for a chat call, however the call ends.
 ///
@@ -20,12 +26,26 @@ use crate::{AppState, Metrics, RequestContext};
 /// output.
 pub(crate) struct CallRecorder {
     pending: Option<Pending>,
-    delivered_chars: usize,
-    first_token: Option<Duration>,
-    /// What a failing stream said it had consumed.
-    usage_so_far: Option<TokenUsage>,
+    delivered: Delivered,
 }
 
+/// What a call has handed to its client so far.
+#[derive(Debug, Default)]
+struct Delivered {
+    chars: usize,
+    /// From the request's arrival to the first text handed over.
+    first_token: Option<Duration>,
+}
+
+/// How a call ended and what it consumed, priced.
+pub(crate) struct Settled {
+    /// What the call cost.
+    pub cost: CostEstimate,
+    /// From the request's arrival to its end.
+    pub latency: Duration,
+}
+
+/// Everything needed to write the row, held until the call ends.
 struct Pending {
     /// Counts the call as live until its row is handed to the sink (or the call is dropped).
     live: LiveCall,
@@ -47,7 +67,6 @@ impl CallRecorder {
         specialist: &Arc<Specialist>,
         context: &RequestContext,
         estimated_input_tokens: u32,
-        streamed: bool,
     ) -> Self {
         Self {
             pending: Some(Pending {
@@ -60,79 +79,74 @@ impl CallRecorder {
                 context: context.clone(),
                 timestamp: Utc::now(),
                 estimated_input_tokens,
-                streamed,
+                streamed: false,
             }),
-            delivered_chars: 0,
-            first_token: None,
-            usage_so_far: None,
+            delivered: Delivered::default(),
         }
     }
 
-    /// Notes that the upstream call starts now.
-    pub(crate) fn upstream_started(&mut self) {
+    /// The call is made now, whole or `streamed`, with `provider` — or, when there is no usable
+    /// provider, ends here with its row and the error to answer with.
+    pub(crate) fn begin(
+        mut self,
+        provider: Result<Arc<dyn ChatProvider>, ProviderError>,
+        streamed: bool,
+    ) -> Result<(Self, Arc<dyn ChatProvider>), ApiError> {
         if let Some(pending) = &mut self.pending {
-            pending.upstream_started = Some(Instant::now());
+            pending.streamed = streamed;
         }
+        match provider {
+            Ok(provider) => {
+                if let Some(pending) = &mut self.pending {
+                    pending.upstream_started = Some(Instant::now());
+                }
+                Ok((self, provider))
+            }
+            Err(error) => {
+                self.failed(error.code(), TokenUsage::default());
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The prompt's estimated token count.
+    pub(crate) fn prompt_estimate(&self) -> u32 {
+        self.pending
+            .as_ref()
+            .map_or(0, |p| p.estimated_input_tokens)
     }
 
     /// Notes text handed to the client; the first call fixes the time to first token.
     pub(crate) fn note_delivered(&mut self, text: &str) {
-        if self.first_token.is_none()
+        if self.delivered.first_token.is_none()
             && let Some(pending) = &self.pending
         {
-            self.first_token = Some(pending.context.received_at.elapsed());
+            self.delivered.first_token = Some(pending.context.received_at.elapsed());
         }
-        self.delivered_chars += text.chars().count();
+        self.delivered.chars += text.chars().count();
     }
 
-    /// Keeps what a failing stream said it consumed (the upstream's counts where it sent
-    /// them), to be charged instead of our own estimate.
-    pub(crate) fn note_usage_so_far(&mut self, usage: TokenUsage) {
-        self.usage_so_far = Some(usage);
-    }
-
-    /// What the call has consumed if it ends now, before the upstream reported its final
-    /// usage: what the stream said it consumed, else the prompt (estimated) and the text
-    /// delivered (estimated from its length).
+    /// What the call has consumed if it ends now, without the upstream's word on it: the
+    /// prompt (estimated) and the text delivered (estimated from its length).
     pub(crate) fn consumed_so_far(&self) -> TokenUsage {
-        if let Some(usage) = self.usage_so_far {
-            return usage;
-        }
-        let input = self
-            .pending
-            .as_ref()
-            .map_or(0, |p| p.estimated_input_tokens);
-        let output = u32::try_from(self.delivered_chars.div_ceil(4)).unwrap_or(u32::MAX);
-        TokenUsage::estimated(input, output)
+        let output = u32::try_from(self.delivered.chars.div_ceil(4)).unwrap_or(u32::MAX);
+        TokenUsage::estimated(self.prompt_estimate(), output)
     }
 
-    /// What a call that failed with `error` consumed. One that may have reached the model
-    /// (timed out, or its connection broke) is charged what it consumed so far; one refused up
-    /// front consumed nothing.
-    pub(crate) fn consumed_on_failure(&self, error: &ProviderError) -> TokenUsage {
-        match error {
-            ProviderError::Timeout { .. }
-            | ProviderError::Unreachable { .. }
-            | ProviderError::Upstream { status: None, .. } => self.consumed_so_far(),
-            _ if self.delivered_chars > 0 || self.usage_so_far.is_some() => self.consumed_so_far(),
-            _ => TokenUsage::default(),
-        }
-    }
-
-    /// The call answered; returns its cost and latency for the response.
-    pub(crate) fn succeeded(mut self, usage: TokenUsage) -> (CostEstimate, Duration) {
-        let first_token = self.first_token;
+    /// The call answered, consuming `usage`; returns its cost and latency for the response.
+    pub(crate) fn succeeded(mut self, usage: TokenUsage) -> Settled {
+        let first_token = self.delivered.first_token;
         self.pending
             .take()
             .expect("only the consuming methods and Drop take `pending`, so it is here")
-            .record(usage, None, first_token)
+            .settle(usage, None, first_token)
     }
 
     /// The call failed with `code` after consuming `usage`.
     pub(crate) fn failed(mut self, code: ErrorCode, usage: TokenUsage) {
-        let first_token = self.first_token;
+        let first_token = self.delivered.first_token;
         if let Some(pending) = self.pending.take() {
-            pending.record(usage, Some(code), first_token);
+            pending.settle(usage, Some(code), first_token);
         }
     }
 }
@@ -165,86 +179,58 @@ impl Drop for CallRecorder {
                 );
                 ErrorCode::ClientDisconnected
             };
-            pending.record(consumed, Some(code), self.first_token);
+            pending.settle(consumed, Some(code), self.delivered.first_token);
         }
     }
 }
 
 impl Pending {
-    /// The call's metrics: tokens and cost by provider/model/specialist, and the upstream's
-    /// latency and errors by provider.
-    fn account(&self, usage: &TokenUsage, estimate: &CostEstimate, error_code: Option<ErrorCode>) {
-        let provider = self.specialist.provider().as_str();
-        let model = self.specialist.model();
-        let specialist = self.specialist.id().as_str();
-        let m = &self.metrics;
-        for (direction, count) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-        ] {
-            if count > 0 {
-                m.tokens
-                    .with_label_values(&[provider, model, specialist, direction])
-                    .inc_by(u64::from(count));
-            }
-        }
-        if estimate.cost.nanos() > 0 {
-            m.cost
-                .with_label_values(&[provider, model, specialist])
-                .inc_by(estimate.cost.as_dollars());
-        }
-        if let Some(started) = self.upstream_started {
-            m.upstream_latency
-                .with_label_values(&[provider])
-                .observe(started.elapsed().as_secs_f64());
-        }
-        if let Some(code) = error_code.filter(|c| is_upstream_failure(*c)) {
-            m.upstream_errors
-                .with_label_values(&[provider, code.as_str()])
-                .inc();
-        }
-    }
-
-    fn record(
+    /// Prices the call, accounts it in the metrics and hands its row to the sink.
+    fn settle(
         self,
         usage: TokenUsage,
         error_code: Option<ErrorCode>,
         time_to_first_token: Option<Duration>,
-    ) -> (CostEstimate, Duration) {
-        let latency = self.context.received_at.elapsed();
-        let estimate =
-            self.prices
-                .estimate(self.specialist.pricing(), self.specialist.model(), &usage);
-        self.account(&usage, &estimate, error_code);
-        self.sink.record(UsageRecord {
-            request_id: self.context.request_id,
-            client_request_id: self.context.client_request_id,
-            timestamp: self.timestamp,
-            user_email_hash: self.context.identity.email_hash().cloned(),
-            specialist_id: self.specialist.id().clone(),
-            specialist_name: self.specialist.name().to_owned(),
-            provider: self.specialist.provider(),
-            model: self.specialist.model().to_owned(),
+    ) -> Settled {
+        let Pending {
+            // Held until the row is with the sink, so shutdown waits for it.
+            live: _live,
+            sink,
+            prices,
+            metrics,
+            upstream_started,
+            specialist,
+            context,
+            timestamp,
+            estimated_input_tokens: _,
+            streamed,
+        } = self;
+        let latency = context.received_at.elapsed();
+        let cost = prices.estimate(specialist.pricing(), specialist.model(), &usage);
+        metrics.observe_call(
+            &specialist,
+            &usage,
+            &cost,
+            upstream_started.map(|started| started.elapsed()),
+            error_code,
+        );
+        sink.record(UsageRecord {
+            request_id: context.request_id,
+            client_request_id: context.client_request_id,
+            timestamp,
+            user_email_hash: context.identity.email_hash().cloned(),
+            specialist_id: specialist.id().clone(),
+            specialist_name: specialist.name().to_owned(),
+            provider: specialist.provider(),
+            model: specialist.model().to_owned(),
             usage,
-            cost: estimate.cost,
-            pricing_known: estimate.pricing_known,
+            cost: cost.cost,
+            pricing_known: cost.pricing_known,
             latency,
             time_to_first_token,
             error_code,
-            streamed: self.streamed,
+            streamed,
         });
-        (estimate, latency)
+        Settled { cost, latency }
     }
-}
-
-/// Errors that count against the upstream (not refusals before the call, not departures).
-fn is_upstream_failure(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::UpstreamError
-            | ErrorCode::UpstreamTimeout
-            | ErrorCode::UpstreamRateLimited
-            | ErrorCode::UpstreamAuthFailed
-            | ErrorCode::UpstreamInvalidRequest
-    )
 }

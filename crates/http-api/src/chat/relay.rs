@@ -11,9 +11,9 @@ use actix_web_lab::sse::{self, Sse};
 use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage};
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use pricing::CostEstimate;
-use providers::{EventStream, ProviderError};
+use providers::{ChatProvider, EventStream, ProviderError, ProviderRequest, StreamFailure};
 
-use crate::chat::{CallRecorder, PreparedCall};
+use crate::chat::CallRecorder;
 use crate::{ApiError, AppState};
 
 /// How a route writes a stream's events.
@@ -50,52 +50,49 @@ pub(crate) trait StreamFormat: Send + 'static {
 /// client can always tell an answer that was cut from a whole one.
 pub(crate) async fn relay<F: StreamFormat>(
     state: &AppState,
-    call: PreparedCall,
+    provider: std::sync::Arc<dyn ChatProvider>,
+    request: ProviderRequest,
+    recorder: CallRecorder,
     format: F,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>, ApiError> {
     let keep_alive = state.sse_keep_alive;
-    let PreparedCall {
-        provider,
-        request,
-        mut recorder,
-        ..
-    } = call;
-    recorder.upstream_started();
+    let prompt_estimate = recorder.prompt_estimate();
     // Starting the stream is its first step, so the keep-alive bound covers it too; a failure
     // to start is the stream's first (and only) item.
     let mut upstream: EventStream = Box::pin(
-        stream::once(async move { provider.stream(&request).await }).flat_map(|started| {
+        stream::once(async move { provider.stream(&request).await }).flat_map(move |started| {
             match started {
                 Ok(events) => events,
-                Err(error) => Box::pin(stream::iter([Err(error)])),
+                Err(error) => Box::pin(stream::iter([Err(StreamFailure::before_start(
+                    error,
+                    prompt_estimate,
+                ))])),
             }
         }),
     );
     let mut must_end: ShutdownCut = Box::pin(state.live_calls.clone().streams_must_end());
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
     let peek = async {
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut must_end => return Err(()),
-                event = upstream.next() => match event {
-                    Some(Ok(StreamEvent::UsageSoFar(usage))) => recorder.note_usage_so_far(usage),
-                    other => return Ok(other),
-                },
-            }
+        tokio::select! {
+            biased;
+            () = &mut must_end => Err(()),
+            event = upstream.next() => Ok(event),
         }
     };
     let first = match tokio::time::timeout(keep_alive, peek).await {
         Ok(Ok(Some(Ok(event)))) => Some(event),
-        Ok(Ok(Some(Err(error)))) => return Err(fail_before_start(recorder, error)),
+        Ok(Ok(Some(Err(failure)))) => {
+            recorder.failed(failure.error.code(), failure.usage_so_far);
+            return Err(failure.error.into());
+        }
         Ok(Ok(None)) => {
-            return Err(fail_before_start(
-                recorder,
-                ProviderError::Upstream {
-                    status: None,
-                    message: "the upstream ended the stream without an answer".to_owned(),
-                },
-            ));
+            let error = ProviderError::Upstream {
+                status: None,
+                message: "the upstream ended the stream without an answer".to_owned(),
+            };
+            let consumed = error.consumed(prompt_estimate);
+            recorder.failed(error.code(), consumed);
+            return Err(error.into());
         }
         Ok(Err(())) => {
             let consumed = recorder.consumed_so_far();
@@ -131,12 +128,6 @@ const SHUTDOWN_MESSAGE: &str = "the server is shutting down; the answer was cut 
 
 /// Resolves when shutdown requires the stream to end.
 type ShutdownCut = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-fn fail_before_start(recorder: CallRecorder, error: ProviderError) -> ApiError {
-    let consumed = recorder.consumed_on_failure(&error);
-    recorder.failed(error.code(), consumed);
-    error.into()
-}
 
 /// Dropping it (the client went away) drops the upstream connection and lets the recorder log
 /// the disconnect.
@@ -210,13 +201,6 @@ impl<F: StreamFormat> Relay<F> {
             },
         };
         match next {
-            Some(Ok(StreamEvent::UsageSoFar(usage))) => {
-                // The error follows; nothing to send yet.
-                if let Some(recorder) = &mut self.recorder {
-                    recorder.note_usage_so_far(usage);
-                }
-                Step::More(Vec::new())
-            }
             Some(Ok(StreamEvent::TextDelta(text))) => {
                 if let Some(recorder) = &mut self.recorder {
                     recorder.note_delivered(&text);
@@ -229,19 +213,20 @@ impl<F: StreamFormat> Relay<F> {
                 ..
             })) => match self.recorder.take() {
                 Some(recorder) => {
-                    let (cost, latency) = recorder.succeeded(usage);
-                    Step::Done(self.format.finished(&usage, &finish_reason, &cost, latency))
+                    let settled = recorder.succeeded(usage);
+                    Step::Done(self.format.finished(
+                        &usage,
+                        &finish_reason,
+                        &settled.cost,
+                        settled.latency,
+                    ))
                 }
                 None => Step::Done(Vec::new()),
             },
-            Some(Err(error)) => {
-                let consumed = self
-                    .recorder
-                    .as_ref()
-                    .map(|r| r.consumed_on_failure(&error))
-                    .unwrap_or_default();
-                Step::Done(self.fail(error.code(), &error.to_string(), consumed))
-            }
+            Some(Err(StreamFailure {
+                error,
+                usage_so_far,
+            })) => Step::Done(self.fail(error.code(), &error.to_string(), usage_so_far)),
             None => {
                 let consumed = self.consumed_so_far();
                 Step::Done(self.fail(

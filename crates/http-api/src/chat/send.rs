@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use crate::views::ErrorEnvelope;
 
-use crate::chat::{ChatRequestBody, PreparedCall, prepare};
+use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
 
 /// The answer of `POST /chat/send`: the original service's fields, plus `request_id` and
@@ -50,23 +50,10 @@ pub(crate) async fn send(
     context: RequestContext,
     body: web::Json<ChatRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let PreparedCall {
-        specialist,
-        provider,
-        request,
-        mut recorder,
-    } = prepare(&state, &context, body.into_inner(), false)?;
-    recorder.upstream_started();
-    let completion = match provider.complete(&request).await {
-        Ok(completion) => completion,
-        Err(error) => {
-            let consumed = recorder.consumed_on_failure(&error);
-            recorder.failed(error.code(), consumed);
-            return Err(error.into());
-        }
-    };
-
-    let (estimate, latency) = recorder.succeeded(completion.usage);
+    let answer = prepare(&state, &context, body.into_inner())?
+        .complete()
+        .await?;
+    let (specialist, completion) = (answer.specialist, answer.completion);
     Ok(HttpResponse::Ok().json(ChatResponse {
         specialist_id: specialist.id().as_str(),
         specialist_name: specialist.name(),
@@ -74,8 +61,8 @@ pub(crate) async fn send(
         model: specialist.model(),
         input_tokens: completion.usage.input_tokens,
         output_tokens: completion.usage.output_tokens,
-        estimated_cost_usd: estimate.cost.as_dollars(),
-        latency_ms: millis(latency),
+        estimated_cost_usd: answer.cost.cost.as_dollars(),
+        latency_ms: millis(answer.latency),
         request_id: context.request_id.as_str(),
         finish_reason: completion.finish_reason.as_str(),
         content: completion.content,

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::views::ErrorEnvelope;
 use serde_json::json;
 
-use crate::chat::relay::{StreamFormat, relay};
+use crate::chat::relay::StreamFormat;
 use crate::chat::send::millis;
 use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
@@ -59,12 +59,12 @@ pub(crate) async fn stream(
     context: RequestContext,
     body: web::Json<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
-    let call = prepare(&state, &context, body.into_inner(), true)?;
+    let call = prepare(&state, &context, body.into_inner())?;
     let format = ChatFormat {
-        model: call.specialist.model().to_owned(),
+        model: call.specialist().model().to_owned(),
         request_id: context.request_id.to_string(),
     };
-    relay(&state, call, format).await
+    call.stream(&state, format).await
 }
 
 /// The original service's stream: `event: message` chunks, `event: error` on failure.

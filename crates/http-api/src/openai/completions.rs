@@ -10,8 +10,8 @@ use super::wire::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage,
     Delta, OpenAiError,
 };
-use crate::chat::relay::{StreamFormat, relay};
-use crate::chat::{PreparedCall, prepare_for};
+use crate::chat::prepare_for;
+use crate::chat::relay::StreamFormat;
 use crate::{ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
@@ -46,7 +46,7 @@ pub(crate) async fn completions(
             format!("the model '{model}' does not exist: models are specialist ids"),
         )
     })?;
-    let call = prepare_for(&state, &context, &specialist_id, streamed, |specialist| {
+    let call = prepare_for(&state, &context, &specialist_id, |specialist| {
         completion.into_request(specialist)
     })?;
     let id = format!("chatcmpl-{}", context.request_id);
@@ -59,25 +59,10 @@ pub(crate) async fn completions(
             model,
             include_usage,
         };
-        return Ok(Either::Right(relay(&state, call, format).await?));
+        return Ok(Either::Right(call.stream(&state, format).await?));
     }
 
-    let PreparedCall {
-        provider,
-        request,
-        mut recorder,
-        ..
-    } = call;
-    recorder.upstream_started();
-    let answer = match provider.complete(&request).await {
-        Ok(answer) => answer,
-        Err(error) => {
-            let consumed = recorder.consumed_on_failure(&error);
-            recorder.failed(error.code(), consumed);
-            return Err(error.into());
-        }
-    };
-    recorder.succeeded(answer.usage);
+    let answer = call.complete().await?.completion;
     Ok(Either::Left(HttpResponse::Ok().json(ChatCompletion {
         id,
         object: "chat.completion",

@@ -111,7 +111,7 @@ pub struct Collected {
     pub text: String,
     pub events: Vec<StreamEvent>,
     pub error: Option<ProviderError>,
-    /// What the stream said was consumed before its error (not kept in `events`).
+    /// What the stream's failure said was consumed.
     pub usage_so_far: Option<core_domain::TokenUsage>,
 }
 
@@ -128,26 +128,19 @@ pub async fn collect(provider: &dyn ChatProvider, request: &ProviderRequest) -> 
         .expect("stream makes progress")
     {
         match item {
-            Ok(StreamEvent::UsageSoFar(usage)) => {
-                assert!(collected.usage_so_far.is_none(), "announced once");
-                collected.usage_so_far = Some(usage);
-            }
             Ok(event) => {
-                assert!(
-                    collected.usage_so_far.is_none(),
-                    "nothing but the error after UsageSoFar"
-                );
                 if let StreamEvent::TextDelta(text) = &event {
                     collected.text.push_str(text);
                 }
                 collected.events.push(event);
             }
-            Err(e) => {
-                assert!(
-                    collected.usage_so_far.is_some(),
-                    "an error is announced with the usage so far"
-                );
-                collected.error = Some(e);
+            Err(failure) => {
+                collected.usage_so_far = Some(failure.usage_so_far);
+                collected.error = Some(failure.error);
+                let after = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                    .await
+                    .expect("a failed stream ends at once");
+                assert!(after.is_none(), "nothing follows a failure: {after:?}");
                 break;
             }
         }
