@@ -8,13 +8,14 @@ use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
-use core_domain::ErrorCode;
 
 use crate::auth::authenticate;
 use crate::context::assign_request_id;
 use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::rate_limit::{limit_chat, limit_management};
-use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage};
+use crate::{
+    ApiCode, ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage,
+};
 
 /// Registers every route and the body limits on `cfg`.
 ///
@@ -215,14 +216,14 @@ pub fn routes() -> impl Iterator<Item = (&'static str, &'static Method)> {
 
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::NotFound,
+        ApiCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
+        ApiCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     ))
 }

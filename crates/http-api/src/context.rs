@@ -13,7 +13,7 @@ use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::{ApiError, panics};
+use crate::{ApiCode, ApiError, panics};
 
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const CLIENT_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
@@ -43,7 +43,7 @@ impl RequestContext {
             Ok(())
         } else {
             Err(ApiError::new(
-                ErrorCode::Forbidden,
+                ApiCode::Forbidden,
                 format!("only administrators may {action}"),
             ))
         }
@@ -260,7 +260,7 @@ fn itoa(status: u16) -> String {
 /// refusals at DEBUG. The client's text goes in `error_message`: `message` is the event's own
 /// key in JSON logs, and a second one would hide it from every JSON parser.
 fn log_failure(error: &ApiError, request_id: &RequestId) {
-    let status = ApiError::status_for(error.code());
+    let status = error.status();
     if status.is_server_error() {
         tracing::warn!(
             request_id = %request_id,

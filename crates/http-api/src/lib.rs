@@ -120,7 +120,7 @@ pub use auth::{
 pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
 pub use context::RequestContext;
-pub use error::ApiError;
+pub use error::{ApiCode, ApiError};
 pub use live_calls::LiveCalls;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Refused;
 use crate::client_ip::{Cidr, client_ip, client_network};
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// The `[rate_limit]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ async fn limit(
             .inc();
         let wait = decision.retry_after.unwrap_or(Duration::ZERO);
         let error = ApiError::new(
-            ErrorCode::RateLimited,
+            ApiCode::RateLimited,
             format!(
                 "rate limit exceeded: {} requests per {} s for {} routes; retry in {} s",
                 quota.capacity(),

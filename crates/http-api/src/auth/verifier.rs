@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use core_domain::{AccessRole, EmailHash, ErrorCode, UserIdentity};
+use core_domain::{AccessRole, EmailHash, UserIdentity};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::claims::Claims;
 use super::keys::{constant_time_eq, sha256};
 use super::{AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
-use crate::ApiError;
+use crate::{ApiCode, ApiError};
 
 /// Why the auth configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +315,7 @@ impl JwtVerifier {
             .unwrap_or_default();
         if !self.allowed_domains.is_empty() && !self.allowed_domains.contains(&domain) {
             return Err(ApiError::new(
-                ErrorCode::Forbidden,
+                ApiCode::Forbidden,
                 format!("accounts of the domain '{domain}' are not allowed here"),
             ));
         }
@@ -368,5 +368,5 @@ fn unauthorized(reason: &str, invalid_token: bool) -> ApiError {
     } else {
         "Bearer realm=\"commander\""
     };
-    ApiError::new(ErrorCode::Unauthorized, reason).with_header("www-authenticate", challenge)
+    ApiError::new(ApiCode::Unauthorized, reason).with_header("www-authenticate", challenge)
 }

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
-use core_domain::{ErrorCode, Specialist, SpecialistId};
+use core_domain::{Specialist, SpecialistId};
 use providers::{ChatProvider, ProviderRequest};
 
 use crate::chat::{CallRecorder, ChatRequestBody};
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// A chat call ready to go: its specialist (as it is now), provider, request, and the recorder
 /// that will write its one usage row.
@@ -44,7 +44,7 @@ pub(crate) fn prepare_for(
 ) -> Result<PreparedCall, ApiError> {
     let specialist = state.catalogue.get(specialist_id).ok_or_else(|| {
         ApiError::new(
-            ErrorCode::SpecialistNotFound,
+            ApiCode::SpecialistNotFound,
             format!("no specialist with id '{specialist_id}'"),
         )
     })?;

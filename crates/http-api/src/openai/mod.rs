@@ -12,7 +12,7 @@ pub(crate) use models::{get_model, list_models};
 
 use core_domain::ErrorCode;
 
-use crate::ApiError;
+use crate::{ApiCode, ApiError};
 use wire::{OpenAiError, OpenAiErrorBody};
 
 /// The path prefix whose errors are written in OpenAI's shape.
@@ -24,16 +24,16 @@ pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
     let kind = match error.code() {
         // What OpenAI itself answers to a bad key (with code invalid_api_key), so SDK code
         // that inspects the type behaves as it would against OpenAI.
-        ErrorCode::Unauthorized => "invalid_request_error",
-        ErrorCode::Forbidden => "permission_error",
-        ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "rate_limit_error",
-        code if ApiError::status_for(code).is_server_error() => "api_error",
+        ApiCode::Unauthorized => "invalid_request_error",
+        ApiCode::Forbidden => "permission_error",
+        ApiCode::RateLimited | ApiCode::Call(ErrorCode::UpstreamRateLimited) => "rate_limit_error",
+        code if code.status().is_server_error() => "api_error",
         _ => "invalid_request_error",
     };
     let code = match error.code() {
-        ErrorCode::SpecialistNotFound => "model_not_found",
-        ErrorCode::Unauthorized => "invalid_api_key",
-        ErrorCode::RateLimited => "rate_limit_exceeded",
+        ApiCode::SpecialistNotFound => "model_not_found",
+        ApiCode::Unauthorized => "invalid_api_key",
+        ApiCode::RateLimited => "rate_limit_exceeded",
         other => other.as_str(),
     };
     let param = error.first_field().map(|field| match field {

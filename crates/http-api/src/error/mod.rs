@@ -1,13 +1,20 @@
+//! The API's error: its code, message and status, and the error JSON.
+
+mod code;
+
 use std::fmt;
 use std::time::Duration;
 
-use crate::views::{ErrorBody, ErrorEnvelope};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use core_domain::{ErrorCode, RequestId, ValidationErrors};
 use providers::ProviderError;
+
+pub use code::ApiCode;
+
+use crate::views::{ErrorBody, ErrorEnvelope};
 
 /// An error as the API reports it: a code, a message a person can act on, and for validation
 /// failures every field at fault.
@@ -16,7 +23,7 @@ use providers::ProviderError;
 /// the request id stamped in by the request-id middleware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    code: ErrorCode,
+    code: ApiCode,
     message: String,
     details: Option<ValidationErrors>,
     retry_after: Option<Duration>,
@@ -28,9 +35,9 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with this code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<ApiCode>, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.into(),
             message: message.into(),
             details: None,
             retry_after: None,
@@ -65,7 +72,7 @@ impl ApiError {
         Self {
             details: Some(details),
             ..Self::new(
-                ErrorCode::ValidationFailed,
+                ApiCode::ValidationFailed,
                 "the request is invalid; see details for every field at fault",
             )
         }
@@ -84,7 +91,7 @@ impl ApiError {
     }
 
     /// The machine-readable code.
-    pub fn code(&self) -> ErrorCode {
+    pub fn code(&self) -> ApiCode {
         self.code
     }
 
@@ -109,38 +116,9 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status for an error code.
-    pub fn status_for(code: ErrorCode) -> StatusCode {
-        match code {
-            ErrorCode::InvalidRequest | ErrorCode::UpstreamInvalidRequest => {
-                StatusCode::BAD_REQUEST
-            }
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
-            ErrorCode::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::SpecialistExists
-            | ErrorCode::VersionConflict
-            | ErrorCode::CatalogueFileInvalid => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::RateLimited
-            | ErrorCode::UpstreamRateLimited
-            | ErrorCode::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ProviderNotConfigured
-            | ErrorCode::ServiceUnavailable
-            | ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::UpstreamError | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            // Never sent (the client is gone); nginx's code for it, should a proxy log it.
-            ErrorCode::ClientDisconnected => {
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
-            }
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// The response for this error, carrying `request_id` when known.
@@ -164,7 +142,7 @@ impl ApiError {
     }
 
     fn respond(&self, body: serde_json::Value) -> HttpResponse {
-        let mut response = HttpResponse::build(Self::status_for(self.code));
+        let mut response = HttpResponse::build(self.status());
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let seconds = wait
@@ -185,12 +163,12 @@ impl ApiError {
     pub(crate) fn from_foreign(error: &actix_web::Error) -> Self {
         let status = error.as_response_error().status_code();
         let code = match status {
-            StatusCode::NOT_FOUND => ErrorCode::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
-            s if s.is_client_error() => ErrorCode::InvalidRequest,
-            _ => ErrorCode::Internal,
+            StatusCode::NOT_FOUND => ApiCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiCode::UnsupportedMediaType,
+            s if s.is_client_error() => ApiCode::InvalidRequest,
+            _ => ApiCode::Call(ErrorCode::Internal),
         };
         if status.is_server_error() {
             Self::internal(error.to_string())
@@ -208,7 +186,7 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        Self::status_for(self.code)
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -227,11 +205,11 @@ impl From<specialists::CatalogueError> for ApiError {
         use specialists::CatalogueError as E;
         match error {
             E::Invalid(details) => Self::validation(details),
-            E::NotFound(_) => Self::new(ErrorCode::SpecialistNotFound, error.to_string()),
-            E::AlreadyExists(_) => Self::new(ErrorCode::SpecialistExists, error.to_string()),
-            E::VersionConflict { .. } => Self::new(ErrorCode::VersionConflict, error.to_string()),
+            E::NotFound(_) => Self::new(ApiCode::SpecialistNotFound, error.to_string()),
+            E::AlreadyExists(_) => Self::new(ApiCode::SpecialistExists, error.to_string()),
+            E::VersionConflict { .. } => Self::new(ApiCode::VersionConflict, error.to_string()),
             E::EditedFileInvalid { .. } => {
-                Self::new(ErrorCode::CatalogueFileInvalid, error.to_string())
+                Self::new(ApiCode::CatalogueFileInvalid, error.to_string())
             }
             E::Io { .. } | E::Malformed(_) => {
                 tracing::error!(%error, "specialist catalogue could not be saved");
@@ -253,12 +231,12 @@ impl From<usage_store::StoreError> for ApiError {
         let detail = error.to_string();
         match error {
             E::Connect(_) | E::Query(_) => Self::new(
-                ErrorCode::ServiceUnavailable,
+                ApiCode::ServiceUnavailable,
                 "the usage database is unavailable; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
             E::Migration(_) => Self::new(
-                ErrorCode::ServiceUnavailable,
+                ApiCode::ServiceUnavailable,
                 "the usage database schema is not up to date; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
@@ -284,15 +262,15 @@ impl From<JsonPayloadError> for ApiError {
     fn from(error: JsonPayloadError) -> Self {
         match error {
             JsonPayloadError::OverflowKnownLength { length, limit } => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 format!("the request body is {length} bytes; the limit is {limit} bytes"),
             ),
             JsonPayloadError::Overflow { limit } => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 format!("the request body exceeds the limit of {limit} bytes"),
             ),
             JsonPayloadError::ContentType => Self::new(
-                ErrorCode::UnsupportedMediaType,
+                ApiCode::UnsupportedMediaType,
                 "the request body must be JSON with Content-Type: application/json",
             ),
             JsonPayloadError::Deserialize(e) => {
@@ -301,10 +279,10 @@ impl From<JsonPayloadError> for ApiError {
                 } else {
                     "the request body is not valid JSON"
                 };
-                Self::new(ErrorCode::InvalidRequest, format!("{what}: {e}"))
+                Self::new(ApiCode::InvalidRequest, format!("{what}: {e}"))
             }
             JsonPayloadError::Payload(e) => Self::from(e),
-            other => Self::new(ErrorCode::InvalidRequest, other.to_string()),
+            other => Self::new(ApiCode::InvalidRequest, other.to_string()),
         }
     }
 }
@@ -313,11 +291,11 @@ impl From<PayloadError> for ApiError {
     fn from(error: PayloadError) -> Self {
         match error {
             PayloadError::Overflow => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 "the request body exceeds the configured limit",
             ),
             other => Self::new(
-                ErrorCode::InvalidRequest,
+                ApiCode::InvalidRequest,
                 format!("the request body could not be read: {other}"),
             ),
         }
@@ -337,7 +315,7 @@ mod tests {
     #[actix_web::test]
     async fn error_json_has_code_message_and_request_id() {
         let id = RequestId::parse("req-1").unwrap();
-        let response = ApiError::new(ErrorCode::SpecialistNotFound, "no such specialist 'x'")
+        let response = ApiError::new(ApiCode::SpecialistNotFound, "no such specialist 'x'")
             .to_response(Some(&id));
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(
@@ -410,7 +388,7 @@ mod tests {
         ];
         for (error, status) in cases {
             let api = ApiError::from(error);
-            assert_eq!(ApiError::status_for(api.code()).as_u16(), status, "{api}");
+            assert_eq!(api.status().as_u16(), status, "{api}");
         }
     }
 
@@ -432,14 +410,14 @@ mod tests {
         let api = ApiError::from(usage_store::StoreError::Connect(
             "connection to server at \"db.internal\", port 5432 failed: database \"usage\"".into(),
         ));
-        assert_eq!(api.code(), ErrorCode::ServiceUnavailable);
+        assert_eq!(api.code(), ApiCode::ServiceUnavailable);
         assert!(!api.message().contains("db.internal"), "{api}");
         assert!(
             api.internal_detail()
                 .is_some_and(|d| d.contains("db.internal"))
         );
         let api = ApiError::from(usage_store::StoreError::Corrupt("row 7: bad".into()));
-        assert_eq!(api.code(), ErrorCode::Internal);
+        assert_eq!(api.code(), ApiCode::Call(ErrorCode::Internal));
         assert!(!api.message().contains("row 7"), "{api}");
     }
 
