@@ -462,3 +462,31 @@ async fn refused_credentials_are_rate_limited_by_address() {
         "refused calls reach no specialist"
     );
 }
+
+#[tokio::test]
+async fn refused_credentials_are_counted_on_management_routes_of_both_doors() {
+    // Admission is one step on every guarded route, not only the chat ones: /specialists and
+    // /v1/models share the management bucket, and a refusal spends the address's token there.
+    let app = app(JwtAlgorithm::HS256, &[], 2).await;
+    let wrong = "cmdr_guessing_000000000000000000000000000000000000000000000000000";
+    let first = app.get_as("/specialists", wrong).await;
+    assert_eq!(first.status(), 401);
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+    let policy = first.headers()["ratelimit"].to_str().unwrap();
+    assert!(policy.starts_with("\"management\";r=1;"), "{policy}");
+    let second = app.get_as("/v1/models", wrong).await;
+    assert_eq!(second.status(), 401);
+    assert_eq!(second.headers()["x-ratelimit-remaining"], "0");
+    let third = app.get("/v1/models").await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    let error: Value = third.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+    let fourth = app.get("/specialists").await;
+    assert_eq!(fourth.status(), 429);
+    assert_eq!(error_body(fourth).await["code"], "rate_limited");
+    // The chat bucket is another, and a valid key has buckets of its own.
+    assert_eq!(chat_as(&app, Some(wrong)).await.status(), 401);
+    assert_eq!(app.get_as("/v1/models", USER_KEY).await.status(), 200);
+    assert_eq!(app.get_as("/specialists", USER_KEY).await.status(), 200);
+}

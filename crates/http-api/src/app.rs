@@ -9,12 +9,12 @@ use actix_web::http::header;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
 
-use crate::auth::authenticate;
+use crate::admission::admit;
 use crate::context::assign_request_id;
 use crate::perimeter::{Perimeter, guard_perimeter};
-use crate::rate_limit::{limit_chat, limit_management};
 use crate::{
-    ApiCode, ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage,
+    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, chat, health, openai, openapi,
+    specialists, usage,
 };
 
 /// Registers every route and the body limits on `cfg`.
@@ -30,11 +30,13 @@ use crate::{
 ///    (408, closed), and closes a connection whose body had not ended by the response;
 /// 3. CORS, which answers preflights for the configured origins;
 /// 4. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
-///    authentication, which admits the caller (401 with `WWW-Authenticate`, or 403 for a
-///    disallowed domain) and records the identity and role in the request context;
-/// 5. then that route group's rate limiter, keyed by the identity (else the client address, an IPv6 one by its /64):
-///    refuses with 429, or adds the rate-limit headers to the response;
-/// 6. the handler, whose JSON body is limited to `max_body_bytes`.
+///    admission (`admission.rs`), one step: verifies the credentials, counts the request
+///    against the route group's bucket (the verified user's, else the client address's, an
+///    IPv6 one by its /64, so refused credentials are counted too), then refuses (429 with
+///    `Retry-After` once the bucket is spent, else 401 with `WWW-Authenticate` or 403 for a
+///    disallowed domain) or records the identity and role in the request context and
+///    proceeds; every answer carries the rate-limit headers;
+/// 5. the handler, whose JSON body is limited to `max_body_bytes`.
 ///
 /// Every GET route also answers HEAD (the same handler; actix sends the headers without the
 /// body), so HEAD is not listed in the route table or the API document.
@@ -66,18 +68,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
                 }
             })
             .default_service(web::to(method_not_allowed));
-        match endpoints[0].guard {
-            Guard::Open => cfg.service(resource),
-            Guard::Chat => cfg.service(
-                resource
-                    .wrap(from_fn(limit_chat))
-                    .wrap(from_fn(authenticate)),
-            ),
-            Guard::Management => cfg.service(
-                resource
-                    .wrap(from_fn(limit_management))
-                    .wrap(from_fn(authenticate)),
-            ),
+        match endpoints[0].guard.route_group() {
+            None => cfg.service(resource),
+            Some(group) => {
+                cfg.service(resource.wrap(from_fn(move |req, next| admit(group, req, next))))
+            }
         };
     }
     cfg.default_service(web::to(route_not_found));
@@ -88,10 +83,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
 enum Guard {
     /// Nothing: health, readiness, metrics, the API document.
     Open,
-    /// Authentication, then the chat rate limit.
+    /// Admission against the chat rate limit.
     Chat,
-    /// Authentication, then the management rate limit.
+    /// Admission against the management rate limit.
     Management,
+}
+
+impl Guard {
+    /// The rate limit admission counts against, if the route is admitted at all.
+    fn route_group(self) -> Option<RouteGroup> {
+        match self {
+            Self::Open => None,
+            Self::Chat => Some(RouteGroup::Chat),
+            Self::Management => Some(RouteGroup::Management),
+        }
+    }
 }
 
 /// One route: path, method, handler, guard. Every path's endpoints share one guard.

@@ -32,7 +32,7 @@ pub struct RequestContext {
     pub received_at: Instant,
     /// Who is calling.
     pub identity: UserIdentity,
-    /// What the caller may do (set by the auth middleware; `User` until then).
+    /// What the caller may do (set by admission; `User` until then).
     pub role: AccessRole,
 }
 

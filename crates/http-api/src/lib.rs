@@ -92,6 +92,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod app;
 mod auth;
 mod chat;
