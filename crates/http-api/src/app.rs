@@ -10,8 +10,8 @@ use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
 
 use crate::admission::admit;
-use crate::context::assign_request_id;
 use crate::perimeter::{Perimeter, guard_perimeter};
+use crate::request_scope::request_scope;
 use crate::{
     ApiCode, ApiError, AppState, RouteGroup, ServerConfig, chat, health, openai, openapi,
     specialists, usage,
@@ -20,9 +20,11 @@ use crate::{
 /// Registers every route and the body limits on `cfg`.
 ///
 /// Middleware order (outermost first), as [`build_server`] installs it:
-/// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
-///    error (including those of the layers inside it) as the error JSON with that id, keeping
-///    the headers inner layers set (and a connection close they asked for);
+/// 1. the request scope (`request_scope.rs`): assigns the request id and context, stamps
+///    `X-Request-Id` on every response, renders every error (including those of the layers
+///    inside it) as the error JSON with that id (OpenAI's shape under `/v1/`), keeping the
+///    headers inner layers set (and a connection close they asked for), and logs and accounts
+///    for the request;
 /// 2. the perimeter (`perimeter/`), for every route: refuses a connection over its
 ///    address's cap (429, closed), a `Host` that is not this server's while auth is disabled
 ///    (421; `/health` and `/ready` exempt), a state-changing request from a foreign web origin
@@ -295,7 +297,7 @@ pub fn build_server(
             .wrap(from_fn(move |req, next| {
                 guard_perimeter(Arc::clone(&perimeter), req, next)
             }))
-            .wrap(from_fn(assign_request_id))
+            .wrap(from_fn(request_scope))
             .configure(move |cfg| configure(cfg, state, &app_config))
     })
     .on_connect(count_connection)

@@ -20,7 +20,7 @@ use crate::views::{ErrorBody, ErrorEnvelope};
 /// failures every field at fault.
 ///
 /// This is the one place that knows HTTP status codes and builds the error JSON. Responses get
-/// the request id stamped in by the request-id middleware.
+/// the request id stamped in by the request-scope middleware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     code: ApiCode,

@@ -147,7 +147,7 @@ impl Refusal {
     }
 }
 
-/// Middleware (inside the request-id middleware, which renders its errors): puts the body
+/// Middleware (inside the request scope, which renders its errors): puts the body
 /// behind its deadline, refuses what [`Perimeter::refusal`] refuses, and closes any connection
 /// whose body had not ended by the time its response was ready. `door` comes from the closure
 /// `build_server` installs, so a server without a perimeter cannot be built.
