@@ -10,6 +10,7 @@ use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
 
 use crate::admission::admit;
+use crate::error::ErrorShape;
 use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::request_scope::request_scope;
 use crate::{
@@ -22,9 +23,9 @@ use crate::{
 /// Middleware order (outermost first), as [`build_server`] installs it:
 /// 1. the request scope (`request_scope.rs`): assigns the request id and context, stamps
 ///    `X-Request-Id` on every response, renders every error (including those of the layers
-///    inside it) as the error JSON with that id (OpenAI's shape under `/v1/`), keeping the
-///    headers inner layers set (and a connection close they asked for), and logs and accounts
-///    for the request;
+///    inside it) in the shape the route table's door for the path declares (native with the
+///    id, or OpenAI's under `/v1/`), keeping the headers inner layers set (and a connection
+///    close they asked for), and logs and accounts for the request;
 /// 2. the perimeter (`perimeter/`), for every route: refuses a connection over its
 ///    address's cap (429, closed), a `Host` that is not this server's while auth is disabled
 ///    (421; `/health` and `/ready` exempt), a state-changing request from a foreign web origin
@@ -52,13 +53,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .app_data(payload);
     // One resource per path, with a route per method; paths keep the table's order.
     let mut paths: Vec<&'static str> = Vec::new();
-    for endpoint in ENDPOINTS {
+    for endpoint in endpoints() {
         if !paths.contains(&endpoint.path) {
             paths.push(endpoint.path);
         }
     }
     for path in paths {
-        let endpoints: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.path == path).collect();
+        let endpoints: Vec<&Endpoint> = endpoints().filter(|e| e.path == path).collect();
         let resource = endpoints
             .iter()
             .fold(web::resource(path), |resource, e| {
@@ -102,6 +103,43 @@ impl Guard {
     }
 }
 
+/// A door of the API: the paths starting with `prefix`, the shape of error their callers
+/// expect, and the endpoints behind it.
+struct Door {
+    prefix: &'static str,
+    errors: ErrorShape,
+    endpoints: &'static [Endpoint],
+}
+
+/// The API's doors, most specific first. A path belongs to the first door whose prefix it
+/// starts with, so a path no endpoint serves (404, 405) still gets its errors in the shape of
+/// the door it was meant for: an OpenAI SDK reads an unknown `/v1/...` route's 404 too.
+const DOORS: &[Door] = &[
+    Door {
+        prefix: "/v1/",
+        errors: ErrorShape::OpenAi,
+        endpoints: OPENAI_ENDPOINTS,
+    },
+    Door {
+        prefix: "/",
+        errors: ErrorShape::Native,
+        endpoints: NATIVE_ENDPOINTS,
+    },
+];
+
+/// The shape errors on `path` are rendered in: its door's.
+pub(crate) fn error_shape(path: &str) -> ErrorShape {
+    DOORS
+        .iter()
+        .find(|door| path.starts_with(door.prefix))
+        .map_or(ErrorShape::Native, |door| door.errors)
+}
+
+/// Every endpoint, door by door.
+fn endpoints() -> impl Iterator<Item = &'static Endpoint> {
+    DOORS.iter().flat_map(|door| door.endpoints.iter())
+}
+
 /// One route: path, method, handler, guard. Every path's endpoints share one guard.
 struct Endpoint {
     path: &'static str,
@@ -110,9 +148,32 @@ struct Endpoint {
     guard: Guard,
 }
 
-/// Every route the server serves: registered from this table, and checked against the OpenAPI
-/// document by a test, so neither can leave a route out.
-const ENDPOINTS: &[Endpoint] = &[
+/// The OpenAI-compatible routes, for OpenAI's SDKs.
+const OPENAI_ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/v1/chat/completions",
+        method: Method::POST,
+        route: || web::route().to(openai::completions),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/v1/models",
+        method: Method::GET,
+        route: || web::route().to(openai::list_models),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/v1/models/{id}",
+        method: Method::GET,
+        route: || web::route().to(openai::get_model),
+        guard: Guard::Management,
+    },
+];
+
+/// commander's own routes. With [`OPENAI_ENDPOINTS`], every route the server serves: registered
+/// from these tables, and checked against the OpenAPI document by a test, so neither can leave
+/// a route out.
+const NATIVE_ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         path: "/health",
         method: Method::GET,
@@ -148,24 +209,6 @@ const ENDPOINTS: &[Endpoint] = &[
         method: Method::POST,
         route: || web::route().to(chat::stream::stream),
         guard: Guard::Chat,
-    },
-    Endpoint {
-        path: "/v1/chat/completions",
-        method: Method::POST,
-        route: || web::route().to(openai::completions),
-        guard: Guard::Chat,
-    },
-    Endpoint {
-        path: "/v1/models",
-        method: Method::GET,
-        route: || web::route().to(openai::list_models),
-        guard: Guard::Management,
-    },
-    Endpoint {
-        path: "/v1/models/{id}",
-        method: Method::GET,
-        route: || web::route().to(openai::get_model),
-        guard: Guard::Management,
     },
     Endpoint {
         path: "/specialists",
@@ -219,7 +262,7 @@ const ENDPOINTS: &[Endpoint] = &[
 
 /// Every (path, method) the server serves.
 pub fn routes() -> impl Iterator<Item = (&'static str, &'static Method)> {
-    ENDPOINTS.iter().map(|e| (e.path, &e.method))
+    endpoints().map(|e| (e.path, &e.method))
 }
 
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -394,9 +437,36 @@ mod tests {
 
     #[test]
     fn every_path_has_one_guard() {
-        for e in ENDPOINTS {
-            let first = ENDPOINTS.iter().find(|f| f.path == e.path).unwrap();
+        for e in endpoints() {
+            let first = endpoints().find(|f| f.path == e.path).unwrap();
             assert_eq!(first.guard, e.guard, "{} mixes guards", e.path);
         }
+    }
+
+    #[test]
+    fn every_endpoint_s_errors_take_the_shape_its_door_declares() {
+        for door in DOORS {
+            for e in door.endpoints {
+                assert_eq!(
+                    error_shape(e.path),
+                    door.errors,
+                    "{} is registered behind {} but its errors would take another door's shape",
+                    e.path,
+                    door.prefix
+                );
+            }
+        }
+        assert_eq!(error_shape("/v1/chat/completions"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/v1/models/demo"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/chat/send"), ErrorShape::Native);
+        assert_eq!(error_shape("/specialists/demo"), ErrorShape::Native);
+        // Paths no endpoint serves take the shape of the door they were meant for.
+        assert_eq!(error_shape("/v1/embeddings"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/nowhere"), ErrorShape::Native);
+        assert_eq!(
+            error_shape("/v1"),
+            ErrorShape::Native,
+            "as before: /v1/ is the door"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The request scope, the outermost layer: every request gets its context (id, arrival time)
-//! and its span, every response `X-Request-Id`, every error the API's error JSON, and every
-//! request one log line and its HTTP metrics.
+//! and its span, every response `X-Request-Id`, every error the body shape its route's door
+//! declares, and every request one log line and its HTTP metrics.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -17,10 +17,11 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::request_context::{CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
-use crate::{ApiError, RequestContext, panics};
+use crate::{ApiError, RequestContext, app, panics};
 
 /// Middleware: gives every request its context and id, puts the id in `X-Request-Id` on every
-/// response, renders every error response as the API's error JSON carrying that id, and accounts for the request: one span (request id,
+/// response, renders every error response in the shape the route table declares for the path
+/// (the native one carrying the id), and accounts for the request: one span (request id,
 /// method, route, specialist, provider, status, latency) with one `request completed` log
 /// line, and the HTTP metrics.
 pub(crate) async fn request_scope(
@@ -47,15 +48,9 @@ pub(crate) async fn request_scope(
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    // The OpenAI-compatible routes answer errors in OpenAI's shape.
-    let openai_style = req.path().starts_with(crate::openai::PREFIX);
-    let render = |error: &ApiError| {
-        if openai_style {
-            error.to_openai_response()
-        } else {
-            error.to_response(Some(&request_id))
-        }
-    };
+    // Chosen before routing: the perimeter's refusals come before any route is matched.
+    let shape = app::error_shape(req.path());
+    let render = |error: &ApiError| shape.render(error, &request_id);
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
     let mut inner = next.call(req).instrument(span.clone());
     let outcome = match AssertUnwindSafe(&mut inner).catch_unwind().await {

@@ -1,4 +1,4 @@
-//! The API's error: its code, message and status, and the error JSON.
+//! The API's error: its code, message and status, and the native error JSON.
 
 mod code;
 
@@ -19,8 +19,9 @@ use crate::views::{ErrorBody, ErrorEnvelope};
 /// An error as the API reports it: a code, a message a person can act on, and for validation
 /// failures every field at fault.
 ///
-/// This is the one place that knows HTTP status codes and builds the error JSON. Responses get
-/// the request id stamped in by the request-scope middleware.
+/// This is the one place that knows HTTP status codes and builds the native error JSON (the
+/// OpenAI-compatible routes' shape is `openai::error_response`'s; [`ErrorShape`] picks).
+/// Responses get the request id stamped in by the request-scope middleware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     code: ApiCode,
@@ -136,12 +137,9 @@ impl ApiError {
         )
     }
 
-    /// The response for this error in OpenAI's shape (for the `/v1` routes).
-    pub(crate) fn to_openai_response(&self) -> HttpResponse {
-        self.respond(serde_json::to_value(crate::openai::error_body(self)).unwrap_or_default())
-    }
-
-    fn respond(&self, body: serde_json::Value) -> HttpResponse {
+    /// The response for this error with `body`, in whichever shape: its status, `Retry-After`
+    /// and the headers it carries (`WWW-Authenticate`, ...).
+    pub(crate) fn respond(&self, body: serde_json::Value) -> HttpResponse {
         let mut response = HttpResponse::build(self.status());
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
@@ -174,6 +172,27 @@ impl ApiError {
             Self::internal(error.to_string())
         } else {
             Self::new(code, error.to_string())
+        }
+    }
+}
+
+/// The shape of an error body: each door of the route table declares the one its callers
+/// expect, and the request-scope middleware renders every error of that door in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// `{"error": {"code", "message", "request_id", "details"?}}`.
+    Native,
+    /// OpenAI's `{"error": {"message", "type", "param", "code"}}`, which its SDKs parse.
+    OpenAi,
+}
+
+impl ErrorShape {
+    /// The response for `error` in this shape; the native one carries `request_id` (both get
+    /// it in `X-Request-Id`).
+    pub(crate) fn render(self, error: &ApiError, request_id: &RequestId) -> HttpResponse {
+        match self {
+            Self::Native => error.to_response(Some(request_id)),
+            Self::OpenAi => crate::openai::error_response(error),
         }
     }
 }
