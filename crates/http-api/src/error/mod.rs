@@ -20,7 +20,7 @@ use crate::views::{ErrorBody, ErrorEnvelope};
 /// failures every field at fault.
 ///
 /// This is the one place that knows HTTP status codes and builds the native error JSON (the
-/// OpenAI-compatible routes' shape is `openai::error_response`'s; [`ErrorShape`] picks).
+/// OpenAI-compatible routes' shape is `openai::error_response`'s; `ErrorShape` picks).
 /// Responses get the request id stamped in by the request-scope middleware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
