@@ -462,3 +462,87 @@ async fn refused_credentials_are_rate_limited_by_address() {
         "refused calls reach no specialist"
     );
 }
+
+#[tokio::test]
+async fn refused_credentials_are_counted_on_management_routes_of_both_doors() {
+    // Admission is one step on every guarded route, not only the chat ones: /specialists and
+    // /v1/models share the management bucket, and a refusal spends the address's token there.
+    let app = app(JwtAlgorithm::HS256, &[], 2).await;
+    let wrong = "cmdr_guessing_000000000000000000000000000000000000000000000000000";
+    let first = app.get_as("/specialists", wrong).await;
+    assert_eq!(first.status(), 401);
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+    let policy = first.headers()["ratelimit"].to_str().unwrap();
+    assert!(policy.starts_with("\"management\";r=1;"), "{policy}");
+    let second = app.get_as("/v1/models", wrong).await;
+    assert_eq!(second.status(), 401);
+    assert_eq!(second.headers()["x-ratelimit-remaining"], "0");
+    let third = app.get("/v1/models").await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    let error: Value = third.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+    let fourth = app.get("/specialists").await;
+    assert_eq!(fourth.status(), 429);
+    assert_eq!(error_body(fourth).await["code"], "rate_limited");
+    // The chat bucket is another, and a valid key has buckets of its own.
+    assert_eq!(chat_as(&app, Some(wrong)).await.status(), 401);
+    assert_eq!(app.get_as("/v1/models", USER_KEY).await.status(), 200);
+    assert_eq!(app.get_as("/specialists", USER_KEY).await.status(), 200);
+}
+
+/// The keys of an OpenAI-shaped error, which OpenAI's SDKs parse.
+fn assert_openai_shaped(body: &Value, code: &str) {
+    let keys: Vec<&str> = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 4, "{body}");
+    for key in ["message", "type", "param", "code"] {
+        assert!(keys.contains(&key), "{key} missing: {body}");
+    }
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+#[tokio::test]
+async fn each_door_of_the_route_table_answers_errors_in_its_own_shape() {
+    let app = app(JwtAlgorithm::HS256, &[], 100).await;
+    let completion = json!({"model": "demo", "messages": [{"role": "user", "content": "x"}]});
+    // Admission's refusal: OpenAI's shape behind the /v1/ door, the native one elsewhere.
+    let openai = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&completion)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openai.status(), 401);
+    assert_openai_shaped(&openai.json().await.unwrap(), "invalid_api_key");
+    let native = app.get("/specialists").await;
+    assert_eq!(native.status(), 401);
+    let error = error_body(native).await;
+    assert_eq!(error["code"], "unauthorized");
+    assert!(error.get("type").is_none(), "{error}");
+    // Paths no endpoint serves take their door's shape: an unknown /v1/ route, a method a /v1/
+    // route does not allow.
+    let unknown = app.get_as("/v1/embeddings", USER_KEY).await;
+    assert_eq!(unknown.status(), 404);
+    assert_openai_shaped(&unknown.json().await.unwrap(), "not_found");
+    let wrong_method = app.post_json_as("/v1/models", USER_KEY, &json!({})).await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_openai_shaped(&wrong_method.json().await.unwrap(), "method_not_allowed");
+    let unknown = app.get_as("/embeddings", USER_KEY).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(error_body(unknown).await["code"], "not_found");
+    // So do refusals made before any route is matched (the perimeter's).
+    let text = app
+        .post_raw("/v1/chat/completions", "text/plain", "hello")
+        .await;
+    assert_eq!(text.status(), 415);
+    assert_openai_shaped(&text.json().await.unwrap(), "unsupported_media_type");
+    let text = app.post_raw("/chat/send", "text/plain", "hello").await;
+    assert_eq!(text.status(), 415);
+    assert_eq!(error_body(text).await["code"], "unsupported_media_type");
+}

@@ -21,49 +21,15 @@ pub enum DomainError {
     UnknownProvider(String),
 }
 
-/// The closed set of machine-readable error codes.
+/// How a chat call failed: the closed set of codes a usage row's `error_code` carries.
 ///
-/// They appear in API error bodies (`error.code`) and in the `error_code` column of usage rows,
-/// so their spelling is a public contract: add codes, never rename them.
+/// The API reports them too (`error.code`), beside refusals only the HTTP layer makes (no route,
+/// bad credentials, a rate limit...), which it keeps in a code type of its own: none of those
+/// ever ends a call that has a usage row. Their spelling is a public contract, in API bodies
+/// and stored rows alike: add codes, never rename them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// Malformed JSON, wrong types or missing fields.
-    InvalidRequest,
-    /// The request parsed but broke a rule; details list every field at fault.
-    ValidationFailed,
-    /// Missing or invalid credentials.
-    Unauthorized,
-    /// Authenticated, but not allowed to do this.
-    Forbidden,
-    /// The request names a host this server does not answer for without credentials (a
-    /// defence against DNS rebinding while auth is disabled).
-    HostNotAllowed,
-    /// A state-changing request sent by a web page of an origin that is not allowed.
-    OriginNotAllowed,
-    /// No route matches the path.
-    NotFound,
-    /// The route exists but not for this method.
-    MethodNotAllowed,
-    /// The named specialist does not exist.
-    SpecialistNotFound,
-    /// A specialist with this id exists already.
-    SpecialistExists,
-    /// The change was based on an older version (`If-Match`).
-    VersionConflict,
-    /// The catalogue file was edited on disk and no longer parses; changes wait until it is
-    /// fixed, so the edit is not overwritten.
-    CatalogueFileInvalid,
-    /// The request body exceeds the configured limit.
-    PayloadTooLarge,
-    /// The body is not `application/json`.
-    UnsupportedMediaType,
-    /// The client took longer than allowed to send its request body.
-    RequestTimeout,
-    /// The caller exceeded its rate limit.
-    RateLimited,
-    /// The client address holds more open connections than allowed.
-    TooManyConnections,
     /// The specialist's provider has no credentials configured.
     ProviderNotConfigured,
     /// The upstream provider failed or answered with something we could not use.
@@ -80,8 +46,6 @@ pub enum ErrorCode {
     ClientDisconnected,
     /// The server shut down, and its grace period ran out before the answer was complete.
     ServerShutdown,
-    /// The server is not ready to serve (e.g. the database is unreachable).
-    ServiceUnavailable,
     /// A bug or an unexpected failure inside commander.
     #[serde(rename = "internal_error")]
     Internal,
@@ -90,23 +54,6 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: for tests and docs that must cover the whole set.
     pub const ALL: &'static [Self] = &[
-        Self::InvalidRequest,
-        Self::ValidationFailed,
-        Self::Unauthorized,
-        Self::Forbidden,
-        Self::HostNotAllowed,
-        Self::OriginNotAllowed,
-        Self::NotFound,
-        Self::MethodNotAllowed,
-        Self::SpecialistNotFound,
-        Self::SpecialistExists,
-        Self::VersionConflict,
-        Self::CatalogueFileInvalid,
-        Self::PayloadTooLarge,
-        Self::UnsupportedMediaType,
-        Self::RequestTimeout,
-        Self::RateLimited,
-        Self::TooManyConnections,
         Self::ProviderNotConfigured,
         Self::UpstreamError,
         Self::UpstreamTimeout,
@@ -115,30 +62,12 @@ impl ErrorCode {
         Self::UpstreamInvalidRequest,
         Self::ClientDisconnected,
         Self::ServerShutdown,
-        Self::ServiceUnavailable,
         Self::Internal,
     ];
 
     /// The snake_case spelling used on the wire and in the database.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::ValidationFailed => "validation_failed",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::HostNotAllowed => "host_not_allowed",
-            Self::OriginNotAllowed => "origin_not_allowed",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::SpecialistNotFound => "specialist_not_found",
-            Self::SpecialistExists => "specialist_exists",
-            Self::VersionConflict => "version_conflict",
-            Self::CatalogueFileInvalid => "catalogue_file_invalid",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RequestTimeout => "request_timeout",
-            Self::RateLimited => "rate_limited",
-            Self::TooManyConnections => "too_many_connections",
             Self::ProviderNotConfigured => "provider_not_configured",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -147,7 +76,6 @@ impl ErrorCode {
             Self::UpstreamInvalidRequest => "upstream_invalid_request",
             Self::ClientDisconnected => "client_disconnected",
             Self::ServerShutdown => "server_shutdown",
-            Self::ServiceUnavailable => "service_unavailable",
             Self::Internal => "internal_error",
         }
     }

@@ -3,8 +3,8 @@
 //! This crate owns identifiers ([`SpecialistId`], [`RequestId`]), the [`Specialist`] persona and
 //! the intrinsic rules that make one valid, chat messages and their [`Role`]s, token usage,
 //! [`Completion`]s and [`StreamEvent`]s, money ([`Usd`]), caller identity ([`UserIdentity`] with
-//! the SHA-256 [`EmailHash`] rule) and the closed set of [`ErrorCode`]s that usage rows and API
-//! errors share.
+//! the SHA-256 [`EmailHash`] rule) and the closed set of [`ErrorCode`]s a failed chat call ends
+//! with (stored in its usage row, and reported by the API).
 //!
 //! It must stay pure: no async runtime, no I/O (files, network, clock reads other than the
 //! caller-supplied timestamps), no HTTP status codes and no database types. Everything above it

@@ -8,20 +8,24 @@ use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
-use core_domain::ErrorCode;
 
-use crate::auth::authenticate;
-use crate::context::assign_request_id;
+use crate::admission::admit;
+use crate::error::ErrorShape;
 use crate::perimeter::{Perimeter, guard_perimeter};
-use crate::rate_limit::{limit_chat, limit_management};
-use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, specialists, usage};
+use crate::request_scope::request_scope;
+use crate::{
+    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, chat, health, openai, openapi,
+    specialists, usage,
+};
 
 /// Registers every route and the body limits on `cfg`.
 ///
 /// Middleware order (outermost first), as [`build_server`] installs it:
-/// 1. request id: assigns the id, stamps `X-Request-Id` on every response and renders every
-///    error (including those of the layers inside it) as the error JSON with that id, keeping
-///    the headers inner layers set (and a connection close they asked for);
+/// 1. the request scope (`request_scope.rs`): assigns the request id and context, stamps
+///    `X-Request-Id` on every response, renders every error (including those of the layers
+///    inside it) in the shape the route table's door for the path declares (native with the
+///    id, or OpenAI's under `/v1/`), keeping the headers inner layers set (and a connection
+///    close they asked for), and logs and accounts for the request;
 /// 2. the perimeter (`perimeter/`), for every route: refuses a connection over its
 ///    address's cap (429, closed), a `Host` that is not this server's while auth is disabled
 ///    (421; `/health` and `/ready` exempt), a state-changing request from a foreign web origin
@@ -29,11 +33,13 @@ use crate::{ApiError, AppState, ServerConfig, chat, health, openai, openapi, spe
 ///    (408, closed), and closes a connection whose body had not ended by the response;
 /// 3. CORS, which answers preflights for the configured origins;
 /// 4. per chat and management route (not `/health`, `/ready`, `/metrics`, `/openapi.json`):
-///    authentication, which admits the caller (401 with `WWW-Authenticate`, or 403 for a
-///    disallowed domain) and records the identity and role in the request context;
-/// 5. then that route group's rate limiter, keyed by the identity (else the client address, an IPv6 one by its /64):
-///    refuses with 429, or adds the rate-limit headers to the response;
-/// 6. the handler, whose JSON body is limited to `max_body_bytes`.
+///    admission (`admission.rs`), one step: verifies the credentials, counts the request
+///    against the route group's bucket (the verified user's, else the client address's, an
+///    IPv6 one by its /64, so refused credentials are counted too), then refuses (429 with
+///    `Retry-After` once the bucket is spent, else 401 with `WWW-Authenticate` or 403 for a
+///    disallowed domain) or records the identity and role in the request context and
+///    proceeds; every answer carries the rate-limit headers;
+/// 5. the handler, whose JSON body is limited to `max_body_bytes`.
 ///
 /// Every GET route also answers HEAD (the same handler; actix sends the headers without the
 /// body), so HEAD is not listed in the route table or the API document.
@@ -47,13 +53,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
         .app_data(payload);
     // One resource per path, with a route per method; paths keep the table's order.
     let mut paths: Vec<&'static str> = Vec::new();
-    for endpoint in ENDPOINTS {
+    for endpoint in endpoints() {
         if !paths.contains(&endpoint.path) {
             paths.push(endpoint.path);
         }
     }
     for path in paths {
-        let endpoints: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.path == path).collect();
+        let endpoints: Vec<&Endpoint> = endpoints().filter(|e| e.path == path).collect();
         let resource = endpoints
             .iter()
             .fold(web::resource(path), |resource, e| {
@@ -65,18 +71,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
                 }
             })
             .default_service(web::to(method_not_allowed));
-        match endpoints[0].guard {
-            Guard::Open => cfg.service(resource),
-            Guard::Chat => cfg.service(
-                resource
-                    .wrap(from_fn(limit_chat))
-                    .wrap(from_fn(authenticate)),
-            ),
-            Guard::Management => cfg.service(
-                resource
-                    .wrap(from_fn(limit_management))
-                    .wrap(from_fn(authenticate)),
-            ),
+        match endpoints[0].guard.route_group() {
+            None => cfg.service(resource),
+            Some(group) => {
+                cfg.service(resource.wrap(from_fn(move |req, next| admit(group, req, next))))
+            }
         };
     }
     cfg.default_service(web::to(route_not_found));
@@ -87,10 +86,58 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
 enum Guard {
     /// Nothing: health, readiness, metrics, the API document.
     Open,
-    /// Authentication, then the chat rate limit.
+    /// Admission against the chat rate limit.
     Chat,
-    /// Authentication, then the management rate limit.
+    /// Admission against the management rate limit.
     Management,
+}
+
+impl Guard {
+    /// The rate limit admission counts against, if the route is admitted at all.
+    fn route_group(self) -> Option<RouteGroup> {
+        match self {
+            Self::Open => None,
+            Self::Chat => Some(RouteGroup::Chat),
+            Self::Management => Some(RouteGroup::Management),
+        }
+    }
+}
+
+/// A door of the API: the paths starting with `prefix`, the shape of error their callers
+/// expect, and the endpoints behind it.
+struct Door {
+    prefix: &'static str,
+    errors: ErrorShape,
+    endpoints: &'static [Endpoint],
+}
+
+/// The API's doors, most specific first. A path belongs to the first door whose prefix it
+/// starts with, so a path no endpoint serves (404, 405) still gets its errors in the shape of
+/// the door it was meant for: an OpenAI SDK reads an unknown `/v1/...` route's 404 too.
+const DOORS: &[Door] = &[
+    Door {
+        prefix: "/v1/",
+        errors: ErrorShape::OpenAi,
+        endpoints: OPENAI_ENDPOINTS,
+    },
+    Door {
+        prefix: "/",
+        errors: ErrorShape::Native,
+        endpoints: NATIVE_ENDPOINTS,
+    },
+];
+
+/// The shape errors on `path` are rendered in: its door's.
+pub(crate) fn error_shape(path: &str) -> ErrorShape {
+    DOORS
+        .iter()
+        .find(|door| path.starts_with(door.prefix))
+        .map_or(ErrorShape::Native, |door| door.errors)
+}
+
+/// Every endpoint, door by door.
+fn endpoints() -> impl Iterator<Item = &'static Endpoint> {
+    DOORS.iter().flat_map(|door| door.endpoints.iter())
 }
 
 /// One route: path, method, handler, guard. Every path's endpoints share one guard.
@@ -101,9 +148,32 @@ struct Endpoint {
     guard: Guard,
 }
 
-/// Every route the server serves: registered from this table, and checked against the OpenAPI
-/// document by a test, so neither can leave a route out.
-const ENDPOINTS: &[Endpoint] = &[
+/// The OpenAI-compatible routes, for OpenAI's SDKs.
+const OPENAI_ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/v1/chat/completions",
+        method: Method::POST,
+        route: || web::route().to(openai::completions),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/v1/models",
+        method: Method::GET,
+        route: || web::route().to(openai::list_models),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/v1/models/{id}",
+        method: Method::GET,
+        route: || web::route().to(openai::get_model),
+        guard: Guard::Management,
+    },
+];
+
+/// commander's own routes. With [`OPENAI_ENDPOINTS`], every route the server serves: registered
+/// from these tables, and checked against the OpenAPI document by a test, so neither can leave
+/// a route out.
+const NATIVE_ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         path: "/health",
         method: Method::GET,
@@ -139,24 +209,6 @@ const ENDPOINTS: &[Endpoint] = &[
         method: Method::POST,
         route: || web::route().to(chat::stream::stream),
         guard: Guard::Chat,
-    },
-    Endpoint {
-        path: "/v1/chat/completions",
-        method: Method::POST,
-        route: || web::route().to(openai::completions),
-        guard: Guard::Chat,
-    },
-    Endpoint {
-        path: "/v1/models",
-        method: Method::GET,
-        route: || web::route().to(openai::list_models),
-        guard: Guard::Management,
-    },
-    Endpoint {
-        path: "/v1/models/{id}",
-        method: Method::GET,
-        route: || web::route().to(openai::get_model),
-        guard: Guard::Management,
     },
     Endpoint {
         path: "/specialists",
@@ -210,19 +262,19 @@ const ENDPOINTS: &[Endpoint] = &[
 
 /// Every (path, method) the server serves.
 pub fn routes() -> impl Iterator<Item = (&'static str, &'static Method)> {
-    ENDPOINTS.iter().map(|e| (e.path, &e.method))
+    endpoints().map(|e| (e.path, &e.method))
 }
 
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::NotFound,
+        ApiCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
+        ApiCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     ))
 }
@@ -288,7 +340,7 @@ pub fn build_server(
             .wrap(from_fn(move |req, next| {
                 guard_perimeter(Arc::clone(&perimeter), req, next)
             }))
-            .wrap(from_fn(assign_request_id))
+            .wrap(from_fn(request_scope))
             .configure(move |cfg| configure(cfg, state, &app_config))
     })
     .on_connect(count_connection)
@@ -385,9 +437,36 @@ mod tests {
 
     #[test]
     fn every_path_has_one_guard() {
-        for e in ENDPOINTS {
-            let first = ENDPOINTS.iter().find(|f| f.path == e.path).unwrap();
+        for e in endpoints() {
+            let first = endpoints().find(|f| f.path == e.path).unwrap();
             assert_eq!(first.guard, e.guard, "{} mixes guards", e.path);
         }
+    }
+
+    #[test]
+    fn every_endpoint_s_errors_take_the_shape_its_door_declares() {
+        for door in DOORS {
+            for e in door.endpoints {
+                assert_eq!(
+                    error_shape(e.path),
+                    door.errors,
+                    "{} is registered behind {} but its errors would take another door's shape",
+                    e.path,
+                    door.prefix
+                );
+            }
+        }
+        assert_eq!(error_shape("/v1/chat/completions"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/v1/models/demo"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/chat/send"), ErrorShape::Native);
+        assert_eq!(error_shape("/specialists/demo"), ErrorShape::Native);
+        // Paths no endpoint serves take the shape of the door they were meant for.
+        assert_eq!(error_shape("/v1/embeddings"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/nowhere"), ErrorShape::Native);
+        assert_eq!(
+            error_shape("/v1"),
+            ErrorShape::Native,
+            "as before: /v1/ is the door"
+        );
     }
 }

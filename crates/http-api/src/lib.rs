@@ -92,12 +92,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod app;
 mod auth;
 mod chat;
 mod client_ip;
 mod config;
-mod context;
 mod error;
 mod health;
 mod live_calls;
@@ -107,6 +107,8 @@ mod openapi;
 mod panics;
 mod perimeter;
 mod rate_limit;
+mod request_context;
+mod request_scope;
 mod specialists;
 mod state;
 mod usage;
@@ -119,11 +121,11 @@ pub use auth::{
 };
 pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
-pub use context::RequestContext;
-pub use error::ApiError;
+pub use error::{ApiCode, ApiError};
 pub use live_calls::LiveCalls;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 pub use perimeter::AllowedHost;
 pub use rate_limit::{GroupLimit, RateLimitConfig, RateLimits, RouteGroup};
+pub use request_context::RequestContext;
 pub use state::AppState;

@@ -1,22 +1,19 @@
-//! The rate-limit middleware: one token bucket per caller and route group, headers on every
-//! limited response, 429 with `Retry-After` when the bucket is empty.
+//! Rate limits: one token bucket per caller and route group, headers on every limited response,
+//! 429 with `Retry-After` when the bucket is empty. The admission step (`admission.rs`) counts
+//! each request here.
 
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
-use core_domain::{ErrorCode, UserIdentity};
+use core_domain::UserIdentity;
 use ratelimit::{Decision, Quota, QuotaError, RateLimiter};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Refused;
 use crate::client_ip::{Cidr, client_ip, client_network};
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError};
 
 /// The `[rate_limit]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +67,8 @@ pub enum RouteGroup {
 }
 
 impl RouteGroup {
-    fn name(self) -> &'static str {
+    /// The group's name in headers, messages and metrics.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Chat => "chat",
             Self::Management => "management",
@@ -115,76 +113,86 @@ impl RateLimits {
     }
 }
 
-/// Middleware for chat routes.
-pub(crate) async fn limit_chat(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    limit(RouteGroup::Chat, req, next).await
-}
-
-/// Middleware for management routes.
-pub(crate) async fn limit_management(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    limit(RouteGroup::Management, req, next).await
-}
-
-async fn limit(
+/// One request counted against a bucket: the limiter's decision and all its answer needs.
+#[derive(Debug)]
+pub(crate) struct Counted {
     group: RouteGroup,
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        // Fail closed, as authentication does.
-        return Ok(req.error_response(ApiError::new(
-            ErrorCode::Internal,
-            "the server is not set up to rate limit this route",
-        )));
-    };
-    let limiter = state.rate_limits.limiter(group);
-    let key = caller_key(&req, &state.rate_limits.trusted_proxies);
-    let decision = limiter.check(&key, 1);
-    let quota = limiter.quota();
-    if !decision.allowed {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&[group.name()])
-            .inc();
-        let wait = decision.retry_after.unwrap_or(Duration::ZERO);
-        let error = ApiError::new(
-            ErrorCode::RateLimited,
+    quota: Quota,
+    decision: Decision,
+}
+
+impl RateLimits {
+    /// Counts one request of `caller` (a [`caller_key`]) against `group`'s bucket.
+    pub(crate) fn count(&self, group: RouteGroup, caller: &str) -> Counted {
+        let limiter = self.limiter(group);
+        Counted {
+            group,
+            quota: limiter.quota(),
+            decision: limiter.check(caller, 1),
+        }
+    }
+}
+
+impl Counted {
+    /// True when the bucket had a token for the request.
+    pub(crate) fn is_allowed(&self) -> bool {
+        self.decision.allowed
+    }
+
+    /// The 429 for a request the bucket had no token for, with `Retry-After`.
+    pub(crate) fn refusal(&self) -> ApiError {
+        let wait = self.decision.retry_after.unwrap_or(Duration::ZERO);
+        ApiError::new(
+            ApiCode::RateLimited,
             format!(
                 "rate limit exceeded: {} requests per {} s for {} routes; retry in {} s",
-                quota.capacity(),
-                quota.window().as_secs(),
-                group.name(),
+                self.quota.capacity(),
+                self.quota.window().as_secs(),
+                self.group.name(),
                 whole_seconds(wait)
             ),
         )
-        .with_retry_after(wait);
-        let mut response = req.error_response(error);
-        add_headers(response.headers_mut(), group, quota, &decision);
-        return Ok(response);
+        .with_retry_after(wait)
     }
-    // Refused credentials are answered only now, having been counted like any request.
-    let refused = req.extensions_mut().remove::<Refused>();
-    let mut response = match refused {
-        Some(Refused(error)) => req.error_response(error),
-        None => next.call(req).await?.map_into_boxed_body(),
-    };
-    add_headers(response.headers_mut(), group, quota, &decision);
-    Ok(response)
+
+    /// `X-RateLimit-Limit/-Remaining/-Reset` (reset: seconds until the bucket is full), and the
+    /// IETF draft's `RateLimit-Policy` and `RateLimit` fields beside them.
+    pub(crate) fn add_headers(&self, headers: &mut HeaderMap) {
+        let (group, quota, decision) = (self.group.name(), self.quota, &self.decision);
+        let reset = whole_seconds(decision.reset_after);
+        let pairs = [
+            ("x-ratelimit-limit", decision.limit.to_string()),
+            ("x-ratelimit-remaining", decision.remaining.to_string()),
+            ("x-ratelimit-reset", reset.to_string()),
+            (
+                "ratelimit-policy",
+                format!(
+                    "\"{group}\";q={};w={}",
+                    quota.capacity(),
+                    quota.window().as_secs()
+                ),
+            ),
+            (
+                "ratelimit",
+                format!("\"{group}\";r={};t={reset}", decision.remaining),
+            ),
+        ];
+        for (name, value) in pairs {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
 }
 
-/// The bucket a request counts against: the authenticated user, else the client's address
-/// (an IPv6 client's /64: see [`client_network`]).
-fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
-    if let Some(context) = req.extensions().get::<RequestContext>()
-        && let UserIdentity::Authenticated { email_hash, .. } = &context.identity
-    {
+/// The bucket a request counts against: the user its credentials proved (`verified`), else the
+/// client's address (an IPv6 client's /64: see [`client_network`]).
+pub(crate) fn caller_key(
+    verified: Option<&UserIdentity>,
+    req: &ServiceRequest,
+    trusted: &[Cidr],
+) -> String {
+    if let Some(UserIdentity::Authenticated { email_hash, .. }) = verified {
         return format!("user:{email_hash}");
     }
     match req.peer_addr() {
@@ -214,35 +222,6 @@ fn caller_key(req: &ServiceRequest, trusted: &[Cidr]) -> String {
 /// Seconds, rounded up so a client never comes back too early.
 fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-/// `X-RateLimit-Limit/-Remaining/-Reset` (reset: seconds until the bucket is full), and the
-/// IETF draft's `RateLimit-Policy` and `RateLimit` fields beside them.
-fn add_headers(headers: &mut HeaderMap, group: RouteGroup, quota: Quota, decision: &Decision) {
-    let reset = whole_seconds(decision.reset_after);
-    let pairs = [
-        ("x-ratelimit-limit", decision.limit.to_string()),
-        ("x-ratelimit-remaining", decision.remaining.to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
-        (
-            "ratelimit-policy",
-            format!(
-                "\"{}\";q={};w={}",
-                group.name(),
-                quota.capacity(),
-                quota.window().as_secs()
-            ),
-        ),
-        (
-            "ratelimit",
-            format!("\"{}\";r={};t={}", group.name(), decision.remaining, reset),
-        ),
-    ];
-    for (name, value) in pairs {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use specialists::{Catalogue, CatalogueError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::views::{ErrorEnvelope, PricingView, SpecialistList, SpecialistView};
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct ListQuery {
@@ -381,7 +381,7 @@ fn fresh_id() -> SpecialistId {
 fn parse_id(raw: &str) -> Result<SpecialistId, ApiError> {
     SpecialistId::parse(raw).map_err(|_| {
         ApiError::new(
-            ErrorCode::SpecialistNotFound,
+            ApiCode::SpecialistNotFound,
             format!("no specialist with id '{raw}'"),
         )
     })
@@ -420,7 +420,7 @@ fn if_match(request: &HttpRequest) -> Result<Option<u32>, ApiError> {
         .map(Some)
         .map_err(|_| {
             ApiError::new(
-                ErrorCode::InvalidRequest,
+                ApiCode::InvalidRequest,
                 "If-Match must be the specialist's version, as its ETag gives it (\"3\")",
             )
         })

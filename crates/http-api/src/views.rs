@@ -135,7 +135,7 @@ pub(crate) struct ErrorBody<'a> {
     /// Machine-readable: `invalid_request`, `validation_failed`, `unauthorized`, `forbidden`,
     /// `specialist_not_found`, `rate_limited`, `provider_not_configured`, `upstream_error`, ...
     #[schema(value_type = String)]
-    pub code: core_domain::ErrorCode,
+    pub code: crate::ApiCode,
     pub message: &'a str,
     /// For `validation_failed`: every field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use core_domain::{AccessRole, EmailHash, ErrorCode, UserIdentity};
+use core_domain::{AccessRole, EmailHash, UserIdentity};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::claims::Claims;
 use super::keys::{constant_time_eq, sha256};
 use super::{AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
-use crate::ApiError;
+use crate::{ApiCode, ApiError};
 
 /// Why the auth configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +41,9 @@ pub enum AuthSetupError {
     PublicWithoutAuth(SocketAddr),
 }
 
-/// A caller that passed: who, and what they may do.
+/// A caller whose credentials passed: who, and what they may do.
 #[derive(Debug, Clone)]
-pub(crate) struct Admitted {
+pub(crate) struct Verified {
     pub identity: UserIdentity,
     pub role: AccessRole,
 }
@@ -140,10 +140,11 @@ impl Authenticator {
         self.mode == AuthMode::Required
     }
 
-    /// Who sent `authorization` (the header's value, if any).
-    pub(crate) fn admit(&self, authorization: Option<&[u8]>) -> Result<Admitted, ApiError> {
+    /// Who sent `authorization` (the header's value, if any), or the 401/403 refusing it.
+    /// Only verifies: the admission step decides what a refusal costs and when it is answered.
+    pub(crate) fn verify(&self, authorization: Option<&[u8]>) -> Result<Verified, ApiError> {
         if self.mode == AuthMode::Disabled {
-            return Ok(Admitted {
+            return Ok(Verified {
                 identity: UserIdentity::Anonymous,
                 role: AccessRole::Admin,
             });
@@ -178,7 +179,7 @@ impl Authenticator {
         }
     }
 
-    fn api_key(&self, token: &str) -> Result<Admitted, ApiError> {
+    fn api_key(&self, token: &str) -> Result<Verified, ApiError> {
         let digest = sha256(token);
         // Compare against every key, always, so timing says nothing about which one matched.
         let mut found = None;
@@ -188,7 +189,7 @@ impl Authenticator {
             }
         }
         found
-            .map(|key| Admitted {
+            .map(|key| Verified {
                 identity: key.identity.clone(),
                 role: key.role,
             })
@@ -274,7 +275,7 @@ impl JwtVerifier {
         })
     }
 
-    fn verify(&self, token: &str) -> Result<Admitted, ApiError> {
+    fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         // The signature is checked before the claims are read.
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| unauthorized(token_problem(e.kind()), true))?
@@ -315,7 +316,7 @@ impl JwtVerifier {
             .unwrap_or_default();
         if !self.allowed_domains.is_empty() && !self.allowed_domains.contains(&domain) {
             return Err(ApiError::new(
-                ErrorCode::Forbidden,
+                ApiCode::Forbidden,
                 format!("accounts of the domain '{domain}' are not allowed here"),
             ));
         }
@@ -331,7 +332,7 @@ impl JwtVerifier {
         } else {
             AccessRole::User
         };
-        Ok(Admitted {
+        Ok(Verified {
             identity: UserIdentity::Authenticated {
                 email_hash: EmailHash::of_email(email),
                 role,
@@ -368,5 +369,5 @@ fn unauthorized(reason: &str, invalid_token: bool) -> ApiError {
     } else {
         "Bearer realm=\"commander\""
     };
-    ApiError::new(ErrorCode::Unauthorized, reason).with_header("www-authenticate", challenge)
+    ApiError::new(ApiCode::Unauthorized, reason).with_header("www-authenticate", challenge)
 }

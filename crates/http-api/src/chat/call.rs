@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{Completion, ErrorCode, Specialist, SpecialistId};
+use core_domain::{Completion, Specialist, SpecialistId};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use providers::{ChatProvider, ProviderError, ProviderRequest};
 
 use crate::chat::relay::{self, StreamFormat};
 use crate::chat::{CallRecorder, ChatRequestBody};
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// A chat call ready to go: its specialist (as it is now), provider, request, and the recorder
 /// that will write its one usage row. [`PreparedCall::complete`] or [`PreparedCall::stream`]
@@ -62,7 +62,7 @@ pub(crate) fn prepare_for(
 ) -> Result<PreparedCall, ApiError> {
     let specialist = state.catalogue.get(specialist_id).ok_or_else(|| {
         ApiError::new(
-            ErrorCode::SpecialistNotFound,
+            ApiCode::SpecialistNotFound,
             format!("no specialist with id '{specialist_id}'"),
         )
     })?;

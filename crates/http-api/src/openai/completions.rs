@@ -12,7 +12,7 @@ use super::wire::{
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
-use crate::{ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
 /// `chat.completion.chunk`s ending in `data: [DONE]`.
@@ -42,7 +42,7 @@ pub(crate) async fn completions(
     let model = completion.model.clone();
     let specialist_id = completion.specialist_id.clone().ok_or_else(|| {
         ApiError::new(
-            ErrorCode::SpecialistNotFound,
+            ApiCode::SpecialistNotFound,
             format!("the model '{model}' does not exist: models are specialist ids"),
         )
     })?;

@@ -1,8 +1,8 @@
 use actix_web::{HttpResponse, web};
-use core_domain::{ErrorCode, Specialist, SpecialistId};
+use core_domain::{Specialist, SpecialistId};
 
 use super::wire::{Model, ModelList, OpenAiError};
-use crate::{ApiError, AppState};
+use crate::{ApiCode, ApiError, AppState};
 
 /// A specialist as an OpenAI model object.
 fn model(specialist: &Specialist) -> Model {
@@ -41,7 +41,7 @@ pub(crate) async fn get_model(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || {
         ApiError::new(
-            ErrorCode::SpecialistNotFound,
+            ApiCode::SpecialistNotFound,
             format!("the model '{id}' does not exist: models are specialist ids"),
         )
     };

@@ -17,7 +17,6 @@ use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use core_domain::ErrorCode;
 
 pub use hosts::AllowedHost;
 
@@ -26,7 +25,7 @@ use self::connections::{ConnectionSlot, ConnectionTable};
 use self::hosts::HostPolicy;
 use self::origins::OriginPolicy;
 use crate::client_ip::Cidr;
-use crate::{ApiError, ServerConfig};
+use crate::{ApiCode, ApiError, ServerConfig};
 
 /// Routes a load balancer or orchestrator probes by address, whatever `Host` it sends; they
 /// tell only whether the server is up and change nothing, so rebinding gains nothing there.
@@ -87,7 +86,7 @@ impl Perimeter {
             .is_some_and(ConnectionSlot::is_over_limit)
         {
             return Some(Refusal::closing(ApiError::new(
-                ErrorCode::TooManyConnections,
+                ApiCode::TooManyConnections,
                 "too many open connections from your address; close some and retry",
             )));
         }
@@ -96,7 +95,7 @@ impl Perimeter {
             && !names_this_server(req, hosts)
         {
             return Some(Refusal::keeping(ApiError::new(
-                ErrorCode::HostNotAllowed,
+                ApiCode::HostNotAllowed,
                 "this server does not answer for that host name without credentials; \
                  use localhost or list the name in server.allowed_hosts",
             )));
@@ -148,7 +147,7 @@ impl Refusal {
     }
 }
 
-/// Middleware (inside the request-id middleware, which renders its errors): puts the body
+/// Middleware (inside the request scope, which renders its errors): puts the body
 /// behind its deadline, refuses what [`Perimeter::refusal`] refuses, and closes any connection
 /// whose body had not ended by the time its response was ready. `door` comes from the closure
 /// `build_server` installs, so a server without a perimeter cannot be built.
@@ -192,7 +191,7 @@ pub(crate) async fn guard_perimeter(
         }
         BodyOutcome::Expired => {
             let mut response = response.error_response(ApiError::new(
-                ErrorCode::RequestTimeout,
+                ApiCode::RequestTimeout,
                 format!(
                     "the request body did not arrive within {} ms",
                     door.body_timeout.as_millis()

@@ -7,9 +7,8 @@
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName};
-use core_domain::ErrorCode;
 
-use crate::ApiError;
+use crate::{ApiCode, ApiError};
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
@@ -53,7 +52,7 @@ impl OriginPolicy {
             && !trusted
         {
             return Some(ApiError::new(
-                ErrorCode::OriginNotAllowed,
+                ApiCode::OriginNotAllowed,
                 format!(
                     "requests that change state are not accepted from the web origin '{}'; \
                      list it in server.cors_allowed_origins to allow it",
@@ -67,7 +66,7 @@ impl OriginPolicy {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
         if cross_site && !trusted {
             return Some(ApiError::new(
-                ErrorCode::OriginNotAllowed,
+                ApiCode::OriginNotAllowed,
                 "requests that change state are not accepted from another site",
             ));
         }
@@ -82,7 +81,7 @@ impl OriginPolicy {
             });
         form_like.then(|| {
             ApiError::new(
-                ErrorCode::UnsupportedMediaType,
+                ApiCode::UnsupportedMediaType,
                 "requests that change state take Content-Type: application/json (or no body); \
                  form and text bodies are refused because any web page can send them",
             )
@@ -154,7 +153,7 @@ mod tests {
         policy: &OriginPolicy,
         method: Method,
         pairs: &[(&'static str, &'static str)],
-    ) -> Option<ErrorCode> {
+    ) -> Option<ApiCode> {
         policy.refusal(&method, &headers(pairs)).map(|e| e.code())
     }
 
@@ -162,7 +161,7 @@ mod tests {
     fn code_from_origin_to_localhost(
         policy: &OriginPolicy,
         origin: &'static str,
-    ) -> Option<ErrorCode> {
+    ) -> Option<ApiCode> {
         let pairs = [("origin", origin), ("host", "localhost:8000")];
         code(policy, Method::POST, &pairs)
     }
@@ -170,7 +169,7 @@ mod tests {
     #[test]
     fn foreign_and_null_origins_are_refused_on_state_changing_methods_only() {
         let policy = OriginPolicy::new(&["https://Portal.example/".to_owned()]);
-        let refused = Some(ErrorCode::OriginNotAllowed);
+        let refused = Some(ApiCode::OriginNotAllowed);
         for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
             assert_eq!(
                 code(
@@ -210,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             code_from_origin_to_localhost(&policy, "http://localhost:3000"),
-            Some(ErrorCode::OriginNotAllowed),
+            Some(ApiCode::OriginNotAllowed),
             "another port is another origin"
         );
     }
@@ -220,7 +219,7 @@ mod tests {
         let policy = OriginPolicy::new(&["https://portal.example".to_owned()]);
         assert_eq!(
             code(&policy, Method::POST, &[("sec-fetch-site", "cross-site")]),
-            Some(ErrorCode::OriginNotAllowed)
+            Some(ApiCode::OriginNotAllowed)
         );
         let listed = [
             ("sec-fetch-site", "cross-site"),
@@ -244,7 +243,7 @@ mod tests {
             let pairs = [("content-type", content_type)];
             assert_eq!(
                 code(&policy, Method::POST, &pairs),
-                Some(ErrorCode::UnsupportedMediaType),
+                Some(ApiCode::UnsupportedMediaType),
                 "{content_type}"
             );
             assert_eq!(code(&policy, Method::GET, &pairs), None);
@@ -271,7 +270,7 @@ mod tests {
         );
         assert_eq!(
             code_from_origin_to_localhost(&policy, "httpx://localhost:8000"),
-            Some(ErrorCode::OriginNotAllowed),
+            Some(ApiCode::OriginNotAllowed),
             "not a scheme"
         );
         assert_eq!(
@@ -280,7 +279,7 @@ mod tests {
                 Method::POST,
                 &[("content-type", " MULTIPART/Form-Data ; boundary=x")]
             ),
-            Some(ErrorCode::UnsupportedMediaType)
+            Some(ApiCode::UnsupportedMediaType)
         );
         let mut non_ascii = HeaderMap::new();
         for name in [header::ORIGIN, header::HOST] {
@@ -290,7 +289,7 @@ mod tests {
             policy
                 .refusal(&Method::POST, &non_ascii)
                 .map(|error| error.code()),
-            Some(ErrorCode::OriginNotAllowed),
+            Some(ApiCode::OriginNotAllowed),
             "an origin that is not ASCII text is refused"
         );
     }

@@ -1,112 +1,38 @@
-use std::future::{Ready, ready};
+//! The request scope, the outermost layer: every request gets its context (id, arrival time)
+//! and its span, every response `X-Request-Id`, every error the body shape its route's door
+//! declares, and every request one log line and its HTTP metrics.
+
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::ConnectionType;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use core_domain::{AccessRole, ErrorCode, RequestId, UserIdentity};
+use core_domain::RequestId;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::{ApiError, panics};
+use crate::request_context::{CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
+use crate::{ApiError, RequestContext, app, panics};
 
-const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-const CLIENT_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
-
-/// What the middleware learned about a request before any handler ran.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The request's id, always the gateway's own (unique): in `X-Request-Id`, error bodies,
-    /// logs and as the usage row's key.
-    pub request_id: RequestId,
-    /// The id the caller sent for its own tracing (`X-Client-Request-Id`, else `X-Request-Id`)
-    /// when it is sane: echoed in `X-Client-Request-Id`, logged and stored beside ours. Never
-    /// our key: a caller reusing one must not make two calls share one usage row.
-    pub client_request_id: Option<RequestId>,
-    /// When the request reached us, for latency.
-    pub received_at: Instant,
-    /// Who is calling.
-    pub identity: UserIdentity,
-    /// What the caller may do (set by the auth middleware; `User` until then).
-    pub role: AccessRole,
-}
-
-impl RequestContext {
-    /// `Ok` for an administrator, else the 403 for `action`.
-    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
-        if self.role == AccessRole::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("only administrators may {action}"),
-            ))
-        }
-    }
-}
-
-impl FromRequest for RequestContext {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(req.extensions().get::<Self>().cloned().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Internal,
-                "request context missing: the request-id middleware is not installed",
-            )
-        }))
-    }
-}
-
-/// A new request id: a UUID v7 whose 74 bits after the millisecond timestamp are all random
-/// (no per-millisecond counter, unlike uuid's `now_v7`), so ids say nothing about how many
-/// requests came before (a counter would publish the request volume to every caller) — only
-/// the millisecond, which the `Date` header tells anyway.
-///
-/// Why not v4: the id is the usage log's unique key, and fully random keys land on random
-/// pages of that index. Under load the SQLite writer then read and rewrote pages all over the
-/// file, fell behind and spilled (`/v1` at 64 connections: 26,200 → 20,700 req/s, 49 → 65 ms
-/// of CPU per 1,000 calls); time-ordered keys append. The random bits come from a thread-local
-/// CSPRNG seeded once from the OS (uuid's `fast-rng`), not a `getrandom` call per request.
-fn fresh_request_id() -> RequestId {
-    let id = uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext));
-    RequestId::parse(
-        id.hyphenated()
-            .encode_lower(&mut uuid::Uuid::encode_buffer()),
-    )
-    .expect("a hyphenated UUID uses only characters a request id allows")
-}
-
-/// Middleware: gives every request an id, puts it in `X-Request-Id` on every response, renders
-/// every error response as the API's error JSON carrying that id, and accounts for the request:
-/// one span (request id, method, route, specialist, provider, status, latency) with one
-/// `request completed` log line, and the HTTP metrics.
-pub(crate) async fn assign_request_id(
+/// Middleware: gives every request its context and id, puts the id in `X-Request-Id` on every
+/// response, renders every error response in the shape the route table declares for the path
+/// (the native one carrying the id), and accounts for the request: one span (request id,
+/// method, route, specialist, provider, status, latency) with one `request completed` log
+/// line, and the HTTP metrics.
+pub(crate) async fn request_scope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let request_id = fresh_request_id();
-    let sane = |name: &HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| RequestId::parse(v).ok())
-    };
-    let client_request_id = sane(&CLIENT_REQUEST_ID_HEADER).or_else(|| sane(&REQUEST_ID_HEADER));
-    let received_at = Instant::now();
-    req.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        client_request_id: client_request_id.clone(),
-        received_at,
-        identity: UserIdentity::Anonymous,
-        role: AccessRole::User,
-    });
+    let context = RequestContext::arriving(req.headers());
+    let request_id = context.request_id.clone();
+    let client_request_id = context.client_request_id.clone();
+    let received_at = context.received_at;
+    req.extensions_mut().insert(context);
     let metrics = req
         .app_data::<actix_web::web::Data<crate::AppState>>()
         .map(|state| std::sync::Arc::clone(&state.metrics));
@@ -122,15 +48,9 @@ pub(crate) async fn assign_request_id(
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    // The OpenAI-compatible routes answer errors in OpenAI's shape.
-    let openai_style = req.path().starts_with(crate::openai::PREFIX);
-    let render = |error: &ApiError| {
-        if openai_style {
-            error.to_openai_response()
-        } else {
-            error.to_response(Some(&request_id))
-        }
-    };
+    // Chosen before routing: the perimeter's refusals come before any route is matched.
+    let shape = app::error_shape(req.path());
+    let render = |error: &ApiError| shape.render(error, &request_id);
     // No clone of the request may be held across `next.call`: routing needs sole ownership.
     let mut inner = next.call(req).instrument(span.clone());
     let outcome = match AssertUnwindSafe(&mut inner).catch_unwind().await {
@@ -260,7 +180,7 @@ fn itoa(status: u16) -> String {
 /// refusals at DEBUG. The client's text goes in `error_message`: `message` is the event's own
 /// key in JSON logs, and a second one would hide it from every JSON parser.
 fn log_failure(error: &ApiError, request_id: &RequestId) {
-    let status = ApiError::status_for(error.code());
+    let status = error.status();
     if status.is_server_error() {
         tracing::warn!(
             request_id = %request_id,
@@ -298,7 +218,7 @@ mod panic_tests {
         let _installed = tracing::subscriber::set_default(subscriber);
         let app = test::init_service(
             App::new()
-                .wrap(actix_web::middleware::from_fn(assign_request_id))
+                .wrap(actix_web::middleware::from_fn(request_scope))
                 .route(
                     "/boom",
                     web::get().to(|| async {
@@ -349,41 +269,5 @@ mod panic_tests {
         let fine =
             test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
         assert_eq!(fine.status(), 200, "the service goes on");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fresh_ids_are_time_ordered_v7_uuids_with_random_tails() {
-        let ids: Vec<uuid::Uuid> = (0..1000)
-            .map(|_| uuid::Uuid::parse_str(fresh_request_id().as_str()).unwrap())
-            .collect();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        for id in &ids {
-            assert_eq!(id.get_version(), Some(uuid::Version::SortRand), "{id}");
-            let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
-            let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
-            assert!(now_ms.abs_diff(ms) < 60_000, "{id} carries the time of day");
-        }
-        // After the timestamp nothing repeats or counts: a per-millisecond counter (uuid's
-        // `now_v7`) would put consecutive values in rand_a, a process prefix would repeat.
-        let tails: std::collections::HashSet<u64> =
-            ids.iter().map(|id| id.as_u64_pair().1).collect();
-        assert_eq!(tails.len(), ids.len());
-        let rand_a = |id: &uuid::Uuid| id.as_u64_pair().0 & 0x0fff;
-        let counting = ids
-            .windows(2)
-            .filter(|pair| rand_a(&pair[1]) == rand_a(&pair[0]) + 1)
-            .count();
-        assert!(
-            counting < 10,
-            "{counting} of 999 consecutive ids count up in rand_a"
-        );
     }
 }

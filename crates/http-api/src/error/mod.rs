@@ -1,7 +1,10 @@
+//! The API's error: its code, message and status, and the native error JSON.
+
+mod code;
+
 use std::fmt;
 use std::time::Duration;
 
-use crate::views::{ErrorBody, ErrorEnvelope};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -9,14 +12,19 @@ use actix_web::{HttpResponse, ResponseError};
 use core_domain::{ErrorCode, RequestId, ValidationErrors};
 use providers::ProviderError;
 
+pub use code::ApiCode;
+
+use crate::views::{ErrorBody, ErrorEnvelope};
+
 /// An error as the API reports it: a code, a message a person can act on, and for validation
 /// failures every field at fault.
 ///
-/// This is the one place that knows HTTP status codes and builds the error JSON. Responses get
-/// the request id stamped in by the request-id middleware.
+/// This is the one place that knows HTTP status codes and builds the native error JSON (the
+/// OpenAI-compatible routes' shape is `openai::error_response`'s; `ErrorShape` picks).
+/// Responses get the request id stamped in by the request-scope middleware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    code: ErrorCode,
+    code: ApiCode,
     message: String,
     details: Option<ValidationErrors>,
     retry_after: Option<Duration>,
@@ -28,9 +36,9 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with this code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<ApiCode>, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.into(),
             message: message.into(),
             details: None,
             retry_after: None,
@@ -65,7 +73,7 @@ impl ApiError {
         Self {
             details: Some(details),
             ..Self::new(
-                ErrorCode::ValidationFailed,
+                ApiCode::ValidationFailed,
                 "the request is invalid; see details for every field at fault",
             )
         }
@@ -84,7 +92,7 @@ impl ApiError {
     }
 
     /// The machine-readable code.
-    pub fn code(&self) -> ErrorCode {
+    pub fn code(&self) -> ApiCode {
         self.code
     }
 
@@ -109,38 +117,9 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status for an error code.
-    pub fn status_for(code: ErrorCode) -> StatusCode {
-        match code {
-            ErrorCode::InvalidRequest | ErrorCode::UpstreamInvalidRequest => {
-                StatusCode::BAD_REQUEST
-            }
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
-            ErrorCode::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::NotFound | ErrorCode::SpecialistNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::SpecialistExists
-            | ErrorCode::VersionConflict
-            | ErrorCode::CatalogueFileInvalid => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::RateLimited
-            | ErrorCode::UpstreamRateLimited
-            | ErrorCode::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ProviderNotConfigured
-            | ErrorCode::ServiceUnavailable
-            | ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::UpstreamError | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            // Never sent (the client is gone); nginx's code for it, should a proxy log it.
-            ErrorCode::ClientDisconnected => {
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
-            }
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// The response for this error, carrying `request_id` when known.
@@ -158,13 +137,10 @@ impl ApiError {
         )
     }
 
-    /// The response for this error in OpenAI's shape (for the `/v1` routes).
-    pub(crate) fn to_openai_response(&self) -> HttpResponse {
-        self.respond(serde_json::to_value(crate::openai::error_body(self)).unwrap_or_default())
-    }
-
-    fn respond(&self, body: serde_json::Value) -> HttpResponse {
-        let mut response = HttpResponse::build(Self::status_for(self.code));
+    /// The response for this error with `body`, in whichever shape: its status, `Retry-After`
+    /// and the headers it carries (`WWW-Authenticate`, ...).
+    pub(crate) fn respond(&self, body: serde_json::Value) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status());
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let seconds = wait
@@ -185,17 +161,38 @@ impl ApiError {
     pub(crate) fn from_foreign(error: &actix_web::Error) -> Self {
         let status = error.as_response_error().status_code();
         let code = match status {
-            StatusCode::NOT_FOUND => ErrorCode::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
-            s if s.is_client_error() => ErrorCode::InvalidRequest,
-            _ => ErrorCode::Internal,
+            StatusCode::NOT_FOUND => ApiCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiCode::UnsupportedMediaType,
+            s if s.is_client_error() => ApiCode::InvalidRequest,
+            _ => ApiCode::Call(ErrorCode::Internal),
         };
         if status.is_server_error() {
             Self::internal(error.to_string())
         } else {
             Self::new(code, error.to_string())
+        }
+    }
+}
+
+/// The shape of an error body: each door of the route table declares the one its callers
+/// expect, and the request-scope middleware renders every error of that door in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// `{"error": {"code", "message", "request_id", "details"?}}`.
+    Native,
+    /// OpenAI's `{"error": {"message", "type", "param", "code"}}`, which its SDKs parse.
+    OpenAi,
+}
+
+impl ErrorShape {
+    /// The response for `error` in this shape; the native one carries `request_id` (both get
+    /// it in `X-Request-Id`).
+    pub(crate) fn render(self, error: &ApiError, request_id: &RequestId) -> HttpResponse {
+        match self {
+            Self::Native => error.to_response(Some(request_id)),
+            Self::OpenAi => crate::openai::error_response(error),
         }
     }
 }
@@ -208,7 +205,7 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        Self::status_for(self.code)
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -227,11 +224,11 @@ impl From<specialists::CatalogueError> for ApiError {
         use specialists::CatalogueError as E;
         match error {
             E::Invalid(details) => Self::validation(details),
-            E::NotFound(_) => Self::new(ErrorCode::SpecialistNotFound, error.to_string()),
-            E::AlreadyExists(_) => Self::new(ErrorCode::SpecialistExists, error.to_string()),
-            E::VersionConflict { .. } => Self::new(ErrorCode::VersionConflict, error.to_string()),
+            E::NotFound(_) => Self::new(ApiCode::SpecialistNotFound, error.to_string()),
+            E::AlreadyExists(_) => Self::new(ApiCode::SpecialistExists, error.to_string()),
+            E::VersionConflict { .. } => Self::new(ApiCode::VersionConflict, error.to_string()),
             E::EditedFileInvalid { .. } => {
-                Self::new(ErrorCode::CatalogueFileInvalid, error.to_string())
+                Self::new(ApiCode::CatalogueFileInvalid, error.to_string())
             }
             E::Io { .. } | E::Malformed(_) => {
                 tracing::error!(%error, "specialist catalogue could not be saved");
@@ -253,12 +250,12 @@ impl From<usage_store::StoreError> for ApiError {
         let detail = error.to_string();
         match error {
             E::Connect(_) | E::Query(_) => Self::new(
-                ErrorCode::ServiceUnavailable,
+                ApiCode::ServiceUnavailable,
                 "the usage database is unavailable; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
             E::Migration(_) => Self::new(
-                ErrorCode::ServiceUnavailable,
+                ApiCode::ServiceUnavailable,
                 "the usage database schema is not up to date; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
@@ -284,15 +281,15 @@ impl From<JsonPayloadError> for ApiError {
     fn from(error: JsonPayloadError) -> Self {
         match error {
             JsonPayloadError::OverflowKnownLength { length, limit } => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 format!("the request body is {length} bytes; the limit is {limit} bytes"),
             ),
             JsonPayloadError::Overflow { limit } => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 format!("the request body exceeds the limit of {limit} bytes"),
             ),
             JsonPayloadError::ContentType => Self::new(
-                ErrorCode::UnsupportedMediaType,
+                ApiCode::UnsupportedMediaType,
                 "the request body must be JSON with Content-Type: application/json",
             ),
             JsonPayloadError::Deserialize(e) => {
@@ -301,10 +298,10 @@ impl From<JsonPayloadError> for ApiError {
                 } else {
                     "the request body is not valid JSON"
                 };
-                Self::new(ErrorCode::InvalidRequest, format!("{what}: {e}"))
+                Self::new(ApiCode::InvalidRequest, format!("{what}: {e}"))
             }
             JsonPayloadError::Payload(e) => Self::from(e),
-            other => Self::new(ErrorCode::InvalidRequest, other.to_string()),
+            other => Self::new(ApiCode::InvalidRequest, other.to_string()),
         }
     }
 }
@@ -313,11 +310,11 @@ impl From<PayloadError> for ApiError {
     fn from(error: PayloadError) -> Self {
         match error {
             PayloadError::Overflow => Self::new(
-                ErrorCode::PayloadTooLarge,
+                ApiCode::PayloadTooLarge,
                 "the request body exceeds the configured limit",
             ),
             other => Self::new(
-                ErrorCode::InvalidRequest,
+                ApiCode::InvalidRequest,
                 format!("the request body could not be read: {other}"),
             ),
         }
@@ -337,7 +334,7 @@ mod tests {
     #[actix_web::test]
     async fn error_json_has_code_message_and_request_id() {
         let id = RequestId::parse("req-1").unwrap();
-        let response = ApiError::new(ErrorCode::SpecialistNotFound, "no such specialist 'x'")
+        let response = ApiError::new(ApiCode::SpecialistNotFound, "no such specialist 'x'")
             .to_response(Some(&id));
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(
@@ -410,7 +407,7 @@ mod tests {
         ];
         for (error, status) in cases {
             let api = ApiError::from(error);
-            assert_eq!(ApiError::status_for(api.code()).as_u16(), status, "{api}");
+            assert_eq!(api.status().as_u16(), status, "{api}");
         }
     }
 
@@ -432,14 +429,14 @@ mod tests {
         let api = ApiError::from(usage_store::StoreError::Connect(
             "connection to server at \"db.internal\", port 5432 failed: database \"usage\"".into(),
         ));
-        assert_eq!(api.code(), ErrorCode::ServiceUnavailable);
+        assert_eq!(api.code(), ApiCode::ServiceUnavailable);
         assert!(!api.message().contains("db.internal"), "{api}");
         assert!(
             api.internal_detail()
                 .is_some_and(|d| d.contains("db.internal"))
         );
         let api = ApiError::from(usage_store::StoreError::Corrupt("row 7: bad".into()));
-        assert_eq!(api.code(), ErrorCode::Internal);
+        assert_eq!(api.code(), ApiCode::Call(ErrorCode::Internal));
         assert!(!api.message().contains("row 7"), "{api}");
     }
 

@@ -1,0 +1,44 @@
+//! Errors in OpenAI's shape, for the OpenAI-compatible door.
+
+use actix_web::HttpResponse;
+use core_domain::ErrorCode;
+
+use super::wire::{OpenAiError, OpenAiErrorBody};
+use crate::error::{ApiCode, ApiError};
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, with the
+/// status the rest of the API would use.
+pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
+    let kind = match error.code() {
+        // What OpenAI itself answers to a bad key (with code invalid_api_key), so SDK code
+        // that inspects the type behaves as it would against OpenAI.
+        ApiCode::Unauthorized => "invalid_request_error",
+        ApiCode::Forbidden => "permission_error",
+        ApiCode::RateLimited | ApiCode::Call(ErrorCode::UpstreamRateLimited) => "rate_limit_error",
+        code if code.status().is_server_error() => "api_error",
+        _ => "invalid_request_error",
+    };
+    let code = match error.code() {
+        ApiCode::SpecialistNotFound => "model_not_found",
+        ApiCode::Unauthorized => "invalid_api_key",
+        ApiCode::RateLimited => "rate_limit_exceeded",
+        other => other.as_str(),
+    };
+    let param = error.first_field().map(|field| match field {
+        "specialist_id" => "model",
+        other => other,
+    });
+    OpenAiError {
+        error: OpenAiErrorBody {
+            message: error.message_with_details(),
+            kind,
+            param: param.map(str::to_owned),
+            code: Some(code.to_owned()),
+        },
+    }
+}
+
+/// The response for `error` in OpenAI's shape.
+pub(crate) fn error_response(error: &ApiError) -> HttpResponse {
+    error.respond(serde_json::to_value(error_body(error)).unwrap_or_default())
+}
