@@ -10,7 +10,11 @@ use serde::de::{Deserializer, IgnoredAny};
 use specialists::{CatalogueError, SpecialistPatch};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::views::{ErrorEnvelope, PricingView, SpecialistList, SpecialistView};
+use crate::openapi::responses::{
+    Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound,
+    ValidationFailed,
+};
+use crate::views::{PricingView, SpecialistList, SpecialistView};
 use crate::{ApiError, AppState, RequestContext};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -22,9 +26,8 @@ pub(crate) struct ListQuery {
 /// `GET /specialists[?provider=openai]`: every specialist, sorted by name.
 #[utoipa::path(get, path = "/specialists", tag = "specialists", params(ListQuery),
     responses((status = 200, description = "Every specialist, sorted by name", body = SpecialistList),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 422, response = ValidationFailed),
+        Guarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn list(
     state: web::Data<AppState>,
@@ -56,9 +59,8 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/specialists/{id}", tag = "specialists",
     params(("id" = String, Path, description = "Specialist id")),
     responses((status = 200, description = "The specialist; ETag is its version", body = SpecialistView),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 404, response = SpecialistNotFound),
+        Guarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn get(
     state: web::Data<AppState>,
@@ -138,12 +140,11 @@ impl SpecialistBody {
 /// `POST /specialists` (admin): a new specialist at version 1; `id` is a UUID unless given.
 #[utoipa::path(post, path = "/specialists", tag = "specialists", request_body = SpecialistBody,
     responses((status = 201, description = "Created; Location and ETag set", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn create(
     state: web::Data<AppState>,
@@ -179,13 +180,12 @@ pub(crate) async fn create(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn replace(
     state: web::Data<AppState>,
@@ -215,13 +215,12 @@ pub(crate) async fn replace(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn patch(
     state: web::Data<AppState>,
@@ -248,12 +247,10 @@ pub(crate) async fn patch(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the deletion is based on")),
     responses((status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn delete(
     state: web::Data<AppState>,
@@ -273,11 +270,10 @@ pub(crate) async fn delete(
 #[utoipa::path(post, path = "/specialists/{id}/duplicate", tag = "specialists",
     params(("id" = String, Path, description = "Specialist id")),
     responses((status = 201, description = "The copy", body = SpecialistView),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn duplicate(
     state: web::Data<AppState>,
