@@ -1,6 +1,6 @@
 //! Tidy checks over the workspace's own files: every crate's `Cargo.toml` against the
 //! "must never depend on" rules of `docs/ARCHITECTURE.md` (the human-readable source; the
-//! table below states them once, for the machine).
+//! table below states them once, for the machine), its dev-dependencies included.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::collections::BTreeSet;
@@ -24,7 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// Third-party crates (a name, or a prefix ending in `*`) that only the named crates may
-/// have among their dependencies (dev-dependencies are not counted).
+/// have among their dependencies.
 const ONLY_IN: &[(&str, &[&str])] = &[
     // The library crates never serve HTTP; the binaries may, and so may the fakes tests serve.
     ("actix-*", &["http-api", "commander", "fake-upstreams"]),
@@ -51,10 +51,25 @@ const NEVER: &[(&str, &[&str])] = &[
     ("specialists", &["http"]),
 ];
 
-/// A crate's own name and the names of its normal dependencies.
+/// The crates that exist to be dev-dependencies: the captured log and the fake upstreams. Any
+/// crate's tests may use them, whatever the rules say of a normal dependency on them (a
+/// layer-0 crate's tests would otherwise be "sideways").
+///
+/// Every other rule holds for dev-dependencies too, because each says what a crate is, not
+/// only what it ships: a library whose tests need a crate above it cannot be tested alone
+/// (the tests of `providers` must not reach into `http-api` or `bins/`); a `core-domain` or
+/// `ratelimit` whose tests need an async runtime has grown async code; and another crate's
+/// tests reach the database or an HTTP stack through the crate that owns it (`usage-store`
+/// and its `fixtures`, the fake upstreams), not through a copy of their own.
+const TEST_SUPPORT: &[&str] = &["log-capture", "fake-upstreams"];
+
+/// A crate's own name and the names of its dependencies.
 struct Manifest {
     name: String,
+    /// `[dependencies]` and `[target.*.dependencies]`.
     dependencies: BTreeSet<String>,
+    /// `[dev-dependencies]` and `[target.*.dev-dependencies]`.
+    dev_dependencies: BTreeSet<String>,
 }
 
 fn workspace_root() -> PathBuf {
@@ -90,8 +105,33 @@ fn real_name(key: &str, entry: &toml::Value, workspace: &toml::Table) -> String 
     key.to_owned()
 }
 
-/// Every member under `crates/` and `bins/`, with its `[dependencies]` and
-/// `[target.*.dependencies]`.
+/// The real names of the dependencies in `manifest`'s `section` (`dependencies` or
+/// `dev-dependencies`), its `[target.*.section]` tables included.
+fn dependency_names(
+    manifest: &toml::Table,
+    section: &str,
+    workspace_dependencies: &toml::Table,
+) -> BTreeSet<String> {
+    let mut tables: Vec<&toml::Table> = manifest
+        .get(section)
+        .and_then(toml::Value::as_table)
+        .into_iter()
+        .collect();
+    if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+        tables.extend(
+            targets
+                .values()
+                .filter_map(|target| target.get(section)?.as_table()),
+        );
+    }
+    tables
+        .into_iter()
+        .flatten()
+        .map(|(key, entry)| real_name(key, entry, workspace_dependencies))
+        .collect()
+}
+
+/// Every member under `crates/` and `bins/`, with its dependencies and dev-dependencies.
 fn manifests() -> Vec<Manifest> {
     let root = workspace_root();
     let workspace = read_toml(&root.join("Cargo.toml"));
@@ -107,26 +147,14 @@ fn manifests() -> Vec<Manifest> {
                 continue;
             }
             let manifest = read_toml(&path);
-            let mut tables: Vec<&toml::Table> = manifest
-                .get("dependencies")
-                .and_then(toml::Value::as_table)
-                .into_iter()
-                .collect();
-            if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
-                tables.extend(
-                    targets
-                        .values()
-                        .filter_map(|target| target.get("dependencies")?.as_table()),
-                );
-            }
-            let dependencies = tables
-                .into_iter()
-                .flatten()
-                .map(|(key, entry)| real_name(key, entry, &workspace_dependencies))
-                .collect();
             manifests.push(Manifest {
                 name: manifest["package"]["name"].as_str().unwrap().to_owned(),
-                dependencies,
+                dependencies: dependency_names(&manifest, "dependencies", &workspace_dependencies),
+                dev_dependencies: dependency_names(
+                    &manifest,
+                    "dev-dependencies",
+                    &workspace_dependencies,
+                ),
             });
         }
     }
@@ -156,24 +184,35 @@ fn violations(manifests: &[Manifest]) -> Vec<String> {
             found.push(format!("{name} is not in the layer table of tests/tidy.rs"));
             continue;
         };
-        for dependency in &manifest.dependencies {
+        let dev_dependencies = manifest
+            .dev_dependencies
+            .iter()
+            // A crate may name itself to turn on a feature for its own tests.
+            .filter(|d| !TEST_SUPPORT.contains(&d.as_str()) && d.as_str() != name);
+        let every = manifest
+            .dependencies
+            .iter()
+            .map(|d| (d, ""))
+            .chain(dev_dependencies.map(|d| (d, "dev-")));
+        // `dev` is "dev-" for a dev-dependency: "dev-depends on".
+        for (dependency, dev) in every {
             if let Some(their_layer) = layer(dependency)
                 && their_layer >= own_layer
             {
                 found.push(format!(
-                    "{name} (layer {own_layer}) depends on {dependency} (layer {their_layer})"
+                    "{name} (layer {own_layer}) {dev}depends on {dependency} (layer {their_layer})"
                 ));
             }
             for (pattern, allowed) in ONLY_IN {
                 if matches(pattern, dependency) && !allowed.contains(&name) {
                     found.push(format!(
-                        "{name} depends on {dependency}; only {allowed:?} may"
+                        "{name} {dev}depends on {dependency}; only {allowed:?} may"
                     ));
                 }
             }
             for (crate_name, forbidden) in NEVER {
                 if *crate_name == name && forbidden.iter().any(|p| matches(p, dependency)) {
-                    found.push(format!("{name} must never depend on {dependency}"));
+                    found.push(format!("{name} must never {dev}depend on {dependency}"));
                 }
             }
         }
@@ -198,16 +237,25 @@ fn every_crate_keeps_to_the_dependency_rules_of_the_architecture() {
 #[test]
 fn the_rules_catch_an_arrow_pointing_up_and_a_forbidden_library() {
     // The rules themselves, on made-up manifests: a check that could not fail proves nothing.
-    let manifest = |name: &str, dependencies: &[&str]| Manifest {
+    let manifest = |name: &str, dependencies: &[&str], dev_dependencies: &[&str]| Manifest {
         name: name.to_owned(),
         dependencies: dependencies.iter().map(|d| (*d).to_owned()).collect(),
+        dev_dependencies: dev_dependencies.iter().map(|d| (*d).to_owned()).collect(),
     };
     let found = violations(&[
-        manifest("core-domain", &["tokio", "specialists"]),
-        manifest("pricing", &["providers", "reqwest", "diesel"]),
-        manifest("ratelimit", &["actix-web", "futures-util"]),
-        manifest("http-api", &["actix-web", "core-domain", "commander"]),
-        manifest("newcomer", &[]),
+        manifest("core-domain", &["tokio", "specialists"], &[]),
+        manifest("pricing", &["providers", "reqwest", "diesel"], &[]),
+        manifest("ratelimit", &["actix-web", "futures-util"], &[]),
+        manifest("http-api", &["actix-web", "core-domain", "commander"], &[]),
+        manifest("newcomer", &[], &[]),
+        // Tests: the same rules, but the test-support crates are anyone's.
+        manifest(
+            "core-domain",
+            &[],
+            &["log-capture", "fake-upstreams", "tokio", "core-domain"],
+        ),
+        manifest("providers", &[], &["http-api", "diesel", "fake-upstreams"]),
+        manifest("commander", &["http-api"], &["usage-store", "log-capture"]),
     ]);
     assert_eq!(
         found,
@@ -221,6 +269,9 @@ fn the_rules_catch_an_arrow_pointing_up_and_a_forbidden_library() {
             "ratelimit must never depend on futures-util",
             "http-api (layer 2) depends on commander (layer 3)",
             "newcomer is not in the layer table of tests/tidy.rs",
+            "core-domain must never dev-depend on tokio",
+            "providers dev-depends on diesel; only [\"usage-store\"] may",
+            "providers (layer 1) dev-depends on http-api (layer 2)",
         ]
     );
 }

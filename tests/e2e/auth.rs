@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 
 use core_domain::{AccessRole, EmailHash};
-use e2e_support::{TestApp, error_body};
+use e2e_support::{TestApp, error_body, specialist};
 use http_api::{ApiKeyConfig, AuthMode, JwtAlgorithm, JwtConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
@@ -396,13 +396,18 @@ async fn the_configured_email_claim_names_the_caller_and_a_group_claim_makes_an_
     let token = hs256(&wrong_place);
     assert_unauthorized(chat_as(&app, Some(&token)).await, "'upn' claim", &token).await;
 
-    let specialist = json!({"name": "Made by a token", "provider": "mock", "model": "mock-echo",
-                            "system_prompt": "Hi."});
+    let body = specialist(
+        "by-token",
+        "mock",
+        "mock-echo",
+        "Hi.",
+        json!({"name": "Made by a token"}),
+    );
     let create = |token: String| {
         app.client
             .post(app.url("/specialists"))
             .bearer_auth(token)
-            .json(&specialist)
+            .json(&body)
             .send()
     };
     let user = create(hs256(&strict_claims(&["staff"]))).await.unwrap();

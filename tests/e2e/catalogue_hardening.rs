@@ -1,12 +1,18 @@
 //! Issue 16's catalogue holes, over HTTP: hidden characters, look-alike names and ids, updates
 //! that change nothing, an unbounded prompt history, base URLs to internal addresses.
 
-use e2e_support::{TestApp, error_body, field_of_each};
+use e2e_support::{TestApp, error_body, field_of_each, specialist};
 use serde_json::{Value, json};
 
-fn specialist(id: &str, name: &str) -> Value {
-    json!({"id": id, "name": name, "provider": "mock", "model": "mock-echo",
-           "system_prompt": "Answer briefly."})
+/// A specialist on the mock whose name is `name`, whatever its id.
+fn named(id: &str, name: &str) -> Value {
+    specialist(
+        id,
+        "mock",
+        "mock-echo",
+        "Answer briefly.",
+        json!({"name": name}),
+    )
 }
 
 async fn get(app: &TestApp, id: &str) -> Value {
@@ -55,10 +61,14 @@ async fn hidden_characters_are_refused_in_every_text_field_with_a_field_error_ea
     let response = app
         .post_json(
             "/specialists",
-            &json!({"id": "spoof", "name": "De\u{200B}mo", "provider": "openai",
-                    "model": "gpt-4o", "description": "ok\u{0}",
-                    "base_url": "https://api.x.ai/v\n1",
-                    "system_prompt": "Be kind.\u{202E}\u{E0049}"}),
+            &specialist(
+                "spoof",
+                "openai",
+                "gpt-4o",
+                "Be kind.\u{202E}\u{E0049}",
+                json!({"name": "De\u{200B}mo", "description": "ok\u{0}",
+                       "base_url": "https://api.x.ai/v\n1"}),
+            ),
         )
         .await;
     let found = problems(response).await;
@@ -76,7 +86,7 @@ async fn hidden_characters_are_refused_in_every_text_field_with_a_field_error_ea
     assert_eq!(get(&app, "demo").await["name"], "Demo", "nothing changed");
 
     // Line breaks and tabs stay fine in a system prompt.
-    let mut multiline = specialist("multiline", "Multi-line");
+    let mut multiline = named("multiline", "Multi-line");
     multiline["system_prompt"] = json!("Rules:\n\t1. Be brief.\r\n\t2. Be kind.");
     let response = app.post_json("/specialists", &multiline).await;
     assert_eq!(response.status(), 201);
@@ -86,18 +96,14 @@ async fn hidden_characters_are_refused_in_every_text_field_with_a_field_error_ea
 async fn look_alike_names_and_ids_cannot_coexist() {
     let app = TestApp::spawn().await;
     let response = app
-        .post_json("/specialists", &specialist("strasse", "STRASSE"))
+        .post_json("/specialists", &named("strasse", "STRASSE"))
         .await;
     assert_eq!(response.status(), 201);
 
     // Names: full case folding and compatibility normalisation (the default catalogue has
     // "Demo"). A taken name is a field error, as it always was for case alone.
     for (id, look_alike) in [("s2", "Straße"), ("d2", "ＤＥＭＯ"), ("d3", "dEMO")] {
-        let found = problems(
-            app.post_json("/specialists", &specialist(id, look_alike))
-                .await,
-        )
-        .await;
+        let found = problems(app.post_json("/specialists", &named(id, look_alike)).await).await;
         assert_eq!(found.len(), 1, "{look_alike}: {found:?}");
         assert_eq!(found[0].0, "name");
         assert!(found[0].1.contains("is taken"), "{}", found[0].1);
@@ -108,7 +114,7 @@ async fn look_alike_names_and_ids_cannot_coexist() {
 
     // Ids: `DEMO` beside `demo` is the id taken.
     let response = app
-        .post_json("/specialists", &specialist("DEMO", "Another demo"))
+        .post_json("/specialists", &named("DEMO", "Another demo"))
         .await;
     assert_eq!(response.status(), 409);
     assert_eq!(error_body(response).await["code"], "specialist_exists");
@@ -219,9 +225,13 @@ async fn base_urls_to_addresses_that_are_not_globally_routable_are_refused() {
     .into_iter()
     .enumerate()
     {
-        let body = json!({"id": format!("ssrf{n}"), "name": format!("Ssrf {n}"),
-                          "provider": "openai", "model": "gpt-4o", "base_url": base_url,
-                          "system_prompt": "x"});
+        let body = specialist(
+            &format!("ssrf{n}"),
+            "openai",
+            "gpt-4o",
+            "x",
+            json!({"name": format!("Ssrf {n}"), "base_url": base_url}),
+        );
         let found = problems(app.post_json("/specialists", &body).await).await;
         assert_eq!(found.len(), 1, "{base_url}: {found:?}");
         assert_eq!(found[0].0, "base_url", "{base_url}");
@@ -231,8 +241,12 @@ async fn base_urls_to_addresses_that_are_not_globally_routable_are_refused() {
             found[0].1
         );
     }
-    let body = json!({"id": "public6to4", "name": "Public 6to4", "provider": "openai",
-                      "model": "gpt-4o", "base_url": "https://[2002:808:808::]/v1",
-                      "system_prompt": "x"});
+    let body = specialist(
+        "public6to4",
+        "openai",
+        "gpt-4o",
+        "x",
+        json!({"name": "Public 6to4", "base_url": "https://[2002:808:808::]/v1"}),
+    );
     assert_eq!(app.post_json("/specialists", &body).await.status(), 201);
 }

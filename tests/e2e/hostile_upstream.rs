@@ -2,11 +2,8 @@
 //! quotes our key back upper-cased, a stream event and a body too large to hold. Every call
 //! must end in a proper error response and its usage row, on every provider and chat route.
 
-use std::sync::OnceLock;
-
-use e2e_support::{TestApp, catalogue, error_body, one_per_provider, read_sse};
+use e2e_support::{TestApp, catalogue, error_body, one_per_provider, read_sse, server_logs};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
-use log_capture::CapturedLogs;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -189,26 +186,9 @@ async fn every_absurd_retry_after_form_is_capped_or_ignored() {
     );
 }
 
-/// Everything the server logs, from the first call to this on: a process-wide logger, since the
-/// server's workers log on their own threads.
-fn captured_logs() -> &'static CapturedLogs {
-    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = CapturedLogs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(logs.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other test in this binary installs a global logger");
-        logs
-    })
-}
-
 #[tokio::test]
 async fn an_upstream_401_quoting_the_key_upper_cased_reaches_neither_client_nor_log() {
-    let logs = captured_logs();
+    let logs = server_logs();
     let upstreams = Upstreams::start(|_| {}).await;
     for (fake, _, _) in upstreams.each() {
         fake.set_default(Reply::echo_key_upper_cased());

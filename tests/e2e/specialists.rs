@@ -47,10 +47,9 @@ async fn one_specialist_in_the_file_format_or_404() {
 }
 
 mod management {
-    use std::time::Duration;
 
     use core_domain::AccessRole;
-    use e2e_support::{TestApp, error_body, eventually};
+    use e2e_support::{TestApp, catalogue, error_body, eventually, server_logs, specialist};
     use fake_upstreams::{FakeUpstream, Wire};
     use http_api::{ApiKeyConfig, AuthMode};
     use serde_json::{Value, json};
@@ -337,10 +336,13 @@ mod management {
         let replaced = app
             .client
             .put(app.url("/specialists/local"))
-            .json(
-                &json!({"name": "Local", "provider": "mock", "model": "mock-echo",
-                          "system_prompt": "Replaced."}),
-            )
+            .json(&specialist(
+                "local",
+                "mock",
+                "mock-echo",
+                "Replaced.",
+                json!({}),
+            ))
             .send()
             .await
             .unwrap();
@@ -394,8 +396,7 @@ mod management {
         let created = post(
             &app,
             "/specialists",
-            &json!({"id": "tax", "name": "Tax", "provider": "mock",
-            "model": "mock-echo", "system_prompt": "Version one."}),
+            &specialist("tax", "mock", "mock-echo", "Version one.", json!({})),
         )
         .await;
         assert_eq!(created.status(), 201);
@@ -553,15 +554,12 @@ mod management {
 
     #[tokio::test]
     async fn external_edits_are_picked_up_and_a_corrupt_file_is_ignored() {
+        let logs = server_logs();
         let app =
             TestApp::spawn_with(|settings, _| settings.specialists.reload_interval_ms = 50).await;
         let path = app.dir().join("specialists.json");
-        std::fs::write(
-            &path,
-            r#"{"specialists": [{"id": "deployed", "name": "Deployed", "provider": "mock",
-                "model": "mock-echo", "system_prompt": "New from ops."}]}"#,
-        )
-        .unwrap();
+        let deployed = specialist("deployed", "mock", "mock-echo", "New from ops.", json!({}));
+        std::fs::write(&path, catalogue([deployed])).unwrap();
         eventually("the edited file to be picked up", async || {
             let response = app.get("/specialists/deployed").await;
             (response.status() == 200).then_some(())
@@ -574,16 +572,33 @@ mod management {
         );
 
         // Not JSON at all, then JSON whose specialist breaks the rules (it would replace
-        // "deployed" if it were taken).
-        for corrupt in [
-            "{\"specialists\": [ oops",
-            r#"{"specialists": [{"id": "sneaky", "name": "", "provider": "mock",
-                "model": "mock-echo", "system_prompt": "x", "temperature": 9}]}"#,
+        // "deployed" if it were taken). The poll's error line, naming this test's file and
+        // the reason, says the server has read the file and rejected it.
+        let sneaky = specialist(
+            "sneaky",
+            "mock",
+            "mock-echo",
+            "x",
+            json!({"name": "", "temperature": 9}),
+        );
+        for (corrupt, reason) in [
+            ("{\"specialists\": [ oops".to_owned(), "is not valid JSON"),
+            (catalogue([sneaky]), "invalid specialist"),
         ] {
-            std::fs::write(&path, corrupt).unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            // A change now would overwrite the file: refused, which also shows the server
-            // has read the corrupt file and rejected it (not merely not polled yet).
+            std::fs::write(&path, &corrupt).unwrap();
+            let file = format!("path={}", path.display());
+            eventually("the poll to reject the corrupt file", async || {
+                logs.text()
+                    .lines()
+                    .any(|line| {
+                        line.contains("catalogue file cannot be used")
+                            && line.contains(&file)
+                            && line.contains(reason)
+                    })
+                    .then_some(())
+            })
+            .await;
+            // A change now would overwrite the file: refused.
             let patch = app
                 .client
                 .patch(app.url("/specialists/deployed"))

@@ -13,10 +13,12 @@
 //! ```
 
 mod postgres;
+mod server_logs;
 mod specialist_json;
 mod tcp_proxy;
 
 pub use postgres::{TestDatabase, server_url};
+pub use server_logs::server_logs;
 pub use specialist_json::{catalogue, one_per_provider, specialist};
 pub use tcp_proxy::TcpProxy;
 

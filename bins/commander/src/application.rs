@@ -72,6 +72,11 @@ fn watch_catalogue(
     interval: Option<std::time::Duration>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let interval = interval?;
+    // Named on every line, so an operator (or a test) can tell which file a line is about.
+    let path = catalogue
+        .file()
+        .map(|file| file.path().display().to_string())
+        .unwrap_or_default();
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -90,18 +95,21 @@ fn watch_catalogue(
             match health.observe(&outcome) {
                 HealthChange::Steady => {}
                 HealthChange::Reloaded(count) => tracing::info!(
+                    %path,
                     specialists = count,
                     "specialist catalogue reloaded from disk"
                 ),
                 HealthChange::Broke(error) => tracing::error!(
+                    %path,
                     %error,
                     "the specialist catalogue file cannot be used; keeping the last good one"
                 ),
                 HealthChange::StillBroken => tracing::debug!(
+                    %path,
                     "the specialist catalogue file is still unusable; keeping the last good one"
                 ),
                 HealthChange::Recovered => {
-                    tracing::info!("the specialist catalogue file is usable again")
+                    tracing::info!(%path, "the specialist catalogue file is usable again")
                 }
             }
         }

@@ -49,7 +49,7 @@ pub use net::{SpecialPurpose, is_internal_ip, special_purpose};
 pub use pricing::{ModelPricing, PricingDraft};
 pub use provider::ProviderKind;
 pub use specialist::{
-    DEFAULT_MAX_TOKENS, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
+    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
     MAX_SYSTEM_PROMPT_CHARS, PromptRevision, Specialist, SpecialistDraft, SpecialistSpec,
 };
 pub use text::comparable_name;

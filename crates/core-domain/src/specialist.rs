@@ -16,7 +16,8 @@ pub const MAX_SYSTEM_PROMPT_CHARS: usize = 4000;
 pub const MAX_MAX_TOKENS: u32 = 128_000;
 /// `max_tokens` when a specialist does not say.
 pub const DEFAULT_MAX_TOKENS: u32 = 2048;
-const DEFAULT_TEMPERATURE: f64 = 0.7;
+/// `temperature` when a specialist does not say.
+pub const DEFAULT_TEMPERATURE: f64 = 0.7;
 const MAX_MODEL_CHARS: usize = 200;
 const MAX_TEMPERATURE: f64 = 2.0;
 

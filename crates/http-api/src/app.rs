@@ -415,11 +415,13 @@ mod tests {
         refs(&json, &mut found);
         assert!(!found.is_empty());
         for reference in found {
-            let name = reference
-                .strip_prefix("#/components/schemas/")
+            let (kind, name) = reference
+                .strip_prefix("#/components/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(kind, _)| ["schemas", "responses"].contains(kind))
                 .unwrap_or_else(|| panic!("unexpected reference {reference}"));
             assert!(
-                json["components"]["schemas"][name].is_object(),
+                json["components"][kind][name].is_object(),
                 "{reference} does not resolve"
             );
         }

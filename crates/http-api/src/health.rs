@@ -1,11 +1,12 @@
 use actix_web::{HttpResponse, web};
 
-use crate::views::{ErrorEnvelope, Status};
+use crate::openapi::responses::{Open, Probe, Unavailable};
+use crate::views::Status;
 use crate::{ApiError, AppState};
 
 /// `GET /health`: the process is up and serving.
 #[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "Alive", body = Status)))]
+    responses((status = 200, description = "Alive", body = Status), Probe))]
 pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Status {
         status: "ok",
@@ -16,7 +17,7 @@ pub(crate) async fn health() -> HttpResponse {
 /// `GET /ready`: the usage database answers and its migrations are applied.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "Ready", body = Status),
-        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope)))]
+        (status = 503, response = Unavailable), Probe))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || store.check_ready()).await;
@@ -34,7 +35,8 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 
 /// `GET /metrics`: Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        Open))]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

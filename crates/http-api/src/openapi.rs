@@ -1,9 +1,15 @@
-//! The OpenAPI document, generated from the handlers' annotations and the body types.
+//! The OpenAPI document, generated from the handlers' annotations and the body types, with the
+//! error responses they share declared once ([`responses`]).
+
+pub(crate) mod responses;
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use self::responses::SharedResponses;
+use crate::openai::wire::OpenAiError;
+use crate::views::ErrorEnvelope;
 use crate::{chat, health, openai, specialists, usage};
 
 /// The API as OpenAPI 3.1.
@@ -37,7 +43,9 @@ use crate::{chat, health, openai, specialists, usage};
         openai::models::list_models,
         openai::models::get_model,
     ),
-    modifiers(&BearerAuth),
+    // The error shapes are named here because the shared responses refer to them by name.
+    components(schemas(ErrorEnvelope, OpenAiError)),
+    modifiers(&BearerAuth, &SharedResponses),
     tags(
         (name = "chat", description = "Ask a specialist"),
         (name = "openai", description = "OpenAI-compatible: model = specialist id"),
@@ -70,7 +78,8 @@ impl Modify for BearerAuth {
 
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object),
+        responses::Open))]
 pub(crate) async fn openapi_json() -> HttpResponse {
     match ApiDoc::openapi().to_json() {
         Ok(json) => HttpResponse::Ok()

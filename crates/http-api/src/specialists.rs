@@ -3,15 +3,18 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use core_domain::{
-    ErrorCode, PricingDraft, ProviderKind, Specialist, SpecialistDraft, SpecialistId,
-    ValidationErrors,
+    ErrorCode, PricingDraft, ProviderKind, Specialist, SpecialistId, ValidationErrors,
 };
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
-use specialists::{Catalogue, CatalogueError};
+use specialists::{CatalogueError, SpecialistPatch};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::views::{ErrorEnvelope, PricingView, SpecialistList, SpecialistView};
+use crate::openapi::responses::{
+    Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound,
+    ValidationFailed,
+};
+use crate::views::{PricingView, SpecialistList, SpecialistView};
 use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -23,9 +26,8 @@ pub(crate) struct ListQuery {
 /// `GET /specialists[?provider=openai]`: every specialist, sorted by name.
 #[utoipa::path(get, path = "/specialists", tag = "specialists", params(ListQuery),
     responses((status = 200, description = "Every specialist, sorted by name", body = SpecialistList),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 422, response = ValidationFailed),
+        Guarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn list(
     state: web::Data<AppState>,
@@ -57,9 +59,8 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/specialists/{id}", tag = "specialists",
     params(("id" = String, Path, description = "Specialist id")),
     responses((status = 200, description = "The specialist; ETag is its version", body = SpecialistView),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 404, response = SpecialistNotFound),
+        Guarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn get(
     state: web::Data<AppState>,
@@ -120,109 +121,30 @@ where
 }
 
 impl SpecialistBody {
-    /// The fields sent, written over `draft` (a PATCH).
-    fn merge_into(self, mut draft: SpecialistDraft) -> SpecialistDraft {
-        let set = |slot: &mut String, value: Option<String>| {
-            if let Some(value) = value {
-                *slot = value;
-            }
-        };
-        set(&mut draft.name, self.name);
-        set(&mut draft.provider, self.provider);
-        set(&mut draft.model, self.model);
-        set(&mut draft.system_prompt, self.system_prompt);
-        set(&mut draft.description, self.description);
-        if let Some(base_url) = self.base_url {
-            draft.base_url = base_url;
+    /// The editable fields sent, for the catalogue to merge (PATCH) or complete (create, PUT).
+    fn into_patch(self) -> SpecialistPatch {
+        SpecialistPatch {
+            name: self.name,
+            description: self.description,
+            provider: self.provider,
+            model: self.model,
+            base_url: self.base_url.into(),
+            system_prompt: self.system_prompt,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            pricing: self.pricing.into(),
         }
-        if let Some(temperature) = self.temperature {
-            draft.temperature = temperature;
-        }
-        if let Some(max_tokens) = self.max_tokens {
-            draft.max_tokens = max_tokens;
-        }
-        if let Some(pricing) = self.pricing {
-            draft.pricing = pricing;
-        }
-        draft
-    }
-
-    /// A whole new set of fields (a create or a PUT) ready for the catalogue, or a 422 listing
-    /// every problem at once: `problems` already found (a bad id), the fields' own, and the
-    /// rules that need the rest of the catalogue (a taken name, the base URL policy) — those
-    /// are checked again under the catalogue's lock when the draft is applied.
-    fn into_new_draft_or_every_problem(
-        self,
-        mut problems: ValidationErrors,
-        catalogue: &Catalogue,
-        replacing: Option<&SpecialistId>,
-    ) -> Result<SpecialistDraft, ApiError> {
-        let (name, base_url) = (self.name.clone(), self.base_url.clone().flatten());
-        match self.into_new_draft() {
-            Ok(draft) if problems.is_empty() => return Ok(draft),
-            Ok(draft) => {
-                if let Err(more) = draft.validate() {
-                    problems.extend(more);
-                }
-            }
-            Err(more) => problems.extend(more),
-        }
-        problems.extend_new_fields(catalogue.problems_with_others(
-            name.as_deref(),
-            base_url.as_deref(),
-            replacing,
-        ));
-        Err(ApiError::validation(problems))
-    }
-
-    /// A whole new set of fields (a create or a PUT): the required ones must be there. When
-    /// some are missing, the answer lists them with every other problem of what was sent.
-    fn into_new_draft(self) -> Result<SpecialistDraft, ValidationErrors> {
-        let mut missing = ValidationErrors::new();
-        for (field, present) in [
-            ("name", self.name.is_some()),
-            ("provider", self.provider.is_some()),
-            ("model", self.model.is_some()),
-            ("system_prompt", self.system_prompt.is_some()),
-        ] {
-            if !present {
-                missing.push(field, "is required");
-            }
-        }
-        let draft = self.merge_into(SpecialistDraft {
-            name: String::new(),
-            description: String::new(),
-            provider: String::new(),
-            model: String::new(),
-            base_url: None,
-            system_prompt: String::new(),
-            temperature: 0.7,
-            max_tokens: i64::from(core_domain::DEFAULT_MAX_TOKENS),
-            pricing: None,
-        });
-        if missing.is_empty() {
-            return Ok(draft);
-        }
-        if let Err(others) = draft.validate() {
-            for error in others.errors() {
-                if !missing.errors().iter().any(|m| m.field == error.field) {
-                    missing.push(error.field.clone(), error.message.clone());
-                }
-            }
-        }
-        Err(missing)
     }
 }
 
 /// `POST /specialists` (admin): a new specialist at version 1; `id` is a UUID unless given.
 #[utoipa::path(post, path = "/specialists", tag = "specialists", request_body = SpecialistBody,
     responses((status = 201, description = "Created; Location and ETag set", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn create(
     state: web::Data<AppState>,
@@ -241,7 +163,10 @@ pub(crate) async fn create(
             problem
         });
     let id_problem = id.as_ref().err().cloned().unwrap_or_default();
-    let draft = body.into_new_draft_or_every_problem(id_problem, &state.catalogue, None)?;
+    let draft = state
+        .catalogue
+        .new_fields_or_every_problem(body.into_patch(), id_problem, None)
+        .map_err(ApiError::validation)?;
     // A bad id was among the problems just reported, so here it parsed.
     let id = id.map_err(ApiError::validation)?;
     // The catalogue checks every rule, its own included, under its lock.
@@ -255,13 +180,12 @@ pub(crate) async fn create(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn replace(
     state: web::Data<AppState>,
@@ -275,7 +199,10 @@ pub(crate) async fn replace(
     let expected = if_match(&request)?;
     let mut body = body.into_inner();
     let id_problem = body_id_problems(body.id.take(), &id);
-    let draft = body.into_new_draft_or_every_problem(id_problem, &state.catalogue, Some(&id))?;
+    let draft = state
+        .catalogue
+        .new_fields_or_every_problem(body.into_patch(), id_problem, Some(&id))
+        .map_err(ApiError::validation)?;
     let catalogue = state.catalogue.clone();
     let updated = blocking(move || catalogue.update(&id, expected, |_| draft)).await?;
     Ok(with_etag(HttpResponse::Ok(), &updated))
@@ -288,13 +215,12 @@ pub(crate) async fn replace(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn patch(
     state: web::Data<AppState>,
@@ -308,9 +234,10 @@ pub(crate) async fn patch(
     let expected = if_match(&request)?;
     let mut body = body.into_inner();
     check_body_id(body.id.take(), &id)?;
+    let patch = body.into_patch();
     let catalogue = state.catalogue.clone();
     let updated =
-        blocking(move || catalogue.update(&id, expected, |current| body.merge_into(current)))
+        blocking(move || catalogue.update(&id, expected, |current| patch.merged_into(current)))
             .await?;
     Ok(with_etag(HttpResponse::Ok(), &updated))
 }
@@ -320,12 +247,10 @@ pub(crate) async fn patch(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the deletion is based on")),
     responses((status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 409, description = "A stale If-Match, or the id is taken", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn delete(
     state: web::Data<AppState>,
@@ -345,11 +270,10 @@ pub(crate) async fn delete(
 #[utoipa::path(post, path = "/specialists/{id}/duplicate", tag = "specialists",
     params(("id" = String, Path, description = "Specialist id")),
     responses((status = 201, description = "The copy", body = SpecialistView),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope)),
+        (status = 404, response = SpecialistNotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = ValidationFailed),
+        GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn duplicate(
     state: web::Data<AppState>,

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use usage_store::{GroupBy, RangeEnd, Scope, SummaryQuery, default_range_start, parse_range_bound};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::views::{ErrorEnvelope, SummaryRowView};
+use crate::openapi::responses::{Guarded, Unavailable, ValidationFailed};
+use crate::views::SummaryRowView;
 
 use crate::{ApiError, AppState, RequestContext};
 
@@ -40,11 +41,9 @@ pub(crate) struct SummaryResponse {
 #[utoipa::path(get, path = "/usage/summary", tag = "usage",
     params(SummaryParams),
     responses((status = 200, description = "Calls, outcomes, tokens, cost and latency per group", body = SummaryResponse),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for this caller", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope)),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+        Guarded),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn summary(

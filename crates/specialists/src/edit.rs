@@ -106,9 +106,9 @@ impl Catalogue {
 
     /// The rules that depend on more than the specialist itself — the base URL policy and a
     /// name no other specialist has — for fields given, checked against the catalogue as it
-    /// is now. For listing with a request's other problems when it cannot be applied anyway;
-    /// a change is checked again under the lock.
-    pub fn problems_with_others(
+    /// is now. For listing with a request's other problems when it cannot be applied anyway
+    /// ([`Catalogue::new_fields_or_every_problem`]); a change is checked again under the lock.
+    pub(crate) fn problems_with_others(
         &self,
         name: Option<&str>,
         base_url: Option<&str>,

@@ -3,8 +3,10 @@
 //! This crate owns the deployment-dependent rules on top of core-domain's intrinsic ones (which
 //! base URLs the server may be pointed at, names unique after Unicode NFKC and case folding,
 //! ids ignoring case), the in-memory
-//! [`Catalogue`] that chat calls read, and the JSON file it is loaded from and written to
-//! atomically. The file format is the original service's: `{"specialists": [ ... ]}`.
+//! [`Catalogue`] that chat calls read, what a change sent by a caller means (a
+//! [`SpecialistPatch`]: merged for a PATCH; required fields and defaults for a create or a
+//! PUT), and the JSON file it is loaded from and written to atomically. The file format is
+//! the original service's: `{"specialists": [ ... ]}`.
 //!
 //! It must not depend on HTTP, providers, pricing or the database: it answers "which specialist
 //! is this" and nothing about calling one.
@@ -36,6 +38,7 @@ mod error;
 mod file_format;
 mod file_store;
 mod health;
+mod patch;
 mod policy;
 
 pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
@@ -43,4 +46,5 @@ pub use error::CatalogueError;
 pub use file_format::SpecialistRecord;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
 pub use health::{FileHealth, HealthChange};
+pub use patch::{Clearable, REQUIRED_FIELDS, SpecialistPatch};
 pub use policy::BaseUrlPolicy;

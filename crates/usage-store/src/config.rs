@@ -46,17 +46,36 @@ impl DatabaseConfig {
     /// The backend `url` names, or why it names none: the one rule for which URLs the store
     /// opens, so a configuration check and the connection itself cannot disagree.
     pub fn backend(&self) -> Result<Backend, StoreError> {
+        self.location().map(|location| match location {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres(_) => Backend::Postgres,
+        })
+    }
+
+    /// What `url` tells each driver to open (the rule [`Self::backend`] states).
+    pub(crate) fn location(&self) -> Result<Location<'_>, StoreError> {
         let url = self.url.trim();
         match url.strip_prefix("sqlite://") {
             // An in-memory database would lose every row with its last pooled connection.
-            Some(path) if !path.is_empty() && !path.starts_with(":memory:") => Ok(Backend::Sqlite),
+            Some(path) if !path.is_empty() && !path.starts_with(":memory:") => {
+                Ok(Location::Sqlite(path))
+            }
             Some(_) => Err(StoreError::UnsupportedUrl(url.to_owned())),
             None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Backend::Postgres)
+                Ok(Location::Postgres(url))
             }
             None => Err(StoreError::UnsupportedUrl(url.to_owned())),
         }
     }
+}
+
+/// Where a database URL points, in the form its driver takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Location<'a> {
+    /// The SQLite file at this path: the URL without its `sqlite://`.
+    Sqlite(&'a str),
+    /// The PostgreSQL server of this URL, which the driver takes whole.
+    Postgres(&'a str),
 }
 
 impl Default for DatabaseConfig {
@@ -71,6 +90,32 @@ impl Default for DatabaseConfig {
             connect_timeout_ms: 5_000,
             shutdown_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlite_url_opens_its_path_and_a_postgres_url_is_passed_whole() {
+        for (url, expected) in [
+            ("sqlite://data/u.db", Location::Sqlite("data/u.db")),
+            (
+                " sqlite:///var/lib/u.db ",
+                Location::Sqlite("/var/lib/u.db"),
+            ),
+            (
+                " postgres://u@h:5432/db ",
+                Location::Postgres("postgres://u@h:5432/db"),
+            ),
+        ] {
+            let config = DatabaseConfig {
+                url: url.into(),
+                ..DatabaseConfig::default()
+            };
+            assert_eq!(config.location().ok(), Some(expected), "{url}");
         }
     }
 }

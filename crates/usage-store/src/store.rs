@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::config::Location;
 use crate::record::NewUsageRow;
 use crate::schema::usage_logs;
 use crate::{DatabaseConfig, StoreError, StoredUsage, UsageRecord};
@@ -97,16 +98,14 @@ impl UsageStore {
 
     /// Opens the pool for `config.url` and leaves the schema as it is (see [`Self::migrate`]).
     pub fn connect_without_migrating(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let url = config.url.trim();
         let pool_size = config.pool_size.clamp(1, DatabaseConfig::MAX_POOL_SIZE);
         let connect_timeout = Duration::from_millis(
             config
                 .connect_timeout_ms
                 .clamp(1, DatabaseConfig::MAX_WAIT_MS),
         );
-        let pool = match config.backend()? {
-            Backend::Sqlite => {
-                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let pool = match config.location()? {
+            Location::Sqlite(path) => {
                 if let Some(dir) = Path::new(path).parent()
                     && !dir.as_os_str().is_empty()
                 {
@@ -124,7 +123,7 @@ impl UsageStore {
                     .build(ConnectionManager::<SqliteConnection>::new(path))?;
                 Pool::Sqlite(pool)
             }
-            Backend::Postgres => {
+            Location::Postgres(url) => {
                 let pool = r2d2::Pool::builder()
                     .max_size(pool_size)
                     .min_idle(Some(1))

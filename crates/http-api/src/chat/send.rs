@@ -3,7 +3,10 @@ use core_domain::ProviderKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::views::ErrorEnvelope;
+use crate::openapi::responses::{
+    GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound, Unavailable,
+    UpstreamFailed, UpstreamTimeout, ValidationFailed,
+};
 
 use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
@@ -32,16 +35,14 @@ pub(crate) struct ChatResponse<'a> {
     request_body = ChatRequestBody,
     responses(
         (status = 200, description = "The answer, its tokens, cost and latency", body = ChatResponse),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 413, description = "Body over the limit", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
-        (status = 502, description = "The upstream failed", body = ErrorEnvelope),
-        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope),
-        (status = 504, description = "The upstream timed out", body = ErrorEnvelope)
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 502, response = UpstreamFailed),
+        (status = 503, response = Unavailable),
+        (status = 504, response = UpstreamTimeout),
+        GuardedChange
     ),
     security((), ("bearer" = []))
 )]

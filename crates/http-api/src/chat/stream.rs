@@ -9,7 +9,10 @@ use pricing::CostEstimate;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::views::ErrorEnvelope;
+use crate::openapi::responses::{
+    GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound, Unavailable,
+    UpstreamFailed, UpstreamTimeout, ValidationFailed,
+};
 use serde_json::json;
 
 use crate::chat::relay::StreamFormat;
@@ -41,16 +44,14 @@ pub(crate) struct StreamChunk<'a> {
     request_body = ChatRequestBody,
     responses(
         (status = 200, description = "text/event-stream of `event: message` chunks (the last has is_final, tokens, cost and latency); a failure after the start ends it with `event: error` data {code, message}", content_type = "text/event-stream", body = StreamChunk),
-        (status = 400, description = "Malformed JSON or wrong types", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 404, description = "No such specialist", body = ErrorEnvelope),
-        (status = 413, description = "Body over the limit", body = ErrorEnvelope),
-        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Validation failed: every field at fault in details", body = ErrorEnvelope),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorEnvelope),
-        (status = 502, description = "The upstream failed", body = ErrorEnvelope),
-        (status = 503, description = "Provider not configured, or the database is unreachable", body = ErrorEnvelope),
-        (status = 504, description = "The upstream timed out", body = ErrorEnvelope)
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = SpecialistNotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 502, response = UpstreamFailed),
+        (status = 503, response = Unavailable),
+        (status = 504, response = UpstreamTimeout),
+        GuardedChange
     ),
     security((), ("bearer" = []))
 )]

@@ -8,10 +8,14 @@ use pricing::CostEstimate;
 use super::request::CompletionRequest;
 use super::wire::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage,
-    Delta, OpenAiError,
+    Delta,
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
+use crate::openapi::responses::{
+    OpenAiGuardedChange, OpenAiInvalidRequest, OpenAiModelNotFound, OpenAiPayloadTooLarge,
+    OpenAiUnavailable, OpenAiUpstreamFailed, OpenAiUpstreamTimeout, OpenAiValidationFailed,
+};
 use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
@@ -20,15 +24,14 @@ use crate::{ApiCode, ApiError, AppState, RequestContext};
     responses(
         (status = 200, description = "A chat.completion; with stream: true, text/event-stream of chat.completion.chunk then [DONE]",
             content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
-        (status = 400, description = "Malformed JSON or wrong types", body = OpenAiError),
-        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
-        (status = 404, description = "Unknown model (model_not_found)", body = OpenAiError),
-        (status = 413, description = "Body over the limit", body = OpenAiError),
-        (status = 422, description = "Invalid parameters (param names the first)", body = OpenAiError),
-        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError),
-        (status = 502, description = "The upstream failed", body = OpenAiError),
-        (status = 503, description = "Provider not configured", body = OpenAiError),
-        (status = 504, description = "The upstream timed out", body = OpenAiError)),
+        (status = 400, response = OpenAiInvalidRequest),
+        (status = 404, response = OpenAiModelNotFound),
+        (status = 413, response = OpenAiPayloadTooLarge),
+        (status = 422, response = OpenAiValidationFailed),
+        (status = 502, response = OpenAiUpstreamFailed),
+        (status = 503, response = OpenAiUnavailable),
+        (status = 504, response = OpenAiUpstreamTimeout),
+        OpenAiGuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn completions(
     state: web::Data<AppState>,

@@ -1,7 +1,8 @@
 use actix_web::{HttpResponse, web};
 use core_domain::{Specialist, SpecialistId};
 
-use super::wire::{Model, ModelList, OpenAiError};
+use super::wire::{Model, ModelList};
+use crate::openapi::responses::{OpenAiGuarded, OpenAiModelNotFound};
 use crate::{ApiCode, ApiError, AppState};
 
 /// A specialist as an OpenAI model object.
@@ -17,8 +18,7 @@ fn model(specialist: &Specialist) -> Model {
 /// `GET /v1/models`: every specialist, as models.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "Every specialist as a model", body = ModelList),
-        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
-        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError)),
+        OpenAiGuarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn list_models(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ModelList {
@@ -31,9 +31,8 @@ pub(crate) async fn list_models(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/v1/models/{id}", tag = "openai",
     params(("id" = String, Path, description = "Specialist id")),
     responses((status = 200, description = "The model", body = Model),
-        (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
-        (status = 404, description = "Unknown model (model_not_found)", body = OpenAiError),
-        (status = 429, description = "Rate limited (see Retry-After)", body = OpenAiError)),
+        (status = 404, response = OpenAiModelNotFound),
+        OpenAiGuarded),
     security((), ("bearer" = [])))]
 pub(crate) async fn get_model(
     state: web::Data<AppState>,

@@ -1,0 +1,393 @@
+//! What a caller's change to a specialist means. A PATCH writes the fields it sends over the
+//! current ones; a create or a PUT is a whole new set of fields, in which the required ones must
+//! be sent and the others take their defaults. Both start from a [`SpecialistPatch`], so the
+//! HTTP layer only maps JSON to one.
+
+use core_domain::{
+    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, PricingDraft, SpecialistDraft, SpecialistId,
+    ValidationErrors,
+};
+
+use crate::Catalogue;
+
+/// The fields a create or a PUT must send; every other editable field has a default.
+pub const REQUIRED_FIELDS: [&str; 4] = ["name", "provider", "model", "system_prompt"];
+
+/// A field that may be left alone, removed or set: for the optional fields (`base_url`,
+/// `pricing`), where "not sent" and "sent as null" mean different things.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Clearable<T> {
+    /// Not sent: keep what is there.
+    #[default]
+    Keep,
+    /// Sent as `null`: remove it.
+    Clear,
+    /// Sent with a value.
+    Set(T),
+}
+
+impl<T> Clearable<T> {
+    /// The field after the change, given what it was.
+    pub fn applied_to(self, current: Option<T>) -> Option<T> {
+        match self {
+            Self::Keep => current,
+            Self::Clear => None,
+            Self::Set(value) => Some(value),
+        }
+    }
+}
+
+/// Serde's spelling of the same three cases: `None` not sent, `Some(None)` null,
+/// `Some(Some(value))` a value.
+impl<T> From<Option<Option<T>>> for Clearable<T> {
+    fn from(sent: Option<Option<T>>) -> Self {
+        match sent {
+            None => Self::Keep,
+            Some(None) => Self::Clear,
+            Some(Some(value)) => Self::Set(value),
+        }
+    }
+}
+
+/// The editable fields of a specialist as a caller sent them, each one optional.
+///
+/// Types are as loose as [`SpecialistDraft`]'s, so a wrong value is a field error listed with
+/// every other one when the result is validated.
+///
+/// ```
+/// use specialists::SpecialistPatch;
+///
+/// let fields = SpecialistPatch {
+///     name: Some("Tax".into()),
+///     provider: Some("mock".into()),
+///     model: Some("mock-echo".into()),
+///     system_prompt: Some("Explain tax rules plainly.".into()),
+///     ..SpecialistPatch::default()
+/// }
+/// .into_new_fields()
+/// .unwrap();
+/// assert_eq!(fields.temperature, core_domain::DEFAULT_TEMPERATURE);
+///
+/// let warmer = SpecialistPatch { temperature: Some(1.2), ..SpecialistPatch::default() };
+/// let changed = warmer.merged_into(fields.clone());
+/// assert_eq!((changed.temperature, changed.name), (1.2, fields.name));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecialistPatch {
+    /// Display name (required for a create or a PUT).
+    pub name: Option<String>,
+    /// What the specialist is for (default: empty).
+    pub description: Option<String>,
+    /// `openai`, `anthropic`, `google` or `mock` (required for a create or a PUT).
+    pub provider: Option<String>,
+    /// The upstream model name (required for a create or a PUT).
+    pub model: Option<String>,
+    /// An OpenAI-compatible server to call instead of the provider's configured one (default:
+    /// none).
+    pub base_url: Clearable<String>,
+    /// The instructions sent before every conversation (required for a create or a PUT).
+    pub system_prompt: Option<String>,
+    /// Sampling temperature (default: [`DEFAULT_TEMPERATURE`]).
+    pub temperature: Option<f64>,
+    /// The most tokens an answer may have (default: [`DEFAULT_MAX_TOKENS`]).
+    pub max_tokens: Option<i64>,
+    /// The specialist's own price (default: none, the price table's).
+    pub pricing: Clearable<PricingDraft>,
+}
+
+impl SpecialistPatch {
+    /// A PATCH: the fields sent, written over `current`; the others stay as they are.
+    pub fn merged_into(self, mut current: SpecialistDraft) -> SpecialistDraft {
+        let set = |slot: &mut String, value: Option<String>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(&mut current.name, self.name);
+        set(&mut current.description, self.description);
+        set(&mut current.provider, self.provider);
+        set(&mut current.model, self.model);
+        set(&mut current.system_prompt, self.system_prompt);
+        current.base_url = self.base_url.applied_to(current.base_url);
+        if let Some(temperature) = self.temperature {
+            current.temperature = temperature;
+        }
+        if let Some(max_tokens) = self.max_tokens {
+            current.max_tokens = max_tokens;
+        }
+        current.pricing = self.pricing.applied_to(current.pricing);
+        current
+    }
+
+    /// A create or a PUT: the fields sent over the defaults. When a required field is missing,
+    /// the answer names each missing one ("is required") together with every problem of the
+    /// fields that were sent; the result is not validated otherwise (the catalogue does that
+    /// when it applies it).
+    pub fn into_new_fields(self) -> Result<SpecialistDraft, ValidationErrors> {
+        let mut missing = ValidationErrors::new();
+        for (field, is_sent) in REQUIRED_FIELDS.into_iter().zip([
+            self.name.is_some(),
+            self.provider.is_some(),
+            self.model.is_some(),
+            self.system_prompt.is_some(),
+        ]) {
+            if !is_sent {
+                missing.push(field, "is required");
+            }
+        }
+        let fields = self.merged_into(defaults());
+        if missing.is_empty() {
+            return Ok(fields);
+        }
+        // A missing field is also an empty one: "is required" is the reason given for it.
+        // A field that was sent keeps every reason it breaks a rule.
+        if let Err(others) = fields.validate() {
+            for error in others.errors() {
+                if !missing.errors().iter().any(|m| m.field == error.field) {
+                    missing.push(error.field.clone(), error.message.clone());
+                }
+            }
+        }
+        Err(missing)
+    }
+}
+
+/// The fields of a specialist before anything is sent: the required ones empty, the others
+/// at their defaults.
+fn defaults() -> SpecialistDraft {
+    SpecialistDraft {
+        name: String::new(),
+        description: String::new(),
+        provider: String::new(),
+        model: String::new(),
+        base_url: None,
+        system_prompt: String::new(),
+        temperature: DEFAULT_TEMPERATURE,
+        max_tokens: i64::from(DEFAULT_MAX_TOKENS),
+        pricing: None,
+    }
+}
+
+impl Catalogue {
+    /// The fields of a create, or of a PUT replacing `replacing`, ready for [`Catalogue::create`]
+    /// or [`Catalogue::update`]; or, when they cannot be applied, every problem at once:
+    /// `earlier_problems` (a bad id, found by the caller), the fields' own, and the rules that
+    /// need the rest of the catalogue (a taken name, the base URL policy). Fields returned here
+    /// are checked again under the catalogue's lock when they are applied.
+    pub fn new_fields_or_every_problem(
+        &self,
+        patch: SpecialistPatch,
+        mut earlier_problems: ValidationErrors,
+        replacing: Option<&SpecialistId>,
+    ) -> Result<SpecialistDraft, ValidationErrors> {
+        let (name, base_url) = (patch.name.clone(), patch.base_url.clone());
+        match patch.into_new_fields() {
+            Ok(fields) if earlier_problems.is_empty() => return Ok(fields),
+            Ok(fields) => {
+                if let Err(more) = fields.validate() {
+                    earlier_problems.extend(more);
+                }
+            }
+            Err(more) => earlier_problems.extend(more),
+        }
+        let base_url = base_url.applied_to(None);
+        earlier_problems.extend_new_fields(self.problems_with_others(
+            name.as_deref(),
+            base_url.as_deref(),
+            replacing,
+        ));
+        Err(earlier_problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BaseUrlPolicy;
+
+    fn complete() -> SpecialistPatch {
+        SpecialistPatch {
+            name: Some("Tax".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o".into()),
+            system_prompt: Some("Explain tax rules plainly.".into()),
+            ..SpecialistPatch::default()
+        }
+    }
+
+    fn current() -> SpecialistDraft {
+        SpecialistDraft {
+            name: "Current".into(),
+            description: "As it is.".into(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            base_url: Some("https://llm.example.com/v1".into()),
+            system_prompt: "Help.".into(),
+            temperature: 0.2,
+            max_tokens: 100,
+            pricing: Some(PricingDraft {
+                input_per_1m: 1.0,
+                output_per_1m: 2.0,
+            }),
+        }
+    }
+
+    fn fields(errors: &ValidationErrors) -> Vec<(&str, &str)> {
+        errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_patch_changes_the_fields_sent_and_keeps_the_rest() {
+        assert_eq!(SpecialistPatch::default().merged_into(current()), current());
+        let patch = SpecialistPatch {
+            name: Some("Renamed".into()),
+            temperature: Some(1.5),
+            ..SpecialistPatch::default()
+        };
+        let merged = patch.merged_into(current());
+        assert_eq!(merged.name, "Renamed");
+        assert_eq!(merged.temperature, 1.5);
+        assert_eq!(
+            SpecialistDraft {
+                name: "Current".into(),
+                temperature: 0.2,
+                ..merged
+            },
+            current(),
+            "nothing else changed"
+        );
+    }
+
+    #[test]
+    fn null_removes_base_url_and_pricing_a_value_sets_them() {
+        let cleared = SpecialistPatch {
+            base_url: Clearable::Clear,
+            pricing: Clearable::Clear,
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!((cleared.base_url, cleared.pricing), (None, None));
+        let price = PricingDraft {
+            input_per_1m: 3.0,
+            output_per_1m: 4.0,
+        };
+        let set = SpecialistPatch {
+            base_url: Clearable::Set("https://other.example.com".into()),
+            pricing: Clearable::Set(price),
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!(set.base_url.as_deref(), Some("https://other.example.com"));
+        assert_eq!(set.pricing, Some(price));
+        assert_eq!(Clearable::from(None::<Option<u8>>), Clearable::Keep);
+        assert_eq!(Clearable::from(Some(None::<u8>)), Clearable::Clear);
+        assert_eq!(Clearable::from(Some(Some(7))), Clearable::Set(7));
+    }
+
+    #[test]
+    fn new_fields_take_the_defaults_for_what_was_not_sent() {
+        let fields = complete().into_new_fields().unwrap();
+        assert_eq!(fields.temperature, DEFAULT_TEMPERATURE);
+        assert_eq!(fields.max_tokens, i64::from(DEFAULT_MAX_TOKENS));
+        assert_eq!(fields.description, "");
+        assert_eq!((fields.base_url, fields.pricing), (None, None));
+        // Null for an optional field is the same as leaving it out.
+        let nulls = SpecialistPatch {
+            base_url: Clearable::Clear,
+            pricing: Clearable::Clear,
+            ..complete()
+        };
+        assert_eq!(nulls.into_new_fields(), complete().into_new_fields());
+    }
+
+    #[test]
+    fn each_missing_required_field_is_named_with_the_other_problems() {
+        let errors = SpecialistPatch::default().into_new_fields().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            REQUIRED_FIELDS.map(|field| (field, "is required"))
+        );
+        let errors = SpecialistPatch {
+            name: Some("Tax".into()),
+            provider: Some("nope".into()),
+            temperature: Some(9.0),
+            ..SpecialistPatch::default()
+        }
+        .into_new_fields()
+        .unwrap_err();
+        let named: Vec<&str> = fields(&errors)
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        assert_eq!(
+            named,
+            ["model", "system_prompt", "provider", "temperature"],
+            "a missing field once, as required; a bad one for its own reason"
+        );
+    }
+
+    #[test]
+    fn complete_fields_are_not_validated_until_they_are_applied() {
+        let out_of_range = SpecialistPatch {
+            temperature: Some(9.0),
+            ..complete()
+        };
+        let fields = out_of_range.into_new_fields().unwrap();
+        assert_eq!(
+            fields.validate().unwrap_err().errors()[0].field,
+            "temperature"
+        );
+    }
+
+    #[test]
+    fn the_catalogue_lists_every_problem_of_fields_that_cannot_be_applied() {
+        let catalogue = Catalogue::in_memory(Vec::new(), BaseUrlPolicy::default());
+        catalogue
+            .create(
+                SpecialistId::parse("tax").unwrap(),
+                &complete().into_new_fields().unwrap(),
+            )
+            .unwrap();
+        // Nothing wrong that a look at the fields shows: the catalogue decides under its lock.
+        assert!(
+            catalogue
+                .new_fields_or_every_problem(complete(), ValidationErrors::new(), None)
+                .is_ok()
+        );
+        let mut bad_id = ValidationErrors::new();
+        bad_id.push("id", "must be a slug or a UUID");
+        let errors = catalogue
+            .new_fields_or_every_problem(
+                SpecialistPatch {
+                    name: Some("TAX".into()),
+                    model: None,
+                    base_url: Clearable::Set("https://169.254.169.254/v1".into()),
+                    ..complete()
+                },
+                bad_id,
+                None,
+            )
+            .unwrap_err();
+        let named: Vec<&str> = fields(&errors)
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        assert_eq!(named, ["id", "model", "base_url", "name"]);
+        // The specialist a PUT replaces may keep its own name.
+        let errors = catalogue
+            .new_fields_or_every_problem(
+                SpecialistPatch {
+                    model: None,
+                    ..complete()
+                },
+                ValidationErrors::new(),
+                Some(&SpecialistId::parse("tax").unwrap()),
+            )
+            .unwrap_err();
+        assert_eq!(fields(&errors), [("model", "is required")]);
+    }
+}
