@@ -81,6 +81,9 @@ impl RouteGroup {
 pub struct RateLimits {
     chat: RateLimiter,
     management: RateLimiter,
+    /// Each group's `RateLimit-Policy` header, which never changes: made once, not per request.
+    chat_policy: HeaderValue,
+    management_policy: HeaderValue,
     trusted_proxies: Vec<Cidr>,
 }
 
@@ -93,9 +96,12 @@ impl RateLimits {
             });
             Quota::new(requests.get(), Duration::from_secs(window.get()))
         };
+        let (chat, management) = (quota(config.chat)?, quota(config.management)?);
         Ok(Self {
-            chat: RateLimiter::new(quota(config.chat)?, config.max_buckets),
-            management: RateLimiter::new(quota(config.management)?, config.max_buckets),
+            chat: RateLimiter::new(chat, config.max_buckets),
+            management: RateLimiter::new(management, config.max_buckets),
+            chat_policy: policy_header(RouteGroup::Chat, chat),
+            management_policy: policy_header(RouteGroup::Management, management),
             trusted_proxies: config.trusted_proxies.clone(),
         })
     }
@@ -111,6 +117,26 @@ impl RateLimits {
             RouteGroup::Management => &self.management,
         }
     }
+
+    fn policy(&self, group: RouteGroup) -> &HeaderValue {
+        match group {
+            RouteGroup::Chat => &self.chat_policy,
+            RouteGroup::Management => &self.management_policy,
+        }
+    }
+}
+
+/// `RateLimit-Policy` for `group` (draft-ietf-httpapi-ratelimit-headers): its name, quota and
+/// window in seconds.
+fn policy_header(group: RouteGroup, quota: Quota) -> HeaderValue {
+    let value = format!(
+        "\"{}\";q={};w={}",
+        group.name(),
+        quota.capacity(),
+        quota.window().as_secs()
+    );
+    // Made of a fixed name and two numbers: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// One request counted against a bucket: the limiter's decision and all its answer needs.
@@ -118,6 +144,7 @@ impl RateLimits {
 pub(crate) struct Counted {
     group: RouteGroup,
     quota: Quota,
+    policy: HeaderValue,
     decision: Decision,
 }
 
@@ -128,6 +155,7 @@ impl RateLimits {
         Counted {
             group,
             quota: limiter.quota(),
+            policy: self.policy(group).clone(),
             decision: limiter.check(caller, 1),
         }
     }
@@ -158,29 +186,23 @@ impl Counted {
     /// `X-RateLimit-Limit/-Remaining/-Reset` (reset: seconds until the bucket is full), and the
     /// IETF draft's `RateLimit-Policy` and `RateLimit` fields beside them.
     pub(crate) fn add_headers(&self, headers: &mut HeaderMap) {
-        let (group, quota, decision) = (self.group.name(), self.quota, &self.decision);
+        let decision = &self.decision;
         let reset = whole_seconds(decision.reset_after);
-        let pairs = [
-            ("x-ratelimit-limit", decision.limit.to_string()),
-            ("x-ratelimit-remaining", decision.remaining.to_string()),
-            ("x-ratelimit-reset", reset.to_string()),
-            (
-                "ratelimit-policy",
-                format!(
-                    "\"{group}\";q={};w={}",
-                    quota.capacity(),
-                    quota.window().as_secs()
-                ),
-            ),
-            (
-                "ratelimit",
-                format!("\"{group}\";r={};t={reset}", decision.remaining),
-            ),
-        ];
-        for (name, value) in pairs {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
+        let name = HeaderName::from_static;
+        headers.insert(name("x-ratelimit-limit"), HeaderValue::from(decision.limit));
+        headers.insert(
+            name("x-ratelimit-remaining"),
+            HeaderValue::from(decision.remaining),
+        );
+        headers.insert(name("x-ratelimit-reset"), HeaderValue::from(reset));
+        headers.insert(name("ratelimit-policy"), self.policy.clone());
+        let state = format!(
+            "\"{}\";r={};t={reset}",
+            self.group.name(),
+            decision.remaining
+        );
+        if let Ok(value) = HeaderValue::from_str(&state) {
+            headers.insert(name("ratelimit"), value);
         }
     }
 }

@@ -118,7 +118,7 @@ pub(crate) async fn request_scope(
                 metrics.as_deref(),
                 route.as_deref().unwrap_or("unmatched"),
                 &method,
-                response.status().as_u16(),
+                response.status(),
                 received_at,
             );
             Ok(response)
@@ -138,7 +138,7 @@ pub(crate) async fn request_scope(
                 metrics.as_deref(),
                 "unknown",
                 &method,
-                response.status().as_u16(),
+                response.status(),
                 received_at,
             );
             Err(InternalError::from_response(api_error, response).into())
@@ -152,28 +152,24 @@ fn account(
     metrics: Option<&crate::Metrics>,
     route: &str,
     method: &actix_web::http::Method,
-    status: u16,
+    status: actix_web::http::StatusCode,
     received_at: Instant,
 ) {
     let elapsed = received_at.elapsed();
     span.record("route", route);
-    span.record("status", status);
+    span.record("status", status.as_u16());
     span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
     span.in_scope(|| tracing::info!("request completed"));
     if let Some(metrics) = metrics {
         metrics
             .http_requests
-            .with_label_values(&[route, method.as_str(), itoa(status).as_str()])
+            .with_label_values(&[route, method.as_str(), status.as_str()])
             .inc();
         metrics
             .http_latency
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
     }
-}
-
-fn itoa(status: u16) -> String {
-    status.to_string()
 }
 
 /// Logs an error answer: server errors at WARN (with the detail the client was not shown),
