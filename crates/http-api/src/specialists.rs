@@ -11,8 +11,8 @@ use specialists::{CatalogueError, SpecialistPatch};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::openapi::responses::{
-    Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound,
-    ValidationFailed,
+    Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistChange,
+    SpecialistNotFound, ValidationFailed,
 };
 use crate::views::{PricingView, SpecialistList, SpecialistView};
 use crate::{ApiCode, ApiError, AppState, RequestContext};
@@ -180,12 +180,7 @@ pub(crate) async fn create(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = SpecialistNotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        GuardedChange),
+        SpecialistChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn replace(
     state: web::Data<AppState>,
@@ -215,12 +210,7 @@ pub(crate) async fn replace(
     params(("id" = String, Path, description = "Specialist id"),
            ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
     responses((status = 200, description = "The next version; the same version when nothing changed", body = SpecialistView),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = SpecialistNotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        GuardedChange),
+        SpecialistChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn patch(
     state: web::Data<AppState>,

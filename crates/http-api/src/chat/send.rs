@@ -3,10 +3,7 @@ use core_domain::ProviderKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::openapi::responses::{
-    GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound, Unavailable,
-    UpstreamFailed, UpstreamTimeout, ValidationFailed,
-};
+use crate::openapi::responses::ChatCall;
 
 use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
@@ -35,14 +32,7 @@ pub(crate) struct ChatResponse<'a> {
     request_body = ChatRequestBody,
     responses(
         (status = 200, description = "The answer, its tokens, cost and latency", body = ChatResponse),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = SpecialistNotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 502, response = UpstreamFailed),
-        (status = 503, response = Unavailable),
-        (status = 504, response = UpstreamTimeout),
-        GuardedChange
+        ChatCall
     ),
     security((), ("bearer" = []))
 )]

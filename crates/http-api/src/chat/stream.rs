@@ -9,10 +9,7 @@ use pricing::CostEstimate;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::openapi::responses::{
-    GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistNotFound, Unavailable,
-    UpstreamFailed, UpstreamTimeout, ValidationFailed,
-};
+use crate::openapi::responses::ChatCall;
 use serde_json::json;
 
 use crate::chat::relay::StreamFormat;
@@ -44,14 +41,7 @@ pub(crate) struct StreamChunk<'a> {
     request_body = ChatRequestBody,
     responses(
         (status = 200, description = "text/event-stream of `event: message` chunks (the last has is_final, tokens, cost and latency); a failure after the start ends it with `event: error` data {code, message}", content_type = "text/event-stream", body = StreamChunk),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = SpecialistNotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed),
-        (status = 502, response = UpstreamFailed),
-        (status = 503, response = Unavailable),
-        (status = 504, response = UpstreamTimeout),
-        GuardedChange
+        ChatCall
     ),
     security((), ("bearer" = []))
 )]

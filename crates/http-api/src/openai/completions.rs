@@ -12,10 +12,7 @@ use super::wire::{
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
-use crate::openapi::responses::{
-    OpenAiGuardedChange, OpenAiInvalidRequest, OpenAiModelNotFound, OpenAiPayloadTooLarge,
-    OpenAiUnavailable, OpenAiUpstreamFailed, OpenAiUpstreamTimeout, OpenAiValidationFailed,
-};
+use crate::openapi::responses::OpenAiChatCall;
 use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
@@ -24,14 +21,7 @@ use crate::{ApiCode, ApiError, AppState, RequestContext};
     responses(
         (status = 200, description = "A chat.completion; with stream: true, text/event-stream of chat.completion.chunk then [DONE]",
             content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
-        (status = 400, response = OpenAiInvalidRequest),
-        (status = 404, response = OpenAiModelNotFound),
-        (status = 413, response = OpenAiPayloadTooLarge),
-        (status = 422, response = OpenAiValidationFailed),
-        (status = 502, response = OpenAiUpstreamFailed),
-        (status = 503, response = OpenAiUnavailable),
-        (status = 504, response = OpenAiUpstreamTimeout),
-        OpenAiGuardedChange),
+        OpenAiChatCall),
     security((), ("bearer" = [])))]
 pub(crate) async fn completions(
     state: web::Data<AppState>,

@@ -204,15 +204,53 @@ response_groups! {
         (421, OpenAiHostNotAllowed),
         (429, OpenAiTooManyRequests),
     ];
-    /// An OpenAI-compatible state-changing route (POST) behind authentication and the rate
-    /// limiter.
-    OpenAiGuardedChange = [
+    /// A native chat call (`/chat/send`, `/chat/stream`): a guarded change's answers, and what
+    /// the call itself can end with before its answer starts.
+    ChatCall = [
+        (400, InvalidRequest),
+        (401, Unauthorized),
+        (403, Forbidden),
+        (404, SpecialistNotFound),
+        (408, RequestTimeout),
+        (413, PayloadTooLarge),
+        (415, UnsupportedMediaType),
+        (421, HostNotAllowed),
+        (422, ValidationFailed),
+        (429, TooManyRequests),
+        (502, UpstreamFailed),
+        (503, Unavailable),
+        (504, UpstreamTimeout),
+    ];
+    /// `/v1/chat/completions`: the same answers in OpenAI's shape.
+    OpenAiChatCall = [
+        (400, OpenAiInvalidRequest),
         (401, OpenAiUnauthorized),
         (403, OpenAiForbidden),
+        (404, OpenAiModelNotFound),
         (408, OpenAiRequestTimeout),
+        (413, OpenAiPayloadTooLarge),
         (415, OpenAiUnsupportedMediaType),
         (421, OpenAiHostNotAllowed),
+        (422, OpenAiValidationFailed),
         (429, OpenAiTooManyRequests),
+        (502, OpenAiUpstreamFailed),
+        (503, OpenAiUnavailable),
+        (504, OpenAiUpstreamTimeout),
+    ];
+    /// A change to an existing specialist (PUT, PATCH): a guarded change's answers, and the
+    /// catalogue's refusals.
+    SpecialistChange = [
+        (400, InvalidRequest),
+        (401, Unauthorized),
+        (403, Forbidden),
+        (404, SpecialistNotFound),
+        (408, RequestTimeout),
+        (409, Conflict),
+        (413, PayloadTooLarge),
+        (415, UnsupportedMediaType),
+        (421, HostNotAllowed),
+        (422, ValidationFailed),
+        (429, TooManyRequests),
     ];
 }
 
@@ -325,7 +363,9 @@ mod tests {
             Guarded::ENTRIES,
             GuardedChange::ENTRIES,
             OpenAiGuarded::ENTRIES,
-            OpenAiGuardedChange::ENTRIES,
+            ChatCall::ENTRIES,
+            OpenAiChatCall::ENTRIES,
+            SpecialistChange::ENTRIES,
         ] {
             for (status, response) in entries {
                 let name = response().0;
