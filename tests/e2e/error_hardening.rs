@@ -53,7 +53,7 @@ fn cue(request: &ProviderRequest) -> Option<&'static str> {
     let last = request.messages.last()?;
     ["PANIC-NOW", "PANIC-MIDWAY"]
         .into_iter()
-        .find(|cue| last.content.contains(cue))
+        .find(|cue| last.text().contains(cue))
 }
 
 fn explode<T>(where_: &str) -> T {

@@ -40,7 +40,10 @@ mod text;
 mod usage;
 mod validation;
 
-pub use chat::{ChatMessage, Role};
+pub use chat::{
+    ChatMessage, ChatOptions, ContentPart, ImageDetail, ImageSource, JsonSchemaFormat,
+    ReasoningEffort, ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition,
+};
 pub use error::{DomainError, ErrorCode};
 pub use identity::{AccessRole, EmailHash, UserIdentity};
 pub use ids::{RequestId, SpecialistId};
@@ -54,6 +57,7 @@ pub use specialist::{
 };
 pub use text::comparable_name;
 pub use usage::{
-    Completion, FinishReason, StreamEvent, TokenUsage, estimate_prompt_tokens, estimate_text_tokens,
+    Completion, FinishReason, StreamEvent, TokenUsage, ToolCallDelta, estimate_prompt_tokens,
+    estimate_text_tokens,
 };
 pub use validation::{FieldError, ValidationErrors};

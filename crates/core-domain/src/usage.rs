@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::ChatMessage;
+use crate::{ChatMessage, ContentPart, ToolCall};
 
 /// Tokens consumed by one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,8 +67,10 @@ impl FinishReason {
 /// A whole answer from a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
-    /// The answer's text.
+    /// The answer's text (empty when the model only called tools).
     pub content: String,
+    /// The tools the model called, in order.
+    pub tool_calls: Vec<ToolCall>,
     /// Tokens consumed.
     pub usage: TokenUsage,
     /// Why the answer ended.
@@ -88,6 +90,9 @@ pub struct Completion {
 pub enum StreamEvent {
     /// The next piece of the answer's text, in order.
     TextDelta(String),
+    /// The next piece of a tool call: its first piece has the id and name, every piece a
+    /// fragment of the arguments' JSON text, in order.
+    ToolCallDelta(ToolCallDelta),
     /// The end of the answer, with usage and why it ended.
     Finished {
         /// Tokens consumed (flagged when estimated).
@@ -97,6 +102,19 @@ pub enum StreamEvent {
         /// The model that answered, as the upstream named it.
         model: String,
     },
+}
+
+/// A piece of a streamed tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    /// Which call of the answer (0 for the first), the same on every piece of one call.
+    pub index: u32,
+    /// The call's id, on its first piece.
+    pub id: Option<String>,
+    /// The tool's name, on its first piece.
+    pub name: Option<String>,
+    /// The next fragment of the arguments' JSON text.
+    pub arguments: String,
 }
 
 /// A rough token count for text: one token per four characters, rounded up.
@@ -121,8 +139,26 @@ pub fn estimate_prompt_tokens(system_prompt: &str, messages: &[ChatMessage]) -> 
     };
     messages
         .iter()
-        .map(|m| estimate_text_tokens(&m.content).saturating_add(PER_MESSAGE))
+        .map(|m| estimate_message_tokens(m).saturating_add(PER_MESSAGE))
         .fold(system.saturating_add(REPLY_PRIMING), u32::saturating_add)
+}
+
+/// What one message adds to a prompt: its text, the tool calls it carries, and a flat
+/// allowance per image (the tokens an upstream charges for one depend on its size, which we do
+/// not decode; 765 is OpenAI's count for a 1024×1024 image at high detail).
+fn estimate_message_tokens(message: &ChatMessage) -> u32 {
+    const PER_IMAGE: u32 = 765;
+    message
+        .content
+        .iter()
+        .map(|part| match part {
+            ContentPart::Text(text) => estimate_text_tokens(text),
+            ContentPart::Image { .. } => PER_IMAGE,
+        })
+        .chain(message.tool_calls.iter().map(|call| {
+            estimate_text_tokens(&call.name).saturating_add(estimate_text_tokens(&call.arguments))
+        }))
+        .fold(0, u32::saturating_add)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         temperature: 0.3,
         max_tokens: 512,
         base_url: None,
+        options: Default::default(),
     };
     let mut events = provider.stream(&request).await?;
     while let Some(event) = events.next().await {
@@ -43,6 +44,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             StreamEvent::TextDelta(text) => {
                 print!("{text}");
                 std::io::stdout().flush()?;
+            }
+            StreamEvent::ToolCallDelta(call) => {
+                if let Some(name) = &call.name {
+                    print!("\n[calls {name}] ");
+                }
+                print!("{}", call.arguments);
             }
             StreamEvent::Finished { usage, model, .. } => println!(
                 "\n[{model}: {} tokens in, {} out{}]",

@@ -36,6 +36,7 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
         temperature: 0.3,
         max_tokens: 256,
         base_url: None,
+        options: Default::default(),
     };
 
     let started = Instant::now();
@@ -45,6 +46,13 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
             StreamEvent::TextDelta(text) => {
                 write!(out, "{text}")?;
                 out.flush()?;
+            }
+            // The mock calls no tools; a real model's calls stream their arguments in pieces.
+            StreamEvent::ToolCallDelta(call) => {
+                if let Some(name) = &call.name {
+                    write!(out, "\n[calls {name}] ")?;
+                }
+                write!(out, "{}", call.arguments)?;
             }
             StreamEvent::Finished {
                 usage,

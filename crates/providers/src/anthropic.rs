@@ -61,17 +61,22 @@ impl AnthropicProvider {
     /// System text goes in its own field: the specialist's prompt, then any system messages of
     /// the conversation (Anthropic has no system role in `messages`).
     fn body(request: &ProviderRequest, stream: bool) -> WireRequest<'_> {
-        let mut system: Vec<&str> = Vec::new();
+        let mut system: Vec<String> = Vec::new();
         if !request.system_prompt.is_empty() {
-            system.push(&request.system_prompt);
+            system.push(request.system_prompt.clone());
         }
         let mut messages = Vec::with_capacity(request.messages.len());
         for m in &request.messages {
             match m.role {
-                Role::System => system.push(&m.content),
-                Role::User | Role::Assistant => messages.push(WireMessage {
+                Role::System => system.push(m.text()),
+                // Tool results are refused by `check_request` until they are mapped.
+                Role::User | Role::Tool => messages.push(WireMessage {
+                    role: Role::User.as_str(),
+                    content: m.text().into(),
+                }),
+                Role::Assistant => messages.push(WireMessage {
                     role: m.role.as_str(),
-                    content: &m.content,
+                    content: m.text().into(),
                 }),
             }
         }
@@ -133,6 +138,7 @@ impl ChatProvider for AnthropicProvider {
                 .and_then(|u| Some((count(u.input_tokens)?, count(u.output_tokens)?)));
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
+                tool_calls: Vec::new(),
                 content,
                 usage,
                 finish_reason: answer
@@ -233,7 +239,7 @@ struct WireRequest<'a> {
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'a str,
-    content: &'a str,
+    content: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]

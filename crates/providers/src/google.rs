@@ -71,22 +71,27 @@ impl GoogleProvider {
         let mut system: Vec<WirePart<'_>> = Vec::new();
         if !request.system_prompt.is_empty() {
             system.push(WirePart {
-                text: &request.system_prompt,
+                text: request.system_prompt.as_str().into(),
             });
         }
         let mut contents = Vec::with_capacity(request.messages.len());
         for m in &request.messages {
             let role = match m.role {
                 Role::System => {
-                    system.push(WirePart { text: &m.content });
+                    system.push(WirePart {
+                        text: m.text().into(),
+                    });
                     continue;
                 }
-                Role::User => "user",
+                // Tool results are refused by `check_request` until they are mapped.
+                Role::User | Role::Tool => "user",
                 Role::Assistant => "model",
             };
             contents.push(WireContent {
                 role,
-                parts: vec![WirePart { text: &m.content }],
+                parts: vec![WirePart {
+                    text: m.text().into(),
+                }],
             });
         }
         WireRequest {
@@ -161,6 +166,7 @@ impl ChatProvider for GoogleProvider {
             let reported = answer.usage_metadata.as_ref().and_then(WireUsage::counts);
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
+                tool_calls: Vec::new(),
                 content,
                 usage,
                 finish_reason,
@@ -251,7 +257,7 @@ struct WireSystem<'a> {
 
 #[derive(Debug, Serialize)]
 struct WirePart<'a> {
-    text: &'a str,
+    text: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Debug, Serialize)]

@@ -46,6 +46,7 @@
 //!         temperature: 0.2,
 //!         max_tokens: 100,
 //!         base_url: None,
+//!         options: Default::default(),
 //!     })
 //!     .await?;
 //! println!("{} ({} tokens in, {} out)", answer.content, answer.usage.input_tokens,
@@ -70,6 +71,7 @@
 //!     temperature: 0.0,
 //!     max_tokens: 256,
 //!     base_url: None,
+//!     options: Default::default(),
 //! };
 //! let whole = provider.complete(&request).await.unwrap();
 //!
@@ -112,5 +114,5 @@ pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};
 pub use registry::{ProviderRegistry, api_key_env};
-pub use request::ProviderRequest;
+pub use request::{ProviderRequest, Unsupported};
 pub use transport::{Sleeper, TokioSleeper};

@@ -55,7 +55,9 @@ impl MockProvider {
             .iter()
             .rev()
             .find(|m| m.role == Role::User)
-            .map_or("", |m| m.content.trim());
+            .map(core_domain::ChatMessage::text)
+            .unwrap_or_default();
+        let question = question.trim();
         let full = format!(
             "You said: \"{question}\". This reply comes from commander's built-in mock provider \
              (model {}): no upstream model was called, and the same message always gets the \
@@ -74,6 +76,7 @@ impl MockProvider {
             estimate_text_tokens(&content),
         );
         Completion {
+            tool_calls: Vec::new(),
             content,
             usage,
             finish_reason,
@@ -119,6 +122,7 @@ impl ChatProvider for MockProvider {
                 usage,
                 finish_reason,
                 model,
+                ..
             } = Self::answer(request);
             let delay = self.config.chunk_delay_ms;
             let deltas = split_into_chunks(&content, self.config.chunk_count)
@@ -163,6 +167,7 @@ mod tests {
             temperature: 0.0,
             max_tokens,
             base_url: None,
+            options: Default::default(),
         }
     }
 

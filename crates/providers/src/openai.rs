@@ -144,12 +144,12 @@ impl OpenAiProvider {
         if !starts_with_system && !request.system_prompt.is_empty() {
             messages.push(WireMessage {
                 role: Role::System.as_str(),
-                content: &request.system_prompt,
+                content: request.system_prompt.as_str().into(),
             });
         }
         messages.extend(request.messages.iter().map(|m| WireMessage {
             role: m.role.as_str(),
-            content: &m.content,
+            content: m.text().into(),
         }));
         // OpenAI's reasoning models refuse `max_tokens` and any temperature but the default;
         // every other server (and every other OpenAI model) takes `max_tokens`.
@@ -229,6 +229,7 @@ impl ChatProvider for OpenAiProvider {
             let reported = answer.usage.as_ref().and_then(WireUsage::counts);
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
+                tool_calls: Vec::new(),
                 content,
                 usage,
                 finish_reason,
@@ -315,7 +316,7 @@ struct WireRequest<'a> {
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'a str,
-    content: &'a str,
+    content: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Debug, Serialize)]

@@ -4,7 +4,7 @@ use core_domain::{Completion, ProviderKind, StreamEvent};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::{ProviderError, ProviderRequest, StreamFailure};
+use crate::{ProviderError, ProviderRequest, StreamFailure, Unsupported};
 
 /// A streamed answer: text deltas, then one `Finished` — or, when it fails part way, one
 /// [`StreamFailure`] saying what the call consumed, after which it ends. Dropping it cancels
@@ -31,6 +31,13 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     fn check_configured(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
         let _ = base_url;
         Ok(())
+    }
+
+    /// [`Unsupported`] for the first thing in `request` this provider cannot honour (a tool,
+    /// an image, a sampling parameter...): refused before the call, never dropped. The default
+    /// honours plain chat only; a provider overrides it with what it maps.
+    fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
+        request.plain_chat_only(self.kind())
     }
 
     /// Asks for a whole answer.

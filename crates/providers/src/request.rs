@@ -1,5 +1,6 @@
 use core_domain::{
-    ChatMessage, Specialist, TokenUsage, estimate_prompt_tokens, estimate_text_tokens,
+    ChatMessage, ChatOptions, ProviderKind, Specialist, TokenUsage, estimate_prompt_tokens,
+    estimate_text_tokens,
 };
 
 /// Everything a provider needs for one call, independent of the wire format.
@@ -17,6 +18,8 @@ pub struct ProviderRequest {
     pub max_tokens: u32,
     /// An OpenAI-compatible server to call instead of the configured one.
     pub base_url: Option<String>,
+    /// Tools, structured output, sampling: what the caller asked besides the conversation.
+    pub options: ChatOptions,
 }
 
 impl ProviderRequest {
@@ -35,8 +38,72 @@ impl ProviderRequest {
             temperature: specialist.temperature(),
             max_tokens: specialist.max_tokens(),
             base_url: specialist.base_url().map(str::to_owned),
+            options: ChatOptions::default(),
         }
     }
+}
+
+impl ProviderRequest {
+    /// The first thing in this request that only plain chat lacks — a tool, an image, a tool
+    /// call or result, a response format, a sampling parameter — named as the caller's
+    /// parameter, or `None` for plain chat. A provider refuses what it does not map.
+    pub fn first_beyond_plain_chat(&self) -> Option<&'static str> {
+        let o = &self.options;
+        let checks: [(&'static str, bool); 13] = [
+            ("tools", !o.tools.is_empty()),
+            ("tool_choice", o.tool_choice.is_some()),
+            ("parallel_tool_calls", o.parallel_tool_calls.is_some()),
+            ("response_format", o.response_format.is_some()),
+            ("stop", !o.stop.is_empty()),
+            ("top_p", o.top_p.is_some()),
+            ("seed", o.seed.is_some()),
+            ("presence_penalty", o.presence_penalty.is_some()),
+            ("frequency_penalty", o.frequency_penalty.is_some()),
+            ("logit_bias", !o.logit_bias.is_empty()),
+            ("logprobs", o.logprobs || o.top_logprobs.is_some()),
+            ("reasoning_effort", o.reasoning_effort.is_some()),
+            (
+                "messages",
+                self.messages.iter().any(|m| {
+                    m.has_images() || !m.tool_calls.is_empty() || m.tool_call_id.is_some()
+                }),
+            ),
+        ];
+        checks
+            .into_iter()
+            .find_map(|(param, asked)| asked.then_some(param))
+    }
+
+    /// [`Unsupported`] for the first thing beyond plain chat in this request: for a provider
+    /// that maps nothing more.
+    pub fn plain_chat_only(&self, provider: ProviderKind) -> Result<(), Unsupported> {
+        match self.first_beyond_plain_chat() {
+            None => Ok(()),
+            Some("messages") => Err(Unsupported {
+                provider,
+                param: "messages",
+                what: "images, tool calls or tool results in messages".to_owned(),
+            }),
+            Some(param) => Err(Unsupported {
+                provider,
+                param,
+                what: format!("'{param}'"),
+            }),
+        }
+    }
+}
+
+/// A request asks for something its provider cannot honour: refused before the call, never
+/// silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {provider} provider does not support {what}")]
+pub struct Unsupported {
+    /// The provider.
+    pub provider: ProviderKind,
+    /// The caller's parameter, as the OpenAI door spells it.
+    pub param: &'static str,
+    /// What is not supported, completing "the provider does not support ...".
+    pub what: String,
 }
 
 impl ProviderRequest {

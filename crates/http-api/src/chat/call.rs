@@ -52,8 +52,8 @@ pub(crate) fn prepare(
 }
 
 /// Finds the specialist and its provider and builds the request with `build`. Refusals before
-/// the specialist is known (404) leave no usage row; from the specialist on, every outcome
-/// does.
+/// the call (404, a parameter the provider cannot honour) leave no usage row; from then on,
+/// every outcome does.
 pub(crate) fn prepare_for(
     state: &AppState,
     context: &RequestContext,
@@ -70,8 +70,13 @@ pub(crate) fn prepare_for(
         .record("specialist", specialist.id().as_str())
         .record("provider", specialist.provider().as_str());
     let request = build(&specialist);
-    let recorder = CallRecorder::start(state, &specialist, context, request.prompt_estimate());
     let provider = state.providers.provider_for(&specialist);
+    // What the provider cannot honour is refused before anything is called or recorded, like
+    // any invalid request.
+    if let Ok(provider) = &provider {
+        provider.check_request(&request)?;
+    }
+    let recorder = CallRecorder::start(state, &specialist, context, request.prompt_estimate());
     Ok(PreparedCall {
         specialist,
         provider,

@@ -75,9 +75,9 @@ impl ChatRequestBody {
                 );
             }
             if let Some(role) = role {
-                history.push(ChatMessage {
-                    role,
-                    content: entry.content,
+                history.push(match role {
+                    Role::Assistant => ChatMessage::assistant(entry.content),
+                    _ => ChatMessage::user(entry.content),
                 });
             }
         }

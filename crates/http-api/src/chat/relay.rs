@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage};
+use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage, ToolCallDelta};
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use pricing::CostEstimate;
 use providers::{ChatProvider, EventStream, ProviderError, ProviderRequest, StreamFailure};
@@ -22,6 +22,8 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn opening(&self) -> Vec<sse::Event>;
     /// One piece of text.
     fn delta(&self, text: &str) -> sse::Event;
+    /// One piece of a tool call (only a door that can offer tools receives them).
+    fn tool_call(&self, delta: &ToolCallDelta) -> Vec<sse::Event>;
     /// The end of a successful answer.
     fn finished(
         &self,
@@ -206,6 +208,13 @@ impl<F: StreamFormat> Relay<F> {
                     recorder.note_delivered(&text);
                 }
                 Step::More(vec![self.format.delta(&text)])
+            }
+            Some(Ok(StreamEvent::ToolCallDelta(delta))) => {
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.note_delivered(delta.name.as_deref().unwrap_or(""));
+                    recorder.note_delivered(&delta.arguments);
+                }
+                Step::More(self.format.tool_call(&delta))
             }
             Some(Ok(StreamEvent::Finished {
                 usage,

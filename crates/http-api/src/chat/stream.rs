@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{ErrorCode, FinishReason, TokenUsage};
+use core_domain::{ErrorCode, FinishReason, TokenUsage, ToolCallDelta};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use serde::Serialize;
@@ -81,6 +81,11 @@ impl StreamFormat for ChatFormat {
             finish_reason: None,
             request_id: None,
         })
+    }
+
+    /// `/chat/*` offers no tools, so no model calls one here.
+    fn tool_call(&self, _delta: &ToolCallDelta) -> Vec<sse::Event> {
+        Vec::new()
     }
 
     fn finished(

@@ -52,6 +52,9 @@ pub enum ApiCode {
     TooManyConnections,
     /// The server is not ready to serve (e.g. the database is unreachable).
     ServiceUnavailable,
+    /// The request asks for something the specialist's provider cannot honour (a tool, an
+    /// image, a sampling parameter...); `param` names it. Refused, never silently dropped.
+    UnsupportedParameter,
     /// How a chat call failed, as its usage row records it.
     Call(ErrorCode),
 }
@@ -78,6 +81,7 @@ impl ApiCode {
         Self::RateLimited,
         Self::TooManyConnections,
         Self::ServiceUnavailable,
+        Self::UnsupportedParameter,
     ];
 
     /// Every code the API can answer with: for tests and docs that must cover the whole set.
@@ -109,6 +113,7 @@ impl ApiCode {
             Self::RateLimited => "rate_limited",
             Self::TooManyConnections => "too_many_connections",
             Self::ServiceUnavailable => "service_unavailable",
+            Self::UnsupportedParameter => "unsupported_parameter",
             Self::Call(code) => code.as_str(),
         }
     }
@@ -116,9 +121,9 @@ impl ApiCode {
     /// The HTTP status the API answers this code with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest | Self::Call(ErrorCode::UpstreamInvalidRequest) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest
+            | Self::UnsupportedParameter
+            | Self::Call(ErrorCode::UpstreamInvalidRequest) => StatusCode::BAD_REQUEST,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
@@ -198,6 +203,7 @@ mod tests {
             ApiCode::RateLimited => 15,
             ApiCode::TooManyConnections => 16,
             ApiCode::ServiceUnavailable => 17,
+            ApiCode::UnsupportedParameter => 18,
             ApiCode::Call(_) => return None,
         };
         Some(position)

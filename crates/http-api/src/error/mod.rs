@@ -277,6 +277,17 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+impl From<providers::Unsupported> for ApiError {
+    fn from(refusal: providers::Unsupported) -> Self {
+        let mut details = ValidationErrors::new();
+        details.push(refusal.param, refusal.to_string());
+        Self {
+            details: Some(details),
+            ..Self::new(ApiCode::UnsupportedParameter, refusal.to_string())
+        }
+    }
+}
+
 impl From<JsonPayloadError> for ApiError {
     fn from(error: JsonPayloadError) -> Self {
         match error {

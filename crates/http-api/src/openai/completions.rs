@@ -2,13 +2,13 @@ use std::time::Duration;
 
 use actix_web::{Either, HttpResponse, Responder, web};
 use actix_web_lab::sse;
-use core_domain::{ErrorCode, FinishReason, TokenUsage};
+use core_domain::{ErrorCode, FinishReason, TokenUsage, ToolCallDelta};
 use pricing::CostEstimate;
 
 use super::request::CompletionRequest;
 use super::wire::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage,
-    Delta,
+    Delta, FunctionChunk, ToolCallChunk,
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
@@ -134,6 +134,7 @@ impl StreamFormat for OpenAiChunks {
             Delta {
                 role: Some("assistant"),
                 content: Some(String::new()),
+                ..Delta::default()
             },
             None,
         )]
@@ -142,11 +143,29 @@ impl StreamFormat for OpenAiChunks {
     fn delta(&self, text: &str) -> sse::Event {
         self.chunk(
             Delta {
-                role: None,
                 content: Some(text.to_owned()),
+                ..Delta::default()
             },
             None,
         )
+    }
+
+    fn tool_call(&self, delta: &ToolCallDelta) -> Vec<sse::Event> {
+        vec![self.chunk(
+            Delta {
+                tool_calls: vec![ToolCallChunk {
+                    index: delta.index,
+                    id: delta.id.clone(),
+                    kind: delta.id.is_some().then_some("function"),
+                    function: FunctionChunk {
+                        name: delta.name.clone(),
+                        arguments: delta.arguments.clone(),
+                    },
+                }],
+                ..Delta::default()
+            },
+            None,
+        )]
     }
 
     fn finished(

@@ -189,6 +189,7 @@ impl Completion {
                 .max_tokens
                 .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
             base_url: specialist.base_url().map(str::to_owned),
+            options: Default::default(),
         }
     }
 }

@@ -86,6 +86,31 @@ pub(crate) struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Pieces of tool calls: the first of a call has its id and name, every piece a fragment of
+    /// its arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallChunk>,
+}
+
+/// One piece of a streamed tool call, as OpenAI sends it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ToolCallChunk {
+    /// Which call of the answer.
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Always `function`, on the first piece.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionChunk,
+}
+
+/// The function part of a streamed tool call piece.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FunctionChunk {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub arguments: String,
 }
 
 /// A model object: one specialist.

@@ -103,6 +103,7 @@ pub fn request(model: &str) -> ProviderRequest {
         temperature: 0.3,
         max_tokens: 256,
         base_url: None,
+        options: Default::default(),
     }
 }
 
