@@ -34,5 +34,5 @@ mod render;
 mod reply;
 mod server;
 
-pub use reply::{Finish, Reply};
+pub use reply::{FakeToolCall, Finish, Reply};
 pub use server::{FakeUpstream, RecordedRequest, Wire};

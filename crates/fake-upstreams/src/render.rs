@@ -20,6 +20,9 @@ fn finish_word(wire: Wire, finish: Finish) -> &'static str {
         (Wire::Anthropic, Finish::Length) => "max_tokens",
         (Wire::Google, Finish::Stop) => "STOP",
         (Wire::Google, Finish::Length) => "MAX_TOKENS",
+        (Wire::OpenAi, Finish::ToolCalls) => "tool_calls",
+        (Wire::Anthropic, Finish::ToolCalls) => "tool_use",
+        (Wire::Google, Finish::ToolCalls) => "STOP",
     }
 }
 

@@ -7,6 +7,19 @@ pub enum Finish {
     Stop,
     /// The token limit (`length`, `max_tokens`, `MAX_TOKENS`).
     Length,
+    /// The model called tools (`tool_calls`, `tool_use`; Gemini says `STOP`).
+    ToolCalls,
+}
+
+/// A tool call the fake's answer makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeToolCall {
+    /// The call's id (Gemini has none on its wire; the provider makes one).
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, as JSON text.
+    pub arguments: String,
 }
 
 /// How a streamed answer ends.
@@ -37,6 +50,8 @@ pub(crate) struct Answer {
     pub byte_order_mark: bool,
     pub finish: Finish,
     pub ending: Ending,
+    /// Tool calls after the text (streamed after it, each call's arguments in two pieces).
+    pub tool_calls: Vec<FakeToolCall>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +99,7 @@ impl Reply {
                 byte_order_mark: false,
                 finish: Finish::Stop,
                 ending: Ending::Complete,
+                tool_calls: Vec::new(),
             }),
             first_byte_delay: Duration::ZERO,
         }
@@ -193,6 +209,22 @@ impl Reply {
     /// Ends with this finish reason.
     pub fn finish(self, finish: Finish) -> Self {
         self.answer(|a| a.finish = finish)
+    }
+
+    /// Calls these tools after the text (which may be empty), finishing with
+    /// [`Finish::ToolCalls`]: `(id, name, arguments JSON)` each.
+    pub fn tool_calls(self, calls: &[(&str, &str, &str)]) -> Self {
+        self.answer(|a| {
+            a.tool_calls = calls
+                .iter()
+                .map(|(id, name, arguments)| FakeToolCall {
+                    id: (*id).to_owned(),
+                    name: (*name).to_owned(),
+                    arguments: (*arguments).to_owned(),
+                })
+                .collect();
+            a.finish = Finish::ToolCalls;
+        })
     }
 
     /// Streams `chunks` text chunks, then closes the connection abruptly.
