@@ -71,6 +71,9 @@ pub struct Completion {
     pub content: String,
     /// The tools the model called, in order.
     pub tool_calls: Vec<ToolCall>,
+    /// The answer's token log probabilities, in OpenAI's `choices[].logprobs` shape, when they
+    /// were asked for and the upstream gave them.
+    pub logprobs: Option<serde_json::Value>,
     /// Tokens consumed.
     pub usage: TokenUsage,
     /// Why the answer ended.

@@ -139,6 +139,7 @@ impl ChatProvider for AnthropicProvider {
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 tool_calls: Vec::new(),
+                logprobs: None,
                 content,
                 usage,
                 finish_reason: answer

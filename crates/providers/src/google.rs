@@ -167,6 +167,7 @@ impl ChatProvider for GoogleProvider {
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 tool_calls: Vec::new(),
+                logprobs: None,
                 content,
                 usage,
                 finish_reason,

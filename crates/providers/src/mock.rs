@@ -77,6 +77,7 @@ impl MockProvider {
         );
         Completion {
             tool_calls: Vec::new(),
+            logprobs: None,
             content,
             usage,
             finish_reason,

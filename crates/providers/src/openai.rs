@@ -230,6 +230,7 @@ impl ChatProvider for OpenAiProvider {
             let usage = request.usage_or_estimate(reported, &content);
             Ok(Completion {
                 tool_calls: Vec::new(),
+                logprobs: None,
                 content,
                 usage,
                 finish_reason,
