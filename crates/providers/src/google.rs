@@ -98,7 +98,13 @@ impl GoogleProvider {
                 }
                 Role::User | Role::Assistant => {
                     let mut parts = Vec::with_capacity(m.content.len() + m.tool_calls.len());
-                    for part in &m.content {
+                    // Gemini refuses empty text parts; an assistant message that only calls
+                    // tools often carries one.
+                    let said = m
+                        .content
+                        .iter()
+                        .filter(|p| !matches!(p, ContentPart::Text(t) if t.is_empty()));
+                    for part in said {
                         parts.push(content_part(part, &mut images)?);
                     }
                     for call in &m.tool_calls {
@@ -111,7 +117,11 @@ impl GoogleProvider {
                         // Gemini needs a part in every turn; an empty message is empty text.
                         parts.push(WirePart::text(""));
                     }
-                    let role = if m.role == Role::User { "user" } else { "model" };
+                    let role = if m.role == Role::User {
+                        "user"
+                    } else {
+                        "model"
+                    };
                     contents.push(WireContent { role, parts });
                 }
                 Role::Tool => {
@@ -133,9 +143,10 @@ impl GoogleProvider {
         let (response_mime_type, response_json_schema) = match &options.response_format {
             None | Some(ResponseFormat::Text) => (None, None),
             Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
-            Some(ResponseFormat::JsonSchema(format)) => {
-                (Some("application/json"), Some(schema_with_description(format)))
-            }
+            Some(ResponseFormat::JsonSchema(format)) => (
+                Some("application/json"),
+                Some(schema_with_description(format)),
+            ),
         };
         Ok(WireRequest {
             contents,
@@ -191,7 +202,10 @@ fn refusal(param: &'static str, what: impl Into<String>) -> Unsupported {
 /// Refuses the options Gemini has no way to honour.
 fn refuse_unmapped_options(options: &ChatOptions) -> Result<(), Unsupported> {
     if !options.logit_bias.is_empty() {
-        return Err(refusal("logit_bias", "'logit_bias' (Gemini has no token biases)"));
+        return Err(refusal(
+            "logit_bias",
+            "'logit_bias' (Gemini has no token biases)",
+        ));
     }
     if options.logprobs || options.top_logprobs.is_some() {
         // Gemini's `responseLogprobs` exists, but its answer is not yet turned into OpenAI's
@@ -560,26 +574,41 @@ impl ChatProvider for GoogleProvider {
                     let Some(candidate) = chunk.candidates.first() else {
                         return Ok(Step::Nothing);
                     };
-                    let (text, calls) = candidate_output(candidate);
-                    let mut events = vec![StreamEvent::TextDelta(text)];
-                    for (name, arguments) in calls {
-                        events.push(StreamEvent::ToolCallDelta(ToolCallDelta {
-                            index: u32::try_from(calls_made).unwrap_or(u32::MAX),
-                            id: Some(call_id(calls_made)),
-                            name: Some(name),
-                            arguments,
-                        }));
-                        calls_made += 1;
-                    }
-                    if let Some(reason) = candidate.finish_reason.as_deref() {
-                        tally.finish = Some(with_tool_calls(finish_reason(reason), calls_made > 0));
-                    }
-                    Ok(Step::Events(events))
+                    Ok(Step::Events(stream_pieces(
+                        candidate,
+                        &mut calls_made,
+                        tally,
+                    )))
                 },
             ))
         }
         .boxed()
     }
+}
+
+/// One streamed candidate chunk as deltas: its text, then each function call whole, numbered
+/// after the `calls_made` in earlier chunks. Records the finish, `tool_calls` once any call was
+/// made.
+fn stream_pieces(
+    candidate: &WireCandidate,
+    calls_made: &mut usize,
+    tally: &mut Tally,
+) -> Vec<StreamEvent> {
+    let (text, calls) = candidate_output(candidate);
+    let mut events = vec![StreamEvent::TextDelta(text)];
+    for (name, arguments) in calls {
+        events.push(StreamEvent::ToolCallDelta(ToolCallDelta {
+            index: u32::try_from(*calls_made).unwrap_or(u32::MAX),
+            id: Some(call_id(*calls_made)),
+            name: Some(name),
+            arguments,
+        }));
+        *calls_made += 1;
+    }
+    if let Some(reason) = candidate.finish_reason.as_deref() {
+        tally.finish = Some(with_tool_calls(finish_reason(reason), *calls_made > 0));
+    }
+    events
 }
 
 /// A request `check_request` would have refused, should it reach a call unchecked: refused
@@ -815,6 +844,135 @@ mod tests {
             provider
                 .url("../../v1/files", "generateContent")
                 .contains("models/..%2F..%2Fv1%2Ffiles:generateContent")
+        );
+    }
+
+    fn candidate(json: serde_json::Value) -> WireCandidate {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn streamed_calls_are_numbered_across_chunks_and_finish_as_tool_calls() {
+        let mut tally = Tally::new("gemini-2.5-flash", 0);
+        let mut calls_made = 0;
+        let first = candidate(serde_json::json!({"content": {"parts": [
+            {"text": "Checking."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+        ]}}));
+        let second = candidate(serde_json::json!({"content": {"parts": [
+            {"text": "hidden", "thought": true},
+            {"functionCall": {"name": "get_time"}},
+        ]}, "finishReason": "STOP"}));
+        let first = stream_pieces(&first, &mut calls_made, &mut tally);
+        assert_eq!(tally.finish, None);
+        let second = stream_pieces(&second, &mut calls_made, &mut tally);
+        assert_eq!(first[0], StreamEvent::TextDelta("Checking.".into()));
+        assert_eq!(
+            second,
+            [
+                StreamEvent::TextDelta(String::new()),
+                StreamEvent::ToolCallDelta(ToolCallDelta {
+                    index: 1,
+                    id: Some("call_1".into()),
+                    name: Some("get_time".into()),
+                    arguments: "{}".into(),
+                }),
+            ]
+        );
+        assert_eq!(tally.finish, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn an_answer_cut_short_stays_cut_short_even_with_calls() {
+        assert_eq!(
+            with_tool_calls(FinishReason::Length, true),
+            FinishReason::Length
+        );
+        assert_eq!(
+            with_tool_calls(FinishReason::Stop, false),
+            FinishReason::Stop
+        );
+    }
+
+    #[test]
+    fn thinking_budgets_per_effort() {
+        let budgets = [
+            ReasoningEffort::None,
+            ReasoningEffort::Minimal,
+            ReasoningEffort::Low,
+            ReasoningEffort::Medium,
+            ReasoningEffort::High,
+        ]
+        .map(thinking_budget);
+        assert_eq!(budgets, [0, 1_024, 1_024, 8_192, 24_576]);
+    }
+
+    #[test]
+    fn call_arguments_must_be_an_object_or_nothing() {
+        let call = |arguments: &str| ToolCall {
+            id: "call_0".into(),
+            name: "f".into(),
+            arguments: arguments.into(),
+        };
+        assert_eq!(call_arguments(&call("")).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            call_arguments(&call("  \n")).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            call_arguments(&call(r#"{"a": 1}"#)).unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        for bad in ["[1]", "\"text\"", "{not json"] {
+            let refused = call_arguments(&call(bad)).unwrap_err();
+            assert_eq!(refused.param, "messages");
+            assert!(refused.what.contains("call_0"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn tool_results_are_objects_as_they_are_or_wrapped() {
+        let response = |text: &str| tool_response(&ChatMessage::tool_result("call_0", text));
+        assert_eq!(
+            response(r#"{"temp": 21}"#).unwrap(),
+            serde_json::json!({"temp": 21})
+        );
+        assert_eq!(
+            response("[1, 2]").unwrap(),
+            serde_json::json!({"content": "[1, 2]"})
+        );
+        assert_eq!(
+            response("sunny").unwrap(),
+            serde_json::json!({"content": "sunny"})
+        );
+    }
+
+    #[test]
+    fn a_schema_keeps_its_own_description() {
+        let format = JsonSchemaFormat {
+            name: "x".into(),
+            description: Some("outer".into()),
+            schema: serde_json::json!({"type": "object", "description": "inner"}),
+            strict: false,
+        };
+        assert_eq!(schema_with_description(&format)["description"], "inner");
+    }
+
+    #[test]
+    fn an_empty_message_stays_one_empty_text_part() {
+        let request = ProviderRequest {
+            model: "gemini-2.5-flash".into(),
+            system_prompt: String::new(),
+            messages: vec![ChatMessage::user("")],
+            temperature: 0.0,
+            max_tokens: 10,
+            base_url: None,
+            options: ChatOptions::default(),
+        };
+        let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body["contents"],
+            serde_json::json!([{"role": "user", "parts": [{"text": ""}]}])
         );
     }
 

@@ -1,7 +1,7 @@
 use core_domain::{
     ChatMessage, ChatOptions, ContentPart, FinishReason, ImageDetail, ImageSource,
-    JsonSchemaFormat, ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent,
-    TokenUsage, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
+    JsonSchemaFormat, ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent, TokenUsage,
+    ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
 };
 use fake_upstreams::{Finish, RecordedRequest, Reply, Wire};
 use providers::ProviderRequest;
@@ -258,10 +258,7 @@ async fn images_tool_calls_and_tool_results_become_gemini_parts() {
         ChatMessage::tool_result("call_0", r#"{"sky": "sunny"}"#),
         ChatMessage::user("Thanks!"),
     ];
-    request.options.tools = vec![
-        city_tool("get_weather", None),
-        city_tool("get_time", None),
-    ];
+    request.options.tools = vec![city_tool("get_weather", None), city_tool("get_time", None)];
     provider.check_request(&request).unwrap();
     provider.complete(&request).await.unwrap();
 
@@ -322,7 +319,8 @@ async fn a_tool_result_is_named_after_the_nearest_call_with_its_id() {
     assert_eq!(names, ["get_weather", "get_time"]);
     assert_eq!(
         sent["contents"][1]["parts"],
-        json!([{"text": ""}, {"functionCall": {"name": "get_weather", "args": {}}}])
+        json!([{"functionCall": {"name": "get_weather", "args": {}}}]),
+        "no empty text part beside the call"
     );
 }
 
