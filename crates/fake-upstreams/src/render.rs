@@ -76,9 +76,15 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
             body
         }
         Wire::Google => {
+            // The text (when there is any, or nothing else), then each call as a functionCall.
+            let mut parts = Vec::new();
+            if !a.text.is_empty() || a.tool_calls.is_empty() {
+                parts.push(json!({"text": a.text}));
+            }
+            parts.extend(google_function_calls(a));
             let mut body = json!({
                 "candidates": [{
-                    "content": {"parts": [{"text": a.text}], "role": "model"},
+                    "content": {"parts": parts, "role": "model"},
                     "finishReason": finish_word(wire, a.finish),
                     "index": 0,
                 }],
@@ -188,13 +194,21 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
         Wire::Google => {
             // Gemini separates events with CRLF pairs.
             let frame = |value: Value| format!("data: {value}\r\n\r\n");
-            let last = pieces.len().saturating_sub(1);
-            let deltas = pieces
-                .iter()
+            // The text's chunks, then one chunk with every call whole, as Gemini sends them.
+            let mut chunk_parts: Vec<Vec<Value>> = Vec::new();
+            if !a.text.is_empty() || a.tool_calls.is_empty() {
+                chunk_parts.extend(pieces.iter().map(|p| vec![json!({"text": p})]));
+            }
+            if !a.tool_calls.is_empty() {
+                chunk_parts.push(google_function_calls(a));
+            }
+            let last = chunk_parts.len().saturating_sub(1);
+            let deltas = chunk_parts
+                .into_iter()
                 .enumerate()
-                .map(|(i, p)| {
+                .map(|(i, parts)| {
                     let mut candidate = json!({
-                        "content": {"parts": [{"text": p}], "role": "model"},
+                        "content": {"parts": parts, "role": "model"},
                         "index": 0,
                     });
                     let mut body = json!({"modelVersion": model});
@@ -224,6 +238,17 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
             }
         }
     }
+}
+
+/// An answer's tool calls as Gemini's `functionCall` parts (no ids: Gemini has none).
+fn google_function_calls(a: &Answer) -> Vec<Value> {
+    a.tool_calls
+        .iter()
+        .map(|call| {
+            let args: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+            json!({"functionCall": {"name": call.name, "args": args}})
+        })
+        .collect()
 }
 
 /// The error event each format sends when it fails part way through a stream.

@@ -1,9 +1,16 @@
 //! Google Gemini `generateContent` and `streamGenerateContent`.
 
-use core_domain::{Completion, FinishReason, ProviderKind, Role};
+use std::borrow::Cow;
+
+use core_domain::{
+    ChatMessage, ChatOptions, Completion, ContentPart, FinishReason, ImageDetail, ImageSource,
+    JsonSchemaFormat, ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent, ToolCall,
+    ToolCallDelta, ToolChoice, ToolDefinition,
+};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::CallLimits;
 use crate::registry::required_key;
@@ -14,7 +21,7 @@ use crate::transport::{Call, Transport, read_json, secret_header, send, sse_even
 use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
-    ProvidersConfig,
+    ProvidersConfig, Unsupported,
 };
 
 /// The `google` provider. The key travels in the `x-goog-api-key` header, never in the URL
@@ -67,41 +74,101 @@ impl GoogleProvider {
         format!("{}/v1beta/models/{encoded}:{method}", self.base_url)
     }
 
-    fn body(request: &ProviderRequest) -> WireRequest<'_> {
+    /// The request body, or what in `request` this provider cannot honour. `check_request`
+    /// builds it too, so that a refusal comes before any call.
+    fn body(request: &ProviderRequest) -> Result<WireRequest<'_>, Unsupported> {
+        let options = &request.options;
+        refuse_unmapped_options(options)?;
         let mut system: Vec<WirePart<'_>> = Vec::new();
         if !request.system_prompt.is_empty() {
-            system.push(WirePart {
-                text: request.system_prompt.as_str().into(),
-            });
+            system.push(WirePart::text(request.system_prompt.as_str()));
         }
-        let mut contents = Vec::with_capacity(request.messages.len());
-        for m in &request.messages {
-            let role = match m.role {
+        let mut images = ImageDetails::default();
+        let mut contents: Vec<WireContent<'_>> = Vec::with_capacity(request.messages.len());
+        for (position, m) in request.messages.iter().enumerate() {
+            match m.role {
                 Role::System => {
-                    system.push(WirePart {
-                        text: m.text().into(),
-                    });
-                    continue;
+                    if m.has_images() {
+                        return Err(refusal(
+                            "messages",
+                            "images in a system message (Gemini's system instruction is text)",
+                        ));
+                    }
+                    system.push(WirePart::text(m.text()));
                 }
-                // Tool results are refused by `check_request` until they are mapped.
-                Role::User | Role::Tool => "user",
-                Role::Assistant => "model",
-            };
-            contents.push(WireContent {
-                role,
-                parts: vec![WirePart {
-                    text: m.text().into(),
-                }],
-            });
+                Role::User | Role::Assistant => {
+                    let mut parts = Vec::with_capacity(m.content.len() + m.tool_calls.len());
+                    // Gemini refuses empty text parts; an assistant message that only calls
+                    // tools often carries one.
+                    let said = m
+                        .content
+                        .iter()
+                        .filter(|p| !matches!(p, ContentPart::Text(t) if t.is_empty()));
+                    for part in said {
+                        parts.push(content_part(part, &mut images)?);
+                    }
+                    for call in &m.tool_calls {
+                        parts.push(WirePart::FunctionCall(WireFunctionCall {
+                            name: &call.name,
+                            args: call_arguments(call)?,
+                        }));
+                    }
+                    if parts.is_empty() {
+                        // Gemini needs a part in every turn; an empty message is empty text.
+                        parts.push(WirePart::text(""));
+                    }
+                    let role = if m.role == Role::User {
+                        "user"
+                    } else {
+                        "model"
+                    };
+                    contents.push(WireContent { role, parts });
+                }
+                Role::Tool => {
+                    let part = WirePart::FunctionResponse(WireFunctionResponse {
+                        name: called_tool_name(&request.messages, position)?,
+                        response: tool_response(m)?,
+                    });
+                    // Gemini wants the answers to one turn's calls together, in one user turn.
+                    match contents.last_mut() {
+                        Some(last) if last.is_tool_results() => last.parts.push(part),
+                        _ => contents.push(WireContent {
+                            role: "user",
+                            parts: vec![part],
+                        }),
+                    }
+                }
+            }
         }
-        WireRequest {
+        let (response_mime_type, response_json_schema) = match &options.response_format {
+            None | Some(ResponseFormat::Text) => (None, None),
+            Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
+            Some(ResponseFormat::JsonSchema(format)) => (
+                Some("application/json"),
+                Some(schema_with_description(format)),
+            ),
+        };
+        Ok(WireRequest {
             contents,
             system_instruction: (!system.is_empty()).then_some(WireSystem { parts: system }),
+            tools: function_declarations(&options.tools),
+            tool_config: tool_config(options)?,
             generation_config: WireGenerationConfig {
                 temperature: request.temperature,
                 max_output_tokens: request.max_tokens,
+                stop_sequences: &options.stop,
+                top_p: options.top_p,
+                seed: options.seed.map(seed).transpose()?,
+                presence_penalty: options.presence_penalty,
+                frequency_penalty: options.frequency_penalty,
+                response_mime_type,
+                response_json_schema,
+                thinking_config: options.reasoning_effort.map(|effort| WireThinkingConfig {
+                    thinking_budget: thinking_budget(effort),
+                }),
+                media_resolution: images.media_resolution()?,
             },
-        }
+        })
     }
 
     /// POSTs `body` to `url` as [`send`] does (retries, time limits, the key kept out of errors).
@@ -123,19 +190,288 @@ impl GoogleProvider {
     }
 }
 
-/// Text of a candidate's parts, leaving out the model's thoughts.
-fn candidate_text(candidate: &WireCandidate) -> String {
-    candidate
-        .content
-        .as_ref()
-        .map(|c| {
-            c.parts
-                .iter()
-                .filter(|p| !p.thought.unwrap_or(false))
-                .filter_map(|p| p.text.as_deref())
-                .collect()
+/// An [`Unsupported`] from this provider.
+fn refusal(param: &'static str, what: impl Into<String>) -> Unsupported {
+    Unsupported {
+        provider: ProviderKind::Google,
+        param,
+        what: what.into(),
+    }
+}
+
+/// Refuses the options Gemini has no way to honour.
+fn refuse_unmapped_options(options: &ChatOptions) -> Result<(), Unsupported> {
+    if !options.logit_bias.is_empty() {
+        return Err(refusal(
+            "logit_bias",
+            "'logit_bias' (Gemini has no token biases)",
+        ));
+    }
+    if options.logprobs || options.top_logprobs.is_some() {
+        // Gemini's `responseLogprobs` exists, but its answer is not yet turned into OpenAI's
+        // shape here (and few Gemini models give them): refused rather than answered `null`.
+        return Err(refusal("logprobs", "'logprobs' or 'top_logprobs'"));
+    }
+    if options.parallel_tool_calls == Some(false) {
+        // Gemini may always call several functions in one turn and has no switch to stop it.
+        return Err(refusal(
+            "parallel_tool_calls",
+            "'parallel_tool_calls: false' (Gemini cannot be kept to one call per turn)",
+        ));
+    }
+    Ok(())
+}
+
+/// Gemini's `seed` is a 32-bit integer.
+fn seed(seed: i64) -> Result<i32, Unsupported> {
+    i32::try_from(seed).map_err(|_| {
+        refusal(
+            "seed",
+            format!("a seed of {seed} (Gemini's seed is a 32-bit integer)"),
+        )
+    })
+}
+
+/// The thinking budget, in tokens, for an OpenAI reasoning effort: the numbers Google's own
+/// OpenAI-compatible endpoint uses (none 0, low 1,024, medium 8,192, high 24,576), with
+/// `minimal` as `low` (a budget has no smaller useful step on every model).
+fn thinking_budget(effort: ReasoningEffort) -> u32 {
+    match effort {
+        ReasoningEffort::None => 0,
+        ReasoningEffort::Minimal | ReasoningEffort::Low => 1_024,
+        ReasoningEffort::Medium => 8_192,
+        ReasoningEffort::High => 24_576,
+    }
+}
+
+/// One content part of a user or assistant message.
+fn content_part<'a>(
+    part: &'a ContentPart,
+    images: &mut ImageDetails,
+) -> Result<WirePart<'a>, Unsupported> {
+    match part {
+        ContentPart::Text(text) => Ok(WirePart::text(text.as_str())),
+        ContentPart::Image {
+            source: ImageSource::Base64 { media_type, data },
+            detail,
+        } => {
+            images.note(*detail);
+            Ok(WirePart::InlineData(WireBlob {
+                mime_type: media_type,
+                data,
+            }))
+        }
+        ContentPart::Image {
+            source: ImageSource::Url(_),
+            ..
+        } => Err(refusal(
+            "messages",
+            "images by URL (Gemini fetches only its own uploaded files; send the image \
+             inline as a base64 data: URL)",
+        )),
+    }
+}
+
+/// The `detail` the images asked for, which Gemini takes once for the whole request
+/// (`generationConfig.mediaResolution`).
+#[derive(Debug, Default)]
+struct ImageDetails {
+    low: bool,
+    high: bool,
+}
+
+impl ImageDetails {
+    fn note(&mut self, detail: Option<ImageDetail>) {
+        match detail {
+            Some(ImageDetail::Low) => self.low = true,
+            Some(ImageDetail::High) => self.high = true,
+            Some(ImageDetail::Auto) | None => {}
+        }
+    }
+
+    fn media_resolution(&self) -> Result<Option<&'static str>, Unsupported> {
+        match (self.low, self.high) {
+            (false, false) => Ok(None),
+            (true, false) => Ok(Some("MEDIA_RESOLUTION_LOW")),
+            (false, true) => Ok(Some("MEDIA_RESOLUTION_HIGH")),
+            (true, true) => Err(refusal(
+                "messages",
+                "images with different 'detail's in one request (Gemini sets one media \
+                 resolution for all)",
+            )),
+        }
+    }
+}
+
+/// An assistant tool call's arguments as the JSON object Gemini's `args` is. Empty arguments
+/// (a call without parameters, as some clients write it) are the empty object.
+fn call_arguments(call: &ToolCall) -> Result<Value, Unsupported> {
+    if call.arguments.trim().is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    match serde_json::from_str::<Value>(&call.arguments) {
+        Ok(args @ Value::Object(_)) => Ok(args),
+        _ => Err(refusal(
+            "messages",
+            format!(
+                "tool call '{}' whose arguments are not a JSON object (Gemini takes only objects)",
+                call.id
+            ),
+        )),
+    }
+}
+
+/// The name of the tool the result at `position` answers: Gemini matches results to calls by
+/// name, so it is the name of the nearest earlier assistant call with that id (ids may repeat
+/// across turns, since Gemini's answers have none and ours are numbered per answer).
+fn called_tool_name(messages: &[ChatMessage], position: usize) -> Result<&str, Unsupported> {
+    let result = &messages[..=position];
+    let id = result
+        .last()
+        .and_then(|m| m.tool_call_id.as_deref())
+        .unwrap_or_default();
+    result
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::Assistant)
+        .flat_map(|m| m.tool_calls.iter())
+        .find(|call| call.id == id)
+        .map(|call| call.name.as_str())
+        .ok_or_else(|| {
+            refusal(
+                "messages",
+                format!(
+                    "a tool result for call '{id}', which no earlier assistant message made \
+                     (Gemini needs the called tool's name)"
+                ),
+            )
         })
-        .unwrap_or_default()
+}
+
+/// A tool result as Gemini's `response` object: the tool's text as it is when it is a JSON
+/// object, otherwise wrapped as `{"content": text}`.
+fn tool_response(message: &ChatMessage) -> Result<Value, Unsupported> {
+    if message.has_images() {
+        return Err(refusal(
+            "messages",
+            "images in a tool result (Gemini's function responses are JSON)",
+        ));
+    }
+    let text = message.text();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => Ok(object),
+        _ => Ok(serde_json::json!({ "content": text })),
+    }
+}
+
+/// The tools as one `functionDeclarations` tool, or none.
+///
+/// Parameters go in `parametersJsonSchema`, not `parameters`: callers write full JSON Schema
+/// (Pydantic's `$defs`, `anyOf`, `additionalProperties`...), which `parameters` (an OpenAPI
+/// subset) refuses or misreads, while `parametersJsonSchema` takes it as it is.
+fn function_declarations(tools: &[ToolDefinition]) -> Vec<WireTool<'_>> {
+    if tools.is_empty() {
+        return Vec::new();
+    }
+    vec![WireTool {
+        function_declarations: tools
+            .iter()
+            .map(|tool| WireFunctionDeclaration {
+                name: &tool.name,
+                description: tool.description.as_deref(),
+                parameters_json_schema: &tool.parameters,
+            })
+            .collect(),
+    }]
+}
+
+/// `toolConfig.functionCallingConfig` for the tool choice. A strict tool on a free choice asks
+/// for `VALIDATED` (calls are checked against their schema); `ANY` already constrains calls to
+/// it.
+fn tool_config(options: &ChatOptions) -> Result<Option<WireToolConfig<'_>>, Unsupported> {
+    let strict = options.tools.iter().any(|tool| tool.strict == Some(true));
+    let config = |mode, allowed_function_names| {
+        Ok(Some(WireToolConfig {
+            function_calling_config: WireFunctionCallingConfig {
+                mode,
+                allowed_function_names,
+            },
+        }))
+    };
+    if options.tools.is_empty() {
+        return match &options.tool_choice {
+            None | Some(ToolChoice::Auto | ToolChoice::None) => Ok(None),
+            Some(ToolChoice::Required | ToolChoice::Tool(_)) => Err(refusal(
+                "tool_choice",
+                "a tool choice that requires a call without any tools",
+            )),
+        };
+    }
+    match &options.tool_choice {
+        None if strict => config("VALIDATED", None),
+        None => Ok(None),
+        Some(ToolChoice::Auto) => config(if strict { "VALIDATED" } else { "AUTO" }, None),
+        Some(ToolChoice::None) => config("NONE", None),
+        Some(ToolChoice::Required) => config("ANY", None),
+        Some(ToolChoice::Tool(name)) => {
+            if !options.tools.iter().any(|tool| &tool.name == name) {
+                return Err(refusal(
+                    "tool_choice",
+                    format!("a tool choice of '{name}', which is not among the tools"),
+                ));
+            }
+            config("ANY", Some(vec![name.as_str()]))
+        }
+    }
+}
+
+/// The schema of a `json_schema` response format, with its description (for the model) as the
+/// schema's own when it has none. `responseJsonSchema`, not `responseSchema`: the latter is an
+/// OpenAPI subset that refuses much of what callers' JSON Schemas hold. Gemini always holds its
+/// answer to the schema, so `strict` is honoured either way.
+fn schema_with_description(format: &JsonSchemaFormat) -> Value {
+    let mut schema = format.schema.clone();
+    if let (Some(description), Value::Object(object)) = (&format.description, &mut schema) {
+        object
+            .entry("description")
+            .or_insert_with(|| Value::String(description.clone()));
+    }
+    schema
+}
+
+/// What one candidate said: its text (without the model's thoughts) and its function calls as
+/// `(name, arguments JSON text)`, in order.
+fn candidate_output(candidate: &WireCandidate) -> (String, Vec<(String, String)>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    let parts = candidate.content.as_ref().map_or(&[][..], |c| &c.parts[..]);
+    for part in parts.iter().filter(|p| !p.thought.unwrap_or(false)) {
+        if let Some(piece) = &part.text {
+            text.push_str(piece);
+        }
+        if let Some(call) = &part.function_call {
+            let arguments = call
+                .args
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), Value::to_string);
+            calls.push((call.name.clone(), arguments));
+        }
+    }
+    (text, calls)
+}
+
+/// The id of an answer's `index`th call (from 0): Gemini gives none, and OpenAI's clients need
+/// one to send the result back.
+fn call_id(index: usize) -> String {
+    format!("call_{index}")
+}
+
+/// Gemini says `STOP` when its answer called functions; OpenAI's callers expect `tool_calls`.
+fn with_tool_calls(finish: FinishReason, called: bool) -> FinishReason {
+    match finish {
+        FinishReason::Stop if called => FinishReason::ToolCalls,
+        other => other,
+    }
 }
 
 impl ChatProvider for GoogleProvider {
@@ -147,26 +483,48 @@ impl ChatProvider for GoogleProvider {
         self.key().map(drop)
     }
 
+    /// Everything [`GoogleProvider::body`] maps is allowed; what it cannot map is refused
+    /// naming the parameter. `user` is accepted and not sent: it does not change the answer.
+    fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
+        Self::body(request).map(drop)
+    }
+
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body(request);
+            let body = Self::body(request).map_err(refused)?;
             let url = self.url(&request.model, "generateContent");
             let call = Call::start(self.limits);
             let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response).await?;
             let candidate = answer.candidates.first();
-            let content = candidate.map(candidate_text).unwrap_or_default();
+            let (content, calls) = candidate.map(candidate_output).unwrap_or_default();
             let finish_reason = match candidate.and_then(|c| c.finish_reason.as_deref()) {
                 Some(reason) => finish_reason(reason),
                 // No candidate at all: the prompt itself was blocked.
                 None if candidate.is_none() => FinishReason::ContentFilter,
                 None => FinishReason::Stop,
             };
+            let finish_reason = with_tool_calls(finish_reason, !calls.is_empty());
             let reported = answer.usage_metadata.as_ref().and_then(WireUsage::counts);
-            let usage = request.usage_or_estimate(reported, &content);
+            // Without reported usage, the calls' arguments are output too.
+            let said: String = calls
+                .iter()
+                .map(|(_, arguments)| arguments.as_str())
+                .chain([content.as_str()])
+                .collect();
+            let usage = request.usage_or_estimate(reported, &said);
+            let tool_calls = calls
+                .into_iter()
+                .enumerate()
+                .map(|(index, (name, arguments))| ToolCall {
+                    id: call_id(index),
+                    name,
+                    arguments,
+                })
+                .collect();
             Ok(Completion {
-                tool_calls: Vec::new(),
+                tool_calls,
                 logprobs: None,
                 content,
                 usage,
@@ -182,7 +540,7 @@ impl ChatProvider for GoogleProvider {
     fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body(request);
+            let body = Self::body(request).map_err(refused)?;
             let url = format!(
                 "{}?alt=sse",
                 self.url(&request.model, "streamGenerateContent")
@@ -191,6 +549,8 @@ impl ChatProvider for GoogleProvider {
             let response = self.post(&call, &url, key, &body).await?;
             let secret = key.expose_secret().to_owned();
             let tally = Tally::new(&request.model, request.prompt_estimate());
+            // Calls so far: each arrives whole, numbered across the answer's chunks.
+            let mut calls_made = 0_usize;
             Ok(normalise(
                 sse_events(call, response),
                 tally,
@@ -214,14 +574,49 @@ impl ChatProvider for GoogleProvider {
                     let Some(candidate) = chunk.candidates.first() else {
                         return Ok(Step::Nothing);
                     };
-                    if let Some(reason) = candidate.finish_reason.as_deref() {
-                        tally.finish = Some(finish_reason(reason));
-                    }
-                    Ok(Step::Text(candidate_text(candidate)))
+                    Ok(Step::Events(stream_pieces(
+                        candidate,
+                        &mut calls_made,
+                        tally,
+                    )))
                 },
             ))
         }
         .boxed()
+    }
+}
+
+/// One streamed candidate chunk as deltas: its text, then each function call whole, numbered
+/// after the `calls_made` in earlier chunks. Records the finish, `tool_calls` once any call was
+/// made.
+fn stream_pieces(
+    candidate: &WireCandidate,
+    calls_made: &mut usize,
+    tally: &mut Tally,
+) -> Vec<StreamEvent> {
+    let (text, calls) = candidate_output(candidate);
+    let mut events = vec![StreamEvent::TextDelta(text)];
+    for (name, arguments) in calls {
+        events.push(StreamEvent::ToolCallDelta(ToolCallDelta {
+            index: u32::try_from(*calls_made).unwrap_or(u32::MAX),
+            id: Some(call_id(*calls_made)),
+            name: Some(name),
+            arguments,
+        }));
+        *calls_made += 1;
+    }
+    if let Some(reason) = candidate.finish_reason.as_deref() {
+        tally.finish = Some(with_tool_calls(finish_reason(reason), *calls_made > 0));
+    }
+    events
+}
+
+/// A request `check_request` would have refused, should it reach a call unchecked: refused
+/// before sending, as the upstream would refuse it.
+fn refused(unsupported: Unsupported) -> ProviderError {
+    ProviderError::InvalidRequest {
+        status: 400,
+        message: unsupported.to_string(),
     }
 }
 
@@ -242,7 +637,11 @@ struct WireRequest<'a> {
     contents: Vec<WireContent<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     system_instruction: Option<WireSystem<'a>>,
-    generation_config: WireGenerationConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<WireToolConfig<'a>>,
+    generation_config: WireGenerationConfig<'a>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,21 +650,115 @@ struct WireContent<'a> {
     parts: Vec<WirePart<'a>>,
 }
 
+impl WireContent<'_> {
+    /// A user turn of function responses, which the next tool result joins.
+    fn is_tool_results(&self) -> bool {
+        self.role == "user"
+            && self
+                .parts
+                .iter()
+                .all(|p| matches!(p, WirePart::FunctionResponse(_)))
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct WireSystem<'a> {
     parts: Vec<WirePart<'a>>,
 }
 
+/// One part of a turn; each is an object with one key (`{"text": ...}`, `{"inlineData": ...}`).
 #[derive(Debug, Serialize)]
-struct WirePart<'a> {
-    text: std::borrow::Cow<'a, str>,
+#[serde(rename_all = "camelCase")]
+enum WirePart<'a> {
+    Text(Cow<'a, str>),
+    InlineData(WireBlob<'a>),
+    FunctionCall(WireFunctionCall<'a>),
+    FunctionResponse(WireFunctionResponse<'a>),
+}
+
+impl<'a> WirePart<'a> {
+    fn text(text: impl Into<Cow<'a, str>>) -> Self {
+        Self::Text(text.into())
+    }
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WireGenerationConfig {
+struct WireBlob<'a> {
+    mime_type: &'a str,
+    data: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    args: Value,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunctionResponse<'a> {
+    name: &'a str,
+    response: Value,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTool<'a> {
+    function_declarations: Vec<WireFunctionDeclaration<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireFunctionDeclaration<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters_json_schema: &'a Value,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireToolConfig<'a> {
+    function_calling_config: WireFunctionCallingConfig<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireFunctionCallingConfig<'a> {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_function_names: Option<Vec<&'a str>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireGenerationConfig<'a> {
     temperature: f64,
     max_output_tokens: u32,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<WireThinkingConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_resolution: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireThinkingConfig {
+    thinking_budget: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,9 +785,17 @@ struct WireCandidateContent {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct WireAnswerPart {
     text: Option<String>,
     thought: Option<bool>,
+    function_call: Option<WireAnswerFunctionCall>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireAnswerFunctionCall {
+    name: String,
+    args: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +844,135 @@ mod tests {
             provider
                 .url("../../v1/files", "generateContent")
                 .contains("models/..%2F..%2Fv1%2Ffiles:generateContent")
+        );
+    }
+
+    fn candidate(json: serde_json::Value) -> WireCandidate {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn streamed_calls_are_numbered_across_chunks_and_finish_as_tool_calls() {
+        let mut tally = Tally::new("gemini-2.5-flash", 0);
+        let mut calls_made = 0;
+        let first = candidate(serde_json::json!({"content": {"parts": [
+            {"text": "Checking."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+        ]}}));
+        let second = candidate(serde_json::json!({"content": {"parts": [
+            {"text": "hidden", "thought": true},
+            {"functionCall": {"name": "get_time"}},
+        ]}, "finishReason": "STOP"}));
+        let first = stream_pieces(&first, &mut calls_made, &mut tally);
+        assert_eq!(tally.finish, None);
+        let second = stream_pieces(&second, &mut calls_made, &mut tally);
+        assert_eq!(first[0], StreamEvent::TextDelta("Checking.".into()));
+        assert_eq!(
+            second,
+            [
+                StreamEvent::TextDelta(String::new()),
+                StreamEvent::ToolCallDelta(ToolCallDelta {
+                    index: 1,
+                    id: Some("call_1".into()),
+                    name: Some("get_time".into()),
+                    arguments: "{}".into(),
+                }),
+            ]
+        );
+        assert_eq!(tally.finish, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn an_answer_cut_short_stays_cut_short_even_with_calls() {
+        assert_eq!(
+            with_tool_calls(FinishReason::Length, true),
+            FinishReason::Length
+        );
+        assert_eq!(
+            with_tool_calls(FinishReason::Stop, false),
+            FinishReason::Stop
+        );
+    }
+
+    #[test]
+    fn thinking_budgets_per_effort() {
+        let budgets = [
+            ReasoningEffort::None,
+            ReasoningEffort::Minimal,
+            ReasoningEffort::Low,
+            ReasoningEffort::Medium,
+            ReasoningEffort::High,
+        ]
+        .map(thinking_budget);
+        assert_eq!(budgets, [0, 1_024, 1_024, 8_192, 24_576]);
+    }
+
+    #[test]
+    fn call_arguments_must_be_an_object_or_nothing() {
+        let call = |arguments: &str| ToolCall {
+            id: "call_0".into(),
+            name: "f".into(),
+            arguments: arguments.into(),
+        };
+        assert_eq!(call_arguments(&call("")).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            call_arguments(&call("  \n")).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            call_arguments(&call(r#"{"a": 1}"#)).unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        for bad in ["[1]", "\"text\"", "{not json"] {
+            let refused = call_arguments(&call(bad)).unwrap_err();
+            assert_eq!(refused.param, "messages");
+            assert!(refused.what.contains("call_0"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn tool_results_are_objects_as_they_are_or_wrapped() {
+        let response = |text: &str| tool_response(&ChatMessage::tool_result("call_0", text));
+        assert_eq!(
+            response(r#"{"temp": 21}"#).unwrap(),
+            serde_json::json!({"temp": 21})
+        );
+        assert_eq!(
+            response("[1, 2]").unwrap(),
+            serde_json::json!({"content": "[1, 2]"})
+        );
+        assert_eq!(
+            response("sunny").unwrap(),
+            serde_json::json!({"content": "sunny"})
+        );
+    }
+
+    #[test]
+    fn a_schema_keeps_its_own_description() {
+        let format = JsonSchemaFormat {
+            name: "x".into(),
+            description: Some("outer".into()),
+            schema: serde_json::json!({"type": "object", "description": "inner"}),
+            strict: false,
+        };
+        assert_eq!(schema_with_description(&format)["description"], "inner");
+    }
+
+    #[test]
+    fn an_empty_message_stays_one_empty_text_part() {
+        let request = ProviderRequest {
+            model: "gemini-2.5-flash".into(),
+            system_prompt: String::new(),
+            messages: vec![ChatMessage::user("")],
+            temperature: 0.0,
+            max_tokens: 10,
+            base_url: None,
+            options: ChatOptions::default(),
+        };
+        let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body["contents"],
+            serde_json::json!([{"role": "user", "parts": [{"text": ""}]}])
         );
     }
 
