@@ -2,7 +2,7 @@
 //! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such) — or,
 //! when the stream fails, one [`StreamFailure`] with the usage so far.
 
-use core_domain::{FinishReason, StreamEvent, TokenUsage};
+use core_domain::{FinishReason, StreamEvent, TokenUsage, ToolCallDelta};
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::sse::SseEvent as Event;
@@ -14,6 +14,8 @@ pub(crate) enum Step {
     Nothing,
     /// The next piece of the answer.
     Text(String),
+    /// The next piece of a tool call.
+    ToolCall(ToolCallDelta),
     /// The wire format's explicit end of the answer.
     Done,
 }
@@ -90,6 +92,14 @@ where
                         tally.text_chars += text.chars().count();
                         return Some((
                             Ok(StreamEvent::TextDelta(text)),
+                            Some((events, tally, interpret)),
+                        ));
+                    }
+                    Ok(Step::ToolCall(delta)) => {
+                        // Arguments are output the model wrote, for the estimate too.
+                        tally.text_chars += delta.arguments.chars().count();
+                        return Some((
+                            Ok(StreamEvent::ToolCallDelta(delta)),
                             Some((events, tally, interpret)),
                         ));
                     }
