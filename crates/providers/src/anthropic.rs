@@ -897,6 +897,187 @@ struct WireErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn plain(messages: Vec<ChatMessage>) -> ProviderRequest {
+        ProviderRequest {
+            model: "claude".into(),
+            system_prompt: String::new(),
+            messages,
+            temperature: 0.5,
+            max_tokens: 100,
+            base_url: None,
+            options: ChatOptions::default(),
+        }
+    }
+
+    fn sent(request: &ProviderRequest) -> serde_json::Value {
+        serde_json::to_value(AnthropicProvider::body(request, false).unwrap()).unwrap()
+    }
+
+    fn calling(arguments: &str) -> ChatMessage {
+        let mut message = ChatMessage::assistant("Checking.");
+        message.tool_calls = vec![ToolCall {
+            id: "toolu_1".into(),
+            name: "lookup".into(),
+            arguments: arguments.into(),
+        }];
+        message
+    }
+
+    #[test]
+    fn a_lone_tool_result_opens_a_user_message_and_a_later_assistant_closes_it() {
+        let request = plain(vec![
+            ChatMessage::user("Go"),
+            calling(" "),
+            ChatMessage::tool_result("toolu_1", "done"),
+            ChatMessage::assistant("Done."),
+            ChatMessage::tool_result("toolu_9", "late"),
+        ]);
+        assert_eq!(
+            sent(&request)["messages"],
+            json!([
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "done"}
+                ]},
+                {"role": "assistant", "content": "Done."},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_9", "content": "late"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_arguments_must_be_a_json_object() {
+        for bad in ["[1, 2]", "\"text\"", "{\"open\": ", "42"] {
+            let refused = AnthropicProvider::body(&plain(vec![calling(bad)]), false).unwrap_err();
+            assert_eq!(refused.param, "messages");
+            assert!(refused.what.contains("toolu_1"), "{}", refused.what);
+        }
+        let request = plain(vec![calling(r#"{"nested": {"a": [1]}}"#)]);
+        assert_eq!(
+            sent(&request)["messages"][0]["content"][1]["input"],
+            json!({"nested": {"a": [1]}})
+        );
+    }
+
+    #[test]
+    fn a_user_message_of_one_text_part_stays_a_string_and_empty_parts_are_left_out() {
+        let mut message = ChatMessage::user("");
+        message.content.push(ContentPart::Text("Hi".into()));
+        let request = plain(vec![ChatMessage::user("plain"), message]);
+        assert_eq!(
+            sent(&request)["messages"],
+            json!([
+                {"role": "user", "content": "plain"},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn thinking_needs_a_budget_of_1024_below_max_tokens() {
+        let mut request = plain(vec![ChatMessage::user("Think")]);
+        request.options.reasoning_effort = Some(ReasoningEffort::High);
+        request.max_tokens = 1_025;
+        assert_eq!(
+            sent(&request)["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1_024})
+        );
+        request.max_tokens = 1_024;
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "reasoning_effort");
+        assert!(refused.what.contains("max_tokens 1024"), "{}", refused.what);
+        // Auto stays allowed while thinking.
+        request.max_tokens = 2_000;
+        request.options.tool_choice = Some(ToolChoice::Auto);
+        request.options.tools = vec![core_domain::ToolDefinition {
+            name: "lookup".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+            strict: None,
+        }];
+        assert_eq!(sent(&request)["tool_choice"], json!({"type": "auto"}));
+    }
+
+    #[test]
+    fn without_tools_a_harmless_tool_choice_is_left_out() {
+        let mut request = plain(vec![ChatMessage::user("Hi")]);
+        request.options.tool_choice = Some(ToolChoice::None);
+        request.options.parallel_tool_calls = Some(false);
+        let body = sent(&request);
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        assert!(body.get("tools").is_none(), "{body}");
+        request.options.tool_choice = Some(ToolChoice::Tool("lookup".into()));
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "tool_choice");
+    }
+
+    #[test]
+    fn response_format_text_changes_nothing() {
+        let mut request = plain(vec![ChatMessage::user("Hi")]);
+        let before = sent(&request);
+        request.options.response_format = Some(ResponseFormat::Text);
+        assert_eq!(sent(&request), before);
+    }
+
+    #[test]
+    fn thinking_and_signature_deltas_are_not_text_and_tool_calls_number_from_zero() {
+        let mut blocks = StreamBlocks::default();
+        let block =
+            |json: serde_json::Value| -> WireBlock { serde_json::from_value(json).unwrap() };
+        let delta =
+            |json: serde_json::Value| -> WireEventDelta { serde_json::from_value(json).unwrap() };
+        assert!(matches!(
+            blocks.start(Some(0), block(json!({"type": "thinking", "thinking": ""}))),
+            Step::Nothing
+        ));
+        for skipped in [
+            json!({"type": "thinking_delta", "thinking": "hmm"}),
+            json!({"type": "signature_delta", "signature": "abc"}),
+        ] {
+            assert!(matches!(
+                blocks.delta(Some(0), delta(skipped)),
+                Step::Nothing
+            ));
+        }
+        let Step::ToolCall(first) = blocks.start(
+            Some(2),
+            block(json!({"type": "tool_use", "id": "toolu_x", "name": "lookup", "input": {}})),
+        ) else {
+            panic!("a tool_use block starts a tool call")
+        };
+        assert_eq!(first.index, 0);
+        assert_eq!(first.id.as_deref(), Some("toolu_x"));
+        let Step::ToolCall(piece) = blocks.delta(
+            Some(2),
+            delta(json!({"type": "input_json_delta", "partial_json": "{\"a\""})),
+        ) else {
+            panic!("input_json_delta is a fragment of the arguments")
+        };
+        assert_eq!((piece.index, piece.arguments.as_str()), (0, "{\"a\""));
+        assert!(piece.id.is_none());
+        assert!(matches!(
+            blocks.delta(
+                Some(2),
+                delta(json!({"type": "input_json_delta", "partial_json": ""}))
+            ),
+            Step::Nothing
+        ));
+    }
+
+    #[test]
+    fn a_structured_answer_ending_in_tool_use_finishes_naturally() {
+        assert_eq!(finish("tool_use", true), FinishReason::Stop);
+        assert_eq!(finish("tool_use", false), FinishReason::ToolCalls);
+        assert_eq!(finish("max_tokens", true), FinishReason::Length);
+    }
 
     #[test]
     fn absurd_usage_counts_are_unreported_not_a_failure() {
