@@ -444,6 +444,20 @@ fn thinking(request: &ProviderRequest) -> Result<Option<WireThinking>, Unsupport
     else {
         return Ok(None);
     };
+    let continues_tool_calls = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| !m.tool_calls.is_empty());
+    if continues_tool_calls {
+        return Err(unsupported(
+            "reasoning_effort",
+            "reasoning_effort when answering tool results (extended thinking needs the \
+             thinking blocks of the turn that called the tools, which the conversation does not \
+             carry)",
+        ));
+    }
     let budget_tokens = nominal.min(request.max_tokens.saturating_sub(1));
     if budget_tokens < MIN_THINKING_BUDGET {
         return Err(unsupported(
@@ -1004,6 +1018,23 @@ mod tests {
             strict: None,
         }];
         assert_eq!(sent(&request)["tool_choice"], json!({"type": "auto"}));
+    }
+
+    #[test]
+    fn thinking_cannot_continue_a_turn_that_called_tools() {
+        let mut request = plain(vec![
+            ChatMessage::user("Go"),
+            calling("{}"),
+            ChatMessage::tool_result("toolu_1", "done"),
+        ]);
+        request.max_tokens = 4_000;
+        request.options.reasoning_effort = Some(ReasoningEffort::Low);
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "reasoning_effort");
+        // Once the model has answered in text, a new question may think again.
+        request.messages.push(ChatMessage::assistant("Done."));
+        request.messages.push(ChatMessage::user("And now?"));
+        assert_eq!(sent(&request)["thinking"]["budget_tokens"], 2_048);
     }
 
     #[test]
