@@ -1,4 +1,19 @@
 //! Anthropic Messages.
+//!
+//! How the rich chat model maps onto the Messages API (anything else is refused by
+//! `check_request`, naming the caller's parameter):
+//!
+//! | Parameter | Honoured as |
+//! |---|---|
+//! | `tools` | `tools: [{name, description, input_schema}]` |
+//! | `tool_choice` | `{type: auto / none / any / tool, name}` |
+//! | `parallel_tool_calls: false` | `disable_parallel_tool_use: true` on `tool_choice` |
+//! | images | `image` blocks, `source` `base64` (jpeg, png, gif, webp) or `url`; `detail` low/high refused |
+//! | assistant tool calls / tool results | `tool_use` blocks / `tool_result` blocks in one user message |
+//! | `stop`, `top_p`, `user` | `stop_sequences`, `top_p`, `metadata.user_id` |
+//! | `response_format` json_schema / json_object | a forced tool (see [`StructuredOutput`]) |
+//! | `reasoning_effort` | `thinking: {type: enabled, budget_tokens}`, no `temperature` |
+//! | `seed`, penalties, `logit_bias`, `logprobs`, `top_logprobs` | refused: no such parameter |
 
 use core_domain::{
     ChatMessage, ChatOptions, Completion, ContentPart, FinishReason, ImageDetail, ImageSource,
