@@ -190,7 +190,7 @@ impl ChatProvider for AnthropicProvider {
     }
 
     /// Honours tools, tool choice, images, tool calls and results, stop, top_p, user,
-    /// structured output and reasoning effort (see [`Self::body`]); refuses seed, penalties,
+    /// structured output and reasoning effort (the module's table); refuses seed, penalties,
     /// logit bias and logprobs, and any combination Anthropic cannot take.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
         Self::body(request, false).map(drop)
