@@ -65,7 +65,7 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": a.text}],
+                "content": anthropic_content(a),
                 "stop_reason": finish_word(wire, a.finish),
                 "stop_sequence": null,
             });
@@ -152,20 +152,29 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                 start_message["usage"] =
                     json!({"input_tokens": a.input_tokens, "output_tokens": 1});
             }
-            let head = vec![
+            let mut head = vec![
                 event(
                     "message_start",
                     &json!({"type": "message_start", "message": start_message}),
                 ),
-                event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": 0,
-                            "content_block": {"type": "text", "text": ""}}),
-                ),
                 event("ping", &json!({"type": "ping"})),
             ];
+            // A text block only when there is text, or nothing else: a message that only calls
+            // tools has none.
+            let with_text = anthropic_has_text_block(a);
+            if with_text {
+                head.insert(
+                    1,
+                    event(
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": 0,
+                                "content_block": {"type": "text", "text": ""}}),
+                    ),
+                );
+            }
             let deltas = pieces
                 .iter()
+                .filter(|_| with_text)
                 .map(|p| {
                     event(
                         "content_block_delta",
@@ -181,14 +190,42 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
             if a.with_usage {
                 message_delta["usage"] = json!({"output_tokens": a.output_tokens});
             }
-            let tail = vec![
-                event(
+            let mut tail = Vec::new();
+            if with_text {
+                tail.push(event(
                     "content_block_stop",
                     &json!({"type": "content_block_stop", "index": 0}),
-                ),
-                event("message_delta", &message_delta),
-                event("message_stop", &json!({"type": "message_stop"})),
-            ];
+                ));
+            }
+            // Each tool call is a tool_use block: its input streamed as an empty fragment (as
+            // Anthropic starts) and then in two pieces.
+            for (i, call) in a.tool_calls.iter().enumerate() {
+                let index = i + usize::from(with_text);
+                tail.push(event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": index,
+                            "content_block": {"type": "tool_use", "id": call.id,
+                                              "name": call.name, "input": {}}}),
+                ));
+                let middle = call.arguments.len() / 2;
+                let middle = (middle..=call.arguments.len())
+                    .find(|&m| call.arguments.is_char_boundary(m))
+                    .unwrap_or(call.arguments.len());
+                let (first, second) = call.arguments.split_at(middle);
+                for fragment in ["", first, second] {
+                    tail.push(event(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": fragment}}),
+                    ));
+                }
+                tail.push(event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": index}),
+                ));
+            }
+            tail.push(event("message_delta", &message_delta));
+            tail.push(event("message_stop", &json!({"type": "message_stop"})));
             Frames { head, deltas, tail }
         }
         Wire::Google => {
@@ -249,6 +286,27 @@ fn google_function_calls(a: &Answer) -> Vec<Value> {
             json!({"functionCall": {"name": call.name, "args": args}})
         })
         .collect()
+}
+
+/// Whether an Anthropic answer has a text block: when it has text, or calls no tool.
+fn anthropic_has_text_block(a: &Answer) -> bool {
+    !a.text.is_empty() || a.tool_calls.is_empty()
+}
+
+/// An Anthropic message's content blocks: its text, then a `tool_use` block per tool call, whose
+/// `input` is the arguments as JSON (arguments that do not parse are sent as a string, as no
+/// real upstream would, so that a test sees them).
+fn anthropic_content(a: &Answer) -> Value {
+    let mut blocks = Vec::new();
+    if anthropic_has_text_block(a) {
+        blocks.push(json!({"type": "text", "text": a.text}));
+    }
+    for call in &a.tool_calls {
+        let input: Value =
+            serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!(call.arguments));
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    Value::Array(blocks)
 }
 
 /// The error event each format sends when it fails part way through a stream.

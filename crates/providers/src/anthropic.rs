@@ -1,6 +1,24 @@
 //! Anthropic Messages.
+//!
+//! How the rich chat model maps onto the Messages API (anything else is refused by
+//! `check_request`, naming the caller's parameter):
+//!
+//! | Parameter | Honoured as |
+//! |---|---|
+//! | `tools` | `tools: [{name, description, input_schema}]` |
+//! | `tool_choice` | `{type: auto / none / any / tool, name}` |
+//! | `parallel_tool_calls: false` | `disable_parallel_tool_use: true` on `tool_choice` |
+//! | images | `image` blocks, `source` `base64` (jpeg, png, gif, webp) or `url`; `detail` low/high refused |
+//! | assistant tool calls / tool results | `tool_use` blocks / `tool_result` blocks in one user message |
+//! | `stop`, `top_p`, `user` | `stop_sequences`, `top_p`, `metadata.user_id` |
+//! | `response_format` json_schema / json_object | a forced tool (see [`StructuredOutput`]) |
+//! | `reasoning_effort` | `thinking: {type: enabled, budget_tokens}`, no `temperature` |
+//! | `seed`, penalties, `logit_bias`, `logprobs`, `top_logprobs` | refused: no such parameter |
 
-use core_domain::{Completion, FinishReason, ProviderKind, Role};
+use core_domain::{
+    ChatMessage, ChatOptions, Completion, ContentPart, FinishReason, ImageDetail, ImageSource,
+    ProviderKind, ReasoningEffort, ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice,
+};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -14,7 +32,7 @@ use crate::transport::{Call, Transport, read_json, secret_header, send, sse_even
 use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
-    ProvidersConfig,
+    ProvidersConfig, Unsupported,
 };
 
 /// The API version we speak; Anthropic requires it on every request.
@@ -58,36 +76,88 @@ impl AnthropicProvider {
             .map_err(|message| ProviderError::Setup { message })
     }
 
-    /// System text goes in its own field: the specialist's prompt, then any system messages of
-    /// the conversation (Anthropic has no system role in `messages`).
-    fn body(request: &ProviderRequest, stream: bool) -> WireRequest<'_> {
-        let mut system: Vec<String> = Vec::new();
-        if !request.system_prompt.is_empty() {
-            system.push(request.system_prompt.clone());
-        }
-        let mut messages = Vec::with_capacity(request.messages.len());
-        for m in &request.messages {
-            match m.role {
-                Role::System => system.push(m.text()),
-                // Tool results are refused by `check_request` until they are mapped.
-                Role::User | Role::Tool => messages.push(WireMessage {
-                    role: Role::User.as_str(),
-                    content: m.text().into(),
-                }),
-                Role::Assistant => messages.push(WireMessage {
-                    role: m.role.as_str(),
-                    content: m.text().into(),
-                }),
+    /// The Messages request for `request`, or what of it Anthropic cannot honour. System text
+    /// goes in its own field: the specialist's prompt, then any system messages of the
+    /// conversation (Anthropic has no system role in `messages`). [`ChatProvider::check_request`]
+    /// builds it too, so what is refused there is exactly what cannot be built here.
+    fn body(request: &ProviderRequest, stream: bool) -> Result<WireRequest<'_>, Unsupported> {
+        let options = &request.options;
+        refuse_unmappable(options)?;
+        let (system, messages) = conversation(request)?;
+        let thinking = thinking(request)?;
+        let structured = StructuredOutput::of(options);
+        let mut tools: Vec<WireTool<'_>> = options
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                name: &t.name,
+                description: t.description.as_deref(),
+                input_schema: std::borrow::Cow::Borrowed(&t.parameters),
+            })
+            .collect();
+        let mut tool_choice = tool_choice(options, thinking.is_some())?;
+        if let Some(output) = &structured {
+            if options.offers_tools() {
+                return Err(unsupported(
+                    "response_format",
+                    "response_format together with tools (its structured output is a forced \
+                     tool, which would leave the model no choice of the caller's tools)",
+                ));
             }
+            if thinking.is_some() {
+                return Err(unsupported(
+                    "reasoning_effort",
+                    "reasoning_effort together with response_format (its structured output is \
+                     a forced tool, and extended thinking allows no forced tool)",
+                ));
+            }
+            tools = vec![output.tool()];
+            tool_choice = Some(WireToolChoice {
+                kind: "tool",
+                name: Some(output.name),
+                disable_parallel_tool_use: None,
+            });
         }
-        WireRequest {
+        if let (Some(top_p), Some(_)) = (options.top_p, &thinking)
+            && top_p < MIN_TOP_P_WHILE_THINKING
+        {
+            return Err(unsupported(
+                "top_p",
+                "top_p below 0.95 together with reasoning_effort (extended thinking takes \
+                 top_p from 0.95 to 1 only)",
+            ));
+        }
+        Ok(WireRequest {
             model: &request.model,
             max_tokens: request.max_tokens,
             system: (!system.is_empty()).then(|| system.join("\n\n")),
             messages,
-            temperature: request.temperature.min(MAX_TEMPERATURE),
+            // Extended thinking requires the default temperature: it must not be sent.
+            temperature: thinking
+                .is_none()
+                .then(|| request.temperature.min(MAX_TEMPERATURE)),
+            top_p: options.top_p,
+            stop_sequences: &options.stop,
+            tools,
+            tool_choice,
+            thinking,
+            metadata: options
+                .user
+                .as_deref()
+                .map(|user_id| WireMetadata { user_id }),
             stream,
-        }
+        })
+    }
+
+    /// [`Self::body`] for a call: a refusal here means the caller skipped `check_request`.
+    fn body_for_call(
+        request: &ProviderRequest,
+        stream: bool,
+    ) -> Result<WireRequest<'_>, ProviderError> {
+        Self::body(request, stream).map_err(|refused| ProviderError::InvalidRequest {
+            status: 400,
+            message: format!("refused before sending: {refused}"),
+        })
     }
 
     /// POSTs `body` to `url` as [`send`] does (retries, time limits, the key kept out of errors).
@@ -119,33 +189,58 @@ impl ChatProvider for AnthropicProvider {
         self.key().map(drop)
     }
 
+    /// Honours tools, tool choice, images, tool calls and results, stop, top_p, user,
+    /// structured output and reasoning effort (the module's table); refuses seed, penalties,
+    /// logit bias and logprobs, and any combination Anthropic cannot take.
+    fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
+        Self::body(request, false).map(drop)
+    }
+
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body(request, false);
+            let body = Self::body_for_call(request, false)?;
+            let structured = StructuredOutput::of(&request.options).map(|s| s.name);
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
             let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response).await?;
-            let content: String = answer
-                .content
-                .iter()
-                .filter(|block| block.kind == "text")
-                .filter_map(|block| block.text.as_deref())
-                .collect();
+            let mut content = String::new();
+            let mut tool_calls = Vec::new();
+            for block in answer.content {
+                match (block.kind.as_str(), structured) {
+                    ("text", None) => content.push_str(block.text.as_deref().unwrap_or_default()),
+                    // The forced tool's input is the structured answer itself.
+                    ("tool_use", Some(name)) if block.name.as_deref() == Some(name) => {
+                        content.push_str(&tool_arguments(block.input));
+                    }
+                    ("tool_use", None) => tool_calls.push(ToolCall {
+                        id: block.id.unwrap_or_default(),
+                        name: block.name.unwrap_or_default(),
+                        arguments: tool_arguments(block.input),
+                    }),
+                    // Thinking blocks, and text beside a structured answer, are not the answer.
+                    _ => {}
+                }
+            }
             let reported = answer
                 .usage
                 .and_then(|u| Some((count(u.input_tokens)?, count(u.output_tokens)?)));
-            let usage = request.usage_or_estimate(reported, &content);
+            let written: String = tool_calls
+                .iter()
+                .map(|c| c.arguments.as_str())
+                .chain([content.as_str()])
+                .collect();
+            let usage = request.usage_or_estimate(reported, &written);
             Ok(Completion {
-                tool_calls: Vec::new(),
+                tool_calls,
                 logprobs: None,
                 content,
                 usage,
                 finish_reason: answer
                     .stop_reason
                     .as_deref()
-                    .map_or(FinishReason::Stop, stop_reason),
+                    .map_or(FinishReason::Stop, |r| finish(r, structured.is_some())),
                 model: answer.model.unwrap_or_else(|| request.model.clone()),
             })
         }
@@ -155,7 +250,11 @@ impl ChatProvider for AnthropicProvider {
     fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body(request, true);
+            let body = Self::body_for_call(request, true)?;
+            let mut blocks = StreamBlocks {
+                structured_tool: StructuredOutput::of(&request.options).map(|s| s.name.to_owned()),
+                ..StreamBlocks::default()
+            };
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
             let response = self.post(&call, &url, key, &body).await?;
@@ -178,16 +277,18 @@ impl ChatProvider for AnthropicProvider {
                             }
                             Ok(Step::Nothing)
                         }
+                        "content_block_start" => Ok(data
+                            .content_block
+                            .map_or(Step::Nothing, |b| blocks.start(data.index, b))),
                         "content_block_delta" => Ok(data
                             .delta
-                            .filter(|d| d.kind.as_deref() == Some("text_delta"))
-                            .and_then(|d| d.text)
-                            .map_or(Step::Nothing, Step::Text)),
+                            .map_or(Step::Nothing, |d| blocks.delta(data.index, d))),
                         "message_delta" => {
                             if let Some(reason) =
                                 data.delta.as_ref().and_then(|d| d.stop_reason.as_deref())
                             {
-                                tally.finish = Some(stop_reason(reason));
+                                tally.finish =
+                                    Some(finish(reason, blocks.structured_tool.is_some()));
                             }
                             if let Some(output) = data.usage.and_then(|u| count(u.output_tokens)) {
                                 tally.output_tokens = Some(output);
@@ -205,13 +306,432 @@ impl ChatProvider for AnthropicProvider {
                                 &[&secret],
                             ),
                         }),
-                        // ping, content_block_start/stop, and event types added later.
+                        // ping, content_block_stop, and event types added later.
                         _ => Ok(Step::Nothing),
                     }
                 },
             ))
         }
         .boxed()
+    }
+}
+
+/// A `tool_use` block's input as the JSON text of a tool call's arguments.
+fn tool_arguments(input: Option<serde_json::Value>) -> String {
+    input.map_or_else(|| "{}".to_owned(), |input| input.to_string())
+}
+
+/// What a stream's content blocks are: the answer's tool calls numbered in order from 0, and
+/// the forced tool of structured output, whose input is streamed as the answer's text.
+#[derive(Debug, Default)]
+struct StreamBlocks {
+    structured_tool: Option<String>,
+    /// Tool call number by block index, for the blocks that are tool calls.
+    tool_calls: std::collections::HashMap<u64, u32>,
+    structured_block: Option<u64>,
+}
+
+impl StreamBlocks {
+    fn start(&mut self, index: Option<u64>, block: WireBlock) -> Step {
+        if block.kind != "tool_use" {
+            return Step::Nothing;
+        }
+        let index = index.unwrap_or_default();
+        if self.structured_tool.is_some() && block.name == self.structured_tool {
+            self.structured_block = Some(index);
+            return Step::Nothing;
+        }
+        let number = u32::try_from(self.tool_calls.len()).unwrap_or(u32::MAX);
+        self.tool_calls.insert(index, number);
+        Step::ToolCall(ToolCallDelta {
+            index: number,
+            id: Some(block.id.unwrap_or_default()),
+            name: Some(block.name.unwrap_or_default()),
+            arguments: String::new(),
+        })
+    }
+
+    /// Text deltas are the answer; thinking and signature deltas are not.
+    fn delta(&self, index: Option<u64>, delta: WireEventDelta) -> Step {
+        let index = index.unwrap_or_default();
+        match delta.kind.as_deref() {
+            Some("text_delta") if self.structured_tool.is_none() => {
+                delta.text.map_or(Step::Nothing, Step::Text)
+            }
+            Some("input_json_delta") => {
+                let Some(fragment) = delta.partial_json.filter(|f| !f.is_empty()) else {
+                    return Step::Nothing;
+                };
+                if self.structured_block == Some(index) {
+                    return Step::Text(fragment);
+                }
+                self.tool_calls
+                    .get(&index)
+                    .map_or(Step::Nothing, |&number| {
+                        Step::ToolCall(ToolCallDelta {
+                            index: number,
+                            id: None,
+                            name: None,
+                            arguments: fragment,
+                        })
+                    })
+            }
+            _ => Step::Nothing,
+        }
+    }
+}
+
+/// Why the answer ended; with structured output, its forced tool's use is the natural end.
+fn finish(reason: &str, structured: bool) -> FinishReason {
+    match stop_reason(reason) {
+        FinishReason::ToolCalls if structured => FinishReason::Stop,
+        other => other,
+    }
+}
+
+/// The least `top_p` Anthropic takes while thinking.
+const MIN_TOP_P_WHILE_THINKING: f64 = 0.95;
+/// The least thinking budget Anthropic takes.
+const MIN_THINKING_BUDGET: u32 = 1024;
+/// The image types Anthropic reads.
+const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+fn unsupported(param: &'static str, what: impl Into<String>) -> Unsupported {
+    Unsupported {
+        provider: ProviderKind::Anthropic,
+        param,
+        what: what.into(),
+    }
+}
+
+/// Refuses the sampling parameters the Messages API has no counterpart for.
+fn refuse_unmappable(options: &ChatOptions) -> Result<(), Unsupported> {
+    let none = "(the Messages API has no such parameter)";
+    if options.seed.is_some() {
+        return Err(unsupported("seed", format!("'seed' {none}")));
+    }
+    if options.presence_penalty.is_some() {
+        return Err(unsupported(
+            "presence_penalty",
+            format!("'presence_penalty' {none}"),
+        ));
+    }
+    if options.frequency_penalty.is_some() {
+        return Err(unsupported(
+            "frequency_penalty",
+            format!("'frequency_penalty' {none}"),
+        ));
+    }
+    if !options.logit_bias.is_empty() {
+        return Err(unsupported("logit_bias", format!("'logit_bias' {none}")));
+    }
+    if options.logprobs {
+        return Err(unsupported("logprobs", format!("'logprobs' {none}")));
+    }
+    if options.top_logprobs.is_some() {
+        return Err(unsupported(
+            "top_logprobs",
+            format!("'top_logprobs' {none}"),
+        ));
+    }
+    Ok(())
+}
+
+/// How many tokens each reasoning effort may think for, before the request's own limit;
+/// `None` asks for no thinking, which is Anthropic's default.
+const fn nominal_thinking_budget(effort: ReasoningEffort) -> Option<u32> {
+    match effort {
+        ReasoningEffort::None => None,
+        ReasoningEffort::Minimal => Some(MIN_THINKING_BUDGET),
+        ReasoningEffort::Low => Some(2_048),
+        ReasoningEffort::Medium => Some(8_192),
+        ReasoningEffort::High => Some(16_384),
+    }
+}
+
+/// Extended thinking for `reasoning_effort`: a budget of at least 1024 tokens and below
+/// `max_tokens`, as Anthropic requires; refused when `max_tokens` leaves no such budget.
+fn thinking(request: &ProviderRequest) -> Result<Option<WireThinking>, Unsupported> {
+    let Some(nominal) = request
+        .options
+        .reasoning_effort
+        .and_then(nominal_thinking_budget)
+    else {
+        return Ok(None);
+    };
+    let continues_tool_calls = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| !m.tool_calls.is_empty());
+    if continues_tool_calls {
+        return Err(unsupported(
+            "reasoning_effort",
+            "reasoning_effort when answering tool results (extended thinking needs the \
+             thinking blocks of the turn that called the tools, which the conversation does not \
+             carry)",
+        ));
+    }
+    let budget_tokens = nominal.min(request.max_tokens.saturating_sub(1));
+    if budget_tokens < MIN_THINKING_BUDGET {
+        return Err(unsupported(
+            "reasoning_effort",
+            format!(
+                "reasoning_effort with max_tokens {} (extended thinking needs a budget of at \
+                 least {MIN_THINKING_BUDGET} tokens below max_tokens)",
+                request.max_tokens
+            ),
+        ));
+    }
+    Ok(Some(WireThinking {
+        kind: "enabled",
+        budget_tokens,
+    }))
+}
+
+/// `tool_choice` and `parallel_tool_calls` on Anthropic's wire. Without tools there is nothing
+/// to choose: `auto` and `none` then change nothing and are left out; a required tool is
+/// refused.
+fn tool_choice(
+    options: &ChatOptions,
+    thinking: bool,
+) -> Result<Option<WireToolChoice<'_>>, Unsupported> {
+    let no_parallel = (options.parallel_tool_calls == Some(false)).then_some(true);
+    if options.tools.is_empty() {
+        return match &options.tool_choice {
+            Some(ToolChoice::Required | ToolChoice::Tool(_)) => Err(unsupported(
+                "tool_choice",
+                "a required tool_choice without tools",
+            )),
+            _ => Ok(None),
+        };
+    }
+    let (kind, name) = match &options.tool_choice {
+        None if no_parallel.is_none() => return Ok(None),
+        None | Some(ToolChoice::Auto) => ("auto", None),
+        // Anthropic's `none` takes no parallelism flag: no tool is called at all.
+        Some(ToolChoice::None) => {
+            return Ok(Some(WireToolChoice {
+                kind: "none",
+                name: None,
+                disable_parallel_tool_use: None,
+            }));
+        }
+        Some(ToolChoice::Required) => ("any", None),
+        Some(ToolChoice::Tool(name)) => ("tool", Some(name.as_str())),
+    };
+    if thinking && kind != "auto" {
+        return Err(unsupported(
+            "tool_choice",
+            "a forced tool_choice together with reasoning_effort (extended thinking allows only \
+             'auto' or 'none')",
+        ));
+    }
+    Ok(Some(WireToolChoice {
+        kind,
+        name,
+        disable_parallel_tool_use: no_parallel,
+    }))
+}
+
+/// Structured output (`response_format` json_schema or json_object) as a **forced tool**:
+/// one tool whose `input_schema` is the schema, `tool_choice` forcing it, and its `input`
+/// returned as the answer's text with finish reason stop.
+///
+/// Why a forced tool rather than Anthropic's native JSON-schema output: the forced tool works
+/// on every Claude model with tool use, on the stable `2023-06-01` API without a beta header,
+/// and with any JSON Schema, where the native output is limited to the newest models, a beta
+/// header and a subset of JSON Schema — a specialist's model would decide whether
+/// `response_format` works at all. The price: it cannot be combined with the caller's own
+/// tools or with extended thinking (both refused), and the schema is followed by the model
+/// rather than enforced by constrained decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StructuredOutput<'a> {
+    /// The forced tool's name: the schema's, or `json_object`.
+    name: &'a str,
+    description: Option<&'a str>,
+    /// `None` for any JSON object.
+    schema: Option<&'a serde_json::Value>,
+}
+
+impl<'a> StructuredOutput<'a> {
+    fn of(options: &'a ChatOptions) -> Option<Self> {
+        match options.response_format.as_ref()? {
+            ResponseFormat::Text => None,
+            ResponseFormat::JsonObject => Some(Self {
+                name: "json_object",
+                description: None,
+                schema: None,
+            }),
+            ResponseFormat::JsonSchema(format) => Some(Self {
+                name: &format.name,
+                description: format.description.as_deref(),
+                schema: Some(&format.schema),
+            }),
+        }
+    }
+
+    fn tool(&self) -> WireTool<'a> {
+        WireTool {
+            name: self.name,
+            description: Some(
+                self.description
+                    .unwrap_or("Give the whole answer as this tool's input."),
+            ),
+            input_schema: self.schema.map_or_else(
+                || std::borrow::Cow::Owned(serde_json::json!({"type": "object"})),
+                std::borrow::Cow::Borrowed,
+            ),
+        }
+    }
+}
+
+/// The system text and the messages, on Anthropic's wire: images as image blocks, an
+/// assistant's tool calls as `tool_use` blocks, tool results as `tool_result` blocks in a user
+/// message. Consecutive tool results, and a user message right after them, share one user
+/// message, as Anthropic's alternation of roles requires.
+fn conversation(
+    request: &ProviderRequest,
+) -> Result<(Vec<String>, Vec<WireMessage<'_>>), Unsupported> {
+    let mut system: Vec<String> = Vec::new();
+    if !request.system_prompt.is_empty() {
+        system.push(request.system_prompt.clone());
+    }
+    let mut messages: Vec<WireMessage<'_>> = Vec::with_capacity(request.messages.len());
+    // Whether the last message holds tool results, so that what follows joins it.
+    let mut open_tool_results = false;
+    for m in &request.messages {
+        match m.role {
+            Role::System => {
+                if m.has_images() {
+                    return Err(unsupported(
+                        "messages",
+                        "images in system messages (Anthropic's system text is text only)",
+                    ));
+                }
+                system.push(m.text());
+            }
+            Role::User => {
+                let content = content(m)?;
+                match messages.last_mut() {
+                    Some(last) if open_tool_results => last.content.append(content),
+                    _ => messages.push(WireMessage {
+                        role: Role::User.as_str(),
+                        content,
+                    }),
+                }
+                open_tool_results = false;
+            }
+            Role::Tool => {
+                let Some(tool_use_id) = m.tool_call_id.as_deref() else {
+                    return Err(unsupported(
+                        "messages",
+                        "a tool message without tool_call_id",
+                    ));
+                };
+                let block = WireBlockOut::ToolResult {
+                    tool_use_id,
+                    content: content(m)?,
+                };
+                match messages.last_mut() {
+                    Some(last) if open_tool_results => last.content.push(block),
+                    _ => messages.push(WireMessage {
+                        role: Role::User.as_str(),
+                        content: WireContent::Blocks(vec![block]),
+                    }),
+                }
+                open_tool_results = true;
+            }
+            Role::Assistant => {
+                if m.has_images() {
+                    return Err(unsupported(
+                        "messages",
+                        "images in assistant messages (Anthropic takes images from the user \
+                         only)",
+                    ));
+                }
+                let mut content = content(m)?;
+                for call in &m.tool_calls {
+                    content.push(WireBlockOut::ToolUse {
+                        id: &call.id,
+                        name: &call.name,
+                        input: tool_input(&call.id, &call.arguments)?,
+                    });
+                }
+                messages.push(WireMessage {
+                    role: Role::Assistant.as_str(),
+                    content,
+                });
+                open_tool_results = false;
+            }
+        }
+    }
+    Ok((system, messages))
+}
+
+/// A message's content: plain text as a string, anything else as blocks (empty text parts
+/// left out, as Anthropic refuses empty text blocks).
+fn content(m: &ChatMessage) -> Result<WireContent<'_>, Unsupported> {
+    match m.content.as_slice() {
+        [] => return Ok(WireContent::Text("")),
+        [ContentPart::Text(text)] => return Ok(WireContent::Text(text)),
+        _ => {}
+    }
+    let mut blocks = Vec::with_capacity(m.content.len());
+    for part in &m.content {
+        match part {
+            ContentPart::Text(text) if text.is_empty() => {}
+            ContentPart::Text(text) => blocks.push(WireBlockOut::Text { text }),
+            ContentPart::Image { source, detail } => {
+                if let Some(detail @ (ImageDetail::Low | ImageDetail::High)) = detail {
+                    let word = if *detail == ImageDetail::Low {
+                        "low"
+                    } else {
+                        "high"
+                    };
+                    return Err(unsupported(
+                        "messages",
+                        format!("image detail '{word}' (Anthropic sizes images itself)"),
+                    ));
+                }
+                let source = match source {
+                    ImageSource::Url(url) => WireImageSource::Url { url },
+                    ImageSource::Base64 { media_type, data } => {
+                        if !IMAGE_MEDIA_TYPES.contains(&media_type.as_str()) {
+                            return Err(unsupported(
+                                "messages",
+                                format!(
+                                    "images of type '{media_type}' (Anthropic reads {})",
+                                    IMAGE_MEDIA_TYPES.join(", ")
+                                ),
+                            ));
+                        }
+                        WireImageSource::Base64 { media_type, data }
+                    }
+                };
+                blocks.push(WireBlockOut::Image { source });
+            }
+        }
+    }
+    Ok(WireContent::Blocks(blocks))
+}
+
+/// A tool call's arguments as Anthropic's `input` object: no arguments are `{}`; text that is
+/// not a JSON object is refused rather than sent as something the model never wrote.
+fn tool_input(id: &str, arguments: &str) -> Result<serde_json::Value, Unsupported> {
+    if arguments.trim().is_empty() {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(input @ serde_json::Value::Object(_)) => Ok(input),
+        _ => Err(unsupported(
+            "messages",
+            format!(
+                "the arguments of tool call '{id}', which are not a JSON object (Anthropic \
+                 takes a tool's input as an object)"
+            ),
+        )),
     }
 }
 
@@ -232,15 +752,116 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,
     messages: Vec<WireMessage<'a>>,
-    temperature: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<WireThinking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
-    role: &'a str,
-    content: std::borrow::Cow<'a, str>,
+    role: &'static str,
+    content: WireContent<'a>,
+}
+
+/// A message's (or tool result's) content: a string, or blocks.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<WireBlockOut<'a>>),
+}
+
+impl<'a> WireContent<'a> {
+    /// The content as blocks, a string becoming one text block (none when empty).
+    fn into_blocks(self) -> Vec<WireBlockOut<'a>> {
+        match self {
+            Self::Text("") => Vec::new(),
+            Self::Text(text) => vec![WireBlockOut::Text { text }],
+            Self::Blocks(blocks) => blocks,
+        }
+    }
+
+    fn push(&mut self, block: WireBlockOut<'a>) {
+        let mut blocks = std::mem::replace(self, Self::Blocks(Vec::new())).into_blocks();
+        blocks.push(block);
+        *self = Self::Blocks(blocks);
+    }
+
+    fn append(&mut self, more: Self) {
+        for block in more.into_blocks() {
+            self.push(block);
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlockOut<'a> {
+    Text {
+        text: &'a str,
+    },
+    Image {
+        source: WireImageSource<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: WireContent<'a>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireImageSource<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+#[derive(Debug, Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: std::borrow::Cow<'a, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireThinking {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +878,9 @@ struct WireBlock {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    id: Option<String>,
+    name: Option<String>,
+    input: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +893,8 @@ struct WireUsage {
 struct WireEvent {
     #[serde(rename = "type")]
     kind: String,
+    index: Option<u64>,
+    content_block: Option<WireBlock>,
     message: Option<WireStartMessage>,
     delta: Option<WireEventDelta>,
     usage: Option<WireUsage>,
@@ -286,6 +912,7 @@ struct WireEventDelta {
     #[serde(rename = "type")]
     kind: Option<String>,
     text: Option<String>,
+    partial_json: Option<String>,
     stop_reason: Option<String>,
 }
 
@@ -299,6 +926,204 @@ struct WireErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn plain(messages: Vec<ChatMessage>) -> ProviderRequest {
+        ProviderRequest {
+            model: "claude".into(),
+            system_prompt: String::new(),
+            messages,
+            temperature: 0.5,
+            max_tokens: 100,
+            base_url: None,
+            options: ChatOptions::default(),
+        }
+    }
+
+    fn sent(request: &ProviderRequest) -> serde_json::Value {
+        serde_json::to_value(AnthropicProvider::body(request, false).unwrap()).unwrap()
+    }
+
+    fn calling(arguments: &str) -> ChatMessage {
+        let mut message = ChatMessage::assistant("Checking.");
+        message.tool_calls = vec![ToolCall {
+            id: "toolu_1".into(),
+            name: "lookup".into(),
+            arguments: arguments.into(),
+        }];
+        message
+    }
+
+    #[test]
+    fn a_lone_tool_result_opens_a_user_message_and_a_later_assistant_closes_it() {
+        let request = plain(vec![
+            ChatMessage::user("Go"),
+            calling(" "),
+            ChatMessage::tool_result("toolu_1", "done"),
+            ChatMessage::assistant("Done."),
+            ChatMessage::tool_result("toolu_9", "late"),
+        ]);
+        assert_eq!(
+            sent(&request)["messages"],
+            json!([
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "done"}
+                ]},
+                {"role": "assistant", "content": "Done."},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_9", "content": "late"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_arguments_must_be_a_json_object() {
+        for bad in ["[1, 2]", "\"text\"", "{\"open\": ", "42"] {
+            let refused = AnthropicProvider::body(&plain(vec![calling(bad)]), false).unwrap_err();
+            assert_eq!(refused.param, "messages");
+            assert!(refused.what.contains("toolu_1"), "{}", refused.what);
+        }
+        let request = plain(vec![calling(r#"{"nested": {"a": [1]}}"#)]);
+        assert_eq!(
+            sent(&request)["messages"][0]["content"][1]["input"],
+            json!({"nested": {"a": [1]}})
+        );
+    }
+
+    #[test]
+    fn a_user_message_of_one_text_part_stays_a_string_and_empty_parts_are_left_out() {
+        let mut message = ChatMessage::user("");
+        message.content.push(ContentPart::Text("Hi".into()));
+        let request = plain(vec![ChatMessage::user("plain"), message]);
+        assert_eq!(
+            sent(&request)["messages"],
+            json!([
+                {"role": "user", "content": "plain"},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn thinking_needs_a_budget_of_1024_below_max_tokens() {
+        let mut request = plain(vec![ChatMessage::user("Think")]);
+        request.options.reasoning_effort = Some(ReasoningEffort::High);
+        request.max_tokens = 1_025;
+        assert_eq!(
+            sent(&request)["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1_024})
+        );
+        request.max_tokens = 1_024;
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "reasoning_effort");
+        assert!(refused.what.contains("max_tokens 1024"), "{}", refused.what);
+        // Auto stays allowed while thinking.
+        request.max_tokens = 2_000;
+        request.options.tool_choice = Some(ToolChoice::Auto);
+        request.options.tools = vec![core_domain::ToolDefinition {
+            name: "lookup".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+            strict: None,
+        }];
+        assert_eq!(sent(&request)["tool_choice"], json!({"type": "auto"}));
+    }
+
+    #[test]
+    fn thinking_cannot_continue_a_turn_that_called_tools() {
+        let mut request = plain(vec![
+            ChatMessage::user("Go"),
+            calling("{}"),
+            ChatMessage::tool_result("toolu_1", "done"),
+        ]);
+        request.max_tokens = 4_000;
+        request.options.reasoning_effort = Some(ReasoningEffort::Low);
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "reasoning_effort");
+        // Once the model has answered in text, a new question may think again.
+        request.messages.push(ChatMessage::assistant("Done."));
+        request.messages.push(ChatMessage::user("And now?"));
+        assert_eq!(sent(&request)["thinking"]["budget_tokens"], 2_048);
+    }
+
+    #[test]
+    fn without_tools_a_harmless_tool_choice_is_left_out() {
+        let mut request = plain(vec![ChatMessage::user("Hi")]);
+        request.options.tool_choice = Some(ToolChoice::None);
+        request.options.parallel_tool_calls = Some(false);
+        let body = sent(&request);
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        assert!(body.get("tools").is_none(), "{body}");
+        request.options.tool_choice = Some(ToolChoice::Tool("lookup".into()));
+        let refused = AnthropicProvider::body(&request, false).unwrap_err();
+        assert_eq!(refused.param, "tool_choice");
+    }
+
+    #[test]
+    fn response_format_text_changes_nothing() {
+        let mut request = plain(vec![ChatMessage::user("Hi")]);
+        let before = sent(&request);
+        request.options.response_format = Some(ResponseFormat::Text);
+        assert_eq!(sent(&request), before);
+    }
+
+    #[test]
+    fn thinking_and_signature_deltas_are_not_text_and_tool_calls_number_from_zero() {
+        let mut blocks = StreamBlocks::default();
+        let block =
+            |json: serde_json::Value| -> WireBlock { serde_json::from_value(json).unwrap() };
+        let delta =
+            |json: serde_json::Value| -> WireEventDelta { serde_json::from_value(json).unwrap() };
+        assert!(matches!(
+            blocks.start(Some(0), block(json!({"type": "thinking", "thinking": ""}))),
+            Step::Nothing
+        ));
+        for skipped in [
+            json!({"type": "thinking_delta", "thinking": "hmm"}),
+            json!({"type": "signature_delta", "signature": "abc"}),
+        ] {
+            assert!(matches!(
+                blocks.delta(Some(0), delta(skipped)),
+                Step::Nothing
+            ));
+        }
+        let Step::ToolCall(first) = blocks.start(
+            Some(2),
+            block(json!({"type": "tool_use", "id": "toolu_x", "name": "lookup", "input": {}})),
+        ) else {
+            panic!("a tool_use block starts a tool call")
+        };
+        assert_eq!(first.index, 0);
+        assert_eq!(first.id.as_deref(), Some("toolu_x"));
+        let Step::ToolCall(piece) = blocks.delta(
+            Some(2),
+            delta(json!({"type": "input_json_delta", "partial_json": "{\"a\""})),
+        ) else {
+            panic!("input_json_delta is a fragment of the arguments")
+        };
+        assert_eq!((piece.index, piece.arguments.as_str()), (0, "{\"a\""));
+        assert!(piece.id.is_none());
+        assert!(matches!(
+            blocks.delta(
+                Some(2),
+                delta(json!({"type": "input_json_delta", "partial_json": ""}))
+            ),
+            Step::Nothing
+        ));
+    }
+
+    #[test]
+    fn a_structured_answer_ending_in_tool_use_finishes_naturally() {
+        assert_eq!(finish("tool_use", true), FinishReason::Stop);
+        assert_eq!(finish("tool_use", false), FinishReason::ToolCalls);
+        assert_eq!(finish("max_tokens", true), FinishReason::Length);
+    }
 
     #[test]
     fn absurd_usage_counts_are_unreported_not_a_failure() {

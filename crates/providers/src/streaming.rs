@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use core_domain::{FinishReason, StreamEvent, TokenUsage};
+use core_domain::{FinishReason, StreamEvent, TokenUsage, ToolCallDelta};
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::sse::SseEvent as Event;
@@ -20,6 +20,8 @@ pub(crate) enum Step {
     /// whose one event can carry more than one (Gemini sends whole function calls, several at
     /// once). Never `Finished`: the end is the tally's to report.
     Events(Vec<StreamEvent>),
+    /// The next piece of a tool call.
+    ToolCall(ToolCallDelta),
     /// The wire format's explicit end of the answer.
     Done,
 }
@@ -115,6 +117,10 @@ where
                     }
                     Ok(Step::Events(interpreted)) => {
                         pending.extend(interpreted);
+                        continue;
+                    }
+                    Ok(Step::ToolCall(delta)) => {
+                        pending.push_back(StreamEvent::ToolCallDelta(delta));
                         continue;
                     }
                     Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
