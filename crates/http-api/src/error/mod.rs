@@ -79,6 +79,24 @@ impl ApiError {
         }
     }
 
+    /// A 400 `unsupported_parameter` listing every parameter that is valid but cannot be
+    /// honoured (an audio part, log probabilities on a stream).
+    pub(crate) fn unsupported(details: ValidationErrors) -> Self {
+        Self {
+            details: Some(details),
+            ..Self::new(
+                ApiCode::UnsupportedParameter,
+                "the request asks for something commander cannot honour; see details",
+            )
+        }
+    }
+
+    /// Every field at fault, for a validation failure or a refusal.
+    #[cfg(test)]
+    pub(crate) fn details(&self) -> Option<&ValidationErrors> {
+        self.details.as_ref()
+    }
+
     /// The same error, telling the client how long to wait (`Retry-After`).
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
