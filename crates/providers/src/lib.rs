@@ -81,6 +81,8 @@
 //!     match event.unwrap() {
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
+//!         // The mock calls no tools.
+//!         StreamEvent::ToolCallDelta(_) => unreachable!(),
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);

@@ -2,6 +2,8 @@
 //! then exactly one `Finished` with usage (the upstream's, or an estimate flagged as such) — or,
 //! when the stream fails, one [`StreamFailure`] with the usage so far.
 
+use std::collections::VecDeque;
+
 use core_domain::{FinishReason, StreamEvent, TokenUsage};
 use futures_util::{Stream, StreamExt, stream};
 
@@ -14,6 +16,10 @@ pub(crate) enum Step {
     Nothing,
     /// The next piece of the answer.
     Text(String),
+    /// Several pieces of the answer in order — text deltas and tool-call deltas — for a wire
+    /// whose one event can carry more than one (Gemini sends whole function calls, several at
+    /// once). Never `Finished`: the end is the tally's to report.
+    Events(Vec<StreamEvent>),
     /// The wire format's explicit end of the answer.
     Done,
 }
@@ -68,9 +74,11 @@ where
     S: Stream<Item = Result<Event, ProviderError>> + Send + 'static,
     F: FnMut(&Event, &mut Tally) -> Result<Step, ProviderError> + Send + 'static,
 {
-    let state = Some((Box::pin(events), tally, interpret));
+    // Events interpreted but not yet passed on, when one upstream event meant several.
+    let pending: VecDeque<StreamEvent> = VecDeque::new();
+    let state = Some((Box::pin(events), tally, interpret, pending));
     Box::pin(stream::unfold(state, |state| async move {
-        let (mut events, mut tally, mut interpret) = state?;
+        let (mut events, mut tally, mut interpret, mut pending) = state?;
         // A failure says what was consumed by then, and ends the stream.
         let fail = |tally: Tally, error| {
             Some((
@@ -82,20 +90,39 @@ where
             ))
         };
         loop {
-            match events.next().await {
-                Some(Ok(event)) => match interpret(&event, &mut tally) {
-                    Ok(Step::Nothing) => continue,
-                    Ok(Step::Text(text)) if text.is_empty() => continue,
-                    Ok(Step::Text(text)) => {
-                        tally.text_chars += text.chars().count();
-                        return Some((
-                            Ok(StreamEvent::TextDelta(text)),
-                            Some((events, tally, interpret)),
-                        ));
+            if let Some(event) = pending.pop_front() {
+                // What the answer said so far, for the estimate should the upstream not count.
+                match &event {
+                    StreamEvent::TextDelta(text) => tally.text_chars += text.chars().count(),
+                    StreamEvent::ToolCallDelta(delta) => {
+                        tally.text_chars += delta.arguments.chars().count();
                     }
-                    Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
-                    Err(e) => return fail(tally, e),
-                },
+                    StreamEvent::Finished { .. } => {}
+                }
+                return Some((Ok(event), Some((events, tally, interpret, pending))));
+            }
+            match events.next().await {
+                Some(Ok(event)) => {
+                    match interpret(&event, &mut tally) {
+                        Ok(Step::Nothing) => continue,
+                        Ok(Step::Text(text)) if text.is_empty() => continue,
+                        Ok(Step::Text(text)) => {
+                            tally.text_chars += text.chars().count();
+                            return Some((
+                                Ok(StreamEvent::TextDelta(text)),
+                                Some((events, tally, interpret, pending)),
+                            ));
+                        }
+                        Ok(Step::Events(interpreted)) => {
+                            pending.extend(interpreted.into_iter().filter(
+                                |e| !matches!(e, StreamEvent::TextDelta(t) if t.is_empty()),
+                            ));
+                            continue;
+                        }
+                        Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
+                        Err(e) => return fail(tally, e),
+                    }
+                }
                 Some(Err(e)) => return fail(tally, e),
                 None if tally.finish.is_some() => return Some((Ok(tally.finished()), None)),
                 None => {
