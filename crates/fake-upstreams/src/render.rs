@@ -132,7 +132,8 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
             )];
             let mut deltas: Vec<String> = pieces
                 .iter()
-                .filter(|p| !(p.is_empty() && !a.tool_calls.is_empty()))
+                // An answer that only calls tools sends no empty text chunk.
+                .filter(|p| !p.is_empty() || a.tool_calls.is_empty())
                 .map(|p| chunk(json!({"content": p}), Value::Null))
                 .collect();
             // OpenAI's pieces of a call: the first has its id, type, name and "" arguments,
