@@ -81,8 +81,7 @@
 //!     match event.unwrap() {
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
-//!         // The mock calls no tools.
-//!         StreamEvent::ToolCallDelta(_) => unreachable!(),
+//!         StreamEvent::ToolCallDelta(_) => unreachable!("no tools were offered"),
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);

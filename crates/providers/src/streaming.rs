@@ -93,6 +93,7 @@ where
             if let Some(event) = pending.pop_front() {
                 // What the answer said so far, for the estimate should the upstream not count.
                 match &event {
+                    StreamEvent::TextDelta(text) if text.is_empty() => continue,
                     StreamEvent::TextDelta(text) => tally.text_chars += text.chars().count(),
                     StreamEvent::ToolCallDelta(delta) => {
                         tally.text_chars += delta.arguments.chars().count();
@@ -102,27 +103,23 @@ where
                 return Some((Ok(event), Some((events, tally, interpret, pending))));
             }
             match events.next().await {
-                Some(Ok(event)) => {
-                    match interpret(&event, &mut tally) {
-                        Ok(Step::Nothing) => continue,
-                        Ok(Step::Text(text)) if text.is_empty() => continue,
-                        Ok(Step::Text(text)) => {
-                            tally.text_chars += text.chars().count();
-                            return Some((
-                                Ok(StreamEvent::TextDelta(text)),
-                                Some((events, tally, interpret, pending)),
-                            ));
-                        }
-                        Ok(Step::Events(interpreted)) => {
-                            pending.extend(interpreted.into_iter().filter(
-                                |e| !matches!(e, StreamEvent::TextDelta(t) if t.is_empty()),
-                            ));
-                            continue;
-                        }
-                        Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
-                        Err(e) => return fail(tally, e),
+                Some(Ok(event)) => match interpret(&event, &mut tally) {
+                    Ok(Step::Nothing) => continue,
+                    Ok(Step::Text(text)) if text.is_empty() => continue,
+                    Ok(Step::Text(text)) => {
+                        tally.text_chars += text.chars().count();
+                        return Some((
+                            Ok(StreamEvent::TextDelta(text)),
+                            Some((events, tally, interpret, pending)),
+                        ));
                     }
-                }
+                    Ok(Step::Events(interpreted)) => {
+                        pending.extend(interpreted);
+                        continue;
+                    }
+                    Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
+                    Err(e) => return fail(tally, e),
+                },
                 Some(Err(e)) => return fail(tally, e),
                 None if tally.finish.is_some() => return Some((Ok(tally.finished()), None)),
                 None => {
