@@ -9,6 +9,7 @@ mod errors;
 mod hostile_upstream;
 mod openai;
 mod operations;
+mod protocol;
 mod providers;
 mod rate_limit;
 mod specialists;

@@ -347,8 +347,11 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
         "messages": [{"role": "user", "content": "x"}]}),
     )
     .await;
-    assert_eq!(invalid.status(), 422);
+    // OpenAI answers invalid parameters 400, as its SDKs expect; a retry cannot help.
+    assert_eq!(invalid.status(), 400);
+    assert_eq!(invalid.headers()["x-should-retry"], "false");
     let error: Value = invalid.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
     assert_eq!(error["error"]["param"], "temperature");
     assert!(
         error["error"]["message"]
@@ -538,7 +541,7 @@ async fn body_and_conversation_limits_apply_in_openai_s_shape() {
     let too_long = post(json!({"model": "demo", "messages": conversation(5)}))
         .await
         .unwrap();
-    assert_eq!(too_long.status(), 422);
+    assert_eq!(too_long.status(), 400);
     let error: Value = too_long.json().await.unwrap();
     assert_eq!(error["error"]["param"], "messages");
     assert_eq!(error["error"]["code"], "validation_failed");
@@ -547,7 +550,7 @@ async fn body_and_conversation_limits_apply_in_openai_s_shape() {
         "messages": [{"role": "user", "content": "y".repeat(101)}]}))
     .await
     .unwrap();
-    assert_eq!(long_message.status(), 422);
+    assert_eq!(long_message.status(), 400);
     assert_eq!(
         app.usage_rows().await.len(),
         1,

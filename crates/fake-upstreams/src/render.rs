@@ -50,6 +50,21 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
                     "finish_reason": finish_word(wire, a.finish),
                 }],
             });
+            if !a.tool_calls.is_empty() {
+                // An answer that only calls tools has null content.
+                let message = &mut body["choices"][0]["message"];
+                if a.text.is_empty() {
+                    message["content"] = Value::Null;
+                }
+                message["tool_calls"] = a
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                               "function": {"name": c.name, "arguments": c.arguments}})
+                    })
+                    .collect();
+            }
             if a.with_usage {
                 body["usage"] = json!({
                     "prompt_tokens": a.input_tokens,
@@ -121,10 +136,28 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                 json!({"role": "assistant", "content": ""}),
                 Value::Null,
             )];
-            let deltas = pieces
+            let mut deltas: Vec<String> = pieces
                 .iter()
+                // An answer that only calls tools sends no empty text chunk.
+                .filter(|p| !p.is_empty() || a.tool_calls.is_empty())
                 .map(|p| chunk(json!({"content": p}), Value::Null))
                 .collect();
+            // OpenAI's pieces of a call: the first has its id, type, name and "" arguments,
+            // each next one a fragment of the arguments (two here).
+            for (index, call) in a.tool_calls.iter().enumerate() {
+                deltas.push(chunk(
+                    json!({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                            "function": {"name": call.name, "arguments": ""}}]}),
+                    Value::Null,
+                ));
+                for fragment in split(&call.arguments, 2) {
+                    deltas.push(chunk(
+                        json!({"tool_calls": [{"index": index,
+                                "function": {"arguments": fragment}}]}),
+                        Value::Null,
+                    ));
+                }
+            }
             let mut tail = vec![chunk(json!({}), json!(finish_word(wire, a.finish)))];
             if include_usage && a.with_usage {
                 tail.push(data(&json!({

@@ -1,9 +1,15 @@
 //! OpenAI Chat Completions, and every server that speaks it (xAI, vLLM, Ollama, llama.cpp).
 
-use core_domain::{Completion, FinishReason, ProviderKind, Role};
+use std::collections::BTreeMap;
+
+use core_domain::{
+    ChatMessage, Completion, ContentPart, FinishReason, ImageSource, ProviderKind, ResponseFormat,
+    Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
+};
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::config::CallLimits;
 use crate::registry::required_key;
@@ -14,7 +20,7 @@ use crate::transport::{Call, Transport, read_json, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
     ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
-    ProvidersConfig,
+    ProvidersConfig, Unsupported,
 };
 
 const XAI_HOST: &str = "api.x.ai";
@@ -144,13 +150,13 @@ impl OpenAiProvider {
         if !starts_with_system && !request.system_prompt.is_empty() {
             messages.push(WireMessage {
                 role: Role::System.as_str(),
-                content: request.system_prompt.as_str().into(),
+                content: Value::String(request.system_prompt.clone()),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
             });
         }
-        messages.extend(request.messages.iter().map(|m| WireMessage {
-            role: m.role.as_str(),
-            content: m.text().into(),
-        }));
+        messages.extend(request.messages.iter().map(wire_message));
+        let options = &request.options;
         // OpenAI's reasoning models refuse `max_tokens` and any temperature but the default;
         // every other server (and every other OpenAI model) takes `max_tokens`.
         let reasoning = endpoint.is_configured && is_reasoning_model(&request.model);
@@ -164,6 +170,20 @@ impl OpenAiProvider {
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            tools: options.tools.iter().map(wire_tool).collect(),
+            tool_choice: options.tool_choice.as_ref().map(wire_tool_choice),
+            parallel_tool_calls: options.parallel_tool_calls,
+            response_format: options.response_format.as_ref().map(wire_response_format),
+            stop: &options.stop,
+            top_p: options.top_p,
+            seed: options.seed,
+            presence_penalty: options.presence_penalty,
+            frequency_penalty: options.frequency_penalty,
+            logit_bias: &options.logit_bias,
+            logprobs: options.logprobs,
+            top_logprobs: options.top_logprobs,
+            reasoning_effort: options.reasoning_effort.map(|e| e.as_str()),
+            user: options.user.as_deref(),
         }
     }
 
@@ -195,6 +215,86 @@ impl OpenAiProvider {
     }
 }
 
+/// A message on OpenAI's wire: text alone as a string (what every compatible server takes),
+/// parts as an array once there is an image, null for an assistant message that only calls
+/// tools.
+fn wire_message(message: &ChatMessage) -> WireMessage<'_> {
+    let content = if message.has_images() {
+        Value::Array(message.content.iter().map(wire_part).collect())
+    } else if message.content.is_empty() && !message.tool_calls.is_empty() {
+        Value::Null
+    } else {
+        Value::String(message.text())
+    };
+    WireMessage {
+        role: message.role.as_str(),
+        content,
+        tool_calls: message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({"id": call.id, "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments}})
+            })
+            .collect(),
+        tool_call_id: message.tool_call_id.as_deref(),
+    }
+}
+
+fn wire_part(part: &ContentPart) -> Value {
+    match part {
+        ContentPart::Text(text) => json!({"type": "text", "text": text}),
+        ContentPart::Image { source, detail } => {
+            let url = match source {
+                ImageSource::Url(url) => url.clone(),
+                ImageSource::Base64 { media_type, data } => {
+                    format!("data:{media_type};base64,{data}")
+                }
+            };
+            let mut image_url = json!({"url": url});
+            if let Some(detail) = detail {
+                image_url["detail"] = json!(detail);
+            }
+            json!({"type": "image_url", "image_url": image_url})
+        }
+    }
+}
+
+fn wire_tool(tool: &ToolDefinition) -> Value {
+    let mut function = json!({"name": tool.name, "parameters": tool.parameters});
+    if let Some(description) = &tool.description {
+        function["description"] = json!(description);
+    }
+    if let Some(strict) = tool.strict {
+        function["strict"] = json!(strict);
+    }
+    json!({"type": "function", "function": function})
+}
+
+fn wire_tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+fn wire_response_format(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema(spec) => {
+            let mut schema =
+                json!({"name": spec.name, "schema": spec.schema, "strict": spec.strict});
+            if let Some(description) = &spec.description {
+                schema["description"] = json!(description);
+            }
+            json!({"type": "json_schema", "json_schema": schema})
+        }
+    }
+}
+
 fn is_reasoning_model(model: &str) -> bool {
     ["o1", "o3", "o4", "gpt-5"]
         .iter()
@@ -210,6 +310,12 @@ impl ChatProvider for OpenAiProvider {
         self.key_for(base_url).map(drop)
     }
 
+    /// Everything the chat model holds is OpenAI's own vocabulary, passed through as is; a
+    /// compatible server that lacks something refuses it itself (an upstream 400).
+    fn check_request(&self, _request: &ProviderRequest) -> Result<(), Unsupported> {
+        Ok(())
+    }
+
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
         async move {
             let endpoint = self.endpoint(request)?;
@@ -222,15 +328,27 @@ impl ChatProvider for OpenAiProvider {
                 .as_ref()
                 .and_then(|c| c.finish_reason.as_deref())
                 .map_or(FinishReason::Stop, finish_reason);
-            let content = choice
-                .and_then(|c| c.message)
-                .and_then(|m| m.content)
-                .unwrap_or_default();
+            let (message, logprobs) = choice.map_or((None, None), |c| (c.message, c.logprobs));
+            let (content, tool_calls) = message.map_or_else(Default::default, |m| {
+                let calls = m.tool_calls.unwrap_or_default().into_iter();
+                let calls = calls.map(|c| ToolCall {
+                    id: c.id,
+                    name: c.function.name,
+                    arguments: c.function.arguments,
+                });
+                (m.content.unwrap_or_default(), calls.collect::<Vec<_>>())
+            });
             let reported = answer.usage.as_ref().and_then(WireUsage::counts);
-            let usage = request.usage_or_estimate(reported, &content);
+            // Without counts, the arguments the model wrote are output too.
+            let written: String = tool_calls
+                .iter()
+                .map(|c| c.arguments.as_str())
+                .chain([content.as_str()])
+                .collect();
+            let usage = request.usage_or_estimate(reported, &written);
             Ok(Completion {
-                tool_calls: Vec::new(),
-                logprobs: None,
+                tool_calls,
+                logprobs: logprobs.filter(|l| !l.is_null()),
                 content,
                 usage,
                 finish_reason,
@@ -277,10 +395,25 @@ impl ChatProvider for OpenAiProvider {
                     if let Some(reason) = choice.finish_reason.as_deref() {
                         tally.finish = Some(finish_reason(reason));
                     }
-                    Ok(choice
-                        .delta
-                        .and_then(|d| d.content)
-                        .map_or(Step::Nothing, Step::Text))
+                    let Some(delta) = choice.delta else {
+                        return Ok(Step::Nothing);
+                    };
+                    let calls = delta.tool_calls.unwrap_or_default();
+                    if calls.is_empty() {
+                        return Ok(delta.content.map_or(Step::Nothing, Step::Text));
+                    }
+                    // A compatible server may send text and whole calls in one chunk.
+                    let text = delta.content.into_iter().map(StreamEvent::TextDelta);
+                    let calls = calls.into_iter().map(|call| {
+                        let function = call.function.unwrap_or_default();
+                        StreamEvent::ToolCallDelta(ToolCallDelta {
+                            index: call.index,
+                            id: call.id,
+                            name: function.name,
+                            arguments: function.arguments.unwrap_or_default(),
+                        })
+                    });
+                    Ok(Step::Events(text.chain(calls).collect()))
                 },
             ))
         }
@@ -312,12 +445,46 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    /// Token ids as keys (JSON makes them strings, as OpenAI expects).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    logit_bias: &'a BTreeMap<u32, i32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logprobs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'a str,
-    content: std::borrow::Cow<'a, str>,
+    /// A string, an array of parts, or null.
+    content: Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -337,11 +504,28 @@ struct WireResponse {
 struct WireChoice {
     message: Option<WireAnswer>,
     finish_reason: Option<String>,
+    /// Present when asked for: `{"content": [...]}`, passed on as is.
+    logprobs: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct WireAnswer {
     content: Option<String>,
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    /// JSON text, as the model wrote it.
+    #[serde(default)]
+    arguments: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +558,22 @@ struct WireChunkChoice {
 #[derive(Debug, Deserialize)]
 struct WireDelta {
     content: Option<String>,
+    tool_calls: Option<Vec<WireToolCallChunk>>,
+}
+
+/// A piece of a streamed tool call: the first has the id and name, each a fragment of the
+/// arguments.
+#[derive(Debug, Deserialize)]
+struct WireToolCallChunk {
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunctionChunk>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireFunctionChunk {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -118,6 +118,25 @@ impl ApiCode {
         }
     }
 
+    /// True when a client retrying the same request cannot succeed: the upstream failed after
+    /// commander's own retries were spent (or refused our key), or the request itself is at
+    /// fault. Such responses say `x-should-retry: false`.
+    pub fn retry_cannot_help(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidRequest
+                | Self::ValidationFailed
+                | Self::UnsupportedParameter
+                | Self::Call(
+                    ErrorCode::UpstreamError
+                        | ErrorCode::UpstreamTimeout
+                        | ErrorCode::UpstreamRateLimited
+                        | ErrorCode::UpstreamAuthFailed
+                        | ErrorCode::UpstreamInvalidRequest
+                )
+        )
+    }
+
     /// The HTTP status the API answers this code with.
     pub fn status(self) -> StatusCode {
         match self {

@@ -16,6 +16,9 @@ pub use code::ApiCode;
 
 use crate::views::{ErrorBody, ErrorEnvelope};
 
+/// The header the OpenAI and Anthropic SDKs read before retrying on their own.
+const SHOULD_RETRY: &str = "x-should-retry";
+
 /// An error as the API reports it: a code, a message a person can act on, and for validation
 /// failures every field at fault.
 ///
@@ -79,6 +82,24 @@ impl ApiError {
         }
     }
 
+    /// A 400 `unsupported_parameter` listing every parameter that is valid but cannot be
+    /// honoured (an audio part, log probabilities on a stream).
+    pub(crate) fn unsupported(details: ValidationErrors) -> Self {
+        Self {
+            details: Some(details),
+            ..Self::new(
+                ApiCode::UnsupportedParameter,
+                "the request asks for something commander cannot honour; see details",
+            )
+        }
+    }
+
+    /// Every field at fault, for a validation failure or a refusal.
+    #[cfg(test)]
+    pub(crate) fn details(&self) -> Option<&ValidationErrors> {
+        self.details.as_ref()
+    }
+
     /// The same error, telling the client how long to wait (`Retry-After`).
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
@@ -140,7 +161,22 @@ impl ApiError {
     /// The response for this error with `body`, in whichever shape: its status, `Retry-After`
     /// and the headers it carries (`WWW-Authenticate`, ...).
     pub(crate) fn respond(&self, body: serde_json::Value) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status());
+        self.respond_with_status(self.status(), body)
+    }
+
+    /// [`respond`](Self::respond) with a door's own status for this error (OpenAI's door
+    /// answers a validation failure 400, as OpenAI does). Errors a retry cannot help carry
+    /// `x-should-retry: false`, which OpenAI's and Anthropic's SDKs obey instead of retrying
+    /// on their own after commander has spent its retries.
+    pub(crate) fn respond_with_status(
+        &self,
+        status: StatusCode,
+        body: serde_json::Value,
+    ) -> HttpResponse {
+        let mut response = HttpResponse::build(status);
+        if self.code.retry_cannot_help() {
+            response.insert_header((SHOULD_RETRY, HeaderValue::from_static("false")));
+        }
         if let Some(wait) = self.retry_after {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let seconds = wait
@@ -419,6 +455,35 @@ mod tests {
         for (error, status) in cases {
             let api = ApiError::from(error);
             assert_eq!(api.status().as_u16(), status, "{api}");
+        }
+    }
+
+    #[test]
+    fn errors_a_retry_cannot_help_say_so() {
+        let refusals = [
+            ApiError::validation(ValidationErrors::new()),
+            ApiError::new(ApiCode::UnsupportedParameter, "no tools"),
+            ApiError::new(ErrorCode::UpstreamError, "boom"),
+            ApiError::new(ErrorCode::UpstreamTimeout, "slow"),
+            ApiError::new(ErrorCode::UpstreamRateLimited, "busy"),
+            ApiError::new(ErrorCode::UpstreamAuthFailed, "bad key"),
+        ];
+        for error in refusals {
+            let response = error.to_response(None);
+            assert_eq!(
+                response.headers().get(SHOULD_RETRY).unwrap(),
+                "false",
+                "{error}"
+            );
+        }
+        // Our own limits and outages pass: a later retry may well succeed.
+        for error in [
+            ApiError::new(ApiCode::RateLimited, "slow down"),
+            ApiError::new(ApiCode::ServiceUnavailable, "starting"),
+            ApiError::internal("bug"),
+        ] {
+            let response = error.to_response(None);
+            assert!(response.headers().get(SHOULD_RETRY).is_none(), "{error}");
         }
     }
 

@@ -7,8 +7,8 @@ use pricing::CostEstimate;
 
 use super::request::CompletionRequest;
 use super::wire::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionUsage,
-    Delta, FunctionChunk, ToolCallChunk,
+    AssistantMessage, CalledFunction, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice,
+    CompletionUsage, Delta, FunctionChunk, MessageToolCall, ToolCallChunk,
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
@@ -65,10 +65,24 @@ pub(crate) async fn completions(
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: answer.content,
+                // OpenAI's answer that only calls tools has no text: null, not "".
+                content: (!answer.content.is_empty() || answer.tool_calls.is_empty())
+                    .then_some(answer.content),
                 refusal: None,
+                tool_calls: answer
+                    .tool_calls
+                    .into_iter()
+                    .map(|call| MessageToolCall {
+                        id: call.id,
+                        kind: "function",
+                        function: CalledFunction {
+                            name: call.name,
+                            arguments: call.arguments,
+                        },
+                    })
+                    .collect(),
             },
-            logprobs: None,
+            logprobs: answer.logprobs,
             finish_reason: openai_finish_reason(&answer.finish_reason).to_owned(),
         }],
         usage: usage(&answer.usage),

@@ -1,13 +1,13 @@
 //! Errors in OpenAI's shape, for the OpenAI-compatible door.
 
 use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 use core_domain::ErrorCode;
 
 use super::wire::{OpenAiError, OpenAiErrorBody};
 use crate::error::{ApiCode, ApiError};
 
-/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, with the
-/// status the rest of the API would use.
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
     let kind = match error.code() {
         // What OpenAI itself answers to a bad key (with code invalid_api_key), so SDK code
@@ -38,7 +38,20 @@ pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
     }
 }
 
+/// The status OpenAI's door answers `error` with: the API's, except that a validation failure
+/// is 400 as OpenAI answers it (its SDKs map 400 to `BadRequestError`; 422 would be an
+/// `UnprocessableEntityError` no OpenAI client expects).
+pub(crate) fn status(error: &ApiError) -> StatusCode {
+    match error.code() {
+        ApiCode::ValidationFailed => StatusCode::BAD_REQUEST,
+        _ => error.status(),
+    }
+}
+
 /// The response for `error` in OpenAI's shape.
 pub(crate) fn error_response(error: &ApiError) -> HttpResponse {
-    error.respond(serde_json::to_value(error_body(error)).unwrap_or_default())
+    error.respond_with_status(
+        status(error),
+        serde_json::to_value(error_body(error)).unwrap_or_default(),
+    )
 }

@@ -25,7 +25,8 @@ pub(crate) struct ChatCompletion {
 pub(crate) struct Choice {
     pub index: u32,
     pub message: AssistantMessage,
-    /// Always null.
+    /// The answer's token log probabilities (`{"content": [...]}`) when asked for with
+    /// `logprobs` and the upstream gave them; otherwise null.
     #[schema(value_type = Option<Object>)]
     pub logprobs: Option<serde_json::Value>,
     /// `stop`, `length`, `content_filter`, ...
@@ -37,9 +38,32 @@ pub(crate) struct Choice {
 pub(crate) struct AssistantMessage {
     /// Always `assistant`.
     pub role: &'static str,
-    pub content: String,
+    /// The text; null when the model only called tools.
+    pub content: Option<String>,
     /// Always null.
     pub refusal: Option<String>,
+    /// The tools the model called, in order; absent when it called none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<MessageToolCall>,
+}
+
+/// A tool call of the answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MessageToolCall {
+    /// The call's id, which the tool message answering it names.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: CalledFunction,
+}
+
+/// The function a tool call calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CalledFunction {
+    pub name: String,
+    /// The arguments as JSON text, as the model wrote them (they may not parse).
+    pub arguments: String,
 }
 
 /// Tokens used.

@@ -101,7 +101,12 @@ error_responses! { NATIVE, ErrorEnvelope<'static>:
 }
 
 error_responses! { OPENAI, OpenAiError:
-    /// Malformed JSON or wrong types (invalid_request).
+    /// A bad request, as OpenAI answers it (type invalid_request_error; param names the field
+    /// at fault): malformed JSON or wrong types (invalid_request), invalid parameters
+    /// (validation_failed, which OpenAI's door answers 400 where the native API answers 422;
+    /// param names the first), a parameter the specialist's provider cannot honour
+    /// (unsupported_parameter), or an upstream refusal of the request
+    /// (upstream_invalid_request). A retry cannot help: x-should-retry is false.
     OpenAiInvalidRequest;
     /// Missing or invalid credentials (invalid_api_key, as OpenAI answers); see
     /// WWW-Authenticate.
@@ -124,8 +129,6 @@ error_responses! { OPENAI, OpenAiError:
     /// for (host_not_allowed): a defence against DNS rebinding. Use localhost or list the name
     /// in server.allowed_hosts.
     OpenAiHostNotAllowed;
-    /// Invalid parameters (validation_failed; param names the first).
-    OpenAiValidationFailed;
     /// Rate limited (rate_limit_exceeded; see Retry-After), or too many open connections from
     /// this address (too_many_connections; the connection is closed).
     OpenAiTooManyRequests;
@@ -231,7 +234,6 @@ response_groups! {
         (413, OpenAiPayloadTooLarge),
         (415, OpenAiUnsupportedMediaType),
         (421, OpenAiHostNotAllowed),
-        (422, OpenAiValidationFailed),
         (429, OpenAiTooManyRequests),
         (502, OpenAiUpstreamFailed),
         (503, OpenAiUnavailable),
