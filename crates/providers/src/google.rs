@@ -483,7 +483,7 @@ impl ChatProvider for GoogleProvider {
         self.key().map(drop)
     }
 
-    /// Everything [`GoogleProvider::body`] maps is allowed; what it cannot map is refused
+    /// Everything `GoogleProvider::body` maps is allowed; what it cannot map is refused
     /// naming the parameter. `user` is accepted and not sent: it does not change the answer.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
         Self::body(request).map(drop)
