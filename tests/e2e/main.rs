@@ -10,6 +10,7 @@ mod hostile_upstream;
 mod openai;
 mod operations;
 mod protocol;
+mod protocol_providers;
 mod providers;
 mod rate_limit;
 mod specialists;
