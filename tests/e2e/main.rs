@@ -12,6 +12,7 @@ mod operations;
 mod protocol;
 mod providers;
 mod rate_limit;
+mod specialist_allow;
 mod specialists;
 mod store;
 mod stream;
