@@ -13,6 +13,7 @@ mod protocol;
 mod protocol_providers;
 mod providers;
 mod rate_limit;
+mod specialist_allow;
 mod specialists;
 mod store;
 mod stream;

@@ -53,7 +53,8 @@ pub use pricing::{ModelPricing, PricingDraft};
 pub use provider::ProviderKind;
 pub use specialist::{
     DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
-    MAX_SYSTEM_PROMPT_CHARS, PromptRevision, Specialist, SpecialistDraft, SpecialistSpec,
+    MAX_SYSTEM_PROMPT_CHARS, NotAllowed, PromptRevision, Specialist, SpecialistDraft,
+    SpecialistSpec,
 };
 pub use text::comparable_name;
 pub use usage::{

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::text::{TextKind, first_hidden_char, hidden_char_message};
-use crate::{ModelPricing, PricingDraft, ProviderKind, SpecialistId, ValidationErrors};
+use crate::{
+    ChatMessage, ChatOptions, ModelPricing, PricingDraft, ProviderKind, SpecialistId,
+    ValidationErrors,
+};
 
 /// The longest specialist name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -41,6 +44,12 @@ pub struct SpecialistDraft {
     pub base_url: Option<String>,
     /// The instructions sent before every conversation.
     pub system_prompt: String,
+    /// Whether callers may offer it tools or send tool calls and results (default: yes).
+    #[serde(default = "allowed")]
+    pub allow_tools: bool,
+    /// Whether callers may send it images (default: yes).
+    #[serde(default = "allowed")]
+    pub allow_images: bool,
     /// Sampling temperature, 0.0 to 2.0.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
@@ -50,6 +59,12 @@ pub struct SpecialistDraft {
     /// The specialist's own price, which wins over the price table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<PricingDraft>,
+}
+
+/// Tools and images are allowed unless a specialist turns them off, so a catalogue written
+/// before the fields existed keeps working as it did.
+fn allowed() -> bool {
+    true
 }
 
 fn default_temperature() -> f64 {
@@ -178,6 +193,8 @@ impl SpecialistDraft {
                 model: model.to_owned(),
                 base_url,
                 system_prompt: self.system_prompt.clone(),
+                allow_tools: self.allow_tools,
+                allow_images: self.allow_images,
                 temperature: self.temperature,
                 max_tokens,
                 pricing,
@@ -225,10 +242,22 @@ pub struct SpecialistSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     base_url: Option<String>,
     system_prompt: String,
+    allow_tools: bool,
+    allow_images: bool,
     temperature: f64,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pricing: Option<ModelPricing>,
+}
+
+/// Something a request asks of a specialist that the specialist turned off
+/// ([`Specialist::first_not_allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAllowed {
+    /// The caller's parameter, as the OpenAI door spells it (`tools` or `messages`).
+    pub param: &'static str,
+    /// What the specialist does not allow, completing "the specialist does not allow ...".
+    pub what: &'static str,
 }
 
 /// A system prompt that was replaced, kept so a change can be understood or undone.
@@ -331,6 +360,8 @@ impl Specialist {
             model: self.spec.model.clone(),
             base_url: self.spec.base_url.clone(),
             system_prompt: self.spec.system_prompt.clone(),
+            allow_tools: self.spec.allow_tools,
+            allow_images: self.spec.allow_images,
             temperature: self.spec.temperature,
             max_tokens: i64::from(self.spec.max_tokens),
             pricing: self.spec.pricing.map(|p| PricingDraft {
@@ -338,6 +369,46 @@ impl Specialist {
                 output_per_1m: p.output_per_1m(),
             }),
         }
+    }
+
+    /// The first thing in a request (its `options` and `messages`) that this specialist does
+    /// not allow, if any: tools on offer or a tool choice (`tools`), tool calls or results in
+    /// the conversation, or an image (`messages`). Checked before the provider's own check so a
+    /// specialist's choice is what the caller hears about.
+    pub fn first_not_allowed(
+        &self,
+        options: &ChatOptions,
+        messages: &[ChatMessage],
+    ) -> Option<NotAllowed> {
+        if !self.spec.allow_tools {
+            // Any tool parameter counts, `tool_choice: "none"` too: a caller relying on tools
+            // should hear that this specialist has none rather than get an answer without them.
+            if !options.tools.is_empty()
+                || options.tool_choice.is_some()
+                || options.parallel_tool_calls.is_some()
+            {
+                return Some(NotAllowed {
+                    param: "tools",
+                    what: "tools",
+                });
+            }
+            if messages
+                .iter()
+                .any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some())
+            {
+                return Some(NotAllowed {
+                    param: "messages",
+                    what: "tool calls or tool results in messages",
+                });
+            }
+        }
+        if !self.spec.allow_images && messages.iter().any(ChatMessage::has_images) {
+            return Some(NotAllowed {
+                param: "messages",
+                what: "images in messages",
+            });
+        }
+        None
     }
 
     /// The id.
@@ -367,6 +438,14 @@ impl Specialist {
     /// The instructions sent before every conversation.
     pub fn system_prompt(&self) -> &str {
         &self.spec.system_prompt
+    }
+    /// Whether callers may offer it tools or send tool calls and results.
+    pub fn allow_tools(&self) -> bool {
+        self.spec.allow_tools
+    }
+    /// Whether callers may send it images.
+    pub fn allow_images(&self) -> bool {
+        self.spec.allow_images
     }
     /// Sampling temperature.
     pub fn temperature(&self) -> f64 {
@@ -412,6 +491,8 @@ mod tests {
             model: "gpt-4o".into(),
             base_url: None,
             system_prompt: "You analyse numbers.".into(),
+            allow_tools: true,
+            allow_images: true,
             temperature: 0.3,
             max_tokens: 2048,
             pricing: Some(PricingDraft {
@@ -461,6 +542,8 @@ mod tests {
             model: "bad model!".into(),
             base_url: Some("ftp://example.com".into()),
             system_prompt: "p".repeat(4001),
+            allow_tools: false,
+            allow_images: true,
             temperature: 2.5,
             max_tokens: 0,
             pricing: Some(PricingDraft {
@@ -612,6 +695,95 @@ mod tests {
                 replaced_at: t1,
             }]
         );
+    }
+
+    #[test]
+    fn tools_and_images_are_allowed_unless_turned_off() {
+        let written_before_the_fields: SpecialistDraft =
+            serde_json::from_value(serde_json::json!({
+                "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help."
+            }))
+            .unwrap();
+        assert!(written_before_the_fields.allow_tools && written_before_the_fields.allow_images);
+        let spec = written_before_the_fields.validate().unwrap();
+        assert!(spec.allow_tools && spec.allow_images);
+
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = specialist(t0);
+        let no_tools = revised(
+            &s,
+            SpecialistDraft {
+                allow_tools: false,
+                ..draft()
+            },
+            t0,
+            100,
+        );
+        assert_eq!(no_tools.version(), 2, "turning tools off is a change");
+        assert!(!no_tools.allow_tools() && no_tools.allow_images());
+        assert!(!no_tools.to_draft().allow_tools, "kept by to_draft");
+    }
+
+    #[test]
+    fn a_specialist_refuses_what_it_turned_off_and_only_that() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let with = |allow_tools, allow_images| {
+            revised(
+                &specialist(t0),
+                SpecialistDraft {
+                    allow_tools,
+                    allow_images,
+                    ..draft()
+                },
+                t0,
+                100,
+            )
+        };
+        let tool = crate::ToolDefinition {
+            name: "lookup".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object"}),
+            strict: None,
+        };
+        let offering_tools = ChatOptions {
+            tools: vec![tool],
+            ..ChatOptions::default()
+        };
+        let choosing_none = ChatOptions {
+            tool_choice: Some(crate::ToolChoice::None),
+            ..ChatOptions::default()
+        };
+        let plain = [ChatMessage::user("hi")];
+        let tool_result = [ChatMessage::tool_result("call_1", "42")];
+        let image = [ChatMessage {
+            content: vec![crate::ContentPart::Image {
+                source: crate::ImageSource::Url("https://example.com/a.png".into()),
+                detail: None,
+            }],
+            ..ChatMessage::user("")
+        }];
+        let none = ChatOptions::default();
+        let param = |s: &Specialist, o: &ChatOptions, m: &[ChatMessage]| {
+            s.first_not_allowed(o, m).map(|n| n.param)
+        };
+
+        let open = specialist(t0);
+        for (options, messages) in [
+            (&offering_tools, &plain[..]),
+            (&none, &tool_result[..]),
+            (&none, &image[..]),
+        ] {
+            assert_eq!(param(&open, options, messages), None, "allowed by default");
+        }
+        let no_tools = with(false, true);
+        assert_eq!(param(&no_tools, &offering_tools, &plain), Some("tools"));
+        assert_eq!(param(&no_tools, &choosing_none, &plain), Some("tools"));
+        assert_eq!(param(&no_tools, &none, &tool_result), Some("messages"));
+        assert_eq!(param(&no_tools, &none, &image), None);
+        assert_eq!(param(&no_tools, &none, &plain), None);
+        let no_images = with(true, false);
+        assert_eq!(param(&no_images, &none, &image), Some("messages"));
+        assert_eq!(param(&no_images, &offering_tools, &tool_result), None);
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub(crate) struct SpecialistBody {
     #[schema(value_type = Option<String>)]
     base_url: Option<Option<String>>,
     system_prompt: Option<String>,
+    /// Whether callers may offer tools or send tool calls and results (default: true).
+    allow_tools: Option<bool>,
+    /// Whether callers may send images (default: true).
+    allow_images: Option<bool>,
     temperature: Option<f64>,
     max_tokens: Option<i64>,
     /// USD per million tokens; null removes it.
@@ -130,6 +134,8 @@ impl SpecialistBody {
             model: self.model,
             base_url: self.base_url.into(),
             system_prompt: self.system_prompt,
+            allow_tools: self.allow_tools,
+            allow_images: self.allow_images,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             pricing: self.pricing.into(),

@@ -21,6 +21,11 @@ pub(crate) struct SpecialistView {
     #[serde(skip_serializing_if = "Option::is_none")]
     base_url: Option<String>,
     system_prompt: String,
+    /// Whether callers may offer tools or send tool calls and results; when false, a request
+    /// that does is refused (400 `unsupported_parameter`).
+    allow_tools: bool,
+    /// Whether callers may send images; when false, a request with one is refused.
+    allow_images: bool,
     temperature: f64,
     max_tokens: u32,
     /// The specialist's own price, which wins over the price table.
@@ -70,6 +75,8 @@ impl From<&Specialist> for SpecialistView {
             model: s.model().to_owned(),
             base_url: s.base_url().map(str::to_owned),
             system_prompt: s.system_prompt().to_owned(),
+            allow_tools: s.allow_tools(),
+            allow_images: s.allow_images(),
             temperature: s.temperature(),
             max_tokens: s.max_tokens(),
             pricing: s.pricing().map(|p| PricingView {

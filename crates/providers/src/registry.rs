@@ -158,6 +158,8 @@ mod tests {
             model: "m".into(),
             base_url: base_url.map(str::to_owned),
             system_prompt: "p".into(),
+            allow_tools: true,
+            allow_images: true,
             temperature: 0.5,
             max_tokens: 100,
             pricing: None,

@@ -218,6 +218,8 @@ mod tests {
             model: "gpt-4o".into(),
             base_url: None,
             system_prompt: "Help.".into(),
+            allow_tools: true,
+            allow_images: true,
             temperature: 0.5,
             max_tokens: 1000,
             pricing: Some(PricingDraft {

@@ -126,6 +126,7 @@ fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
 mod tests {
     use chrono::TimeZone;
     use core_domain::PricingDraft;
+    use serde_json::json;
 
     use super::*;
 
@@ -137,6 +138,8 @@ mod tests {
             model: "gpt-4o".into(),
             base_url: None,
             system_prompt: "You analyse numbers.".into(),
+            allow_tools: true,
+            allow_images: true,
             temperature: 0.3,
             max_tokens: 2048,
             pricing: Some(PricingDraft {
@@ -166,6 +169,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let s = record.into_specialist(now).unwrap();
         assert_eq!(s.version(), 3);
+        assert!(
+            s.allow_tools() && s.allow_images(),
+            "a file written before the fields allows both"
+        );
         assert_eq!(
             s.created_at(),
             Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap()
@@ -208,6 +215,7 @@ mod tests {
         );
         let new_prompt = SpecialistDraft {
             system_prompt: "New prompt".into(),
+            allow_tools: false,
             ..draft()
         };
         let s = first
@@ -221,6 +229,10 @@ mod tests {
         assert_eq!(value["prompt_history"][0]["version"], 1);
         assert_eq!(value["created_at"], "2026-01-01T00:00:00Z");
         assert!(value.get("base_url").is_none());
+        assert_eq!(
+            (&value["allow_tools"], &value["allow_images"]),
+            (&json!(false), &json!(true))
+        );
         // And reads back as the same specialist.
         let record: SpecialistRecord = serde_json::from_value(value).unwrap();
         assert_eq!(record.into_specialist(Utc::now()).unwrap(), s);

@@ -87,6 +87,10 @@ pub struct SpecialistPatch {
     pub base_url: Clearable<String>,
     /// The instructions sent before every conversation (required for a create or a PUT).
     pub system_prompt: Option<String>,
+    /// Whether callers may use tools (default: yes).
+    pub allow_tools: Option<bool>,
+    /// Whether callers may send images (default: yes).
+    pub allow_images: Option<bool>,
     /// Sampling temperature (default: [`DEFAULT_TEMPERATURE`]).
     pub temperature: Option<f64>,
     /// The most tokens an answer may have (default: [`DEFAULT_MAX_TOKENS`]).
@@ -109,6 +113,12 @@ impl SpecialistPatch {
         set(&mut current.model, self.model);
         set(&mut current.system_prompt, self.system_prompt);
         current.base_url = self.base_url.applied_to(current.base_url);
+        if let Some(allow_tools) = self.allow_tools {
+            current.allow_tools = allow_tools;
+        }
+        if let Some(allow_images) = self.allow_images {
+            current.allow_images = allow_images;
+        }
         if let Some(temperature) = self.temperature {
             current.temperature = temperature;
         }
@@ -162,6 +172,8 @@ fn defaults() -> SpecialistDraft {
         model: String::new(),
         base_url: None,
         system_prompt: String::new(),
+        allow_tools: true,
+        allow_images: true,
         temperature: DEFAULT_TEMPERATURE,
         max_tokens: i64::from(DEFAULT_MAX_TOKENS),
         pricing: None,
@@ -223,6 +235,8 @@ mod tests {
             model: "gpt-4o".into(),
             base_url: Some("https://llm.example.com/v1".into()),
             system_prompt: "Help.".into(),
+            allow_tools: true,
+            allow_images: false,
             temperature: 0.2,
             max_tokens: 100,
             pricing: Some(PricingDraft {
@@ -263,6 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_turns_tools_or_images_on_or_off_and_leaves_the_other() {
+        let no_tools = SpecialistPatch {
+            allow_tools: Some(false),
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!(
+            (no_tools.allow_tools, no_tools.allow_images),
+            (false, false)
+        );
+        let images = SpecialistPatch {
+            allow_images: Some(true),
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!((images.allow_tools, images.allow_images), (true, true));
+        let created = SpecialistPatch {
+            allow_images: Some(false),
+            ..complete()
+        }
+        .into_new_fields()
+        .unwrap();
+        assert_eq!((created.allow_tools, created.allow_images), (true, false));
+    }
+
+    #[test]
     fn null_removes_base_url_and_pricing_a_value_sets_them() {
         let cleared = SpecialistPatch {
             base_url: Clearable::Clear,
@@ -295,6 +335,10 @@ mod tests {
         assert_eq!(fields.max_tokens, i64::from(DEFAULT_MAX_TOKENS));
         assert_eq!(fields.description, "");
         assert_eq!((fields.base_url, fields.pricing), (None, None));
+        assert!(
+            fields.allow_tools && fields.allow_images,
+            "allowed unless turned off"
+        );
         // Null for an optional field is the same as leaving it out.
         let nulls = SpecialistPatch {
             base_url: Clearable::Clear,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{Completion, Specialist, SpecialistId};
+use core_domain::{Completion, NotAllowed, Specialist, SpecialistId, ValidationErrors};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use providers::{ChatProvider, ProviderError, ProviderRequest};
@@ -70,6 +70,10 @@ pub(crate) fn prepare_for(
         .record("specialist", specialist.id().as_str())
         .record("provider", specialist.provider().as_str());
     let request = build(&specialist);
+    // What the specialist turned off is refused first, whatever its provider could do.
+    if let Some(not_allowed) = specialist.first_not_allowed(&request.options, &request.messages) {
+        return Err(not_allowed_by(&specialist, not_allowed));
+    }
     let provider = state.providers.provider_for(&specialist);
     // What the provider cannot honour is refused before anything is called or recorded, like
     // any invalid request.
@@ -83,6 +87,21 @@ pub(crate) fn prepare_for(
         request,
         recorder,
     })
+}
+
+/// The 400 `unsupported_parameter` for a request asking `specialist` for what it turned off,
+/// naming the parameter.
+fn not_allowed_by(specialist: &Specialist, not_allowed: NotAllowed) -> ApiError {
+    let mut details = ValidationErrors::new();
+    details.push(
+        not_allowed.param,
+        format!(
+            "the specialist '{}' does not allow {}",
+            specialist.id(),
+            not_allowed.what
+        ),
+    );
+    ApiError::unsupported(details)
 }
 
 impl PreparedCall {

@@ -784,6 +784,8 @@ mod tests {
             model: "m".into(),
             base_url: None,
             system_prompt: "Be the specialist.".into(),
+            allow_tools: true,
+            allow_images: true,
             temperature,
             max_tokens,
             pricing: None,
