@@ -30,6 +30,7 @@
 //! load-test server `bins/fake-upstream` is a thin binary over it.
 #![warn(missing_docs)]
 
+pub mod conversational;
 mod render;
 mod reply;
 mod server;

@@ -65,7 +65,12 @@ struct Shared {
     streams_closed: AtomicUsize,
     stream_closed: Notify,
     padding_bytes_sent: AtomicUsize,
+    /// Makes the reply from the request when the queue is empty (the conversational model).
+    responder: Option<Responder>,
 }
+
+/// Makes a reply from a request's JSON body.
+pub(crate) type Responder = fn(Wire, &Value) -> Reply;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -103,6 +108,18 @@ impl FakeUpstream {
         record: bool,
         workers: usize,
     ) -> std::io::Result<Self> {
+        Self::start_responding(bind, wire, default_reply, record, workers, None)
+    }
+
+    /// Like [`FakeUpstream::start_with`], replying with `responder` when the queue is empty.
+    pub(crate) fn start_responding(
+        bind: &str,
+        wire: Wire,
+        default_reply: Reply,
+        record: bool,
+        workers: usize,
+        responder: Option<Responder>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(bind)?;
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -115,6 +132,7 @@ impl FakeUpstream {
             streams_closed: AtomicUsize::new(0),
             stream_closed: Notify::new(),
             padding_bytes_sent: AtomicUsize::new(0),
+            responder,
         });
         let data = web::Data::from(Arc::clone(&shared));
         let server = HttpServer::new(move || {
@@ -255,7 +273,10 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
     };
     let reply = lock(&shared.script)
         .pop_front()
-        .unwrap_or_else(|| lock(&shared.default_reply).clone());
+        .unwrap_or_else(|| match shared.responder {
+            Some(respond) => respond(shared.wire, &json),
+            None => lock(&shared.default_reply).clone(),
+        });
     if !reply.first_byte_delay.is_zero() {
         tokio::time::sleep(reply.first_byte_delay).await;
     }
