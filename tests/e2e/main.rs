@@ -17,3 +17,4 @@ mod store;
 mod stream;
 mod unconfigured_provider;
 mod usage;
+mod usage_detail;
