@@ -19,3 +19,4 @@ mod store;
 mod stream;
 mod unconfigured_provider;
 mod usage;
+mod usage_detail;

@@ -126,6 +126,11 @@ async fn every_column_round_trips(backend: Backend) {
         failed.streamed = false;
         let mut full = record("full-one");
         full.client_request_id = Some(RequestId::parse("trace-7").unwrap());
+        full.usage = TokenUsage::reported(1200, 345)
+            .with_cache(200, 50)
+            .with_reasoning(100);
+        // Longer than the column: stored cut to its first END_USER_MAX_CHARS characters.
+        full.end_user = Some("ü".repeat(usage_store::END_USER_MAX_CHARS + 44));
         store.insert_batch(&[full, failed]).unwrap();
         store.all_rows().unwrap()
     })
@@ -152,6 +157,18 @@ async fn every_column_round_trips(backend: Backend) {
     assert_eq!(full.error_code, None);
     assert!(full.streamed);
     assert_eq!(full.client_request_id.as_deref(), Some("trace-7"));
+    assert_eq!(
+        (
+            full.cached_input_tokens,
+            full.cache_write_tokens,
+            full.reasoning_tokens
+        ),
+        (200, 50, 100)
+    );
+    assert_eq!(
+        full.end_user.as_deref(),
+        Some("ü".repeat(usage_store::END_USER_MAX_CHARS).as_str())
+    );
 
     let failed = &rows[1];
     assert_eq!(failed.user_email_hash, None);
@@ -160,6 +177,15 @@ async fn every_column_round_trips(backend: Backend) {
     assert!(failed.tokens_estimated && !failed.pricing_known && !failed.streamed);
     assert_eq!(failed.ttft_ms, None);
     assert_eq!(failed.client_request_id, None);
+    assert_eq!(
+        (
+            failed.cached_input_tokens,
+            failed.cache_write_tokens,
+            failed.reasoning_tokens
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(failed.end_user, None);
 }
 
 async fn batches_are_written_once_however_often_they_are_sent(backend: Backend) {

@@ -164,6 +164,7 @@ mod tests {
             batch_size = 64
             [pricing]
             "llama3.1:8b" = { input_per_1m = 0.1, output_per_1m = 0.2 }
+            "my-claude" = { input_per_1m = 3, output_per_1m = 15, cached_input_per_1m = 0.3, cache_write_per_1m = 3.75 }
             "#,
         )
         .unwrap();
@@ -197,6 +198,15 @@ mod tests {
             "https://api.openai.com/v1"
         );
         assert_eq!(settings.pricing["llama3.1:8b"].output_per_1m(), 0.2);
+        assert_eq!(settings.pricing["llama3.1:8b"].cached_input_per_1m(), None);
+        assert_eq!(
+            settings.pricing["my-claude"].cached_input_per_1m(),
+            Some(0.3)
+        );
+        assert_eq!(
+            settings.pricing["my-claude"].cache_write_per_1m(),
+            Some(3.75)
+        );
     }
 
     #[test]

@@ -364,10 +364,7 @@ impl Specialist {
             allow_images: self.spec.allow_images,
             temperature: self.spec.temperature,
             max_tokens: i64::from(self.spec.max_tokens),
-            pricing: self.spec.pricing.map(|p| PricingDraft {
-                input_per_1m: p.input_per_1m(),
-                output_per_1m: p.output_per_1m(),
-            }),
+            pricing: self.spec.pricing.map(|p| p.to_draft()),
         }
     }
 
@@ -498,6 +495,7 @@ mod tests {
             pricing: Some(PricingDraft {
                 input_per_1m: 2.5,
                 output_per_1m: 10.0,
+                ..PricingDraft::default()
             }),
         }
     }
@@ -549,6 +547,7 @@ mod tests {
             pricing: Some(PricingDraft {
                 input_per_1m: -1.0,
                 output_per_1m: f64::NAN,
+                ..PricingDraft::default()
             }),
         };
         let errors = bad.validate().unwrap_err();

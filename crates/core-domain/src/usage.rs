@@ -3,23 +3,43 @@ use serde::{Deserialize, Serialize};
 use crate::{ChatMessage, ContentPart, ToolCall};
 
 /// Tokens consumed by one call.
+///
+/// One rule for every provider: `input_tokens` is the WHOLE prompt, cached and cache-written
+/// tokens included (OpenAI's `prompt_tokens` already counts this way; Anthropic reports cache
+/// reads and writes apart from `input_tokens`, so its parser adds them in). `cached_input_tokens`
+/// and `cache_write_tokens` are subsets of it, priced differently; the uncached remainder is
+/// [`TokenUsage::uncached_input_tokens`]. Likewise `output_tokens` is everything billed as output,
+/// reasoning ("thinking") tokens included, and `reasoning_tokens` is the subset spent thinking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
-    /// Tokens in the prompt (system prompt, history and the new message).
+    /// Tokens in the prompt (system prompt, history and the new message), cached ones included.
     pub input_tokens: u32,
-    /// Tokens in the answer.
+    /// Tokens in the answer, reasoning tokens included.
     pub output_tokens: u32,
+    /// Of `input_tokens`, those read from the upstream's prompt cache (billed cheaper).
+    #[serde(default)]
+    pub cached_input_tokens: u32,
+    /// Of `input_tokens`, those written to the upstream's prompt cache (Anthropic bills them
+    /// above the input price).
+    #[serde(default)]
+    pub cache_write_tokens: u32,
+    /// Of `output_tokens`, those the model spent reasoning before answering.
+    #[serde(default)]
+    pub reasoning_tokens: u32,
     /// True when the counts are our estimate rather than the upstream's own report (a stream
     /// that ended without usage, a call cut short).
     pub is_estimated: bool,
 }
 
 impl TokenUsage {
-    /// Counts reported by the upstream itself.
+    /// Counts reported by the upstream itself (no cache or reasoning detail).
     pub const fn reported(input_tokens: u32, output_tokens: u32) -> Self {
         Self {
             input_tokens,
             output_tokens,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             is_estimated: false,
         }
     }
@@ -29,8 +49,33 @@ impl TokenUsage {
         Self {
             input_tokens,
             output_tokens,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             is_estimated: true,
         }
+    }
+
+    /// The same counts with the prompt-cache detail (cache reads and writes, both already
+    /// counted in `input_tokens`).
+    pub const fn with_cache(mut self, cached_input_tokens: u32, cache_write_tokens: u32) -> Self {
+        self.cached_input_tokens = cached_input_tokens;
+        self.cache_write_tokens = cache_write_tokens;
+        self
+    }
+
+    /// The same counts with the reasoning detail (already counted in `output_tokens`).
+    pub const fn with_reasoning(mut self, reasoning_tokens: u32) -> Self {
+        self.reasoning_tokens = reasoning_tokens;
+        self
+    }
+
+    /// Prompt tokens billed at the plain input price: the prompt minus cache reads and writes
+    /// (never below zero, should an upstream report inconsistent counts).
+    pub const fn uncached_input_tokens(&self) -> u32 {
+        self.input_tokens
+            .saturating_sub(self.cached_input_tokens)
+            .saturating_sub(self.cache_write_tokens)
     }
 }
 

@@ -66,11 +66,7 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
                     .collect();
             }
             if a.with_usage {
-                body["usage"] = json!({
-                    "prompt_tokens": a.input_tokens,
-                    "completion_tokens": a.output_tokens,
-                    "total_tokens": a.input_tokens + a.output_tokens,
-                });
+                body["usage"] = openai_usage(a);
             }
             body
         }
@@ -85,8 +81,7 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
                 "stop_sequence": null,
             });
             if a.with_usage {
-                body["usage"] =
-                    json!({"input_tokens": a.input_tokens, "output_tokens": a.output_tokens});
+                body["usage"] = anthropic_usage(a, a.output_tokens);
             }
             body
         }
@@ -106,11 +101,7 @@ pub(crate) fn whole(wire: Wire, model: &str, a: &Answer) -> Value {
                 "modelVersion": model,
             });
             if a.with_usage {
-                body["usageMetadata"] = json!({
-                    "promptTokenCount": a.input_tokens,
-                    "candidatesTokenCount": a.output_tokens,
-                    "totalTokenCount": a.input_tokens + a.output_tokens,
-                });
+                body["usageMetadata"] = google_usage(a);
             }
             body
         }
@@ -166,11 +157,7 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                     "created": 1_700_000_000,
                     "model": model,
                     "choices": [],
-                    "usage": {
-                        "prompt_tokens": a.input_tokens,
-                        "completion_tokens": a.output_tokens,
-                        "total_tokens": a.input_tokens + a.output_tokens,
-                    },
+                    "usage": openai_usage(a),
                 })));
             }
             tail.push("data: [DONE]\n\n".to_owned());
@@ -182,8 +169,7 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                 "model": model, "stop_reason": null, "stop_sequence": null,
             });
             if a.with_usage {
-                start_message["usage"] =
-                    json!({"input_tokens": a.input_tokens, "output_tokens": 1});
+                start_message["usage"] = anthropic_usage(a, 1);
             }
             let mut head = vec![
                 event(
@@ -287,11 +273,7 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
                     }
                     if a.with_usage {
                         body["usageMetadata"] = if i == last {
-                            json!({
-                                "promptTokenCount": a.input_tokens,
-                                "candidatesTokenCount": a.output_tokens,
-                                "totalTokenCount": a.input_tokens + a.output_tokens,
-                            })
+                            google_usage(a)
                         } else {
                             json!({"promptTokenCount": a.input_tokens,
                                    "totalTokenCount": a.input_tokens})
@@ -370,4 +352,56 @@ pub(crate) fn error_body(wire: Wire, status: u16, message: &str) -> Value {
         }
         Wire::Google => json!({"error": {"code": status, "message": message, "status": "ERROR"}}),
     }
+}
+
+/// OpenAI's usage: `prompt_tokens` counts cached tokens, `completion_tokens` reasoning ones.
+fn openai_usage(a: &Answer) -> Value {
+    let mut usage = json!({
+        "prompt_tokens": a.input_tokens,
+        "completion_tokens": a.output_tokens,
+        "total_tokens": a.input_tokens + a.output_tokens,
+    });
+    let detail = a.usage_detail;
+    if detail.cached_input_tokens > 0 {
+        usage["prompt_tokens_details"] = json!({"cached_tokens": detail.cached_input_tokens});
+    }
+    if detail.reasoning_tokens > 0 {
+        usage["completion_tokens_details"] = json!({"reasoning_tokens": detail.reasoning_tokens});
+    }
+    usage
+}
+
+/// Anthropic's usage: `input_tokens` excludes cache reads and writes, reported apart.
+fn anthropic_usage(a: &Answer, output_tokens: u32) -> Value {
+    let detail = a.usage_detail;
+    let mut usage = json!({
+        "input_tokens": a
+            .input_tokens
+            .saturating_sub(detail.cached_input_tokens)
+            .saturating_sub(detail.cache_write_tokens),
+        "output_tokens": output_tokens,
+    });
+    if detail.cached_input_tokens > 0 || detail.cache_write_tokens > 0 {
+        usage["cache_read_input_tokens"] = json!(detail.cached_input_tokens);
+        usage["cache_creation_input_tokens"] = json!(detail.cache_write_tokens);
+    }
+    usage
+}
+
+/// Gemini's usage: `candidatesTokenCount` excludes thinking, reported as `thoughtsTokenCount`;
+/// `promptTokenCount` includes `cachedContentTokenCount`.
+fn google_usage(a: &Answer) -> Value {
+    let detail = a.usage_detail;
+    let mut usage = json!({
+        "promptTokenCount": a.input_tokens,
+        "candidatesTokenCount": a.output_tokens.saturating_sub(detail.reasoning_tokens),
+        "totalTokenCount": a.input_tokens + a.output_tokens,
+    });
+    if detail.cached_input_tokens > 0 {
+        usage["cachedContentTokenCount"] = json!(detail.cached_input_tokens);
+    }
+    if detail.reasoning_tokens > 0 {
+        usage["thoughtsTokenCount"] = json!(detail.reasoning_tokens);
+    }
+    usage
 }

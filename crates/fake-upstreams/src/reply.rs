@@ -42,6 +42,9 @@ pub(crate) struct Answer {
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub with_usage: bool,
+    /// Usage detail, in our normalised meaning (subsets of `input_tokens`/`output_tokens`);
+    /// each wire renders it its own way.
+    pub usage_detail: UsageDetail,
     pub chunks: usize,
     pub chunk_delay: Duration,
     /// Silence between the response headers and the first text chunk (a model thinking).
@@ -52,6 +55,14 @@ pub(crate) struct Answer {
     pub ending: Ending,
     /// Tool calls after the text (streamed after it, each call's arguments in two pieces).
     pub tool_calls: Vec<FakeToolCall>,
+}
+
+/// Prompt-cache and reasoning counts a fake answer reports (0: not reported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UsageDetail {
+    pub cached_input_tokens: u32,
+    pub cache_write_tokens: u32,
+    pub reasoning_tokens: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +104,7 @@ impl Reply {
                 input_tokens: 10,
                 output_tokens: words.max(1),
                 with_usage: true,
+                usage_detail: UsageDetail::default(),
                 chunks: 4,
                 chunk_delay: Duration::ZERO,
                 first_chunk_delay: Duration::ZERO,
@@ -179,6 +191,22 @@ impl Reply {
             a.input_tokens = input_tokens;
             a.output_tokens = output_tokens;
         })
+    }
+
+    /// Reports this prompt-cache detail: of the `usage` input tokens, `cached` read from the
+    /// cache and `written` written to it (each wire spells it its own way; Anthropic's
+    /// `input_tokens` then excludes both).
+    pub fn cache_usage(self, cached: u32, written: u32) -> Self {
+        self.answer(|a| {
+            a.usage_detail.cached_input_tokens = cached;
+            a.usage_detail.cache_write_tokens = written;
+        })
+    }
+
+    /// Reports this many of the `usage` output tokens as reasoning (Gemini's
+    /// `candidatesTokenCount` then excludes them).
+    pub fn reasoning_usage(self, reasoning: u32) -> Self {
+        self.answer(|a| a.usage_detail.reasoning_tokens = reasoning)
     }
 
     /// Reports no usage at all (an OpenAI-compatible server without `include_usage`).

@@ -44,6 +44,12 @@ pub(crate) struct SpecialistView {
 pub(crate) struct PricingView {
     input_per_1m: f64,
     output_per_1m: f64,
+    /// USD per million cache-read input tokens; absent: the input price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cached_input_per_1m: Option<f64>,
+    /// USD per million cache-write input tokens; absent: the input price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_per_1m: Option<f64>,
 }
 
 /// A system prompt that was replaced.
@@ -82,6 +88,8 @@ impl From<&Specialist> for SpecialistView {
             pricing: s.pricing().map(|p| PricingView {
                 input_per_1m: p.input_per_1m(),
                 output_per_1m: p.output_per_1m(),
+                cached_input_per_1m: p.cached_input_per_1m(),
+                cache_write_per_1m: p.cache_write_per_1m(),
             }),
             created_at: s.created_at(),
             updated_at: s.updated_at(),

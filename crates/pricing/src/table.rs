@@ -4,26 +4,34 @@ use core_domain::{ModelPricing, TokenUsage, Usd};
 use dashmap::DashSet;
 
 /// The models commander knows the price of out of the box: (model, USD per 1M input tokens,
-/// USD per 1M output tokens), from the providers' published list prices.
-const BUILTIN_PRICES: &[(&str, f64, f64)] = &[
-    ("gpt-4o", 2.50, 10.00),
-    ("gpt-4o-mini", 0.15, 0.60),
-    ("gpt-4-turbo", 10.00, 30.00),
-    ("gpt-3.5-turbo", 0.50, 1.50),
-    ("o1", 15.00, 60.00),
-    ("o3-mini", 1.10, 4.40),
-    ("claude-opus-4-6", 15.00, 75.00),
-    ("claude-sonnet-4-5", 3.00, 15.00),
-    ("claude-haiku-4-5", 0.80, 4.00),
-    ("claude-3-opus", 15.00, 75.00),
-    ("claude-3-sonnet", 3.00, 15.00),
-    ("claude-3-haiku", 0.25, 1.25),
-    ("gemini-2.0-flash", 0.10, 0.40),
-    ("gemini-2.0-pro", 1.25, 10.00),
-    ("gemini-1.5-pro", 1.25, 5.00),
-    ("gemini-1.5-flash", 0.075, 0.30),
-    ("grok-3", 3.00, 15.00),
-    ("grok-2", 2.00, 10.00),
+/// USD per 1M output tokens, USD per 1M cache-read input tokens, USD per 1M cache-write input
+/// tokens), from the providers' published list prices.
+///
+/// Cache prices as published: OpenAI bills cache reads at half the input price on the gpt-4o
+/// and o-series models and writes at the input price; Anthropic bills reads at 10% and (5-minute)
+/// writes at 125% of the input price; Gemini bills cached reads at its context-caching rate (the
+/// storage per hour is not per call, so writes are priced as input); xAI publishes grok-3's
+/// cached rate. Where a provider publishes no cache price (older models) both are the input
+/// price: cached tokens then cost what uncached ones do, never less.
+const BUILTIN_PRICES: &[(&str, f64, f64, f64, f64)] = &[
+    ("gpt-4o", 2.50, 10.00, 1.25, 2.50),
+    ("gpt-4o-mini", 0.15, 0.60, 0.075, 0.15),
+    ("gpt-4-turbo", 10.00, 30.00, 10.00, 10.00),
+    ("gpt-3.5-turbo", 0.50, 1.50, 0.50, 0.50),
+    ("o1", 15.00, 60.00, 7.50, 15.00),
+    ("o3-mini", 1.10, 4.40, 0.55, 1.10),
+    ("claude-opus-4-6", 15.00, 75.00, 1.50, 18.75),
+    ("claude-sonnet-4-5", 3.00, 15.00, 0.30, 3.75),
+    ("claude-haiku-4-5", 0.80, 4.00, 0.08, 1.00),
+    ("claude-3-opus", 15.00, 75.00, 1.50, 18.75),
+    ("claude-3-sonnet", 3.00, 15.00, 0.30, 3.75),
+    ("claude-3-haiku", 0.25, 1.25, 0.03, 0.30),
+    ("gemini-2.0-flash", 0.10, 0.40, 0.025, 0.10),
+    ("gemini-2.0-pro", 1.25, 10.00, 1.25, 1.25),
+    ("gemini-1.5-pro", 1.25, 5.00, 0.3125, 1.25),
+    ("gemini-1.5-flash", 0.075, 0.30, 0.01875, 0.075),
+    ("grok-3", 3.00, 15.00, 0.75, 3.00),
+    ("grok-2", 2.00, 10.00, 2.00, 2.00),
 ];
 
 /// A price in nano-dollars per million tokens, so that cost arithmetic is exact integers.
@@ -31,24 +39,47 @@ const BUILTIN_PRICES: &[(&str, f64, f64)] = &[
 pub struct Price {
     input_per_1m: Usd,
     output_per_1m: Usd,
+    cached_input_per_1m: Usd,
+    cache_write_per_1m: Usd,
 }
 
 impl Price {
-    /// A price from USD amounts per million tokens.
+    /// A price from USD amounts per million tokens. Cache reads and writes without a price of
+    /// their own cost the input price.
     pub fn from_pricing(pricing: &ModelPricing) -> Self {
-        // ModelPricing guarantees finite amounts in 0..=10_000, which Usd always accepts.
+        let input = pricing.input_per_1m();
+        Self::from_dollars(
+            input,
+            pricing.output_per_1m(),
+            pricing.cached_input_per_1m().unwrap_or(input),
+            pricing.cache_write_per_1m().unwrap_or(input),
+        )
+    }
+
+    fn from_dollars(input: f64, output: f64, cached_input: f64, cache_write: f64) -> Self {
+        // ModelPricing (and the built-in table) guarantee finite amounts in 0..=10_000, which
+        // Usd always accepts.
+        let usd = |dollars: f64| Usd::from_dollars(dollars).unwrap_or(Usd::ZERO);
         Self {
-            input_per_1m: Usd::from_dollars(pricing.input_per_1m()).unwrap_or(Usd::ZERO),
-            output_per_1m: Usd::from_dollars(pricing.output_per_1m()).unwrap_or(Usd::ZERO),
+            input_per_1m: usd(input),
+            output_per_1m: usd(output),
+            cached_input_per_1m: usd(cached_input),
+            cache_write_per_1m: usd(cache_write),
         }
     }
 
-    /// The cost of `usage` at this price, rounded to the nearest nano-dollar.
+    /// The cost of `usage` at this price, rounded to the nearest nano-dollar: uncached input at
+    /// the input price, cache reads and writes at theirs, output (reasoning included) at the
+    /// output price.
     pub fn cost_of(&self, usage: &TokenUsage) -> Usd {
-        let nanos_times_1m = u128::from(usage.input_tokens) * u128::from(self.input_per_1m.nanos())
-            + u128::from(usage.output_tokens) * u128::from(self.output_per_1m.nanos());
+        let term = |tokens: u32, price: Usd| u128::from(tokens) * u128::from(price.nanos());
+        let nanos_times_1m = term(usage.uncached_input_tokens(), self.input_per_1m)
+            + term(usage.cached_input_tokens, self.cached_input_per_1m)
+            + term(usage.cache_write_tokens, self.cache_write_per_1m)
+            + term(usage.output_tokens, self.output_per_1m);
         let nanos = (nanos_times_1m + 500_000) / 1_000_000;
-        // At most u32::MAX tokens × 10^13 nano-dollars ÷ 10^6: far below u64::MAX.
+        // At most 2 × u32::MAX tokens × 10^13 nano-dollars ÷ 10^6 (input parts never exceed
+        // the input): far below u64::MAX.
         Usd::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 }
@@ -93,11 +124,8 @@ impl PriceTable {
     pub fn with_overrides(overrides: impl IntoIterator<Item = (String, ModelPricing)>) -> Self {
         let mut prices: HashMap<String, Price> = BUILTIN_PRICES
             .iter()
-            .map(|&(model, input, output)| {
-                let price = Price {
-                    input_per_1m: Usd::from_dollars(input).unwrap_or(Usd::ZERO),
-                    output_per_1m: Usd::from_dollars(output).unwrap_or(Usd::ZERO),
-                };
+            .map(|&(model, input, output, cached_input, cache_write)| {
+                let price = Price::from_dollars(input, output, cached_input, cache_write);
                 (model.to_owned(), price)
             })
             .collect();
@@ -194,6 +222,7 @@ mod tests {
             PricingDraft {
                 input_per_1m: input,
                 output_per_1m: output,
+                ..PricingDraft::default()
             },
             "",
         )
@@ -254,6 +283,66 @@ mod tests {
             .estimate(None, "gpt-4o", &TokenUsage::reported(1234, 567))
             .cost;
         assert_eq!(cost.nanos(), 1234 * 2500 + 567 * 10_000);
+    }
+
+    #[test]
+    fn cached_tokens_are_priced_at_the_published_cache_prices() {
+        let table = PriceTable::builtin();
+        let cost =
+            |model: &str, usage: TokenUsage| table.estimate(None, model, &usage).cost.nanos();
+        // gpt-4o: 1000 prompt tokens of which 400 cached, 100 output (30 of them reasoning).
+        let usage = TokenUsage::reported(1000, 100)
+            .with_cache(400, 0)
+            .with_reasoning(30);
+        assert_eq!(
+            cost("gpt-4o", usage),
+            600 * 2500 + 400 * 1250 + 100 * 10_000
+        );
+        // claude-sonnet-4-5: reads at 10%, writes at 125% of $3.
+        let usage = TokenUsage::reported(1000, 10).with_cache(500, 200);
+        assert_eq!(
+            cost("claude-sonnet-4-5", usage),
+            300 * 3000 + 500 * 300 + 200 * 3750 + 10 * 15_000
+        );
+        // gemini-2.0-flash: cached at $0.025.
+        let usage = TokenUsage::reported(1000, 0).with_cache(1000, 0);
+        assert_eq!(cost("gemini-2.0-flash", usage), 1000 * 25);
+        // No published cache price: cached tokens cost the input price.
+        let usage = TokenUsage::reported(1000, 0).with_cache(1000, 0);
+        assert_eq!(
+            cost("gpt-3.5-turbo", usage),
+            cost("gpt-3.5-turbo", TokenUsage::reported(1000, 0))
+        );
+    }
+
+    #[test]
+    fn specialist_and_override_cache_prices_default_to_the_input_price() {
+        let usage = TokenUsage::reported(1_000_000, 0).with_cache(400_000, 100_000);
+        let plain = pricing(1.0, 0.0);
+        assert_eq!(
+            Price::from_pricing(&plain).cost_of(&usage).as_dollars(),
+            1.0
+        );
+        let with_cache = ModelPricing::new(
+            PricingDraft {
+                input_per_1m: 1.0,
+                output_per_1m: 0.0,
+                cached_input_per_1m: Some(0.5),
+                cache_write_per_1m: Some(2.0),
+            },
+            "",
+        )
+        .unwrap();
+        let table = PriceTable::with_overrides([("m".to_owned(), with_cache)]);
+        // 0.5M uncached × $1 + 0.4M × $0.5 + 0.1M × $2.
+        assert_eq!(table.estimate(None, "m", &usage).cost.as_dollars(), 0.9);
+        assert_eq!(
+            table
+                .estimate(Some(&with_cache), "other", &usage)
+                .cost
+                .as_dollars(),
+            0.9
+        );
     }
 
     #[test]
@@ -341,9 +430,9 @@ mod tests {
     /// does not know.
     fn any_model() -> impl Strategy<Value = String> {
         prop_oneof![
-            proptest::sample::select(BUILTIN_PRICES).prop_map(|(model, _, _)| model.to_owned()),
+            proptest::sample::select(BUILTIN_PRICES).prop_map(|(model, ..)| model.to_owned()),
             proptest::sample::select(BUILTIN_PRICES)
-                .prop_map(|(model, _, _)| format!("{model}-2024-08-06")),
+                .prop_map(|(model, ..)| format!("{model}-2024-08-06")),
             "[a-z]{1,12}-[0-9]{1,3}".prop_map(|model| format!("unpriced-{model}")),
         ]
     }
@@ -409,6 +498,58 @@ mod tests {
                 + u128::from(output) * u128::from(output_micros_per_1m);
             let exact = u64::try_from((thousandths_of_a_nano + 500) / 1000).unwrap();
             prop_assert_eq!(price.cost_of(&TokenUsage::reported(input, output)).nanos(), exact);
+        }
+
+        /// Every part at its own price, summed exactly before the one rounding.
+        #[test]
+        fn cost_with_cache_parts_is_exact_integer_arithmetic(
+            micros_per_1m in proptest::array::uniform4(0u64..=10_000_000_000),
+            input in any::<u32>(),
+            cached_share in 0u32..=1000,
+            write_share in 0u32..=1000,
+            output in any::<u32>(),
+            reasoning_share in 0u32..=1000,
+        ) {
+            let [input_price, output_price, cached_price, write_price] = micros_per_1m;
+            let as_dollars = |micros: u64| micros as f64 / 1e6;
+            let price = Price::from_pricing(&ModelPricing::new(
+                PricingDraft {
+                    input_per_1m: as_dollars(input_price),
+                    output_per_1m: as_dollars(output_price),
+                    cached_input_per_1m: Some(as_dollars(cached_price)),
+                    cache_write_per_1m: Some(as_dollars(write_price)),
+                },
+                "",
+            ).unwrap());
+            let part = |whole: u32, share: u32| u32::try_from(u64::from(whole) * u64::from(share) / 1000).unwrap();
+            let cached = part(input, cached_share);
+            let written = part(input - cached, write_share);
+            let usage = TokenUsage::reported(input, output)
+                .with_cache(cached, written)
+                .with_reasoning(part(output, reasoning_share));
+            let thousandths_of_a_nano = u128::from(input - cached - written) * u128::from(input_price)
+                + u128::from(cached) * u128::from(cached_price)
+                + u128::from(written) * u128::from(write_price)
+                + u128::from(output) * u128::from(output_price);
+            let exact = u64::try_from((thousandths_of_a_nano + 500) / 1000).unwrap();
+            prop_assert_eq!(price.cost_of(&usage).nanos(), exact);
+        }
+
+        /// Cheaper cache reads never make a call cost more than it would uncached.
+        #[test]
+        fn cache_reads_never_cost_more_than_uncached_input_in_the_builtin_table(
+            model in any_model(),
+            input in any::<u32>(),
+            cached_share in 0u32..=1000,
+            output in any::<u32>(),
+        ) {
+            let table = PriceTable::builtin();
+            let cached = u32::try_from(u64::from(input) * u64::from(cached_share) / 1000).unwrap();
+            let plain = table.estimate(None, &model, &TokenUsage::reported(input, output)).cost;
+            let with_cache = table
+                .estimate(None, &model, &TokenUsage::reported(input, output).with_cache(cached, 0))
+                .cost;
+            prop_assert!(with_cache <= plain, "{with_cache} > {plain}");
         }
 
         /// With whole nano-dollars per token nothing is rounded, so two calls cost exactly what

@@ -223,9 +223,7 @@ impl ChatProvider for AnthropicProvider {
                     _ => {}
                 }
             }
-            let reported = answer
-                .usage
-                .and_then(|u| Some((count(u.input_tokens)?, count(u.output_tokens)?)));
+            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
             let written: String = tool_calls
                 .iter()
                 .map(|c| c.arguments.as_str())
@@ -272,7 +270,9 @@ impl ChatProvider for AnthropicProvider {
                                     tally.model = model;
                                 }
                                 if let Some(usage) = message.usage {
-                                    tally.input_tokens = count(usage.input_tokens);
+                                    tally.input_tokens = usage.input();
+                                    (tally.cached_input_tokens, tally.cache_write_tokens) =
+                                        usage.cache();
                                 }
                             }
                             Ok(Step::Nothing)
@@ -290,8 +290,16 @@ impl ChatProvider for AnthropicProvider {
                                 tally.finish =
                                     Some(finish(reason, blocks.structured_tool.is_some()));
                             }
-                            if let Some(output) = data.usage.and_then(|u| count(u.output_tokens)) {
-                                tally.output_tokens = Some(output);
+                            if let Some(usage) = data.usage {
+                                if let Some(output) = count(usage.output_tokens) {
+                                    tally.output_tokens = Some(output);
+                                }
+                                // Newer servers repeat the (cumulative) prompt counts here.
+                                if usage.input_tokens.is_some() {
+                                    tally.input_tokens = usage.input();
+                                    (tally.cached_input_tokens, tally.cache_write_tokens) =
+                                        usage.cache();
+                                }
                             }
                             Ok(Step::Nothing)
                         }
@@ -885,8 +893,43 @@ struct WireBlock {
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
+    /// The prompt tokens neither read from nor written to the cache.
     input_tokens: Option<Reported>,
     output_tokens: Option<Reported>,
+    cache_read_input_tokens: Option<Reported>,
+    cache_creation_input_tokens: Option<Reported>,
+}
+
+impl WireUsage {
+    /// A cache count: absent is 0, unusable is unknown.
+    fn cache_part(reported: Option<Reported>) -> Option<u32> {
+        reported.map_or(Some(0), Reported::count)
+    }
+
+    /// The whole prompt, by our rule that input includes cache reads and writes (Anthropic's
+    /// `input_tokens` excludes both). A sum that overflows is as unusable as its parts.
+    fn input(&self) -> Option<u32> {
+        count(self.input_tokens)?
+            .checked_add(Self::cache_part(self.cache_read_input_tokens)?)?
+            .checked_add(Self::cache_part(self.cache_creation_input_tokens)?)
+    }
+
+    /// (cache reads, cache writes); an unusable count is 0, so the tokens are priced as input.
+    fn cache(&self) -> (u32, u32) {
+        (
+            Self::cache_part(self.cache_read_input_tokens).unwrap_or(0),
+            Self::cache_part(self.cache_creation_input_tokens).unwrap_or(0),
+        )
+    }
+
+    /// The whole usage, or `None` when the counts are missing or unusable.
+    fn usage(&self) -> Option<core_domain::TokenUsage> {
+        let (reads, writes) = self.cache();
+        Some(
+            core_domain::TokenUsage::reported(self.input()?, count(self.output_tokens)?)
+                .with_cache(reads, writes),
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -506,7 +506,7 @@ impl ChatProvider for GoogleProvider {
                 None => FinishReason::Stop,
             };
             let finish_reason = with_tool_calls(finish_reason, !calls.is_empty());
-            let reported = answer.usage_metadata.as_ref().and_then(WireUsage::counts);
+            let reported = answer.usage_metadata.as_ref().and_then(WireUsage::usage);
             // Without reported usage, the calls' arguments are output too.
             let said: String = calls
                 .iter()
@@ -567,6 +567,12 @@ impl ChatProvider for GoogleProvider {
                     }
                     if let Some(usage) = &chunk.usage_metadata {
                         tally.input_tokens = count(usage.prompt_token_count).or(tally.input_tokens);
+                        if usage.cached_content_token_count.is_some() {
+                            tally.cached_input_tokens = usage.cached_input_tokens();
+                        }
+                        if usage.thoughts_token_count.is_some() {
+                            tally.reasoning_tokens = usage.reasoning_tokens();
+                        }
                         if usage.candidates_token_count.is_some() {
                             tally.output_tokens = usage.counts().map(|(_, output)| output);
                         }
@@ -804,6 +810,8 @@ struct WireUsage {
     prompt_token_count: Option<Reported>,
     candidates_token_count: Option<Reported>,
     thoughts_token_count: Option<Reported>,
+    /// Of the prompt, tokens served from a cached content (included in `promptTokenCount`).
+    cached_content_token_count: Option<Reported>,
 }
 
 impl WireUsage {
@@ -816,6 +824,26 @@ impl WireUsage {
         let output =
             part(self.candidates_token_count)?.checked_add(part(self.thoughts_token_count)?)?;
         Some((input, output))
+    }
+
+    /// Cached prompt tokens; absent or unusable is 0 (Gemini bills no cache writes per call).
+    fn cached_input_tokens(&self) -> u32 {
+        count(self.cached_content_token_count).unwrap_or(0)
+    }
+
+    /// Thinking tokens, counted in the output by [`WireUsage::counts`]; absent or unusable is 0.
+    fn reasoning_tokens(&self) -> u32 {
+        count(self.thoughts_token_count).unwrap_or(0)
+    }
+
+    /// The whole usage, or `None` when the counts are missing or unusable.
+    fn usage(&self) -> Option<core_domain::TokenUsage> {
+        let (input, output) = self.counts()?;
+        Some(
+            core_domain::TokenUsage::reported(input, output)
+                .with_cache(self.cached_input_tokens(), 0)
+                .with_reasoning(self.reasoning_tokens()),
+        )
     }
 }
 

@@ -338,7 +338,7 @@ impl ChatProvider for OpenAiProvider {
                 });
                 (m.content.unwrap_or_default(), calls.collect::<Vec<_>>())
             });
-            let reported = answer.usage.as_ref().and_then(WireUsage::counts);
+            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
             // Without counts, the arguments the model wrote are output too.
             let written: String = tool_calls
                 .iter()
@@ -388,6 +388,8 @@ impl ChatProvider for OpenAiProvider {
                     if let Some(usage) = chunk.usage {
                         tally.input_tokens = count(usage.prompt_tokens);
                         tally.output_tokens = count(usage.completion_tokens);
+                        tally.cached_input_tokens = usage.cached_input_tokens();
+                        tally.reasoning_tokens = usage.reasoning_tokens();
                     }
                     let Some(choice) = chunk.choices.into_iter().next() else {
                         return Ok(Step::Nothing);
@@ -530,13 +532,53 @@ struct WireFunctionCall {
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
+    /// The whole prompt, cached tokens included.
     prompt_tokens: Option<Reported>,
+    /// The whole answer, reasoning tokens included.
     completion_tokens: Option<Reported>,
+    prompt_tokens_details: Option<WirePromptDetails>,
+    completion_tokens_details: Option<WireCompletionDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WirePromptDetails {
+    cached_tokens: Option<Reported>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireCompletionDetails {
+    reasoning_tokens: Option<Reported>,
 }
 
 impl WireUsage {
     fn counts(&self) -> Option<(u32, u32)> {
         Some((count(self.prompt_tokens)?, count(self.completion_tokens)?))
+    }
+
+    /// Cache reads (OpenAI has no separately billed cache writes); absent or unusable is 0.
+    fn cached_input_tokens(&self) -> u32 {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| count(d.cached_tokens))
+            .unwrap_or(0)
+    }
+
+    /// Reasoning tokens, a subset of `completion_tokens`; absent or unusable is 0.
+    fn reasoning_tokens(&self) -> u32 {
+        self.completion_tokens_details
+            .as_ref()
+            .and_then(|d| count(d.reasoning_tokens))
+            .unwrap_or(0)
+    }
+
+    /// The whole usage, or `None` when the counts are missing or unusable.
+    fn usage(&self) -> Option<core_domain::TokenUsage> {
+        let (input, output) = self.counts()?;
+        Some(
+            core_domain::TokenUsage::reported(input, output)
+                .with_cache(self.cached_input_tokens(), 0)
+                .with_reasoning(self.reasoning_tokens()),
+        )
     }
 }
 

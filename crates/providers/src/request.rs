@@ -112,15 +112,15 @@ impl ProviderRequest {
         estimate_prompt_tokens(&self.system_prompt, &self.messages)
     }
 
-    /// The upstream's `(input, output)` counts, or, when it reported none, an estimate from the
-    /// prompt and `answer`, flagged as estimated.
+    /// The upstream's reported usage, or, when it reported none, an estimate from the prompt
+    /// and `answer`, flagged as estimated.
     pub(crate) fn usage_or_estimate(
         &self,
-        reported: Option<(u32, u32)>,
+        reported: Option<TokenUsage>,
         answer: &str,
     ) -> TokenUsage {
         match reported {
-            Some((input, output)) => TokenUsage::reported(input, output),
+            Some(usage) => usage,
             None => TokenUsage::estimated(self.prompt_estimate(), estimate_text_tokens(answer)),
         }
     }

@@ -32,6 +32,12 @@ pub(crate) struct Tally {
     pub model: String,
     pub input_tokens: Option<u32>,
     pub output_tokens: Option<u32>,
+    /// Of the input, tokens read from the upstream's prompt cache (0 until reported).
+    pub cached_input_tokens: u32,
+    /// Of the input, tokens written to the upstream's prompt cache (0 until reported).
+    pub cache_write_tokens: u32,
+    /// Of the output, tokens spent reasoning (0 until reported).
+    pub reasoning_tokens: u32,
     pub finish: Option<FinishReason>,
     text_chars: usize,
     prompt_estimate: u32,
@@ -50,13 +56,18 @@ impl Tally {
     /// from its text, the answer from the text streamed) and then flagged.
     pub(crate) fn usage(&self) -> TokenUsage {
         let output_estimate = u32::try_from(self.text_chars.div_ceil(4)).unwrap_or(u32::MAX);
-        match (self.input_tokens, self.output_tokens) {
+        let counts = match (self.input_tokens, self.output_tokens) {
             (Some(input), Some(output)) => TokenUsage::reported(input, output),
             (input, output) => TokenUsage::estimated(
                 input.unwrap_or(self.prompt_estimate),
                 output.unwrap_or(output_estimate),
             ),
-        }
+        };
+        // The cache and reasoning detail is the upstream's own word even when another count
+        // had to be estimated.
+        counts
+            .with_cache(self.cached_input_tokens, self.cache_write_tokens)
+            .with_reasoning(self.reasoning_tokens)
     }
 
     fn finished(self) -> StreamEvent {

@@ -225,6 +225,7 @@ mod tests {
             pricing: Some(PricingDraft {
                 input_per_1m: 1.0,
                 output_per_1m: 2.0,
+                ..PricingDraft::default()
             }),
         }
     }

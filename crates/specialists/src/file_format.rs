@@ -145,6 +145,7 @@ mod tests {
             pricing: Some(PricingDraft {
                 input_per_1m: 2.5,
                 output_per_1m: 10.0,
+                ..PricingDraft::default()
             }),
         }
     }

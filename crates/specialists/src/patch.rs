@@ -242,6 +242,7 @@ mod tests {
             pricing: Some(PricingDraft {
                 input_per_1m: 1.0,
                 output_per_1m: 2.0,
+                ..PricingDraft::default()
             }),
         }
     }
@@ -314,6 +315,7 @@ mod tests {
         let price = PricingDraft {
             input_per_1m: 3.0,
             output_per_1m: 4.0,
+            ..PricingDraft::default()
         };
         let set = SpecialistPatch {
             base_url: Clearable::Set("https://other.example.com".into()),

@@ -30,6 +30,7 @@ fn record(n: u64) -> UsageRecord {
         time_to_first_token: Some(Duration::from_millis(190)),
         error_code: None,
         streamed: true,
+        end_user: None,
     }
 }
 

@@ -68,6 +68,7 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
             time_to_first_token: None,
             error_code,
             streamed: false,
+            end_user: None,
         });
     }
     // Waits until everything recorded so far is committed.

@@ -33,5 +33,6 @@ pub fn usage_record(request_id: &str) -> UsageRecord {
         time_to_first_token: Some(Duration::from_millis(250)),
         error_code: None,
         streamed: true,
+        end_user: None,
     }
 }

@@ -44,7 +44,7 @@ mod writer;
 
 pub use config::DatabaseConfig;
 pub use error::StoreError;
-pub use record::{StoredUsage, UsageRecord};
+pub use record::{END_USER_MAX_CHARS, StoredUsage, UsageRecord};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,
     parse_range_bound,

@@ -42,6 +42,21 @@ pub struct UsageRecord {
     pub error_code: Option<ErrorCode>,
     /// True for `/chat/stream` and streamed OpenAI-compatible calls.
     pub streamed: bool,
+    /// The caller's own id for its end user (the OpenAI `user` field), if it sent one; stored
+    /// cut to [`END_USER_MAX_CHARS`] characters.
+    #[serde(default)]
+    pub end_user: Option<String>,
+}
+
+/// The longest `end_user` stored, in characters (the column is `VARCHAR(256)`); longer ids are
+/// cut rather than refused, because a usage row must never be lost to its label.
+pub const END_USER_MAX_CHARS: usize = 256;
+
+/// `text` cut to at most `max_chars` characters, on a character boundary.
+fn cut_to_chars(text: &str, max_chars: usize) -> &str {
+    text.char_indices()
+        .nth(max_chars)
+        .map_or(text, |(end, _)| &text[..end])
 }
 
 impl UsageRecord {
@@ -75,6 +90,10 @@ pub(crate) struct NewUsageRow<'a> {
     error_code: Option<&'static str>,
     streamed: bool,
     client_request_id: Option<&'a str>,
+    cached_input_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    end_user: Option<&'a str>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -102,6 +121,13 @@ impl<'a> From<&'a UsageRecord> for NewUsageRow<'a> {
             error_code: r.error_code.map(ErrorCode::as_str),
             streamed: r.streamed,
             client_request_id: r.client_request_id.as_ref().map(RequestId::as_str),
+            cached_input_tokens: i64::from(r.usage.cached_input_tokens),
+            cache_write_tokens: i64::from(r.usage.cache_write_tokens),
+            reasoning_tokens: i64::from(r.usage.reasoning_tokens),
+            end_user: r
+                .end_user
+                .as_deref()
+                .map(|user| cut_to_chars(user, END_USER_MAX_CHARS)),
         }
     }
 }
@@ -148,4 +174,28 @@ pub struct StoredUsage {
     pub streamed: bool,
     /// The caller's own request id, if it sent one.
     pub client_request_id: Option<String>,
+    /// Of the input tokens, those read from the upstream's prompt cache.
+    pub cached_input_tokens: i64,
+    /// Of the input tokens, those written to the upstream's prompt cache.
+    pub cache_write_tokens: i64,
+    /// Of the output tokens, those spent reasoning.
+    pub reasoning_tokens: i64,
+    /// The caller's end-user id (its `user` field), cut to [`END_USER_MAX_CHARS`] characters.
+    pub end_user: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_users_are_cut_on_character_boundaries() {
+        assert_eq!(cut_to_chars("ab", 5), "ab");
+        assert_eq!(cut_to_chars("ééé", 2), "éé");
+        let long = "ü".repeat(END_USER_MAX_CHARS + 10);
+        assert_eq!(
+            cut_to_chars(&long, END_USER_MAX_CHARS).chars().count(),
+            END_USER_MAX_CHARS
+        );
+    }
 }

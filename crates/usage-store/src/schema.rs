@@ -20,5 +20,9 @@ diesel::table! {
         error_code -> Nullable<Text>,
         streamed -> Bool,
         client_request_id -> Nullable<Text>,
+        cached_input_tokens -> BigInt,
+        cache_write_tokens -> BigInt,
+        reasoning_tokens -> BigInt,
+        end_user -> Nullable<Text>,
     }
 }

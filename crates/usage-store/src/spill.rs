@@ -198,4 +198,34 @@ mod tests {
         let row = store.find_by_request_id("spill-1").unwrap().unwrap();
         assert_eq!(row.client_request_id, None);
     }
+
+    #[test]
+    fn a_line_spilled_before_usage_detail_and_end_users_existed_still_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let spill = Spill::new(dir.path().join("usage.jsonl"));
+        let mut line = serde_json::to_value(record(2)).unwrap();
+        let fields = line.as_object_mut().unwrap();
+        fields.remove("end_user").unwrap();
+        let usage = fields["usage"].as_object_mut().unwrap();
+        for detail in [
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ] {
+            usage.remove(detail).unwrap();
+        }
+        std::fs::write(spill.path(), format!("{line}\n")).unwrap();
+        assert_eq!(spill.replay(&store, 10).unwrap(), 1);
+        let row = store.find_by_request_id("spill-2").unwrap().unwrap();
+        assert_eq!(
+            (
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+                row.reasoning_tokens
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(row.end_user, None);
+    }
 }

@@ -275,7 +275,10 @@ mod tests {
     fn record(request_id: &str) -> UsageRecord {
         UsageRecord {
             client_request_id: Some(RequestId::parse("trace-7").unwrap()),
-            usage: TokenUsage::estimated(1200, 345),
+            usage: TokenUsage::estimated(1200, 345)
+                .with_cache(200, 50)
+                .with_reasoning(100),
+            end_user: Some("end-user-42".into()),
             error_code: Some(ErrorCode::UpstreamTimeout),
             ..crate::fixture::usage_record(request_id)
         }
@@ -314,6 +317,10 @@ mod tests {
                 error_code: Some("upstream_timeout".into()),
                 streamed: true,
                 client_request_id: Some("trace-7".into()),
+                cached_input_tokens: 200,
+                cache_write_tokens: 50,
+                reasoning_tokens: 100,
+                end_user: Some("end-user-42".into()),
             }
         );
     }

@@ -80,7 +80,7 @@ pub(crate) fn prepare_for(
     if let Ok(provider) = &provider {
         provider.check_request(&request)?;
     }
-    let recorder = CallRecorder::start(state, &specialist, context, request.prompt_estimate());
+    let recorder = CallRecorder::start(state, &specialist, context, &request);
     Ok(PreparedCall {
         specialist,
         provider,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceTable};
-use providers::{ChatProvider, ProviderError};
+use providers::{ChatProvider, ProviderError, ProviderRequest};
 use usage_store::{UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
@@ -58,6 +58,8 @@ struct Pending {
     context: RequestContext,
     timestamp: chrono::DateTime<Utc>,
     estimated_input_tokens: u32,
+    /// The caller's own id for its end user (the request's `user`), for the row.
+    end_user: Option<String>,
     streamed: bool,
 }
 
@@ -66,7 +68,7 @@ impl CallRecorder {
         state: &AppState,
         specialist: &Arc<Specialist>,
         context: &RequestContext,
-        estimated_input_tokens: u32,
+        request: &ProviderRequest,
     ) -> Self {
         Self {
             pending: Some(Pending {
@@ -78,7 +80,8 @@ impl CallRecorder {
                 specialist: Arc::clone(specialist),
                 context: context.clone(),
                 timestamp: Utc::now(),
-                estimated_input_tokens,
+                estimated_input_tokens: request.prompt_estimate(),
+                end_user: request.options.user.clone(),
                 streamed: false,
             }),
             delivered: Delivered::default(),
@@ -203,6 +206,7 @@ impl Pending {
             context,
             timestamp,
             estimated_input_tokens: _,
+            end_user,
             streamed,
         } = self;
         let latency = context.received_at.elapsed();
@@ -230,6 +234,7 @@ impl Pending {
             time_to_first_token,
             error_code,
             streamed,
+            end_user,
         });
         Settled { cost, latency }
     }

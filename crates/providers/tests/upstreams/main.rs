@@ -7,6 +7,7 @@ mod google;
 mod openai;
 mod redaction;
 mod resilience;
+mod usage_detail;
 
 use std::future::Future;
 use std::pin::Pin;
