@@ -132,7 +132,9 @@ async fn chat_completion_object_matches_the_reference() {
     assert_eq!(choices[0]["message"]["refusal"], Value::Null);
     assert_eq!(
         body["usage"],
-        json!({"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59})
+        json!({"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59,
+               "prompt_tokens_details": {"cached_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
 
     // The specialist's prompt and limits applied: the caller lowered temperature, could not
@@ -261,7 +263,9 @@ async fn stream_with_include_usage_ends_with_a_usage_chunk() {
     assert_eq!(usage_chunk["choices"], json!([]));
     assert_eq!(
         usage_chunk["usage"],
-        json!({"prompt_tokens": 30, "completion_tokens": 20, "total_tokens": 50})
+        json!({"prompt_tokens": 30, "completion_tokens": 20, "total_tokens": 50,
+               "prompt_tokens_details": {"cached_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
     assert!(
         rest.iter()

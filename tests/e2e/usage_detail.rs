@@ -56,17 +56,33 @@ async fn cached_tokens_are_priced_at_the_cached_price_whole_and_streamed() {
         )
         .await;
     assert_eq!(response.status(), 200);
+    // The caller sees the detail as OpenAI reports it.
+    let details = |usage: &serde_json::Value| {
+        (
+            usage["prompt_tokens_details"]["cached_tokens"].clone(),
+            usage["completion_tokens_details"]["reasoning_tokens"].clone(),
+        )
+    };
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(details(&body["usage"]), (json!(400), json!(30)), "{body}");
 
     let sent_at = Instant::now();
     let response = app
         .post_json(
             "/v1/chat/completions",
-            &json!({"model": "analyst", "messages": messages, "stream": true}),
+            &json!({"model": "analyst", "messages": messages, "stream": true,
+                    "stream_options": {"include_usage": true}}),
         )
         .await;
     assert_eq!(response.status(), 200);
     let events = read_sse(response, sent_at).await;
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let usage_chunk = events[events.len() - 2].json();
+    assert_eq!(
+        details(&usage_chunk["usage"]),
+        (json!(400), json!(30)),
+        "{usage_chunk}"
+    );
 
     let mut rows = app.wait_for_usage_rows(2).await;
     rows.sort_by_key(|row| row.streamed);

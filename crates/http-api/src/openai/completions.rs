@@ -8,7 +8,8 @@ use pricing::CostEstimate;
 use super::request::CompletionRequest;
 use super::wire::{
     AssistantMessage, CalledFunction, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice,
-    CompletionUsage, Delta, FunctionChunk, MessageToolCall, ToolCallChunk,
+    CompletionTokensDetails, CompletionUsage, Delta, FunctionChunk, MessageToolCall,
+    PromptTokensDetails, ToolCallChunk,
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
@@ -95,6 +96,12 @@ fn usage(usage: &TokenUsage) -> CompletionUsage {
         prompt_tokens: usage.input_tokens,
         completion_tokens: usage.output_tokens,
         total_tokens: u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: usage.cached_input_tokens,
+        },
+        completion_tokens_details: CompletionTokensDetails {
+            reasoning_tokens: usage.reasoning_tokens,
+        },
     }
 }
 

@@ -72,6 +72,22 @@ pub(crate) struct CompletionUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u64,
+    /// The part of the prompt read from the upstream's prompt cache.
+    pub prompt_tokens_details: PromptTokensDetails,
+    /// The part of the completion spent reasoning.
+    pub completion_tokens_details: CompletionTokensDetails,
+}
+
+/// `usage.prompt_tokens_details`, as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub(crate) struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+/// `usage.completion_tokens_details`, as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub(crate) struct CompletionTokensDetails {
+    pub reasoning_tokens: u32,
 }
 
 /// One `chat.completion.chunk` of a stream.
