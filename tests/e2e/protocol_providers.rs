@@ -251,3 +251,72 @@ async fn what_a_provider_cannot_honour_is_400_naming_it_and_never_reaches_the_up
         );
     }
 }
+
+/// A tiny PNG, base64, as a `data:` URL (the bytes do not matter to the fakes).
+const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
+
+#[tokio::test]
+async fn an_image_and_a_json_schema_answer_are_translated_both_ways() {
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"], "additionalProperties": false});
+    for wire in [Wire::Anthropic, Wire::Google] {
+        let fake = FakeUpstream::start(wire).await;
+        let json_text = r#"{"city":"Paris"}"#;
+        match wire {
+            // Anthropic answers structured output through the forced tool.
+            Wire::Anthropic => {
+                fake.push(Reply::text("").tool_calls(&[("toolu_s", "weather", json_text)]))
+            }
+            _ => fake.push(Reply::text(json_text)),
+        }
+        let (app, model) = app(&fake, wire).await;
+        let response = complete(
+            &app,
+            json!({"model": model,
+                   "response_format": {"type": "json_schema",
+                       "json_schema": {"name": "weather", "schema": schema, "strict": true}},
+                   "messages": [{"role": "user", "content": [
+                       {"type": "text", "text": "Which city is this?"},
+                       {"type": "image_url", "image_url": {"url": PNG}}]}]}),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{wire:?}");
+        let body: Value = response.json().await.unwrap();
+        let choice = &body["choices"][0];
+        assert_eq!(choice["message"]["content"], json_text, "{wire:?}");
+        assert_eq!(choice["finish_reason"], "stop", "{wire:?}");
+        assert!(choice["message"].get("tool_calls").is_none(), "{wire:?}");
+
+        let sent = &fake.requests()[0].body;
+        match wire {
+            Wire::Anthropic => {
+                let content = &sent["messages"][0]["content"];
+                assert_eq!(
+                    content[0],
+                    json!({"type": "text", "text": "Which city is this?"})
+                );
+                assert_eq!(
+                    content[1],
+                    json!({"type": "image", "source": {"type": "base64",
+                           "media_type": "image/png", "data": "iVBORw0KGgo="}})
+                );
+                assert_eq!(sent["tools"][0]["input_schema"], schema);
+                assert_eq!(
+                    sent["tool_choice"],
+                    json!({"type": "tool", "name": "weather"})
+                );
+            }
+            _ => {
+                let parts = &sent["contents"][0]["parts"];
+                assert_eq!(parts[0], json!({"text": "Which city is this?"}));
+                assert_eq!(
+                    parts[1],
+                    json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+                );
+                let config = &sent["generationConfig"];
+                assert_eq!(config["responseMimeType"], "application/json");
+                assert_eq!(config["responseJsonSchema"], schema);
+            }
+        }
+    }
+}
