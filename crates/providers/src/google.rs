@@ -108,10 +108,13 @@ impl GoogleProvider {
                         parts.push(content_part(part, &mut images)?);
                     }
                     for call in &m.tool_calls {
-                        parts.push(WirePart::FunctionCall(WireFunctionCall {
-                            name: &call.name,
-                            args: call_arguments(call)?,
-                        }));
+                        parts.push(WirePart::FunctionCall {
+                            function_call: WireFunctionCall {
+                                name: &call.name,
+                                args: call_arguments(call)?,
+                            },
+                            thought_signature: thought_signature_of(&call.id),
+                        });
                     }
                     if parts.is_empty() {
                         // Gemini needs a part in every turn; an empty message is empty text.
@@ -125,10 +128,12 @@ impl GoogleProvider {
                     contents.push(WireContent { role, parts });
                 }
                 Role::Tool => {
-                    let part = WirePart::FunctionResponse(WireFunctionResponse {
-                        name: called_tool_name(&request.messages, position)?,
-                        response: tool_response(m)?,
-                    });
+                    let part = WirePart::FunctionResponse {
+                        function_response: WireFunctionResponse {
+                            name: called_tool_name(&request.messages, position)?,
+                            response: tool_response(m)?,
+                        },
+                    };
                     // Gemini wants the answers to one turn's calls together, in one user turn.
                     match contents.last_mut() {
                         Some(last) if last.is_tool_results() => last.parts.push(part),
@@ -256,10 +261,12 @@ fn content_part<'a>(
             detail,
         } => {
             images.note(*detail);
-            Ok(WirePart::InlineData(WireBlob {
-                mime_type: media_type,
-                data,
-            }))
+            Ok(WirePart::InlineData {
+                inline_data: WireBlob {
+                    mime_type: media_type,
+                    data,
+                },
+            })
         }
         ContentPart::Image {
             source: ImageSource::Url(_),
@@ -439,9 +446,13 @@ fn schema_with_description(format: &JsonSchemaFormat) -> Value {
     schema
 }
 
-/// What one candidate said: its text (without the model's thoughts) and its function calls as
-/// `(name, arguments JSON text)`, in order.
-fn candidate_output(candidate: &WireCandidate) -> (String, Vec<(String, String)>) {
+/// One function call of an answer: its name, arguments (JSON text) and the model's thought
+/// signature, if it gave one.
+type AnsweredCall = (String, String, Option<String>);
+
+/// What one candidate said: its text (without the model's thoughts) and its function calls, in
+/// order.
+fn candidate_output(candidate: &WireCandidate) -> (String, Vec<AnsweredCall>) {
     let mut text = String::new();
     let mut calls = Vec::new();
     let parts = candidate.content.as_ref().map_or(&[][..], |c| &c.parts[..]);
@@ -454,7 +465,7 @@ fn candidate_output(candidate: &WireCandidate) -> (String, Vec<(String, String)>
                 .args
                 .as_ref()
                 .map_or_else(|| "{}".to_owned(), Value::to_string);
-            calls.push((call.name.clone(), arguments));
+            calls.push((call.name.clone(), arguments, part.thought_signature.clone()));
         }
     }
     (text, calls)
@@ -462,8 +473,54 @@ fn candidate_output(candidate: &WireCandidate) -> (String, Vec<(String, String)>
 
 /// The id of an answer's `index`th call (from 0): Gemini gives none, and OpenAI's clients need
 /// one to send the result back.
-fn call_id(index: usize) -> String {
-    format!("call_{index}")
+///
+/// Gemini 3 signs each function call with a `thoughtSignature` and refuses a conversation that
+/// sends the call back without it. Clients keep nothing of a tool call but its id, name and
+/// arguments, so the signature travels in the id — `call_<index>_<signature>`, the signature
+/// base64url without padding, so the id stays within `[A-Za-z0-9_-]` (what every upstream's
+/// id rules allow) — and [`thought_signature_of`] takes it back out.
+fn call_id(index: usize, thought_signature: Option<&str>) -> String {
+    match thought_signature.filter(|s| !s.is_empty()) {
+        None => format!("call_{index}"),
+        Some(signature) => {
+            let url_safe: String = signature
+                .chars()
+                .filter(|c| *c != '=')
+                .map(|c| match c {
+                    '+' => '-',
+                    '/' => '_',
+                    other => other,
+                })
+                .collect();
+            format!("call_{index}_{url_safe}")
+        }
+    }
+}
+
+/// The thought signature a [`call_id`] carries, as Gemini wrote it (standard base64, padded).
+fn thought_signature_of(id: &str) -> Option<String> {
+    let (index, url_safe) = id.strip_prefix("call_")?.split_once('_')?;
+    if url_safe.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !url_safe
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    let mut signature: String = url_safe
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            other => other,
+        })
+        .collect();
+    while !signature.len().is_multiple_of(4) {
+        signature.push('=');
+    }
+    Some(signature)
 }
 
 /// Gemini says `STOP` when its answer called functions; OpenAI's callers expect `tool_calls`.
@@ -510,15 +567,15 @@ impl ChatProvider for GoogleProvider {
             // Without reported usage, the calls' arguments are output too.
             let said: String = calls
                 .iter()
-                .map(|(_, arguments)| arguments.as_str())
+                .map(|(_, arguments, _)| arguments.as_str())
                 .chain([content.as_str()])
                 .collect();
             let usage = request.usage_or_estimate(reported, &said);
             let tool_calls = calls
                 .into_iter()
                 .enumerate()
-                .map(|(index, (name, arguments))| ToolCall {
-                    id: call_id(index),
+                .map(|(index, (name, arguments, signature))| ToolCall {
+                    id: call_id(index, signature.as_deref()),
                     name,
                     arguments,
                 })
@@ -602,10 +659,10 @@ fn stream_pieces(
 ) -> Vec<StreamEvent> {
     let (text, calls) = candidate_output(candidate);
     let mut events = vec![StreamEvent::TextDelta(text)];
-    for (name, arguments) in calls {
+    for (name, arguments, signature) in calls {
         events.push(StreamEvent::ToolCallDelta(ToolCallDelta {
             index: u32::try_from(*calls_made).unwrap_or(u32::MAX),
-            id: Some(call_id(*calls_made)),
+            id: Some(call_id(*calls_made, signature.as_deref())),
             name: Some(name),
             arguments,
         }));
@@ -663,7 +720,7 @@ impl WireContent<'_> {
             && self
                 .parts
                 .iter()
-                .all(|p| matches!(p, WirePart::FunctionResponse(_)))
+                .all(|p| matches!(p, WirePart::FunctionResponse { .. }))
     }
 }
 
@@ -672,19 +729,33 @@ struct WireSystem<'a> {
     parts: Vec<WirePart<'a>>,
 }
 
-/// One part of a turn; each is an object with one key (`{"text": ...}`, `{"inlineData": ...}`).
+/// One part of a turn: an object with one key (`{"text": ...}`, `{"inlineData": ...}`), except
+/// that a function call carries the model's `thoughtSignature` beside it when it had one.
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(untagged)]
 enum WirePart<'a> {
-    Text(Cow<'a, str>),
-    InlineData(WireBlob<'a>),
-    FunctionCall(WireFunctionCall<'a>),
-    FunctionResponse(WireFunctionResponse<'a>),
+    Text {
+        text: Cow<'a, str>,
+    },
+    InlineData {
+        #[serde(rename = "inlineData")]
+        inline_data: WireBlob<'a>,
+    },
+    FunctionCall {
+        #[serde(rename = "functionCall")]
+        function_call: WireFunctionCall<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<String>,
+    },
+    FunctionResponse {
+        #[serde(rename = "functionResponse")]
+        function_response: WireFunctionResponse<'a>,
+    },
 }
 
 impl<'a> WirePart<'a> {
     fn text(text: impl Into<Cow<'a, str>>) -> Self {
-        Self::Text(text.into())
+        Self::Text { text: text.into() }
     }
 }
 
@@ -796,6 +867,8 @@ struct WireAnswerPart {
     text: Option<String>,
     thought: Option<bool>,
     function_call: Option<WireAnswerFunctionCall>,
+    /// Gemini 3's signature of the reasoning behind a function call, to be sent back with it.
+    thought_signature: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -908,6 +981,80 @@ mod tests {
             ]
         );
         assert_eq!(tally.finish, Some(FinishReason::ToolCalls));
+    }
+
+    /// Gemini 3 refuses a function call sent back without its thought signature; clients keep
+    /// only the call's id, so the id carries it, within the characters every upstream allows.
+    #[test]
+    fn a_thought_signature_travels_in_the_call_id_and_goes_back_with_the_call() {
+        let signature = "Cv8BAY+/Pz8/P3o=";
+        let id = call_id(2, Some(signature));
+        assert_eq!(id, "call_2_Cv8BAY-_Pz8_P3o");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
+        assert_eq!(thought_signature_of(&id).as_deref(), Some(signature));
+        for unsigned in [
+            "call_0",
+            "call_12",
+            "toolu_1",
+            "call_x_abc",
+            "call_1_a+b",
+            "",
+        ] {
+            assert_eq!(thought_signature_of(unsigned), None, "{unsigned}");
+        }
+        assert_eq!(call_id(0, None), "call_0");
+        assert_eq!(call_id(0, Some("")), "call_0");
+
+        // Read from an answer, whole or streamed…
+        let mut tally = Tally::new("gemini-3-pro-preview", 0);
+        let mut calls_made = 0;
+        let signed = candidate(serde_json::json!({"content": {"parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+             "thoughtSignature": signature},
+        ]}, "finishReason": "STOP"}));
+        let events = stream_pieces(&signed, &mut calls_made, &mut tally);
+        let StreamEvent::ToolCallDelta(delta) = &events[1] else {
+            panic!("a call: {events:?}")
+        };
+        assert_eq!(delta.id.as_deref(), Some("call_0_Cv8BAY-_Pz8_P3o"));
+
+        // …and sent back beside the call.
+        let mut request = ProviderRequest {
+            model: "gemini-3-pro-preview".into(),
+            system_prompt: String::new(),
+            messages: vec![
+                ChatMessage::user("Weather in Paris?"),
+                ChatMessage {
+                    tool_calls: vec![ToolCall {
+                        id: delta.id.clone().unwrap_or_default(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Paris"}"#.into(),
+                    }],
+                    content: Vec::new(),
+                    ..ChatMessage::assistant("")
+                },
+            ],
+            temperature: 0.2,
+            max_tokens: 100,
+            base_url: None,
+            options: Default::default(),
+        };
+        let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body["contents"][1]["parts"][0],
+            serde_json::json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                               "thoughtSignature": signature})
+        );
+        request.messages[1].tool_calls[0].id = "call_0".into();
+        let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
+        assert!(
+            body["contents"][1]["parts"][0]
+                .get("thoughtSignature")
+                .is_none()
+        );
     }
 
     #[test]
