@@ -255,3 +255,40 @@ async fn an_upstream_auth_failure_says_a_retry_cannot_help() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_auth_failed");
 }
+
+/// The SDKs retry a 502 twice by themselves; after commander's own retries that would be nine
+/// upstream hits for one call. The answer says a retry cannot help, once ours are spent.
+#[tokio::test]
+async fn an_upstream_5xx_after_our_retries_says_a_retry_cannot_help() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.set_default(Reply::status(500, "upstream exploded"));
+    let app = TestApp::spawn_with({
+        let base_url = fake.base_url().to_owned();
+        move |settings, dir| {
+            std::fs::write(
+                dir.join("specialists.json"),
+                catalogue([specialist(
+                    "analyst",
+                    "openai",
+                    "gpt-4o-mini",
+                    "You analyse.",
+                    json!({}),
+                )]),
+            )
+            .unwrap();
+            settings.providers.openai.base_url = base_url;
+            settings.providers.openai.api_key = Some(SecretString::from("upstream-key"));
+            settings.providers.openai.max_retries = 2;
+            settings.providers.openai.retry_base_delay_ms = 1;
+        }
+    })
+    .await;
+    let response = complete(
+        &app,
+        json!({"model": "analyst", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    assert_eq!(fake.request_count(), 3, "one call and our two retries");
+}
