@@ -2,6 +2,7 @@
 //! (text, images), tools, structured output and sampling. One model for every door and every
 //! provider; each provider maps it onto its wire format or refuses what it cannot honour.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -132,15 +133,21 @@ impl ChatMessage {
         }
     }
 
-    /// The message's text: its text parts, joined.
-    pub fn text(&self) -> String {
-        let mut text = String::new();
-        for part in &self.content {
-            if let ContentPart::Text(t) = part {
-                text.push_str(t);
+    /// The message's text: its text parts, joined. Borrowed when the message is one text
+    /// part (nearly every message), so building a request copies no text.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self.content.as_slice() {
+            [ContentPart::Text(text)] => Cow::Borrowed(text),
+            parts => {
+                let mut text = String::new();
+                for part in parts {
+                    if let ContentPart::Text(t) = part {
+                        text.push_str(t);
+                    }
+                }
+                Cow::Owned(text)
             }
         }
-        text
     }
 
     /// True when the message holds an image.

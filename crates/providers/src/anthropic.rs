@@ -224,12 +224,8 @@ impl ChatProvider for AnthropicProvider {
                 }
             }
             let reported = answer.usage.as_ref().and_then(WireUsage::usage);
-            let written: String = tool_calls
-                .iter()
-                .map(|c| c.arguments.as_str())
-                .chain([content.as_str()])
-                .collect();
-            let usage = request.usage_or_estimate(reported, &written);
+            let written = tool_calls.iter().map(|c| c.arguments.as_str());
+            let usage = request.usage_or_estimate(reported, written.chain([content.as_str()]));
             Ok(Completion {
                 tool_calls,
                 logprobs: None,
@@ -618,7 +614,7 @@ fn conversation(
                         "images in system messages (Anthropic's system text is text only)",
                     ));
                 }
-                system.push(m.text());
+                system.push(m.text().into_owned());
             }
             Role::User => {
                 let content = content(m)?;

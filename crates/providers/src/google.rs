@@ -367,7 +367,7 @@ fn tool_response(message: &ChatMessage) -> Result<Value, Unsupported> {
     let text = message.text();
     match serde_json::from_str::<Value>(&text) {
         Ok(object @ Value::Object(_)) => Ok(object),
-        _ => Ok(serde_json::json!({ "content": text })),
+        _ => Ok(serde_json::json!({ "content": text.as_ref() })),
     }
 }
 
@@ -565,12 +565,8 @@ impl ChatProvider for GoogleProvider {
             let finish_reason = with_tool_calls(finish_reason, !calls.is_empty());
             let reported = answer.usage_metadata.as_ref().and_then(WireUsage::usage);
             // Without reported usage, the calls' arguments are output too.
-            let said: String = calls
-                .iter()
-                .map(|(_, arguments, _)| arguments.as_str())
-                .chain([content.as_str()])
-                .collect();
-            let usage = request.usage_or_estimate(reported, &said);
+            let said = calls.iter().map(|(_, arguments, _)| arguments.as_str());
+            let usage = request.usage_or_estimate(reported, said.chain([content.as_str()]));
             let tool_calls = calls
                 .into_iter()
                 .enumerate()

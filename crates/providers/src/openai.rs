@@ -150,7 +150,7 @@ impl OpenAiProvider {
         if !starts_with_system && !request.system_prompt.is_empty() {
             messages.push(WireMessage {
                 role: Role::System.as_str(),
-                content: Value::String(request.system_prompt.clone()),
+                content: WireContent::Text(request.system_prompt.as_str().into()),
                 tool_calls: Vec::new(),
                 tool_call_id: None,
             });
@@ -220,11 +220,11 @@ impl OpenAiProvider {
 /// tools.
 fn wire_message(message: &ChatMessage) -> WireMessage<'_> {
     let content = if message.has_images() {
-        Value::Array(message.content.iter().map(wire_part).collect())
+        WireContent::Parts(message.content.iter().map(wire_part).collect())
     } else if message.content.is_empty() && !message.tool_calls.is_empty() {
-        Value::Null
+        WireContent::Null
     } else {
-        Value::String(message.text())
+        WireContent::Text(message.text())
     };
     WireMessage {
         role: message.role.as_str(),
@@ -340,12 +340,8 @@ impl ChatProvider for OpenAiProvider {
             });
             let reported = answer.usage.as_ref().and_then(WireUsage::usage);
             // Without counts, the arguments the model wrote are output too.
-            let written: String = tool_calls
-                .iter()
-                .map(|c| c.arguments.as_str())
-                .chain([content.as_str()])
-                .collect();
-            let usage = request.usage_or_estimate(reported, &written);
+            let written = tool_calls.iter().map(|c| c.arguments.as_str());
+            let usage = request.usage_or_estimate(reported, written.chain([content.as_str()]));
             Ok(Completion {
                 tool_calls,
                 logprobs: logprobs.filter(|l| !l.is_null()),
@@ -481,12 +477,20 @@ struct WireRequest<'a> {
 #[derive(Debug, Serialize)]
 struct WireMessage<'a> {
     role: &'a str,
-    /// A string, an array of parts, or null.
-    content: Value,
+    content: WireContent<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+}
+
+/// A message's content: a string (borrowed from the request), an array of parts, or null.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Parts(Vec<Value>),
+    Null,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,6 +1,5 @@
 use core_domain::{
     ChatMessage, ChatOptions, ProviderKind, Specialist, TokenUsage, estimate_prompt_tokens,
-    estimate_text_tokens,
 };
 
 /// Everything a provider needs for one call, independent of the wire format.
@@ -113,15 +112,22 @@ impl ProviderRequest {
     }
 
     /// The upstream's reported usage, or, when it reported none, an estimate from the prompt
-    /// and `answer`, flagged as estimated.
-    pub(crate) fn usage_or_estimate(
+    /// and what the model `wrote` (its text and every tool call's arguments), flagged as
+    /// estimated. The pieces are only read when there is something to estimate.
+    pub(crate) fn usage_or_estimate<'a>(
         &self,
         reported: Option<TokenUsage>,
-        answer: &str,
+        wrote: impl IntoIterator<Item = &'a str>,
     ) -> TokenUsage {
         match reported {
             Some(usage) => usage,
-            None => TokenUsage::estimated(self.prompt_estimate(), estimate_text_tokens(answer)),
+            None => {
+                // The pieces' characters together, four to a token as `estimate_text_tokens`
+                // counts them (per piece, the rounding would differ).
+                let chars: usize = wrote.into_iter().map(|piece| piece.chars().count()).sum();
+                let output = u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX);
+                TokenUsage::estimated(self.prompt_estimate(), output)
+            }
         }
     }
 }

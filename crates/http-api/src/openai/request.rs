@@ -619,7 +619,8 @@ fn conversation(
                     tool_calls: Vec::new(),
                     tool_call_id: None,
                 }
-                .text(),
+                .text()
+                .into_owned(),
             );
             continue;
         }
