@@ -49,6 +49,13 @@ pub enum ErrorCode {
     /// A bug or an unexpected failure inside commander.
     #[serde(rename = "internal_error")]
     Internal,
+    /// The upstream answered 200 with a body we could not read as an answer (malformed, or no
+    /// choice at all): the upstream did the work, so the row bills the prompt estimate.
+    UpstreamBadResponse,
+    /// The process ended (killed, crashed, lost power) while the call was in flight; found by
+    /// the journal's recovery at the next start and billed for the prompt estimate plus what
+    /// had been delivered.
+    Interrupted,
 }
 
 impl ErrorCode {
@@ -63,6 +70,8 @@ impl ErrorCode {
         Self::ClientDisconnected,
         Self::ServerShutdown,
         Self::Internal,
+        Self::UpstreamBadResponse,
+        Self::Interrupted,
     ];
 
     /// The snake_case spelling used on the wire and in the database.
@@ -77,6 +86,8 @@ impl ErrorCode {
             Self::ClientDisconnected => "client_disconnected",
             Self::ServerShutdown => "server_shutdown",
             Self::Internal => "internal_error",
+            Self::UpstreamBadResponse => "upstream_bad_response",
+            Self::Interrupted => "interrupted",
         }
     }
 }

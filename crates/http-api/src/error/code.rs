@@ -162,15 +162,21 @@ impl ApiCode {
             | Self::Call(ErrorCode::ProviderNotConfigured | ErrorCode::ServerShutdown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Call(ErrorCode::UpstreamError | ErrorCode::UpstreamAuthFailed) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Call(
+                ErrorCode::UpstreamError
+                | ErrorCode::UpstreamAuthFailed
+                | ErrorCode::UpstreamBadResponse,
+            ) => StatusCode::BAD_GATEWAY,
             Self::Call(ErrorCode::UpstreamTimeout) => StatusCode::GATEWAY_TIMEOUT,
             // Never sent (the client is gone); nginx's code for it, should a proxy log it.
             Self::Call(ErrorCode::ClientDisconnected) => {
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            Self::Call(ErrorCode::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
+            // Only ever on a row written by recovery, never answered: the process that
+            // would have answered is gone.
+            Self::Call(ErrorCode::Internal | ErrorCode::Interrupted) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
