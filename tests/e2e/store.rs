@@ -8,7 +8,7 @@ use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, T
 use diesel::{Connection, SqliteConnection, connection::SimpleConnection};
 use e2e_support::{TcpProxy, TestDatabase, eventually};
 use usage_store::{
-    Backend, DatabaseConfig, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore, spawn_writer,
+    Backend, DatabaseConfig, Durability, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore, spawn_writer,
 };
 
 /// A database to test against, kept alive (and dropped) with the test.
@@ -43,13 +43,13 @@ impl Db {
     fn config(&self) -> DatabaseConfig {
         DatabaseConfig {
             url: self.url(),
-            spill_path: self.dir().join("spill.jsonl").display().to_string(),
             connect_timeout_ms: 500,
             sqlite_busy_timeout_ms: 50,
             shutdown_timeout_ms: 500,
             flush_interval_ms: 20,
             ..DatabaseConfig::default()
         }
+        .with_files_in(self.dir())
     }
 }
 
@@ -93,8 +93,8 @@ on_both_backends!(
     every_column_round_trips,
     batches_are_written_once_however_often_they_are_sent,
     summary_matches_hand_computed_numbers,
-    spill_file_is_replayed_exactly_once_after_a_restart,
-    shutdown_during_an_outage_spills_within_the_timeout,
+    rows_left_at_shutdown_are_applied_exactly_once_after_a_restart,
+    shutdown_during_an_outage_is_bounded_and_loses_nothing,
     shutdown_drains_the_queue,
 );
 
@@ -342,85 +342,92 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
     );
 }
 
-async fn spill_file_is_replayed_exactly_once_after_a_restart(backend: Backend) {
-    let db = Db::new(backend);
-    let outage = Outage::start(&db).await;
-    let mut config = db.config();
-    config.url = outage.url.clone();
-    config.queue_capacity = 4;
-    let connect = config.clone();
-    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+async fn rows_left_at_shutdown_are_applied_exactly_once_after_a_restart(backend: Backend) {
+    for durability in [Durability::Journal, Durability::Memory] {
+        let db = Db::new(backend);
+        let outage = Outage::start(&db).await;
+        let mut config = db.config();
+        config.url = outage.url.clone();
+        config.queue_capacity = 4;
+        config.durability = durability;
+        let connect = config.clone();
+        let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
 
-    let (sink, writer) = spawn_writer(store.clone(), &config);
-    outage.begin().await;
-    for i in 0..30 {
-        sink.record(record(&format!("spilled-{i}")));
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        outage.begin().await;
+        for i in 0..30 {
+            sink.record(record(&format!("left-{i}")));
+        }
+        // Stop while the database is still down: every row waits in the journal.
+        tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
+            .await
+            .expect("shutdown is bounded by its timeout during an outage");
+        let stats = sink.stats();
+        // The 26 the queue could not hold waited in the journal from the start; with
+        // write-behind, the 4 it held were put there at shutdown.
+        let spilled = if durability == Durability::Memory { 30 } else { 26 };
+        assert_eq!(stats.spilled, spilled, "{durability:?}: {stats:?}");
+        outage.end().await;
+
+        // The next start applies the journal, once.
+        for _ in 0..2 {
+            let (sink, writer) = spawn_writer(store.clone(), &config);
+            sink.flush().await.unwrap();
+            writer.shutdown().await;
+        }
+        let store = store.clone();
+        let rows = blocking(move || store.all_rows().unwrap()).await;
+        assert_eq!(rows.len(), 30, "{durability:?}");
+        let mut ids: Vec<String> = rows.into_iter().map(|r| r.request_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 30, "{durability:?}: no duplicates");
     }
-    // Stop while the database is still down: what the queue held goes to the spill file too.
-    tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
-        .await
-        .expect("shutdown is bounded by its timeout during an outage");
-    let spilled = sink.stats().spilled;
-    assert_eq!(
-        spilled,
-        30,
-        "every record is in the spill file: {:?}",
-        sink.stats()
-    );
-    outage.end().await;
-
-    // The next start replays the file, once.
-    let (sink, writer) = spawn_writer(store.clone(), &config);
-    sink.flush().await.unwrap();
-    writer.shutdown().await;
-    let (sink, writer) = spawn_writer(store.clone(), &config);
-    sink.flush().await.unwrap();
-    writer.shutdown().await;
-    let rows = blocking(move || store.all_rows().unwrap()).await;
-    assert_eq!(rows.len(), 30);
-    let mut ids: Vec<String> = rows.into_iter().map(|r| r.request_id).collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), 30, "no duplicates");
 }
 
 /// A batch the writer is already retrying when shutdown is asked for must not hold shutdown up
-/// until the database returns: it is spilled once the shutdown timeout passes.
-async fn shutdown_during_an_outage_spills_within_the_timeout(backend: Backend) {
-    let db = Db::new(backend);
-    let outage = Outage::start(&db).await;
-    let mut config = db.config();
-    config.url = outage.url.clone();
-    let connect = config.clone();
-    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
-    let (sink, writer) = spawn_writer(store.clone(), &config);
-    outage.begin().await;
-    for i in 0..5 {
-        sink.record(record(&format!("stuck-{i}")));
+/// until the database returns: the writer stops once the shutdown timeout passes, and the
+/// rows wait in the journal for the next start.
+async fn shutdown_during_an_outage_is_bounded_and_loses_nothing(backend: Backend) {
+    for durability in [Durability::Journal, Durability::Memory] {
+        let db = Db::new(backend);
+        let outage = Outage::start(&db).await;
+        let mut config = db.config();
+        config.url = outage.url.clone();
+        config.durability = durability;
+        let connect = config.clone();
+        let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        outage.begin().await;
+        for i in 0..5 {
+            sink.record(record(&format!("stuck-{i}")));
+        }
+        eventually("the writer to take the batch and retry it", async || {
+            (sink.stats().write_errors > 0).then_some(())
+        })
+        .await;
+
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
+            .await
+            .expect("shutdown does not wait for the database to come back");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "shutdown took {:?} with a {} ms timeout",
+            started.elapsed(),
+            config.shutdown_timeout_ms
+        );
+        let spilled = if durability == Durability::Memory { 5 } else { 0 };
+        assert_eq!(sink.stats().spilled, spilled, "{durability:?}: {:?}", sink.stats());
+        outage.end().await;
+
+        // Nothing was lost: the next start brings the batch in.
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        sink.flush().await.unwrap();
+        writer.shutdown().await;
+        let store = store.clone();
+        assert_eq!(blocking(move || store.count_rows().unwrap()).await, 5, "{durability:?}");
     }
-    eventually("the writer to take the batch and retry it", async || {
-        (sink.stats().write_errors > 0).then_some(())
-    })
-    .await;
-
-    let started = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), writer.shutdown())
-        .await
-        .expect("shutdown does not wait for the database to come back");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?} with a {} ms timeout",
-        started.elapsed(),
-        config.shutdown_timeout_ms
-    );
-    assert_eq!(sink.stats().spilled, 5, "{:?}", sink.stats());
-    outage.end().await;
-
-    // Nothing was lost: the next start brings the spilled batch in.
-    let (sink, writer) = spawn_writer(store.clone(), &config);
-    sink.flush().await.unwrap();
-    writer.shutdown().await;
-    assert_eq!(blocking(move || store.count_rows().unwrap()).await, 5);
 }
 
 async fn shutdown_drains_the_queue(backend: Backend) {

@@ -68,7 +68,7 @@ impl TestApp {
         settings.server.shutdown_grace_seconds = 5;
         settings.database.url = format!("sqlite://{}", dir.path().join("usage.db").display());
         settings.database.flush_interval_ms = 20;
-        settings.database.spill_path = dir.path().join("usage-spill.jsonl").display().to_string();
+        settings.database = std::mem::take(&mut settings.database).with_files_in(dir.path());
         settings.specialists.path = dir.path().join("specialists.json");
         // Tests make many calls from one address; the rate-limit tests set their own limits.
         settings.rate_limit.requests = std::num::NonZeroU32::new(1_000_000).expect("non-zero");

@@ -37,9 +37,9 @@
 //! let dir = tempfile::tempdir()?;
 //! let database = DatabaseConfig {
 //!     url: format!("sqlite://{}", dir.path().join("usage.db").display()),
-//!     spill_path: dir.path().join("spill.jsonl").display().to_string(),
 //!     ..DatabaseConfig::default()
-//! };
+//! }
+//! .with_files_in(dir.path());
 //! let store = UsageStore::connect(&database)?;
 //! let (usage, writer) = spawn_writer(store.clone(), &database);
 //! let policy = BaseUrlPolicy::default();

@@ -68,6 +68,16 @@ impl Price {
         }
     }
 
+    /// The price of a million uncached input tokens.
+    pub fn input_per_1m(&self) -> Usd {
+        self.input_per_1m
+    }
+
+    /// The price of a million output tokens.
+    pub fn output_per_1m(&self) -> Usd {
+        self.output_per_1m
+    }
+
     /// The cost of `usage` at this price, rounded to the nearest nano-dollar: uncached input at
     /// the input price, cache reads and writes at theirs, output (reasoning included) at the
     /// output price.
@@ -148,6 +158,14 @@ impl PriceTable {
             }
             name = strip_snapshot_suffix(name)?;
         }
+    }
+
+    /// The price a call to `model` is charged at, by the precedence rule: the specialist's own
+    /// pricing, else the table; `None` when the model is not priced.
+    pub fn price(&self, specialist_pricing: Option<&ModelPricing>, model: &str) -> Option<Price> {
+        specialist_pricing
+            .map(Price::from_pricing)
+            .or_else(|| self.price_for_model(model))
     }
 
     /// The cost of `usage` for a call to `model`, by the precedence rule: the specialist's own

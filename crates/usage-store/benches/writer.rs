@@ -79,9 +79,9 @@ fn writer(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let base = DatabaseConfig {
         queue_capacity: 2_000_000,
-        spill_path: dir.path().join("spill.jsonl").display().to_string(),
         ..DatabaseConfig::default()
-    };
+    }
+    .with_files_in(dir.path());
     bench_backend(
         c,
         "sqlite",

@@ -26,9 +26,9 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let config = DatabaseConfig {
         url: format!("sqlite://{}", dir.path().join("usage.db").display()),
-        spill_path: dir.path().join("spill.jsonl").display().to_string(),
         ..DatabaseConfig::default()
-    };
+    }
+    .with_files_in(dir.path());
     // Opens the pool and applies the migrations.
     let store = UsageStore::connect(&config)?;
     // `record` never waits for the database: rows are queued and written in batches.

@@ -17,8 +17,24 @@ pub struct DatabaseConfig {
     pub flush_interval_ms: u64,
     /// How many rows may wait in memory for the writer.
     pub queue_capacity: usize,
-    /// Where rows go when they cannot reach the database in time (JSON lines).
+    /// The spill file of earlier versions (JSON lines): replayed once at start if it holds
+    /// records, then removed. The journal took over its job.
     pub spill_path: String,
+    /// How a call's row is kept until the database has it: `journal` (default) or `memory`.
+    pub durability: Durability,
+    /// With `durability = "journal"`: what the journal survives (`process` or `machine`).
+    pub journal_sync: JournalSync,
+    /// The journal's directory (segments and checkpoint). With `durability = "memory"` it
+    /// still takes rows the queue cannot hold and those left at shutdown.
+    pub journal_dir: String,
+    /// During a long stream, how often what it has delivered is journaled, at most, so a crash
+    /// mid-stream still bills what the client received.
+    pub journal_stream_checkpoint_ms: u64,
+    /// Where a row the database refuses for its content (and that cannot be repaired) is moved
+    /// (JSON lines), so it never blocks the rows behind it.
+    pub dead_letter_path: String,
+    /// `/ready` answers 503 when the oldest row not yet in the database is older than this.
+    pub ready_max_lag_ms: u64,
     /// How long to wait for a connection (from the pool, or a new one), in milliseconds.
     pub connect_timeout_ms: u64,
     /// At shutdown, how long to keep retrying a failing database before spilling what is left,
@@ -42,6 +58,19 @@ impl DatabaseConfig {
     /// `shutdown_timeout_ms`, `sqlite_busy_timeout_ms`), in milliseconds: a day. Longer values
     /// are treated as a day, so no deadline computed from them can overflow.
     pub const MAX_WAIT_MS: u64 = 86_400_000;
+
+    /// This configuration with its local files — the journal, the dead-letter file, an old
+    /// spill file — in `dir` (the URL is left as it is): for tests and embedded use, so that
+    /// two stores never share a journal.
+    pub fn with_files_in(self, dir: &std::path::Path) -> Self {
+        let path = |name: &str| dir.join(name).display().to_string();
+        Self {
+            spill_path: path("usage-spill.jsonl"),
+            journal_dir: path("journal"),
+            dead_letter_path: path("usage-dead-letter.jsonl"),
+            ..self
+        }
+    }
 
     /// The backend `url` names, or why it names none: the one rule for which URLs the store
     /// opens, so a configuration check and the connection itself cannot disagree.
@@ -69,6 +98,31 @@ impl DatabaseConfig {
     }
 }
 
+/// How a call's row is kept until the database has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Journaled on local disk before the answer completes (`started` before the upstream is
+    /// called, `finished` before the answer's last byte): a crash loses no row.
+    #[default]
+    Journal,
+    /// Held in memory until written (write-behind): a crash loses the rows not yet written,
+    /// at most `flush_interval_ms` of calls, or the whole queue while the database is down.
+    Memory,
+}
+
+/// What a journal record survives once written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalSync {
+    /// Plain `write`s: the kernel holds the data, so a killed or crashed process loses nothing.
+    #[default]
+    Process,
+    /// `fsync` too, one per batch of concurrent records (group commit), before the answer
+    /// completes: survives a power cut or a kernel crash.
+    Machine,
+}
+
 /// Where a database URL points, in the form its driver takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Location<'a> {
@@ -87,6 +141,12 @@ impl Default for DatabaseConfig {
             flush_interval_ms: 200,
             queue_capacity: 10_000,
             spill_path: "data/usage-spill.jsonl".to_owned(),
+            durability: Durability::Journal,
+            journal_sync: JournalSync::Process,
+            journal_dir: "data/journal".to_owned(),
+            journal_stream_checkpoint_ms: 1_000,
+            dead_letter_path: "data/usage-dead-letter.jsonl".to_owned(),
+            ready_max_lag_ms: 30_000,
             connect_timeout_ms: 5_000,
             shutdown_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,

@@ -33,16 +33,16 @@
 
 mod config;
 mod error;
+mod journal;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
 mod record;
 mod report;
 mod schema;
-mod spill;
 mod store;
 mod writer;
 
-pub use config::DatabaseConfig;
+pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use error::StoreError;
 pub use record::{END_USER_MAX_CHARS, StoredUsage, UsageRecord};
 pub use report::{
@@ -50,4 +50,5 @@ pub use report::{
     parse_range_bound,
 };
 pub use store::{Backend, UsageStore};
-pub use writer::{UsageSink, UsageWriter, WriterStats, spawn_writer};
+pub use journal::{CallStart, Rates};
+pub use writer::{CallTicket, Durable, UsageHealth, UsageSink, UsageWriter, WriterStats, spawn_writer};

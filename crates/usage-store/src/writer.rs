@@ -1,405 +1,1012 @@
-use std::sync::Arc;
+//! The request path's handle to the usage log ([`UsageSink`]) and the background task that
+//! applies it to the database ([`UsageWriter`]).
+//!
+//! With `durability = "journal"` (the default) every call is journaled on local disk — a
+//! `started` record before the upstream is called, a `finished` record (the row) before the
+//! answer completes — and the finished rows also wait in memory, in journal order, for the
+//! writer. The writer applies them in batches and checkpoints how far it got; a segment of the
+//! journal is deleted once everything in it is applied and no call that started in it is still
+//! running. When the memory queue is full, rows are only on disk and the writer reads them
+//! back from there; at start, it applies whatever an earlier process left, and turns every call
+//! that started but never finished into an `interrupted` row.
+//!
+//! With `durability = "memory"` rows wait in memory only (write-behind); the journal then
+//! takes what the queue cannot hold and what is left at shutdown.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::spill::Spill;
+use crate::config::{Durability, JournalSync};
+use crate::journal::{self, CallStart, Entry, Line, Progress, ReadLine};
 use crate::{DatabaseConfig, StoreError, UsageRecord, UsageStore};
 
 /// First wait before retrying a failed batch; doubled up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How often a non-empty spill file is offered to the database again.
-const SPILL_RETRY_INTERVAL: Duration = Duration::from_secs(5);
-
-enum Command {
-    Record(Box<UsageRecord>),
-    /// Acknowledge once the first `target` records handed to the sink are in the database.
-    Flush {
-        target: u64,
-        ack: oneshot::Sender<()>,
-    },
-}
+/// A journal segment is closed (and a new one begun) once it is this large, so applied
+/// segments can be deleted while the server runs.
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// How long an answer waits for its group commit (`journal_sync = "machine"`) before going
+/// out anyway, with an error logged: a disk that stopped answering must not hang every call.
+const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// Counters a metrics exporter can read.
 #[derive(Debug, Default)]
 struct Counters {
-    /// Records handed to the sink.
-    accepted: AtomicU64,
-    /// Records the request path spilled because the queue was full (durably appended).
-    spilled_on_overflow: AtomicU64,
-    /// Records spilled for any reason.
-    spilled: AtomicU64,
-    /// Records replayed from the spill file into the database.
-    replayed: AtomicU64,
     rows_written: AtomicU64,
     batches_written: AtomicU64,
     write_errors: AtomicU64,
-    /// Records the writer has taken off the queue and not yet committed or spilled (its
-    /// pending batch, or a batch retrying through an outage).
-    in_hand: AtomicU64,
-}
-
-/// Takes a batch's records off the in-hand count when dropped.
-struct Settled(Arc<Counters>, u64);
-
-impl Drop for Settled {
-    fn drop(&mut self) {
-        self.0.in_hand.fetch_sub(self.1, Ordering::Relaxed);
-    }
+    /// Rows the memory queue could not hold, so the writer read them back from the journal.
+    spilled: AtomicU64,
+    /// Rows applied from the journal on disk (overflow, recovery, an earlier spill file).
+    replayed: AtomicU64,
+    journal_errors: AtomicU64,
+    interrupted: AtomicU64,
+    repaired: AtomicU64,
+    dead_lettered: AtomicU64,
 }
 
 /// A snapshot of the writer's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Records not yet in the database: waiting in the queue, or in the batch being written
-    /// (which, during an outage, is retried while the queue fills behind it).
+    /// Rows not yet in the database that wait in memory or in the batch being written (rows
+    /// that overflowed to the journal are counted by [`UsageHealth::lag`] instead).
     pub queue_depth: usize,
     /// Rows committed by batches since start.
     pub rows_written: u64,
     /// Batches committed since start.
     pub batches_written: u64,
-    /// Failed write attempts since start (each is retried, or its records spilled).
+    /// Failed write attempts since start (each is retried).
     pub write_errors: u64,
-    /// Records appended to the spill file since start.
+    /// Rows the memory queue could not hold since start (they waited in the journal).
     pub spilled: u64,
-    /// Spilled records newly stored by replaying the spill file since start.
+    /// Rows applied from the journal on disk since start.
     pub replayed: u64,
+    /// Journal appends that failed since start (the row then waits in memory only).
+    pub journal_errors: u64,
+    /// Calls found interrupted by an earlier process's end, recorded at this start.
+    pub interrupted: u64,
+    /// Rows the database refused for their content and took once repaired.
+    pub repaired: u64,
+    /// Rows the database refused for their content, moved to the dead-letter file.
+    pub dead_lettered: u64,
 }
 
-/// The request path's handle to the usage log: hands records to the writer without waiting.
-/// Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct UsageSink {
-    tx: mpsc::Sender<Command>,
-    counters: Arc<Counters>,
-    spill: Spill,
-    /// Wakes the writer: a batch is waiting, a flush is asked for, or a record was spilled.
-    wake: Arc<Notify>,
+/// Whether the usage log is keeping up, for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageHealth {
+    /// How long the oldest row not yet in the database has waited (zero when none waits).
+    pub lag: Duration,
+    /// Why the last write failed, while the database keeps failing.
+    pub store_problem: Option<String>,
+    /// Why the journal cannot be written, while it keeps failing.
+    pub journal_problem: Option<String>,
+}
+
+/// A row waiting for the database.
+struct Queued {
+    /// Its journal line, if it has one (a row kept in memory only has none).
+    seq: Option<u64>,
+    record: UsageRecord,
+    since: Instant,
+}
+
+/// The segment being appended to.
+struct Active {
+    file: Arc<File>,
+    first_seq: u64,
+    bytes: u64,
+}
+
+/// Everything the request path and the writer share, behind one lock: a row's journal line
+/// and its place in the memory queue are decided together, so the queue is in journal order.
+struct State {
+    active: Option<Active>,
+    next_seq: u64,
+    /// Segments by first sequence number, with how many calls that started in each have not
+    /// finished yet (such a segment is kept, for recovery).
+    segments: BTreeMap<u64, u64>,
+    journal_problem: Option<String>,
+    tail: VecDeque<Queued>,
+    /// Set when rows exist in the journal that are not in `tail` (overflow, recovery): since
+    /// when.
+    behind_since: Option<Instant>,
+    /// Every `finished` line through this one is in the database.
+    applied_through: u64,
+    /// Since when the batch being written has waited.
+    in_hand: Option<(usize, Instant)>,
+    /// Rows without a journal line handed in, and those of them written.
+    memory_accepted: u64,
+    memory_applied: u64,
+    waiters: Vec<Waiter>,
+    store_problem: Option<String>,
+    /// The writer has stopped: memory-only rows go straight to the journal.
+    writer_stopped: bool,
+    /// `journal_sync = "machine"`: the sync thread should end.
+    sync_stop: bool,
+}
+
+/// A flush waiting for everything handed in before it.
+struct Waiter {
+    through_seq: u64,
+    memory: u64,
+    ack: oneshot::Sender<()>,
+}
+
+/// What the sink and the writer share.
+struct Shared {
+    dir: PathBuf,
+    durability: Durability,
+    sync: JournalSync,
     batch_size: usize,
+    tail_capacity: usize,
+    stream_checkpoint: Duration,
+    state: Mutex<State>,
+    /// Wakes the writer: a batch is waiting, a flush is asked for, or rows are behind.
+    wake: Notify,
+    /// Wakes the sync thread (`journal_sync = "machine"`).
+    sync_wanted: Condvar,
+    /// The highest sequence number on stable storage.
+    synced: watch::Sender<u64>,
+    counters: Counters,
 }
 
-impl UsageSink {
-    /// Queues `record` for writing and returns at once.
-    ///
-    /// When the queue is full (the database is slow or down) the record is appended to the
-    /// spill file on a blocking thread instead; when the writer has already stopped, it is
-    /// appended right here. Either way it is replayed into the database when it answers again
-    /// (or at the next start).
-    pub fn record(&self, record: UsageRecord) {
-        self.counters.accepted.fetch_add(1, Ordering::SeqCst);
-        let command = match self.tx.try_send(Command::Record(Box::new(record))) {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn journaling(&self) -> bool {
+        self.durability == Durability::Journal
+    }
+
+    /// Appends `line` to the journal; returns its sequence number and the segment it is in.
+    /// A failed write leaves the segment (its torn end is skipped when read) and the next
+    /// append begins a new one.
+    fn append(&self, state: &mut State, line: &[u8]) -> Result<(u64, u64), std::io::Error> {
+        let rotate = state
+            .active
+            .as_ref()
+            .is_none_or(|active| active.bytes >= SEGMENT_BYTES);
+        if rotate {
+            if let Some(old) = state.active.take()
+                && self.sync == JournalSync::Machine
+            {
+                // What the sync thread has not covered yet must be on disk before the
+                // thread moves on to the new file.
+                old.file.sync_data()?;
+            }
+            let first_seq = state.next_seq;
+            let file = journal::create_segment(
+                &self.dir,
+                first_seq,
+                self.sync == JournalSync::Machine,
+            )?;
+            state.segments.entry(first_seq).or_insert(0);
+            state.active = Some(Active {
+                file: Arc::new(file),
+                first_seq,
+                bytes: 0,
+            });
+        }
+        let Some(active) = state.active.as_mut() else {
+            return Err(std::io::Error::other("no journal segment is open"));
+        };
+        if let Err(e) = (&*active.file).write_all(line) {
+            state.active = None;
+            return Err(e);
+        }
+        active.bytes += line.len() as u64;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let segment = active.first_seq;
+        if self.sync == JournalSync::Machine {
+            self.sync_wanted.notify_one();
+        }
+        Ok((seq, segment))
+    }
+
+    /// Notes a journal failure (logged when it begins) or its end.
+    fn journal_outcome(&self, state: &mut State, outcome: Result<(), &std::io::Error>) {
+        match outcome {
             Ok(()) => {
-                // Wake the writer once a batch is waiting; until then it wakes on its own
-                // interval, so a busy server does not wake it per record.
-                if self.tx.max_capacity() - self.tx.capacity() >= self.batch_size {
-                    self.wake.notify_one();
+                if state.journal_problem.take().is_some() {
+                    tracing::info!(dir = %self.dir.display(), "the usage journal is writable again");
                 }
-                return;
             }
-            Err(mpsc::error::TrySendError::Full(command)) => (command, false),
-            Err(mpsc::error::TrySendError::Closed(command)) => (command, true),
-        };
-        let (command, writer_gone) = command;
-        let Command::Record(record) = command else {
-            return;
-        };
-        let spill = self.spill.clone();
-        let counters = Arc::clone(&self.counters);
-        let notice = Arc::clone(&self.wake);
-        let append = move || match spill.append(std::slice::from_ref(&*record)) {
-            Ok(()) => {
-                counters.spilled.fetch_add(1, Ordering::SeqCst);
-                counters.spilled_on_overflow.fetch_add(1, Ordering::SeqCst);
-                notice.notify_one();
-            }
-            Err(e) => log_unwritten(&record, &e),
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if !writer_gone => {
-                tracing::warn!("usage queue is full; spilling a record to disk");
-                runtime.spawn_blocking(append);
-            }
-            // The writer has stopped: this is shutdown, perhaps on a runtime being torn down
-            // that would never run a blocking task. Write it now.
-            _ => {
-                tracing::warn!("usage writer has stopped; spilling a record to disk");
-                append();
+            Err(error) => {
+                self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if state.journal_problem.is_none() {
+                    tracing::error!(%error, dir = %self.dir.display(),
+                        "cannot write the usage journal; rows wait in memory until it can be written");
+                }
+                state.journal_problem = Some(error.to_string());
             }
         }
     }
 
-    /// Waits until every record handed to [`UsageSink::record`] before this call is in the
-    /// database (replaying spilled ones first).
+    /// Puts `record` in the memory queue (or, when the queue is full, leaves it to be read
+    /// back from the journal line `seq`).
+    fn enqueue(&self, state: &mut State, seq: Option<u64>, record: UsageRecord) {
+        if state.writer_stopped && seq.is_some() {
+            // No writer will take it; the journal has it for the next start.
+            return;
+        }
+        let room = state.tail.len() < self.tail_capacity;
+        match seq {
+            // In journal order only: once rows are behind, later ones wait their turn on disk.
+            Some(_) if !room || state.behind_since.is_some() => {
+                if state.behind_since.is_none() {
+                    tracing::warn!("usage queue is full; rows wait in the journal");
+                    state.behind_since = Some(Instant::now());
+                    self.wake.notify_one();
+                }
+                self.counters.spilled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some(_) => {}
+            // A row with no journal line has nowhere else to wait.
+            None => state.memory_accepted += 1,
+        }
+        state.tail.push_back(Queued {
+            seq,
+            record,
+            since: Instant::now(),
+        });
+        if state.tail.len() >= self.batch_size {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The request path's handle to the usage log. Cheap to clone.
+#[derive(Clone)]
+pub struct UsageSink {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UsageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageSink")
+            .field("durability", &self.shared.durability)
+            .field("journal", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call whose `started` record is journaled; hand it back with the call's row to
+/// [`UsageSink::finish`].
+#[derive(Debug)]
+pub struct CallTicket {
+    request_id: core_domain::RequestId,
+    /// The segment holding the `started` line, kept until the call finishes.
+    segment: Option<u64>,
+    /// The `started` line, for [`Durable`].
+    seq: Option<u64>,
+}
+
+/// A journaled record, to wait on until it survives what the journal promises: a request path
+/// awaits [`Durable::durable`] before its answer's last byte.
+pub struct Durable {
+    shared: Option<Arc<Shared>>,
+    seq: u64,
+}
+
+impl Durable {
+    /// Returns once the record is on stable storage (`journal_sync = "machine"`); at once
+    /// otherwise, the kernel having it already.
+    pub async fn durable(self) {
+        let Some(shared) = self.shared else {
+            return;
+        };
+        let mut synced = shared.synced.subscribe();
+        let wait = synced.wait_for(|&synced| synced >= self.seq);
+        if tokio::time::timeout(SYNC_WAIT_LIMIT, wait).await.is_err() {
+            tracing::error!(seq = self.seq, "the usage journal's fsync has not finished in 10 s; answering anyway");
+        }
+    }
+}
+
+impl UsageSink {
+    fn durable(&self, seq: Option<u64>) -> Durable {
+        let wait = self.shared.sync == JournalSync::Machine && self.shared.journaling();
+        Durable {
+            shared: seq.filter(|_| wait).map(|_| Arc::clone(&self.shared)),
+            seq: seq.unwrap_or(0),
+        }
+    }
+
+    /// Journals that `call` is about to be sent upstream (with `durability = "memory"`,
+    /// nothing). Should the process end before [`UsageSink::finish`], the next start records
+    /// it as `interrupted`.
+    pub fn start(&self, call: &CallStart) -> (CallTicket, Durable) {
+        let mut ticket = CallTicket {
+            request_id: call.request_id.clone(),
+            segment: None,
+            seq: None,
+        };
+        if !self.shared.journaling() {
+            return (ticket, self.durable(None));
+        }
+        let line = match journal::encode(&Line::Started(call)) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a started record");
+                return (ticket, self.durable(None));
+            }
+        };
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        match shared.append(&mut state, &line) {
+            Ok((seq, segment)) => {
+                *state.segments.entry(segment).or_insert(0) += 1;
+                ticket.segment = Some(segment);
+                ticket.seq = Some(seq);
+                shared.journal_outcome(&mut state, Ok(()));
+            }
+            Err(e) => shared.journal_outcome(&mut state, Err(&e)),
+        }
+        drop(state);
+        let durable = self.durable(ticket.seq);
+        (ticket, durable)
+    }
+
+    /// How often a running stream should report what it delivered ([`UsageSink::progress`]).
+    pub fn stream_checkpoint_interval(&self) -> Duration {
+        self.shared.stream_checkpoint
+    }
+
+    /// Journals how much the call of `ticket` has delivered, so a crash bills it.
+    pub fn progress(&self, ticket: &CallTicket, delivered_chars: u64, first_token: Option<Duration>) {
+        if ticket.segment.is_none() {
+            return;
+        }
+        let entry = Line::Progress {
+            request_id: &ticket.request_id,
+            progress: Progress {
+                delivered_chars,
+                first_token_ms: first_token.map(|d| d.as_secs_f64() * 1000.0),
+            },
+        };
+        let Ok(line) = journal::encode(&entry) else {
+            return;
+        };
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        let outcome = shared.append(&mut state, &line).map(|_| ());
+        shared.journal_outcome(&mut state, outcome.as_ref().map(|_| ()));
+    }
+
+    /// Records the row of the call of `ticket`: journaled (with `durability = "journal"`) and
+    /// queued for the database. Await the returned [`Durable`] before the answer's last byte.
+    pub fn finish(&self, ticket: CallTicket, record: UsageRecord) -> Durable {
+        self.hand_in(ticket.segment, record)
+    }
+
+    /// Records a row that had no [`UsageSink::start`] (a call refused before it was made, or
+    /// a row from elsewhere).
+    pub fn record(&self, record: UsageRecord) -> Durable {
+        self.hand_in(None, record)
+    }
+
+    fn hand_in(&self, started_in: Option<u64>, record: UsageRecord) -> Durable {
+        let shared = &self.shared;
+        let line = if shared.journaling() {
+            match journal::encode(&Line::Finished(&record)) {
+                Ok(line) => Some(line),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a usage row for the journal");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut state = shared.lock();
+        if let Some(segment) = started_in
+            && let Some(open) = state.segments.get_mut(&segment)
+        {
+            *open = open.saturating_sub(1);
+        }
+        let mut seq = None;
+        if let Some(line) = line {
+            match shared.append(&mut state, &line) {
+                Ok((journaled, _)) => {
+                    seq = Some(journaled);
+                    shared.journal_outcome(&mut state, Ok(()));
+                }
+                Err(e) => shared.journal_outcome(&mut state, Err(&e)),
+            }
+        }
+        let memory_only = seq.is_none();
+        let full = state.tail.len() >= shared.tail_capacity;
+        if memory_only && (full || state.writer_stopped) {
+            // Memory-only and no room (or no writer): the journal is where it can wait.
+            match journal::encode(&Line::Finished(&record))
+                .map_err(std::io::Error::other)
+                .and_then(|line| shared.append(&mut state, &line))
+            {
+                Ok((journaled, _)) => {
+                    shared.journal_outcome(&mut state, Ok(()));
+                    shared.counters.spilled.fetch_add(1, Ordering::Relaxed);
+                    if state.behind_since.is_none() {
+                        state.behind_since = Some(Instant::now());
+                    }
+                    shared.wake.notify_one();
+                    drop(state);
+                    return self.durable(Some(journaled));
+                }
+                Err(e) => {
+                    shared.journal_outcome(&mut state, Err(&e));
+                    if full && state.tail.len() >= shared.tail_capacity.saturating_mul(2) {
+                        drop(state);
+                        log_unwritten(&record, &StoreError::Io(e));
+                        return self.durable(None);
+                    }
+                }
+            }
+        }
+        shared.enqueue(&mut state, seq, record);
+        drop(state);
+        self.durable(seq)
+    }
+
+    /// Waits until every row handed in before this call is in the database.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        let target = self.counters.accepted.load(Ordering::SeqCst);
-        let stopped = || StoreError::Connect("the usage writer has stopped".to_owned());
-        self.tx
-            .send(Command::Flush { target, ack })
-            .await
-            .map_err(|_| stopped())?;
-        self.wake.notify_one();
-        done.await.map_err(|_| stopped())
+        {
+            let mut state = self.shared.lock();
+            if state.writer_stopped {
+                return Err(StoreError::Connect("the usage writer has stopped".to_owned()));
+            }
+            let waiter = Waiter {
+                through_seq: state.next_seq.saturating_sub(1),
+                memory: state.memory_accepted,
+                ack,
+            };
+            state.waiters.push(waiter);
+        }
+        self.shared.wake.notify_one();
+        done.await
+            .map_err(|_| StoreError::Connect("the usage writer has stopped".to_owned()))
     }
 
     /// The writer's counters now.
     pub fn stats(&self) -> WriterStats {
-        let c = &self.counters;
+        let state = self.shared.lock();
+        let queue_depth = state.tail.len() + state.in_hand.map_or(0, |(rows, _)| rows);
+        drop(state);
+        let c = &self.shared.counters;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         WriterStats {
-            queue_depth: (self.tx.max_capacity() - self.tx.capacity()).saturating_add(
-                usize::try_from(c.in_hand.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
-            ),
-            rows_written: c.rows_written.load(Ordering::Relaxed),
-            batches_written: c.batches_written.load(Ordering::Relaxed),
-            write_errors: c.write_errors.load(Ordering::Relaxed),
-            spilled: c.spilled.load(Ordering::Relaxed),
-            replayed: c.replayed.load(Ordering::Relaxed),
+            queue_depth,
+            rows_written: read(&c.rows_written),
+            batches_written: read(&c.batches_written),
+            write_errors: read(&c.write_errors),
+            spilled: read(&c.spilled),
+            replayed: read(&c.replayed),
+            journal_errors: read(&c.journal_errors),
+            interrupted: read(&c.interrupted),
+            repaired: read(&c.repaired),
+            dead_lettered: read(&c.dead_lettered),
+        }
+    }
+
+    /// Whether the usage log keeps up: the age of the oldest row not yet in the database, and
+    /// what is failing.
+    pub fn health(&self) -> UsageHealth {
+        let state = self.shared.lock();
+        let oldest = [
+            state.tail.front().map(|queued| queued.since),
+            state.behind_since,
+            state.in_hand.map(|(_, since)| since),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        UsageHealth {
+            lag: oldest.map_or(Duration::ZERO, |since| since.elapsed()),
+            store_problem: state.store_problem.clone(),
+            journal_problem: state.journal_problem.clone(),
         }
     }
 }
 
-/// The last resort, when even the spill file cannot be written: the whole record at error
-/// level, so it can be recovered from the logs (it holds no secret: the user is a hash).
+/// The last resort, when even the journal cannot be written: the whole record at error level,
+/// so it can be recovered from the logs (it holds no secret: the user is a hash).
 fn log_unwritten(record: &UsageRecord, error: &StoreError) {
     let json = serde_json::to_string(record).unwrap_or_else(|e| e.to_string());
-    tracing::error!(record = %json, %error, "usage record could not be written or spilled");
+    tracing::error!(record = %json, %error, "usage record could not be written or journaled");
 }
 
-/// The background task that owns writing. Call [`UsageWriter::shutdown`] at exit so queued
-/// records are committed (or spilled, if the database is down).
+/// The background task that owns writing. Call [`UsageWriter::shutdown`] at exit.
 #[derive(Debug)]
 pub struct UsageWriter {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    sync_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl UsageWriter {
-    /// Stops accepting records, commits everything queued, and returns when done.
+    /// Stops the writer once what is queued is in the database, or the shutdown timeout has
+    /// passed (rows not written by then stay in the journal, for the next start).
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "usage writer task failed");
         }
+        if let Some(thread) = self.sync_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
-/// Starts the writer on the current Tokio runtime: first it replays any spill file left by an
-/// earlier run, then drains a bounded queue (`queue_capacity`) into `store` in batches of up to
-/// `batch_size`, each written when full or `flush_interval_ms` after its first record arrived.
+/// Opens the journal in `config.journal_dir` — recording every call an earlier process left
+/// unfinished as `interrupted`, and taking in an earlier version's spill file — and starts the
+/// writer on the current Tokio runtime. It applies the journal in batches of up to
+/// `batch_size`, each written when full or `flush_interval_ms` after its first row arrived.
 pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, UsageWriter) {
-    let (tx, rx) = mpsc::channel(
-        config
+    let dir = PathBuf::from(&config.journal_dir);
+    let batch_size = config.batch_size.clamp(1, DatabaseConfig::MAX_BATCH_SIZE);
+    let (synced, _) = watch::channel(0);
+    let shared = Arc::new(Shared {
+        dir: dir.clone(),
+        durability: config.durability,
+        sync: config.journal_sync,
+        batch_size,
+        tail_capacity: config
             .queue_capacity
             .clamp(1, DatabaseConfig::MAX_QUEUE_CAPACITY),
-    );
+        stream_checkpoint: Duration::from_millis(
+            config
+                .journal_stream_checkpoint_ms
+                .clamp(10, DatabaseConfig::MAX_WAIT_MS),
+        ),
+        state: Mutex::new(State {
+            active: None,
+            next_seq: 1,
+            segments: BTreeMap::new(),
+            journal_problem: None,
+            tail: VecDeque::new(),
+            behind_since: None,
+            applied_through: 0,
+            in_hand: None,
+            memory_accepted: 0,
+            memory_applied: 0,
+            waiters: Vec::new(),
+            store_problem: None,
+            writer_stopped: false,
+            sync_stop: false,
+        }),
+        wake: Notify::new(),
+        sync_wanted: Condvar::new(),
+        synced,
+        counters: Counters::default(),
+    });
+    recover(&shared, Path::new(&config.spill_path));
+    let sync_thread = (config.durability == Durability::Journal
+        && config.journal_sync == JournalSync::Machine)
+        .then(|| {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("usage-journal-sync".to_owned())
+                .spawn(move || group_commit(&shared))
+                .map_err(|e| tracing::error!(error = %e, "cannot start the journal's sync thread"))
+                .ok()
+        })
+        .flatten();
     let (stop, stop_rx) = oneshot::channel();
-    let counters = Arc::new(Counters::default());
-    let spill = Spill::new(&config.spill_path);
-    let wake = Arc::new(Notify::new());
-    let batch_size = config.batch_size.clamp(1, DatabaseConfig::MAX_BATCH_SIZE);
     let worker = Worker {
-        spill_dirty: spill.has_records(),
+        shared: Arc::clone(&shared),
         store,
-        rx,
-        counters: Arc::clone(&counters),
-        spill: spill.clone(),
-        wake: Arc::clone(&wake),
-        batch_size,
+        dead_letters: PathBuf::from(&config.dead_letter_path),
         flush_interval: Duration::from_millis(
             config.flush_interval_ms.min(DatabaseConfig::MAX_WAIT_MS),
         ),
         shutdown_timeout: Duration::from_millis(
             config.shutdown_timeout_ms.min(DatabaseConfig::MAX_WAIT_MS),
         ),
-        committed: 0,
-        overflow_settled: 0,
-        waiters: Vec::new(),
         stop: stop_rx,
         deadline: None,
     };
     let task = tokio::spawn(worker.run());
     (
-        UsageSink {
-            tx,
-            counters,
-            spill,
-            wake,
-            batch_size,
+        UsageSink { shared },
+        UsageWriter {
+            stop,
+            task,
+            sync_thread,
         },
-        UsageWriter { stop, task },
     )
 }
 
+/// Reads what an earlier process left in the journal: where numbering goes on, which rows
+/// the database may not have, and which calls never finished (each journaled now as an
+/// `interrupted` row). An earlier version's spill file is journaled too, then removed.
+fn recover(shared: &Shared, spill: &Path) {
+    let checkpoint = journal::read_checkpoint(&shared.dir);
+    let scan = match journal::scan(&shared.dir, checkpoint) {
+        Ok(scan) => scan,
+        Err(error) => {
+            tracing::error!(%error, dir = %shared.dir.display(),
+                "cannot read the usage journal; what it holds is applied at a later start");
+            let mut state = shared.lock();
+            state.journal_problem = Some(error.to_string());
+            // Never reuse numbers that may be on disk: start past anything plausible.
+            state.next_seq = checkpoint + 1;
+            return;
+        }
+    };
+    let mut state = shared.lock();
+    state.next_seq = scan.next_seq;
+    state.applied_through = checkpoint.min(scan.next_seq.saturating_sub(1));
+    state.segments = scan.segments.iter().map(|&first| (first, 0)).collect();
+    let mut behind = scan.unapplied > 0;
+    if !scan.unfinished.is_empty() {
+        tracing::warn!(calls = scan.unfinished.len(),
+            "calls were in flight when the last process ended; recording them as interrupted");
+    }
+    for (call, progress) in &scan.unfinished {
+        let row = call.interrupted(*progress);
+        match journal::encode(&Line::Finished(&row))
+            .map_err(std::io::Error::other)
+            .and_then(|line| shared.append(&mut state, &line))
+        {
+            Ok(_) => {
+                behind = true;
+                shared.counters.interrupted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.journal_outcome(&mut state, Err(&e));
+                state.memory_accepted += 1;
+                state.tail.push_back(Queued {
+                    seq: None,
+                    record: row,
+                    since: Instant::now(),
+                });
+                shared.counters.interrupted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    match take_in_spill_file(shared, &mut state, spill) {
+        Ok(0) => {}
+        Ok(taken) => {
+            tracing::info!(rows = taken, path = %spill.display(),
+                "journaled the rows of an earlier version's spill file");
+            behind = true;
+        }
+        Err(error) => tracing::error!(%error, path = %spill.display(),
+            "cannot take in the old spill file; it is left where it is"),
+    }
+    if behind {
+        state.behind_since = Some(Instant::now());
+    }
+}
+
+/// Journals every record of an earlier version's spill file, then removes it. Unreadable lines
+/// are moved to `<spill>.corrupt`.
+fn take_in_spill_file(
+    shared: &Shared,
+    state: &mut State,
+    spill: &Path,
+) -> Result<u64, StoreError> {
+    let text = match std::fs::read_to_string(spill) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut taken = 0;
+    let mut corrupt = String::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        match serde_json::from_str::<UsageRecord>(line) {
+            Ok(record) => {
+                let entry = journal::encode(&Line::Finished(&record))?;
+                shared.append(state, &entry)?;
+                taken += 1;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable line in the old spill file; moved aside");
+                corrupt.push_str(line);
+                corrupt.push('\n');
+            }
+        }
+    }
+    if !corrupt.is_empty() {
+        let mut aside = spill.as_os_str().to_owned();
+        aside.push(".corrupt");
+        journal::append_aside(Path::new(&aside), &corrupt)?;
+    }
+    if let Some(active) = &state.active {
+        active.file.sync_data()?;
+    }
+    std::fs::remove_file(spill)?;
+    Ok(taken)
+}
+
+/// `journal_sync = "machine"`: one `fsync` for every record appended while the previous one
+/// ran, so concurrent calls share the wait.
+fn group_commit(shared: &Shared) {
+    let mut synced = 0;
+    loop {
+        let mut state = shared.lock();
+        while state.next_seq.saturating_sub(1) <= synced && !state.sync_stop {
+            state = shared
+                .sync_wanted
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let target = state.next_seq.saturating_sub(1);
+        let file = state.active.as_ref().map(|active| Arc::clone(&active.file));
+        let stopping = state.sync_stop;
+        drop(state);
+        if target > synced {
+            if let Some(file) = file
+                && let Err(error) = file.sync_data()
+            {
+                shared.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "cannot fsync the usage journal");
+            }
+            synced = target;
+            shared.synced.send_replace(synced);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// What the writer does next.
+enum Work {
+    /// Rows from the memory queue.
+    Batch(Vec<Queued>),
+    /// Rows in the journal between these sequence numbers (exclusive), not in memory.
+    Disk { after: u64, before: u64 },
+}
+
 struct Worker {
+    shared: Arc<Shared>,
     store: UsageStore,
-    rx: mpsc::Receiver<Command>,
-    counters: Arc<Counters>,
-    spill: Spill,
-    wake: Arc<Notify>,
-    batch_size: usize,
+    dead_letters: PathBuf,
     flush_interval: Duration,
     shutdown_timeout: Duration,
-    /// Records taken off the queue and settled: committed (or, at shutdown, spilled).
-    committed: u64,
-    /// Overflow-spilled records known to be in the database (replayed).
-    overflow_settled: u64,
-    /// True when the spill file may hold records the worker put there.
-    spill_dirty: bool,
-    /// Flush requests not yet satisfied: (target, ack).
-    waiters: Vec<(u64, oneshot::Sender<()>)>,
-    /// Fires when shutdown is asked for (or the [`UsageWriter`] is dropped).
     stop: oneshot::Receiver<()>,
-    /// Set once shutdown is asked for: past it, a failing batch is spilled, not retried.
+    /// Set once shutdown is asked for: past it, a failing batch is left in the journal.
     deadline: Option<Instant>,
 }
 
 impl Worker {
-    /// Wakes when a batch is full, a flush is asked for, a record was spilled, or the flush
-    /// interval passes — not for every record: under load one wake-up drains a whole batch.
     async fn run(mut self) {
-        if self.spill_dirty {
-            self.replay_spill().await;
-        }
-        let mut pending: Vec<UsageRecord> = Vec::with_capacity(self.batch_size);
-        let mut last_spill_attempt = Instant::now();
-        // Leaves when shutdown is asked for, here or while a write was retrying.
-        while self.deadline.is_none() {
-            tokio::select! {
-                biased;
-                _ = &mut self.stop => break,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.flush_interval) => {}
-            }
-            let closed = loop {
-                match self.rx.try_recv() {
-                    Ok(command) => self.accept(command, &mut pending).await,
-                    Err(mpsc::error::TryRecvError::Empty) => break false,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
+        loop {
+            if self.deadline.is_none() {
+                tokio::select! {
+                    biased;
+                    _ = &mut self.stop => self.begin_shutdown(),
+                    () = self.shared.wake.notified() => {}
+                    () = tokio::time::sleep(self.flush_interval) => {}
                 }
-            };
-            self.write(std::mem::take(&mut pending)).await;
-            let retry_spill = self.spill_pending()
-                && (!self.waiters.is_empty()
-                    || last_spill_attempt.elapsed() >= SPILL_RETRY_INTERVAL);
-            if retry_spill {
-                last_spill_attempt = Instant::now();
-                self.replay_spill().await;
             }
-            self.acknowledge_flushes();
-            if closed {
+            let finished = self.drain().await;
+            if self.deadline.is_some() && (finished || self.past_deadline()) {
                 break;
             }
         }
+        self.stop_writing();
+    }
 
-        // Shutdown: take no new records, commit what is queued (spilling what the database
-        // will not take in time).
-        self.rx.close();
+    fn begin_shutdown(&mut self) {
         self.deadline
             .get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
-        while let Some(command) = self.rx.recv().await {
-            self.accept(command, &mut pending).await;
-        }
-        self.write(pending).await;
-        if self.spill_pending() {
-            self.replay_spill().await;
-        }
-        self.acknowledge_flushes();
     }
 
-    fn spill_pending(&self) -> bool {
-        self.spill_dirty
-            || self.counters.spilled_on_overflow.load(Ordering::SeqCst) > self.overflow_settled
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Takes one command: a record joins the pending batch (written when full, or at once
-    /// while someone waits for a flush); a flush request writes the pending batch and the
-    /// spill file now and is answered once its records are all in.
-    async fn accept(&mut self, command: Command, pending: &mut Vec<UsageRecord>) {
-        match command {
-            Command::Record(record) => {
-                self.counters.in_hand.fetch_add(1, Ordering::Relaxed);
-                pending.push(*record);
-                if pending.len() >= self.batch_size || !self.waiters.is_empty() {
-                    self.write(std::mem::take(pending)).await;
-                }
-            }
-            Command::Flush { target, ack } => {
-                self.waiters.push((target, ack));
-                self.write(std::mem::take(pending)).await;
-                if self.spill_pending() {
-                    self.replay_spill().await;
-                }
+    /// Applies everything waiting; true when nothing is left.
+    async fn drain(&mut self) -> bool {
+        loop {
+            let Some(work) = self.next_work() else {
+                return true;
+            };
+            let done = match work {
+                Work::Batch(batch) => self.write_batch(batch).await,
+                Work::Disk { after, before } => self.apply_from_disk(after, before).await,
+            };
+            if !done {
+                return false;
             }
         }
-        self.acknowledge_flushes();
     }
 
-    /// Answers every flush request whose records are all in the database.
-    fn acknowledge_flushes(&mut self) {
-        let done = self.committed + self.overflow_settled;
-        let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+    /// Takes the next batch off the memory queue, or the next stretch of the journal to read;
+    /// `None` (with flushes answered) when nothing waits.
+    fn next_work(&self) -> Option<Work> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if !state.tail.is_empty() {
+            let take = state.tail.len().min(shared.batch_size);
+            let batch: Vec<Queued> = state.tail.drain(..take).collect();
+            let oldest = batch.iter().map(|q| q.since).min().unwrap_or_else(Instant::now);
+            state.in_hand = Some((batch.len(), oldest));
+            return Some(Work::Batch(batch));
+        }
+        if let Some(since) = state.behind_since.take() {
+            // Later rows queue in memory again; these are read back from disk.
+            state.in_hand = Some((0, since));
+            return Some(Work::Disk {
+                after: state.applied_through,
+                before: state.next_seq,
+            });
+        }
+        // Nothing waits: every finished line so far is in the database.
+        state.applied_through = state.applied_through.max(state.next_seq.saturating_sub(1));
+        answer_flushes(&mut state);
+        None
+    }
+
+    /// Writes a batch from memory, retrying while the database fails. False when shutdown's
+    /// deadline passed first (the rows are then put in the journal, if not there already).
+    async fn write_batch(&mut self, batch: Vec<Queued>) -> bool {
+        let through = batch.iter().filter_map(|q| q.seq).max();
+        let memory = batch.iter().filter(|q| q.seq.is_none()).count() as u64;
+        let (places, records): (Vec<(Option<u64>, Instant)>, Vec<UsageRecord>) = batch
             .into_iter()
-            .partition(|(target, _)| *target <= done);
-        self.waiters = waiting;
-        for (_, ack) in answered {
-            let _ = ack.send(());
+            .map(|q| ((q.seq, q.since), q.record))
+            .unzip();
+        let records = Arc::new(records);
+        if !self.apply_retrying(&records).await {
+            let records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
+            let batch = places
+                .into_iter()
+                .zip(records)
+                .map(|((seq, since), record)| Queued { seq, record, since })
+                .collect();
+            self.leave_in_journal(batch);
+            return false;
         }
+        self.counters_after_commit(records.len());
+        {
+            let mut state = self.shared.lock();
+            state.in_hand = None;
+            if let Some(through) = through {
+                state.applied_through = state.applied_through.max(through);
+            }
+            state.memory_applied += memory;
+        }
+        self.checkpoint().await;
+        true
     }
 
-    /// Commits `batch`, retrying with backoff while the database fails. Until shutdown is asked
-    /// for it retries until it succeeds (meanwhile the queue fills and the request path
-    /// spills); once the shutdown deadline would pass, the batch is spilled.
-    async fn write(&mut self, batch: Vec<UsageRecord>) {
-        if batch.is_empty() {
-            return;
+    /// Reads the journal's `finished` lines after `after` and before `before` and applies
+    /// them in batches. False when shutdown's deadline passed first.
+    async fn apply_from_disk(&mut self, after: u64, before: u64) -> bool {
+        let mut from = after;
+        while from + 1 < before {
+            let dir = self.shared.dir.clone();
+            let batch_size = self.shared.batch_size;
+            let read = tokio::task::spawn_blocking(move || {
+                read_finished(&dir, from, before, batch_size)
+            })
+            .await;
+            let (records, through) = match read {
+                Ok(Ok(read)) => read,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "cannot read the usage journal back; will retry");
+                    self.journal_read_failed(after);
+                    return self.wait_or_give_up().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "journal read task failed");
+                    self.journal_read_failed(after);
+                    return self.wait_or_give_up().await;
+                }
+            };
+            let records = Arc::new(records);
+            if !records.is_empty() {
+                if !self.apply_retrying(&records).await {
+                    self.journal_read_failed(from);
+                    return false;
+                }
+                self.counters_after_commit(records.len());
+                self.shared
+                    .counters
+                    .replayed
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+            }
+            from = through;
+            {
+                let mut state = self.shared.lock();
+                state.applied_through = state.applied_through.max(through);
+            }
+            self.checkpoint().await;
         }
-        // However this ends (committed or spilled), the batch is no longer in hand.
-        let _settled = Settled(Arc::clone(&self.counters), batch.len() as u64);
-        let batch = Arc::new(batch);
+        self.shared.lock().in_hand = None;
+        true
+    }
+
+    /// The rows after `applied` must be read from disk again later.
+    fn journal_read_failed(&self, applied: u64) {
+        let mut state = self.shared.lock();
+        state.applied_through = state.applied_through.max(applied);
+        let since = state.in_hand.take().map_or_else(Instant::now, |(_, since)| since);
+        state.behind_since = Some(state.behind_since.map_or(since, |b| b.min(since)));
+    }
+
+    async fn wait_or_give_up(&mut self) -> bool {
+        if self.past_deadline() {
+            return false;
+        }
+        self.wait_before_retry(MAX_RETRY_DELAY).await;
+        true
+    }
+
+    fn counters_after_commit(&self, rows: usize) {
+        let c = &self.shared.counters;
+        c.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+        c.batches_written.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies `records`, retrying with backoff while the database fails; false once
+    /// shutdown's deadline would pass.
+    async fn apply_retrying(&mut self, records: &Arc<Vec<UsageRecord>>) -> bool {
         let mut delay = FIRST_RETRY_DELAY;
-        let mut failed = false;
         loop {
             let store = self.store.clone();
-            let rows = Arc::clone(&batch);
-            let outcome = tokio::task::spawn_blocking(move || store.insert_batch(&rows)).await;
+            let rows = Arc::clone(records);
+            let dead_letters = self.dead_letters.clone();
+            let outcome =
+                tokio::task::spawn_blocking(move || apply(&store, &rows, &dead_letters)).await;
             let error = match outcome {
-                Ok(Ok(_)) => {
-                    self.committed += batch.len() as u64;
-                    self.counters
-                        .rows_written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    self.counters
-                        .batches_written
-                        .fetch_add(1, Ordering::Relaxed);
-                    if failed || self.spill_pending() {
-                        // The database is answering again: bring back what was spilled.
-                        self.replay_spill().await;
+                Ok(Ok(applied)) => {
+                    let c = &self.shared.counters;
+                    c.repaired.fetch_add(applied.repaired, Ordering::Relaxed);
+                    c.dead_lettered
+                        .fetch_add(applied.dead_lettered, Ordering::Relaxed);
+                    if self.shared.lock().store_problem.take().is_some() {
+                        tracing::info!("the usage database takes rows again");
                     }
-                    return;
+                    return true;
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => format!("write task failed: {e}"),
             };
-            failed = true;
-            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            if self.deadline.is_some_and(|d| Instant::now() + delay > d) {
-                tracing::error!(%error, rows = batch.len(), "database still failing at shutdown; spilling the batch");
-                self.spill_batch(&batch).await;
-                return;
+            self.shared
+                .counters
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            let first = {
+                let mut state = self.shared.lock();
+                state.store_problem.replace(error.clone()).is_none()
+            };
+            if self
+                .deadline
+                .is_some_and(|d| Instant::now() + delay > d)
+            {
+                tracing::error!(%error, rows = records.len(),
+                    "database still failing at shutdown; the rows stay in the journal for the next start");
+                return false;
             }
-            tracing::warn!(%error, rows = batch.len(), retry_in_ms = delay.as_millis() as u64,
-                "usage batch not written; will retry");
+            if first {
+                tracing::error!(%error, rows = records.len(), "usage rows not written; retrying until the database takes them");
+            } else {
+                tracing::warn!(%error, rows = records.len(), retry_in_ms = delay.as_millis() as u64,
+                    "usage batch not written; will retry");
+            }
             self.wait_before_retry(delay).await;
             delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
     }
 
-    /// Sleeps `delay`, but notices a shutdown request meanwhile: a write retrying through a
-    /// database outage must not hold shutdown up for longer than the shutdown timeout.
+    /// Sleeps `delay`, noticing a shutdown request meanwhile.
     async fn wait_before_retry(&mut self, delay: Duration) {
         if self.deadline.is_some() {
             tokio::time::sleep(delay).await;
@@ -407,167 +1014,481 @@ impl Worker {
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = &mut self.stop => {
-                self.deadline = Some(Instant::now() + self.shutdown_timeout);
-            }
+            _ = &mut self.stop => self.begin_shutdown(),
         }
     }
 
-    async fn spill_batch(&mut self, batch: &Arc<Vec<UsageRecord>>) {
-        let spill = self.spill.clone();
-        let records = Arc::clone(batch);
-        let appended = tokio::task::spawn_blocking(move || spill.append(&records)).await;
-        match appended {
-            Ok(Ok(())) => {
-                self.counters
-                    .spilled
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                self.spill_dirty = true;
-            }
-            Ok(Err(e)) => batch.iter().for_each(|r| log_unwritten(r, &e)),
-            Err(e) => {
-                let e = StoreError::Connect(format!("spill task failed: {e}"));
-                batch.iter().for_each(|r| log_unwritten(r, &e));
-            }
-        }
-        // Settled either way: written to the spill file, or to the log as a last resort.
-        self.committed += batch.len() as u64;
-    }
-
-    /// Offers the spill file to the database; on success it is empty afterwards.
-    async fn replay_spill(&mut self) {
-        let overflow_before = self.counters.spilled_on_overflow.load(Ordering::SeqCst);
-        let spill = self.spill.clone();
-        let store = self.store.clone();
-        let batch_size = self.batch_size;
-        let outcome = tokio::task::spawn_blocking(move || spill.replay(&store, batch_size)).await;
-        match outcome {
-            Ok(Ok(replayed)) => {
-                if replayed > 0 {
-                    tracing::info!(replayed, "replayed spilled usage records into the database");
+    /// Rows of a batch not written by shutdown's deadline: journaled ones are there already;
+    /// memory-only ones are journaled now.
+    fn leave_in_journal(&self, batch: Vec<Queued>) {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        state.in_hand = None;
+        for queued in batch.into_iter().filter(|q| q.seq.is_none()) {
+            let journaled = journal::encode(&Line::Finished(&queued.record))
+                .map_err(std::io::Error::other)
+                .and_then(|line| shared.append(&mut state, &line));
+            match journaled {
+                Ok(_) => {
+                    shared.counters.spilled.fetch_add(1, Ordering::Relaxed);
                 }
-                self.counters
-                    .replayed
-                    .fetch_add(replayed, Ordering::Relaxed);
-                self.overflow_settled = overflow_before;
-                self.spill_dirty = false;
+                Err(e) => log_unwritten(&queued.record, &StoreError::Io(e)),
             }
-            Ok(Err(e)) => {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, path = %self.spill.path().display(),
-                    "spilled usage records not replayed yet; will retry");
-            }
-            Err(e) => tracing::error!(error = %e, "spill replay task failed"),
         }
     }
+
+    /// Records how far the journal is applied and deletes the segments no longer needed.
+    async fn checkpoint(&self) {
+        if self.shared.durability == Durability::Memory && self.shared.lock().segments.is_empty()
+        {
+            return;
+        }
+        let deletable = {
+            let mut state = self.shared.lock();
+            let active = state.active.as_ref().map(|a| a.first_seq);
+            let applied = state.applied_through;
+            let firsts: Vec<u64> = state.segments.keys().copied().collect();
+            let mut deletable = Vec::new();
+            for (i, &first) in firsts.iter().enumerate() {
+                let end = firsts.get(i + 1).copied().unwrap_or(state.next_seq);
+                let open = state.segments.get(&first).copied().unwrap_or(0);
+                if Some(first) != active && open == 0 && end.saturating_sub(1) <= applied {
+                    deletable.push(first);
+                }
+            }
+            for first in &deletable {
+                state.segments.remove(first);
+            }
+            (applied, deletable)
+        };
+        let dir = self.shared.dir.clone();
+        let (applied, deletable) = deletable;
+        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if std::fs::metadata(&dir).is_err() {
+                return Ok(());
+            }
+            journal::write_checkpoint(&dir, applied)?;
+            for first in deletable {
+                match std::fs::remove_file(journal::segment_path(&dir, first)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(error)) = outcome {
+            tracing::warn!(%error, "cannot checkpoint the usage journal; rows may be applied again (harmless) at the next start");
+        }
+    }
+
+    /// Shutdown is done: rows still in memory and not journaled are journaled, and later ones
+    /// go straight there.
+    fn stop_writing(&mut self) {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        state.writer_stopped = true;
+        state.sync_stop = true;
+        shared.sync_wanted.notify_all();
+        let left: Vec<Queued> = state.tail.drain(..).collect();
+        let behind = state.behind_since.is_some();
+        drop(state);
+        let journaled_left = left.iter().filter(|q| q.seq.is_some()).count();
+        if journaled_left > 0 || behind {
+            tracing::warn!(rows = journaled_left,
+                "usage rows not yet in the database at shutdown stay in the journal; the next start applies them");
+        }
+        self.leave_in_journal(left);
+        // Flushes still waiting will not be answered now: dropping them says so.
+        self.shared.lock().waiters.clear();
+    }
+}
+
+/// Answers every flush whose rows are all in the database.
+fn answer_flushes(state: &mut State) {
+    let applied = state.applied_through;
+    let memory = state.memory_applied;
+    let (answered, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut state.waiters)
+        .into_iter()
+        .partition(|w| w.through_seq <= applied && w.memory <= memory);
+    state.waiters = waiting;
+    for waiter in answered {
+        let _ = waiter.ack.send(());
+    }
+}
+
+/// Reads up to `limit` `finished` records after `after` and before `before`; returns them and
+/// the sequence number read through.
+fn read_finished(
+    dir: &Path,
+    after: u64,
+    before: u64,
+    limit: usize,
+) -> std::io::Result<(Vec<UsageRecord>, u64)> {
+    let mut records = Vec::new();
+    let mut through = after;
+    let segments = journal::list_segments(dir)?;
+    for (i, &first) in segments.iter().enumerate() {
+        let end = segments.get(i + 1).copied().unwrap_or(u64::MAX);
+        if end <= after + 1 || first >= before {
+            continue;
+        }
+        let mut full = false;
+        journal::read_segment(dir, first, |seq, line| {
+            if seq <= after {
+                return true;
+            }
+            if seq >= before {
+                return false;
+            }
+            match journal::parse(line) {
+                ReadLine::Entry(Entry::Finished(record)) => records.push(*record),
+                ReadLine::Entry(_) => {}
+                // Copied aside by the scan at start; a line written by this process always
+                // parses.
+                ReadLine::Unreadable(error) => {
+                    tracing::error!(seq, %error, "unreadable journal line skipped");
+                }
+            }
+            through = seq;
+            full = records.len() >= limit;
+            !full
+        })?;
+        if full {
+            return Ok((records, through));
+        }
+    }
+    // Everything before `before` was read (lines past a torn end do not exist).
+    Ok((records, before.saturating_sub(1).max(through)))
+}
+
+/// What applying a batch did beyond inserting.
+#[derive(Debug, Default)]
+struct Applied {
+    repaired: u64,
+    dead_lettered: u64,
+}
+
+/// Inserts `records`.
+fn apply(
+    store: &UsageStore,
+    records: &[UsageRecord],
+    _dead_letters: &Path,
+) -> Result<Applied, StoreError> {
+    store.insert_batch(records)?;
+    Ok(Applied::default())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use core_domain::Usd;
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, SqliteConnection};
 
-    fn store(dir: &tempfile::TempDir) -> (UsageStore, DatabaseConfig) {
-        let config = DatabaseConfig {
+    use super::*;
+    use crate::Rates;
+
+    fn config(dir: &tempfile::TempDir) -> DatabaseConfig {
+        DatabaseConfig {
             url: format!("sqlite://{}", dir.path().join("usage.db").display()),
             batch_size: 10,
             flush_interval_ms: 50,
             queue_capacity: 4,
-            spill_path: dir.path().join("spill.jsonl").display().to_string(),
+            shutdown_timeout_ms: 300,
             ..DatabaseConfig::default()
-        };
-        (UsageStore::connect(&config).unwrap(), config)
+        }
+        .with_files_in(dir.path())
     }
 
     fn record(i: usize) -> UsageRecord {
         crate::fixture::usage_record(&format!("req-{i}"))
     }
 
+    fn start_of(record: &UsageRecord) -> CallStart {
+        CallStart {
+            request_id: record.request_id.clone(),
+            client_request_id: None,
+            timestamp: record.timestamp,
+            user_email_hash: record.user_email_hash.clone(),
+            specialist_id: record.specialist_id.clone(),
+            specialist_name: record.specialist_name.clone(),
+            provider: record.provider,
+            model: record.model.clone(),
+            streamed: record.streamed,
+            end_user: None,
+            prompt_tokens: 800,
+            rates: Some(Rates {
+                input_per_1m: Usd::from_nanos(2_500_000_000),
+                output_per_1m: Usd::from_nanos(10_000_000_000),
+            }),
+        }
+    }
+
+    fn segments(dir: &tempfile::TempDir) -> Vec<u64> {
+        journal::list_segments(&dir.path().join("journal")).unwrap()
+    }
+
+    /// Ends a writer the way a killed process does: nothing after this point runs.
+    fn crash(sink: UsageSink, writer: UsageWriter) {
+        writer.task.abort();
+        drop(sink);
+    }
+
     #[tokio::test]
-    async fn flush_commits_everything_queued_before_it() {
+    async fn flush_commits_everything_handed_in_before_it_in_both_modes() {
+        for durability in [Durability::Journal, Durability::Memory] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = DatabaseConfig {
+                durability,
+                ..config(&dir)
+            };
+            let store = UsageStore::connect(&config).unwrap();
+            let (sink, writer) = spawn_writer(store.clone(), &config);
+            // More rows than the queue holds: the overflow waits in the journal.
+            for i in 0..25 {
+                sink.record(record(i)).durable().await;
+            }
+            sink.flush().await.unwrap();
+            assert_eq!(store.count_rows().unwrap(), 25, "{durability:?}");
+            let stats = sink.stats();
+            assert!(stats.spilled > 0, "{durability:?}: a queue of 4 overflowed");
+            assert_eq!(stats.spilled, stats.replayed, "{durability:?}: {stats:?}");
+            assert_eq!(stats.write_errors, 0);
+            assert_eq!(sink.health().lag, Duration::ZERO);
+            writer.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crash_loses_no_finished_row_and_records_unfinished_calls_as_interrupted() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
+        let config = DatabaseConfig {
+            // Long enough that nothing is written before the crash.
+            flush_interval_ms: 60_000,
+            batch_size: 1_000,
+            queue_capacity: 1_000,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
         let (sink, writer) = spawn_writer(store.clone(), &config);
-        // More records than the queue holds: the overflow waits, nothing is dropped.
-        for i in 0..25 {
+        let answered = record(1);
+        let (ticket, started) = sink.start(&start_of(&answered));
+        started.durable().await;
+        sink.finish(ticket, answered).durable().await;
+        let cut = record(2);
+        let (ticket, _) = sink.start(&start_of(&cut));
+        sink.progress(&ticket, 400, Some(Duration::from_millis(90)));
+        let never = record(3);
+        let (_ticket, _) = sink.start(&start_of(&never));
+        crash(sink, writer);
+        assert_eq!(store.count_rows().unwrap(), 0, "nothing reached the database");
+
+        // Two restarts: each row arrives once.
+        for _ in 0..2 {
+            let (sink, writer) = spawn_writer(store.clone(), &config);
+            sink.flush().await.unwrap();
+            writer.shutdown().await;
+        }
+        let rows = store.all_rows().unwrap();
+        assert_eq!(rows.len(), 3);
+        let row = |id: &str| store.find_by_request_id(id).unwrap().unwrap();
+        assert_eq!(row("req-1").error_code, None);
+        let cut = row("req-2");
+        assert_eq!(cut.error_code.as_deref(), Some("interrupted"));
+        assert_eq!((cut.input_tokens, cut.output_tokens), (800, 100));
+        assert!(cut.tokens_estimated);
+        // 800 × $2.50/M + 100 × $10/M.
+        assert!((cut.estimated_cost_usd - 0.003).abs() < 1e-12, "{cut:?}");
+        assert_eq!(cut.ttft_ms, Some(90.0));
+        let never = row("req-3");
+        assert_eq!(never.error_code.as_deref(), Some("interrupted"));
+        assert_eq!((never.input_tokens, never.output_tokens), (800, 0));
+    }
+
+    #[tokio::test]
+    async fn a_call_finished_after_a_restart_is_not_interrupted_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir);
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (_ticket, _) = sink.start(&start_of(&record(7)));
+        crash(sink, writer);
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        assert_eq!(sink.stats().interrupted, 1);
+        sink.flush().await.unwrap();
+        writer.shutdown().await;
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        assert_eq!(sink.stats().interrupted, 0, "the first restart finished it");
+        sink.flush().await.unwrap();
+        writer.shutdown().await;
+        assert_eq!(store.count_rows().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn applied_segments_are_deleted_but_one_holding_a_running_call_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            queue_capacity: 10_000,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let running = record(0);
+        let (running_ticket, _) = sink.start(&start_of(&running));
+        // Start a new segment after the running call's, as a full one would.
+        sink.shared.lock().active.as_mut().unwrap().bytes = SEGMENT_BYTES;
+        for i in 1..=5 {
             sink.record(record(i));
         }
+        sink.shared.lock().active.as_mut().unwrap().bytes = SEGMENT_BYTES;
+        sink.record(record(6));
         sink.flush().await.unwrap();
-        assert_eq!(store.count_rows().unwrap(), 25);
-        let stats = sink.stats();
-        assert_eq!(stats.rows_written + stats.replayed, 25);
-        assert_eq!(stats.spilled, stats.replayed, "every overflow was replayed");
-        assert!(stats.spilled > 0, "a queue of 4 overflowed");
-        assert_eq!(stats.write_errors, 0);
+        // The running call's segment stays; the middle one, all applied, is gone; the active
+        // one stays.
+        let kept = segments(&dir);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[0], 1, "the running call's segment");
+        sink.finish(running_ticket, running);
+        sink.flush().await.unwrap();
+        assert_eq!(segments(&dir).len(), 1, "only the active segment is left");
+        assert_eq!(store.count_rows().unwrap(), 7);
         writer.shutdown().await;
     }
 
     #[tokio::test]
-    async fn a_record_arriving_after_shutdown_is_spilled_at_once_and_replayed_next_start() {
+    async fn an_old_spill_file_is_taken_in_once_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
-        let (sink, writer) = spawn_writer(store.clone(), &config);
-        writer.shutdown().await;
-        // A call cut short at shutdown hands in its row late, from a runtime being torn down.
-        sink.record(record(1));
-        let spilled = std::fs::read_to_string(&config.spill_path).unwrap();
-        assert!(
-            spilled.contains("req-1"),
-            "on disk before record() returned"
-        );
-        assert_eq!(store.count_rows().unwrap(), 0);
-
+        let config = config(&dir);
+        let store = UsageStore::connect(&config).unwrap();
+        let lines: String = (0..3)
+            .map(|i| serde_json::to_string(&record(i)).unwrap() + "\n")
+            .collect();
+        std::fs::write(&config.spill_path, format!("{lines}{{\"half a line\n")).unwrap();
         let (sink, writer) = spawn_writer(store.clone(), &config);
         sink.flush().await.unwrap();
-        assert_eq!(store.count_rows().unwrap(), 1);
+        writer.shutdown().await;
+        assert_eq!(store.count_rows().unwrap(), 3);
+        assert!(!Path::new(&config.spill_path).exists());
+        let aside = std::fs::read_to_string(format!("{}.corrupt", config.spill_path)).unwrap();
+        assert!(aside.contains("half a line"));
+    }
+
+    #[tokio::test]
+    async fn a_row_handed_in_after_shutdown_waits_in_the_journal_for_the_next_start() {
+        for durability in [Durability::Journal, Durability::Memory] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = DatabaseConfig {
+                durability,
+                ..config(&dir)
+            };
+            let store = UsageStore::connect(&config).unwrap();
+            let (sink, writer) = spawn_writer(store.clone(), &config);
+            writer.shutdown().await;
+            // A call cut short at shutdown hands in its row late.
+            sink.record(record(1));
+            assert!(sink.flush().await.is_err(), "the writer has stopped");
+            assert_eq!(store.count_rows().unwrap(), 0);
+            let (sink, writer) = spawn_writer(store.clone(), &config);
+            sink.flush().await.unwrap();
+            assert_eq!(store.count_rows().unwrap(), 1, "{durability:?}");
+            writer.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn machine_sync_answers_once_the_record_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            journal_sync: JournalSync::Machine,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let mut waits = Vec::new();
+        for i in 0..20 {
+            waits.push(sink.record(record(i)));
+        }
+        let last = waits.last().map(|d| d.seq).unwrap();
+        for wait in waits {
+            tokio::time::timeout(Duration::from_secs(10), wait.durable())
+                .await
+                .unwrap();
+        }
+        assert!(*sink.shared.synced.borrow() >= last);
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 20);
         writer.shutdown().await;
     }
 
     #[tokio::test]
-    async fn flush_with_nothing_queued_returns_at_once() {
+    async fn lag_and_the_problem_show_while_the_database_refuses_and_clear_after() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
-        let (sink, writer) = spawn_writer(store, &config);
-        tokio::time::timeout(Duration::from_secs(5), sink.flush())
-            .await
-            .expect("flush of an empty queue hung")
+        let config = DatabaseConfig {
+            shutdown_timeout_ms: 100,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let path = dir.path().join("usage.db");
+        let mut other = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        other
+            .batch_execute("ALTER TABLE usage_logs RENAME TO hidden")
             .unwrap();
-        writer.shutdown().await;
-    }
-
-    #[tokio::test]
-    async fn a_lone_record_is_written_after_the_flush_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
         let (sink, writer) = spawn_writer(store.clone(), &config);
         sink.record(record(1));
-        // Poll, bounded: the interval is 50 ms, so 5 s means it never came.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        // The counter moves after the commit, so waiting on it sees the row too (waiting on
-        // the row could look at the counter before it moved).
-        while sink.stats().batches_written == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "record not written after the flush interval"
-            );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.health().store_problem.is_none() {
+            assert!(Instant::now() < deadline, "the failure never showed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(sink.stats().batches_written, 1);
+        let before = sink.health().lag;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(sink.health().lag > before, "the lag grows while rows wait");
+        other
+            .batch_execute("ALTER TABLE hidden RENAME TO usage_logs")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), sink.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        let health = sink.health();
+        assert_eq!((health.lag, health.store_problem), (Duration::ZERO, None));
         assert_eq!(store.count_rows().unwrap(), 1);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_journal_keeps_rows_in_memory_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            queue_capacity: 100,
+            ..config(&dir)
+        };
+        // A file where the journal's directory should be: nothing can be created in it.
+        std::fs::write(&config.journal_dir, "not a directory").unwrap();
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (ticket, _) = sink.start(&start_of(&record(1)));
+        sink.finish(ticket, record(1));
+        assert!(sink.health().journal_problem.is_some());
+        assert!(sink.stats().journal_errors >= 2);
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 1, "the row still arrived");
         writer.shutdown().await;
     }
 
     #[tokio::test]
     async fn extreme_sizes_and_waits_are_bounded_instead_of_panicking() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
-        // What a library user who skipped the binary's range check could pass.
         let config = DatabaseConfig {
             queue_capacity: usize::MAX,
             batch_size: usize::MAX,
             flush_interval_ms: u64::MAX,
             shutdown_timeout_ms: u64::MAX,
-            ..config
+            journal_stream_checkpoint_ms: u64::MAX,
+            ..config(&dir)
         };
+        let store = UsageStore::connect(&config).unwrap();
         let (sink, writer) = spawn_writer(store.clone(), &config);
         for i in 0..3 {
             sink.record(record(i));
@@ -577,23 +1498,24 @@ mod tests {
         writer.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn shutdown_drains_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, config) = store(&dir);
-        let config = DatabaseConfig {
-            flush_interval_ms: 60_000,
-            batch_size: 1000,
-            queue_capacity: 100,
-            ..config
+    #[test]
+    fn rates_price_to_the_nearest_nano_dollar_as_the_pricing_crate_does() {
+        let rates = Rates {
+            input_per_1m: Usd::from_nanos(150_000_000),
+            output_per_1m: Usd::from_nanos(600_000_000),
         };
-        let (sink, writer) = spawn_writer(store.clone(), &config);
-        for i in 0..57 {
-            sink.record(record(i));
-        }
-        writer.shutdown().await;
-        assert_eq!(store.count_rows().unwrap(), 57);
-        // After shutdown the sink refuses politely instead of panicking.
-        assert!(sink.flush().await.is_err());
+        // 1234 × $0.15/M + 567 × $0.60/M = $0.0005253.
+        assert_eq!(rates.cost_of(1234, 567), Usd::from_nanos(525_300));
+        let half = |nanos_per_1m| Rates {
+            input_per_1m: Usd::from_nanos(nanos_per_1m),
+            output_per_1m: Usd::ZERO,
+        };
+        assert_eq!(half(1_499_999).cost_of(1, 0), Usd::from_nanos(1));
+        assert_eq!(half(1_500_000).cost_of(1, 0), Usd::from_nanos(2));
+        assert_eq!(
+            half(u64::MAX).cost_of(u32::MAX, u32::MAX),
+            Usd::from_nanos(u64::MAX),
+            "saturates instead of overflowing"
+        );
     }
 }

@@ -119,10 +119,11 @@ impl PreparedCall {
             request,
             recorder,
         } = self;
-        let (recorder, provider) = recorder.begin(provider, false)?;
+        let (recorder, provider) = recorder.begin(provider, false).await?;
         match provider.complete(&request).await {
             Ok(completion) => {
                 let settled = recorder.succeeded(completion.usage);
+                settled.journaled.durable().await;
                 Ok(Answer {
                     specialist,
                     completion,
@@ -132,7 +133,7 @@ impl PreparedCall {
             }
             Err(error) => {
                 let consumed = error.consumed(recorder.prompt_estimate());
-                recorder.failed(error.code(), consumed);
+                recorder.failed(error.code(), consumed).durable().await;
                 Err(error.into())
             }
         }
@@ -150,7 +151,7 @@ impl PreparedCall {
             recorder,
             ..
         } = self;
-        let (recorder, provider) = recorder.begin(provider, true)?;
+        let (recorder, provider) = recorder.begin(provider, true).await?;
         relay::relay(state, provider, request, recorder, format).await
     }
 }

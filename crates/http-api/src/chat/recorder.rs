@@ -11,7 +11,7 @@ use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceTable};
 use providers::{ChatProvider, ProviderError, ProviderRequest};
-use usage_store::{UsageRecord, UsageSink};
+use usage_store::{CallStart, CallTicket, Durable, Rates, UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
 use crate::{ApiError, AppState, Metrics, RequestContext};
@@ -35,6 +35,8 @@ struct Delivered {
     chars: usize,
     /// From the request's arrival to the first text handed over.
     first_token: Option<Duration>,
+    /// When what was delivered was last journaled (a stream's progress checkpoint).
+    journaled_at: Option<Instant>,
 }
 
 /// How a call ended and what it consumed, priced.
@@ -43,6 +45,8 @@ pub(crate) struct Settled {
     pub cost: CostEstimate,
     /// From the request's arrival to its end.
     pub latency: Duration,
+    /// The row's journal record: awaited before the answer's last byte goes out.
+    pub journaled: Durable,
 }
 
 /// Everything needed to write the row, held until the call ends.
@@ -61,6 +65,8 @@ struct Pending {
     /// The caller's own id for its end user (the request's `user`), for the row.
     end_user: Option<String>,
     streamed: bool,
+    /// The call's `started` record in the journal, once the call is made.
+    ticket: Option<CallTicket>,
 }
 
 impl CallRecorder {
@@ -83,14 +89,16 @@ impl CallRecorder {
                 estimated_input_tokens: request.prompt_estimate(),
                 end_user: request.options.user.clone(),
                 streamed: false,
+                ticket: None,
             }),
             delivered: Delivered::default(),
         }
     }
 
-    /// The call is made now, whole or `streamed`, with `provider` — or, when there is no usable
-    /// provider, ends here with its row and the error to answer with.
-    pub(crate) fn begin(
+    /// The call is made now, whole or `streamed`, with `provider`: its `started` record is
+    /// journaled first, so a crash from here on still leaves its row. When there is no usable
+    /// provider, the call ends here with its row and the error to answer with.
+    pub(crate) async fn begin(
         mut self,
         provider: Result<Arc<dyn ChatProvider>, ProviderError>,
         streamed: bool,
@@ -101,12 +109,15 @@ impl CallRecorder {
         match provider {
             Ok(provider) => {
                 if let Some(pending) = &mut self.pending {
+                    let (ticket, journaled) = pending.sink.start(&pending.call_start());
+                    pending.ticket = Some(ticket);
+                    journaled.durable().await;
                     pending.upstream_started = Some(Instant::now());
                 }
                 Ok((self, provider))
             }
             Err(error) => {
-                self.failed(error.code(), TokenUsage::default());
+                self.failed(error.code(), TokenUsage::default()).durable().await;
                 Err(error.into())
             }
         }
@@ -119,14 +130,30 @@ impl CallRecorder {
             .map_or(0, |p| p.estimated_input_tokens)
     }
 
-    /// Notes text handed to the client; the first call fixes the time to first token.
+    /// Notes text handed to the client; the first call fixes the time to first token. At most
+    /// once per checkpoint interval the total is journaled, so a crash mid-stream still bills
+    /// what the client received.
     pub(crate) fn note_delivered(&mut self, text: &str) {
-        if self.delivered.first_token.is_none()
-            && let Some(pending) = &self.pending
-        {
-            self.delivered.first_token = Some(pending.context.received_at.elapsed());
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        let delivered = &mut self.delivered;
+        if delivered.first_token.is_none() {
+            delivered.first_token = Some(pending.context.received_at.elapsed());
         }
-        self.delivered.chars += text.chars().count();
+        delivered.chars += text.chars().count();
+        if let Some(ticket) = &pending.ticket {
+            let now = Instant::now();
+            let last = delivered
+                .journaled_at
+                .unwrap_or(pending.context.received_at);
+            if now.duration_since(last) >= pending.sink.stream_checkpoint_interval() {
+                delivered.journaled_at = Some(now);
+                pending
+                    .sink
+                    .progress(ticket, delivered.chars as u64, delivered.first_token);
+            }
+        }
     }
 
     /// What the call has consumed if it ends now, without the upstream's word on it: the
@@ -145,12 +172,15 @@ impl CallRecorder {
             .settle(usage, None, first_token)
     }
 
-    /// The call failed with `code` after consuming `usage`.
-    pub(crate) fn failed(mut self, code: ErrorCode, usage: TokenUsage) {
+    /// The call failed with `code` after consuming `usage`. Await the returned record before
+    /// the error's last byte goes out.
+    pub(crate) fn failed(mut self, code: ErrorCode, usage: TokenUsage) -> Durable {
         let first_token = self.delivered.first_token;
-        if let Some(pending) = self.pending.take() {
-            pending.settle(usage, Some(code), first_token);
-        }
+        let pending = self
+            .pending
+            .take()
+            .expect("only the consuming methods and Drop take `pending`, so it is here");
+        pending.settle(usage, Some(code), first_token).journaled
     }
 }
 
@@ -182,12 +212,40 @@ impl Drop for CallRecorder {
                 );
                 ErrorCode::ClientDisconnected
             };
-            pending.settle(consumed, Some(code), self.delivered.first_token);
+            // The client is gone (or the process is going): nobody waits for this answer,
+            // so nothing waits for its record either.
+            let _unawaited = pending.settle(consumed, Some(code), self.delivered.first_token);
         }
     }
 }
 
 impl Pending {
+    /// What the journal needs to record this call as interrupted, should the process end
+    /// before it does.
+    fn call_start(&self) -> CallStart {
+        let rates = self
+            .prices
+            .price(self.specialist.pricing(), self.specialist.model())
+            .map(|price| Rates {
+                input_per_1m: price.input_per_1m(),
+                output_per_1m: price.output_per_1m(),
+            });
+        CallStart {
+            request_id: self.context.request_id.clone(),
+            client_request_id: self.context.client_request_id.clone(),
+            timestamp: self.timestamp,
+            user_email_hash: self.context.identity.email_hash().cloned(),
+            specialist_id: self.specialist.id().clone(),
+            specialist_name: self.specialist.name().to_owned(),
+            provider: self.specialist.provider(),
+            model: self.specialist.model().to_owned(),
+            streamed: self.streamed,
+            end_user: self.end_user.clone(),
+            prompt_tokens: self.estimated_input_tokens,
+            rates,
+        }
+    }
+
     /// Prices the call, accounts it in the metrics and hands its row to the sink.
     fn settle(
         self,
@@ -208,6 +266,7 @@ impl Pending {
             estimated_input_tokens: _,
             end_user,
             streamed,
+            ticket,
         } = self;
         let latency = context.received_at.elapsed();
         let cost = prices.estimate(specialist.pricing(), specialist.model(), &usage);
@@ -218,7 +277,7 @@ impl Pending {
             upstream_started.map(|started| started.elapsed()),
             error_code,
         );
-        sink.record(UsageRecord {
+        let record = UsageRecord {
             request_id: context.request_id,
             client_request_id: context.client_request_id,
             timestamp,
@@ -235,7 +294,15 @@ impl Pending {
             error_code,
             streamed,
             end_user,
-        });
-        Settled { cost, latency }
+        };
+        let journaled = match ticket {
+            Some(ticket) => sink.finish(ticket, record),
+            None => sink.record(record),
+        };
+        Settled {
+            cost,
+            latency,
+            journaled,
+        }
     }
 }

@@ -84,7 +84,10 @@ pub(crate) async fn relay<F: StreamFormat>(
     let first = match tokio::time::timeout(keep_alive, peek).await {
         Ok(Ok(Some(Ok(event)))) => Some(event),
         Ok(Ok(Some(Err(failure)))) => {
-            recorder.failed(failure.error.code(), failure.usage_so_far);
+            recorder
+                .failed(failure.error.code(), failure.usage_so_far)
+                .durable()
+                .await;
             return Err(failure.error.into());
         }
         Ok(Ok(None)) => {
@@ -93,12 +96,15 @@ pub(crate) async fn relay<F: StreamFormat>(
                 message: "the upstream ended the stream without an answer".to_owned(),
             };
             let consumed = error.consumed(prompt_estimate);
-            recorder.failed(error.code(), consumed);
+            recorder.failed(error.code(), consumed).durable().await;
             return Err(error.into());
         }
         Ok(Err(())) => {
             let consumed = recorder.consumed_so_far();
-            recorder.failed(ErrorCode::ServerShutdown, consumed);
+            recorder
+                .failed(ErrorCode::ServerShutdown, consumed)
+                .durable()
+                .await;
             return Err(ApiError::new(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE));
         }
         Err(_still_thinking) => None,
@@ -179,11 +185,13 @@ impl<F: StreamFormat> Relay<F> {
                     .as_ref()
                     .map(CallRecorder::consumed_so_far)
                     .unwrap_or_default();
-                let events = self.fail(
-                    ErrorCode::Internal,
-                    "internal error; the request id identifies it in the server logs",
-                    consumed,
-                );
+                let events = self
+                    .fail(
+                        ErrorCode::Internal,
+                        "internal error; the request id identifies it in the server logs",
+                        consumed,
+                    )
+                    .await;
                 crate::panics::drop_after_panic(self);
                 (events, None)
             }
@@ -197,7 +205,7 @@ impl<F: StreamFormat> Relay<F> {
                 biased;
                 () = &mut self.must_end => {
                     let consumed = self.consumed_so_far();
-                    return Step::Done(self.fail(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE, consumed));
+                    return Step::Done(self.fail(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE, consumed).await);
                 }
                 next = self.upstream.next() => next,
             },
@@ -223,6 +231,9 @@ impl<F: StreamFormat> Relay<F> {
             })) => match self.recorder.take() {
                 Some(recorder) => {
                     let settled = recorder.succeeded(usage);
+                    // The row is journaled before the final event: a client that saw the
+                    // end of its answer has a row, whatever happens to the process next.
+                    settled.journaled.durable().await;
                     Step::Done(self.format.finished(
                         &usage,
                         &finish_reason,
@@ -235,14 +246,20 @@ impl<F: StreamFormat> Relay<F> {
             Some(Err(StreamFailure {
                 error,
                 usage_so_far,
-            })) => Step::Done(self.fail(error.code(), &error.to_string(), usage_so_far)),
+            })) => Step::Done(
+                self.fail(error.code(), &error.to_string(), usage_so_far)
+                    .await,
+            ),
             None => {
                 let consumed = self.consumed_so_far();
-                Step::Done(self.fail(
-                    ErrorCode::UpstreamError,
-                    "the upstream ended the stream before the answer was complete",
-                    consumed,
-                ))
+                Step::Done(
+                    self.fail(
+                        ErrorCode::UpstreamError,
+                        "the upstream ended the stream before the answer was complete",
+                        consumed,
+                    )
+                    .await,
+                )
             }
         }
     }
@@ -254,13 +271,19 @@ impl<F: StreamFormat> Relay<F> {
             .unwrap_or_default()
     }
 
-    /// Ends the call as failed with `code` (its row, once) and gives the events that say so.
-    fn fail(&mut self, code: ErrorCode, message: &str, consumed: TokenUsage) -> Vec<sse::Event> {
+    /// Ends the call as failed with `code` (its row, once, journaled before the events that
+    /// say so) and gives those events.
+    async fn fail(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        consumed: TokenUsage,
+    ) -> Vec<sse::Event> {
         self.span.in_scope(|| {
             tracing::warn!(%code, error_message = message, "stream failed after it began");
         });
         if let Some(recorder) = self.recorder.take() {
-            recorder.failed(code, consumed);
+            recorder.failed(code, consumed).durable().await;
         }
         self.format.failed(code, message)
     }

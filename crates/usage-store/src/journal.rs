@@ -1,0 +1,517 @@
+//! The journal's files: an append-only log of what chat calls started, delivered and finished,
+//! kept in a directory of segments in front of the database.
+//!
+//! A segment is a file of JSON lines named by the sequence number of its first line
+//! (`journal-00000000000000000042.log`); the n-th line of a segment has sequence number
+//! `first + n`, so a line needs no number of its own and can be encoded before the lock that
+//! orders it is taken. A line is written with one `write`, so a killed process leaves whole
+//! lines; a machine that lost power may leave a torn last line, which reading skips.
+//!
+//! The `checkpoint` file holds the highest sequence number through which every `finished`
+//! record is in the database. It may lag (it is written after the database commit, without
+//! `fsync`): applying a record twice stores it once, because rows are keyed by request id.
+//!
+//! This module knows files and lines only; [`crate::writer`] decides what to append and when a
+//! segment may go.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use core_domain::{
+    EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{StoreError, UsageRecord};
+
+const SEGMENT_PREFIX: &str = "journal-";
+const SEGMENT_SUFFIX: &str = ".log";
+const CHECKPOINT: &str = "checkpoint";
+
+/// What a call's usage row needs to be written if the process ends before the call does: the
+/// `started` record, journaled before the upstream request is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStart {
+    /// The call's request id (the row's key).
+    pub request_id: RequestId,
+    /// The id the caller sent for its own tracing, if any.
+    #[serde(default)]
+    pub client_request_id: Option<RequestId>,
+    /// When the call started (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// The caller; `None` for the anonymous caller.
+    pub user_email_hash: Option<EmailHash>,
+    /// The specialist called.
+    pub specialist_id: SpecialistId,
+    /// Its name at call time.
+    pub specialist_name: String,
+    /// Its provider.
+    pub provider: ProviderKind,
+    /// Its model.
+    pub model: String,
+    /// True for a streamed call.
+    pub streamed: bool,
+    /// The caller's own id for its end user, if any.
+    #[serde(default)]
+    pub end_user: Option<String>,
+    /// The prompt's estimated token count.
+    pub prompt_tokens: u32,
+    /// The model's prices at call time, so a call interrupted by a crash is priced as it would
+    /// have been; `None` when the model has no known price.
+    pub rates: Option<Rates>,
+}
+
+/// A model's prices per million tokens, for pricing a call the journal's recovery finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    /// The price of a million input tokens.
+    pub input_per_1m: Usd,
+    /// The price of a million output tokens.
+    pub output_per_1m: Usd,
+}
+
+impl Rates {
+    /// The cost of `input` and `output` tokens, rounded to the nearest nano-dollar (the rule
+    /// the pricing crate uses for uncached input and output).
+    pub fn cost_of(&self, input: u32, output: u32) -> Usd {
+        let nanos_times_1m = u128::from(input) * u128::from(self.input_per_1m.nanos())
+            + u128::from(output) * u128::from(self.output_per_1m.nanos());
+        let nanos = (nanos_times_1m + 500_000) / 1_000_000;
+        Usd::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// How far a streamed call had got when last checkpointed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Progress {
+    /// Characters handed to the client so far.
+    pub delivered_chars: u64,
+    /// From the request's arrival to the first text handed over, in milliseconds.
+    #[serde(default)]
+    pub first_token_ms: Option<f64>,
+}
+
+impl CallStart {
+    /// The row for a call the process did not live to finish: `interrupted`, charged for the
+    /// prompt estimate plus the text delivered (about four characters a token), at the rates
+    /// of its start.
+    pub(crate) fn interrupted(&self, progress: Progress) -> UsageRecord {
+        let output = u32::try_from(progress.delivered_chars.div_ceil(4)).unwrap_or(u32::MAX);
+        let usage = TokenUsage::estimated(self.prompt_tokens, output);
+        let cost = self
+            .rates
+            .map_or(Usd::ZERO, |rates| rates.cost_of(usage.input_tokens, output));
+        let from_ms = |ms: f64| Duration::try_from_secs_f64(ms / 1000.0).ok();
+        UsageRecord {
+            request_id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
+            timestamp: self.timestamp,
+            user_email_hash: self.user_email_hash.clone(),
+            specialist_id: self.specialist_id.clone(),
+            specialist_name: self.specialist_name.clone(),
+            provider: self.provider,
+            model: self.model.clone(),
+            usage,
+            cost,
+            pricing_known: self.rates.is_some(),
+            // Unknown: the process ended somewhere between its last record and now.
+            latency: Duration::ZERO,
+            time_to_first_token: progress.first_token_ms.and_then(from_ms),
+            error_code: Some(ErrorCode::Interrupted),
+            streamed: self.streamed,
+            end_user: self.end_user.clone(),
+        }
+    }
+}
+
+/// One journal line as written: borrowed, so journaling a row copies nothing but its JSON.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Line<'a> {
+    /// A call is about to be sent upstream.
+    Started(&'a CallStart),
+    /// A stream has delivered this much (its latest checkpoint counts).
+    Progress {
+        /// The call.
+        request_id: &'a RequestId,
+        /// How far it got.
+        progress: Progress,
+    },
+    /// A call's row, final.
+    Finished(&'a UsageRecord),
+}
+
+/// One journal line as read back (the shape [`Line`] writes).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Entry {
+    /// A call is about to be sent upstream.
+    Started(Box<CallStart>),
+    /// A stream has delivered this much.
+    Progress {
+        /// The call.
+        request_id: RequestId,
+        /// How far it got.
+        progress: Progress,
+    },
+    /// A call's row, final.
+    Finished(Box<UsageRecord>),
+}
+
+/// `line` as JSON, newline included.
+pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, line)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode a journal record: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Parses a line read back.
+pub(crate) fn parse(line: &[u8]) -> ReadLine {
+    match serde_json::from_slice::<Entry>(line) {
+        Ok(entry) => ReadLine::Entry(entry),
+        Err(e) => ReadLine::Unreadable(e.to_string()),
+    }
+}
+
+/// The file of the segment whose first line is `first_seq`.
+pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{first_seq:020}{SEGMENT_SUFFIX}"))
+}
+
+/// The first sequence numbers of the segments in `dir`, in order.
+pub(crate) fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut segments = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segments),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        let first = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SEGMENT_PREFIX))
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            segments.push(first);
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Creates the segment starting at `first_seq` for appending (`fsync`ing the directory too
+/// when `sync_dir`, so the new name survives a power cut).
+pub(crate) fn create_segment(dir: &Path, first_seq: u64, sync_dir: bool) -> std::io::Result<File> {
+    std::fs::create_dir_all(dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, first_seq))?;
+    if sync_dir {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(file)
+}
+
+/// A line of a segment as read back.
+pub(crate) enum ReadLine {
+    /// A record.
+    Entry(Entry),
+    /// A line that does not parse, with why.
+    Unreadable(String),
+}
+
+/// Calls `visit` with the sequence number and bytes of every line of the segment starting at
+/// `first_seq`, in order, until it answers `false`; returns the sequence number after the last
+/// line visited. A last line with no newline (torn by a power cut mid-write) is skipped without
+/// a number, as if never written. Lines are handed over unparsed, so a reader skipping to a
+/// position pays for finding newlines only.
+pub(crate) fn read_segment(
+    dir: &Path,
+    first_seq: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> bool,
+) -> std::io::Result<u64> {
+    let file = match File::open(segment_path(dir, first_seq)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(first_seq),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut seq = first_seq;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(seq);
+        }
+        if line.last() != Some(&b'\n') {
+            tracing::warn!(segment = first_seq, bytes = line.len(),
+                "the journal's last line was torn (a power cut mid-write?); skipped");
+            return Ok(seq);
+        }
+        let more = visit(seq, &line);
+        seq += 1;
+        if !more {
+            return Ok(seq);
+        }
+    }
+}
+
+/// The highest sequence number known to be applied (0: none).
+pub(crate) fn read_checkpoint(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(CHECKPOINT))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records that every `finished` record through `seq` is in the database. Written to a
+/// temporary file and renamed, so a crash leaves the old checkpoint or the new, never half.
+pub(crate) fn write_checkpoint(dir: &Path, seq: u64) -> std::io::Result<()> {
+    let temporary = dir.join(format!("{CHECKPOINT}.tmp"));
+    std::fs::write(&temporary, format!("{seq}\n"))?;
+    std::fs::rename(temporary, dir.join(CHECKPOINT))
+}
+
+/// Appends `line` to the file `name` in `dir` (creating it), for lines moved aside.
+pub(crate) fn append_aside(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
+/// What the journal held when it was opened.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// The segments found, by first sequence number.
+    pub segments: Vec<u64>,
+    /// The sequence number the next line gets.
+    pub next_seq: u64,
+    /// Calls started and never finished, with how far they got, in the order they started.
+    pub unfinished: Vec<(CallStart, Progress)>,
+    /// `finished` records after the checkpoint: not yet known to be in the database.
+    pub unapplied: u64,
+    /// Lines that did not parse (moved aside to `unreadable.jsonl`).
+    pub unreadable: u64,
+}
+
+/// Reads every segment in `dir`: where the next line goes, which calls never finished, and
+/// how much is waiting for the database. Unreadable lines are copied to `unreadable.jsonl`
+/// beside the segments, so nothing is lost to a line the code cannot parse.
+pub(crate) fn scan(dir: &Path, checkpoint: u64) -> Result<Scan, StoreError> {
+    let mut scan = Scan {
+        segments: list_segments(dir)?,
+        next_seq: checkpoint + 1,
+        ..Scan::default()
+    };
+    let mut started: HashMap<RequestId, (usize, CallStart, Progress)> = HashMap::new();
+    let mut order = 0usize;
+    let mut aside = String::new();
+    for &first in &scan.segments {
+        let end = read_segment(dir, first, |seq, line| {
+            match parse(line) {
+            ReadLine::Entry(Entry::Started(call)) => {
+                order += 1;
+                started.insert(call.request_id.clone(), (order, *call, Progress::default()));
+            }
+            ReadLine::Entry(Entry::Progress {
+                request_id,
+                progress,
+            }) => {
+                if let Some((_, _, latest)) = started.get_mut(&request_id) {
+                    *latest = progress;
+                }
+            }
+            ReadLine::Entry(Entry::Finished(record)) => {
+                started.remove(&record.request_id);
+                if seq > checkpoint {
+                    scan.unapplied += 1;
+                }
+            }
+            ReadLine::Unreadable(error) => {
+                scan.unreadable += 1;
+                tracing::error!(segment = first, seq, %error, "unreadable journal line; copied to unreadable.jsonl");
+                let text = String::from_utf8_lossy(line);
+                aside.push_str(&format!(
+                    "{{\"seq\":{seq},\"error\":{},\"line\":{}}}\n",
+                    serde_json::Value::from(error),
+                    serde_json::Value::from(text.trim_end())
+                ));
+            }
+            }
+            true
+        })?;
+        scan.next_seq = scan.next_seq.max(end);
+    }
+    if !aside.is_empty() {
+        append_aside(&dir.join("unreadable.jsonl"), &aside)?;
+    }
+    let mut unfinished: Vec<(usize, CallStart, Progress)> = started.into_values().collect();
+    unfinished.sort_by_key(|(order, _, _)| *order);
+    scan.unfinished = unfinished
+        .into_iter()
+        .map(|(_, call, progress)| (call, progress))
+        .collect();
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> CallStart {
+        let record = crate::fixture::usage_record(id);
+        CallStart {
+            request_id: record.request_id,
+            client_request_id: None,
+            timestamp: record.timestamp,
+            user_email_hash: record.user_email_hash,
+            specialist_id: record.specialist_id,
+            specialist_name: record.specialist_name,
+            provider: record.provider,
+            model: record.model,
+            streamed: true,
+            end_user: Some("u-1".into()),
+            prompt_tokens: 1000,
+            rates: Some(Rates {
+                input_per_1m: Usd::from_nanos(2_500_000_000),
+                output_per_1m: Usd::from_nanos(10_000_000_000),
+            }),
+        }
+    }
+
+    fn write_lines(dir: &Path, first: u64, lines: &[Line<'_>]) {
+        let mut file = create_segment(dir, first, false).unwrap();
+        for line in lines {
+            file.write_all(&encode(line).unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_interrupted_call_bills_its_prompt_and_what_it_delivered_at_its_own_rates() {
+        let row = call("r-1").interrupted(Progress {
+            delivered_chars: 401,
+            first_token_ms: Some(120.0),
+        });
+        assert_eq!(row.error_code, Some(ErrorCode::Interrupted));
+        assert_eq!(row.usage, TokenUsage::estimated(1000, 101));
+        // 1000 × $2.50/M + 101 × $10/M = $0.0025 + $0.00101.
+        assert_eq!(row.cost, Usd::from_nanos(3_510_000));
+        assert!(row.pricing_known);
+        assert_eq!(row.time_to_first_token, Some(Duration::from_millis(120)));
+        assert_eq!(row.end_user.as_deref(), Some("u-1"));
+        let unpriced = CallStart {
+            rates: None,
+            ..call("r-2")
+        }
+        .interrupted(Progress::default());
+        assert_eq!((unpriced.cost, unpriced.pricing_known), (Usd::ZERO, false));
+        assert_eq!(unpriced.usage.output_tokens, 0);
+    }
+
+    #[test]
+    fn a_scan_finds_unfinished_calls_their_progress_and_the_unapplied_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(call);
+        let [row_a, row_c] = ["a", "c"].map(crate::fixture::usage_record);
+        let progress = |delivered_chars, first_token_ms| Progress {
+            delivered_chars,
+            first_token_ms,
+        };
+        write_lines(
+            dir.path(),
+            1,
+            &[
+                Line::Started(&a),
+                Line::Started(&b),
+                Line::Finished(&row_a),
+                Line::Progress {
+                    request_id: &b.request_id,
+                    progress: progress(40, None),
+                },
+            ],
+        );
+        write_lines(
+            dir.path(),
+            5,
+            &[
+                Line::Started(&c),
+                Line::Progress {
+                    request_id: &b.request_id,
+                    progress: progress(80, Some(5.0)),
+                },
+                Line::Finished(&row_c),
+                Line::Started(&d),
+            ],
+        );
+        // A torn last line: not counted, not a record.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(segment_path(dir.path(), 5))
+            .unwrap();
+        file.write_all(b"{\"finished\":{\"request_").unwrap();
+
+        let scan = scan(dir.path(), 3).unwrap();
+        assert_eq!(scan.segments, vec![1, 5]);
+        assert_eq!(scan.next_seq, 9);
+        assert_eq!(scan.unapplied, 1, "a (seq 3) is within the checkpoint, c (seq 7) not");
+        let unfinished: Vec<(&str, u64)> = scan
+            .unfinished
+            .iter()
+            .map(|(call, progress)| (call.request_id.as_str(), progress.delivered_chars))
+            .collect();
+        assert_eq!(unfinished, vec![("b", 80), ("d", 0)]);
+        assert_eq!(scan.unreadable, 0);
+    }
+
+    #[test]
+    fn an_unreadable_line_keeps_its_number_and_is_copied_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(segment_path(dir.path(), 10), "not json\n").unwrap();
+        write_lines(
+            dir.path(),
+            11,
+            &[Line::Started(&call("x"))],
+        );
+        let scan = scan(dir.path(), 0).unwrap();
+        assert_eq!(scan.unreadable, 1);
+        assert_eq!(scan.next_seq, 12);
+        let aside = std::fs::read_to_string(dir.path().join("unreadable.jsonl")).unwrap();
+        assert!(aside.contains("\"seq\":10"), "{aside}");
+    }
+
+    #[test]
+    fn the_checkpoint_round_trips_and_defaults_to_nothing_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_checkpoint(dir.path()), 0);
+        write_checkpoint(dir.path(), 41).unwrap();
+        write_checkpoint(dir.path(), 42).unwrap();
+        assert_eq!(read_checkpoint(dir.path()), 42);
+    }
+
+    #[test]
+    fn segments_are_listed_in_order_and_strangers_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        for first in [30, 2, 100] {
+            create_segment(dir.path(), first, true).unwrap();
+        }
+        std::fs::write(dir.path().join("journal-x.log"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![2, 30, 100]);
+        assert!(list_segments(&dir.path().join("absent")).unwrap().is_empty());
+    }
+}
