@@ -123,6 +123,8 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     keys.check("database.connect_timeout_ms", database.connect_timeout_ms, TIMEOUT_MS);
     keys.check("database.shutdown_timeout_ms", database.shutdown_timeout_ms, WAIT_MS);
     keys.check("database.sqlite_busy_timeout_ms", database.sqlite_busy_timeout_ms, WAIT_MS);
+    keys.check("database.journal_stream_checkpoint_ms", database.journal_stream_checkpoint_ms, TIMEOUT_MS);
+    keys.check("database.ready_max_lag_ms", database.ready_max_lag_ms, TIMEOUT_MS);
 
     keys.check("providers.connect_timeout_ms", providers.connect_timeout_ms, TIMEOUT_MS);
     keys.check("providers.max_event_bytes", providers.max_event_bytes.get(), BYTES);
