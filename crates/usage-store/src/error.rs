@@ -21,6 +21,14 @@ pub enum StoreError {
     /// what happened to it. Reconnecting opens (or creates) the file now at the path.
     #[error("the usage database file changed under the running store: {0}")]
     DatabaseReplaced(String),
+    /// The dead-letter file could not be written: the records meant for it are still in hand.
+    #[error("cannot write the dead-letter file {path}: {cause}")]
+    DeadLetter {
+        /// The dead-letter file.
+        path: String,
+        /// What failed.
+        cause: String,
+    },
     /// A stored value no longer parses (the table was edited by hand).
     #[error("corrupt usage row: {0}")]
     Corrupt(String),
