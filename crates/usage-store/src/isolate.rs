@@ -67,6 +67,42 @@ fn escape_controls(text: &str) -> Option<String> {
     Some(escaped)
 }
 
+/// False for the errors that say the database is busy, away or unable to write right now
+/// whatever the rows hold (a lock, a lost connection, a read-only or conflicting transaction):
+/// those must fail the batch for a later retry even when a probe happens to succeed, or a good
+/// record could be dead-lettered for the database's passing state.
+fn may_be_about_the_data(error: &StoreError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        StoreError::Query(Error::DatabaseError(kind, info)) => match kind {
+            DatabaseErrorKind::SerializationFailure
+            | DatabaseErrorKind::ReadOnlyTransaction
+            | DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand => false,
+            _ => {
+                // SQLite's SQLITE_BUSY / SQLITE_LOCKED and PostgreSQL's deadlock arrive as
+                // `Unknown`: only their messages tell them apart.
+                let message = info.message();
+                ![
+                    "database is locked",
+                    "database table is locked",
+                    "deadlock detected",
+                ]
+                .iter()
+                .any(|transient| message.contains(transient))
+            }
+        },
+        StoreError::Query(_) => true,
+        StoreError::UnsupportedUrl(_)
+        | StoreError::Connect(_)
+        | StoreError::Migration(_)
+        | StoreError::Io(_)
+        | StoreError::Corrupt(_)
+        | StoreError::DatabaseReplaced(_)
+        | StoreError::DeadLetter { .. } => false,
+    }
+}
+
 impl UsageStore {
     /// Writes `records` like [`Self::insert_batch`], but a batch refused for its data does not
     /// fail: it is split in halves, recursively, until the records that fail alone are found.
@@ -74,8 +110,9 @@ impl UsageStore {
     /// (listed in [`Isolated::repaired`]), else returned in [`Isolated::rejected`]; every other
     /// record is stored.
     ///
-    /// Whether a refusal is about the data or the database is decided by [`Self::probe`] after
-    /// each failed insert: when the probe fails too, the database is the problem and this
+    /// Whether a refusal is about the data or the database is decided by the error (a lock, a
+    /// lost connection or a read-only database is never the data's fault) and then by
+    /// [`Self::probe`] after each failed insert: when the probe fails too, the database is the problem and this
     /// returns `Err` with nothing rejected, so the caller keeps the whole batch and retries it
     /// later. That includes a database lost half way through isolation: the halves already
     /// stored are keyed by request id, so the retry stores each record once.
@@ -94,7 +131,8 @@ impl UsageStore {
                 outcome.inserted += inserted;
                 return Ok(());
             }
-            Err(refusal) => refusal,
+            Err(refusal) if may_be_about_the_data(&refusal) => refusal,
+            Err(away) => return Err(away),
         };
         self.probe()?;
         match records {
@@ -126,6 +164,7 @@ impl UsageStore {
                 outcome.inserted += inserted;
                 outcome.repaired.push(record.request_id.clone());
             }
+            Err(away) if !may_be_about_the_data(&away) => return Err(away),
             Err(refused_again) => {
                 self.probe()?;
                 outcome.rejected.push(Rejected {
@@ -336,6 +375,40 @@ mod tests {
             .insert_isolating(&[usage_record("r1"), named("r2", "Poison")])
             .unwrap_err();
         assert!(matches!(err, StoreError::Query(_)), "{err}");
+    }
+
+    #[test]
+    fn a_locked_database_fails_the_batch_and_rejects_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = UsageStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+            // Refuse at once rather than wait for the lock below.
+            sqlite_busy_timeout_ms: 0,
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            unreachable!("a sqlite:// URL")
+        };
+        // Another writer holds the write lock; reads (the probe) still work under WAL.
+        let mut other_writer = pool.get().unwrap();
+        other_writer.batch_execute("BEGIN IMMEDIATE;").unwrap();
+        store.probe().unwrap();
+
+        let err = store
+            .insert_isolating(&[usage_record("r1"), usage_record("r2")])
+            .unwrap_err();
+        assert!(err.to_string().contains("database is locked"), "{err}");
+
+        other_writer.batch_execute("ROLLBACK;").unwrap();
+        drop(other_writer);
+        assert_eq!(
+            store
+                .insert_isolating(&[usage_record("r1")])
+                .unwrap()
+                .inserted,
+            1
+        );
     }
 
     #[test]
