@@ -411,6 +411,65 @@ mod tests {
         );
     }
 
+    #[diesel::declare_sql_function]
+    extern "SQL" {
+        fn lose_database_file(name: diesel::sql_types::Text) -> diesel::sql_types::Integer;
+    }
+
+    #[test]
+    fn a_database_lost_during_isolation_stops_it_and_rejects_nothing() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let store = UsageStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}", path.display()),
+            // One connection, so the function registered below is there for every insert.
+            pool_size: 1,
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            unreachable!("a sqlite:// URL")
+        };
+        // The poisoned record is refused each time; the second time (the first half-batch
+        // that holds it, after the whole batch failed and the probe passed) the database file
+        // goes too.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let mut conn = pool.get().unwrap();
+        lose_database_file_utils::register_nondeterministic_impl(
+            &mut conn,
+            move |_name: String| {
+                if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+                    std::fs::remove_file(&path).unwrap();
+                }
+                0
+            },
+        )
+        .unwrap();
+        conn.batch_execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_logs \
+             WHEN NEW.specialist_name = 'Poison' \
+             BEGIN SELECT lose_database_file(NEW.specialist_name); \
+             SELECT RAISE(ABORT, 'poisoned specialist name'); END;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let batch = [
+            usage_record("r0"),
+            usage_record("r1"),
+            named("r2", "Poison"),
+            usage_record("r3"),
+        ];
+        let err = store.insert_isolating(&batch).unwrap_err();
+
+        assert!(matches!(err, StoreError::DatabaseReplaced(_)), "{err}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "stopped at the loss");
+    }
+
     #[test]
     fn a_deleted_file_fails_the_batch_and_rejects_nothing() {
         let dir = tempfile::tempdir().unwrap();
