@@ -101,10 +101,15 @@ async fn metrics_move_by_exactly_the_calls_made() {
     let batches = moved("commander_usage_batches_total");
     assert!((1.0..=4.0).contains(&batches), "{batches}");
     assert_eq!(sample(&after, "commander_usage_queue_depth"), 0.0);
+    assert_eq!(sample(&after, "commander_usage_lag_seconds"), 0.0);
     for untouched in [
         "commander_usage_spilled_total",
         "commander_usage_replayed_total",
         "commander_usage_write_errors_total",
+        "commander_usage_journal_errors_total",
+        "commander_usage_interrupted_total",
+        "commander_usage_repaired_total",
+        "commander_usage_dead_lettered_total",
     ] {
         assert_eq!(moved(untouched), 0.0, "{untouched}");
     }

@@ -201,7 +201,8 @@ type WriterCounter = (prometheus::IntCounter, fn(&WriterStats) -> u64);
 struct WriterCollector {
     usage: UsageSink,
     queue_depth: IntGauge,
-    counters: [WriterCounter; 5],
+    lag_seconds: prometheus::Gauge,
+    counters: [WriterCounter; 9],
 }
 
 impl WriterCollector {
@@ -211,7 +212,11 @@ impl WriterCollector {
             usage,
             queue_depth: IntGauge::new(
                 "usage_queue_depth",
-                "Usage records not yet in the database (queued or in the batch being written)",
+                "Usage rows waiting in memory for the database (queued or in the batch being written)",
+            )?,
+            lag_seconds: prometheus::Gauge::new(
+                "usage_lag_seconds",
+                "How long the oldest usage row not yet in the database has waited",
             )?,
             counters: [
                 (
@@ -228,23 +233,51 @@ impl WriterCollector {
                 (
                     counter(
                         "usage_write_errors_total",
-                        "Failed usage write attempts (retried or spilled)",
+                        "Failed usage write attempts (each is retried)",
                     )?,
                     |s| s.write_errors,
                 ),
                 (
                     counter(
                         "usage_spilled_total",
-                        "Usage records written to the spill file",
+                        "Usage rows the memory queue could not hold (they waited in the journal)",
                     )?,
                     |s| s.spilled,
                 ),
                 (
                     counter(
                         "usage_replayed_total",
-                        "Spilled usage records replayed into the database",
+                        "Usage rows applied from the journal on disk",
                     )?,
                     |s| s.replayed,
+                ),
+                (
+                    counter(
+                        "usage_journal_errors_total",
+                        "Failed journal writes (the row then waits in memory only)",
+                    )?,
+                    |s| s.journal_errors,
+                ),
+                (
+                    counter(
+                        "usage_interrupted_total",
+                        "Calls found unfinished after the previous process ended, recorded as interrupted",
+                    )?,
+                    |s| s.interrupted,
+                ),
+                (
+                    counter(
+                        "usage_repaired_total",
+                        "Usage rows refused for their content and stored with it escaped",
+                    )?,
+                    |s| s.repaired,
+                ),
+                (
+                    counter(
+                        "usage_dead_lettered_total",
+                        "Usage rows refused for their content and moved to the dead-letter file",
+                    )?,
+                    |s| s.dead_lettered,
                 ),
             ],
         })
@@ -254,6 +287,7 @@ impl WriterCollector {
 impl Collector for WriterCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         let mut descs = self.queue_depth.desc();
+        descs.extend(self.lag_seconds.desc());
         for (counter, _) in &self.counters {
             descs.extend(counter.desc());
         }
@@ -265,6 +299,9 @@ impl Collector for WriterCollector {
         self.queue_depth
             .set(i64::try_from(stats.queue_depth).unwrap_or(i64::MAX));
         let mut families = self.queue_depth.collect();
+        self.lag_seconds
+            .set(self.usage.health().lag.as_secs_f64());
+        families.extend(self.lag_seconds.collect());
         for (counter, read) in &self.counters {
             // Counters only go up; the writer's are cumulative, so catch up to them.
             let behind = read(&stats).saturating_sub(counter.get());

@@ -16,6 +16,19 @@ pub enum StoreError {
     /// Preparing the database's directory failed.
     #[error("cannot prepare the database directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The SQLite file the store opened was deleted or replaced while it ran: rows written
+    /// since went (or would go) to a file nobody will read. The message names the path and
+    /// what happened to it. Reconnecting opens (or creates) the file now at the path.
+    #[error("the usage database file changed under the running store: {0}")]
+    DatabaseReplaced(String),
+    /// The dead-letter file could not be written: the records meant for it are still in hand.
+    #[error("cannot write the dead-letter file {path}: {cause}")]
+    DeadLetter {
+        /// The dead-letter file.
+        path: String,
+        /// What failed.
+        cause: String,
+    },
     /// A stored value no longer parses (the table was edited by hand).
     #[error("corrupt usage row: {0}")]
     Corrupt(String),

@@ -6,6 +6,12 @@
 //! URL), and the background writer ([`spawn_writer`]) that drains a bounded queue into the
 //! database in batches, one transaction each, on blocking threads.
 //!
+//! A batch the database refuses for its data rather than for being away does not stop the log:
+//! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
+//! [`repair`]ed where escaping their control characters is enough, and hands back the rest for
+//! the [`DeadLetters`] file. [`UsageStore::check_sound`] notices a SQLite file deleted or
+//! replaced under the running store, which would otherwise swallow every later row silently.
+//!
 //! It is the only crate that knows diesel. It must not depend on HTTP, providers or pricing: it
 //! is handed finished [`UsageRecord`]s.
 //!
@@ -32,10 +38,12 @@
 #![warn(missing_docs)]
 
 mod config;
+mod dead_letter;
 mod error;
 mod journal;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
+mod isolate;
 mod record;
 mod report;
 mod schema;
@@ -43,7 +51,9 @@ mod store;
 mod writer;
 
 pub use config::{DatabaseConfig, Durability, JournalSync};
+pub use dead_letter::DeadLetters;
 pub use error::StoreError;
+pub use isolate::{Isolated, Rejected, repair};
 pub use record::{END_USER_MAX_CHARS, StoredUsage, UsageRecord};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,

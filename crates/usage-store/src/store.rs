@@ -1,4 +1,5 @@
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -77,6 +78,50 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 #[derive(Clone)]
 pub struct UsageStore {
     pool: Pool,
+    /// SQLite only: the file the pool opened, to notice when it is deleted or replaced under a
+    /// running store (open connections keep writing to the unlinked file, so nothing else
+    /// would fail).
+    file: Option<OpenedFile>,
+}
+
+/// A file as it was when the store opened it: its path and the device and inode behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OpenedFile {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl OpenedFile {
+    fn at(path: &Path) -> Result<Self, std::io::Error> {
+        let metadata = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// `Ok` while `path` still names the file that was opened.
+    fn check(&self) -> Result<(), StoreError> {
+        let path = self.path.display();
+        match Self::at(&self.path) {
+            Ok(now) if now == *self => Ok(()),
+            Ok(_) => Err(StoreError::DatabaseReplaced(format!(
+                "{path} was replaced by another file since the store opened it; rows written \
+                 since then went to the old file"
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::DatabaseReplaced(format!(
+                    "{path} was deleted since the store opened it; rows written since then are \
+                     lost with the deleted file"
+                )))
+            }
+            Err(e) => Err(StoreError::DatabaseReplaced(format!(
+                "{path} can no longer be examined ({e}); it may have been deleted or replaced"
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Debug for UsageStore {
@@ -104,7 +149,7 @@ impl UsageStore {
                 .connect_timeout_ms
                 .clamp(1, DatabaseConfig::MAX_WAIT_MS),
         );
-        let pool = match config.location()? {
+        let (pool, file) = match config.location()? {
             Location::Sqlite(path) => {
                 if let Some(dir) = Path::new(path).parent()
                     && !dir.as_os_str().is_empty()
@@ -121,7 +166,10 @@ impl UsageStore {
                             .min(DatabaseConfig::MAX_WAIT_MS),
                     }))
                     .build(ConnectionManager::<SqliteConnection>::new(path))?;
-                Pool::Sqlite(pool)
+                // SQLite creates the file lazily with the first connection: take one before
+                // recording which file this store writes to.
+                drop(pool.get()?);
+                (Pool::Sqlite(pool), Some(OpenedFile::at(Path::new(path))?))
             }
             Location::Postgres(url) => {
                 let pool = r2d2::Pool::builder()
@@ -129,10 +177,10 @@ impl UsageStore {
                     .min_idle(Some(1))
                     .connection_timeout(connect_timeout)
                     .build(ConnectionManager::<PgConnection>::new(url))?;
-                Pool::Postgres(pool)
+                (Pool::Postgres(pool), None)
             }
         };
-        Ok(Self { pool })
+        Ok(Self { pool, file })
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -162,8 +210,10 @@ impl UsageStore {
         applied.map_err(|e| StoreError::Migration(e.to_string()))
     }
 
-    /// `Ok` when the database answers and no migration is pending.
+    /// `Ok` when the database answers, no migration is pending and (SQLite) the file is still
+    /// the one the store opened.
     pub fn check_ready(&self) -> Result<(), StoreError> {
+        self.check_sound()?;
         let pending = match &self.pool {
             Pool::Sqlite(pool) => pool.get()?.has_pending_migration(SQLITE_MIGRATIONS),
             Pool::Postgres(pool) => pool.get()?.has_pending_migration(POSTGRES_MIGRATIONS),
@@ -173,6 +223,30 @@ impl UsageStore {
             Ok(true) => Err(StoreError::Migration("migrations are pending".to_owned())),
             Err(e) => Err(StoreError::Connect(e.to_string())),
         }
+    }
+
+    /// SQLite: `Ok` while the configured path still names the file the store opened (same
+    /// device and inode), else [`StoreError::DatabaseReplaced`] saying whether it was deleted or
+    /// replaced. A deleted file keeps accepting writes through the open connections and loses
+    /// them all at the next restart, so run this before every batch; it costs one `stat`.
+    /// PostgreSQL: always `Ok` (there is no file to lose).
+    pub fn check_sound(&self) -> Result<(), StoreError> {
+        self.file.as_ref().map_or(Ok(()), OpenedFile::check)
+    }
+
+    /// `Ok` when the usage table can be queried right now: the database is reachable, the
+    /// table exists, and (SQLite) the file is still the one the store opened. Cheap: it reads
+    /// no row. Used to tell a batch refused for its data from a database that is away.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.check_sound()?;
+        // No row has id -1: the query only proves that the table answers.
+        let _: bool = with_connection!(self, |conn| {
+            diesel::select(diesel::dsl::exists(
+                usage_logs::table.filter(usage_logs::id.eq(-1)),
+            ))
+            .get_result(conn)?
+        });
+        Ok(())
     }
 
     /// Writes `records` in one transaction. A record whose request id is already stored is
@@ -363,6 +437,82 @@ mod tests {
         store.check_ready().unwrap();
         assert_eq!(store.count_rows().unwrap(), 1);
         assert_eq!(store.backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn an_untouched_file_is_sound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        store.check_sound().unwrap();
+        store.insert_batch(&[record("r1")]).unwrap();
+        store.check_sound().unwrap();
+        store.probe().unwrap();
+        store.check_ready().unwrap();
+    }
+
+    #[test]
+    fn a_deleted_file_is_noticed_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        store.insert_batch(&[record("r1")]).unwrap();
+        let path = dir.path().join("db/usage.db");
+        // What `rm data/commander.db*` does.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+        // The open connection still writes happily into the unlinked file.
+        store.insert_batch(&[record("r2")]).unwrap();
+
+        let err = store.check_sound().unwrap_err();
+        let StoreError::DatabaseReplaced(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("deleted"), "{message}");
+        assert!(matches!(
+            store.probe(),
+            Err(StoreError::DatabaseReplaced(_))
+        ));
+        assert!(matches!(
+            store.check_ready(),
+            Err(StoreError::DatabaseReplaced(_))
+        ));
+    }
+
+    #[test]
+    fn a_file_replaced_by_another_is_noticed_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let other_dir = tempfile::tempdir().unwrap();
+        drop(sqlite_store(&other_dir));
+        let path = dir.path().join("db/usage.db");
+        // A backup restored over the live file.
+        std::fs::rename(other_dir.path().join("db/usage.db"), &path).unwrap();
+
+        let err = store.check_sound().unwrap_err();
+        let StoreError::DatabaseReplaced(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("replaced"), "{message}");
+        assert!(matches!(
+            store.probe(),
+            Err(StoreError::DatabaseReplaced(_))
+        ));
+    }
+
+    #[test]
+    fn reconnecting_after_a_replacement_is_sound_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        std::fs::remove_file(dir.path().join("db/usage.db")).unwrap();
+        assert!(store.check_sound().is_err());
+        let reopened = sqlite_store(&dir);
+        reopened.check_sound().unwrap();
+        reopened.insert_batch(&[record("r1")]).unwrap();
+        assert_eq!(reopened.count_rows().unwrap(), 1);
     }
 
     #[test]

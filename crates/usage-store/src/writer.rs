@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::config::{Durability, JournalSync};
 use crate::journal::{self, CallStart, Entry, Line, Progress, ReadLine};
-use crate::{DatabaseConfig, StoreError, UsageRecord, UsageStore};
+use crate::{DatabaseConfig, DeadLetters, StoreError, UsageRecord, UsageStore};
 
 /// First wait before retrying a failed batch; doubled up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -86,6 +86,8 @@ pub struct WriterStats {
 pub struct UsageHealth {
     /// How long the oldest row not yet in the database has waited (zero when none waits).
     pub lag: Duration,
+    /// True when `lag` is past `ready_max_lag_ms`.
+    pub lagging: bool,
     /// Why the last write failed, while the database keeps failing.
     pub store_problem: Option<String>,
     /// Why the journal cannot be written, while it keeps failing.
@@ -150,6 +152,7 @@ struct Shared {
     batch_size: usize,
     tail_capacity: usize,
     stream_checkpoint: Duration,
+    ready_max_lag: Duration,
     state: Mutex<State>,
     /// Wakes the writer: a batch is waiting, a flush is asked for, or rows are behind.
     wake: Notify,
@@ -513,8 +516,10 @@ impl UsageSink {
         .into_iter()
         .flatten()
         .min();
+        let lag = oldest.map_or(Duration::ZERO, |since| since.elapsed());
         UsageHealth {
-            lag: oldest.map_or(Duration::ZERO, |since| since.elapsed()),
+            lag,
+            lagging: lag > self.shared.ready_max_lag,
             store_problem: state.store_problem.clone(),
             journal_problem: state.journal_problem.clone(),
         }
@@ -571,6 +576,9 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
                 .journal_stream_checkpoint_ms
                 .clamp(10, DatabaseConfig::MAX_WAIT_MS),
         ),
+        ready_max_lag: Duration::from_millis(
+            config.ready_max_lag_ms.min(DatabaseConfig::MAX_WAIT_MS),
+        ),
         state: Mutex::new(State {
             active: None,
             next_seq: 1,
@@ -608,7 +616,7 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
     let worker = Worker {
         shared: Arc::clone(&shared),
         store,
-        dead_letters: PathBuf::from(&config.dead_letter_path),
+        dead_letters: DeadLetters::new(&config.dead_letter_path),
         flush_interval: Duration::from_millis(
             config.flush_interval_ms.min(DatabaseConfig::MAX_WAIT_MS),
         ),
@@ -775,7 +783,7 @@ enum Work {
 struct Worker {
     shared: Arc<Shared>,
     store: UsageStore,
-    dead_letters: PathBuf,
+    dead_letters: DeadLetters,
     flush_interval: Duration,
     shutdown_timeout: Duration,
     stop: oneshot::Receiver<()>,
@@ -1170,14 +1178,24 @@ struct Applied {
     dead_lettered: u64,
 }
 
-/// Inserts `records`.
+/// Inserts `records`. A record the database refuses for its content is stored repaired, or
+/// moved to the dead-letter file, so it never holds up the records around it; a database that
+/// is failing (or a file deleted under it) is an error, and the whole batch is retried.
 fn apply(
     store: &UsageStore,
     records: &[UsageRecord],
-    _dead_letters: &Path,
+    dead_letters: &DeadLetters,
 ) -> Result<Applied, StoreError> {
-    store.insert_batch(records)?;
-    Ok(Applied::default())
+    let isolated = store.insert_isolating(records)?;
+    for request_id in &isolated.repaired {
+        tracing::warn!(%request_id, "usage row refused for its content; stored with control characters escaped");
+    }
+    // Logged at error level, record by record, by the dead-letter file itself.
+    dead_letters.append(&isolated.rejected)?;
+    Ok(Applied {
+        repaired: isolated.repaired.len() as u64,
+        dead_lettered: isolated.rejected.len() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -1426,6 +1444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = DatabaseConfig {
             shutdown_timeout_ms: 100,
+            ready_max_lag_ms: 20,
             ..config(&dir)
         };
         let store = UsageStore::connect(&config).unwrap();
@@ -1443,7 +1462,9 @@ mod tests {
         }
         let before = sink.health().lag;
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(sink.health().lag > before, "the lag grows while rows wait");
+        let health = sink.health();
+        assert!(health.lag > before, "the lag grows while rows wait");
+        assert!(health.lagging, "past ready_max_lag_ms: {health:?}");
         other
             .batch_execute("ALTER TABLE hidden RENAME TO usage_logs")
             .unwrap();
@@ -1452,7 +1473,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let health = sink.health();
-        assert_eq!((health.lag, health.store_problem), (Duration::ZERO, None));
+        assert_eq!(
+            (health.lag, health.lagging, health.store_problem),
+            (Duration::ZERO, false, None)
+        );
         assert_eq!(store.count_rows().unwrap(), 1);
         writer.shutdown().await;
     }

@@ -285,7 +285,7 @@ impl From<usage_store::StoreError> for ApiError {
         use usage_store::StoreError as E;
         let detail = error.to_string();
         match error {
-            E::Connect(_) | E::Query(_) => Self::new(
+            E::Connect(_) | E::Query(_) | E::DatabaseReplaced(_) => Self::new(
                 ApiCode::ServiceUnavailable,
                 "the usage database is unavailable; the request id identifies the failure in the server logs",
             )
@@ -295,7 +295,9 @@ impl From<usage_store::StoreError> for ApiError {
                 "the usage database schema is not up to date; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
-            E::UnsupportedUrl(_) | E::Io(_) | E::Corrupt(_) => Self::internal(detail),
+            E::UnsupportedUrl(_) | E::Io(_) | E::Corrupt(_) | E::DeadLetter { .. } => {
+                Self::internal(detail)
+            }
         }
     }
 }
@@ -514,6 +516,12 @@ mod tests {
         let api = ApiError::from(usage_store::StoreError::Corrupt("row 7: bad".into()));
         assert_eq!(api.code(), ApiCode::Call(ErrorCode::Internal));
         assert!(!api.message().contains("row 7"), "{api}");
+        // A deleted database file makes /ready answer 503 without naming the file.
+        let api = ApiError::from(usage_store::StoreError::DatabaseReplaced(
+            "/srv/commander/data/commander.db was deleted".into(),
+        ));
+        assert_eq!(api.code(), ApiCode::ServiceUnavailable);
+        assert!(!api.message().contains("/srv"), "{api}");
     }
 
     #[test]
