@@ -571,6 +571,7 @@ impl ChatProvider for GoogleProvider {
             let (content, calls) = candidate.map(candidate_output).unwrap_or_default();
             let finish_reason = match candidate.and_then(|c| c.finish_reason.as_deref()) {
                 Some(reason) => finish_reason(reason),
+                // No candidate at all: the prompt itself was blocked (checked above).
                 None if candidate.is_none() => FinishReason::ContentFilter,
                 None => FinishReason::Stop,
             };

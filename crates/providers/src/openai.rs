@@ -591,7 +591,6 @@ impl WireUsage {
             .unwrap_or(0)
     }
 
-    /// The whole usage, or `None` when the counts are missing or unusable.
     /// The usage `body` reports, if that part of it reads as usage.
     fn in_body(body: &[u8]) -> Option<core_domain::TokenUsage> {
         serde_json::from_slice::<WireUsageOnly>(body)
@@ -600,6 +599,7 @@ impl WireUsage {
             .usage()
     }
 
+    /// The whole usage, or `None` when the counts are missing or unusable.
     fn usage(&self) -> Option<core_domain::TokenUsage> {
         let (input, output) = self.counts()?;
         Some(
