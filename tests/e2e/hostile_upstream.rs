@@ -371,6 +371,15 @@ async fn a_body_over_max_response_bytes_is_abandoned_with_upstream_error() {
         rows.iter()
             .all(|r| !r.success && r.error_code.as_deref() == Some("upstream_error"))
     );
+    // After a 200 the model did the work, so its prompt is billed; a 500 proves it did none.
+    for (row, (route, status)) in rows.iter().zip(cases) {
+        let billed = if status == 200 {
+            i64::from(prompt_estimate("analyst"))
+        } else {
+            0
+        };
+        assert_eq!(row.input_tokens, billed, "{route:?} {status}");
+    }
 }
 
 /// What the server estimates for the prompt every [`Route`] sends to `specialist`.

@@ -230,7 +230,7 @@ pub(crate) async fn send(
                     .await?;
                 let error = match body {
                     Ok(body) => classify(provider, status, &headers, &body, secrets),
-                    Err(BodyError::TooLarge) => too_large(status.as_u16(), call),
+                    Err(BodyError::TooLarge) => too_large(Some(status.as_u16()), call),
                     // The status says what happened; a body cut short only loses the details.
                     Err(BodyError::Broken(_)) => classify(provider, status, &headers, &[], secrets),
                 };
@@ -342,9 +342,9 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, Bo
     Ok(body)
 }
 
-fn too_large(status: u16, call: &Call) -> ProviderError {
+fn too_large(status: Option<u16>, call: &Call) -> ProviderError {
     ProviderError::Upstream {
-        status: Some(status),
+        status,
         message: format!(
             "response too large: the upstream's body exceeded providers.max_response_bytes \
              ({} bytes)",
@@ -361,8 +361,10 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     response: Response,
     reported_usage: fn(&[u8]) -> Option<TokenUsage>,
 ) -> Result<T, ProviderError> {
-    let status = response.status().as_u16();
     let remaining = call.deadline.saturating_duration_since(Instant::now());
+    // The status was a success: the model did the work, so a body that cannot be read whole
+    // fails without a status, as a failure once the request reached the model (billed for the
+    // prompt, never retried).
     let body = call
         .within(
             remaining,
@@ -371,9 +373,9 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         )
         .await?
         .map_err(|e| match e {
-            BodyError::TooLarge => too_large(status, call),
+            BodyError::TooLarge => too_large(None, call),
             BodyError::Broken(e) => ProviderError::Upstream {
-                status: Some(status),
+                status: None,
                 message: format!("the response broke off: {}", error_chain(&e)),
             },
         })?;
