@@ -1,6 +1,7 @@
 //! Tidy checks over the workspace's own files: every crate's `Cargo.toml` against the
 //! "must never depend on" rules of `docs/ARCHITECTURE.md` (the human-readable source; the
-//! table below states them once, for the machine), its dev-dependencies included.
+//! table below states them once, for the machine), its dev-dependencies included; and the
+//! table of usage-row error codes in `docs/PROTOCOL.md` against the codes that exist.
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::collections::BTreeSet;
@@ -273,5 +274,20 @@ fn the_rules_catch_an_arrow_pointing_up_and_a_forbidden_library() {
             "providers dev-depends on diesel; only [\"usage-store\"] may",
             "providers (layer 1) dev-depends on http-api (layer 2)",
         ]
+    );
+}
+
+/// A row's error code is a public contract: operators read the table to know what a row billed.
+#[test]
+fn every_usage_row_error_code_has_a_line_in_the_protocol_s_table() {
+    let protocol = std::fs::read_to_string(workspace_root().join("docs/PROTOCOL.md")).unwrap();
+    let missing: Vec<&str> = core_domain::ErrorCode::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .filter(|code| !protocol.contains(&format!("\n| `{code}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/PROTOCOL.md, \"Failed calls\", lacks: {missing:?}"
     );
 }

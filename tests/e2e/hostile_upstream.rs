@@ -371,4 +371,132 @@ async fn a_body_over_max_response_bytes_is_abandoned_with_upstream_error() {
         rows.iter()
             .all(|r| !r.success && r.error_code.as_deref() == Some("upstream_error"))
     );
+    // After a 200 the model did the work, so its prompt is billed; a 500 proves it did none.
+    for (row, (route, status)) in rows.iter().zip(cases) {
+        let billed = if status == 200 {
+            i64::from(prompt_estimate("analyst"))
+        } else {
+            0
+        };
+        assert_eq!(row.input_tokens, billed, "{route:?} {status}");
+    }
+}
+
+/// What the server estimates for the prompt every [`Route`] sends to `specialist`.
+fn prompt_estimate(specialist: &str) -> u32 {
+    let system_prompt = match specialist {
+        "analyst" => "Analyse.",
+        "reviewer" => "Review.",
+        _ => "Help.",
+    };
+    core_domain::estimate_prompt_tokens(
+        system_prompt,
+        &[core_domain::ChatMessage::user("How did Q3 go?")],
+    )
+}
+
+/// Each provider's 200 that parses but carries no answer.
+fn no_answer(provider: &str) -> Reply {
+    let body = match provider {
+        "openai" => json!({"model": "gpt-4o", "choices": []}),
+        "anthropic" => json!({"type": "message", "stop_reason": "end_turn"}),
+        _ => json!({"modelVersion": "gemini-2.0-flash"}),
+    };
+    Reply::status(200, body.to_string())
+}
+
+#[tokio::test]
+async fn an_unusable_200_is_a_502_upstream_bad_response_billed_for_the_prompt() {
+    let upstreams = Upstreams::start(|_| {}).await;
+    let mut calls = Vec::new();
+    for (fake, specialist, provider) in upstreams.each() {
+        for (what, reply) in [
+            ("malformed", Reply::malformed()),
+            ("no answer", no_answer(provider)),
+        ] {
+            for route in [Route::Send, Route::Completions] {
+                fake.push(reply.clone());
+                let response = route.ask(&upstreams.app, specialist).await;
+                calls.push((provider, specialist));
+                assert_eq!(response.status(), 502, "{what} {route:?} {specialist}");
+                if let Route::Completions = route {
+                    let body: Value = response.json().await.unwrap();
+                    assert_eq!(body["error"]["type"], "api_error", "{what} {specialist}");
+                    assert_eq!(body["error"]["code"], "upstream_bad_response");
+                    continue;
+                }
+                let (code, message) = route.error(response).await;
+                assert_eq!(
+                    code, "upstream_bad_response",
+                    "{what} {route:?} {specialist}"
+                );
+                assert!(
+                    message.contains("unusable"),
+                    "{what} {specialist}: {message}"
+                );
+            }
+        }
+        assert_eq!(fake.request_count(), 4, "{specialist}: never retried");
+    }
+    let rows = upstreams.app.usage_rows().await;
+    assert_eq!(rows.len(), calls.len(), "one row per call");
+    for row in &rows {
+        let specialist = row.specialist_id.as_str();
+        let what = format!("{} {specialist}", row.provider);
+        assert!(!row.success, "{what}");
+        assert!(!row.streamed, "{what}");
+        assert_eq!(
+            row.error_code.as_deref(),
+            Some("upstream_bad_response"),
+            "{what}"
+        );
+        let estimate = prompt_estimate(specialist);
+        assert!(estimate > 0);
+        assert_eq!(row.input_tokens, i64::from(estimate), "{what}");
+        assert_eq!(row.output_tokens, 0, "{what}");
+        assert!(row.tokens_estimated, "{what}");
+        assert!(row.pricing_known, "{what}");
+        assert!(row.estimated_cost_usd > 0.0, "{what}");
+    }
+    let metrics = upstreams.app.metrics().await;
+    for provider in ["openai", "anthropic", "google"] {
+        let key = format!(
+            "commander_upstream_errors_total{{code=\"upstream_bad_response\",provider=\"{provider}\"}}"
+        );
+        assert_eq!(metrics.get(&key), Some(&4.0), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_stream_is_a_502_upstream_bad_response_billed_for_the_prompt() {
+    let upstreams = Upstreams::start(|_| {}).await;
+    let mut calls = 0;
+    for (fake, specialist, _) in upstreams.each() {
+        for route in [Route::Stream, Route::CompletionsStream] {
+            fake.push(Reply::malformed());
+            let response = route.ask(&upstreams.app, specialist).await;
+            calls += 1;
+            assert_eq!(response.status(), 502, "{route:?} {specialist}");
+            let (code, _) = route.error(response).await;
+            assert_eq!(code, "upstream_bad_response", "{route:?} {specialist}");
+        }
+    }
+    let rows = upstreams.app.usage_rows().await;
+    assert_eq!(rows.len(), calls);
+    for row in &rows {
+        let what = format!("{} streamed", row.provider);
+        assert!(row.streamed, "{what}");
+        assert_eq!(
+            row.error_code.as_deref(),
+            Some("upstream_bad_response"),
+            "{what}"
+        );
+        assert_eq!(
+            row.input_tokens,
+            i64::from(prompt_estimate(&row.specialist_id)),
+            "{what}"
+        );
+        assert!(row.tokens_estimated, "{what}");
+        assert!(row.estimated_cost_usd > 0.0, "{what}");
+    }
 }

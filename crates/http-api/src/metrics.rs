@@ -182,16 +182,22 @@ impl Metrics {
     }
 }
 
-/// Errors that count against the upstream (not refusals before the call, not departures).
+/// Errors that count against the upstream (not refusals before the call, not departures, not
+/// our own failures). Exhaustive, so that a new code has to be placed on one side.
 fn is_upstream_failure(code: ErrorCode) -> bool {
-    matches!(
-        code,
+    match code {
         ErrorCode::UpstreamError
-            | ErrorCode::UpstreamTimeout
-            | ErrorCode::UpstreamRateLimited
-            | ErrorCode::UpstreamAuthFailed
-            | ErrorCode::UpstreamInvalidRequest
-    )
+        | ErrorCode::UpstreamTimeout
+        | ErrorCode::UpstreamRateLimited
+        | ErrorCode::UpstreamAuthFailed
+        | ErrorCode::UpstreamInvalidRequest
+        | ErrorCode::UpstreamBadResponse => true,
+        ErrorCode::ProviderNotConfigured
+        | ErrorCode::ClientDisconnected
+        | ErrorCode::ServerShutdown
+        | ErrorCode::Internal
+        | ErrorCode::Interrupted => false,
+    }
 }
 
 /// A cumulative writer counter and where to read it from.
@@ -309,5 +315,18 @@ impl Collector for WriterCollector {
             families.extend(counter.collect());
         }
         families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_answer_counts_against_the_upstream_and_a_lost_process_does_not() {
+        assert!(is_upstream_failure(ErrorCode::UpstreamBadResponse));
+        assert!(is_upstream_failure(ErrorCode::UpstreamError));
+        assert!(!is_upstream_failure(ErrorCode::Interrupted));
+        assert!(!is_upstream_failure(ErrorCode::ClientDisconnected));
     }
 }

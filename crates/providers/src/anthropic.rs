@@ -204,10 +204,19 @@ impl ChatProvider for AnthropicProvider {
             let call = Call::start(self.limits);
             let url = self.endpoint()?;
             let response = self.post(&call, &url, key, &body).await?;
-            let answer: WireResponse = read_json(&call, response).await?;
+            let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
+            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
+            // An empty array is an answer (the model may have nothing to add after a tool
+            // result); no array at all is not.
+            let Some(blocks) = answer.content else {
+                return Err(ProviderError::BadResponse {
+                    message: "the upstream's answer has no content".to_owned(),
+                    usage: reported,
+                });
+            };
             let mut content = String::new();
             let mut tool_calls = Vec::new();
-            for block in answer.content {
+            for block in blocks {
                 match (block.kind.as_str(), structured) {
                     ("text", None) => content.push_str(block.text.as_deref().unwrap_or_default()),
                     // The forced tool's input is the structured answer itself.
@@ -223,7 +232,6 @@ impl ChatProvider for AnthropicProvider {
                     _ => {}
                 }
             }
-            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
             let written = tool_calls.iter().map(|c| c.arguments.as_str());
             let usage = request.usage_or_estimate(reported, written.chain([content.as_str()]));
             Ok(Completion {
@@ -871,8 +879,7 @@ struct WireMetadata<'a> {
 #[derive(Debug, Deserialize)]
 struct WireResponse {
     model: Option<String>,
-    #[serde(default)]
-    content: Vec<WireBlock>,
+    content: Option<Vec<WireBlock>>,
     stop_reason: Option<String>,
     usage: Option<WireUsage>,
 }
@@ -885,6 +892,12 @@ struct WireBlock {
     id: Option<String>,
     name: Option<String>,
     input: Option<serde_json::Value>,
+}
+
+/// Only the usage of a response, read from a body that is otherwise unusable.
+#[derive(Debug, Deserialize)]
+struct WireUsageOnly {
+    usage: Option<WireUsage>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -916,6 +929,14 @@ impl WireUsage {
             Self::cache_part(self.cache_read_input_tokens).unwrap_or(0),
             Self::cache_part(self.cache_creation_input_tokens).unwrap_or(0),
         )
+    }
+
+    /// The usage `body` reports, if that part of it reads as usage.
+    fn in_body(body: &[u8]) -> Option<core_domain::TokenUsage> {
+        serde_json::from_slice::<WireUsageOnly>(body)
+            .ok()?
+            .usage?
+            .usage()
     }
 
     /// The whole usage, or `None` when the counts are missing or unusable.

@@ -96,8 +96,18 @@ pub enum ProviderError {
         /// What went wrong.
         message: String,
     },
-    /// The upstream failed: a 5xx, a broken connection, a malformed answer or an error event in
-    /// a stream.
+    /// The upstream answered with success but its body is no usable answer: it does not parse,
+    /// or it parses without the answer in it (OpenAI without choices, Anthropic without content,
+    /// Gemini without candidates or a block reason). The model probably did the work, so the
+    /// call is billed as far as it can be counted.
+    #[error("the upstream's answer was unusable: {message}")]
+    BadResponse {
+        /// What was wrong with the body (bounded; never the whole body).
+        message: String,
+        /// The usage the body reported, when that part of it could still be read.
+        usage: Option<TokenUsage>,
+    },
+    /// The upstream failed: a 5xx, a broken connection or an error event in a stream.
     #[error("the upstream failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     Upstream {
         /// The upstream's HTTP status, when there was a response.
@@ -121,9 +131,11 @@ impl ProviderError {
             Self::Upstream { status, .. } => {
                 status.is_some_and(|s| s == 429 || (500..600).contains(&s))
             }
+            // The upstream answered: a retry would be billed again.
             Self::NotConfigured { .. }
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
+            | Self::BadResponse { .. }
             | Self::Setup { .. } => false,
         }
     }
@@ -136,6 +148,7 @@ impl ProviderError {
     pub fn may_have_reached_model(&self) -> bool {
         match self {
             Self::Timeout { phase } => *phase != TimeoutPhase::Connect,
+            Self::BadResponse { .. } => true,
             Self::Upstream { status, .. } => status.is_none(),
             Self::NotConfigured { .. }
             | Self::RateLimited { .. }
@@ -146,11 +159,17 @@ impl ProviderError {
         }
     }
 
-    /// What a call that failed this way before any of its answer arrived consumed: the prompt
-    /// (`prompt_estimate` tokens, flagged as estimated) when it may have reached the model,
-    /// else nothing. A stream that fails later says what it consumed in its [`StreamFailure`].
+    /// What a call that failed this way before any of its answer arrived consumed: the usage
+    /// an unusable answer still reported, else the prompt (`prompt_estimate` tokens, flagged as
+    /// estimated) when the request may have reached the model, else nothing. A stream that
+    /// fails later says what it consumed in its [`StreamFailure`].
     pub fn consumed(&self, prompt_estimate: u32) -> TokenUsage {
-        if self.may_have_reached_model() {
+        if let Self::BadResponse {
+            usage: Some(usage), ..
+        } = self
+        {
+            *usage
+        } else if self.may_have_reached_model() {
             TokenUsage::estimated(prompt_estimate, 0)
         } else {
             TokenUsage::default()
@@ -165,6 +184,7 @@ impl ProviderError {
             Self::RateLimited { .. } => ErrorCode::UpstreamRateLimited,
             Self::AuthFailed { .. } => ErrorCode::UpstreamAuthFailed,
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
+            Self::BadResponse { .. } => ErrorCode::UpstreamBadResponse,
             Self::Unreachable { .. } | Self::Upstream { .. } => ErrorCode::UpstreamError,
             Self::Setup { .. } => ErrorCode::Internal,
         }
@@ -198,6 +218,13 @@ impl StreamFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bad_response(usage: Option<TokenUsage>) -> ProviderError {
+        ProviderError::BadResponse {
+            message: "m".into(),
+            usage,
+        }
+    }
 
     fn upstream(status: Option<u16>) -> ProviderError {
         ProviderError::Upstream {
@@ -240,6 +267,8 @@ mod tests {
             // A connection that broke after the request left, a malformed answer, an error
             // event mid-stream.
             (upstream(None), false),
+            // The upstream answered, unusably: a retry would be billed again.
+            (bad_response(None), false),
             (
                 ProviderError::AuthFailed {
                     provider: ProviderKind::OpenAi,
@@ -298,6 +327,7 @@ mod tests {
             (timeout(TimeoutPhase::IdleGap), true),
             (timeout(TimeoutPhase::Total), true),
             (upstream(None), true),
+            (bad_response(None), true),
             (upstream(Some(500)), false),
             (upstream(Some(429)), false),
             (
@@ -341,5 +371,24 @@ mod tests {
             assert_eq!(failure.usage_so_far, expected, "{error:?}");
             assert_eq!(failure.to_string(), error.to_string());
         }
+    }
+
+    /// An unusable answer after a 200 is its own code, billed for the usage the body still
+    /// reported, else for the prompt.
+    #[test]
+    fn a_bad_response_is_billed_its_reported_usage_or_the_prompt() {
+        let bare = bad_response(None);
+        assert_eq!(bare.code(), ErrorCode::UpstreamBadResponse);
+        assert_eq!(bare.consumed(42), TokenUsage::estimated(42, 0));
+        assert_eq!(bare.to_string(), "the upstream's answer was unusable: m");
+
+        let reported = TokenUsage::reported(120, 9).with_cache(20, 0);
+        let with_usage = bad_response(Some(reported));
+        assert_eq!(with_usage.code(), ErrorCode::UpstreamBadResponse);
+        assert_eq!(with_usage.consumed(42), reported);
+        assert_eq!(
+            StreamFailure::before_start(with_usage, 42).usage_so_far,
+            reported
+        );
     }
 }

@@ -553,17 +553,29 @@ impl ChatProvider for GoogleProvider {
             let url = self.url(&request.model, "generateContent");
             let call = Call::start(self.limits);
             let response = self.post(&call, &url, key, &body).await?;
-            let answer: WireResponse = read_json(&call, response).await?;
+            let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
+            let reported = answer.usage_metadata.as_ref().and_then(WireUsage::usage);
             let candidate = answer.candidates.first();
+            // No candidate at all is an answer only when Gemini says it blocked the prompt.
+            let prompt_blocked = answer
+                .prompt_feedback
+                .as_ref()
+                .is_some_and(|f| f.block_reason.is_some());
+            if candidate.is_none() && !prompt_blocked {
+                return Err(ProviderError::BadResponse {
+                    message: "the upstream's answer has no candidates and no block reason"
+                        .to_owned(),
+                    usage: reported,
+                });
+            }
             let (content, calls) = candidate.map(candidate_output).unwrap_or_default();
             let finish_reason = match candidate.and_then(|c| c.finish_reason.as_deref()) {
                 Some(reason) => finish_reason(reason),
-                // No candidate at all: the prompt itself was blocked.
+                // No candidate at all: the prompt itself was blocked (checked above).
                 None if candidate.is_none() => FinishReason::ContentFilter,
                 None => FinishReason::Stop,
             };
             let finish_reason = with_tool_calls(finish_reason, !calls.is_empty());
-            let reported = answer.usage_metadata.as_ref().and_then(WireUsage::usage);
             // Without reported usage, the calls' arguments are output too.
             let said = calls.iter().map(|(_, arguments, _)| arguments.as_str());
             let usage = request.usage_or_estimate(reported, said.chain([content.as_str()]));
@@ -842,6 +854,21 @@ struct WireResponse {
     usage_metadata: Option<WireUsage>,
     model_version: Option<String>,
     error: Option<WireError>,
+    prompt_feedback: Option<WirePromptFeedback>,
+}
+
+/// Why Gemini refused the prompt itself (it then sends no candidates).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePromptFeedback {
+    block_reason: Option<String>,
+}
+
+/// Only the usage of a response, read from a body that is otherwise unusable.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireUsageOnly {
+    usage_metadata: Option<WireUsage>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -903,6 +930,14 @@ impl WireUsage {
     /// Thinking tokens, counted in the output by [`WireUsage::counts`]; absent or unusable is 0.
     fn reasoning_tokens(&self) -> u32 {
         count(self.thoughts_token_count).unwrap_or(0)
+    }
+
+    /// The usage `body` reports, if that part of it reads as usage.
+    fn in_body(body: &[u8]) -> Option<core_domain::TokenUsage> {
+        serde_json::from_slice::<WireUsageOnly>(body)
+            .ok()?
+            .usage_metadata?
+            .usage()
     }
 
     /// The whole usage, or `None` when the counts are missing or unusable.

@@ -322,23 +322,33 @@ impl ChatProvider for OpenAiProvider {
             let body = Self::body(request, &endpoint, false);
             let call = Call::start(self.limits);
             let response = Self::post(&call, &endpoint, &body, &self.secrets()).await?;
-            let answer: WireResponse = read_json(&call, response).await?;
-            let choice = answer.choices.into_iter().next();
+            let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
+            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
+            let Some((choice, message)) = answer
+                .choices
+                .into_iter()
+                .next()
+                .and_then(|mut c| c.message.take().map(|m| (c, m)))
+            else {
+                return Err(ProviderError::BadResponse {
+                    message: "the upstream's answer has no choice with a message".to_owned(),
+                    usage: reported,
+                });
+            };
             let finish_reason = choice
-                .as_ref()
-                .and_then(|c| c.finish_reason.as_deref())
+                .finish_reason
+                .as_deref()
                 .map_or(FinishReason::Stop, finish_reason);
-            let (message, logprobs) = choice.map_or((None, None), |c| (c.message, c.logprobs));
-            let (content, tool_calls) = message.map_or_else(Default::default, |m| {
-                let calls = m.tool_calls.unwrap_or_default().into_iter();
-                let calls = calls.map(|c| ToolCall {
+            let calls = message.tool_calls.unwrap_or_default().into_iter();
+            let tool_calls: Vec<ToolCall> = calls
+                .map(|c| ToolCall {
                     id: c.id,
                     name: c.function.name,
                     arguments: c.function.arguments,
-                });
-                (m.content.unwrap_or_default(), calls.collect::<Vec<_>>())
-            });
-            let reported = answer.usage.as_ref().and_then(WireUsage::usage);
+                })
+                .collect();
+            let content = message.content.unwrap_or_default();
+            let logprobs = choice.logprobs;
             // Without counts, the arguments the model wrote are output too.
             let written = tool_calls.iter().map(|c| c.arguments.as_str());
             let usage = request.usage_or_estimate(reported, written.chain([content.as_str()]));
@@ -534,6 +544,12 @@ struct WireFunctionCall {
     arguments: String,
 }
 
+/// Only the usage of a response, read from a body that is otherwise unusable.
+#[derive(Debug, Deserialize)]
+struct WireUsageOnly {
+    usage: Option<WireUsage>,
+}
+
 #[derive(Debug, Deserialize)]
 struct WireUsage {
     /// The whole prompt, cached tokens included.
@@ -573,6 +589,14 @@ impl WireUsage {
             .as_ref()
             .and_then(|d| count(d.reasoning_tokens))
             .unwrap_or(0)
+    }
+
+    /// The usage `body` reports, if that part of it reads as usage.
+    fn in_body(body: &[u8]) -> Option<core_domain::TokenUsage> {
+        serde_json::from_slice::<WireUsageOnly>(body)
+            .ok()?
+            .usage?
+            .usage()
     }
 
     /// The whole usage, or `None` when the counts are missing or unusable.

@@ -8,6 +8,7 @@ use core_domain::{FinishReason, StreamEvent, TokenUsage, ToolCallDelta};
 use futures_util::{Stream, StreamExt, stream};
 
 use crate::sse::SseEvent as Event;
+use crate::upstream_error::scrub;
 use crate::{EventStream, ProviderError, StreamFailure};
 
 /// What one SSE event meant.
@@ -70,6 +71,15 @@ impl Tally {
             .with_reasoning(self.reasoning_tokens)
     }
 
+    /// True while nothing of an answer has come: no text or tool call, no finish reason, no
+    /// usage. A stream that ends like this was no answer, even if it ended properly.
+    fn is_nothing_yet(&self) -> bool {
+        self.text_chars == 0
+            && self.finish.is_none()
+            && self.input_tokens.is_none()
+            && self.output_tokens.is_none()
+    }
+
     fn finished(self) -> StreamEvent {
         StreamEvent::Finished {
             usage: self.usage(),
@@ -81,7 +91,8 @@ impl Tally {
 
 /// Drives `events` through `interpret` into a normalised stream. An upstream that ends without
 /// its end marker counts as finished only if it already gave a finish reason (Gemini ends that
-/// way); otherwise the answer is incomplete and the stream ends with an error.
+/// way); otherwise the answer is incomplete and the stream ends with an error. One that gives
+/// its end marker before anything of an answer ends with [`ProviderError::BadResponse`].
 pub(crate) fn normalise<S, F>(events: S, tally: Tally, interpret: F) -> EventStream
 where
     S: Stream<Item = Result<Event, ProviderError>> + Send + 'static,
@@ -134,6 +145,16 @@ where
                         pending.push_back(StreamEvent::ToolCallDelta(delta));
                         continue;
                     }
+                    // An OpenAI stream whose every chunk had `choices: []` ends this way.
+                    Ok(Step::Done) if tally.is_nothing_yet() => {
+                        return fail(
+                            tally,
+                            ProviderError::BadResponse {
+                                message: "the stream ended without any answer".to_owned(),
+                                usage: None,
+                            },
+                        );
+                    }
                     Ok(Step::Done) => return Some((Ok(tally.finished()), None)),
                     Err(e) => return fail(tally, e),
                 },
@@ -153,12 +174,89 @@ where
     }))
 }
 
-/// Parses an event's JSON data, or reports it as malformed.
+/// Parses an event's JSON data, or reports it as malformed. The failure carries no usage: the
+/// stream's [`Tally`] knows what was consumed by then.
 pub(crate) fn parse_data<T: serde::de::DeserializeOwned>(
     event: &Event,
 ) -> Result<T, ProviderError> {
-    serde_json::from_str(&event.data).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("malformed stream event from the upstream: {e}"),
+    serde_json::from_str(&event.data).map_err(|e| ProviderError::BadResponse {
+        // serde quotes a wrongly typed string whole, so the message is bounded.
+        message: scrub(
+            &format!("malformed stream event from the upstream: {e}"),
+            &[],
+        ),
+        usage: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use core_domain::ErrorCode;
+
+    use super::*;
+
+    fn data(text: &str) -> Event {
+        Event {
+            event: "message".to_owned(),
+            data: text.to_owned(),
+            id: String::new(),
+        }
+    }
+
+    /// Reads `data` events: `end` is the end marker, `stop` a finish reason, `{...}` JSON that
+    /// must parse, anything else text.
+    async fn run(events: &[&str]) -> Vec<Result<StreamEvent, StreamFailure>> {
+        let events: Vec<Result<Event, ProviderError>> =
+            events.iter().map(|e| Ok(data(e))).collect();
+        let normalised =
+            normalise(
+                stream::iter(events),
+                Tally::new("m", 42),
+                |event, tally| match event.data.as_str() {
+                    "end" => Ok(Step::Done),
+                    "stop" => {
+                        tally.finish = Some(FinishReason::Stop);
+                        Ok(Step::Nothing)
+                    }
+                    "empty" => Ok(Step::Nothing),
+                    json if json.starts_with('{') => {
+                        parse_data::<serde_json::Value>(event).map(|_| Step::Nothing)
+                    }
+                    text => Ok(Step::Text(text.to_owned())),
+                },
+            );
+        normalised.collect().await
+    }
+
+    #[tokio::test]
+    async fn an_end_marker_before_any_answer_is_a_bad_response_billed_for_the_prompt() {
+        let got = run(&["empty", "empty", "end"]).await;
+        let [Err(failure)] = got.as_slice() else {
+            panic!("one failure: {got:?}");
+        };
+        assert_eq!(failure.error.code(), ErrorCode::UpstreamBadResponse);
+        assert_eq!(failure.usage_so_far, TokenUsage::estimated(42, 0));
+    }
+
+    #[tokio::test]
+    async fn an_end_marker_after_text_or_a_finish_reason_finishes() {
+        for events in [&["hello", "end"][..], &["stop", "end"][..]] {
+            let got = run(events).await;
+            assert!(
+                matches!(got.last(), Some(Ok(StreamEvent::Finished { .. }))),
+                "{events:?}: {got:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_is_a_bad_response_billed_for_what_was_streamed() {
+        let got = run(&["one two three four", "{oops", "end"]).await;
+        let [Ok(StreamEvent::TextDelta(_)), Err(failure)] = got.as_slice() else {
+            panic!("text then a failure: {got:?}");
+        };
+        assert_eq!(failure.error.code(), ErrorCode::UpstreamBadResponse);
+        // 18 characters streamed: 5 tokens at four characters to a token.
+        assert_eq!(failure.usage_so_far, TokenUsage::estimated(42, 5));
+    }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use core_domain::ProviderKind;
+use core_domain::{ProviderKind, TokenUsage};
 use futures_util::{Stream, stream};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{RequestBuilder, Response};
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::CallLimits;
 use crate::sse::{SseDecoder, SseEvent};
-use crate::upstream_error::{classify, redact, retry_after};
+use crate::upstream_error::{classify, redact, retry_after, scrub};
 use crate::{ProviderError, TimeoutPhase};
 
 /// The pooled clients every provider shares.
@@ -230,7 +230,7 @@ pub(crate) async fn send(
                     .await?;
                 let error = match body {
                     Ok(body) => classify(provider, status, &headers, &body, secrets),
-                    Err(BodyError::TooLarge) => too_large(status.as_u16(), call),
+                    Err(BodyError::TooLarge) => too_large(Some(status.as_u16()), call),
                     // The status says what happened; a body cut short only loses the details.
                     Err(BodyError::Broken(_)) => classify(provider, status, &headers, &[], secrets),
                 };
@@ -342,9 +342,9 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, Bo
     Ok(body)
 }
 
-fn too_large(status: u16, call: &Call) -> ProviderError {
+fn too_large(status: Option<u16>, call: &Call) -> ProviderError {
     ProviderError::Upstream {
-        status: Some(status),
+        status,
         message: format!(
             "response too large: the upstream's body exceeded providers.max_response_bytes \
              ({} bytes)",
@@ -353,13 +353,18 @@ fn too_large(status: u16, call: &Call) -> ProviderError {
     }
 }
 
-/// Reads and parses a whole JSON body within the call's deadline and size bound.
+/// Reads and parses a whole JSON body within the call's deadline and size bound. A body that
+/// does not parse as `T` is [`ProviderError::BadResponse`], carrying what `reported_usage`
+/// still finds in it: the upstream answered, so the call is billed as far as it can be counted.
 pub(crate) async fn read_json<T: DeserializeOwned>(
     call: &Call,
     response: Response,
+    reported_usage: fn(&[u8]) -> Option<TokenUsage>,
 ) -> Result<T, ProviderError> {
-    let status = response.status().as_u16();
     let remaining = call.deadline.saturating_duration_since(Instant::now());
+    // The status was a success: the model did the work, so a body that cannot be read whole
+    // fails without a status, as a failure once the request reached the model (billed for the
+    // prompt, never retried).
     let body = call
         .within(
             remaining,
@@ -368,15 +373,16 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         )
         .await?
         .map_err(|e| match e {
-            BodyError::TooLarge => too_large(status, call),
+            BodyError::TooLarge => too_large(None, call),
             BodyError::Broken(e) => ProviderError::Upstream {
-                status: Some(status),
+                status: None,
                 message: format!("the response broke off: {}", error_chain(&e)),
             },
         })?;
-    serde_json::from_slice(&body).map_err(|e| ProviderError::Upstream {
-        status: Some(status),
-        message: format!("malformed response from the upstream: {e}"),
+    serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
+        // serde quotes a wrongly typed string whole, so the message is bounded.
+        message: scrub(&format!("malformed response from the upstream: {e}"), &[]),
+        usage: reported_usage(&body),
     })
 }
 

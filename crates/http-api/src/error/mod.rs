@@ -453,6 +453,13 @@ mod tests {
                 },
                 400,
             ),
+            (
+                ProviderError::BadResponse {
+                    message: "no choices".into(),
+                    usage: None,
+                },
+                502,
+            ),
         ];
         for (error, status) in cases {
             let api = ApiError::from(error);

@@ -31,12 +31,18 @@ async fn a_body_over_the_limit_is_refused_whether_announced_or_not() {
     fake.push(Reply::oversized(200, 10 * 1024 * 1024));
     // An error body is bounded the same way.
     fake.push(Reply::oversized(503, 10 * 1024 * 1024));
-    for case in ["announced", "chunked", "error body"] {
+    for (case, after_a_success) in [
+        ("announced", true),
+        ("chunked", true),
+        ("error body", false),
+    ] {
         let error = provider.complete(&request("gpt-4o")).await.unwrap_err();
         assert!(
             is_too_large(&error, "response too large"),
             "{case}: {error}"
         );
+        // After a 200 the model did the work: the call is billed for its prompt.
+        assert_eq!(error.may_have_reached_model(), after_a_success, "{case}");
     }
     assert!(fake.padding_bytes_sent() < 2 * 5 * 1024 * 1024);
     // Under the limit, all is well.

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 mod anthropic;
+mod bad_bodies;
 mod bounds;
 mod google;
 mod openai;

@@ -265,20 +265,14 @@ async fn connect_timeout() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_an_upstream_error() {
+async fn malformed_json_is_a_bad_response() {
     let fake = start(Wire::OpenAi).await;
     fake.push(Reply::malformed());
     fake.push(Reply::malformed());
     let provider = provider(&config_for(&fake), ProviderKind::OpenAi);
     let err = provider.complete(&request("gpt-4o")).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            ProviderError::Upstream {
-                status: Some(200),
-                ..
-            }
-        ),
+        matches!(err, ProviderError::BadResponse { usage: None, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("malformed response"), "{err}");
@@ -344,13 +338,7 @@ async fn every_wire_format_s_failures_are_reported_the_same_way() {
         fake.push(Reply::malformed());
         let err = provider.complete(&request(model)).await.unwrap_err();
         assert!(
-            matches!(
-                err,
-                ProviderError::Upstream {
-                    status: Some(200),
-                    ..
-                }
-            ),
+            matches!(err, ProviderError::BadResponse { .. }),
             "{wire:?}: {err}"
         );
         let got = collect(provider.as_ref(), &request(model)).await;
