@@ -8,7 +8,8 @@ use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, T
 use diesel::{Connection, SqliteConnection, connection::SimpleConnection};
 use e2e_support::{TcpProxy, TestDatabase, eventually};
 use usage_store::{
-    Backend, DatabaseConfig, Durability, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore, spawn_writer,
+    Backend, DatabaseConfig, Durability, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore,
+    spawn_writer,
 };
 
 /// A database to test against, kept alive (and dropped) with the test.
@@ -353,7 +354,7 @@ async fn rows_left_at_shutdown_are_applied_exactly_once_after_a_restart(backend:
         let connect = config.clone();
         let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
 
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         outage.begin().await;
         for i in 0..30 {
             sink.record(record(&format!("left-{i}")));
@@ -365,13 +366,19 @@ async fn rows_left_at_shutdown_are_applied_exactly_once_after_a_restart(backend:
         let stats = sink.stats();
         // The 26 the queue could not hold waited in the journal from the start; with
         // write-behind, the 4 it held were put there at shutdown.
-        let spilled = if durability == Durability::Memory { 30 } else { 26 };
+        let spilled = if durability == Durability::Memory {
+            30
+        } else {
+            26
+        };
         assert_eq!(stats.spilled, spilled, "{durability:?}: {stats:?}");
         outage.end().await;
+        // The process ends, letting go of the journal.
+        drop(sink);
 
         // The next start applies the journal, once.
         for _ in 0..2 {
-            let (sink, writer) = spawn_writer(store.clone(), &config);
+            let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
             sink.flush().await.unwrap();
             writer.shutdown().await;
         }
@@ -397,7 +404,7 @@ async fn shutdown_during_an_outage_is_bounded_and_loses_nothing(backend: Backend
         config.durability = durability;
         let connect = config.clone();
         let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         outage.begin().await;
         for i in 0..5 {
             sink.record(record(&format!("stuck-{i}")));
@@ -417,16 +424,30 @@ async fn shutdown_during_an_outage_is_bounded_and_loses_nothing(backend: Backend
             started.elapsed(),
             config.shutdown_timeout_ms
         );
-        let spilled = if durability == Durability::Memory { 5 } else { 0 };
-        assert_eq!(sink.stats().spilled, spilled, "{durability:?}: {:?}", sink.stats());
+        let spilled = if durability == Durability::Memory {
+            5
+        } else {
+            0
+        };
+        assert_eq!(
+            sink.stats().spilled,
+            spilled,
+            "{durability:?}: {:?}",
+            sink.stats()
+        );
         outage.end().await;
+        drop(sink);
 
         // Nothing was lost: the next start brings the batch in.
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         sink.flush().await.unwrap();
         writer.shutdown().await;
         let store = store.clone();
-        assert_eq!(blocking(move || store.count_rows().unwrap()).await, 5, "{durability:?}");
+        assert_eq!(
+            blocking(move || store.count_rows().unwrap()).await,
+            5,
+            "{durability:?}"
+        );
     }
 }
 
@@ -437,7 +458,7 @@ async fn shutdown_drains_the_queue(backend: Backend) {
     config.batch_size = 1000;
     let connect = config.clone();
     let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
-    let (sink, writer) = spawn_writer(store.clone(), &config);
+    let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
     for i in 0..157 {
         sink.record(record(&format!("drain-{i}")));
     }
@@ -525,7 +546,7 @@ async fn outage_loses_nothing(backend: Backend) {
     config.batch_size = 8;
     let connect = config.clone();
     let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
-    let (sink, writer) = spawn_writer(store.clone(), &config);
+    let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
 
     for i in 0..10 {
         sink.record(record(&format!("before-{i}")));

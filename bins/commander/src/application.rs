@@ -169,7 +169,7 @@ impl Application {
             source,
         })?;
 
-        let (usage, writer) = spawn_writer(store.clone(), &settings.database);
+        let (usage, writer) = spawn_writer(store.clone(), &settings.database)?;
         let live_calls = LiveCalls::new();
         let metrics =
             Arc::new(Metrics::new(usage.clone()).map_err(|e| StartupError::Task(e.to_string()))?);

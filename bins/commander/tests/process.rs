@@ -221,6 +221,23 @@ fn an_invalid_configuration_exits_with_a_clear_message() {
 }
 
 #[test]
+fn a_second_server_on_the_same_journal_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _) = start(dir.path(), &[]);
+    let output = server_in(dir.path()).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    assert!(stderr.contains("journal_dir"), "{stderr}");
+    // The first is unharmed, and once it is gone the journal is free again.
+    signal(&first, "TERM");
+    assert!(wait_for_exit(&mut first).success());
+    let (mut again, _) = start(dir.path(), &[]);
+    signal(&again, "TERM");
+    assert!(wait_for_exit(&mut again).success());
+}
+
+#[test]
 fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     use std::time::Duration;
 

@@ -41,7 +41,7 @@
 //! }
 //! .with_files_in(dir.path());
 //! let store = UsageStore::connect(&database)?;
-//! let (usage, writer) = spawn_writer(store.clone(), &database);
+//! let (usage, writer) = spawn_writer(store.clone(), &database)?;
 //! let policy = BaseUrlPolicy::default();
 //! let specialists = parse_catalogue(DEFAULT_CATALOGUE_JSON, &policy, chrono::Utc::now())?;
 //! let state = AppState {

@@ -305,8 +305,7 @@ impl Collector for WriterCollector {
         self.queue_depth
             .set(i64::try_from(stats.queue_depth).unwrap_or(i64::MAX));
         let mut families = self.queue_depth.collect();
-        self.lag_seconds
-            .set(self.usage.health().lag.as_secs_f64());
+        self.lag_seconds.set(self.usage.health().lag.as_secs_f64());
         families.extend(self.lag_seconds.collect());
         for (counter, read) in &self.counters {
             // Counters only go up; the writer's are cumulative, so catch up to them.

@@ -49,7 +49,7 @@ fn bench_backend(c: &mut Criterion, name: &str, config: DatabaseConfig) {
     group.bench_function(name, |b| {
         b.iter_custom(|rows| {
             runtime.block_on(async {
-                let (sink, writer) = spawn_writer(store.clone(), &config);
+                let (sink, writer) = spawn_writer(store.clone(), &config).expect("journal");
                 let records: Vec<UsageRecord> = (0..rows)
                     .map(|_| {
                         next_id += 1;

@@ -32,7 +32,7 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
     // Opens the pool and applies the migrations.
     let store = UsageStore::connect(&config)?;
     // `record` never waits for the database: rows are queued and written in batches.
-    let (sink, writer) = spawn_writer(store.clone(), &config);
+    let (sink, writer) = spawn_writer(store.clone(), &config)?;
 
     let calls = [
         ("ada@example.com", "gpt-4o", 1_200, 340, None),

@@ -29,9 +29,21 @@ pub enum StoreError {
         /// What failed.
         cause: String,
     },
+    /// Another process holds the journal directory: two writers would interleave its records.
+    #[error(
+        "the usage journal in '{0}' is in use by another process; give each instance its own database.journal_dir"
+    )]
+    JournalInUse(String),
     /// A stored value no longer parses (the table was edited by hand).
     #[error("corrupt usage row: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// True for the error [`crate::spawn_writer`] gives when another process holds the journal.
+    pub fn is_journal_in_use(&self) -> bool {
+        matches!(self, Self::JournalInUse(_))
+    }
 }
 
 impl From<r2d2::Error> for StoreError {

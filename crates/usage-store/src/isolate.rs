@@ -98,6 +98,7 @@ fn may_be_about_the_data(error: &StoreError) -> bool {
         | StoreError::Migration(_)
         | StoreError::Io(_)
         | StoreError::Corrupt(_)
+        | StoreError::JournalInUse(_)
         | StoreError::DatabaseReplaced(_)
         | StoreError::DeadLetter { .. } => false,
     }

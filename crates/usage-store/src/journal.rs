@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use core_domain::{
-    EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
-};
+use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
 use serde::{Deserialize, Serialize};
 
 use crate::{StoreError, UsageRecord};
@@ -253,8 +251,11 @@ pub(crate) fn read_segment(
             return Ok(seq);
         }
         if line.last() != Some(&b'\n') {
-            tracing::warn!(segment = first_seq, bytes = line.len(),
-                "the journal's last line was torn (a power cut mid-write?); skipped");
+            tracing::warn!(
+                segment = first_seq,
+                bytes = line.len(),
+                "the journal's last line was torn (a power cut mid-write?); skipped"
+            );
             return Ok(seq);
         }
         let more = visit(seq, &line);
@@ -323,34 +324,34 @@ pub(crate) fn scan(dir: &Path, checkpoint: u64) -> Result<Scan, StoreError> {
     for &first in &scan.segments {
         let end = read_segment(dir, first, |seq, line| {
             match parse(line) {
-            ReadLine::Entry(Entry::Started(call)) => {
-                order += 1;
-                started.insert(call.request_id.clone(), (order, *call, Progress::default()));
-            }
-            ReadLine::Entry(Entry::Progress {
-                request_id,
-                progress,
-            }) => {
-                if let Some((_, _, latest)) = started.get_mut(&request_id) {
-                    *latest = progress;
+                ReadLine::Entry(Entry::Started(call)) => {
+                    order += 1;
+                    started.insert(call.request_id.clone(), (order, *call, Progress::default()));
                 }
-            }
-            ReadLine::Entry(Entry::Finished(record)) => {
-                started.remove(&record.request_id);
-                if seq > checkpoint {
-                    scan.unapplied += 1;
+                ReadLine::Entry(Entry::Progress {
+                    request_id,
+                    progress,
+                }) => {
+                    if let Some((_, _, latest)) = started.get_mut(&request_id) {
+                        *latest = progress;
+                    }
                 }
-            }
-            ReadLine::Unreadable(error) => {
-                scan.unreadable += 1;
-                tracing::error!(segment = first, seq, %error, "unreadable journal line; copied to unreadable.jsonl");
-                let text = String::from_utf8_lossy(line);
-                aside.push_str(&format!(
-                    "{{\"seq\":{seq},\"error\":{},\"line\":{}}}\n",
-                    serde_json::Value::from(error),
-                    serde_json::Value::from(text.trim_end())
-                ));
-            }
+                ReadLine::Entry(Entry::Finished(record)) => {
+                    started.remove(&record.request_id);
+                    if seq > checkpoint {
+                        scan.unapplied += 1;
+                    }
+                }
+                ReadLine::Unreadable(error) => {
+                    scan.unreadable += 1;
+                    tracing::error!(segment = first, seq, %error, "unreadable journal line; copied to unreadable.jsonl");
+                    let text = String::from_utf8_lossy(line);
+                    aside.push_str(&format!(
+                        "{{\"seq\":{seq},\"error\":{},\"line\":{}}}\n",
+                        serde_json::Value::from(error),
+                        serde_json::Value::from(text.trim_end())
+                    ));
+                }
             }
             true
         })?;
@@ -467,7 +468,10 @@ mod tests {
         let scan = scan(dir.path(), 3).unwrap();
         assert_eq!(scan.segments, vec![1, 5]);
         assert_eq!(scan.next_seq, 9);
-        assert_eq!(scan.unapplied, 1, "a (seq 3) is within the checkpoint, c (seq 7) not");
+        assert_eq!(
+            scan.unapplied, 1,
+            "a (seq 3) is within the checkpoint, c (seq 7) not"
+        );
         let unfinished: Vec<(&str, u64)> = scan
             .unfinished
             .iter()
@@ -482,11 +486,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path()).unwrap();
         std::fs::write(segment_path(dir.path(), 10), "not json\n").unwrap();
-        write_lines(
-            dir.path(),
-            11,
-            &[Line::Started(&call("x"))],
-        );
+        write_lines(dir.path(), 11, &[Line::Started(&call("x"))]);
         let scan = scan(dir.path(), 0).unwrap();
         assert_eq!(scan.unreadable, 1);
         assert_eq!(scan.next_seq, 12);
@@ -512,6 +512,10 @@ mod tests {
         std::fs::write(dir.path().join("journal-x.log"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
         assert_eq!(list_segments(dir.path()).unwrap(), vec![2, 30, 100]);
-        assert!(list_segments(&dir.path().join("absent")).unwrap().is_empty());
+        assert!(
+            list_segments(&dir.path().join("absent"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

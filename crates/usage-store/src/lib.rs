@@ -40,10 +40,10 @@
 mod config;
 mod dead_letter;
 mod error;
-mod journal;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixture;
 mod isolate;
+mod journal;
 mod record;
 mod report;
 mod schema;
@@ -54,11 +54,13 @@ pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use dead_letter::DeadLetters;
 pub use error::StoreError;
 pub use isolate::{Isolated, Rejected, repair};
+pub use journal::{CallStart, Rates};
 pub use record::{END_USER_MAX_CHARS, StoredUsage, UsageRecord};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,
     parse_range_bound,
 };
 pub use store::{Backend, UsageStore};
-pub use journal::{CallStart, Rates};
-pub use writer::{CallTicket, Durable, UsageHealth, UsageSink, UsageWriter, WriterStats, spawn_writer};
+pub use writer::{
+    CallTicket, Durable, UsageHealth, UsageSink, UsageWriter, WriterStats, spawn_writer,
+};

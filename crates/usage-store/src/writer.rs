@@ -161,6 +161,9 @@ struct Shared {
     /// The highest sequence number on stable storage.
     synced: watch::Sender<u64>,
     counters: Counters,
+    /// The journal's lock, held for the life of the sink (`None` when the directory could
+    /// not be opened; the journal is then failing anyway).
+    _lock: Option<File>,
 }
 
 impl Shared {
@@ -189,11 +192,8 @@ impl Shared {
                 old.file.sync_data()?;
             }
             let first_seq = state.next_seq;
-            let file = journal::create_segment(
-                &self.dir,
-                first_seq,
-                self.sync == JournalSync::Machine,
-            )?;
+            let file =
+                journal::create_segment(&self.dir, first_seq, self.sync == JournalSync::Machine)?;
             state.segments.entry(first_seq).or_insert(0);
             state.active = Some(Active {
                 file: Arc::new(file),
@@ -314,7 +314,10 @@ impl Durable {
         let mut synced = shared.synced.subscribe();
         let wait = synced.wait_for(|&synced| synced >= self.seq);
         if tokio::time::timeout(SYNC_WAIT_LIMIT, wait).await.is_err() {
-            tracing::error!(seq = self.seq, "the usage journal's fsync has not finished in 10 s; answering anyway");
+            tracing::error!(
+                seq = self.seq,
+                "the usage journal's fsync has not finished in 10 s; answering anyway"
+            );
         }
     }
 }
@@ -369,7 +372,12 @@ impl UsageSink {
     }
 
     /// Journals how much the call of `ticket` has delivered, so a crash bills it.
-    pub fn progress(&self, ticket: &CallTicket, delivered_chars: u64, first_token: Option<Duration>) {
+    pub fn progress(
+        &self,
+        ticket: &CallTicket,
+        delivered_chars: u64,
+        first_token: Option<Duration>,
+    ) {
         if ticket.segment.is_none() {
             return;
         }
@@ -469,7 +477,9 @@ impl UsageSink {
         {
             let mut state = self.shared.lock();
             if state.writer_stopped {
-                return Err(StoreError::Connect("the usage writer has stopped".to_owned()));
+                return Err(StoreError::Connect(
+                    "the usage writer has stopped".to_owned(),
+                ));
             }
             let waiter = Waiter {
                 through_seq: state.next_seq.saturating_sub(1),
@@ -559,8 +569,16 @@ impl UsageWriter {
 /// unfinished as `interrupted`, and taking in an earlier version's spill file — and starts the
 /// writer on the current Tokio runtime. It applies the journal in batches of up to
 /// `batch_size`, each written when full or `flush_interval_ms` after its first row arrived.
-pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, UsageWriter) {
+///
+/// Fails with [`StoreError::JournalInUse`] when another process (or another sink in this one)
+/// holds the journal. A directory that cannot be created is not an error: rows then wait in
+/// memory, and [`UsageSink::health`] says the journal is failing.
+pub fn spawn_writer(
+    store: UsageStore,
+    config: &DatabaseConfig,
+) -> Result<(UsageSink, UsageWriter), StoreError> {
     let dir = PathBuf::from(&config.journal_dir);
+    let lock = lock_journal(&dir)?;
     let batch_size = config.batch_size.clamp(1, DatabaseConfig::MAX_BATCH_SIZE);
     let (synced, _) = watch::channel(0);
     let shared = Arc::new(Shared {
@@ -599,6 +617,7 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
         sync_wanted: Condvar::new(),
         synced,
         counters: Counters::default(),
+        _lock: lock,
     });
     recover(&shared, Path::new(&config.spill_path));
     let sync_thread = (config.durability == Durability::Journal
@@ -627,14 +646,44 @@ pub fn spawn_writer(store: UsageStore, config: &DatabaseConfig) -> (UsageSink, U
         deadline: None,
     };
     let task = tokio::spawn(worker.run());
-    (
+    Ok((
         UsageSink { shared },
         UsageWriter {
             stop,
             task,
             sync_thread,
         },
-    )
+    ))
+}
+
+/// Takes the journal directory's lock file, so two processes never append to one journal.
+fn lock_journal(dir: &Path) -> Result<Option<File>, StoreError> {
+    let opened = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+    });
+    let file = match opened {
+        Ok(file) => file,
+        Err(error) => {
+            // Reported by the first append, which fails the same way.
+            tracing::debug!(%error, dir = %dir.display(), "cannot open the journal's lock file");
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::JournalInUse(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            tracing::warn!(%error, dir = %dir.display(),
+                "cannot lock the usage journal (the filesystem may not support locks); two processes must not share it");
+            Ok(Some(file))
+        }
+    }
 }
 
 /// Reads what an earlier process left in the journal: where numbering goes on, which rows
@@ -660,8 +709,10 @@ fn recover(shared: &Shared, spill: &Path) {
     state.segments = scan.segments.iter().map(|&first| (first, 0)).collect();
     let mut behind = scan.unapplied > 0;
     if !scan.unfinished.is_empty() {
-        tracing::warn!(calls = scan.unfinished.len(),
-            "calls were in flight when the last process ended; recording them as interrupted");
+        tracing::warn!(
+            calls = scan.unfinished.len(),
+            "calls were in flight when the last process ended; recording them as interrupted"
+        );
     }
     for (call, progress) in &scan.unfinished {
         let row = call.interrupted(*progress);
@@ -702,11 +753,7 @@ fn recover(shared: &Shared, spill: &Path) {
 
 /// Journals every record of an earlier version's spill file, then removes it. Unreadable lines
 /// are moved to `<spill>.corrupt`.
-fn take_in_spill_file(
-    shared: &Shared,
-    state: &mut State,
-    spill: &Path,
-) -> Result<u64, StoreError> {
+fn take_in_spill_file(shared: &Shared, state: &mut State, spill: &Path) -> Result<u64, StoreError> {
     let text = match std::fs::read_to_string(spill) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -760,7 +807,10 @@ fn group_commit(shared: &Shared) {
             if let Some(file) = file
                 && let Err(error) = file.sync_data()
             {
-                shared.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .journal_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, "cannot fsync the usage journal");
             }
             synced = target;
@@ -843,7 +893,11 @@ impl Worker {
         if !state.tail.is_empty() {
             let take = state.tail.len().min(shared.batch_size);
             let batch: Vec<Queued> = state.tail.drain(..take).collect();
-            let oldest = batch.iter().map(|q| q.since).min().unwrap_or_else(Instant::now);
+            let oldest = batch
+                .iter()
+                .map(|q| q.since)
+                .min()
+                .unwrap_or_else(Instant::now);
             state.in_hand = Some((batch.len(), oldest));
             return Some(Work::Batch(batch));
         }
@@ -901,10 +955,9 @@ impl Worker {
         while from + 1 < before {
             let dir = self.shared.dir.clone();
             let batch_size = self.shared.batch_size;
-            let read = tokio::task::spawn_blocking(move || {
-                read_finished(&dir, from, before, batch_size)
-            })
-            .await;
+            let read =
+                tokio::task::spawn_blocking(move || read_finished(&dir, from, before, batch_size))
+                    .await;
             let (records, through) = match read {
                 Ok(Ok(read)) => read,
                 Ok(Err(error)) => {
@@ -945,7 +998,10 @@ impl Worker {
     fn journal_read_failed(&self, applied: u64) {
         let mut state = self.shared.lock();
         state.applied_through = state.applied_through.max(applied);
-        let since = state.in_hand.take().map_or_else(Instant::now, |(_, since)| since);
+        let since = state
+            .in_hand
+            .take()
+            .map_or_else(Instant::now, |(_, since)| since);
         state.behind_since = Some(state.behind_since.map_or(since, |b| b.min(since)));
     }
 
@@ -995,10 +1051,7 @@ impl Worker {
                 let mut state = self.shared.lock();
                 state.store_problem.replace(error.clone()).is_none()
             };
-            if self
-                .deadline
-                .is_some_and(|d| Instant::now() + delay > d)
-            {
+            if self.deadline.is_some_and(|d| Instant::now() + delay > d) {
                 tracing::error!(%error, rows = records.len(),
                     "database still failing at shutdown; the rows stay in the journal for the next start");
                 return false;
@@ -1047,8 +1100,7 @@ impl Worker {
 
     /// Records how far the journal is applied and deletes the segments no longer needed.
     async fn checkpoint(&self) {
-        if self.shared.durability == Durability::Memory && self.shared.lock().segments.is_empty()
-        {
+        if self.shared.durability == Durability::Memory && self.shared.lock().segments.is_empty() {
             return;
         }
         let deletable = {
@@ -1104,8 +1156,10 @@ impl Worker {
         drop(state);
         let journaled_left = left.iter().filter(|q| q.seq.is_some()).count();
         if journaled_left > 0 || behind {
-            tracing::warn!(rows = journaled_left,
-                "usage rows not yet in the database at shutdown stay in the journal; the next start applies them");
+            tracing::warn!(
+                rows = journaled_left,
+                "usage rows not yet in the database at shutdown stay in the journal; the next start applies them"
+            );
         }
         self.leave_in_journal(left);
         // Flushes still waiting will not be answered now: dropping them says so.
@@ -1247,9 +1301,11 @@ mod tests {
         journal::list_segments(&dir.path().join("journal")).unwrap()
     }
 
-    /// Ends a writer the way a killed process does: nothing after this point runs.
-    fn crash(sink: UsageSink, writer: UsageWriter) {
+    /// Ends a writer the way a killed process does: nothing after this point runs (and, as
+    /// at a process's end, the journal's lock is let go).
+    async fn crash(sink: UsageSink, writer: UsageWriter) {
         writer.task.abort();
+        let _ = writer.task.await;
         drop(sink);
     }
 
@@ -1262,7 +1318,7 @@ mod tests {
                 ..config(&dir)
             };
             let store = UsageStore::connect(&config).unwrap();
-            let (sink, writer) = spawn_writer(store.clone(), &config);
+            let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
             // More rows than the queue holds: the overflow waits in the journal.
             for i in 0..25 {
                 sink.record(record(i)).durable().await;
@@ -1289,7 +1345,7 @@ mod tests {
             ..config(&dir)
         };
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         let answered = record(1);
         let (ticket, started) = sink.start(&start_of(&answered));
         started.durable().await;
@@ -1299,12 +1355,16 @@ mod tests {
         sink.progress(&ticket, 400, Some(Duration::from_millis(90)));
         let never = record(3);
         let (_ticket, _) = sink.start(&start_of(&never));
-        crash(sink, writer);
-        assert_eq!(store.count_rows().unwrap(), 0, "nothing reached the database");
+        crash(sink, writer).await;
+        assert_eq!(
+            store.count_rows().unwrap(),
+            0,
+            "nothing reached the database"
+        );
 
         // Two restarts: each row arrives once.
         for _ in 0..2 {
-            let (sink, writer) = spawn_writer(store.clone(), &config);
+            let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
             sink.flush().await.unwrap();
             writer.shutdown().await;
         }
@@ -1329,14 +1389,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = config(&dir);
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         let (_ticket, _) = sink.start(&start_of(&record(7)));
-        crash(sink, writer);
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        crash(sink, writer).await;
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         assert_eq!(sink.stats().interrupted, 1);
         sink.flush().await.unwrap();
         writer.shutdown().await;
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        drop(sink);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         assert_eq!(sink.stats().interrupted, 0, "the first restart finished it");
         sink.flush().await.unwrap();
         writer.shutdown().await;
@@ -1351,7 +1412,7 @@ mod tests {
             ..config(&dir)
         };
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         let running = record(0);
         let (running_ticket, _) = sink.start(&start_of(&running));
         // Start a new segment after the running call's, as a full one would.
@@ -1383,7 +1444,7 @@ mod tests {
             .map(|i| serde_json::to_string(&record(i)).unwrap() + "\n")
             .collect();
         std::fs::write(&config.spill_path, format!("{lines}{{\"half a line\n")).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         sink.flush().await.unwrap();
         writer.shutdown().await;
         assert_eq!(store.count_rows().unwrap(), 3);
@@ -1401,13 +1462,15 @@ mod tests {
                 ..config(&dir)
             };
             let store = UsageStore::connect(&config).unwrap();
-            let (sink, writer) = spawn_writer(store.clone(), &config);
+            let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
             writer.shutdown().await;
             // A call cut short at shutdown hands in its row late.
             sink.record(record(1));
             assert!(sink.flush().await.is_err(), "the writer has stopped");
             assert_eq!(store.count_rows().unwrap(), 0);
-            let (sink, writer) = spawn_writer(store.clone(), &config);
+            // The process ends.
+            drop(sink);
+            let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
             sink.flush().await.unwrap();
             assert_eq!(store.count_rows().unwrap(), 1, "{durability:?}");
             writer.shutdown().await;
@@ -1422,7 +1485,7 @@ mod tests {
             ..config(&dir)
         };
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         let mut waits = Vec::new();
         for i in 0..20 {
             waits.push(sink.record(record(i)));
@@ -1453,7 +1516,7 @@ mod tests {
         other
             .batch_execute("ALTER TABLE usage_logs RENAME TO hidden")
             .unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         sink.record(record(1));
         let deadline = Instant::now() + Duration::from_secs(10);
         while sink.health().store_problem.is_none() {
@@ -1491,13 +1554,28 @@ mod tests {
         // A file where the journal's directory should be: nothing can be created in it.
         std::fs::write(&config.journal_dir, "not a directory").unwrap();
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         let (ticket, _) = sink.start(&start_of(&record(1)));
         sink.finish(ticket, record(1));
         assert!(sink.health().journal_problem.is_some());
         assert!(sink.stats().journal_errors >= 2);
         sink.flush().await.unwrap();
         assert_eq!(store.count_rows().unwrap(), 1, "the row still arrived");
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_journal_held_by_another_sink_is_refused_until_it_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir);
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        let error = spawn_writer(store.clone(), &config).unwrap_err();
+        assert!(error.is_journal_in_use(), "{error}");
+        assert!(error.to_string().contains("journal_dir"), "{error}");
+        writer.shutdown().await;
+        drop(sink);
+        let (_sink, writer) = spawn_writer(store, &config).expect("free again");
         writer.shutdown().await;
     }
 
@@ -1513,7 +1591,7 @@ mod tests {
             ..config(&dir)
         };
         let store = UsageStore::connect(&config).unwrap();
-        let (sink, writer) = spawn_writer(store.clone(), &config);
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
         for i in 0..3 {
             sink.record(record(i));
         }

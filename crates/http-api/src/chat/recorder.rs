@@ -117,7 +117,9 @@ impl CallRecorder {
                 Ok((self, provider))
             }
             Err(error) => {
-                self.failed(error.code(), TokenUsage::default()).durable().await;
+                self.failed(error.code(), TokenUsage::default())
+                    .durable()
+                    .await;
                 Err(error.into())
             }
         }

@@ -295,7 +295,11 @@ impl From<usage_store::StoreError> for ApiError {
                 "the usage database schema is not up to date; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
-            E::UnsupportedUrl(_) | E::Io(_) | E::Corrupt(_) | E::DeadLetter { .. } => {
+            E::UnsupportedUrl(_)
+            | E::Io(_)
+            | E::Corrupt(_)
+            | E::DeadLetter { .. }
+            | E::JournalInUse(_) => {
                 Self::internal(detail)
             }
         }
