@@ -1123,9 +1123,9 @@ impl Worker {
         };
         let dir = self.shared.dir.clone();
         let (applied, deletable) = deletable;
-        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
             if std::fs::metadata(&dir).is_err() {
-                return Ok(());
+                return Ok(false);
             }
             journal::write_checkpoint(&dir, applied)?;
             for first in deletable {
@@ -1135,11 +1135,25 @@ impl Worker {
                     Err(e) => return Err(e),
                 }
             }
-            Ok(())
+            Ok(true)
         })
         .await;
-        if let Ok(Err(error)) = outcome {
-            tracing::warn!(%error, "cannot checkpoint the usage journal; rows may be applied again (harmless) at the next start");
+        match outcome {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                // Someone removed the directory: appends still land in the open, unlinked
+                // segment, where no restart would find them. Begin a new segment (and the
+                // directory) at the next append; the rows in memory still reach the database.
+                let mut state = self.shared.lock();
+                if state.active.take().is_some() || state.journal_problem.is_none() {
+                    tracing::error!(dir = %self.shared.dir.display(),
+                        "the usage journal's directory was removed; starting a new one");
+                }
+                state.journal_problem = Some("the journal directory was removed".to_owned());
+            }
+            Ok(Err(error)) => tracing::warn!(%error,
+                "cannot checkpoint the usage journal; rows may be applied again (harmless) at the next start"),
+            Err(error) => tracing::warn!(%error, "journal checkpoint task failed"),
         }
     }
 
@@ -1561,6 +1575,27 @@ mod tests {
         assert!(sink.stats().journal_errors >= 2);
         sink.flush().await.unwrap();
         assert_eq!(store.count_rows().unwrap(), 1, "the row still arrived");
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_journal_directory_is_noticed_and_begun_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir);
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        sink.record(record(1));
+        sink.flush().await.unwrap();
+        std::fs::remove_dir_all(&config.journal_dir).unwrap();
+        sink.record(record(2));
+        sink.flush().await.unwrap();
+        assert!(sink.health().journal_problem.is_some(), "said so");
+        // The next row begins a new segment in a new directory, and all is well again.
+        sink.record(record(3));
+        assert_eq!(segments(&dir).len(), 1);
+        assert_eq!(sink.health().journal_problem, None);
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 3);
         writer.shutdown().await;
     }
 
