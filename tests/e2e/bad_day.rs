@@ -100,9 +100,7 @@ async fn a_nul_row_left_by_a_crash_is_applied_escaped_with_its_neighbours_at_the
     let files = tempfile::tempdir().unwrap();
     let config = DatabaseConfig {
         url: database.url(),
-        // Nothing is written before the "crash": no batch fills, no flush comes due.
-        flush_interval_ms: DatabaseConfig::MAX_WAIT_MS,
-        batch_size: 1_000,
+        flush_interval_ms: 20,
         ..DatabaseConfig::default()
     }
     .with_files_in(files.path());
@@ -111,38 +109,21 @@ async fn a_nul_row_left_by_a_crash_is_applied_escaped_with_its_neighbours_at_the
         .await
         .unwrap();
 
-    // The first process: its own runtime, dropped without shutting the writer down.
-    let crashed = {
-        let (store, config) = (store.clone(), config.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            let (sink, writer) = runtime.block_on(async {
-                let (sink, writer) = spawn_writer(store, &config);
-                sink.record(named("good-1", "Good"));
-                sink.record(named("nul-1", "Nul\u{0}Name"));
-                sink.record(named("good-2", "Good"));
-                (sink, writer)
-            });
-            // The writer's task dies with its runtime; dropping the handle first would ask
-            // it to drain.
-            runtime.shutdown_background();
-            drop(writer);
-            sink.stats()
-        })
-        .join()
-        .unwrap()
-    };
-    assert_eq!(crashed.rows_written, 0, "the crash came before the batch");
+    journal_then_crash(
+        &store,
+        &config,
+        vec![
+            named("good-1", "Good"),
+            named("nul-1", "Nul\u{0}Name"),
+            named("good-2", "Good"),
+        ],
+    );
     let check = store.clone();
     let count = tokio::task::spawn_blocking(move || check.count_rows().unwrap())
         .await
         .unwrap();
     assert_eq!(count, 0);
 
-    let config = DatabaseConfig {
-        flush_interval_ms: 20,
-        ..config
-    };
     let (sink, writer) = spawn_writer(store.clone(), &config);
     tokio::time::timeout(Duration::from_secs(30), sink.flush())
         .await
@@ -168,4 +149,72 @@ async fn a_nul_row_left_by_a_crash_is_applied_escaped_with_its_neighbours_at_the
     );
     assert_eq!((stats.replayed, stats.repaired), (3, 1), "{stats:?}");
     assert_eq!(stats.dead_lettered, 0);
+}
+
+/// Journals `records` in a writer of its own runtime, which then dies before any batch is
+/// written (no batch fills, no flush comes due): what a SIGKILL leaves.
+fn journal_then_crash(store: &UsageStore, config: &DatabaseConfig, records: Vec<UsageRecord>) {
+    let config = DatabaseConfig {
+        flush_interval_ms: DatabaseConfig::MAX_WAIT_MS,
+        batch_size: 1_000,
+        ..config.clone()
+    };
+    let store = store.clone();
+    let written = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (sink, writer) = runtime.block_on(async {
+            let (sink, writer) = spawn_writer(store, &config);
+            for record in records {
+                sink.record(record);
+            }
+            (sink, writer)
+        });
+        // The writer's task dies with its runtime; dropping the handle first would ask it
+        // to drain.
+        runtime.shutdown_background();
+        drop(writer);
+        sink.stats().rows_written
+    })
+    .join()
+    .unwrap();
+    assert_eq!(written, 0, "the crash came before the batch");
+}
+
+/// A power cut (or a full disk) can leave a segment holding nothing but the torn start of its
+/// first line. The next segment is numbered from the same line, so it has the same name; its
+/// lines must not be glued to the fragment, or the rows they hold are unreadable after a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_journaled_after_a_torn_first_line_survive_a_crash() {
+    let files = tempfile::tempdir().unwrap();
+    let config = DatabaseConfig {
+        url: format!("sqlite://{}", files.path().join("usage.db").display()),
+        flush_interval_ms: 20,
+        ..DatabaseConfig::default()
+    }
+    .with_files_in(files.path());
+    let journal = std::path::Path::new(&config.journal_dir);
+    std::fs::create_dir_all(journal).unwrap();
+    std::fs::write(
+        journal.join(format!("journal-{:020}.log", 1)),
+        "{\"finished\":{\"request_",
+    )
+    .unwrap();
+    let connect = config.clone();
+    let store = tokio::task::spawn_blocking(move || UsageStore::connect(&connect).unwrap())
+        .await
+        .unwrap();
+
+    journal_then_crash(&store, &config, vec![named("after-torn", "Good")]);
+
+    let (sink, writer) = spawn_writer(store.clone(), &config);
+    tokio::time::timeout(Duration::from_secs(30), sink.flush())
+        .await
+        .expect("the journal is applied")
+        .unwrap();
+    writer.shutdown().await;
+    let rows = tokio::task::spawn_blocking(move || store.all_rows().unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["after-torn"]);
 }
