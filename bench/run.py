@@ -5,6 +5,8 @@ One command (from the repository root):
 
     bench/run.py                     # full run: 20 s per measurement, SQLite and PostgreSQL
     bench/run.py --smoke             # a few seconds: checks that it runs and no row is lost
+    bench/run.py --crash             # ~20 s: SIGKILL at full load, restart, 0 answered calls
+                                     # without a row
 
 It builds release binaries, starts the fast fake OpenAI-compatible upstream (bins/fake-upstream)
 and commander in front of it (a specialist on the `openai` provider whose configured base_url is
@@ -18,11 +20,18 @@ the fake, a rate limit too high to matter), and drives both with oha (installed 
   * commander's resident memory idle, at the end of the load, and with 1,000 open streams.
 
 After every gateway run it checks that the usage rows written equal the requests answered.
+
+`--crash` is the crash test instead: Python clients (oha cannot tell which requests were
+answered) load /v1/chat/completions, whole and streamed, noting the X-Request-Id of every whole
+answer; commander is killed with SIGKILL at full load and restarted on the same journal, and
+every answered id must have its row (calls cut by the kill have `interrupted` rows). It prints
+`answered N, rows for all of them: yes/no, interrupted: M` per backend and exits 1 on a miss.
 The table is printed and written to target/bench/results-<backend>.md. Only the Python standard
 library is needed (and psql for the PostgreSQL run).
 """
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -30,7 +39,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 from common import RELEASE, ROOT, free_port, hold_streams, rss_mib, start, wait_for_port
 
@@ -114,6 +126,16 @@ class Database:
                              capture_output=True, text=True)
         return int(out.stdout.strip() or 0)
 
+    def query(self, sql):
+        """The rows of `sql` as tuples of strings (NULL as the empty string)."""
+        if self.backend == "sqlite":
+            with sqlite3.connect(self.path) as db:
+                return [tuple("" if v is None else str(v) for v in row)
+                        for row in db.execute(sql).fetchall()]
+        out = subprocess.run(["psql", self.url, "-AtF", "\t", "-c", sql],
+                             capture_output=True, text=True, check=True)
+        return [tuple(line.split("\t")) for line in out.stdout.splitlines() if line]
+
     def settled_rows(self, expected=None, timeout=60.0):
         """The row count once the writer has caught up (it reaches `expected`, or stops moving)."""
         deadline = time.monotonic() + timeout
@@ -141,6 +163,35 @@ def stream_request(port, body):
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
+def write_config(work, db, gateway, fast, slow, log_level):
+    """commander's configuration for a run in `work`: OpenAI at the fake on port `fast`, the
+    `openai_compatible` one on `slow`; returns its path."""
+    config = os.path.join(work, "commander.toml")
+    with open(config, "w") as f:
+        f.write(f"""
+[server]
+bind = "127.0.0.1:{gateway}"
+max_connections_per_client = 100000
+[database]
+url = "{db.url}"
+spill_path = "{work}/spill.jsonl"
+[specialists]
+path = "{os.path.join(work, "specialists.json")}"
+[providers]
+allowed_http_base_urls = ["http://127.0.0.1:{slow}/v1"]
+openai_compatible = [{{ base_url = "http://127.0.0.1:{slow}/v1", api_key = "bench" }}]
+[providers.openai]
+api_key = "bench-key"
+base_url = "http://127.0.0.1:{fast}/v1"
+[rate_limit]
+requests = 1000000000
+window_seconds = 1
+[log]
+level = "{log_level}"
+""")
+    return config
+
+
 def fmt(value, digits=3):
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -164,29 +215,7 @@ def run_backend(backend, args, oha_bin):
                 {"id": "slow", "name": "Slow", "provider": "openai", "model": "gpt-4o-mini",
                  "base_url": f"http://127.0.0.1:{slow}/v1", "system_prompt": "Answer."},
             ]}, f)
-        config = os.path.join(work, "commander.toml")
-        with open(config, "w") as f:
-            f.write(f"""
-[server]
-bind = "127.0.0.1:{gateway}"
-max_connections_per_client = 100000
-[database]
-url = "{db.url}"
-spill_path = "{work}/spill.jsonl"
-[specialists]
-path = "{specialists}"
-[providers]
-allowed_http_base_urls = ["http://127.0.0.1:{slow}/v1"]
-openai_compatible = [{{ base_url = "http://127.0.0.1:{slow}/v1", api_key = "bench" }}]
-[providers.openai]
-api_key = "bench-key"
-base_url = "http://127.0.0.1:{fast}/v1"
-[rate_limit]
-requests = 1000000000
-window_seconds = 1
-[log]
-level = "{args.log_level}"
-""")
+        config = write_config(work, db, gateway, fast, slow, args.log_level)
         commander = start([os.path.join(RELEASE, "commander"), "--config", config], cwd=work)
         procs.append(commander)
         for port in (fast, slow, gateway):
@@ -284,6 +313,170 @@ async def _hold(port, count):
     return len(writers)
 
 
+class CrashLoad:
+    """Clients that call /v1/chat/completions (whole and streamed, alternately) as fast as
+    commander answers, each on its own keep-alive connection, noting the X-Request-Id of every
+    answer that arrived whole (a stream: through `[DONE]`)."""
+
+    def __init__(self, port, clients):
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.answered, self.cut, self.refused = [], 0, 0
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
+                        for i in range(clients)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def join(self):
+        for t in self.threads:
+            t.join(timeout=60)
+
+    def _client(self, index):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        n = 0
+        while not self.stop.is_set():
+            streamed = (index + n) % 2 == 1
+            n += 1
+            body = json.dumps(V1_STREAM if streamed else V1)
+            try:
+                conn.request("POST", "/v1/chat/completions", body=body,
+                             headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                request_id = response.getheader("X-Request-Id")
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.cut += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                continue
+            whole = response.status == 200 and (not streamed or b"data: [DONE]" in data)
+            with self.lock:
+                if whole:
+                    self.answered.append(request_id)
+                else:
+                    self.refused += 1
+        conn.close()
+
+
+def run_crash(backend, args):
+    """SIGKILL at full load, restart, and check that every answered call has its row."""
+    work = tempfile.mkdtemp(prefix=f"commander-crash-{backend}-")
+    fast, slow, gateway = free_port(), free_port(), free_port()
+    procs = []
+    db = Database(backend, work)
+    try:
+        # Streams take a few milliseconds, so some are mid-answer when the kill lands.
+        procs.append(start([os.path.join(RELEASE, "fake-upstream"), "--bind", f"127.0.0.1:{fast}",
+                            "--chunks", "8", "--chunk-delay-ms", "2", "--workers", "1"]))
+        with open(os.path.join(work, "specialists.json"), "w") as f:
+            json.dump({"specialists": [
+                {"id": "bench", "name": "Bench", "provider": "openai", "model": "gpt-4o-mini",
+                 "system_prompt": "Answer.", "temperature": 0.2, "max_tokens": 64},
+            ]}, f)
+        config = write_config(work, db, gateway, fast, slow, args.log_level)
+        command = [os.path.join(RELEASE, "commander"), "--config", config]
+        commander = start(command, cwd=work)
+        procs.append(commander)
+        wait_for_port(fast)
+        wait_for_port(gateway)
+
+        load = CrashLoad(gateway, args.crash_clients)
+        load.start()
+        time.sleep(args.crash_after)
+        with load.lock:
+            at_kill = len(load.answered)
+        load.stop.set()
+        commander.kill()
+        commander.wait()
+        load.join()
+        log(f"{backend}: SIGKILL after {args.crash_after} s of load, {at_kill} answers in; "
+            f"{len(load.answered)} answered, {load.cut} cut, {load.refused} refused")
+
+        commander = start(command, cwd=work)
+        procs.append(commander)
+        wait_for_port(gateway)
+        gw = f"http://127.0.0.1:{gateway}"
+        deadline = time.monotonic() + 60
+        while not _status(f"{gw}/ready") == 200:
+            if time.monotonic() > deadline:
+                sys.exit(f"{backend}: commander not ready 60 s after the restart")
+            time.sleep(0.1)
+        # The writer applies the journal in order: once a call made now has its row, every row
+        # the killed process left is in too.
+        barrier = _post(f"{gw}/chat/send", CHAT, {"X-Request-Id": "crash-barrier"})
+        if barrier != 200:
+            sys.exit(f"{backend}: the call after the restart got {barrier}")
+        while not db.query("SELECT 1 FROM usage_logs WHERE client_request_id = 'crash-barrier'"):
+            if time.monotonic() > deadline:
+                sys.exit(f"{backend}: the call after the restart never reached the database")
+            time.sleep(0.1)
+
+        rows = dict(db.query("SELECT request_id, error_code FROM usage_logs "
+                             "WHERE client_request_id IS NULL OR client_request_id <> 'crash-barrier'"))
+        answered = set(load.answered)
+        missing = [i for i in answered if i not in rows]
+        not_success = [i for i in answered if i in rows and rows[i]]
+        interrupted = sum(1 for code in rows.values() if code == "interrupted")
+        other = sorted({code for code in rows.values() if code not in ("", "interrupted")})
+        return {"backend": backend, "answered": len(answered), "missing": missing,
+                "not_success": not_success, "interrupted": interrupted, "rows": len(rows),
+                "other_codes": other}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        db.drop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def _post(url, body, headers):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def crash_main(args):
+    failed = False
+    for backend in args.backends.split(","):
+        r = run_crash(backend, args)
+        complete = not r["missing"] and not r["not_success"]
+        print(f"{backend}: answered {r['answered']}, rows for all of them: "
+              f"{'yes' if complete else 'no'}, interrupted: {r['interrupted']} "
+              f"(rows {r['rows']})")
+        if r["missing"]:
+            print(f"  {len(r['missing'])} answered without a row, e.g. {r['missing'][:5]}")
+        if r["not_success"]:
+            print(f"  {len(r['not_success'])} answered with a failed row, e.g. {r['not_success'][:5]}")
+        if r["other_codes"]:
+            print(f"  rows failed otherwise than interrupted: {r['other_codes']}")
+        failed |= not complete or bool(r["other_codes"])
+    sys.exit(1 if failed else 0)
+
+
 def render(result, args):
     lines = [f"### {result['backend']}", "",
              "| scenario | conns | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | "
@@ -319,6 +512,13 @@ def main():
     ap.add_argument("--log-level", default="info", help="commander's log level during the load")
     ap.add_argument("--smoke", action="store_true", help="a few seconds, to check it runs")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--crash", action="store_true",
+                    help="the crash test instead: SIGKILL at full load, restart, and check that "
+                         "every answered call has its usage row")
+    ap.add_argument("--crash-after", type=float, default=6.0,
+                    help="--crash: seconds of load before the kill")
+    ap.add_argument("--crash-clients", type=int, default=32,
+                    help="--crash: concurrent clients")
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.connections = 2, 0, "8"
@@ -328,6 +528,8 @@ def main():
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--release", "-p", "commander", "-p", "fake-upstream"],
                        cwd=ROOT, check=True)
+    if args.crash:
+        crash_main(args)
     oha_bin = ensure_oha()
     os.makedirs(OUT_DIR, exist_ok=True)
     machine = (f"{os.cpu_count()} cores, "

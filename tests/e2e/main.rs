@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on port 0, real sockets, a real SQLite file.
 
 mod auth;
+mod bad_day;
 mod catalogue_hardening;
 mod chat_send;
 mod edge_hardening;

@@ -207,16 +207,37 @@ pub(crate) fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 
 /// Creates the segment starting at `first_seq` for appending (`fsync`ing the directory too
 /// when `sync_dir`, so the new name survives a power cut).
+///
+/// A file of that name may already hold the torn start of its first line (a power cut, or a
+/// write that failed half way, as the segment's first line): no line was numbered from it, so
+/// the new segment takes its name. The fragment is moved aside to `<name>.torn` first;
+/// appended to, it would glue itself to the first new line and make that line unreadable.
 pub(crate) fn create_segment(dir: &Path, first_seq: u64, sync_dir: bool) -> std::io::Result<File> {
     std::fs::create_dir_all(dir)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(segment_path(dir, first_seq))?;
+    let path = segment_path(dir, first_seq);
+    move_torn_fragment_aside(&path)?;
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
     if sync_dir {
         File::open(dir)?.sync_all()?;
     }
     Ok(file)
+}
+
+/// Renames `path` to `<path>.torn` when it holds bytes but no whole line.
+fn move_torn_fragment_aside(path: &Path) -> std::io::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.contains(&b'\n') {
+        return Ok(());
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".torn");
+    tracing::warn!(segment = %path.display(), bytes = bytes.len(),
+        "a journal segment held only a torn first line; moved aside");
+    std::fs::rename(path, aside)
 }
 
 /// A line of a segment as read back.
@@ -492,6 +513,29 @@ mod tests {
         assert_eq!(scan.next_seq, 12);
         let aside = std::fs::read_to_string(dir.path().join("unreadable.jsonl")).unwrap();
         assert!(aside.contains("\"seq\":10"), "{aside}");
+    }
+
+    #[test]
+    fn a_new_segment_never_appends_to_a_torn_first_line_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let torn = b"{\"finished\":{\"request_";
+        std::fs::write(segment_path(dir.path(), 7), torn).unwrap();
+        write_lines(dir.path(), 7, &[Line::Started(&call("x"))]);
+        let scan = scan(dir.path(), 0).unwrap();
+        assert_eq!(scan.unreadable, 0);
+        assert_eq!(scan.next_seq, 8);
+        assert_eq!(scan.unfinished.len(), 1);
+        let aside = dir.path().join(format!("journal-{:020}.log.torn", 7));
+        let kept = std::fs::read(aside).unwrap();
+        assert_eq!(kept, torn, "the fragment is kept aside");
+
+        // A segment holding whole lines is appended to as before.
+        write_lines(dir.path(), 7, &[Line::Started(&call("y"))]);
+        assert_eq!(lines_in(dir.path(), 7), 2);
+    }
+
+    fn lines_in(dir: &Path, first: u64) -> u64 {
+        read_segment(dir, first, |_, _| true).unwrap() - first
     }
 
     #[test]

@@ -218,6 +218,21 @@ impl Shared {
         Ok((seq, segment))
     }
 
+    /// The rows after `applied` must be read from disk again later.
+    fn journal_read_failed(&self, applied: u64) {
+        let mut state = self.lock();
+        state.applied_through = state.applied_through.max(applied);
+        // Rows queued in memory while the read ran come after the stretch not yet read:
+        // written first, they would carry `applied_through` (and the checkpoint) past it. They
+        // are in the journal, so they are read back with it, in order.
+        state.tail.retain(|queued| queued.seq.is_none());
+        let since = state
+            .in_hand
+            .take()
+            .map_or_else(Instant::now, |(_, since)| since);
+        state.behind_since = Some(state.behind_since.map_or(since, |b| b.min(since)));
+    }
+
     /// Notes a journal failure (logged when it begins) or its end.
     fn journal_outcome(&self, state: &mut State, outcome: Result<(), &std::io::Error>) {
         match outcome {
@@ -962,19 +977,19 @@ impl Worker {
                 Ok(Ok(read)) => read,
                 Ok(Err(error)) => {
                     tracing::error!(%error, "cannot read the usage journal back; will retry");
-                    self.journal_read_failed(after);
+                    self.shared.journal_read_failed(after);
                     return self.wait_or_give_up().await;
                 }
                 Err(error) => {
                     tracing::error!(%error, "journal read task failed");
-                    self.journal_read_failed(after);
+                    self.shared.journal_read_failed(after);
                     return self.wait_or_give_up().await;
                 }
             };
             let records = Arc::new(records);
             if !records.is_empty() {
                 if !self.apply_retrying(&records).await {
-                    self.journal_read_failed(from);
+                    self.shared.journal_read_failed(from);
                     return false;
                 }
                 self.counters_after_commit(records.len());
@@ -992,17 +1007,6 @@ impl Worker {
         }
         self.shared.lock().in_hand = None;
         true
-    }
-
-    /// The rows after `applied` must be read from disk again later.
-    fn journal_read_failed(&self, applied: u64) {
-        let mut state = self.shared.lock();
-        state.applied_through = state.applied_through.max(applied);
-        let since = state
-            .in_hand
-            .take()
-            .map_or_else(Instant::now, |(_, since)| since);
-        state.behind_since = Some(state.behind_since.map_or(since, |b| b.min(since)));
     }
 
     async fn wait_or_give_up(&mut self) -> bool {
@@ -1513,6 +1517,47 @@ mod tests {
         assert!(*sink.shared.synced.borrow() >= last);
         sink.flush().await.unwrap();
         assert_eq!(store.count_rows().unwrap(), 20);
+        writer.shutdown().await;
+    }
+
+    /// A read-back of the journal that fails (too many open files, an I/O error) is retried;
+    /// rows queued in memory meanwhile come after the stretch not yet read, so writing them
+    /// first must not mark that stretch applied.
+    #[tokio::test]
+    async fn rows_queued_while_a_journal_read_back_fails_leave_the_unread_rows_to_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            // The writer moves only when a flush asks it to.
+            flush_interval_ms: DatabaseConfig::MAX_WAIT_MS,
+            queue_capacity: 100,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        // The first row is on disk only, and the writer has just taken the stretch holding it
+        // to read back (what `next_work` does after an overflow).
+        sink.record(record(1));
+        {
+            let mut state = sink.shared.lock();
+            state.tail.clear();
+            state.in_hand = Some((0, Instant::now()));
+        }
+        // While it reads, the second row queues in memory; then the read fails.
+        sink.record(record(2));
+        sink.shared.journal_read_failed(0);
+
+        tokio::time::timeout(Duration::from_secs(20), sink.flush())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ids: Vec<String> = store
+            .all_rows()
+            .unwrap()
+            .into_iter()
+            .map(|row| row.request_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["req-1", "req-2"]);
         writer.shutdown().await;
     }
 
