@@ -172,11 +172,17 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             out.extend_from_slice(b"{\"started\":{\"request_id\":");
             raw_str(&mut out, call.request_id.as_str());
             out.extend_from_slice(b",\"client_request_id\":");
-            option_raw_str(&mut out, call.client_request_id.as_ref().map(RequestId::as_str));
+            option_raw_str(
+                &mut out,
+                call.client_request_id.as_ref().map(RequestId::as_str),
+            );
             out.extend_from_slice(b",\"timestamp\":");
             timestamp(&mut out, call.timestamp)?;
             out.extend_from_slice(b",\"user_email_hash\":");
-            option_raw_str(&mut out, call.user_email_hash.as_ref().map(EmailHash::as_str));
+            option_raw_str(
+                &mut out,
+                call.user_email_hash.as_ref().map(EmailHash::as_str),
+            );
             out.extend_from_slice(b",\"specialist_id\":");
             raw_str(&mut out, call.specialist_id.as_str());
             out.extend_from_slice(b",\"specialist_name\":");
@@ -215,7 +221,10 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             out.extend_from_slice(b",\"timestamp\":");
             timestamp(&mut out, record.timestamp)?;
             out.extend_from_slice(b",\"user_email_hash\":");
-            option_raw_str(&mut out, record.user_email_hash.as_ref().map(EmailHash::as_str));
+            option_raw_str(
+                &mut out,
+                record.user_email_hash.as_ref().map(EmailHash::as_str),
+            );
             out.extend_from_slice(b",\"specialist_id\":");
             raw_str(&mut out, record.specialist_id.as_str());
             out.extend_from_slice(b",\"specialist_name\":");
@@ -361,9 +370,9 @@ fn timestamp(out: &mut Vec<u8>, value: DateTime<Utc>) -> Result<(), StoreError> 
     two(out, value.second());
     let (fraction, digits) = if nanos == 0 {
         (0, 0)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         (nanos / 1_000_000, 3)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         (nanos / 1_000, 6)
     } else {
         (nanos, 9)

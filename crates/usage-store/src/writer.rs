@@ -1096,7 +1096,10 @@ impl Worker {
         // Lines still in the buffer are not in the file yet: wait for the thread writing them.
         let mut written = self.shared.written.subscribe();
         let in_file = written.wait_for(|&written| written + 1 >= before);
-        if tokio::time::timeout(SYNC_WAIT_LIMIT, in_file).await.is_err() {
+        if tokio::time::timeout(SYNC_WAIT_LIMIT, in_file)
+            .await
+            .is_err()
+        {
             tracing::error!("journal lines to read back were not written within 10 s; will retry");
             self.shared.journal_read_failed(after);
             return self.wait_or_give_up().await;
