@@ -364,14 +364,15 @@ async fn rows_left_at_shutdown_are_applied_exactly_once_after_a_restart(backend:
             .await
             .expect("shutdown is bounded by its timeout during an outage");
         let stats = sink.stats();
-        // The 26 the queue could not hold waited in the journal from the start; with
-        // write-behind, the 4 it held were put there at shutdown.
-        let spilled = if durability == Durability::Memory {
-            30
+        if durability == Durability::Memory {
+            // Write-behind puts in the journal what the queue could not hold, and at shutdown
+            // what it still held: every row.
+            assert_eq!(stats.spilled, 30, "{stats:?}");
         } else {
-            26
-        };
-        assert_eq!(stats.spilled, spilled, "{durability:?}: {stats:?}");
+            // Every row was journaled from the start; those the queue of 4 could not hold
+            // (how many depends on when the writer took its first batch) waited there only.
+            assert!((22..=26).contains(&stats.spilled), "{stats:?}");
+        }
         outage.end().await;
         // The process ends, letting go of the journal.
         drop(sink);

@@ -981,8 +981,11 @@ impl Worker {
                     () = tokio::time::sleep(self.flush_interval) => {}
                 }
             }
-            let finished = self.drain().await;
-            if self.deadline.is_some() && (finished || self.past_deadline()) {
+            // Once shutdown is asked for, one pass is all: it takes everything, and it stops
+            // early only because the deadline would pass (a second pass would find the rows
+            // it left in the journal and must not count them as written).
+            let _all_written = self.drain().await;
+            if self.deadline.is_some() {
                 break;
             }
         }
@@ -1076,6 +1079,11 @@ impl Worker {
                 .map(|((seq, since), record)| Queued { seq, record, since })
                 .collect();
             self.leave_in_journal(batch);
+            // The journaled rows of the batch are not in the database: nothing may count them
+            // as applied (and checkpoint past them) before they are read back.
+            let mut state = self.shared.lock();
+            let since = Instant::now();
+            state.behind_since.get_or_insert(since);
             return false;
         }
         self.counters_after_commit(records.len());
@@ -1791,6 +1799,46 @@ mod tests {
         );
         assert_eq!(store.count_rows().unwrap(), 1);
         writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn rows_a_failing_database_left_at_shutdown_are_not_checkpointed_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            // Long enough for the give-up to come with time to spare before the deadline,
+            // when a second pass over the (now empty) queue used to count the rows as written.
+            shutdown_timeout_ms: 1_000,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let path = dir.path().join("usage.db");
+        let mut other = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        other
+            .batch_execute("ALTER TABLE usage_logs RENAME TO hidden")
+            .unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        for i in 0..3 {
+            sink.record(record(i));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.stats().write_errors == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never met the failure"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.shutdown().await;
+        drop(sink);
+        let journal = dir.path().join("journal");
+        assert_eq!(journal::read_checkpoint(&journal), 0, "nothing was written");
+        other
+            .batch_execute("ALTER TABLE hidden RENAME TO usage_logs")
+            .unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        sink.flush().await.unwrap();
+        writer.shutdown().await;
+        assert_eq!(store.count_rows().unwrap(), 3);
     }
 
     #[tokio::test]
