@@ -35,6 +35,10 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// A journal segment is closed (and a new one begun) once it is this large, so applied
 /// segments can be deleted while the server runs.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// How often, at most, the checkpoint is written and applied segments deleted while the server
+/// runs (a flush and shutdown do it at once): a stale checkpoint only means rows applied again,
+/// harmlessly, at the next start.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an answer waits for its group commit (`journal_sync = "machine"`) before going
 /// out anyway, with an error logged: a disk that stopped answering must not hang every call.
 const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -168,7 +172,7 @@ struct Shared {
     /// The highest sequence number on stable storage.
     synced: watch::Sender<u64>,
     /// The highest sequence number in the file (`State::written`), for those who wait on it.
-    written: watch::Sender<u64>,
+    written: Mark,
     counters: Counters,
     /// The journal's lock, held for the life of the sink (`None` when the directory could
     /// not be opened; the journal is then failing anyway).
@@ -255,7 +259,7 @@ impl Shared {
             }
         }
         state.writing = false;
-        self.written.send_replace(state.written);
+        self.written.set(state.written);
         if self.sync == JournalSync::Machine {
             self.sync_wanted.notify_one();
         }
@@ -356,6 +360,55 @@ impl Shared {
     }
 }
 
+/// A sequence number tasks wait for, set far more often than waited on: setting it costs an
+/// atomic store (and a wake-up only when someone waits), where a `watch` channel would notify
+/// its waiter lists on every line written.
+#[derive(Debug, Default)]
+struct Mark {
+    value: AtomicU64,
+    waiting: std::sync::atomic::AtomicUsize,
+    changed: Notify,
+}
+
+impl Mark {
+    fn set(&self, value: u64) {
+        self.value.store(value, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.value.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the mark is at `target` or past it.
+    async fn reached(&self, target: u64) {
+        if self.get() >= target {
+            return;
+        }
+        /// Counts the waiter for as long as it waits, however the wait ends.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a `set` between the two still wakes it.
+            changed.as_mut().enable();
+            if self.get() >= target {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// The request path's handle to the usage log. Cheap to clone.
 #[derive(Clone)]
 pub struct UsageSink {
@@ -396,12 +449,19 @@ impl Durable {
         let Some(shared) = self.shared else {
             return;
         };
-        let mut reached = match shared.sync {
-            JournalSync::Process => shared.written.subscribe(),
-            JournalSync::Machine => shared.synced.subscribe(),
+        let reached = async {
+            match shared.sync {
+                JournalSync::Process => shared.written.reached(self.seq).await,
+                JournalSync::Machine => {
+                    let mut synced = shared.synced.subscribe();
+                    let _ = synced.wait_for(|&synced| synced >= self.seq).await;
+                }
+            }
         };
-        let wait = reached.wait_for(|&reached| reached >= self.seq);
-        if tokio::time::timeout(SYNC_WAIT_LIMIT, wait).await.is_err() {
+        if tokio::time::timeout(SYNC_WAIT_LIMIT, reached)
+            .await
+            .is_err()
+        {
             tracing::error!(
                 seq = self.seq,
                 "the usage journal's write has not finished in 10 s; answering anyway"
@@ -674,7 +734,7 @@ pub fn spawn_writer(
     let lock = lock_journal(&dir)?;
     let batch_size = config.batch_size.clamp(1, DatabaseConfig::MAX_BATCH_SIZE);
     let (synced, _) = watch::channel(0);
-    let (written, _) = watch::channel(0);
+    let written = Mark::default();
     let shared = Arc::new(Shared {
         dir: dir.clone(),
         durability: config.durability,
@@ -719,7 +779,7 @@ pub fn spawn_writer(
     });
     recover(&shared, Path::new(&config.spill_path));
     let written = shared.lock().written;
-    shared.written.send_replace(written);
+    shared.written.set(written);
     let sync_thread = (config.durability == Durability::Journal
         && config.journal_sync == JournalSync::Machine)
         .then(|| {
@@ -745,6 +805,7 @@ pub fn spawn_writer(
         stop: stop_rx,
         deadline: None,
         checkpointed: 0,
+        last_checkpoint: None,
     };
     let task = tokio::spawn(worker.run());
     Ok((
@@ -968,6 +1029,8 @@ struct Worker {
     deadline: Option<Instant>,
     /// The sequence number the checkpoint file holds.
     checkpointed: u64,
+    /// When the checkpoint was last written.
+    last_checkpoint: Option<Instant>,
 }
 
 impl Worker {
@@ -1009,7 +1072,14 @@ impl Worker {
         let mut take_any = true;
         loop {
             let Some(work) = self.next_work(take_any || self.deadline.is_some()) else {
-                self.checkpoint().await;
+                let asked = self.deadline.is_some() || !self.shared.lock().waiters.is_empty();
+                let due = self
+                    .last_checkpoint
+                    .is_none_or(|last| last.elapsed() >= CHECKPOINT_INTERVAL);
+                if asked || due {
+                    self.last_checkpoint = Some(Instant::now());
+                    self.checkpoint().await;
+                }
                 answer_flushes(&mut self.shared.lock());
                 return true;
             };
@@ -1102,8 +1172,7 @@ impl Worker {
     /// them in batches. False when shutdown's deadline passed first.
     async fn apply_from_disk(&mut self, after: u64, before: u64) -> bool {
         // Lines still in the buffer are not in the file yet: wait for the thread writing them.
-        let mut written = self.shared.written.subscribe();
-        let in_file = written.wait_for(|&written| written + 1 >= before);
+        let in_file = self.shared.written.reached(before.saturating_sub(1));
         if tokio::time::timeout(SYNC_WAIT_LIMIT, in_file)
             .await
             .is_err()
