@@ -1,10 +1,13 @@
-//! The usage log: one row per chat call, in SQLite or PostgreSQL, written without ever making a
-//! caller wait.
+//! The usage log: one row per chat call, in SQLite or PostgreSQL, kept through crashes and
+//! outages without ever making a caller wait for the database.
 //!
 //! This crate owns the `usage_logs` table (its diesel schema and the embedded migrations for
 //! both backends under `migrations/`), the connection pool ([`UsageStore`], backend chosen by the
-//! URL), and the background writer ([`spawn_writer`]) that drains a bounded queue into the
-//! database in batches, one transaction each, on blocking threads.
+//! URL), the journal in front of it (a directory of append-only segments: a call's
+//! [`CallStart`] before it is made, its row before it is answered; a crash leaves every answered
+//! row, and the calls it cut are recorded as `interrupted` at the next start), and the
+//! background writer ([`spawn_writer`]) that applies the journal to the database in batches, one
+//! transaction each, on blocking threads, checkpointing as it goes.
 //!
 //! A batch the database refuses for its data rather than for being away does not stop the log:
 //! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
