@@ -169,28 +169,20 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(768);
     match line {
         Line::Started(call) => {
-            out.extend_from_slice(b"{\"started\":{\"request_id\":");
-            raw_str(&mut out, call.request_id.as_str());
-            out.extend_from_slice(b",\"client_request_id\":");
-            option_raw_str(
+            out.extend_from_slice(b"{\"started\":");
+            identity(
                 &mut out,
-                call.client_request_id.as_ref().map(RequestId::as_str),
-            );
-            out.extend_from_slice(b",\"timestamp\":");
-            timestamp(&mut out, call.timestamp)?;
-            out.extend_from_slice(b",\"user_email_hash\":");
-            option_raw_str(
-                &mut out,
-                call.user_email_hash.as_ref().map(EmailHash::as_str),
-            );
-            out.extend_from_slice(b",\"specialist_id\":");
-            raw_str(&mut out, call.specialist_id.as_str());
-            out.extend_from_slice(b",\"specialist_name\":");
-            text(&mut out, &call.specialist_name)?;
-            out.extend_from_slice(b",\"provider\":");
-            raw_str(&mut out, call.provider.as_str());
-            out.extend_from_slice(b",\"model\":");
-            text(&mut out, &call.model)?;
+                &Identity {
+                    request_id: &call.request_id,
+                    client_request_id: call.client_request_id.as_ref(),
+                    timestamp: call.timestamp,
+                    user_email_hash: call.user_email_hash.as_ref(),
+                    specialist_id: &call.specialist_id,
+                    specialist_name: &call.specialist_name,
+                    provider: call.provider,
+                    model: &call.model,
+                },
+            )?;
             out.extend_from_slice(b",\"streamed\":");
             boolean(&mut out, call.streamed);
             out.extend_from_slice(b",\"end_user\":");
@@ -211,28 +203,20 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             out.extend_from_slice(b"}}");
         }
         Line::Finished(record) => {
-            out.extend_from_slice(b"{\"finished\":{\"request_id\":");
-            raw_str(&mut out, record.request_id.as_str());
-            out.extend_from_slice(b",\"client_request_id\":");
-            option_raw_str(
+            out.extend_from_slice(b"{\"finished\":");
+            identity(
                 &mut out,
-                record.client_request_id.as_ref().map(RequestId::as_str),
-            );
-            out.extend_from_slice(b",\"timestamp\":");
-            timestamp(&mut out, record.timestamp)?;
-            out.extend_from_slice(b",\"user_email_hash\":");
-            option_raw_str(
-                &mut out,
-                record.user_email_hash.as_ref().map(EmailHash::as_str),
-            );
-            out.extend_from_slice(b",\"specialist_id\":");
-            raw_str(&mut out, record.specialist_id.as_str());
-            out.extend_from_slice(b",\"specialist_name\":");
-            text(&mut out, &record.specialist_name)?;
-            out.extend_from_slice(b",\"provider\":");
-            raw_str(&mut out, record.provider.as_str());
-            out.extend_from_slice(b",\"model\":");
-            text(&mut out, &record.model)?;
+                &Identity {
+                    request_id: &record.request_id,
+                    client_request_id: record.client_request_id.as_ref(),
+                    timestamp: record.timestamp,
+                    user_email_hash: record.user_email_hash.as_ref(),
+                    specialist_id: &record.specialist_id,
+                    specialist_name: &record.specialist_name,
+                    provider: record.provider,
+                    model: &record.model,
+                },
+            )?;
             let usage = &record.usage;
             out.extend_from_slice(b",\"usage\":{\"input_tokens\":");
             number(&mut out, usage.input_tokens);
@@ -271,6 +255,38 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
     }
     out.push(b'\n');
     Ok(out)
+}
+
+/// The fields a `started` line and a row begin with, in their order.
+struct Identity<'a> {
+    request_id: &'a RequestId,
+    client_request_id: Option<&'a RequestId>,
+    timestamp: DateTime<Utc>,
+    user_email_hash: Option<&'a EmailHash>,
+    specialist_id: &'a SpecialistId,
+    specialist_name: &'a str,
+    provider: ProviderKind,
+    model: &'a str,
+}
+
+/// Opens the object and writes [`Identity`]'s fields (the caller writes the rest and closes it).
+fn identity(out: &mut Vec<u8>, fields: &Identity<'_>) -> Result<(), StoreError> {
+    out.extend_from_slice(b"{\"request_id\":");
+    raw_str(out, fields.request_id.as_str());
+    out.extend_from_slice(b",\"client_request_id\":");
+    option_raw_str(out, fields.client_request_id.map(RequestId::as_str));
+    out.extend_from_slice(b",\"timestamp\":");
+    timestamp(out, fields.timestamp)?;
+    out.extend_from_slice(b",\"user_email_hash\":");
+    option_raw_str(out, fields.user_email_hash.map(EmailHash::as_str));
+    out.extend_from_slice(b",\"specialist_id\":");
+    raw_str(out, fields.specialist_id.as_str());
+    out.extend_from_slice(b",\"specialist_name\":");
+    text(out, fields.specialist_name)?;
+    out.extend_from_slice(b",\"provider\":");
+    raw_str(out, fields.provider.as_str());
+    out.extend_from_slice(b",\"model\":");
+    text(out, fields.model)
 }
 
 fn encoding_failed(error: serde_json::Error) -> StoreError {
