@@ -443,37 +443,48 @@ pub(crate) fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(segments)
 }
 
-/// Creates the segment starting at `first_seq` for appending (`fsync`ing the directory too
-/// when `sync_dir`, so the new name survives a power cut).
+/// Creates the segment starting at `first_seq` for appending. (With `journal_sync =
+/// "machine"`, the sync thread `fsync`s the directory, so the new name survives a power cut.)
 ///
 /// A file of that name may already hold the torn start of its first line (a power cut, or a
 /// write that failed half way, as the segment's first line): no line was numbered from it, so
 /// the new segment takes its name. The fragment is moved aside to `<name>.torn` first;
 /// appended to, it would glue itself to the first new line and make that line unreadable.
-pub(crate) fn create_segment(dir: &Path, first_seq: u64, sync_dir: bool) -> std::io::Result<File> {
+pub(crate) fn create_segment(dir: &Path, first_seq: u64) -> std::io::Result<File> {
     std::fs::create_dir_all(dir)?;
     let path = segment_path(dir, first_seq);
     move_torn_fragment_aside(&path)?;
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
-    if sync_dir {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(file)
+    OpenOptions::new().create(true).append(true).open(&path)
 }
 
-/// Renames `path` to `<path>.torn` when it holds bytes but no whole line.
+/// Renames `path` to `<path>.torn` when it holds bytes but no whole line. Reads only until the
+/// first newline, so a large file costs no more than its first line.
 fn move_torn_fragment_aside(path: &Path) -> std::io::Result<()> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    if bytes.is_empty() || bytes.contains(&b'\n') {
+    let mut reader = BufReader::new(file);
+    let mut bytes = 0usize;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        if chunk.contains(&b'\n') {
+            return Ok(());
+        }
+        let read = chunk.len();
+        bytes += read;
+        reader.consume(read);
+    }
+    if bytes == 0 {
         return Ok(());
     }
     let mut aside = path.as_os_str().to_owned();
     aside.push(".torn");
-    tracing::warn!(segment = %path.display(), bytes = bytes.len(),
+    tracing::warn!(segment = %path.display(), bytes,
         "a journal segment held only a torn first line; moved aside");
     std::fs::rename(path, aside)
 }
@@ -654,7 +665,7 @@ mod tests {
     }
 
     fn write_lines(dir: &Path, first: u64, lines: &[Line<'_>]) {
-        let mut file = create_segment(dir, first, false).unwrap();
+        let mut file = create_segment(dir, first).unwrap();
         for line in lines {
             file.write_all(&encode(line).unwrap()).unwrap();
         }
@@ -895,7 +906,7 @@ mod tests {
     fn segments_are_listed_in_order_and_strangers_ignored() {
         let dir = tempfile::tempdir().unwrap();
         for first in [30, 2, 100] {
-            create_segment(dir.path(), first, true).unwrap();
+            create_segment(dir.path(), first).unwrap();
         }
         std::fs::write(dir.path().join("journal-x.log"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();

@@ -123,8 +123,11 @@ struct State {
     buffer: Vec<u8>,
     /// A thread is writing the buffer out now (the others leave their lines to it).
     writing: bool,
-    /// Every line through this one is in the file (or was given up on, with an error logged).
-    written: u64,
+    /// `journal_sync = "machine"`: segments closed since the sync thread last ran, and whether
+    /// the directory gained a segment's name since; the thread syncs them, not the request
+    /// that happened to begin a new segment.
+    retired: Vec<Arc<File>>,
+    directory_changed: bool,
     /// Segments by first sequence number, with how many calls that started in each have not
     /// finished yet (such a segment is kept, for recovery).
     segments: BTreeMap<u64, u64>,
@@ -200,16 +203,15 @@ impl Shared {
             }
         };
         if rotate {
+            let machine = self.sync == JournalSync::Machine;
             if let Some(old) = state.active.take()
-                && self.sync == JournalSync::Machine
+                && machine
             {
-                // What the sync thread has not covered yet must be on disk before the
-                // thread moves on to the new file.
-                old.file.sync_data()?;
+                state.retired.push(old.file);
             }
             let first_seq = state.next_seq;
-            let file =
-                journal::create_segment(&self.dir, first_seq, self.sync == JournalSync::Machine)?;
+            let file = journal::create_segment(&self.dir, first_seq)?;
+            state.directory_changed |= machine;
             state.segments.entry(first_seq).or_insert(0);
             state.active = Some(Active {
                 file: Arc::new(file),
@@ -250,7 +252,7 @@ impl Shared {
                 Ok(()) => self.journal_outcome(&mut state, Ok(())),
                 Err(error) => self.chunk_lost(&mut state, &chunk, through, &error),
             }
-            state.written = through;
+            self.written.set(through);
             if state.buffer.is_empty() {
                 // Keep the allocation for the next lines.
                 let mut chunk = chunk;
@@ -259,7 +261,6 @@ impl Shared {
             }
         }
         state.writing = false;
-        self.written.set(state.written);
         if self.sync == JournalSync::Machine {
             self.sync_wanted.notify_one();
         }
@@ -471,14 +472,14 @@ impl Durable {
 }
 
 impl UsageSink {
-    /// What to wait on for line `seq`, given how far the file is written (`written`): nothing
-    /// when it is in the kernel already and that is all the journal promises.
-    fn durable(&self, seq: Option<u64>, written: u64) -> Durable {
+    /// What to wait on for line `seq`: nothing when it is in the kernel already and that is
+    /// all the journal promises.
+    fn durable(&self, seq: Option<u64>) -> Durable {
         let shared = &self.shared;
         let wait = match (seq, shared.sync) {
             (None, _) => false,
             (Some(_), _) if !shared.journaling() => false,
-            (Some(seq), JournalSync::Process) => seq > written,
+            (Some(seq), JournalSync::Process) => seq > shared.written.get(),
             (Some(_), JournalSync::Machine) => true,
         };
         Durable {
@@ -497,13 +498,13 @@ impl UsageSink {
             seq: None,
         };
         if !self.shared.journaling() {
-            return (ticket, self.durable(None, 0));
+            return (ticket, self.durable(None));
         }
         let line = match journal::encode(&Line::Started(call)) {
             Ok(line) => line,
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a started record");
-                return (ticket, self.durable(None, 0));
+                return (ticket, self.durable(None));
             }
         };
         let shared = &self.shared;
@@ -516,8 +517,8 @@ impl UsageSink {
             }
             Err(e) => shared.journal_outcome(&mut state, Err(&e)),
         }
-        let written = shared.write_out(state).written;
-        let durable = self.durable(ticket.seq, written);
+        drop(shared.write_out(state));
+        let durable = self.durable(ticket.seq);
         (ticket, durable)
     }
 
@@ -606,22 +607,22 @@ impl UsageSink {
                         state.behind_since = Some(Instant::now());
                     }
                     shared.wake.notify_one();
-                    let written = shared.write_out(state).written;
-                    return self.durable(Some(journaled), written);
+                    drop(shared.write_out(state));
+                    return self.durable(Some(journaled));
                 }
                 Err(e) => {
                     shared.journal_outcome(&mut state, Err(&e));
                     if full && state.tail.len() >= shared.tail_capacity.saturating_mul(2) {
                         drop(state);
                         log_unwritten(&record, &StoreError::Io(e));
-                        return self.durable(None, 0);
+                        return self.durable(None);
                     }
                 }
             }
         }
         shared.enqueue(&mut state, seq, record);
-        let written = shared.write_out(state).written;
-        self.durable(seq, written)
+        drop(shared.write_out(state));
+        self.durable(seq)
     }
 
     /// Waits until every row handed in before this call is in the database.
@@ -756,7 +757,8 @@ pub fn spawn_writer(
             next_seq: 1,
             buffer: Vec::new(),
             writing: false,
-            written: 0,
+            retired: Vec::new(),
+            directory_changed: false,
             segments: BTreeMap::new(),
             journal_problem: None,
             tail: VecDeque::new(),
@@ -778,8 +780,6 @@ pub fn spawn_writer(
         _lock: lock,
     });
     recover(&shared, Path::new(&config.spill_path));
-    let written = shared.lock().written;
-    shared.written.set(written);
     let sync_thread = (config.durability == Durability::Journal
         && config.journal_sync == JournalSync::Machine)
         .then(|| {
@@ -867,7 +867,7 @@ fn recover(shared: &Shared, spill: &Path) {
     };
     let mut state = shared.lock();
     state.next_seq = scan.next_seq;
-    state.written = scan.next_seq.saturating_sub(1);
+    shared.written.set(scan.next_seq.saturating_sub(1));
     state.applied_through = checkpoint.min(scan.next_seq.saturating_sub(1));
     state.segments = scan.segments.iter().map(|&first| (first, 0)).collect();
     let mut behind = scan.unapplied > 0;
@@ -981,20 +981,27 @@ fn group_commit(shared: &Shared) {
     let mut synced = 0;
     loop {
         let mut state = shared.lock();
-        while state.written <= synced && !state.sync_stop {
+        // `written` is set under the state lock, so a change cannot slip past this wait.
+        while shared.written.get() <= synced && !state.sync_stop {
             state = shared
                 .sync_wanted
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let target = state.written;
-        let file = state.active.as_ref().map(|active| Arc::clone(&active.file));
+        let target = shared.written.get();
+        // Every line through `target` is in a retired segment or the active one: rotation
+        // happens only between writes.
+        let mut files = std::mem::take(&mut state.retired);
+        files.extend(state.active.as_ref().map(|active| Arc::clone(&active.file)));
+        let directory = std::mem::take(&mut state.directory_changed);
         let stopping = state.sync_stop;
         drop(state);
         if target > synced {
-            if let Some(file) = file
-                && let Err(error) = file.sync_data()
-            {
+            let directory = directory
+                .then(|| File::open(&shared.dir).and_then(|dir| dir.sync_all()))
+                .into_iter();
+            let synced_files = files.iter().map(|file| file.sync_data());
+            for error in directory.chain(synced_files).filter_map(Result::err) {
                 shared
                     .counters
                     .journal_errors
@@ -1654,7 +1661,7 @@ mod tests {
         // call and finds no call unfinished.
         {
             let state = sink.shared.lock();
-            assert_eq!(state.written, state.next_seq - 1);
+            assert_eq!(sink.shared.written.get(), state.next_seq - 1);
             assert!(state.buffer.is_empty() && !state.writing);
         }
         crash(sink, writer).await;
@@ -1825,6 +1832,36 @@ mod tests {
             .collect();
         ids.sort();
         assert_eq!(ids, ["req-1", "req-2"]);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn machine_sync_covers_a_segment_closed_before_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            journal_sync: JournalSync::Machine,
+            ..config(&dir)
+        };
+        let store = UsageStore::connect(&config).unwrap();
+        let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+        let before = sink.record(record(1));
+        // The next line begins a new segment; the old one is left to the sync thread.
+        sink.shared.lock().active.as_mut().unwrap().bytes = SEGMENT_BYTES;
+        let after = sink.record(record(2));
+        assert_eq!(segments(&dir).len(), 2);
+        for wait in [before, after] {
+            tokio::time::timeout(Duration::from_secs(10), wait.durable())
+                .await
+                .unwrap();
+        }
+        let state = sink.shared.lock();
+        assert!(
+            state.retired.is_empty() && !state.directory_changed,
+            "synced and let go"
+        );
+        drop(state);
+        sink.flush().await.unwrap();
+        assert_eq!(store.count_rows().unwrap(), 2);
         writer.shutdown().await;
     }
 
