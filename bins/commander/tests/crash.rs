@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_upstreams::{FakeUpstream, Reply, Wire};
-use usage_store::{DatabaseConfig, StoredUsage, UsageStore};
+use usage_store::{StoredUsage, UsageStore};
 
 mod running_commander;
 
 use running_commander::{
-    LogLines, Running, eventually, keep_collecting, lines_until_listening, server_in,
-    spawn_reading_stdout,
+    LogLines, Running, default_store, eventually, listening_json, server_in, spawn_reading_stdout,
 };
 
 /// Starts `commander` in `dir` with JSON logs and `extra_env`; returns it, the address it
@@ -31,19 +30,8 @@ fn start(dir: &Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) 
             .env("COMMANDER__SERVER__MAX_CONNECTIONS_PER_CLIENT", "100000")
             .envs(extra_env.iter().copied()),
     );
-    let json = |line: &str| -> serde_json::Value {
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
-    };
-    let listening = lines_until_listening(&rx, |line| {
-        json(line)["message"] == "commander is listening"
-    })
-    .pop()
-    .expect("the listening line");
-    let address = json(&listening)["address"]
-        .as_str()
-        .expect("address field")
-        .to_owned();
-    (child, address, keep_collecting(vec![listening], rx))
+    let (address, logs) = listening_json(rx);
+    (child, address, logs)
 }
 
 /// OpenAI at `fake` with a key and no retries, so each call is one upstream request.
@@ -72,15 +60,6 @@ fn stop_gracefully(mut child: Running) {
         child.0.try_wait().expect("wait")
     });
     assert!(exit.success(), "{exit:?}");
-}
-
-/// The database a commander started in `dir` uses on its defaults, opened for reading rows.
-fn default_store(dir: &Path) -> UsageStore {
-    UsageStore::connect(&DatabaseConfig {
-        url: format!("sqlite://{}", dir.join("data/commander.db").display()),
-        ..DatabaseConfig::default()
-    })
-    .unwrap()
 }
 
 /// Every row, keyed by the tag the test sent as `X-Request-Id` (the row's client request

@@ -11,8 +11,8 @@ use usage_store::{DatabaseConfig, UsageStore};
 mod running_commander;
 
 use running_commander::{
-    LogLines, Running, commander_in, eventually, keep_collecting, lines_after_exit,
-    lines_until_listening, server_in, spawn_reading_stdout,
+    LogLines, Running, commander_in, default_database, default_store, eventually, keep_collecting,
+    lines_after_exit, lines_until_listening, listening_json, server_in, spawn_reading_stdout,
 };
 
 /// Starts `commander` in `dir` with JSON logs and returns it and the address it logged.
@@ -24,19 +24,8 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String)
 /// Like [`start`], also returning every log line the process prints (filled as it runs).
 fn start_logged(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Running, String, LogLines) {
     let (child, rx) = spawn_server(dir, "json", extra_env);
-    let json = |line: &str| -> serde_json::Value {
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
-    };
-    let listening = lines_until_listening(&rx, |line| {
-        json(line)["message"] == "commander is listening"
-    })
-    .pop()
-    .expect("the listening line");
-    let address = json(&listening)["address"]
-        .as_str()
-        .expect("address field")
-        .to_owned();
-    (child, address, keep_collecting(vec![listening], rx))
+    let (address, logs) = listening_json(rx);
+    (child, address, logs)
 }
 
 /// Starts `commander` serving in `dir` with `log_format` logs and `extra_env`; returns it and
@@ -51,19 +40,6 @@ fn spawn_server(
             .env("COMMANDER__LOG__FORMAT", log_format)
             .envs(extra_env.iter().copied()),
     )
-}
-
-/// The database a commander started in `dir` uses on its defaults.
-fn default_database(dir: &std::path::Path) -> DatabaseConfig {
-    DatabaseConfig {
-        url: format!("sqlite://{}", dir.join("data/commander.db").display()),
-        ..DatabaseConfig::default()
-    }
-}
-
-/// That database, opened (and migrated) for checking its rows.
-fn default_store(dir: &std::path::Path) -> UsageStore {
-    UsageStore::connect(&default_database(dir)).unwrap()
 }
 
 /// Streams an answer from the `demo` specialist on another thread (curl, unbuffered), tagged

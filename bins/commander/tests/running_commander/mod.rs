@@ -120,3 +120,35 @@ pub fn lines_until_listening(
         }
     }
 }
+
+/// Waits for a JSON-logging commander's "listening" line on `lines`; returns the address it
+/// logged and every log line, filled on as it prints more.
+pub fn listening_json(lines: mpsc::Receiver<String>) -> (String, LogLines) {
+    let json = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+    };
+    let listening = lines_until_listening(&lines, |line| {
+        json(line)["message"] == "commander is listening"
+    })
+    .pop()
+    .expect("the listening line");
+    let address = json(&listening)["address"]
+        .as_str()
+        .expect("address field")
+        .to_owned();
+    (address, keep_collecting(vec![listening], lines))
+}
+
+/// The usage database of a commander started in `dir` on its defaults.
+pub fn default_database(dir: &std::path::Path) -> usage_store::DatabaseConfig {
+    usage_store::DatabaseConfig {
+        url: format!("sqlite://{}", dir.join("data/commander.db").display()),
+        ..usage_store::DatabaseConfig::default()
+    }
+}
+
+/// That database, opened (and migrated) for checking its rows.
+pub fn default_store(dir: &std::path::Path) -> usage_store::UsageStore {
+    usage_store::UsageStore::connect(&default_database(dir))
+        .expect("the default usage database opens")
+}
