@@ -920,16 +920,15 @@ fn recover(shared: &Shared, spill: &Path) {
 /// are written and synced). Unreadable lines are moved to `<spill>.corrupt`.
 fn take_in_spill_file<'a>(
     shared: &'a Shared,
-    mut state: MutexGuard<'a, State>,
+    state: MutexGuard<'a, State>,
     spill: &Path,
 ) -> (MutexGuard<'a, State>, Result<u64, StoreError>) {
-    let text = match std::fs::read_to_string(spill) {
-        Ok(text) => text,
+    let file = match File::open(spill) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (state, Ok(0)),
         Err(e) => return (state, Err(e.into())),
     };
-    let taken = journal_spilled_lines(shared, &mut state, &text, spill);
-    let state = shared.write_out(state);
+    let (state, taken) = journal_spilled_lines(shared, state, file, spill);
     let taken = taken.and_then(|taken| {
         if let Some(problem) = &state.journal_problem {
             return Err(StoreError::Io(std::io::Error::other(problem.clone())));
@@ -943,36 +942,45 @@ fn take_in_spill_file<'a>(
     (state, taken)
 }
 
-/// Appends the records of an old spill file's `text` to the journal; moves unreadable lines
-/// aside.
-fn journal_spilled_lines(
-    shared: &Shared,
-    state: &mut State,
-    text: &str,
+/// Appends the records of an old spill file to the journal, a line at a time and written out
+/// every thousand (such a file may be far larger than memory should hold); unreadable lines
+/// are moved aside.
+fn journal_spilled_lines<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    file: File,
     spill: &Path,
-) -> Result<u64, StoreError> {
+) -> (MutexGuard<'a, State>, Result<u64, StoreError>) {
+    let mut aside = spill.as_os_str().to_owned();
+    aside.push(".corrupt");
     let mut taken = 0;
-    let mut corrupt = String::new();
-    for line in text.lines().filter(|line| !line.trim().is_empty()) {
-        match serde_json::from_str::<UsageRecord>(line) {
-            Ok(record) => {
-                let entry = journal::encode(&Line::Finished(&record))?;
-                shared.append(state, &entry)?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return (shared.write_out(state), Err(e.into())),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let journaled = match serde_json::from_str::<UsageRecord>(&line) {
+            Ok(record) => journal::encode(&Line::Finished(&record)).and_then(|entry| {
+                shared.append(&mut state, &entry)?;
                 taken += 1;
-            }
+                Ok(())
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "unreadable line in the old spill file; moved aside");
-                corrupt.push_str(line);
-                corrupt.push('\n');
+                journal::append_aside(Path::new(&aside), &format!("{line}\n")).map_err(Into::into)
             }
+        };
+        if let Err(e) = journaled {
+            return (shared.write_out(state), Err(e));
+        }
+        if taken % 1_000 == 0 {
+            state = shared.write_out(state);
         }
     }
-    if !corrupt.is_empty() {
-        let mut aside = spill.as_os_str().to_owned();
-        aside.push(".corrupt");
-        journal::append_aside(Path::new(&aside), &corrupt)?;
-    }
-    Ok(taken)
+    (shared.write_out(state), Ok(taken))
 }
 
 /// `journal_sync = "machine"`: one `fsync` for every record appended while the previous one
@@ -1854,12 +1862,11 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let state = sink.shared.lock();
-        assert!(
-            state.retired.is_empty() && !state.directory_changed,
-            "synced and let go"
-        );
-        drop(state);
+        let let_go = {
+            let state = sink.shared.lock();
+            state.retired.is_empty() && !state.directory_changed
+        };
+        assert!(let_go, "synced and let go");
         sink.flush().await.unwrap();
         assert_eq!(store.count_rows().unwrap(), 2);
         writer.shutdown().await;
