@@ -22,6 +22,28 @@ async fn call_as(app: &TestApp, user: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_makes_the_server_unready_and_loses_no_row() {
+    let app = TestApp::spawn_with(|settings, dir| {
+        // A file where the journal's directory should be: no segment can be created.
+        let blocked = dir.join("not-a-directory");
+        std::fs::write(&blocked, "x").unwrap();
+        settings.database.journal_dir = blocked.display().to_string();
+    })
+    .await;
+    let answered = app.chat("demo", "hi").await;
+    assert_eq!(answered.status(), 200, "calls are still answered");
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), 503);
+    let message = error_body(response).await["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.starts_with("journal: failing"), "{message}");
+    assert!(app.metrics().await["commander_usage_journal_errors_total"] >= 1.0);
+    assert_eq!(app.usage_rows().await.len(), 1, "the row waited in memory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_while_usage_lags_and_200_once_the_database_takes_rows_again() {
     let app = TestApp::spawn_with(|settings, _| {
         settings.database.ready_max_lag_ms = 200;
