@@ -189,6 +189,13 @@ impl ChatProvider for AnthropicProvider {
         self.key().map(drop)
     }
 
+    /// Anthropic continues a final assistant message ("prefill") — except with extended
+    /// thinking, which refuses one, and structured output, whose answer is a forced tool call
+    /// rather than text.
+    fn can_continue(&self, request: &ProviderRequest) -> bool {
+        request.options.reasoning_effort.is_none() && request.options.response_format.is_none()
+    }
+
     /// Honours tools, tool choice, images, tool calls and results, stop, top_p, user,
     /// structured output and reasoning effort (the module's table); refuses seed, penalties,
     /// logit bias and logprobs, and any combination Anthropic cannot take.
@@ -997,6 +1004,8 @@ mod tests {
             max_tokens: 100,
             base_url: None,
             options: ChatOptions::default(),
+            single_attempt: false,
+            deadline: None,
         }
     }
 

@@ -107,6 +107,17 @@ pub enum ProviderError {
         /// The usage the body reported, when that part of it could still be read.
         usage: Option<TokenUsage>,
     },
+    /// No request could be sent right now: every key of the endpoint is cooling down or behind
+    /// an open circuit. Nothing was sent.
+    #[error("the {provider} upstream is unavailable: {reason}")]
+    Unavailable {
+        /// The provider.
+        provider: ProviderKind,
+        /// When the first key may be used again.
+        retry_after: Duration,
+        /// Why (never a key).
+        reason: String,
+    },
     /// The upstream failed: a 5xx, a broken connection or an error event in a stream.
     #[error("the upstream failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     Upstream {
@@ -136,6 +147,7 @@ impl ProviderError {
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
             | Self::BadResponse { .. }
+            | Self::Unavailable { .. }
             | Self::Setup { .. } => false,
         }
     }
@@ -155,6 +167,7 @@ impl ProviderError {
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
             | Self::Setup { .. }
+            | Self::Unavailable { .. }
             | Self::Unreachable { .. } => false,
         }
     }
@@ -185,7 +198,9 @@ impl ProviderError {
             Self::AuthFailed { .. } => ErrorCode::UpstreamAuthFailed,
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
             Self::BadResponse { .. } => ErrorCode::UpstreamBadResponse,
-            Self::Unreachable { .. } | Self::Upstream { .. } => ErrorCode::UpstreamError,
+            Self::Unreachable { .. } | Self::Upstream { .. } | Self::Unavailable { .. } => {
+                ErrorCode::UpstreamError
+            }
             Self::Setup { .. } => ErrorCode::Internal,
         }
     }

@@ -1072,6 +1072,8 @@ mod tests {
             max_tokens: 100,
             base_url: None,
             options: Default::default(),
+            single_attempt: false,
+            deadline: None,
         };
         let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
         assert_eq!(
@@ -1174,6 +1176,8 @@ mod tests {
             max_tokens: 10,
             base_url: None,
             options: ChatOptions::default(),
+            single_attempt: false,
+            deadline: None,
         };
         let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
         assert_eq!(

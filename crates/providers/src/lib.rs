@@ -47,6 +47,8 @@
 //!         max_tokens: 100,
 //!         base_url: None,
 //!         options: Default::default(),
+//!         single_attempt: false,
+//!         deadline: None,
 //!     })
 //!     .await?;
 //! println!("{} ({} tokens in, {} out)", answer.content, answer.usage.input_tokens,
@@ -72,6 +74,8 @@
 //!     max_tokens: 256,
 //!     base_url: None,
 //!     options: Default::default(),
+//!     single_attempt: false,
+//!     deadline: None,
 //! };
 //! let whole = provider.complete(&request).await.unwrap();
 //!
@@ -101,6 +105,7 @@ mod openai;
 mod provider;
 mod registry;
 mod request;
+mod routing;
 pub mod sse;
 mod streaming;
 mod token_count;
@@ -116,4 +121,8 @@ pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::{ProviderRequest, Unsupported};
+pub use routing::{
+    AttemptEvent, AttemptReport, AttemptStart, Destination, Route, RoutedEvent, RoutedStream,
+    Router, RoutingConfig, falls_back, plus,
+};
 pub use transport::{Sleeper, TokioSleeper};

@@ -33,6 +33,30 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// [`ProviderError::Unavailable`] when no call to `base_url` can be sent right now (every
+    /// key cooling down or behind an open circuit), so a router passes this destination over
+    /// without an attempt. Takes nothing: a half-open circuit's probe is taken by the request.
+    fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        let _ = base_url;
+        Ok(())
+    }
+
+    /// How many keys a call to `base_url` can choose from (1 for an endpoint with one key or
+    /// none). With more than one, a router tries again at once after a key is refused or rate
+    /// limited: the provider picks another.
+    fn key_count(&self, base_url: Option<&str>) -> usize {
+        let _ = base_url;
+        1
+    }
+
+    /// True when this provider continues an answer whose beginning is `request`'s last,
+    /// assistant, message (prefill), rather than answering it as a new turn: only then can a
+    /// stream that broke part way be finished here. The default is false.
+    fn can_continue(&self, request: &ProviderRequest) -> bool {
+        let _ = request;
+        false
+    }
+
     /// [`Unsupported`] for the first thing in `request` this provider cannot honour (a tool,
     /// an image, a sampling parameter...): refused before the call, never dropped. The default
     /// honours plain chat only; a provider overrides it with what it maps.

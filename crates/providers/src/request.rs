@@ -19,6 +19,12 @@ pub struct ProviderRequest {
     pub base_url: Option<String>,
     /// Tools, structured output, sampling: what the caller asked besides the conversation.
     pub options: ChatOptions,
+    /// Send exactly one HTTP request: no retries, no second key. Set by a router that owns
+    /// retries and fallbacks, so that each attempt is one request it can account for.
+    pub single_attempt: bool,
+    /// The whole routed call's deadline: this call ends by then as well as within its
+    /// provider's own `total_timeout_ms`.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl ProviderRequest {
@@ -38,6 +44,8 @@ impl ProviderRequest {
             max_tokens: specialist.max_tokens(),
             base_url: specialist.base_url().map(str::to_owned),
             options: ChatOptions::default(),
+            single_attempt: false,
+            deadline: None,
         }
     }
 }

@@ -301,7 +301,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `base × 2^attempt`, capped at `max`, with full jitter in its upper half so that many
 /// callers retrying together spread out.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(max);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
