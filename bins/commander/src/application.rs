@@ -4,7 +4,7 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use http_api::{AppState, LiveCalls, Metrics, build_server};
 use pricing::PriceTable;
-use providers::ProviderRegistry;
+use providers::{ProviderRegistry, Router, TokioSleeper};
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
@@ -176,6 +176,7 @@ impl Application {
         let state = AppState {
             catalogue: Arc::clone(&catalogue),
             providers: Arc::new(providers),
+            router: Router::new(&settings.routing, &TokioSleeper),
             prices: Arc::new(prices),
             usage: usage.clone(),
             store: store.clone(),

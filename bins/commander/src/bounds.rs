@@ -86,6 +86,9 @@ const fn count(min: u128, unit: &'static str) -> AllowedRange {
 const WORKERS: AllowedRange = AllowedRange::new(0, 512, "threads (0: one per core)");
 /// Retries beyond this are a misconfiguration (the total deadline bounds them anyway).
 const RETRIES: AllowedRange = AllowedRange::new(0, 100, "retries");
+/// At least the one attempt; more than this many upstream requests for one call is a
+/// misconfiguration (the deadline bounds them anyway).
+const ATTEMPTS: AllowedRange = AllowedRange::new(1, 100, "attempts");
 /// Longer windows than a year make the refill rate meaningless.
 const WINDOW_SECONDS: AllowedRange = AllowedRange::new(1, 365 * DAY_SECONDS, "seconds");
 /// The usage store's own caps (it clamps to them too).
@@ -103,7 +106,7 @@ const REQUESTS: AllowedRange = AllowedRange::new(1, u32::MAX as u128, "requests"
 // its range in docs/OPERATIONS.md).
 #[rustfmt::skip]
 pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
-    let Settings { server, database, providers, auth, rate_limit, specialists, .. } = settings;
+    let Settings { server, database, providers, routing, auth, rate_limit, specialists, .. } = settings;
     let mut keys = Keys::default();
 
     keys.check("server.max_body_bytes", server.max_body_bytes, BYTES);
@@ -145,6 +148,11 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     keys.check("providers.mock.latency_ms", providers.mock.latency_ms, WAIT_MS);
     keys.check("providers.mock.chunk_count", providers.mock.chunk_count, count(1, "chunks"));
     keys.check("providers.mock.chunk_delay_ms", providers.mock.chunk_delay_ms, WAIT_MS);
+
+    keys.check("routing.max_attempts", routing.max_attempts, ATTEMPTS);
+    keys.check("routing.deadline_ms", routing.deadline_ms, TIMEOUT_MS);
+    keys.check("routing.retry_base_delay_ms", routing.retry_base_delay_ms, WAIT_MS);
+    keys.check("routing.retry_max_delay_ms", routing.retry_max_delay_ms, WAIT_MS);
 
     if let Some(jwt) = &auth.jwt {
         keys.check("auth.jwt.leeway_seconds", jwt.leeway_seconds, SECONDS);
@@ -222,6 +230,8 @@ mod tests {
         "providers.google.retry_max_delay_ms",
         "providers.mock.latency_ms",
         "providers.mock.chunk_delay_ms",
+        "routing.retry_base_delay_ms",
+        "routing.retry_max_delay_ms",
         "auth.jwt.leeway_seconds",
         "specialists.reload_interval_ms",
         "specialists.max_prompt_history",

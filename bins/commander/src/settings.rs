@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
 use http_api::{AuthConfig, RateLimitConfig, ServerConfig};
-use providers::ProvidersConfig;
+use providers::{ProvidersConfig, RoutingConfig};
 use serde::{Deserialize, Serialize};
 use usage_store::DatabaseConfig;
 
@@ -20,6 +20,8 @@ pub struct Settings {
     pub database: DatabaseConfig,
     /// `[providers]`
     pub providers: ProvidersConfig,
+    /// `[routing]`: attempts and deadline of one call over its destinations.
+    pub routing: RoutingConfig,
     /// `[auth]`
     pub auth: AuthConfig,
     /// `[rate_limit]`

@@ -28,7 +28,7 @@
 //!     ServerConfig, build_server,
 //! };
 //! use pricing::PriceTable;
-//! use providers::{ProviderRegistry, ProvidersConfig};
+//! use providers::{ProviderRegistry, ProvidersConfig, Router, RoutingConfig, TokioSleeper};
 //! use specialists::{BaseUrlPolicy, Catalogue, DEFAULT_CATALOGUE_JSON, parse_catalogue};
 //! use usage_store::{DatabaseConfig, UsageStore, spawn_writer};
 //!
@@ -47,6 +47,7 @@
 //! let state = AppState {
 //!     catalogue: Arc::new(Catalogue::in_memory(specialists, policy)),
 //!     providers: Arc::new(ProviderRegistry::from_config(&ProvidersConfig::default())?),
+//!     router: Router::new(&RoutingConfig::default(), &TokioSleeper),
 //!     prices: Arc::new(PriceTable::builtin()),
 //!     metrics: Arc::new(Metrics::new(usage.clone())?),
 //!     usage: usage.clone(),

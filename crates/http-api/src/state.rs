@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use pricing::PriceTable;
-use providers::ProviderRegistry;
+use providers::{ProviderRegistry, Router};
 use specialists::Catalogue;
 use usage_store::{UsageSink, UsageStore};
 
@@ -14,6 +14,9 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     /// The configured providers.
     pub providers: Arc<ProviderRegistry>,
+    /// How a call moves over its specialist's destinations (fallbacks, retries, continued
+    /// streams).
+    pub router: Router,
     /// Prices for cost estimates.
     pub prices: Arc<PriceTable>,
     /// Where usage records go (never waits).

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::transport::{Sleeper, TokioSleeper, Transport};
 use crate::{
+    Destination, Route,
     AnthropicProvider, ChatProvider, GoogleProvider, MockProvider, OpenAiProvider, ProviderError,
     ProvidersConfig,
 };
@@ -109,7 +110,32 @@ impl ProviderRegistry {
         &self,
         specialist: &Specialist,
     ) -> Result<Arc<dyn ChatProvider>, ProviderError> {
-        let kind = specialist.provider();
+        self.provider_at(specialist.provider(), specialist.base_url())
+    }
+
+    /// A route to `first` (a specialist's own destination), then to `fallbacks`, each with its
+    /// provider checked to have the credentials a call there needs, or why not.
+    pub fn route(
+        &self,
+        first: Destination,
+        fallbacks: impl IntoIterator<Item = Destination>,
+    ) -> Route {
+        let with_provider = |destination: Destination| {
+            let provider = self.provider_at(destination.provider, destination.base_url.as_deref());
+            (destination, provider)
+        };
+        Route::new(
+            with_provider(first),
+            fallbacks.into_iter().map(with_provider),
+        )
+    }
+
+    /// The provider of `kind` for a call to `base_url`, checked to have its credentials.
+    fn provider_at(
+        &self,
+        kind: ProviderKind,
+        base_url: Option<&str>,
+    ) -> Result<Arc<dyn ChatProvider>, ProviderError> {
         let provider = self
             .providers
             .get(&kind)
@@ -118,7 +144,7 @@ impl ProviderRegistry {
                 env_var: api_key_env(kind),
                 config_key: config_key(kind),
             })?;
-        provider.check_configured(specialist.base_url())?;
+        provider.check_configured(base_url)?;
         Ok(Arc::clone(provider))
     }
 

@@ -102,19 +102,19 @@ struct Stop {
 }
 
 impl Route {
-    /// A route over `stops`, the first being the specialist's own destination. Empty routes are
-    /// not routes: `None`.
+    /// A route to `first` (the specialist's own destination), then to `fallbacks` in order.
     pub fn new(
-        stops: impl IntoIterator<Item = (Destination, Result<Arc<dyn ChatProvider>, ProviderError>)>,
-    ) -> Option<Self> {
-        let stops: Arc<[Stop]> = stops
-            .into_iter()
+        first: (Destination, Result<Arc<dyn ChatProvider>, ProviderError>),
+        fallbacks: impl IntoIterator<Item = (Destination, Result<Arc<dyn ChatProvider>, ProviderError>)>,
+    ) -> Self {
+        let stops: Arc<[Stop]> = std::iter::once(first)
+            .chain(fallbacks)
             .map(|(destination, provider)| Stop {
                 destination: Arc::new(destination),
                 provider,
             })
             .collect();
-        (!stops.is_empty()).then_some(Self { stops })
+        Self { stops }
     }
 
     /// The first destination: the specialist's own.
@@ -125,6 +125,15 @@ impl Route {
     /// The first destination's provider, or why it cannot be called.
     pub fn primary_provider(&self) -> &Result<Arc<dyn ChatProvider>, ProviderError> {
         &self.stops[0].provider
+    }
+
+    /// Why no destination of this route can be called at all (none is configured): the
+    /// first one's reason. `None` when at least one has its provider.
+    pub fn uncallable(&self) -> Option<ProviderError> {
+        if self.stops.iter().any(|stop| stop.provider.is_ok()) {
+            return None;
+        }
+        self.stops[0].provider.clone().err()
     }
 
     /// Every destination, in order.
@@ -1031,11 +1040,12 @@ mod tests {
     }
 
     fn route(stops: &[(&str, &Arc<Scripted>)]) -> Route {
-        Route::new(stops.iter().map(|(model, provider)| {
+        let mut stops = stops.iter().map(|(model, provider)| {
             let provider: Arc<dyn ChatProvider> = Arc::clone(*provider) as Arc<dyn ChatProvider>;
             (destination(model), Ok(provider))
-        }))
-        .unwrap()
+        });
+        let first = stops.next().unwrap();
+        Route::new(first, stops)
     }
 
     fn request() -> ProviderRequest {
@@ -1169,15 +1179,17 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_callable_ends_with_why_the_first_could_not_be_called() {
-        let route = Route::new([(
-            destination("unconfigured"),
-            Err(ProviderError::NotConfigured {
-                provider: ProviderKind::OpenAi,
-                env_var: "OPENAI_API_KEY",
-                config_key: "providers.openai.api_key",
-            }),
-        )])
-        .unwrap();
+        let route = Route::new(
+            (
+                destination("unconfigured"),
+                Err(ProviderError::NotConfigured {
+                    provider: ProviderKind::OpenAi,
+                    env_var: "OPENAI_API_KEY",
+                    config_key: "providers.openai.api_key",
+                }),
+            ),
+            [],
+        );
         let (router, _) = router(3);
         let (result, events) = complete(&router, &route).await;
         assert!(matches!(result, Err(ProviderError::NotConfigured { .. })));

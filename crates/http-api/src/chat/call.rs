@@ -8,7 +8,7 @@ use actix_web_lab::sse::{self, Sse};
 use core_domain::{Completion, NotAllowed, Specialist, SpecialistId, ValidationErrors};
 use futures_util::Stream;
 use pricing::CostEstimate;
-use providers::{ChatProvider, ProviderError, ProviderRequest};
+use providers::{Destination, ProviderRequest, Route, Router};
 
 use crate::chat::relay::{self, StreamFormat};
 use crate::chat::{CallRecorder, ChatRequestBody};
@@ -20,9 +20,11 @@ use crate::{ApiCode, ApiError, AppState, RequestContext};
 /// guard), so a route only maps its wire format.
 pub(crate) struct PreparedCall {
     specialist: Arc<Specialist>,
-    /// The specialist's provider, or why it cannot be called (not configured): the refusal is
-    /// recorded, as streamed or not, when the call is made.
-    provider: Result<Arc<dyn ChatProvider>, ProviderError>,
+    /// Where the call may go, in order, each destination with its provider or why it cannot
+    /// be called (not configured): a call none of whose destinations can be called is refused,
+    /// and recorded, when it is made.
+    route: Route,
+    router: Router,
     request: ProviderRequest,
     recorder: CallRecorder,
 }
@@ -33,8 +35,10 @@ pub(crate) struct Answer {
     pub specialist: Arc<Specialist>,
     /// The upstream's answer.
     pub completion: Completion,
-    /// What it cost.
+    /// What it cost, every attempt together.
     pub cost: CostEstimate,
+    /// Where the answer came from.
+    pub served_by: Arc<Destination>,
     /// From the request's arrival to the answer.
     pub latency: Duration,
 }
@@ -74,18 +78,39 @@ pub(crate) fn prepare_for(
     if let Some(not_allowed) = specialist.first_not_allowed(&request.options, &request.messages) {
         return Err(not_allowed_by(&specialist, not_allowed));
     }
-    let provider = state.providers.provider_for(&specialist);
-    // What the provider cannot honour is refused before anything is called or recorded, like
-    // any invalid request.
-    if let Ok(provider) = &provider {
+    let mut route = state.providers.route(destinations(&specialist)).ok_or_else(|| {
+        ApiError::new(ApiCode::Internal, "the specialist has no destination")
+    })?;
+    // What the specialist's own provider cannot honour is refused before anything is called or
+    // recorded, like any invalid request; a fallback that cannot honour it is left out.
+    if let Ok(provider) = route.primary_provider() {
         provider.check_request(&request)?;
     }
-    let recorder = CallRecorder::start(state, &specialist, context, &request);
+    if route.destinations().nth(1).is_some() {
+        route = route.retain_fallbacks(|provider, destination| {
+            let mut aimed = request.clone();
+            aimed.model.clone_from(&destination.model);
+            aimed.base_url.clone_from(&destination.base_url);
+            provider.check_request(&aimed).is_ok()
+        });
+    }
+    let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
     Ok(PreparedCall {
         specialist,
-        provider,
+        route,
+        router: state.router,
         request,
         recorder,
+    })
+}
+
+/// Where a call to `specialist` may go: its own provider and model, then its fallbacks.
+fn destinations(specialist: &Specialist) -> impl Iterator<Item = Destination> + '_ {
+    // MERGE: specialist.targets() once the fallbacks branch lands.
+    std::iter::once(Destination {
+        provider: specialist.provider(),
+        model: specialist.model().to_owned(),
+        base_url: specialist.base_url().map(str::to_owned),
     })
 }
 
@@ -115,43 +140,62 @@ impl PreparedCall {
     pub(crate) async fn complete(self) -> Result<Answer, ApiError> {
         let Self {
             specialist,
-            provider,
+            route,
+            router,
             request,
             recorder,
         } = self;
-        let (recorder, provider) = recorder.begin(provider, false).await?;
-        match provider.complete(&request).await {
-            Ok(completion) => {
-                let settled = recorder.succeeded(completion.usage);
+        if let Some(error) = route.uncallable() {
+            return Err(recorder.refused(error).await);
+        }
+        let mut recorder = recorder.begin(false).await;
+        let result = router
+            .complete(&route, request, &mut |event| recorder.note_attempt(event))
+            .await;
+        match result {
+            Ok((completion, _)) => {
+                let settled = recorder.succeeded();
                 settled.journaled.durable().await;
                 Ok(Answer {
                     specialist,
                     completion,
                     cost: settled.cost,
+                    served_by: settled.served_by,
                     latency: settled.latency,
                 })
             }
             Err(error) => {
-                let consumed = error.consumed(recorder.prompt_estimate());
-                recorder.failed(error.code(), consumed).durable().await;
+                recorder.failed(error.code()).durable().await;
                 Err(error.into())
             }
         }
     }
 
-    /// Asks for the answer as a stream, written by `format` (see [`relay::relay`]).
+    /// Asks for the answer as a stream, written by `format` (see [`relay::relay`]), with where
+    /// it started from.
     pub(crate) async fn stream<F: StreamFormat>(
         self,
         state: &AppState,
         format: F,
-    ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>, ApiError> {
+    ) -> Result<
+        (
+            Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>,
+            Arc<Destination>,
+        ),
+        ApiError,
+    > {
         let Self {
-            provider,
+            specialist,
+            route,
+            router,
             request,
             recorder,
-            ..
         } = self;
-        let (recorder, provider) = recorder.begin(provider, true).await?;
-        relay::relay(state, provider, request, recorder, format).await
+        if let Some(error) = route.uncallable() {
+            return Err(recorder.refused(error).await);
+        }
+        let recorder = recorder.begin(true).await;
+        let events = router.stream(&route, request, /* MERGE */ specialist.allow_tools() || true);
+        relay::relay(state, events, route, recorder, format).await
     }
 }

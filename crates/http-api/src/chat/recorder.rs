@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use core_domain::{ErrorCode, Specialist, TokenUsage};
-use pricing::{CostEstimate, PriceTable};
-use providers::{ChatProvider, ProviderError, ProviderRequest};
+use pricing::{CostEstimate, PriceSource, PriceTable};
+use providers::{
+    AttemptEvent, AttemptReport, AttemptStart, Destination, ProviderError, ProviderRequest, Route,
+};
 use usage_store::{CallStart, CallTicket, Durable, Rates, UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
@@ -41,8 +43,12 @@ struct Delivered {
 
 /// How a call ended and what it consumed, priced.
 pub(crate) struct Settled {
-    /// What the call cost.
+    /// What the call cost, every attempt together.
     pub cost: CostEstimate,
+    /// What it consumed, every attempt together.
+    pub usage: TokenUsage,
+    /// Where the answer came from (for a failure, where the last attempt went).
+    pub served_by: Arc<Destination>,
     /// From the request's arrival to its end.
     pub latency: Duration,
     /// The row's journal record: awaited before the answer's last byte goes out.
@@ -67,6 +73,18 @@ struct Pending {
     streamed: bool,
     /// The call's `started` record in the journal, once the call is made.
     ticket: Option<CallTicket>,
+    /// Where the call goes first: the specialist's own destination.
+    primary: Arc<Destination>,
+    /// The attempts that ended, priced, in order.
+    attempts: Vec<PricedAttempt>,
+    /// The attempt under way, with how many characters had been delivered when it began.
+    current: Option<(AttemptStart, usize)>,
+}
+
+/// An attempt that ended, with its price.
+struct PricedAttempt {
+    report: AttemptReport,
+    cost: CostEstimate,
 }
 
 impl CallRecorder {
@@ -75,6 +93,7 @@ impl CallRecorder {
         specialist: &Arc<Specialist>,
         context: &RequestContext,
         request: &ProviderRequest,
+        route: &Route,
     ) -> Self {
         Self {
             pending: Some(Pending {
@@ -90,6 +109,9 @@ impl CallRecorder {
                 end_user: request.options.user.clone(),
                 streamed: false,
                 ticket: None,
+                primary: Arc::new(route.primary().clone()),
+                attempts: Vec::new(),
+                current: None,
             }),
             delivered: Delivered::default(),
         }
@@ -98,29 +120,46 @@ impl CallRecorder {
     /// The call is made now, whole or `streamed`, with `provider`: its `started` record is
     /// journaled first, so a crash from here on still leaves its row. When there is no usable
     /// provider, the call ends here with its row and the error to answer with.
-    pub(crate) async fn begin(
-        mut self,
-        provider: Result<Arc<dyn ChatProvider>, ProviderError>,
-        streamed: bool,
-    ) -> Result<(Self, Arc<dyn ChatProvider>), ApiError> {
+    pub(crate) async fn begin(mut self, streamed: bool) -> Self {
         if let Some(pending) = &mut self.pending {
             pending.streamed = streamed;
+            let (ticket, journaled) = pending.sink.start(&pending.call_start());
+            pending.ticket = Some(ticket);
+            journaled.durable().await;
+            pending.upstream_started = Some(Instant::now());
         }
-        match provider {
-            Ok(provider) => {
-                if let Some(pending) = &mut self.pending {
-                    let (ticket, journaled) = pending.sink.start(&pending.call_start());
-                    pending.ticket = Some(ticket);
-                    journaled.durable().await;
-                    pending.upstream_started = Some(Instant::now());
-                }
-                Ok((self, provider))
+        self
+    }
+
+    /// The call could not be made at all: no destination of its route could be called (not
+    /// configured). It ends here with its row, and the error to answer with.
+    pub(crate) async fn refused(self, error: ProviderError) -> ApiError {
+        self.failed(error.code()).durable().await;
+        error.into()
+    }
+
+    /// Notes an attempt starting or ending: an ended one is priced by its own model (the
+    /// specialist's own pricing applies to its own destination) and counted in the metrics.
+    pub(crate) fn note_attempt(&mut self, event: AttemptEvent) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        match event {
+            AttemptEvent::Started(start) => {
+                pending.metrics.observe_attempt_start(
+                    &pending.specialist,
+                    &start,
+                    pending.attempts.last().map(|a| a.report.index),
+                );
+                pending.current = Some((start, self.delivered.chars));
             }
-            Err(error) => {
-                self.failed(error.code(), TokenUsage::default())
-                    .durable()
-                    .await;
-                Err(error.into())
+            AttemptEvent::Ended(report) => {
+                pending.current = None;
+                let cost = pending.price(&report.destination, report.index, &report.usage);
+                pending
+                    .metrics
+                    .observe_attempt_end(&pending.specialist, &report);
+                pending.attempts.push(PricedAttempt { report, cost });
             }
         }
     }
@@ -158,38 +197,56 @@ impl CallRecorder {
         }
     }
 
-    /// What the call has consumed if it ends now, without the upstream's word on it: the
-    /// prompt (estimated) and the text delivered (estimated from its length).
-    pub(crate) fn consumed_so_far(&self) -> TokenUsage {
-        let output = u32::try_from(self.delivered.chars.div_ceil(4)).unwrap_or(u32::MAX);
-        TokenUsage::estimated(self.prompt_estimate(), output)
+    /// What the attempt under way has consumed if it ends now, without the upstream's word on
+    /// it: its prompt (estimated) and the text it delivered (estimated from its length).
+    fn unfinished_attempt(&self) -> Option<TokenUsage> {
+        let (start, delivered_before) = self.pending.as_ref()?.current.as_ref()?;
+        let chars = self.delivered.chars.saturating_sub(*delivered_before);
+        let output = u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX);
+        Some(TokenUsage::estimated(start.prompt_estimate, output))
     }
 
-    /// The call answered, consuming `usage`; returns its cost and latency for the response.
-    pub(crate) fn succeeded(mut self, usage: TokenUsage) -> Settled {
-        let first_token = self.delivered.first_token;
-        self.pending
-            .take()
-            .expect("only the consuming methods and Drop take `pending`, so it is here")
-            .settle(usage, None, first_token)
+    /// The call answered; returns its cost, usage and latency for the response.
+    pub(crate) fn succeeded(self) -> Settled {
+        self.settle(None)
     }
 
-    /// The call failed with `code` after consuming `usage`. Await the returned record before
-    /// the error's last byte goes out.
-    pub(crate) fn failed(mut self, code: ErrorCode, usage: TokenUsage) -> Durable {
+    /// The call failed with `code`. Await the returned record before the error's last byte
+    /// goes out.
+    pub(crate) fn failed(self, code: ErrorCode) -> Durable {
+        self.settle(Some(code)).journaled
+    }
+
+    /// Ends the call: an attempt still under way is closed with what it consumed so far and
+    /// `code`, and the row is handed on.
+    fn settle(mut self, code: Option<ErrorCode>) -> Settled {
+        let unfinished = self.unfinished_attempt();
         let first_token = self.delivered.first_token;
-        let pending = self
+        let mut pending = self
             .pending
             .take()
-            .expect("only the consuming methods and Drop take `pending`, so it is here");
-        pending.settle(usage, Some(code), first_token).journaled
+            .expect("only settle and Drop take `pending`, and settle consumes the recorder");
+        if let (Some(usage), Some((start, _))) = (unfinished, pending.current.take()) {
+            let report = AttemptReport {
+                index: start.index,
+                destination: start.destination,
+                error: Some(code.unwrap_or(ErrorCode::Internal)),
+                usage,
+                latency: pending
+                    .upstream_started
+                    .map_or(Duration::ZERO, |started| started.elapsed()),
+                continuation: start.continuation,
+            };
+            let cost = pending.price(&report.destination, report.index, &report.usage);
+            pending.attempts.push(PricedAttempt { report, cost });
+        }
+        pending.settle(code, first_token)
     }
 }
 
 impl Drop for CallRecorder {
     fn drop(&mut self) {
-        let consumed = self.consumed_so_far();
-        if let Some(pending) = self.pending.take() {
+        if let Some(pending) = &self.pending {
             // Dropped unfinished: the code serving the call panicked, the client went away, or
             // shutdown's grace period ran out.
             let code = if crate::panics::cleaning_up_after_panic() {
@@ -216,7 +273,11 @@ impl Drop for CallRecorder {
             };
             // The client is gone (or the process is going): nobody waits for this answer,
             // so nothing waits for its record either.
-            let _unawaited = pending.settle(consumed, Some(code), self.delivered.first_token);
+            let recorder = Self {
+                pending: self.pending.take(),
+                delivered: std::mem::take(&mut self.delivered),
+            };
+            let _unawaited = recorder.settle(Some(code));
         }
     }
 }
@@ -248,18 +309,26 @@ impl Pending {
         }
     }
 
-    /// Prices the call, accounts it in the metrics and hands its row to the sink.
-    fn settle(
-        self,
-        usage: TokenUsage,
-        error_code: Option<ErrorCode>,
-        time_to_first_token: Option<Duration>,
-    ) -> Settled {
+    /// The price of `usage` at `destination`, the route's `index`-th: the specialist's own
+    /// pricing is for its own destination; any other is priced by its model.
+    fn price(&self, destination: &Destination, index: usize, usage: &TokenUsage) -> CostEstimate {
+        let own = (index == 0).then(|| self.specialist.pricing()).flatten();
+        self.prices.estimate(own, &destination.model, usage)
+    }
+
+    /// Sums the attempts, accounts the call in the metrics and hands its row to the sink.
+    fn settle(self, error_code: Option<ErrorCode>, time_to_first_token: Option<Duration>) -> Settled {
+        // A call that never reached an upstream consumed nothing, at its own destination's
+        // price (which says whether that model is priced at all).
+        let unattempted = self
+            .attempts
+            .is_empty()
+            .then(|| self.price(&self.primary, 0, &TokenUsage::default()));
         let Pending {
             // Held until the row is with the sink, so shutdown waits for it.
             live: _live,
             sink,
-            prices,
+            prices: _,
             metrics,
             upstream_started,
             specialist,
@@ -269,11 +338,38 @@ impl Pending {
             end_user,
             streamed,
             ticket,
+            primary,
+            attempts,
+            current: _,
         } = self;
         let latency = context.received_at.elapsed();
-        let cost = prices.estimate(specialist.pricing(), specialist.model(), &usage);
+        let mut usage = TokenUsage::default();
+        let mut cost = CostEstimate {
+            cost: core_domain::Usd::ZERO,
+            pricing_known: true,
+            source: PriceSource::Table,
+        };
+        for (n, attempt) in attempts.iter().enumerate() {
+            usage = providers::plus(usage, attempt.report.usage);
+            cost.cost = cost.cost + attempt.cost.cost;
+            // An attempt that consumed nothing costs nothing, priced or not.
+            let consumed = attempt.report.usage.input_tokens > 0 || attempt.report.usage.output_tokens > 0;
+            if consumed || n + 1 == attempts.len() {
+                cost.pricing_known &= attempt.cost.pricing_known;
+            }
+            if attempt.report.index == 0 {
+                cost.source = attempt.cost.source;
+            }
+        }
+        if let Some(unattempted) = unattempted {
+            cost = unattempted;
+        }
+        let served_by = attempts
+            .last()
+            .map_or(primary, |attempt| Arc::clone(&attempt.report.destination));
         metrics.observe_call(
             &specialist,
+            &served_by,
             &usage,
             &cost,
             upstream_started.map(|started| started.elapsed()),
@@ -286,8 +382,8 @@ impl Pending {
             user_email_hash: context.identity.email_hash().cloned(),
             specialist_id: specialist.id().clone(),
             specialist_name: specialist.name().to_owned(),
-            provider: specialist.provider(),
-            model: specialist.model().to_owned(),
+            provider: served_by.provider,
+            model: served_by.model.clone(),
             usage,
             cost: cost.cost,
             pricing_known: cost.pricing_known,
@@ -303,6 +399,8 @@ impl Pending {
         };
         Settled {
             cost,
+            usage,
+            served_by,
             latency,
             journaled,
         }

@@ -8,16 +8,25 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
+use std::sync::Arc;
+
 use core_domain::{ErrorCode, FinishReason, StreamEvent, TokenUsage, ToolCallDelta};
 use futures_util::{FutureExt, Stream, StreamExt, stream};
 use pricing::CostEstimate;
-use providers::{ChatProvider, EventStream, ProviderError, ProviderRequest, StreamFailure};
+use providers::{
+    AttemptEvent, Destination, ProviderError, Route, RoutedEvent, RoutedStream, StreamFailure,
+};
 
 use crate::chat::CallRecorder;
 use crate::{ApiError, AppState};
 
 /// How a route writes a stream's events.
 pub(crate) trait StreamFormat: Send + 'static {
+    /// The answer comes (from here on) from `destination`: a format that names the model on
+    /// its chunks names this one.
+    fn served_by(&mut self, destination: &Destination) {
+        let _ = destination;
+    }
     /// Events before any text.
     fn opening(&self) -> Vec<sse::Event>;
     /// One piece of text.
@@ -52,42 +61,46 @@ pub(crate) trait StreamFormat: Send + 'static {
 /// client can always tell an answer that was cut from a whole one.
 pub(crate) async fn relay<F: StreamFormat>(
     state: &AppState,
-    provider: std::sync::Arc<dyn ChatProvider>,
-    request: ProviderRequest,
-    recorder: CallRecorder,
-    format: F,
-) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>, ApiError> {
+    mut upstream: RoutedStream,
+    route: Route,
+    mut recorder: CallRecorder,
+    mut format: F,
+) -> Result<
+    (
+        Sse<impl Stream<Item = Result<sse::Event, Infallible>> + use<F>>,
+        Arc<Destination>,
+    ),
+    ApiError,
+> {
     let keep_alive = state.sse_keep_alive;
-    let prompt_estimate = recorder.prompt_estimate();
-    // Starting the stream is its first step, so the keep-alive bound covers it too; a failure
-    // to start is the stream's first (and only) item.
-    let mut upstream: EventStream = Box::pin(
-        stream::once(async move { provider.stream(&request).await }).flat_map(move |started| {
-            match started {
-                Ok(events) => events,
-                Err(error) => Box::pin(stream::iter([Err(StreamFailure::before_start(
-                    error,
-                    prompt_estimate,
-                ))])),
-            }
-        }),
-    );
+    let mut served_by = Arc::new(route.primary().clone());
     let mut must_end: ShutdownCut = Box::pin(state.live_calls.clone().streams_must_end());
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
+    // Word of attempts (a fallback before the first text) is taken in on the way.
     let peek = async {
-        tokio::select! {
-            biased;
-            () = &mut must_end => Err(()),
-            event = upstream.next() => Ok(event),
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = &mut must_end => return Err(()),
+                item = upstream.next() => item,
+            };
+            match item {
+                Some(Ok(RoutedEvent::Attempt(event))) => {
+                    if let AttemptEvent::Started(start) = &event {
+                        served_by = Arc::clone(&start.destination);
+                    }
+                    recorder.note_attempt(event);
+                }
+                Some(Ok(RoutedEvent::Answer(event))) => return Ok(Some(Ok(event))),
+                Some(Err(failure)) => return Ok(Some(Err(failure))),
+                None => return Ok(None),
+            }
         }
     };
     let first = match tokio::time::timeout(keep_alive, peek).await {
         Ok(Ok(Some(Ok(event)))) => Some(event),
         Ok(Ok(Some(Err(failure)))) => {
-            recorder
-                .failed(failure.error.code(), failure.usage_so_far)
-                .durable()
-                .await;
+            recorder.failed(failure.error.code()).durable().await;
             return Err(failure.error.into());
         }
         Ok(Ok(None)) => {
@@ -95,20 +108,16 @@ pub(crate) async fn relay<F: StreamFormat>(
                 status: None,
                 message: "the upstream ended the stream without an answer".to_owned(),
             };
-            let consumed = error.consumed(prompt_estimate);
-            recorder.failed(error.code(), consumed).durable().await;
+            recorder.failed(error.code()).durable().await;
             return Err(error.into());
         }
         Ok(Err(())) => {
-            let consumed = recorder.consumed_so_far();
-            recorder
-                .failed(ErrorCode::ServerShutdown, consumed)
-                .durable()
-                .await;
+            recorder.failed(ErrorCode::ServerShutdown).durable().await;
             return Err(ApiError::new(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE));
         }
         Err(_still_thinking) => None,
     };
+    format.served_by(&served_by);
     let opening = format.opening();
     let relay = Relay {
         upstream,
@@ -128,7 +137,7 @@ pub(crate) async fn relay<F: StreamFormat>(
             .flatten(),
         )
         .map(Ok);
-    Ok(Sse::from_stream(events).with_keep_alive(keep_alive))
+    Ok((Sse::from_stream(events).with_keep_alive(keep_alive), served_by))
 }
 
 /// What a client whose stream shutdown cut reads.
@@ -140,7 +149,7 @@ type ShutdownCut = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Dropping it (the client went away) drops the upstream connection and lets the recorder log
 /// the disconnect.
 struct Relay<F> {
-    upstream: EventStream,
+    upstream: RoutedStream,
     first: Option<StreamEvent>,
     /// Taken when the call's row is written (the answer ended, one way or another).
     recorder: Option<CallRecorder>,
@@ -180,16 +189,10 @@ impl<F: StreamFormat> Relay<F> {
                 let text = crate::panics::panic_text(payload.as_ref());
                 self.span
                     .in_scope(|| tracing::error!(panic = %text, "stream relay panicked"));
-                let consumed = self
-                    .recorder
-                    .as_ref()
-                    .map(CallRecorder::consumed_so_far)
-                    .unwrap_or_default();
                 let events = self
                     .fail(
                         ErrorCode::Internal,
                         "internal error; the request id identifies it in the server logs",
-                        consumed,
                     )
                     .await;
                 crate::panics::drop_after_panic(self);
@@ -199,91 +202,80 @@ impl<F: StreamFormat> Relay<F> {
     }
 
     async fn step(&mut self) -> Step {
-        let next = match self.first.take() {
-            Some(event) => Some(Ok(event)),
-            None => tokio::select! {
-                biased;
-                () = &mut self.must_end => {
-                    let consumed = self.consumed_so_far();
-                    return Step::Done(self.fail(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE, consumed).await);
+        loop {
+            let next = match self.first.take() {
+                Some(event) => Some(Ok(RoutedEvent::Answer(event))),
+                None => tokio::select! {
+                    biased;
+                    () = &mut self.must_end => {
+                        return Step::Done(self.fail(ErrorCode::ServerShutdown, SHUTDOWN_MESSAGE).await);
+                    }
+                    next = self.upstream.next() => next,
+                },
+            };
+            return match next {
+                Some(Ok(RoutedEvent::Attempt(event))) => {
+                    if let AttemptEvent::Started(start) = &event {
+                        self.format.served_by(&start.destination);
+                    }
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.note_attempt(event);
+                    }
+                    continue;
                 }
-                next = self.upstream.next() => next,
-            },
-        };
-        match next {
-            Some(Ok(StreamEvent::TextDelta(text))) => {
-                if let Some(recorder) = &mut self.recorder {
-                    recorder.note_delivered(&text);
+                Some(Ok(RoutedEvent::Answer(StreamEvent::TextDelta(text)))) => {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.note_delivered(&text);
+                    }
+                    Step::More(vec![self.format.delta(&text)])
                 }
-                Step::More(vec![self.format.delta(&text)])
-            }
-            Some(Ok(StreamEvent::ToolCallDelta(delta))) => {
-                if let Some(recorder) = &mut self.recorder {
-                    recorder.note_delivered(delta.name.as_deref().unwrap_or(""));
-                    recorder.note_delivered(&delta.arguments);
+                Some(Ok(RoutedEvent::Answer(StreamEvent::ToolCallDelta(delta)))) => {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.note_delivered(delta.name.as_deref().unwrap_or(""));
+                        recorder.note_delivered(&delta.arguments);
+                    }
+                    Step::More(self.format.tool_call(&delta))
                 }
-                Step::More(self.format.tool_call(&delta))
-            }
-            Some(Ok(StreamEvent::Finished {
-                usage,
-                finish_reason,
-                ..
-            })) => match self.recorder.take() {
-                Some(recorder) => {
-                    let settled = recorder.succeeded(usage);
-                    // The row is journaled before the final event: a client that saw the
-                    // end of its answer has a row, whatever happens to the process next.
-                    settled.journaled.durable().await;
-                    Step::Done(self.format.finished(
-                        &usage,
-                        &finish_reason,
-                        &settled.cost,
-                        settled.latency,
-                    ))
+                Some(Ok(RoutedEvent::Answer(StreamEvent::Finished { finish_reason, .. }))) => {
+                    match self.recorder.take() {
+                        Some(recorder) => {
+                            let settled = recorder.succeeded();
+                            // The row is journaled before the final event: a client that saw
+                            // the end of its answer has a row, whatever happens to the
+                            // process next.
+                            settled.journaled.durable().await;
+                            Step::Done(self.format.finished(
+                                &settled.usage,
+                                &finish_reason,
+                                &settled.cost,
+                                settled.latency,
+                            ))
+                        }
+                        None => Step::Done(Vec::new()),
+                    }
                 }
-                None => Step::Done(Vec::new()),
-            },
-            Some(Err(StreamFailure {
-                error,
-                usage_so_far,
-            })) => Step::Done(
-                self.fail(error.code(), &error.to_string(), usage_so_far)
-                    .await,
-            ),
-            None => {
-                let consumed = self.consumed_so_far();
-                Step::Done(
+                Some(Err(StreamFailure { error, .. })) => {
+                    Step::Done(self.fail(error.code(), &error.to_string()).await)
+                }
+                None => Step::Done(
                     self.fail(
                         ErrorCode::UpstreamError,
                         "the upstream ended the stream before the answer was complete",
-                        consumed,
                     )
                     .await,
-                )
-            }
+                ),
+            };
         }
-    }
-
-    fn consumed_so_far(&self) -> TokenUsage {
-        self.recorder
-            .as_ref()
-            .map(CallRecorder::consumed_so_far)
-            .unwrap_or_default()
     }
 
     /// Ends the call as failed with `code` (its row, once, journaled before the events that
     /// say so) and gives those events.
-    async fn fail(
-        &mut self,
-        code: ErrorCode,
-        message: &str,
-        consumed: TokenUsage,
-    ) -> Vec<sse::Event> {
+    async fn fail(&mut self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
         self.span.in_scope(|| {
             tracing::warn!(%code, error_message = message, "stream failed after it began");
         });
         if let Some(recorder) = self.recorder.take() {
-            recorder.failed(code, consumed).durable().await;
+            recorder.failed(code).durable().await;
         }
         self.format.failed(code, message)
     }
