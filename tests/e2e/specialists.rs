@@ -700,4 +700,238 @@ mod management {
         assert_eq!(names, ["General Assistant", "Assistant Général"]);
         assert!(rows.iter().all(|r| r.specialist_id == "general"));
     }
+
+    async fn patch(
+        app: &TestApp,
+        path: &str,
+        if_match: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = app.client.patch(app.url(path)).json(body);
+        if let Some(version) = if_match {
+            request = request.header("if-match", version);
+        }
+        request.send().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn fallbacks_are_created_replaced_cleared_and_versioned() {
+        let app = TestApp::spawn_with(|settings, _| {
+            settings.providers.allowed_http_base_urls = vec!["http://127.0.0.1:11434/v1".into()];
+        })
+        .await;
+        // Without the fields a specialist has no fallbacks and continues streams.
+        let mut plain = valid();
+        plain["id"] = json!("plain");
+        let created: Value = post(&app, "/specialists", &plain)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(created["fallbacks"], json!([]), "always shown, empty too");
+        assert_eq!(created["continue_streams"], true);
+
+        let mut body = valid();
+        body["id"] = json!("resilient");
+        body["name"] = json!("Resilient");
+        body["fallbacks"] = json!([
+            {"provider": "anthropic", "model": "claude-sonnet-4"},
+            {"provider": "openai", "model": "llama3.1:8b", "base_url": "http://127.0.0.1:11434/v1/"}
+        ]);
+        body["continue_streams"] = json!(false);
+        let response = post(&app, "/specialists", &body).await;
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(
+            created["fallbacks"],
+            json!([
+                {"provider": "anthropic", "model": "claude-sonnet-4"},
+                {"provider": "openai", "model": "llama3.1:8b", "base_url": "http://127.0.0.1:11434/v1"}
+            ])
+        );
+        assert_eq!(created["continue_streams"], false);
+        let got: Value = app.get_json("/specialists/resilient").await;
+        assert_eq!(got["fallbacks"], created["fallbacks"]);
+
+        // PATCH with a list replaces the whole list, and makes a new version.
+        let replaced = patch(
+            &app,
+            "/specialists/resilient",
+            Some("\"1\""),
+            &json!({"fallbacks": [{"provider": "mock", "model": "mock-echo"}]}),
+        )
+        .await;
+        assert_eq!(replaced.status(), 200);
+        assert_eq!(replaced.headers()["etag"], "\"2\"");
+        let replaced: Value = replaced.json().await.unwrap();
+        assert_eq!(
+            replaced["fallbacks"],
+            json!([{"provider": "mock", "model": "mock-echo"}])
+        );
+        assert_eq!(replaced["continue_streams"], false, "not sent: kept");
+
+        // The same list again is no change: no new version.
+        let same = patch(
+            &app,
+            "/specialists/resilient",
+            None,
+            &json!({"fallbacks": [{"provider": "mock", "model": "mock-echo"}]}),
+        )
+        .await;
+        assert_eq!(same.headers()["etag"], "\"2\"");
+
+        // A change based on an old version is refused and changes nothing.
+        let stale = patch(
+            &app,
+            "/specialists/resilient",
+            Some("\"1\""),
+            &json!({"fallbacks": null}),
+        )
+        .await;
+        assert_eq!(stale.status(), 409);
+
+        // null clears the list; continue_streams alone is a change too.
+        let cleared = patch(
+            &app,
+            "/specialists/resilient",
+            Some("\"2\""),
+            &json!({"fallbacks": null}),
+        )
+        .await;
+        assert_eq!(cleared.status(), 200);
+        let cleared: Value = cleared.json().await.unwrap();
+        assert_eq!(
+            (&cleared["fallbacks"], &cleared["version"]),
+            (&json!([]), &json!(3))
+        );
+        let continuing: Value = patch(
+            &app,
+            "/specialists/resilient",
+            None,
+            &json!({"continue_streams": true}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            (&continuing["continue_streams"], &continuing["version"]),
+            (&json!(true), &json!(4))
+        );
+
+        // PUT needs nothing new: left out, the fields take their defaults.
+        let mut put_body = valid();
+        put_body["name"] = json!("Resilient");
+        put_body["continue_streams"] = json!(false);
+        put_body["fallbacks"] = json!([{"provider": "google", "model": "gemini-2.5-pro"}]);
+        let put: Value = app
+            .put_json("/specialists/resilient", &put_body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(put["version"], 5);
+        assert_eq!(put["fallbacks"][0]["provider"], "google");
+        let put: Value = app
+            .put_json("/specialists/resilient", &valid_named("Resilient"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (&put["fallbacks"], &put["continue_streams"]),
+            (&json!([]), &json!(true))
+        );
+        assert_eq!(put["version"], 6);
+    }
+
+    fn valid_named(name: &str) -> Value {
+        let mut body = valid();
+        body["name"] = json!(name);
+        body
+    }
+
+    #[tokio::test]
+    async fn bad_fallbacks_are_422_with_every_field_at_fault() {
+        let app = TestApp::spawn().await;
+        let mut body = valid();
+        body["fallbacks"] = json!([
+            {"provider": "cohere", "model": "command-r"},
+            {"provider": "anthropic", "model": ""},
+            {"provider": "openai", "model": "m", "base_url": "http://api.example.com/v1"},
+            {"provider": "openai", "model": "m", "base_url": "https://169.254.169.254/v1"},
+            {"provider": "openai", "model": "gpt-4o-mini"}
+        ]);
+        body["temperature"] = json!(5);
+        let response = post(&app, "/specialists", &body).await;
+        assert_eq!(
+            fields_of(response).await,
+            [
+                "temperature",
+                "fallbacks",
+                "fallbacks[0].provider",
+                "fallbacks[1].model",
+                "fallbacks[4]",
+                "fallbacks[2].base_url",
+                "fallbacks[3].base_url",
+            ],
+            "too many, unknown provider, empty model, repeats the primary, http, internal"
+        );
+
+        let mut repeated = valid();
+        repeated["fallbacks"] = json!([
+            {"provider": "mock", "model": "mock-echo"},
+            {"provider": "mock", "model": " mock-echo "}
+        ]);
+        let response = post(&app, "/specialists", &repeated).await;
+        assert_eq!(response.status(), 422);
+        let error = error_body(response).await;
+        assert_eq!(error["details"][0]["field"], "fallbacks[1]");
+        assert_eq!(error["details"][0]["message"], "repeats fallbacks[0]");
+
+        // PATCH is held to the same rules and a refusal changes nothing.
+        let refused = patch(
+            &app,
+            "/specialists/general",
+            None,
+            &json!({"fallbacks": [{"provider": "google", "model": "g", "base_url": "https://x.example.com"}]}),
+        )
+        .await;
+        assert_eq!(fields_of(refused).await, ["fallbacks[0].base_url"]);
+        let general: Value = app.get_json("/specialists/general").await;
+        assert_eq!(
+            (&general["fallbacks"], &general["version"]),
+            (&json!([]), &json!(1))
+        );
+
+        // A target has exactly its three fields.
+        let unknown = patch(
+            &app,
+            "/specialists/general",
+            None,
+            &json!({"fallbacks": [{"provider": "mock", "model": "m", "temperature": 1}]}),
+        )
+        .await;
+        assert_eq!(unknown.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_describes_fallbacks_and_continue_streams() {
+        let app = TestApp::spawn().await;
+        let doc: Value = app.get_json("/openapi.json").await;
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["SpecialistView", "SpecialistBody"] {
+            let properties = &schemas[schema]["properties"];
+            assert!(
+                properties["fallbacks"].is_object(),
+                "{schema}: {properties}"
+            );
+            assert!(properties["continue_streams"].is_object(), "{schema}");
+        }
+        assert!(
+            schemas["TargetView"]["properties"]["model"].is_object(),
+            "{}",
+            schemas["TargetView"]
+        );
+    }
 }

@@ -36,6 +36,7 @@ mod net;
 mod pricing;
 mod provider;
 mod specialist;
+mod target;
 mod text;
 mod usage;
 mod validation;
@@ -52,10 +53,11 @@ pub use net::{SpecialPurpose, is_internal_ip, special_purpose};
 pub use pricing::{ModelPricing, PricingDraft};
 pub use provider::ProviderKind;
 pub use specialist::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_DESCRIPTION_CHARS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
-    MAX_SYSTEM_PROMPT_CHARS, NotAllowed, PromptRevision, Specialist, SpecialistDraft,
-    SpecialistSpec,
+    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_DESCRIPTION_CHARS, MAX_FALLBACKS, MAX_MAX_TOKENS,
+    MAX_NAME_CHARS, MAX_SYSTEM_PROMPT_CHARS, NotAllowed, PromptRevision, Specialist,
+    SpecialistDraft, SpecialistSpec,
 };
+pub use target::{Target, TargetDraft};
 pub use text::comparable_name;
 pub use usage::{
     Completion, FinishReason, StreamEvent, TokenUsage, ToolCallDelta, estimate_prompt_tokens,

@@ -3,10 +3,11 @@ use std::num::NonZeroU32;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::target::validate_target;
 use crate::text::{TextKind, first_hidden_char, hidden_char_message};
 use crate::{
-    ChatMessage, ChatOptions, ModelPricing, PricingDraft, ProviderKind, SpecialistId,
-    ValidationErrors,
+    ChatMessage, ChatOptions, ModelPricing, PricingDraft, ProviderKind, SpecialistId, Target,
+    TargetDraft, ValidationErrors,
 };
 
 /// The longest specialist name, in characters.
@@ -21,7 +22,8 @@ pub const MAX_MAX_TOKENS: u32 = 128_000;
 pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 /// `temperature` when a specialist does not say.
 pub const DEFAULT_TEMPERATURE: f64 = 0.7;
-const MAX_MODEL_CHARS: usize = 200;
+/// The most fallback targets a specialist may list (each one a whole attempt at a call).
+pub const MAX_FALLBACKS: usize = 4;
 const MAX_TEMPERATURE: f64 = 2.0;
 
 /// The editable fields of a specialist as a caller or a file supplies them, before validation.
@@ -59,10 +61,18 @@ pub struct SpecialistDraft {
     /// The specialist's own price, which wins over the price table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<PricingDraft>,
+    /// Targets tried in order after the primary one (`provider`, `model`, `base_url`) fails
+    /// (default: none). The persona applies to every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<TargetDraft>,
+    /// Whether a stream whose upstream dies mid-answer may be continued on the next target
+    /// (default: yes).
+    #[serde(default = "allowed")]
+    pub continue_streams: bool,
 }
 
-/// Tools and images are allowed unless a specialist turns them off, so a catalogue written
-/// before the fields existed keeps working as it did.
+/// Tools, images and continued streams are allowed unless a specialist turns them off, so a
+/// catalogue written before the fields existed keeps working as it did.
 fn allowed() -> bool {
     true
 }
@@ -103,49 +113,12 @@ impl SpecialistDraft {
             );
         }
 
-        let provider = match self.provider.parse::<ProviderKind>() {
-            Ok(kind) => Some(kind),
-            Err(_) => {
-                errors.push("provider", "must be one of openai, anthropic, google, mock");
-                None
-            }
-        };
-
-        let model = self.model.trim();
-        if model.is_empty() {
-            errors.push("model", "must not be empty");
-        } else if model.chars().count() > MAX_MODEL_CHARS {
-            errors.push(
-                "model",
-                format!("must be at most {MAX_MODEL_CHARS} characters"),
-            );
-        } else if !model.chars().all(is_model_char) {
-            // Model names end up in URL paths (Gemini's `models/{model}:generateContent`), so
-            // nothing that could change the path gets in.
-            errors.push(
-                "model",
-                "may contain only letters, digits and . _ - : / @ +",
-            );
-        }
-
-        let base_url = match self.base_url.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => match hidden_char_problem(raw, TextKind::Label)
-                .map_or_else(|| check_base_url_shape(raw).map_err(str::to_owned), Err)
-            {
-                Ok(()) => Some(raw.trim_end_matches('/').to_owned()),
-                Err(message) => {
-                    errors.push("base_url", message);
-                    None
-                }
-            },
-        };
-        if base_url.is_some() && provider.is_some_and(|p| p != ProviderKind::OpenAi) {
-            errors.push(
-                "base_url",
-                "is only supported for the openai provider (OpenAI-compatible servers)",
-            );
-        }
+        let primary = validate_target(
+            &self.provider,
+            &self.model,
+            self.base_url.as_deref(),
+            &mut errors,
+        );
 
         if self.system_prompt.trim().is_empty() {
             errors.push("system_prompt", "must not be empty");
@@ -185,51 +158,69 @@ impl SpecialistDraft {
             },
         };
 
-        match provider {
-            Some(provider) if errors.is_empty() => Ok(SpecialistSpec {
+        let fallbacks = self.validate_fallbacks(primary.as_ref(), &mut errors);
+
+        match primary {
+            Some(primary) if errors.is_empty() => Ok(SpecialistSpec {
                 name: name.to_owned(),
                 description: self.description.clone(),
-                provider,
-                model: model.to_owned(),
-                base_url,
+                primary,
                 system_prompt: self.system_prompt.clone(),
                 allow_tools: self.allow_tools,
                 allow_images: self.allow_images,
                 temperature: self.temperature,
                 max_tokens,
                 pricing,
+                fallbacks,
+                continue_streams: self.continue_streams,
             }),
             _ => Err(errors),
         }
     }
+
+    /// The fallbacks, each by the primary's rules (errors at `fallbacks[i].model`, ...), at
+    /// most [`MAX_FALLBACKS`] of them, none repeating the primary or an earlier fallback. A
+    /// fallback that is invalid is left out of the comparison (its own error says why).
+    fn validate_fallbacks(
+        &self,
+        primary: Option<&Target>,
+        errors: &mut ValidationErrors,
+    ) -> Vec<Target> {
+        if self.fallbacks.len() > MAX_FALLBACKS {
+            errors.push(
+                "fallbacks",
+                format!("must list at most {MAX_FALLBACKS} targets"),
+            );
+        }
+        let mut valid: Vec<Target> = Vec::with_capacity(self.fallbacks.len());
+        // Index in `self.fallbacks` of each target in `valid`, to name the one repeated.
+        let mut positions = Vec::with_capacity(self.fallbacks.len());
+        for (index, draft) in self.fallbacks.iter().enumerate() {
+            let prefix = format!("fallbacks[{index}]");
+            match draft.validate() {
+                Err(problems) => errors.extend(problems.with_prefix(&format!("{prefix}."))),
+                Ok(target) => {
+                    if primary == Some(&target) {
+                        errors.push(
+                            prefix,
+                            "repeats the primary target (provider, model, base_url)",
+                        );
+                    } else if let Some(earlier) = valid.iter().position(|t| *t == target) {
+                        errors.push(prefix, format!("repeats fallbacks[{}]", positions[earlier]));
+                    } else {
+                        valid.push(target);
+                        positions.push(index);
+                    }
+                }
+            }
+        }
+        valid
+    }
 }
 
 /// Why `text` cannot be a field of this `kind`, if it holds a character it may not.
-fn hidden_char_problem(text: &str, kind: TextKind) -> Option<String> {
+pub(crate) fn hidden_char_problem(text: &str, kind: TextKind) -> Option<String> {
     first_hidden_char(text, kind).map(|(position, c)| hidden_char_message(position, c, kind))
-}
-
-fn is_model_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+')
-}
-
-/// The shape every base URL must have, whatever the deployment allows: an absolute http(s) URL
-/// with a host, no credentials, no query and no fragment.
-fn check_base_url_shape(raw: &str) -> Result<(), &'static str> {
-    let url = url::Url::parse(raw).map_err(|_| "must be an absolute URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must use https (or http where allowed)");
-    }
-    if url.host().is_none() {
-        return Err("must name a host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials; configure API keys instead");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not contain a query or fragment");
-    }
-    Ok(())
 }
 
 /// The validated editable fields of a specialist. Only [`SpecialistDraft::validate`] makes one.
@@ -237,10 +228,9 @@ fn check_base_url_shape(raw: &str) -> Result<(), &'static str> {
 pub struct SpecialistSpec {
     name: String,
     description: String,
-    provider: ProviderKind,
-    model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    base_url: Option<String>,
+    /// Written flat (`provider`, `model`, `base_url`) as the file always had them.
+    #[serde(flatten)]
+    primary: Target,
     system_prompt: String,
     allow_tools: bool,
     allow_images: bool,
@@ -248,6 +238,9 @@ pub struct SpecialistSpec {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pricing: Option<ModelPricing>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallbacks: Vec<Target>,
+    continue_streams: bool,
 }
 
 /// Something a request asks of a specialist that the specialist turned off
@@ -356,15 +349,17 @@ impl Specialist {
         SpecialistDraft {
             name: self.spec.name.clone(),
             description: self.spec.description.clone(),
-            provider: self.spec.provider.as_str().to_owned(),
-            model: self.spec.model.clone(),
-            base_url: self.spec.base_url.clone(),
+            provider: self.spec.primary.provider().as_str().to_owned(),
+            model: self.spec.primary.model().to_owned(),
+            base_url: self.spec.primary.base_url().map(str::to_owned),
             system_prompt: self.spec.system_prompt.clone(),
             allow_tools: self.spec.allow_tools,
             allow_images: self.spec.allow_images,
             temperature: self.spec.temperature,
             max_tokens: i64::from(self.spec.max_tokens),
             pricing: self.spec.pricing.map(|p| p.to_draft()),
+            fallbacks: self.spec.fallbacks.iter().map(Target::to_draft).collect(),
+            continue_streams: self.spec.continue_streams,
         }
     }
 
@@ -422,15 +417,33 @@ impl Specialist {
     }
     /// The upstream API family.
     pub fn provider(&self) -> ProviderKind {
-        self.spec.provider
+        self.spec.primary.provider()
     }
     /// The upstream model name.
     pub fn model(&self) -> &str {
-        &self.spec.model
+        self.spec.primary.model()
     }
     /// The OpenAI-compatible server to call instead of the configured one, if any.
     pub fn base_url(&self) -> Option<&str> {
-        self.spec.base_url.as_deref()
+        self.spec.primary.base_url()
+    }
+    /// The target tried first: [`Self::provider`], [`Self::model`] and [`Self::base_url`].
+    pub fn primary(&self) -> &Target {
+        &self.spec.primary
+    }
+    /// The targets tried after the primary one, in order (at most [`MAX_FALLBACKS`], none
+    /// equal to the primary or to another).
+    pub fn fallbacks(&self) -> &[Target] {
+        &self.spec.fallbacks
+    }
+    /// Every target in the order they are tried: the primary, then the fallbacks.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        std::iter::once(&self.spec.primary).chain(&self.spec.fallbacks)
+    }
+    /// Whether a stream whose upstream dies after the client got part of the answer may be
+    /// continued on the next target.
+    pub fn continue_streams(&self) -> bool {
+        self.spec.continue_streams
     }
     /// The instructions sent before every conversation.
     pub fn system_prompt(&self) -> &str {
@@ -497,6 +510,16 @@ mod tests {
                 output_per_1m: 10.0,
                 ..PricingDraft::default()
             }),
+            fallbacks: vec![],
+            continue_streams: true,
+        }
+    }
+
+    fn target(provider: &str, model: &str, base_url: Option<&str>) -> TargetDraft {
+        TargetDraft {
+            provider: provider.into(),
+            model: model.into(),
+            base_url: base_url.map(Into::into),
         }
     }
 
@@ -527,7 +550,7 @@ mod tests {
     #[test]
     fn valid_draft_passes() {
         let spec = draft().validate().unwrap();
-        assert_eq!(spec.provider, ProviderKind::OpenAi);
+        assert_eq!(spec.primary.provider(), ProviderKind::OpenAi);
         assert_eq!(spec.max_tokens, 2048);
     }
 
@@ -549,6 +572,8 @@ mod tests {
                 output_per_1m: f64::NAN,
                 ..PricingDraft::default()
             }),
+            fallbacks: vec![target("nope", "", None)],
+            continue_streams: true,
         };
         let errors = bad.validate().unwrap_err();
         assert_eq!(
@@ -564,6 +589,8 @@ mod tests {
                 "max_tokens",
                 "pricing.input_per_1m",
                 "pricing.output_per_1m",
+                "fallbacks[0].provider",
+                "fallbacks[0].model",
             ]
         );
     }
@@ -628,7 +655,7 @@ mod tests {
         let mut d = draft();
         d.base_url = Some("https://api.x.ai/v1/".into());
         assert_eq!(
-            d.validate().unwrap().base_url.as_deref(),
+            d.validate().unwrap().primary.base_url(),
             Some("https://api.x.ai/v1")
         );
         for bad in [
@@ -829,5 +856,185 @@ mod tests {
         let spec = draft().validate().unwrap();
         let s = Specialist::new(SpecialistId::parse("x").unwrap(), spec.clone(), Utc::now());
         assert_eq!(s.to_draft().validate().unwrap(), spec);
+    }
+
+    #[test]
+    fn fallbacks_are_kept_in_order_after_the_primary() {
+        let d = SpecialistDraft {
+            fallbacks: vec![
+                target("anthropic", " claude-sonnet-4 ", None),
+                target("openai", "llama3.1:8b", Some("https://llm.example.com/v1/")),
+            ],
+            ..draft()
+        };
+        let s = Specialist::new(
+            SpecialistId::parse("fa").unwrap(),
+            d.validate().unwrap(),
+            Utc::now(),
+        );
+        let targets: Vec<(ProviderKind, &str, Option<&str>)> = s
+            .targets()
+            .map(|t| (t.provider(), t.model(), t.base_url()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (ProviderKind::OpenAi, "gpt-4o", None),
+                (ProviderKind::Anthropic, "claude-sonnet-4", None),
+                (
+                    ProviderKind::OpenAi,
+                    "llama3.1:8b",
+                    Some("https://llm.example.com/v1")
+                ),
+            ]
+        );
+        assert_eq!(s.primary().model(), s.model());
+        assert_eq!(s.fallbacks().len(), 2);
+        assert!(s.continue_streams());
+    }
+
+    #[test]
+    fn each_fallback_follows_the_primarys_rules_with_its_own_path() {
+        let d = SpecialistDraft {
+            fallbacks: vec![
+                target("mock", "mock-echo", None),
+                target("cohere", "command-r", None),
+                target("openai", "bad model!", Some("ftp://example.com")),
+                target("google", "gemini-2.5-pro", Some("https://llm.example.com")),
+                target(
+                    "anthropic",
+                    &"m".repeat(201),
+                    Some("https://x.ai/v\u{200B}1"),
+                ),
+            ],
+            ..draft()
+        };
+        let errors = d.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "fallbacks",
+                "fallbacks[1].provider",
+                "fallbacks[2].model",
+                "fallbacks[2].base_url",
+                "fallbacks[3].base_url",
+                "fallbacks[4].model",
+                "fallbacks[4].base_url",
+            ]
+        );
+        assert!(errors.errors()[0].message.contains("at most 4"));
+        assert!(
+            errors.errors()[4]
+                .message
+                .contains("only supported for the openai provider"),
+            "{}",
+            errors.errors()[4].message
+        );
+    }
+
+    #[test]
+    fn four_fallbacks_are_allowed_five_are_not() {
+        let models = ["a", "b", "c", "d", "e"];
+        let mut d = draft();
+        d.fallbacks = models[..MAX_FALLBACKS]
+            .iter()
+            .map(|m| target("mock", m, None))
+            .collect();
+        assert_eq!(d.validate().unwrap().fallbacks.len(), MAX_FALLBACKS);
+        d.fallbacks.push(target("mock", "e", None));
+        assert_eq!(fields(&d.validate().unwrap_err()), ["fallbacks"]);
+    }
+
+    #[test]
+    fn a_fallback_may_not_repeat_the_primary_or_an_earlier_fallback() {
+        let d = SpecialistDraft {
+            base_url: Some("https://llm.example.com/v1".into()),
+            fallbacks: vec![
+                // The primary spelled differently: same after trimming and the trailing `/`.
+                target("openai", " gpt-4o", Some(" https://llm.example.com/v1/ ")),
+                target("mock", "mock-echo", None),
+                target("openai", "gpt-4o", None),
+                target("mock", "mock-echo ", None),
+            ],
+            ..draft()
+        };
+        let errors = d.validate().unwrap_err();
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "fallbacks[0]",
+                    "repeats the primary target (provider, model, base_url)"
+                ),
+                ("fallbacks[3]", "repeats fallbacks[1]"),
+            ],
+            "the same model without the primary's base URL is another target"
+        );
+    }
+
+    #[test]
+    fn continue_streams_and_fallbacks_default_for_a_catalogue_written_before_them() {
+        let old: SpecialistDraft = serde_json::from_value(serde_json::json!({
+            "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help."
+        }))
+        .unwrap();
+        assert!(old.fallbacks.is_empty() && old.continue_streams);
+        let value = serde_json::to_value(&old).unwrap();
+        assert!(
+            value.get("fallbacks").is_none(),
+            "no fallbacks, none written"
+        );
+        assert_eq!(value["continue_streams"], true);
+
+        let unknown = serde_json::from_value::<SpecialistDraft>(serde_json::json!({
+            "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help.",
+            "fallbacks": [{"provider": "mock", "model": "m", "temperature": 1}]
+        }));
+        assert!(
+            unknown.is_err(),
+            "a target has no field of its own beyond the three"
+        );
+        let missing: TargetDraft =
+            serde_json::from_value(serde_json::json!({"provider": "mock"})).unwrap();
+        assert_eq!(
+            fields(&missing.validate().unwrap_err()),
+            ["model"],
+            "a missing model is an empty one, reported with the rest"
+        );
+    }
+
+    #[test]
+    fn a_change_to_fallbacks_or_continue_streams_is_a_new_version_and_round_trips() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = specialist(t0);
+        let with_fallback = revised(
+            &s,
+            SpecialistDraft {
+                fallbacks: vec![target("anthropic", "claude-sonnet-4", None)],
+                ..draft()
+            },
+            t0,
+            100,
+        );
+        assert_eq!(with_fallback.version(), 2);
+        let no_continuation = revised(
+            &with_fallback,
+            SpecialistDraft {
+                continue_streams: false,
+                ..with_fallback.to_draft()
+            },
+            t0,
+            100,
+        );
+        assert_eq!(no_continuation.version(), 3);
+        assert!(!no_continuation.continue_streams());
+        assert_eq!(no_continuation.fallbacks(), with_fallback.fallbacks());
+        let same = no_continuation.to_draft().validate().unwrap();
+        assert_eq!(no_continuation.revise(same, t0, 100), None);
     }
 }

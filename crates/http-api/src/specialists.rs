@@ -3,7 +3,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use core_domain::{
-    ErrorCode, PricingDraft, ProviderKind, Specialist, SpecialistId, ValidationErrors,
+    ErrorCode, PricingDraft, ProviderKind, Specialist, SpecialistId, TargetDraft, ValidationErrors,
 };
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
@@ -14,7 +14,7 @@ use crate::openapi::responses::{
     Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistChange,
     SpecialistNotFound, ValidationFailed,
 };
-use crate::views::{PricingView, SpecialistList, SpecialistView};
+use crate::views::{PricingView, SpecialistList, SpecialistView, TargetView};
 use crate::{ApiCode, ApiError, AppState, RequestContext};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -101,6 +101,15 @@ pub(crate) struct SpecialistBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<PricingView>)]
     pricing: Option<Option<PricingDraft>>,
+    /// Targets tried in order when the one before fails before the client got anything (at
+    /// most 4, none repeating another or the primary); a PATCH replaces the whole list, null
+    /// removes it (default: none).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<TargetView>>)]
+    fallbacks: Option<Option<Vec<TargetDraft>>>,
+    /// Whether a stream whose upstream dies mid-answer continues on the next target
+    /// (default: true).
+    continue_streams: Option<bool>,
     #[serde(rename = "version")]
     #[schema(ignore)]
     _version: Option<IgnoredAny>,
@@ -139,6 +148,8 @@ impl SpecialistBody {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             pricing: self.pricing.into(),
+            fallbacks: self.fallbacks.into(),
+            continue_streams: self.continue_streams,
         }
     }
 }
@@ -209,8 +220,8 @@ pub(crate) async fn replace(
     Ok(with_etag(HttpResponse::Ok(), &updated))
 }
 
-/// `PATCH /specialists/{id}` (admin): changes the fields sent; `null` removes `base_url` or
-/// `pricing`. The merge is done under the catalogue's lock, on the current version; a merge
+/// `PATCH /specialists/{id}` (admin): changes the fields sent; `null` removes `base_url`,
+/// `pricing` or `fallbacks`, and a `fallbacks` list replaces the whole old one. The merge is done under the catalogue's lock, on the current version; a merge
 /// that changes nothing (`{}`, or the values it has) answers with the specialist as it is.
 #[utoipa::path(patch, path = "/specialists/{id}", tag = "specialists", request_body = SpecialistBody,
     params(("id" = String, Path, description = "Specialist id"),

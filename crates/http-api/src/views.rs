@@ -2,7 +2,7 @@
 //! a domain type changes, and each is described in the OpenAPI document.
 
 use chrono::{DateTime, Utc};
-use core_domain::{FieldError, PromptRevision, Specialist};
+use core_domain::{FieldError, PromptRevision, Specialist, Target};
 use serde::Serialize;
 use usage_store::SummaryRow;
 use utoipa::ToSchema;
@@ -31,12 +31,41 @@ pub(crate) struct SpecialistView {
     /// The specialist's own price, which wins over the price table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pricing: Option<PricingView>,
+    /// Targets tried in order after `provider`/`model`/`base_url` fails before the client got
+    /// anything; each priced by its own model. Empty when there are none.
+    fallbacks: Vec<TargetView>,
+    /// Whether a stream whose upstream dies mid-answer continues on the next target, the text
+    /// already sent given to it as the start of its answer.
+    continue_streams: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// Starts at 1, +1 on every change; also the `ETag`.
     version: u32,
     /// Previous system prompts, oldest first.
     prompt_history: Vec<PromptRevisionView>,
+}
+
+/// Where a specialist's calls may go: a provider and model, and for `openai` an
+/// OpenAI-compatible server.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TargetView {
+    /// `openai`, `anthropic`, `google` or `mock`.
+    provider: String,
+    model: String,
+    /// An OpenAI-compatible server to call instead of the configured one (`openai` only;
+    /// https unless allowed in config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
+}
+
+impl From<&Target> for TargetView {
+    fn from(t: &Target) -> Self {
+        Self {
+            provider: t.provider().as_str().to_owned(),
+            model: t.model().to_owned(),
+            base_url: t.base_url().map(str::to_owned),
+        }
+    }
 }
 
 /// USD per million tokens.
@@ -91,6 +120,8 @@ impl From<&Specialist> for SpecialistView {
                 cached_input_per_1m: p.cached_input_per_1m(),
                 cache_write_per_1m: p.cache_write_per_1m(),
             }),
+            fallbacks: s.fallbacks().iter().map(Into::into).collect(),
+            continue_streams: s.continue_streams(),
             created_at: s.created_at(),
             updated_at: s.updated_at(),
             version: s.version(),

@@ -189,6 +189,8 @@ mod tests {
             temperature: 0.5,
             max_tokens: 100,
             pricing: None,
+            fallbacks: Vec::new(),
+            continue_streams: true,
         }
         .validate()
         .unwrap();

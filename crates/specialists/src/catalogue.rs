@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use core_domain::{Specialist, SpecialistId, ValidationErrors, comparable_name};
+use core_domain::{Specialist, SpecialistId, Target, ValidationErrors, comparable_name};
 use serde::Deserialize;
 
 use crate::{
@@ -33,12 +33,10 @@ pub fn parse_catalogue(
         let prefix = format!("specialists[{index}].");
         match record.into_specialist(now) {
             Ok(specialist) => {
-                let mut problems = ValidationErrors::new();
-                if let Some(url) = specialist.base_url()
-                    && let Err(reason) = policy.check(url)
-                {
-                    problems.push("base_url", reason);
-                }
+                let mut problems = policy.check_targets(
+                    specialist.base_url(),
+                    specialist.fallbacks().iter().map(Target::base_url),
+                );
                 let id_key = specialist.id().as_str().to_ascii_lowercase();
                 if let Some(first) = earlier_holder(&mut seen_ids, id_key, index) {
                     problems.push(
@@ -435,7 +433,9 @@ mod tests {
             r#"{{"specialists": [{}, {}, {}, {{"id": "bad id", "name": "", "provider": "x",
                 "model": "m", "system_prompt": "p", "temperature": 9}},
                 {{"id": "ssrf", "name": "S", "provider": "openai", "model": "m",
-                  "system_prompt": "p", "base_url": "https://169.254.169.254/v1"}}]}}"#,
+                  "system_prompt": "p", "base_url": "https://169.254.169.254/v1",
+                  "fallbacks": [{{"provider": "openai", "model": "n",
+                                  "base_url": "http://127.0.0.1:8080/v1"}}]}}]}}"#,
             entry("a", "Alpha"),
             entry("a", "Beta"),
             entry("c", "ALPHA"),
@@ -451,6 +451,7 @@ mod tests {
                 "specialists[3].provider",
                 "specialists[3].temperature",
                 "specialists[4].base_url",
+                "specialists[4].fallbacks[0].base_url",
             ]
         );
     }

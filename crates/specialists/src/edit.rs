@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use core_domain::{
-    MAX_NAME_CHARS, Specialist, SpecialistDraft, SpecialistId, ValidationErrors, comparable_name,
+    MAX_NAME_CHARS, Specialist, SpecialistDraft, SpecialistId, TargetDraft, ValidationErrors,
+    comparable_name,
 };
 
 use crate::{Catalogue, CatalogueError};
@@ -96,6 +97,7 @@ impl Catalogue {
             list,
             Some(&draft.name),
             draft.base_url.as_deref(),
+            &draft.fallbacks,
             replacing,
         ));
         match spec {
@@ -104,17 +106,19 @@ impl Catalogue {
         }
     }
 
-    /// The rules that depend on more than the specialist itself — the base URL policy and a
-    /// name no other specialist has — for fields given, checked against the catalogue as it
-    /// is now. For listing with a request's other problems when it cannot be applied anyway
-    /// ([`Catalogue::new_fields_or_every_problem`]); a change is checked again under the lock.
+    /// The rules that depend on more than the specialist itself — the base URL policy for
+    /// every target and a name no other specialist has — for fields given, checked against the
+    /// catalogue as it is now. For listing with a request's other problems when it cannot be
+    /// applied anyway ([`Catalogue::new_fields_or_every_problem`]); a change is checked again
+    /// under the lock.
     pub(crate) fn problems_with_others(
         &self,
         name: Option<&str>,
         base_url: Option<&str>,
+        fallbacks: &[TargetDraft],
         replacing: Option<&SpecialistId>,
     ) -> ValidationErrors {
-        self.problems_among(&self.snapshot_list(), name, base_url, replacing)
+        self.problems_among(&self.snapshot_list(), name, base_url, fallbacks, replacing)
     }
 
     fn problems_among(
@@ -122,14 +126,13 @@ impl Catalogue {
         list: &[Arc<Specialist>],
         name: Option<&str>,
         base_url: Option<&str>,
+        fallbacks: &[TargetDraft],
         replacing: Option<&SpecialistId>,
     ) -> ValidationErrors {
-        let mut errors = ValidationErrors::new();
-        if let Some(url) = base_url.map(str::trim).filter(|u| !u.is_empty())
-            && let Err(reason) = self.policy().check(url)
-        {
-            errors.push("base_url", reason);
-        }
+        let mut errors = self.policy().check_targets(
+            base_url,
+            fallbacks.iter().map(|target| target.base_url.as_deref()),
+        );
         if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
             let key = comparable_name(name);
             if let Some(holder) = list
@@ -227,6 +230,8 @@ mod tests {
                 output_per_1m: 2.0,
                 ..PricingDraft::default()
             }),
+            fallbacks: vec![],
+            continue_streams: true,
         }
     }
 
@@ -411,6 +416,34 @@ mod tests {
             panic!("expected a validation error");
         };
         assert_eq!(errors.errors()[0].field, "base_url");
+    }
+
+    #[test]
+    fn a_fallbacks_disallowed_base_url_is_refused_on_create_and_update() {
+        let (_dir, catalogue) = on_disk();
+        let internal = core_domain::TargetDraft {
+            provider: "openai".into(),
+            model: "llama3".into(),
+            base_url: Some("https://10.0.0.7/v1".into()),
+        };
+        let mut d = draft("Ssrf");
+        d.fallbacks = vec![internal.clone()];
+        let Err(CatalogueError::Invalid(errors)) = catalogue.create(id("s"), &d) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["fallbacks[0].base_url"]);
+
+        catalogue.create(id("s"), &draft("Ssrf")).unwrap();
+        let refused = catalogue.update(&id("s"), None, |mut current| {
+            current.fallbacks = vec![internal];
+            current
+        });
+        assert!(
+            matches!(&refused, Err(CatalogueError::Invalid(e)) if e.errors()[0].field == "fallbacks[0].base_url"),
+            "{refused:?}"
+        );
+        assert!(catalogue.get(&id("s")).unwrap().fallbacks().is_empty());
     }
 
     #[test]

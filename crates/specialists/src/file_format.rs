@@ -147,6 +147,8 @@ mod tests {
                 output_per_1m: 10.0,
                 ..PricingDraft::default()
             }),
+            fallbacks: vec![],
+            continue_streams: true,
         }
     }
 
@@ -171,9 +173,10 @@ mod tests {
         let s = record.into_specialist(now).unwrap();
         assert_eq!(s.version(), 3);
         assert!(
-            s.allow_tools() && s.allow_images(),
-            "a file written before the fields allows both"
+            s.allow_tools() && s.allow_images() && s.continue_streams(),
+            "a file written before the fields allows all three"
         );
+        assert!(s.fallbacks().is_empty(), "and has no fallbacks");
         assert_eq!(
             s.created_at(),
             Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap()
@@ -230,6 +233,8 @@ mod tests {
         assert_eq!(value["prompt_history"][0]["version"], 1);
         assert_eq!(value["created_at"], "2026-01-01T00:00:00Z");
         assert!(value.get("base_url").is_none());
+        assert!(value.get("fallbacks").is_none(), "none, none written");
+        assert_eq!(value["continue_streams"], true);
         assert_eq!(
             (&value["allow_tools"], &value["allow_images"]),
             (&json!(false), &json!(true))
@@ -237,5 +242,53 @@ mod tests {
         // And reads back as the same specialist.
         let record: SpecialistRecord = serde_json::from_value(value).unwrap();
         assert_eq!(record.into_specialist(Utc::now()).unwrap(), s);
+    }
+
+    #[test]
+    fn fallbacks_and_continue_streams_are_written_and_read_back() {
+        let with_fallbacks = SpecialistDraft {
+            fallbacks: vec![
+                core_domain::TargetDraft {
+                    provider: "anthropic".into(),
+                    model: "claude-sonnet-4".into(),
+                    base_url: None,
+                },
+                core_domain::TargetDraft {
+                    provider: "openai".into(),
+                    model: "llama3.1:8b".into(),
+                    base_url: Some("https://llm.example.com/v1/".into()),
+                },
+            ],
+            continue_streams: false,
+            ..draft()
+        };
+        let s = Specialist::new(
+            SpecialistId::parse("fa").unwrap(),
+            with_fallbacks.validate().unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        );
+        let value = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            value["fallbacks"],
+            json!([
+                {"provider": "anthropic", "model": "claude-sonnet-4"},
+                {"provider": "openai", "model": "llama3.1:8b", "base_url": "https://llm.example.com/v1"}
+            ])
+        );
+        assert_eq!(value["continue_streams"], false);
+        let record: SpecialistRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(record.into_specialist(Utc::now()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_bad_fallback_in_a_record_is_named_by_its_path() {
+        let record: SpecialistRecord = serde_json::from_value(json!({
+            "id": "fa", "name": "FA", "provider": "openai", "model": "gpt-4o",
+            "system_prompt": "Help.",
+            "fallbacks": [{"provider": "openai", "model": "gpt-4o"}, {"provider": "x", "model": "m"}]
+        }))
+        .unwrap();
+        let errors = record.into_specialist(Utc::now()).unwrap_err();
+        assert_eq!(fields(&errors), ["fallbacks[0]", "fallbacks[1].provider"]);
     }
 }

@@ -5,7 +5,7 @@
 
 use core_domain::{
     DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, PricingDraft, SpecialistDraft, SpecialistId,
-    ValidationErrors,
+    TargetDraft, ValidationErrors,
 };
 
 use crate::Catalogue;
@@ -14,7 +14,7 @@ use crate::Catalogue;
 pub const REQUIRED_FIELDS: [&str; 4] = ["name", "provider", "model", "system_prompt"];
 
 /// A field that may be left alone, removed or set: for the optional fields (`base_url`,
-/// `pricing`), where "not sent" and "sent as null" mean different things.
+/// `pricing`, `fallbacks`), where "not sent" and "sent as null" mean different things.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum Clearable<T> {
     /// Not sent: keep what is there.
@@ -97,6 +97,11 @@ pub struct SpecialistPatch {
     pub max_tokens: Option<i64>,
     /// The specialist's own price (default: none, the price table's).
     pub pricing: Clearable<PricingDraft>,
+    /// The targets tried after the primary one; a new list replaces the whole old one, and
+    /// clearing it leaves none (default: none).
+    pub fallbacks: Clearable<Vec<TargetDraft>>,
+    /// Whether a stream cut mid-answer may continue on the next target (default: yes).
+    pub continue_streams: Option<bool>,
 }
 
 impl SpecialistPatch {
@@ -126,6 +131,13 @@ impl SpecialistPatch {
             current.max_tokens = max_tokens;
         }
         current.pricing = self.pricing.applied_to(current.pricing);
+        current.fallbacks = self
+            .fallbacks
+            .applied_to(Some(current.fallbacks))
+            .unwrap_or_default();
+        if let Some(continue_streams) = self.continue_streams {
+            current.continue_streams = continue_streams;
+        }
         current
     }
 
@@ -177,6 +189,8 @@ fn defaults() -> SpecialistDraft {
         temperature: DEFAULT_TEMPERATURE,
         max_tokens: i64::from(DEFAULT_MAX_TOKENS),
         pricing: None,
+        fallbacks: Vec::new(),
+        continue_streams: true,
     }
 }
 
@@ -192,7 +206,11 @@ impl Catalogue {
         mut earlier_problems: ValidationErrors,
         replacing: Option<&SpecialistId>,
     ) -> Result<SpecialistDraft, ValidationErrors> {
-        let (name, base_url) = (patch.name.clone(), patch.base_url.clone());
+        let (name, base_url, fallbacks) = (
+            patch.name.clone(),
+            patch.base_url.clone(),
+            patch.fallbacks.clone(),
+        );
         match patch.into_new_fields() {
             Ok(fields) if earlier_problems.is_empty() => return Ok(fields),
             Ok(fields) => {
@@ -203,9 +221,11 @@ impl Catalogue {
             Err(more) => earlier_problems.extend(more),
         }
         let base_url = base_url.applied_to(None);
+        let fallbacks = fallbacks.applied_to(None).unwrap_or_default();
         earlier_problems.extend_new_fields(self.problems_with_others(
             name.as_deref(),
             base_url.as_deref(),
+            &fallbacks,
             replacing,
         ));
         Err(earlier_problems)
@@ -244,6 +264,16 @@ mod tests {
                 output_per_1m: 2.0,
                 ..PricingDraft::default()
             }),
+            fallbacks: vec![fallback("anthropic", "claude-sonnet-4")],
+            continue_streams: true,
+        }
+    }
+
+    fn fallback(provider: &str, model: &str) -> TargetDraft {
+        TargetDraft {
+            provider: provider.into(),
+            model: model.into(),
+            base_url: None,
         }
     }
 
@@ -331,6 +361,34 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_replaces_the_whole_fallback_list_null_clears_it() {
+        let kept = SpecialistPatch {
+            continue_streams: Some(false),
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!(kept.fallbacks, current().fallbacks, "not sent: kept");
+        assert!(!kept.continue_streams);
+        let replaced = SpecialistPatch {
+            fallbacks: Clearable::Set(vec![fallback("mock", "mock-echo"), fallback("google", "g")]),
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert_eq!(
+            replaced.fallbacks,
+            [fallback("mock", "mock-echo"), fallback("google", "g")],
+            "the list sent, not appended to the old one"
+        );
+        assert!(replaced.continue_streams, "not sent: kept");
+        let cleared = SpecialistPatch {
+            fallbacks: Clearable::Clear,
+            ..SpecialistPatch::default()
+        }
+        .merged_into(current());
+        assert!(cleared.fallbacks.is_empty());
+    }
+
+    #[test]
     fn new_fields_take_the_defaults_for_what_was_not_sent() {
         let fields = complete().into_new_fields().unwrap();
         assert_eq!(fields.temperature, DEFAULT_TEMPERATURE);
@@ -338,13 +396,15 @@ mod tests {
         assert_eq!(fields.description, "");
         assert_eq!((fields.base_url, fields.pricing), (None, None));
         assert!(
-            fields.allow_tools && fields.allow_images,
+            fields.allow_tools && fields.allow_images && fields.continue_streams,
             "allowed unless turned off"
         );
+        assert!(fields.fallbacks.is_empty());
         // Null for an optional field is the same as leaving it out.
         let nulls = SpecialistPatch {
             base_url: Clearable::Clear,
             pricing: Clearable::Clear,
+            fallbacks: Clearable::Clear,
             ..complete()
         };
         assert_eq!(nulls.into_new_fields(), complete().into_new_fields());
@@ -412,6 +472,13 @@ mod tests {
                     name: Some("TAX".into()),
                     model: None,
                     base_url: Clearable::Set("https://169.254.169.254/v1".into()),
+                    fallbacks: Clearable::Set(vec![
+                        fallback("anthropic", ""),
+                        TargetDraft {
+                            base_url: Some("http://10.0.0.1/v1".into()),
+                            ..fallback("openai", "llama3")
+                        },
+                    ]),
                     ..complete()
                 },
                 bad_id,
@@ -422,7 +489,17 @@ mod tests {
             .into_iter()
             .map(|(field, _)| field)
             .collect();
-        assert_eq!(named, ["id", "model", "base_url", "name"]);
+        assert_eq!(
+            named,
+            [
+                "id",
+                "model",
+                "fallbacks[0].model",
+                "base_url",
+                "fallbacks[1].base_url",
+                "name"
+            ]
+        );
         // The specialist a PUT replaces may keep its own name.
         let errors = catalogue
             .new_fields_or_every_problem(

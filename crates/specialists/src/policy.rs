@@ -1,6 +1,6 @@
 use std::net::IpAddr;
 
-use core_domain::{SpecialPurpose, special_purpose};
+use core_domain::{SpecialPurpose, ValidationErrors, special_purpose};
 use url::{Host, Url};
 
 /// Which base URLs a specialist may point the server at.
@@ -63,6 +63,28 @@ impl BaseUrlPolicy {
         }
         Ok(())
     }
+
+    /// Every base URL of a specialist's targets that this policy refuses, by field path:
+    /// `base_url` for the primary target, `fallbacks[i].base_url` for the fallbacks. Targets
+    /// without one (or with a blank one) call the provider's configured server and pass.
+    pub fn check_targets<'a>(
+        &self,
+        primary_base_url: Option<&'a str>,
+        fallback_base_urls: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> ValidationErrors {
+        let mut errors = ValidationErrors::new();
+        let fields = std::iter::once("base_url".to_owned())
+            .chain((0..).map(|index| format!("fallbacks[{index}].base_url")));
+        let urls = std::iter::once(primary_base_url).chain(fallback_base_urls);
+        for (field, url) in fields.zip(urls) {
+            if let Some(url) = url.map(str::trim).filter(|u| !u.is_empty())
+                && let Err(reason) = self.check(url)
+            {
+                errors.push(field, reason);
+            }
+        }
+        errors
+    }
 }
 
 fn describe(ip: impl std::fmt::Display, purpose: SpecialPurpose) -> String {
@@ -82,6 +104,33 @@ fn is_internal_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_targets_base_url_is_checked_under_its_own_field() {
+        let policy = BaseUrlPolicy::new(["http://127.0.0.1:11434/v1".to_owned()]);
+        let errors = policy.check_targets(
+            Some("http://api.x.ai/v1"),
+            [
+                None,
+                Some("https://169.254.169.254/v1"),
+                Some("  "),
+                Some("http://127.0.0.1:11434/v1/"),
+                Some("https://api.x.ai/v1"),
+                Some("http://127.0.0.1:6379/v1"),
+            ],
+        );
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["base_url", "fallbacks[1].base_url", "fallbacks[5].base_url"]
+        );
+        assert!(errors.errors()[1].message.contains("not globally routable"));
+        assert!(
+            policy
+                .check_targets(None, [Some("https://api.x.ai/v1"), None])
+                .is_empty()
+        );
+    }
 
     #[test]
     fn public_https_is_allowed() {

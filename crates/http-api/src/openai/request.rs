@@ -792,6 +792,8 @@ mod tests {
             temperature,
             max_tokens,
             pricing: None,
+            fallbacks: Vec::new(),
+            continue_streams: true,
         }
         .validate()
         .unwrap();
