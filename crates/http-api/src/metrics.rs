@@ -7,6 +7,7 @@ use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use providers::{AttemptReport, AttemptStart, Destination};
 use usage_store::{UsageSink, WriterStats};
 
 /// Latency buckets in seconds: sub-millisecond gateway work up to minute-long generations.
@@ -27,6 +28,9 @@ pub struct Metrics {
     pub(crate) cost: CounterVec,
     pub(crate) rate_limited: IntCounterVec,
     pub(crate) streams_in_flight: IntGauge,
+    pub(crate) attempts: IntCounterVec,
+    pub(crate) fallbacks: IntCounterVec,
+    pub(crate) continuations: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +128,39 @@ impl Metrics {
                 &registry,
                 IntGauge::new("streams_in_flight", "Streamed answers being relayed now")?,
             ),
+            attempts: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upstream_attempts_total",
+                        "Upstream requests made for chat calls, by specialist, destination \
+                         (provider, model) and outcome (ok, or the error code)",
+                    ),
+                    &["specialist", "provider", "model", "outcome"],
+                )?,
+            ),
+            fallbacks: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fallbacks_total",
+                        "Calls moved on to another of their specialist's destinations after a \
+                         failure, by specialist and the destination moved to",
+                    ),
+                    &["specialist", "provider", "model"],
+                )?,
+            ),
+            continuations: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stream_continuations_total",
+                        "Streams broken part way and continued from the text so far, by \
+                         specialist and the destination that continued",
+                    ),
+                    &["specialist", "provider", "model"],
+                )?,
+            ),
             registry,
         };
         metrics
@@ -141,19 +178,45 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
-    /// Accounts a chat call that ended: tokens and cost by provider, model and specialist; the
-    /// upstream's latency (when it was called) and failures by provider.
-    pub(crate) fn observe_call(
+    /// Accounts an attempt starting: a move to another destination counts as a fallback, a
+    /// continuation as one; `previous` is the route index of the attempt before, if any.
+    pub(crate) fn observe_attempt_start(
         &self,
         specialist: &Specialist,
-        usage: &TokenUsage,
-        cost: &CostEstimate,
-        upstream_latency: Option<std::time::Duration>,
-        error_code: Option<ErrorCode>,
+        start: &AttemptStart,
+        previous: Option<usize>,
     ) {
-        let provider = specialist.provider().as_str();
-        let model = specialist.model();
+        let Some(previous) = previous else {
+            return;
+        };
+        let labels = [
+            specialist.id().as_str(),
+            start.destination.provider.as_str(),
+            start.destination.model.as_str(),
+        ];
+        if start.continuation {
+            self.continuations.with_label_values(&labels).inc();
+        } else if previous != start.index {
+            self.fallbacks.with_label_values(&labels).inc();
+        }
+    }
+
+    /// Accounts an attempt that ended: its outcome, and the tokens and cost it consumed, by
+    /// its destination's provider and model.
+    pub(crate) fn observe_attempt_end(
+        &self,
+        specialist: &Specialist,
+        report: &AttemptReport,
+        cost: &CostEstimate,
+    ) {
+        let provider = report.destination.provider.as_str();
+        let model = report.destination.model.as_str();
         let id = specialist.id().as_str();
+        let outcome = report.error.map_or("ok", ErrorCode::as_str);
+        self.attempts
+            .with_label_values(&[id, provider, model, outcome])
+            .inc();
+        let usage: &TokenUsage = &report.usage;
         for (direction, count) in [
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -169,6 +232,17 @@ impl Metrics {
                 .with_label_values(&[provider, model, id])
                 .inc_by(cost.cost.as_dollars());
         }
+    }
+
+    /// Accounts a chat call that ended: the upstream's latency (when it was called) and a
+    /// failure, by the provider that served it (or was tried last).
+    pub(crate) fn observe_call(
+        &self,
+        served_by: &Destination,
+        upstream_latency: Option<std::time::Duration>,
+        error_code: Option<ErrorCode>,
+    ) {
+        let provider = served_by.provider.as_str();
         if let Some(latency) = upstream_latency {
             self.upstream_latency
                 .with_label_values(&[provider])

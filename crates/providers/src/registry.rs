@@ -9,9 +9,8 @@ use secrecy::SecretString;
 
 use crate::transport::{Sleeper, TokioSleeper, Transport};
 use crate::{
-    Destination, Route,
-    AnthropicProvider, ChatProvider, GoogleProvider, MockProvider, OpenAiProvider, ProviderError,
-    ProvidersConfig,
+    AnthropicProvider, ChatProvider, Destination, GoogleProvider, MockProvider, OpenAiProvider,
+    ProviderError, ProvidersConfig, Route,
 };
 
 /// The environment variable that holds the API key for `provider` (empty for the mock, which

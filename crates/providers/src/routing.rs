@@ -1151,7 +1151,7 @@ mod tests {
             ..Scripted::default()
         });
         let last = Scripted::new([Script::Answer("hi")]);
-        let route = Route::new([
+        let route = Route::new(
             (
                 destination("unconfigured"),
                 Err(ProviderError::NotConfigured {
@@ -1160,16 +1160,17 @@ mod tests {
                     config_key: "providers.openai.api_key",
                 }),
             ),
-            (
-                destination("resting"),
-                Ok(resting.clone() as Arc<dyn ChatProvider>),
-            ),
-            (
-                destination("last"),
-                Ok(last.clone() as Arc<dyn ChatProvider>),
-            ),
-        ])
-        .unwrap();
+            [
+                (
+                    destination("resting"),
+                    Ok(resting.clone() as Arc<dyn ChatProvider>),
+                ),
+                (
+                    destination("last"),
+                    Ok(last.clone() as Arc<dyn ChatProvider>),
+                ),
+            ],
+        );
         let (router, _) = router(1);
         let (result, events) = complete(&router, &route).await;
         assert_eq!(result.unwrap().1.model, "last");

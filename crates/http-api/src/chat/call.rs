@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{Completion, NotAllowed, Specialist, SpecialistId, ValidationErrors};
+use core_domain::{Completion, NotAllowed, Specialist, SpecialistId, Target, ValidationErrors};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use providers::{Destination, ProviderRequest, Route, Router};
@@ -78,15 +78,13 @@ pub(crate) fn prepare_for(
     if let Some(not_allowed) = specialist.first_not_allowed(&request.options, &request.messages) {
         return Err(not_allowed_by(&specialist, not_allowed));
     }
-    let mut route = state.providers.route(destinations(&specialist)).ok_or_else(|| {
-        ApiError::new(ApiCode::Internal, "the specialist has no destination")
-    })?;
+    let mut route = route_for(state, &specialist);
     // What the specialist's own provider cannot honour is refused before anything is called or
     // recorded, like any invalid request; a fallback that cannot honour it is left out.
     if let Ok(provider) = route.primary_provider() {
         provider.check_request(&request)?;
     }
-    if route.destinations().nth(1).is_some() {
+    if !specialist.fallbacks().is_empty() {
         route = route.retain_fallbacks(|provider, destination| {
             let mut aimed = request.clone();
             aimed.model.clone_from(&destination.model);
@@ -105,13 +103,16 @@ pub(crate) fn prepare_for(
 }
 
 /// Where a call to `specialist` may go: its own provider and model, then its fallbacks.
-fn destinations(specialist: &Specialist) -> impl Iterator<Item = Destination> + '_ {
-    // MERGE: specialist.targets() once the fallbacks branch lands.
-    std::iter::once(Destination {
-        provider: specialist.provider(),
-        model: specialist.model().to_owned(),
-        base_url: specialist.base_url().map(str::to_owned),
-    })
+fn route_for(state: &AppState, specialist: &Specialist) -> Route {
+    let destination = |target: &Target| Destination {
+        provider: target.provider(),
+        model: target.model().to_owned(),
+        base_url: target.base_url().map(str::to_owned),
+    };
+    state.providers.route(
+        destination(specialist.primary()),
+        specialist.fallbacks().iter().map(destination),
+    )
 }
 
 /// The 400 `unsupported_parameter` for a request asking `specialist` for what it turned off,
@@ -195,7 +196,7 @@ impl PreparedCall {
             return Err(recorder.refused(error).await);
         }
         let recorder = recorder.begin(true).await;
-        let events = router.stream(&route, request, /* MERGE */ specialist.allow_tools() || true);
+        let events = router.stream(&route, request, specialist.continue_streams());
         relay::relay(state, events, route, recorder, format).await
     }
 }

@@ -158,17 +158,10 @@ impl CallRecorder {
                 let cost = pending.price(&report.destination, report.index, &report.usage);
                 pending
                     .metrics
-                    .observe_attempt_end(&pending.specialist, &report);
+                    .observe_attempt_end(&pending.specialist, &report, &cost);
                 pending.attempts.push(PricedAttempt { report, cost });
             }
         }
-    }
-
-    /// The prompt's estimated token count.
-    pub(crate) fn prompt_estimate(&self) -> u32 {
-        self.pending
-            .as_ref()
-            .map_or(0, |p| p.estimated_input_tokens)
     }
 
     /// Notes text handed to the client; the first call fixes the time to first token. At most
@@ -238,6 +231,9 @@ impl CallRecorder {
                 continuation: start.continuation,
             };
             let cost = pending.price(&report.destination, report.index, &report.usage);
+            pending
+                .metrics
+                .observe_attempt_end(&pending.specialist, &report, &cost);
             pending.attempts.push(PricedAttempt { report, cost });
         }
         pending.settle(code, first_token)
@@ -317,7 +313,11 @@ impl Pending {
     }
 
     /// Sums the attempts, accounts the call in the metrics and hands its row to the sink.
-    fn settle(self, error_code: Option<ErrorCode>, time_to_first_token: Option<Duration>) -> Settled {
+    fn settle(
+        self,
+        error_code: Option<ErrorCode>,
+        time_to_first_token: Option<Duration>,
+    ) -> Settled {
         // A call that never reached an upstream consumed nothing, at its own destination's
         // price (which says whether that model is priced at all).
         let unattempted = self
@@ -353,7 +353,8 @@ impl Pending {
             usage = providers::plus(usage, attempt.report.usage);
             cost.cost = cost.cost + attempt.cost.cost;
             // An attempt that consumed nothing costs nothing, priced or not.
-            let consumed = attempt.report.usage.input_tokens > 0 || attempt.report.usage.output_tokens > 0;
+            let consumed =
+                attempt.report.usage.input_tokens > 0 || attempt.report.usage.output_tokens > 0;
             if consumed || n + 1 == attempts.len() {
                 cost.pricing_known &= attempt.cost.pricing_known;
             }
@@ -368,10 +369,7 @@ impl Pending {
             .last()
             .map_or(primary, |attempt| Arc::clone(&attempt.report.destination));
         metrics.observe_call(
-            &specialist,
             &served_by,
-            &usage,
-            &cost,
             upstream_started.map(|started| started.elapsed()),
             error_code,
         );

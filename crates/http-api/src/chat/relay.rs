@@ -137,7 +137,10 @@ pub(crate) async fn relay<F: StreamFormat>(
             .flatten(),
         )
         .map(Ok);
-    Ok((Sse::from_stream(events).with_keep_alive(keep_alive), served_by))
+    Ok((
+        Sse::from_stream(events).with_keep_alive(keep_alive),
+        served_by,
+    ))
 }
 
 /// What a client whose stream shutdown cut reads.

@@ -9,7 +9,8 @@ use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
 
 /// The answer of `POST /chat/send`: the original service's fields, plus `request_id` and
-/// `finish_reason`.
+/// `finish_reason`. `provider` and `model` are those that answered: the specialist's own, or
+/// the fallback that served the call.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ChatResponse<'a> {
     content: String,
@@ -45,20 +46,37 @@ pub(crate) async fn send(
         .complete()
         .await?;
     let (specialist, completion) = (answer.specialist, answer.completion);
-    Ok(HttpResponse::Ok().json(ChatResponse {
-        specialist_id: specialist.id().as_str(),
-        specialist_name: specialist.name(),
-        provider: specialist.provider(),
-        model: specialist.model(),
-        input_tokens: completion.usage.input_tokens,
-        output_tokens: completion.usage.output_tokens,
-        estimated_cost_usd: answer.cost.cost.as_dollars(),
-        latency_ms: millis(answer.latency),
-        request_id: context.request_id.as_str(),
-        finish_reason: completion.finish_reason.as_str(),
-        content: completion.content,
-    }))
+    let served_by = answer.served_by;
+    Ok(HttpResponse::Ok()
+        .insert_header(served_by_header(&served_by))
+        .json(ChatResponse {
+            specialist_id: specialist.id().as_str(),
+            specialist_name: specialist.name(),
+            provider: served_by.provider,
+            model: &served_by.model,
+            input_tokens: completion.usage.input_tokens,
+            output_tokens: completion.usage.output_tokens,
+            estimated_cost_usd: answer.cost.cost.as_dollars(),
+            latency_ms: millis(answer.latency),
+            request_id: context.request_id.as_str(),
+            finish_reason: completion.finish_reason.as_str(),
+            content: completion.content,
+        }))
 }
+
+/// The `X-Commander-Served-By` header: the provider and model that answered, as
+/// `provider/model`.
+pub(crate) fn served_by_header(
+    destination: &providers::Destination,
+) -> (&'static str, actix_web::http::header::HeaderValue) {
+    let value = actix_web::http::header::HeaderValue::from_str(&destination.to_string())
+        // A model name that is no header value (validated names always are) is left out.
+        .unwrap_or_else(|_| actix_web::http::header::HeaderValue::from_static(""));
+    (SERVED_BY, value)
+}
+
+/// The name of the header that says which provider and model answered.
+pub(crate) const SERVED_BY: &str = "x-commander-served-by";
 
 /// Milliseconds with microsecond precision, as the original service reported latency.
 pub(crate) fn millis(duration: std::time::Duration) -> f64 {

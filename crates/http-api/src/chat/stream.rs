@@ -1,10 +1,8 @@
-use std::convert::Infallible;
 use std::time::Duration;
 
 use actix_web::web;
-use actix_web_lab::sse::{self, Sse};
+use actix_web_lab::sse;
 use core_domain::{ErrorCode, FinishReason, TokenUsage, ToolCallDelta};
-use futures_util::Stream;
 use pricing::CostEstimate;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -13,7 +11,7 @@ use crate::openapi::responses::ChatCall;
 use serde_json::json;
 
 use crate::chat::relay::StreamFormat;
-use crate::chat::send::millis;
+use crate::chat::send::{millis, served_by_header};
 use crate::chat::{ChatRequestBody, prepare};
 use crate::{ApiError, AppState, RequestContext};
 
@@ -49,13 +47,14 @@ pub(crate) async fn stream(
     state: web::Data<AppState>,
     context: RequestContext,
     body: web::Json<ChatRequestBody>,
-) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+) -> Result<impl actix_web::Responder, ApiError> {
     let call = prepare(&state, &context, body.into_inner())?;
     let format = ChatFormat {
         model: call.specialist().model().to_owned(),
         request_id: context.request_id.to_string(),
     };
-    call.stream(&state, format).await
+    let (events, served_by) = call.stream(&state, format).await?;
+    Ok(actix_web::Responder::customize(events).insert_header(served_by_header(&served_by)))
 }
 
 /// The original service's stream: `event: message` chunks, `event: error` on failure.
@@ -65,6 +64,12 @@ struct ChatFormat {
 }
 
 impl StreamFormat for ChatFormat {
+    fn served_by(&mut self, destination: &providers::Destination) {
+        if self.model != destination.model {
+            self.model.clone_from(&destination.model);
+        }
+    }
+
     fn opening(&self) -> Vec<sse::Event> {
         Vec::new()
     }

@@ -13,6 +13,7 @@ use super::wire::{
 };
 use crate::chat::prepare_for;
 use crate::chat::relay::StreamFormat;
+use crate::chat::send::served_by_header;
 use crate::openapi::responses::OpenAiChatCall;
 use crate::{ApiCode, ApiError, AppState, RequestContext};
 
@@ -53,42 +54,52 @@ pub(crate) async fn completions(
             model,
             include_usage,
         };
-        return Ok(Either::Right(call.stream(&state, format).await?));
+        let (events, served_by) = call.stream(&state, format).await?;
+        return Ok(Either::Right(
+            actix_web::Responder::customize(events).insert_header(served_by_header(&served_by)),
+        ));
     }
 
-    let answer = call.complete().await?.completion;
-    Ok(Either::Left(HttpResponse::Ok().json(ChatCompletion {
-        id,
-        object: "chat.completion",
-        created,
-        model,
-        choices: vec![Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                // OpenAI's answer that only calls tools has no text: null, not "".
-                content: (!answer.content.is_empty() || answer.tool_calls.is_empty())
-                    .then_some(answer.content),
-                refusal: None,
-                tool_calls: answer
-                    .tool_calls
-                    .into_iter()
-                    .map(|call| MessageToolCall {
-                        id: call.id,
-                        kind: "function",
-                        function: CalledFunction {
-                            name: call.name,
-                            arguments: call.arguments,
-                        },
-                    })
-                    .collect(),
-            },
-            logprobs: answer.logprobs,
-            finish_reason: openai_finish_reason(&answer.finish_reason).to_owned(),
-        }],
-        usage: usage(&answer.usage),
-        system_fingerprint: None,
-    })))
+    let answer = call.complete().await?;
+    let served_by = answer.served_by;
+    let answer = answer.completion;
+    Ok(Either::Left(
+        HttpResponse::Ok()
+            .insert_header(served_by_header(&served_by))
+            .json(ChatCompletion {
+                id,
+                object: "chat.completion",
+                created,
+                // What answered, as OpenAI names the model (snapshot) that served a request.
+                model: served_by.model.clone(),
+                choices: vec![Choice {
+                    index: 0,
+                    message: AssistantMessage {
+                        role: "assistant",
+                        // OpenAI's answer that only calls tools has no text: null, not "".
+                        content: (!answer.content.is_empty() || answer.tool_calls.is_empty())
+                            .then_some(answer.content),
+                        refusal: None,
+                        tool_calls: answer
+                            .tool_calls
+                            .into_iter()
+                            .map(|call| MessageToolCall {
+                                id: call.id,
+                                kind: "function",
+                                function: CalledFunction {
+                                    name: call.name,
+                                    arguments: call.arguments,
+                                },
+                            })
+                            .collect(),
+                    },
+                    logprobs: answer.logprobs,
+                    finish_reason: openai_finish_reason(&answer.finish_reason).to_owned(),
+                }],
+                usage: usage(&answer.usage),
+                system_fingerprint: None,
+            }),
+    ))
 }
 
 fn usage(usage: &TokenUsage) -> CompletionUsage {
@@ -150,6 +161,12 @@ fn json_event(body: &impl serde::Serialize) -> sse::Event {
 }
 
 impl StreamFormat for OpenAiChunks {
+    fn served_by(&mut self, destination: &providers::Destination) {
+        if self.model != destination.model {
+            self.model.clone_from(&destination.model);
+        }
+    }
+
     fn opening(&self) -> Vec<sse::Event> {
         vec![self.chunk(
             Delta {
