@@ -151,8 +151,6 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
 
     keys.check("routing.max_attempts", routing.max_attempts, ATTEMPTS);
     keys.check("routing.deadline_ms", routing.deadline_ms, TIMEOUT_MS);
-    keys.check("routing.retry_base_delay_ms", routing.retry_base_delay_ms, WAIT_MS);
-    keys.check("routing.retry_max_delay_ms", routing.retry_max_delay_ms, WAIT_MS);
 
     if let Some(jwt) = &auth.jwt {
         keys.check("auth.jwt.leeway_seconds", jwt.leeway_seconds, SECONDS);
@@ -230,8 +228,6 @@ mod tests {
         "providers.google.retry_max_delay_ms",
         "providers.mock.latency_ms",
         "providers.mock.chunk_delay_ms",
-        "routing.retry_base_delay_ms",
-        "routing.retry_max_delay_ms",
         "auth.jwt.leeway_seconds",
         "specialists.reload_interval_ms",
         "specialists.max_prompt_history",

@@ -181,6 +181,10 @@ impl AnthropicProvider {
 }
 
 impl ChatProvider for AnthropicProvider {
+    fn retry_policy(&self) -> crate::RetryPolicy {
+        self.limits.retry_policy()
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Anthropic
     }

@@ -234,6 +234,17 @@ fn google_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<UpstreamConf
     section(d, GOOGLE_BASE_URL)
 }
 
+impl CallLimits {
+    /// The retries, for a router.
+    pub(crate) fn retry_policy(&self) -> crate::RetryPolicy {
+        crate::RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: self.base_delay,
+            max_delay: self.max_delay,
+        }
+    }
+}
+
 /// Deadlines and retry policy for one call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallLimits {

@@ -532,6 +532,10 @@ fn with_tool_calls(finish: FinishReason, called: bool) -> FinishReason {
 }
 
 impl ChatProvider for GoogleProvider {
+    fn retry_policy(&self) -> crate::RetryPolicy {
+        self.limits.retry_policy()
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Google
     }

@@ -118,7 +118,7 @@ pub use error::{ProviderError, StreamFailure, TimeoutPhase};
 pub use google::GoogleProvider;
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
-pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};
+pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::{ProviderRequest, Unsupported};
 pub use routing::{

@@ -302,6 +302,10 @@ fn is_reasoning_model(model: &str) -> bool {
 }
 
 impl ChatProvider for OpenAiProvider {
+    fn retry_policy(&self) -> crate::RetryPolicy {
+        self.limits.retry_policy()
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::OpenAi
     }

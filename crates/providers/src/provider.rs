@@ -6,6 +6,27 @@ use futures_util::future::BoxFuture;
 
 use crate::{ProviderError, ProviderRequest, StreamFailure, Unsupported};
 
+/// How a destination is retried when there is nowhere else to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first wait, doubled per retry, with jitter.
+    pub base_delay: std::time::Duration,
+    /// The longest wait, and the longest `Retry-After` honoured.
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 0,
+            base_delay: std::time::Duration::from_millis(250),
+            max_delay: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// A streamed answer: text deltas, then one `Finished` — or, when it fails part way, one
 /// [`StreamFailure`] saying what the call consumed, after which it ends. Dropping it cancels
 /// the upstream request.
@@ -39,6 +60,13 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
         let _ = base_url;
         Ok(())
+    }
+
+    /// How often, and after how long, a router may send a request here again after a failure
+    /// that proves the model did no work (connect error, 429, 5xx), when there is nowhere else
+    /// to go: the provider's `max_retries` and retry delays. The default: never.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::default()
     }
 
     /// How many keys a call to `base_url` can choose from (1 for an endpoint with one key or

@@ -16,8 +16,9 @@
 //! - a key refused (401/403) or rate limited (429) while its endpoint has another usable key is
 //!   tried again at once, on that other key (the provider picks it);
 //! - on the last destination, a failure that proves the model did no work
-//!   ([`ProviderError::is_retryable`]) is retried after the upstream's `Retry-After` or a
-//!   jittered backoff — unless that wait outlasts `routing.retry_max_delay_ms` or the deadline.
+//!   ([`ProviderError::is_retryable`]) is retried as its provider's [`RetryPolicy`] allows
+//!   (`max_retries`, after the upstream's `Retry-After` or a jittered backoff) — unless that
+//!   wait outlasts the provider's `retry_max_delay_ms` or the call's deadline.
 //!
 //! A stream that breaks after some of its text reached the caller is *continued*: the next
 //! destination that can continue an answer ([`ChatProvider::can_continue`], assistant prefill)
@@ -39,7 +40,9 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::transport::backoff;
-use crate::{ChatProvider, EventStream, ProviderError, ProviderRequest, Sleeper, StreamFailure};
+use crate::{
+    ChatProvider, EventStream, ProviderError, ProviderRequest, RetryPolicy, Sleeper, StreamFailure,
+};
 
 /// The `[routing]` section: how far one call may go to get an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -51,12 +54,6 @@ pub struct RoutingConfig {
     /// The whole call's deadline in milliseconds, attempts and waits included (default 600000).
     /// Each attempt also keeps its provider's own `total_timeout_ms`.
     pub deadline_ms: u64,
-    /// The first wait before the last destination is tried again, doubled per retry, with
-    /// jitter (milliseconds).
-    pub retry_base_delay_ms: u64,
-    /// The longest wait before trying again, and the longest `Retry-After` honoured: an upstream
-    /// asking for longer gets its error passed on at once (milliseconds).
-    pub retry_max_delay_ms: u64,
 }
 
 impl Default for RoutingConfig {
@@ -64,8 +61,6 @@ impl Default for RoutingConfig {
         Self {
             max_attempts: 3,
             deadline_ms: 600_000,
-            retry_base_delay_ms: 250,
-            retry_max_delay_ms: 10_000,
         }
     }
 }
@@ -227,8 +222,6 @@ pub type RoutedStream = Pin<Box<dyn Stream<Item = Result<RoutedEvent, StreamFail
 pub struct Router {
     max_attempts: NonZeroU32,
     deadline: Duration,
-    base_delay: Duration,
-    max_delay: Duration,
     sleeper: &'static dyn Sleeper,
 }
 
@@ -239,8 +232,6 @@ impl Router {
         Self {
             max_attempts: NonZeroU32::new(config.max_attempts).unwrap_or(NonZeroU32::MIN),
             deadline: Duration::from_millis(config.deadline_ms),
-            base_delay: Duration::from_millis(config.retry_base_delay_ms),
-            max_delay: Duration::from_millis(config.retry_max_delay_ms),
             sleeper,
         }
     }
@@ -451,14 +442,17 @@ impl Plan {
             };
             // The last destination resting for a short while (its one key cooling after a
             // 429) is waited for once, as a retry would be.
-            if let ProviderError::Unavailable { retry_after, .. } = &why_not
+            if let (ProviderError::Unavailable { retry_after, .. }, Ok(provider)) =
+                (&why_not, &stop.provider)
                 && !waited
                 && last_error.is_some_and(ProviderError::is_retryable)
                 && self.is_last(self.index)
+                && self.retries < provider.retry_policy().max_retries
                 && !retry_after.is_zero()
-                && *retry_after <= self.router.max_delay
+                && *retry_after <= provider.retry_policy().max_delay
                 && *retry_after < self.remaining()
             {
+                self.retries += 1;
                 waited = true;
                 self.router.sleeper.sleep(*retry_after).await;
                 continue;
@@ -517,7 +511,8 @@ impl Plan {
             self.index = index + 1;
             return Ok(());
         }
-        if !error.is_retryable() {
+        let policy = provider.retry_policy();
+        if !error.is_retryable() || self.retries >= policy.max_retries {
             return Err(error.clone());
         }
         let wait = match error {
@@ -525,9 +520,9 @@ impl Plan {
                 retry_after: Some(wait),
                 ..
             } => *wait,
-            _ => backoff(self.router.base_delay, self.router.max_delay, self.retries),
+            _ => backoff(policy.base_delay, policy.max_delay, self.retries),
         };
-        if wait > self.router.max_delay || wait >= self.remaining() {
+        if wait > policy.max_delay || wait >= self.remaining() {
             return Err(error.clone());
         }
         self.retries += 1;
@@ -956,6 +951,13 @@ mod tests {
 
         fn key_count(&self, _base_url: Option<&str>) -> usize {
             self.keys.max(1)
+        }
+
+        fn retry_policy(&self) -> RetryPolicy {
+            RetryPolicy {
+                max_retries: 2,
+                ..RetryPolicy::default()
+            }
         }
 
         fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
