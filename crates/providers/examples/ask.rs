@@ -37,6 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_tokens: 512,
         base_url: None,
         options: Default::default(),
+        single_attempt: false,
+        deadline: None,
     };
     let mut events = provider.stream(&request).await?;
     while let Some(event) = events.next().await {

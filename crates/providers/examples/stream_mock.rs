@@ -37,6 +37,8 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
         max_tokens: 256,
         base_url: None,
         options: Default::default(),
+        single_attempt: false,
+        deadline: None,
     };
 
     let started = Instant::now();

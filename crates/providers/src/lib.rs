@@ -47,6 +47,8 @@
 //!         max_tokens: 100,
 //!         base_url: None,
 //!         options: Default::default(),
+//!         single_attempt: false,
+//!         deadline: None,
 //!     })
 //!     .await?;
 //! println!("{} ({} tokens in, {} out)", answer.content, answer.usage.input_tokens,
@@ -72,6 +74,8 @@
 //!     max_tokens: 256,
 //!     base_url: None,
 //!     options: Default::default(),
+//!     single_attempt: false,
+//!     deadline: None,
 //! };
 //! let whole = provider.complete(&request).await.unwrap();
 //!
@@ -96,6 +100,7 @@ mod anthropic;
 mod config;
 mod error;
 mod google;
+mod keys;
 mod mock;
 mod openai;
 mod provider;
@@ -111,6 +116,7 @@ pub use anthropic::AnthropicProvider;
 pub use config::{CompatibleServer, KeyConfig, MASKED, ProvidersConfig, UpstreamConfig};
 pub use error::{ProviderError, StreamFailure, TimeoutPhase};
 pub use google::GoogleProvider;
+pub use keys::{BreakerState, KeyHealth};
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture};

@@ -169,6 +169,8 @@ mod tests {
             max_tokens,
             base_url: None,
             options: Default::default(),
+            single_attempt: false,
+            deadline: None,
         }
     }
 

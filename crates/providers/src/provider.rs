@@ -4,7 +4,7 @@ use core_domain::{Completion, ProviderKind, StreamEvent};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::{ProviderError, ProviderRequest, StreamFailure, Unsupported};
+use crate::{KeyHealth, ProviderError, ProviderRequest, StreamFailure, Unsupported};
 
 /// A streamed answer: text deltas, then one `Finished` — or, when it fails part way, one
 /// [`StreamFailure`] saying what the call consumed, after which it ends. Dropping it cancels
@@ -31,6 +31,21 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     fn check_configured(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
         let _ = base_url;
         Ok(())
+    }
+
+    /// [`ProviderError::Unavailable`] when no key of the endpoint a call to `base_url` would
+    /// use can take a request right now (each resting, or its circuit open), so a router can
+    /// move on without sending anything. Takes no key and no half-open probe. Providers without
+    /// key pools keep this default.
+    fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        let _ = base_url;
+        Ok(())
+    }
+
+    /// How each key of each endpoint this provider has called or was configured with is doing
+    /// (never the keys themselves). Providers without key pools keep this default.
+    fn key_health(&self) -> Vec<KeyHealth> {
+        Vec::new()
     }
 
     /// [`Unsupported`] for the first thing in `request` this provider cannot honour (a tool,

@@ -19,6 +19,12 @@ pub struct ProviderRequest {
     pub base_url: Option<String>,
     /// Tools, structured output, sampling: what the caller asked besides the conversation.
     pub options: ChatOptions,
+    /// Exactly one HTTP request: no retries and no move to another key, whatever happens (a
+    /// router that owns retries across endpoints sets it). False by default.
+    pub single_attempt: bool,
+    /// When the whole routed call must be over: this call's deadline is the sooner of it and
+    /// the upstream's `total_timeout_ms` from now. `None`: the upstream's own.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl ProviderRequest {
@@ -38,6 +44,8 @@ impl ProviderRequest {
             max_tokens: specialist.max_tokens(),
             base_url: specialist.base_url().map(str::to_owned),
             options: ChatOptions::default(),
+            single_attempt: false,
+            deadline: None,
         }
     }
 }

@@ -747,6 +747,8 @@ impl Completion {
                 .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
             base_url: specialist.base_url().map(str::to_owned),
             options: self.options,
+            single_attempt: false,
+            deadline: None,
         }
     }
 }

@@ -106,6 +106,8 @@ pub fn request(model: &str) -> ProviderRequest {
         max_tokens: 256,
         base_url: None,
         options: Default::default(),
+        single_attempt: false,
+        deadline: None,
     }
 }
 
