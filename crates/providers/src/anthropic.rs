@@ -176,7 +176,8 @@ impl AnthropicProvider {
         body: &WireRequest<'_>,
     ) -> Result<reqwest::Response, ProviderError> {
         let build = |key: Option<&SecretString>| {
-            let builder = self.transport
+            let builder = self
+                .transport
                 .client(true)
                 .post(url.clone())
                 .header("anthropic-version", ANTHROPIC_VERSION)

@@ -49,7 +49,11 @@ impl ProvidersConfig {
         use secrecy::ExposeSecret;
         let mut sections: Vec<(String, &Option<SecretString>, &[SecretString])> = [
             ("openai", &self.openai.api_key, &self.openai.api_keys),
-            ("anthropic", &self.anthropic.api_key, &self.anthropic.api_keys),
+            (
+                "anthropic",
+                &self.anthropic.api_key,
+                &self.anthropic.api_keys,
+            ),
             ("google", &self.google.api_key, &self.google.api_keys),
             ("xai", &self.xai.api_key, &self.xai.api_keys),
         ]
@@ -455,6 +459,63 @@ mod tests {
         config.openai_compatible.clear();
         config.xai.api_key = None;
         assert!(crate::ProviderRegistry::from_config(&config).is_ok());
+    }
+
+    #[test]
+    fn extra_keys_are_parsed_merged_after_api_key_masked_and_checked_by_position() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"openai": {"api_key": "sk-one", "api_keys": ["sk-two", "sk-one", "bad key"],
+                 "cooldown_ms": 5000, "breaker_failures": 0, "breaker_open_ms": 100},
+                "xai": {"api_keys": ["xai-a"]},
+                "openai_compatible": [{"base_url": "https://llm.example/v1",
+                                       "api_keys": ["vllm-a", "vllm-b"]}]}"#,
+        )
+        .unwrap();
+        let merged: Vec<String> = config
+            .openai
+            .keys()
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(merged, ["sk-one", "sk-two", "sk-one", "bad key"]);
+        assert_eq!(
+            (config.openai.cooldown_ms, config.openai.breaker_failures),
+            (5000, 0)
+        );
+        assert_eq!(config.openai.breaker_open_ms, 100);
+        assert_eq!(config.anthropic.cooldown_ms, 60_000);
+        assert_eq!(config.anthropic.breaker_failures, 5);
+        assert_eq!(config.anthropic.breaker_open_ms, 30_000);
+        assert_eq!(config.xai.keys().len(), 1);
+        assert_eq!(config.openai_compatible[0].keys().len(), 2);
+        assert!(config.keyless_compatible_servers().is_empty());
+        assert_eq!(config.unusable_keys(), ["providers.openai.api_keys[2]"]);
+
+        let json = serde_json::to_string(&config).unwrap();
+        for secret in ["sk-two", "bad key", "xai-a", "vllm-a"] {
+            assert!(!json.contains(secret), "{json}");
+        }
+        assert!(
+            json.contains(&format!("\"api_keys\":[\"{MASKED}\",\"{MASKED}\"")),
+            "{json}"
+        );
+
+        let keyless: ProvidersConfig = serde_json::from_str(
+            r#"{"openai_compatible": [{"base_url": "https://a.example/v1", "api_key": "k"},
+                                      {"base_url": "https://b.example/v1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            keyless.keyless_compatible_servers(),
+            ["providers.openai_compatible[1]"]
+        );
+        let Err(err) = crate::ProviderRegistry::from_config(&keyless) else {
+            panic!("a listed server without a key is refused");
+        };
+        assert!(
+            err.to_string().contains("providers.openai_compatible[1]"),
+            "{err}"
+        );
     }
 
     #[test]

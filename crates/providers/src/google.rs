@@ -188,10 +188,7 @@ impl GoogleProvider {
         body: &WireRequest<'_>,
     ) -> Result<reqwest::Response, ProviderError> {
         let build = |key: Option<&SecretString>| {
-            let builder = self.transport
-                .client(true)
-                .post(url)
-                .json(body);
+            let builder = self.transport.client(true).post(url).json(body);
             match key {
                 Some(key) => builder.header("x-goog-api-key", secret_header(key)),
                 None => builder,
@@ -641,7 +638,10 @@ impl ChatProvider for GoogleProvider {
                     if let Some(error) = chunk.error {
                         return Err(ProviderError::Upstream {
                             status: None,
-                            message: scrub(&error.message, &secrets.iter().map(String::as_str).collect::<Vec<_>>()),
+                            message: scrub(
+                                &error.message,
+                                &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+                            ),
                         });
                     }
                     if let Some(model) = chunk.model_version {

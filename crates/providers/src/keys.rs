@@ -237,7 +237,11 @@ impl KeyPool {
             let state = self.lock(i);
             Self::wait_of(&state, now).is_none()
         });
-        if usable { Ok(()) } else { Err(self.unusable(now)) }
+        if usable {
+            Ok(())
+        } else {
+            Err(self.unusable(now))
+        }
     }
 
     /// [`ProviderError::Unavailable`] for `none`.
@@ -585,7 +589,10 @@ mod tests {
             never.pick(now).unwrap().failed(now);
         }
         let health = never.health(now);
-        assert_eq!((health[0].breaker, health[0].key.as_str()), (BreakerState::Closed, "none"));
+        assert_eq!(
+            (health[0].breaker, health[0].key.as_str()),
+            (BreakerState::Closed, "none")
+        );
         assert!(!never.has_keys());
     }
 }

@@ -5,12 +5,11 @@ use core_domain::{ProviderKind, Specialist};
 
 use std::time::Duration;
 
-
 use crate::keys::KeyPool;
 use crate::transport::{Sleeper, TokioSleeper, Transport};
 use crate::{
-    AnthropicProvider, ChatProvider, GoogleProvider, KeyHealth, MockProvider, OpenAiProvider, ProviderError,
-    ProvidersConfig,
+    AnthropicProvider, ChatProvider, GoogleProvider, KeyHealth, MockProvider, OpenAiProvider,
+    ProviderError, ProvidersConfig,
 };
 
 /// The environment variable that holds the API key for `provider` (empty for the mock, which
@@ -169,8 +168,8 @@ impl std::fmt::Debug for ProviderRegistry {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use secrecy::SecretString;
     use core_domain::{SpecialistDraft, SpecialistId};
+    use secrecy::SecretString;
 
     use super::*;
 

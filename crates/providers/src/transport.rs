@@ -229,7 +229,8 @@ pub(crate) async fn send(
     let mut attempt: u32 = 0;
     let mut other_keys_tried: usize = 0;
     loop {
-        let (error, asked_wait) = match attempt_once(call, provider, secrets, &build, &lease).await {
+        let (error, asked_wait) = match attempt_once(call, provider, secrets, &build, &lease).await
+        {
             Ok(response) => {
                 lease.succeeded();
                 return Ok(response);
