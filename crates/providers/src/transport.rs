@@ -273,13 +273,14 @@ pub(crate) async fn send(
         if call.single_attempt {
             return Err(error);
         }
-        if moves_key && other_keys_tried + 1 < pool.len() {
-            if let Ok(next) = pool.pick(now) {
-                tracing::debug!(error = %error, "moving to the endpoint's next key");
-                other_keys_tried += 1;
-                lease = next;
-                continue;
-            }
+        if moves_key
+            && other_keys_tried + 1 < pool.len()
+            && let Ok(next) = pool.pick(now)
+        {
+            tracing::debug!(error = %error, "moving to the endpoint's next key");
+            other_keys_tried += 1;
+            lease = next;
+            continue;
         }
         if !error.is_retryable() || attempt >= call.limits.max_retries {
             return Err(error);
