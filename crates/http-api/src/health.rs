@@ -117,3 +117,35 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 .render_with_keys(&state.providers.key_health()),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_key_detail_names_the_key_by_label_and_says_how_it_is_doing() {
+        let detail = KeyDetail::from(providers::KeyHealth {
+            provider: core_domain::ProviderKind::OpenAi,
+            endpoint: "https://api.openai.com/v1".into(),
+            key: "providers.openai.keys[1]".into(),
+            cooling_for: Some(Duration::from_millis(2500)),
+            breaker: providers::BreakerState::HalfOpen,
+            consecutive_failures: 3,
+            cooldowns_total: 1,
+            breaker_opened_total: 1,
+        });
+        assert_eq!(
+            serde_json::to_value(&detail).unwrap(),
+            serde_json::json!({
+                "provider": "openai",
+                "endpoint": "https://api.openai.com/v1",
+                "key": "providers.openai.keys[1]",
+                "cooling_seconds": 2.5,
+                "breaker": "half_open",
+                "consecutive_failures": 3,
+            })
+        );
+    }
+}

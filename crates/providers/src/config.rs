@@ -166,8 +166,8 @@ pub struct UpstreamConfig {
     /// How long a key rests after a 401/403, or a 429 without `Retry-After` (with one, it
     /// rests that long, at most a day), in milliseconds.
     pub cooldown_ms: u64,
-    /// Consecutive failures (no connection, a timeout, a 5xx or 529, a 401/403) of one key at
-    /// one base URL that open its circuit; 0 never opens it.
+    /// Consecutive failures (no connection, a connect or first-byte timeout, a 5xx or 529, a
+    /// 401/403) of one key at one base URL that open its circuit; 0 never opens it.
     pub breaker_failures: u32,
     /// How long an open circuit stays open before one probe request may go through, in
     /// milliseconds.

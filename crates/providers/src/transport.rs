@@ -254,6 +254,14 @@ pub(crate) async fn send(
                 lease.auth_failed(now);
                 true
             }
+            // The whole call's deadline is ours (perhaps a router's short one), not the
+            // endpoint's failure: it proves nothing either way.
+            ProviderError::Timeout {
+                phase: TimeoutPhase::Total,
+            } => {
+                drop(lease);
+                false
+            }
             ProviderError::Timeout { .. } | ProviderError::Unreachable { .. } => {
                 lease.failed(now);
                 false

@@ -268,7 +268,8 @@ async fn a_single_attempt_sends_exactly_one_request() {
 async fn the_request_deadline_bounds_the_call() {
     let fake = start(Wire::Anthropic).await;
     fake.push(Reply::text("late").first_byte_delay(Duration::from_secs(3)));
-    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let registry = ProviderRegistry::from_config(&config_for(&fake)).unwrap();
+    let provider = registry.get(ProviderKind::Anthropic).unwrap();
     let mut request = request("claude-sonnet-4-5");
     request.deadline = Some(Instant::now() + Duration::from_millis(300));
     let started = Instant::now();
@@ -284,6 +285,13 @@ async fn the_request_deadline_bounds_the_call() {
         "{:?}",
         started.elapsed()
     );
+    // The deadline was the caller's: it counts against no key.
+    let anthropic = registry
+        .key_health()
+        .into_iter()
+        .find(|h| h.provider == ProviderKind::Anthropic)
+        .unwrap();
+    assert_eq!(anthropic.consecutive_failures, 0);
 }
 
 #[tokio::test]
