@@ -89,6 +89,8 @@ const RETRIES: AllowedRange = AllowedRange::new(0, 100, "retries");
 /// At least the one attempt; more than this many upstream requests for one call is a
 /// misconfiguration (the deadline bounds them anyway).
 const ATTEMPTS: AllowedRange = AllowedRange::new(1, 100, "attempts");
+/// Consecutive failures that open a circuit; 0 never opens it.
+const BREAKER_FAILURES: AllowedRange = AllowedRange::new(0, 1_000, "failures (0: never open)");
 /// Longer windows than a year make the refill rate meaningless.
 const WINDOW_SECONDS: AllowedRange = AllowedRange::new(1, 365 * DAY_SECONDS, "seconds");
 /// The usage store's own caps (it clamps to them too).
@@ -144,6 +146,9 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
         keys.check(&key("max_retries"), upstream.max_retries, RETRIES);
         keys.check(&key("retry_base_delay_ms"), upstream.retry_base_delay_ms, WAIT_MS);
         keys.check(&key("retry_max_delay_ms"), upstream.retry_max_delay_ms, WAIT_MS);
+        keys.check(&key("cooldown_ms"), upstream.cooldown_ms, WAIT_MS);
+        keys.check(&key("breaker_failures"), upstream.breaker_failures, BREAKER_FAILURES);
+        keys.check(&key("breaker_open_ms"), upstream.breaker_open_ms, TIMEOUT_MS);
     }
     keys.check("providers.mock.latency_ms", providers.mock.latency_ms, WAIT_MS);
     keys.check("providers.mock.chunk_count", providers.mock.chunk_count, count(1, "chunks"));
@@ -220,12 +225,18 @@ mod tests {
         "providers.openai.max_retries",
         "providers.openai.retry_base_delay_ms",
         "providers.openai.retry_max_delay_ms",
+        "providers.openai.cooldown_ms",
+        "providers.openai.breaker_failures",
         "providers.anthropic.max_retries",
         "providers.anthropic.retry_base_delay_ms",
         "providers.anthropic.retry_max_delay_ms",
+        "providers.anthropic.cooldown_ms",
+        "providers.anthropic.breaker_failures",
         "providers.google.max_retries",
         "providers.google.retry_base_delay_ms",
         "providers.google.retry_max_delay_ms",
+        "providers.google.cooldown_ms",
+        "providers.google.breaker_failures",
         "providers.mock.latency_ms",
         "providers.mock.chunk_delay_ms",
         "auth.jwt.leeway_seconds",

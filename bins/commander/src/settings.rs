@@ -108,6 +108,10 @@ pub fn load_settings(
         .with_list_parse_key("server.cors_allowed_origins")
         .with_list_parse_key("server.allowed_hosts")
         .with_list_parse_key("providers.allowed_http_base_urls")
+        .with_list_parse_key("providers.openai.api_keys")
+        .with_list_parse_key("providers.anthropic.api_keys")
+        .with_list_parse_key("providers.google.api_keys")
+        .with_list_parse_key("providers.xai.api_keys")
         .with_list_parse_key("rate_limit.trusted_proxies")
         .with_list_parse_key("auth.jwt.allowed_domains")
         .source(Some(env.clone()));
@@ -229,6 +233,11 @@ mod tests {
                     "http://127.0.0.1:11434/v1,http://10.0.0.5:8000/v1",
                 ),
                 (
+                    "COMMANDER__PROVIDERS__ANTHROPIC__API_KEYS",
+                    "sk-ant-a,sk-ant-b",
+                ),
+                ("COMMANDER__PROVIDERS__XAI__API_KEYS", "xai-a"),
+                (
                     "COMMANDER__RATE_LIMIT__TRUSTED_PROXIES",
                     "10.0.0.0/8,192.168.1.1/32",
                 ),
@@ -249,6 +258,15 @@ mod tests {
             .collect();
         assert_eq!(allowed_hosts, ["commander.internal", "10.0.0.7"]);
         assert_eq!(settings.providers.allowed_http_base_urls.len(), 2);
+        let anthropic: Vec<&str> = settings
+            .providers
+            .anthropic
+            .api_keys
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(anthropic, ["sk-ant-a", "sk-ant-b"]);
+        assert_eq!(settings.providers.xai.api_keys.len(), 1);
         assert_eq!(settings.rate_limit.trusted_proxies.len(), 2);
         assert_eq!(
             settings.auth.jwt.unwrap().allowed_domains,

@@ -249,6 +249,46 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_or_missing_extra_key_is_named_by_position_never_shown() {
+        use secrecy::SecretString;
+        let mut settings = Settings::default();
+        settings.providers.openai.api_keys = vec![
+            SecretString::from("sk-fine-1"),
+            SecretString::from("sk-pasted\nbroken"),
+        ];
+        settings.providers.openai_compatible = vec![providers::CompatibleServer {
+            base_url: "https://llm.example/v1".into(),
+            api_key: None,
+            api_keys: Vec::new(),
+        }];
+        let Err(problems) = settings.validate() else {
+            panic!("an unusable key is refused");
+        };
+        let text = strings(&problems).concat();
+        assert!(
+            text.contains("providers.openai_compatible[0] must have api_key or api_keys"),
+            "{text}"
+        );
+        settings.providers.openai_compatible.clear();
+        let Err(problems) = settings.validate() else {
+            panic!("an unusable key is refused");
+        };
+        let text = strings(&problems).concat();
+        assert!(text.contains("providers.openai.api_keys[1]"), "{text}");
+        assert!(
+            !text.contains("sk-pasted") && !text.contains("sk-fine"),
+            "{text}"
+        );
+        settings.providers.openai.api_keys.pop();
+        settings.providers.anthropic.breaker_open_ms = 0;
+        let Err(problems) = settings.validate() else {
+            panic!("a circuit that never stays open is refused");
+        };
+        let keys: Vec<&str> = problems.iter().map(Problem::key).collect();
+        assert_eq!(keys, ["providers.anthropic.breaker_open_ms"]);
+    }
+
+    #[test]
     fn validated_settings_carry_durations() {
         let mut settings = Settings::default();
         settings.server.shutdown_grace_seconds = 7;

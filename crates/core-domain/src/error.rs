@@ -56,6 +56,9 @@ pub enum ErrorCode {
     /// the journal's recovery at the next start and billed for the prompt estimate plus what
     /// had been delivered.
     Interrupted,
+    /// Every key of the upstream endpoint was resting (after 429s or refused credentials) or
+    /// its circuit breaker was open: nothing was sent.
+    UpstreamUnavailable,
 }
 
 impl ErrorCode {
@@ -72,6 +75,7 @@ impl ErrorCode {
         Self::Internal,
         Self::UpstreamBadResponse,
         Self::Interrupted,
+        Self::UpstreamUnavailable,
     ];
 
     /// The snake_case spelling used on the wire and in the database.
@@ -88,6 +92,7 @@ impl ErrorCode {
             Self::Internal => "internal_error",
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::Interrupted => "interrupted",
+            Self::UpstreamUnavailable => "upstream_unavailable",
         }
     }
 }

@@ -1,4 +1,6 @@
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::openapi::responses::{Open, Probe, Unavailable};
 use crate::views::Status;
@@ -18,7 +20,7 @@ pub(crate) async fn health() -> HttpResponse {
 /// (and, on SQLite, is still the file it opened), no usage row has waited longer than
 /// `database.ready_max_lag_ms`, and the journal can be written.
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, description = "Ready", body = Status),
+    responses((status = 200, description = "Ready", body = Ready),
         (status = 503, response = Unavailable), Probe))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let usage = state.usage.health();
@@ -42,14 +44,63 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || store.check_ready()).await;
     match outcome {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Status {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Ready {
             status: "ready",
-            database: Some("ok"),
+            database: "ok",
+            keys: state
+                .providers
+                .key_health()
+                .into_iter()
+                .map(KeyDetail::from)
+                .collect(),
         })),
         Ok(Err(e)) => Err(e.into()),
         Err(e) => Err(ApiError::internal(format!(
             "readiness check task failed: {e}"
         ))),
+    }
+}
+
+/// `GET /ready`'s answer: ready, and how each upstream key is doing (informational: a resting
+/// key or an open circuit does not make the server unready).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Ready {
+    /// `ready`.
+    pub status: &'static str,
+    /// The usage database: `ok`.
+    pub database: &'static str,
+    /// Every key of every upstream endpoint configured or called so far.
+    pub keys: Vec<KeyDetail>,
+}
+
+/// One upstream key at one endpoint, by its label (never the key).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct KeyDetail {
+    /// `openai`, `anthropic` or `google`.
+    pub provider: &'static str,
+    /// The endpoint's base URL.
+    pub endpoint: String,
+    /// The key's label: its place in the endpoint's key list, e.g. `providers.openai.keys[1]`
+    /// (`api_key` first, then `api_keys`), or `none` for a keyless endpoint.
+    pub key: String,
+    /// Seconds the key still rests after a 429 or a refusal (0: usable).
+    pub cooling_seconds: f64,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    /// Failures in a row since the last success.
+    pub consecutive_failures: u32,
+}
+
+impl From<providers::KeyHealth> for KeyDetail {
+    fn from(health: providers::KeyHealth) -> Self {
+        Self {
+            provider: health.provider.as_str(),
+            endpoint: health.endpoint,
+            key: health.key,
+            cooling_seconds: health.cooling_for.unwrap_or_default().as_secs_f64(),
+            breaker: health.breaker.as_str(),
+            consecutive_failures: health.consecutive_failures,
+        }
     }
 }
 
@@ -60,5 +111,41 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(
+            state
+                .metrics
+                .render_with_keys(&state.providers.key_health()),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_key_detail_names_the_key_by_label_and_says_how_it_is_doing() {
+        let detail = KeyDetail::from(providers::KeyHealth {
+            provider: core_domain::ProviderKind::OpenAi,
+            endpoint: "https://api.openai.com/v1".into(),
+            key: "providers.openai.keys[1]".into(),
+            cooling_for: Some(Duration::from_millis(2500)),
+            breaker: providers::BreakerState::HalfOpen,
+            consecutive_failures: 3,
+            cooldowns_total: 1,
+            breaker_opened_total: 1,
+        });
+        assert_eq!(
+            serde_json::to_value(&detail).unwrap(),
+            serde_json::json!({
+                "provider": "openai",
+                "endpoint": "https://api.openai.com/v1",
+                "key": "providers.openai.keys[1]",
+                "cooling_seconds": 2.5,
+                "breaker": "half_open",
+                "consecutive_failures": 3,
+            })
+        );
+    }
 }

@@ -4,8 +4,8 @@ use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::CostEstimate;
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use providers::{AttemptReport, AttemptStart, Destination};
 use usage_store::{UsageSink, WriterStats};
@@ -31,6 +31,7 @@ pub struct Metrics {
     pub(crate) attempts: IntCounterVec,
     pub(crate) fallbacks: IntCounterVec,
     pub(crate) continuations: IntCounterVec,
+    keys: KeyMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,12 +162,20 @@ impl Metrics {
                     &["specialist", "provider", "model"],
                 )?,
             ),
+            keys: KeyMetrics::new(&registry)?,
             registry,
         };
         metrics
             .registry
             .register(Box::new(WriterCollector::new(usage)?))?;
         Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric, with the key gauges and counters set
+    /// from `keys` (the providers' key pools, read now).
+    pub(crate) fn render_with_keys(&self, keys: &[providers::KeyHealth]) -> String {
+        self.keys.set(keys);
+        self.render()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -266,11 +275,97 @@ fn is_upstream_failure(code: ErrorCode) -> bool {
         | ErrorCode::UpstreamAuthFailed
         | ErrorCode::UpstreamInvalidRequest
         | ErrorCode::UpstreamBadResponse => true,
+        // Nothing was sent: every key was resting or its circuit open (the key gauges and
+        // counters show why).
         ErrorCode::ProviderNotConfigured
+        | ErrorCode::UpstreamUnavailable
         | ErrorCode::ClientDisconnected
         | ErrorCode::ServerShutdown
         | ErrorCode::Internal
         | ErrorCode::Interrupted => false,
+    }
+}
+
+/// The upstream keys' state, set from the providers' key pools at each scrape: the pools
+/// count, the scrape reads. Labels are bounded by the configured keys and the base URLs
+/// specialists name.
+struct KeyMetrics {
+    cooling: GaugeVec,
+    breaker_state: IntGaugeVec,
+    cooldowns: IntCounterVec,
+    breaker_opened: IntCounterVec,
+}
+
+impl KeyMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            cooling: register(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "upstream_key_cooling_seconds",
+                        "How much longer an upstream key rests after a 429 or a refusal (0: not resting)",
+                    ),
+                    &["provider", "endpoint", "key"],
+                )?,
+            ),
+            breaker_state: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "upstream_breaker_state",
+                        "Circuit breaker of an upstream key at an endpoint: 0 closed, 1 half-open, 2 open",
+                    ),
+                    &["provider", "endpoint", "key"],
+                )?,
+            ),
+            cooldowns: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upstream_key_cooldowns_total",
+                        "Times an upstream key was set to rest (429 or 401/403)",
+                    ),
+                    &["provider", "key"],
+                )?,
+            ),
+            breaker_opened: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upstream_breaker_opened_total",
+                        "Times the circuit of an upstream key opened after consecutive failures",
+                    ),
+                    &["provider", "key"],
+                )?,
+            ),
+        })
+    }
+
+    fn set(&self, keys: &[providers::KeyHealth]) {
+        let mut totals: std::collections::BTreeMap<(&str, &str), (u64, u64)> =
+            std::collections::BTreeMap::new();
+        for health in keys {
+            let provider = health.provider.as_str();
+            let place = [provider, health.endpoint.as_str(), health.key.as_str()];
+            self.cooling
+                .with_label_values(&place)
+                .set(health.cooling_for.unwrap_or_default().as_secs_f64());
+            self.breaker_state
+                .with_label_values(&place)
+                .set(health.breaker.gauge());
+            let total = totals.entry((provider, health.key.as_str())).or_default();
+            total.0 += health.cooldowns_total;
+            total.1 += health.breaker_opened_total;
+        }
+        // The pools' counts are cumulative and only go up: catch the counters up to them. A
+        // key at several endpoints (an xAI key at two base URLs) sums its endpoints.
+        for ((provider, key), (cooldowns, opened)) in totals {
+            let counter = self.cooldowns.with_label_values(&[provider, key]);
+            counter.inc_by(cooldowns.saturating_sub(counter.get()));
+            let counter = self.breaker_opened.with_label_values(&[provider, key]);
+            counter.inc_by(opened.saturating_sub(counter.get()));
+        }
     }
 }
 
@@ -401,5 +496,68 @@ mod tests {
         assert!(is_upstream_failure(ErrorCode::UpstreamError));
         assert!(!is_upstream_failure(ErrorCode::Interrupted));
         assert!(!is_upstream_failure(ErrorCode::ClientDisconnected));
+        assert!(!is_upstream_failure(ErrorCode::UpstreamUnavailable));
+    }
+
+    #[test]
+    fn key_health_is_exposed_as_gauges_and_counters() {
+        let registry = Registry::new_custom(Some("commander".to_owned()), None).unwrap();
+        let metrics = KeyMetrics::new(&registry).unwrap();
+        let render = |keys: &[providers::KeyHealth]| {
+            metrics.set(keys);
+            let mut buffer = Vec::new();
+            TextEncoder::new()
+                .encode(&registry.gather(), &mut buffer)
+                .unwrap();
+            String::from_utf8(buffer).unwrap()
+        };
+        let mut health = providers::KeyHealth {
+            provider: core_domain::ProviderKind::Anthropic,
+            endpoint: "https://api.anthropic.com".into(),
+            key: "providers.anthropic.keys[1]".into(),
+            cooling_for: Some(std::time::Duration::from_millis(1500)),
+            breaker: providers::BreakerState::Open,
+            consecutive_failures: 5,
+            cooldowns_total: 3,
+            breaker_opened_total: 1,
+        };
+        let text = render(std::slice::from_ref(&health));
+        let labels = r#"endpoint="https://api.anthropic.com",key="providers.anthropic.keys[1]",provider="anthropic""#;
+        assert!(
+            text.contains(&format!(
+                "commander_upstream_key_cooling_seconds{{{labels}}} 1.5"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("commander_upstream_breaker_state{{{labels}}} 2")),
+            "{text}"
+        );
+        let counter_labels = r#"key="providers.anthropic.keys[1]",provider="anthropic""#;
+        assert!(
+            text.contains(&format!(
+                "commander_upstream_key_cooldowns_total{{{counter_labels}}} 3"
+            )),
+            "{text}"
+        );
+        health.cooldowns_total = 4;
+        health.breaker = providers::BreakerState::HalfOpen;
+        let text = render(&[health]);
+        assert!(
+            text.contains(&format!(
+                "commander_upstream_key_cooldowns_total{{{counter_labels}}} 4"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "commander_upstream_breaker_opened_total{{{counter_labels}}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("commander_upstream_breaker_state{{{labels}}} 1")),
+            "{text}"
+        );
     }
 }

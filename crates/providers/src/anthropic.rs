@@ -24,14 +24,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CallLimits;
-use crate::registry::required_key;
+use crate::keys::KeyPool;
+use crate::registry::required_pool;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
 use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
+    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
     ProvidersConfig, Unsupported,
 };
 
@@ -46,7 +47,7 @@ pub struct AnthropicProvider {
     transport: Transport,
     /// `{base URL}/v1/messages`, parsed once.
     endpoint: Result<reqwest::Url, String>,
-    api_key: Option<SecretString>,
+    keys: KeyPool,
     limits: CallLimits,
 }
 
@@ -61,13 +62,19 @@ impl AnthropicProvider {
             transport,
             endpoint: reqwest::Url::parse(&format!("{base}/v1/messages"))
                 .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
-            api_key: config.anthropic.api_key.clone(),
+            keys: KeyPool::new(
+                ProviderKind::Anthropic,
+                "providers.anthropic",
+                base,
+                config.anthropic.keys(),
+                config.anthropic.pool_policy(),
+            ),
             limits: config.anthropic.limits(config, sleeper),
         }
     }
 
-    fn key(&self) -> Result<&SecretString, ProviderError> {
-        required_key(self.api_key.as_ref(), ProviderKind::Anthropic)
+    fn key(&self) -> Result<&KeyPool, ProviderError> {
+        required_pool(&self.keys, ProviderKind::Anthropic)
     }
 
     fn endpoint(&self) -> Result<reqwest::Url, ProviderError> {
@@ -165,18 +172,23 @@ impl AnthropicProvider {
         &self,
         call: &Call,
         url: &reqwest::Url,
-        key: &SecretString,
+        pool: &KeyPool,
         body: &WireRequest<'_>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let build = || {
-            self.transport
+        let build = |key: Option<&SecretString>| {
+            let builder = self
+                .transport
                 .client(true)
                 .post(url.clone())
-                .header("x-api-key", secret_header(key))
                 .header("anthropic-version", ANTHROPIC_VERSION)
-                .json(body)
+                .json(body);
+            match key {
+                Some(key) => builder.header("x-api-key", secret_header(key)),
+                None => builder,
+            }
         };
-        send(call, ProviderKind::Anthropic, &[key.expose_secret()], build).await
+        let secrets: Vec<&str> = pool.keys().map(ExposeSecret::expose_secret).collect();
+        send(call, ProviderKind::Anthropic, pool, &secrets, build).await
     }
 }
 
@@ -200,6 +212,20 @@ impl ChatProvider for AnthropicProvider {
         request.options.reasoning_effort.is_none() && request.options.response_format.is_none()
     }
 
+    fn key_count(&self, _base_url: Option<&str>) -> usize {
+        self.keys.len()
+    }
+
+    fn check_available(&self, _base_url: Option<&str>) -> Result<(), ProviderError> {
+        self.keys
+            .available(std::time::Instant::now())
+            .map_err(|none| self.keys.unavailable(&none))
+    }
+
+    fn key_health(&self) -> Vec<KeyHealth> {
+        self.keys.health(std::time::Instant::now())
+    }
+
     /// Honours tools, tool choice, images, tool calls and results, stop, top_p, user,
     /// structured output and reasoning effort (the module's table); refuses seed, penalties,
     /// logit bias and logprobs, and any combination Anthropic cannot take.
@@ -212,7 +238,7 @@ impl ChatProvider for AnthropicProvider {
             let key = self.key()?;
             let body = Self::body_for_call(request, false)?;
             let structured = StructuredOutput::of(&request.options).map(|s| s.name);
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let url = self.endpoint()?;
             let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
@@ -268,10 +294,10 @@ impl ChatProvider for AnthropicProvider {
                 structured_tool: StructuredOutput::of(&request.options).map(|s| s.name.to_owned()),
                 ..StreamBlocks::default()
             };
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let url = self.endpoint()?;
             let response = self.post(&call, &url, key, &body).await?;
-            let secret = key.expose_secret().to_owned();
+            let secrets: Vec<String> = key.keys().map(|k| k.expose_secret().to_owned()).collect();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             Ok(normalise(
                 sse_events(call, response),
@@ -326,7 +352,7 @@ impl ChatProvider for AnthropicProvider {
                                     .error
                                     .map(|e| format!("{}: {}", e.kind, e.message))
                                     .unwrap_or_else(|| "error event without details".to_owned()),
-                                &[&secret],
+                                &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
                             ),
                         }),
                         // ping, content_block_stop, and event types added later.

@@ -47,22 +47,34 @@ impl ProvidersConfig {
     /// or space inside, a non-ASCII character), by its config key. Never the key itself.
     pub fn unusable_keys(&self) -> Vec<String> {
         use secrecy::ExposeSecret;
-        let mut keys: Vec<(String, &SecretString)> = Vec::new();
-        for (name, key) in [
-            ("openai", &self.openai.api_key),
-            ("anthropic", &self.anthropic.api_key),
-            ("google", &self.google.api_key),
-            ("xai", &self.xai.api_key),
-        ] {
-            if let Some(key) = key {
-                keys.push((format!("providers.{name}.api_key"), key));
-            }
-        }
+        let mut sections: Vec<(String, &Option<SecretString>, &[SecretString])> = [
+            ("openai", &self.openai.api_key, &self.openai.api_keys),
+            (
+                "anthropic",
+                &self.anthropic.api_key,
+                &self.anthropic.api_keys,
+            ),
+            ("google", &self.google.api_key, &self.google.api_keys),
+            ("xai", &self.xai.api_key, &self.xai.api_keys),
+        ]
+        .into_iter()
+        .map(|(name, key, list)| (format!("providers.{name}"), key, list.as_slice()))
+        .collect();
         for (i, server) in self.openai_compatible.iter().enumerate() {
-            keys.push((
-                format!("providers.openai_compatible[{i}].api_key"),
+            sections.push((
+                format!("providers.openai_compatible[{i}]"),
                 &server.api_key,
+                &server.api_keys,
             ));
+        }
+        let mut keys: Vec<(String, &SecretString)> = Vec::new();
+        for (prefix, key, list) in sections {
+            if let Some(key) = key {
+                keys.push((format!("{prefix}.api_key"), key));
+            }
+            for (i, key) in list.iter().enumerate() {
+                keys.push((format!("{prefix}.api_keys[{i}]"), key));
+            }
         }
         keys.into_iter()
             .filter(|(_, key)| {
@@ -72,6 +84,22 @@ impl ProvidersConfig {
             .map(|(name, _)| name)
             .collect()
     }
+
+    /// Every `providers.openai_compatible` entry listed without any key, by its config key:
+    /// a listed server has at least one (`api_key` or `api_keys`).
+    pub fn keyless_compatible_servers(&self) -> Vec<String> {
+        self.openai_compatible
+            .iter()
+            .enumerate()
+            .filter(|(_, server)| server.keys().is_empty())
+            .map(|(i, _)| format!("providers.openai_compatible[{i}]"))
+            .collect()
+    }
+}
+
+/// `api_key` followed by `api_keys`, as one list (duplicates are dropped by the key pool).
+fn merged(api_key: &Option<SecretString>, api_keys: &[SecretString]) -> Vec<SecretString> {
+    api_key.iter().chain(api_keys).cloned().collect()
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -115,6 +143,10 @@ pub struct UpstreamConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub api_key: Option<SecretString>,
+    /// More keys for the same endpoint, tried in turn after `api_key`: a key that gets a 429
+    /// or a 401/403 rests while the others carry on.
+    #[serde(serialize_with = "mask_list", skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<SecretString>,
     /// Where the API lives. Trusted as written: ops may point it at a local server.
     pub base_url: String,
     /// Deadline for the response headers, in milliseconds.
@@ -131,12 +163,22 @@ pub struct UpstreamConfig {
     /// Longest delay between retries, and the longest `Retry-After` honoured (a longer one
     /// fails the call at once with the upstream's rate-limit error).
     pub retry_max_delay_ms: u64,
+    /// How long a key rests after a 401/403, or a 429 without `Retry-After` (with one, it
+    /// rests that long, at most a day), in milliseconds.
+    pub cooldown_ms: u64,
+    /// Consecutive failures (no connection, a connect or first-byte timeout, a 5xx or 529, a
+    /// 401/403) of one key at one base URL that open its circuit; 0 never opens it.
+    pub breaker_failures: u32,
+    /// How long an open circuit stays open before one probe request may go through, in
+    /// milliseconds.
+    pub breaker_open_ms: u64,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             api_key: None,
+            api_keys: Vec::new(),
             base_url: String::new(),
             first_byte_timeout_ms: 120_000,
             idle_timeout_ms: 30_000,
@@ -144,6 +186,9 @@ impl Default for UpstreamConfig {
             max_retries: 2,
             retry_base_delay_ms: 250,
             retry_max_delay_ms: 10_000,
+            cooldown_ms: 60_000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
         }
     }
 }
@@ -153,6 +198,20 @@ impl UpstreamConfig {
         Self {
             base_url: base_url.to_owned(),
             ..Self::default()
+        }
+    }
+
+    /// The endpoint's keys: `api_key` (or its environment variable) followed by `api_keys`.
+    pub fn keys(&self) -> Vec<SecretString> {
+        merged(&self.api_key, &self.api_keys)
+    }
+
+    /// How long keys rest and when circuits open, for every endpoint this section governs.
+    pub(crate) fn pool_policy(&self) -> crate::keys::PoolPolicy {
+        crate::keys::PoolPolicy {
+            cooldown: Duration::from_millis(self.cooldown_ms),
+            breaker_failures: self.breaker_failures,
+            breaker_open: Duration::from_millis(self.breaker_open_ms),
         }
     }
 
@@ -184,6 +243,7 @@ impl UpstreamConfig {
 #[serde(deny_unknown_fields)]
 struct UpstreamSection {
     api_key: Option<SecretString>,
+    api_keys: Option<Vec<SecretString>>,
     base_url: Option<String>,
     first_byte_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -191,12 +251,16 @@ struct UpstreamSection {
     max_retries: Option<u32>,
     retry_base_delay_ms: Option<u64>,
     retry_max_delay_ms: Option<u64>,
+    cooldown_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_open_ms: Option<u64>,
 }
 
 impl UpstreamSection {
     fn over(self, defaults: UpstreamConfig) -> UpstreamConfig {
         UpstreamConfig {
             api_key: self.api_key.or(defaults.api_key),
+            api_keys: self.api_keys.unwrap_or(defaults.api_keys),
             base_url: self.base_url.unwrap_or(defaults.base_url),
             first_byte_timeout_ms: self
                 .first_byte_timeout_ms
@@ -210,6 +274,9 @@ impl UpstreamSection {
             retry_max_delay_ms: self
                 .retry_max_delay_ms
                 .unwrap_or(defaults.retry_max_delay_ms),
+            cooldown_ms: self.cooldown_ms.unwrap_or(defaults.cooldown_ms),
+            breaker_failures: self.breaker_failures.unwrap_or(defaults.breaker_failures),
+            breaker_open_ms: self.breaker_open_ms.unwrap_or(defaults.breaker_open_ms),
         }
     }
 }
@@ -269,6 +336,16 @@ pub struct KeyConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub api_key: Option<SecretString>,
+    /// More keys, tried in turn after `api_key`.
+    #[serde(serialize_with = "mask_list", skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<SecretString>,
+}
+
+impl KeyConfig {
+    /// `api_key` (or `XAI_API_KEY`) followed by `api_keys`.
+    pub fn keys(&self) -> Vec<SecretString> {
+        merged(&self.api_key, &self.api_keys)
+    }
 }
 
 /// An OpenAI-compatible server and the key to send it.
@@ -277,16 +354,48 @@ pub struct KeyConfig {
 pub struct CompatibleServer {
     /// The base URL exactly as specialists name it (compared without a trailing `/`).
     pub base_url: String,
-    /// Its key.
-    #[serde(serialize_with = "mask")]
-    pub api_key: SecretString,
+    /// Its key. A listed server needs `api_key`, `api_keys` or both.
+    #[serde(
+        default,
+        serialize_with = "mask_optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key: Option<SecretString>,
+    /// More keys, tried in turn after `api_key`.
+    #[serde(
+        default,
+        serialize_with = "mask_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub api_keys: Vec<SecretString>,
+}
+
+impl CompatibleServer {
+    /// A server with one key.
+    pub fn with_key(base_url: impl Into<String>, api_key: SecretString) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key: Some(api_key),
+            api_keys: Vec::new(),
+        }
+    }
+
+    /// `api_key` followed by `api_keys`.
+    pub fn keys(&self) -> Vec<SecretString> {
+        merged(&self.api_key, &self.api_keys)
+    }
 }
 
 /// What a secret looks like when configuration is printed: that it is set, not what it is.
 pub const MASKED: &str = "********";
 
-fn mask<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(MASKED)
+fn mask_list<S: Serializer>(keys: &[SecretString], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(keys.len()))?;
+    for _ in keys {
+        seq.serialize_element(MASKED)?;
+    }
+    seq.end()
 }
 
 fn mask_optional<S: Serializer>(
@@ -335,10 +444,10 @@ mod tests {
         let mut config = ProvidersConfig::default();
         config.openai.api_key = Some(SecretString::from("sk-fine-0123"));
         config.anthropic.api_key = Some(SecretString::from("sk-ant-pasted\nwith-newline"));
-        config.openai_compatible = vec![CompatibleServer {
-            base_url: "http://127.0.0.1:8001/v1".into(),
-            api_key: SecretString::from("has space"),
-        }];
+        config.openai_compatible = vec![CompatibleServer::with_key(
+            "http://127.0.0.1:8001/v1",
+            SecretString::from("has space"),
+        )];
         config.xai.api_key = Some(SecretString::from("xai-ключ"));
         assert_eq!(
             config.unusable_keys(),
@@ -361,6 +470,63 @@ mod tests {
         config.openai_compatible.clear();
         config.xai.api_key = None;
         assert!(crate::ProviderRegistry::from_config(&config).is_ok());
+    }
+
+    #[test]
+    fn extra_keys_are_parsed_merged_after_api_key_masked_and_checked_by_position() {
+        let config: ProvidersConfig = serde_json::from_str(
+            r#"{"openai": {"api_key": "sk-one", "api_keys": ["sk-two", "sk-one", "bad key"],
+                 "cooldown_ms": 5000, "breaker_failures": 0, "breaker_open_ms": 100},
+                "xai": {"api_keys": ["xai-a"]},
+                "openai_compatible": [{"base_url": "https://llm.example/v1",
+                                       "api_keys": ["vllm-a", "vllm-b"]}]}"#,
+        )
+        .unwrap();
+        let merged: Vec<String> = config
+            .openai
+            .keys()
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(merged, ["sk-one", "sk-two", "sk-one", "bad key"]);
+        assert_eq!(
+            (config.openai.cooldown_ms, config.openai.breaker_failures),
+            (5000, 0)
+        );
+        assert_eq!(config.openai.breaker_open_ms, 100);
+        assert_eq!(config.anthropic.cooldown_ms, 60_000);
+        assert_eq!(config.anthropic.breaker_failures, 5);
+        assert_eq!(config.anthropic.breaker_open_ms, 30_000);
+        assert_eq!(config.xai.keys().len(), 1);
+        assert_eq!(config.openai_compatible[0].keys().len(), 2);
+        assert!(config.keyless_compatible_servers().is_empty());
+        assert_eq!(config.unusable_keys(), ["providers.openai.api_keys[2]"]);
+
+        let json = serde_json::to_string(&config).unwrap();
+        for secret in ["sk-two", "bad key", "xai-a", "vllm-a"] {
+            assert!(!json.contains(secret), "{json}");
+        }
+        assert!(
+            json.contains(&format!("\"api_keys\":[\"{MASKED}\",\"{MASKED}\"")),
+            "{json}"
+        );
+
+        let keyless: ProvidersConfig = serde_json::from_str(
+            r#"{"openai_compatible": [{"base_url": "https://a.example/v1", "api_key": "k"},
+                                      {"base_url": "https://b.example/v1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            keyless.keyless_compatible_servers(),
+            ["providers.openai_compatible[1]"]
+        );
+        let Err(err) = crate::ProviderRegistry::from_config(&keyless) else {
+            panic!("a listed server without a key is refused");
+        };
+        assert!(
+            err.to_string().contains("providers.openai_compatible[1]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -420,10 +586,10 @@ mod tests {
     fn serialised_config_masks_every_key() {
         let mut config = ProvidersConfig::default();
         config.openai.api_key = Some(SecretString::from("sk-live-very-secret"));
-        config.openai_compatible.push(CompatibleServer {
-            base_url: "https://llm.example/v1".into(),
-            api_key: SecretString::from("vllm-secret-key"),
-        });
+        config.openai_compatible.push(CompatibleServer::with_key(
+            "https://llm.example/v1",
+            SecretString::from("vllm-secret-key"),
+        ));
         let json = serde_json::to_string(&config).unwrap();
         assert!(
             !json.contains("very-secret") && !json.contains("vllm-secret"),
@@ -436,10 +602,10 @@ mod tests {
     fn debug_output_never_shows_a_key() {
         let mut config = ProvidersConfig::default();
         config.openai.api_key = Some(SecretString::from("sk-live-very-secret"));
-        config.openai_compatible.push(CompatibleServer {
-            base_url: "https://llm.internal.example/v1".into(),
-            api_key: SecretString::from("vllm-secret-key"),
-        });
+        config.openai_compatible.push(CompatibleServer::with_key(
+            "https://llm.internal.example/v1",
+            SecretString::from("vllm-secret-key"),
+        ));
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk-live-very-secret"), "{debug}");
         assert!(!debug.contains("vllm-secret-key"), "{debug}");

@@ -107,15 +107,15 @@ pub enum ProviderError {
         /// The usage the body reported, when that part of it could still be read.
         usage: Option<TokenUsage>,
     },
-    /// No request could be sent right now: every key of the endpoint is cooling down or behind
-    /// an open circuit. Nothing was sent.
-    #[error("the {provider} upstream is unavailable: {reason}")]
+    /// No key of the endpoint can take a request now: each is resting after a 429 or a
+    /// refusal, or its circuit is open after consecutive failures. Nothing was sent.
+    #[error("the {provider} upstream is unavailable for now: {reason}")]
     Unavailable {
         /// The provider.
         provider: ProviderKind,
-        /// When the first key may be used again.
+        /// When the first key is expected to be usable again.
         retry_after: Duration,
-        /// Why (never a key).
+        /// Why, naming the endpoint's config section (never a key).
         reason: String,
     },
     /// The upstream failed: a 5xx, a broken connection or an error event in a stream.
@@ -143,12 +143,14 @@ impl ProviderError {
                 status.is_some_and(|s| s == 429 || (500..600).contains(&s))
             }
             // The upstream answered: a retry would be billed again.
+            // Unavailable: nothing was sent, and the keys rest longer than a retry would
+            // wait; a router moves on to another endpoint instead.
             Self::NotConfigured { .. }
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
             | Self::BadResponse { .. }
-            | Self::Unavailable { .. }
-            | Self::Setup { .. } => false,
+            | Self::Setup { .. }
+            | Self::Unavailable { .. } => false,
         }
     }
 
@@ -167,8 +169,8 @@ impl ProviderError {
             | Self::AuthFailed { .. }
             | Self::InvalidRequest { .. }
             | Self::Setup { .. }
-            | Self::Unavailable { .. }
-            | Self::Unreachable { .. } => false,
+            | Self::Unreachable { .. }
+            | Self::Unavailable { .. } => false,
         }
     }
 
@@ -198,10 +200,9 @@ impl ProviderError {
             Self::AuthFailed { .. } => ErrorCode::UpstreamAuthFailed,
             Self::InvalidRequest { .. } => ErrorCode::UpstreamInvalidRequest,
             Self::BadResponse { .. } => ErrorCode::UpstreamBadResponse,
-            Self::Unreachable { .. } | Self::Upstream { .. } | Self::Unavailable { .. } => {
-                ErrorCode::UpstreamError
-            }
+            Self::Unreachable { .. } | Self::Upstream { .. } => ErrorCode::UpstreamError,
             Self::Setup { .. } => ErrorCode::Internal,
+            Self::Unavailable { .. } => ErrorCode::UpstreamUnavailable,
         }
     }
 }

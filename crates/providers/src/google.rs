@@ -13,14 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::CallLimits;
-use crate::registry::required_key;
+use crate::keys::KeyPool;
+use crate::registry::required_pool;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
 use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
+    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
     ProvidersConfig, Unsupported,
 };
 
@@ -30,7 +31,7 @@ use crate::{
 pub struct GoogleProvider {
     transport: Transport,
     base_url: String,
-    api_key: Option<SecretString>,
+    keys: KeyPool,
     limits: CallLimits,
 }
 
@@ -40,21 +41,23 @@ impl GoogleProvider {
         transport: Transport,
         sleeper: &'static dyn Sleeper,
     ) -> Self {
+        let base_url = config.google.base_url.trim().trim_end_matches('/');
         Self {
             transport,
-            base_url: config
-                .google
-                .base_url
-                .trim()
-                .trim_end_matches('/')
-                .to_owned(),
-            api_key: config.google.api_key.clone(),
+            base_url: base_url.to_owned(),
+            keys: KeyPool::new(
+                ProviderKind::Google,
+                "providers.google",
+                base_url,
+                config.google.keys(),
+                config.google.pool_policy(),
+            ),
             limits: config.google.limits(config, sleeper),
         }
     }
 
-    fn key(&self) -> Result<&SecretString, ProviderError> {
-        required_key(self.api_key.as_ref(), ProviderKind::Google)
+    fn key(&self) -> Result<&KeyPool, ProviderError> {
+        required_pool(&self.keys, ProviderKind::Google)
     }
 
     /// `{base}/v1beta/models/{model}:{method}`, the model percent-encoded so that no name can
@@ -181,17 +184,18 @@ impl GoogleProvider {
         &self,
         call: &Call,
         url: &str,
-        key: &SecretString,
+        pool: &KeyPool,
         body: &WireRequest<'_>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let build = || {
-            self.transport
-                .client(true)
-                .post(url)
-                .header("x-goog-api-key", secret_header(key))
-                .json(body)
+        let build = |key: Option<&SecretString>| {
+            let builder = self.transport.client(true).post(url).json(body);
+            match key {
+                Some(key) => builder.header("x-goog-api-key", secret_header(key)),
+                None => builder,
+            }
         };
-        send(call, ProviderKind::Google, &[key.expose_secret()], build).await
+        let secrets: Vec<&str> = pool.keys().map(ExposeSecret::expose_secret).collect();
+        send(call, ProviderKind::Google, pool, &secrets, build).await
     }
 }
 
@@ -544,6 +548,20 @@ impl ChatProvider for GoogleProvider {
         self.key().map(drop)
     }
 
+    fn key_count(&self, _base_url: Option<&str>) -> usize {
+        self.keys.len()
+    }
+
+    fn check_available(&self, _base_url: Option<&str>) -> Result<(), ProviderError> {
+        self.keys
+            .available(std::time::Instant::now())
+            .map_err(|none| self.keys.unavailable(&none))
+    }
+
+    fn key_health(&self) -> Vec<KeyHealth> {
+        self.keys.health(std::time::Instant::now())
+    }
+
     /// Everything `GoogleProvider::body` maps is allowed; what it cannot map is refused
     /// naming the parameter. `user` is accepted and not sent: it does not change the answer.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
@@ -555,7 +573,7 @@ impl ChatProvider for GoogleProvider {
             let key = self.key()?;
             let body = Self::body(request).map_err(refused)?;
             let url = self.url(&request.model, "generateContent");
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let response = self.post(&call, &url, key, &body).await?;
             let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
             let reported = answer.usage_metadata.as_ref().and_then(WireUsage::usage);
@@ -614,9 +632,9 @@ impl ChatProvider for GoogleProvider {
                 "{}?alt=sse",
                 self.url(&request.model, "streamGenerateContent")
             );
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let response = self.post(&call, &url, key, &body).await?;
-            let secret = key.expose_secret().to_owned();
+            let secrets: Vec<String> = key.keys().map(|k| k.expose_secret().to_owned()).collect();
             let tally = Tally::new(&request.model, request.prompt_estimate());
             // Calls so far: each arrives whole, numbered across the answer's chunks.
             let mut calls_made = 0_usize;
@@ -628,7 +646,10 @@ impl ChatProvider for GoogleProvider {
                     if let Some(error) = chunk.error {
                         return Err(ProviderError::Upstream {
                             status: None,
-                            message: scrub(&error.message, &[&secret]),
+                            message: scrub(
+                                &error.message,
+                                &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+                            ),
                         });
                     }
                     if let Some(model) = chunk.model_version {

@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions, and every server that speaks it (xAI, vLLM, Ollama, llama.cpp).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use core_domain::{
     ChatMessage, Completion, ContentPart, FinishReason, ImageSource, ProviderKind, ResponseFormat,
@@ -12,14 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::CallLimits;
-use crate::registry::required_key;
+use crate::keys::{KeyPool, PoolPolicy};
+use crate::registry::required_pool;
 use crate::streaming::{Step, Tally, normalise, parse_data};
 use crate::token_count::{Reported, count};
 use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, ProviderError, ProviderRequest,
+    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
     ProvidersConfig, Unsupported,
 };
 
@@ -36,17 +38,25 @@ pub struct OpenAiProvider {
     transport: Transport,
     /// `{configured base URL}/chat/completions`, parsed once (parsing per call is measurable).
     endpoint: Result<reqwest::Url, String>,
-    api_key: Option<SecretString>,
-    xai_key: Option<SecretString>,
-    compatible: Vec<(String, SecretString)>,
+    /// The configured endpoint's keys.
+    configured: Arc<KeyPool>,
+    /// The xAI keys, for a pool per `api.x.ai` base URL made on first use.
+    xai_keys: Vec<SecretString>,
+    /// The pool of every other base URL called so far, by base URL without a trailing `/`:
+    /// each `providers.openai_compatible` server from the start, any other (keyless) on first
+    /// use, so that its circuit breaker works too.
+    pools: RwLock<HashMap<String, Arc<KeyPool>>>,
+    /// Every key, kept out of errors whichever endpoint answered.
+    secrets: Vec<SecretString>,
     allowed_http: Vec<String>,
+    policy: PoolPolicy,
     limits: CallLimits,
 }
 
 /// Where one request goes.
-struct Endpoint<'a> {
+struct Endpoint {
     url: reqwest::Url,
-    key: Option<&'a SecretString>,
+    pool: Arc<KeyPool>,
     client: reqwest::Client,
     /// The official OpenAI endpoint (which wants `max_completion_tokens` for reasoning models).
     is_configured: bool,
@@ -59,56 +69,118 @@ impl OpenAiProvider {
         sleeper: &'static dyn Sleeper,
     ) -> Self {
         let trim = |u: &str| u.trim().trim_end_matches('/').to_owned();
-        let endpoint = format!("{}/chat/completions", trim(&config.openai.base_url));
+        let base = trim(&config.openai.base_url);
+        let endpoint = format!("{base}/chat/completions");
+        let policy = config.openai.pool_policy();
+        let configured = KeyPool::new(
+            ProviderKind::OpenAi,
+            "providers.openai",
+            &base,
+            config.openai.keys(),
+            policy,
+        );
+        let mut pools = HashMap::new();
+        for (i, server) in config.openai_compatible.iter().enumerate() {
+            let url = trim(&server.base_url);
+            // The first listing of a base URL wins, as the lookup by URL always did.
+            pools.entry(url.clone()).or_insert_with(|| {
+                Arc::new(KeyPool::new(
+                    ProviderKind::OpenAi,
+                    &format!("providers.openai_compatible[{i}]"),
+                    &url,
+                    server.keys(),
+                    policy,
+                ))
+            });
+        }
+        let xai_keys = config.xai.keys();
+        let secrets = config
+            .openai
+            .keys()
+            .into_iter()
+            .chain(xai_keys.iter().cloned())
+            .chain(config.openai_compatible.iter().flat_map(|c| c.keys()))
+            .collect();
         Self {
             transport,
             endpoint: reqwest::Url::parse(&endpoint)
                 .map_err(|e| format!("providers.openai.base_url is not a URL: {e}")),
-            api_key: config.openai.api_key.clone(),
-            xai_key: config.xai.api_key.clone(),
-            compatible: config
-                .openai_compatible
-                .iter()
-                .map(|c| (trim(&c.base_url), c.api_key.clone()))
-                .collect(),
+            configured: Arc::new(configured),
+            xai_keys,
+            pools: RwLock::new(pools),
+            secrets,
             allowed_http: config
                 .allowed_http_base_urls
                 .iter()
                 .map(|u| trim(u))
                 .collect(),
+            policy,
             limits: config.openai.limits(config, sleeper),
         }
     }
 
-    /// The key a call to `base_url` sends (see the type's doc for the routing), or
-    /// [`ProviderError::NotConfigured`] when the key it needs is missing.
-    fn key_for(&self, base_url: Option<&str>) -> Result<Option<&SecretString>, ProviderError> {
-        let Some(base) = base_url.map(|u| u.trim_end_matches('/')) else {
-            return required_key(self.api_key.as_ref(), ProviderKind::OpenAi).map(Some);
-        };
+    fn is_xai(base: &str) -> bool {
         let host = url::Url::parse(base)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        if host.as_deref() == Some(XAI_HOST) {
-            return self
-                .xai_key
-                .as_ref()
-                .map(Some)
-                .ok_or(ProviderError::NotConfigured {
-                    provider: ProviderKind::OpenAi,
-                    env_var: "XAI_API_KEY",
-                    config_key: "providers.xai.api_key",
-                });
-        }
-        Ok(self
-            .compatible
-            .iter()
-            .find(|(url, _)| url == base)
-            .map(|(_, key)| key))
+        host.as_deref() == Some(XAI_HOST)
     }
 
-    fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint<'_>, ProviderError> {
-        let key = self.key_for(request.base_url.as_deref())?;
+    fn xai_not_configured() -> ProviderError {
+        ProviderError::NotConfigured {
+            provider: ProviderKind::OpenAi,
+            env_var: "XAI_API_KEY",
+            config_key: "providers.xai.api_key",
+        }
+    }
+
+    /// [`ProviderError::NotConfigured`] when a call to `base_url` would lack the key it needs
+    /// (see the type's doc for the routing).
+    fn check_key(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        match base_url.map(|u| u.trim_end_matches('/')) {
+            None => required_pool(&self.configured, ProviderKind::OpenAi).map(drop),
+            Some(base) if Self::is_xai(base) && self.xai_keys.is_empty() => {
+                Err(Self::xai_not_configured())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The key pool of a call to `base_url`, made on first use for a base URL not seen yet.
+    fn pool_for(&self, base_url: Option<&str>) -> Result<Arc<KeyPool>, ProviderError> {
+        self.check_key(base_url)?;
+        let Some(base) = base_url.map(|u| u.trim_end_matches('/')) else {
+            return Ok(Arc::clone(&self.configured));
+        };
+        // The map is only ever inserted into whole: a poisoned lock still holds valid pools.
+        if let Some(pool) = self
+            .pools
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(base)
+        {
+            return Ok(Arc::clone(pool));
+        }
+        let (name, keys) = if Self::is_xai(base) {
+            ("providers.xai".to_owned(), self.xai_keys.clone())
+        } else {
+            (base.to_owned(), Vec::new())
+        };
+        let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
+        let pool = pools.entry(base.to_owned()).or_insert_with(|| {
+            Arc::new(KeyPool::new(
+                ProviderKind::OpenAi,
+                &name,
+                base,
+                keys,
+                self.policy,
+            ))
+        });
+        Ok(Arc::clone(pool))
+    }
+
+    fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint, ProviderError> {
+        let pool = self.pool_for(request.base_url.as_deref())?;
         let Some(base) = request.base_url.as_deref().map(|u| u.trim_end_matches('/')) else {
             let url = self
                 .endpoint
@@ -116,7 +188,7 @@ impl OpenAiProvider {
                 .map_err(|message| ProviderError::Setup { message })?;
             return Ok(Endpoint {
                 url,
-                key,
+                pool,
                 client: self.transport.client(true),
                 is_configured: true,
             });
@@ -129,7 +201,7 @@ impl OpenAiProvider {
         })?;
         Ok(Endpoint {
             url,
-            key,
+            pool,
             client: self
                 .transport
                 .client(self.allowed_http.iter().any(|u| u == base)),
@@ -139,7 +211,7 @@ impl OpenAiProvider {
 
     fn body<'a>(
         request: &'a ProviderRequest,
-        endpoint: &Endpoint<'_>,
+        endpoint: &Endpoint,
         stream: bool,
     ) -> WireRequest<'a> {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
@@ -187,29 +259,27 @@ impl OpenAiProvider {
         }
     }
 
-    /// POSTs `body` to `endpoint` as [`send`] does (retries, time limits, `secrets` kept out
-    /// of errors).
+    /// POSTs `body` to `endpoint` as [`send`] does (retries, time limits, keys taken in turn
+    /// from the endpoint's pool, `secrets` kept out of errors).
     async fn post(
         call: &Call,
-        endpoint: &Endpoint<'_>,
+        endpoint: &Endpoint,
         body: &WireRequest<'_>,
         secrets: &[&str],
     ) -> Result<reqwest::Response, ProviderError> {
-        let build = || {
+        let build = |key: Option<&SecretString>| {
             let builder = endpoint.client.post(endpoint.url.clone()).json(body);
-            match endpoint.key {
+            match key {
                 Some(key) => builder.bearer_auth(key.expose_secret()),
                 None => builder,
             }
         };
-        send(call, ProviderKind::OpenAi, secrets, build).await
+        send(call, ProviderKind::OpenAi, &endpoint.pool, secrets, build).await
     }
 
     fn secrets(&self) -> Vec<&str> {
-        [&self.api_key, &self.xai_key]
-            .into_iter()
-            .flatten()
-            .chain(self.compatible.iter().map(|(_, k)| k))
+        self.secrets
+            .iter()
             .map(ExposeSecret::expose_secret)
             .collect()
     }
@@ -311,7 +381,27 @@ impl ChatProvider for OpenAiProvider {
     }
 
     fn check_configured(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
-        self.key_for(base_url).map(drop)
+        self.check_key(base_url)
+    }
+
+    fn key_count(&self, base_url: Option<&str>) -> usize {
+        self.pool_for(base_url).map_or(1, |pool| pool.len())
+    }
+
+    fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
+        let pool = self.pool_for(base_url)?;
+        pool.available(std::time::Instant::now())
+            .map_err(|none| pool.unavailable(&none))
+    }
+
+    fn key_health(&self) -> Vec<KeyHealth> {
+        let now = std::time::Instant::now();
+        let mut health = self.configured.health(now);
+        let pools = self.pools.read().unwrap_or_else(|p| p.into_inner());
+        let mut others: Vec<&Arc<KeyPool>> = pools.values().collect();
+        others.sort_by(|a, b| a.endpoint().cmp(b.endpoint()));
+        health.extend(others.into_iter().flat_map(|pool| pool.health(now)));
+        health
     }
 
     /// Everything the chat model holds is OpenAI's own vocabulary, passed through as is; a
@@ -324,7 +414,7 @@ impl ChatProvider for OpenAiProvider {
         async move {
             let endpoint = self.endpoint(request)?;
             let body = Self::body(request, &endpoint, false);
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let response = Self::post(&call, &endpoint, &body, &self.secrets()).await?;
             let answer: WireResponse = read_json(&call, response, WireUsage::in_body).await?;
             let reported = answer.usage.as_ref().and_then(WireUsage::usage);
@@ -372,7 +462,7 @@ impl ChatProvider for OpenAiProvider {
         async move {
             let endpoint = self.endpoint(request)?;
             let body = Self::body(request, &endpoint, true);
-            let call = Call::start(self.limits);
+            let call = Call::start(self.limits, request);
             let secrets = self.secrets();
             let response = Self::post(&call, &endpoint, &body, &secrets).await?;
             let secrets: Vec<String> = secrets.into_iter().map(str::to_owned).collect();

@@ -4,7 +4,7 @@ use core_domain::{Completion, ProviderKind, StreamEvent};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::{ProviderError, ProviderRequest, StreamFailure, Unsupported};
+use crate::{KeyHealth, ProviderError, ProviderRequest, StreamFailure, Unsupported};
 
 /// How a destination is retried when there is nowhere else to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +54,10 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// [`ProviderError::Unavailable`] when no call to `base_url` can be sent right now (every
-    /// key cooling down or behind an open circuit), so a router passes this destination over
-    /// without an attempt. Takes nothing: a half-open circuit's probe is taken by the request.
+    /// [`ProviderError::Unavailable`] when no key of the endpoint a call to `base_url` would
+    /// use can take a request right now (each resting, or its circuit open), so a router can
+    /// move on without sending anything. Takes no key and no half-open probe. Providers without
+    /// key pools keep this default.
     fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
         let _ = base_url;
         Ok(())
@@ -83,6 +84,12 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     fn can_continue(&self, request: &ProviderRequest) -> bool {
         let _ = request;
         false
+    }
+
+    /// How each key of each endpoint this provider has called or was configured with is doing
+    /// (never the keys themselves). Providers without key pools keep this default.
+    fn key_health(&self) -> Vec<KeyHealth> {
+        Vec::new()
     }
 
     /// [`Unsupported`] for the first thing in `request` this provider cannot honour (a tool,

@@ -5,12 +5,11 @@ use core_domain::{ProviderKind, Specialist};
 
 use std::time::Duration;
 
-use secrecy::SecretString;
-
+use crate::keys::KeyPool;
 use crate::transport::{Sleeper, TokioSleeper, Transport};
 use crate::{
-    AnthropicProvider, ChatProvider, Destination, GoogleProvider, MockProvider, OpenAiProvider,
-    ProviderError, ProvidersConfig, Route,
+    AnthropicProvider, ChatProvider, Destination, GoogleProvider, KeyHealth, MockProvider,
+    OpenAiProvider, ProviderError, ProvidersConfig, Route,
 };
 
 /// The environment variable that holds the API key for `provider` (empty for the mock, which
@@ -24,16 +23,21 @@ pub const fn api_key_env(provider: ProviderKind) -> &'static str {
     }
 }
 
-/// `key`, or [`ProviderError::NotConfigured`] naming the variable and config key for `provider`.
-pub(crate) fn required_key(
-    key: Option<&SecretString>,
+/// `pool` when it holds a key, or [`ProviderError::NotConfigured`] naming the variable and
+/// config key for `provider`.
+pub(crate) fn required_pool(
+    pool: &KeyPool,
     provider: ProviderKind,
-) -> Result<&SecretString, ProviderError> {
-    key.ok_or(ProviderError::NotConfigured {
-        provider,
-        env_var: api_key_env(provider),
-        config_key: config_key(provider),
-    })
+) -> Result<&KeyPool, ProviderError> {
+    if pool.has_keys() {
+        Ok(pool)
+    } else {
+        Err(ProviderError::NotConfigured {
+            provider,
+            env_var: api_key_env(provider),
+            config_key: config_key(provider),
+        })
+    }
 }
 
 const fn config_key(provider: ProviderKind) -> &'static str {
@@ -70,6 +74,16 @@ impl ProviderRegistry {
         config: &ProvidersConfig,
         sleeper: &'static dyn Sleeper,
     ) -> Result<Self, ProviderError> {
+        let keyless = config.keyless_compatible_servers();
+        if !keyless.is_empty() {
+            return Err(ProviderError::Setup {
+                message: format!(
+                    "{} must have api_key or api_keys (a server that takes no key needs no \
+                     entry)",
+                    keyless.join(", ")
+                ),
+            });
+        }
         let unusable = config.unusable_keys();
         if !unusable.is_empty() {
             return Err(ProviderError::Setup {
@@ -152,6 +166,18 @@ impl ProviderRegistry {
         self.providers.get(&kind).cloned()
     }
 
+    /// How every key of every endpoint is doing (configured endpoints, and those called so
+    /// far), by provider; never a key itself.
+    pub fn key_health(&self) -> Vec<KeyHealth> {
+        let mut kinds: Vec<&ProviderKind> = self.providers.keys().collect();
+        kinds.sort_by_key(|kind| kind.as_str());
+        kinds
+            .into_iter()
+            .filter_map(|kind| self.providers.get(kind))
+            .flat_map(|provider| provider.key_health())
+            .collect()
+    }
+
     /// The kinds that are configured.
     pub fn configured(&self) -> impl Iterator<Item = ProviderKind> + '_ {
         self.providers.keys().copied()
@@ -168,6 +194,7 @@ impl std::fmt::Debug for ProviderRegistry {
 mod tests {
     use chrono::Utc;
     use core_domain::{SpecialistDraft, SpecialistId};
+    use secrecy::SecretString;
 
     use super::*;
 
@@ -234,10 +261,10 @@ mod tests {
     fn provider_for_refuses_a_specialist_whose_key_is_missing() {
         let key = || Some(SecretString::from("sk-test"));
         let unkeyed = ProvidersConfig {
-            openai_compatible: vec![crate::CompatibleServer {
-                base_url: "https://llm.example.com/v1".into(),
-                api_key: SecretString::from("sk-compatible"),
-            }],
+            openai_compatible: vec![crate::CompatibleServer::with_key(
+                "https://llm.example.com/v1",
+                SecretString::from("sk-compatible"),
+            )],
             ..ProvidersConfig::default()
         };
         let mut keyed = unkeyed.clone();

@@ -19,11 +19,11 @@ pub struct ProviderRequest {
     pub base_url: Option<String>,
     /// Tools, structured output, sampling: what the caller asked besides the conversation.
     pub options: ChatOptions,
-    /// Send exactly one HTTP request: no retries, no second key. Set by a router that owns
-    /// retries and fallbacks, so that each attempt is one request it can account for.
+    /// Exactly one HTTP request: no retries and no move to another key, whatever happens (a
+    /// router that owns retries across endpoints sets it). False by default.
     pub single_attempt: bool,
-    /// The whole routed call's deadline: this call ends by then as well as within its
-    /// provider's own `total_timeout_ms`.
+    /// When the whole routed call must be over: this call's deadline is the sooner of it and
+    /// the upstream's `total_timeout_ms` from now. `None`: the upstream's own.
     pub deadline: Option<std::time::Instant>,
 }
 

@@ -40,9 +40,7 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::transport::backoff;
-use crate::{
-    ChatProvider, EventStream, ProviderError, ProviderRequest, RetryPolicy, Sleeper, StreamFailure,
-};
+use crate::{ChatProvider, EventStream, ProviderError, ProviderRequest, Sleeper, StreamFailure};
 
 /// The `[routing]` section: how far one call may go to get an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -862,7 +860,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::{CompletionFuture, EventStreamFuture, TimeoutPhase};
+    use crate::{CompletionFuture, EventStreamFuture, RetryPolicy, TimeoutPhase};
 
     enum Script {
         Answer(&'static str),

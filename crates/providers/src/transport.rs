@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::config::CallLimits;
+use crate::keys::{KeyPool, Lease};
 use crate::sse::{SseDecoder, SseEvent};
 use crate::upstream_error::{classify, redact, retry_after, scrub};
 use crate::{ProviderError, TimeoutPhase};
@@ -159,13 +160,22 @@ impl Sleeper for TokioSleeper {
 pub(crate) struct Call {
     limits: CallLimits,
     deadline: Instant,
+    /// One HTTP request only: no retries, no other key (a router retries elsewhere).
+    single_attempt: bool,
 }
 
 impl Call {
-    pub(crate) fn start(limits: CallLimits) -> Self {
+    /// The call for `request`: its deadline is the upstream's total timeout from now, or the
+    /// request's own deadline when that is sooner.
+    pub(crate) fn start(limits: CallLimits, request: &crate::ProviderRequest) -> Self {
+        let mut deadline = instant_after(limits.total);
+        if let Some(asked) = request.deadline {
+            deadline = deadline.min(Instant::from_std(asked));
+        }
         Self {
             limits,
-            deadline: instant_after(limits.total),
+            deadline,
+            single_attempt: request.single_attempt,
         }
     }
 
@@ -197,57 +207,89 @@ fn instant_after(wait: Duration) -> Instant {
     now.checked_add(wait.min(NEVER)).unwrap_or(now)
 }
 
-/// Sends the request `build` makes until it gets a success status, retrying what
-/// [`ProviderError::is_retryable`] allows (connect failures, 429s and 5xx) with exponential
-/// backoff and jitter (or the upstream's `Retry-After`), within the call's deadline. Nothing
-/// has been passed to the caller yet, so retrying is safe.
+/// Sends the request `build` makes (with the key it is given) until it gets a success status,
+/// retrying what [`ProviderError::is_retryable`] allows (connect failures, 429s and 5xx) with
+/// exponential backoff and jitter (or the upstream's `Retry-After`), within the call's
+/// deadline. Nothing has been passed to the caller yet, so retrying is safe.
+///
+/// Each request takes its key from `pool` and reports how it went. A 429 or 401/403 moves to
+/// the next usable key at once, without backoff; with none left, the call carries on as with
+/// one key (a retry sends the same key again). When no key is usable at the start, nothing is
+/// sent: [`ProviderError::Unavailable`].
 pub(crate) async fn send(
     call: &Call,
     provider: ProviderKind,
+    pool: &KeyPool,
     secrets: &[&str],
-    build: impl Fn() -> RequestBuilder,
+    build: impl Fn(Option<&secrecy::SecretString>) -> RequestBuilder,
 ) -> Result<Response, ProviderError> {
+    let mut lease = pool
+        .pick(std::time::Instant::now())
+        .map_err(|none| pool.unavailable(&none))?;
     let mut attempt: u32 = 0;
+    let mut other_keys_tried: usize = 0;
     loop {
-        let sent = call
-            .within(
-                call.limits.first_byte,
-                TimeoutPhase::FirstByte,
-                build().send(),
-            )
-            .await?;
-        let (error, asked_wait) = match sent {
-            Ok(response) if response.status().is_success() => return Ok(response),
+        let (error, asked_wait) = match attempt_once(call, provider, secrets, &build, &lease).await
+        {
             Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = call
-                    .within(
-                        call.limits.first_byte,
-                        TimeoutPhase::FirstByte,
-                        read_capped(response, call.limits.max_response_bytes),
-                    )
-                    .await?;
-                let error = match body {
-                    Ok(body) => classify(provider, status, &headers, &body, secrets),
-                    Err(BodyError::TooLarge) => too_large(Some(status.as_u16()), call),
-                    // The status says what happened; a body cut short only loses the details.
-                    Err(BodyError::Broken(_)) => classify(provider, status, &headers, &[], secrets),
-                };
-                if let ProviderError::AuthFailed {
-                    provider,
-                    status,
-                    message,
-                } = &error
-                {
-                    // The one place the upstream's words about our credentials go (redacted):
-                    // clients only learn that the credentials were refused.
-                    tracing::warn!(%provider, status, upstream_message = %message, "the upstream refused the configured credentials");
-                }
-                (error, retry_after(&headers))
+                lease.succeeded();
+                return Ok(response);
             }
-            Err(e) => (transport_error(&e, secrets), None),
+            Err(failure) => failure,
         };
+        let now = std::time::Instant::now();
+        let used = lease.index();
+        let moves_key = match &error {
+            ProviderError::RateLimited { .. } => {
+                lease.rate_limited(asked_wait, now);
+                true
+            }
+            ProviderError::Upstream {
+                status: Some(429), ..
+            } => {
+                lease.rate_limited(asked_wait, now);
+                true
+            }
+            ProviderError::AuthFailed { .. } => {
+                lease.auth_failed(now);
+                true
+            }
+            // The whole call's deadline is ours (perhaps a router's short one), not the
+            // endpoint's failure: it proves nothing either way.
+            ProviderError::Timeout {
+                phase: TimeoutPhase::Total,
+            } => {
+                drop(lease);
+                false
+            }
+            ProviderError::Timeout { .. } | ProviderError::Unreachable { .. } => {
+                lease.failed(now);
+                false
+            }
+            ProviderError::Upstream { status, .. }
+                if status.is_none_or(|s| (500..600).contains(&s)) =>
+            {
+                lease.failed(now);
+                false
+            }
+            // A request error proves nothing about the key or the endpoint.
+            _ => {
+                drop(lease);
+                false
+            }
+        };
+        if call.single_attempt {
+            return Err(error);
+        }
+        if moves_key
+            && other_keys_tried + 1 < pool.len()
+            && let Ok(next) = pool.pick(now)
+        {
+            tracing::debug!(error = %error, "moving to the endpoint's next key");
+            other_keys_tried += 1;
+            lease = next;
+            continue;
+        }
         if !error.is_retryable() || attempt >= call.limits.max_retries {
             return Err(error);
         }
@@ -264,6 +306,61 @@ pub(crate) async fn send(
         tracing::debug!(attempt, wait_ms, error = %error, "retrying upstream call");
         call.limits.sleeper.sleep(wait).await;
         attempt += 1;
+        lease = pool
+            .pick(std::time::Instant::now())
+            .unwrap_or_else(|_| pool.again(used));
+    }
+}
+
+/// One HTTP request with `lease`'s key: the response when its status is a success, else the
+/// classified error and the `Retry-After` the upstream asked for.
+async fn attempt_once(
+    call: &Call,
+    provider: ProviderKind,
+    secrets: &[&str],
+    build: &impl Fn(Option<&secrecy::SecretString>) -> RequestBuilder,
+    lease: &Lease<'_>,
+) -> Result<Response, (ProviderError, Option<Duration>)> {
+    let sent = call
+        .within(
+            call.limits.first_byte,
+            TimeoutPhase::FirstByte,
+            build(lease.key()).send(),
+        )
+        .await
+        .map_err(|timeout| (timeout, None))?;
+    match sent {
+        Ok(response) if response.status().is_success() => Ok(response),
+        Ok(response) => {
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = call
+                .within(
+                    call.limits.first_byte,
+                    TimeoutPhase::FirstByte,
+                    read_capped(response, call.limits.max_response_bytes),
+                )
+                .await
+                .map_err(|timeout| (timeout, None))?;
+            let error = match body {
+                Ok(body) => classify(provider, status, &headers, &body, secrets),
+                Err(BodyError::TooLarge) => too_large(Some(status.as_u16()), call),
+                // The status says what happened; a body cut short only loses the details.
+                Err(BodyError::Broken(_)) => classify(provider, status, &headers, &[], secrets),
+            };
+            if let ProviderError::AuthFailed {
+                provider,
+                status,
+                message,
+            } = &error
+            {
+                // The one place the upstream's words about our credentials go (redacted):
+                // clients only learn that the credentials were refused.
+                tracing::warn!(%provider, status, upstream_message = %message, "the upstream refused the configured credentials");
+            }
+            Err((error, retry_after(&headers)))
+        }
+        Err(e) => Err((transport_error(&e, secrets), None)),
     }
 }
 

@@ -159,9 +159,11 @@ impl ApiCode {
             | Self::TooManyConnections
             | Self::Call(ErrorCode::UpstreamRateLimited) => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable
-            | Self::Call(ErrorCode::ProviderNotConfigured | ErrorCode::ServerShutdown) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | Self::Call(
+                ErrorCode::ProviderNotConfigured
+                | ErrorCode::ServerShutdown
+                | ErrorCode::UpstreamUnavailable,
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Call(
                 ErrorCode::UpstreamError
                 | ErrorCode::UpstreamAuthFailed

@@ -310,6 +310,7 @@ impl From<ProviderError> for ApiError {
     fn from(error: ProviderError) -> Self {
         let retry_after = match &error {
             ProviderError::RateLimited { retry_after, .. } => *retry_after,
+            ProviderError::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         Self {
@@ -533,6 +534,21 @@ mod tests {
         ));
         assert_eq!(api.code(), ApiCode::ServiceUnavailable);
         assert!(!api.message().contains("/srv"), "{api}");
+    }
+
+    #[test]
+    fn an_unavailable_upstream_is_a_503_with_retry_after() {
+        let api = ApiError::from(ProviderError::Unavailable {
+            provider: core_domain::ProviderKind::Anthropic,
+            retry_after: Duration::from_millis(2500),
+            reason: "every key of providers.anthropic is cooling down or its circuit is open"
+                .into(),
+        });
+        assert_eq!(api.code(), ApiCode::Call(ErrorCode::UpstreamUnavailable));
+        let response = api.to_response(None);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
+        assert!(response.headers().get(SHOULD_RETRY).is_none());
     }
 
     #[test]

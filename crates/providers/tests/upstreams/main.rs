@@ -5,6 +5,7 @@ mod anthropic;
 mod bad_bodies;
 mod bounds;
 mod google;
+mod keys;
 mod openai;
 mod redaction;
 mod resilience;

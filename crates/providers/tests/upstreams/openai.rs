@@ -191,10 +191,10 @@ async fn a_compatible_server_gets_its_own_key_and_never_the_openai_key() {
     provider_without.complete(&req).await.unwrap();
     assert_eq!(other.requests()[0].header("authorization"), None);
 
-    config.openai_compatible = vec![CompatibleServer {
-        base_url: format!("{}/", other.base_url()),
-        api_key: SecretString::from("vllm-key"),
-    }];
+    config.openai_compatible = vec![CompatibleServer::with_key(
+        format!("{}/", other.base_url()),
+        SecretString::from("vllm-key"),
+    )];
     provider(&config, ProviderKind::OpenAi)
         .complete(&req)
         .await
