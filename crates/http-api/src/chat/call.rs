@@ -147,7 +147,7 @@ impl PreparedCall {
             recorder,
         } = self;
         if let Some(error) = route.uncallable() {
-            return Err(recorder.refused(error).await);
+            return Err(recorder.refused(error, false).await);
         }
         let mut recorder = recorder.begin(false).await;
         let result = router
@@ -193,7 +193,7 @@ impl PreparedCall {
             recorder,
         } = self;
         if let Some(error) = route.uncallable() {
-            return Err(recorder.refused(error).await);
+            return Err(recorder.refused(error, true).await);
         }
         let recorder = recorder.begin(true).await;
         let events = router.stream(&route, request, specialist.continue_streams());

@@ -133,7 +133,10 @@ impl CallRecorder {
 
     /// The call could not be made at all: no destination of its route could be called (not
     /// configured). It ends here with its row, and the error to answer with.
-    pub(crate) async fn refused(self, error: ProviderError) -> ApiError {
+    pub(crate) async fn refused(mut self, error: ProviderError, streamed: bool) -> ApiError {
+        if let Some(pending) = &mut self.pending {
+            pending.streamed = streamed;
+        }
         self.failed(error.code()).durable().await;
         error.into()
     }
