@@ -60,8 +60,8 @@ pub use isolate::{Isolated, Rejected, repair};
 pub use journal::{CallStart, Rates};
 pub use record::{AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord};
 pub use report::{
-    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,
-    parse_range_bound,
+    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,
+    TargetReport, TargetRow, default_range_start, parse_range_bound,
 };
 pub use store::{Backend, UsageStore};
 pub use writer::{
