@@ -171,10 +171,12 @@ pub(crate) struct NewAttemptRow<'a> {
 impl<'a> NewAttemptRow<'a> {
     /// The child rows of `record`, numbered from 1 (none for a single-attempt call).
     pub(crate) fn of(record: &'a UsageRecord) -> impl Iterator<Item = Self> + 'a {
+        // Numbered within the SMALLINT column; a router makes a handful of attempts, and a
+        // journal line that somehow lists more than 32,767 must not panic the writer.
         record
             .attempt_details
             .iter()
-            .zip(1i16..)
+            .zip(1..=i16::MAX)
             .map(|(attempt, number)| Self {
                 request_id: record.request_id.as_str(),
                 attempt: number,
