@@ -8,8 +8,8 @@ use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, T
 use diesel::{Connection, SqliteConnection, connection::SimpleConnection};
 use e2e_support::{TcpProxy, TestDatabase, eventually};
 use usage_store::{
-    Backend, DatabaseConfig, Durability, GroupBy, Scope, SummaryQuery, UsageRecord, UsageStore,
-    spawn_writer,
+    Backend, DatabaseConfig, Durability, GroupBy, Scope, SummaryQuery, TargetQuery, TargetRow,
+    UsageRecord, UsageStore, spawn_writer,
 };
 
 /// A database to test against, kept alive (and dropped) with the test.
@@ -97,6 +97,9 @@ on_both_backends!(
     rows_left_at_shutdown_are_applied_exactly_once_after_a_restart,
     shutdown_during_an_outage_is_bounded_and_loses_nothing,
     shutdown_drains_the_queue,
+    a_call_of_three_attempts_goes_through_the_writer_and_back,
+    a_replayed_batch_stores_each_attempt_once,
+    the_by_target_report_counts_every_attempt,
 );
 
 async fn migrations_apply_on_an_empty_database(backend: Backend) {
@@ -466,6 +469,189 @@ async fn shutdown_drains_the_queue(backend: Backend) {
     writer.shutdown().await;
     assert_eq!(blocking(move || store.count_rows().unwrap()).await, 157);
     assert_eq!(sink.stats().spilled, 0);
+}
+
+async fn a_call_of_three_attempts_goes_through_the_writer_and_back(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    let connect = config.clone();
+    let store = blocking(move || UsageStore::connect(&connect).unwrap()).await;
+    let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
+    let fallback = UsageRecord {
+        timestamp: at(20, 12),
+        ..usage_store::fixture::fallback_record("fb-1")
+    };
+    sink.record(fallback.clone());
+    sink.record(record("single"));
+    sink.flush().await.unwrap();
+    writer.shutdown().await;
+
+    let (call, single, missing) = blocking(move || {
+        let id = |raw: &str| RequestId::parse(raw).unwrap();
+        (
+            store.call(&id("fb-1")).unwrap().unwrap(),
+            store.call(&id("single")).unwrap().unwrap(),
+            store.call(&id("missing")).unwrap(),
+        )
+    })
+    .await;
+    assert_eq!(call.attempts, fallback.attempt_details);
+    assert_eq!(call.row.attempts, 3);
+    assert_eq!(
+        (call.row.provider.as_str(), call.row.model.as_str()),
+        ("anthropic", "claude-sonnet-4"),
+        "the row names the target that served the call"
+    );
+    assert_eq!((call.row.input_tokens, call.row.output_tokens), (2440, 340));
+    assert_eq!(single.row.attempts, 1);
+    assert!(single.attempts.is_empty());
+    assert_eq!(missing, None);
+}
+
+async fn a_replayed_batch_stores_each_attempt_once(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    blocking(move || {
+        let store = UsageStore::connect(&config).unwrap();
+        let batch = vec![usage_store::fixture::fallback_record("fb-1"), record("r1")];
+        assert_eq!(store.insert_batch(&batch).unwrap(), 2);
+        // A replay, with a new call of several attempts behind it (on PostgreSQL this takes
+        // the path that skips stored ids instead of COPY).
+        let mut again = batch.clone();
+        again.push(usage_store::fixture::fallback_record("fb-2"));
+        assert_eq!(store.insert_batch(&again).unwrap(), 1);
+        for id in ["fb-1", "fb-2"] {
+            let call = store.call(&RequestId::parse(id).unwrap()).unwrap().unwrap();
+            assert_eq!(call.attempts, batch[0].attempt_details, "{id}");
+        }
+        assert_eq!(store.count_rows().unwrap(), 3);
+    })
+    .await;
+}
+
+async fn the_by_target_report_counts_every_attempt(backend: Backend) {
+    let db = Db::new(backend);
+    let config = db.config();
+    let ada = EmailHash::of_email("ada@example.com");
+    let mut records = Vec::new();
+    // Two calls served by gpt-4o at once, one failed there at once.
+    for (i, code) in [None, None, Some(ErrorCode::UpstreamTimeout)]
+        .into_iter()
+        .enumerate()
+    {
+        records.push(UsageRecord {
+            error_code: code,
+            timestamp: at(20, 12),
+            ..record(&format!("single-{i}"))
+        });
+    }
+    // Two calls of three attempts (gpt-4o 429, llama error, claude continued and served).
+    for i in 0..2 {
+        records.push(UsageRecord {
+            timestamp: at(21, 9),
+            ..usage_store::fixture::fallback_record(&format!("fb-{i}"))
+        });
+    }
+    // One that never reached an upstream: a call, but no attempt.
+    records.push(UsageRecord {
+        attempts: 0,
+        error_code: Some(ErrorCode::ProviderNotConfigured),
+        usage: TokenUsage::reported(0, 0),
+        cost: Usd::ZERO,
+        timestamp: at(21, 10),
+        ..record("unconfigured")
+    });
+    // Outside the window, and someone else's call.
+    records.push(UsageRecord {
+        timestamp: at(25, 0),
+        ..usage_store::fixture::fallback_record("late")
+    });
+    records.push(UsageRecord {
+        user_email_hash: Some(EmailHash::of_email("grace@example.com")),
+        ..record("grace")
+    });
+
+    let report = |scope| {
+        let config = config.clone();
+        let records = records.clone();
+        blocking(move || {
+            let store = UsageStore::connect(&config).unwrap();
+            store.insert_batch(&records).unwrap();
+            store
+                .targets(&TargetQuery {
+                    from: at(20, 0),
+                    to: at(22, 0),
+                    scope,
+                })
+                .unwrap()
+        })
+    };
+    let everyone = report(Scope::Everyone).await;
+    assert_eq!((everyone.calls, everyone.fallback_calls), (7, 2));
+    let target = |provider: &str, model: &str| {
+        everyone
+            .targets
+            .iter()
+            .find(|t| t.provider == provider && t.model == model)
+            .unwrap_or_else(|| panic!("{provider}/{model} in {:?}", everyone.targets))
+            .clone()
+    };
+    let gpt = target("openai", "gpt-4o");
+    // single-0, single-1, single-2, grace, and the first attempt of each fallback.
+    assert_eq!(
+        (gpt.attempts, gpt.successes, gpt.failures),
+        (6, 3, 3),
+        "{gpt:?}"
+    );
+    assert_eq!(
+        gpt.failures_by_code.into_iter().collect::<Vec<_>>(),
+        [
+            ("upstream_rate_limited".to_owned(), 2),
+            ("upstream_timeout".to_owned(), 1)
+        ]
+    );
+    assert_eq!((gpt.input_tokens, gpt.output_tokens), (4 * 1200, 4 * 345));
+    assert!(
+        (gpt.cost_usd - 4.0 * 0.00645).abs() < 1e-9,
+        "{}",
+        gpt.cost_usd
+    );
+    let llama = target("openai", "llama-3.1-70b");
+    assert_eq!(
+        (
+            llama.attempts,
+            llama.failures,
+            llama.output_tokens,
+            llama.continuations
+        ),
+        (2, 2, 80, 0)
+    );
+    let claude = target("anthropic", "claude-sonnet-4");
+    assert_eq!(
+        claude,
+        TargetRow {
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4".into(),
+            attempts: 2,
+            successes: 2,
+            failures: 0,
+            failures_by_code: Default::default(),
+            continuations: 2,
+            input_tokens: 2480,
+            output_tokens: 600,
+            cost_usd: claude.cost_usd,
+        }
+    );
+    assert!((claude.cost_usd - 2.0 * 0.00822).abs() < 1e-9);
+    assert_eq!(everyone.targets.len(), 3, "{:?}", everyone.targets);
+
+    let own = report(Scope::Caller(Some(ada))).await;
+    assert_eq!((own.calls, own.fallback_calls), (6, 2));
+    assert_eq!(
+        own.targets.iter().map(|t| t.attempts).sum::<i64>(),
+        5 + 4,
+        "grace's call left out"
+    );
 }
 
 /// Makes the database unreachable and reachable again: PostgreSQL through a proxy of our own

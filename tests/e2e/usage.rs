@@ -158,3 +158,190 @@ async fn ready_follows_the_database() {
         3.0
     );
 }
+
+mod calls_and_targets {
+    //! `GET /usage/calls/{request_id}` and `GET /usage/targets`, with a user and an
+    //! administrator, over rows of one and of several attempts.
+
+    use core_domain::{AccessRole, EmailHash};
+    use e2e_support::{TestApp, error_body};
+    use http_api::{ApiKeyConfig, AuthMode};
+    use usage_store::{DatabaseConfig, UsageRecord, UsageStore};
+
+    const USER_KEY: &str = "cmdr_user_key_for_tests_0000000000000000000000000000000000000000";
+    const ADMIN_KEY: &str = "cmdr_admin_key_for_tests_000000000000000000000000000000000000000";
+
+    fn sha256_hex(text: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    fn database_url(dir: &std::path::Path) -> String {
+        format!("sqlite://{}", dir.join("calls.db").display())
+    }
+
+    /// The app with ada (a user) and an administrator, and three rows written straight into its
+    /// database: ada's call of three attempts, ada's call of one, and grace's call of one.
+    async fn app() -> TestApp {
+        let app = TestApp::spawn_with(|settings, dir| {
+            settings.database.url = database_url(dir);
+            settings.auth.mode = AuthMode::Required;
+            settings.auth.api_keys = vec![
+                ApiKeyConfig {
+                    name: "ada's laptop".into(),
+                    email: "ada@example.com".into(),
+                    role: AccessRole::User,
+                    sha256: sha256_hex(USER_KEY),
+                },
+                ApiKeyConfig {
+                    name: "ops".into(),
+                    email: "root@example.com".into(),
+                    role: AccessRole::Admin,
+                    sha256: sha256_hex(ADMIN_KEY),
+                },
+            ];
+        })
+        .await;
+        let url = database_url(&app.dir());
+        tokio::task::spawn_blocking(move || {
+            let store = UsageStore::connect(&DatabaseConfig {
+                url,
+                ..DatabaseConfig::default()
+            })
+            .unwrap();
+            let now = chrono::Utc::now();
+            store
+                .insert_batch(&[
+                    UsageRecord {
+                        timestamp: now,
+                        ..usage_store::fixture::fallback_record("fb-1")
+                    },
+                    UsageRecord {
+                        timestamp: now,
+                        ..usage_store::fixture::usage_record("single-1")
+                    },
+                    UsageRecord {
+                        timestamp: now,
+                        user_email_hash: Some(EmailHash::of_email("grace@example.com")),
+                        ..usage_store::fixture::usage_record("grace-1")
+                    },
+                ])
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        app
+    }
+
+    #[tokio::test]
+    async fn a_call_is_shown_with_its_attempts_to_its_caller_and_to_administrators() {
+        let app = app().await;
+        for key in [USER_KEY, ADMIN_KEY] {
+            let response = app.get_as("/usage/calls/fb-1", key).await;
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["request_id"], "fb-1");
+            assert_eq!(body["attempts"], 3);
+            assert_eq!(body["provider"], "anthropic");
+            assert_eq!(body["success"], true);
+            let attempts = body["attempt_details"].as_array().unwrap();
+            assert_eq!(attempts.len(), 3, "{body}");
+            assert_eq!(attempts[0]["attempt"], 1);
+            assert_eq!(attempts[0]["error_code"], "upstream_rate_limited");
+            assert_eq!(attempts[0]["success"], false);
+            assert_eq!(attempts[1]["base_url"], "http://127.0.0.1:8081/v1");
+            assert_eq!(attempts[1]["output_tokens"], 40);
+            assert_eq!(attempts[1]["tokens_estimated"], true);
+            assert_eq!(attempts[2]["model"], "claude-sonnet-4");
+            assert_eq!(attempts[2]["continuation"], true);
+            assert_eq!(attempts[2]["success"], true);
+            assert_eq!(attempts[2]["latency_ms"], 2500.0);
+        }
+        let single: serde_json::Value = app
+            .get_as("/usage/calls/single-1", USER_KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(single["attempts"], 1);
+        assert_eq!(single["attempt_details"], serde_json::json!([]));
+        // Grace's call is there for the administrator only.
+        assert_eq!(
+            app.get_as("/usage/calls/grace-1", ADMIN_KEY).await.status(),
+            200
+        );
+        let hidden = app.get_as("/usage/calls/grace-1", USER_KEY).await;
+        assert_eq!(hidden.status(), 404);
+        assert_eq!(error_body(hidden).await["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_impossible_id_is_404_and_no_credentials_401() {
+        let app = app().await;
+        for path in ["/usage/calls/nobody", "/usage/calls/not%20an%20id"] {
+            let response = app.get_as(path, ADMIN_KEY).await;
+            assert_eq!(response.status(), 404, "{path}");
+            let body = error_body(response).await;
+            assert_eq!(body["code"], "not_found", "{path}");
+            assert!(
+                body["message"].as_str().unwrap().contains("no usage row"),
+                "{body}"
+            );
+        }
+        assert_eq!(app.get("/usage/calls/fb-1").await.status(), 401);
+        assert_eq!(app.get("/usage/targets").await.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn targets_count_every_attempt_for_the_caller_or_everyone() {
+        let app = app().await;
+        let everyone: serde_json::Value = app
+            .get_as("/usage/targets", ADMIN_KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(everyone["calls"], 3);
+        assert_eq!(everyone["fallback_calls"], 1);
+        let targets = everyone["targets"].as_array().unwrap();
+        let names: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}/{}",
+                    t["provider"].as_str().unwrap(),
+                    t["model"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "anthropic/claude-sonnet-4",
+                "openai/gpt-4o",
+                "openai/llama-3.1-70b"
+            ]
+        );
+        assert_eq!(targets[1]["attempts"], 3);
+        assert_eq!(targets[1]["successes"], 2);
+        assert_eq!(
+            targets[1]["failures_by_code"],
+            serde_json::json!({"upstream_rate_limited": 1})
+        );
+        assert_eq!(targets[0]["continuations"], 1);
+
+        let own: serde_json::Value = app
+            .get_as("/usage/targets", USER_KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(own["calls"], 2, "grace's call is not ada's: {own}");
+        let all = app.get_as("/usage/targets?scope=all", USER_KEY).await;
+        assert_eq!(all.status(), 403);
+        let bad = app
+            .get_as("/usage/targets?from=2026-02-01&to=2026-01-01", ADMIN_KEY)
+            .await;
+        assert_eq!(bad.status(), 422);
+    }
+}

@@ -15,7 +15,7 @@ mod telemetry;
 mod validate;
 
 pub use application::{Application, StartupError};
-pub use report::{ReportFormat, render as render_report};
+pub use report::{ReportFormat, render as render_report, render_call, render_targets};
 pub use settings::{LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings};
 pub use telemetry::init_logging;
 pub use validate::{Problem, Validated};

@@ -5,9 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use commander::{Application, ReportFormat, init_logging, load_settings, render_report};
+use commander::{
+    Application, ReportFormat, init_logging, load_settings, render_call, render_report,
+    render_targets,
+};
+use core_domain::RequestId;
 use usage_store::{
-    GroupBy, RangeEnd, Scope, SummaryQuery, UsageStore, default_range_start, parse_range_bound,
+    GroupBy, RangeEnd, Scope, SummaryQuery, TargetQuery, UsageStore, default_range_start,
+    parse_range_bound,
 };
 
 /// commander: a multi-provider LLM chat gateway built around specialists.
@@ -85,6 +90,16 @@ enum UsageCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Instead of the summary: per upstream target (provider and model), the attempts
+        /// made across every call, their outcomes, tokens and cost, and how many calls needed
+        /// more than one attempt.
+        #[arg(long, conflicts_with = "group_by")]
+        targets: bool,
+    },
+    /// Print one call's usage row and, if it made several attempts, each of them.
+    Call {
+        /// The call's request id (its X-Request-Id).
+        request_id: String,
     },
 }
 
@@ -131,8 +146,19 @@ async fn main() -> ExitCode {
                     to,
                     group_by,
                     format,
+                    targets,
                 },
-        } => report(settings, from, to, group_by, format).await,
+        } => {
+            let what = if targets {
+                Report::Targets
+            } else {
+                Report::Summary(group_by)
+            };
+            report(settings, from, to, what, format).await
+        }
+        Command::Usage {
+            command: UsageCommand::Call { request_id },
+        } => call(settings, &request_id).await,
         Command::Keys { .. } | Command::CheckConfig => Ok(()),
     };
     match outcome {
@@ -164,11 +190,19 @@ async fn migrate(settings: commander::Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// Which report `usage report` prints.
+enum Report {
+    /// The summary, grouped.
+    Summary(GroupBy),
+    /// The by-target report.
+    Targets,
+}
+
 async fn report(
     settings: commander::Settings,
     from: Option<String>,
     to: Option<String>,
-    group_by: GroupBy,
+    what: Report,
     format: ReportFormat,
 ) -> Result<(), String> {
     let to = match to {
@@ -185,19 +219,43 @@ async fn report(
         return Err("--from must be before --to".to_owned());
     }
     let database = settings.database;
-    let query = SummaryQuery {
-        from,
-        to,
-        group_by,
-        scope: Scope::Everyone,
-    };
-    let rows = tokio::task::spawn_blocking(move || {
-        UsageStore::connect(&database).and_then(|store| store.summary(&query))
+    let scope = Scope::Everyone;
+    let printed = tokio::task::spawn_blocking(move || {
+        let store = UsageStore::connect(&database)?;
+        Ok::<_, usage_store::StoreError>(match what {
+            Report::Summary(group_by) => render_report(
+                &store.summary(&SummaryQuery {
+                    from,
+                    to,
+                    group_by,
+                    scope,
+                })?,
+                format,
+            ),
+            Report::Targets => {
+                render_targets(&store.targets(&TargetQuery { from, to, scope })?, format)
+            }
+        })
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    print!("{}", render_report(&rows, format));
+    print!("{printed}");
+    Ok(())
+}
+
+async fn call(settings: commander::Settings, raw: &str) -> Result<(), String> {
+    let missing = || format!("no usage row for request id '{}'", raw.escape_debug());
+    // An id the gateway could not have made has no row.
+    let request_id = RequestId::parse(raw).map_err(|_| missing())?;
+    let database = settings.database;
+    let found = tokio::task::spawn_blocking(move || {
+        UsageStore::connect(&database).and_then(|store| store.call(&request_id))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    print!("{}", render_call(&found.ok_or_else(missing)?));
     Ok(())
 }
 

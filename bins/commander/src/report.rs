@@ -1,8 +1,9 @@
-//! `commander usage report`: the usage summary as a table, CSV or Markdown.
+//! `commander usage report`: the usage summary (or, with `--targets`, the by-target report) as
+//! a table, CSV or Markdown; `commander usage call`: one call and its attempts.
 
 use std::fmt::Write;
 
-use usage_store::SummaryRow;
+use usage_store::{AttemptRecord, StoredCall, SummaryRow, TargetReport, TargetRow};
 
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,54 +66,234 @@ fn total(rows: &[SummaryRow]) -> [String; 9] {
 
 /// Renders `rows` in `format`.
 pub fn render(rows: &[SummaryRow], format: ReportFormat) -> String {
+    let body: Vec<Vec<String>> = rows.iter().map(|row| cells(row).to_vec()).collect();
+    layout(&HEADERS, &body, &total(rows), format)
+}
+
+const TARGET_HEADERS: [&str; 10] = [
+    "provider",
+    "model",
+    "attempts",
+    "successes",
+    "failures",
+    "failures_by_code",
+    "continuations",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+];
+
+fn target_cells(row: &TargetRow) -> Vec<String> {
+    let by_code: Vec<String> = row
+        .failures_by_code
+        .iter()
+        .map(|(code, n)| format!("{code}={n}"))
+        .collect();
+    vec![
+        row.provider.clone(),
+        row.model.clone(),
+        row.attempts.to_string(),
+        row.successes.to_string(),
+        row.failures.to_string(),
+        by_code.join(" "),
+        row.continuations.to_string(),
+        row.input_tokens.to_string(),
+        row.output_tokens.to_string(),
+        format!("{:.6}", row.cost_usd),
+    ]
+}
+
+/// Renders the by-target report in `format`: a line with the calls and those that needed more
+/// than one attempt (not in CSV, which holds one table only), then one row per target and, in
+/// the table and Markdown formats, a total.
+pub fn render_targets(report: &TargetReport, format: ReportFormat) -> String {
+    let rows = &report.targets;
+    let sum = |f: fn(&TargetRow) -> i64| {
+        rows.iter()
+            .map(f)
+            .fold(0i64, i64::saturating_add)
+            .to_string()
+    };
+    let total = vec![
+        "TOTAL".to_owned(),
+        String::new(),
+        sum(|r| r.attempts),
+        sum(|r| r.successes),
+        sum(|r| r.failures),
+        String::new(),
+        sum(|r| r.continuations),
+        sum(|r| r.input_tokens),
+        sum(|r| r.output_tokens),
+        format!("{:.6}", rows.iter().map(|r| r.cost_usd).sum::<f64>()),
+    ];
+    let body: Vec<Vec<String>> = rows.iter().map(target_cells).collect();
+    let table = layout(&TARGET_HEADERS, &body, &total, format);
+    match format {
+        ReportFormat::Csv => table,
+        ReportFormat::Table | ReportFormat::Markdown => format!(
+            "calls: {}, of which needed more than one attempt: {}\n\n{table}",
+            report.calls, report.fallback_calls
+        ),
+    }
+}
+
+/// Renders one call: its row's fields, one a line, then its attempts (if it made several) as a
+/// table.
+pub fn render_call(call: &StoredCall) -> String {
+    let r = &call.row;
+    let optional = |value: Option<&str>| value.unwrap_or("-").to_owned();
+    let fields: [(&str, String); 22] = [
+        ("request_id", r.request_id.clone()),
+        (
+            "client_request_id",
+            optional(r.client_request_id.as_deref()),
+        ),
+        (
+            "timestamp",
+            format!("{}Z", r.timestamp.format("%Y-%m-%dT%H:%M:%S%.3f")),
+        ),
+        ("user_email_hash", optional(r.user_email_hash.as_deref())),
+        (
+            "specialist",
+            format!("{} ({})", r.specialist_id, r.specialist_name),
+        ),
+        ("provider", r.provider.clone()),
+        ("model", r.model.clone()),
+        (
+            "outcome",
+            optional(r.error_code.as_deref().or(r.success.then_some("success"))),
+        ),
+        ("attempts", r.attempts.to_string()),
+        ("streamed", r.streamed.to_string()),
+        ("input_tokens", r.input_tokens.to_string()),
+        ("output_tokens", r.output_tokens.to_string()),
+        ("cached_input_tokens", r.cached_input_tokens.to_string()),
+        ("cache_write_tokens", r.cache_write_tokens.to_string()),
+        ("reasoning_tokens", r.reasoning_tokens.to_string()),
+        ("tokens_estimated", r.tokens_estimated.to_string()),
+        ("cost_usd", format!("{:.6}", r.estimated_cost_usd)),
+        ("pricing_known", r.pricing_known.to_string()),
+        ("latency_ms", format!("{:.1}", r.latency_ms)),
+        (
+            "ttft_ms",
+            r.ttft_ms
+                .map_or_else(|| "-".to_owned(), |t| format!("{t:.1}")),
+        ),
+        ("end_user", optional(r.end_user.as_deref())),
+        ("success", r.success.to_string()),
+    ];
+    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, value) in &fields {
+        let _ = writeln!(out, "{name:<width$}  {}", value.escape_debug());
+    }
+    if call.attempts.is_empty() {
+        return out;
+    }
+    let headers = [
+        "attempt",
+        "provider",
+        "model",
+        "base_url",
+        "outcome",
+        "continuation",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+    ];
+    let rows: Vec<Vec<String>> = call
+        .attempts
+        .iter()
+        .zip(1..)
+        .map(|(a, n): (&AttemptRecord, u32)| {
+            vec![
+                n.to_string(),
+                a.provider.as_str().to_owned(),
+                a.model.escape_debug().to_string(),
+                a.base_url
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), |u| u.escape_debug().to_string()),
+                a.error_code.map_or("success", |c| c.as_str()).to_owned(),
+                a.continuation.to_string(),
+                a.usage.input_tokens.to_string(),
+                a.usage.output_tokens.to_string(),
+                format!("{:.6}", a.cost.as_dollars()),
+                format!("{:.1}", a.latency.as_secs_f64() * 1000.0),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&layout(&headers, &rows, &[], ReportFormat::Table));
+    out
+}
+
+/// Lays `rows` out under `headers` in `format`, with `total` last (an empty `total` means no
+/// total line; CSV never has one).
+fn layout(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    total: &[String],
+    format: ReportFormat,
+) -> String {
     let mut out = String::new();
     match format {
         ReportFormat::Csv => {
-            out.push_str(&HEADERS.join(","));
+            out.push_str(&headers.join(","));
             out.push('\n');
             for row in rows {
-                let line: Vec<String> = cells(row).iter().map(|c| csv_field(c)).collect();
+                let line: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
                 out.push_str(&line.join(","));
                 out.push('\n');
             }
         }
         ReportFormat::Markdown => {
             let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
-            out.push_str(&line(&HEADERS.map(str::to_owned)));
+            let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+            out.push_str(&line(&header));
             out.push_str("|---|");
-            out.push_str(&"---:|".repeat(HEADERS.len() - 1));
+            out.push_str(&"---:|".repeat(headers.len() - 1));
             out.push('\n');
             for row in rows {
-                out.push_str(&line(&cells(row)));
+                out.push_str(&line(row));
             }
-            out.push_str(&line(
-                &total(rows).map(|c| format!("**{c}**").replace("****", "")),
-            ));
+            if !total.is_empty() {
+                let bold: Vec<String> = total
+                    .iter()
+                    .map(|c| format!("**{c}**").replace("****", ""))
+                    .collect();
+                out.push_str(&line(&bold));
+            }
         }
         ReportFormat::Table => {
-            let mut table: Vec<[String; 9]> = vec![HEADERS.map(str::to_owned)];
-            table.extend(rows.iter().map(cells));
-            table.push(total(rows));
-            let widths: Vec<usize> = (0..HEADERS.len())
+            let mut table: Vec<Vec<String>> =
+                vec![headers.iter().map(|h| (*h).to_owned()).collect()];
+            table.extend(rows.iter().cloned());
+            let has_total = !total.is_empty();
+            if has_total {
+                table.push(total.to_vec());
+            }
+            let widths: Vec<usize> = (0..headers.len())
                 .map(|i| {
                     table
                         .iter()
-                        .map(|r| r[i].chars().count())
+                        .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
                         .max()
                         .unwrap_or(0)
                 })
                 .collect();
             for (n, row) in table.iter().enumerate() {
-                if n == table.len() - 1 {
+                if has_total && n == table.len() - 1 {
                     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
                     let _ = writeln!(out, "{}", rule.join("  "));
                 }
                 let mut line = String::new();
                 for (i, cell) in row.iter().enumerate() {
+                    let width = widths.get(i).copied().unwrap_or(0);
                     if i == 0 {
-                        let _ = write!(line, "{cell:<width$}", width = widths[i]);
+                        let _ = write!(line, "{cell:<width$}");
                     } else {
-                        let _ = write!(line, "  {cell:>width$}", width = widths[i]);
+                        let _ = write!(line, "  {cell:>width$}");
                     }
                 }
                 let _ = writeln!(out, "{}", line.trim_end());
@@ -206,5 +387,121 @@ mod tests {
             "{}",
             lines[4]
         );
+    }
+
+    fn target_report() -> TargetReport {
+        let target = |provider: &str, model: &str, attempts: i64, codes: &[(&str, i64)]| {
+            let failures: i64 = codes.iter().map(|(_, n)| n).sum();
+            TargetRow {
+                provider: provider.into(),
+                model: model.into(),
+                attempts,
+                successes: attempts - failures,
+                failures,
+                failures_by_code: codes.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect(),
+                continuations: 1,
+                input_tokens: 100 * attempts,
+                output_tokens: 10 * attempts,
+                cost_usd: 0.001 * attempts as f64,
+            }
+        };
+        TargetReport {
+            calls: 5,
+            fallback_calls: 2,
+            targets: vec![
+                target("anthropic", "claude-sonnet-4", 2, &[]),
+                target(
+                    "openai",
+                    "gpt-4o",
+                    4,
+                    &[("upstream_rate_limited", 2), ("upstream_timeout", 1)],
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_by_target_table_names_the_fallbacks_and_each_failure_code() {
+        let table = render_targets(&target_report(), ReportFormat::Table);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "calls: 5, of which needed more than one attempt: 2"
+        );
+        assert!(lines[2].starts_with("provider"), "{table}");
+        assert!(
+            lines[4].contains("upstream_rate_limited=2 upstream_timeout=1"),
+            "{table}"
+        );
+        assert!(lines[6].starts_with("TOTAL"), "{table}");
+        assert!(lines[6].contains("0.006000"), "{table}");
+
+        let csv = render_targets(&target_report(), ReportFormat::Csv);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], TARGET_HEADERS.join(","));
+        assert_eq!(
+            lines[2],
+            "openai,gpt-4o,4,1,3,upstream_rate_limited=2 upstream_timeout=1,1,400,40,0.004000"
+        );
+        assert_eq!(lines.len(), 3, "one table, no total: {csv}");
+    }
+
+    #[test]
+    fn a_call_prints_its_row_and_each_attempt() {
+        let call = StoredCall {
+            row: usage_store::StoredUsage {
+                id: 1,
+                timestamp: chrono::NaiveDate::from_ymd_opt(2026, 11, 30)
+                    .unwrap()
+                    .and_hms_opt(12, 0, 0)
+                    .unwrap(),
+                request_id: "fb-1".into(),
+                user_email_hash: None,
+                specialist_id: "demo".into(),
+                specialist_name: "Demo\nline".into(),
+                provider: "anthropic".into(),
+                model: "claude-sonnet-4".into(),
+                input_tokens: 2440,
+                output_tokens: 340,
+                tokens_estimated: true,
+                estimated_cost_usd: 0.00822,
+                pricing_known: false,
+                latency_ms: 3520.0,
+                ttft_ms: None,
+                success: true,
+                error_code: None,
+                streamed: true,
+                client_request_id: None,
+                cached_input_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+                end_user: None,
+                attempts: 3,
+            },
+            attempts: usage_store::fixture::fallback_record("fb-1").attempt_details,
+        };
+        let text = render_call(&call);
+        assert!(text.contains("attempts             3"), "{text}");
+        assert!(
+            text.contains("Demo\\nline"),
+            "control characters shown escaped: {text}"
+        );
+        let attempt_lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("attempt "))
+            .collect();
+        assert_eq!(attempt_lines.len(), 4, "{text}");
+        assert!(attempt_lines[1].contains("upstream_rate_limited"), "{text}");
+        assert!(
+            attempt_lines[2].contains("http://127.0.0.1:8081/v1"),
+            "{text}"
+        );
+        assert!(attempt_lines[3].contains("success") && attempt_lines[3].contains("true"));
+
+        let single = StoredCall {
+            attempts: Vec::new(),
+            ..call
+        };
+        assert!(!render_call(&single).contains("base_url"));
     }
 }

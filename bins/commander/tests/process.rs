@@ -214,6 +214,79 @@ fn a_second_server_on_the_same_journal_refuses_to_start_and_says_why() {
 }
 
 #[test]
+fn usage_report_targets_and_usage_call_show_every_attempt() {
+    use chrono::{TimeZone, Utc};
+    use usage_store::UsageRecord;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+    UsageStore::connect(&DatabaseConfig {
+        url: url.clone(),
+        ..DatabaseConfig::default()
+    })
+    .unwrap()
+    .insert_batch(&[
+        UsageRecord {
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap(),
+            ..usage_store::fixture::fallback_record("fb-1")
+        },
+        UsageRecord {
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 10, 13, 0, 0).unwrap(),
+            ..usage_store::fixture::usage_record("single-1")
+        },
+    ])
+    .unwrap();
+    let run = |args: &[&str]| {
+        commander_in(dir.path())
+            .env("COMMANDER__DATABASE__URL", &url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let targets = run(&[
+        "usage",
+        "report",
+        "--targets",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+    ]);
+    assert!(
+        targets.status.success(),
+        "{}",
+        String::from_utf8_lossy(&targets.stderr)
+    );
+    let table = String::from_utf8(targets.stdout).unwrap();
+    assert!(
+        table.starts_with("calls: 2, of which needed more than one attempt: 1"),
+        "{table}"
+    );
+    let gpt = table.lines().find(|l| l.contains("gpt-4o")).unwrap();
+    assert!(gpt.contains("upstream_rate_limited=1"), "{table}");
+    assert!(table.contains("llama-3.1-70b"), "{table}");
+
+    let call = run(&["usage", "call", "fb-1"]);
+    assert!(
+        call.status.success(),
+        "{}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    let text = String::from_utf8(call.stdout).unwrap();
+    assert!(text.contains("claude-sonnet-4"), "{text}");
+    assert!(text.contains("http://127.0.0.1:8081/v1"), "{text}");
+
+    let missing = run(&["usage", "call", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no usage row for request id 'nobody'")
+    );
+    let both = run(&["usage", "report", "--targets", "--group-by", "model"]);
+    assert!(!both.status.success(), "--targets replaces the grouping");
+}
+
+#[test]
 fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     use std::time::Duration;
 

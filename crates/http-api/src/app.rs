@@ -258,6 +258,18 @@ const NATIVE_ENDPOINTS: &[Endpoint] = &[
         route: || web::route().to(usage::summary),
         guard: Guard::Management,
     },
+    Endpoint {
+        path: "/usage/targets",
+        method: Method::GET,
+        route: || web::route().to(usage::targets),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/usage/calls/{request_id}",
+        method: Method::GET,
+        route: || web::route().to(usage::call),
+        guard: Guard::Management,
+    },
 ];
 
 /// Every (path, method) the server serves.

@@ -39,6 +39,8 @@ use crate::{chat, health, openai, specialists, usage};
         specialists::delete,
         specialists::duplicate,
         usage::summary,
+        usage::targets,
+        usage::call,
         openai::completions::completions,
         openai::models::list_models,
         openai::models::get_model,

@@ -69,6 +69,8 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
             error_code,
             streamed: false,
             end_user: None,
+            attempts: 1,
+            attempt_details: Vec::new(),
         });
     }
     // Waits until everything recorded so far is committed.

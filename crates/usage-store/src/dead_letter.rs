@@ -129,7 +129,12 @@ mod tests {
         let letters = DeadLetters::new(dir.path().join("nested/dead.jsonl"));
         assert_eq!(letters.read_all().unwrap(), Vec::new());
         let first = [rejected("r1", "too long")];
-        let second = [rejected("r2", "refused"), rejected("r3", "refused")];
+        // A dead-lettered call of several attempts keeps them.
+        let fell_back = Rejected {
+            reason: "refused".into(),
+            record: crate::fixture::fallback_record("r3"),
+        };
+        let second = [rejected("r2", "refused"), fell_back];
         letters.append(&first).unwrap();
         letters.append(&[]).unwrap();
         letters.append(&second).unwrap();
@@ -141,6 +146,12 @@ mod tests {
         assert_eq!(line["reason"], "too long");
         assert_eq!(line["record"]["request_id"], "r1");
         assert_eq!(line["record"]["specialist_name"], "Nul\u{0}Name");
+
+        let line: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+        assert_eq!(
+            line["record"]["attempt_details"].as_array().map(Vec::len),
+            Some(3)
+        );
 
         let all: Vec<Rejected> = first.into_iter().chain(second).collect();
         assert_eq!(letters.read_all().unwrap(), all);

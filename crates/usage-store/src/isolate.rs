@@ -6,7 +6,7 @@
 use core_domain::RequestId;
 use serde::{Deserialize, Serialize};
 
-use crate::{StoreError, UsageRecord, UsageStore};
+use crate::{AttemptRecord, StoreError, UsageRecord, UsageStore};
 
 /// What [`UsageStore::insert_isolating`] did with a batch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,19 +35,45 @@ pub struct Rejected {
 /// visibly as `\uXXXX` (NUL becomes the six characters `\u0000`), or `None` when there was
 /// nothing to escape. The meaning survives: a name that held a NUL reads as one that held a
 /// NUL. The identifiers and the email hash are validated to printable ASCII when they are
-/// built, so only the specialist's name, the model and the end user can need it.
+/// built, so only the specialist's name, the models, the end user and the attempts' base URLs
+/// can need it.
 pub fn repair(record: &UsageRecord) -> Option<UsageRecord> {
     let specialist_name = escape_controls(&record.specialist_name);
     let model = escape_controls(&record.model);
     let end_user = record.end_user.as_deref().and_then(escape_controls);
-    if specialist_name.is_none() && model.is_none() && end_user.is_none() {
+    let attempts: Vec<Option<AttemptRecord>> =
+        record.attempt_details.iter().map(repair_attempt).collect();
+    if specialist_name.is_none()
+        && model.is_none()
+        && end_user.is_none()
+        && attempts.iter().all(Option::is_none)
+    {
         return None;
     }
     Some(UsageRecord {
         specialist_name: specialist_name.unwrap_or_else(|| record.specialist_name.clone()),
         model: model.unwrap_or_else(|| record.model.clone()),
         end_user: end_user.or_else(|| record.end_user.clone()),
+        attempt_details: attempts
+            .into_iter()
+            .zip(&record.attempt_details)
+            .map(|(repaired, original)| repaired.unwrap_or_else(|| original.clone()))
+            .collect(),
         ..record.clone()
+    })
+}
+
+/// `attempt` with its free text escaped, or `None` when it had none to escape.
+fn repair_attempt(attempt: &AttemptRecord) -> Option<AttemptRecord> {
+    let model = escape_controls(&attempt.model);
+    let base_url = attempt.base_url.as_deref().and_then(escape_controls);
+    if model.is_none() && base_url.is_none() {
+        return None;
+    }
+    Some(AttemptRecord {
+        model: model.unwrap_or_else(|| attempt.model.clone()),
+        base_url: base_url.or_else(|| attempt.base_url.clone()),
+        ..attempt.clone()
     })
 }
 
@@ -262,6 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_an_attempt_are_escaped_and_its_other_attempts_kept() {
+        let mut record = crate::fixture::fallback_record("fb-1");
+        record.attempt_details[2].base_url = Some("http://h\u{0}/v1".into());
+        let repaired = repair(&record).unwrap();
+        assert_eq!(
+            repaired.attempt_details[2].base_url.as_deref(),
+            Some("http://h\\u0000/v1")
+        );
+        assert_eq!(repaired.attempt_details[..2], record.attempt_details[..2]);
+        assert_eq!(repaired.model, record.model);
+        assert_eq!(repair(&crate::fixture::fallback_record("fb-2")), None);
+    }
+
+    #[test]
     fn a_clean_record_needs_no_repair() {
         assert_eq!(repair(&usage_record("r1")), None);
         let unicode = UsageRecord {
@@ -336,6 +376,54 @@ mod tests {
                     .is_some()
             );
         }
+    }
+
+    #[test]
+    fn a_poisoned_attempt_takes_its_call_aside_and_every_other_call_keeps_its_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        execute(
+            &store,
+            "CREATE TRIGGER refuse_poison_attempt BEFORE INSERT ON usage_attempts \
+             WHEN NEW.model = 'Poison' OR instr(NEW.model, char(27)) > 0 \
+             BEGIN SELECT RAISE(ABORT, 'poisoned attempt model'); END;",
+        );
+        let with_attempt_model = |id: &str, model: &str| {
+            let mut record = crate::fixture::fallback_record(id);
+            record.attempt_details[1].model = model.into();
+            record
+        };
+        let batch = vec![
+            crate::fixture::fallback_record("fb-0"),
+            usage_record("r1"),
+            with_attempt_model("fb-2", "Poison"),
+            with_attempt_model("fb-3", "Esc\u{1b}Model"),
+            crate::fixture::fallback_record("fb-4"),
+        ];
+
+        let outcome = store.insert_isolating(&batch).unwrap();
+
+        assert_eq!(outcome.inserted, 4);
+        assert_eq!(outcome.repaired, [RequestId::parse("fb-3").unwrap()]);
+        assert_eq!(outcome.rejected.len(), 1);
+        assert_eq!(
+            outcome.rejected[0].record, batch[2],
+            "dead-lettered with its attempts"
+        );
+        assert!(
+            outcome.rejected[0]
+                .reason
+                .contains("poisoned attempt model")
+        );
+        let call = |id: &str| store.call(&RequestId::parse(id).unwrap()).unwrap();
+        assert_eq!(call("fb-2"), None, "neither the row nor any attempt of it");
+        for id in ["fb-0", "fb-4"] {
+            assert_eq!(call(id).unwrap().attempts, batch[0].attempt_details);
+        }
+        assert!(call("r1").unwrap().attempts.is_empty());
+        let repaired = call("fb-3").unwrap();
+        assert_eq!(repaired.attempts.len(), 3);
+        assert_eq!(repaired.attempts[1].model, "Esc\\u001bModel");
     }
 
     #[test]

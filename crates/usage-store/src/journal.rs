@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
 use serde::{Deserialize, Serialize};
 
-use crate::{StoreError, UsageRecord};
+use crate::{AttemptRecord, StoreError, UsageRecord};
 
 const SEGMENT_PREFIX: &str = "journal-";
 const SEGMENT_SUFFIX: &str = ".log";
@@ -122,6 +122,9 @@ impl CallStart {
             error_code: Some(ErrorCode::Interrupted),
             streamed: self.streamed,
             end_user: self.end_user.clone(),
+            // The journal keeps no attempt of an unfinished call: it is counted as its one.
+            attempts: 1,
+            attempt_details: Vec::new(),
         }
     }
 }
@@ -217,20 +220,9 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
                     model: &record.model,
                 },
             )?;
-            let usage = &record.usage;
-            out.extend_from_slice(b",\"usage\":{\"input_tokens\":");
-            number(&mut out, usage.input_tokens);
-            out.extend_from_slice(b",\"output_tokens\":");
-            number(&mut out, usage.output_tokens);
-            out.extend_from_slice(b",\"cached_input_tokens\":");
-            number(&mut out, usage.cached_input_tokens);
-            out.extend_from_slice(b",\"cache_write_tokens\":");
-            number(&mut out, usage.cache_write_tokens);
-            out.extend_from_slice(b",\"reasoning_tokens\":");
-            number(&mut out, usage.reasoning_tokens);
-            out.extend_from_slice(b",\"is_estimated\":");
-            boolean(&mut out, usage.is_estimated);
-            out.extend_from_slice(b"},\"cost\":");
+            out.extend_from_slice(b",\"usage\":");
+            token_usage(&mut out, &record.usage);
+            out.extend_from_slice(b",\"cost\":");
             number(&mut out, record.cost.nanos());
             out.extend_from_slice(b",\"pricing_known\":");
             boolean(&mut out, record.pricing_known);
@@ -247,6 +239,18 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             boolean(&mut out, record.streamed);
             out.extend_from_slice(b",\"end_user\":");
             option_text(&mut out, record.end_user.as_deref())?;
+            out.extend_from_slice(b",\"attempts\":");
+            number(&mut out, record.attempts);
+            // Left out when empty, as serde's `skip_serializing_if` does.
+            if let Some((first, rest)) = record.attempt_details.split_first() {
+                out.extend_from_slice(b",\"attempt_details\":[");
+                attempt(&mut out, first)?;
+                for each in rest {
+                    out.push(b',');
+                    attempt(&mut out, each)?;
+                }
+                out.push(b']');
+            }
             out.extend_from_slice(b"}}");
         }
         Line::Progress { .. } => {
@@ -287,6 +291,47 @@ fn identity(out: &mut Vec<u8>, fields: &Identity<'_>) -> Result<(), StoreError> 
     raw_str(out, fields.provider.as_str());
     out.extend_from_slice(b",\"model\":");
     text(out, fields.model)
+}
+
+/// A [`TokenUsage`] as serde writes it.
+fn token_usage(out: &mut Vec<u8>, usage: &TokenUsage) {
+    out.extend_from_slice(b"{\"input_tokens\":");
+    number(out, usage.input_tokens);
+    out.extend_from_slice(b",\"output_tokens\":");
+    number(out, usage.output_tokens);
+    out.extend_from_slice(b",\"cached_input_tokens\":");
+    number(out, usage.cached_input_tokens);
+    out.extend_from_slice(b",\"cache_write_tokens\":");
+    number(out, usage.cache_write_tokens);
+    out.extend_from_slice(b",\"reasoning_tokens\":");
+    number(out, usage.reasoning_tokens);
+    out.extend_from_slice(b",\"is_estimated\":");
+    boolean(out, usage.is_estimated);
+    out.push(b'}');
+}
+
+/// An [`AttemptRecord`] as serde writes it.
+fn attempt(out: &mut Vec<u8>, attempt: &AttemptRecord) -> Result<(), StoreError> {
+    out.extend_from_slice(b"{\"provider\":");
+    raw_str(out, attempt.provider.as_str());
+    out.extend_from_slice(b",\"model\":");
+    text(out, &attempt.model)?;
+    out.extend_from_slice(b",\"base_url\":");
+    option_text(out, attempt.base_url.as_deref())?;
+    out.extend_from_slice(b",\"error_code\":");
+    option_raw_str(out, attempt.error_code.map(ErrorCode::as_str));
+    out.extend_from_slice(b",\"usage\":");
+    token_usage(out, &attempt.usage);
+    out.extend_from_slice(b",\"cost\":");
+    number(out, attempt.cost.nanos());
+    out.extend_from_slice(b",\"pricing_known\":");
+    boolean(out, attempt.pricing_known);
+    out.extend_from_slice(b",\"latency\":");
+    duration(out, attempt.latency);
+    out.extend_from_slice(b",\"continuation\":");
+    boolean(out, attempt.continuation);
+    out.push(b'}');
+    Ok(())
 }
 
 fn encoding_failed(error: serde_json::Error) -> StoreError {
@@ -783,6 +828,20 @@ mod tests {
         assert_eq!(lines_in(dir.path(), 7), 2);
     }
 
+    #[test]
+    fn a_finished_line_from_before_attempts_were_counted_reads_as_one_attempt() {
+        let record = crate::fixture::usage_record("old-1");
+        let line = String::from_utf8(encode(&Line::Finished(&record)).unwrap()).unwrap();
+        let old = line.replace(",\"attempts\":1", "");
+        assert_ne!(old, line, "the line carried the count");
+        let ReadLine::Entry(Entry::Finished(back)) = parse(old.as_bytes()) else {
+            panic!("an old line still reads: {old}");
+        };
+        assert_eq!(back.attempts, 1);
+        assert!(back.attempt_details.is_empty());
+        assert_eq!(*back, record);
+    }
+
     fn lines_in(dir: &Path, first: u64) -> u64 {
         read_segment(dir, first, |_, _| true).unwrap() - first
     }
@@ -813,7 +872,8 @@ mod tests {
                 time in a_time(), hash in any::<bool>(), name in text(), model in text(),
                 end_user in proptest::option::of(text()), counts in any::<[u32; 5]>(),
                 flags in any::<[bool; 3]>(), cost in any::<u64>(), latency in any::<(u64, u32)>(),
-                ttft in proptest::option::of(any::<(u64, u32)>()), code in proptest::option::of(0usize..ErrorCode::ALL.len()))
+                ttft in proptest::option::of(any::<(u64, u32)>()), code in proptest::option::of(0usize..ErrorCode::ALL.len()),
+                attempts in any::<u16>(), details in proptest::collection::vec(an_attempt(), 0..4))
                 -> UsageRecord {
                 let duration = |(secs, nanos): (u64, u32)| Duration::new(secs, nanos % 1_000_000_000);
                 UsageRecord {
@@ -838,7 +898,36 @@ mod tests {
                     latency: duration(latency),
                     time_to_first_token: ttft.map(duration),
                     error_code: code.map(|i| ErrorCode::ALL[i]),
+                    attempts,
+                    attempt_details: details,
                     ..crate::fixture::usage_record("x")
+                }
+            }
+        }
+
+        prop_compose! {
+            fn an_attempt()(provider in 0usize..ProviderKind::ALL.len(), model in text(),
+                base_url in proptest::option::of(text()), code in proptest::option::of(0usize..ErrorCode::ALL.len()),
+                counts in any::<[u32; 5]>(), flags in any::<[bool; 3]>(), cost in any::<u64>(),
+                latency in any::<(u64, u32)>())
+                -> AttemptRecord {
+                AttemptRecord {
+                    provider: ProviderKind::ALL[provider],
+                    model,
+                    base_url,
+                    error_code: code.map(|i| ErrorCode::ALL[i]),
+                    usage: TokenUsage {
+                        input_tokens: counts[0],
+                        output_tokens: counts[1],
+                        cached_input_tokens: counts[2],
+                        cache_write_tokens: counts[3],
+                        reasoning_tokens: counts[4],
+                        is_estimated: flags[0],
+                    },
+                    cost: Usd::from_nanos(cost),
+                    pricing_known: flags[1],
+                    latency: Duration::new(latency.0, latency.1 % 1_000_000_000),
+                    continuation: flags[2],
                 }
             }
         }
@@ -853,10 +942,15 @@ mod tests {
             #[test]
             fn a_finished_line_is_what_serde_writes(record in a_record()) {
                 let line = Line::Finished(&record);
+                let encoded = encode(&line).unwrap();
                 prop_assert_eq!(
-                    String::from_utf8(encode(&line).unwrap()).unwrap(),
+                    String::from_utf8(encoded.clone()).unwrap(),
                     String::from_utf8(serde_bytes(&line)).unwrap()
                 );
+                let ReadLine::Entry(Entry::Finished(back)) = parse(&encoded) else {
+                    panic!("reads back as a finished line");
+                };
+                prop_assert_eq!(*back, record);
             }
 
             #[test]

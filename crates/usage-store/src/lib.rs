@@ -58,10 +58,10 @@ pub use dead_letter::DeadLetters;
 pub use error::StoreError;
 pub use isolate::{Isolated, Rejected, repair};
 pub use journal::{CallStart, Rates};
-pub use record::{END_USER_MAX_CHARS, StoredUsage, UsageRecord};
+pub use record::{AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord};
 pub use report::{
-    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, default_range_start,
-    parse_range_bound,
+    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,
+    TargetReport, TargetRow, default_range_start, parse_range_bound,
 };
 pub use store::{Backend, UsageStore};
 pub use writer::{

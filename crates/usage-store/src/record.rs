@@ -5,7 +5,8 @@ use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, T
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::usage_logs;
+use crate::StoreError;
+use crate::schema::{usage_attempts, usage_logs};
 
 /// What one chat call consumed and how it ended: the input to the usage log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,54 @@ pub struct UsageRecord {
     /// cut to [`END_USER_MAX_CHARS`] characters.
     #[serde(default)]
     pub end_user: Option<String>,
+    /// How many upstream attempts the call made: 0 when it never reached an upstream (its
+    /// provider was not configured), 1 for the usual call, more when it fell back or a stream
+    /// was continued on another target. Journal lines from before this field read as 1.
+    #[serde(default = "one_attempt")]
+    pub attempts: u16,
+    /// Every attempt, in order, when the call made more than one; empty otherwise (the row
+    /// itself is then its one attempt's detail, so the usual call writes no child row). When
+    /// present, `provider`/`model` above name the target that served the call (or the last
+    /// one tried, for a failure) and `usage`/`cost` are the sums over these attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_details: Vec<AttemptRecord>,
+}
+
+/// What journal lines and dead letters written before attempts were counted mean: one.
+const fn one_attempt() -> u16 {
+    1
+}
+
+/// One upstream attempt of a call that made several (a fallback, or a stream continued on
+/// another target): stored in `usage_attempts`, one row each, numbered from 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The target's provider.
+    pub provider: ProviderKind,
+    /// The target's model.
+    pub model: String,
+    /// The target's base URL, when it has its own.
+    pub base_url: Option<String>,
+    /// `None` when this attempt served the call, else why it failed.
+    pub error_code: Option<ErrorCode>,
+    /// What this attempt consumed (a failed attempt that streamed tokens was billed for them).
+    pub usage: TokenUsage,
+    /// This attempt's cost, at its own model's price.
+    pub cost: Usd,
+    /// False when this attempt's model has no known price (its cost is then 0).
+    pub pricing_known: bool,
+    /// From this attempt's request to its last byte (or its failure).
+    pub latency: Duration,
+    /// True when this attempt continued a stream an earlier attempt began (its answer was
+    /// prefilled with the text already delivered).
+    pub continuation: bool,
+}
+
+impl AttemptRecord {
+    /// True when this attempt served the call.
+    pub fn is_success(&self) -> bool {
+        self.error_code.is_none()
+    }
 }
 
 /// The longest `end_user` stored, in characters (the column is `VARCHAR(256)`); longer ids are
@@ -94,6 +143,139 @@ pub(crate) struct NewUsageRow<'a> {
     cache_write_tokens: i64,
     reasoning_tokens: i64,
     end_user: Option<&'a str>,
+    attempts: i16,
+}
+
+/// The insertable form of one [`AttemptRecord`], its columns named like `usage_logs`'.
+#[derive(Insertable)]
+#[diesel(table_name = usage_attempts, treat_none_as_default_value = false)]
+pub(crate) struct NewAttemptRow<'a> {
+    request_id: &'a str,
+    attempt: i16,
+    provider: &'static str,
+    model: &'a str,
+    base_url: Option<&'a str>,
+    error_code: Option<&'static str>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    tokens_estimated: bool,
+    estimated_cost_usd: f64,
+    pricing_known: bool,
+    latency_ms: f64,
+    continuation: bool,
+}
+
+impl<'a> NewAttemptRow<'a> {
+    /// The child rows of `record`, numbered from 1 (none for a single-attempt call).
+    pub(crate) fn of(record: &'a UsageRecord) -> impl Iterator<Item = Self> + 'a {
+        // Numbered within the SMALLINT column; a router makes a handful of attempts, and a
+        // journal line that somehow lists more than 32,767 must not panic the writer.
+        record
+            .attempt_details
+            .iter()
+            .zip(1..=i16::MAX)
+            .map(|(attempt, number)| Self {
+                request_id: record.request_id.as_str(),
+                attempt: number,
+                provider: attempt.provider.as_str(),
+                model: &attempt.model,
+                base_url: attempt.base_url.as_deref(),
+                error_code: attempt.error_code.map(ErrorCode::as_str),
+                input_tokens: i64::from(attempt.usage.input_tokens),
+                output_tokens: i64::from(attempt.usage.output_tokens),
+                cached_input_tokens: i64::from(attempt.usage.cached_input_tokens),
+                cache_write_tokens: i64::from(attempt.usage.cache_write_tokens),
+                reasoning_tokens: i64::from(attempt.usage.reasoning_tokens),
+                tokens_estimated: attempt.usage.is_estimated,
+                estimated_cost_usd: attempt.cost.as_dollars(),
+                pricing_known: attempt.pricing_known,
+                latency_ms: millis(attempt.latency),
+                continuation: attempt.continuation,
+            })
+    }
+}
+
+/// A `usage_attempts` row as stored.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = usage_attempts)]
+pub(crate) struct StoredAttemptRow {
+    attempt: i16,
+    provider: String,
+    model: String,
+    base_url: Option<String>,
+    error_code: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    tokens_estimated: bool,
+    estimated_cost_usd: f64,
+    pricing_known: bool,
+    latency_ms: f64,
+    continuation: bool,
+}
+
+impl StoredAttemptRow {
+    /// The attempt's number (1-based), for ordering.
+    pub(crate) fn number(&self) -> i16 {
+        self.attempt
+    }
+
+    /// The record back, or [`StoreError::Corrupt`] naming the value that no longer parses
+    /// (the table was edited by hand).
+    pub(crate) fn into_record(self, request_id: &str) -> Result<AttemptRecord, StoreError> {
+        let corrupt = |what: String| {
+            StoreError::Corrupt(format!(
+                "usage_attempts row {request_id} #{}: {what}",
+                self.attempt
+            ))
+        };
+        let provider = self
+            .provider
+            .parse::<ProviderKind>()
+            .map_err(|_| corrupt(format!("unknown provider '{}'", self.provider)))?;
+        let error_code = self
+            .error_code
+            .as_deref()
+            .map(|code| {
+                ErrorCode::ALL
+                    .iter()
+                    .copied()
+                    .find(|known| known.as_str() == code)
+                    .ok_or_else(|| corrupt(format!("unknown error code '{code}'")))
+            })
+            .transpose()?;
+        let count = |name: &str, value: i64| {
+            u32::try_from(value).map_err(|_| corrupt(format!("{name} {value} out of range")))
+        };
+        let usage = TokenUsage {
+            input_tokens: count("input_tokens", self.input_tokens)?,
+            output_tokens: count("output_tokens", self.output_tokens)?,
+            cached_input_tokens: count("cached_input_tokens", self.cached_input_tokens)?,
+            cache_write_tokens: count("cache_write_tokens", self.cache_write_tokens)?,
+            reasoning_tokens: count("reasoning_tokens", self.reasoning_tokens)?,
+            is_estimated: self.tokens_estimated,
+        };
+        let cost = Usd::from_dollars(self.estimated_cost_usd)
+            .ok_or_else(|| corrupt(format!("cost {} out of range", self.estimated_cost_usd)))?;
+        let latency = Duration::try_from_secs_f64(self.latency_ms / 1000.0)
+            .map_err(|_| corrupt(format!("latency {} ms out of range", self.latency_ms)))?;
+        Ok(AttemptRecord {
+            provider,
+            model: self.model,
+            base_url: self.base_url,
+            error_code,
+            usage,
+            cost,
+            pricing_known: self.pricing_known,
+            latency,
+            continuation: self.continuation,
+        })
+    }
 }
 
 fn millis(d: Duration) -> f64 {
@@ -128,6 +310,9 @@ impl<'a> From<&'a UsageRecord> for NewUsageRow<'a> {
                 .end_user
                 .as_deref()
                 .map(|user| cut_to_chars(user, END_USER_MAX_CHARS)),
+            // The column is a SMALLINT; no router makes 32,767 attempts, and a row must never
+            // be lost to its count.
+            attempts: i16::try_from(r.attempts).unwrap_or(i16::MAX),
         }
     }
 }
@@ -182,6 +367,17 @@ pub struct StoredUsage {
     pub reasoning_tokens: i64,
     /// The caller's end-user id (its `user` field), cut to [`END_USER_MAX_CHARS`] characters.
     pub end_user: Option<String>,
+    /// Upstream attempts the call made (see [`UsageRecord::attempts`]).
+    pub attempts: i16,
+}
+
+/// One call as stored: its row and, when it made several attempts, each of them in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCall {
+    /// The `usage_logs` row.
+    pub row: StoredUsage,
+    /// The `usage_attempts` rows, oldest first; empty for a call of one attempt (or none).
+    pub attempts: Vec<AttemptRecord>,
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! Usage reports, aggregated in SQL on either backend.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Utc};
 use core_domain::EmailHash;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Text, Timestamp};
+use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Pool;
@@ -287,6 +288,237 @@ impl UsageStore {
         Ok(match self.pool() {
             Pool::Sqlite(pool) => run_summary!(&mut pool.get()?, query, false),
             Pool::Postgres(pool) => run_summary!(&mut pool.get()?, query, true),
+        })
+    }
+}
+
+/// A by-target report request: the attempts of calls with `from <= timestamp < to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetQuery {
+    /// Start (inclusive), of the calls' timestamps.
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// Whose calls.
+    pub scope: Scope,
+}
+
+/// What every upstream target (provider and model) was asked to do, across all attempts: a
+/// call of one attempt counts once for the target its row names, a call of several counts each
+/// of its `usage_attempts` rows for that attempt's target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetReport {
+    /// Calls in the range (those that never reached an upstream included).
+    pub calls: i64,
+    /// Of those, the calls that made more than one attempt: fell back to another target, or
+    /// had a stream continued on one.
+    pub fallback_calls: i64,
+    /// One row per target, ordered by provider then model.
+    pub targets: Vec<TargetRow>,
+}
+
+/// One target's share of a [`TargetReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetRow {
+    /// The provider.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Attempts made on this target.
+    pub attempts: i64,
+    /// Attempts that served their call.
+    pub successes: i64,
+    /// Attempts that failed.
+    pub failures: i64,
+    /// The failures by error code, ordered by code.
+    pub failures_by_code: BTreeMap<String, i64>,
+    /// Attempts that continued a stream another attempt began.
+    pub continuations: i64,
+    /// Input tokens the attempts consumed.
+    pub input_tokens: i64,
+    /// Output tokens the attempts consumed (a failed attempt's streamed tokens included).
+    pub output_tokens: i64,
+    /// Estimated cost of the attempts in USD.
+    pub cost_usd: f64,
+}
+
+/// One (target, outcome) group as the statement returns it.
+#[derive(Debug, QueryableByName)]
+struct TargetOutcome {
+    #[diesel(sql_type = Text)]
+    provider: String,
+    #[diesel(sql_type = Text)]
+    model: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_code: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    continuations: i64,
+    #[diesel(sql_type = BigInt)]
+    input_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    output_tokens: i64,
+    #[diesel(sql_type = Double)]
+    cost_usd: f64,
+}
+
+/// The range's call counts as the statement returns them.
+#[derive(Debug, QueryableByName)]
+struct CallCounts {
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+    #[diesel(sql_type = BigInt)]
+    fallback_calls: i64,
+}
+
+/// The filter both by-target statements share: the range and the caller, as binds.
+fn calls_filter(scope: &Scope, postgres: bool) -> String {
+    let param = |n: usize| {
+        if postgres {
+            format!("${n}")
+        } else {
+            "?".to_owned()
+        }
+    };
+    let caller = match scope {
+        Scope::Everyone => String::new(),
+        Scope::Caller(Some(_)) => format!("AND user_email_hash = {}", param(3)),
+        Scope::Caller(None) => "AND user_email_hash IS NULL".to_owned(),
+    };
+    format!(
+        "timestamp >= {} AND timestamp < {} {caller}",
+        param(1),
+        param(2)
+    )
+}
+
+/// Per (target, outcome): a row without attempt rows is its own single attempt (a row that
+/// never reached an upstream, `attempts = 0`, is none), a row with them is those attempts.
+/// The same statement on both backends but for the bind placeholders.
+fn targets_sql(scope: &Scope, postgres: bool) -> String {
+    format!(
+        "WITH calls AS (
+            SELECT request_id, provider, model, error_code, input_tokens, output_tokens,
+                   estimated_cost_usd, attempts
+            FROM usage_logs WHERE {filter}
+        ),
+        tried AS (
+            SELECT c.provider, c.model, c.error_code, c.input_tokens, c.output_tokens,
+                   c.estimated_cost_usd, 0 AS continued
+            FROM calls c
+            WHERE c.attempts >= 1
+              AND NOT EXISTS (SELECT 1 FROM usage_attempts a WHERE a.request_id = c.request_id)
+            UNION ALL
+            SELECT a.provider, a.model, a.error_code, a.input_tokens, a.output_tokens,
+                   a.estimated_cost_usd, CASE WHEN a.continuation THEN 1 ELSE 0 END AS continued
+            FROM calls c JOIN usage_attempts a ON a.request_id = c.request_id
+        )
+        SELECT CAST(provider AS TEXT) AS provider,
+               CAST(model AS TEXT) AS model,
+               CAST(error_code AS TEXT) AS error_code,
+               CAST(COUNT(*) AS BIGINT) AS attempts,
+               CAST(SUM(continued) AS BIGINT) AS continuations,
+               CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+               CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+               CAST(SUM(estimated_cost_usd) AS DOUBLE PRECISION) AS cost_usd
+        FROM tried GROUP BY provider, model, error_code",
+        filter = calls_filter(scope, postgres),
+    )
+}
+
+fn call_counts_sql(scope: &Scope, postgres: bool) -> String {
+    format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS calls,
+                CAST(COALESCE(SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END), 0) AS BIGINT)
+                    AS fallback_calls
+         FROM usage_logs WHERE {}",
+        calls_filter(scope, postgres)
+    )
+}
+
+macro_rules! run_bound {
+    ($conn:expr, $sql:expr, $query:expr, $row:ty) => {{
+        let statement = diesel::sql_query($sql)
+            .bind::<Timestamp, _>($query.from.naive_utc())
+            .bind::<Timestamp, _>($query.to.naive_utc());
+        match &$query.scope {
+            Scope::Caller(Some(hash)) => statement
+                .bind::<Text, _>(hash.as_str())
+                .load::<$row>($conn)?,
+            _ => statement.load::<$row>($conn)?,
+        }
+    }};
+}
+
+/// The (target, outcome) groups folded into one row per target. Saturating: the counts come
+/// from a table ops may edit by hand.
+fn fold_targets(outcomes: Vec<TargetOutcome>) -> Vec<TargetRow> {
+    let mut targets: BTreeMap<(String, String), TargetRow> = BTreeMap::new();
+    for outcome in outcomes {
+        let row = targets
+            .entry((outcome.provider.clone(), outcome.model.clone()))
+            .or_insert_with(|| TargetRow {
+                provider: outcome.provider,
+                model: outcome.model,
+                attempts: 0,
+                successes: 0,
+                failures: 0,
+                failures_by_code: BTreeMap::new(),
+                continuations: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: 0.0,
+            });
+        row.attempts = row.attempts.saturating_add(outcome.attempts);
+        match outcome.error_code {
+            None => row.successes = row.successes.saturating_add(outcome.attempts),
+            Some(code) => {
+                row.failures = row.failures.saturating_add(outcome.attempts);
+                let count = row.failures_by_code.entry(code).or_insert(0);
+                *count = count.saturating_add(outcome.attempts);
+            }
+        }
+        row.continuations = row.continuations.saturating_add(outcome.continuations);
+        row.input_tokens = row.input_tokens.saturating_add(outcome.input_tokens);
+        row.output_tokens = row.output_tokens.saturating_add(outcome.output_tokens);
+        row.cost_usd += outcome.cost_usd;
+    }
+    targets.into_values().collect()
+}
+
+impl UsageStore {
+    /// What each target (provider, model) was asked to do in the range, across every attempt
+    /// (see [`TargetReport`]), and how many calls needed more than one attempt.
+    pub fn targets(&self, query: &TargetQuery) -> Result<TargetReport, StoreError> {
+        let (counts, outcomes) = match self.pool() {
+            Pool::Sqlite(pool) => {
+                let conn = &mut pool.get()?;
+                (
+                    run_bound!(
+                        conn,
+                        call_counts_sql(&query.scope, false),
+                        query,
+                        CallCounts
+                    ),
+                    run_bound!(conn, targets_sql(&query.scope, false), query, TargetOutcome),
+                )
+            }
+            Pool::Postgres(pool) => {
+                let conn = &mut pool.get()?;
+                (
+                    run_bound!(conn, call_counts_sql(&query.scope, true), query, CallCounts),
+                    run_bound!(conn, targets_sql(&query.scope, true), query, TargetOutcome),
+                )
+            }
+        };
+        let (calls, fallback_calls) = counts
+            .first()
+            .map_or((0, 0), |c| (c.calls, c.fallback_calls));
+        Ok(TargetReport {
+            calls,
+            fallback_calls,
+            targets: fold_targets(outcomes),
         })
     }
 }

@@ -1,4 +1,4 @@
-// The `usage_logs` table as both backends see it; kept by hand in step with `migrations/`.
+// The `usage_logs` and `usage_attempts` tables as both backends see it; kept by hand in step with `migrations/`.
 diesel::table! {
     usage_logs (id) {
         id -> BigInt,
@@ -24,5 +24,27 @@ diesel::table! {
         cache_write_tokens -> BigInt,
         reasoning_tokens -> BigInt,
         end_user -> Nullable<Text>,
+        attempts -> SmallInt,
+    }
+}
+
+diesel::table! {
+    usage_attempts (request_id, attempt) {
+        request_id -> Text,
+        attempt -> SmallInt,
+        provider -> Text,
+        model -> Text,
+        base_url -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        cached_input_tokens -> BigInt,
+        cache_write_tokens -> BigInt,
+        reasoning_tokens -> BigInt,
+        tokens_estimated -> Bool,
+        estimated_cost_usd -> Double,
+        pricing_known -> Bool,
+        latency_ms -> Double,
+        continuation -> Bool,
     }
 }

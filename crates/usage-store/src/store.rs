@@ -2,21 +2,22 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use core_domain::RequestId;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::Location;
-use crate::record::NewUsageRow;
-use crate::schema::usage_logs;
-use crate::{DatabaseConfig, StoreError, StoredUsage, UsageRecord};
+use crate::record::{NewAttemptRow, NewUsageRow, StoredAttemptRow};
+use crate::schema::{usage_attempts, usage_logs};
+use crate::{DatabaseConfig, StoreError, StoredCall, StoredUsage, UsageRecord};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
-/// Rows per INSERT statement: at 17 columns a row, 8,500 binds, below both SQLite's 32,766 and
-/// PostgreSQL's 65,535 limits.
+/// Rows per INSERT statement: at 23 columns a row (16 for `usage_attempts`), 11,500 binds, below
+/// both SQLite's 32,766 and PostgreSQL's 65,535 limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Which database the store talks to.
@@ -249,50 +250,77 @@ impl UsageStore {
         Ok(())
     }
 
-    /// Writes `records` in one transaction. A record whose request id is already stored is
-    /// skipped, so writing a batch again after an unclear failure never duplicates rows.
-    /// Returns how many rows were new.
+    /// Writes `records` in one transaction, each with its attempt rows (only calls of several
+    /// attempts have any). A record whose request id is already stored is skipped, and so are
+    /// its attempts, so writing a batch again after an unclear failure never duplicates rows.
+    /// Returns how many `usage_logs` rows were new.
     pub fn insert_batch(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
         if records.is_empty() {
             return Ok(0);
         }
         let rows: Vec<NewUsageRow<'_>> = records.iter().map(NewUsageRow::from).collect();
+        // Most calls make one attempt: this stays empty and costs the batch nothing more.
+        let attempts: Vec<NewAttemptRow<'_>> = records.iter().flat_map(NewAttemptRow::of).collect();
         match &self.pool {
             // SQLite: multi-row INSERT OR IGNORE statements (fewer statements to prepare and
             // step than one per row), within SQLite's bind limit.
             Pool::Sqlite(pool) => pool.get()?.transaction(|conn| {
-                rows.chunks(ROWS_PER_STATEMENT)
+                let inserted = rows
+                    .chunks(ROWS_PER_STATEMENT)
                     .try_fold(0, |inserted, chunk| {
                         diesel::insert_or_ignore_into(usage_logs::table)
                             .values(chunk)
                             .execute(conn)
                             .map(|n| inserted + n)
-                    })
+                    })?;
+                for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+                    diesel::insert_or_ignore_into(usage_attempts::table)
+                        .values(chunk)
+                        .execute(conn)?;
+                }
+                Ok(inserted)
             }),
             Pool::Postgres(pool) => {
                 let mut conn = pool.get()?;
+                // Attempt rows are rare: plain INSERTs that skip stored keys, in the same
+                // transaction as their rows, whichever way those go in.
+                let insert_attempts = |conn: &mut PgConnection| {
+                    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+                        diesel::insert_into(usage_attempts::table)
+                            .values(chunk)
+                            .on_conflict((usage_attempts::request_id, usage_attempts::attempt))
+                            .do_nothing()
+                            .execute(conn)?;
+                    }
+                    Ok::<_, diesel::result::Error>(())
+                };
                 // Binary COPY first: it costs the server a fraction of what parsing and planning
                 // a multi-row INSERT does. COPY has no ON CONFLICT, so a batch holding an id that
                 // is already stored (a replay after an unclear failure) fails whole and is
                 // written again with the statements that skip stored ids.
                 match conn.transaction(|conn| {
-                    diesel::copy_from(usage_logs::table)
+                    let copied = diesel::copy_from(usage_logs::table)
                         .from_insertable(&rows)
-                        .execute(conn)
+                        .execute(conn)?;
+                    insert_attempts(conn)?;
+                    Ok(copied)
                 }) {
                     Err(diesel::result::Error::DatabaseError(
                         diesel::result::DatabaseErrorKind::UniqueViolation,
                         _,
                     )) => conn.transaction(|conn| {
-                        rows.chunks(ROWS_PER_STATEMENT)
-                            .try_fold(0, |inserted, chunk| {
-                                diesel::insert_into(usage_logs::table)
-                                    .values(chunk)
-                                    .on_conflict(usage_logs::request_id)
-                                    .do_nothing()
-                                    .execute(conn)
-                                    .map(|n| inserted + n)
-                            })
+                        let inserted =
+                            rows.chunks(ROWS_PER_STATEMENT)
+                                .try_fold(0, |inserted, chunk| {
+                                    diesel::insert_into(usage_logs::table)
+                                        .values(chunk)
+                                        .on_conflict(usage_logs::request_id)
+                                        .do_nothing()
+                                        .execute(conn)
+                                        .map(|n| inserted + n)
+                                })?;
+                        insert_attempts(conn)?;
+                        Ok(inserted)
                     }),
                     copied => copied,
                 }
@@ -317,6 +345,39 @@ impl UsageStore {
                 .first(conn)
                 .optional()?
         }))
+    }
+
+    /// One call with its attempts: its row and, when it made several attempts, each of them in
+    /// the order made. `None` when no row has that request id.
+    pub fn call(&self, request_id: &RequestId) -> Result<Option<StoredCall>, StoreError> {
+        let id = request_id.as_str();
+        let found: Option<(StoredUsage, Vec<StoredAttemptRow>)> = with_connection!(self, |conn| {
+            match usage_logs::table
+                .filter(usage_logs::request_id.eq(id))
+                .select(StoredUsage::as_select())
+                .first(conn)
+                .optional()?
+            {
+                None => None,
+                Some(row) => {
+                    let attempts = usage_attempts::table
+                        .filter(usage_attempts::request_id.eq(id))
+                        .order(usage_attempts::attempt)
+                        .select(StoredAttemptRow::as_select())
+                        .load(conn)?;
+                    Some((row, attempts))
+                }
+            }
+        });
+        let Some((row, attempts)) = found else {
+            return Ok(None);
+        };
+        debug_assert!(attempts.windows(2).all(|w| w[0].number() < w[1].number()));
+        let attempts = attempts
+            .into_iter()
+            .map(|attempt| attempt.into_record(id))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(StoredCall { row, attempts }))
     }
 
     /// Every row, oldest first (for tests and small exports).
@@ -395,7 +456,81 @@ mod tests {
                 cache_write_tokens: 50,
                 reasoning_tokens: 100,
                 end_user: Some("end-user-42".into()),
+                attempts: 1,
             }
+        );
+    }
+
+    #[test]
+    fn a_call_of_several_attempts_round_trips_with_each_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let fallback = crate::fixture::fallback_record("fb-1");
+        assert_eq!(
+            store
+                .insert_batch(&[record("single"), fallback.clone()])
+                .unwrap(),
+            2
+        );
+        let call = store
+            .call(&RequestId::parse("fb-1").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(call.row.attempts, 3);
+        assert_eq!(call.row.provider, "anthropic");
+        assert_eq!(call.row.input_tokens, 2440);
+        assert_eq!(call.attempts, fallback.attempt_details);
+
+        let single = store
+            .call(&RequestId::parse("single").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(single.row.attempts, 1);
+        assert!(
+            single.attempts.is_empty(),
+            "one attempt writes no child row"
+        );
+        assert_eq!(
+            store.call(&RequestId::parse("nobody").unwrap()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_replayed_call_stores_its_attempts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        let batch = [crate::fixture::fallback_record("fb-1"), record("r1")];
+        assert_eq!(store.insert_batch(&batch).unwrap(), 2);
+        assert_eq!(store.insert_batch(&batch).unwrap(), 0);
+        let Pool::Sqlite(pool) = &store.pool else {
+            unreachable!("a sqlite:// URL")
+        };
+        let children: i64 = usage_attempts::table
+            .count()
+            .get_result(&mut pool.get().unwrap())
+            .unwrap();
+        assert_eq!(children, 3);
+    }
+
+    #[test]
+    fn a_hand_edited_attempt_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir);
+        store
+            .insert_batch(&[crate::fixture::fallback_record("fb-1")])
+            .unwrap();
+        let Pool::Sqlite(pool) = &store.pool else {
+            unreachable!("a sqlite:// URL")
+        };
+        pool.get()
+            .unwrap()
+            .batch_execute("UPDATE usage_attempts SET error_code = 'gremlins' WHERE attempt = 2")
+            .unwrap();
+        let err = store.call(&RequestId::parse("fb-1").unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("gremlins") && m.contains("#2")),
+            "{err}"
         );
     }
 

@@ -1599,10 +1599,11 @@ mod tests {
         };
         let store = UsageStore::connect(&config).unwrap();
         let (sink, writer) = spawn_writer(store.clone(), &config).unwrap();
-        let answered = record(1);
+        // A call that fell back twice: its attempts live only in the journal until the restart.
+        let answered = crate::fixture::fallback_record("req-1");
         let (ticket, started) = sink.start(&start_of(&answered));
         started.durable().await;
-        sink.finish(ticket, answered).durable().await;
+        sink.finish(ticket, answered.clone()).durable().await;
         let cut = record(2);
         let (ticket, _) = sink.start(&start_of(&cut));
         sink.progress(&ticket, 400, Some(Duration::from_millis(90)));
@@ -1625,6 +1626,20 @@ mod tests {
         assert_eq!(rows.len(), 3);
         let row = |id: &str| store.find_by_request_id(id).unwrap().unwrap();
         assert_eq!(row("req-1").error_code, None);
+        let call = |id: &str| {
+            store
+                .call(&core_domain::RequestId::parse(id).unwrap())
+                .unwrap()
+                .unwrap()
+        };
+        let fell_back = call("req-1");
+        assert_eq!(fell_back.row.attempts, 3);
+        assert_eq!(fell_back.attempts, answered.attempt_details);
+        for interrupted in ["req-2", "req-3"] {
+            let interrupted = call(interrupted);
+            assert_eq!(interrupted.row.attempts, 1);
+            assert!(interrupted.attempts.is_empty());
+        }
         let cut = row("req-2");
         assert_eq!(cut.error_code.as_deref(), Some("interrupted"));
         assert_eq!((cut.input_tokens, cut.output_tokens), (800, 100));

@@ -393,6 +393,10 @@ impl Pending {
             error_code,
             streamed,
             end_user,
+            // One target per call until the router tries several (issue 20); a call that never
+            // reached its upstream (provider not configured) made none.
+            attempts: u16::from(upstream_started.is_some()),
+            attempt_details: Vec::new(),
         };
         let journaled = match ticket {
             Some(ticket) => sink.finish(ticket, record),

@@ -67,6 +67,8 @@ error_responses! { NATIVE, ErrorEnvelope<'static>:
     Forbidden;
     /// No such specialist (specialist_not_found).
     SpecialistNotFound;
+    /// No usage row for that request id, or one that is not the caller's (not_found).
+    UsageCallNotFound;
     /// The change was based on a stale If-Match (version_conflict), the id is taken
     /// (specialist_exists), or the catalogue file was edited on disk and is invalid
     /// (catalogue_file_invalid).

@@ -1,0 +1,2 @@
+DROP TABLE usage_attempts;
+ALTER TABLE usage_logs DROP COLUMN attempts;
