@@ -13,7 +13,7 @@ use pricing::{CostEstimate, PriceSource, PriceTable};
 use providers::{
     AttemptEvent, AttemptReport, AttemptStart, Destination, ProviderError, ProviderRequest, Route,
 };
-use usage_store::{CallStart, CallTicket, Durable, Rates, UsageRecord, UsageSink};
+use usage_store::{AttemptRecord, CallStart, CallTicket, Durable, Rates, UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
 use crate::{ApiError, AppState, Metrics, RequestContext};
@@ -77,14 +77,33 @@ struct Pending {
     primary: Arc<Destination>,
     /// The attempts that ended, priced, in order.
     attempts: Vec<PricedAttempt>,
-    /// The attempt under way, with how many characters had been delivered when it began.
-    current: Option<(AttemptStart, usize)>,
+    /// The attempt under way, with how many characters had been delivered when it began, and
+    /// when it began.
+    current: Option<(AttemptStart, usize, Instant)>,
 }
 
 /// An attempt that ended, with its price.
 struct PricedAttempt {
     report: AttemptReport,
     cost: CostEstimate,
+}
+
+impl PricedAttempt {
+    /// The attempt as the usage log keeps it.
+    fn record(&self) -> AttemptRecord {
+        let destination = &self.report.destination;
+        AttemptRecord {
+            provider: destination.provider,
+            model: destination.model.clone(),
+            base_url: destination.base_url.clone(),
+            error_code: self.report.error,
+            usage: self.report.usage,
+            cost: self.cost.cost,
+            pricing_known: self.cost.pricing_known,
+            latency: self.report.latency,
+            continuation: self.report.continuation,
+        }
+    }
 }
 
 impl CallRecorder {
@@ -154,7 +173,7 @@ impl CallRecorder {
                     &start,
                     pending.attempts.last().map(|a| a.report.index),
                 );
-                pending.current = Some((start, self.delivered.chars));
+                pending.current = Some((start, self.delivered.chars, Instant::now()));
             }
             AttemptEvent::Ended(report) => {
                 pending.current = None;
@@ -196,7 +215,7 @@ impl CallRecorder {
     /// What the attempt under way has consumed if it ends now, without the upstream's word on
     /// it: its prompt (estimated) and the text it delivered (estimated from its length).
     fn unfinished_attempt(&self) -> Option<TokenUsage> {
-        let (start, delivered_before) = self.pending.as_ref()?.current.as_ref()?;
+        let (start, delivered_before, _) = self.pending.as_ref()?.current.as_ref()?;
         let chars = self.delivered.chars.saturating_sub(*delivered_before);
         let output = u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX);
         Some(TokenUsage::estimated(start.prompt_estimate, output))
@@ -222,15 +241,13 @@ impl CallRecorder {
             .pending
             .take()
             .expect("only settle and Drop take `pending`, and settle consumes the recorder");
-        if let (Some(usage), Some((start, _))) = (unfinished, pending.current.take()) {
+        if let (Some(usage), Some((start, _, began))) = (unfinished, pending.current.take()) {
             let report = AttemptReport {
                 index: start.index,
                 destination: start.destination,
                 error: Some(code.unwrap_or(ErrorCode::Internal)),
                 usage,
-                latency: pending
-                    .upstream_started
-                    .map_or(Duration::ZERO, |started| started.elapsed()),
+                latency: began.elapsed(),
                 continuation: start.continuation,
             };
             let cost = pending.price(&report.destination, report.index, &report.usage);
@@ -393,10 +410,13 @@ impl Pending {
             error_code,
             streamed,
             end_user,
-            // One target per call until the router tries several (issue 20); a call that never
-            // reached its upstream (provider not configured) made none.
-            attempts: u16::from(upstream_started.is_some()),
-            attempt_details: Vec::new(),
+            attempts: u16::try_from(attempts.len()).unwrap_or(u16::MAX),
+            // The usual call's one attempt is the row itself: no child row to write.
+            attempt_details: if attempts.len() > 1 {
+                attempts.iter().map(PricedAttempt::record).collect()
+            } else {
+                Vec::new()
+            },
         };
         let journaled = match ticket {
             Some(ticket) => sink.finish(ticket, record),
