@@ -111,7 +111,7 @@ impl Route {
     }
 
     /// The first destination: the specialist's own.
-    pub fn primary(&self) -> &Destination {
+    pub fn primary(&self) -> &Arc<Destination> {
         &self.stops[0].destination
     }
 
@@ -235,13 +235,15 @@ impl Router {
     }
 
     /// The whole answer from the first destination that gives one, with the destination that
-    /// gave it; its usage is every attempt's together. `observe` hears of every attempt as it
+    /// gave it; its usage is every attempt's together. `prompt_estimate` is `request`'s
+    /// (the caller has it already; the same for every destination). `observe` hears of every attempt as it
     /// starts and ends (also when this future is dropped part way: what it heard by then is all
     /// that happened).
     pub async fn complete(
         &self,
         route: &Route,
         mut request: ProviderRequest,
+        prompt_estimate: u32,
         observe: &mut (dyn FnMut(AttemptEvent) + Send),
     ) -> Result<(Completion, Arc<Destination>), ProviderError> {
         let mut plan = Plan::new(*self, route.clone());
@@ -258,10 +260,9 @@ impl Router {
             let start = AttemptStart {
                 index,
                 destination: Arc::clone(&destination),
-                prompt_estimate: request.prompt_estimate(),
+                prompt_estimate,
                 continuation: false,
             };
-            let prompt_estimate = start.prompt_estimate;
             observe(AttemptEvent::Started(start));
             let began = Instant::now();
             let result = provider.complete(&request).await;
@@ -295,10 +296,12 @@ impl Router {
     /// The answer as a stream from the first destination that starts one, continued on the
     /// next that can when it breaks part way (unless `continue_streams` is off). The returned
     /// stream owns everything it needs.
+    /// `prompt_estimate` is `request`'s, as for [`Router::complete`].
     pub fn stream(
         &self,
         route: &Route,
         request: ProviderRequest,
+        prompt_estimate: u32,
         continue_streams: bool,
     ) -> RoutedStream {
         let mut request = request;
@@ -310,6 +313,7 @@ impl Router {
             original_messages: request.messages.len(),
             request,
             continue_streams,
+            prompt_estimate,
             current: None,
             delivered: String::new(),
             delivered_other: false,
@@ -546,6 +550,8 @@ struct Streaming {
     /// How many messages the caller's request had (a continuation adds the answer so far).
     original_messages: usize,
     continue_streams: bool,
+    /// The caller's request's estimated prompt tokens (a continuation's is counted anew).
+    prompt_estimate: u32,
     current: Option<Current>,
     /// The text handed on so far, over every attempt.
     delivered: String,
@@ -1085,7 +1091,14 @@ mod tests {
     ) {
         let mut events = Vec::new();
         let result = router
-            .complete(route, request(), &mut |event| events.push(event))
+            .complete(
+                route,
+                request(),
+                request().prompt_estimate(),
+                &mut |event| {
+                    events.push(event);
+                },
+            )
             .await;
         (result, events)
     }
@@ -1365,6 +1378,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second)]),
             request(),
+            request().prompt_estimate(),
             true,
         );
         let (text, attempts, end) = collect(stream).await;
@@ -1400,6 +1414,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second)]),
             request(),
+            request().prompt_estimate(),
             true,
         );
         let (text, _, end) = collect(stream).await;
@@ -1416,6 +1431,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second)]),
             request(),
+            request().prompt_estimate(),
             true,
         );
         let (text, _, end) = collect(stream).await;
@@ -1453,6 +1469,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second), ("third", &third)]),
             request(),
+            request().prompt_estimate(),
             true,
         );
         let (text, attempts, end) = collect(stream).await;
@@ -1474,6 +1491,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second)]),
             request(),
+            request().prompt_estimate(),
             true,
         );
         let (text, attempts, end) = collect(stream).await;

@@ -150,8 +150,11 @@ impl PreparedCall {
             return Err(recorder.refused(error, false).await);
         }
         let mut recorder = recorder.begin(false).await;
+        let prompt_estimate = recorder.prompt_estimate();
         let result = router
-            .complete(&route, request, &mut |event| recorder.note_attempt(event))
+            .complete(&route, request, prompt_estimate, &mut |event| {
+                recorder.note_attempt(event);
+            })
             .await;
         match result {
             Ok((completion, _)) => {
@@ -196,7 +199,12 @@ impl PreparedCall {
             return Err(recorder.refused(error, true).await);
         }
         let recorder = recorder.begin(true).await;
-        let events = router.stream(&route, request, specialist.continue_streams());
+        let events = router.stream(
+            &route,
+            request,
+            recorder.prompt_estimate(),
+            specialist.continue_streams(),
+        );
         relay::relay(state, events, route, recorder, format).await
     }
 }

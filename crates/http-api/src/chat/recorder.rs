@@ -128,7 +128,7 @@ impl CallRecorder {
                 end_user: request.options.user.clone(),
                 streamed: false,
                 ticket: None,
-                primary: Arc::new(route.primary().clone()),
+                primary: Arc::clone(route.primary()),
                 attempts: Vec::new(),
                 current: None,
             }),
@@ -184,6 +184,13 @@ impl CallRecorder {
                 pending.attempts.push(PricedAttempt { report, cost });
             }
         }
+    }
+
+    /// The prompt's estimated token count.
+    pub(crate) fn prompt_estimate(&self) -> u32 {
+        self.pending
+            .as_ref()
+            .map_or(0, |p| p.estimated_input_tokens)
     }
 
     /// Notes text handed to the client; the first call fixes the time to first token. At most

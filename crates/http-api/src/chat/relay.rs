@@ -73,7 +73,7 @@ pub(crate) async fn relay<F: StreamFormat>(
     ApiError,
 > {
     let keep_alive = state.sse_keep_alive;
-    let mut served_by = Arc::new(route.primary().clone());
+    let mut served_by = Arc::clone(route.primary());
     let mut must_end: ShutdownCut = Box::pin(state.live_calls.clone().streams_must_end());
     // `next()` is cancel-safe: on a timeout the event, when it comes, is read by the relay.
     // Word of attempts (a fallback before the first text) is taken in on the way.
