@@ -714,7 +714,11 @@ impl Streaming {
             } else {
                 String::new()
             };
-            let prompt_estimate = self.request.prompt_estimate();
+            let prompt_estimate = if continuing {
+                self.request.prompt_estimate()
+            } else {
+                self.prompt_estimate
+            };
             items.push(Ok(RoutedEvent::Attempt(AttemptEvent::Started(
                 AttemptStart {
                     index,
@@ -1453,6 +1457,7 @@ mod tests {
         let stream = router.stream(
             &route(&[("first", &first), ("second", &second)]),
             request(),
+            request().prompt_estimate(),
             false,
         );
         let (_, _, end) = collect(stream).await;
