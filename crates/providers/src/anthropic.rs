@@ -217,9 +217,7 @@ impl ChatProvider for AnthropicProvider {
     }
 
     fn check_available(&self, _base_url: Option<&str>) -> Result<(), ProviderError> {
-        self.keys
-            .available(std::time::Instant::now())
-            .map_err(|none| self.keys.unavailable(&none))
+        self.keys.check_available()
     }
 
     fn key_health(&self) -> Vec<KeyHealth> {

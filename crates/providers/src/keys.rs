@@ -244,6 +244,12 @@ impl KeyPool {
         }
     }
 
+    /// [`ProviderError::Unavailable`] when no key could take a request now; takes nothing.
+    pub(crate) fn check_available(&self) -> Result<(), ProviderError> {
+        self.available(Instant::now())
+            .map_err(|none| self.unavailable(&none))
+    }
+
     /// [`ProviderError::Unavailable`] for `none`.
     pub(crate) fn unavailable(&self, none: &NoUsableKey) -> ProviderError {
         let reason = if self.has_keys() {

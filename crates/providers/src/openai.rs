@@ -389,9 +389,7 @@ impl ChatProvider for OpenAiProvider {
     }
 
     fn check_available(&self, base_url: Option<&str>) -> Result<(), ProviderError> {
-        let pool = self.pool_for(base_url)?;
-        pool.available(std::time::Instant::now())
-            .map_err(|none| pool.unavailable(&none))
+        self.pool_for(base_url)?.check_available()
     }
 
     fn key_health(&self) -> Vec<KeyHealth> {

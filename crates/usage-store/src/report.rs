@@ -210,23 +210,12 @@ pub struct SummaryRow {
 /// 95th percentile is the nearest-rank value, `ceil(0.95 n)`-th smallest, computed with window
 /// functions both backends have.
 fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
-    let param = |n: usize| {
-        if postgres {
-            format!("${n}")
-        } else {
-            "?".to_owned()
-        }
-    };
-    let caller = match scope {
-        Scope::Everyone => String::new(),
-        Scope::Caller(Some(_)) => format!("AND user_email_hash = {}", param(3)),
-        Scope::Caller(None) => "AND user_email_hash IS NULL".to_owned(),
-    };
+    let filter = calls_filter(scope, postgres);
     format!(
         "WITH filtered AS (
             SELECT {key} AS k, success, input_tokens, output_tokens, estimated_cost_usd, latency_ms
             FROM usage_logs
-            WHERE timestamp >= {from} AND timestamp < {to} {caller}
+            WHERE {filter}
         ),
         totals AS (
             SELECT k,
@@ -261,8 +250,6 @@ fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
         FROM totals t JOIN p95 p ON t.k = p.k
         ORDER BY t.k",
         key = group_by.key_sql(postgres),
-        from = param(1),
-        to = param(2),
     )
 }
 
