@@ -1159,3 +1159,136 @@ async fn max_attempts_of_one_leaves_the_fallback_untried() {
     assert_eq!(row.attempts, 1);
     assert_eq!((row.provider.as_str(), row.model.as_str()), PRIMARY);
 }
+
+#[tokio::test]
+async fn a_fallback_on_a_server_of_its_own_gets_its_own_url_and_never_the_openai_key() {
+    let local = FakeUpstream::start(Wire::OpenAi).await;
+    let local_url = local.base_url().to_owned();
+    let allowed = local_url.clone();
+    let rig = Rig::start(
+        json!({"fallbacks": [{"provider": "openai", "model": "llama-3.1-70b", "base_url": local_url}]}),
+        None,
+        move |s| s.providers.allowed_http_base_urls = vec![allowed],
+    )
+    .await;
+    rig.openai.push(Reply::status(502, "bad gateway"));
+    local.push(Reply::text("Local model says fine."));
+    let (response, _) = rig.send().await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(served_by(&response), "openai/llama-3.1-70b");
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["content"], "Local model says fine.");
+    assert_eq!(body["model"], "llama-3.1-70b");
+
+    let sent = local.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["model"], "llama-3.1-70b");
+    assert_eq!(
+        sent[0].header("authorization"),
+        None,
+        "the OpenAI key stays home"
+    );
+    assert_eq!(rig.anthropic.request_count(), 0);
+
+    let (row, view) = rig.call(&id).await;
+    assert_eq!(
+        (row.provider.as_str(), row.model.as_str()),
+        ("openai", "llama-3.1-70b")
+    );
+    assert_eq!(row.attempts, 2);
+    assert_eq!(
+        view["attempt_details"][0]["base_url"],
+        Value::Null,
+        "{view}"
+    );
+    assert_eq!(
+        view["attempt_details"][1]["base_url"],
+        local_url.as_str(),
+        "{view}"
+    );
+    assert_eq!(
+        attempt_summary(&view),
+        [
+            attempt(PRIMARY, "upstream_error", false),
+            attempt(("openai", "llama-3.1-70b"), "ok", false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn gemini_503_and_anthropic_529_on_the_primary_fall_back() {
+    // (primary wire, its provider and model, its overload status, the fallback's wire, the
+    // fallback's provider and model)
+    let cases = [
+        (
+            Wire::Google,
+            ("google", "gemini-2.0-flash"),
+            503,
+            Wire::Anthropic,
+            FALLBACK,
+        ),
+        (Wire::Anthropic, FALLBACK, 529, Wire::OpenAi, PRIMARY),
+    ];
+    for (primary_wire, primary, status, fallback_wire, fallback) in cases {
+        let primary_fake = FakeUpstream::start(primary_wire).await;
+        let fallback_fake = FakeUpstream::start(fallback_wire).await;
+        primary_fake.push(Reply::status(status, "overloaded"));
+        fallback_fake.push(Reply::text(FALLBACK_TEXT));
+        let urls = [primary_fake.base_url(), fallback_fake.base_url()].map(str::to_owned);
+        let app = TestApp::spawn_with(move |settings, dir| {
+            std::fs::write(
+                dir.join("specialists.json"),
+                catalogue([specialist(
+                    SPECIALIST,
+                    primary.0,
+                    primary.1,
+                    "Analyse.",
+                    json!({"fallbacks": [{"provider": fallback.0, "model": fallback.1}]}),
+                )]),
+            )
+            .unwrap();
+            for ((wire, url), key) in [primary_wire, fallback_wire]
+                .into_iter()
+                .zip(urls)
+                .zip(["key-a", "key-b"])
+            {
+                let upstream = match wire {
+                    Wire::OpenAi => &mut settings.providers.openai,
+                    Wire::Anthropic => &mut settings.providers.anthropic,
+                    Wire::Google => &mut settings.providers.google,
+                };
+                upstream.base_url = url;
+                upstream.api_key = Some(SecretString::from(key));
+                upstream.max_retries = 0;
+            }
+        })
+        .await;
+        let before = app.metrics().await;
+        let response = app.chat(SPECIALIST, QUESTION).await;
+        assert_eq!(response.status(), 200, "{primary:?} {status}");
+        assert_eq!(
+            served_by(&response),
+            format!("{}/{}", fallback.0, fallback.1)
+        );
+        let id = request_id(&response);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["content"], FALLBACK_TEXT);
+        assert_eq!(primary_fake.request_count(), 1);
+
+        app.usage_rows().await;
+        let view = app.get_json(&format!("/usage/calls/{id}")).await;
+        assert_eq!(view["attempts"], 2, "{view}");
+        assert_eq!(
+            attempt_summary(&view),
+            [
+                attempt(primary, "upstream_error", false),
+                attempt(fallback, "ok", false)
+            ],
+            "{status}"
+        );
+        let moved = Moved::since(&app, before).await;
+        assert_eq!(moved.attempts(primary, "upstream_error"), 1.0);
+        assert_eq!(moved.fallbacks(Some(fallback)), 1.0);
+    }
+}
