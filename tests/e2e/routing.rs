@@ -310,6 +310,8 @@ struct Delivered {
     done: usize,
     /// Error payloads: `event: error` data on `/chat/stream`, `{"error": ...}` chunks on `/v1`.
     errors: Vec<Value>,
+    /// The last final chunk.
+    final_chunk: Option<Value>,
 }
 
 impl Delivered {
@@ -322,6 +324,7 @@ impl Delivered {
                     seen.text.push_str(chunk["content"].as_str().unwrap());
                     if chunk["is_final"] == true {
                         seen.finals += 1;
+                        seen.final_chunk = Some(chunk);
                     }
                 }
                 "error" => seen.errors.push(event.json()),
@@ -351,6 +354,7 @@ impl Delivered {
             }
             if !choice["finish_reason"].is_null() {
                 seen.finals += 1;
+                seen.final_chunk = Some(chunk.clone());
             }
         }
         seen
@@ -713,6 +717,17 @@ async fn assert_continued(rig: &Rig, door: Door, outcome: &str) {
         cut["cost_usd"].as_f64().unwrap() > 0.0,
         "the cut attempt has a cost of its own: {view}"
     );
+    if let Door::Native = door {
+        // The client is told what the row says: every attempt's tokens and cost together.
+        let last = delivered.final_chunk.as_ref().unwrap();
+        assert_eq!(last["input_tokens"], row.input_tokens, "{last}");
+        assert_eq!(last["output_tokens"], row.output_tokens, "{last}");
+        let told = last["estimated_cost_usd"].as_f64().unwrap();
+        assert!(
+            (told - row.estimated_cost_usd).abs() < 1e-12,
+            "{last} {row:?}"
+        );
+    }
 
     let moved = Moved::since(&rig.app, before).await;
     assert_eq!(moved.attempts(PRIMARY, outcome), 1.0, "{door:?}");
