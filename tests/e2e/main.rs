@@ -14,6 +14,7 @@ mod protocol;
 mod protocol_providers;
 mod providers;
 mod rate_limit;
+mod routing;
 mod specialist_allow;
 mod specialists;
 mod store;
