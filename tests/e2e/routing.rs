@@ -928,6 +928,11 @@ async fn an_open_circuit_passes_the_primary_over_without_an_attempt() {
     let moved = Moved::since(&rig.app, before).await;
     assert_eq!(moved.attempts(FALLBACK, "ok"), 1.0);
     assert_eq!(moved.all_attempts(), 1.0);
+    assert_eq!(
+        moved.fallbacks(Some(FALLBACK)),
+        1.0,
+        "served past the primary is a fallback"
+    );
 }
 
 #[tokio::test]

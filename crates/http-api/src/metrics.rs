@@ -187,25 +187,26 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
-    /// Accounts an attempt starting: a move to another destination counts as a fallback, a
-    /// continuation as one; `previous` is the route index of the attempt before, if any.
+    /// Accounts an attempt starting: a move to another destination (or a first attempt past
+    /// the specialist's own) counts as a fallback, a continuation as one; `previous` is the
+    /// route index of the attempt before, if any.
     pub(crate) fn observe_attempt_start(
         &self,
         specialist: &Specialist,
         start: &AttemptStart,
         previous: Option<usize>,
     ) {
-        let Some(previous) = previous else {
-            return;
-        };
         let labels = [
             specialist.id().as_str(),
             start.destination.provider.as_str(),
             start.destination.model.as_str(),
         ];
+        // A first attempt beyond the specialist's own destination is a fallback too: the ones
+        // before it were passed over (not configured, keys resting, circuit open).
+        let moved = previous.map_or(start.index > 0, |previous| previous != start.index);
         if start.continuation {
             self.continuations.with_label_values(&labels).inc();
-        } else if previous != start.index {
+        } else if moved {
             self.fallbacks.with_label_values(&labels).inc();
         }
     }
