@@ -8,7 +8,8 @@ use providers::{ProviderRegistry, Router, TokioSleeper};
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
-use crate::Settings;
+use crate::settings::CatalogueStoreKind;
+use crate::{DatabaseCatalogue, Settings};
 use crate::validate::{Problem, Validated};
 
 /// Why the server could not start.
@@ -73,10 +74,7 @@ fn watch_catalogue(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let interval = interval?;
     // Named on every line, so an operator (or a test) can tell which file a line is about.
-    let path = catalogue
-        .file()
-        .map(|file| file.path().display().to_string())
-        .unwrap_or_default();
+    let path = catalogue.source();
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,6 +112,26 @@ fn watch_catalogue(
             }
         }
     }))
+}
+
+/// The catalogue where `specialists.store` says it is kept.
+pub(crate) async fn open_catalogue(
+    settings: &Settings,
+    store: &UsageStore,
+    policy: &BaseUrlPolicy,
+) -> Result<Catalogue, StartupError> {
+    match settings.specialists.store {
+        CatalogueStoreKind::File => Ok(Catalogue::open(&settings.specialists.path, policy)?),
+        CatalogueStoreKind::Database => {
+            let (store, policy) = (store.clone(), policy.clone());
+            let opened = tokio::task::spawn_blocking(move || {
+                Catalogue::open_store(Arc::new(DatabaseCatalogue::new(store)), &policy)
+            })
+            .await
+            .map_err(|e| StartupError::Task(e.to_string()))??;
+            Ok(opened)
+        }
+    }
 }
 
 impl Application {
@@ -154,7 +172,8 @@ impl Application {
             .map_err(|e| StartupError::Task(e.to_string()))??;
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
         let catalogue = Arc::new(
-            Catalogue::open(&settings.specialists.path, &policy)?
+            open_catalogue(&settings, &store, &policy)
+                .await?
                 .with_max_prompt_history(settings.specialists.max_prompt_history),
         );
         let prices = PriceTable::with_overrides(settings.pricing.clone());

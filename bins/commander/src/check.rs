@@ -7,9 +7,13 @@ use crate::Settings;
 use crate::validate::Problem;
 
 /// Every problem with `settings` (empty when the server would start): those of
-/// [`Settings::validate`], and the catalogue file's, which start-up finds by loading it.
+/// [`Settings::validate`], and the catalogue file's, which start-up finds by loading it (a
+/// catalogue kept in the database is checked when the server opens it).
 pub fn problems(settings: &Settings) -> Vec<Problem> {
     let mut problems = settings.validate().err().unwrap_or_default();
+    if settings.specialists.store == crate::CatalogueStoreKind::Database {
+        return problems;
+    }
     let path = &settings.specialists.path;
     let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
     match std::fs::read_to_string(path) {

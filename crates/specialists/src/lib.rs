@@ -40,11 +40,15 @@ mod file_store;
 mod health;
 mod patch;
 mod policy;
+mod store;
 
-pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
+pub use catalogue::{
+    Catalogue, DEFAULT_MAX_PROMPT_HISTORY, ImportCounts, Reload, parse_catalogue,
+};
 pub use error::CatalogueError;
 pub use file_format::SpecialistRecord;
-pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
+pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON, catalogue_json};
 pub use health::{FileHealth, HealthChange};
 pub use patch::{Clearable, REQUIRED_FIELDS, SpecialistPatch};
 pub use policy::BaseUrlPolicy;
+pub use store::{CatalogueStore, StoreChange, StoreContents, StoreRevision, StoredSpecialist};

@@ -40,6 +40,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod catalogue;
 mod config;
 mod dead_letter;
 mod error;
@@ -53,6 +54,7 @@ mod schema;
 mod store;
 mod writer;
 
+pub use catalogue::{CatalogueRefusal, CatalogueRow, CatalogueWrite};
 pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use dead_letter::DeadLetters;
 pub use error::StoreError;
