@@ -354,3 +354,152 @@ impl UsageStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DatabaseConfig;
+
+    fn store() -> (tempfile::TempDir, UsageStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("c.db").display()),
+            sqlite_busy_timeout_ms: 5_000,
+            ..DatabaseConfig::default()
+        }
+        .with_files_in(dir.path());
+        let store = UsageStore::connect(&config).unwrap();
+        (dir, store)
+    }
+
+    fn row(id: &str, name: &str, version: i64) -> CatalogueRow {
+        CatalogueRow {
+            id: id.to_owned(),
+            id_key: id.to_ascii_lowercase(),
+            name_key: name.to_lowercase(),
+            version,
+            spec: format!(r#"{{"id": "{id}", "v": {version}}}"#),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn update(id: &str, name: &str, expected_version: i64) -> CatalogueWrite {
+        CatalogueWrite::Update {
+            row: row(id, name, expected_version + 1),
+            expected_version,
+        }
+    }
+
+    #[test]
+    fn a_change_applies_only_to_the_version_it_was_based_on() {
+        let (_dir, store) = store();
+        assert_eq!(store.catalogue_revision().unwrap(), 0);
+        let first = store
+            .catalogue_apply(&[CatalogueWrite::Insert(row("a", "Alpha", 1))])
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(
+            store.catalogue_apply(&[update("a", "Alpha", 1)]).unwrap(),
+            Ok(2)
+        );
+        assert_eq!(
+            store.catalogue_apply(&[update("a", "Alpha", 1)]).unwrap(),
+            Err(CatalogueRefusal::VersionMoved {
+                id_key: "a".to_owned(),
+                current: 2
+            })
+        );
+        assert_eq!(
+            store
+                .catalogue_apply(&[CatalogueWrite::Delete {
+                    id_key: "a".to_owned(),
+                    expected_version: 1
+                }])
+                .unwrap(),
+            Err(CatalogueRefusal::VersionMoved {
+                id_key: "a".to_owned(),
+                current: 2
+            })
+        );
+        assert_eq!(store.catalogue_revision().unwrap(), 2, "a refusal bumps nothing");
+        assert_eq!(
+            store
+                .catalogue_apply(&[CatalogueWrite::Delete {
+                    id_key: "a".to_owned(),
+                    expected_version: 2
+                }])
+                .unwrap(),
+            Ok(3)
+        );
+        assert_eq!(
+            store.catalogue_apply(&[update("a", "Alpha", 2)]).unwrap(),
+            Err(CatalogueRefusal::Missing("a".to_owned()))
+        );
+        assert!(store.catalogue_rows().unwrap().1.is_empty());
+        assert_eq!(store.catalogue_history_len("a").unwrap(), 3, "v1, v2, removal");
+    }
+
+    #[test]
+    fn ids_and_names_are_unique_and_a_refused_set_applies_nothing() {
+        let (_dir, store) = store();
+        store
+            .catalogue_apply(&[CatalogueWrite::Insert(row("a", "Alpha", 1))])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .catalogue_apply(&[CatalogueWrite::Insert(row("A", "Other", 1))])
+                .unwrap(),
+            Err(CatalogueRefusal::IdTaken("a".to_owned()))
+        );
+        // The first write of the set would succeed alone; the second's name is taken.
+        assert_eq!(
+            store
+                .catalogue_apply(&[
+                    CatalogueWrite::Insert(row("b", "Beta", 1)),
+                    CatalogueWrite::Insert(row("c", "ALPHA", 1)),
+                ])
+                .unwrap(),
+            Err(CatalogueRefusal::NameTaken("c".to_owned()))
+        );
+        let (revision, rows) = store.catalogue_rows().unwrap();
+        assert_eq!(revision, 1);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(store.catalogue_history_len("b").unwrap(), 0);
+    }
+
+    #[test]
+    fn seeding_from_several_threads_at_once_seeds_once() {
+        let (_dir, store) = store();
+        let seeds: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    scope.spawn(move || {
+                        store
+                            .catalogue_seed(&[row("a", "Alpha", 1), row("b", "Beta", 1)])
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(seeds.iter().filter(|&&seeded| seeded).count(), 1, "{seeds:?}");
+        assert_eq!(store.catalogue_rows().unwrap().1.len(), 2);
+        assert_eq!(store.catalogue_history_len("a").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_store_changed_before_it_was_seeded_is_never_seeded() {
+        let (_dir, store) = store();
+        store
+            .catalogue_apply(&[CatalogueWrite::Insert(row("mine", "Mine", 1))])
+            .unwrap()
+            .unwrap();
+        assert!(!store.catalogue_seed(&[row("a", "Alpha", 1)]).unwrap());
+        assert_eq!(store.catalogue_rows().unwrap().1.len(), 1);
+    }
+}
