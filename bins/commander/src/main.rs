@@ -154,7 +154,11 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return check_config(&settings);
     }
-    init_logging(&settings.log);
+    // The catalogue tools print their outcome themselves, and `export` prints the catalogue on
+    // stdout, where log lines would corrupt it.
+    if !matches!(cli.command, Some(Command::Specialists { .. })) {
+        init_logging(&settings.log);
+    }
 
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
