@@ -98,7 +98,11 @@ async fn the_api_creates_changes_and_removes_specialists_in_the_database(backend
     let db = SharedDb::new(backend);
     let app = db.server().await;
     let list = app.get_json("/specialists").await;
-    assert_eq!(field_of_each(&list["specialists"], "id").len(), 5, "seeded: {list}");
+    assert_eq!(
+        field_of_each(&list["specialists"], "id").len(),
+        5,
+        "seeded: {list}"
+    );
 
     let created = app
         .client
@@ -121,7 +125,10 @@ async fn the_api_creates_changes_and_removes_specialists_in_the_database(backend
     assert_eq!(changed.status(), 200);
     let changed: Value = changed.json().await.unwrap();
     assert_eq!(changed["version"], 2);
-    assert_eq!(changed["prompt_history"][0]["system_prompt"], "You explain tax rules plainly.");
+    assert_eq!(
+        changed["prompt_history"][0]["system_prompt"],
+        "You explain tax rules plainly."
+    );
 
     // A server started afresh on the database serves what the first one stored.
     let fresh = db.server().await;
@@ -182,9 +189,15 @@ async fn a_stale_if_match_on_another_server_is_409(backend: Backend) {
     assert_eq!(stale.status(), 409);
     let error = error_body(stale).await;
     assert_eq!(error["code"], "version_conflict");
-    assert!(error["message"].as_str().unwrap().contains("version 2"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("version 2"),
+        "{error}"
+    );
     let served = b.get_json("/specialists/general").await;
-    assert_eq!(served["temperature"], 0.1, "B now serves the winner's version");
+    assert_eq!(
+        served["temperature"], 0.1,
+        "B now serves the winner's version"
+    );
 }
 
 async fn of_two_servers_changing_the_same_version_exactly_one_wins(backend: Backend) {
@@ -230,8 +243,14 @@ async fn two_servers_starting_together_seed_the_default_catalogue_once(backend: 
     }
     let store = a.store();
     let histories = tokio::task::spawn_blocking(move || {
-        ["code_reviewer", "demo", "financial_analyst", "general", "grok_analyst"]
-            .map(|id| store.catalogue_history_len(id).unwrap())
+        [
+            "code_reviewer",
+            "demo",
+            "financial_analyst",
+            "general",
+            "grok_analyst",
+        ]
+        .map(|id| store.catalogue_history_len(id).unwrap())
     })
     .await
     .unwrap();
@@ -250,7 +269,10 @@ async fn a_name_taken_on_another_server_is_refused_by_the_database(backend: Back
         a.client.post(a.url("/specialists")).json(&first).send(),
         b.client.post(b.url("/specialists")).json(&second).send(),
     );
-    let mut statuses = [from_a.unwrap().status().as_u16(), from_b.unwrap().status().as_u16()];
+    let mut statuses = [
+        from_a.unwrap().status().as_u16(),
+        from_b.unwrap().status().as_u16(),
+    ];
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 422]);
 }

@@ -9,8 +9,8 @@ use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthCh
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
 use crate::settings::CatalogueStoreKind;
-use crate::{DatabaseCatalogue, Settings};
 use crate::validate::{Problem, Validated};
+use crate::{DatabaseCatalogue, Settings};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,12 @@ fn ids_and_versions(catalogue: &Value) -> Vec<(String, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["id"].as_str().unwrap().to_owned(), s["version"].as_u64().unwrap()))
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
         .collect();
     found.sort();
     found
@@ -49,13 +54,18 @@ fn ids_and_versions(catalogue: &Value) -> Vec<(String, u64)> {
 fn a_catalogue_imported_into_the_database_exports_as_it_went_in() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mine.json");
-    let catalogue = json!({"specialists": [specialist("a", "Alpha", 0.1), specialist("b", "Beta", 0.2)]});
+    let catalogue =
+        json!({"specialists": [specialist("a", "Alpha", 0.1), specialist("b", "Beta", 0.2)]});
     std::fs::write(&file, catalogue.to_string()).unwrap();
 
     let imported = stdout(&run(dir.path(), &["specialists", "import", "mine.json"]));
-    assert!(imported.contains("2 created, 0 updated, 0 unchanged"), "{imported}");
+    assert!(
+        imported.contains("2 created, 0 updated, 0 unchanged"),
+        "{imported}"
+    );
     // Exactly the file: an import into a fresh database is not mixed with the default one.
-    let exported: Value = serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
+    let exported: Value =
+        serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
     assert_eq!(
         ids_and_versions(&exported),
         [("a".to_owned(), 1), ("b".to_owned(), 1)]
@@ -71,8 +81,12 @@ fn a_catalogue_imported_into_the_database_exports_as_it_went_in() {
     edited["specialists"][1]["temperature"] = json!(0.9);
     std::fs::write(&out, edited.to_string()).unwrap();
     let again = stdout(&run(dir.path(), &["specialists", "import", "out.json"]));
-    assert!(again.contains("0 created, 1 updated, 1 unchanged"), "{again}");
-    let exported: Value = serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
+    assert!(
+        again.contains("0 created, 1 updated, 1 unchanged"),
+        "{again}"
+    );
+    let exported: Value =
+        serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
     assert_eq!(
         ids_and_versions(&exported),
         [("a".to_owned(), 1), ("b".to_owned(), 2)]
@@ -104,6 +118,7 @@ fn an_import_that_breaks_a_rule_changes_nothing() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.json"));
 
-    let exported: Value = serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
+    let exported: Value =
+        serde_json::from_str(&stdout(&run(dir.path(), &["specialists", "export"]))).unwrap();
     assert_eq!(ids_and_versions(&exported), [("a".to_owned(), 1)]);
 }

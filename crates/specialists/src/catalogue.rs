@@ -102,11 +102,11 @@ fn load_store(
     policy: &BaseUrlPolicy,
 ) -> Result<(StoreRevision, Vec<Specialist>), CatalogueError> {
     let contents = store.load()?;
-    let text = format!(
-        "{{\"specialists\": [{}]}}",
-        contents.specialists.join(",")
-    );
-    Ok((contents.revision, parse_catalogue(&text, policy, Utc::now())?))
+    let text = format!("{{\"specialists\": [{}]}}", contents.specialists.join(","));
+    Ok((
+        contents.revision,
+        parse_catalogue(&text, policy, Utc::now())?,
+    ))
 }
 
 /// What [`Catalogue::reload_if_changed`] did.
@@ -248,7 +248,10 @@ impl Catalogue {
         Self::attach_store(store, policy)
     }
 
-    fn seed_default(store: &dyn CatalogueStore, policy: &BaseUrlPolicy) -> Result<(), CatalogueError> {
+    fn seed_default(
+        store: &dyn CatalogueStore,
+        policy: &BaseUrlPolicy,
+    ) -> Result<(), CatalogueError> {
         let defaults = parse_catalogue(DEFAULT_CATALOGUE_JSON, policy, Utc::now())?;
         let rows = defaults
             .iter()

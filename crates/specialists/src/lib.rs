@@ -42,9 +42,7 @@ mod patch;
 mod policy;
 mod store;
 
-pub use catalogue::{
-    Catalogue, DEFAULT_MAX_PROMPT_HISTORY, ImportCounts, Reload, parse_catalogue,
-};
+pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, ImportCounts, Reload, parse_catalogue};
 pub use error::CatalogueError;
 pub use file_format::SpecialistRecord;
 pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON, catalogue_json};

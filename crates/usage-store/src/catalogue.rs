@@ -93,9 +93,7 @@ type RowTuple = (
     NaiveDateTime,
 );
 
-fn row_of(
-    (id, id_key, name_key, version, spec, created_at, updated_at): RowTuple,
-) -> CatalogueRow {
+fn row_of((id, id_key, name_key, version, spec, created_at, updated_at): RowTuple) -> CatalogueRow {
     CatalogueRow {
         id,
         id_key,
@@ -423,7 +421,11 @@ mod tests {
                 current: 2
             })
         );
-        assert_eq!(store.catalogue_revision().unwrap(), 2, "a refusal bumps nothing");
+        assert_eq!(
+            store.catalogue_revision().unwrap(),
+            2,
+            "a refusal bumps nothing"
+        );
         assert_eq!(
             store
                 .catalogue_apply(&[CatalogueWrite::Delete {
@@ -438,7 +440,11 @@ mod tests {
             Err(CatalogueRefusal::Missing("a".to_owned()))
         );
         assert!(store.catalogue_rows().unwrap().1.is_empty());
-        assert_eq!(store.catalogue_history_len("a").unwrap(), 3, "v1, v2, removal");
+        assert_eq!(
+            store.catalogue_history_len("a").unwrap(),
+            3,
+            "v1, v2, removal"
+        );
     }
 
     #[test]
@@ -487,7 +493,11 @@ mod tests {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert_eq!(seeds.iter().filter(|&&seeded| seeded).count(), 1, "{seeds:?}");
+        assert_eq!(
+            seeds.iter().filter(|&&seeded| seeded).count(),
+            1,
+            "{seeds:?}"
+        );
         assert_eq!(store.catalogue_rows().unwrap().1.len(), 2);
         assert_eq!(store.catalogue_history_len("a").unwrap(), 1);
     }
