@@ -276,3 +276,42 @@ async fn a_name_taken_on_another_server_is_refused_by_the_database(backend: Back
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 422]);
 }
+
+/// The database goes away under a running server: it keeps serving the catalogue it loaded,
+/// refuses changes with 503 (it cannot know whether another server changed them), and takes
+/// changes again once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_away_reads_are_served_and_changes_are_503() {
+    let db = TestDatabase::create();
+    let proxy = e2e_support::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = db.url_via(proxy.address());
+    let app = TestApp::spawn_with(move |settings, _| {
+        settings.database.url = url;
+        settings.database.connect_timeout_ms = 300;
+        settings.specialists.store = CatalogueStoreKind::Database;
+        settings.specialists.reload_interval_ms = 50;
+    })
+    .await;
+    proxy.cut();
+    assert_eq!(app.get("/specialists/demo").await.status(), 200);
+    let refused = patch(&app, "demo", "\"1\"", &json!({"temperature": 0.3})).await;
+    assert_eq!(refused.status(), 503);
+    let error = error_body(refused).await;
+    assert_eq!(error["code"], "service_unavailable");
+    assert!(
+        !error["message"].as_str().unwrap().contains("127.0.0.1"),
+        "no database address for the client: {error}"
+    );
+    proxy.restore();
+    eventually(
+        "a change to be taken once the database is back",
+        async || {
+            let status = patch(&app, "demo", "\"1\"", &json!({"temperature": 0.3}))
+                .await
+                .status();
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(app.get_json("/specialists/demo").await["version"], 2);
+}
