@@ -46,6 +46,22 @@ mod tests {
     }
 
     #[test]
+    fn a_catalogue_kept_in_the_database_does_not_check_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalogue = dir.path().join("specialists.json");
+        std::fs::write(&catalogue, "{ not json").unwrap();
+        let mut settings = Settings::default();
+        settings.specialists.path = catalogue;
+        assert_eq!(
+            problems(&settings).len(),
+            1,
+            "the file is checked by default"
+        );
+        settings.specialists.store = crate::CatalogueStoreKind::Database;
+        assert_eq!(problems(&settings), Vec::<Problem>::new());
+    }
+
+    #[test]
     fn every_problem_is_listed() {
         let dir = tempfile::tempdir().unwrap();
         let catalogue = dir.path().join("specialists.json");

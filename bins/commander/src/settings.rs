@@ -310,4 +310,24 @@ mod tests {
             .to_string();
         assert!(err.contains("input_per_1m"), "{err}");
     }
+
+    #[test]
+    fn the_catalogue_store_is_file_or_database_and_nothing_else() {
+        assert_eq!(
+            load_settings(None, &env(&[])).unwrap().specialists.store,
+            CatalogueStoreKind::File
+        );
+        let database = load_settings(None, &env(&[("COMMANDER__SPECIALISTS__STORE", "database")]));
+        assert_eq!(
+            database.unwrap().specialists.store,
+            CatalogueStoreKind::Database
+        );
+        let err = load_settings(None, &env(&[("COMMANDER__SPECIALISTS__STORE", "redis")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redis") && err.contains("specialists.store"),
+            "{err}"
+        );
+    }
 }
