@@ -64,8 +64,9 @@ pub struct Application {
 /// usage rows (their worker threads drop them within milliseconds).
 const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Re-reads the catalogue file every `interval` when someone else changed it, so ops can
-/// deploy a new catalogue without a restart. A bad (or missing) file keeps the last good
+/// Re-reads the catalogue file (or database) every `interval` when someone else changed it, so
+/// ops can deploy a new catalogue without a restart and servers sharing a database serve each
+/// other's changes. A bad (or missing) file, or an unreachable database, keeps the last good
 /// catalogue; it is logged when it breaks (ERROR) and when it is fixed (INFO), and only at
 /// debug level on the polls between, so a file left broken does not flood the log.
 fn watch_catalogue(
@@ -95,19 +96,19 @@ fn watch_catalogue(
                 HealthChange::Reloaded(count) => tracing::info!(
                     %path,
                     specialists = count,
-                    "specialist catalogue reloaded from disk"
+                    "specialist catalogue reloaded (changed elsewhere)"
                 ),
                 HealthChange::Broke(error) => tracing::error!(
                     %path,
                     %error,
-                    "the specialist catalogue file cannot be used; keeping the last good one"
+                    "the specialist catalogue cannot be used; keeping the last good one"
                 ),
                 HealthChange::StillBroken => tracing::debug!(
                     %path,
-                    "the specialist catalogue file is still unusable; keeping the last good one"
+                    "the specialist catalogue is still unusable; keeping the last good one"
                 ),
                 HealthChange::Recovered => {
-                    tracing::info!(%path, "the specialist catalogue file is usable again")
+                    tracing::info!(%path, "the specialist catalogue is usable again")
                 }
             }
         }
