@@ -8,6 +8,11 @@
 //! PUT), and the JSON file it is loaded from and written to atomically. The file format is
 //! the original service's: `{"specialists": [ ... ]}`.
 //!
+//! Several servers can share one catalogue kept in a database instead: [`Catalogue::open_store`]
+//! over a [`CatalogueStore`] (the contract is here; the database is not), which enforces each
+//! change's expected version and the unique ids and names, and whose revision the reload poll
+//! reads.
+//!
 //! It must not depend on HTTP, providers, pricing or the database: it answers "which specialist
 //! is this" and nothing about calling one.
 //!
