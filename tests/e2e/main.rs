@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_day;
+mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;
 mod edge_hardening;

@@ -591,7 +591,7 @@ mod management {
                 logs.text()
                     .lines()
                     .any(|line| {
-                        line.contains("catalogue file cannot be used")
+                        line.contains("catalogue cannot be used")
                             && line.contains(&file)
                             && line.contains(reason)
                     })

@@ -99,6 +99,11 @@ impl TestApp {
         }
     }
 
+    /// The server's database (for checking its rows).
+    pub fn store(&self) -> UsageStore {
+        self.store.clone()
+    }
+
     /// The URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)

@@ -8,8 +8,9 @@ use providers::{ProviderRegistry, Router, TokioSleeper};
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
 use usage_store::{StoreError, UsageSink, UsageStore, UsageWriter, spawn_writer};
 
-use crate::Settings;
+use crate::settings::CatalogueStoreKind;
 use crate::validate::{Problem, Validated};
+use crate::{DatabaseCatalogue, Settings};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +64,9 @@ pub struct Application {
 /// usage rows (their worker threads drop them within milliseconds).
 const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Re-reads the catalogue file every `interval` when someone else changed it, so ops can
-/// deploy a new catalogue without a restart. A bad (or missing) file keeps the last good
+/// Re-reads the catalogue file (or database) every `interval` when someone else changed it, so
+/// ops can deploy a new catalogue without a restart and servers sharing a database serve each
+/// other's changes. A bad (or missing) file, or an unreachable database, keeps the last good
 /// catalogue; it is logged when it breaks (ERROR) and when it is fixed (INFO), and only at
 /// debug level on the polls between, so a file left broken does not flood the log.
 fn watch_catalogue(
@@ -73,10 +75,7 @@ fn watch_catalogue(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let interval = interval?;
     // Named on every line, so an operator (or a test) can tell which file a line is about.
-    let path = catalogue
-        .file()
-        .map(|file| file.path().display().to_string())
-        .unwrap_or_default();
+    let path = catalogue.source();
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,23 +96,43 @@ fn watch_catalogue(
                 HealthChange::Reloaded(count) => tracing::info!(
                     %path,
                     specialists = count,
-                    "specialist catalogue reloaded from disk"
+                    "specialist catalogue reloaded (changed elsewhere)"
                 ),
                 HealthChange::Broke(error) => tracing::error!(
                     %path,
                     %error,
-                    "the specialist catalogue file cannot be used; keeping the last good one"
+                    "the specialist catalogue cannot be used; keeping the last good one"
                 ),
                 HealthChange::StillBroken => tracing::debug!(
                     %path,
-                    "the specialist catalogue file is still unusable; keeping the last good one"
+                    "the specialist catalogue is still unusable; keeping the last good one"
                 ),
                 HealthChange::Recovered => {
-                    tracing::info!(%path, "the specialist catalogue file is usable again")
+                    tracing::info!(%path, "the specialist catalogue is usable again")
                 }
             }
         }
     }))
+}
+
+/// The catalogue where `specialists.store` says it is kept.
+pub(crate) async fn open_catalogue(
+    settings: &Settings,
+    store: &UsageStore,
+    policy: &BaseUrlPolicy,
+) -> Result<Catalogue, StartupError> {
+    match settings.specialists.store {
+        CatalogueStoreKind::File => Ok(Catalogue::open(&settings.specialists.path, policy)?),
+        CatalogueStoreKind::Database => {
+            let (store, policy) = (store.clone(), policy.clone());
+            let opened = tokio::task::spawn_blocking(move || {
+                Catalogue::open_store(Arc::new(DatabaseCatalogue::new(store)), &policy)
+            })
+            .await
+            .map_err(|e| StartupError::Task(e.to_string()))??;
+            Ok(opened)
+        }
+    }
 }
 
 impl Application {
@@ -154,7 +173,8 @@ impl Application {
             .map_err(|e| StartupError::Task(e.to_string()))??;
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
         let catalogue = Arc::new(
-            Catalogue::open(&settings.specialists.path, &policy)?
+            open_catalogue(&settings, &store, &policy)
+                .await?
                 .with_max_prompt_history(settings.specialists.max_prompt_history),
         );
         let prices = PriceTable::with_overrides(settings.pricing.clone());

@@ -7,9 +7,13 @@ use crate::Settings;
 use crate::validate::Problem;
 
 /// Every problem with `settings` (empty when the server would start): those of
-/// [`Settings::validate`], and the catalogue file's, which start-up finds by loading it.
+/// [`Settings::validate`], and the catalogue file's, which start-up finds by loading it (a
+/// catalogue kept in the database is checked when the server opens it).
 pub fn problems(settings: &Settings) -> Vec<Problem> {
     let mut problems = settings.validate().err().unwrap_or_default();
+    if settings.specialists.store == crate::CatalogueStoreKind::Database {
+        return problems;
+    }
     let path = &settings.specialists.path;
     let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
     match std::fs::read_to_string(path) {
@@ -38,6 +42,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::default();
         settings.specialists.path = dir.path().join("missing.json");
+        assert_eq!(problems(&settings), Vec::<Problem>::new());
+    }
+
+    #[test]
+    fn a_catalogue_kept_in_the_database_does_not_check_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalogue = dir.path().join("specialists.json");
+        std::fs::write(&catalogue, "{ not json").unwrap();
+        let mut settings = Settings::default();
+        settings.specialists.path = catalogue;
+        assert_eq!(
+            problems(&settings).len(),
+            1,
+            "the file is checked by default"
+        );
+        settings.specialists.store = crate::CatalogueStoreKind::Database;
         assert_eq!(problems(&settings), Vec::<Problem>::new());
     }
 

@@ -8,6 +8,7 @@
 
 mod application;
 pub mod bounds;
+mod catalogue_store;
 pub mod check;
 mod report;
 mod settings;
@@ -15,7 +16,10 @@ mod telemetry;
 mod validate;
 
 pub use application::{Application, StartupError};
+pub use catalogue_store::{DatabaseCatalogue, export_specialists, import_specialists};
 pub use report::{ReportFormat, render as render_report, render_call, render_targets};
-pub use settings::{LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings};
+pub use settings::{
+    CatalogueStoreKind, LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings,
+};
 pub use telemetry::init_logging;
 pub use validate::{Problem, Validated};

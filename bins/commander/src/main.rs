@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commander::{
-    Application, ReportFormat, init_logging, load_settings, render_call, render_report,
-    render_targets,
+    Application, ReportFormat, export_specialists, import_specialists, init_logging, load_settings,
+    render_call, render_report, render_targets,
 };
 use core_domain::RequestId;
 use usage_store::{
@@ -41,10 +41,30 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
+    /// Specialist catalogue tools: move a catalogue between the file and the database.
+    Specialists {
+        #[command(subcommand)]
+        command: SpecialistsCommand,
+    },
     /// API key tools.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpecialistsCommand {
+    /// Add the specialists of a catalogue file to the configured store (specialists.store), by
+    /// id: new ones as they are, changed ones as their next version. All or nothing.
+    Import {
+        /// A catalogue file ({"specialists": [...]}).
+        file: PathBuf,
+    },
+    /// Print the configured store's catalogue in the file format, or write it to FILE.
+    Export {
+        /// Where to write it (default: standard output).
+        file: Option<PathBuf>,
     },
 }
 
@@ -134,7 +154,11 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return check_config(&settings);
     }
-    init_logging(&settings.log);
+    // The catalogue tools print their outcome themselves, and `export` prints the catalogue on
+    // stdout, where log lines would corrupt it.
+    if !matches!(cli.command, Some(Command::Specialists { .. })) {
+        init_logging(&settings.log);
+    }
 
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
@@ -159,6 +183,7 @@ async fn main() -> ExitCode {
         Command::Usage {
             command: UsageCommand::Call { request_id },
         } => call(settings, &request_id).await,
+        Command::Specialists { command } => specialists_command(settings, command).await,
         Command::Keys { .. } | Command::CheckConfig => Ok(()),
     };
     match outcome {
@@ -176,6 +201,37 @@ async fn serve(settings: commander::Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     app.run_until_signalled().await.map_err(|e| e.to_string())
+}
+
+async fn specialists_command(
+    settings: commander::Settings,
+    command: SpecialistsCommand,
+) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || match command {
+        SpecialistsCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let counts = import_specialists(&settings, &text)?;
+            println!(
+                "imported {}: {} created, {} updated, {} unchanged",
+                file.display(),
+                counts.created,
+                counts.updated,
+                counts.unchanged
+            );
+            Ok(())
+        }
+        SpecialistsCommand::Export { file: None } => {
+            print!("{}", export_specialists(&settings)?);
+            Ok(())
+        }
+        SpecialistsCommand::Export { file: Some(file) } => {
+            let text = export_specialists(&settings)?;
+            std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn migrate(settings: commander::Settings) -> Result<(), String> {

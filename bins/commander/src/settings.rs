@@ -38,9 +38,13 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpecialistsSettings {
+    /// Where the catalogue is kept: `file` (default, at `path`) or `database` (the
+    /// `[database]` one, shared by every server using it).
+    pub store: CatalogueStoreKind,
     /// The catalogue file; created with the default catalogue when missing.
     pub path: PathBuf,
-    /// How often the file is checked for edits made outside the API, in milliseconds (0: never).
+    /// How often the file (or the database) is checked for changes made elsewhere, in
+    /// milliseconds (0: never).
     pub reload_interval_ms: u64,
     /// How many replaced system prompts each specialist keeps in its `prompt_history`, newest
     /// first kept (0: none); bounds the file however often a prompt is edited.
@@ -50,11 +54,23 @@ pub struct SpecialistsSettings {
 impl Default for SpecialistsSettings {
     fn default() -> Self {
         Self {
+            store: CatalogueStoreKind::File,
             path: PathBuf::from("config/specialists.json"),
             reload_interval_ms: 2_000,
             max_prompt_history: specialists::DEFAULT_MAX_PROMPT_HISTORY,
         }
     }
+}
+
+/// Where the specialist catalogue is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogueStoreKind {
+    /// The JSON file at `specialists.path`.
+    #[default]
+    File,
+    /// The `[database]` database's `specialists` tables.
+    Database,
 }
 
 /// `[log]`
@@ -293,5 +309,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("input_per_1m"), "{err}");
+    }
+
+    #[test]
+    fn the_catalogue_store_is_file_or_database_and_nothing_else() {
+        assert_eq!(
+            load_settings(None, &env(&[])).unwrap().specialists.store,
+            CatalogueStoreKind::File
+        );
+        let database = load_settings(None, &env(&[("COMMANDER__SPECIALISTS__STORE", "database")]));
+        assert_eq!(
+            database.unwrap().specialists.store,
+            CatalogueStoreKind::Database
+        );
+        let err = load_settings(None, &env(&[("COMMANDER__SPECIALISTS__STORE", "redis")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redis") && err.contains("specialists.store"),
+            "{err}"
+        );
     }
 }

@@ -7,8 +7,10 @@ use chrono::{DateTime, Utc};
 use core_domain::{Specialist, SpecialistId, Target, ValidationErrors, comparable_name};
 use serde::Deserialize;
 
+use crate::store::changes_between;
 use crate::{
-    BaseUrlPolicy, CatalogueError, CatalogueFile, DEFAULT_CATALOGUE_JSON, SpecialistRecord,
+    BaseUrlPolicy, CatalogueError, CatalogueFile, CatalogueStore, DEFAULT_CATALOGUE_JSON,
+    SpecialistRecord, StoreRevision, StoredSpecialist, catalogue_json,
 };
 
 #[derive(Deserialize)]
@@ -83,6 +85,30 @@ fn earlier_holder(seen: &mut HashMap<String, usize>, key: String, index: usize) 
     }
 }
 
+/// What [`Catalogue::import`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// Specialists that were new.
+    pub created: usize,
+    /// Known specialists that differed: each is at its next version now.
+    pub updated: usize,
+    /// Known specialists identical to the imported ones.
+    pub unchanged: usize,
+}
+
+/// Everything `store` holds, validated as a catalogue file would be.
+fn load_store(
+    store: &dyn CatalogueStore,
+    policy: &BaseUrlPolicy,
+) -> Result<(StoreRevision, Vec<Specialist>), CatalogueError> {
+    let contents = store.load()?;
+    let text = format!("{{\"specialists\": [{}]}}", contents.specialists.join(","));
+    Ok((
+        contents.revision,
+        parse_catalogue(&text, policy, Utc::now())?,
+    ))
+}
+
 /// What [`Catalogue::reload_if_changed`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reload {
@@ -138,9 +164,12 @@ impl Snapshot {
 pub struct Catalogue {
     current: RwLock<Arc<Snapshot>>,
     file: Option<CatalogueFile>,
+    /// The shared store the catalogue is kept in instead of a file, if any.
+    store: Option<Arc<dyn CatalogueStore>>,
     policy: BaseUrlPolicy,
     /// Held for the whole read-modify-write of a change or a reload; also remembers the file's
-    /// content as we last wrote or read it, to notice edits made by others.
+    /// content (or the store's revision) as we last wrote or read it, to notice changes made
+    /// by others.
     writer: Mutex<FileSeen>,
     max_prompt_history: usize,
 }
@@ -148,15 +177,24 @@ pub struct Catalogue {
 /// How many replaced system prompts a specialist keeps unless configured otherwise.
 pub const DEFAULT_MAX_PROMPT_HISTORY: usize = 100;
 
-/// The catalogue file's content as last seen, and whether it is what we serve.
+/// The catalogue file's content (or the store's revision) as last seen, and whether it is what
+/// we serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileSeen {
+    /// The file's content hash, or the store's revision.
     hash: u64,
     /// False when that content failed to parse (we serve the last good catalogue instead).
     served: bool,
 }
 
 impl FileSeen {
+    fn revision(revision: StoreRevision) -> Self {
+        Self {
+            hash: revision.0.cast_unsigned(),
+            served: true,
+        }
+    }
+
     fn served(text: &str) -> Self {
         Self {
             hash: content_hash(text),
@@ -193,8 +231,60 @@ impl Catalogue {
         Ok(Self {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: Some(file),
+            store: None,
             policy: policy.clone(),
             writer: Mutex::new(FileSeen::served(&text)),
+            max_prompt_history: DEFAULT_MAX_PROMPT_HISTORY,
+        })
+    }
+
+    /// Loads the catalogue from a shared `store`, first seeding it with the default catalogue
+    /// when it was never seeded nor changed (once, however many servers start together).
+    pub fn open_store(
+        store: Arc<dyn CatalogueStore>,
+        policy: &BaseUrlPolicy,
+    ) -> Result<Self, CatalogueError> {
+        Self::seed_default(store.as_ref(), policy)?;
+        Self::attach_store(store, policy)
+    }
+
+    fn seed_default(
+        store: &dyn CatalogueStore,
+        policy: &BaseUrlPolicy,
+    ) -> Result<(), CatalogueError> {
+        let defaults = parse_catalogue(DEFAULT_CATALOGUE_JSON, policy, Utc::now())?;
+        let rows = defaults
+            .iter()
+            .map(StoredSpecialist::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        if store.seed(&rows)? {
+            tracing::info!(
+                store = %store.describe(),
+                "the specialist catalogue store was empty; seeded it with the default catalogue"
+            );
+        }
+        Ok(())
+    }
+
+    /// Loads the catalogue from a shared `store` as it is, seeding nothing (for moving a
+    /// catalogue in or out: an import into a fresh store then holds exactly what it imported,
+    /// and marks the store seeded).
+    pub fn attach_store(
+        store: Arc<dyn CatalogueStore>,
+        policy: &BaseUrlPolicy,
+    ) -> Result<Self, CatalogueError> {
+        let (revision, specialists) = load_store(store.as_ref(), policy)?;
+        tracing::info!(
+            store = %store.describe(),
+            specialists = specialists.len(),
+            "specialist catalogue loaded"
+        );
+        Ok(Self {
+            current: RwLock::new(Arc::new(Snapshot::new(specialists))),
+            file: None,
+            store: Some(store),
+            policy: policy.clone(),
+            writer: Mutex::new(FileSeen::revision(revision)),
             max_prompt_history: DEFAULT_MAX_PROMPT_HISTORY,
         })
     }
@@ -204,6 +294,7 @@ impl Catalogue {
         Self {
             current: RwLock::new(Arc::new(Snapshot::new(specialists))),
             file: None,
+            store: None,
             policy,
             writer: Mutex::new(FileSeen {
                 hash: 0,
@@ -255,6 +346,48 @@ impl Catalogue {
         self.file.as_ref()
     }
 
+    /// Where the catalogue is kept, for logs: the file's path, the store, or `memory`.
+    pub fn source(&self) -> String {
+        match (&self.file, &self.store) {
+            (Some(file), _) => file.path().display().to_string(),
+            (None, Some(store)) => store.describe(),
+            (None, None) => "memory".to_owned(),
+        }
+    }
+
+    /// Adds or replaces specialists by id (`incoming` as a catalogue file holds them): a new
+    /// id is stored as it is, a known one whose fields differ becomes its next version, an
+    /// identical one is left alone. All or nothing: the resulting catalogue must pass every
+    /// rule a catalogue file must (unique ids and names, allowed base URLs).
+    pub fn import(&self, incoming: Vec<Specialist>) -> Result<ImportCounts, CatalogueError> {
+        self.change(|list| {
+            let mut counts = ImportCounts::default();
+            for specialist in incoming {
+                match list.iter().position(|s| s.id() == specialist.id()) {
+                    None => {
+                        list.push(Arc::new(specialist));
+                        counts.created += 1;
+                    }
+                    Some(index) => {
+                        let spec = specialist
+                            .to_draft()
+                            .validate()
+                            .map_err(CatalogueError::Invalid)?;
+                        match list[index].revise(spec, Utc::now(), self.max_prompt_history) {
+                            Some(next) => {
+                                list[index] = Arc::new(next);
+                                counts.updated += 1;
+                            }
+                            None => counts.unchanged += 1,
+                        }
+                    }
+                }
+            }
+            parse_catalogue(&catalogue_json(list)?, &self.policy, Utc::now())?;
+            Ok(counts)
+        })
+    }
+
     pub(crate) fn snapshot_list(&self) -> Vec<Arc<Specialist>> {
         self.snapshot().by_name.clone()
     }
@@ -273,6 +406,13 @@ impl Catalogue {
         if let Some(file) = &self.file {
             self.take_in_outside_edit(file, &mut seen)?;
         }
+        if let Some(store) = &self.store {
+            // Someone else's change is taken in first, so the change is checked against it
+            // here (the store checks again, atomically, when it applies).
+            if store.revision()?.0.cast_unsigned() != seen.hash {
+                self.reload_store(store.as_ref(), &mut seen)?;
+            }
+        }
         let before = self.snapshot_list();
         let mut list = before.clone();
         let outcome = change(&mut list)?;
@@ -284,8 +424,40 @@ impl Catalogue {
         if let Some(file) = &self.file {
             *seen = FileSeen::served(&file.write(&list)?);
         }
+        if let Some(store) = &self.store {
+            let changes = changes_between(&before, &list)?;
+            let applied = match store.apply(&changes) {
+                Ok(applied) => applied,
+                Err(refused) => {
+                    // Another server won a race: serve what it stored, so a retry sees it.
+                    if let Err(error) = self.reload_store(store.as_ref(), &mut seen) {
+                        tracing::warn!(%error, "cannot reload the catalogue after a refused change");
+                    }
+                    return Err(refused);
+                }
+            };
+            let ours = seen.hash.cast_signed().checked_add(1) == Some(applied.0);
+            if !ours {
+                // Others changed the store between our look and our change: load it all.
+                self.reload_store(store.as_ref(), &mut seen)?;
+                return Ok(outcome);
+            }
+            *seen = FileSeen::revision(applied);
+        }
         self.swap(list);
         Ok(outcome)
+    }
+
+    fn reload_store(
+        &self,
+        store: &dyn CatalogueStore,
+        seen: &mut FileSeen,
+    ) -> Result<usize, CatalogueError> {
+        let (revision, specialists) = load_store(store, &self.policy)?;
+        let count = specialists.len();
+        self.swap(specialists.into_iter().map(Arc::new).collect());
+        *seen = FileSeen::revision(revision);
+        Ok(count)
     }
 
     fn take_in_outside_edit(
@@ -339,6 +511,25 @@ impl Catalogue {
     /// Reads the file again if someone else changed it. A file that no longer parses (or is
     /// gone) leaves the current catalogue in place; the error says why.
     pub fn reload_if_changed(&self) -> Result<Reload, CatalogueError> {
+        if let Some(store) = &self.store {
+            let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let revision = store.revision()?.0.cast_unsigned();
+            if revision == seen.hash {
+                return Ok(if seen.served {
+                    Reload::Unchanged
+                } else {
+                    Reload::StillInvalid
+                });
+            }
+            // Remembered either way, so bad rows are reported once, not on every poll.
+            *seen = FileSeen {
+                hash: revision,
+                served: false,
+            };
+            return self
+                .reload_store(store.as_ref(), &mut seen)
+                .map(Reload::Reloaded);
+        }
         let Some(file) = &self.file else {
             return Ok(Reload::Unchanged);
         };

@@ -51,4 +51,7 @@ pub enum CatalogueError {
         /// The version the change was based on.
         expected: u32,
     },
+    /// The catalogue's database store failed (unreachable, or a query failed).
+    #[error("the specialist catalogue store failed: {0}")]
+    Store(String),
 }

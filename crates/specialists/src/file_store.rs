@@ -23,6 +23,15 @@ struct FileFormat<'a> {
     specialists: Vec<&'a Specialist>,
 }
 
+/// `specialists` in the catalogue file's format (`{"specialists": [...]}`, pretty, with a final
+/// newline): what a file is written with and what `commander specialists export` prints.
+pub fn catalogue_json(specialists: &[Arc<Specialist>]) -> Result<String, CatalogueError> {
+    let specialists = specialists.iter().map(Arc::as_ref).collect();
+    let mut text = serde_json::to_string_pretty(&FileFormat { specialists })?;
+    text.push('\n');
+    Ok(text)
+}
+
 impl CatalogueFile {
     /// The file at `path` (which need not exist yet).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -46,9 +55,7 @@ impl CatalogueFile {
     /// Replaces the file's content with `specialists`, atomically: readers (and a crash) see the
     /// old file or the new one, never a mix. Returns the text written.
     pub fn write(&self, specialists: &[Arc<Specialist>]) -> Result<String, CatalogueError> {
-        let specialists = specialists.iter().map(Arc::as_ref).collect();
-        let mut text = serde_json::to_string_pretty(&FileFormat { specialists })?;
-        text.push('\n');
+        let text = catalogue_json(specialists)?;
         self.write_text(&text)?;
         Ok(text)
     }

@@ -8,6 +8,11 @@
 //! PUT), and the JSON file it is loaded from and written to atomically. The file format is
 //! the original service's: `{"specialists": [ ... ]}`.
 //!
+//! Several servers can share one catalogue kept in a database instead: [`Catalogue::open_store`]
+//! over a [`CatalogueStore`] (the contract is here; the database is not), which enforces each
+//! change's expected version and the unique ids and names, and whose revision the reload poll
+//! reads.
+//!
 //! It must not depend on HTTP, providers, pricing or the database: it answers "which specialist
 //! is this" and nothing about calling one.
 //!
@@ -40,11 +45,13 @@ mod file_store;
 mod health;
 mod patch;
 mod policy;
+mod store;
 
-pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, Reload, parse_catalogue};
+pub use catalogue::{Catalogue, DEFAULT_MAX_PROMPT_HISTORY, ImportCounts, Reload, parse_catalogue};
 pub use error::CatalogueError;
 pub use file_format::SpecialistRecord;
-pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON};
+pub use file_store::{CatalogueFile, DEFAULT_CATALOGUE_JSON, catalogue_json};
 pub use health::{FileHealth, HealthChange};
 pub use patch::{Clearable, REQUIRED_FIELDS, SpecialistPatch};
 pub use policy::BaseUrlPolicy;
+pub use store::{CatalogueStore, StoreChange, StoreContents, StoreRevision, StoredSpecialist};

@@ -469,11 +469,17 @@ mod tests {
     #[test]
     fn a_locked_database_fails_the_batch_and_rejects_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = UsageStore::connect(&DatabaseConfig {
+        let config = DatabaseConfig {
             url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+            ..DatabaseConfig::default()
+        };
+        // Migrated first with the usual patience: the pool opens its idle connections while
+        // the migrations write, and a store that never waits could trip over them.
+        drop(UsageStore::connect(&config).unwrap());
+        let store = UsageStore::connect(&DatabaseConfig {
             // Refuse at once rather than wait for the lock below.
             sqlite_busy_timeout_ms: 0,
-            ..DatabaseConfig::default()
+            ..config
         })
         .unwrap();
         let Pool::Sqlite(pool) = store.pool() else {

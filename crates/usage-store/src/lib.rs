@@ -9,6 +9,10 @@
 //! background writer ([`spawn_writer`]) that applies the journal to the database in batches, one
 //! transaction each, on blocking threads, checkpointing as it goes.
 //!
+//! It also keeps the specialist catalogue's tables for `specialists.store = "database"`
+//! ([`UsageStore::catalogue_apply`] and its neighbours): rows of JSON with the keys the database
+//! keeps unique, version-conditional writes, and a revision counter servers poll.
+//!
 //! A batch the database refuses for its data rather than for being away does not stop the log:
 //! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
 //! [`repair`]ed where escaping their control characters is enough, and hands back the rest for
@@ -40,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod catalogue;
 mod config;
 mod dead_letter;
 mod error;
@@ -53,6 +58,7 @@ mod schema;
 mod store;
 mod writer;
 
+pub use catalogue::{CatalogueRefusal, CatalogueRow, CatalogueWrite};
 pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use dead_letter::DeadLetters;
 pub use error::StoreError;

@@ -1,4 +1,4 @@
-// The `usage_logs` and `usage_attempts` tables as both backends see it; kept by hand in step with `migrations/`.
+// The usage tables and the catalogue tables as both backends see them; kept by hand in step with `migrations/`.
 diesel::table! {
     usage_logs (id) {
         id -> BigInt,
@@ -46,5 +46,36 @@ diesel::table! {
         pricing_known -> Bool,
         latency_ms -> Double,
         continuation -> Bool,
+    }
+}
+
+diesel::table! {
+    specialists (id) {
+        id -> Text,
+        id_key -> Text,
+        name_key -> Text,
+        version -> BigInt,
+        spec -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    specialist_versions (seq) {
+        seq -> BigInt,
+        id -> Text,
+        version -> BigInt,
+        spec -> Text,
+        deleted -> Bool,
+        changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    catalogue_revision (id) {
+        id -> Integer,
+        revision -> BigInt,
+        seeded -> Bool,
     }
 }

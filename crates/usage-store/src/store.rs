@@ -20,6 +20,10 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrati
 /// both SQLite's 32,766 and PostgreSQL's 65,535 limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// The PostgreSQL advisory lock key migrations are applied under (any fixed number; this one
+/// spells "cmdr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x636d_6472;
+
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -203,10 +207,18 @@ impl UsageStore {
                 .get()?
                 .run_pending_migrations(SQLITE_MIGRATIONS)
                 .map(|v| v.len()),
-            Pool::Postgres(pool) => pool
-                .get()?
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len()),
+            Pool::Postgres(pool) => {
+                // Servers sharing a database start together: without a lock, each sees the
+                // same migration pending and all but the first fail applying it again. The
+                // lock is the session's, released below or when the connection closes.
+                let mut conn = pool.get()?;
+                conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                let applied = conn
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.len());
+                conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+                applied
+            }
         };
         applied.map_err(|e| StoreError::Migration(e.to_string()))
     }

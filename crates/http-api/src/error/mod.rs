@@ -266,6 +266,11 @@ impl From<specialists::CatalogueError> for ApiError {
             E::EditedFileInvalid { .. } => {
                 Self::new(ApiCode::CatalogueFileInvalid, error.to_string())
             }
+            E::Store(_) => Self::new(
+                ApiCode::ServiceUnavailable,
+                "the specialist catalogue's database is unavailable; the request id identifies the failure in the server logs",
+            )
+            .with_internal_detail(error.to_string()),
             E::Io { .. } | E::Malformed(_) => {
                 tracing::error!(%error, "specialist catalogue could not be saved");
                 Self::new(

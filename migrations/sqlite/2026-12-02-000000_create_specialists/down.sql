@@ -1,0 +1,3 @@
+DROP TABLE catalogue_revision;
+DROP TABLE specialist_versions;
+DROP TABLE specialists;
