@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
-use http_api::{AuthConfig, RateLimitConfig, ServerConfig};
+use http_api::{AuthConfig, RateLimitConfig, RedisConfig, ServerConfig};
 use providers::{ProvidersConfig, RoutingConfig};
 use serde::{Deserialize, Serialize};
 use usage_store::DatabaseConfig;
@@ -26,6 +26,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// `[rate_limit]`
     pub rate_limit: RateLimitConfig,
+    /// `[redis]`: the shared rate-limit store (`rate_limit.store = "redis"`).
+    pub redis: RedisConfig,
     /// `[pricing]`: per-model price overrides, `"model" = { input_per_1m, output_per_1m }`.
     pub pricing: HashMap<String, ModelPricing>,
     /// `[specialists]`

@@ -151,8 +151,8 @@ impl Settings {
             .iter()
             .any(|problem| problem.key.starts_with("rate_limit."));
         let rate_limits = if rate_limit_in_range {
-            RateLimits::from_config(&self.rate_limit)
-                .map_err(|e| problems.push(Problem::new("rate_limit", e)))
+            RateLimits::from_config(&self.rate_limit, &self.redis)
+                .map_err(|e| problems.push(Problem::new(e.key(), e)))
                 .ok()
         } else {
             None
@@ -199,6 +199,7 @@ impl Settings {
     pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
         shown.database.url = masked_url(&shown.database.url);
+        shown.redis.url = shown.redis.url.as_deref().map(masked_url);
         toml::to_string(&shown)
     }
 }
