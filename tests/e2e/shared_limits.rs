@@ -260,3 +260,29 @@ async fn a_caller_redis_refused_is_refused_locally_without_asking_redis() {
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(store_errors(&outage.app.metrics().await), errors_before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_down_at_start_is_the_fallback_state_not_a_start_failure() {
+    // A port nobody listens on: taken, then given back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(on_redis(
+        format!("redis://127.0.0.1:{port}"),
+        own_prefix(),
+        2,
+        RedisFallback::LocalShare,
+        1,
+    ))
+    .await;
+    assert_eq!(rate_limit_state(&app).await, "degraded (redis unreachable)");
+    let statuses = [
+        app.get("/specialists").await.status(),
+        app.get("/specialists").await.status(),
+        app.get("/specialists").await.status(),
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 429]);
+    assert!(store_errors(&app.metrics().await) >= 3.0);
+}

@@ -185,9 +185,23 @@ mod tests {
                     "https://a.example,https://b.example",
                 ),
                 ("COMMANDER__PROVIDERS__OPENAI__API_KEY", "sk-test"),
+                ("COMMANDER__RATE_LIMIT__STORE", "redis"),
+                ("COMMANDER__RATE_LIMIT__REDIS_FALLBACK", "deny"),
+                ("COMMANDER__RATE_LIMIT__INSTANCES", "3"),
+                ("COMMANDER__REDIS__URL", "redis://127.0.0.1:6379/2"),
             ]),
         )
         .unwrap();
+        assert_eq!(settings.rate_limit.store, http_api::RateLimitStore::Redis);
+        assert_eq!(
+            settings.rate_limit.redis_fallback,
+            http_api::RedisFallback::Deny
+        );
+        assert_eq!(settings.rate_limit.instances.get(), 3);
+        assert_eq!(
+            settings.redis.url.as_deref(),
+            Some("redis://127.0.0.1:6379/2")
+        );
         assert_eq!(settings.server.bind, "0.0.0.0:9000");
         assert_eq!(settings.server.max_body_bytes, 2048);
         assert_eq!(settings.database.url, "postgres://localhost/commander");
