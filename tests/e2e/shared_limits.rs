@@ -96,6 +96,24 @@ async fn one_caller_spread_over_three_instances_gets_exactly_its_limit() {
         match response.status().as_u16() {
             200 => {
                 admitted += 1;
+                // The same headers as the local store: k tokens spent take k × 360 s to come
+                // back (a second less once a second of refill has passed).
+                let remaining: u64 = response.headers()["x-ratelimit-remaining"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let reset: u64 = response.headers()["x-ratelimit-reset"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let full_in = (10 - remaining) * 360;
+                assert!((full_in - 1..=full_in).contains(&reset), "reset {reset}");
+                assert_eq!(
+                    response.headers()["ratelimit"],
+                    format!("\"management\";r={remaining};t={reset}").as_str()
+                );
                 remaining_seen.push(
                     response.headers()["x-ratelimit-remaining"]
                         .to_str()
