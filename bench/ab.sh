@@ -15,7 +15,8 @@ CONNS=${3:-64}; ROUNDS=${4:-3}; DURATION=${5:-8}
 FAKE=${CARGO_TARGET_DIR:-target}/release/fake-upstream
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"; }
+# start() runs in a command substitution (a subshell), so its servers' pids come back in files.
+cleanup() { kill "${PIDS[@]}" $(cat "$WORK"/*/pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,7 +44,7 @@ window_seconds = 1
 [log]
 level = "warn"
 TOML
-  (cd "$dir" && exec env $3 "$2" --config commander.toml >/dev/null 2>&1) & PIDS+=($!)
+  (cd "$dir" && exec env $3 "$2" --config commander.toml >/dev/null 2>&1) & echo $! > "$dir/pid"
   for _ in $(seq 1 100); do curl -sf "127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   echo "$port"
 }

@@ -32,6 +32,8 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     ("diesel*", &["usage-store"]),
     ("r2d2", &["usage-store"]),
     ("libsqlite3-sys", &["usage-store"]),
+    // The shared rate-limit store is one module of http-api.
+    ("redis", &["http-api"]),
     ("reqwest", &["providers"]),
     ("hyper*", &["providers"]),
     // Test support, a dev-dependency only (the fakes also back the load-test binary).

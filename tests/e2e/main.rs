@@ -16,6 +16,7 @@ mod protocol_providers;
 mod providers;
 mod rate_limit;
 mod routing;
+mod shared_limits;
 mod specialist_allow;
 mod specialists;
 mod store;

@@ -203,7 +203,10 @@ impl Application {
             chat_limits: settings.server.chat.clone(),
             sse_keep_alive,
             live_calls: live_calls.clone(),
-            rate_limits: Arc::new(rate_limits),
+            rate_limits: Arc::new({
+                rate_limits.connect();
+                rate_limits
+            }),
             auth: Arc::new(auth),
             metrics,
         };

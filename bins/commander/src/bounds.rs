@@ -91,6 +91,11 @@ const RETRIES: AllowedRange = AllowedRange::new(0, 100, "retries");
 const ATTEMPTS: AllowedRange = AllowedRange::new(1, 100, "attempts");
 /// Consecutive failures that open a circuit; 0 never opens it.
 const BREAKER_FAILURES: AllowedRange = AllowedRange::new(0, 1_000, "failures (0: never open)");
+/// Instances sharing one rate limit: beyond this the local share is 1 for any sane limit.
+const INSTANCES: AllowedRange = AllowedRange::new(1, 10_000, "instances");
+/// One call to the shared rate-limit store is on every request's path: a minute is already
+/// far past anything useful.
+const STORE_TIMEOUT_MS: AllowedRange = AllowedRange::new(1, 60_000, "milliseconds");
 /// Longer windows than a year make the refill rate meaningless.
 const WINDOW_SECONDS: AllowedRange = AllowedRange::new(1, 365 * DAY_SECONDS, "seconds");
 /// The usage store's own caps (it clamps to them too).
@@ -108,7 +113,7 @@ const REQUESTS: AllowedRange = AllowedRange::new(1, u32::MAX as u128, "requests"
 // its range in docs/OPERATIONS.md).
 #[rustfmt::skip]
 pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
-    let Settings { server, database, providers, routing, auth, rate_limit, specialists, .. } = settings;
+    let Settings { server, database, providers, routing, auth, rate_limit, redis, specialists, .. } = settings;
     let mut keys = Keys::default();
 
     keys.check("server.max_body_bytes", server.max_body_bytes, BYTES);
@@ -164,6 +169,8 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     keys.check("rate_limit.requests", rate_limit.requests.get(), REQUESTS);
     keys.check("rate_limit.window_seconds", rate_limit.window_seconds.get(), WINDOW_SECONDS);
     keys.check("rate_limit.max_buckets", rate_limit.max_buckets, count(1, "callers"));
+    keys.check("rate_limit.instances", rate_limit.instances.get(), INSTANCES);
+    keys.check("redis.timeout_ms", redis.timeout_ms.get(), STORE_TIMEOUT_MS);
     for (name, group) in [("chat", &rate_limit.chat), ("management", &rate_limit.management)] {
         if let Some(group) = group {
             let key = |field: &str| format!("rate_limit.{name}.{field}");

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
-use http_api::{AuthConfig, RateLimitConfig, ServerConfig};
+use http_api::{AuthConfig, RateLimitConfig, RedisConfig, ServerConfig};
 use providers::{ProvidersConfig, RoutingConfig};
 use serde::{Deserialize, Serialize};
 use usage_store::DatabaseConfig;
@@ -26,6 +26,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// `[rate_limit]`
     pub rate_limit: RateLimitConfig,
+    /// `[redis]`: the shared rate-limit store (`rate_limit.store = "redis"`).
+    pub redis: RedisConfig,
     /// `[pricing]`: per-model price overrides, `"model" = { input_per_1m, output_per_1m }`.
     pub pricing: HashMap<String, ModelPricing>,
     /// `[specialists]`
@@ -199,9 +201,23 @@ mod tests {
                     "https://a.example,https://b.example",
                 ),
                 ("COMMANDER__PROVIDERS__OPENAI__API_KEY", "sk-test"),
+                ("COMMANDER__RATE_LIMIT__STORE", "redis"),
+                ("COMMANDER__RATE_LIMIT__REDIS_FALLBACK", "deny"),
+                ("COMMANDER__RATE_LIMIT__INSTANCES", "3"),
+                ("COMMANDER__REDIS__URL", "redis://127.0.0.1:6379/2"),
             ]),
         )
         .unwrap();
+        assert_eq!(settings.rate_limit.store, http_api::RateLimitStore::Redis);
+        assert_eq!(
+            settings.rate_limit.redis_fallback,
+            http_api::RedisFallback::Deny
+        );
+        assert_eq!(settings.rate_limit.instances.get(), 3);
+        assert_eq!(
+            settings.redis.url.as_deref(),
+            Some("redis://127.0.0.1:6379/2")
+        );
         assert_eq!(settings.server.bind, "0.0.0.0:9000");
         assert_eq!(settings.server.max_body_bytes, 2048);
         assert_eq!(settings.database.url, "postgres://localhost/commander");

@@ -151,8 +151,8 @@ impl Settings {
             .iter()
             .any(|problem| problem.key.starts_with("rate_limit."));
         let rate_limits = if rate_limit_in_range {
-            RateLimits::from_config(&self.rate_limit)
-                .map_err(|e| problems.push(Problem::new("rate_limit", e)))
+            RateLimits::from_config(&self.rate_limit, &self.redis)
+                .map_err(|e| problems.push(Problem::new(e.key(), e)))
                 .ok()
         } else {
             None
@@ -199,6 +199,7 @@ impl Settings {
     pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
         shown.database.url = masked_url(&shown.database.url);
+        shown.redis.url = shown.redis.url.as_deref().map(masked_url);
         toml::to_string(&shown)
     }
 }
@@ -286,6 +287,51 @@ mod tests {
         };
         let keys: Vec<&str> = problems.iter().map(Problem::key).collect();
         assert_eq!(keys, ["providers.anthropic.breaker_open_ms"]);
+    }
+
+    #[test]
+    fn the_redis_store_needs_a_usable_url_and_never_shows_its_password() {
+        let mut settings = Settings::default();
+        settings.rate_limit.store = http_api::RateLimitStore::Redis;
+        let keys = |settings: &Settings| match settings.validate() {
+            Err(problems) => (
+                problems
+                    .iter()
+                    .map(|p| p.key().to_owned())
+                    .collect::<Vec<_>>(),
+                strings(&problems).concat(),
+            ),
+            Ok(_) => (Vec::new(), String::new()),
+        };
+        let (missing, text) = keys(&settings);
+        assert_eq!(missing, ["redis.url"]);
+        assert!(text.contains("required when rate_limit.store"), "{text}");
+        settings.redis.url = Some("http://user:hunter2@cache:6379".into());
+        let (bad, text) = keys(&settings);
+        assert_eq!(bad, ["redis.url"]);
+        assert!(!text.contains("hunter2"), "{text}");
+        settings.redis.url = Some("redis://user:hunter2@cache:6379/0".into());
+        let shown = settings.redacted_toml().unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        // A Redis nobody listens on is not a configuration problem: it is the fallback state.
+        settings.redis.url = Some("redis://127.0.0.1:1/0".into());
+        assert!(settings.validate().is_ok());
+        // The local store does not look at [redis].
+        settings.rate_limit.store = http_api::RateLimitStore::Local;
+        settings.redis.url = Some("not a url".into());
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn instances_and_the_redis_timeout_have_ranges() {
+        let mut settings = Settings::default();
+        settings.rate_limit.instances = std::num::NonZeroU32::new(10_001).unwrap();
+        settings.redis.timeout_ms = std::num::NonZeroU64::new(60_001).unwrap();
+        let Err(problems) = settings.validate() else {
+            panic!("out of range");
+        };
+        let keys: Vec<&str> = problems.iter().map(Problem::key).collect();
+        assert_eq!(keys, ["rate_limit.instances", "redis.timeout_ms"]);
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub(crate) async fn admit(
         &req,
         state.rate_limits.trusted_proxies(),
     );
-    let counted = state.rate_limits.count(group, &caller);
+    let counted = state
+        .rate_limits
+        .count(group, &caller, &state.metrics.rate_limit_store_errors)
+        .await;
     let mut response = if !counted.is_allowed() {
         state
             .metrics

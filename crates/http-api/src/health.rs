@@ -47,6 +47,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(Ready {
             status: "ready",
             database: "ok",
+            rate_limit: state.rate_limits.store_state(),
             keys: state
                 .providers
                 .key_health()
@@ -69,6 +70,9 @@ pub(crate) struct Ready {
     pub status: &'static str,
     /// The usage database: `ok`.
     pub database: &'static str,
+    /// Where rate limits are counted: `local`, `redis`, or `degraded (redis unreachable)`
+    /// (informational: the fallback answers meanwhile, and the server stays ready).
+    pub rate_limit: &'static str,
     /// Every key of every upstream endpoint configured or called so far.
     pub keys: Vec<KeyDetail>,
 }

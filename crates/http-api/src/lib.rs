@@ -25,6 +25,7 @@
 //!
 //! use http_api::{
 //!     AppState, AuthConfig, Authenticator, LiveCalls, Metrics, RateLimitConfig, RateLimits,
+//!     RedisConfig,
 //!     ServerConfig, build_server,
 //! };
 //! use pricing::PriceTable;
@@ -53,7 +54,7 @@
 //!     usage: usage.clone(),
 //!     store: store.clone(),
 //!     auth: Arc::new(Authenticator::from_config(&AuthConfig::default())?),
-//!     rate_limits: Arc::new(RateLimits::from_config(&RateLimitConfig::default())?),
+//!     rate_limits: Arc::new(RateLimits::from_config(&RateLimitConfig::default(), &RedisConfig::default())?),
 //!     chat_limits: Default::default(),
 //!     sse_keep_alive: std::time::Duration::from_secs(15),
 //!     live_calls: LiveCalls::new(),
@@ -110,6 +111,7 @@ mod perimeter;
 mod rate_limit;
 mod request_context;
 mod request_scope;
+mod shared_limits;
 mod specialists;
 mod state;
 mod usage;
@@ -129,4 +131,5 @@ pub use openapi::ApiDoc;
 pub use perimeter::AllowedHost;
 pub use rate_limit::{GroupLimit, RateLimitConfig, RateLimits, RouteGroup};
 pub use request_context::RequestContext;
+pub use shared_limits::{RateLimitSetupError, RateLimitStore, RedisConfig, RedisFallback};
 pub use state::AppState;

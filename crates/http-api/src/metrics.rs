@@ -4,8 +4,8 @@ use core_domain::{ErrorCode, Specialist, TokenUsage};
 use pricing::CostEstimate;
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use providers::{AttemptReport, AttemptStart, Destination};
 use usage_store::{UsageSink, WriterStats};
@@ -27,6 +27,7 @@ pub struct Metrics {
     pub(crate) tokens: IntCounterVec,
     pub(crate) cost: CounterVec,
     pub(crate) rate_limited: IntCounterVec,
+    pub(crate) rate_limit_store_errors: IntCounter,
     pub(crate) streams_in_flight: IntGauge,
     pub(crate) attempts: IntCounterVec,
     pub(crate) fallbacks: IntCounterVec,
@@ -123,6 +124,13 @@ impl Metrics {
                         "Requests refused by the rate limiter, by route group",
                     ),
                     &["group"],
+                )?,
+            ),
+            rate_limit_store_errors: register(
+                &registry,
+                IntCounter::new(
+                    "ratelimit_store_errors_total",
+                    "Rate-limit checks the Redis store did not answer (the fallback did)",
                 )?,
             ),
             streams_in_flight: register(

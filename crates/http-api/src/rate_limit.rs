@@ -9,11 +9,13 @@ use std::time::Duration;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use core_domain::UserIdentity;
-use ratelimit::{Decision, Quota, QuotaError, RateLimiter};
+use prometheus::IntCounter;
+use ratelimit::{Decision, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::client_ip::{Cidr, client_ip, client_network};
-use crate::{ApiCode, ApiError};
+use crate::shared_limits::SharedStore;
+use crate::{ApiCode, ApiError, RateLimitSetupError, RateLimitStore, RedisConfig, RedisFallback};
 
 /// The `[rate_limit]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,14 @@ pub struct RateLimitConfig {
     pub chat: Option<GroupLimit>,
     /// Overrides for management routes (`/specialists`, `/usage`).
     pub management: Option<GroupLimit>,
+    /// Where the buckets live: this process (`local`) or Redis (`redis`, shared by every
+    /// instance; needs `[redis] url`).
+    pub store: RateLimitStore,
+    /// With `store = "redis"`: what answers while Redis does not.
+    pub redis_fallback: RedisFallback,
+    /// How many instances share the limits: `redis_fallback = "local_share"` gives each
+    /// instance the limit divided by it (at least 1).
+    pub instances: NonZeroU32,
 }
 
 impl Default for RateLimitConfig {
@@ -43,6 +53,9 @@ impl Default for RateLimitConfig {
             trusted_proxies: Vec::new(),
             chat: None,
             management: None,
+            store: RateLimitStore::Local,
+            redis_fallback: RedisFallback::LocalShare,
+            instances: NonZeroU32::MIN,
         }
     }
 }
@@ -79,8 +92,14 @@ impl RouteGroup {
 /// The limiters of a running server.
 #[derive(Debug)]
 pub struct RateLimits {
+    /// Each group's local limiter: the whole quota with the local store; with the Redis store,
+    /// the fallback's share of it.
     chat: RateLimiter,
     management: RateLimiter,
+    chat_quota: Quota,
+    management_quota: Quota,
+    /// The Redis store, when `store = "redis"`.
+    shared: Option<SharedStore>,
     /// Each group's `RateLimit-Policy` header, which never changes: made once, not per request.
     chat_policy: HeaderValue,
     management_policy: HeaderValue,
@@ -88,22 +107,63 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Limiters for `config`.
-    pub fn from_config(config: &RateLimitConfig) -> Result<Self, QuotaError> {
-        let quota = |group: Option<GroupLimit>| {
+    /// Limiters for `config`, on Redis (`redis`) when `config.store` says so. Opens no
+    /// connection: [`RateLimits::connect`] starts that.
+    pub fn from_config(
+        config: &RateLimitConfig,
+        redis: &RedisConfig,
+    ) -> Result<Self, RateLimitSetupError> {
+        let quota = |group: Option<GroupLimit>, share: u32| {
             let (requests, window) = group.map_or((config.requests, config.window_seconds), |g| {
                 (g.requests, g.window_seconds)
             });
-            Quota::new(requests.get(), Duration::from_secs(window.get()))
+            Quota::new(
+                (requests.get() / share).max(1),
+                Duration::from_secs(window.get()),
+            )
         };
-        let (chat, management) = (quota(config.chat)?, quota(config.management)?);
+        let (chat, management) = (quota(config.chat, 1)?, quota(config.management, 1)?);
+        let (shared, share) = match config.store {
+            RateLimitStore::Local => (None, 1),
+            RateLimitStore::Redis => (
+                Some(SharedStore::new(
+                    redis,
+                    config.redis_fallback,
+                    chat,
+                    management,
+                    config.max_buckets,
+                )?),
+                config.instances.get(),
+            ),
+        };
         Ok(Self {
-            chat: RateLimiter::new(chat, config.max_buckets),
-            management: RateLimiter::new(management, config.max_buckets),
+            chat: RateLimiter::new(quota(config.chat, share)?, config.max_buckets),
+            management: RateLimiter::new(quota(config.management, share)?, config.max_buckets),
+            chat_quota: chat,
+            management_quota: management,
+            shared,
             chat_policy: policy_header(RouteGroup::Chat, chat),
             management_policy: policy_header(RouteGroup::Management, management),
             trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// Starts connecting to Redis in the background (no-op with the local store). Call it
+    /// inside the Tokio runtime the server runs on; a Redis that is down is not an error: the
+    /// fallback answers and the connection is retried.
+    pub fn connect(&self) {
+        if let Some(shared) = &self.shared {
+            shared.connect();
+        }
+    }
+
+    /// For `/ready`: `local`, `redis`, or `degraded (redis unreachable)`.
+    pub(crate) fn store_state(&self) -> &'static str {
+        match &self.shared {
+            None => "local",
+            Some(shared) if shared.is_degraded() => "degraded (redis unreachable)",
+            Some(_) => "redis",
+        }
     }
 
     /// The proxies whose `X-Forwarded-For` is believed.
@@ -149,14 +209,27 @@ pub(crate) struct Counted {
 }
 
 impl RateLimits {
-    /// Counts one request of `caller` (a [`caller_key`]) against `group`'s bucket.
-    pub(crate) fn count(&self, group: RouteGroup, caller: &str) -> Counted {
+    /// Counts one request of `caller` (a [`caller_key`]) against `group`'s bucket; a failed
+    /// call to Redis counts in `store_errors`. With the local store nothing is awaited.
+    pub(crate) async fn count(
+        &self,
+        group: RouteGroup,
+        caller: &str,
+        store_errors: &IntCounter,
+    ) -> Counted {
         let limiter = self.limiter(group);
+        let decision = match &self.shared {
+            None => limiter.check(caller, 1),
+            Some(shared) => shared.check(group, caller, limiter, store_errors).await,
+        };
         Counted {
             group,
-            quota: limiter.quota(),
+            quota: match group {
+                RouteGroup::Chat => self.chat_quota,
+                RouteGroup::Management => self.management_quota,
+            },
             policy: self.policy(group).clone(),
-            decision: limiter.check(caller, 1),
+            decision,
         }
     }
 }
@@ -254,7 +327,7 @@ mod tests {
     fn defaults_are_sixty_an_hour_for_ten_thousand_callers_in_both_groups() {
         let config = RateLimitConfig::default();
         assert_eq!(config.max_buckets, 10_000);
-        let limits = RateLimits::from_config(&config).unwrap();
+        let limits = RateLimits::from_config(&config, &RedisConfig::default()).unwrap();
         for group in [RouteGroup::Chat, RouteGroup::Management] {
             let quota = limits.limiter(group).quota();
             assert_eq!(quota.capacity(), 60, "{group:?}");
@@ -271,7 +344,7 @@ mod tests {
             }),
             ..RateLimitConfig::default()
         };
-        let limits = RateLimits::from_config(&config).unwrap();
+        let limits = RateLimits::from_config(&config, &RedisConfig::default()).unwrap();
         let chat = limits.limiter(RouteGroup::Chat).quota();
         assert_eq!(
             (chat.capacity(), chat.window()),
