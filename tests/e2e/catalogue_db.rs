@@ -55,7 +55,12 @@ fn tax_advisor(id: &str) -> Value {
     })
 }
 
-async fn patch(app: &TestApp, id: &str, if_match: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn patch(
+    app: &TestApp,
+    id: &str,
+    if_match: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.client
         .patch(app.url(&format!("/specialists/{id}")))
         .header("if-match", if_match)

@@ -9,6 +9,7 @@ mod edge_hardening;
 mod error_hardening;
 mod errors;
 mod hostile_upstream;
+mod instances;
 mod openai;
 mod operations;
 mod protocol;

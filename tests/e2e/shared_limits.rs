@@ -9,7 +9,7 @@ use e2e_support::{TcpProxy, TestApp, eventually, server_logs};
 use http_api::{RateLimitStore, RedisFallback};
 
 /// The shared Redis of the test run.
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("COMMANDER_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -29,11 +29,11 @@ fn redis_address() -> SocketAddr {
 }
 
 /// A key prefix no other test (or run) uses.
-fn own_prefix() -> String {
+pub(crate) fn own_prefix() -> String {
     format!("commander-test:{}", uuid::Uuid::new_v4().simple())
 }
 
-fn on_redis(
+pub(crate) fn on_redis(
     url: String,
     prefix: String,
     requests: u32,
@@ -59,14 +59,14 @@ async fn rate_limit_state(app: &TestApp) -> String {
     body["rate_limit"].as_str().unwrap().to_owned()
 }
 
-async fn wait_for_state(app: &TestApp, wanted: &str) {
+pub(crate) async fn wait_for_state(app: &TestApp, wanted: &str) {
     eventually(&format!("rate_limit: {wanted}"), async || {
         (rate_limit_state(app).await == wanted).then_some(())
     })
     .await;
 }
 
-fn store_errors(metrics: &std::collections::HashMap<String, f64>) -> f64 {
+pub(crate) fn store_errors(metrics: &std::collections::HashMap<String, f64>) -> f64 {
     metrics
         .get("commander_ratelimit_store_errors_total")
         .copied()
