@@ -8,8 +8,9 @@ The compose file must have its services, ports, health checks and one journal vo
 commander; every Kubernetes manifest must parse and have its kinds, probes and non-root
 user; and `commander check-config` must accept the configuration each deployment gives the
 binary (the image's deploy/commander.toml with the compose environment; the ConfigMap's
-commander.toml and catalogue with the pod environment), so the files cannot drift from what
-the binary accepts. `docker compose config -q` runs too where Docker has compose. --self-test
+commander.toml with the pod environment; the catalogue the import Job loads), and say that
+the catalogue is kept in the shared database, so the files cannot drift from what the binary
+accepts. `docker compose config -q` runs too where Docker has compose. --self-test
 breaks copies of the files in known ways and makes sure each break is reported.
 """
 
@@ -28,7 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 # What the image's paths are (Dockerfile): the data volume holds the journal.
 IMAGE_DATA_DIR = "/var/lib/commander/data"
-IMAGE_CATALOGUE_DIR = "/var/lib/commander/catalogue"
 # Stands in for every secret the deployments read from the environment.
 PLACEHOLDER_SECRET = "placeholder-secret-0123456789abcdef0123456789"
 COMPOSE_SERVICES = ("lb", "commander-1", "commander-2", "postgres", "redis")
@@ -39,7 +39,10 @@ K8S_KINDS = {
     "service.yaml": ["Service"],
     "deployment.yaml": ["Deployment"],
     "statefulset/statefulset.yaml": ["StatefulSet", "Service"],
+    "catalogue-import.yaml": ["ConfigMap", "Job"],
 }
+# Where the import Job mounts its catalogue.
+IMPORT_CATALOGUE = "/etc/commander-catalogue/specialists.json"
 SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN", re.IGNORECASE)
 
 
@@ -168,6 +171,8 @@ def check_compose(files, binary, problems):
                 problems.append(f"compose: {name}'s journal_dir {journal} is not on its volume")
             if not (printed_key(printed, "database", "url") or "").startswith("postgres"):
                 problems.append(f"compose: {name} does not use PostgreSQL")
+            if printed_key(printed, "specialists", "store") != "database":
+                problems.append(f"compose: {name} does not keep the catalogue in the database")
     if "uri /ready" not in files.haproxy or "option httpchk" not in files.haproxy:
         problems.append("haproxy.cfg: the backend's health check is not GET /ready")
 
@@ -215,34 +220,70 @@ def check_k8s(files, binary, problems):
         mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
         if IMAGE_DATA_DIR not in mounts:
             problems.append(f"{where}: no volume on {IMAGE_DATA_DIR} (the journal)")
-        env = {}
-        for variable in container.get("env", []):
-            if "value" in variable:
-                env[variable["name"]] = variable["value"]
-                if SECRET_NAME.search(variable["name"]):
-                    problems.append(f"{where}: {variable['name']} written in the manifest")
-                continue
-            reference = variable["valueFrom"]["secretKeyRef"]
-            if reference["name"] != secret["metadata"]["name"]:
-                problems.append(f"{where}: {variable['name']} reads an unknown Secret")
-            elif reference["key"] not in secret["stringData"] and not reference.get("optional"):
-                problems.append(f"{where}: {variable['name']} reads a key the Secret lacks")
-            if variable["name"] == "COMMANDER__DATABASE__URL":
-                env[variable["name"]] = secret["stringData"][reference["key"]]
-            elif not reference.get("optional"):
-                env[variable["name"]] = PLACEHOLDER_SECRET
-        printed = check_config(
-            binary,
-            config_map["data"]["commander.toml"],
-            env,
-            problems,
-            where,
-            catalogue=config_map["data"]["specialists.json"],
-        )
+        env = pod_environment(container, secret, problems, where)
+        printed = check_config(binary, config_map["data"]["commander.toml"], env, problems, where)
         if printed is not None:
             journal = printed_key(printed, "database", "journal_dir") or ""
             if not journal.startswith(IMAGE_DATA_DIR + "/"):
                 problems.append(f"{where}: journal_dir {journal} is not on the pod's volume")
+            if printed_key(printed, "specialists", "store") != "database":
+                problems.append(f"{where}: the catalogue is not kept in the database")
+    check_import_job(files, binary, config_map, secret, problems)
+
+
+def pod_environment(container, secret, problems, where):
+    """The environment a container gets (secrets as placeholders, the database URL as the
+    Secret's example), reporting secrets written in the manifest and unknown references."""
+    env = {}
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+            if SECRET_NAME.search(variable["name"]):
+                problems.append(f"{where}: {variable['name']} written in the manifest")
+            continue
+        reference = variable["valueFrom"]["secretKeyRef"]
+        if reference["name"] != secret["metadata"]["name"]:
+            problems.append(f"{where}: {variable['name']} reads an unknown Secret")
+        elif reference["key"] not in secret["stringData"] and not reference.get("optional"):
+            problems.append(f"{where}: {variable['name']} reads a key the Secret lacks")
+        if variable["name"] == "COMMANDER__DATABASE__URL":
+            env[variable["name"]] = secret["stringData"].get(reference["key"], "")
+        elif not reference.get("optional"):
+            env[variable["name"]] = PLACEHOLDER_SECRET
+    return env
+
+
+def check_import_job(files, binary, config_map, secret, problems):
+    """The Job imports its ConfigMap's catalogue with the pods' configuration, and the binary
+    accepts that catalogue (checked as a catalogue file, which is what the import parses)."""
+    where = "k8s/catalogue-import.yaml"
+    catalogue_map, job = files.k8s["catalogue-import.yaml"]
+    container = containers(job)[0]
+    if container.get("args") != ["specialists", "import", IMPORT_CATALOGUE]:
+        problems.append(f"{where}: the Job does not run `specialists import {IMPORT_CATALOGUE}`")
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"].get("volumes", [])}
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    mounted = volumes.get(mounts.get(str(Path(IMPORT_CATALOGUE).parent)), {})
+    if mounted.get("configMap", {}).get("name") != catalogue_map["metadata"]["name"]:
+        problems.append(f"{where}: the catalogue ConfigMap is not mounted where the Job reads it")
+    if volumes.get(mounts.get("/etc/commander"), {}).get("configMap", {}).get("name") != (
+        config_map["metadata"]["name"]
+    ):
+        problems.append(f"{where}: the Job does not read the pods' commander.toml")
+    if not job["spec"]["template"]["spec"].get("securityContext", {}).get("runAsNonRoot"):
+        problems.append(f"{where}: the Job may run as root")
+    env = pod_environment(container, secret, problems, where)
+    if "COMMANDER__DATABASE__URL" not in env:
+        problems.append(f"{where}: the Job is not given the database URL")
+    env["COMMANDER__SPECIALISTS__STORE"] = "file"
+    check_config(
+        binary,
+        config_map["data"]["commander.toml"],
+        env,
+        problems,
+        where,
+        catalogue=catalogue_map["data"].get("specialists.json", ""),
+    )
 
 
 def check_dockerfile(files, problems):
@@ -284,10 +325,23 @@ def self_test(binary):
             lambda f: f.compose["services"]["commander-1"]["environment"].update(
                 OPENAI_API_KEY="sk-live"),
             "OPENAI_API_KEY written in the file"),
-        "a bad catalogue in the ConfigMap": (
-            lambda f: f.k8s["configmap.yaml"][0]["data"].update(
+        "a bad catalogue in the import Job's ConfigMap": (
+            lambda f: f.k8s["catalogue-import.yaml"][0]["data"].update(
                 {"specialists.json": '{"specialists": [{"id": "x y"}]}'}),
             "specialist catalogue"),
+        "the import Job reading another file": (
+            lambda f: containers(f.k8s["catalogue-import.yaml"][1])[0].update(
+                args=["specialists", "import", "/tmp/specialists.json"]),
+            "does not run `specialists import"),
+        "compose's catalogue back in a file": (
+            lambda f: f.compose["x-commander"]["environment"].pop(
+                "COMMANDER__SPECIALISTS__STORE"),
+            "does not keep the catalogue in the database"),
+        "the ConfigMap's catalogue back in a file": (
+            lambda f: f.k8s["configmap.yaml"][0]["data"].update(
+                {"commander.toml": f.k8s["configmap.yaml"][0]["data"]["commander.toml"].replace(
+                    'store = "database"', 'store = "file"')}),
+            "the catalogue is not kept in the database"),
         "a readiness probe on /health": (
             lambda f: containers(f.k8s["deployment.yaml"][0])[0]["readinessProbe"][
                 "httpGet"].update(path="/health"),
