@@ -103,6 +103,7 @@ async fn the_api_creates_changes_and_removes_specialists_in_the_database(backend
         5,
         "seeded: {list}"
     );
+    assert_eq!(app.get_json("/ready").await["catalogue_store"], "ok");
 
     let created = app
         .client
