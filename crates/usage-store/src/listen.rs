@@ -152,3 +152,37 @@ fn hear(conn: &mut PgConnection, stop: &AtomicBool, on_change: &dyn Fn()) -> Opt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DatabaseConfig;
+
+    #[test]
+    fn sqlite_has_no_listener_and_never_calls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("c.db").display()),
+            ..DatabaseConfig::default()
+        }
+        .with_files_in(dir.path());
+        let store = UsageStore::connect(&config).unwrap();
+        let called = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&called);
+        assert!(
+            store
+                .listen_catalogue(move || flag.store(true, Ordering::Relaxed))
+                .is_none()
+        );
+        assert!(!called.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_pause_ends_early_when_asked_to_stop() {
+        let stop = AtomicBool::new(true);
+        let started = Instant::now();
+        assert!(!pause(Duration::from_secs(10), &stop));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(pause(Duration::from_millis(10), &AtomicBool::new(false)));
+    }
+}
