@@ -108,6 +108,7 @@ async fn the_api_creates_changes_and_removes_specialists_in_the_database(backend
         5,
         "seeded: {list}"
     );
+    assert_eq!(app.get_json("/ready").await["catalogue_store"], "ok");
 
     let created = app
         .client
@@ -319,4 +320,104 @@ async fn while_the_database_is_away_reads_are_served_and_changes_are_503() {
     )
     .await;
     assert_eq!(app.get_json("/specialists/demo").await["version"], 2);
+}
+
+/// A server on `db` whose poll (60 s) is far too slow to matter: whatever reaches it within
+/// seconds came through `LISTEN/NOTIFY`.
+async fn server_listening_only(db: &TestDatabase) -> TestApp {
+    let url = db.url();
+    TestApp::spawn_with(move |settings, _| {
+        settings.database.url = url;
+        settings.specialists.store = CatalogueStoreKind::Database;
+        settings.specialists.reload_interval_ms = 60_000;
+    })
+    .await
+}
+
+/// How long `b` takes to serve specialist `id` at `version`; fails past 5 s.
+async fn time_until_served(b: &TestApp, id: &str, version: u64) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let cap = std::time::Duration::from_secs(5);
+    loop {
+        let response = b.get(&format!("/specialists/{id}")).await;
+        if response.status() == 200 {
+            let served: Value = response.json().await.unwrap();
+            if served["version"] == version {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < cap,
+            "{id} v{version} not served by the other server within {cap:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The backends listening on `db`'s catalogue channel (the servers' listeners).
+fn listening_pids(db: &TestDatabase) -> Vec<i32> {
+    use diesel::{Connection, PgConnection, RunQueryDsl, sql_types::Integer};
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let mut conn = PgConnection::establish(&db.url()).unwrap();
+    diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' ORDER BY pid",
+    )
+    .load::<Pid>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|row| row.pid)
+    .collect()
+}
+
+fn terminate(db: &TestDatabase, pids: &[i32]) {
+    use diesel::{Connection, PgConnection, RunQueryDsl, sql_types::Integer};
+    let mut conn = PgConnection::establish(&db.url()).unwrap();
+    for &pid in pids {
+        diesel::sql_query("SELECT pg_terminate_backend($1)")
+            .bind::<Integer, _>(pid)
+            .execute(&mut conn)
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_change_reaches_the_other_server_within_a_second_and_after_a_cut() {
+    let db = TestDatabase::create();
+    let (a, b) = (
+        server_listening_only(&db).await,
+        server_listening_only(&db).await,
+    );
+    let before = eventually("both servers to listen", async || {
+        let pids = listening_pids(&db);
+        (pids.len() == 2).then_some(pids)
+    })
+    .await;
+
+    let created = a
+        .client
+        .post(a.url("/specialists"))
+        .json(&tax_advisor("heard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let took = time_until_served(&b, "heard", 1).await;
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+
+    // Cut both listeners: each reconnects by itself, and later changes arrive again.
+    terminate(&db, &before);
+    eventually("both listeners to reconnect", async || {
+        let pids = listening_pids(&db);
+        (pids.len() == 2 && pids.iter().all(|pid| !before.contains(pid))).then_some(())
+    })
+    .await;
+    let changed = patch(&a, "heard", "\"1\"", &json!({"temperature": 0.7})).await;
+    assert_eq!(changed.status(), 200);
+    let took = time_until_served(&b, "heard", 2).await;
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
 }

@@ -219,8 +219,7 @@ async fn health_and_ready_answer() {
     );
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(
-        ready.json::<serde_json::Value>().await.unwrap()["status"],
-        "ready"
-    );
+    let ready = ready.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["catalogue_store"], "file", "{ready}");
 }

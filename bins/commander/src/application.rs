@@ -69,19 +69,35 @@ const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// other's changes. A bad (or missing) file, or an unreachable database, keeps the last good
 /// catalogue; it is logged when it breaks (ERROR) and when it is fixed (INFO), and only at
 /// debug level on the polls between, so a file left broken does not flood the log.
+///
+/// With `specialists.store = "database"` on PostgreSQL, a listener (`LISTEN`) wakes the reload
+/// as soon as another server's change commits; the poll stays as the fallback for the
+/// notifications missed while the listener reconnects.
 fn watch_catalogue(
     catalogue: Arc<Catalogue>,
     interval: Option<std::time::Duration>,
+    listen_on: Option<&UsageStore>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let interval = interval?;
     // Named on every line, so an operator (or a test) can tell which file a line is about.
     let path = catalogue.source();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let listener = listen_on.and_then(|store| {
+        let changed = Arc::clone(&changed);
+        // notify_one keeps a permit when the task is busy reloading, so no change is lost.
+        store.listen_catalogue(move || changed.notify_one())
+    });
     Some(tokio::spawn(async move {
+        // Owned by the task: aborting it at shutdown drops the listener, which stops its thread.
+        let _listener = listener;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health = FileHealth::default();
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = changed.notified() => {}
+            }
             let catalogue = Arc::clone(&catalogue);
             let outcome =
                 match tokio::task::spawn_blocking(move || catalogue.reload_if_changed()).await {
@@ -216,7 +232,9 @@ impl Application {
                 source,
             }
         })?;
-        let reloader = watch_catalogue(catalogue, catalogue_reload);
+        let listen_on =
+            (settings.specialists.store == CatalogueStoreKind::Database).then_some(&store);
+        let reloader = watch_catalogue(catalogue, catalogue_reload, listen_on);
         Ok(Self {
             address,
             server,

@@ -42,11 +42,17 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         .with_internal_detail(problem));
     }
     let store = state.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || store.check_ready()).await;
+    let catalogue = state.catalogue.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        store.check_ready()?;
+        Ok::<_, usage_store::StoreError>(catalogue_store_state(catalogue.check_store()))
+    })
+    .await;
     match outcome {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Ready {
+        Ok(Ok(catalogue_store)) => Ok(HttpResponse::Ok().json(Ready {
             status: "ready",
             database: "ok",
+            catalogue_store,
             rate_limit: state.rate_limits.store_state(),
             keys: state
                 .providers
@@ -62,6 +68,18 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     }
 }
 
+/// `Ready::catalogue_store` for the outcome of [`specialists::Catalogue::check_store`].
+fn catalogue_store_state(checked: Option<Result<(), specialists::CatalogueError>>) -> &'static str {
+    match checked {
+        None => "file",
+        Some(Ok(())) => "ok",
+        Some(Err(error)) => {
+            tracing::debug!(%error, "the catalogue's store does not answer");
+            "unreachable"
+        }
+    }
+}
+
 /// `GET /ready`'s answer: ready, and how each upstream key is doing (informational: a resting
 /// key or an open circuit does not make the server unready).
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,6 +88,10 @@ pub(crate) struct Ready {
     pub status: &'static str,
     /// The usage database: `ok`.
     pub database: &'static str,
+    /// The catalogue's store: `file`, or with `specialists.store = "database"` `ok` or
+    /// `unreachable` (informational: the last catalogue read is served meanwhile, and changes
+    /// are refused with 503).
+    pub catalogue_store: &'static str,
     /// Where rate limits are counted: `local`, `redis`, or `degraded (redis unreachable)`
     /// (informational: the fallback answers meanwhile, and the server stays ready).
     pub rate_limit: &'static str,

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::openapi::responses::{
     Conflict, Guarded, GuardedChange, InvalidRequest, PayloadTooLarge, SpecialistChange,
-    SpecialistNotFound, ValidationFailed,
+    SpecialistNotFound, Unavailable, ValidationFailed,
 };
 use crate::views::{PricingView, SpecialistList, SpecialistView, TargetView};
 use crate::{ApiCode, ApiError, AppState, RequestContext};
@@ -161,6 +161,7 @@ impl SpecialistBody {
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
         GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn create(
@@ -257,6 +258,7 @@ pub(crate) async fn patch(
         (status = 400, response = InvalidRequest),
         (status = 404, response = SpecialistNotFound),
         (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
         GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn delete(
@@ -280,6 +282,7 @@ pub(crate) async fn delete(
         (status = 404, response = SpecialistNotFound),
         (status = 409, response = Conflict),
         (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
         GuardedChange),
     security((), ("bearer" = [])))]
 pub(crate) async fn duplicate(

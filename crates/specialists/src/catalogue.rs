@@ -346,6 +346,13 @@ impl Catalogue {
         self.file.as_ref()
     }
 
+    /// Whether the shared store the catalogue is kept in answers (one read of its revision);
+    /// `None` when it is kept in a file or in memory. Blocks.
+    pub fn check_store(&self) -> Option<Result<(), CatalogueError>> {
+        let store = self.store.as_ref()?;
+        Some(store.revision().map(|_| ()))
+    }
+
     /// Where the catalogue is kept, for logs: the file's path, the store, or `memory`.
     pub fn source(&self) -> String {
         match (&self.file, &self.store) {

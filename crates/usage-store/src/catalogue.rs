@@ -140,6 +140,31 @@ macro_rules! on_connection {
     };
 }
 
+/// The channel every catalogue change is announced on (PostgreSQL), the revision as payload.
+pub(crate) const CATALOGUE_CHANNEL: &str = "commander_catalogue";
+
+/// Announcing a change inside its transaction, so listeners hear of it only once it commits.
+trait AnnounceChange {
+    fn announce(&mut self, revision: i64) -> Result<(), DieselError>;
+}
+
+impl AnnounceChange for SqliteConnection {
+    /// SQLite has no notifications: the servers sharing the file poll the revision.
+    fn announce(&mut self, _revision: i64) -> Result<(), DieselError> {
+        Ok(())
+    }
+}
+
+impl AnnounceChange for PgConnection {
+    fn announce(&mut self, revision: i64) -> Result<(), DieselError> {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(CATALOGUE_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(revision.to_string())
+            .execute(self)?;
+        Ok(())
+    }
+}
+
 /// Bumps the revision (which also marks the catalogue seeded) and returns it. First in every
 /// change: on PostgreSQL the row lock it takes orders concurrent changes, on SQLite the write
 /// lock does.
@@ -297,6 +322,7 @@ impl UsageStore {
                         }
                     }
                 }
+                conn.announce(revision)?;
                 Ok(revision)
             })
         }))
@@ -336,6 +362,11 @@ impl UsageStore {
                         .execute(conn)?;
                     record_version!(conn, (&row.id, row.version, &row.spec), false, now);
                 }
+                let revision = catalogue_revision::table
+                    .find(1)
+                    .select(catalogue_revision::revision)
+                    .first::<i64>(conn)?;
+                conn.announce(revision)?;
                 Ok(true)
             })?
         });

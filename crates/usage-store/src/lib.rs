@@ -11,7 +11,9 @@
 //!
 //! It also keeps the specialist catalogue's tables for `specialists.store = "database"`
 //! ([`UsageStore::catalogue_apply`] and its neighbours): rows of JSON with the keys the database
-//! keeps unique, version-conditional writes, and a revision counter servers poll.
+//! keeps unique, version-conditional writes, and a revision counter servers poll; on PostgreSQL
+//! every change is also announced (`NOTIFY commander_catalogue`) and
+//! [`UsageStore::listen_catalogue`] hears it at once.
 //!
 //! A batch the database refuses for its data rather than for being away does not stop the log:
 //! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
@@ -52,6 +54,7 @@ mod error;
 pub mod fixture;
 mod isolate;
 mod journal;
+mod listen;
 mod record;
 mod report;
 mod schema;
@@ -64,6 +67,7 @@ pub use dead_letter::DeadLetters;
 pub use error::StoreError;
 pub use isolate::{Isolated, Rejected, repair};
 pub use journal::{CallStart, Rates};
+pub use listen::CatalogueListener;
 pub use record::{AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,

@@ -87,6 +87,9 @@ pub struct UsageStore {
     /// running store (open connections keep writing to the unlinked file, so nothing else
     /// would fail).
     file: Option<OpenedFile>,
+    /// PostgreSQL only: the URL, for connections kept outside the pool (the catalogue's
+    /// `LISTEN`, which must stay on one connection).
+    postgres_url: Option<String>,
 }
 
 /// A file as it was when the store opened it: its path and the device and inode behind it.
@@ -154,6 +157,7 @@ impl UsageStore {
                 .connect_timeout_ms
                 .clamp(1, DatabaseConfig::MAX_WAIT_MS),
         );
+        let mut postgres_url = None;
         let (pool, file) = match config.location()? {
             Location::Sqlite(path) => {
                 if let Some(dir) = Path::new(path).parent()
@@ -182,10 +186,19 @@ impl UsageStore {
                     .min_idle(Some(1))
                     .connection_timeout(connect_timeout)
                     .build(ConnectionManager::<PgConnection>::new(url))?;
+                postgres_url = Some(url.to_owned());
                 (Pool::Postgres(pool), None)
             }
         };
-        Ok(Self { pool, file })
+        Ok(Self {
+            pool,
+            file,
+            postgres_url,
+        })
+    }
+
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
     }
 
     pub(crate) fn pool(&self) -> &Pool {

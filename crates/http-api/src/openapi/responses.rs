@@ -95,8 +95,9 @@ error_responses! { NATIVE, ErrorEnvelope<'static>:
     TooManyConnections;
     /// The upstream failed (upstream_error and the other upstream_* codes).
     UpstreamFailed;
-    /// The provider is not configured (provider_not_configured), or the database is
-    /// unreachable (service_unavailable).
+    /// The provider is not configured (provider_not_configured), or the database (the usage
+    /// log's, or the catalogue's with specialists.store = "database") is unreachable
+    /// (service_unavailable).
     Unavailable;
     /// The upstream timed out (upstream_timeout).
     UpstreamTimeout;
@@ -241,8 +242,8 @@ response_groups! {
         (503, OpenAiUnavailable),
         (504, OpenAiUpstreamTimeout),
     ];
-    /// A change to an existing specialist (PUT, PATCH): a guarded change's answers, and the
-    /// catalogue's refusals.
+    /// A change to an existing specialist (PUT, PATCH): a guarded change's answers, the
+    /// catalogue's refusals, and its store being unreachable.
     SpecialistChange = [
         (400, InvalidRequest),
         (401, Unauthorized),
@@ -255,6 +256,7 @@ response_groups! {
         (421, HostNotAllowed),
         (422, ValidationFailed),
         (429, TooManyRequests),
+        (503, Unavailable),
     ];
 }
 
@@ -356,6 +358,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_specialist_change_lists_the_store_being_down() {
+        let json = document();
+        let mut changes = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            if !path.starts_with("/specialists") {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                if method == "get" {
+                    continue;
+                }
+                changes += 1;
+                assert_eq!(
+                    operation["responses"]["503"]["$ref"], "#/components/responses/Unavailable",
+                    "{method} {path}"
+                );
+            }
+        }
+        assert_eq!(changes, 5, "create, replace, patch, delete, duplicate");
     }
 
     #[test]
