@@ -23,7 +23,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The thread listening for catalogue changes; it stops (within [`CHECK_EVERY`], or after a
+/// The thread listening for catalogue changes; it stops (within a tenth of a second, or after a
 /// connection attempt under way) when this is dropped or [`Self::stop`]ped.
 #[derive(Debug)]
 pub struct CatalogueListener {
