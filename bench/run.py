@@ -7,6 +7,7 @@ One command (from the repository root):
     bench/run.py --smoke             # a few seconds: checks that it runs and no row is lost
     bench/run.py --crash             # ~20 s: SIGKILL at full load, restart, 0 answered calls
                                      # without a row
+    bench/run.py --rate-limit-store redis   # the same with the rate limits in Redis (shared)
 
 It builds release binaries, starts the fast fake OpenAI-compatible upstream (bins/fake-upstream)
 and commander in front of it (a specialist on the `openai` provider whose configured base_url is
@@ -163,9 +164,13 @@ def stream_request(port, body):
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
-def write_config(work, db, gateway, fast, slow, log_level):
+def write_config(work, db, gateway, fast, slow, log_level, redis_url=None):
     """commander's configuration for a run in `work`: OpenAI at the fake on port `fast`, the
-    `openai_compatible` one on `slow`; returns its path."""
+    `openai_compatible` one on `slow`, rate limits in Redis at `redis_url` when given (with a
+    key prefix of this run's own); returns its path."""
+    shared = "" if redis_url is None else (
+        f'store = "redis"\n[redis]\nurl = "{redis_url}"\n'
+        f'key_prefix = "commander:bench:{os.getpid()}:{gateway}"\n')
     config = os.path.join(work, "commander.toml")
     with open(config, "w") as f:
         f.write(f"""
@@ -183,13 +188,18 @@ openai_compatible = [{{ base_url = "http://127.0.0.1:{slow}/v1", api_key = "benc
 [providers.openai]
 api_key = "bench-key"
 base_url = "http://127.0.0.1:{fast}/v1"
+[log]
+level = "{log_level}"
 [rate_limit]
 requests = 1000000000
 window_seconds = 1
-[log]
-level = "{log_level}"
-""")
+{shared}""")
     return config
+
+
+def redis_of(args):
+    """The Redis URL when the run measures the shared rate-limit store, else None."""
+    return args.redis_url if args.rate_limit_store == "redis" else None
 
 
 def fmt(value, digits=3):
@@ -215,7 +225,7 @@ def run_backend(backend, args, oha_bin):
                 {"id": "slow", "name": "Slow", "provider": "openai", "model": "gpt-4o-mini",
                  "base_url": f"http://127.0.0.1:{slow}/v1", "system_prompt": "Answer."},
             ]}, f)
-        config = write_config(work, db, gateway, fast, slow, args.log_level)
+        config = write_config(work, db, gateway, fast, slow, args.log_level, redis_of(args))
         commander = start([os.path.join(RELEASE, "commander"), "--config", config], cwd=work)
         procs.append(commander)
         for port in (fast, slow, gateway):
@@ -377,7 +387,7 @@ def run_crash(backend, args):
                 {"id": "bench", "name": "Bench", "provider": "openai", "model": "gpt-4o-mini",
                  "system_prompt": "Answer.", "temperature": 0.2, "max_tokens": 64},
             ]}, f)
-        config = write_config(work, db, gateway, fast, slow, args.log_level)
+        config = write_config(work, db, gateway, fast, slow, args.log_level, redis_of(args))
         command = [os.path.join(RELEASE, "commander"), "--config", config]
         commander = start(command, cwd=work)
         procs.append(commander)
@@ -510,6 +520,9 @@ def main():
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--log-level", default="info", help="commander's log level during the load")
+    ap.add_argument("--rate-limit-store", choices=["local", "redis"], default="local",
+                    help="where the rate-limit buckets live (redis: shared, one EVALSHA a call)")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     ap.add_argument("--smoke", action="store_true", help="a few seconds, to check it runs")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--crash", action="store_true",
@@ -540,9 +553,10 @@ def main():
         result = run_backend(backend, args, oha_bin)
         text = (f"# commander benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
                 f"Machine: {machine}. {args.duration} s per measurement after {args.warmup} s of "
-                f"warm-up.\n\n" + render(result, args))
+                f"warm-up. Rate-limit store: {args.rate_limit_store}.\n\n" + render(result, args))
         print(text)
-        with open(os.path.join(OUT_DIR, f"results-{backend}.md"), "w") as f:
+        suffix = "" if args.rate_limit_store == "local" else f"-{args.rate_limit_store}"
+        with open(os.path.join(OUT_DIR, f"results-{backend}{suffix}.md"), "w") as f:
             f.write(text)
         lost = [r for r in result["rows"] if "LOST" in r["rows"]]
         if lost or result["stream_rows_lost"] or any(l for _, _, l in result["rate"]):
