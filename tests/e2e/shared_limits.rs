@@ -14,7 +14,8 @@ pub(crate) fn redis_url() -> String {
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn redis_address() -> SocketAddr {
+/// Where the shared Redis of the test run listens, for a proxy in front of it.
+pub(crate) fn redis_address() -> SocketAddr {
     let url = redis_url();
     let host_port = url
         .trim_start_matches("redis://")
@@ -52,7 +53,8 @@ pub(crate) fn on_redis(
     }
 }
 
-async fn rate_limit_state(app: &TestApp) -> String {
+/// What `/ready` says of the rate limiter; a Redis outage never fails it.
+pub(crate) async fn rate_limit_state(app: &TestApp) -> String {
     let response = app.get("/ready").await;
     assert_eq!(response.status(), 200, "a Redis outage never fails /ready");
     let body: serde_json::Value = response.json().await.unwrap();
