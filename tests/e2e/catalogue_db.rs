@@ -70,26 +70,6 @@ pub(crate) async fn patch(
         .unwrap()
 }
 
-/// Generates a SQLite and a PostgreSQL test from one async body `fn(Backend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod both {
-            $(
-                mod $name {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn sqlite() {
-                        super::super::$name(usage_store::Backend::Sqlite).await;
-                    }
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn postgres() {
-                        super::super::$name(usage_store::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     the_api_creates_changes_and_removes_specialists_in_the_database,
     a_change_on_one_server_is_served_by_the_other_after_the_poll,

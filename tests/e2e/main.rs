@@ -1,5 +1,26 @@
 //! End-to-end tests: the real server on port 0, real sockets, a real SQLite file.
 
+/// Generates a SQLite and a PostgreSQL test from one async body `fn(Backend)` (defined before
+/// the modules, so that each of them can use it).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod both {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$name(usage_store::Backend::Sqlite).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$name(usage_store::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod auth;
 mod bad_day;
 mod catalogue_db;

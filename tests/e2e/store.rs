@@ -69,26 +69,6 @@ fn record(id: &str) -> UsageRecord {
     }
 }
 
-/// Generates a SQLite and a PostgreSQL test from one async body `fn(Backend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod both {
-            $(
-                mod $name {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn sqlite() {
-                        super::super::$name(usage_store::Backend::Sqlite).await;
-                    }
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn postgres() {
-                        super::super::$name(usage_store::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     migrations_apply_on_an_empty_database,
     every_column_round_trips,
