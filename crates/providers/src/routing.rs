@@ -778,9 +778,9 @@ impl Streaming {
             if !continuing {
                 return Ok((index, destination, provider));
             }
-            let mut probe = self.request.clone();
-            aim(&mut probe, &destination);
-            if provider.can_continue(&probe) {
+            // Aimed now rather than by the caller: what can be continued may depend on the model.
+            aim(&mut self.request, &destination);
+            if provider.can_continue(&self.request) {
                 return Ok((index, destination, provider));
             }
             // Not an attempt after all: nothing was sent.

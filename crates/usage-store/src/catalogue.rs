@@ -183,6 +183,23 @@ macro_rules! bump_revision {
     }};
 }
 
+/// Inserts `row` into `specialists`; the `execute` result, for the caller to map.
+macro_rules! insert_row {
+    ($conn:expr, $row:expr) => {
+        diesel::insert_into(specialists::table)
+            .values((
+                specialists::id.eq(&$row.id),
+                specialists::id_key.eq(&$row.id_key),
+                specialists::name_key.eq(&$row.name_key),
+                specialists::version.eq($row.version),
+                specialists::spec.eq(&$row.spec),
+                specialists::created_at.eq($row.created_at.naive_utc()),
+                specialists::updated_at.eq($row.updated_at.naive_utc()),
+            ))
+            .execute($conn)
+    };
+}
+
 macro_rules! record_version {
     ($conn:expr, $row:expr, $deleted:expr, $at:expr) => {
         diesel::insert_into(specialist_versions::table)
@@ -263,18 +280,7 @@ impl UsageStore {
                 for write in writes {
                     match write {
                         CatalogueWrite::Insert(row) => {
-                            diesel::insert_into(specialists::table)
-                                .values((
-                                    specialists::id.eq(&row.id),
-                                    specialists::id_key.eq(&row.id_key),
-                                    specialists::name_key.eq(&row.name_key),
-                                    specialists::version.eq(row.version),
-                                    specialists::spec.eq(&row.spec),
-                                    specialists::created_at.eq(row.created_at.naive_utc()),
-                                    specialists::updated_at.eq(row.updated_at.naive_utc()),
-                                ))
-                                .execute(conn)
-                                .map_err(|e| taken(e, row))?;
+                            insert_row!(conn, row).map_err(|e| taken(e, row))?;
                             record_version!(conn, (&row.id, row.version, &row.spec), false, now);
                         }
                         CatalogueWrite::Update {
@@ -349,17 +355,7 @@ impl UsageStore {
                     return Ok(false);
                 }
                 for row in rows {
-                    diesel::insert_into(specialists::table)
-                        .values((
-                            specialists::id.eq(&row.id),
-                            specialists::id_key.eq(&row.id_key),
-                            specialists::name_key.eq(&row.name_key),
-                            specialists::version.eq(row.version),
-                            specialists::spec.eq(&row.spec),
-                            specialists::created_at.eq(row.created_at.naive_utc()),
-                            specialists::updated_at.eq(row.updated_at.naive_utc()),
-                        ))
-                        .execute(conn)?;
+                    insert_row!(conn, row)?;
                     record_version!(conn, (&row.id, row.version, &row.spec), false, now);
                 }
                 let revision = catalogue_revision::table
