@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pricing", 1),
     ("ratelimit", 1),
     ("usage-store", 1),
+    ("budgets", 1),
     ("http-api", 2),
     ("commander", 3),
     ("fake-upstream", 3),
@@ -50,6 +51,8 @@ const NEVER: &[(&str, &[&str])] = &[
     ),
     // No HTTP, no async runtime.
     ("ratelimit", &["tokio*", "futures*", "async-*", "http"]),
+    // Budgets count money; where the counts live is the caller's (no HTTP, no database).
+    ("budgets", &["http", "redis"]),
     // The catalogue knows nothing of HTTP.
     ("specialists", &["http"]),
 ];

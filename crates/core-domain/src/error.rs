@@ -16,6 +16,9 @@ pub enum DomainError {
     /// An email hash that is not 64 lower-case hex digits.
     #[error("invalid email hash: must be 64 lower-case hexadecimal digits")]
     InvalidEmailHash,
+    /// A budget id that is empty, too long or uses characters outside `[A-Za-z0-9_-]`.
+    #[error("invalid budget id: must be 1-64 characters of letters, digits, '_' or '-'")]
+    InvalidBudgetId,
     /// A provider name outside the closed set.
     #[error("unknown provider '{0}': expected one of openai, anthropic, google, mock")]
     UnknownProvider(String),
@@ -59,6 +62,9 @@ pub enum ErrorCode {
     /// Every key of the upstream endpoint was resting (after 429s or refused credentials) or
     /// its circuit breaker was open: nothing was sent.
     UpstreamUnavailable,
+    /// A budget that covers the call had too little left for its worst-case cost: nothing was
+    /// sent, and the row costs nothing.
+    BudgetExceeded,
 }
 
 impl ErrorCode {
@@ -76,6 +82,7 @@ impl ErrorCode {
         Self::UpstreamBadResponse,
         Self::Interrupted,
         Self::UpstreamUnavailable,
+        Self::BudgetExceeded,
     ];
 
     /// The snake_case spelling used on the wire and in the database.
@@ -93,6 +100,7 @@ impl ErrorCode {
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::Interrupted => "interrupted",
             Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::BudgetExceeded => "budget_exceeded",
         }
     }
 }

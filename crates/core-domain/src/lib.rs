@@ -27,6 +27,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod budget;
 mod chat;
 mod error;
 mod identity;
@@ -41,6 +42,10 @@ mod text;
 mod usage;
 mod validation;
 
+pub use budget::{
+    Budget, BudgetDraft, BudgetId, BudgetPeriod, BudgetScope, MAX_BUDGET_USD, MAX_KEY_NAME_CHARS,
+    PeriodWindow,
+};
 pub use chat::{
     ChatMessage, ChatOptions, ContentPart, ImageDetail, ImageSource, JsonSchemaFormat,
     ReasoningEffort, ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition,
