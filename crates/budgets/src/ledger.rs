@@ -140,6 +140,8 @@ pub trait SpendSource: Send + Sync + std::fmt::Debug {
 
 /// The behaviour every [`Ledger`] must show, as one async check a ledger's own tests call
 /// (`conformance::check(&ledger, "unique-prefix").await`). Panics on the first difference.
+// A check for tests: a panic is its failure report.
+#[allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 pub mod conformance {
     use chrono::{TimeDelta, TimeZone, Utc};
     use core_domain::Usd;
