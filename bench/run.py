@@ -8,6 +8,9 @@ One command (from the repository root):
     bench/run.py --crash             # ~20 s: SIGKILL at full load, restart, 0 answered calls
                                      # without a row
     bench/run.py --rate-limit-store redis   # the same with the rate limits in Redis (shared)
+    bench/run.py --budgets none|two         # callers authenticated by an API key, with no budget
+                                            # or with a global and a per-user one (A/B the cost
+                                            # of admission with budgets)
 
 It builds release binaries, starts the fast fake OpenAI-compatible upstream (bins/fake-upstream)
 and commander in front of it (a specialist on the `openai` provider whose configured base_url is
@@ -32,6 +35,7 @@ library is needed (and psql for the PostgreSQL run).
 """
 import argparse
 import asyncio
+import hashlib
 import http.client
 import json
 import os
@@ -59,6 +63,12 @@ DIRECT = {"model": "gpt-4o-mini", "max_tokens": 64, "temperature": 0.2,
                        {"role": "user", "content": "How did the quarter go?"}]}
 DIRECT_STREAM = dict(DIRECT, stream=True, stream_options={"include_usage": True})
 
+# With --budgets, the gateway requires this API key (its owner is BENCH_EMAIL).
+BENCH_KEY = "commander-bench-key-0123456789"
+BENCH_EMAIL = "bench@example.com"
+# The headers every request to the gateway carries (set by main for --budgets).
+GATEWAY_HEADERS = []
+
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
@@ -81,10 +91,12 @@ def ensure_oha():
     return cargo_bin
 
 
-def oha(binary, url, body, duration, connections, rate=None):
+def oha(binary, url, body, duration, connections, rate=None, headers=()):
     args = [binary, "--no-tui", "--output-format", "json", "-z", f"{duration}s",
             "-c", str(connections), "-w", "-m", "POST", "-T", "application/json",
             "-d", json.dumps(body), url]
+    for header in headers:
+        args += ["-H", header]
     if rate:
         args += ["-q", str(rate), "--latency-correction"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -160,17 +172,29 @@ class Database:
 def stream_request(port, body):
     """The raw bytes of a `/chat/stream` request with `body`."""
     payload = json.dumps(body).encode()
-    return (f"POST /chat/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    extra = "".join(f"{h}\r\n" for h in GATEWAY_HEADERS)
+    return (f"POST /chat/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
-def write_config(work, db, gateway, fast, slow, log_level, redis_url=None):
+def write_config(work, db, gateway, fast, slow, log_level, redis_url=None, budgets="off"):
     """commander's configuration for a run in `work`: OpenAI at the fake on port `fast`, the
     `openai_compatible` one on `slow`, rate limits in Redis at `redis_url` when given (with a
-    key prefix of this run's own); returns its path."""
+    key prefix of this run's own), and with `budgets` other than "off" the bench API key
+    required and ("two") a global and a per-user budget too large to refuse anything; returns
+    its path."""
     shared = "" if redis_url is None else (
         f'store = "redis"\n[redis]\nurl = "{redis_url}"\n'
         f'key_prefix = "commander:bench:{os.getpid()}:{gateway}"\n')
+    if budgets != "off":
+        digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
+        shared += (f'[auth]\nmode = "required"\napi_keys = [{{ name = "bench", '
+                   f'email = "{BENCH_EMAIL}", role = "user", sha256 = "{digest}" }}]\n')
+    if budgets == "two":
+        shared += ('[[budgets.limits]]\nid = "all"\nscope = "global"\nperiod = "month"\n'
+                   'limit_usd = 9000000\n'
+                   f'[[budgets.limits]]\nid = "bench-user"\nscope = "user"\nsubject = "{BENCH_EMAIL}"\n'
+                   'period = "day"\nlimit_usd = 9000000\n')
     config = os.path.join(work, "commander.toml")
     with open(config, "w") as f:
         f.write(f"""
@@ -225,7 +249,8 @@ def run_backend(backend, args, oha_bin):
                 {"id": "slow", "name": "Slow", "provider": "openai", "model": "gpt-4o-mini",
                  "base_url": f"http://127.0.0.1:{slow}/v1", "system_prompt": "Answer."},
             ]}, f)
-        config = write_config(work, db, gateway, fast, slow, args.log_level, redis_of(args))
+        config = write_config(work, db, gateway, fast, slow, args.log_level, redis_of(args),
+                              args.budgets)
         commander = start([os.path.join(RELEASE, "commander"), "--config", config], cwd=work)
         procs.append(commander)
         for port in (fast, slow, gateway):
@@ -247,11 +272,12 @@ def run_backend(backend, args, oha_bin):
         total_answered = 0
         for connections in args.connections:
             for name, url, body, baseline in scenarios:
+                headers = GATEWAY_HEADERS if baseline else ()
                 if args.warmup:
-                    oha(oha_bin, url, body, args.warmup, connections)
+                    oha(oha_bin, url, body, args.warmup, connections, headers=headers)
                 before = db.settled_rows() if baseline else None
                 cpu_before = cpu_seconds(commander.pid)
-                result = oha(oha_bin, url, body, args.duration, connections)
+                result = oha(oha_bin, url, body, args.duration, connections, headers=headers)
                 cpu = cpu_seconds(commander.pid) - cpu_before
                 row = {"scenario": name, "c": connections, **result, "added50": None,
                        "added99": None, "ratio": None, "cpu": None, "rows": "—"}
@@ -282,7 +308,8 @@ def run_backend(backend, args, oha_bin):
         if args.rate:
             direct = oha(oha_bin, direct_url, DIRECT, args.duration, 16, rate=args.rate)
             before = db.settled_rows()
-            through = oha(oha_bin, f"{gw}/v1/chat/completions", V1, args.duration, 16, rate=args.rate)
+            through = oha(oha_bin, f"{gw}/v1/chat/completions", V1, args.duration, 16, rate=args.rate,
+                          headers=GATEWAY_HEADERS)
             after = db.settled_rows(before + through["ok"])
             lost = through["ok"] - (after - before)
             rate_rows = [(direct, through, lost)]
@@ -523,6 +550,9 @@ def main():
     ap.add_argument("--rate-limit-store", choices=["local", "redis"], default="local",
                     help="where the rate-limit buckets live (redis: shared, one EVALSHA a call)")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    ap.add_argument("--budgets", choices=["off", "none", "two"], default="off",
+                    help="none: callers authenticated by an API key, no budget; two: the same "
+                         "with a global and a per-user budget (never reached)")
     ap.add_argument("--smoke", action="store_true", help="a few seconds, to check it runs")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--crash", action="store_true",
@@ -537,6 +567,8 @@ def main():
         args.duration, args.warmup, args.connections = 2, 0, "8"
         args.rate, args.streams = 500, 50
     args.connections = [int(c) for c in args.connections.split(",")]
+    if args.budgets != "off":
+        GATEWAY_HEADERS.append(f"Authorization: Bearer {BENCH_KEY}")
 
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--release", "-p", "commander", "-p", "fake-upstream"],
@@ -553,9 +585,11 @@ def main():
         result = run_backend(backend, args, oha_bin)
         text = (f"# commander benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
                 f"Machine: {machine}. {args.duration} s per measurement after {args.warmup} s of "
-                f"warm-up. Rate-limit store: {args.rate_limit_store}.\n\n" + render(result, args))
+                f"warm-up. Rate-limit store: {args.rate_limit_store}. Budgets: {args.budgets}.\n\n"
+                + render(result, args))
         print(text)
         suffix = "" if args.rate_limit_store == "local" else f"-{args.rate_limit_store}"
+        suffix += "" if args.budgets == "off" else f"-budgets-{args.budgets}"
         with open(os.path.join(OUT_DIR, f"results-{backend}{suffix}.md"), "w") as f:
             f.write(text)
         lost = [r for r in result["rows"] if "LOST" in r["rows"]]

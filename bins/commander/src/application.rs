@@ -56,6 +56,7 @@ pub struct Application {
     usage: UsageSink,
     store: UsageStore,
     reloader: Option<tokio::task::JoinHandle<()>>,
+    budget_reloader: Option<tokio::task::JoinHandle<()>>,
     live_calls: LiveCalls,
     shutdown_grace: std::time::Duration,
 }
@@ -182,6 +183,8 @@ impl Application {
             shutdown_grace,
             sse_keep_alive,
             catalogue_reload,
+            budgets,
+            budget_lease,
         } = validated;
         let database = settings.database.clone();
         let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
@@ -206,6 +209,19 @@ impl Application {
         })?;
 
         let (usage, writer) = spawn_writer(store.clone(), &settings.database)?;
+        // After the writer's recovery: the usage log then holds every call of earlier runs,
+        // which is what budgets are rebuilt from.
+        let budgets = crate::budget_store::open_budgets(
+            budgets,
+            crate::budget_store::local_ledger(),
+            &store,
+            &usage,
+            budgets::BudgetsConfig {
+                lease: budget_lease,
+                on_store_error: settings.budgets.on_store_error.into(),
+            },
+        )
+        .await?;
         let live_calls = LiveCalls::new();
         let metrics =
             Arc::new(Metrics::new(usage.clone()).map_err(|e| StartupError::Task(e.to_string()))?);
@@ -225,6 +241,7 @@ impl Application {
             }),
             auth: Arc::new(auth),
             metrics,
+            budgets: Arc::clone(&budgets),
         };
         let server = build_server(listener, state, &settings.server).map_err(|source| {
             StartupError::Bind {
@@ -235,6 +252,12 @@ impl Application {
         let listen_on =
             (settings.specialists.store == CatalogueStoreKind::Database).then_some(&store);
         let reloader = watch_catalogue(catalogue, catalogue_reload, listen_on);
+        let budget_reload = settings.budgets.reload_interval_ms;
+        let budget_reloader = crate::budget_store::watch_budgets(
+            store.clone(),
+            budgets,
+            (budget_reload > 0).then(|| std::time::Duration::from_millis(budget_reload)),
+        );
         Ok(Self {
             address,
             server,
@@ -242,6 +265,7 @@ impl Application {
             usage,
             store,
             reloader,
+            budget_reloader,
             live_calls,
             shutdown_grace,
         })
@@ -273,6 +297,9 @@ impl Application {
         tracing::info!(address = %self.address, "commander is listening");
         let served = self.server.await;
         if let Some(reloader) = self.reloader {
+            reloader.abort();
+        }
+        if let Some(reloader) = self.budget_reloader {
             reloader.abort();
         }
         // Streams the grace period cut short are dropped as their worker threads tear down,

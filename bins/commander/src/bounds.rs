@@ -113,7 +113,7 @@ const REQUESTS: AllowedRange = AllowedRange::new(1, u32::MAX as u128, "requests"
 // its range in docs/OPERATIONS.md).
 #[rustfmt::skip]
 pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
-    let Settings { server, database, providers, routing, auth, rate_limit, redis, specialists, .. } = settings;
+    let Settings { server, database, providers, routing, auth, rate_limit, redis, specialists, budgets, .. } = settings;
     let mut keys = Keys::default();
 
     keys.check("server.max_body_bytes", server.max_body_bytes, BYTES);
@@ -180,6 +180,10 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     }
 
     keys.check("specialists.reload_interval_ms", specialists.reload_interval_ms, WAIT_MS);
+    if let Some(lease_ms) = budgets.lease_ms {
+        keys.check("budgets.lease_ms", lease_ms.get(), TIMEOUT_MS);
+    }
+    keys.check("budgets.reload_interval_ms", budgets.reload_interval_ms, WAIT_MS);
     keys.check("specialists.max_prompt_history", specialists.max_prompt_history, count(0, "prompts"));
     keys.found
 }

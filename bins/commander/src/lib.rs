@@ -8,6 +8,7 @@
 
 mod application;
 pub mod bounds;
+mod budget_store;
 mod catalogue_store;
 pub mod check;
 mod report;
@@ -16,8 +17,11 @@ mod telemetry;
 mod validate;
 
 pub use application::{Application, StartupError};
+pub use budget_store::{StoreSpend, budget_report};
 pub use catalogue_store::{DatabaseCatalogue, export_specialists, import_specialists};
-pub use report::{ReportFormat, render as render_report, render_call, render_targets};
+pub use report::{
+    ReportFormat, render as render_report, render_budgets, render_call, render_targets,
+};
 pub use settings::{
     CatalogueStoreKind, LogFormat, LogSettings, Settings, SpecialistsSettings, load_settings,
 };

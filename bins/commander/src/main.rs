@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commander::{
-    Application, ReportFormat, export_specialists, import_specialists, init_logging, load_settings,
-    render_call, render_report, render_targets,
+    Application, ReportFormat, budget_report, export_specialists, import_specialists,
+    init_logging, load_settings, render_budgets, render_call, render_report, render_targets,
 };
 use core_domain::RequestId;
 use usage_store::{
@@ -50,6 +50,22 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Budget tools.
+    Budgets {
+        #[command(subcommand)]
+        command: BudgetsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BudgetsCommand {
+    /// Print every budget (config and API-managed) with its spend this period, summed from the
+    /// usage log.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
     },
 }
 
@@ -184,6 +200,11 @@ async fn main() -> ExitCode {
             command: UsageCommand::Call { request_id },
         } => call(settings, &request_id).await,
         Command::Specialists { command } => specialists_command(settings, command).await,
+        Command::Budgets {
+            command: BudgetsCommand::List { format },
+        } => budget_report(&settings)
+            .await
+            .map(|views| print!("{}", render_budgets(&views, format))),
         Command::Keys { .. } | Command::CheckConfig => Ok(()),
     };
     match outcome {
@@ -274,6 +295,7 @@ async fn report(
     if from >= to {
         return Err("--from must be before --to".to_owned());
     }
+    let settings_for_budgets = settings.clone();
     let database = settings.database;
     let scope = Scope::Everyone;
     let printed = tokio::task::spawn_blocking(move || {
@@ -297,6 +319,15 @@ async fn report(
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     print!("{printed}");
+    // Spend against each budget beside the summary (CSV holds one table only).
+    if format != ReportFormat::Csv {
+        let views = budget_report(&settings_for_budgets).await?;
+        if !views.is_empty() {
+            println!();
+            println!("Budgets (current periods):");
+            print!("{}", render_budgets(&views, format));
+        }
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use budgets::BudgetView;
 use usage_store::{AttemptRecord, StoredCall, SummaryRow, TargetReport, TargetRow};
 
 /// How a report is printed.
@@ -68,6 +69,65 @@ fn total(rows: &[SummaryRow]) -> [String; 9] {
 pub fn render(rows: &[SummaryRow], format: ReportFormat) -> String {
     let body: Vec<Vec<String>> = rows.iter().map(|row| cells(row).to_vec()).collect();
     layout(&HEADERS, &body, &total(rows), format)
+}
+
+const BUDGET_HEADERS: [&str; 10] = [
+    "budget",
+    "scope",
+    "subject",
+    "period",
+    "limit_usd",
+    "spent_usd",
+    "remaining_usd",
+    "used_pct",
+    "resets_at",
+    "managed_by",
+];
+
+fn budget_cells(view: &BudgetView) -> Vec<String> {
+    let budget = &view.entry.budget;
+    let limit = budget.limit();
+    let (spent, remaining, used) = match &view.standing {
+        Ok(standing) => {
+            #[allow(clippy::cast_precision_loss)] // a percentage for people
+            let used = if limit.nanos() == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1}",
+                    standing.spent.nanos() as f64 * 100.0 / limit.nanos() as f64
+                )
+            };
+            (
+                format!("{:.6}", standing.spent.as_dollars()),
+                format!("{:.6}", standing.left(limit).as_dollars()),
+                used,
+            )
+        }
+        Err(_) => ("?".to_owned(), "?".to_owned(), "?".to_owned()),
+    };
+    vec![
+        budget.id().to_string(),
+        budget.scope().kind().to_owned(),
+        budget.scope().subject().unwrap_or("-").to_owned(),
+        budget.period().as_str().to_owned(),
+        format!("{:.6}", limit.as_dollars()),
+        spent,
+        remaining,
+        used,
+        view.window.resets_at.map_or_else(
+            || "never".to_owned(),
+            |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        view.entry.managed.as_str().to_owned(),
+    ]
+}
+
+/// Renders every budget with its spend in its current period, in `format` (no total: budgets
+/// overlap, so their spends do not add up).
+pub fn render_budgets(views: &[BudgetView], format: ReportFormat) -> String {
+    let body: Vec<Vec<String>> = views.iter().map(budget_cells).collect();
+    layout(&BUDGET_HEADERS, &body, &[], format)
 }
 
 const TARGET_HEADERS: [&str; 10] = [

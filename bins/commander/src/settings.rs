@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use core_domain::ModelPricing;
-use http_api::{AuthConfig, RateLimitConfig, RedisConfig, ServerConfig};
+use http_api::{AuthConfig, BudgetSettings, RateLimitConfig, RedisConfig, ServerConfig};
 use providers::{ProvidersConfig, RoutingConfig};
 use serde::{Deserialize, Serialize};
 use usage_store::DatabaseConfig;
@@ -32,6 +32,8 @@ pub struct Settings {
     pub pricing: HashMap<String, ModelPricing>,
     /// `[specialists]`
     pub specialists: SpecialistsSettings,
+    /// `[budgets]`: spend limits (`[[budgets.limits]]`) and how they are counted.
+    pub budgets: BudgetSettings,
     /// `[log]`
     pub log: LogSettings,
 }

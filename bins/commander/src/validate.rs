@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use core_domain::Budget;
 use http_api::{Authenticator, RateLimits};
 use providers::{MASKED, ProviderRegistry};
 
@@ -70,6 +71,10 @@ pub struct Validated {
     pub(crate) sse_keep_alive: Duration,
     /// `specialists.reload_interval_ms`; `None` when 0 (never reload).
     pub(crate) catalogue_reload: Option<Duration>,
+    /// `[[budgets.limits]]`, validated.
+    pub(crate) budgets: Vec<Budget>,
+    /// `budgets.lease_ms`, or its default (the routing deadline and a minute).
+    pub(crate) budget_lease: Duration,
 }
 
 impl Validated {
@@ -174,6 +179,25 @@ impl Settings {
                 .iter()
                 .map(|found| Problem::new(found.key.clone(), found.describe())),
         );
+        let budgets = self.validate_budgets(&mut problems);
+        let budget_lease = match self.budgets.lease_ms {
+            Some(lease) => {
+                if lease.get() <= self.routing.deadline_ms {
+                    problems.push(Problem::new(
+                        "budgets.lease_ms",
+                        format_args!(
+                            "{} must be longer than routing.deadline_ms ({}): a reservation \
+                             must outlive the longest call, or a call still running could \
+                             lose its hold and let others pass the limit",
+                            lease.get(),
+                            self.routing.deadline_ms
+                        ),
+                    ));
+                }
+                Duration::from_millis(lease.get())
+            }
+            None => Duration::from_millis(self.routing.deadline_ms.saturating_add(60_000)),
+        };
 
         match (bind, auth, rate_limits, providers) {
             (Some(bind), Some(auth), Some(rate_limits), Some(providers)) if problems.is_empty() => {
@@ -188,10 +212,49 @@ impl Settings {
                     shutdown_grace: Duration::from_secs(server.shutdown_grace_seconds),
                     sse_keep_alive: Duration::from_secs(server.sse_keep_alive_seconds),
                     catalogue_reload: (reload_ms > 0).then(|| Duration::from_millis(reload_ms)),
+                    budgets,
+                    budget_lease,
                 })
             }
             _ => Err(problems),
         }
+    }
+
+    /// The budgets of `[[budgets.limits]]`, each checked (every field at fault, as
+    /// `budgets.limits[i].field`), ids unique, and a `key` budget naming a configured key.
+    pub(crate) fn validate_budgets(&self, problems: &mut Vec<Problem>) -> Vec<Budget> {
+        let mut budgets: Vec<Budget> = Vec::new();
+        for (index, draft) in self.budgets.limits.iter().enumerate() {
+            let key = |field: &str| format!("budgets.limits[{index}].{field}");
+            match draft.validate() {
+                Ok(budget) => {
+                    if budgets.iter().any(|b| b.id() == budget.id()) {
+                        problems.push(Problem::new(
+                            key("id"),
+                            format_args!("'{}' is used by another budget", budget.id()),
+                        ));
+                        continue;
+                    }
+                    if let core_domain::BudgetScope::Key(name) = budget.scope()
+                        && !self.auth.api_keys.iter().any(|k| &k.name == name)
+                    {
+                        problems.push(Problem::new(
+                            key("subject"),
+                            format_args!("no API key named '{name}' in auth.api_keys"),
+                        ));
+                        continue;
+                    }
+                    budgets.push(budget);
+                }
+                Err(errors) => problems.extend(
+                    errors
+                        .errors()
+                        .iter()
+                        .map(|error| Problem::new(key(&error.field), &error.message)),
+                ),
+            }
+        }
+        budgets
     }
 
     /// The configuration as TOML with every secret (API keys, the JWT secret, a database

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     /// A budget that covers the call had too little left for its worst-case cost: nothing was
     /// sent, and the row costs nothing.
     BudgetExceeded,
+    /// A budget covers the call, but the store that counts budgets (Redis) could not be asked,
+    /// and `budgets.on_store_error = "deny"`: nothing was sent, and the row costs nothing.
+    BudgetUnavailable,
 }
 
 impl ErrorCode {
@@ -83,6 +86,7 @@ impl ErrorCode {
         Self::Interrupted,
         Self::UpstreamUnavailable,
         Self::BudgetExceeded,
+        Self::BudgetUnavailable,
     ];
 
     /// The snake_case spelling used on the wire and in the database.
@@ -101,6 +105,7 @@ impl ErrorCode {
             Self::Interrupted => "interrupted",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::BudgetExceeded => "budget_exceeded",
+            Self::BudgetUnavailable => "budget_unavailable",
         }
     }
 }

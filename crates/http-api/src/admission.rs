@@ -58,6 +58,7 @@ pub(crate) async fn admit(
                 if let Some(context) = req.extensions_mut().get_mut::<RequestContext>() {
                     context.identity = verified.identity;
                     context.role = verified.role;
+                    context.api_key = verified.api_key;
                 }
                 next.call(req).await?.map_into_boxed_body()
             }

@@ -14,8 +14,8 @@ use crate::error::ErrorShape;
 use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::request_scope::request_scope;
 use crate::{
-    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, chat, health, openai, openapi,
-    specialists, usage,
+    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, budget_routes, chat, health, openai,
+    openapi, specialists, usage,
 };
 
 /// Registers every route and the body limits on `cfg`.
@@ -268,6 +268,36 @@ const NATIVE_ENDPOINTS: &[Endpoint] = &[
         path: "/usage/calls/{request_id}",
         method: Method::GET,
         route: || web::route().to(usage::call),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/budgets",
+        method: Method::GET,
+        route: || web::route().to(budget_routes::list),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/budgets",
+        method: Method::POST,
+        route: || web::route().to(budget_routes::create),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/budgets/{id}",
+        method: Method::GET,
+        route: || web::route().to(budget_routes::get),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/budgets/{id}",
+        method: Method::PUT,
+        route: || web::route().to(budget_routes::replace),
+        guard: Guard::Management,
+    },
+    Endpoint {
+        path: "/budgets/{id}",
+        method: Method::DELETE,
+        route: || web::route().to(budget_routes::delete),
         guard: Guard::Management,
     },
 ];

@@ -97,6 +97,7 @@
 mod admission;
 mod app;
 mod auth;
+mod budget_routes;
 mod chat;
 mod client_ip;
 mod config;
@@ -113,6 +114,7 @@ mod request_context;
 mod request_scope;
 mod shared_limits;
 mod specialists;
+mod spend;
 mod state;
 mod usage;
 mod views;
@@ -122,6 +124,7 @@ pub use auth::{
     ApiKeyConfig, AuthConfig, AuthMode, AuthSetupError, Authenticator, JwtAlgorithm, JwtConfig,
     new_api_key,
 };
+pub use budget_routes::reload_api_budgets;
 pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
 pub use error::{ApiCode, ApiError};
@@ -132,4 +135,5 @@ pub use perimeter::AllowedHost;
 pub use rate_limit::{GroupLimit, RateLimitConfig, RateLimits, RouteGroup};
 pub use request_context::RequestContext;
 pub use shared_limits::{RateLimitSetupError, RateLimitStore, RedisConfig, RedisFallback};
+pub use spend::{BudgetSettings, OnStoreErrorSetting};
 pub use state::AppState;

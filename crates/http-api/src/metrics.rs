@@ -32,6 +32,12 @@ pub struct Metrics {
     pub(crate) attempts: IntCounterVec,
     pub(crate) fallbacks: IntCounterVec,
     pub(crate) continuations: IntCounterVec,
+    pub(crate) budget_refusals: IntCounterVec,
+    pub(crate) budget_alerts: IntCounterVec,
+    pub(crate) budget_store_errors: IntCounter,
+    budget_spent: GaugeVec,
+    budget_reserved: GaugeVec,
+    budget_limit: GaugeVec,
     keys: KeyMetrics,
 }
 
@@ -170,6 +176,60 @@ impl Metrics {
                     &["specialist", "provider", "model"],
                 )?,
             ),
+            budget_refusals: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "budget_refusals_total",
+                        "Chat calls refused because a budget had too little left, by budget",
+                    ),
+                    &["budget"],
+                )?,
+            ),
+            budget_alerts: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "budget_alerts_total",
+                        "Budgets whose spend reached their alert_usd (once per period), by budget",
+                    ),
+                    &["budget"],
+                )?,
+            ),
+            budget_store_errors: register(
+                &registry,
+                IntCounter::new(
+                    "budget_store_errors_total",
+                    "Budget reservations or settlements the budget store did not answer",
+                )?,
+            ),
+            budget_spent: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "budget_spent_usd",
+                        "Spend settled in the budget's current period, in USD, by budget",
+                    ),
+                    &["budget"],
+                )?,
+            ),
+            budget_reserved: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "budget_reserved_usd",
+                        "Held by calls under way in the budget's current period, in USD, by budget",
+                    ),
+                    &["budget"],
+                )?,
+            ),
+            budget_limit: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new("budget_limit_usd", "The budget's limit per period, in USD"),
+                    &["budget"],
+                )?,
+            ),
             keys: KeyMetrics::new(&registry)?,
             registry,
         };
@@ -184,6 +244,29 @@ impl Metrics {
     pub(crate) fn render_with_keys(&self, keys: &[providers::KeyHealth]) -> String {
         self.keys.set(keys);
         self.render()
+    }
+
+    /// Sets the budget gauges from `views` (every budget, read now); a budget no longer
+    /// defined leaves the gauges.
+    pub(crate) fn set_budgets(&self, views: &[budgets::BudgetView]) {
+        self.budget_spent.reset();
+        self.budget_reserved.reset();
+        self.budget_limit.reset();
+        for view in views {
+            let budget = &view.entry.budget;
+            let label = [budget.id().as_str()];
+            self.budget_limit
+                .with_label_values(&label)
+                .set(budget.limit().as_dollars());
+            if let Ok(standing) = &view.standing {
+                self.budget_spent
+                    .with_label_values(&label)
+                    .set(standing.spent.as_dollars());
+                self.budget_reserved
+                    .with_label_values(&label)
+                    .set(standing.reserved.as_dollars());
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -288,6 +371,8 @@ fn is_upstream_failure(code: ErrorCode) -> bool {
         // counters show why).
         ErrorCode::ProviderNotConfigured
         | ErrorCode::UpstreamUnavailable
+        | ErrorCode::BudgetExceeded
+        | ErrorCode::BudgetUnavailable
         | ErrorCode::ClientDisconnected
         | ErrorCode::ServerShutdown
         | ErrorCode::Internal

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use self::responses::SharedResponses;
 use crate::openai::wire::OpenAiError;
 use crate::views::ErrorEnvelope;
-use crate::{chat, health, openai, specialists, usage};
+use crate::{budget_routes, chat, health, openai, specialists, usage};
 
 /// The API as OpenAPI 3.1.
 #[derive(OpenApi)]
@@ -41,6 +41,11 @@ use crate::{chat, health, openai, specialists, usage};
         usage::summary,
         usage::targets,
         usage::call,
+        budget_routes::list,
+        budget_routes::get,
+        budget_routes::create,
+        budget_routes::replace,
+        budget_routes::delete,
         openai::completions::completions,
         openai::models::list_models,
         openai::models::get_model,
@@ -53,6 +58,7 @@ use crate::{chat, health, openai, specialists, usage};
         (name = "openai", description = "OpenAI-compatible: model = specialist id"),
         (name = "specialists", description = "The catalogue (changes: administrators)"),
         (name = "usage", description = "What calls cost"),
+        (name = "budgets", description = "Spend limits per period (changes: administrators)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

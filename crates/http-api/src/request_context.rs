@@ -32,6 +32,9 @@ pub struct RequestContext {
     pub identity: UserIdentity,
     /// What the caller may do (set by admission; `User` until then).
     pub role: AccessRole,
+    /// The name of the static API key the caller presented, if it used one (set by
+    /// admission): what `key` budgets match and the usage row records.
+    pub api_key: Option<std::sync::Arc<str>>,
 }
 
 impl RequestContext {
@@ -50,6 +53,7 @@ impl RequestContext {
             received_at: Instant::now(),
             identity: UserIdentity::Anonymous,
             role: AccessRole::User,
+            api_key: None,
         }
     }
 

@@ -36,4 +36,6 @@ pub struct AppState {
     pub sse_keep_alive: std::time::Duration,
     /// Chat calls whose usage row is not yet with the sink (shutdown waits for them).
     pub live_calls: LiveCalls,
+    /// Spend limits: every chat call reserves its worst case against the budgets covering it.
+    pub budgets: Arc<budgets::Budgets>,
 }

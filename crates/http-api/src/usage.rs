@@ -38,6 +38,9 @@ pub(crate) struct SummaryResponse {
     #[schema(value_type = String)]
     group_by: GroupBy,
     rows: Vec<SummaryRowView>,
+    /// Spend against every budget the caller may see, in each budget's current period
+    /// (whatever `from` and `to` say).
+    budgets: Vec<crate::budget_routes::BudgetStatus>,
 }
 
 /// `GET /usage/summary?from=&to=&group_by=specialist|model|provider|user|day`.
@@ -83,11 +86,19 @@ pub(crate) async fn summary(
     let rows = tokio::task::spawn_blocking(move || store.summary(&query))
         .await
         .map_err(|e| ApiError::internal(format!("report task failed: {e}")))??;
+    let budgets = state
+        .budgets
+        .views(|entry| crate::budget_routes::visible_to(&context, entry))
+        .await;
     Ok(HttpResponse::Ok().json(SummaryResponse {
         from,
         to,
         group_by,
         rows: rows.into_iter().map(SummaryRowView::from).collect(),
+        budgets: budgets
+            .iter()
+            .map(crate::budget_routes::BudgetStatus::from)
+            .collect(),
     }))
 }
 

@@ -134,6 +134,16 @@ impl Route {
         self.stops.iter().map(|stop| stop.destination.as_ref())
     }
 
+    /// Every destination that can be called, with its place in the route (0: the
+    /// specialist's own).
+    pub fn callable(&self) -> impl Iterator<Item = (usize, &Destination)> {
+        self.stops
+            .iter()
+            .enumerate()
+            .filter(|(_, stop)| stop.provider.is_ok())
+            .map(|(index, stop)| (index, stop.destination.as_ref()))
+    }
+
     /// This route without the destinations `keep` refuses (the primary always stays: what it
     /// cannot do is the caller's error to see).
     pub fn retain_fallbacks(

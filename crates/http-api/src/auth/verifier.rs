@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use core_domain::{AccessRole, EmailHash, UserIdentity};
 use jsonwebtoken::errors::ErrorKind;
@@ -46,12 +47,16 @@ pub enum AuthSetupError {
 pub(crate) struct Verified {
     pub identity: UserIdentity,
     pub role: AccessRole,
+    /// The name of the static API key presented, if the caller used one (for key budgets and
+    /// the usage row).
+    pub api_key: Option<Arc<str>>,
 }
 
 struct KnownKey {
     digest: [u8; 32],
     identity: UserIdentity,
     role: AccessRole,
+    name: Arc<str>,
 }
 
 struct JwtVerifier {
@@ -112,6 +117,7 @@ impl Authenticator {
                         role: key.role,
                     },
                     role: key.role,
+                    name: Arc::from(key.name.as_str()),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -147,6 +153,7 @@ impl Authenticator {
             return Ok(Verified {
                 identity: UserIdentity::Anonymous,
                 role: AccessRole::Admin,
+                api_key: None,
             });
         }
         let Some(header) = authorization else {
@@ -192,6 +199,7 @@ impl Authenticator {
             .map(|key| Verified {
                 identity: key.identity.clone(),
                 role: key.role,
+                api_key: Some(Arc::clone(&key.name)),
             })
             .ok_or_else(|| unauthorized("unknown API key", true))
     }
@@ -338,6 +346,7 @@ impl JwtVerifier {
                 role,
             },
             role,
+            api_key: None,
         })
     }
 }

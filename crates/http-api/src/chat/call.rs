@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use core_domain::{Completion, NotAllowed, Specialist, SpecialistId, Target, ValidationErrors};
+use budgets::{Budgets, CallScope};
+use core_domain::{
+    Completion, NotAllowed, Specialist, SpecialistId, Target, Usd, ValidationErrors,
+};
 use futures_util::Stream;
 use pricing::CostEstimate;
 use providers::{Destination, ProviderRequest, Route, Router};
 
 use crate::chat::relay::{self, StreamFormat};
 use crate::chat::{CallRecorder, ChatRequestBody};
-use crate::{ApiCode, ApiError, AppState, RequestContext};
+use crate::{ApiCode, ApiError, AppState, Metrics, RequestContext, spend};
 
 /// A chat call ready to go: its specialist (as it is now), provider, request, and the recorder
 /// that will write its one usage row. [`PreparedCall::complete`] or [`PreparedCall::stream`]
@@ -27,6 +30,41 @@ pub(crate) struct PreparedCall {
     router: Router,
     request: ProviderRequest,
     recorder: CallRecorder,
+    /// The budgets to reserve the call's worst case in, when any covers it.
+    budget_check: Option<BudgetCheck>,
+}
+
+/// What admission against budgets needs, kept from preparation.
+struct BudgetCheck {
+    budgets: Arc<Budgets>,
+    metrics: Arc<Metrics>,
+    context: RequestContext,
+    /// The call's worst-case cost.
+    amount: Usd,
+}
+
+impl BudgetCheck {
+    /// Reserves the worst case (handing the reservation to `recorder`, which settles it), or
+    /// ends the call with the refusal as its row and returns the error to answer with.
+    async fn admit(
+        self,
+        specialist: &Specialist,
+        recorder: CallRecorder,
+        streamed: bool,
+    ) -> Result<CallRecorder, ApiError> {
+        match spend::admit(
+            &self.budgets,
+            &self.metrics,
+            &self.context,
+            specialist,
+            self.amount,
+        )
+        .await
+        {
+            Ok(reservation) => Ok(recorder.holding(reservation.map(|r| (self.budgets, r)))),
+            Err(refusal) => Err(recorder.refused_before_call(refusal, streamed).await),
+        }
+    }
 }
 
 /// A whole answer, priced.
@@ -92,6 +130,21 @@ pub(crate) fn prepare_for(
             provider.check_request(&aimed).is_ok()
         });
     }
+    let covered = !state.budgets.is_empty()
+        && !state
+            .budgets
+            .covering(CallScope {
+                specialist: specialist.id(),
+                user: context.identity.email_hash(),
+                api_key: context.api_key.as_deref(),
+            })
+            .is_empty();
+    let budget_check = covered.then(|| BudgetCheck {
+        budgets: Arc::clone(&state.budgets),
+        metrics: Arc::clone(&state.metrics),
+        context: context.clone(),
+        amount: spend::worst_case(&state.prices, &specialist, &route, &request),
+    });
     let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
     Ok(PreparedCall {
         specialist,
@@ -99,6 +152,7 @@ pub(crate) fn prepare_for(
         router: state.router,
         request,
         recorder,
+        budget_check,
     })
 }
 
@@ -145,10 +199,15 @@ impl PreparedCall {
             router,
             request,
             recorder,
+            budget_check,
         } = self;
         if let Some(error) = route.uncallable() {
             return Err(recorder.refused(error, false).await);
         }
+        let recorder = match budget_check {
+            Some(check) => check.admit(&specialist, recorder, false).await?,
+            None => recorder,
+        };
         let mut recorder = recorder.begin(false).await;
         let prompt_estimate = recorder.prompt_estimate();
         let result = router
@@ -194,10 +253,15 @@ impl PreparedCall {
             router,
             request,
             recorder,
+            budget_check,
         } = self;
         if let Some(error) = route.uncallable() {
             return Err(recorder.refused(error, true).await);
         }
+        let recorder = match budget_check {
+            Some(check) => check.admit(&specialist, recorder, true).await?,
+            None => recorder,
+        };
         let recorder = recorder.begin(true).await;
         let events = router.stream(
             &route,

@@ -80,6 +80,8 @@ struct Pending {
     /// The attempt under way, with how many characters had been delivered when it began, and
     /// when it began.
     current: Option<(AttemptStart, usize, Instant)>,
+    /// What the call holds against its budgets, settled at its cost when it ends.
+    reservation: Option<(Arc<budgets::Budgets>, budgets::Reservation)>,
 }
 
 /// An attempt that ended, with its price.
@@ -131,6 +133,7 @@ impl CallRecorder {
                 primary: Arc::clone(route.primary()),
                 attempts: Vec::new(),
                 current: None,
+                reservation: None,
             }),
             delivered: Delivered::default(),
         }
@@ -158,6 +161,36 @@ impl CallRecorder {
         }
         self.failed(error.code()).durable().await;
         error.into()
+    }
+
+    /// Holds `reservation` (the call's worst case, reserved in its budgets) until the call
+    /// ends, when it is settled at the call's cost — however it ends.
+    pub(crate) fn holding(
+        mut self,
+        reservation: Option<(Arc<budgets::Budgets>, budgets::Reservation)>,
+    ) -> Self {
+        if let Some(pending) = &mut self.pending {
+            pending.reservation = reservation;
+        }
+        self
+    }
+
+    /// The call was refused before anything was sent (a budget): it ends here with its row,
+    /// costing nothing, and `refusal` is the error to answer with.
+    pub(crate) async fn refused_before_call(
+        mut self,
+        refusal: ApiError,
+        streamed: bool,
+    ) -> ApiError {
+        if let Some(pending) = &mut self.pending {
+            pending.streamed = streamed;
+        }
+        let code = match refusal.code() {
+            crate::ApiCode::Call(code) => code,
+            _ => ErrorCode::Internal,
+        };
+        self.failed(code).durable().await;
+        refusal
     }
 
     /// Notes an attempt starting or ending: an ended one is priced by its own model (the
@@ -368,6 +401,7 @@ impl Pending {
             primary,
             attempts,
             current: _,
+            reservation,
         } = self;
         let latency = context.received_at.elapsed();
         let mut usage = TokenUsage::default();
@@ -395,6 +429,9 @@ impl Pending {
         let served_by = attempts
             .last()
             .map_or(primary, |attempt| Arc::clone(&attempt.report.destination));
+        if let Some((budgets, reservation)) = reservation {
+            crate::spend::settle(budgets, Arc::clone(&metrics), reservation, cost.cost);
+        }
         metrics.observe_call(
             &served_by,
             upstream_started.map(|started| started.elapsed()),

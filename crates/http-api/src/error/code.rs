@@ -55,6 +55,12 @@ pub enum ApiCode {
     /// The request asks for something the specialist's provider cannot honour (a tool, an
     /// image, a sampling parameter...); `param` names it. Refused, never silently dropped.
     UnsupportedParameter,
+    /// The named budget does not exist (or does not cover the caller).
+    BudgetNotFound,
+    /// A budget with this id exists already.
+    BudgetExists,
+    /// The budget is defined in the config file: it changes there, not over the API.
+    BudgetReadOnly,
     /// How a chat call failed, as its usage row records it.
     Call(ErrorCode),
 }
@@ -82,6 +88,9 @@ impl ApiCode {
         Self::TooManyConnections,
         Self::ServiceUnavailable,
         Self::UnsupportedParameter,
+        Self::BudgetNotFound,
+        Self::BudgetExists,
+        Self::BudgetReadOnly,
     ];
 
     /// Every code the API can answer with: for tests and docs that must cover the whole set.
@@ -114,6 +123,9 @@ impl ApiCode {
             Self::TooManyConnections => "too_many_connections",
             Self::ServiceUnavailable => "service_unavailable",
             Self::UnsupportedParameter => "unsupported_parameter",
+            Self::BudgetNotFound => "budget_not_found",
+            Self::BudgetExists => "budget_exists",
+            Self::BudgetReadOnly => "budget_read_only",
             Self::Call(code) => code.as_str(),
         }
     }
@@ -128,7 +140,8 @@ impl ApiCode {
                 | Self::ValidationFailed
                 | Self::UnsupportedParameter
                 | Self::Call(
-                    ErrorCode::UpstreamError
+                    ErrorCode::BudgetExceeded
+                        | ErrorCode::UpstreamError
                         | ErrorCode::UpstreamTimeout
                         | ErrorCode::UpstreamRateLimited
                         | ErrorCode::UpstreamAuthFailed
@@ -148,11 +161,15 @@ impl ApiCode {
             Self::Forbidden | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::NotFound | Self::SpecialistNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SpecialistExists | Self::VersionConflict | Self::CatalogueFileInvalid => {
-                StatusCode::CONFLICT
+            Self::NotFound | Self::SpecialistNotFound | Self::BudgetNotFound => {
+                StatusCode::NOT_FOUND
             }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::SpecialistExists
+            | Self::VersionConflict
+            | Self::CatalogueFileInvalid
+            | Self::BudgetExists
+            | Self::BudgetReadOnly => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited
@@ -162,8 +179,12 @@ impl ApiCode {
             | Self::Call(
                 ErrorCode::ProviderNotConfigured
                 | ErrorCode::ServerShutdown
-                | ErrorCode::UpstreamUnavailable,
+                | ErrorCode::UpstreamUnavailable
+                | ErrorCode::BudgetUnavailable,
             ) => StatusCode::SERVICE_UNAVAILABLE,
+            // What the error means: the money is spent (the OpenAI door answers 429
+            // `insufficient_quota` instead, as OpenAI does).
+            Self::Call(ErrorCode::BudgetExceeded) => StatusCode::PAYMENT_REQUIRED,
             Self::Call(
                 ErrorCode::UpstreamError
                 | ErrorCode::UpstreamAuthFailed
@@ -231,6 +252,9 @@ mod tests {
             ApiCode::TooManyConnections => 16,
             ApiCode::ServiceUnavailable => 17,
             ApiCode::UnsupportedParameter => 18,
+            ApiCode::BudgetNotFound => 19,
+            ApiCode::BudgetExists => 20,
+            ApiCode::BudgetReadOnly => 21,
             ApiCode::Call(_) => return None,
         };
         Some(position)

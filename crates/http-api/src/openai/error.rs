@@ -15,6 +15,9 @@ pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
         ApiCode::Unauthorized => "invalid_request_error",
         ApiCode::Forbidden => "permission_error",
         ApiCode::RateLimited | ApiCode::Call(ErrorCode::UpstreamRateLimited) => "rate_limit_error",
+        // What OpenAI answers when an account's quota is spent; its SDKs raise RateLimitError
+        // and, told `x-should-retry: false`, do not retry.
+        ApiCode::Call(ErrorCode::BudgetExceeded) => "insufficient_quota",
         code if code.status().is_server_error() => "api_error",
         _ => "invalid_request_error",
     };
@@ -44,6 +47,7 @@ pub(crate) fn error_body(error: &ApiError) -> OpenAiError {
 pub(crate) fn status(error: &ApiError) -> StatusCode {
     match error.code() {
         ApiCode::ValidationFailed => StatusCode::BAD_REQUEST,
+        ApiCode::Call(ErrorCode::BudgetExceeded) => StatusCode::TOO_MANY_REQUESTS,
         _ => error.status(),
     }
 }

@@ -69,9 +69,16 @@ error_responses! { NATIVE, ErrorEnvelope<'static>:
     SpecialistNotFound;
     /// No usage row for that request id, or one that is not the caller's (not_found).
     UsageCallNotFound;
+    /// No such budget, or one that does not cover the caller (budget_not_found).
+    BudgetNotFound;
+    /// A budget covering the call has too little left for the call's worst-case cost
+    /// (budget_exceeded): the message names the budget, what is left and when it resets. A
+    /// retry cannot help until then: x-should-retry is false. The call is logged with no cost.
+    BudgetExceeded;
     /// The change was based on a stale If-Match (version_conflict), the id is taken
-    /// (specialist_exists), or the catalogue file was edited on disk and is invalid
-    /// (catalogue_file_invalid).
+    /// (specialist_exists, budget_exists), the catalogue file was edited on disk and is invalid
+    /// (catalogue_file_invalid), or the budget is defined in the config file
+    /// (budget_read_only).
     Conflict;
     /// The request body did not arrive within the server's body timeout (request_timeout);
     /// the connection is closed.
@@ -95,9 +102,10 @@ error_responses! { NATIVE, ErrorEnvelope<'static>:
     TooManyConnections;
     /// The upstream failed (upstream_error and the other upstream_* codes).
     UpstreamFailed;
-    /// The provider is not configured (provider_not_configured), or the database (the usage
+    /// The provider is not configured (provider_not_configured), the database (the usage
     /// log's, or the catalogue's with specialists.store = "database") is unreachable
-    /// (service_unavailable).
+    /// (service_unavailable), or a budget covers the call and its store does not answer
+    /// (budget_unavailable).
     Unavailable;
     /// The upstream timed out (upstream_timeout).
     UpstreamTimeout;
@@ -132,12 +140,15 @@ error_responses! { OPENAI, OpenAiError:
     /// for (host_not_allowed): a defence against DNS rebinding. Use localhost or list the name
     /// in server.allowed_hosts.
     OpenAiHostNotAllowed;
-    /// Rate limited (rate_limit_exceeded; see Retry-After), or too many open connections from
-    /// this address (too_many_connections; the connection is closed).
+    /// Rate limited (rate_limit_exceeded; see Retry-After), too many open connections from
+    /// this address (too_many_connections; the connection is closed), or a budget covering the
+    /// call has too little left (type insufficient_quota, code budget_exceeded, as OpenAI
+    /// answers a spent quota; x-should-retry is false).
     OpenAiTooManyRequests;
     /// The upstream failed (upstream_error and the other upstream_* codes).
     OpenAiUpstreamFailed;
-    /// The provider is not configured (provider_not_configured).
+    /// The provider is not configured (provider_not_configured), or a budget covers the call
+    /// and its store does not answer (budget_unavailable).
     OpenAiUnavailable;
     /// The upstream timed out (upstream_timeout).
     OpenAiUpstreamTimeout;
@@ -215,6 +226,7 @@ response_groups! {
     ChatCall = [
         (400, InvalidRequest),
         (401, Unauthorized),
+        (402, BudgetExceeded),
         (403, Forbidden),
         (404, SpecialistNotFound),
         (408, RequestTimeout),
