@@ -109,6 +109,7 @@ mod openapi;
 mod panics;
 mod perimeter;
 mod rate_limit;
+mod redis_connection;
 mod request_context;
 mod request_scope;
 mod shared_limits;
