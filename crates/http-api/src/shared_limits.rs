@@ -25,8 +25,8 @@ pub struct RedisConfig {
     pub url: Option<String>,
     /// The longest one call to Redis may take before the fallback answers, in milliseconds.
     pub timeout_ms: NonZeroU64,
-    /// What every rate-limit key starts with (`PREFIX:GROUP:CALLER-DIGEST`), so several
-    /// deployments can share one Redis.
+    /// What every key starts with (rate limits `PREFIX:GROUP:CALLER-DIGEST`, budgets
+    /// `PREFIX:{budget}:COUNTER:…`), so several deployments can share one Redis.
     pub key_prefix: String,
 }
 
