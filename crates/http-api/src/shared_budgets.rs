@@ -29,8 +29,14 @@ const KEEP_AFTER_WINDOW: TimeDelta = TimeDelta::days(1);
 /// The keys of one counter, in the order every script expects them (`counter_keys`).
 const COUNTER_KEYS: [&str; 5] = ["spent", "reserved", "holds", "leases", "alerted"];
 
-/// The arguments of one counter, after a script's own: limit, alert (`""`: none), and when
-/// its keys expire in ms since the epoch (`""`: never).
+/// The arguments of one counter, after a script's own: limit, alert (`""`: none), and in how
+/// many ms its keys expire (`""`: never).
+///
+/// Expiry is relative (PEXPIRE), reckoned on the caller's clock: the window's end is, and a
+/// caller whose clock is not Redis's (a test's injected clock, a skewed host) would otherwise
+/// have a current window's keys deleted at once, or an old one's kept for years. Never less
+/// than [`KEEP_AFTER_WINDOW`], so a count touched late (a settlement after its window) is not
+/// dropped under the script that touched it.
 ///
 /// Amounts are integer nano-dollars. Lua numbers are doubles, exact for integers below 2^53:
 /// `core_domain::MAX_BUDGET_USD` keeps every limit (and so every spend and reservation that
@@ -71,11 +77,11 @@ local function release(reserved, holds, leases, id)
   end
 end
 local function keep(i)
-  local at = counter_arg(i, 3)
-  if at == '' then return end
+  local ttl = counter_arg(i, 3)
+  if ttl == '' then return end
   local spent, reserved, holds, leases, alerted = counter_keys(i)
   for _, key in ipairs({spent, reserved, holds, leases, alerted}) do
-    redis.call('PEXPIREAT', key, at)
+    redis.call('PEXPIRE', key, ttl)
   end
 end
 local function reserved_of(reserved)
@@ -236,7 +242,12 @@ impl RedisLedger {
     }
 
     /// Adds `counters`' keys and arguments to `invocation`.
-    fn add_counters(&self, invocation: &mut redis::ScriptInvocation<'_>, counters: &[Counter]) {
+    fn add_counters(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        counters: &[Counter],
+        now: DateTime<Utc>,
+    ) {
         for counter in counters {
             for part in COUNTER_KEYS {
                 invocation.key(format!(
@@ -254,7 +265,12 @@ impl RedisLedger {
             invocation.arg(
                 counter
                     .window_ends
-                    .map(|ends| (ends + KEEP_AFTER_WINDOW).timestamp_millis().to_string())
+                    .map(|ends| {
+                        (ends + KEEP_AFTER_WINDOW - now)
+                            .max(KEEP_AFTER_WINDOW)
+                            .num_milliseconds()
+                            .to_string()
+                    })
                     .unwrap_or_default(),
             );
         }
@@ -295,7 +311,7 @@ impl RedisLedger {
             .arg(amount.nanos())
             .arg(lease_until.timestamp_millis())
             .arg(now.timestamp_millis());
-        self.add_counters(&mut invocation, counters);
+        self.add_counters(&mut invocation, counters, now);
         let reply = array(self.run(&invocation).await?)?;
         parse_reserve(&reply, counters.len())
     }
@@ -318,15 +334,20 @@ impl RedisLedger {
             .arg(reservation)
             .arg(actual.nanos())
             .arg(now.timestamp_millis());
-        self.add_counters(&mut invocation, counters);
+        self.add_counters(&mut invocation, counters, now);
         let reply = array(self.run(&invocation).await?)?;
         parse_settle(&reply, counters.len())
     }
 
-    async fn seed_one(&self, counter: &Counter, spent: Usd) -> Result<(), LedgerError> {
+    async fn seed_one(
+        &self,
+        counter: &Counter,
+        spent: Usd,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
         let mut invocation = self.seed.prepare_invoke();
         invocation.arg(spent.nanos());
-        self.add_counters(&mut invocation, std::slice::from_ref(counter));
+        self.add_counters(&mut invocation, std::slice::from_ref(counter), now);
         match self.run(&invocation).await? {
             Value::Int(0 | 1) => Ok(()),
             other => Err(nonsense("seed", &other)),
@@ -343,7 +364,7 @@ impl RedisLedger {
         }
         let mut invocation = self.standings.prepare_invoke();
         invocation.arg(now.timestamp_millis());
-        self.add_counters(&mut invocation, counters);
+        self.add_counters(&mut invocation, counters, now);
         let reply = array(self.run(&invocation).await?)?;
         if reply.len() != counters.len() * 3 {
             return Err(wrong_length("standings", reply.len()));
@@ -386,11 +407,11 @@ impl Ledger for RedisLedger {
         &'a self,
         counter: &'a Counter,
         spent: Usd,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        // Old windows need no sweep here (the local ledger's reason for `now`): their keys
+        // Old windows need no sweep here (the local ledger's seed does one): their keys
         // expire in Redis.
-        Box::pin(self.seed_one(counter, spent))
+        Box::pin(self.seed_one(counter, spent, now))
     }
 
     fn standings<'a>(
