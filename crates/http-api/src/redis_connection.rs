@@ -3,7 +3,7 @@
 //! in the background, kept by a reconnecting connection manager per server worker, and every
 //! call bounded by `redis.timeout_ms`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use crate::{RateLimitSetupError, RedisConfig};
 /// state for its user to handle, not a start failure) and then kept by the connection manager,
 /// which reconnects.
 pub(crate) struct Connector {
+    /// Which of a thread's connections are this connector's.
+    id: usize,
     client: redis::Client,
     manager: OnceLock<ConnectionManager>,
     /// Woken when `manager` is set, for a caller that would rather wait for it (within its
@@ -25,6 +27,10 @@ pub(crate) struct Connector {
     last_attempt: Mutex<Option<Instant>>,
     timeout: Duration,
 }
+
+/// The next connector's id. Not its address: a connector dropped and another made at the same
+/// address (a test's second ledger) would find the first one's connections on every worker.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// How long after a failed first connection the next one is tried.
 const CONNECT_RETRY: Duration = Duration::from_millis(500);
@@ -56,6 +62,7 @@ impl Connector {
         let client = redis::Client::open(url)
             .map_err(|e| RateLimitSetupError::BadRedisUrl(e.to_string()))?;
         Ok(Arc::new(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             client,
             manager: OnceLock::new(),
             connected: Notify::new(),
@@ -95,11 +102,6 @@ impl Connector {
         self.manager.get().cloned()
     }
 
-    /// This connector's identity among a thread's connections.
-    fn id(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
-    }
-
     /// The connection for a check on this thread: the worker's own once it has one, else the
     /// shared one (while the worker's is being made), else none (and one is being made).
     pub(crate) fn connection(self: &Arc<Self>) -> Option<ConnectionManager> {
@@ -116,7 +118,7 @@ impl Connector {
     /// The worker's own connection; starts making it on a single-threaded runtime (a server
     /// worker) that has none, at most every [`CONNECT_RETRY`].
     fn worker_connection(self: &Arc<Self>) -> Option<ConnectionManager> {
-        let id = self.id();
+        let id = self.id;
         let found = WORKER_CONNECTIONS.with_borrow_mut(|connections| {
             if let Some(own) = connections.iter_mut().find(|c| c.connector == id) {
                 if own.manager.is_some() || own.last_attempt.elapsed() < CONNECT_RETRY {
