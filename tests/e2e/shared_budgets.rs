@@ -53,6 +53,17 @@ async fn the_redis_ledger_keeps_the_ledger_contract() {
     budgets::conformance::check(&instance(&prefix), &prefix).await;
 }
 
+/// As on a server worker (a single-threaded runtime): the first calls go through the shared
+/// connection, waited for rather than refused, the later ones through the worker's own.
+#[tokio::test(flavor = "current_thread")]
+async fn the_redis_ledger_keeps_the_ledger_contract_on_a_server_workers_runtime() {
+    let prefix = own_prefix();
+    let ledger = instance(&prefix);
+    budgets::conformance::check(&ledger, &prefix).await;
+    let again = format!("{prefix}:again");
+    budgets::conformance::check(&ledger, &again).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_admit_exactly_what_one_budget_holds() {
     const AMOUNT: u64 = 7_000_000;
