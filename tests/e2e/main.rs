@@ -38,6 +38,7 @@ mod protocol_providers;
 mod providers;
 mod rate_limit;
 mod routing;
+mod shared_budgets;
 mod shared_limits;
 mod specialist_allow;
 mod specialists;

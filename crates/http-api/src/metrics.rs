@@ -376,7 +376,8 @@ fn is_upstream_failure(code: ErrorCode) -> bool {
         | ErrorCode::ClientDisconnected
         | ErrorCode::ServerShutdown
         | ErrorCode::Internal
-        | ErrorCode::Interrupted => false,
+        | ErrorCode::Interrupted
+        | ErrorCode::BudgetExceeded => false,
     }
 }
 

@@ -4,18 +4,18 @@
 //! does not answer.
 
 use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use prometheus::IntCounter;
 use ratelimit::{Decision, Quota, RateLimiter};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::RouteGroup;
+use crate::redis_connection::Connector;
 
 /// The `[redis]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +25,8 @@ pub struct RedisConfig {
     pub url: Option<String>,
     /// The longest one call to Redis may take before the fallback answers, in milliseconds.
     pub timeout_ms: NonZeroU64,
-    /// What every rate-limit key starts with (`PREFIX:GROUP:CALLER-DIGEST`), so several
-    /// deployments can share one Redis.
+    /// What every key starts with (rate limits `PREFIX:GROUP:CALLER-DIGEST`, budgets
+    /// `PREFIX:{budget}:COUNTER:…`), so several deployments can share one Redis.
     pub key_prefix: String,
 }
 
@@ -215,134 +215,6 @@ struct Refused {
     limit: u32,
 }
 
-/// The Redis connection, made in the background (a Redis that is down at start is the fallback
-/// state, not a start failure) and then kept by the connection manager, which reconnects.
-struct Connector {
-    client: redis::Client,
-    manager: OnceLock<ConnectionManager>,
-    connecting: AtomicBool,
-    last_attempt: Mutex<Option<Instant>>,
-    timeout: Duration,
-}
-
-/// How long after a failed first connection the next one is tried.
-const CONNECT_RETRY: Duration = Duration::from_millis(500);
-
-/// A server worker's own connection to one store's Redis.
-struct WorkerConnection {
-    connector: usize,
-    manager: Option<ConnectionManager>,
-    last_attempt: Instant,
-}
-
-thread_local! {
-    /// Each server worker thread's own connections, by connector: a check made on a worker
-    /// then stays on that worker's single-threaded runtime, with no hop to another thread's
-    /// connection task and back (two thread wake-ups fewer per check).
-    static WORKER_CONNECTIONS: std::cell::RefCell<Vec<WorkerConnection>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Connector {
-    /// This connector's identity among a thread's connections.
-    fn id(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
-    }
-
-    /// The connection for a check on this thread: the worker's own once it has one, else the
-    /// shared one (while the worker's is being made), else none (and one is being made).
-    fn connection(self: &Arc<Self>) -> Option<ConnectionManager> {
-        if let Some(own) = self.worker_connection() {
-            return Some(own);
-        }
-        if let Some(manager) = self.manager.get() {
-            return Some(manager.clone());
-        }
-        self.connect_in_background();
-        None
-    }
-
-    /// The worker's own connection; starts making it on a single-threaded runtime (a server
-    /// worker) that has none, at most every [`CONNECT_RETRY`].
-    fn worker_connection(self: &Arc<Self>) -> Option<ConnectionManager> {
-        let id = self.id();
-        let found = WORKER_CONNECTIONS.with_borrow_mut(|connections| {
-            if let Some(own) = connections.iter_mut().find(|c| c.connector == id) {
-                if own.manager.is_some() || own.last_attempt.elapsed() < CONNECT_RETRY {
-                    return Some(own.manager.clone());
-                }
-                own.last_attempt = Instant::now();
-            } else {
-                connections.push(WorkerConnection {
-                    connector: id,
-                    manager: None,
-                    last_attempt: Instant::now(),
-                });
-            }
-            None
-        });
-        if let Some(own) = found {
-            return own;
-        }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        // On a multi-threaded runtime the task could finish on any thread: only a worker's
-        // own single thread gets a connection of its own.
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-            return None;
-        }
-        let this = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Ok(manager) = this.open().await {
-                // Single-threaded runtime: this runs on the worker thread that asked.
-                WORKER_CONNECTIONS.with_borrow_mut(|connections| {
-                    if let Some(own) = connections.iter_mut().find(|c| c.connector == id) {
-                        own.manager = Some(manager);
-                    }
-                });
-            }
-        });
-        None
-    }
-
-    async fn open(&self) -> redis::RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout.max(Duration::from_secs(1)))
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        ConnectionManager::new_with_config(self.client.clone(), config).await
-    }
-
-    fn connect_in_background(self: &Arc<Self>) {
-        if self.manager.get().is_some() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        {
-            let mut last = self
-                .last_attempt
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|at| at.elapsed() < CONNECT_RETRY) {
-                return;
-            }
-            if self.connecting.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            *last = Some(Instant::now());
-        }
-        let this = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Ok(manager) = this.open().await {
-                let _ = this.manager.set(manager);
-            }
-            this.connecting.store(false, Ordering::Release);
-        });
-    }
-}
-
 /// The Redis store of a running server.
 pub(crate) struct SharedStore {
     connector: Arc<Connector>,
@@ -377,22 +249,8 @@ impl SharedStore {
         management: Quota,
         max_refused: usize,
     ) -> Result<Self, RateLimitSetupError> {
-        let url = config
-            .url
-            .as_deref()
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .ok_or(RateLimitSetupError::MissingRedisUrl)?;
-        let client = redis::Client::open(url)
-            .map_err(|e| RateLimitSetupError::BadRedisUrl(e.to_string()))?;
         Ok(Self {
-            connector: Arc::new(Connector {
-                client,
-                manager: OnceLock::new(),
-                connecting: AtomicBool::new(false),
-                last_attempt: Mutex::new(None),
-                timeout: Duration::from_millis(config.timeout_ms.get()),
-            }),
+            connector: Connector::new(config)?,
             script: redis::Script::new(BUCKET_SCRIPT),
             key_prefix: config.key_prefix.clone(),
             fallback,
@@ -412,7 +270,7 @@ impl SharedStore {
 
     /// True while Redis does not answer (or has not been reached yet).
     pub(crate) fn is_degraded(&self) -> bool {
-        self.unreachable.load(Ordering::Relaxed) || self.connector.manager.get().is_none()
+        self.unreachable.load(Ordering::Relaxed) || !self.connector.is_connected()
     }
 
     fn refused(&self, group: RouteGroup) -> &DashMap<String, Refused> {
@@ -535,13 +393,12 @@ impl SharedStore {
             .arg(1)
             .arg(quota.unit_micros)
             .arg(quota.ttl_ms);
-        let reply: (i64, i64, i64, i64) = tokio::time::timeout(
-            self.connector.timeout,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
-        .map_err(|_| format!("no answer within {:?}", self.connector.timeout))?
-        .map_err(|e| e.to_string())?;
+        let timeout = self.connector.timeout();
+        let reply: (i64, i64, i64, i64) =
+            tokio::time::timeout(timeout, invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|_| format!("no answer within {timeout:?}"))?
+                .map_err(|e| e.to_string())?;
         let (allowed, remaining, reset, retry) = reply;
         Ok(Decision {
             allowed: allowed == 1,
