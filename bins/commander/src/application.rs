@@ -2,7 +2,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use http_api::{AppState, LiveCalls, Metrics, build_server};
+use http_api::{AppState, LiveCalls, Metrics, RateLimitStore, build_server};
 use pricing::PriceTable;
 use providers::{ProviderRegistry, Router, TokioSleeper};
 use specialists::{BaseUrlPolicy, Catalogue, CatalogueError, FileHealth, HealthChange};
@@ -211,9 +211,19 @@ impl Application {
         let (usage, writer) = spawn_writer(store.clone(), &settings.database)?;
         // After the writer's recovery: the usage log then holds every call of earlier runs,
         // which is what budgets are rebuilt from.
+        let ledger: Arc<dyn budgets::Ledger> = match settings.rate_limit.store {
+            RateLimitStore::Local => crate::budget_store::local_ledger(),
+            // Budgets are shared where the rate limits are: the same Redis.
+            RateLimitStore::Redis => {
+                let ledger = http_api::RedisLedger::new(&settings.redis)
+                    .map_err(|e| StartupError::Invalid(vec![Problem::new(e.key(), e)]))?;
+                ledger.connect();
+                Arc::new(ledger)
+            }
+        };
         let budgets = crate::budget_store::open_budgets(
             budgets,
-            crate::budget_store::local_ledger(),
+            ledger,
             &store,
             &usage,
             budgets::BudgetsConfig {

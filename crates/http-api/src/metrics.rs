@@ -376,8 +376,7 @@ fn is_upstream_failure(code: ErrorCode) -> bool {
         | ErrorCode::ClientDisconnected
         | ErrorCode::ServerShutdown
         | ErrorCode::Internal
-        | ErrorCode::Interrupted
-        | ErrorCode::BudgetExceeded => false,
+        | ErrorCode::Interrupted => false,
     }
 }
 

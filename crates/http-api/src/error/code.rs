@@ -191,7 +191,6 @@ impl ApiCode {
                 | ErrorCode::UpstreamBadResponse,
             ) => StatusCode::BAD_GATEWAY,
             Self::Call(ErrorCode::UpstreamTimeout) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Call(ErrorCode::BudgetExceeded) => StatusCode::PAYMENT_REQUIRED,
             // Never sent (the client is gone); nginx's code for it, should a proxy log it.
             Self::Call(ErrorCode::ClientDisconnected) => {
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
