@@ -58,7 +58,10 @@ mod listen;
 mod record;
 mod report;
 mod schema;
+mod spend;
 mod store;
+#[cfg(test)]
+mod test_database;
 mod writer;
 
 pub use catalogue::{CatalogueRefusal, CatalogueRow, CatalogueWrite};
@@ -68,11 +71,14 @@ pub use error::StoreError;
 pub use isolate::{Isolated, Rejected, repair};
 pub use journal::{CallStart, Rates};
 pub use listen::CatalogueListener;
-pub use record::{AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord};
+pub use record::{
+    API_KEY_MAX_CHARS, AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord,
+};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,
     TargetReport, TargetRow, default_range_start, parse_range_bound,
 };
+pub use spend::SpendFilter;
 pub use store::{Backend, UsageStore};
 pub use writer::{
     CallTicket, Durable, UsageHealth, UsageSink, UsageWriter, WriterStats, spawn_writer,
