@@ -130,6 +130,9 @@ fn may_be_about_the_data(error: &StoreError) -> bool {
         | StoreError::JournalInUse(_)
         | StoreError::DatabaseReplaced(_)
         | StoreError::DeadLetter { .. } => false,
+        // The refusals of the budgets' tables; writing usage rows never gives them, and were
+        // one to arrive here, failing the batch for a retry loses nothing.
+        StoreError::Exists(_) | StoreError::NotFound(_) | StoreError::VersionMoved { .. } => false,
     }
 }
 
