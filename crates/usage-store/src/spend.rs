@@ -129,6 +129,11 @@ mod tests {
                 api_key: Some("ci".into()),
                 ..row("e", at(11, 0), 50_000_000)
             },
+            // A key name longer than the column, at no cost: stored cut, not lost.
+            UsageRecord {
+                api_key: Some("k".repeat(crate::API_KEY_MAX_CHARS + 72)),
+                ..row("g", at(10, 10), 0)
+            },
             // A nanosecond before `from`: not counted.
             UsageRecord {
                 user_email_hash: Some(bea),
@@ -140,6 +145,11 @@ mod tests {
     /// Every filter and window over [`rows`], on whichever backend `store` is.
     fn sums_per_filter_and_window(store: &UsageStore) {
         store.insert_batch(&rows()).unwrap();
+        // The key's name is written and read back (by COPY on PostgreSQL), cut to the column.
+        let stored_key = |id: &str| store.find_by_request_id(id).unwrap().unwrap().api_key;
+        assert_eq!(stored_key("a").as_deref(), Some("ci"));
+        assert_eq!(stored_key("d"), None);
+        assert_eq!(stored_key("g"), Some("k".repeat(crate::API_KEY_MAX_CHARS)));
         let (from, until) = (Some(at(10, 0)), Some(at(11, 0)));
         let ada = EmailHash::of_email("ada@example.com");
         let bea = EmailHash::of_email("bea@example.com");
