@@ -537,6 +537,7 @@ mod tests {
                 reasoning_tokens: 0,
                 end_user: None,
                 attempts: 3,
+                api_key: None,
             },
             attempts: usage_store::fixture::fallback_record("fb-1").attempt_details,
         };

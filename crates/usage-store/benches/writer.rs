@@ -31,6 +31,7 @@ fn record(n: u64) -> UsageRecord {
         error_code: None,
         streamed: true,
         end_user: None,
+        api_key: None,
         attempts: 1,
         attempt_details: Vec::new(),
     }

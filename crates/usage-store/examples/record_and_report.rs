@@ -69,6 +69,7 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
             error_code,
             streamed: false,
             end_user: None,
+            api_key: None,
             attempts: 1,
             attempt_details: Vec::new(),
         });

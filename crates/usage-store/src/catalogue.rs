@@ -143,22 +143,23 @@ macro_rules! on_connection {
 /// The channel every catalogue change is announced on (PostgreSQL), the revision as payload.
 pub(crate) const CATALOGUE_CHANNEL: &str = "commander_catalogue";
 
-/// Announcing a change inside its transaction, so listeners hear of it only once it commits.
-trait AnnounceChange {
-    fn announce(&mut self, revision: i64) -> Result<(), DieselError>;
+/// Announcing a change on `channel` inside its transaction, so listeners hear of it only once it
+/// commits; the revision is the payload. Shared with the budgets' tables.
+pub(crate) trait AnnounceChange {
+    fn announce(&mut self, channel: &str, revision: i64) -> Result<(), DieselError>;
 }
 
 impl AnnounceChange for SqliteConnection {
     /// SQLite has no notifications: the servers sharing the file poll the revision.
-    fn announce(&mut self, _revision: i64) -> Result<(), DieselError> {
+    fn announce(&mut self, _channel: &str, _revision: i64) -> Result<(), DieselError> {
         Ok(())
     }
 }
 
 impl AnnounceChange for PgConnection {
-    fn announce(&mut self, revision: i64) -> Result<(), DieselError> {
+    fn announce(&mut self, channel: &str, revision: i64) -> Result<(), DieselError> {
         diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(CATALOGUE_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(channel)
             .bind::<diesel::sql_types::Text, _>(revision.to_string())
             .execute(self)?;
         Ok(())
@@ -328,7 +329,7 @@ impl UsageStore {
                         }
                     }
                 }
-                conn.announce(revision)?;
+                conn.announce(CATALOGUE_CHANNEL, revision)?;
                 Ok(revision)
             })
         }))
@@ -362,7 +363,7 @@ impl UsageStore {
                     .find(1)
                     .select(catalogue_revision::revision)
                     .first::<i64>(conn)?;
-                conn.announce(revision)?;
+                conn.announce(CATALOGUE_CHANNEL, revision)?;
                 Ok(true)
             })?
         });

@@ -37,6 +37,22 @@ pub enum StoreError {
     /// A stored value no longer parses (the table was edited by hand).
     #[error("corrupt usage row: {0}")]
     Corrupt(String),
+    /// A row with this key is already stored; the message names it (e.g. "budget 'team'").
+    #[error("{0} already exists")]
+    Exists(String),
+    /// No row has this key; the message names it.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The row is at another version than the change was based on: someone changed it since.
+    #[error("{what} is at version {current}, not {expected}")]
+    VersionMoved {
+        /// The row, named (e.g. "budget 'team'").
+        what: String,
+        /// The version the change was based on.
+        expected: i64,
+        /// The version it is at.
+        current: i64,
+    },
 }
 
 impl StoreError {

@@ -34,6 +34,7 @@ pub fn usage_record(request_id: &str) -> UsageRecord {
         error_code: None,
         streamed: true,
         end_user: None,
+        api_key: None,
         attempts: 1,
         attempt_details: Vec::new(),
     }

@@ -35,17 +35,19 @@ pub struct Rejected {
 /// visibly as `\uXXXX` (NUL becomes the six characters `\u0000`), or `None` when there was
 /// nothing to escape. The meaning survives: a name that held a NUL reads as one that held a
 /// NUL. The identifiers and the email hash are validated to printable ASCII when they are
-/// built, so only the specialist's name, the models, the end user and the attempts' base URLs
+/// built, so only the specialist's name, the models, the end user, the API key's name and the attempts' base URLs
 /// can need it.
 pub fn repair(record: &UsageRecord) -> Option<UsageRecord> {
     let specialist_name = escape_controls(&record.specialist_name);
     let model = escape_controls(&record.model);
     let end_user = record.end_user.as_deref().and_then(escape_controls);
+    let api_key = record.api_key.as_deref().and_then(escape_controls);
     let attempts: Vec<Option<AttemptRecord>> =
         record.attempt_details.iter().map(repair_attempt).collect();
     if specialist_name.is_none()
         && model.is_none()
         && end_user.is_none()
+        && api_key.is_none()
         && attempts.iter().all(Option::is_none)
     {
         return None;
@@ -54,6 +56,7 @@ pub fn repair(record: &UsageRecord) -> Option<UsageRecord> {
         specialist_name: specialist_name.unwrap_or_else(|| record.specialist_name.clone()),
         model: model.unwrap_or_else(|| record.model.clone()),
         end_user: end_user.or_else(|| record.end_user.clone()),
+        api_key: api_key.or_else(|| record.api_key.clone()),
         attempt_details: attempts
             .into_iter()
             .zip(&record.attempt_details)
@@ -127,6 +130,9 @@ fn may_be_about_the_data(error: &StoreError) -> bool {
         | StoreError::JournalInUse(_)
         | StoreError::DatabaseReplaced(_)
         | StoreError::DeadLetter { .. } => false,
+        // The refusals of the budgets' tables; writing usage rows never gives them, and were
+        // one to arrive here, failing the batch for a retry loses nothing.
+        StoreError::Exists(_) | StoreError::NotFound(_) | StoreError::VersionMoved { .. } => false,
     }
 }
 
@@ -206,7 +212,6 @@ impl UsageStore {
 
 #[cfg(test)]
 mod tests {
-    use diesel::RunQueryDsl;
     use diesel::connection::SimpleConnection;
 
     use super::*;
@@ -254,6 +259,7 @@ mod tests {
             specialist_name: "Nul\u{0}Name".into(),
             model: "gpt\u{1b}[31m-4o\u{7f}".into(),
             end_user: Some("line\nbreak\ttab\u{85}".into()),
+            api_key: Some("ci\u{0}runner".into()),
             ..usage_record("r1")
         };
         let repaired = repair(&record).unwrap();
@@ -263,12 +269,14 @@ mod tests {
             repaired.end_user.as_deref(),
             Some("line\\u000abreak\\u0009tab\\u0085")
         );
+        assert_eq!(repaired.api_key.as_deref(), Some("ci\\u0000runner"));
         // Everything else is untouched.
         assert_eq!(
             UsageRecord {
                 specialist_name: record.specialist_name.clone(),
                 model: record.model.clone(),
                 end_user: record.end_user.clone(),
+                api_key: record.api_key.clone(),
                 ..repaired
             },
             record
@@ -581,77 +589,10 @@ mod tests {
 
     /// PostgreSQL at `COMMANDER_TEST_POSTGRES_URL` (default the local server, trust auth).
     mod postgres {
-        use std::sync::atomic::{AtomicU64, Ordering};
-
         use diesel::result::{DatabaseErrorKind, Error as DieselError};
-        use diesel::{Connection, PgConnection};
 
         use super::*;
-
-        /// A database of the test's own, dropped (with its connections) when this is dropped.
-        struct TestDatabase {
-            server: String,
-            name: String,
-        }
-
-        impl TestDatabase {
-            fn create() -> Self {
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                let server = std::env::var("COMMANDER_TEST_POSTGRES_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-                    .trim_end_matches('/')
-                    .to_owned();
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos();
-                let name = format!(
-                    "commander_test_store_{}_{nanos}_{}",
-                    std::process::id(),
-                    NEXT.fetch_add(1, Ordering::Relaxed)
-                );
-                let database = Self { server, name };
-                database.admin(&format!("CREATE DATABASE {}", database.name));
-                database
-            }
-
-            fn admin(&self, sql: &str) {
-                let mut admin = PgConnection::establish(&format!("{}/postgres", self.server))
-                    .unwrap_or_else(|e| {
-                        panic!("PostgreSQL at {} is needed for this test: {e}", self.server)
-                    });
-                diesel::sql_query(sql).execute(&mut admin).unwrap();
-            }
-
-            fn store(&self) -> UsageStore {
-                UsageStore::connect(&DatabaseConfig {
-                    url: format!("{}/{}", self.server, self.name),
-                    connect_timeout_ms: 2_000,
-                    ..DatabaseConfig::default()
-                })
-                .unwrap()
-            }
-
-            fn drop_now(&self) {
-                self.admin(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ));
-            }
-        }
-
-        impl Drop for TestDatabase {
-            fn drop(&mut self) {
-                if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", self.server))
-                {
-                    let _ = diesel::sql_query(format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        self.name
-                    ))
-                    .execute(&mut admin);
-                }
-            }
-        }
+        use crate::test_database::TestDatabase;
 
         #[test]
         fn a_nul_in_a_name_is_refused_by_postgres_alone() {

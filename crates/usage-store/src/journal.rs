@@ -56,6 +56,10 @@ pub struct CallStart {
     /// The caller's own id for its end user, if any.
     #[serde(default)]
     pub end_user: Option<String>,
+    /// The name of the API key the caller authenticated with, if it used one (see
+    /// [`UsageRecord::api_key`]).
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// The prompt's estimated token count.
     pub prompt_tokens: u32,
     /// The model's prices at call time, so a call interrupted by a crash is priced as it would
@@ -122,6 +126,7 @@ impl CallStart {
             error_code: Some(ErrorCode::Interrupted),
             streamed: self.streamed,
             end_user: self.end_user.clone(),
+            api_key: self.api_key.clone(),
             // The journal keeps no attempt of an unfinished call: it is counted as its one.
             attempts: 1,
             attempt_details: Vec::new(),
@@ -167,7 +172,7 @@ pub(crate) enum Entry {
 /// holds the two to that), written by hand because this runs twice per chat call. serde_json
 /// escapes every key and every value through its general path and clones each id newtype into
 /// a `String` to serialize it; here keys are literals, ids (validated to plain ASCII) are copied
-/// as they are, and only free text (names, the model, the end user) goes through the escaper.
+/// as they are, and only free text (names, the model, the end user, the key's name) goes through the escaper.
 pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(768);
     match line {
@@ -190,6 +195,8 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             boolean(&mut out, call.streamed);
             out.extend_from_slice(b",\"end_user\":");
             option_text(&mut out, call.end_user.as_deref())?;
+            out.extend_from_slice(b",\"api_key\":");
+            option_text(&mut out, call.api_key.as_deref())?;
             out.extend_from_slice(b",\"prompt_tokens\":");
             number(&mut out, call.prompt_tokens);
             out.extend_from_slice(b",\"rates\":");
@@ -239,6 +246,8 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             boolean(&mut out, record.streamed);
             out.extend_from_slice(b",\"end_user\":");
             option_text(&mut out, record.end_user.as_deref())?;
+            out.extend_from_slice(b",\"api_key\":");
+            option_text(&mut out, record.api_key.as_deref())?;
             out.extend_from_slice(b",\"attempts\":");
             number(&mut out, record.attempts);
             // Left out when empty, as serde's `skip_serializing_if` does.
@@ -701,6 +710,7 @@ mod tests {
             model: record.model,
             streamed: true,
             end_user: Some("u-1".into()),
+            api_key: Some("ci-runner".into()),
             prompt_tokens: 1000,
             rates: Some(Rates {
                 input_per_1m: Usd::from_nanos(2_500_000_000),
@@ -729,6 +739,7 @@ mod tests {
         assert!(row.pricing_known);
         assert_eq!(row.time_to_first_token, Some(Duration::from_millis(120)));
         assert_eq!(row.end_user.as_deref(), Some("u-1"));
+        assert_eq!(row.api_key.as_deref(), Some("ci-runner"));
         let unpriced = CallStart {
             rates: None,
             ..call("r-2")
@@ -842,6 +853,33 @@ mod tests {
         assert_eq!(*back, record);
     }
 
+    #[test]
+    fn lines_from_before_api_keys_were_recorded_read_as_no_key() {
+        let record = UsageRecord {
+            api_key: None,
+            ..crate::fixture::usage_record("old-2")
+        };
+        let line = String::from_utf8(encode(&Line::Finished(&record)).unwrap()).unwrap();
+        let old = line.replace(",\"api_key\":null", "");
+        assert_ne!(old, line, "the line carried the key");
+        let ReadLine::Entry(Entry::Finished(back)) = parse(old.as_bytes()) else {
+            panic!("an old finished line still reads: {old}");
+        };
+        assert_eq!(*back, record);
+
+        let start = CallStart {
+            api_key: None,
+            ..call("old-3")
+        };
+        let line = String::from_utf8(encode(&Line::Started(&start)).unwrap()).unwrap();
+        let old = line.replace(",\"api_key\":null", "");
+        assert_ne!(old, line, "the line carried the key");
+        let ReadLine::Entry(Entry::Started(back)) = parse(old.as_bytes()) else {
+            panic!("an old started line still reads: {old}");
+        };
+        assert_eq!(*back, start);
+    }
+
     fn lines_in(dir: &Path, first: u64) -> u64 {
         read_segment(dir, first, |_, _| true).unwrap() - first
     }
@@ -870,7 +908,7 @@ mod tests {
         prop_compose! {
             fn a_record()(id in "[A-Za-z0-9._:-]{1,40}", client in proptest::option::of("[A-Za-z0-9._:-]{1,40}"),
                 time in a_time(), hash in any::<bool>(), name in text(), model in text(),
-                end_user in proptest::option::of(text()), counts in any::<[u32; 5]>(),
+                end_user in proptest::option::of(text()), api_key in proptest::option::of(text()), counts in any::<[u32; 5]>(),
                 flags in any::<[bool; 3]>(), cost in any::<u64>(), latency in any::<(u64, u32)>(),
                 ttft in proptest::option::of(any::<(u64, u32)>()), code in proptest::option::of(0usize..ErrorCode::ALL.len()),
                 attempts in any::<u16>(), details in proptest::collection::vec(an_attempt(), 0..4))
@@ -884,6 +922,7 @@ mod tests {
                     specialist_name: name,
                     model,
                     end_user,
+                    api_key,
                     usage: TokenUsage {
                         input_tokens: counts[0],
                         output_tokens: counts[1],
@@ -967,6 +1006,7 @@ mod tests {
                     model: record.model,
                     streamed: record.streamed,
                     end_user: record.end_user,
+                    api_key: record.api_key,
                     prompt_tokens: prompt,
                     rates: rates.map(|(input, output)| Rates {
                         input_per_1m: Usd::from_nanos(input),

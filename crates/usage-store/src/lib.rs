@@ -15,6 +15,12 @@
 //! every change is also announced (`NOTIFY commander_catalogue`) and
 //! [`UsageStore::listen_catalogue`] hears it at once.
 //!
+//! For budgets it sums what was spent over a window, exactly to the nano-dollar, for everyone
+//! or one specialist, user or API key ([`UsageStore::spent`], served by an index each), and
+//! keeps the budgets managed over HTTP ([`UsageStore::budget_definitions`] and its
+//! neighbours): their JSON under an id and a version, a revision counter bumped by every
+//! change, and on PostgreSQL a `NOTIFY commander_budgets`.
+//!
 //! A batch the database refuses for its data rather than for being away does not stop the log:
 //! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
 //! [`repair`]ed where escaping their control characters is enough, and hands back the rest for
@@ -46,6 +52,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod budget_defs;
 mod catalogue;
 mod config;
 mod dead_letter;
@@ -58,9 +65,13 @@ mod listen;
 mod record;
 mod report;
 mod schema;
+mod spend;
 mod store;
+#[cfg(test)]
+mod test_database;
 mod writer;
 
+pub use budget_defs::{BUDGETS_CHANNEL, StoredBudget};
 pub use catalogue::{CatalogueRefusal, CatalogueRow, CatalogueWrite};
 pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use dead_letter::DeadLetters;
@@ -68,11 +79,14 @@ pub use error::StoreError;
 pub use isolate::{Isolated, Rejected, repair};
 pub use journal::{CallStart, Rates};
 pub use listen::CatalogueListener;
-pub use record::{AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord};
+pub use record::{
+    API_KEY_MAX_CHARS, AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord,
+};
 pub use report::{
     DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,
     TargetReport, TargetRow, default_range_start, parse_range_bound,
 };
+pub use spend::SpendFilter;
 pub use store::{Backend, UsageStore};
 pub use writer::{
     CallTicket, Durable, UsageHealth, UsageSink, UsageWriter, WriterStats, spawn_writer,

@@ -47,6 +47,11 @@ pub struct UsageRecord {
     /// cut to [`END_USER_MAX_CHARS`] characters.
     #[serde(default)]
     pub end_user: Option<String>,
+    /// The name of the static API key the caller authenticated with (`auth.api_keys[].name`);
+    /// `None` for a JWT or anonymous caller. Stored cut to [`API_KEY_MAX_CHARS`] characters.
+    /// Journal lines and dead letters from before this field read as `None`.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// How many upstream attempts the call made: 0 when it never reached an upstream (its
     /// provider was not configured), 1 for the usual call, more when it fell back or a stream
     /// was continued on another target. Journal lines from before this field read as 1.
@@ -101,6 +106,10 @@ impl AttemptRecord {
 /// cut rather than refused, because a usage row must never be lost to its label.
 pub const END_USER_MAX_CHARS: usize = 256;
 
+/// The longest API key name stored, in characters (the column is `VARCHAR(128)`); cut like
+/// [`END_USER_MAX_CHARS`], for the same reason.
+pub const API_KEY_MAX_CHARS: usize = 128;
+
 /// `text` cut to at most `max_chars` characters, on a character boundary.
 fn cut_to_chars(text: &str, max_chars: usize) -> &str {
     text.char_indices()
@@ -144,6 +153,7 @@ pub(crate) struct NewUsageRow<'a> {
     reasoning_tokens: i64,
     end_user: Option<&'a str>,
     attempts: i16,
+    api_key: Option<&'a str>,
 }
 
 /// The insertable form of one [`AttemptRecord`], its columns named like `usage_logs`'.
@@ -313,6 +323,10 @@ impl<'a> From<&'a UsageRecord> for NewUsageRow<'a> {
             // The column is a SMALLINT; no router makes 32,767 attempts, and a row must never
             // be lost to its count.
             attempts: i16::try_from(r.attempts).unwrap_or(i16::MAX),
+            api_key: r
+                .api_key
+                .as_deref()
+                .map(|name| cut_to_chars(name, API_KEY_MAX_CHARS)),
         }
     }
 }
@@ -369,6 +383,9 @@ pub struct StoredUsage {
     pub end_user: Option<String>,
     /// Upstream attempts the call made (see [`UsageRecord::attempts`]).
     pub attempts: i16,
+    /// The name of the API key the caller authenticated with, cut to [`API_KEY_MAX_CHARS`]
+    /// characters; `NULL` for a JWT or anonymous caller.
+    pub api_key: Option<String>,
 }
 
 /// One call as stored: its row and, when it made several attempts, each of them in order.

@@ -1,4 +1,4 @@
-// The usage tables and the catalogue tables as both backends see them; kept by hand in step with `migrations/`.
+// The usage tables, the catalogue tables and the budgets' tables as both backends see them; kept by hand in step with `migrations/`.
 diesel::table! {
     usage_logs (id) {
         id -> BigInt,
@@ -25,6 +25,7 @@ diesel::table! {
         reasoning_tokens -> BigInt,
         end_user -> Nullable<Text>,
         attempts -> SmallInt,
+        api_key -> Nullable<Text>,
     }
 }
 
@@ -77,5 +78,22 @@ diesel::table! {
         id -> Integer,
         revision -> BigInt,
         seeded -> Bool,
+    }
+}
+
+diesel::table! {
+    budgets (id) {
+        id -> Text,
+        definition -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    budget_revision (id) {
+        id -> Integer,
+        revision -> BigInt,
     }
 }

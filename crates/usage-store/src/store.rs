@@ -16,7 +16,7 @@ use crate::{DatabaseConfig, StoreError, StoredCall, StoredUsage, UsageRecord};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
-/// Rows per INSERT statement: at 23 columns a row (16 for `usage_attempts`), 11,500 binds, below
+/// Rows per INSERT statement: at 24 columns a row (16 for `usage_attempts`), 12,000 binds, below
 /// both SQLite's 32,766 and PostgreSQL's 65,535 limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -43,20 +43,21 @@ pub(crate) enum Pool {
 /// The body is compiled once per backend, so diesel checks each query against each dialect.
 macro_rules! with_connection {
     ($store:expr, |$conn:ident| $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite(pool) => {
+        match $store.pool() {
+            $crate::store::Pool::Sqlite(pool) => {
                 let mut pooled = pool.get()?;
-                let $conn: &mut SqliteConnection = &mut pooled;
+                let $conn: &mut diesel::SqliteConnection = &mut pooled;
                 $body
             }
-            Pool::Postgres(pool) => {
+            $crate::store::Pool::Postgres(pool) => {
                 let mut pooled = pool.get()?;
-                let $conn: &mut PgConnection = &mut pooled;
+                let $conn: &mut diesel::PgConnection = &mut pooled;
                 $body
             }
         }
     };
 }
+pub(crate) use with_connection;
 
 /// SQLite settings every pooled connection needs: write-ahead logging so readers never block
 /// the writer, a busy timeout instead of instant `database is locked` errors, and full sync so
@@ -439,6 +440,7 @@ mod tests {
                 .with_cache(200, 50)
                 .with_reasoning(100),
             end_user: Some("end-user-42".into()),
+            api_key: Some("ci-runner".into()),
             error_code: Some(ErrorCode::UpstreamTimeout),
             ..crate::fixture::usage_record(request_id)
         }
@@ -482,6 +484,7 @@ mod tests {
                 reasoning_tokens: 100,
                 end_user: Some("end-user-42".into()),
                 attempts: 1,
+                api_key: Some("ci-runner".into()),
             }
         );
     }

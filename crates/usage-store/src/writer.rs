@@ -1542,6 +1542,7 @@ mod tests {
             model: record.model.clone(),
             streamed: record.streamed,
             end_user: None,
+            api_key: record.api_key.clone(),
             prompt_tokens: 800,
             rates: Some(Rates {
                 input_per_1m: Usd::from_nanos(2_500_000_000),

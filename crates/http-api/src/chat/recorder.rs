@@ -360,6 +360,7 @@ impl Pending {
             model: self.specialist.model().to_owned(),
             streamed: self.streamed,
             end_user: self.end_user.clone(),
+            api_key: None,
             prompt_tokens: self.estimated_input_tokens,
             rates,
         }
@@ -454,6 +455,7 @@ impl Pending {
             error_code,
             streamed,
             end_user,
+            api_key: None,
             attempts: u16::try_from(attempts.len()).unwrap_or(u16::MAX),
             // The usual call's one attempt is the row itself: no child row to write.
             attempt_details: if attempts.len() > 1 {
