@@ -230,6 +230,7 @@ mod tests {
         "server.shutdown_grace_seconds",
         "server.keep_alive_seconds",
         "server.chat.max_history_messages",
+        "budgets.reload_interval_ms",
         "database.flush_interval_ms",
         "database.shutdown_timeout_ms",
         "database.sqlite_busy_timeout_ms",

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commander::{
-    Application, ReportFormat, budget_report, export_specialists, import_specialists,
-    init_logging, load_settings, render_budgets, render_call, render_report, render_targets,
+    Application, ReportFormat, budget_report, export_specialists, import_specialists, init_logging,
+    load_settings, render_budgets, render_call, render_report, render_targets,
 };
 use core_domain::RequestId;
 use usage_store::{

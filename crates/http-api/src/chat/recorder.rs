@@ -360,7 +360,7 @@ impl Pending {
             model: self.specialist.model().to_owned(),
             streamed: self.streamed,
             end_user: self.end_user.clone(),
-            api_key: None,
+            api_key: self.context.api_key.as_deref().map(str::to_owned),
             prompt_tokens: self.estimated_input_tokens,
             rates,
         }
@@ -455,7 +455,7 @@ impl Pending {
             error_code,
             streamed,
             end_user,
-            api_key: None,
+            api_key: context.api_key.as_deref().map(str::to_owned),
             attempts: u16::try_from(attempts.len()).unwrap_or(u16::MAX),
             // The usual call's one attempt is the row itself: no child row to write.
             attempt_details: if attempts.len() > 1 {

@@ -300,9 +300,10 @@ impl From<usage_store::StoreError> for ApiError {
                 "the usage database schema is not up to date; the request id identifies the failure in the server logs",
             )
             .with_internal_detail(detail),
-            // The budgets' tables' refusals: their text names only the budget.
-            E::NotFound(_) => Self::new(ApiCode::NotFound, detail),
-            E::Exists(_) | E::VersionMoved { .. } => Self::new(ApiCode::VersionConflict, detail),
+            // The budgets' table's refusals: their text names only the budget.
+            E::NotFound(_) => Self::new(ApiCode::BudgetNotFound, detail),
+            E::Exists(_) => Self::new(ApiCode::BudgetExists, detail),
+            E::VersionMoved { .. } => Self::new(ApiCode::VersionConflict, detail),
             E::UnsupportedUrl(_)
             | E::Io(_)
             | E::Corrupt(_)
