@@ -324,23 +324,25 @@ impl Budgets {
         let lease_until = self.lease_until(now);
         let outcome = async {
             for _ in 0..SEED_ROUNDS {
-                match self
+                let unseeded = match self
                     .ledger
                     .reserve(reservation_id, &counters, amount, lease_until, now)
                     .await?
                 {
-                    ReserveOutcome::Unseeded(unseeded) => {
-                        for index in unseeded {
-                            self.rebuild(
-                                &covering[index].budget,
-                                &counters[index],
-                                &windows[index],
-                                now,
-                            )
-                            .await?;
-                        }
+                    ReserveOutcome::Admitted(_) => return Ok(None),
+                    ReserveOutcome::Refused { index, standing } => {
+                        return Ok(Some((index, standing)));
                     }
-                    decided => return Ok(decided),
+                    ReserveOutcome::Unseeded(unseeded) => unseeded,
+                };
+                for index in unseeded {
+                    self.rebuild(
+                        &covering[index].budget,
+                        &counters[index],
+                        &windows[index],
+                        now,
+                    )
+                    .await?;
                 }
             }
             Err(LedgerError(
@@ -349,7 +351,7 @@ impl Budgets {
         }
         .await;
         match outcome {
-            Ok(ReserveOutcome::Admitted(_)) => Ok(Admission {
+            Ok(None) => Ok(Admission {
                 reservation: Some(Reservation {
                     id: reservation_id.to_owned(),
                     budgets: covering,
@@ -358,17 +360,12 @@ impl Budgets {
                 }),
                 store_failed: None,
             }),
-            Ok(ReserveOutcome::Refused { index, standing }) => {
-                Err(Refusal::Exceeded(Box::new(Exceeded {
-                    budget: Arc::clone(&covering[index]),
-                    standing,
-                    asked: amount,
-                    resets_at: windows[index].resets_at,
-                })))
-            }
-            Ok(ReserveOutcome::Unseeded(_)) => {
-                unreachable!("the loop above returns only decisions")
-            }
+            Ok(Some((index, standing))) => Err(Refusal::Exceeded(Box::new(Exceeded {
+                budget: Arc::clone(&covering[index]),
+                standing,
+                asked: amount,
+                resets_at: windows[index].resets_at,
+            }))),
             Err(error) => match self.config.on_store_error {
                 OnStoreError::Deny => Err(Refusal::StoreUnavailable(error)),
                 OnStoreError::Allow => Ok(Admission {
@@ -394,7 +391,25 @@ impl Budgets {
                 .entry(counter.key.clone())
                 .or_default(),
         );
-        let _one_at_a_time = gate.lock().await;
+        let one_at_a_time = gate.lock().await;
+        let rebuilt = self.rebuild_now(budget, counter, window, now).await;
+        drop(one_at_a_time);
+        self.seeding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&counter.key);
+        rebuilt
+    }
+
+    /// Seeds `counter` from the usage log unless the ledger knows it by now (another caller
+    /// rebuilt it while this one waited).
+    async fn rebuild_now(
+        &self,
+        budget: &Budget,
+        counter: &Counter,
+        window: &PeriodWindow,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
         let known = self
             .ledger
             .standings(std::slice::from_ref(counter), now)
@@ -406,12 +421,7 @@ impl Budgets {
             .spend
             .spent(budget.scope(), window.start, window.resets_at)
             .await?;
-        self.ledger.seed(counter, spent, now).await?;
-        self.seeding
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&counter.key);
-        Ok(())
+        self.ledger.seed(counter, spent, now).await
     }
 
     /// Replaces `reservation` by what the call actually cost.
