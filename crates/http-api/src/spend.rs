@@ -143,16 +143,26 @@ fn exceeded_error(exceeded: &Exceeded) -> ApiError {
         ),
         None => "it never resets (a total budget)".to_owned(),
     };
-    ApiError::new(
-        ErrorCode::BudgetExceeded,
+    let standing = if exceeded.standing.spent >= budget.limit() {
         format!(
-            "budget '{}' ({scope}, per {}) has {} left of its {} limit, and this call may cost up \
-             to {}; {resets}",
-            budget.id(),
-            budget.period().as_str(),
+            "is spent: {} of its {} limit",
+            dollars(exceeded.standing.spent),
+            dollars(budget.limit())
+        )
+    } else {
+        format!(
+            "has {} left of its {} limit, and this call may cost up to {}",
             dollars(exceeded.left()),
             dollars(budget.limit()),
             dollars(exceeded.asked),
+        )
+    };
+    ApiError::new(
+        ErrorCode::BudgetExceeded,
+        format!(
+            "budget '{}' ({scope}, per {}) {standing}; {resets}",
+            budget.id(),
+            budget.period().as_str(),
         ),
     )
 }
