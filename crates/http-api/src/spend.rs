@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use budgets::{Budgets, CallScope, Exceeded, Refusal, Reservation};
-use core_domain::{BudgetDraft, ErrorCode, Specialist, TokenUsage, Usd};
+use core_domain::{BudgetDraft, BudgetPeriod, ErrorCode, Specialist, TokenUsage, Usd};
 use pricing::PriceTable;
 use providers::{ProviderRequest, Route};
 use serde::{Deserialize, Serialize};
@@ -160,9 +160,13 @@ fn exceeded_error(exceeded: &Exceeded) -> ApiError {
     ApiError::new(
         ErrorCode::BudgetExceeded,
         format!(
-            "budget '{}' ({scope}, per {}) {standing}; {resets}",
+            "budget '{}' ({scope}, {}) {standing}; {resets}",
             budget.id(),
-            budget.period().as_str(),
+            match budget.period() {
+                BudgetPeriod::Day => "per day",
+                BudgetPeriod::Month => "per month",
+                BudgetPeriod::Total => "in total",
+            },
         ),
     )
 }
