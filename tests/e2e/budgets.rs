@@ -255,6 +255,8 @@ async fn exact_under_concurrency(door: Door) {
         let message = error["message"].as_str().unwrap();
         assert!(message.contains("budget 'team'"), "{message}");
         assert!(message.contains("resets at"), "{message}");
+        // The worst case: 14 prompt tokens (estimated) and 8 output tokens at $0.001.
+        assert!(message.contains("may cost up to $0.022"), "{message}");
     }
     assert_eq!(answered + refused, CALLS);
     // Each admitted call holds at most a worst case, so the first refusal comes after at least
@@ -358,6 +360,40 @@ async fn budgets_settle_native_streams_at_their_delivered_cost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budgets_settle_openai_streams_at_their_delivered_cost() {
     streams_settle(Door::OpenAi).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_refuse_a_stream_before_it_starts_on_both_doors() {
+    let rig = Rig::start(|settings, _| {
+        settings.budgets.limits = vec![budget("nothing", "global", None, 0.0)];
+    })
+    .await;
+    for (door, status) in [(Door::Native, 402), (Door::OpenAi, 429)] {
+        let response = rig
+            .app
+            .client
+            .post(rig.app.url(door.stream_path()))
+            .json(&door.body(true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{door:?}");
+        assert_eq!(response.headers()["x-should-retry"], "false", "{door:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    }
+    let rows = rig.app.wait_for_usage_rows(2).await;
+    for row in &rows {
+        assert!(row.streamed, "{row:?}");
+        assert_eq!(
+            row.error_code.as_deref(),
+            Some("budget_exceeded"),
+            "{row:?}"
+        );
+        assert_eq!(row.estimated_cost_usd, 0.0, "{row:?}");
+    }
+    assert_eq!(rig.openai.request_count(), 0);
+    assert_eq!(rig.standing("nothing", None).await, (0, 0));
 }
 
 /// Server A spends, stops gracefully; server B on the same database and journal shows that
@@ -484,11 +520,21 @@ async fn budgets_are_managed_over_http_by_administrators_and_seen_by_users() {
     }
 
     // Spend, then a change of limit keeps it; a change of scope starts the new scope's count.
+    // Ada's call counts in every budget that covers it, and in no other.
     assert_eq!(rig.send(SPECIALIST, Some(ADA_KEY)).await.status(), 200);
-    assert_eq!(
-        rig.standing("ledger-daily", Some(ADMIN_KEY)).await,
-        (ANSWER_NANOS, 0)
-    );
+    for id in ["ledger-daily", "ada", "ada-laptop", "from-config"] {
+        assert_eq!(
+            rig.standing(id, Some(ADMIN_KEY)).await,
+            (ANSWER_NANOS, 0),
+            "{id}"
+        );
+    }
+    assert_eq!(rig.standing("grace", Some(ADMIN_KEY)).await, (0, 0));
+    // Two calls to the other specialist, which the budget covers after its change of scope.
+    for _ in 0..2 {
+        assert_eq!(rig.send(OTHER, Some(ADMIN_KEY)).await.status(), 200);
+    }
+    rig.app.usage_rows().await;
     let raised = put_as(
         app,
         "/budgets/ledger-daily",
@@ -510,7 +556,11 @@ async fn budgets_are_managed_over_http_by_administrators_and_seen_by_users() {
     assert_eq!(moved.status(), 200);
     let moved: Value = moved.json().await.unwrap();
     assert_eq!(moved["subject"], OTHER);
-    assert_eq!(moved["spent_usd"], 0.0, "{moved}");
+    assert_eq!(
+        nanos(moved["spent_usd"].as_f64().unwrap()),
+        2 * ANSWER_NANOS,
+        "rebuilt for the new scope: {moved}"
+    );
 
     // Who sees what.
     assert_eq!(
@@ -559,6 +609,19 @@ async fn budgets_are_managed_over_http_by_administrators_and_seen_by_users() {
     let mut fields = field_of_each(&error["details"], "field");
     fields.sort_unstable();
     assert_eq!(fields, ["id", "limit_usd", "period", "subject"], "{error}");
+    let alert_over_limit = app
+        .post_json_as(
+            "/budgets",
+            ADMIN_KEY,
+            &json!({"id": "odd", "scope": "user", "subject": "not-an-email", "period": "month",
+                    "limit_usd": 1.0, "alert_usd": 2.0}),
+        )
+        .await;
+    assert_eq!(alert_over_limit.status(), 422);
+    let error = error_body(alert_over_limit).await;
+    let mut fields = field_of_each(&error["details"], "field");
+    fields.sort_unstable();
+    assert_eq!(fields, ["alert_usd", "subject"], "{error}");
     let missing_id = app
         .post_json_as(
             "/budgets",
@@ -658,8 +721,8 @@ async fn budgets_are_managed_over_http_by_administrators_and_seen_by_users() {
     );
     assert_eq!(
         rig.openai.request_count(),
-        1,
-        "only ada's call reached the fake"
+        3,
+        "the refused call never reached the fake"
     );
 }
 
