@@ -562,7 +562,12 @@ async fn budgets_are_managed_over_http_by_administrators_and_seen_by_users() {
         "rebuilt for the new scope: {moved}"
     );
 
-    // Who sees what.
+    // Who sees what: nobody without credentials; /budgets is in the OpenAPI document.
+    assert_eq!(app.get("/budgets").await.status(), 401);
+    let document = app.get_json("/openapi.json").await;
+    for path in ["/budgets", "/budgets/{id}"] {
+        assert!(document["paths"][path].is_object(), "{path} documented");
+    }
     assert_eq!(
         ids_seen_by(app, ADMIN_KEY).await,
         ["ada", "ada-laptop", "from-config", "grace", "ledger-daily"]
@@ -911,4 +916,39 @@ async fn budgets_count_a_call_under_way_when_they_are_created() {
     assert_eq!(answered.status(), 200);
     let rows = rig.app.wait_for_usage_rows(1).await;
     settles_at(&rig.app, "late", None, &rows).await;
+}
+
+/// A budget deleted and made again with the same id and scope, or moved to another scope and
+/// back, must count what the usage log holds for its scope now — calls made while it did not
+/// cover them included. Found by this file and left to the budgets crate's owner: the count is
+/// keyed by id, scope and period only, so the ledger still holds the old one and it is reused
+/// without the calls made in between (in Redis as well, for every instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a budget made again reuses its old count, missing the calls in between"]
+async fn budgets_made_again_count_the_calls_made_while_they_were_gone() {
+    let rig = Rig::start(|_, _| {}).await;
+    let global = body("again", "global", None, 1.0);
+    assert_eq!(rig.app.post_json("/budgets", &global).await.status(), 201);
+    assert_eq!(rig.send(SPECIALIST, None).await.status(), 200);
+    assert_eq!(rig.app.delete("/budgets/again").await.status(), 204);
+    assert_eq!(rig.send(SPECIALIST, None).await.status(), 200);
+    rig.app.usage_rows().await;
+    assert_eq!(rig.app.post_json("/budgets", &global).await.status(), 201);
+    assert_eq!(rig.standing("again", None).await, (2 * ANSWER_NANOS, 0));
+
+    let elsewhere = body("again", "specialist", Some(OTHER), 1.0);
+    assert_eq!(
+        rig.app
+            .put_json("/budgets/again", &elsewhere)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(rig.send(SPECIALIST, None).await.status(), 200);
+    rig.app.usage_rows().await;
+    assert_eq!(
+        rig.app.put_json("/budgets/again", &global).await.status(),
+        200
+    );
+    assert_eq!(rig.standing("again", None).await, (3 * ANSWER_NANOS, 0));
 }
