@@ -872,7 +872,7 @@ async fn budgets_made_on_one_instance_apply_on_another_sharing_the_database() {
     })
     .await;
     assert!(
-        began.elapsed() < Duration::from_secs(2),
+        began.elapsed() < Duration::from_secs(5),
         "within a few reload intervals: {:?}",
         began.elapsed()
     );
