@@ -39,6 +39,7 @@ pub struct TestApp {
     store: UsageStore,
     usage: UsageSink,
     handle: ServerHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     dir: TempDir,
 }
 
@@ -84,7 +85,7 @@ impl TestApp {
         let store = app.store();
         let usage = app.usage();
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let running = Some(tokio::spawn(app.run_until_stopped()));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -95,7 +96,21 @@ impl TestApp {
             store,
             usage,
             handle,
+            running,
             dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has written every usage record, as a
+    /// restart does (its temporary directory goes with it).
+    pub async fn shut_down(mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(20), running)
+                .await
+                .expect("the server stops within 20 s")
+                .expect("server task")
+                .expect("the server ran and stopped cleanly");
         }
     }
 
