@@ -205,6 +205,7 @@ pub struct Budget {
     period: BudgetPeriod,
     limit: Usd,
     alert: Option<Usd>,
+    epoch: Option<String>,
 }
 
 impl BudgetDraft {
@@ -316,6 +317,7 @@ impl BudgetDraft {
                 period,
                 limit,
                 alert,
+                epoch: None,
             }),
             _ => Err(errors),
         }
@@ -348,6 +350,19 @@ impl Budget {
         self.alert
     }
 
+    /// The same budget counting from `epoch`: a token that names when its current scope and
+    /// period took effect (a budget deleted and made again, or moved to another scope and back,
+    /// gets a new one), so it starts a new count instead of taking up an old one.
+    pub fn with_epoch(mut self, epoch: impl Into<String>) -> Self {
+        self.epoch = Some(epoch.into());
+        self
+    }
+
+    /// Its epoch, if it has one (budgets managed over the API do; config ones do not).
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
+    }
+
     /// The draft that validates to this budget (for config files, JSON and storage).
     pub fn to_draft(&self) -> BudgetDraft {
         BudgetDraft {
@@ -360,9 +375,9 @@ impl Budget {
         }
     }
 
-    /// What the spend is counted for: the scope and the period, as a short digest. Changing
-    /// either starts a new count (so a budget moved from one user to another does not carry the
-    /// first one's spend); changing only the limit or the alert keeps it.
+    /// What the spend is counted for: the scope, the period and the epoch, as a short digest.
+    /// Changing any starts a new count (so a budget moved from one user to another does not
+    /// carry the first one's spend); changing only the limit or the alert keeps it.
     pub fn counter_name(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
@@ -371,6 +386,10 @@ impl Budget {
         hasher.update(self.scope.subject().unwrap_or_default().as_bytes());
         hasher.update([0]);
         hasher.update(self.period.as_str().as_bytes());
+        if let Some(epoch) = &self.epoch {
+            hasher.update([0]);
+            hasher.update(epoch.as_bytes());
+        }
         let digest = hasher.finalize();
         format!("{}:{}", self.id, &hex::encode(digest)[..12])
     }
@@ -472,5 +491,8 @@ mod tests {
         let mut monthly = draft("user", Some("ada@example.com"));
         monthly.period = "month".into();
         assert_ne!(a.counter_name(), monthly.validate().unwrap().counter_name());
+        let later = a.clone().with_epoch("2");
+        assert_ne!(a.counter_name(), later.counter_name());
+        assert_eq!(later.counter_name(), a.with_epoch("2").counter_name());
     }
 }

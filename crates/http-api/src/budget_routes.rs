@@ -194,7 +194,9 @@ pub(crate) async fn create(
     let budget = body
         .into_draft(id)
         .validate()
-        .map_err(ApiError::validation)?;
+        .map_err(ApiError::validation)?
+        // Its own count, whatever a budget of this id counted before.
+        .with_epoch(context.request_id.as_str());
     if state.budgets.get(budget.id()).is_some() {
         return Err(ApiError::new(
             ApiCode::BudgetExists,
@@ -245,7 +247,15 @@ pub(crate) async fn replace(
         .into_draft(id.to_string())
         .validate()
         .map_err(ApiError::validation)?;
-    writable(&state.budgets, &id)?;
+    let existing = writable(&state.budgets, &id)?;
+    // A new scope or period counts anew; a new limit or alert keeps the count.
+    let same_count =
+        existing.budget.scope() == budget.scope() && existing.budget.period() == budget.period();
+    let epoch = match existing.budget.epoch() {
+        Some(epoch) if same_count => epoch.to_owned(),
+        _ => context.request_id.to_string(),
+    };
+    let budget = budget.with_epoch(epoch);
     let definition = definition_json(&budget)?;
     let key = id.to_string();
     blocking(&state.store, move |store| {
@@ -283,14 +293,35 @@ pub(crate) async fn delete(
     }
 }
 
-/// The budget as stored: its draft's JSON.
-fn definition_json(budget: &Budget) -> Result<String, ApiError> {
-    serde_json::to_string(&budget.to_draft())
-        .map_err(|e| ApiError::internal(format!("budget not serialisable: {e}")))
+/// A budget as the database keeps it: its definition, and the epoch its count starts from (so
+/// a budget deleted and made again, or moved to another scope and back, does not take up a
+/// count it had before).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredDefinition {
+    budget: BudgetDraft,
+    epoch: String,
 }
 
-/// Refuses a change to a budget that does not exist (404) or that config defines (409).
-fn writable(budgets: &Budgets, id: &BudgetId) -> Result<(), ApiError> {
+/// The budget as stored.
+fn definition_json(budget: &Budget) -> Result<String, ApiError> {
+    serde_json::to_string(&StoredDefinition {
+        budget: budget.to_draft(),
+        epoch: budget.epoch().unwrap_or_default().to_owned(),
+    })
+    .map_err(|e| ApiError::internal(format!("budget not serialisable: {e}")))
+}
+
+/// The budget a stored definition describes.
+fn parse_definition(definition: &str) -> Result<Budget, String> {
+    let stored: StoredDefinition = serde_json::from_str(definition).map_err(|e| e.to_string())?;
+    let budget = stored.budget.validate().map_err(|e| e.to_string())?;
+    Ok(budget.with_epoch(stored.epoch))
+}
+
+/// The API-managed budget `id`, or the refusal to change it: it does not exist (404) or config
+/// defines it (409).
+fn writable(budgets: &Budgets, id: &BudgetId) -> Result<Arc<BudgetEntry>, ApiError> {
     match budgets.get(id) {
         None => Err(not_found(id)),
         Some(entry) if entry.managed == Managed::Config => Err(ApiError::new(
@@ -300,7 +331,7 @@ fn writable(budgets: &Budgets, id: &BudgetId) -> Result<(), ApiError> {
                  there"
             ),
         )),
-        Some(_) => Ok(()),
+        Some(entry) => Ok(entry),
     }
 }
 
@@ -338,10 +369,7 @@ pub async fn reload_api_budgets(
     let (_, stored) = blocking(store, UsageStore::budget_definitions).await?;
     let mut api = Vec::with_capacity(stored.len());
     for row in stored {
-        let parsed = serde_json::from_str::<BudgetDraft>(&row.definition)
-            .map_err(|e| e.to_string())
-            .and_then(|draft| draft.validate().map_err(|e| e.to_string()));
-        match parsed {
+        match parse_definition(&row.definition) {
             Ok(budget) if budget.id().as_str() == row.id => api.push(budget),
             Ok(_) => {
                 tracing::error!(id = %row.id, "stored budget's definition names another id; skipped")
