@@ -306,6 +306,15 @@ mod calls_and_targets {
             .await
             .unwrap();
         assert_eq!(keyless["api_key"], serde_json::Value::Null, "{keyless}");
+        // And the OpenAPI document says so.
+        let doc = app.get_json("/openapi.json").await;
+        let field = &doc["components"]["schemas"]["CallView"]["properties"]["api_key"];
+        assert!(
+            field["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("API key")),
+            "{field}"
+        );
     }
 
     #[tokio::test]
