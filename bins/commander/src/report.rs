@@ -197,6 +197,21 @@ pub fn render_targets(report: &TargetReport, format: ReportFormat) -> String {
     }
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so a stored value cannot break
+/// the layout or drive the terminal; quotes are left as they are (a key named `ada's laptop`
+/// prints as such).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Renders one call: its row's fields, one a line, then its attempts (if it made several) as a
 /// table.
 pub fn render_call(call: &StoredCall) -> String {
@@ -246,7 +261,7 @@ pub fn render_call(call: &StoredCall) -> String {
     let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (name, value) in &fields {
-        let _ = writeln!(out, "{name:<width$}  {}", value.escape_debug());
+        let _ = writeln!(out, "{name:<width$}  {}", printable(value));
     }
     if call.attempts.is_empty() {
         return out;
@@ -271,10 +286,10 @@ pub fn render_call(call: &StoredCall) -> String {
             vec![
                 n.to_string(),
                 a.provider.as_str().to_owned(),
-                a.model.escape_debug().to_string(),
+                printable(&a.model),
                 a.base_url
                     .as_deref()
-                    .map_or_else(|| "-".to_owned(), |u| u.escape_debug().to_string()),
+                    .map_or_else(|| "-".to_owned(), printable),
                 a.error_code.map_or("success", |c| c.as_str()).to_owned(),
                 a.continuation.to_string(),
                 a.usage.input_tokens.to_string(),
@@ -598,7 +613,7 @@ mod tests {
                 reasoning_tokens: 0,
                 end_user: None,
                 attempts: 1,
-                api_key: Some("ci-runner".into()),
+                api_key: Some("ada's laptop\u{1b}[31m".into()),
             },
             attempts: Vec::new(),
         };
@@ -610,7 +625,7 @@ mod tests {
         let text = render_call(&call);
         assert_eq!(
             line(&text).as_deref(),
-            Some("api_key              ci-runner"),
+            Some("api_key              ada's laptop\\u{1b}[31m"),
             "{text}"
         );
         call.row.api_key = None;
