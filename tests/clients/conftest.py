@@ -143,3 +143,69 @@ def specialist(request):
 @pytest.fixture
 def base_url(commander_url):
     return f"{commander_url}/v1"
+
+
+# The budget tests' commander: its own process and config, so the suite's other tests never
+# meet a budget. The specialist `metered` (on the built-in mock) is covered by a budget of 0,
+# which refuses every call; `unmetered` by none.
+BUDGET_ID = "metered-spent"
+
+
+@pytest.fixture(scope="session")
+def budget_commander_url():
+    workdir = tempfile.TemporaryDirectory(prefix="commander-budgets-")
+    directory = Path(workdir.name)
+    server = None
+    try:
+        catalogue = {"specialists": [
+            {"id": id, "name": id, "provider": "mock", "model": "mock-echo",
+             "system_prompt": "You are a test specialist.",
+             "pricing": {"input_per_1m": 1.0, "output_per_1m": 2.0}}
+            for id in ("metered", "unmetered")
+        ]}
+        (directory / "specialists.json").write_text(json.dumps(catalogue))
+        port = free_port()
+        config = directory / "commander.toml"
+        config.write_text(f"""
+[server]
+bind = "127.0.0.1:{port}"
+workers = 1
+
+[database]
+url = "sqlite://{directory / 'usage.db'}"
+flush_interval_ms = 20
+
+[specialists]
+path = "{directory / 'specialists.json'}"
+
+[[budgets.limits]]
+id = "{BUDGET_ID}"
+scope = "specialist"
+subject = "metered"
+period = "total"
+limit_usd = 0
+""")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDER")}
+        server = subprocess.Popen(
+            [binary("commander"), "--config", str(config), "serve"],
+            cwd=directory,
+            env=env,
+            stdout=open(directory / "commander.out", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(port, server, "commander (budgets)")
+        url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            assert response.status == 200
+        yield url
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        logs = directory / "commander.out"
+        if logs.exists() and os.environ.get("CLIENTS_SHOW_LOGS"):
+            print(logs.read_text())
+        workdir.cleanup()

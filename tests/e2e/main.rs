@@ -24,6 +24,7 @@ macro_rules! on_both_backends {
 mod auth;
 mod bad_day;
 mod budgets;
+mod budgets_shared;
 mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;

@@ -241,7 +241,7 @@ async fn an_alert_is_told_once_per_window_across_instances() {
 
 /// One command to the shared Redis over RESP, for what the ledger does not show (key expiry);
 /// the integer reply.
-async fn redis_integer(args: &[&str]) -> i64 {
+pub(crate) async fn redis_integer(args: &[&str]) -> i64 {
     let mut request = format!("*{}\r\n", args.len());
     for arg in args {
         request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));

@@ -276,6 +276,48 @@ mod calls_and_targets {
     }
 
     #[tokio::test]
+    async fn a_call_shows_the_name_of_the_api_key_it_was_made_with() {
+        let app = app().await;
+        let response = app
+            .post_json_as(
+                "/chat/send",
+                USER_KEY,
+                &serde_json::json!({"specialist_id": "demo", "message": "hi"}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        app.usage_rows().await;
+        let view: serde_json::Value = app
+            .get_as(&format!("/usage/calls/{id}"), ADMIN_KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view["api_key"], "ada's laptop", "{view}");
+        // A row written without a key (a JWT or anonymous caller) shows none.
+        let keyless: serde_json::Value = app
+            .get_as("/usage/calls/single-1", ADMIN_KEY)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keyless["api_key"], serde_json::Value::Null, "{keyless}");
+        // And the OpenAPI document says so.
+        let doc = app.get_json("/openapi.json").await;
+        let field = &doc["components"]["schemas"]["CallView"]["properties"]["api_key"];
+        assert!(
+            field["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("API key")),
+            "{field}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_missing_or_impossible_id_is_404_and_no_credentials_401() {
         let app = app().await;
         for path in ["/usage/calls/nobody", "/usage/calls/not%20an%20id"] {

@@ -197,12 +197,27 @@ pub fn render_targets(report: &TargetReport, format: ReportFormat) -> String {
     }
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so a stored value cannot break
+/// the layout or drive the terminal; quotes are left as they are (a key named `ada's laptop`
+/// prints as such).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Renders one call: its row's fields, one a line, then its attempts (if it made several) as a
 /// table.
 pub fn render_call(call: &StoredCall) -> String {
     let r = &call.row;
     let optional = |value: Option<&str>| value.unwrap_or("-").to_owned();
-    let fields: [(&str, String); 22] = [
+    let fields: [(&str, String); 23] = [
         ("request_id", r.request_id.clone()),
         (
             "client_request_id",
@@ -213,6 +228,7 @@ pub fn render_call(call: &StoredCall) -> String {
             format!("{}Z", r.timestamp.format("%Y-%m-%dT%H:%M:%S%.3f")),
         ),
         ("user_email_hash", optional(r.user_email_hash.as_deref())),
+        ("api_key", optional(r.api_key.as_deref())),
         (
             "specialist",
             format!("{} ({})", r.specialist_id, r.specialist_name),
@@ -245,7 +261,7 @@ pub fn render_call(call: &StoredCall) -> String {
     let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (name, value) in &fields {
-        let _ = writeln!(out, "{name:<width$}  {}", value.escape_debug());
+        let _ = writeln!(out, "{name:<width$}  {}", printable(value));
     }
     if call.attempts.is_empty() {
         return out;
@@ -270,10 +286,10 @@ pub fn render_call(call: &StoredCall) -> String {
             vec![
                 n.to_string(),
                 a.provider.as_str().to_owned(),
-                a.model.escape_debug().to_string(),
+                printable(&a.model),
                 a.base_url
                     .as_deref()
-                    .map_or_else(|| "-".to_owned(), |u| u.escape_debug().to_string()),
+                    .map_or_else(|| "-".to_owned(), printable),
                 a.error_code.map_or("success", |c| c.as_str()).to_owned(),
                 a.continuation.to_string(),
                 a.usage.input_tokens.to_string(),
@@ -564,5 +580,60 @@ mod tests {
             ..call
         };
         assert!(!render_call(&single).contains("base_url"));
+    }
+
+    #[test]
+    fn a_call_prints_the_name_of_the_api_key_it_was_made_with() {
+        let mut call = StoredCall {
+            row: usage_store::StoredUsage {
+                id: 1,
+                timestamp: chrono::NaiveDate::from_ymd_opt(2026, 11, 30)
+                    .unwrap()
+                    .and_hms_opt(12, 0, 0)
+                    .unwrap(),
+                request_id: "key-1".into(),
+                user_email_hash: None,
+                specialist_id: "demo".into(),
+                specialist_name: "Demo".into(),
+                provider: "mock".into(),
+                model: "mock-echo".into(),
+                input_tokens: 10,
+                output_tokens: 20,
+                tokens_estimated: false,
+                estimated_cost_usd: 0.0,
+                pricing_known: true,
+                latency_ms: 1.0,
+                ttft_ms: None,
+                success: true,
+                error_code: None,
+                streamed: false,
+                client_request_id: None,
+                cached_input_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+                end_user: None,
+                attempts: 1,
+                api_key: Some("ada's laptop\u{1b}[31m".into()),
+            },
+            attempts: Vec::new(),
+        };
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("api_key "))
+                .map(str::to_owned)
+        };
+        let text = render_call(&call);
+        assert_eq!(
+            line(&text).as_deref(),
+            Some("api_key              ada's laptop\\u{1b}[31m"),
+            "{text}"
+        );
+        call.row.api_key = None;
+        let text = render_call(&call);
+        assert_eq!(
+            line(&text).as_deref(),
+            Some("api_key              -"),
+            "{text}"
+        );
     }
 }

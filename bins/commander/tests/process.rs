@@ -1217,3 +1217,148 @@ fn json_log_lines_have_one_message_key_and_keep_the_error_text() {
     );
     assert_logged("request refused", "specialist_not_found", "nobody-here");
 }
+
+#[test]
+fn budgets_list_and_usage_report_show_each_budgets_spend_this_period() {
+    use chrono::Utc;
+    use core_domain::{EmailHash, SpecialistId, TokenUsage, Usd};
+    use usage_store::UsageRecord;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+    let store = UsageStore::connect(&DatabaseConfig {
+        url: url.clone(),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let now = Utc::now();
+    let record = |id: &str, specialist: &str, email: &str, cost_nanos: u64| UsageRecord {
+        timestamp: now,
+        specialist_id: SpecialistId::parse(specialist).unwrap(),
+        specialist_name: specialist.into(),
+        user_email_hash: Some(EmailHash::of_email(email)),
+        usage: TokenUsage::reported(100, 50),
+        cost: Usd::from_nanos(cost_nanos),
+        ..usage_store::fixture::usage_record(id)
+    };
+    store
+        .insert_batch(&[
+            record("b1", "analyst", "ada@example.com", 1_500_000_000),
+            record("b2", "analyst", "grace@example.com", 500_000_000),
+            record("b3", "general", "ada@example.com", 250_000_000),
+            // Long before this month: counted by the total budget only.
+            UsageRecord {
+                timestamp: now - chrono::TimeDelta::days(400),
+                ..record("b4", "analyst", "ada@example.com", 1_000_000_000)
+            },
+        ])
+        .unwrap();
+    let config = dir.path().join("commander.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "{url}"
+
+[[budgets.limits]]
+id = "analysts-monthly"
+scope = "specialist"
+subject = "analyst"
+period = "month"
+limit_usd = 10
+
+[[budgets.limits]]
+id = "ada-total"
+scope = "user"
+subject = "ada@example.com"
+period = "total"
+limit_usd = 5
+"#
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = commander_in(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let csv = run(&["budgets", "list", "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "budget,scope,subject,period,limit_usd,spent_usd,remaining_usd,used_pct,resets_at,managed_by"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|line| line.starts_with(&format!("{id},")))
+            .unwrap_or_else(|| panic!("{id} not listed: {csv}"))
+            .split(',')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let monthly = row("analysts-monthly");
+    assert_eq!(
+        monthly[..8],
+        [
+            "analysts-monthly",
+            "specialist",
+            "analyst",
+            "month",
+            "10.000000",
+            "2.000000",
+            "8.000000",
+            "20.0"
+        ]
+    );
+    assert!(monthly[8].ends_with('Z'), "resets at a date: {csv}");
+    assert_eq!(monthly[9], "config");
+    // Ada's calls of every time, to any specialist.
+    assert_eq!(
+        row("ada-total"),
+        [
+            "ada-total",
+            "user",
+            "ada@example.com",
+            "total",
+            "5.000000",
+            "2.750000",
+            "2.250000",
+            "55.0",
+            "never",
+            "config"
+        ]
+    );
+
+    let table = run(&["budgets", "list"]);
+    for expected in [
+        "analysts-monthly",
+        "ada-total",
+        "2.000000",
+        "2.750000",
+        "never",
+    ] {
+        assert!(table.contains(expected), "{expected}: {table}");
+    }
+
+    let report = run(&["usage", "report", "--group-by", "specialist"]);
+    let budgets = report
+        .split_once("Budgets (current periods):")
+        .unwrap_or_else(|| panic!("no Budgets section: {report}"))
+        .1;
+    for expected in ["analysts-monthly", "2.000000", "ada-total", "2.750000"] {
+        assert!(budgets.contains(expected), "{expected}: {report}");
+    }
+}

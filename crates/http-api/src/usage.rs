@@ -280,6 +280,9 @@ pub(crate) struct CallView {
     error_code: Option<String>,
     streamed: bool,
     end_user: Option<String>,
+    /// The name of the API key the caller authenticated with (`auth.api_keys[].name`); absent
+    /// for a JWT or anonymous caller.
+    api_key: Option<String>,
     /// Upstream attempts made: 0 when the call never reached an upstream.
     attempts: i16,
     /// Each attempt, in order, when there were several; empty for a call of one attempt.
@@ -359,6 +362,7 @@ impl From<StoredCall> for CallView {
             error_code: r.error_code,
             streamed: r.streamed,
             end_user: r.end_user,
+            api_key: r.api_key,
             attempts: r.attempts,
             attempt_details: call
                 .attempts
