@@ -81,6 +81,7 @@ fn instance_settings(
         settings.redis.url = Some(redis);
         settings.redis.key_prefix = prefix;
         settings.redis.timeout_ms = NonZeroU64::new(redis_timeout_ms).unwrap();
+        settings.budgets.store_timeout_ms = NonZeroU64::new(redis_timeout_ms).unwrap();
         settings.budgets.on_store_error = on_store_error;
         settings.budgets.limits = vec![BudgetDraft {
             id: BUDGET.to_owned(),

@@ -215,7 +215,11 @@ impl Application {
             RateLimitStore::Local => crate::budget_store::local_ledger(),
             // Budgets are shared where the rate limits are: the same Redis.
             RateLimitStore::Redis => {
-                let ledger = http_api::RedisLedger::new(&settings.redis)
+                let redis = http_api::RedisConfig {
+                    timeout_ms: settings.budgets.store_timeout_ms,
+                    ..settings.redis.clone()
+                };
+                let ledger = http_api::RedisLedger::new(&redis)
                     .map_err(|e| StartupError::Invalid(vec![Problem::new(e.key(), e)]))?;
                 ledger.connect();
                 Arc::new(ledger)

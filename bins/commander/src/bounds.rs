@@ -184,6 +184,7 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
         keys.check("budgets.lease_ms", lease_ms.get(), TIMEOUT_MS);
     }
     keys.check("budgets.reload_interval_ms", budgets.reload_interval_ms, WAIT_MS);
+    keys.check("budgets.store_timeout_ms", budgets.store_timeout_ms.get(), STORE_TIMEOUT_MS);
     keys.check("specialists.max_prompt_history", specialists.max_prompt_history, count(0, "prompts"));
     keys.found
 }

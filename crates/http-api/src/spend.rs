@@ -26,6 +26,10 @@ pub struct BudgetSettings {
     /// milliseconds; must be longer than any call may last (`routing.deadline_ms`). Default:
     /// `routing.deadline_ms` plus a minute.
     pub lease_ms: Option<NonZeroU64>,
+    /// The longest one reservation or settlement waits for the budget store (Redis) before it
+    /// counts as unreachable, in milliseconds. Longer than the rate limits' `redis.timeout_ms`:
+    /// a slow Redis should delay a budgeted call, not refuse it.
+    pub store_timeout_ms: NonZeroU64,
     /// How often the budgets managed over the API are re-read from the database (changes made
     /// by another instance), in milliseconds (0: never; this instance's own changes apply at
     /// once).
@@ -39,6 +43,7 @@ impl Default for BudgetSettings {
         Self {
             on_store_error: OnStoreErrorSetting::Deny,
             lease_ms: None,
+            store_timeout_ms: NonZeroU64::new(1_000).unwrap_or(NonZeroU64::MIN),
             reload_interval_ms: 2_000,
             limits: Vec::new(),
         }
