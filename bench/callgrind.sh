@@ -57,3 +57,6 @@ sleep 1
 # The dump asked for above is the process's first numbered one: exactly the CALLS calls.
 total=$(awk '/^summary:|^totals:/{print $2; exit}' "$WORK"/out.*.1)
 python3 -c "print(f'instructions per call: {$total / $CALLS:,.0f}')"
+# KEEP=FILE keeps the dump, for callgrind_annotate.
+[ -n "${KEEP:-}" ] && cp "$WORK"/out.*.1 "$KEEP"
+true

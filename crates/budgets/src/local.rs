@@ -1,6 +1,6 @@
 //! Budgets counted in this process alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -8,6 +8,10 @@ use core_domain::Usd;
 use futures_util::future::{BoxFuture, ready};
 
 use crate::ledger::{Counter, Ledger, LedgerError, ReserveOutcome, SettleOutcome, Standing};
+
+/// The maps of this module: keys are ours (counter names, request ids), so a fast hash is
+/// enough, and SipHash cost more than the rest of a reservation.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How long after its window ends a count is kept (a call that began in the window may still
 /// be settling into it).
@@ -161,7 +165,7 @@ impl LocalLedger {
         counts.entry(counter.key.clone()).or_insert_with(|| Count {
             spent: spent.nanos(),
             reserved: 0,
-            holds: HashMap::new(),
+            holds: HashMap::default(),
             leases: BTreeSet::new(),
             // A count rebuilt already past its alert was told before (or the crossing happened
             // while nobody counted): it is not told again.

@@ -1,7 +1,6 @@
 //! The budgets of one server: their definitions, which of them cover a call, and admission and
 //! settlement against the ledger.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -9,6 +8,10 @@ use chrono::{DateTime, Utc};
 use core_domain::{Budget, BudgetId, BudgetScope, EmailHash, PeriodWindow, SpecialistId, Usd};
 
 use crate::clock::Clock;
+
+/// The book's maps: looked up on every call, so a fast hash (their keys are ids, email hashes
+/// and key names from config and the database, not chosen by callers).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::ledger::{Counter, Ledger, LedgerError, ReserveOutcome, SpendSource, Standing};
 
 /// What to do with a call a budget covers when the ledger cannot be asked.
@@ -243,7 +246,7 @@ impl Budgets {
             spend,
             clock,
             config,
-            seeding: Mutex::new(HashMap::new()),
+            seeding: Mutex::new(HashMap::default()),
         }
     }
 
@@ -307,7 +310,18 @@ impl Budgets {
         amount: Usd,
         reservation_id: &str,
     ) -> Result<Admission, Refusal> {
-        let covering = self.covering(call);
+        self.admit_covered(self.covering(call), amount, reservation_id)
+            .await
+    }
+
+    /// [`Budgets::admit`] against `covering`, the budgets [`Budgets::covering`] found for the
+    /// call (by a caller that needed them already).
+    pub async fn admit_covered(
+        &self,
+        covering: Vec<Arc<BudgetEntry>>,
+        amount: Usd,
+        reservation_id: &str,
+    ) -> Result<Admission, Refusal> {
         if covering.is_empty() {
             return Ok(Admission::default());
         }

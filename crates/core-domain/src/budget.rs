@@ -155,7 +155,7 @@ impl BudgetPeriod {
             Self::Day => {
                 let today = now.date_naive();
                 PeriodWindow {
-                    key: today.format("%Y-%m-%d").to_string(),
+                    key: date_key(today.year(), today.month(), Some(today.day())),
                     start: Some(midnight(today)),
                     resets_at: today.succ_opt().map(midnight),
                 }
@@ -168,13 +168,42 @@ impl BudgetPeriod {
                     NaiveDate::from_ymd_opt(now.year(), now.month() + 1, 1)
                 };
                 PeriodWindow {
-                    key: now.format("%Y-%m").to_string(),
+                    key: date_key(now.year(), now.month(), None),
                     start: first.map(midnight),
                     resets_at: next.map(midnight),
                 }
             }
         }
     }
+}
+
+/// `2026-12-01` (with a day) or `2026-12`, written digit by digit: on every budgeted call, where
+/// chrono's formatter costs more than the rest of the key.
+fn date_key(year: i32, month: u32, day: Option<u32>) -> String {
+    fn push_digits(key: &mut String, value: u32, width: usize) {
+        let mut digits = [b'0'; 10];
+        let mut rest = value;
+        let mut at = digits.len();
+        while rest > 0 && at > 0 {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let start = at.min(digits.len() - width);
+        key.extend(digits[start..].iter().map(|&b| char::from(b)));
+    }
+    let mut key = String::with_capacity(10);
+    if year < 0 {
+        key.push('-');
+    }
+    push_digits(&mut key, year.unsigned_abs(), 4);
+    key.push('-');
+    push_digits(&mut key, month, 2);
+    if let Some(day) = day {
+        key.push('-');
+        push_digits(&mut key, day, 2);
+    }
+    key
 }
 
 /// A budget as it is written in config or sent over HTTP, before validation.
@@ -206,6 +235,9 @@ pub struct Budget {
     limit: Usd,
     alert: Option<Usd>,
     epoch: Option<String>,
+    /// [`Budget::counter_name`], computed once (a SHA-256 per call would cost more than the
+    /// rest of admission).
+    counter_name: String,
 }
 
 impl BudgetDraft {
@@ -311,14 +343,19 @@ impl BudgetDraft {
             errors.push("alert_usd", "must not be more than limit_usd");
         }
         match (id, scope, period, limit) {
-            (Some(id), Some(scope), Some(period), Some(limit)) if errors.is_empty() => Ok(Budget {
-                id,
-                scope,
-                period,
-                limit,
-                alert,
-                epoch: None,
-            }),
+            (Some(id), Some(scope), Some(period), Some(limit)) if errors.is_empty() => {
+                let mut budget = Budget {
+                    id,
+                    scope,
+                    period,
+                    limit,
+                    alert,
+                    epoch: None,
+                    counter_name: String::new(),
+                };
+                budget.counter_name = budget.name_counter();
+                Ok(budget)
+            }
             _ => Err(errors),
         }
     }
@@ -355,6 +392,7 @@ impl Budget {
     /// gets a new one), so it starts a new count instead of taking up an old one.
     pub fn with_epoch(mut self, epoch: impl Into<String>) -> Self {
         self.epoch = Some(epoch.into());
+        self.counter_name = self.name_counter();
         self
     }
 
@@ -378,7 +416,11 @@ impl Budget {
     /// What the spend is counted for: the scope, the period and the epoch, as a short digest.
     /// Changing any starts a new count (so a budget moved from one user to another does not
     /// carry the first one's spend); changing only the limit or the alert keeps it.
-    pub fn counter_name(&self) -> String {
+    pub fn counter_name(&self) -> &str {
+        &self.counter_name
+    }
+
+    fn name_counter(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
         hasher.update(self.scope.kind().as_bytes());
@@ -476,6 +518,10 @@ mod tests {
         assert_eq!(month.resets_at, Some(at("2027-01-01T00:00:00Z")));
         let feb = BudgetPeriod::Month.window(at("2028-02-29T08:00:00Z"));
         assert_eq!(feb.resets_at, Some(at("2028-03-01T00:00:00Z")));
+        assert_eq!(
+            BudgetPeriod::Day.window(at("0987-03-04T00:00:00Z")).key,
+            "0987-03-04"
+        );
         let total = BudgetPeriod::Total.window(at("2026-12-15T12:00:00Z"));
         assert_eq!((total.start, total.resets_at), (None, None));
     }

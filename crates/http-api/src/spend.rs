@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use budgets::{Budgets, CallScope, Exceeded, Refusal, Reservation};
+use budgets::{BudgetEntry, Budgets, Exceeded, Refusal, Reservation};
 use core_domain::{BudgetDraft, BudgetPeriod, ErrorCode, Specialist, TokenUsage, Usd};
 use pricing::PriceTable;
 use providers::{ProviderRequest, Route};
@@ -88,23 +88,18 @@ pub(crate) fn worst_case(
         .fold(Usd::ZERO, |sum, cost| sum + cost)
 }
 
-/// Admits a call to `specialist` by the caller of `context`, reserving `amount` in every budget
-/// that covers it; `Ok(None)` when none does (or the store failed and the policy let it
-/// through). The refusal is the error to answer with.
+/// Admits the call of `context`, reserving `amount` in every budget of `covering` (those that
+/// cover it); `Ok(None)` when the store failed and the policy let it through. The refusal is
+/// the error to answer with.
 pub(crate) async fn admit(
     budgets: &Budgets,
     metrics: &Metrics,
     context: &RequestContext,
-    specialist: &Specialist,
+    covering: Vec<Arc<BudgetEntry>>,
     amount: Usd,
 ) -> Result<Option<Reservation>, ApiError> {
-    let call = CallScope {
-        specialist: specialist.id(),
-        user: context.identity.email_hash(),
-        api_key: context.api_key.as_deref(),
-    };
     match budgets
-        .admit(call, amount, context.request_id.as_str())
+        .admit_covered(covering, amount, context.request_id.as_str())
         .await
     {
         Ok(admission) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web_lab::sse::{self, Sse};
-use budgets::{Budgets, CallScope};
+use budgets::{BudgetEntry, Budgets, CallScope};
 use core_domain::{
     Completion, NotAllowed, Specialist, SpecialistId, Target, Usd, ValidationErrors,
 };
@@ -39,6 +39,8 @@ struct BudgetCheck {
     budgets: Arc<Budgets>,
     metrics: Arc<Metrics>,
     context: RequestContext,
+    /// The budgets that cover the call.
+    covering: Vec<Arc<BudgetEntry>>,
     /// The call's worst-case cost.
     amount: Usd,
 }
@@ -46,17 +48,12 @@ struct BudgetCheck {
 impl BudgetCheck {
     /// Reserves the worst case (handing the reservation to `recorder`, which settles it), or
     /// ends the call with the refusal as its row and returns the error to answer with.
-    async fn admit(
-        self,
-        specialist: &Specialist,
-        recorder: CallRecorder,
-        streamed: bool,
-    ) -> Result<CallRecorder, ApiError> {
+    async fn admit(self, recorder: CallRecorder, streamed: bool) -> Result<CallRecorder, ApiError> {
         match spend::admit(
             &self.budgets,
             &self.metrics,
             &self.context,
-            specialist,
+            self.covering,
             self.amount,
         )
         .await
@@ -130,19 +127,16 @@ pub(crate) fn prepare_for(
             provider.check_request(&aimed).is_ok()
         });
     }
-    let covered = !state.budgets.is_empty()
-        && !state
-            .budgets
-            .covering(CallScope {
-                specialist: specialist.id(),
-                user: context.identity.email_hash(),
-                api_key: context.api_key.as_deref(),
-            })
-            .is_empty();
-    let budget_check = covered.then(|| BudgetCheck {
+    let covering = state.budgets.covering(CallScope {
+        specialist: specialist.id(),
+        user: context.identity.email_hash(),
+        api_key: context.api_key.as_deref(),
+    });
+    let budget_check = (!covering.is_empty()).then(|| BudgetCheck {
         budgets: Arc::clone(&state.budgets),
         metrics: Arc::clone(&state.metrics),
         context: context.clone(),
+        covering,
         amount: spend::worst_case(&state.prices, &specialist, &route, &request),
     });
     let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
@@ -205,7 +199,7 @@ impl PreparedCall {
             return Err(recorder.refused(error, false).await);
         }
         let recorder = match budget_check {
-            Some(check) => check.admit(&specialist, recorder, false).await?,
+            Some(check) => check.admit(recorder, false).await?,
             None => recorder,
         };
         let mut recorder = recorder.begin(false).await;
@@ -259,7 +253,7 @@ impl PreparedCall {
             return Err(recorder.refused(error, true).await);
         }
         let recorder = match budget_check {
-            Some(check) => check.admit(&specialist, recorder, true).await?,
+            Some(check) => check.admit(recorder, true).await?,
             None => recorder,
         };
         let recorder = recorder.begin(true).await;
