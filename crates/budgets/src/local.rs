@@ -1,6 +1,6 @@
 //! Budgets counted in this process alone.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -29,12 +29,22 @@ pub struct LocalLedger {
 struct Count {
     spent: u64,
     reserved: u64,
-    /// Reservation id → (amount, lease end).
-    holds: HashMap<String, (u64, DateTime<Utc>)>,
-    /// The holds by lease end, so expired ones are found without a scan.
-    leases: BTreeSet<(DateTime<Utc>, String)>,
+    /// Reservation id → what it holds.
+    holds: HashMap<String, Hold>,
+    /// The holds by lease end (then a number of their own, so two may end together), so
+    /// expired ones are found without a scan and a hold is released without an allocation.
+    leases: BTreeMap<(DateTime<Utc>, u64), String>,
+    /// The number the next hold gets.
+    next_hold: u64,
     alerted: bool,
     window_ends: Option<DateTime<Utc>>,
+}
+
+/// One reservation held in a count.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    amount: u64,
+    lease: (DateTime<Utc>, u64),
 }
 
 impl Count {
@@ -47,23 +57,33 @@ impl Count {
 
     /// Drops the holds whose lease ended by `now`.
     fn expire(&mut self, now: DateTime<Utc>) {
-        while let Some(first) = self.leases.first() {
-            if first.0 > now {
+        while let Some((&(ends, _), _)) = self.leases.first_key_value() {
+            if ends > now {
                 break;
             }
             if let Some((_, id)) = self.leases.pop_first()
-                && let Some((amount, _)) = self.holds.remove(&id)
+                && let Some(hold) = self.holds.remove(&id)
             {
-                self.reserved = self.reserved.saturating_sub(amount);
+                self.reserved = self.reserved.saturating_sub(hold.amount);
             }
         }
     }
 
     fn release(&mut self, reservation: &str) {
-        if let Some((amount, lease)) = self.holds.remove(reservation) {
-            self.reserved = self.reserved.saturating_sub(amount);
-            self.leases.remove(&(lease, reservation.to_owned()));
+        if let Some(hold) = self.holds.remove(reservation) {
+            self.reserved = self.reserved.saturating_sub(hold.amount);
+            self.leases.remove(&hold.lease);
         }
+    }
+
+    fn hold(&mut self, reservation: &str, amount: u64, lease_until: DateTime<Utc>) {
+        self.release(reservation);
+        let lease = (lease_until, self.next_hold);
+        self.next_hold = self.next_hold.wrapping_add(1);
+        self.reserved = self.reserved.saturating_add(amount);
+        self.holds
+            .insert(reservation.to_owned(), Hold { amount, lease });
+        self.leases.insert(lease, reservation.to_owned());
     }
 }
 
@@ -110,12 +130,7 @@ impl LocalLedger {
         let mut standings = Vec::with_capacity(counters.len());
         for counter in counters {
             if let Some(count) = counts.get_mut(&counter.key) {
-                count.release(reservation);
-                count.reserved = count.reserved.saturating_add(amount.nanos());
-                count
-                    .holds
-                    .insert(reservation.to_owned(), (amount.nanos(), lease_until));
-                count.leases.insert((lease_until, reservation.to_owned()));
+                count.hold(reservation, amount.nanos(), lease_until);
                 standings.push(count.standing());
             }
         }
@@ -166,7 +181,8 @@ impl LocalLedger {
             spent: spent.nanos(),
             reserved: 0,
             holds: HashMap::default(),
-            leases: BTreeSet::new(),
+            leases: BTreeMap::new(),
+            next_hold: 0,
             // A count rebuilt already past its alert was told before (or the crossing happened
             // while nobody counted): it is not told again.
             alerted: counter.alert.is_some_and(|alert| spent >= alert),
