@@ -53,6 +53,29 @@ def binary(name):
     return str(path)
 
 
+def start_commander(directory, config, port, what):
+    """Starts commander with `config` in `directory` (none of this environment's COMMANDER_*
+    variables reach it) and waits until it answers /health on `port`; returns the process and
+    its URL. Its output goes to `directory`/commander.out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDER")}
+    server = subprocess.Popen(
+        [binary("commander"), "--config", str(config), "serve"],
+        cwd=directory,
+        env=env,
+        stdout=open(directory / "commander.out", "w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, server, what)
+        url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            assert response.status == 200
+    except BaseException:
+        server.kill()
+        raise
+    return server, url
+
+
 @pytest.fixture(scope="session")
 def commander_url():
     processes = []
@@ -106,19 +129,8 @@ api_key = "fake-google-key"
 base_url = "{fakes['google']}"
 total_timeout_ms = 20000
 """)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDER")}
-        server = subprocess.Popen(
-            [binary("commander"), "--config", str(config), "serve"],
-            cwd=directory,
-            env=env,
-            stdout=open(directory / "commander.out", "w"),
-            stderr=subprocess.STDOUT,
-        )
+        server, url = start_commander(directory, config, port, "commander")
         processes.append(server)
-        wait_for_port(port, server, "commander")
-        url = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-            assert response.status == 200
         yield url
     finally:
         for process in processes:
@@ -185,18 +197,7 @@ subject = "metered"
 period = "total"
 limit_usd = 0
 """)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDER")}
-        server = subprocess.Popen(
-            [binary("commander"), "--config", str(config), "serve"],
-            cwd=directory,
-            env=env,
-            stdout=open(directory / "commander.out", "w"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(port, server, "commander (budgets)")
-        url = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-            assert response.status == 200
+        server, url = start_commander(directory, config, port, "commander (budgets)")
         yield url
     finally:
         if server is not None:

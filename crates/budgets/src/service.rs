@@ -250,6 +250,22 @@ impl Budgets {
         }
     }
 
+    /// No budget at all (for a service that does not limit spend): every call is admitted
+    /// without a look at a ledger. Budgets given later through [`Budgets::replace_api`] would
+    /// have no usage log to be rebuilt from, so they refuse what they cover.
+    pub fn none() -> Self {
+        Self::new(
+            Vec::new(),
+            Arc::new(crate::LocalLedger::new()),
+            Arc::new(NoUsageLog),
+            Arc::new(crate::SystemClock),
+            BudgetsConfig {
+                lease: Duration::from_secs(60),
+                on_store_error: OnStoreError::Deny,
+            },
+        )
+    }
+
     fn book(&self) -> Arc<Book> {
         Arc::clone(&self.book.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -516,6 +532,23 @@ impl Budgets {
             view.standing?;
         }
         Ok(())
+    }
+}
+
+/// The spend source of [`Budgets::none`]: there is no usage log to rebuild from.
+#[derive(Debug)]
+struct NoUsageLog;
+
+impl SpendSource for NoUsageLog {
+    fn spent(
+        &self,
+        _: &BudgetScope,
+        _: Option<DateTime<Utc>>,
+        _: Option<DateTime<Utc>>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Usd, LedgerError>> {
+        Box::pin(futures_util::future::ready(Err(LedgerError(
+            "no usage log to rebuild a budget from".to_owned(),
+        ))))
     }
 }
 

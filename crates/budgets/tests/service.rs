@@ -454,3 +454,19 @@ async fn a_ledger_that_is_down_refuses_covered_calls_unless_told_to_allow_them()
         );
     }
 }
+
+#[tokio::test]
+async fn no_budgets_admit_everything_and_budgets_with_no_log_to_rebuild_from_refuse() {
+    let budgets = Budgets::none();
+    let x = SpecialistId::parse("x").unwrap();
+    let admitted = budgets
+        .admit(call(&x, None, None), Usd::from_nanos(u64::MAX), "r")
+        .await
+        .unwrap();
+    assert!(admitted.reservation.is_none());
+    budgets.replace_api(vec![budget("b", "global", None, "day", 10)]);
+    assert!(matches!(
+        budgets.admit(call(&x, None, None), Usd::ZERO, "r").await,
+        Err(Refusal::StoreUnavailable(_))
+    ));
+}

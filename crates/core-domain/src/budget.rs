@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::string_newtype;
+use crate::ids::{is_slug, string_newtype};
 use crate::{DomainError, EmailHash, SpecialistId, Usd, ValidationErrors};
 
 /// The id of a budget: 1 to 64 characters of ASCII letters, digits, `_` and `-`, so it is safe
@@ -20,12 +20,7 @@ impl BudgetId {
     /// Parses an id, refusing anything outside the allowed alphabet or length.
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
-        let valid = !raw.is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid {
+        if is_slug(&raw, Self::MAX_LEN) {
             Ok(Self(raw))
         } else {
             Err(DomainError::InvalidBudgetId)

@@ -35,6 +35,16 @@ macro_rules! string_newtype {
 }
 pub(crate) use string_newtype;
 
+/// True for a slug: 1 to `max_len` ASCII letters, digits, `_` and `-`, safe in a URL path, a
+/// file name, a metric label and a log line without escaping.
+pub(crate) fn is_slug(raw: &str, max_len: usize) -> bool {
+    !raw.is_empty()
+        && raw.len() <= max_len
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// The id of a specialist: a slug such as `financial_analyst` or a UUID.
 ///
 /// 1 to 64 characters of ASCII letters, digits, `_` and `-`, so it is safe in a URL path, a file
@@ -50,12 +60,7 @@ impl SpecialistId {
     /// Parses an id, refusing anything outside the allowed alphabet or length.
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
-        let valid = !raw.is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid {
+        if is_slug(&raw, Self::MAX_LEN) {
             Ok(Self(raw))
         } else {
             Err(DomainError::InvalidSpecialistId)

@@ -58,6 +58,7 @@
 //!     chat_limits: Default::default(),
 //!     sse_keep_alive: std::time::Duration::from_secs(15),
 //!     live_calls: LiveCalls::new(),
+//!     budgets: Arc::new(budgets::Budgets::none()),
 //! };
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 //! let address = listener.local_addr()?;
