@@ -101,19 +101,31 @@ pub(crate) fn local_ledger() -> Arc<dyn Ledger> {
 }
 
 /// Re-reads the API-managed budgets every `interval` when the database says they changed
-/// (another instance's change; this one's own apply at once).
+/// (another instance's change; this one's own apply at once). On PostgreSQL a listener
+/// (`LISTEN commander_budgets`) wakes it as soon as such a change commits; the poll stays for
+/// the notifications missed while the listener reconnects.
 pub(crate) fn watch_budgets(
     store: UsageStore,
     budgets: Arc<Budgets>,
     interval: Option<Duration>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let interval = interval?;
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let listener = {
+        let changed = Arc::clone(&changed);
+        store.listen_budgets(move || changed.notify_one())
+    };
     Some(tokio::spawn(async move {
+        // Owned by the task: aborting it at shutdown drops the listener, which stops its thread.
+        let _listener = listener;
         let mut seen: Option<i64> = None;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = changed.notified() => {}
+            }
             let probe = store.clone();
             let revision = match tokio::task::spawn_blocking(move || probe.budget_revision()).await
             {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
+use crate::BUDGETS_CHANNEL;
 use crate::UsageStore;
 use crate::catalogue::CATALOGUE_CHANNEL;
 
@@ -52,14 +53,33 @@ impl UsageStore {
         &self,
         on_change: impl Fn() + Send + 'static,
     ) -> Option<CatalogueListener> {
+        self.listen_on(CATALOGUE_CHANNEL, "catalogue", on_change)
+    }
+
+    /// [`UsageStore::listen_catalogue`] for the budgets managed over the API (changes to the
+    /// `budgets` table, announced on [`BUDGETS_CHANNEL`]).
+    pub fn listen_budgets(
+        &self,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Option<CatalogueListener> {
+        self.listen_on(BUDGETS_CHANNEL, "budget", on_change)
+    }
+
+    fn listen_on(
+        &self,
+        channel: &'static str,
+        what: &'static str,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Option<CatalogueListener> {
         let url = self.postgres_url()?.to_owned();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let heard = Heard { channel, what };
         let spawned = std::thread::Builder::new()
-            .name("catalogue-listen".to_owned())
-            .spawn(move || listen(&url, &stopped, &on_change));
+            .name(format!("{what}-listen"))
+            .spawn(move || listen(&url, heard, &stopped, &on_change));
         if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the catalogue listener; relying on the poll");
+            tracing::error!(%error, what, "cannot start a change listener; relying on the poll");
             return None;
         }
         Some(CatalogueListener { stop })
@@ -81,23 +101,31 @@ fn pause(duration: Duration, stop: &AtomicBool) -> bool {
     }
 }
 
-fn connect(url: &str) -> Result<PgConnection, String> {
+/// What a listener listens for: its channel, and what its changes are of (for the log).
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    channel: &'static str,
+    what: &'static str,
+}
+
+fn connect(url: &str, channel: &str) -> Result<PgConnection, String> {
     let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!("LISTEN {CATALOGUE_CHANNEL}"))
+    conn.batch_execute(&format!("LISTEN {channel}"))
         .map_err(|e| e.to_string())?;
     Ok(conn)
 }
 
-fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn()) {
+fn listen(url: &str, heard: Heard, stop: &AtomicBool, on_change: &dyn Fn()) {
+    let what = heard.what;
     let mut backoff = FIRST_BACKOFF;
     let mut lost = false;
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
-        let mut conn = match connect(url) {
+        let mut conn = match connect(url, heard.channel) {
             Ok(conn) => conn,
             Err(error) => {
                 if !lost {
-                    tracing::warn!(%error, "cannot listen for catalogue changes; retrying, the poll still applies them");
+                    tracing::warn!(%error, what, "cannot listen for changes; retrying, the poll still applies them");
                     lost = true;
                 }
                 if !pause(backoff, stop) {
@@ -109,7 +137,7 @@ fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn()) {
         };
         backoff = FIRST_BACKOFF;
         if lost {
-            tracing::info!("listening for catalogue changes again");
+            tracing::info!(what, "listening for changes again");
         }
         if !first {
             on_change();
@@ -118,7 +146,7 @@ fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn()) {
         let Some(error) = hear(&mut conn, stop, on_change) else {
             return;
         };
-        tracing::warn!(%error, "lost the catalogue listener's connection; reconnecting, the poll still applies changes");
+        tracing::warn!(%error, what, "lost a change listener's connection; reconnecting, the poll still applies changes");
         lost = true;
     }
 }
