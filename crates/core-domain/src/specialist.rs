@@ -1095,4 +1095,50 @@ mod tests {
         let same = no_continuation.to_draft().validate().unwrap();
         assert_eq!(no_continuation.revise(same, t0, 100), None);
     }
+
+    #[test]
+    fn aliases_are_model_names_at_most_sixteen_none_repeated_ignoring_case() {
+        let mut d = draft();
+        d.aliases = vec![
+            "claude-sonnet-4-5".into(),
+            "org/Model_v1.2:latest".into(),
+            String::new(),
+            "has space".into(),
+            "ünïcode".into(),
+            "x".repeat(MAX_ALIAS_CHARS + 1),
+            "CLAUDE-Sonnet-4-5".into(),
+        ];
+        let errors = d.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            ["aliases[2]", "aliases[3]", "aliases[4]", "aliases[5]", "aliases[6]"]
+        );
+        assert!(errors.errors()[4].message.contains("repeats aliases[0]"));
+
+        d.aliases = vec!["claude-sonnet-4-5".into(), "x".repeat(MAX_ALIAS_CHARS)];
+        let spec = d.validate().unwrap();
+        let s = Specialist::new(SpecialistId::parse("s").unwrap(), spec, Utc::now());
+        assert_eq!(s.aliases(), d.aliases.as_slice());
+        assert_eq!(s.to_draft().aliases, d.aliases, "kept through a draft");
+
+        d.aliases = (0..=MAX_ALIASES).map(|n| format!("a{n}")).collect();
+        assert_eq!(fields(&d.validate().unwrap_err()), ["aliases"]);
+        d.aliases.pop();
+        assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn aliases_default_to_none_and_are_written_only_when_there_are_some() {
+        let old: SpecialistDraft = serde_json::from_value(serde_json::json!({
+            "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help."
+        }))
+        .unwrap();
+        assert!(old.aliases.is_empty());
+        let spec = old.validate().unwrap();
+        assert!(serde_json::to_value(&spec).unwrap().get("aliases").is_none());
+        let mut with = old.clone();
+        with.aliases = vec!["gpt-4o".into()];
+        let value = serde_json::to_value(with.validate().unwrap()).unwrap();
+        assert_eq!(value["aliases"], serde_json::json!(["gpt-4o"]));
+    }
 }

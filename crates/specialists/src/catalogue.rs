@@ -834,4 +834,47 @@ mod tests {
         // No temporary files are left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn aliases_that_clash_in_a_file_name_both_specialists() {
+        let with = |id: &str, name: &str, aliases: &str| {
+            format!(
+                r#"{{"id": "{id}", "name": "{name}", "provider": "mock", "model": "m",
+                    "system_prompt": "p", "aliases": {aliases}}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"specialists": [{}, {}, {}]}}"#,
+            with("a", "Alpha", r#"["shared", "A"]"#),
+            with("b", "Beta", r#"["SHARED", "c"]"#),
+            with("c", "Gamma", "[]"),
+        );
+        let err = parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap_err();
+        let CatalogueError::Invalid(errors) = err else {
+            panic!("not a validation failure: {err}")
+        };
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, "specialists[0].aliases[1]");
+        assert!(found[0].1.contains("own id"));
+        assert_eq!(found[1].0, "specialists[1].aliases[0]");
+        assert!(found[1].1.contains("specialists[0] ('a')"));
+        assert_eq!(found[2].0, "specialists[1].aliases[1]");
+        assert!(found[2].1.contains("specialists[2] ('c')"));
+
+        let fine = format!(
+            r#"{{"specialists": [{}, {}]}}"#,
+            with("a", "Alpha", r#"["x"]"#),
+            with("b", "Beta", r#"["y"]"#),
+        );
+        let catalogue = Catalogue::in_memory(
+            parse_catalogue(&fine, &BaseUrlPolicy::default(), Utc::now()).unwrap(),
+            BaseUrlPolicy::default(),
+        );
+        assert_eq!(catalogue.resolve("Y").unwrap().id().as_str(), "b");
+    }
 }

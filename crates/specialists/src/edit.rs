@@ -612,4 +612,100 @@ mod tests {
         catalogue.create(id("b"), &draft("Beta")).unwrap();
         assert_eq!(catalogue.len(), 2);
     }
+
+    fn aliased(name: &str, aliases: &[&str]) -> SpecialistDraft {
+        SpecialistDraft {
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            ..draft(name)
+        }
+    }
+
+    fn invalid_fields(err: CatalogueError) -> Vec<(String, String)> {
+        match err {
+            CatalogueError::Invalid(errors) => errors
+                .errors()
+                .iter()
+                .map(|e| (e.field.clone(), e.message.clone()))
+                .collect(),
+            other => panic!("not a validation failure: {other}"),
+        }
+    }
+
+    #[test]
+    fn an_alias_is_unique_across_the_catalogue_ignoring_case_and_never_an_id() {
+        let (_dir, catalogue) = on_disk();
+        catalogue
+            .create(id("sonnet"), &aliased("Sonnet", &["claude-sonnet-4-5"]))
+            .unwrap();
+
+        let clash = catalogue
+            .create(id("other"), &aliased("Other", &["CLAUDE-SONNET-4-5"]))
+            .unwrap_err();
+        let found = invalid_fields(clash);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "aliases[0]");
+        assert!(found[0].1.contains("'sonnet' ('Sonnet')"), "{}", found[0].1);
+
+        let is_an_id = catalogue
+            .create(id("other"), &aliased("Other", &["Sonnet"]))
+            .unwrap_err();
+        let found = invalid_fields(is_an_id);
+        assert_eq!(found[0].0, "aliases[0]");
+        assert!(found[0].1.contains("is the id of specialist 'sonnet'"));
+
+        let own = catalogue
+            .create(id("other"), &aliased("Other", &["OTHER"]))
+            .unwrap_err();
+        assert!(invalid_fields(own)[0].1.contains("own id"));
+
+        let taken_id = catalogue
+            .create(id("Claude-Sonnet-4-5"), &draft("Third"))
+            .unwrap_err();
+        assert!(
+            matches!(taken_id, CatalogueError::AlreadyExists(_)),
+            "a new id may not be an alias: {taken_id}"
+        );
+
+        // A specialist may keep (or re-send) its own aliases.
+        let kept = catalogue
+            .update(&id("sonnet"), None, |mut d| {
+                d.temperature = 1.0;
+                d
+            })
+            .unwrap();
+        assert_eq!(kept.aliases(), ["claude-sonnet-4-5"]);
+    }
+
+    #[test]
+    fn resolve_finds_by_id_then_alias_ignoring_case_and_follows_changes() {
+        let (_dir, catalogue) = on_disk();
+        catalogue
+            .create(id("sonnet"), &aliased("Sonnet", &["claude-sonnet-4-5"]))
+            .unwrap();
+        assert_eq!(catalogue.resolve("sonnet").unwrap().id(), &id("sonnet"));
+        assert_eq!(
+            catalogue.resolve("Claude-Sonnet-4-5").unwrap().id(),
+            &id("sonnet")
+        );
+        assert!(catalogue.resolve("claude-opus-4").is_none());
+        assert!(catalogue.resolve("not an id").is_none());
+
+        catalogue
+            .update(&id("sonnet"), None, |mut d| {
+                d.aliases = vec!["claude-opus-4".into()];
+                d
+            })
+            .unwrap();
+        assert!(
+            catalogue.resolve("claude-sonnet-4-5").is_none(),
+            "old alias gone"
+        );
+        assert_eq!(
+            catalogue.resolve("claude-opus-4").unwrap().id(),
+            &id("sonnet")
+        );
+
+        let copy = catalogue.duplicate(&id("sonnet"), id("copy")).unwrap();
+        assert!(copy.aliases().is_empty(), "the original keeps its aliases");
+    }
 }
