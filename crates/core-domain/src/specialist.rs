@@ -1111,7 +1111,13 @@ mod tests {
         let errors = d.validate().unwrap_err();
         assert_eq!(
             fields(&errors),
-            ["aliases[2]", "aliases[3]", "aliases[4]", "aliases[5]", "aliases[6]"]
+            [
+                "aliases[2]",
+                "aliases[3]",
+                "aliases[4]",
+                "aliases[5]",
+                "aliases[6]"
+            ]
         );
         assert!(errors.errors()[4].message.contains("repeats aliases[0]"));
 
@@ -1135,7 +1141,12 @@ mod tests {
         .unwrap();
         assert!(old.aliases.is_empty());
         let spec = old.validate().unwrap();
-        assert!(serde_json::to_value(&spec).unwrap().get("aliases").is_none());
+        assert!(
+            serde_json::to_value(&spec)
+                .unwrap()
+                .get("aliases")
+                .is_none()
+        );
         let mut with = old.clone();
         with.aliases = vec!["gpt-4o".into()];
         let value = serde_json::to_value(with.validate().unwrap()).unwrap();
