@@ -562,3 +562,67 @@ async fn body_and_conversation_limits_apply_in_openai_s_shape() {
         "only the allowed call reached a specialist"
     );
 }
+
+#[tokio::test]
+async fn a_model_may_be_a_specialist_s_alias_until_it_is_cleared() {
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.push(Reply::text(UPSTREAM_TEXT).usage(10, 5));
+    let app = app(&fake, false).await;
+    let sonnet = json!({"id": "sonnet", "name": "Sonnet", "provider": "openai",
+        "model": "gpt-4o-mini", "system_prompt": "Be brief.",
+        "aliases": ["claude-sonnet-4-5"]});
+    let created = app.post_json("/specialists", &sonnet).await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["aliases"], json!(["claude-sonnet-4-5"]));
+
+    let response = complete(
+        &app,
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], UPSTREAM_TEXT);
+    assert_eq!(body["model"], "gpt-4o-mini", "the served model, as before");
+    assert_eq!(
+        fake.requests()[0].body["messages"][0]["content"],
+        "Be brief.",
+        "the alias's specialist answered"
+    );
+    let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].specialist_id, "sonnet");
+
+    let model = app.get("/v1/models/CLAUDE-SONNET-4-5").await;
+    assert_eq!(model.status(), 200, "aliases are case-insensitive");
+    assert_eq!(model.json::<Value>().await.unwrap()["id"], "sonnet");
+
+    // An alias names one specialist: another's alias or id is refused as a taken name is.
+    let mut clash = sonnet.clone();
+    clash["id"] = json!("other");
+    clash["name"] = json!("Other");
+    clash["aliases"] = json!(["Claude-Sonnet-4-5", "analyst"]);
+    let refused = app.post_json("/specialists", &clash).await;
+    assert_eq!(refused.status(), 422);
+    let details = e2e_support::error_body(refused).await["details"].clone();
+    let fields: Vec<&str> = e2e_support::field_of_each(&details, "field");
+    assert_eq!(fields, ["aliases[0]", "aliases[1]"]);
+
+    let cleared = app
+        .client
+        .patch(app.url("/specialists/sonnet"))
+        .json(&json!({"aliases": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(cleared.json::<Value>().await.unwrap()["aliases"], json!([]));
+    let gone = complete(
+        &app,
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+    assert_eq!(app.usage_rows().await.len(), 1, "no call, no row");
+}

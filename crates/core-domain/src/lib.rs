@@ -58,9 +58,9 @@ pub use net::{SpecialPurpose, is_internal_ip, special_purpose};
 pub use pricing::{ModelPricing, PricingDraft};
 pub use provider::ProviderKind;
 pub use specialist::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_DESCRIPTION_CHARS, MAX_FALLBACKS, MAX_MAX_TOKENS,
-    MAX_NAME_CHARS, MAX_SYSTEM_PROMPT_CHARS, NotAllowed, PromptRevision, Specialist,
-    SpecialistDraft, SpecialistSpec,
+    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_ALIAS_CHARS, MAX_ALIASES, MAX_DESCRIPTION_CHARS,
+    MAX_FALLBACKS, MAX_MAX_TOKENS, MAX_NAME_CHARS, MAX_SYSTEM_PROMPT_CHARS, NotAllowed,
+    PromptRevision, Specialist, SpecialistDraft, SpecialistSpec,
 };
 pub use target::{Target, TargetDraft};
 pub use text::comparable_name;

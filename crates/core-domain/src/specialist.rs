@@ -24,6 +24,10 @@ pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 pub const DEFAULT_TEMPERATURE: f64 = 0.7;
 /// The most fallback targets a specialist may list (each one a whole attempt at a call).
 pub const MAX_FALLBACKS: usize = 4;
+/// The most aliases a specialist may have.
+pub const MAX_ALIASES: usize = 16;
+/// The longest alias, in characters.
+pub const MAX_ALIAS_CHARS: usize = 128;
 const MAX_TEMPERATURE: f64 = 2.0;
 
 /// The editable fields of a specialist as a caller or a file supplies them, before validation.
@@ -69,6 +73,10 @@ pub struct SpecialistDraft {
     /// (default: yes).
     #[serde(default = "allowed")]
     pub continue_streams: bool,
+    /// Other names a caller may use for it as `model` (Claude Code's `claude-sonnet-4-5`, ...)
+    /// (default: none). Unique across the catalogue, ignoring case; the catalogue checks that.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// Tools, images and continued streams are allowed unless a specialist turns them off, so a
@@ -159,6 +167,7 @@ impl SpecialistDraft {
         };
 
         let fallbacks = self.validate_fallbacks(primary.as_ref(), &mut errors);
+        self.validate_aliases(&mut errors);
 
         match primary {
             Some(primary) if errors.is_empty() => Ok(SpecialistSpec {
@@ -173,6 +182,7 @@ impl SpecialistDraft {
                 pricing,
                 fallbacks,
                 continue_streams: self.continue_streams,
+                aliases: self.aliases.clone(),
             }),
             _ => Err(errors),
         }
@@ -218,6 +228,44 @@ impl SpecialistDraft {
     }
 }
 
+impl SpecialistDraft {
+    /// The aliases: at most [`MAX_ALIASES`], each 1 to [`MAX_ALIAS_CHARS`] of ASCII letters,
+    /// digits, `.`, `_`, `-`, `:` and `/` (what model names are made of), none repeating an
+    /// earlier one ignoring case. An alias equal to the specialist's own id is refused by the
+    /// catalogue, which knows the id.
+    fn validate_aliases(&self, errors: &mut ValidationErrors) {
+        if self.aliases.len() > MAX_ALIASES {
+            errors.push(
+                "aliases",
+                format!("must list at most {MAX_ALIASES} aliases"),
+            );
+        }
+        for (index, alias) in self.aliases.iter().enumerate() {
+            let field = format!("aliases[{index}]");
+            if alias.is_empty() || alias.len() > MAX_ALIAS_CHARS {
+                errors.push(field, format!("must be 1 to {MAX_ALIAS_CHARS} characters"));
+            } else if !alias.chars().all(is_alias_char) {
+                errors.push(
+                    field,
+                    "may hold only ASCII letters, digits, '.', '_', '-', ':' and '/'",
+                );
+            } else if let Some(earlier) = self.aliases[..index]
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(alias))
+            {
+                errors.push(
+                    field,
+                    format!("repeats aliases[{earlier}] (aliases are case-insensitive)"),
+                );
+            }
+        }
+    }
+}
+
+fn is_alias_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')
+}
+
 /// Why `text` cannot be a field of this `kind`, if it holds a character it may not.
 pub(crate) fn hidden_char_problem(text: &str, kind: TextKind) -> Option<String> {
     first_hidden_char(text, kind).map(|(position, c)| hidden_char_message(position, c, kind))
@@ -241,6 +289,8 @@ pub struct SpecialistSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     fallbacks: Vec<Target>,
     continue_streams: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
 }
 
 /// Something a request asks of a specialist that the specialist turned off
@@ -360,6 +410,7 @@ impl Specialist {
             pricing: self.spec.pricing.map(|p| p.to_draft()),
             fallbacks: self.spec.fallbacks.iter().map(Target::to_draft).collect(),
             continue_streams: self.spec.continue_streams,
+            aliases: self.spec.aliases.clone(),
         }
     }
 
@@ -445,6 +496,10 @@ impl Specialist {
     pub fn continue_streams(&self) -> bool {
         self.spec.continue_streams
     }
+    /// Other names callers may use for it as `model`, as written (compare ignoring case).
+    pub fn aliases(&self) -> &[String] {
+        &self.spec.aliases
+    }
     /// The instructions sent before every conversation.
     pub fn system_prompt(&self) -> &str {
         &self.spec.system_prompt
@@ -512,6 +567,7 @@ mod tests {
             }),
             fallbacks: vec![],
             continue_streams: true,
+            aliases: Vec::new(),
         }
     }
 
@@ -574,6 +630,7 @@ mod tests {
             }),
             fallbacks: vec![target("nope", "", None)],
             continue_streams: true,
+            aliases: Vec::new(),
         };
         let errors = bad.validate().unwrap_err();
         assert_eq!(
@@ -1026,6 +1083,7 @@ mod tests {
             &with_fallback,
             SpecialistDraft {
                 continue_streams: false,
+                aliases: Vec::new(),
                 ..with_fallback.to_draft()
             },
             t0,
@@ -1036,5 +1094,62 @@ mod tests {
         assert_eq!(no_continuation.fallbacks(), with_fallback.fallbacks());
         let same = no_continuation.to_draft().validate().unwrap();
         assert_eq!(no_continuation.revise(same, t0, 100), None);
+    }
+
+    #[test]
+    fn aliases_are_model_names_at_most_sixteen_none_repeated_ignoring_case() {
+        let mut d = draft();
+        d.aliases = vec![
+            "claude-sonnet-4-5".into(),
+            "org/Model_v1.2:latest".into(),
+            String::new(),
+            "has space".into(),
+            "ünïcode".into(),
+            "x".repeat(MAX_ALIAS_CHARS + 1),
+            "CLAUDE-Sonnet-4-5".into(),
+        ];
+        let errors = d.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "aliases[2]",
+                "aliases[3]",
+                "aliases[4]",
+                "aliases[5]",
+                "aliases[6]"
+            ]
+        );
+        assert!(errors.errors()[4].message.contains("repeats aliases[0]"));
+
+        d.aliases = vec!["claude-sonnet-4-5".into(), "x".repeat(MAX_ALIAS_CHARS)];
+        let spec = d.validate().unwrap();
+        let s = Specialist::new(SpecialistId::parse("s").unwrap(), spec, Utc::now());
+        assert_eq!(s.aliases(), d.aliases.as_slice());
+        assert_eq!(s.to_draft().aliases, d.aliases, "kept through a draft");
+
+        d.aliases = (0..=MAX_ALIASES).map(|n| format!("a{n}")).collect();
+        assert_eq!(fields(&d.validate().unwrap_err()), ["aliases"]);
+        d.aliases.pop();
+        assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn aliases_default_to_none_and_are_written_only_when_there_are_some() {
+        let old: SpecialistDraft = serde_json::from_value(serde_json::json!({
+            "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help."
+        }))
+        .unwrap();
+        assert!(old.aliases.is_empty());
+        let spec = old.validate().unwrap();
+        assert!(
+            serde_json::to_value(&spec)
+                .unwrap()
+                .get("aliases")
+                .is_none()
+        );
+        let mut with = old.clone();
+        with.aliases = vec!["gpt-4o".into()];
+        let value = serde_json::to_value(with.validate().unwrap()).unwrap();
+        assert_eq!(value["aliases"], serde_json::json!(["gpt-4o"]));
     }
 }

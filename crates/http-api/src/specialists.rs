@@ -110,6 +110,13 @@ pub(crate) struct SpecialistBody {
     /// Whether a stream whose upstream dies mid-answer continues on the next target
     /// (default: true).
     continue_streams: Option<bool>,
+    /// Other names callers may use as `model` on the OpenAI door (`claude-sonnet-4-5`, ...):
+    /// at most 16, each 1-128 of ASCII letters, digits, `.` `_` `-` `:` `/`, unique across the
+    /// catalogue ignoring case and never another specialist's id; a PATCH replaces the whole
+    /// list, null removes it (default: none).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    aliases: Option<Option<Vec<String>>>,
     #[serde(rename = "version")]
     #[schema(ignore)]
     _version: Option<IgnoredAny>,
@@ -150,6 +157,7 @@ impl SpecialistBody {
             pricing: self.pricing.into(),
             fallbacks: self.fallbacks.into(),
             continue_streams: self.continue_streams,
+            aliases: self.aliases.into(),
         }
     }
 }

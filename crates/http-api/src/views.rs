@@ -37,6 +37,8 @@ pub(crate) struct SpecialistView {
     /// Whether a stream whose upstream dies mid-answer continues on the next target, the text
     /// already sent given to it as the start of its answer.
     continue_streams: bool,
+    /// Other names callers may use as `model` on the OpenAI door. Empty when there are none.
+    aliases: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// Starts at 1, +1 on every change; also the `ETag`.
@@ -122,6 +124,7 @@ impl From<&Specialist> for SpecialistView {
             }),
             fallbacks: s.fallbacks().iter().map(Into::into).collect(),
             continue_streams: s.continue_streams(),
+            aliases: s.aliases().to_vec(),
             created_at: s.created_at(),
             updated_at: s.updated_at(),
             version: s.version(),

@@ -217,6 +217,7 @@ mod tests {
             pricing: None,
             fallbacks: Vec::new(),
             continue_streams: true,
+            aliases: Vec::new(),
         }
         .validate()
         .unwrap();

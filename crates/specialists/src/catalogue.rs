@@ -67,11 +67,62 @@ pub fn parse_catalogue(
             Err(problems) => errors.extend(problems.with_prefix(&prefix)),
         }
     }
+    errors.extend(alias_problems(&specialists));
     if errors.is_empty() {
         Ok(specialists)
     } else {
         Err(CatalogueError::Invalid(errors))
     }
+}
+
+/// Aliases that clash, at `specialists[i].aliases[j]`: one equal to its own specialist's id,
+/// to another specialist's id, or to an earlier specialist's alias (all ignoring case), so a
+/// `model` names at most one specialist.
+fn alias_problems(specialists: &[Specialist]) -> ValidationErrors {
+    let mut errors = ValidationErrors::new();
+    let ids: HashMap<String, usize> = specialists
+        .iter()
+        .enumerate()
+        .map(|(index, s)| (s.id().as_str().to_ascii_lowercase(), index))
+        .collect();
+    let mut seen_aliases = HashMap::new();
+    for (index, specialist) in specialists.iter().enumerate() {
+        for (position, alias) in specialist.aliases().iter().enumerate() {
+            let field = format!("specialists[{index}].aliases[{position}]");
+            let key = alias.to_ascii_lowercase();
+            match ids.get(&key) {
+                Some(&holder) if holder == index => {
+                    errors.push(field, format!("'{alias}' is the specialist's own id"));
+                    continue;
+                }
+                Some(&holder) => {
+                    errors.push(
+                        field,
+                        format!(
+                            "'{alias}' is the id of specialists[{holder}] ('{}'); aliases are \
+                             case-insensitive",
+                            specialists[holder].id()
+                        ),
+                    );
+                    continue;
+                }
+                None => {}
+            }
+            if let Some(first) = earlier_holder(&mut seen_aliases, key, index)
+                && first != index
+            {
+                errors.push(
+                    field,
+                    format!(
+                        "'{alias}' is used twice: specialists[{first}] ('{}') has the same alias \
+                         (aliases are case-insensitive)",
+                        specialists[first].id()
+                    ),
+                );
+            }
+        }
+    }
+    errors
 }
 
 /// The index of the specialist that took `key` first, or `None` (and `index` takes it).
@@ -133,6 +184,8 @@ fn content_hash(text: &str) -> u64 {
 struct Snapshot {
     by_id: HashMap<SpecialistId, Arc<Specialist>>,
     by_name: Vec<Arc<Specialist>>,
+    /// Each alias, lowercased, to its specialist (the catalogue keeps aliases unique).
+    by_alias: HashMap<String, Arc<Specialist>>,
 }
 
 impl Snapshot {
@@ -151,7 +204,19 @@ impl Snapshot {
             .iter()
             .map(|s| (s.id().clone(), Arc::clone(s)))
             .collect();
-        Self { by_id, by_name }
+        let by_alias = by_name
+            .iter()
+            .flat_map(|s| {
+                s.aliases()
+                    .iter()
+                    .map(|alias| (alias.to_ascii_lowercase(), Arc::clone(s)))
+            })
+            .collect();
+        Self {
+            by_id,
+            by_name,
+            by_alias,
+        }
     }
 }
 
@@ -324,6 +389,18 @@ impl Catalogue {
     /// The specialist with this id, as it is now.
     pub fn get(&self, id: &SpecialistId) -> Option<Arc<Specialist>> {
         self.snapshot().by_id.get(id).cloned()
+    }
+
+    /// The specialist a caller's `model` names: the one with that id, else the one with that
+    /// alias (ignoring case).
+    pub fn resolve(&self, model: &str) -> Option<Arc<Specialist>> {
+        let snapshot = self.snapshot();
+        if let Ok(id) = SpecialistId::parse(model)
+            && let Some(found) = snapshot.by_id.get(&id)
+        {
+            return Some(Arc::clone(found));
+        }
+        snapshot.by_alias.get(&model.to_ascii_lowercase()).cloned()
     }
 
     /// Every specialist, sorted by name (case-insensitively).
@@ -756,5 +833,48 @@ mod tests {
         assert_eq!(back, list);
         // No temporary files are left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn aliases_that_clash_in_a_file_name_both_specialists() {
+        let with = |id: &str, name: &str, aliases: &str| {
+            format!(
+                r#"{{"id": "{id}", "name": "{name}", "provider": "mock", "model": "m",
+                    "system_prompt": "p", "aliases": {aliases}}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"specialists": [{}, {}, {}]}}"#,
+            with("a", "Alpha", r#"["shared", "A"]"#),
+            with("b", "Beta", r#"["SHARED", "c"]"#),
+            with("c", "Gamma", "[]"),
+        );
+        let err = parse_catalogue(&json, &BaseUrlPolicy::default(), Utc::now()).unwrap_err();
+        let CatalogueError::Invalid(errors) = err else {
+            panic!("not a validation failure: {err}")
+        };
+        let found: Vec<(&str, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, "specialists[0].aliases[1]");
+        assert!(found[0].1.contains("own id"));
+        assert_eq!(found[1].0, "specialists[1].aliases[0]");
+        assert!(found[1].1.contains("specialists[0] ('a')"));
+        assert_eq!(found[2].0, "specialists[1].aliases[1]");
+        assert!(found[2].1.contains("specialists[2] ('c')"));
+
+        let fine = format!(
+            r#"{{"specialists": [{}, {}]}}"#,
+            with("a", "Alpha", r#"["x"]"#),
+            with("b", "Beta", r#"["y"]"#),
+        );
+        let catalogue = Catalogue::in_memory(
+            parse_catalogue(&fine, &BaseUrlPolicy::default(), Utc::now()).unwrap(),
+            BaseUrlPolicy::default(),
+        );
+        assert_eq!(catalogue.resolve("Y").unwrap().id().as_str(), "b");
     }
 }

@@ -21,7 +21,7 @@ impl Catalogue {
     ) -> Result<Arc<Specialist>, CatalogueError> {
         self.change(|list| {
             refuse_taken_id(list, id.clone())?;
-            let spec = self.checked(draft, list, None)?;
+            let spec = self.checked(draft, list, Some(&id), None)?;
             let created = Arc::new(Specialist::new(id, spec, Utc::now()));
             list.push(Arc::clone(&created));
             Ok(created)
@@ -41,7 +41,7 @@ impl Catalogue {
         self.change(|list| {
             let index = find(list, id, expected_version)?;
             let draft = edit(list[index].to_draft());
-            let spec = self.checked(&draft, list, Some(id))?;
+            let spec = self.checked(&draft, list, Some(id), Some(id))?;
             let Some(revised) = list[index].revise(spec, Utc::now(), self.max_prompt_history())
             else {
                 return Ok(Arc::clone(&list[index]));
@@ -65,7 +65,7 @@ impl Catalogue {
     }
 
     /// Copies a specialist under `new_id`: name + " (Copy)" (" (Copy 2)", ... when taken),
-    /// version 1, no history.
+    /// version 1, no history, no aliases.
     pub fn duplicate(
         &self,
         id: &SpecialistId,
@@ -76,7 +76,9 @@ impl Catalogue {
             refuse_taken_id(list, new_id.clone())?;
             let mut draft = list[index].to_draft();
             draft.name = copy_name(&draft.name, list);
-            let spec = self.checked(&draft, list, None)?;
+            // Aliases are unique across the catalogue: the original keeps them.
+            draft.aliases.clear();
+            let spec = self.checked(&draft, list, Some(&new_id), None)?;
             let copy = Arc::new(Specialist::new(new_id, spec, Utc::now()));
             list.push(Arc::clone(&copy));
             Ok(copy)
@@ -84,11 +86,13 @@ impl Catalogue {
     }
 
     /// Every rule for `draft` joining `list` (in place of `replacing`, if given): its own
-    /// fields, the base URL policy, and a name no other specialist has.
+    /// fields, the base URL policy, a name no other specialist has, and aliases that are
+    /// neither `own_id` nor another specialist's id or alias.
     fn checked(
         &self,
         draft: &SpecialistDraft,
         list: &[Arc<Specialist>],
+        own_id: Option<&SpecialistId>,
         replacing: Option<&SpecialistId>,
     ) -> Result<core_domain::SpecialistSpec, CatalogueError> {
         let mut errors = ValidationErrors::new();
@@ -100,6 +104,7 @@ impl Catalogue {
             &draft.fallbacks,
             replacing,
         ));
+        errors.extend_new_fields(alias_clashes(list, &draft.aliases, own_id, replacing));
         match spec {
             Some(spec) if errors.is_empty() => Ok(spec),
             _ => Err(CatalogueError::Invalid(errors)),
@@ -116,9 +121,13 @@ impl Catalogue {
         name: Option<&str>,
         base_url: Option<&str>,
         fallbacks: &[TargetDraft],
+        aliases: &[String],
         replacing: Option<&SpecialistId>,
     ) -> ValidationErrors {
-        self.problems_among(&self.snapshot_list(), name, base_url, fallbacks, replacing)
+        let list = self.snapshot_list();
+        let mut errors = self.problems_among(&list, name, base_url, fallbacks, replacing);
+        errors.extend_new_fields(alias_clashes(&list, aliases, replacing, replacing));
+        errors
     }
 
     fn problems_among(
@@ -154,10 +163,69 @@ impl Catalogue {
     }
 }
 
+/// Each of `aliases` (of the specialist `own_id`, in place of `replacing` if given) that is its
+/// own id, another specialist's id, or another specialist's alias, ignoring case: a `model`
+/// must name one specialist.
+fn alias_clashes(
+    list: &[Arc<Specialist>],
+    aliases: &[String],
+    own_id: Option<&SpecialistId>,
+    replacing: Option<&SpecialistId>,
+) -> ValidationErrors {
+    let mut errors = ValidationErrors::new();
+    for (index, alias) in aliases.iter().enumerate() {
+        let field = format!("aliases[{index}]");
+        if own_id.is_some_and(|id| id.as_str().eq_ignore_ascii_case(alias)) {
+            errors.push(field, format!("'{alias}' is the specialist's own id"));
+            continue;
+        }
+        let others = list.iter().filter(|s| Some(s.id()) != replacing);
+        for other in others {
+            if other.id().as_str().eq_ignore_ascii_case(alias) {
+                errors.push(
+                    field.clone(),
+                    format!(
+                        "'{alias}' is the id of specialist '{}' ('{}'); aliases are \
+                         case-insensitive",
+                        other.id(),
+                        other.name()
+                    ),
+                );
+                break;
+            }
+            if other
+                .aliases()
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(alias))
+            {
+                errors.push(
+                    field.clone(),
+                    format!(
+                        "'{alias}' is taken by specialist '{}' ('{}'); aliases are \
+                         case-insensitive",
+                        other.id(),
+                        other.name()
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    errors
+}
+
 /// A new id may not be one that exists already, nor one that differs from it only in case
-/// (`DEMO` beside `demo`).
+/// (`DEMO` beside `demo`), nor another specialist's alias (a `model` names one specialist).
 fn refuse_taken_id(list: &[Arc<Specialist>], id: SpecialistId) -> Result<(), CatalogueError> {
-    if list.iter().any(|s| s.id().matches_ignoring_case(&id)) {
+    let is_alias = |s: &Arc<Specialist>| {
+        s.aliases()
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(id.as_str()))
+    };
+    if list
+        .iter()
+        .any(|s| s.id().matches_ignoring_case(&id) || is_alias(s))
+    {
         Err(CatalogueError::AlreadyExists(id))
     } else {
         Ok(())
@@ -232,6 +300,7 @@ mod tests {
             }),
             fallbacks: vec![],
             continue_streams: true,
+            aliases: Vec::new(),
         }
     }
 
@@ -542,5 +611,101 @@ mod tests {
         std::fs::write(&path, good).unwrap();
         catalogue.create(id("b"), &draft("Beta")).unwrap();
         assert_eq!(catalogue.len(), 2);
+    }
+
+    fn aliased(name: &str, aliases: &[&str]) -> SpecialistDraft {
+        SpecialistDraft {
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            ..draft(name)
+        }
+    }
+
+    fn invalid_fields(err: CatalogueError) -> Vec<(String, String)> {
+        match err {
+            CatalogueError::Invalid(errors) => errors
+                .errors()
+                .iter()
+                .map(|e| (e.field.clone(), e.message.clone()))
+                .collect(),
+            other => panic!("not a validation failure: {other}"),
+        }
+    }
+
+    #[test]
+    fn an_alias_is_unique_across_the_catalogue_ignoring_case_and_never_an_id() {
+        let (_dir, catalogue) = on_disk();
+        catalogue
+            .create(id("sonnet"), &aliased("Sonnet", &["claude-sonnet-4-5"]))
+            .unwrap();
+
+        let clash = catalogue
+            .create(id("other"), &aliased("Other", &["CLAUDE-SONNET-4-5"]))
+            .unwrap_err();
+        let found = invalid_fields(clash);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "aliases[0]");
+        assert!(found[0].1.contains("'sonnet' ('Sonnet')"), "{}", found[0].1);
+
+        let is_an_id = catalogue
+            .create(id("other"), &aliased("Other", &["Sonnet"]))
+            .unwrap_err();
+        let found = invalid_fields(is_an_id);
+        assert_eq!(found[0].0, "aliases[0]");
+        assert!(found[0].1.contains("is the id of specialist 'sonnet'"));
+
+        let own = catalogue
+            .create(id("other"), &aliased("Other", &["OTHER"]))
+            .unwrap_err();
+        assert!(invalid_fields(own)[0].1.contains("own id"));
+
+        let taken_id = catalogue
+            .create(id("Claude-Sonnet-4-5"), &draft("Third"))
+            .unwrap_err();
+        assert!(
+            matches!(taken_id, CatalogueError::AlreadyExists(_)),
+            "a new id may not be an alias: {taken_id}"
+        );
+
+        // A specialist may keep (or re-send) its own aliases.
+        let kept = catalogue
+            .update(&id("sonnet"), None, |mut d| {
+                d.temperature = 1.0;
+                d
+            })
+            .unwrap();
+        assert_eq!(kept.aliases(), ["claude-sonnet-4-5"]);
+    }
+
+    #[test]
+    fn resolve_finds_by_id_then_alias_ignoring_case_and_follows_changes() {
+        let (_dir, catalogue) = on_disk();
+        catalogue
+            .create(id("sonnet"), &aliased("Sonnet", &["claude-sonnet-4-5"]))
+            .unwrap();
+        assert_eq!(catalogue.resolve("sonnet").unwrap().id(), &id("sonnet"));
+        assert_eq!(
+            catalogue.resolve("Claude-Sonnet-4-5").unwrap().id(),
+            &id("sonnet")
+        );
+        assert!(catalogue.resolve("claude-opus-4").is_none());
+        assert!(catalogue.resolve("not an id").is_none());
+
+        catalogue
+            .update(&id("sonnet"), None, |mut d| {
+                d.aliases = vec!["claude-opus-4".into()];
+                d
+            })
+            .unwrap();
+        assert!(
+            catalogue.resolve("claude-sonnet-4-5").is_none(),
+            "old alias gone"
+        );
+        assert_eq!(
+            catalogue.resolve("claude-opus-4").unwrap().id(),
+            &id("sonnet")
+        );
+
+        let copy = catalogue.duplicate(&id("sonnet"), id("copy")).unwrap();
+        assert!(copy.aliases().is_empty(), "the original keeps its aliases");
     }
 }

@@ -149,6 +149,7 @@ mod tests {
             }),
             fallbacks: vec![],
             continue_streams: true,
+            aliases: Vec::new(),
         }
     }
 
@@ -260,6 +261,7 @@ mod tests {
                 },
             ],
             continue_streams: false,
+            aliases: Vec::new(),
             ..draft()
         };
         let s = Specialist::new(

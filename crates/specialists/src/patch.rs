@@ -102,6 +102,9 @@ pub struct SpecialistPatch {
     pub fallbacks: Clearable<Vec<TargetDraft>>,
     /// Whether a stream cut mid-answer may continue on the next target (default: yes).
     pub continue_streams: Option<bool>,
+    /// Other names callers may use as `model`; a new list replaces the whole old one, and
+    /// clearing it leaves none (default: none).
+    pub aliases: Clearable<Vec<String>>,
 }
 
 impl SpecialistPatch {
@@ -138,6 +141,10 @@ impl SpecialistPatch {
         if let Some(continue_streams) = self.continue_streams {
             current.continue_streams = continue_streams;
         }
+        current.aliases = self
+            .aliases
+            .applied_to(Some(current.aliases))
+            .unwrap_or_default();
         current
     }
 
@@ -191,6 +198,7 @@ fn defaults() -> SpecialistDraft {
         pricing: None,
         fallbacks: Vec::new(),
         continue_streams: true,
+        aliases: Vec::new(),
     }
 }
 
@@ -206,10 +214,11 @@ impl Catalogue {
         mut earlier_problems: ValidationErrors,
         replacing: Option<&SpecialistId>,
     ) -> Result<SpecialistDraft, ValidationErrors> {
-        let (name, base_url, fallbacks) = (
+        let (name, base_url, fallbacks, aliases) = (
             patch.name.clone(),
             patch.base_url.clone(),
             patch.fallbacks.clone(),
+            patch.aliases.clone(),
         );
         match patch.into_new_fields() {
             Ok(fields) if earlier_problems.is_empty() => return Ok(fields),
@@ -222,10 +231,12 @@ impl Catalogue {
         }
         let base_url = base_url.applied_to(None);
         let fallbacks = fallbacks.applied_to(None).unwrap_or_default();
+        let aliases = aliases.applied_to(None).unwrap_or_default();
         earlier_problems.extend_new_fields(self.problems_with_others(
             name.as_deref(),
             base_url.as_deref(),
             &fallbacks,
+            &aliases,
             replacing,
         ));
         Err(earlier_problems)
@@ -266,6 +277,7 @@ mod tests {
             }),
             fallbacks: vec![fallback("anthropic", "claude-sonnet-4")],
             continue_streams: true,
+            aliases: Vec::new(),
         }
     }
 

@@ -105,6 +105,16 @@ pub(crate) fn prepare_for(
             format!("no specialist with id '{specialist_id}'"),
         )
     })?;
+    prepare_with(state, context, specialist, build)
+}
+
+/// [`prepare_for`] a specialist already found (the OpenAI door finds it by id or alias).
+pub(crate) fn prepare_with(
+    state: &AppState,
+    context: &RequestContext,
+    specialist: Arc<Specialist>,
+    build: impl FnOnce(&Specialist) -> ProviderRequest,
+) -> Result<PreparedCall, ApiError> {
     tracing::Span::current()
         .record("specialist", specialist.id().as_str())
         .record("provider", specialist.provider().as_str());

@@ -1,7 +1,7 @@
 //! The one call path shared by every chat route: find the specialist and its provider, call it,
 //! price it, and record exactly one usage row whatever happens.
 //!
-//! - `call`: [`prepare_for`] makes a `PreparedCall`, whose `complete()` and `stream()` make the
+//! - `call`: [`prepare_with`] (by way of `prepare_for` for an id) makes a `PreparedCall`, whose `complete()` and `stream()` make the
 //!   call and own all of its recording; a route only maps its wire format.
 //! - `relay`: carries a stream to the client in the route's `StreamFormat`.
 //! - `recorder`: the one usage row, its price and metrics, however the call ends.
@@ -14,6 +14,6 @@ pub(crate) mod relay;
 pub(crate) mod send;
 pub(crate) mod stream;
 
-pub(crate) use call::{prepare, prepare_for};
+pub(crate) use call::{prepare, prepare_with};
 pub(crate) use input::ChatRequestBody;
 pub(crate) use recorder::CallRecorder;

@@ -11,7 +11,7 @@ use super::wire::{
     CompletionTokensDetails, CompletionUsage, Delta, FunctionChunk, MessageToolCall,
     PromptTokensDetails, ToolCallChunk,
 };
-use crate::chat::prepare_for;
+use crate::chat::prepare_with;
 use crate::chat::relay::StreamFormat;
 use crate::chat::send::served_by_header;
 use crate::openapi::responses::OpenAiChatCall;
@@ -35,13 +35,15 @@ pub(crate) async fn completions(
     let completion = body.validate(&state.chat_limits)?;
     let include_usage = completion.include_usage;
     let model = completion.model.clone();
-    let specialist_id = completion.specialist_id.clone().ok_or_else(|| {
+    let specialist = state.catalogue.resolve(&model).ok_or_else(|| {
         ApiError::new(
             ApiCode::SpecialistNotFound,
-            format!("the model '{model}' does not exist: models are specialist ids"),
+            format!(
+                "the model '{model}' does not exist: models are specialist ids or their aliases"
+            ),
         )
     })?;
-    let call = prepare_for(&state, &context, &specialist_id, |specialist| {
+    let call = prepare_with(&state, &context, specialist, |specialist| {
         completion.into_request(specialist)
     })?;
     let id = format!("chatcmpl-{}", context.request_id);

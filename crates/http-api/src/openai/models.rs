@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, web};
-use core_domain::{Specialist, SpecialistId};
+use core_domain::Specialist;
 
 use super::wire::{Model, ModelList};
 use crate::openapi::responses::{OpenAiGuarded, OpenAiModelNotFound};
@@ -41,10 +41,9 @@ pub(crate) async fn get_model(
     let missing = || {
         ApiError::new(
             ApiCode::SpecialistNotFound,
-            format!("the model '{id}' does not exist: models are specialist ids"),
+            format!("the model '{id}' does not exist: models are specialist ids or their aliases"),
         )
     };
-    let parsed = SpecialistId::parse(id.as_str()).map_err(|_| missing())?;
-    let specialist = state.catalogue.get(&parsed).ok_or_else(missing)?;
+    let specialist = state.catalogue.resolve(id.as_str()).ok_or_else(missing)?;
     Ok(HttpResponse::Ok().json(model(&specialist)))
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use core_domain::{
     ChatMessage, ChatOptions, ContentPart, ImageDetail, ImageSource, JsonSchemaFormat,
-    ReasoningEffort, ResponseFormat, Role, Specialist, SpecialistId, ToolCall, ToolChoice,
-    ToolDefinition, ValidationErrors,
+    ReasoningEffort, ResponseFormat, Role, Specialist, ToolCall, ToolChoice, ToolDefinition,
+    ValidationErrors,
 };
 use providers::ProviderRequest;
 use serde::Deserialize;
@@ -135,8 +135,7 @@ struct WireFunction {
 /// A validated request: which specialist, the conversation, and the caller's own limits.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    /// The model asked for; `None` when it cannot be a specialist id (then no such model).
-    pub specialist_id: Option<SpecialistId>,
+    /// The model asked for: a specialist id or alias, resolved by the catalogue.
     pub model: String,
     /// System (and developer) messages of the caller, added after the specialist's prompt.
     system: Vec<String>,
@@ -170,7 +169,6 @@ impl CompletionRequest {
     pub(crate) fn validate(self, limits: &ChatLimits) -> Result<Completion, ApiError> {
         let mut problems = Problems::default();
         let errors = &mut problems.invalid;
-        let specialist_id = SpecialistId::parse(self.model.clone()).ok();
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
@@ -283,7 +281,6 @@ impl CompletionRequest {
             return Err(ApiError::unsupported(problems.unsupported));
         }
         Ok(Completion {
-            specialist_id,
             model: self.model,
             system,
             messages,
@@ -756,7 +753,7 @@ impl Completion {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use core_domain::SpecialistDraft;
+    use core_domain::{SpecialistDraft, SpecialistId};
     use serde_json::json;
 
     use super::*;
@@ -794,6 +791,7 @@ mod tests {
             pricing: None,
             fallbacks: Vec::new(),
             continue_streams: true,
+            aliases: Vec::new(),
         }
         .validate()
         .unwrap();
