@@ -135,11 +135,10 @@ impl From<providers::KeyHealth> for KeyDetail {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
         Open))]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if !state.budgets.is_empty() {
-        state
-            .metrics
-            .set_budgets(&state.budgets.views(|_| true).await);
-    }
+    // Always, so a budget deleted since the last scrape leaves the gauges.
+    state
+        .metrics
+        .set_budgets(&state.budgets.views(|_| true).await);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(

@@ -10,10 +10,10 @@ use std::time::Duration;
 use budgets::{BudgetEntry, Budgets, Exceeded, Refusal, Reservation};
 use core_domain::{BudgetDraft, BudgetPeriod, ErrorCode, Specialist, TokenUsage, Usd};
 use pricing::PriceTable;
-use providers::{ProviderRequest, Route};
+use providers::Route;
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, Metrics, RequestContext};
+use crate::{ApiError, Metrics};
 
 /// The `[budgets]` section: how budgets behave, and the ones defined in config
 /// (`[[budgets.limits]]`; more are managed over `/budgets`).
@@ -71,14 +71,15 @@ impl From<OnStoreErrorSetting> for budgets::OnStoreError {
 }
 
 /// The most a call on `route` may cost: at every destination it may be served by, the prompt
-/// (estimated) at the input price and the whole `max_tokens` at the output price.
+/// (`prompt_estimate` tokens) at the input price and the whole `max_tokens` at the output price.
 pub(crate) fn worst_case(
     prices: &PriceTable,
     specialist: &Specialist,
     route: &Route,
-    request: &ProviderRequest,
+    prompt_estimate: u32,
+    max_tokens: u32,
 ) -> Usd {
-    let usage = TokenUsage::estimated(request.prompt_estimate(), request.max_tokens);
+    let usage = TokenUsage::estimated(prompt_estimate, max_tokens);
     route
         .callable()
         .map(|(index, destination)| {
@@ -88,18 +89,18 @@ pub(crate) fn worst_case(
         .fold(Usd::ZERO, |sum, cost| sum + cost)
 }
 
-/// Admits the call of `context`, reserving `amount` in every budget of `covering` (those that
-/// cover it); `Ok(None)` when the store failed and the policy let it through. The refusal is
-/// the error to answer with.
+/// Admits the call whose request id is `reservation_id`, reserving `amount` in every budget of
+/// `covering` (those that cover it); `Ok(None)` when the store failed and the policy let it
+/// through. The refusal is the error to answer with.
 pub(crate) async fn admit(
     budgets: &Budgets,
     metrics: &Metrics,
-    context: &RequestContext,
+    reservation_id: &str,
     covering: Vec<Arc<BudgetEntry>>,
     amount: Usd,
 ) -> Result<Option<Reservation>, ApiError> {
     match budgets
-        .admit_covered(covering, amount, context.request_id.as_str())
+        .admit_covered(covering, amount, reservation_id)
         .await
     {
         Ok(admission) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web_lab::sse::{self, Sse};
 use budgets::{BudgetEntry, Budgets, CallScope};
 use core_domain::{
-    Completion, NotAllowed, Specialist, SpecialistId, Target, Usd, ValidationErrors,
+    Completion, NotAllowed, RequestId, Specialist, SpecialistId, Target, Usd, ValidationErrors,
 };
 use futures_util::Stream;
 use pricing::CostEstimate;
@@ -38,7 +38,8 @@ pub(crate) struct PreparedCall {
 struct BudgetCheck {
     budgets: Arc<Budgets>,
     metrics: Arc<Metrics>,
-    context: RequestContext,
+    /// The call's request id: its reservation's id.
+    request_id: RequestId,
     /// The budgets that cover the call.
     covering: Vec<Arc<BudgetEntry>>,
     /// The call's worst-case cost.
@@ -52,7 +53,7 @@ impl BudgetCheck {
         match spend::admit(
             &self.budgets,
             &self.metrics,
-            &self.context,
+            self.request_id.as_str(),
             self.covering,
             self.amount,
         )
@@ -142,14 +143,20 @@ pub(crate) fn prepare_with(
         user: context.identity.email_hash(),
         api_key: context.api_key.as_deref(),
     });
+    let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
     let budget_check = (!covering.is_empty()).then(|| BudgetCheck {
         budgets: Arc::clone(&state.budgets),
         metrics: Arc::clone(&state.metrics),
-        context: context.clone(),
+        request_id: context.request_id.clone(),
         covering,
-        amount: spend::worst_case(&state.prices, &specialist, &route, &request),
+        amount: spend::worst_case(
+            &state.prices,
+            &specialist,
+            &route,
+            recorder.prompt_estimate(),
+            request.max_tokens,
+        ),
     });
-    let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
     Ok(PreparedCall {
         specialist,
         route,
