@@ -217,7 +217,7 @@ fn printable(text: &str) -> String {
 pub fn render_call(call: &StoredCall) -> String {
     let r = &call.row;
     let optional = |value: Option<&str>| value.unwrap_or("-").to_owned();
-    let fields: [(&str, String); 23] = [
+    let fields: [(&str, String); 24] = [
         ("request_id", r.request_id.clone()),
         (
             "client_request_id",
@@ -229,6 +229,7 @@ pub fn render_call(call: &StoredCall) -> String {
         ),
         ("user_email_hash", optional(r.user_email_hash.as_deref())),
         ("api_key", optional(r.api_key.as_deref())),
+        ("door", r.door.clone()),
         (
             "specialist",
             format!("{} ({})", r.specialist_id, r.specialist_name),
@@ -554,6 +555,7 @@ mod tests {
                 end_user: None,
                 attempts: 3,
                 api_key: None,
+                door: "native".into(),
             },
             attempts: usage_store::fixture::fallback_record("fb-1").attempt_details,
         };
@@ -614,6 +616,7 @@ mod tests {
                 end_user: None,
                 attempts: 1,
                 api_key: Some("ada's laptop\u{1b}[31m".into()),
+                door: "messages".into(),
             },
             attempts: Vec::new(),
         };

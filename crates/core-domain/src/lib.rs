@@ -29,6 +29,7 @@
 
 mod budget;
 mod chat;
+mod door;
 mod error;
 mod identity;
 mod ids;
@@ -50,6 +51,7 @@ pub use chat::{
     ChatMessage, ChatOptions, ContentPart, ImageDetail, ImageSource, JsonSchemaFormat,
     ReasoningEffort, ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition,
 };
+pub use door::Door;
 pub use error::{DomainError, ErrorCode};
 pub use identity::{AccessRole, EmailHash, UserIdentity};
 pub use ids::{RequestId, SpecialistId};

@@ -126,6 +126,11 @@ pub struct Completion {
     /// The model that answered, as the upstream named it (may be a dated snapshot of the
     /// specialist's model).
     pub model: String,
+    /// The upstream's own content blocks, as the JSON text it sent, when the call came in by a
+    /// door of the upstream's own wire format and asked for them (Anthropic's Messages door
+    /// calling Anthropic): that door gives them back unchanged — thinking blocks and their
+    /// signatures included. `None` otherwise.
+    pub wire_content: Option<String>,
 }
 
 /// One event of a streamed answer: the normalised chunk every provider produces.
@@ -141,6 +146,14 @@ pub enum StreamEvent {
     /// The next piece of a tool call: its first piece has the id and name, every piece a
     /// fragment of the arguments' JSON text, in order.
     ToolCallDelta(ToolCallDelta),
+    /// The next piece of the model's visible reasoning (Anthropic's `thinking_delta`): not
+    /// part of the answer's text. Consecutive pieces form one reasoning block.
+    ReasoningDelta(String),
+    /// The signature that closes the reasoning block under way (Anthropic's
+    /// `signature_delta`), which a caller must send back with the block.
+    ReasoningSignature(String),
+    /// A reasoning block the upstream redacted: its opaque data, to be sent back as it is.
+    RedactedReasoning(String),
     /// The end of the answer, with usage and why it ended.
     Finished {
         /// Tokens consumed (flagged when estimated).

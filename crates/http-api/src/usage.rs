@@ -43,7 +43,7 @@ pub(crate) struct SummaryResponse {
     budgets: Vec<crate::budget_routes::BudgetStatus>,
 }
 
-/// `GET /usage/summary?from=&to=&group_by=specialist|model|provider|user|day`.
+/// `GET /usage/summary?from=&to=&group_by=specialist|model|provider|user|day|door`.
 ///
 /// `to` defaults to now and `from` to 30 days before `to`. `scope=own` covers the caller's
 /// calls and `scope=all` everyone's (administrators only); the default is `all` for an
@@ -283,6 +283,9 @@ pub(crate) struct CallView {
     /// The name of the API key the caller authenticated with (`auth.api_keys[].name`); absent
     /// for a JWT or anonymous caller.
     api_key: Option<String>,
+    /// The front door the call came in by: `native`, `chat_completions`, `messages`,
+    /// `responses` or `embeddings`.
+    door: String,
     /// Upstream attempts made: 0 when the call never reached an upstream.
     attempts: i16,
     /// Each attempt, in order, when there were several; empty for a call of one attempt.
@@ -363,6 +366,7 @@ impl From<StoredCall> for CallView {
             streamed: r.streamed,
             end_user: r.end_user,
             api_key: r.api_key,
+            door: r.door,
             attempts: r.attempts,
             attempt_details: call
                 .attempts

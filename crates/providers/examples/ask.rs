@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         options: Default::default(),
         single_attempt: false,
         deadline: None,
+        anthropic: None,
     };
     let mut events = provider.stream(&request).await?;
     while let Some(event) = events.next().await {
@@ -53,6 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 print!("{}", call.arguments);
             }
+            // The model's thinking is not part of the answer printed here.
+            StreamEvent::ReasoningDelta(_)
+            | StreamEvent::ReasoningSignature(_)
+            | StreamEvent::RedactedReasoning(_) => {}
             StreamEvent::Finished { usage, model, .. } => println!(
                 "\n[{model}: {} tokens in, {} out{}]",
                 usage.input_tokens,

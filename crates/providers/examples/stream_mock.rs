@@ -39,6 +39,7 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
         options: Default::default(),
         single_attempt: false,
         deadline: None,
+        anthropic: None,
     };
 
     let started = Instant::now();
@@ -56,6 +57,10 @@ async fn run(question: String, out: &mut impl Write) -> Result<(), Box<dyn std::
                 }
                 write!(out, "{}", call.arguments)?;
             }
+            // Nor does it think; a reasoning model's thinking is not part of its answer.
+            StreamEvent::ReasoningDelta(_)
+            | StreamEvent::ReasoningSignature(_)
+            | StreamEvent::RedactedReasoning(_) => {}
             StreamEvent::Finished {
                 usage,
                 model,

@@ -279,6 +279,7 @@ impl ChatProvider for AnthropicProvider {
                     .as_deref()
                     .map_or(FinishReason::Stop, |r| finish(r, structured.is_some())),
                 model: answer.model.unwrap_or_else(|| request.model.clone()),
+                wire_content: None,
             })
         }
         .boxed()
@@ -1034,6 +1035,7 @@ mod tests {
             options: ChatOptions::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         }
     }
 

@@ -617,6 +617,7 @@ impl ChatProvider for GoogleProvider {
                 model: answer
                     .model_version
                     .unwrap_or_else(|| request.model.clone()),
+                wire_content: None,
             })
         }
         .boxed()
@@ -1097,6 +1098,7 @@ mod tests {
             options: Default::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         };
         let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
         assert_eq!(
@@ -1201,6 +1203,7 @@ mod tests {
             options: ChatOptions::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         };
         let body = serde_json::to_value(GoogleProvider::body(&request).unwrap()).unwrap();
         assert_eq!(

@@ -49,6 +49,7 @@
 //!         options: Default::default(),
 //!         single_attempt: false,
 //!         deadline: None,
+//!         anthropic: None,
 //!     })
 //!     .await?;
 //! println!("{} ({} tokens in, {} out)", answer.content, answer.usage.input_tokens,
@@ -76,6 +77,7 @@
 //!     options: Default::default(),
 //!     single_attempt: false,
 //!     deadline: None,
+//!     anthropic: None,
 //! };
 //! let whole = provider.complete(&request).await.unwrap();
 //!
@@ -122,7 +124,7 @@ pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
 pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy};
 pub use registry::{ProviderRegistry, api_key_env};
-pub use request::{ProviderRequest, Unsupported};
+pub use request::{AnthropicNative, ProviderRequest, Unsupported};
 pub use routing::{
     AttemptEvent, AttemptReport, AttemptStart, Destination, Route, RoutedEvent, RoutedStream,
     Router, RoutingConfig, falls_back, plus,

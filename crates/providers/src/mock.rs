@@ -82,6 +82,7 @@ impl MockProvider {
             usage,
             finish_reason,
             model: request.model.clone(),
+            wire_content: None,
         }
     }
 
@@ -171,6 +172,7 @@ mod tests {
             options: Default::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         }
     }
 

@@ -451,6 +451,7 @@ impl ChatProvider for OpenAiProvider {
                 usage,
                 finish_reason,
                 model: answer.model.unwrap_or_else(|| request.model.clone()),
+                wire_content: None,
             })
         }
         .boxed()

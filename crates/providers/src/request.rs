@@ -25,6 +25,26 @@ pub struct ProviderRequest {
     /// When the whole routed call must be over: this call's deadline is the sooner of it and
     /// the upstream's `total_timeout_ms` from now. `None`: the upstream's own.
     pub deadline: Option<std::time::Instant>,
+    /// The caller's own Anthropic Messages request, when it came in by that door: an
+    /// Anthropic destination sends it on as it came (see [`AnthropicNative`]); every other
+    /// destination uses the translation in `messages` and `options`.
+    pub anthropic: Option<std::sync::Arc<AnthropicNative>>,
+}
+
+/// A caller's Anthropic Messages request, kept as the JSON text it sent, so that an Anthropic
+/// upstream receives everything the gateway does not change byte for byte: thinking blocks and
+/// their signatures, `redacted_thinking`, `cache_control`, block types the gateway does not
+/// know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnthropicNative {
+    /// The caller's `system` as it sent it (a JSON string or an array of blocks), placed after
+    /// the specialist's system prompt.
+    pub system: Option<Box<str>>,
+    /// Every other top-level field the caller sent, in its order, each value the JSON text it
+    /// sent — all but `model`, `max_tokens`, `stream` and `system`, which the gateway sets.
+    pub fields: Vec<(Box<str>, Box<str>)>,
+    /// The caller's `anthropic-beta` header, forwarded to the upstream.
+    pub beta: Option<Box<str>>,
 }
 
 impl ProviderRequest {
@@ -46,6 +66,7 @@ impl ProviderRequest {
             options: ChatOptions::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         }
     }
 }

@@ -620,6 +620,17 @@ impl Streaming {
                     items.push(Ok(RoutedEvent::Answer(StreamEvent::ToolCallDelta(delta))));
                     return items;
                 }
+                // Reasoning is not text a prefill could carry on (a signed thinking block cannot
+                // be continued elsewhere): once any is out, the stream is not continued.
+                Some(Ok(
+                    event @ (StreamEvent::ReasoningDelta(_)
+                    | StreamEvent::ReasoningSignature(_)
+                    | StreamEvent::RedactedReasoning(_)),
+                )) => {
+                    self.delivered_other = true;
+                    items.push(Ok(RoutedEvent::Answer(event)));
+                    return items;
+                }
                 Some(Ok(StreamEvent::Finished {
                     usage,
                     finish_reason,
@@ -989,6 +1000,7 @@ mod tests {
                         usage: TokenUsage::reported(10, tokens(text)),
                         finish_reason: FinishReason::Stop,
                         model: request.model.clone(),
+                        wire_content: None,
                     }),
                     Script::Fail(error) => Err(error),
                     Script::Text(..) => unreachable!("complete is not scripted with a stream"),
@@ -1079,6 +1091,7 @@ mod tests {
             options: Default::default(),
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         }
     }
 
@@ -1366,7 +1379,12 @@ mod tests {
                 Ok(RoutedEvent::Answer(StreamEvent::Finished { usage, .. })) => {
                     end = Some(Ok(usage))
                 }
-                Ok(RoutedEvent::Answer(StreamEvent::ToolCallDelta(_))) => unreachable!(),
+                Ok(RoutedEvent::Answer(
+                    StreamEvent::ToolCallDelta(_)
+                    | StreamEvent::ReasoningDelta(_)
+                    | StreamEvent::ReasoningSignature(_)
+                    | StreamEvent::RedactedReasoning(_),
+                )) => unreachable!("the scripted providers only write text"),
                 Err(failure) => end = Some(Err(failure)),
             }
         }

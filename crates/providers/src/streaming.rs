@@ -122,7 +122,12 @@ where
                     StreamEvent::ToolCallDelta(delta) => {
                         tally.text_chars += delta.arguments.chars().count();
                     }
-                    StreamEvent::Finished { .. } => {}
+                    // Thinking is output the upstream bills; signatures and redacted data are
+                    // opaque tokens of no countable length.
+                    StreamEvent::ReasoningDelta(text) => tally.text_chars += text.chars().count(),
+                    StreamEvent::ReasoningSignature(_)
+                    | StreamEvent::RedactedReasoning(_)
+                    | StreamEvent::Finished { .. } => {}
                 }
                 return Some((Ok(event), Some((events, tally, interpret, pending))));
             }

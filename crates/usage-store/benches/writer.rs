@@ -32,6 +32,7 @@ fn record(n: u64) -> UsageRecord {
         streamed: true,
         end_user: None,
         api_key: None,
+        door: core_domain::Door::ChatCompletions,
         attempts: 1,
         attempt_details: Vec::new(),
     }

@@ -70,6 +70,7 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
             streamed: false,
             end_user: None,
             api_key: None,
+            door: core_domain::Door::Native,
             attempts: 1,
             attempt_details: Vec::new(),
         });

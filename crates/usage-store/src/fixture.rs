@@ -35,6 +35,7 @@ pub fn usage_record(request_id: &str) -> UsageRecord {
         streamed: true,
         end_user: None,
         api_key: None,
+        door: core_domain::Door::ChatCompletions,
         attempts: 1,
         attempt_details: Vec::new(),
     }

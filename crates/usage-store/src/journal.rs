@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+use core_domain::{
+    Door, EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{AttemptRecord, StoreError, UsageRecord};
@@ -60,6 +62,10 @@ pub struct CallStart {
     /// [`UsageRecord::api_key`]).
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The front door the call came in by (lines from before doors were recorded read as
+    /// `native`).
+    #[serde(default = "crate::record::door_of_old_lines")]
+    pub door: Door,
     /// The prompt's estimated token count.
     pub prompt_tokens: u32,
     /// The model's prices at call time, so a call interrupted by a crash is priced as it would
@@ -127,6 +133,7 @@ impl CallStart {
             streamed: self.streamed,
             end_user: self.end_user.clone(),
             api_key: self.api_key.clone(),
+            door: self.door,
             // The journal keeps no attempt of an unfinished call: it is counted as its one.
             attempts: 1,
             attempt_details: Vec::new(),
@@ -197,7 +204,9 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             option_text(&mut out, call.end_user.as_deref())?;
             out.extend_from_slice(b",\"api_key\":");
             option_text(&mut out, call.api_key.as_deref())?;
-            out.extend_from_slice(b",\"prompt_tokens\":");
+            out.extend_from_slice(b",\"door\":\"");
+            out.extend_from_slice(call.door.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"prompt_tokens\":");
             number(&mut out, call.prompt_tokens);
             out.extend_from_slice(b",\"rates\":");
             match call.rates {
@@ -248,7 +257,9 @@ pub(crate) fn encode(line: &Line<'_>) -> Result<Vec<u8>, StoreError> {
             option_text(&mut out, record.end_user.as_deref())?;
             out.extend_from_slice(b",\"api_key\":");
             option_text(&mut out, record.api_key.as_deref())?;
-            out.extend_from_slice(b",\"attempts\":");
+            out.extend_from_slice(b",\"door\":\"");
+            out.extend_from_slice(record.door.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"attempts\":");
             number(&mut out, record.attempts);
             // Left out when empty, as serde's `skip_serializing_if` does.
             if let Some((first, rest)) = record.attempt_details.split_first() {
@@ -711,6 +722,7 @@ mod tests {
             streamed: true,
             end_user: Some("u-1".into()),
             api_key: Some("ci-runner".into()),
+            door: Door::Messages,
             prompt_tokens: 1000,
             rates: Some(Rates {
                 input_per_1m: Usd::from_nanos(2_500_000_000),
@@ -880,6 +892,33 @@ mod tests {
         assert_eq!(*back, start);
     }
 
+    #[test]
+    fn lines_from_before_doors_were_recorded_read_as_the_native_door() {
+        let record = UsageRecord {
+            door: Door::Native,
+            ..crate::fixture::usage_record("old-4")
+        };
+        let line = String::from_utf8(encode(&Line::Finished(&record)).unwrap()).unwrap();
+        let old = line.replace(",\"door\":\"native\"", "");
+        assert_ne!(old, line, "the line carried the door");
+        let ReadLine::Entry(Entry::Finished(back)) = parse(old.as_bytes()) else {
+            panic!("an old finished line still reads: {old}");
+        };
+        assert_eq!(*back, record);
+
+        let start = CallStart {
+            door: Door::Native,
+            ..call("old-5")
+        };
+        let line = String::from_utf8(encode(&Line::Started(&start)).unwrap()).unwrap();
+        let old = line.replace(",\"door\":\"native\"", "");
+        assert_ne!(old, line, "the line carried the door");
+        let ReadLine::Entry(Entry::Started(back)) = parse(old.as_bytes()) else {
+            panic!("an old started line still reads: {old}");
+        };
+        assert_eq!(*back, start);
+    }
+
     fn lines_in(dir: &Path, first: u64) -> u64 {
         read_segment(dir, first, |_, _| true).unwrap() - first
     }
@@ -908,7 +947,7 @@ mod tests {
         prop_compose! {
             fn a_record()(id in "[A-Za-z0-9._:-]{1,40}", client in proptest::option::of("[A-Za-z0-9._:-]{1,40}"),
                 time in a_time(), hash in any::<bool>(), name in text(), model in text(),
-                end_user in proptest::option::of(text()), api_key in proptest::option::of(text()), counts in any::<[u32; 5]>(),
+                end_user in proptest::option::of(text()), api_key in proptest::option::of(text()), door in 0usize..Door::ALL.len(), counts in any::<[u32; 5]>(),
                 flags in any::<[bool; 3]>(), cost in any::<u64>(), latency in any::<(u64, u32)>(),
                 ttft in proptest::option::of(any::<(u64, u32)>()), code in proptest::option::of(0usize..ErrorCode::ALL.len()),
                 attempts in any::<u16>(), details in proptest::collection::vec(an_attempt(), 0..4))
@@ -923,6 +962,7 @@ mod tests {
                     model,
                     end_user,
                     api_key,
+                    door: Door::ALL[door],
                     usage: TokenUsage {
                         input_tokens: counts[0],
                         output_tokens: counts[1],
@@ -1007,6 +1047,7 @@ mod tests {
                     streamed: record.streamed,
                     end_user: record.end_user,
                     api_key: record.api_key,
+                    door: record.door,
                     prompt_tokens: prompt,
                     rates: rates.map(|(input, output)| Rates {
                         input_per_1m: Usd::from_nanos(input),

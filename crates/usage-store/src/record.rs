@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use core_domain::{EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd};
+use core_domain::{
+    Door, EmailHash, ErrorCode, ProviderKind, RequestId, SpecialistId, TokenUsage, Usd,
+};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,10 @@ pub struct UsageRecord {
     /// Journal lines and dead letters from before this field read as `None`.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The front door the call came in by. Journal lines and dead letters from before doors
+    /// were recorded read as [`Door::Native`] (see `door_of_old_lines`).
+    #[serde(default = "door_of_old_lines")]
+    pub door: Door,
     /// How many upstream attempts the call made: 0 when it never reached an upstream (its
     /// provider was not configured), 1 for the usual call, more when it fell back or a stream
     /// was continued on another target. Journal lines from before this field read as 1.
@@ -63,6 +69,13 @@ pub struct UsageRecord {
     /// one tried, for a failure) and `usage`/`cost` are the sums over these attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempt_details: Vec<AttemptRecord>,
+}
+
+/// What journal lines and dead letters written before doors were recorded mean. The two doors
+/// of that time cannot be told apart afterwards; `native` is the one every row of the original
+/// service came by, and the one the migration gives old rows.
+pub(crate) const fn door_of_old_lines() -> Door {
+    Door::Native
 }
 
 /// What journal lines and dead letters written before attempts were counted mean: one.
@@ -154,6 +167,7 @@ pub(crate) struct NewUsageRow<'a> {
     end_user: Option<&'a str>,
     attempts: i16,
     api_key: Option<&'a str>,
+    door: &'static str,
 }
 
 /// The insertable form of one [`AttemptRecord`], its columns named like `usage_logs`'.
@@ -327,6 +341,7 @@ impl<'a> From<&'a UsageRecord> for NewUsageRow<'a> {
                 .api_key
                 .as_deref()
                 .map(|name| cut_to_chars(name, API_KEY_MAX_CHARS)),
+            door: r.door.as_str(),
         }
     }
 }
@@ -386,6 +401,8 @@ pub struct StoredUsage {
     /// The name of the API key the caller authenticated with, cut to [`API_KEY_MAX_CHARS`]
     /// characters; `NULL` for a JWT or anonymous caller.
     pub api_key: Option<String>,
+    /// The front door the call came in by (see [`core_domain::Door`]).
+    pub door: String,
 }
 
 /// One call as stored: its row and, when it made several attempts, each of them in order.

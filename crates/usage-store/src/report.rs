@@ -27,16 +27,19 @@ pub enum GroupBy {
     User,
     /// The UTC day, `YYYY-MM-DD`.
     Day,
+    /// The front door (`native`, `chat_completions`, `messages`, `responses`, `embeddings`).
+    Door,
 }
 
 impl GroupBy {
     /// Every grouping, in the order the API documents them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Specialist,
         Self::Model,
         Self::Provider,
         Self::User,
         Self::Day,
+        Self::Door,
     ];
 
     /// The lower-case name used in the API and the CLI.
@@ -47,6 +50,7 @@ impl GroupBy {
             Self::Provider => "provider",
             Self::User => "user",
             Self::Day => "day",
+            Self::Door => "door",
         }
     }
 
@@ -57,6 +61,7 @@ impl GroupBy {
             (Self::Specialist, _) => "specialist_id",
             (Self::Model, _) => "model",
             (Self::Provider, _) => "provider",
+            (Self::Door, _) => "door",
             (Self::User, _) => "COALESCE(user_email_hash, 'anonymous')",
             (Self::Day, true) => "to_char(timestamp, 'YYYY-MM-DD')",
             // SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.fff' text.
@@ -77,7 +82,7 @@ impl FromStr for GroupBy {
         Self::ALL
             .into_iter()
             .find(|g| g.as_str() == s)
-            .ok_or_else(|| "must be one of specialist, model, provider, user, day".to_owned())
+            .ok_or_else(|| "must be one of specialist, model, provider, user, day, door".to_owned())
     }
 }
 

@@ -26,6 +26,7 @@ diesel::table! {
         end_user -> Nullable<Text>,
         attempts -> SmallInt,
         api_key -> Nullable<Text>,
+        door -> Text,
     }
 }
 

@@ -485,6 +485,7 @@ mod tests {
                 end_user: Some("end-user-42".into()),
                 attempts: 1,
                 api_key: Some("ci-runner".into()),
+                door: "chat_completions".into(),
             }
         );
     }

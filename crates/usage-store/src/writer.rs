@@ -1543,6 +1543,7 @@ mod tests {
             streamed: record.streamed,
             end_user: None,
             api_key: record.api_key.clone(),
+            door: record.door,
             prompt_tokens: 800,
             rates: Some(Rates {
                 input_per_1m: Usd::from_nanos(2_500_000_000),

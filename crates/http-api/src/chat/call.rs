@@ -7,7 +7,8 @@ use std::time::Duration;
 use actix_web_lab::sse::{self, Sse};
 use budgets::{BudgetEntry, Budgets, CallScope};
 use core_domain::{
-    Completion, NotAllowed, RequestId, Specialist, SpecialistId, Target, Usd, ValidationErrors,
+    Completion, Door, NotAllowed, RequestId, Specialist, SpecialistId, Target, Usd,
+    ValidationErrors,
 };
 use futures_util::Stream;
 use pricing::CostEstimate;
@@ -86,9 +87,13 @@ pub(crate) fn prepare(
     body: ChatRequestBody,
 ) -> Result<PreparedCall, ApiError> {
     let input = body.validate(&state.chat_limits)?;
-    prepare_for(state, context, &input.specialist_id, |specialist| {
-        ProviderRequest::for_specialist(specialist, input.history, input.message)
-    })
+    prepare_for(
+        state,
+        context,
+        Door::Native,
+        &input.specialist_id,
+        |specialist| ProviderRequest::for_specialist(specialist, input.history, input.message),
+    )
 }
 
 /// Finds the specialist and its provider and builds the request with `build`. Refusals before
@@ -97,6 +102,7 @@ pub(crate) fn prepare(
 pub(crate) fn prepare_for(
     state: &AppState,
     context: &RequestContext,
+    door: Door,
     specialist_id: &SpecialistId,
     build: impl FnOnce(&Specialist) -> ProviderRequest,
 ) -> Result<PreparedCall, ApiError> {
@@ -106,13 +112,15 @@ pub(crate) fn prepare_for(
             format!("no specialist with id '{specialist_id}'"),
         )
     })?;
-    prepare_with(state, context, specialist, build)
+    prepare_with(state, context, door, specialist, build)
 }
 
-/// [`prepare_for`] a specialist already found (the OpenAI door finds it by id or alias).
+/// [`prepare_for`] a specialist already found (the `/v1` doors find it by id or alias), for a
+/// call that came in by `door` (recorded on its usage row).
 pub(crate) fn prepare_with(
     state: &AppState,
     context: &RequestContext,
+    door: Door,
     specialist: Arc<Specialist>,
     build: impl FnOnce(&Specialist) -> ProviderRequest,
 ) -> Result<PreparedCall, ApiError> {
@@ -143,7 +151,7 @@ pub(crate) fn prepare_with(
         user: context.identity.email_hash(),
         api_key: context.api_key.as_deref(),
     });
-    let recorder = CallRecorder::start(state, &specialist, context, &request, &route);
+    let recorder = CallRecorder::start(state, &specialist, context, door, &request, &route);
     let budget_check = (!covering.is_empty()).then(|| BudgetCheck {
         budgets: Arc::clone(&state.budgets),
         metrics: Arc::clone(&state.metrics),

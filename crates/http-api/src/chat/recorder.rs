@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use core_domain::{ErrorCode, Specialist, TokenUsage};
+use core_domain::{Door, ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceSource, PriceTable};
 use providers::{
     AttemptEvent, AttemptReport, AttemptStart, Destination, ProviderError, ProviderRequest, Route,
@@ -71,6 +71,8 @@ struct Pending {
     /// The caller's own id for its end user (the request's `user`), for the row.
     end_user: Option<String>,
     streamed: bool,
+    /// The front door the call came in by.
+    door: Door,
     /// The call's `started` record in the journal, once the call is made.
     ticket: Option<CallTicket>,
     /// Where the call goes first: the specialist's own destination.
@@ -113,6 +115,7 @@ impl CallRecorder {
         state: &AppState,
         specialist: &Arc<Specialist>,
         context: &RequestContext,
+        door: Door,
         request: &ProviderRequest,
         route: &Route,
     ) -> Self {
@@ -129,6 +132,7 @@ impl CallRecorder {
                 estimated_input_tokens: request.prompt_estimate(),
                 end_user: request.options.user.clone(),
                 streamed: false,
+                door,
                 ticket: None,
                 primary: Arc::clone(route.primary()),
                 attempts: Vec::new(),
@@ -361,6 +365,7 @@ impl Pending {
             streamed: self.streamed,
             end_user: self.end_user.clone(),
             api_key: self.context.api_key.as_deref().map(str::to_owned),
+            door: self.door,
             prompt_tokens: self.estimated_input_tokens,
             rates,
         }
@@ -398,6 +403,7 @@ impl Pending {
             estimated_input_tokens: _,
             end_user,
             streamed,
+            door,
             ticket,
             primary,
             attempts,
@@ -456,6 +462,7 @@ impl Pending {
             streamed,
             end_user,
             api_key: context.api_key.as_deref().map(str::to_owned),
+            door,
             attempts: u16::try_from(attempts.len()).unwrap_or(u16::MAX),
             // The usual call's one attempt is the row itself: no child row to write.
             attempt_details: if attempts.len() > 1 {

@@ -20,7 +20,8 @@ use providers::{
 use crate::chat::CallRecorder;
 use crate::{ApiError, AppState};
 
-/// How a route writes a stream's events.
+/// How a route writes a stream's events. Methods take `&mut self`: a format may keep per-stream
+/// state (which content block is open, an event sequence number).
 pub(crate) trait StreamFormat: Send + 'static {
     /// The answer comes (from here on) from `destination`: a format that names the model on
     /// its chunks names this one.
@@ -28,21 +29,28 @@ pub(crate) trait StreamFormat: Send + 'static {
         let _ = destination;
     }
     /// Events before any text.
-    fn opening(&self) -> Vec<sse::Event>;
+    fn opening(&mut self) -> Vec<sse::Event>;
     /// One piece of text.
-    fn delta(&self, text: &str) -> sse::Event;
+    fn delta(&mut self, text: &str) -> sse::Event;
     /// One piece of a tool call (only a door that can offer tools receives them).
-    fn tool_call(&self, delta: &ToolCallDelta) -> Vec<sse::Event>;
+    fn tool_call(&mut self, delta: &ToolCallDelta) -> Vec<sse::Event>;
+    /// A piece of the model's reasoning: a [`StreamEvent::ReasoningDelta`],
+    /// [`StreamEvent::ReasoningSignature`] or [`StreamEvent::RedactedReasoning`]. A door whose
+    /// wire format has no place for it writes nothing (the default).
+    fn reasoning(&mut self, event: &StreamEvent) -> Vec<sse::Event> {
+        let _ = event;
+        Vec::new()
+    }
     /// The end of a successful answer.
     fn finished(
-        &self,
+        &mut self,
         usage: &TokenUsage,
         finish_reason: &FinishReason,
         cost: &CostEstimate,
         latency: Duration,
     ) -> Vec<sse::Event>;
     /// The end of an answer that failed after it began.
-    fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event>;
+    fn failed(&mut self, code: ErrorCode, message: &str) -> Vec<sse::Event>;
 }
 
 /// Starts the upstream stream and waits briefly for its first event before committing the
@@ -238,6 +246,20 @@ impl<F: StreamFormat> Relay<F> {
                         recorder.note_delivered(&delta.arguments);
                     }
                     Step::More(self.format.tool_call(&delta))
+                }
+                Some(Ok(RoutedEvent::Answer(
+                    event @ (StreamEvent::ReasoningDelta(_)
+                    | StreamEvent::ReasoningSignature(_)
+                    | StreamEvent::RedactedReasoning(_)),
+                ))) => {
+                    // Thinking is output the model produced (and the upstream bills), whether
+                    // or not this door shows it: counted like text should the stream break.
+                    if let (Some(recorder), StreamEvent::ReasoningDelta(text)) =
+                        (&mut self.recorder, &event)
+                    {
+                        recorder.note_delivered(text);
+                    }
+                    Step::More(self.format.reasoning(&event))
                 }
                 Some(Ok(RoutedEvent::Answer(StreamEvent::Finished { finish_reason, .. }))) => {
                     match self.recorder.take() {

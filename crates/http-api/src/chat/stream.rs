@@ -70,11 +70,11 @@ impl StreamFormat for ChatFormat {
         }
     }
 
-    fn opening(&self) -> Vec<sse::Event> {
+    fn opening(&mut self) -> Vec<sse::Event> {
         Vec::new()
     }
 
-    fn delta(&self, text: &str) -> sse::Event {
+    fn delta(&mut self, text: &str) -> sse::Event {
         chunk_event(&StreamChunk {
             content: text,
             is_final: false,
@@ -89,12 +89,12 @@ impl StreamFormat for ChatFormat {
     }
 
     /// `/chat/*` offers no tools, so no model calls one here.
-    fn tool_call(&self, _delta: &ToolCallDelta) -> Vec<sse::Event> {
+    fn tool_call(&mut self, _delta: &ToolCallDelta) -> Vec<sse::Event> {
         Vec::new()
     }
 
     fn finished(
-        &self,
+        &mut self,
         usage: &TokenUsage,
         finish_reason: &FinishReason,
         cost: &CostEstimate,
@@ -113,7 +113,7 @@ impl StreamFormat for ChatFormat {
         })]
     }
 
-    fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
+    fn failed(&mut self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
         vec![error_event(code, message)]
     }
 }

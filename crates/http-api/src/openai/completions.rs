@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use actix_web::{Either, HttpResponse, Responder, web};
 use actix_web_lab::sse;
-use core_domain::{ErrorCode, FinishReason, TokenUsage, ToolCallDelta};
+use core_domain::{Door, ErrorCode, FinishReason, TokenUsage, ToolCallDelta};
 use pricing::CostEstimate;
 
 use super::request::CompletionRequest;
@@ -43,9 +43,13 @@ pub(crate) async fn completions(
             ),
         )
     })?;
-    let call = prepare_with(&state, &context, specialist, |specialist| {
-        completion.into_request(specialist)
-    })?;
+    let call = prepare_with(
+        &state,
+        &context,
+        Door::ChatCompletions,
+        specialist,
+        |specialist| completion.into_request(specialist),
+    )?;
     let id = format!("chatcmpl-{}", context.request_id);
     let created = chrono::Utc::now().timestamp();
 
@@ -169,7 +173,7 @@ impl StreamFormat for OpenAiChunks {
         }
     }
 
-    fn opening(&self) -> Vec<sse::Event> {
+    fn opening(&mut self) -> Vec<sse::Event> {
         vec![self.chunk(
             Delta {
                 role: Some("assistant"),
@@ -180,7 +184,7 @@ impl StreamFormat for OpenAiChunks {
         )]
     }
 
-    fn delta(&self, text: &str) -> sse::Event {
+    fn delta(&mut self, text: &str) -> sse::Event {
         self.chunk(
             Delta {
                 content: Some(text.to_owned()),
@@ -190,7 +194,7 @@ impl StreamFormat for OpenAiChunks {
         )
     }
 
-    fn tool_call(&self, delta: &ToolCallDelta) -> Vec<sse::Event> {
+    fn tool_call(&mut self, delta: &ToolCallDelta) -> Vec<sse::Event> {
         vec![self.chunk(
             Delta {
                 tool_calls: vec![ToolCallChunk {
@@ -209,7 +213,7 @@ impl StreamFormat for OpenAiChunks {
     }
 
     fn finished(
-        &self,
+        &mut self,
         tokens: &TokenUsage,
         finish_reason: &FinishReason,
         _cost: &CostEstimate,
@@ -224,7 +228,7 @@ impl StreamFormat for OpenAiChunks {
         events
     }
 
-    fn failed(&self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
+    fn failed(&mut self, code: ErrorCode, message: &str) -> Vec<sse::Event> {
         vec![json_event(&super::error_body(&ApiError::new(
             code, message,
         )))]

@@ -746,6 +746,7 @@ impl Completion {
             options: self.options,
             single_attempt: false,
             deadline: None,
+            anthropic: None,
         }
     }
 }

@@ -109,6 +109,7 @@ pub fn request(model: &str) -> ProviderRequest {
         options: Default::default(),
         single_attempt: false,
         deadline: None,
+        anthropic: None,
     }
 }
 

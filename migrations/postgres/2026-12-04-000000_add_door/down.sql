@@ -1,0 +1,1 @@
+ALTER TABLE usage_logs DROP COLUMN door;
