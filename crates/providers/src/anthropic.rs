@@ -373,12 +373,10 @@ fn native_system(
     }
     let mut blocks = vec![serde_json::json!({"type": "text", "text": prompt}).to_string()];
     match caller {
-        None => {}
+        // An empty text block is refused by Anthropic: an empty string adds nothing.
+        None | Some("\"\"") => {}
         Some(text) if text.starts_with('"') => {
-            // An empty text block is refused by Anthropic: an empty string adds nothing.
-            if text != "\"\"" {
-                blocks.push(format!("{{\"type\":\"text\",\"text\":{text}}}"));
-            }
+            blocks.push(format!("{{\"type\":\"text\",\"text\":{text}}}"));
         }
         Some(text) if text.starts_with('[') => {
             let elements: Vec<&serde_json::value::RawValue> =
