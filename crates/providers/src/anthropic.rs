@@ -651,8 +651,24 @@ impl StreamBlocks {
     fn start(&mut self, index: Option<u64>, block: WireBlock) -> Step {
         match block.kind.as_str() {
             "tool_use" => {}
+            // Anthropic starts a thinking block empty; should one start with its text or
+            // signature, neither is lost.
             "thinking" => {
-                return reasoning(block.thinking, StreamEvent::ReasoningDelta);
+                let events: Vec<StreamEvent> = [
+                    block.thinking.map(StreamEvent::ReasoningDelta),
+                    block.signature.map(StreamEvent::ReasoningSignature),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|event| {
+                    !matches!(event, StreamEvent::ReasoningDelta(piece) | StreamEvent::ReasoningSignature(piece) if piece.is_empty())
+                })
+                .collect();
+                return if events.is_empty() {
+                    Step::Nothing
+                } else {
+                    Step::Events(events)
+                };
             }
             "redacted_thinking" => {
                 return reasoning(block.data, StreamEvent::RedactedReasoning);
@@ -1251,6 +1267,8 @@ struct WireBlock {
     input: Option<serde_json::Value>,
     /// A `thinking` block's reasoning.
     thinking: Option<String>,
+    /// A `thinking` block's signature.
+    signature: Option<String>,
     /// A `redacted_thinking` block's opaque data.
     data: Option<String>,
 }
