@@ -701,3 +701,65 @@ async fn a_failure_mid_stream_is_response_failed_and_a_failed_row() {
     assert!(!rows[0].success, "{wire:?}");
     assert_eq!(rows[0].door, "responses");
 }
+
+#[tokio::test]
+async fn keys_and_budgets_guard_the_door_as_they_guard_chat_completions() {
+    use sha2::Digest;
+    const KEY: &str = "cmdr_responses_test_key_000000000000000000000000000000000000000000";
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    fake.expect_calls(0);
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(
+            dir.join("specialists.json"),
+            catalogue([specialist(
+                "analyst",
+                "openai",
+                "gpt-4o-mini",
+                "You analyse.",
+                json!({"pricing": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}),
+            )]),
+        )
+        .unwrap();
+        settings.providers.openai.base_url = base_url;
+        settings.providers.openai.api_key = Some(SecretString::from("upstream-key"));
+        settings.auth.mode = http_api::AuthMode::Required;
+        settings.auth.api_keys = vec![http_api::ApiKeyConfig {
+            name: "sdk".into(),
+            email: "sdk@example.com".into(),
+            role: core_domain::AccessRole::User,
+            sha256: hex::encode(sha2::Sha256::digest(KEY.as_bytes())),
+        }];
+        settings.budgets.limits = vec![core_domain::BudgetDraft {
+            id: "nothing".into(),
+            scope: "global".into(),
+            subject: None,
+            period: "day".into(),
+            limit_usd: 0.0,
+            alert_usd: None,
+        }];
+    })
+    .await;
+    let body = json!({"model": "analyst", "input": "Hello"});
+
+    let (status, error) = refused(&app, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(error["code"], "invalid_api_key", "{error}");
+
+    for stream in [false, true] {
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let response = app.post_json_as("/v1/responses", KEY, &body).await;
+        assert_eq!(response.status(), 429, "stream {stream}");
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
+        assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    }
+    let rows = app.wait_for_usage_rows(2).await;
+    for row in &rows {
+        assert_eq!(row.door, "responses");
+        assert_eq!(row.error_code.as_deref(), Some("budget_exceeded"));
+        assert_eq!(row.api_key.as_deref(), Some("sdk"));
+    }
+}
