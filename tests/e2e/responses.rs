@@ -712,13 +712,22 @@ async fn keys_and_budgets_guard_the_door_as_they_guard_chat_completions() {
     let app = TestApp::spawn_with(move |settings, dir| {
         std::fs::write(
             dir.join("specialists.json"),
-            catalogue([specialist(
-                "analyst",
-                "openai",
-                "gpt-4o-mini",
-                "You analyse.",
-                json!({"pricing": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}),
-            )]),
+            catalogue([
+                specialist(
+                    "analyst",
+                    "openai",
+                    "gpt-4o-mini",
+                    "You analyse.",
+                    json!({"pricing": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}),
+                ),
+                specialist(
+                    "blind",
+                    "openai",
+                    "gpt-4o-mini",
+                    "You read.",
+                    json!({"allow_images": false}),
+                ),
+            ]),
         )
         .unwrap();
         settings.providers.openai.base_url = base_url;
@@ -756,7 +765,23 @@ async fn keys_and_budgets_guard_the_door_as_they_guard_chat_completions() {
         assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
         assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
     }
+
+    // What a specialist turned off is refused first, naming this door's field.
+    let response = app
+        .post_json_as(
+            "/v1/responses",
+            KEY,
+            &json!({"model": "blind", "input": [{"role": "user", "content": [
+                {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_parameter", "{body}");
+    assert_eq!(body["error"]["param"], "input", "{body}");
+
     let rows = app.wait_for_usage_rows(2).await;
+    assert_eq!(rows.len(), 2, "a refused request leaves no row");
     for row in &rows {
         assert_eq!(row.door, "responses");
         assert_eq!(row.error_code.as_deref(), Some("budget_exceeded"));

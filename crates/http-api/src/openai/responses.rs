@@ -42,6 +42,9 @@ pub(crate) async fn responses(
             ),
         )
     })?;
+    if let Some(refusal) = call.not_allowed_by(&specialist) {
+        return Err(refusal);
+    }
     let streamed = call.stream;
     let echo = call.echo(&specialist);
     let prepared = prepare_with(

@@ -811,6 +811,27 @@ fn content_part(
 }
 
 impl ResponsesCall {
+    /// What `specialist` turned off that this call asks for, as the 400
+    /// `unsupported_parameter` the call path gives, but naming this door's fields (`input`
+    /// where the chat model says `messages`).
+    pub(crate) fn not_allowed_by(&self, specialist: &Specialist) -> Option<ApiError> {
+        let not_allowed = specialist.first_not_allowed(&self.options, &self.messages)?;
+        let param = match not_allowed.param {
+            "messages" => "input",
+            other => other,
+        };
+        let mut details = core_domain::ValidationErrors::new();
+        details.push(
+            param,
+            format!(
+                "the specialist '{}' does not allow {}",
+                specialist.id(),
+                not_allowed.what.replace(" in messages", " in input")
+            ),
+        );
+        Some(ApiError::unsupported(details))
+    }
+
     /// What the Response object echoes, with the temperature and token limit the call runs
     /// with on `specialist`.
     pub(crate) fn echo(&self, specialist: &Specialist) -> Echo {
@@ -1029,6 +1050,52 @@ mod tests {
             parse(json!({"model": "s", "input": [{"type": "item_reference", "id": "msg_1"}]}))
                 .unwrap_err();
         assert_eq!(fields, ["input[0].type"]);
+    }
+
+    #[test]
+    fn what_a_specialist_turned_off_is_refused_naming_input() {
+        let mut draft = SpecialistDraft {
+            name: "S".into(),
+            description: String::new(),
+            provider: "mock".into(),
+            model: "m".into(),
+            base_url: None,
+            system_prompt: "P".into(),
+            allow_tools: true,
+            allow_images: false,
+            temperature: 0.5,
+            max_tokens: 1000,
+            pricing: None,
+            fallbacks: Vec::new(),
+            continue_streams: true,
+            aliases: Vec::new(),
+        };
+        let no_images = Specialist::new(
+            SpecialistId::parse("s").unwrap(),
+            draft.clone().validate().unwrap(),
+            Utc::now(),
+        );
+        let call = parse(json!({"model": "s", "input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}))
+        .unwrap();
+        let error = call.not_allowed_by(&no_images).unwrap();
+        assert_eq!(error.code(), ApiCode::UnsupportedParameter);
+        assert_eq!(error.first_field(), Some("input"));
+        assert!(error.message_with_details().contains("images in input"));
+        assert!(call.not_allowed_by(&specialist()).is_none());
+
+        draft.allow_images = true;
+        draft.allow_tools = false;
+        let no_tools = Specialist::new(
+            SpecialistId::parse("s").unwrap(),
+            draft.validate().unwrap(),
+            Utc::now(),
+        );
+        let call = parse(json!({"model": "s", "input": "x",
+            "tools": [{"type": "function", "name": "f"}]}))
+        .unwrap();
+        let error = call.not_allowed_by(&no_tools).unwrap();
+        assert_eq!(error.first_field(), Some("tools"));
     }
 
     #[test]
