@@ -39,6 +39,7 @@ mod protocol;
 mod protocol_providers;
 mod providers;
 mod rate_limit;
+mod responses;
 mod routing;
 mod shared_budgets;
 mod shared_limits;
