@@ -160,36 +160,32 @@ impl ResponsesRequest {
         let (response_format, text_echo) = text_format(self.text, errors);
         let (reasoning_effort, reasoning_echo) = reasoning(self.reasoning, errors);
 
+        let max_chars = limits.max_message_chars;
+        if let Some(instructions) = &self.instructions {
+            check_length(
+                instructions.chars().count(),
+                "instructions",
+                max_chars,
+                errors,
+            );
+        }
         let mut system: Vec<String> = self.instructions.clone().into_iter().collect();
         let messages = match self.input {
             None | Some(Value::Null) => {
                 errors.push("input", "is required");
                 Vec::new()
             }
-            Some(Value::String(text)) => vec![ChatMessage::user(text)],
-            Some(Value::Array(items)) => input_items(items, &mut system, &mut problems),
+            Some(Value::String(text)) => {
+                check_length(text.chars().count(), "input", max_chars, errors);
+                vec![ChatMessage::user(text)]
+            }
+            Some(Value::Array(items)) => input_items(items, max_chars, &mut system, &mut problems),
             Some(_) => {
                 errors.push("input", "must be a string or a list of items");
                 Vec::new()
             }
         };
         let errors = &mut problems.invalid;
-        for (i, message) in messages.iter().enumerate() {
-            let chars: usize = message
-                .content
-                .iter()
-                .map(|p| match p {
-                    ContentPart::Text(t) => t.chars().count(),
-                    ContentPart::Image { .. } => 0,
-                })
-                .sum();
-            if chars > limits.max_message_chars {
-                errors.push(
-                    format!("input[{i}]"),
-                    format!("must be at most {} characters", limits.max_message_chars),
-                );
-            }
-        }
         if messages.len() > limits.max_history_messages + 1 {
             errors.push(
                 "input",
@@ -555,9 +551,36 @@ fn reasoning(
     (effort, echo)
 }
 
-/// The conversation of `input`'s items; system and developer messages go to `system`.
+/// The problem with a text of `chars` characters in `field`, when it is longer than `max`.
+fn check_length(
+    chars: usize,
+    field: impl Into<String>,
+    max: usize,
+    errors: &mut core_domain::ValidationErrors,
+) {
+    if chars > max {
+        errors.push(field, format!("must be at most {max} characters"));
+    }
+}
+
+/// The characters of a message's text (images count none).
+fn text_chars(content: &[ContentPart]) -> usize {
+    content
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text(t) => t.chars().count(),
+            ContentPart::Image { .. } => 0,
+        })
+        .sum()
+}
+
+/// The conversation of `input`'s items; system and developer messages go to `system`. A
+/// message (system ones included) or a function's output longer than `max_chars` is refused
+/// naming its own item: items and chat messages do not line up one to one (calls merge into
+/// one assistant turn, reasoning items are dropped, system messages move to the prompt).
 fn input_items(
     items: Vec<Value>,
+    max_chars: usize,
     system: &mut Vec<String>,
     problems: &mut Problems,
 ) -> Vec<ChatMessage> {
@@ -582,6 +605,12 @@ fn input_items(
         match kind {
             "message" => {
                 if let Some((role, content)) = message(&item, &field, problems) {
+                    check_length(
+                        text_chars(&content),
+                        format!("{field}.content"),
+                        max_chars,
+                        &mut problems.invalid,
+                    );
                     if role == Role::System {
                         system.push(
                             ChatMessage {
@@ -662,6 +691,12 @@ fn input_items(
                         continue;
                     }
                 };
+                check_length(
+                    output.chars().count(),
+                    format!("{field}.output"),
+                    max_chars,
+                    &mut problems.invalid,
+                );
                 messages.push(ChatMessage::tool_result(call_id, output));
             }
             // Reasoning of an earlier answer: without storage there is nothing to resolve its
@@ -878,6 +913,58 @@ mod tests {
                     .unwrap_or_default();
                 (e.code(), fields)
             })
+    }
+
+    /// The fields at fault in `json`, checked against `limits`.
+    fn faults(json: Value, limits: &ChatLimits) -> Vec<String> {
+        match serde_json::from_value::<ResponsesRequest>(json)
+            .unwrap()
+            .validate(limits)
+        {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .details()
+                .map(|d| d.errors().iter().map(|e| e.field.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_text_too_long_is_refused_naming_its_own_item() {
+        let limits = ChatLimits {
+            max_message_chars: 5,
+            ..ChatLimits::default()
+        };
+        let long = "much too long";
+        assert_eq!(
+            faults(
+                json!({"model": "s", "instructions": long, "input": "ok"}),
+                &limits
+            ),
+            ["instructions"]
+        );
+        assert_eq!(
+            faults(json!({"model": "s", "input": long}), &limits),
+            ["input"]
+        );
+        // Items do not line up with chat messages: each problem names its own item.
+        let fields = faults(
+            json!({"model": "s", "input": [
+                {"role": "developer", "content": long},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"role": "user", "content": "ok"},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": long},
+                {"role": "user", "content": [{"type": "input_text", "text": "ünï"},
+                                             {"type": "input_text", "text": "cöde"}]},
+                {"role": "user", "content": [{"type": "input_text", "text": "ünïcö"}]}
+            ]}),
+            &limits,
+        );
+        assert_eq!(
+            fields,
+            ["input[0].content", "input[4].output", "input[5].content"]
+        );
     }
 
     fn specialist() -> Specialist {
