@@ -324,7 +324,14 @@ impl StreamFormat for ResponseEvents {
     ) -> Vec<sse::Event> {
         self.response.finish(finish_reason, usage);
         let status = self.response.status;
-        let mut events = self.close_all(status.of_item());
+        // An answer without text or calls (cut while the model was still reasoning, withheld
+        // by a filter) is still one empty message, as the whole Response has it.
+        let mut events = if self.response.output.is_empty() {
+            self.open_message()
+        } else {
+            Vec::new()
+        };
+        events.extend(self.close_all(status.of_item()));
         events.push(self.response_event(match status {
             ResponseStatus::Incomplete => "response.incomplete",
             _ => "response.completed",
