@@ -781,10 +781,15 @@ fn content_part(
             }
         },
         // A refusal the model gave earlier: what it said, as text.
-        "refusal" => part
-            .get("refusal")
-            .and_then(Value::as_str)
-            .map(|text| ContentPart::Text(text.to_owned())),
+        "refusal" => match part.get("refusal").and_then(Value::as_str) {
+            Some(text) => Some(ContentPart::Text(text.to_owned())),
+            None => {
+                problems
+                    .invalid
+                    .push(format!("{field}.refusal"), "is required (a string)");
+                None
+            }
+        },
         "input_image" if role != Role::User => {
             problems
                 .invalid
@@ -1183,6 +1188,27 @@ mod tests {
         .unwrap();
         let error = call.not_allowed_by(&no_tools).unwrap();
         assert_eq!(error.first_field(), Some("tools"));
+    }
+
+    #[test]
+    fn a_refusal_part_without_its_text_is_refused_not_dropped() {
+        let (code, fields) = parse(json!({"model": "s", "input": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "refusal"}]},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": 7}]}]}))
+        .unwrap_err();
+        assert_eq!(code, ApiCode::ValidationFailed);
+        assert_eq!(
+            fields,
+            ["input[1].content[0].refusal", "input[2].content[0].refusal"]
+        );
+        let request = parse(json!({"model": "s", "input": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
+            {"role": "user", "content": "y"}]}))
+        .unwrap()
+        .into_request(&specialist());
+        assert_eq!(request.messages[1], ChatMessage::assistant("I can't."));
     }
 
     #[test]
