@@ -316,6 +316,9 @@ fn tools(tools: Option<Vec<Value>>, problems: &mut Problems) -> (Vec<ToolDefinit
     let mut echo = Vec::new();
     for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
         let field = format!("tools[{i}]");
+        if problems.stop_listing(&field) {
+            break;
+        }
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {}
             Some(other) => {
@@ -592,6 +595,9 @@ fn input_items(
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let field = format!("input[{i}]");
+        if problems.stop_listing(&field) {
+            break;
+        }
         if !item.is_object() {
             problems.invalid.push(field, "must be an object");
             continue;
@@ -1238,6 +1244,23 @@ mod tests {
         // times as long, not sixteen (quadratic: 43 s for 30,000 in a debug build).
         let (some, four_times) = (time(4_000), time(16_000));
         assert!(four_times < some * 8, "{some:?} then {four_times:?}");
+    }
+
+    #[test]
+    fn a_flood_of_bad_items_is_answered_with_the_first_problems() {
+        for flood in [
+            json!({"model": "s", "input": vec![json!(1); 100_000]}),
+            json!({"model": "s", "input": "x", "tools": vec![json!({}); 100_000]}),
+            json!({"model": "s", "input": "x", "tools": vec![json!({"type": "web_search"}); 100_000]}),
+        ] {
+            let (_, fields) = parse(flood).unwrap_err();
+            assert_eq!(fields.len(), 51, "{:?}", &fields[..60.min(fields.len())]);
+            assert!(
+                fields[50] == "input[50]" || fields[50] == "tools[50]",
+                "{}",
+                fields[50]
+            );
+        }
     }
 
     #[test]
