@@ -553,6 +553,9 @@ fn conversation(
     let mut system = Vec::new();
     let mut messages = Vec::with_capacity(wire.len());
     for (i, message) in wire.into_iter().enumerate() {
+        if problems.stop_listing(&format!("messages[{i}]")) {
+            break;
+        }
         let role = match message.role.as_str() {
             // "developer" is OpenAI's newer name for system instructions.
             "system" | "developer" => Role::System,
@@ -1095,6 +1098,16 @@ mod tests {
         // Four times the tools may take about four times as long, not sixteen.
         let (some, four_times) = (time(4_000), time(16_000));
         assert!(four_times < some * 8, "{some:?} then {four_times:?}");
+    }
+
+    #[test]
+    fn a_flood_of_bad_messages_is_answered_with_the_first_problems() {
+        let flood = vec![json!({"role": "robot", "content": "x"}); 100_000];
+        let fields = parse(json!({"model": "s", "messages": flood})).unwrap_err();
+        // The count over the limit and 49 messages' problems, then where checking stopped.
+        assert_eq!(fields.len(), 51, "{:?}", &fields[..60.min(fields.len())]);
+        assert_eq!(fields[0], "messages");
+        assert_eq!(fields[50], "messages[49]");
     }
 
     #[test]
