@@ -593,6 +593,10 @@ fn input_items(
     problems: &mut Problems,
 ) -> Vec<ChatMessage> {
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(items.len());
+    // The calls made so far: an output must answer one of them. Every upstream refuses a
+    // result without its call, each its own way (Gemini naming `messages`); here it is one
+    // 400 naming the item, on every provider.
+    let mut called: HashSet<String> = HashSet::new();
     for (i, item) in items.into_iter().enumerate() {
         let field = format!("input[{i}]");
         if problems.stop_listing(&field) {
@@ -651,6 +655,7 @@ fn input_items(
                 ) else {
                     continue;
                 };
+                called.insert(call_id.clone());
                 let call = ToolCall {
                     id: call_id,
                     name,
@@ -672,6 +677,14 @@ fn input_items(
                 let Some(call_id) = string_field(&item, "call_id", &field, problems) else {
                     continue;
                 };
+                if !called.contains(&call_id) {
+                    problems.invalid.push(
+                        format!("{field}.call_id"),
+                        "answers no function_call item before it: the door is stateless, so \
+                         send the call (as the response's output gave it) before its output",
+                    );
+                    continue;
+                }
                 let output = match item.get("output") {
                     Some(Value::String(text)) => text.clone(),
                     Some(Value::Array(parts)) => {
@@ -1260,6 +1273,20 @@ mod tests {
                 "{}",
                 fields[50]
             );
+        }
+    }
+
+    #[test]
+    fn a_function_output_must_answer_a_call_sent_before_it() {
+        let call = json!({"type": "function_call", "call_id": "c1", "name": "f",
+                          "arguments": "{}"});
+        let output = json!({"type": "function_call_output", "call_id": "c1", "output": "1"});
+        let ask = json!({"role": "user", "content": "x"});
+        assert!(parse(json!({"model": "s", "input": [ask, call, output]})).is_ok());
+        for input in [json!([ask, output]), json!([ask, output, call])] {
+            let (code, fields) = parse(json!({"model": "s", "input": input})).unwrap_err();
+            assert_eq!(code, ApiCode::ValidationFailed);
+            assert_eq!(fields, ["input[1].call_id"]);
         }
     }
 
