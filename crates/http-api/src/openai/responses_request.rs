@@ -286,16 +286,27 @@ fn refuse_storage(request: &ResponsesRequest, problems: &mut Problems) {
     }
 }
 
-/// `metadata`: an object of at most 16 string values, echoed back (`{}` when absent).
+/// `metadata`: an object of at most 16 string values, echoed back (`{}` when absent). As on
+/// OpenAI, keys are at most 64 characters and values at most 512: every Response (and two
+/// events of a stream) carries it back.
 fn metadata(metadata: Option<Value>, errors: &mut core_domain::ValidationErrors) -> Value {
     match metadata {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(pairs)) => {
             if pairs.len() > 16 {
                 errors.push("metadata", "must have at most 16 keys");
-            }
-            if !pairs.values().all(Value::is_string) {
-                errors.push("metadata", "values must be strings");
+            } else {
+                if pairs.keys().any(|k| k.chars().count() > 64) {
+                    errors.push("metadata", "keys must be at most 64 characters");
+                }
+                if !pairs.values().all(Value::is_string) {
+                    errors.push("metadata", "values must be strings");
+                } else if pairs
+                    .values()
+                    .any(|v| v.as_str().is_some_and(|v| v.chars().count() > 512))
+                {
+                    errors.push("metadata", "values must be at most 512 characters");
+                }
             }
             Value::Object(pairs)
         }
@@ -1287,6 +1298,21 @@ mod tests {
             let (code, fields) = parse(json!({"model": "s", "input": input})).unwrap_err();
             assert_eq!(code, ApiCode::ValidationFailed);
             assert_eq!(fields, ["input[1].call_id"]);
+        }
+    }
+
+    #[test]
+    fn metadata_keys_and_values_are_bounded_as_on_openai() {
+        let fits = json!({"k".repeat(64): "v".repeat(512), "ü": "ñ"});
+        assert!(parse(json!({"model": "s", "input": "x", "metadata": fits})).is_ok());
+        for too_long in [
+            json!({"k".repeat(65): "v"}),
+            json!({"k": "v".repeat(513)}),
+            json!({"k": 1}),
+        ] {
+            let (_, fields) =
+                parse(json!({"model": "s", "input": "x", "metadata": too_long})).unwrap_err();
+            assert_eq!(fields, ["metadata"]);
         }
     }
 
