@@ -565,8 +565,21 @@ fn reasoning(
             }
         },
     };
-    let echo = json!({"effort": effort.map(ReasoningEffort::as_str),
-                      "summary": reasoning.get("summary").cloned().unwrap_or(Value::Null)});
+    // Accepted and ignored, but echoed back: only OpenAI's words, so the echo is one an SDK
+    // can type.
+    let summary = match reasoning.get("summary") {
+        None | Some(Value::Null) => Value::Null,
+        Some(summary @ Value::String(word))
+            if matches!(word.as_str(), "auto" | "concise" | "detailed") =>
+        {
+            summary.clone()
+        }
+        Some(_) => {
+            errors.push("reasoning.summary", "must be auto, concise or detailed");
+            Value::Null
+        }
+    };
+    let echo = json!({"effort": effort.map(ReasoningEffort::as_str), "summary": summary});
     (effort, echo)
 }
 
@@ -1313,6 +1326,22 @@ mod tests {
             let (_, fields) =
                 parse(json!({"model": "s", "input": "x", "metadata": too_long})).unwrap_err();
             assert_eq!(fields, ["metadata"]);
+        }
+    }
+
+    #[test]
+    fn a_reasoning_summary_is_one_of_openai_s_words() {
+        for summary in ["auto", "concise", "detailed"] {
+            let call = parse(json!({"model": "s", "input": "x",
+                "reasoning": {"summary": summary}}))
+            .unwrap();
+            assert_eq!(call.echo.reasoning["summary"], summary);
+        }
+        for summary in [json!("everything"), json!(7), json!({"a": [1]})] {
+            let (_, fields) = parse(json!({"model": "s", "input": "x",
+                "reasoning": {"summary": summary}}))
+            .unwrap_err();
+            assert_eq!(fields, ["reasoning.summary"]);
         }
     }
 
