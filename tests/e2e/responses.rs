@@ -574,6 +574,30 @@ async fn an_answer_without_text_is_one_empty_message_whole_and_streamed() {
     assert_eq!(events[6]["item"], streamed["output"][0]);
 }
 
+#[tokio::test]
+async fn what_a_provider_cannot_map_in_input_is_refused_naming_input() {
+    // Gemini reads no image by URL: refused before any call, whole or streamed.
+    let fake = FakeUpstream::start(Wire::Google).await;
+    fake.expect_calls(0);
+    let (app, model) = app(&fake, Wire::Google).await;
+    for stream in [false, true] {
+        let (status, error) = refused(
+            &app,
+            json!({"model": model, "stream": stream, "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "What is this?"},
+                {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["code"], "unsupported_parameter", "{error}");
+        assert_eq!(error["param"], "input", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("by URL"),
+            "{error}"
+        );
+    }
+}
+
 /// A request refused before any upstream call: its status, `param` and message.
 async fn refused(app: &TestApp, body: Value) -> (u16, Value) {
     let response = create(app, body).await;
