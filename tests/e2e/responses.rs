@@ -524,6 +524,80 @@ async fn structured_output_reaches_the_upstream_as_a_json_schema() {
     assert_eq!(sent["reasoning_effort"], "low");
 }
 
+#[tokio::test]
+async fn an_answer_without_text_is_one_empty_message_whole_and_streamed() {
+    // A reasoning model cut before it wrote anything: no text and no call.
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    for _ in 0..2 {
+        fake.push(Reply::text("").finish(Finish::Length).usage(20, 500));
+    }
+    let (app, model) = app(&fake, Wire::OpenAi).await;
+    let whole: Value = create(&app, json!({"model": model, "input": "Think hard."}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = typed(
+        &read_sse(
+            create(
+                &app,
+                json!({"model": model, "input": "Think hard.", "stream": true}),
+            )
+            .await,
+            Instant::now(),
+        )
+        .await,
+    );
+    assert_eq!(
+        types(&events),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ]
+    );
+    let streamed = &events[7]["response"];
+    for body in [&whole, streamed] {
+        assert_eq!(body["status"], "incomplete", "{body}");
+        let output = body["output"].as_array().unwrap();
+        assert_eq!(output.len(), 1, "{body}");
+        assert_eq!(output[0]["type"], "message");
+        assert_eq!(output[0]["status"], "incomplete");
+        assert_eq!(output[0]["content"][0]["text"], "");
+    }
+    assert_eq!(events[2]["item"]["id"], events[6]["item"]["id"]);
+    assert_eq!(events[6]["item"], streamed["output"][0]);
+}
+
+#[tokio::test]
+async fn what_a_provider_cannot_map_in_input_is_refused_naming_input() {
+    // Gemini reads no image by URL: refused before any call, whole or streamed.
+    let fake = FakeUpstream::start(Wire::Google).await;
+    fake.expect_calls(0);
+    let (app, model) = app(&fake, Wire::Google).await;
+    for stream in [false, true] {
+        let (status, error) = refused(
+            &app,
+            json!({"model": model, "stream": stream, "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "What is this?"},
+                {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["code"], "unsupported_parameter", "{error}");
+        assert_eq!(error["param"], "input", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("by URL"),
+            "{error}"
+        );
+    }
+}
+
 /// A request refused before any upstream call: its status, `param` and message.
 async fn refused(app: &TestApp, body: Value) -> (u16, Value) {
     let response = create(app, body).await;

@@ -1,7 +1,7 @@
 //! The Chat Completions request, as OpenAI's reference defines it, and how it maps onto a
 //! specialist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use core_domain::{
     ChatMessage, ChatOptions, ContentPart, ImageDetail, ImageSource, JsonSchemaFormat,
@@ -152,6 +152,32 @@ pub(crate) struct Completion {
 pub(super) struct Problems {
     pub(super) invalid: ValidationErrors,
     pub(super) unsupported: ValidationErrors,
+}
+
+/// The most problems a request is told about. A list of items is checked no further once
+/// this many are found: a 1 MiB body of a hundred thousand bad items gets the first ones, not
+/// an answer twenty times its size built in a worker.
+const MAX_PROBLEMS: usize = 50;
+
+impl Problems {
+    /// Whether enough problems are known that checking `list` further would only lengthen
+    /// the answer; when so, says where checking stopped (`at`, the next item's field).
+    pub(super) fn stop_listing(&mut self, at: &str) -> bool {
+        let full = self.invalid.errors().len() + self.unsupported.errors().len() >= MAX_PROBLEMS;
+        if full {
+            // In the list the answer gives: invalid values win over unsupported ones.
+            let answered = if self.invalid.is_empty() {
+                &mut self.unsupported
+            } else {
+                &mut self.invalid
+            };
+            answered.push(
+                at,
+                "not checked (nor anything after it): too many problems before it",
+            );
+        }
+        full
+    }
 }
 
 /// OpenAI's rule for function (and schema) names, which every upstream accepts.
@@ -327,13 +353,16 @@ fn tools(
         offered.push((format!("functions[{i}]"), function));
     }
     let mut definitions: Vec<ToolDefinition> = Vec::with_capacity(offered.len());
+    // Names seen so far: a body may hold tens of thousands of tools, so a duplicate is found
+    // by hashing, not by scanning the tools before it (quadratic: seconds of a worker).
+    let mut names: HashSet<String> = HashSet::with_capacity(offered.len());
     for (field, function) in offered {
         if !is_valid_name(&function.name) {
             errors.push(
                 format!("{field}.name"),
                 "must be 1 to 64 letters, digits, underscores or dashes",
             );
-        } else if definitions.iter().any(|d| d.name == function.name) {
+        } else if !names.insert(function.name.clone()) {
             errors.push(
                 format!("{field}.name"),
                 "names another tool already offered",
@@ -524,6 +553,9 @@ fn conversation(
     let mut system = Vec::new();
     let mut messages = Vec::with_capacity(wire.len());
     for (i, message) in wire.into_iter().enumerate() {
+        if problems.stop_listing(&format!("messages[{i}]")) {
+            break;
+        }
         let role = match message.role.as_str() {
             // "developer" is OpenAI's newer name for system instructions.
             "system" | "developer" => Role::System,
@@ -1042,6 +1074,40 @@ mod tests {
                 .unwrap_err(),
             ["messages"]
         );
+    }
+
+    #[test]
+    fn many_tools_are_checked_in_linear_time() {
+        // The quickest of two checks of `count` tools.
+        let time = |count: usize| {
+            let tools: Vec<Value> = (0..count)
+                .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}")}}))
+                .collect();
+            let request = json!({"model": "s", "tools": tools,
+                "messages": [{"role": "user", "content": "x"}]});
+            (0..2)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let completion = parse(request.clone()).unwrap();
+                    assert_eq!(completion.options.tools.len(), count);
+                    started.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        // Four times the tools may take about four times as long, not sixteen.
+        let (some, four_times) = (time(4_000), time(16_000));
+        assert!(four_times < some * 8, "{some:?} then {four_times:?}");
+    }
+
+    #[test]
+    fn a_flood_of_bad_messages_is_answered_with_the_first_problems() {
+        let flood = vec![json!({"role": "robot", "content": "x"}); 100_000];
+        let fields = parse(json!({"model": "s", "messages": flood})).unwrap_err();
+        // The count over the limit and 49 messages' problems, then where checking stopped.
+        assert_eq!(fields.len(), 51, "{:?}", &fields[..60.min(fields.len())]);
+        assert_eq!(fields[0], "messages");
+        assert_eq!(fields[50], "messages[49]");
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub(crate) async fn responses(
         Door::Responses,
         specialist,
         |specialist| call.into_request(specialist),
-    )?;
+    )
+    .map_err(naming_input)?;
     let request_id = context.request_id.as_str().to_owned();
     let response = ResponseObject::new(
         format!("resp_{request_id}"),
@@ -70,13 +71,16 @@ pub(crate) async fn responses(
             open_message: None,
             calls: Vec::new(),
         };
-        let (events, served_by) = prepared.stream(&state, format).await?;
+        let (events, served_by) = prepared
+            .stream(&state, format)
+            .await
+            .map_err(naming_input)?;
         return Ok(Either::Right(
             actix_web::Responder::customize(events).insert_header(served_by_header(&served_by)),
         ));
     }
 
-    let answer = prepared.complete().await?;
+    let answer = prepared.complete().await.map_err(naming_input)?;
     let served_by = answer.served_by;
     let answer = answer.completion;
     let mut response = response;
@@ -105,6 +109,22 @@ pub(crate) async fn responses(
             .insert_header(served_by_header(&served_by))
             .json(response),
     ))
+}
+
+/// `error` naming this door's field: what a provider cannot map in the conversation (Gemini:
+/// images by URL, a result without its call) it refuses as `messages`, the chat model's name,
+/// which this door calls `input`.
+fn naming_input(error: ApiError) -> ApiError {
+    if error.code() != ApiCode::UnsupportedParameter || error.first_field() != Some("messages") {
+        return error;
+    }
+    // A provider's refusal is one field, its message the refusal's.
+    let mut details = core_domain::ValidationErrors::new();
+    details.push(
+        "input",
+        error.message().replace(" in messages", " in input"),
+    );
+    ApiError::unsupported(details)
 }
 
 /// Responses' streaming format: every event typed (`event:` and `type`) and numbered from 0;
@@ -324,7 +344,14 @@ impl StreamFormat for ResponseEvents {
     ) -> Vec<sse::Event> {
         self.response.finish(finish_reason, usage);
         let status = self.response.status;
-        let mut events = self.close_all(status.of_item());
+        // An answer without text or calls (cut while the model was still reasoning, withheld
+        // by a filter) is still one empty message, as the whole Response has it.
+        let mut events = if self.response.output.is_empty() {
+            self.open_message()
+        } else {
+            Vec::new()
+        };
+        events.extend(self.close_all(status.of_item()));
         events.push(self.response_event(match status {
             ResponseStatus::Incomplete => "response.incomplete",
             _ => "response.completed",

@@ -7,6 +7,8 @@
 //! is refused with a 400 that says so, rather than silently answered without the context the
 //! caller meant. The caller sends the whole conversation in `input` instead.
 
+use std::collections::HashSet;
+
 use core_domain::{
     ChatMessage, ChatOptions, ContentPart, JsonSchemaFormat, ReasoningEffort, ResponseFormat, Role,
     Specialist, ToolCall, ToolChoice, ToolDefinition,
@@ -160,36 +162,32 @@ impl ResponsesRequest {
         let (response_format, text_echo) = text_format(self.text, errors);
         let (reasoning_effort, reasoning_echo) = reasoning(self.reasoning, errors);
 
+        let max_chars = limits.max_message_chars;
+        if let Some(instructions) = &self.instructions {
+            check_length(
+                instructions.chars().count(),
+                "instructions",
+                max_chars,
+                errors,
+            );
+        }
         let mut system: Vec<String> = self.instructions.clone().into_iter().collect();
         let messages = match self.input {
             None | Some(Value::Null) => {
                 errors.push("input", "is required");
                 Vec::new()
             }
-            Some(Value::String(text)) => vec![ChatMessage::user(text)],
-            Some(Value::Array(items)) => input_items(items, &mut system, &mut problems),
+            Some(Value::String(text)) => {
+                check_length(text.chars().count(), "input", max_chars, errors);
+                vec![ChatMessage::user(text)]
+            }
+            Some(Value::Array(items)) => input_items(items, max_chars, &mut system, &mut problems),
             Some(_) => {
                 errors.push("input", "must be a string or a list of items");
                 Vec::new()
             }
         };
         let errors = &mut problems.invalid;
-        for (i, message) in messages.iter().enumerate() {
-            let chars: usize = message
-                .content
-                .iter()
-                .map(|p| match p {
-                    ContentPart::Text(t) => t.chars().count(),
-                    ContentPart::Image { .. } => 0,
-                })
-                .sum();
-            if chars > limits.max_message_chars {
-                errors.push(
-                    format!("input[{i}]"),
-                    format!("must be at most {} characters", limits.max_message_chars),
-                );
-            }
-        }
         if messages.len() > limits.max_history_messages + 1 {
             errors.push(
                 "input",
@@ -288,16 +286,27 @@ fn refuse_storage(request: &ResponsesRequest, problems: &mut Problems) {
     }
 }
 
-/// `metadata`: an object of at most 16 string values, echoed back (`{}` when absent).
+/// `metadata`: an object of at most 16 string values, echoed back (`{}` when absent). As on
+/// OpenAI, keys are at most 64 characters and values at most 512: every Response (and two
+/// events of a stream) carries it back.
 fn metadata(metadata: Option<Value>, errors: &mut core_domain::ValidationErrors) -> Value {
     match metadata {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(pairs)) => {
             if pairs.len() > 16 {
                 errors.push("metadata", "must have at most 16 keys");
-            }
-            if !pairs.values().all(Value::is_string) {
-                errors.push("metadata", "values must be strings");
+            } else {
+                if pairs.keys().any(|k| k.chars().count() > 64) {
+                    errors.push("metadata", "keys must be at most 64 characters");
+                }
+                if !pairs.values().all(Value::is_string) {
+                    errors.push("metadata", "values must be strings");
+                } else if pairs
+                    .values()
+                    .any(|v| v.as_str().is_some_and(|v| v.chars().count() > 512))
+                {
+                    errors.push("metadata", "values must be at most 512 characters");
+                }
             }
             Value::Object(pairs)
         }
@@ -312,9 +321,15 @@ fn metadata(metadata: Option<Value>, errors: &mut core_domain::ValidationErrors)
 /// computer use, code interpreter, MCP, ...) run on OpenAI's side: commander has none.
 fn tools(tools: Option<Vec<Value>>, problems: &mut Problems) -> (Vec<ToolDefinition>, Vec<Value>) {
     let mut definitions: Vec<ToolDefinition> = Vec::new();
+    // Names seen so far: a body may hold tens of thousands of tools, so a duplicate is found
+    // by hashing, not by scanning the tools before it (quadratic: seconds of a worker).
+    let mut names: HashSet<String> = HashSet::new();
     let mut echo = Vec::new();
     for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
         let field = format!("tools[{i}]");
+        if problems.stop_listing(&field) {
+            break;
+        }
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {}
             Some(other) => {
@@ -341,7 +356,7 @@ fn tools(tools: Option<Vec<Value>>, problems: &mut Problems) -> (Vec<ToolDefinit
                 format!("{field}.name"),
                 "must be 1 to 64 letters, digits, underscores or dashes",
             );
-        } else if definitions.iter().any(|d| d.name == name) {
+        } else if !names.insert(name.to_owned()) {
             errors.push(
                 format!("{field}.name"),
                 "names another tool already offered",
@@ -550,20 +565,67 @@ fn reasoning(
             }
         },
     };
-    let echo = json!({"effort": effort.map(ReasoningEffort::as_str),
-                      "summary": reasoning.get("summary").cloned().unwrap_or(Value::Null)});
+    // Accepted and ignored, but echoed back: only OpenAI's words, so the echo is one an SDK
+    // can type.
+    let summary = match reasoning.get("summary") {
+        None | Some(Value::Null) => Value::Null,
+        Some(summary @ Value::String(word))
+            if matches!(word.as_str(), "auto" | "concise" | "detailed") =>
+        {
+            summary.clone()
+        }
+        Some(_) => {
+            errors.push("reasoning.summary", "must be auto, concise or detailed");
+            Value::Null
+        }
+    };
+    let echo = json!({"effort": effort.map(ReasoningEffort::as_str), "summary": summary});
     (effort, echo)
 }
 
-/// The conversation of `input`'s items; system and developer messages go to `system`.
+/// The problem with a text of `chars` characters in `field`, when it is longer than `max`.
+fn check_length(
+    chars: usize,
+    field: impl Into<String>,
+    max: usize,
+    errors: &mut core_domain::ValidationErrors,
+) {
+    if chars > max {
+        errors.push(field, format!("must be at most {max} characters"));
+    }
+}
+
+/// The characters of a message's text (images count none).
+fn text_chars(content: &[ContentPart]) -> usize {
+    content
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text(t) => t.chars().count(),
+            ContentPart::Image { .. } => 0,
+        })
+        .sum()
+}
+
+/// The conversation of `input`'s items; system and developer messages go to `system`. A
+/// message (system ones included) or a function's output longer than `max_chars` is refused
+/// naming its own item: items and chat messages do not line up one to one (calls merge into
+/// one assistant turn, reasoning items are dropped, system messages move to the prompt).
 fn input_items(
     items: Vec<Value>,
+    max_chars: usize,
     system: &mut Vec<String>,
     problems: &mut Problems,
 ) -> Vec<ChatMessage> {
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(items.len());
+    // The calls made so far: an output must answer one of them. Every upstream refuses a
+    // result without its call, each its own way (Gemini naming `messages`); here it is one
+    // 400 naming the item, on every provider.
+    let mut called: HashSet<String> = HashSet::new();
     for (i, item) in items.into_iter().enumerate() {
         let field = format!("input[{i}]");
+        if problems.stop_listing(&field) {
+            break;
+        }
         if !item.is_object() {
             problems.invalid.push(field, "must be an object");
             continue;
@@ -582,6 +644,12 @@ fn input_items(
         match kind {
             "message" => {
                 if let Some((role, content)) = message(&item, &field, problems) {
+                    check_length(
+                        text_chars(&content),
+                        format!("{field}.content"),
+                        max_chars,
+                        &mut problems.invalid,
+                    );
                     if role == Role::System {
                         system.push(
                             ChatMessage {
@@ -611,6 +679,7 @@ fn input_items(
                 ) else {
                     continue;
                 };
+                called.insert(call_id.clone());
                 let call = ToolCall {
                     id: call_id,
                     name,
@@ -632,6 +701,14 @@ fn input_items(
                 let Some(call_id) = string_field(&item, "call_id", &field, problems) else {
                     continue;
                 };
+                if !called.contains(&call_id) {
+                    problems.invalid.push(
+                        format!("{field}.call_id"),
+                        "answers no function_call item before it: the door is stateless, so \
+                         send the call (as the response's output gave it) before its output",
+                    );
+                    continue;
+                }
                 let output = match item.get("output") {
                     Some(Value::String(text)) => text.clone(),
                     Some(Value::Array(parts)) => {
@@ -662,6 +739,12 @@ fn input_items(
                         continue;
                     }
                 };
+                check_length(
+                    output.chars().count(),
+                    format!("{field}.output"),
+                    max_chars,
+                    &mut problems.invalid,
+                );
                 messages.push(ChatMessage::tool_result(call_id, output));
             }
             // Reasoning of an earlier answer: without storage there is nothing to resolve its
@@ -746,10 +829,15 @@ fn content_part(
             }
         },
         // A refusal the model gave earlier: what it said, as text.
-        "refusal" => part
-            .get("refusal")
-            .and_then(Value::as_str)
-            .map(|text| ContentPart::Text(text.to_owned())),
+        "refusal" => match part.get("refusal").and_then(Value::as_str) {
+            Some(text) => Some(ContentPart::Text(text.to_owned())),
+            None => {
+                problems
+                    .invalid
+                    .push(format!("{field}.refusal"), "is required (a string)");
+                None
+            }
+        },
         "input_image" if role != Role::User => {
             problems
                 .invalid
@@ -878,6 +966,58 @@ mod tests {
                     .unwrap_or_default();
                 (e.code(), fields)
             })
+    }
+
+    /// The fields at fault in `json`, checked against `limits`.
+    fn faults(json: Value, limits: &ChatLimits) -> Vec<String> {
+        match serde_json::from_value::<ResponsesRequest>(json)
+            .unwrap()
+            .validate(limits)
+        {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .details()
+                .map(|d| d.errors().iter().map(|e| e.field.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_text_too_long_is_refused_naming_its_own_item() {
+        let limits = ChatLimits {
+            max_message_chars: 5,
+            ..ChatLimits::default()
+        };
+        let long = "much too long";
+        assert_eq!(
+            faults(
+                json!({"model": "s", "instructions": long, "input": "ok"}),
+                &limits
+            ),
+            ["instructions"]
+        );
+        assert_eq!(
+            faults(json!({"model": "s", "input": long}), &limits),
+            ["input"]
+        );
+        // Items do not line up with chat messages: each problem names its own item.
+        let fields = faults(
+            json!({"model": "s", "input": [
+                {"role": "developer", "content": long},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"role": "user", "content": "ok"},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": long},
+                {"role": "user", "content": [{"type": "input_text", "text": "ünï"},
+                                             {"type": "input_text", "text": "cöde"}]},
+                {"role": "user", "content": [{"type": "input_text", "text": "ünïcö"}]}
+            ]}),
+            &limits,
+        );
+        assert_eq!(
+            fields,
+            ["input[0].content", "input[4].output", "input[5].content"]
+        );
     }
 
     fn specialist() -> Specialist {
@@ -1096,6 +1236,113 @@ mod tests {
         .unwrap();
         let error = call.not_allowed_by(&no_tools).unwrap();
         assert_eq!(error.first_field(), Some("tools"));
+    }
+
+    #[test]
+    fn a_refusal_part_without_its_text_is_refused_not_dropped() {
+        let (code, fields) = parse(json!({"model": "s", "input": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "refusal"}]},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": 7}]}]}))
+        .unwrap_err();
+        assert_eq!(code, ApiCode::ValidationFailed);
+        assert_eq!(
+            fields,
+            ["input[1].content[0].refusal", "input[2].content[0].refusal"]
+        );
+        let request = parse(json!({"model": "s", "input": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
+            {"role": "user", "content": "y"}]}))
+        .unwrap()
+        .into_request(&specialist());
+        assert_eq!(request.messages[1], ChatMessage::assistant("I can't."));
+    }
+
+    #[test]
+    fn many_tools_are_checked_in_linear_time() {
+        // The quickest of two checks of `count` tools.
+        let time = |count: usize| {
+            let tools: Vec<Value> = (0..count)
+                .map(|i| json!({"type": "function", "name": format!("tool_{i}")}))
+                .collect();
+            let request = json!({"model": "s", "input": "x", "tools": tools});
+            (0..2)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let call = parse(request.clone()).unwrap();
+                    assert_eq!(call.options.tools.len(), count);
+                    started.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        // A 1 MiB body holds some 30,000 tools: four times the tools may take about four
+        // times as long, not sixteen (quadratic: 43 s for 30,000 in a debug build).
+        let (some, four_times) = (time(4_000), time(16_000));
+        assert!(four_times < some * 8, "{some:?} then {four_times:?}");
+    }
+
+    #[test]
+    fn a_flood_of_bad_items_is_answered_with_the_first_problems() {
+        for flood in [
+            json!({"model": "s", "input": vec![json!(1); 100_000]}),
+            json!({"model": "s", "input": "x", "tools": vec![json!({}); 100_000]}),
+            json!({"model": "s", "input": "x", "tools": vec![json!({"type": "web_search"}); 100_000]}),
+        ] {
+            let (_, fields) = parse(flood).unwrap_err();
+            assert_eq!(fields.len(), 51, "{:?}", &fields[..60.min(fields.len())]);
+            assert!(
+                fields[50] == "input[50]" || fields[50] == "tools[50]",
+                "{}",
+                fields[50]
+            );
+        }
+    }
+
+    #[test]
+    fn a_function_output_must_answer_a_call_sent_before_it() {
+        let call = json!({"type": "function_call", "call_id": "c1", "name": "f",
+                          "arguments": "{}"});
+        let output = json!({"type": "function_call_output", "call_id": "c1", "output": "1"});
+        let ask = json!({"role": "user", "content": "x"});
+        assert!(parse(json!({"model": "s", "input": [ask, call, output]})).is_ok());
+        for input in [json!([ask, output]), json!([ask, output, call])] {
+            let (code, fields) = parse(json!({"model": "s", "input": input})).unwrap_err();
+            assert_eq!(code, ApiCode::ValidationFailed);
+            assert_eq!(fields, ["input[1].call_id"]);
+        }
+    }
+
+    #[test]
+    fn metadata_keys_and_values_are_bounded_as_on_openai() {
+        let fits = json!({"k".repeat(64): "v".repeat(512), "ü": "ñ"});
+        assert!(parse(json!({"model": "s", "input": "x", "metadata": fits})).is_ok());
+        for too_long in [
+            json!({"k".repeat(65): "v"}),
+            json!({"k": "v".repeat(513)}),
+            json!({"k": 1}),
+        ] {
+            let (_, fields) =
+                parse(json!({"model": "s", "input": "x", "metadata": too_long})).unwrap_err();
+            assert_eq!(fields, ["metadata"]);
+        }
+    }
+
+    #[test]
+    fn a_reasoning_summary_is_one_of_openai_s_words() {
+        for summary in ["auto", "concise", "detailed"] {
+            let call = parse(json!({"model": "s", "input": "x",
+                "reasoning": {"summary": summary}}))
+            .unwrap();
+            assert_eq!(call.echo.reasoning["summary"], summary);
+        }
+        for summary in [json!("everything"), json!(7), json!({"a": [1]})] {
+            let (_, fields) = parse(json!({"model": "s", "input": "x",
+                "reasoning": {"summary": summary}}))
+            .unwrap_err();
+            assert_eq!(fields, ["reasoning.summary"]);
+        }
     }
 
     #[test]
