@@ -1077,27 +1077,17 @@ mod tests {
     }
 
     #[test]
-    fn many_tools_are_checked_in_linear_time() {
-        // The quickest of two checks of `count` tools.
-        let time = |count: usize| {
-            let tools: Vec<Value> = (0..count)
-                .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}")}}))
-                .collect();
-            let request = json!({"model": "s", "tools": tools,
-                "messages": [{"role": "user", "content": "x"}]});
-            (0..2)
-                .map(|_| {
-                    let started = std::time::Instant::now();
-                    let completion = parse(request.clone()).unwrap();
-                    assert_eq!(completion.options.tools.len(), count);
-                    started.elapsed()
-                })
-                .min()
-                .unwrap()
-        };
-        // Four times the tools may take about four times as long, not sixteen.
-        let (some, four_times) = (time(4_000), time(16_000));
-        assert!(four_times < some * 8, "{some:?} then {four_times:?}");
+    fn a_duplicate_among_many_tools_is_found_where_it_is() {
+        // Tens of thousands of tools fit in a body; the duplicate at the end is found (by
+        // hashing: the cost per tool is measured by benchmarks, not here) and named.
+        let mut tools: Vec<Value> = (0..16_000)
+            .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}")}}))
+            .collect();
+        tools.push(json!({"type": "function", "function": {"name": "tool_7"}}));
+        let fields = parse(json!({"model": "s", "tools": tools,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .unwrap_err();
+        assert_eq!(fields, ["tools[16000].function.name"]);
     }
 
     #[test]
