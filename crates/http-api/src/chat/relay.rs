@@ -32,6 +32,11 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn opening(&mut self) -> Vec<sse::Event>;
     /// One piece of text.
     fn delta(&mut self, text: &str) -> sse::Event;
+    /// One piece of text as any number of events, for a format that must open a content
+    /// block before the text goes in (Anthropic's); by default the one event of [`Self::delta`].
+    fn text(&mut self, text: &str) -> Vec<sse::Event> {
+        vec![self.delta(text)]
+    }
     /// One piece of a tool call (only a door that can offer tools receives them).
     fn tool_call(&mut self, delta: &ToolCallDelta) -> Vec<sse::Event>;
     /// A piece of the model's reasoning: a [`StreamEvent::ReasoningDelta`],
@@ -238,7 +243,7 @@ impl<F: StreamFormat> Relay<F> {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.note_delivered(&text);
                     }
-                    Step::More(vec![self.format.delta(&text)])
+                    Step::More(self.format.text(&text))
                 }
                 Some(Ok(RoutedEvent::Answer(StreamEvent::ToolCallDelta(delta)))) => {
                     if let Some(recorder) = &mut self.recorder {
