@@ -552,7 +552,7 @@ async fn every_error_takes_anthropic_s_shape_and_status() {
 async fn upstream_failures_and_rate_limits_take_anthropic_s_shape() {
     let fake = FakeUpstream::start(Wire::OpenAi).await;
     let app = app_with(&fake, Wire::OpenAi, |settings| {
-        settings.rate_limit.requests = std::num::NonZeroU32::new(4).unwrap();
+        settings.rate_limit.requests = std::num::NonZeroU32::new(3).unwrap();
         settings.rate_limit.window_seconds = std::num::NonZeroU64::new(3600).unwrap();
     })
     .await;
@@ -582,7 +582,7 @@ async fn upstream_failures_and_rate_limits_take_anthropic_s_shape() {
     assert_eq!(error["error"]["type"], "api_error", "{error}");
     assert!(events.iter().all(|(n, _)| n != "message_stop"));
 
-    // The fourth request spends the bucket: 429 with Retry-After.
+    // Three requests spent the bucket: the fourth is a 429 with Retry-After.
     let limited = post(&app, "/v1/messages", &body).await;
     assert!(limited.headers().contains_key("retry-after"));
     anthropic_error(limited, 429, "rate_limit_error").await;
