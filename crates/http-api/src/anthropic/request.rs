@@ -143,6 +143,8 @@ pub(crate) struct Messages {
     messages: Vec<ChatMessage>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
+    /// `thinking.budget_tokens`, when thinking is enabled.
+    thinking_budget: Option<u64>,
     options: ChatOptions,
     /// Whether any tool is offered, Anthropic's server tools included (which the chat model
     /// cannot hold, but a specialist without tools must refuse too).
@@ -276,7 +278,7 @@ impl MessagesRequest {
         let (tools, tool_names) = tools(self.tools.unwrap_or_default(), &mut problems);
         let (tool_choice, parallel_tool_calls) =
             tool_choice(self.tool_choice, &tool_names, &mut problems.invalid);
-        let reasoning_effort = thinking(self.thinking, &mut problems);
+        let (reasoning_effort, thinking_budget) = thinking(self.thinking, &mut problems);
         let messages = conversation(self.messages, limits, &mut problems);
         if problems.invalid.is_empty() && !messages.iter().any(|m| m.role != Role::Assistant) {
             problems
@@ -306,6 +308,7 @@ impl MessagesRequest {
             messages,
             temperature: self.temperature,
             max_tokens,
+            thinking_budget,
             offers_any_tool: !tool_names.is_empty(),
             options: ChatOptions {
                 tools,
@@ -469,33 +472,38 @@ fn tool_choice(
     (Some(picked), parallel)
 }
 
-/// `thinking`, as the reasoning effort other providers take.
-fn thinking(thinking: Option<Value>, problems: &mut Problems) -> Option<ReasoningEffort> {
-    let thinking = thinking.filter(|t| !t.is_null())?;
+/// `thinking`, as the reasoning effort other providers take, and its budget when enabled.
+fn thinking(
+    thinking: Option<Value>,
+    problems: &mut Problems,
+) -> (Option<ReasoningEffort>, Option<u64>) {
+    let Some(thinking) = thinking.filter(|t| !t.is_null()) else {
+        return (None, None);
+    };
     match thinking.get("type").and_then(Value::as_str) {
         Some("enabled") => match thinking.get("budget_tokens").and_then(Value::as_u64) {
-            Some(budget) if budget >= 1024 => Some(effort_of_budget(budget)),
+            Some(budget) if budget >= 1024 => (Some(effort_of_budget(budget)), Some(budget)),
             _ => {
                 problems.invalid.push(
                     "thinking.budget_tokens",
                     "must be an integer of at least 1024",
                 );
-                None
+                (None, None)
             }
         },
-        Some("disabled") => None,
+        Some("disabled") => (None, None),
         Some(other) => {
             problems.untranslatable.push(
                 "thinking.type",
                 format!("'{other}' thinking is Anthropic's own"),
             );
-            None
+            (None, None)
         }
         None => {
             problems
                 .invalid
                 .push("thinking.type", "must be enabled or disabled");
-            None
+            (None, None)
         }
     }
 }
@@ -883,13 +891,24 @@ impl Messages {
             .map(String::as_str)
             .collect::<Vec<_>>()
             .join("\n\n");
+        let max_tokens = self
+            .max_tokens
+            .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens()));
         let mut messages = self.messages;
         let (system_prompt, anthropic) = if specialist.provider() == ProviderKind::Anthropic {
             if !caller_system.is_empty() {
                 messages.insert(messages.len().min(1), ChatMessage::system(caller_system));
             }
             let mut native = self.native;
-            if self
+            if let Some(budget) = self.thinking_budget {
+                // Anthropic takes no temperature but 1 while thinking: the specialist's cannot
+                // apply, and the caller's may only be the one allowed.
+                native.fields.retain(|(name, _)| &**name != "temperature");
+                // A budget must stay below max_tokens, which the specialist may have lowered.
+                if budget >= u64::from(max_tokens) && max_tokens > 1024 {
+                    fit_thinking_budget(&mut native, max_tokens - 1);
+                }
+            } else if self
                 .temperature
                 .is_some_and(|t| t > specialist.temperature())
             {
@@ -912,9 +931,7 @@ impl Messages {
             system_prompt,
             messages,
             temperature,
-            max_tokens: self
-                .max_tokens
-                .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
+            max_tokens,
             base_url: specialist.base_url().map(str::to_owned),
             options: self.options,
             single_attempt: false,
@@ -932,6 +949,21 @@ fn cap_temperature(native: &mut AnthropicNative, cap: f64) {
             if &**name == "temperature" {
                 *value = text.clone().into_boxed_str();
             }
+        }
+    }
+}
+
+/// Lowers the native request's `thinking.budget_tokens` to `budget`.
+fn fit_thinking_budget(native: &mut AnthropicNative, budget: u32) {
+    for (name, value) in &mut native.fields {
+        if &**name != "thinking" {
+            continue;
+        }
+        if let Ok(mut thinking) = serde_json::from_str::<Value>(value)
+            && let Some(fields) = thinking.as_object_mut()
+        {
+            fields.insert("budget_tokens".to_owned(), Value::from(budget));
+            *value = thinking.to_string().into_boxed_str();
         }
     }
 }
@@ -1047,6 +1079,45 @@ mod tests {
         assert_eq!(
             temperature(&lower.anthropic.unwrap()).as_deref(),
             Some("0.1")
+        );
+    }
+
+    #[test]
+    fn thinking_drops_temperature_and_fits_its_budget_below_the_capped_max_tokens() {
+        let field = |native: &AnthropicNative, wanted: &str| {
+            native
+                .fields
+                .iter()
+                .find(|(name, _)| &**name == wanted)
+                .map(|(_, value)| value.to_string())
+        };
+        let request = parse_ok(json!({"model": "s", "max_tokens": 32000, "temperature": 1,
+            "thinking": {"type": "enabled", "budget_tokens": 31999},
+            "messages": [{"role": "user", "content": "x"}]}))
+        .into_request(&specialist("anthropic"));
+        assert_eq!(request.max_tokens, 1000);
+        let native = request.anthropic.unwrap();
+        assert_eq!(field(&native, "temperature"), None);
+        // The specialist allows 1000 tokens: too few for any budget (at least 1024), so the
+        // caller's stands and Anthropic will say why.
+        assert_eq!(
+            field(&native, "thinking").as_deref(),
+            Some(r#"{"budget_tokens":31999,"type":"enabled"}"#)
+        );
+        let mut draft = specialist("anthropic").to_draft();
+        draft.max_tokens = 8192;
+        let roomy = Specialist::new(
+            SpecialistId::parse("s").unwrap(),
+            draft.validate().unwrap(),
+            Utc::now(),
+        );
+        let request = parse_ok(json!({"model": "s", "max_tokens": 32000,
+            "thinking": {"type": "enabled", "budget_tokens": 31999},
+            "messages": [{"role": "user", "content": "x"}]}))
+        .into_request(&roomy);
+        assert_eq!(
+            field(&request.anthropic.unwrap(), "thinking").as_deref(),
+            Some(r#"{"budget_tokens":8191,"type":"enabled"}"#)
         );
     }
 
