@@ -122,7 +122,9 @@ pub use google::GoogleProvider;
 pub use keys::{BreakerState, KeyHealth};
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
-pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy};
+pub use provider::{
+    ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy, TokenCountFuture,
+};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::{AnthropicNative, ProviderRequest, Unsupported};
 pub use routing::{

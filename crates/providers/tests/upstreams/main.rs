@@ -6,6 +6,7 @@ mod bad_bodies;
 mod bounds;
 mod google;
 mod keys;
+mod native;
 mod openai;
 mod redaction;
 mod resilience;
