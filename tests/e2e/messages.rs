@@ -700,3 +700,325 @@ async fn count_tokens_estimates_for_other_providers_without_a_call_or_a_row() {
         assert!(app.usage_rows().await.is_empty(), "counting costs nothing");
     }
 }
+
+/// The JSON text of `body`'s top-level field `name`, exactly as written.
+fn raw_field(body: &str, name: &str) -> String {
+    let fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(body).unwrap();
+    fields[name].get().to_owned()
+}
+
+/// A request whose every byte matters: odd spacing, a thinking block and its signature,
+/// redacted thinking, `cache_control` everywhere, a block type commander does not know.
+const HAND_WRITTEN: &str = r#"{ "model" : "claude-sonnet-4-5", "max_tokens": 300,
+  "system": [ {"type": "text", "text": "Be terse.", "cache_control": {"type":"ephemeral"}} ],
+  "messages" : [
+    {"role":"user","content":[{"type":"text","text":"Weather?","cache_control":{"type":"ephemeral","ttl":"1h"}}]},
+    {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "Use the tool.", "signature": "c2lnbmF0dXJl+/=="},
+        {"type": "redacted_thinking", "data": "b3BhcXVl"},
+        {"type":"tool_use","id":"toolu_9","name":"get_weather","input":{"city":  "Paris"}}]},
+    {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_9","content":[{"type":"text","text":"sunny"}],"is_error":false},
+        {"type": "search_result", "source": "https://example.com", "title": "t", "content": [{"type": "text", "text": "x"}]}]}
+  ],
+  "tools": [{"name":"get_weather","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+  "top_k": 7, "metadata": {"user_id": "u-42"},
+  "thinking": {"type": "enabled", "budget_tokens": 1024},
+  "future_field": {"kept": [1, 2.50]} }"#;
+
+async fn post_raw_anthropic(
+    app: &TestApp,
+    path: &str,
+    body: &str,
+    beta: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", beta)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_anthropic_specialist_receives_the_caller_s_request_byte_for_byte() {
+    let fake = FakeUpstream::start(Wire::Anthropic).await;
+    fake.push(Reply::text("Sunny.").usage(20, 5));
+    let app = app(&fake, Wire::Anthropic).await;
+    let response = post_raw_anthropic(
+        &app,
+        "/v1/messages",
+        HAND_WRITTEN,
+        "interleaved-thinking-2025-05-14",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+
+    let sent = &fake.requests()[0];
+    let raw = sent.raw_text();
+    for field in [
+        "messages",
+        "tools",
+        "top_k",
+        "metadata",
+        "thinking",
+        "future_field",
+    ] {
+        let text = raw_field(HAND_WRITTEN, field);
+        assert!(
+            raw.contains(&text),
+            "{field} not sent as written: {text}\nin {raw}"
+        );
+    }
+    assert_eq!(
+        sent.header("anthropic-beta"),
+        Some("interleaved-thinking-2025-05-14")
+    );
+    assert_eq!(sent.header("x-api-key"), Some("upstream-key"));
+    // The gateway's own fields: the destination's model, the specialist's cap, the specialist's
+    // prompt before the caller's system blocks (sent as written).
+    assert_eq!(sent.body["model"], "claude-sonnet-4-5-20250929");
+    assert_eq!(sent.body["max_tokens"], 300);
+    assert_eq!(sent.body["system"][0]["text"], "You help.");
+    assert_eq!(
+        sent.body["system"][1],
+        json!({"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}})
+    );
+    assert!(
+        raw.contains(
+            r#"{"type": "text", "text": "Be terse.", "cache_control": {"type":"ephemeral"}}"#
+        ),
+        "{raw}"
+    );
+    // Thinking is on: no temperature goes.
+    assert!(sent.body.get("temperature").is_none(), "{raw}");
+    let rows = app.usage_rows().await;
+    assert_eq!(rows[0].end_user.as_deref(), Some("u-42"));
+}
+
+#[tokio::test]
+async fn thinking_comes_back_from_anthropic_as_it_was_sent_whole_and_streamed() {
+    let fake = FakeUpstream::start(Wire::Anthropic).await;
+    // Whole: the upstream's content array, its spacing included, given back byte for byte.
+    let content = r#"[ {"type":"thinking","thinking":"Let me think.","signature":"U2lnbmVk+/=="},
+        {"type": "redacted_thinking", "data": "T3BhcXVl"}, {"type":"text","text":"Sunny.","citations":null} ]"#;
+    fake.push(Reply::raw(format!(
+        r#"{{"id":"msg_up","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+            "content":{content},"stop_reason":"end_turn","stop_sequence":null,
+            "usage":{{"input_tokens":20,"output_tokens":9,"cache_read_input_tokens":4,"cache_creation_input_tokens":2}}}}"#
+    )));
+    fake.push(
+        Reply::text("Sunny in Paris.")
+            .thinking("Let me think about Paris.", "U2lnbmVk+/==")
+            .redacted_thinking("T3BhcXVl")
+            .usage(20, 9)
+            .chunks(2),
+    );
+    let app = app(&fake, Wire::Anthropic).await;
+    let body = json!({"model": "claude", "max_tokens": 2000,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Weather?"}]});
+    let response = post(&app, "/v1/messages", &body).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains(&format!(r#""content":{content}"#)), "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        answer["usage"],
+        json!({"input_tokens": 20, "output_tokens": 9,
+               "cache_creation_input_tokens": 2, "cache_read_input_tokens": 4})
+    );
+
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let events = events(post(&app, "/v1/messages", &stream_body).await).await;
+    check_sequence(&events);
+    let starts: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| &d["content_block"])
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            &json!({"type": "thinking", "thinking": ""}),
+            &json!({"type": "redacted_thinking", "data": "T3BhcXVl"}),
+            &json!({"type": "text", "text": ""}),
+        ]
+    );
+    assert_eq!(
+        streamed(&events, "thinking_delta", "thinking"),
+        "Let me think about Paris."
+    );
+    assert_eq!(
+        streamed(&events, "signature_delta", "signature"),
+        "U2lnbmVk+/=="
+    );
+    assert_eq!(streamed(&events, "text_delta", "text"), "Sunny in Paris.");
+    // The signature closes the thinking block: it comes before that block stops.
+    let signature = events
+        .iter()
+        .position(|(_, d)| d["delta"]["type"] == "signature_delta")
+        .unwrap();
+    let first_stop = events
+        .iter()
+        .position(|(n, _)| n == "content_block_stop")
+        .unwrap();
+    assert!(signature < first_stop);
+}
+
+#[tokio::test]
+async fn count_tokens_asks_anthropic_for_its_exact_count() {
+    let fake = FakeUpstream::start(Wire::Anthropic).await;
+    fake.push(Reply::token_count(1234));
+    let app = app(&fake, Wire::Anthropic).await;
+    let body = r#"{"model":"claude-sonnet-4-5","system":"Sys","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}],"top_k":3}"#;
+    let response = post_raw_anthropic(
+        &app,
+        "/v1/messages/count_tokens",
+        body,
+        "token-counting-2024-11-01",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let counted: Value = response.json().await.unwrap();
+    assert_eq!(counted, json!({"input_tokens": 1234}));
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/v1/messages/count_tokens");
+    assert!(sent.raw_text().contains(&raw_field(body, "messages")));
+    assert!(sent.body.get("max_tokens").is_none());
+    assert_eq!(
+        sent.body["system"][0]["text"], "You help.",
+        "the specialist's prompt counts"
+    );
+
+    // An upstream that keeps failing (commander's retries spent): Anthropic's error shape.
+    fake.set_default(Reply::status(
+        500,
+        r#"{"type":"error","error":{"type":"api_error","message":"down"}}"#,
+    ));
+    let failed = post_raw_anthropic(&app, "/v1/messages/count_tokens", body, "x").await;
+    assert!(failed.status().is_server_error());
+    let error: Value = failed.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "api_error");
+    assert!(app.usage_rows().await.is_empty(), "counting costs nothing");
+}
+
+#[tokio::test]
+async fn a_claude_code_request_replays_through_an_alias_to_anthropic() {
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/claude_code_request.json"),
+    )
+    .unwrap();
+    let fake = FakeUpstream::start(Wire::Anthropic).await;
+    fake.push(
+        Reply::text("It prints Hello, world!")
+            .thinking("A one-line main.", "Q2xhdWRlQ29kZQ==")
+            .usage(5200, 40)
+            .cache_usage(5000, 120)
+            .chunks(3),
+    );
+    let base_url = fake.base_url().to_owned();
+    let app = TestApp::spawn_with(move |settings, dir| {
+        std::fs::write(
+            dir.join("specialists.json"),
+            catalogue([specialist(
+                "coder",
+                "anthropic",
+                "claude-sonnet-4-5-20250929",
+                "You work for ACME; never reveal customer names.",
+                json!({"max_tokens": 64000, "temperature": 0.7,
+                       "aliases": ["claude-sonnet-4-5-20250929", "claude-sonnet-4-5"]}),
+            )]),
+        )
+        .unwrap();
+        settings.providers.anthropic.base_url = base_url;
+        settings.providers.anthropic.api_key = Some(SecretString::from("upstream-key"));
+        require_key(settings);
+    })
+    .await;
+    let beta = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14";
+    let response = app
+        .client
+        .post(app.url("/v1/messages?beta=true"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", beta)
+        .header("anthropic-dangerous-direct-browser-access", "true")
+        .header("x-api-key", KEY)
+        .header("user-agent", "claude-cli/2.0.14 (external, cli)")
+        .header("x-app", "cli")
+        .header("x-stainless-lang", "js")
+        .header("x-stainless-retry-count", "0")
+        .body(fixture.clone())
+        .send()
+        .await
+        .unwrap();
+
+    // What the upstream got: the caller's request, byte for byte where the gateway changes
+    // nothing; the specialist's prompt first; our key, not the caller's.
+    let events = events(response).await;
+    let sent = &fake.requests()[0];
+    let raw = sent.raw_text();
+    for field in ["messages", "tools", "metadata", "thinking"] {
+        assert!(
+            raw.contains(&raw_field(&fixture, field)),
+            "{field} changed on the way"
+        );
+    }
+    assert_eq!(sent.header("anthropic-beta"), Some(beta));
+    assert_eq!(sent.header("x-api-key"), Some("upstream-key"));
+    assert_eq!(sent.body["model"], "claude-sonnet-4-5-20250929");
+    assert_eq!(sent.body["max_tokens"], 32000);
+    assert_eq!(sent.body["stream"], true);
+    assert!(
+        sent.body.get("temperature").is_none(),
+        "thinking takes no temperature"
+    );
+    let system = sent.body["system"].as_array().unwrap();
+    assert_eq!(
+        system[0]["text"],
+        "You work for ACME; never reveal customer names."
+    );
+    let fixture_json: Value = serde_json::from_str(&fixture).unwrap();
+    assert_eq!(system[1..], fixture_json["system"].as_array().unwrap()[..]);
+    assert_eq!(sent.body["tools"].as_array().unwrap().len(), 8);
+
+    // What the client got: Anthropic's stream, thinking and text.
+    check_sequence(&events);
+    assert_eq!(
+        events[0].1["message"]["model"],
+        "claude-sonnet-4-5-20250929"
+    );
+    assert_eq!(
+        streamed(&events, "thinking_delta", "thinking"),
+        "A one-line main."
+    );
+    assert_eq!(
+        streamed(&events, "signature_delta", "signature"),
+        "Q2xhdWRlQ29kZQ=="
+    );
+    assert_eq!(
+        streamed(&events, "text_delta", "text"),
+        "It prints Hello, world!"
+    );
+    let usage = &events[events.len() - 2].1["usage"];
+    assert_eq!(usage["output_tokens"], 40);
+    assert_eq!(usage["cache_read_input_tokens"], 5000);
+    assert_eq!(usage["cache_creation_input_tokens"], 120);
+
+    let rows = app.usage_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].door, "messages");
+    assert_eq!(rows[0].specialist_id, "coder");
+    assert_eq!(
+        rows[0].end_user.as_deref(),
+        fixture_json["metadata"]["user_id"].as_str()
+    );
+    assert_eq!(rows[0].cached_input_tokens, 5000);
+}
