@@ -445,3 +445,94 @@ fn google_usage(a: &Answer) -> Value {
     }
     usage
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reply;
+    use crate::reply::ReplyKind;
+
+    fn answer(reply: Reply) -> Answer {
+        match reply.kind {
+            ReplyKind::Answer(answer) => answer,
+            other => panic!("an answer: {other:?}"),
+        }
+    }
+
+    /// Each frame's `event:` name and, for block events, the block's index and its start or
+    /// delta type.
+    fn sequence(frames: &Frames) -> Vec<String> {
+        frames
+            .head
+            .iter()
+            .chain(&frames.deltas)
+            .chain(&frames.tail)
+            .map(|frame| {
+                let name = frame
+                    .strip_prefix("event: ")
+                    .and_then(|rest| rest.split('\n').next())
+                    .unwrap_or_default();
+                let data: Value = frame
+                    .split("data: ")
+                    .nth(1)
+                    .and_then(|d| serde_json::from_str(d.trim()).ok())
+                    .unwrap_or(Value::Null);
+                assert_eq!(data["type"], name, "{frame}");
+                let kind = data["content_block"]["type"]
+                    .as_str()
+                    .or(data["delta"]["type"].as_str())
+                    .unwrap_or_default();
+                match data["index"].as_u64() {
+                    Some(index) => format!("{name} {index} {kind}"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anthropic_streams_thinking_text_and_tools_in_its_real_event_order() {
+        let reply = Reply::text("Hi")
+            .thinking("ab", "sig")
+            .redacted_thinking("data")
+            .tool_calls(&[("toolu_1", "f", "{}")])
+            .chunks(1);
+        let frames = stream(Wire::Anthropic, "claude", &answer(reply), false);
+        assert_eq!(
+            sequence(&frames),
+            [
+                "message_start",
+                "content_block_start 0 thinking",
+                "ping",
+                "content_block_delta 0 thinking_delta",
+                "content_block_delta 0 thinking_delta",
+                "content_block_delta 0 signature_delta",
+                "content_block_stop 0 ",
+                "content_block_start 1 redacted_thinking",
+                "content_block_stop 1 ",
+                "content_block_start 2 text",
+                "content_block_delta 2 text_delta",
+                "content_block_stop 2 ",
+                "content_block_start 3 tool_use",
+                "content_block_delta 3 input_json_delta",
+                "content_block_delta 3 input_json_delta",
+                "content_block_delta 3 input_json_delta",
+                "content_block_stop 3 ",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let whole = whole(
+            Wire::Anthropic,
+            "claude",
+            &answer(Reply::text("Hi").thinking("ab", "sig")),
+        );
+        assert_eq!(
+            whole["content"],
+            json!([
+                {"type": "thinking", "thinking": "ab", "signature": "sig"},
+                {"type": "text", "text": "Hi"}
+            ])
+        );
+    }
+}

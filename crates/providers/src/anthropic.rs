@@ -208,7 +208,8 @@ impl AnthropicProvider {
     ///   prompt the caller's system exactly as sent;
     /// - every other field the caller sent, in its order, its value byte for byte;
     /// - `temperature`: the specialist's when the caller sent none and thinking is off
-    ///   (Anthropic refuses a temperature while thinking).
+    ///   (Anthropic refuses a temperature while thinking);
+    /// - for a token count, no sampling or bookkeeping field ([`MESSAGE_ONLY_FIELDS`]).
     ///
     /// Refused (as [`Unsupported`]): only what would make the body itself wrong — a `system`
     /// that is not a string or an array, a value that is not JSON, a beta header that is no
@@ -257,6 +258,9 @@ impl AnthropicProvider {
             // The gateway's own fields; the door leaves them out, and a duplicate key would
             // leave the upstream to pick one.
             if matches!(&**name, "model" | "max_tokens" | "stream" | "system") {
+                continue;
+            }
+            if purpose == Purpose::CountTokens && MESSAGE_ONLY_FIELDS.contains(&&**name) {
                 continue;
             }
             if serde_json::from_str::<&serde_json::value::RawValue>(value).is_err() {
@@ -310,6 +314,18 @@ impl AnthropicProvider {
         send(call, ProviderKind::Anthropic, pool, &secrets, build).await
     }
 }
+
+/// A message call's fields that `count_tokens` does not take (it refuses unknown fields):
+/// sampling and bookkeeping, which change no input token. Left out of a native token count, as
+/// the translation's count leaves them out.
+const MESSAGE_ONLY_FIELDS: [&str; 6] = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "service_tier",
+];
 
 /// What a request body is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,8 +667,24 @@ impl StreamBlocks {
     fn start(&mut self, index: Option<u64>, block: WireBlock) -> Step {
         match block.kind.as_str() {
             "tool_use" => {}
+            // Anthropic starts a thinking block empty; should one start with its text or
+            // signature, neither is lost.
             "thinking" => {
-                return reasoning(block.thinking, StreamEvent::ReasoningDelta);
+                let events: Vec<StreamEvent> = [
+                    block.thinking.map(StreamEvent::ReasoningDelta),
+                    block.signature.map(StreamEvent::ReasoningSignature),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|event| {
+                    !matches!(event, StreamEvent::ReasoningDelta(piece) | StreamEvent::ReasoningSignature(piece) if piece.is_empty())
+                })
+                .collect();
+                return if events.is_empty() {
+                    Step::Nothing
+                } else {
+                    Step::Events(events)
+                };
             }
             "redacted_thinking" => {
                 return reasoning(block.data, StreamEvent::RedactedReasoning);
@@ -1251,6 +1283,8 @@ struct WireBlock {
     input: Option<serde_json::Value>,
     /// A `thinking` block's reasoning.
     thinking: Option<String>,
+    /// A `thinking` block's signature.
+    signature: Option<String>,
     /// A `redacted_thinking` block's opaque data.
     data: Option<String>,
 }
@@ -1684,7 +1718,16 @@ mod tests {
 
     #[test]
     fn a_native_token_count_has_no_max_tokens_stream_or_added_temperature() {
-        let request = native(Some(r#""S""#), &[("messages", "[]"), ("tools", "[]")]);
+        let request = native(
+            Some(r#""S""#),
+            &[
+                ("messages", "[]"),
+                ("temperature", "0.2"),
+                ("tools", "[]"),
+                ("metadata", r#"{"user_id":"u"}"#),
+                ("top_k", "3"),
+            ],
+        );
         assert_eq!(
             native_json(&request, Purpose::CountTokens),
             r#"{"model":"claude","system":"S","messages":[],"tools":[]}"#

@@ -88,6 +88,10 @@
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
 //!         StreamEvent::ToolCallDelta(_) => unreachable!("no tools were offered"),
+//!         // A reasoning model's thinking is not its answer (the mock does not think).
+//!         StreamEvent::ReasoningDelta(_)
+//!         | StreamEvent::ReasoningSignature(_)
+//!         | StreamEvent::RedactedReasoning(_) => {}
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);

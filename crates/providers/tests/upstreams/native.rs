@@ -485,3 +485,50 @@ async fn a_provider_without_a_token_count_refuses_without_sending() {
         Err(ProviderError::NotConfigured { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_retried_native_request_sends_the_same_bytes_and_beta_header_again() {
+    let fake = start(Wire::Anthropic).await;
+    fake.push(Reply::status(529, "Overloaded"));
+    fake.push(Reply::text("Back."));
+    fake.expect_calls(2);
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let answer = provider.complete(&claude_code_request()).await.unwrap();
+    assert_eq!(answer.content, "Back.");
+    let [first, second] = &fake.requests()[..] else {
+        panic!("two requests");
+    };
+    assert_eq!(first.raw_body, second.raw_body);
+    assert!(first.raw_text().contains(MESSAGES));
+    assert_eq!(second.header("anthropic-beta"), Some(BETA));
+}
+
+#[tokio::test]
+async fn without_a_beta_header_none_is_sent_and_a_thinking_caller_keeps_its_temperature() {
+    let fake = start(Wire::Anthropic).await;
+    let provider = provider(&config_for(&fake), ProviderKind::Anthropic);
+    let mut request = native_request(
+        None,
+        &[
+            ("temperature", "1"),
+            ("messages", MESSAGES),
+            ("thinking", r#"{"type":"adaptive"}"#),
+        ],
+    );
+    request.system_prompt = String::new();
+    request.anthropic = request.anthropic.map(|native| {
+        Arc::new(AnthropicNative {
+            beta: None,
+            ..(*native).clone()
+        })
+    });
+    provider.complete(&request).await.unwrap();
+    let sent = &fake.requests()[0];
+    assert!(sent.header("anthropic-beta").is_none());
+    assert_eq!(
+        sent.raw_text(),
+        format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":256,"temperature":1,"messages":{MESSAGES},"thinking":{{"type":"adaptive"}}}}"#
+        )
+    );
+}
