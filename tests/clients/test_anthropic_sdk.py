@@ -133,3 +133,60 @@ def test_an_unknown_model_is_not_found(commander_url):
             model="claude-nobody", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
     assert "claude-nobody" in str(refused.value)
+
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_thinking_on_anthropic_comes_back_whole_and_streamed_and_goes_back(commander_url):
+    sdk = client(commander_url)
+    message = sdk.messages.create(
+        model="anthropic_specialist",
+        max_tokens=2000,
+        thinking=THINKING,
+        messages=[{"role": "user", "content": "Think about Oslo"}],
+    )
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert "Think about Oslo" in message.content[0].thinking
+    assert message.content[0].signature == "fake-thinking-signature"
+
+    with sdk.messages.stream(
+        model="anthropic_specialist",
+        max_tokens=2000,
+        thinking=THINKING,
+        messages=[{"role": "user", "content": "Think about Bergen"}],
+    ) as stream:
+        thought = "".join(
+            event.thinking for event in stream if event.type == "thinking"
+        )
+        final = stream.get_final_message()
+    assert "Think about Bergen" in thought
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == thought
+    assert final.content[0].signature == "fake-thinking-signature"
+
+    # A tool round trip while thinking sends the signed thinking block back, as Anthropic
+    # requires; the upstream takes it.
+    first = sdk.messages.create(
+        model="anthropic_specialist",
+        max_tokens=2000,
+        thinking=THINKING,
+        tools=[WEATHER_TOOL],
+        messages=[ASKED],
+    )
+    assert first.content[0].type == "thinking"
+    call = tool_use_of(first)
+    second = sdk.messages.create(
+        model="anthropic_specialist",
+        max_tokens=2000,
+        thinking=THINKING,
+        tools=[WEATHER_TOOL],
+        messages=[
+            ASKED,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21 degrees"},
+            ]},
+        ],
+    )
+    assert "sunny, 21 degrees" in second.content[-1].text
