@@ -149,6 +149,9 @@ pub(crate) struct Messages {
     /// Whether any tool is offered, Anthropic's server tools included (which the chat model
     /// cannot hold, but a specialist without tools must refuse too).
     offers_any_tool: bool,
+    /// Whether a PDF, URL or file document is to be read (which Anthropic reads as pages of
+    /// images, and the chat model cannot hold).
+    reads_documents: bool,
     /// What only Anthropic can take, each named by its field: refused when the specialist is
     /// on another provider.
     untranslatable: ValidationErrors,
@@ -279,8 +282,12 @@ impl MessagesRequest {
         let (tool_choice, parallel_tool_calls) =
             tool_choice(self.tool_choice, &tool_names, &mut problems.invalid);
         let (reasoning_effort, thinking_budget) = thinking(self.thinking, &mut problems);
+        let reads_documents = self.messages.iter().any(reads_documents);
+        // Asked of the wire: a user message holding only what the translation leaves out (a
+        // PDF for Anthropic) is still someone asking.
+        let asks = self.messages.iter().any(|m| m.role == "user");
         let messages = conversation(self.messages, limits, &mut problems);
-        if problems.invalid.is_empty() && !messages.iter().any(|m| m.role != Role::Assistant) {
+        if problems.invalid.is_empty() && !asks {
             problems
                 .invalid
                 .push("messages", "must contain a user message");
@@ -310,6 +317,7 @@ impl MessagesRequest {
             max_tokens,
             thinking_budget,
             offers_any_tool: !tool_names.is_empty(),
+            reads_documents,
             options: ChatOptions {
                 tools,
                 tool_choice,
@@ -506,6 +514,27 @@ fn thinking(
             (None, None)
         }
     }
+}
+
+/// Whether `message` holds a document that is not text (a PDF, a URL, a file), itself or in a
+/// tool result.
+fn reads_documents(message: &WireMessage) -> bool {
+    fn visual(block: &Value) -> bool {
+        block.get("type").and_then(Value::as_str) == Some("document")
+            && !matches!(
+                block.pointer("/source/type").and_then(Value::as_str),
+                Some("text" | "content")
+            )
+    }
+    message.content.as_array().is_some_and(|blocks| {
+        blocks.iter().any(|block| {
+            visual(block)
+                || block
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .is_some_and(|parts| parts.iter().any(visual))
+        })
+    })
 }
 
 /// The conversation in the chat model: a user message's `tool_result` blocks become tool
@@ -862,6 +891,18 @@ impl Messages {
             details.push(
                 "tools",
                 format!("the specialist '{}' does not allow tools", specialist.id()),
+            );
+            return Err(ApiError::unsupported(details));
+        }
+        if self.reads_documents && !specialist.allow_images() {
+            let mut details = ValidationErrors::new();
+            details.push(
+                "messages",
+                format!(
+                    "the specialist '{}' does not allow images, nor documents read as images \
+                     (PDFs)",
+                    specialist.id()
+                ),
             );
             return Err(ApiError::unsupported(details));
         }
@@ -1268,10 +1309,29 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_on_a_specialist_without_tools_is_refused_even_a_server_tool() {
+    fn what_a_specialist_turned_off_is_refused_even_when_only_anthropic_carries_it() {
         let parsed = parse_ok(json!({"model": "s", "max_tokens": 10,
             "tools": [{"type": "web_search_20250305", "name": "web_search"}],
             "messages": [{"role": "user", "content": "x"}]}));
+        let pdf = parse_ok(json!({"model": "s", "max_tokens": 10,
+            "messages": [{"role": "user", "content": [{"type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}}]}]}));
+        let text = parse_ok(json!({"model": "s", "max_tokens": 10,
+            "messages": [{"role": "user", "content": [{"type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": "memo"}}]}]}));
+        let mut draft = specialist("anthropic").to_draft();
+        draft.allow_images = false;
+        let no_images = Specialist::new(
+            SpecialistId::parse("s").unwrap(),
+            draft.validate().unwrap(),
+            Utc::now(),
+        );
+        assert_eq!(
+            pdf.check_for(&no_images).unwrap_err().code(),
+            ApiCode::UnsupportedParameter
+        );
+        assert!(text.check_for(&no_images).is_ok());
+        assert!(pdf.check_for(&specialist("anthropic")).is_ok());
         let mut draft = specialist("anthropic").to_draft();
         draft.allow_tools = false;
         let no_tools = Specialist::new(
