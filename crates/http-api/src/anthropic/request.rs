@@ -548,6 +548,7 @@ fn conversation(
     problems: &mut Problems,
 ) -> Vec<ChatMessage> {
     let mut messages = Vec::with_capacity(wire.len());
+    let last = wire.len().saturating_sub(1);
     for (i, message) in wire.into_iter().enumerate() {
         let field = format!("messages[{i}]");
         let role = match message.role.as_str() {
@@ -571,6 +572,20 @@ fn conversation(
                 continue;
             }
         };
+        // Anthropic's rule: only a final assistant message (a prefill) may be empty.
+        let is_empty = match blocks.as_slice() {
+            [] => true,
+            [only] => {
+                only.get("type").and_then(Value::as_str) == Some("text") && only["text"] == ""
+            }
+            _ => false,
+        };
+        if is_empty && !(i == last && role == Role::Assistant) {
+            problems
+                .invalid
+                .push(format!("{field}.content"), "must not be empty");
+            continue;
+        }
         let mut turn = Turn::default();
         for (j, block) in blocks.iter().enumerate() {
             turn.read(block, role, &format!("{field}.content[{j}]"), problems);
@@ -1265,7 +1280,9 @@ mod tests {
                     {"role": "assistant", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]},
                     {"role": "user", "content": [{"type": "tool_use", "id": "1", "name": "t", "input": {}},
                                                   {"type": "tool_result"}, {"text": "no type"}]},
-                    {"role": "user", "content": 5}
+                    {"role": "user", "content": 5},
+                    {"role": "user", "content": []},
+                    {"role": "assistant", "content": ""}
                 ]})
             .to_string(),
             Purpose::Message,
@@ -1291,6 +1308,7 @@ mod tests {
                 "messages[2].content[1].tool_use_id",
                 "messages[2].content[2].type",
                 "messages[3].content",
+                "messages[4].content",
             ]
         );
         // Not JSON, or the wrong types: a 400 invalid_request.
