@@ -41,6 +41,7 @@ mod protocol_providers;
 mod providers;
 mod rate_limit;
 mod reasoning;
+mod responses;
 mod routing;
 mod shared_budgets;
 mod shared_limits;

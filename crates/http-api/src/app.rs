@@ -162,6 +162,12 @@ const OPENAI_ENDPOINTS: &[Endpoint] = &[
         guard: Guard::Chat,
     },
     Endpoint {
+        path: "/v1/responses",
+        method: Method::POST,
+        route: || web::route().to(openai::responses),
+        guard: Guard::Chat,
+    },
+    Endpoint {
         path: "/v1/models",
         method: Method::GET,
         route: || web::route().to(openai::list_models),

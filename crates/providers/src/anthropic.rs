@@ -469,7 +469,9 @@ impl ChatProvider for AnthropicProvider {
     /// `tool_use` input) — the upstream judges it, and its 400 reaches the caller in its own
     /// words. Refusing here what the translation refuses would be wrong, too: the translation
     /// lacks what the native body carries (the thinking blocks of a turn that called tools).
-    /// Only a body that could not be written at all is refused ([`Self::native_body`]).
+    /// Only a body that could not be written at all is refused: a `system` that is neither a
+    /// string nor an array, a value that is not JSON, an `anthropic-beta` that is no header
+    /// value.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
         match &request.anthropic {
             Some(native) => Self::native_body(request, native, Purpose::Whole).map(drop),

@@ -32,8 +32,9 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn opening(&mut self) -> Vec<sse::Event>;
     /// One piece of text.
     fn delta(&mut self, text: &str) -> sse::Event;
-    /// One piece of text as any number of events, for a format that must open a content
-    /// block before the text goes in (Anthropic's); by default the one event of [`Self::delta`].
+    /// One piece of text, as every event the format writes for it: by default
+    /// [`StreamFormat::delta`]'s one. A format that opens an item before its first piece of
+    /// text (the Responses door's message item, the Messages door's text block) overrides it.
     fn text(&mut self, text: &str) -> Vec<sse::Event> {
         vec![self.delta(text)]
     }

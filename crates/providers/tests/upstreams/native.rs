@@ -532,3 +532,25 @@ async fn without_a_beta_header_none_is_sent_and_a_thinking_caller_keeps_its_temp
         )
     );
 }
+
+#[tokio::test]
+async fn a_whole_answer_with_a_thinking_block_past_the_size_bound_is_refused_not_held() {
+    let fake = start(Wire::Anthropic).await;
+    let mut config = config_for(&fake);
+    config.max_response_bytes = std::num::NonZeroUsize::new(64 * 1024).unwrap();
+    let provider = provider(&config, ProviderKind::Anthropic);
+
+    // Under the bound, a large thinking block comes back whole in wire_content, not as text.
+    let thinking = "z".repeat(32 * 1024);
+    fake.push(Reply::text("Short.").thinking(thinking.clone(), "sig"));
+    let answer = provider.complete(&claude_code_request()).await.unwrap();
+    assert_eq!(answer.content, "Short.");
+    assert!(answer.wire_content.unwrap().contains(&thinking));
+
+    fake.push(Reply::text("Short.").thinking("z".repeat(200 * 1024), "sig"));
+    let error = provider.complete(&claude_code_request()).await.unwrap_err();
+    assert!(
+        matches!(&error, ProviderError::Upstream { message, .. } if message.contains("too large")),
+        "{error:?}"
+    );
+}
