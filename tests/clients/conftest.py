@@ -114,6 +114,10 @@ url = "sqlite://{directory / 'usage.db'}"
 [specialists]
 path = "{directory / 'specialists.json'}"
 
+# The whole suite calls from one address: more than the default 60 chat requests an hour.
+[rate_limit]
+requests = 100000
+
 [providers.openai]
 api_key = "fake-openai-key"
 base_url = "{fakes['openai']}/v1"
@@ -155,6 +159,56 @@ def specialist(request):
 @pytest.fixture
 def base_url(commander_url):
     return f"{commander_url}/v1"
+
+
+# The Anthropic SDK's bad-key test's commander: auth required, one API key, one specialist
+# (`keyed`) on the built-in mock.
+KEYED_API_KEY = "cmdr_anthropic_sdk_key_0000000000000000000000000000000000000000000"
+
+
+@pytest.fixture(scope="session")
+def keyed_commander_url():
+    import hashlib
+
+    workdir = tempfile.TemporaryDirectory(prefix="commander-keyed-")
+    directory = Path(workdir.name)
+    server = None
+    try:
+        catalogue = {"specialists": [{"id": "keyed", "name": "keyed", "provider": "mock",
+                                      "model": "mock-echo", "system_prompt": "Echo."}]}
+        (directory / "specialists.json").write_text(json.dumps(catalogue))
+        port = free_port()
+        config = directory / "commander.toml"
+        config.write_text(f"""
+[server]
+bind = "127.0.0.1:{port}"
+workers = 1
+
+[database]
+url = "sqlite://{directory / 'usage.db'}"
+
+[specialists]
+path = "{directory / 'specialists.json'}"
+
+[auth]
+mode = "required"
+
+[[auth.api_keys]]
+name = "sdk"
+email = "sdk@example.com"
+role = "user"
+sha256 = "{hashlib.sha256(KEYED_API_KEY.encode()).hexdigest()}"
+""")
+        server, url = start_commander(directory, config, port, "commander (keyed)")
+        yield url
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        workdir.cleanup()
 
 
 # The budget tests' commander: its own process and config, so the suite's other tests never

@@ -33,6 +33,7 @@ mod error_hardening;
 mod errors;
 mod hostile_upstream;
 mod instances;
+mod messages;
 mod openai;
 mod operations;
 mod protocol;

@@ -10,6 +10,9 @@ use actix_web::{HttpMessage, web};
 use core_domain::ErrorCode;
 
 use crate::rate_limit::caller_key;
+
+/// The header Anthropic's SDKs and Claude Code send their key in.
+const X_API_KEY: &str = "x-api-key";
 use crate::{ApiError, AppState, RequestContext, RouteGroup};
 
 /// Middleware for the routes of `group` (wired from the route table): admits the caller and
@@ -32,9 +35,10 @@ pub(crate) async fn admit(
             "the server is not set up to admit callers to this route",
         )));
     };
-    let verified = state
-        .auth
-        .verify(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()));
+    let verified = state.auth.verify_request(
+        req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()),
+        req.headers().get(X_API_KEY).map(|v| v.as_bytes()),
+    );
     let caller = caller_key(
         verified.as_ref().ok().map(|v| &v.identity),
         &req,

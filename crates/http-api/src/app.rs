@@ -14,8 +14,8 @@ use crate::error::ErrorShape;
 use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::request_scope::request_scope;
 use crate::{
-    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, budget_routes, chat, health, openai,
-    openapi, specialists, usage,
+    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, anthropic, budget_routes, chat, health,
+    openai, openapi, specialists, usage,
 };
 
 /// Registers every route and the body limits on `cfg`.
@@ -116,6 +116,11 @@ struct Door {
 /// the door it was meant for: an OpenAI SDK reads an unknown `/v1/...` route's 404 too.
 const DOORS: &[Door] = &[
     Door {
+        prefix: "/v1/messages",
+        errors: ErrorShape::Anthropic,
+        endpoints: ANTHROPIC_ENDPOINTS,
+    },
+    Door {
         prefix: "/v1/",
         errors: ErrorShape::OpenAi,
         endpoints: OPENAI_ENDPOINTS,
@@ -173,6 +178,22 @@ const OPENAI_ENDPOINTS: &[Endpoint] = &[
         method: Method::GET,
         route: || web::route().to(openai::get_model),
         guard: Guard::Management,
+    },
+];
+
+/// The Anthropic Messages routes, for Anthropic's SDKs and Claude Code.
+const ANTHROPIC_ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/v1/messages",
+        method: Method::POST,
+        route: || web::route().to(anthropic::messages),
+        guard: Guard::Chat,
+    },
+    Endpoint {
+        path: "/v1/messages/count_tokens",
+        method: Method::POST,
+        route: || web::route().to(anthropic::count_tokens),
+        guard: Guard::Chat,
     },
 ];
 
@@ -342,6 +363,10 @@ fn cors(origins: &[String]) -> Cors {
             header::IF_MATCH,
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("x-client-request-id"),
+            // What Anthropic's SDKs send from a browser.
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("anthropic-version"),
+            header::HeaderName::from_static("anthropic-beta"),
         ])
         .expose_headers([
             header::HeaderName::from_static("x-request-id"),
@@ -508,6 +533,11 @@ mod tests {
         }
         assert_eq!(error_shape("/v1/chat/completions"), ErrorShape::OpenAi);
         assert_eq!(error_shape("/v1/models/demo"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/v1/messages"), ErrorShape::Anthropic);
+        assert_eq!(
+            error_shape("/v1/messages/count_tokens"),
+            ErrorShape::Anthropic
+        );
         assert_eq!(error_shape("/chat/send"), ErrorShape::Native);
         assert_eq!(error_shape("/specialists/demo"), ErrorShape::Native);
         // Paths no endpoint serves take the shape of the door they were meant for.

@@ -96,6 +96,7 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod anthropic;
 mod app;
 mod auth;
 mod budget_routes;

@@ -4,13 +4,14 @@
 pub(crate) mod responses;
 
 use actix_web::HttpResponse;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use self::responses::SharedResponses;
+use crate::anthropic::wire::AnthropicError;
 use crate::openai::wire::OpenAiError;
 use crate::views::ErrorEnvelope;
-use crate::{budget_routes, chat, health, openai, specialists, usage};
+use crate::{anthropic, budget_routes, chat, health, openai, specialists, usage};
 
 /// The API as OpenAPI 3.1.
 #[derive(OpenApi)]
@@ -19,7 +20,8 @@ use crate::{budget_routes, chat, health, openai, specialists, usage};
         title = "commander",
         description = "A multi-provider LLM chat gateway built around specialists. Errors outside \
                        /v1 are {\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}; \
-                       under /v1 they take OpenAI's shape. Every response carries X-Request-Id (the gateway's \
+                       under /v1 they take OpenAI's shape, and under /v1/messages Anthropic's \
+                       ({\"type\": \"error\", \"error\": {\"type\", \"message\"}}). Every response carries X-Request-Id (the gateway's \
                        id for the call) and, when the caller sent its own id as X-Client-Request-Id \
                        or X-Request-Id, X-Client-Request-Id; \
                        rate-limited routes carry X-RateLimit-* and RateLimit headers."
@@ -50,13 +52,16 @@ use crate::{budget_routes, chat, health, openai, specialists, usage};
         openai::responses::responses,
         openai::models::list_models,
         openai::models::get_model,
+        anthropic::messages::messages,
+        anthropic::count_tokens::count_tokens,
     ),
     // The error shapes are named here because the shared responses refer to them by name.
-    components(schemas(ErrorEnvelope, OpenAiError)),
+    components(schemas(ErrorEnvelope, OpenAiError, AnthropicError)),
     modifiers(&BearerAuth, &SharedResponses),
     tags(
         (name = "chat", description = "Ask a specialist"),
         (name = "openai", description = "OpenAI-compatible: model = specialist id"),
+        (name = "anthropic", description = "Anthropic Messages: model = specialist id or alias; key in x-api-key or Authorization: Bearer"),
         (name = "specialists", description = "The catalogue (changes: administrators)"),
         (name = "usage", description = "What calls cost"),
         (name = "budgets", description = "Spend limits per period (changes: administrators)"),
@@ -81,6 +86,13 @@ impl Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "x-api-key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "A commander API key, as Anthropic's SDKs and Claude Code send it",
+            ))),
         );
     }
 }

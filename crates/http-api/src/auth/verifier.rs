@@ -186,6 +186,40 @@ impl Authenticator {
         }
     }
 
+    /// Who sent the request's credentials: `Authorization: Bearer`, or a key in `x-api-key`
+    /// (what Anthropic's SDKs and Claude Code send), on every route. A request carrying both
+    /// must name the same credential in each: two that disagree are refused rather than one
+    /// of them picked.
+    pub(crate) fn verify_request(
+        &self,
+        authorization: Option<&[u8]>,
+        x_api_key: Option<&[u8]>,
+    ) -> Result<Verified, ApiError> {
+        let Some(key) = x_api_key.filter(|_| self.mode != AuthMode::Disabled) else {
+            return self.verify(authorization);
+        };
+        let key = std::str::from_utf8(key)
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unauthorized("the x-api-key header is empty or not text", true))?;
+        if let Some(authorization) = authorization {
+            let verified = self.verify(Some(authorization))?;
+            let bearer = std::str::from_utf8(authorization)
+                .ok()
+                .and_then(|h| h.split_once(' '))
+                .map(|(_, token)| token.trim());
+            if bearer != Some(key) {
+                return Err(unauthorized(
+                    "x-api-key and Authorization carry different credentials: send one",
+                    true,
+                ));
+            }
+            return Ok(verified);
+        }
+        self.verify(Some(format!("Bearer {key}").as_bytes()))
+    }
+
     fn api_key(&self, token: &str) -> Result<Verified, ApiError> {
         let digest = sha256(token);
         // Compare against every key, always, so timing says nothing about which one matched.

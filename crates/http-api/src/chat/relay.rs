@@ -34,7 +34,7 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn delta(&mut self, text: &str) -> sse::Event;
     /// One piece of text, as every event the format writes for it: by default
     /// [`StreamFormat::delta`]'s one. A format that opens an item before its first piece of
-    /// text (the Responses door's message item) overrides it.
+    /// text (the Responses door's message item, the Messages door's text block) overrides it.
     fn text(&mut self, text: &str) -> Vec<sse::Event> {
         vec![self.delta(text)]
     }

@@ -220,6 +220,8 @@ pub(crate) enum ErrorShape {
     Native,
     /// OpenAI's `{"error": {"message", "type", "param", "code"}}`, which its SDKs parse.
     OpenAi,
+    /// Anthropic's `{"type": "error", "error": {"type", "message"}}`, which its SDKs parse.
+    Anthropic,
 }
 
 impl ErrorShape {
@@ -229,6 +231,7 @@ impl ErrorShape {
         match self {
             Self::Native => error.to_response(Some(request_id)),
             Self::OpenAi => crate::openai::error_response(error),
+            Self::Anthropic => crate::anthropic::error_response(error),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, ToResponse, ToSchema};
 
+use crate::anthropic::wire::AnthropicError;
 use crate::openai::wire::OpenAiError;
 use crate::views::ErrorEnvelope;
 
@@ -154,6 +155,45 @@ error_responses! { OPENAI, OpenAiError:
     OpenAiUpstreamTimeout;
 }
 
+error_responses! { ANTHROPIC, AnthropicError:
+    /// A bad request, as Anthropic answers it (type invalid_request_error; the message starts
+    /// with commander's code and names every field at fault): a body that is not JSON or has
+    /// the wrong types (invalid_request), invalid values (validation_failed), what the
+    /// specialist's provider cannot take (unsupported_parameter), or an upstream refusal of
+    /// the request (upstream_invalid_request). A retry cannot help: x-should-retry is false.
+    AnthropicInvalidRequest;
+    /// Missing or invalid credentials (authentication_error): a commander key in x-api-key or
+    /// Authorization: Bearer; both sent must agree.
+    AnthropicUnauthorized;
+    /// A budget covering the call has too little left for its worst-case cost
+    /// (billing_error); x-should-retry is false.
+    AnthropicBillingError;
+    /// Not allowed (permission_error): the caller's e-mail domain is not admitted, or a web
+    /// page of a foreign origin.
+    AnthropicForbidden;
+    /// Unknown model (not_found_error): models are specialist ids or their aliases.
+    AnthropicModelNotFound;
+    /// The request body did not arrive within the server's body timeout; the connection is
+    /// closed.
+    AnthropicRequestTimeout;
+    /// The body is over the limit (request_too_large).
+    AnthropicPayloadTooLarge;
+    /// The body is a form or text (invalid_request_error), refused before routing.
+    AnthropicUnsupportedMediaType;
+    /// While authentication is disabled, the request names a host this server does not answer
+    /// for: a defence against DNS rebinding.
+    AnthropicHostNotAllowed;
+    /// Rate limited (rate_limit_error; see Retry-After), by commander or by the upstream.
+    AnthropicTooManyRequests;
+    /// The upstream failed (api_error).
+    AnthropicUpstreamFailed;
+    /// The provider is not configured, the upstream is unavailable or the server is shutting
+    /// down (overloaded_error).
+    AnthropicUnavailable;
+    /// The upstream timed out (api_error).
+    AnthropicUpstreamTimeout;
+}
+
 /// The status and the reusable response of one entry of a group.
 type Entry = (u16, Declared);
 
@@ -254,6 +294,37 @@ response_groups! {
         (503, OpenAiUnavailable),
         (504, OpenAiUpstreamTimeout),
     ];
+    /// `/v1/messages`: a chat call's answers in Anthropic's shape.
+    AnthropicCall = [
+        (400, AnthropicInvalidRequest),
+        (401, AnthropicUnauthorized),
+        (402, AnthropicBillingError),
+        (403, AnthropicForbidden),
+        (404, AnthropicModelNotFound),
+        (408, AnthropicRequestTimeout),
+        (413, AnthropicPayloadTooLarge),
+        (415, AnthropicUnsupportedMediaType),
+        (421, AnthropicHostNotAllowed),
+        (429, AnthropicTooManyRequests),
+        (502, AnthropicUpstreamFailed),
+        (503, AnthropicUnavailable),
+        (504, AnthropicUpstreamTimeout),
+    ];
+    /// `/v1/messages/count_tokens`: no call to pay for, in Anthropic's shape.
+    AnthropicCount = [
+        (400, AnthropicInvalidRequest),
+        (401, AnthropicUnauthorized),
+        (403, AnthropicForbidden),
+        (404, AnthropicModelNotFound),
+        (408, AnthropicRequestTimeout),
+        (413, AnthropicPayloadTooLarge),
+        (415, AnthropicUnsupportedMediaType),
+        (421, AnthropicHostNotAllowed),
+        (429, AnthropicTooManyRequests),
+        (502, AnthropicUpstreamFailed),
+        (503, AnthropicUnavailable),
+        (504, AnthropicUpstreamTimeout),
+    ];
     /// A change to an existing specialist (PUT, PATCH): a guarded change's answers, the
     /// catalogue's refusals, and its store being unreachable.
     SpecialistChange = [
@@ -279,7 +350,7 @@ pub(crate) struct SharedResponses;
 impl Modify for SharedResponses {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for declared in NATIVE.iter().chain(OPENAI) {
+        for declared in NATIVE.iter().chain(OPENAI).chain(ANTHROPIC) {
             let (name, response) = declared();
             components.responses.insert(name.to_owned(), response);
         }
@@ -300,10 +371,16 @@ mod tests {
     fn every_shared_response_is_declared_once_with_a_description_and_an_error_body() {
         let json = document();
         let declared = json["components"]["responses"].as_object().unwrap();
-        assert_eq!(declared.len(), NATIVE.len() + OPENAI.len(), "no name twice");
+        assert_eq!(
+            declared.len(),
+            NATIVE.len() + OPENAI.len() + ANTHROPIC.len(),
+            "no name twice"
+        );
         for (name, response) in declared {
             let shape = if name.starts_with("OpenAi") {
                 "OpenAiError"
+            } else if name.starts_with("Anthropic") {
+                "AnthropicError"
             } else {
                 "ErrorEnvelope"
             };
@@ -396,7 +473,12 @@ mod tests {
 
     #[test]
     fn groups_refer_only_to_declared_responses() {
-        let declared: Vec<&str> = NATIVE.iter().chain(OPENAI).map(|d| d().0).collect();
+        let declared: Vec<&str> = NATIVE
+            .iter()
+            .chain(OPENAI)
+            .chain(ANTHROPIC)
+            .map(|d| d().0)
+            .collect();
         for entries in [
             Probe::ENTRIES,
             Open::ENTRIES,
@@ -405,6 +487,8 @@ mod tests {
             OpenAiGuarded::ENTRIES,
             ChatCall::ENTRIES,
             OpenAiChatCall::ENTRIES,
+            AnthropicCall::ENTRIES,
+            AnthropicCount::ENTRIES,
             SpecialistChange::ENTRIES,
         ] {
             for (status, response) in entries {
