@@ -13,6 +13,9 @@ use crate::record::{NewAttemptRow, NewUsageRow, StoredAttemptRow};
 use crate::schema::{usage_attempts, usage_logs};
 use crate::{DatabaseConfig, StoreError, StoredCall, StoredUsage, UsageRecord};
 
+/// What diesel's migration harness fails with.
+type MigrationError = Box<dyn std::error::Error + Send + Sync>;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
@@ -217,10 +220,17 @@ impl UsageStore {
     /// Applies pending migrations; returns how many were applied.
     pub fn migrate(&self) -> Result<usize, StoreError> {
         let applied = match &self.pool {
-            Pool::Sqlite(pool) => pool
-                .get()?
-                .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.len()),
+            // Servers sharing a file start together too: the whole run is one IMMEDIATE
+            // transaction (each migration a savepoint in it), so a second server waits on the
+            // write lock and then finds nothing pending, instead of applying what the first
+            // has just applied ("duplicate column name").
+            Pool::Sqlite(pool) => {
+                pool.get()?
+                    .immediate_transaction::<_, MigrationError, _>(|conn| {
+                        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                            .map(|v| v.len())
+                    })
+            }
             Pool::Postgres(pool) => {
                 // Servers sharing a database start together: without a lock, each sees the
                 // same migration pending and all but the first fail applying it again. The
