@@ -157,6 +157,12 @@ const OPENAI_ENDPOINTS: &[Endpoint] = &[
         guard: Guard::Chat,
     },
     Endpoint {
+        path: "/v1/embeddings",
+        method: Method::POST,
+        route: || web::route().to(openai::embeddings),
+        guard: Guard::Chat,
+    },
+    Endpoint {
         path: "/v1/models",
         method: Method::GET,
         route: || web::route().to(openai::list_models),
