@@ -225,7 +225,7 @@ async fn two_servers_starting_together_seed_the_default_catalogue_once(backend: 
     let (a, b) = tokio::join!(db.server(), db.server());
     for app in [&a, &b] {
         let list = app.get_json("/specialists").await;
-        assert_eq!(field_of_each(&list["specialists"], "id").len(), 5);
+        assert_eq!(field_of_each(&list["specialists"], "id").len(), 6);
     }
     let store = a.store();
     let histories = tokio::task::spawn_blocking(move || {

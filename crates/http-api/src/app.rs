@@ -511,7 +511,7 @@ mod tests {
         assert_eq!(error_shape("/chat/send"), ErrorShape::Native);
         assert_eq!(error_shape("/specialists/demo"), ErrorShape::Native);
         // Paths no endpoint serves take the shape of the door they were meant for.
-        assert_eq!(error_shape("/v1/embeddings"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/v1/audio/speech"), ErrorShape::OpenAi);
         assert_eq!(error_shape("/nowhere"), ErrorShape::Native);
         assert_eq!(
             error_shape("/v1"),
