@@ -126,10 +126,10 @@ mod tests {
         }
     }
 
-    fn check(
-        vectors: Vec<(Option<usize>, Vec<f32>)>,
-        r: &EmbeddingRequest,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    /// Vectors as an upstream gave them, each with its index if the wire has one.
+    type Given = Vec<(Option<usize>, Vec<f32>)>;
+
+    fn check(vectors: Given, r: &EmbeddingRequest) -> Result<Vec<Vec<f32>>, String> {
         checked_vectors(vectors, r, TokenUsage::reported(3, 0)).map_err(|e| e.to_string())
     }
 
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn every_broken_answer_is_refused_with_its_reason() {
         let two = request(2, None);
-        let cases: [(Vec<(Option<usize>, Vec<f32>)>, &EmbeddingRequest, &str); 6] = [
+        let cases: [(Given, &EmbeddingRequest, &str); 6] = [
             (vec![(None, vec![1.0])], &two, "1 vector(s) for 2 input(s)"),
             (
                 vec![(Some(0), vec![1.0]), (Some(0), vec![1.0])],
