@@ -374,7 +374,6 @@ impl SpecialistDraft {
             return dimensions;
         }
         // Exact comparisons: the defaults are what a draft holds when the field was left out.
-        #[allow(clippy::float_cmp)]
         if self.temperature != DEFAULT_TEMPERATURE {
             errors.push(
                 "temperature",
