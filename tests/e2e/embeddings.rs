@@ -536,3 +536,86 @@ async fn rate_limits_and_budgets_apply_to_embeddings() {
         (&json!("embeddings"), &json!("budget_exceeded"))
     );
 }
+
+#[tokio::test]
+async fn embedding_specialists_are_created_patched_and_refused_over_the_api() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .post_json(
+            "/specialists",
+            &json!({"id": "vectors", "name": "Vectors", "provider": "openai",
+                "model": "text-embedding-3-large", "kind": "embedding", "dimensions": 256}),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "no system prompt needed");
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        (&created["kind"], &created["dimensions"]),
+        (&json!("embedding"), &json!(256))
+    );
+    assert_eq!(created["system_prompt"], "");
+
+    let patched: Value = app
+        .client
+        .patch(app.url("/specialists/vectors"))
+        .json(&json!({"dimensions": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        patched.get("dimensions").is_none(),
+        "null clears: {patched}"
+    );
+    assert_eq!(patched["version"], 2);
+
+    let refusals = [
+        (json!({"system_prompt": "Be brief."}), "system_prompt"),
+        (json!({"temperature": 0.1}), "temperature"),
+        (json!({"max_tokens": 10}), "max_tokens"),
+        (
+            json!({"provider": "anthropic", "model": "claude-3-haiku"}),
+            "provider",
+        ),
+        (
+            json!({"fallbacks": [{"provider": "anthropic", "model": "claude-3-haiku"}]}),
+            "fallbacks[0].provider",
+        ),
+        (json!({"dimensions": 70_000}), "dimensions"),
+        (json!({"kind": "rerank"}), "kind"),
+    ];
+    for (change, field) in refusals {
+        let response = app
+            .client
+            .patch(app.url("/specialists/vectors"))
+            .json(&change)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{change}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["details"][0]["field"], field, "{error}");
+    }
+    let chat_with_dimensions = app
+        .client
+        .patch(app.url("/specialists/demo"))
+        .json(&json!({"dimensions": 8}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat_with_dimensions.status(), 422);
+
+    let doc: Value = app.get_json("/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["SpecialistView", "SpecialistBody"] {
+        let properties = &schemas[schema]["properties"];
+        assert!(
+            properties["kind"].is_object() && properties["dimensions"].is_object(),
+            "{schema}"
+        );
+    }
+    assert!(doc["paths"]["/v1/embeddings"]["post"].is_object());
+    assert!(schemas["EmbeddingList"].is_object());
+}
