@@ -40,6 +40,8 @@ mod protocol;
 mod protocol_providers;
 mod providers;
 mod rate_limit;
+mod reasoning;
+mod responses;
 mod routing;
 mod shared_budgets;
 mod shared_limits;

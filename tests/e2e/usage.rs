@@ -42,6 +42,21 @@ async fn check_summary(app: &TestApp) {
     let keys: Vec<&str> = field_of_each(&by_provider["rows"], "key");
     assert_eq!(keys, ["mock", "openai"]);
 
+    // Every call so far came in by the native door.
+    let by_door: serde_json::Value = app
+        .usage_summary("?group_by=door")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_door["group_by"], "door");
+    assert_eq!(
+        field_of_each(&by_door["rows"], "key"),
+        ["native"],
+        "{by_door}"
+    );
+    assert_eq!(by_door["rows"][0]["requests"], 4);
+
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let by_day: serde_json::Value = app
         .usage_summary(&format!("?group_by=day&from={today}&to={today}"))

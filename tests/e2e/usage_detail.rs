@@ -111,3 +111,75 @@ async fn cached_tokens_are_priced_at_the_cached_price_whole_and_streamed() {
     assert_eq!(rows[0].end_user.as_deref(), Some("end-user-7"));
     assert_eq!(rows[1].end_user, None);
 }
+
+/// Each row names the door its call came in by (issue 23): the native door and Chat Completions,
+/// whole and streamed; `GET /usage/calls/{id}` and `group_by=door` show it.
+#[tokio::test]
+async fn every_row_names_the_door_its_call_came_in_by() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.chat("demo", "native, whole").await.status(), 200);
+    let streamed = app
+        .post_json(
+            "/chat/stream",
+            &json!({"specialist_id": "demo", "message": "native, streamed"}),
+        )
+        .await;
+    assert_eq!(streamed.status(), 200);
+    read_sse(streamed, Instant::now()).await;
+    for stream in [false, true] {
+        let response = app
+            .post_json(
+                "/v1/chat/completions",
+                &json!({"model": "demo", "stream": stream,
+                        "messages": [{"role": "user", "content": "openai"}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        if stream {
+            read_sse(response, Instant::now()).await;
+        } else {
+            response.bytes().await.unwrap();
+        }
+    }
+
+    let mut rows = app.wait_for_usage_rows(4).await;
+    rows.sort_by_key(|row| (row.door.clone(), row.streamed));
+    let doors: Vec<(&str, bool)> = rows.iter().map(|r| (r.door.as_str(), r.streamed)).collect();
+    assert_eq!(
+        doors,
+        [
+            ("chat_completions", false),
+            ("chat_completions", true),
+            ("native", false),
+            ("native", true)
+        ]
+    );
+    for row in &rows {
+        let call = app
+            .get_json(&format!("/usage/calls/{}", row.request_id))
+            .await;
+        assert_eq!(call["door"], row.door.as_str(), "{call}");
+    }
+    let by_door: serde_json::Value = app
+        .usage_summary("?group_by=door")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keyed: Vec<(String, i64)> = by_door["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keyed,
+        [("chat_completions".to_owned(), 2), ("native".to_owned(), 2)],
+        "{by_door}"
+    );
+}

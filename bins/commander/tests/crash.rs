@@ -544,6 +544,15 @@ fn rows_made_after_the_sqlite_file_was_deleted_wait_in_the_journal_until_a_resta
             .unwrap_or_else(|| panic!("after-delete-{i} has no row in {rows:?}"));
         assert!(row.success, "{row:?}");
     }
-    // The first three went into the deleted file: gone with it.
-    assert_eq!(rows.len(), 6, "{:?}", rows.keys());
+    // The first three went into the deleted file. The journal's checkpoint is written at most
+    // once a second, so the newest of them may be applied again, from the journal, to the new
+    // file at the restart (harmless: they are real calls); nothing else may appear.
+    assert!(
+        rows.keys().all(|tag| tag.starts_with("before-")
+            || tag.starts_with("after-delete-")
+            || tag == "after-restart"),
+        "{:?}",
+        rows.keys()
+    );
+    assert!((6..=8).contains(&rows.len()), "{:?}", rows.keys());
 }

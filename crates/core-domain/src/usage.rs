@@ -135,8 +135,9 @@ pub struct Completion {
 
 /// One event of a streamed answer: the normalised chunk every provider produces.
 ///
-/// A well-formed stream is zero or more [`StreamEvent::TextDelta`]s followed by exactly one
-/// [`StreamEvent::Finished`]; concatenating the deltas gives the whole answer. A stream that
+/// A well-formed stream is zero or more text, tool-call and reasoning events, in the order the
+/// model produced them, followed by exactly one [`StreamEvent::Finished`]; concatenating the
+/// [`StreamEvent::TextDelta`]s gives the whole answer's text (reasoning is not part of it). A stream that
 /// fails part way ends with its provider's error type instead of `Finished`, carrying what the
 /// call had consumed by then.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,9 @@
 //! - a JSON answer is asked for (OpenAI `response_format` `json_schema` / `json_object`,
 //!   Gemini `responseJsonSchema` / `responseSchema` / `responseMimeType`; Anthropic's
 //!   structured output is a forced tool, covered above): it answers a minimal valid instance;
-//! - otherwise it echoes the last user message.
+//! - otherwise it echoes the last user message;
+//! - and on Anthropic's wire with `thinking` on, it thinks first: a `thinking` block
+//!   ("Thinking about: " and the last user message) signed [`THINKING_SIGNATURE`].
 
 use serde_json::{Map, Value, json};
 
@@ -39,18 +41,35 @@ pub fn reply_to(wire: Wire, body: &Value) -> Reply {
         Wire::Anthropic => anthropic(body),
         Wire::Google => google(body),
     };
-    if let Some(result) = &request.last_tool_result {
-        return Reply::text(format!("The tool returned: {result}"));
-    }
-    if let Some((name, schema)) = &request.tool_to_call {
+    let reply = if let Some(result) = &request.last_tool_result {
+        Reply::text(format!("The tool returned: {result}"))
+    } else if let Some((name, schema)) = &request.tool_to_call {
         let arguments = schema_instance(schema).to_string();
-        return Reply::text("").tool_calls(&[(TOOL_CALL_ID, name, &arguments)]);
-    }
-    match &request.json_answer {
-        Some(schema) => Reply::text(schema_instance(schema).to_string()),
-        None => Reply::text(format!("You said: {}", request.last_user_text)),
+        Reply::text("").tool_calls(&[(TOOL_CALL_ID, name, &arguments)])
+    } else {
+        match &request.json_answer {
+            Some(schema) => Reply::text(schema_instance(schema).to_string()),
+            None => Reply::text(format!("You said: {}", request.last_user_text)),
+        }
+    };
+    // Asked to think (Anthropic's `thinking` on), it thinks first, with a signature.
+    let thinks = wire == Wire::Anthropic
+        && matches!(
+            body["thinking"]["type"].as_str(),
+            Some("enabled" | "adaptive")
+        );
+    if thinks {
+        reply.thinking(
+            format!("Thinking about: {}", request.last_user_text),
+            THINKING_SIGNATURE,
+        )
+    } else {
+        reply
     }
 }
+
+/// The signature of the scripted model's thinking blocks.
+pub const THINKING_SIGNATURE: &str = "fake-thinking-signature";
 
 /// What the scripted model reads from a request, whatever its wire.
 #[derive(Debug, Default)]
@@ -350,6 +369,31 @@ fn resolve(reference: &str, root: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::{FakeThinking, ReplyKind};
+
+    fn thinking_of(reply: &Reply) -> Vec<FakeThinking> {
+        match &reply.kind {
+            ReplyKind::Answer(answer) => answer.thinking.clone(),
+            other => panic!("an answer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn asked_to_think_on_anthropics_wire_it_thinks_first() {
+        let mut body = json!({"messages": [{"role": "user", "content": "Why?"}],
+                              "thinking": {"type": "enabled", "budget_tokens": 1024}});
+        assert_eq!(
+            thinking_of(&reply_to(Wire::Anthropic, &body)),
+            [FakeThinking::Thinking {
+                text: "Thinking about: Why?".into(),
+                signature: THINKING_SIGNATURE.into(),
+            }]
+        );
+        body["thinking"] = json!({"type": "disabled"});
+        assert!(thinking_of(&reply_to(Wire::Anthropic, &body)).is_empty());
+        body["thinking"] = json!({"type": "enabled"});
+        assert!(thinking_of(&reply_to(Wire::OpenAi, &body)).is_empty());
+    }
 
     #[test]
     fn an_object_gets_its_required_properties_only() {

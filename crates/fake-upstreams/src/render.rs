@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::reply::{Answer, split};
+use crate::reply::{Answer, FakeThinking, split};
 use crate::{Finish, Wire};
 
 /// The frames of one streamed answer: sent before the text, one per text chunk, and after it.
@@ -171,33 +171,64 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
             if a.with_usage {
                 start_message["usage"] = anthropic_usage(a, 1);
             }
-            let mut head = vec![
-                event(
-                    "message_start",
-                    &json!({"type": "message_start", "message": start_message}),
-                ),
-                event("ping", &json!({"type": "ping"})),
-            ];
+            let mut head = vec![event(
+                "message_start",
+                &json!({"type": "message_start", "message": start_message}),
+            )];
+            // Reasoning blocks first, each whole: a thinking block's text in two deltas and
+            // then its signature; a redacted block's data on its start.
+            for (index, block) in a.thinking.iter().enumerate() {
+                match block {
+                    FakeThinking::Thinking { text, signature } => {
+                        head.push(event(
+                            "content_block_start",
+                            &json!({"type": "content_block_start", "index": index,
+                                    "content_block": {"type": "thinking", "thinking": ""}}),
+                        ));
+                        for piece in split(text, 2) {
+                            head.push(event(
+                                "content_block_delta",
+                                &json!({"type": "content_block_delta", "index": index,
+                                        "delta": {"type": "thinking_delta", "thinking": piece}}),
+                            ));
+                        }
+                        head.push(event(
+                            "content_block_delta",
+                            &json!({"type": "content_block_delta", "index": index,
+                                    "delta": {"type": "signature_delta", "signature": signature}}),
+                        ));
+                    }
+                    FakeThinking::Redacted(data) => head.push(event(
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index,
+                                "content_block": {"type": "redacted_thinking", "data": data}}),
+                    )),
+                }
+                head.push(event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": index}),
+                ));
+            }
             // A text block only when there is text, or nothing else: a message that only calls
             // tools has none.
             let with_text = anthropic_has_text_block(a);
+            let text_index = a.thinking.len();
             if with_text {
-                head.insert(
-                    1,
-                    event(
-                        "content_block_start",
-                        &json!({"type": "content_block_start", "index": 0,
-                                "content_block": {"type": "text", "text": ""}}),
-                    ),
-                );
+                head.push(event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": text_index,
+                            "content_block": {"type": "text", "text": ""}}),
+                ));
             }
+            // Anthropic pings right after the first block starts.
+            head.insert(2.min(head.len()), event("ping", &json!({"type": "ping"})));
             let deltas = pieces
                 .iter()
                 .filter(|_| with_text)
                 .map(|p| {
                     event(
                         "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": 0,
+                        &json!({"type": "content_block_delta", "index": text_index,
                                 "delta": {"type": "text_delta", "text": p}}),
                     )
                 })
@@ -213,13 +244,13 @@ pub(crate) fn stream(wire: Wire, model: &str, a: &Answer, include_usage: bool) -
             if with_text {
                 tail.push(event(
                     "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": 0}),
+                    &json!({"type": "content_block_stop", "index": text_index}),
                 ));
             }
             // Each tool call is a tool_use block: its input streamed as an empty fragment (as
             // Anthropic starts) and then in two pieces.
             for (i, call) in a.tool_calls.iter().enumerate() {
-                let index = i + usize::from(with_text);
+                let index = text_index + i + usize::from(with_text);
                 tail.push(event(
                     "content_block_start",
                     &json!({"type": "content_block_start", "index": index,
@@ -308,11 +339,20 @@ fn anthropic_has_text_block(a: &Answer) -> bool {
     !a.text.is_empty() || a.tool_calls.is_empty()
 }
 
-/// An Anthropic message's content blocks: its text, then a `tool_use` block per tool call, whose
+/// An Anthropic message's content blocks: its reasoning blocks, its text, then a `tool_use` block per tool call, whose
 /// `input` is the arguments as JSON (arguments that do not parse are sent as a string, as no
 /// real upstream would, so that a test sees them).
 fn anthropic_content(a: &Answer) -> Value {
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Value> = a
+        .thinking
+        .iter()
+        .map(|block| match block {
+            FakeThinking::Thinking { text, signature } => {
+                json!({"type": "thinking", "thinking": text, "signature": signature})
+            }
+            FakeThinking::Redacted(data) => json!({"type": "redacted_thinking", "data": data}),
+        })
+        .collect();
     if anthropic_has_text_block(a) {
         blocks.push(json!({"type": "text", "text": a.text}));
     }
@@ -404,4 +444,95 @@ fn google_usage(a: &Answer) -> Value {
         usage["thoughtsTokenCount"] = json!(detail.reasoning_tokens);
     }
     usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reply;
+    use crate::reply::ReplyKind;
+
+    fn answer(reply: Reply) -> Answer {
+        match reply.kind {
+            ReplyKind::Answer(answer) => answer,
+            other => panic!("an answer: {other:?}"),
+        }
+    }
+
+    /// Each frame's `event:` name and, for block events, the block's index and its start or
+    /// delta type.
+    fn sequence(frames: &Frames) -> Vec<String> {
+        frames
+            .head
+            .iter()
+            .chain(&frames.deltas)
+            .chain(&frames.tail)
+            .map(|frame| {
+                let name = frame
+                    .strip_prefix("event: ")
+                    .and_then(|rest| rest.split('\n').next())
+                    .unwrap_or_default();
+                let data: Value = frame
+                    .split("data: ")
+                    .nth(1)
+                    .and_then(|d| serde_json::from_str(d.trim()).ok())
+                    .unwrap_or(Value::Null);
+                assert_eq!(data["type"], name, "{frame}");
+                let kind = data["content_block"]["type"]
+                    .as_str()
+                    .or(data["delta"]["type"].as_str())
+                    .unwrap_or_default();
+                match data["index"].as_u64() {
+                    Some(index) => format!("{name} {index} {kind}"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anthropic_streams_thinking_text_and_tools_in_its_real_event_order() {
+        let reply = Reply::text("Hi")
+            .thinking("ab", "sig")
+            .redacted_thinking("data")
+            .tool_calls(&[("toolu_1", "f", "{}")])
+            .chunks(1);
+        let frames = stream(Wire::Anthropic, "claude", &answer(reply), false);
+        assert_eq!(
+            sequence(&frames),
+            [
+                "message_start",
+                "content_block_start 0 thinking",
+                "ping",
+                "content_block_delta 0 thinking_delta",
+                "content_block_delta 0 thinking_delta",
+                "content_block_delta 0 signature_delta",
+                "content_block_stop 0 ",
+                "content_block_start 1 redacted_thinking",
+                "content_block_stop 1 ",
+                "content_block_start 2 text",
+                "content_block_delta 2 text_delta",
+                "content_block_stop 2 ",
+                "content_block_start 3 tool_use",
+                "content_block_delta 3 input_json_delta",
+                "content_block_delta 3 input_json_delta",
+                "content_block_delta 3 input_json_delta",
+                "content_block_stop 3 ",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let whole = whole(
+            Wire::Anthropic,
+            "claude",
+            &answer(Reply::text("Hi").thinking("ab", "sig")),
+        );
+        assert_eq!(
+            whole["content"],
+            json!([
+                {"type": "thinking", "thinking": "ab", "signature": "sig"},
+                {"type": "text", "text": "Hi"}
+            ])
+        );
+    }
 }

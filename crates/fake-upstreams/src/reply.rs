@@ -55,6 +55,18 @@ pub(crate) struct Answer {
     pub ending: Ending,
     /// Tool calls after the text (streamed after it, each call's arguments in two pieces).
     pub tool_calls: Vec<FakeToolCall>,
+    /// Reasoning blocks before the text, in order (only Anthropic's wire renders them).
+    pub thinking: Vec<FakeThinking>,
+}
+
+/// A reasoning block of a fake Anthropic answer, before its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FakeThinking {
+    /// A `thinking` block: its text (streamed as two `thinking_delta`s) and its signature
+    /// (one `signature_delta`).
+    Thinking { text: String, signature: String },
+    /// A `redacted_thinking` block with this opaque data.
+    Redacted(String),
 }
 
 /// Prompt-cache and reasoning counts a fake answer reports (0: not reported).
@@ -83,6 +95,10 @@ pub(crate) enum ReplyKind {
     },
     /// A 401 in the wire's error format that quotes the request's API key back upper-cased.
     EchoKeyUpperCased,
+    /// This body, byte for byte, with a success status (JSON, or SSE for a stream request).
+    Raw(String),
+    /// The answer to a token count (`POST /v1/messages/count_tokens`): this many input tokens.
+    TokenCount(u32),
 }
 
 /// What the fake does with one request.
@@ -112,6 +128,7 @@ impl Reply {
                 finish: Finish::Stop,
                 ending: Ending::Complete,
                 tool_calls: Vec::new(),
+                thinking: Vec::new(),
             }),
             first_byte_delay: Duration::ZERO,
         }
@@ -155,6 +172,26 @@ impl Reply {
     pub fn echo_key_upper_cased() -> Self {
         Self {
             kind: ReplyKind::EchoKeyUpperCased,
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// A 200 whose body is exactly `body` (`application/json`, or `text/event-stream` when the
+    /// request asked for a stream): for answers whose every byte a test controls — odd
+    /// whitespace, hostile shapes, a hand-written event sequence.
+    pub fn raw(body: impl Into<String>) -> Self {
+        Self {
+            kind: ReplyKind::Raw(body.into()),
+            first_byte_delay: Duration::ZERO,
+        }
+    }
+
+    /// The answer to Anthropic's `POST /v1/messages/count_tokens`: `{"input_tokens": n}`.
+    /// (Without one scripted, the fake counts a quarter token per byte of the request's
+    /// `system`, `messages` and `tools`.)
+    pub fn token_count(input_tokens: u32) -> Self {
+        Self {
+            kind: ReplyKind::TokenCount(input_tokens),
             first_byte_delay: Duration::ZERO,
         }
     }
@@ -253,6 +290,23 @@ impl Reply {
                 .collect();
             a.finish = Finish::ToolCalls;
         })
+    }
+
+    /// Thinks before the text (Anthropic's wire only): a `thinking` block with `text` and its
+    /// `signature`, after any reasoning blocks added before.
+    pub fn thinking(self, text: impl Into<String>, signature: impl Into<String>) -> Self {
+        let block = FakeThinking::Thinking {
+            text: text.into(),
+            signature: signature.into(),
+        };
+        self.answer(|a| a.thinking.push(block))
+    }
+
+    /// A `redacted_thinking` block with this opaque `data` before the text (Anthropic's wire
+    /// only), after any reasoning blocks added before.
+    pub fn redacted_thinking(self, data: impl Into<String>) -> Self {
+        let block = FakeThinking::Redacted(data.into());
+        self.answer(|a| a.thinking.push(block))
     }
 
     /// Streams `chunks` text chunks, then closes the connection abruptly.

@@ -42,9 +42,16 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`Null` when it was not JSON).
     pub body: Value,
+    /// The body exactly as it arrived, for tests that compare bytes.
+    pub raw_body: Vec<u8>,
 }
 
 impl RecordedRequest {
+    /// The body as text (lossy where it is not UTF-8), for byte-for-byte comparisons.
+    pub fn raw_text(&self) -> String {
+        String::from_utf8_lossy(&self.raw_body).into_owned()
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
@@ -261,7 +268,15 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
                 })
                 .collect(),
             body: json.clone(),
+            raw_body: body.to_vec(),
         });
+    }
+
+    if shared.wire == Wire::Anthropic
+        && req.method() == actix_web::http::Method::POST
+        && req.path() == "/v1/messages/count_tokens"
+    {
+        return count_tokens(&shared, &json);
     }
 
     let embedding = crate::embedding::embedding_call(shared.wire, &req, &json);
@@ -339,6 +354,17 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             );
             HttpResponse::Unauthorized().json(render::error_body(shared.wire, 401, &message))
         }
+        ReplyKind::Raw(body) => HttpResponse::Ok()
+            .content_type(if streamed {
+                "text/event-stream"
+            } else {
+                "application/json"
+            })
+            .body(body),
+        // A count scripted for a message call: answered as a count all the same.
+        ReplyKind::TokenCount(input_tokens) => {
+            HttpResponse::Ok().json(serde_json::json!({"input_tokens": input_tokens}))
+        }
         ReplyKind::Malformed if streamed => sse(
             Arc::clone(&shared),
             stream::iter([Ok(Bytes::from_static(b"data: {\"choices\": [oops\n\n"))]).boxed(),
@@ -357,6 +383,43 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             }
             None => HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer)),
         },
+    }
+}
+
+/// Answers Anthropic's `POST /v1/messages/count_tokens` from the script: a scripted count, an
+/// error status, a raw or malformed body; anything else (an answer) counts a quarter token per
+/// byte of the request's `system`, `messages` and `tools` JSON.
+fn count_tokens(shared: &Shared, json: &Value) -> HttpResponse {
+    let reply = lock(&shared.script)
+        .pop_front()
+        .unwrap_or_else(|| lock(&shared.default_reply).clone());
+    match reply.kind {
+        ReplyKind::TokenCount(input_tokens) => {
+            HttpResponse::Ok().json(serde_json::json!({"input_tokens": input_tokens}))
+        }
+        ReplyKind::Status { status, body, .. } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::from_str::<Value>(&body)
+                .unwrap_or_else(|_| render::error_body(shared.wire, status.as_u16(), &body));
+            HttpResponse::build(status).json(body)
+        }
+        ReplyKind::Raw(body) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body),
+        ReplyKind::Malformed => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("{\"input_tokens\": "),
+        _ => {
+            let bytes: usize = ["system", "messages", "tools"]
+                .iter()
+                .map(|field| match &json[*field] {
+                    Value::Null => 0,
+                    value => value.to_string().len(),
+                })
+                .sum();
+            let input_tokens = u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX);
+            HttpResponse::Ok().json(serde_json::json!({"input_tokens": input_tokens}))
+        }
     }
 }
 

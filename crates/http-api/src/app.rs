@@ -157,6 +157,12 @@ const OPENAI_ENDPOINTS: &[Endpoint] = &[
         guard: Guard::Chat,
     },
     Endpoint {
+        path: "/v1/responses",
+        method: Method::POST,
+        route: || web::route().to(openai::responses),
+        guard: Guard::Chat,
+    },
+    Endpoint {
         path: "/v1/embeddings",
         method: Method::POST,
         route: || web::route().to(openai::embeddings),

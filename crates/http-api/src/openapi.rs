@@ -47,6 +47,7 @@ use crate::{budget_routes, chat, health, openai, specialists, usage};
         budget_routes::replace,
         budget_routes::delete,
         openai::completions::completions,
+        openai::responses::responses,
         openai::embeddings::embeddings,
         openai::models::list_models,
         openai::models::get_model,

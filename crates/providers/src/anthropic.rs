@@ -14,10 +14,18 @@
 //! | `response_format` json_schema / json_object | a forced tool (see [`StructuredOutput`]) |
 //! | `reasoning_effort` | `thinking: {type: enabled, budget_tokens}`, no `temperature` |
 //! | `seed`, penalties, `logit_bias`, `logprobs`, `top_logprobs` | refused: no such parameter |
+//!
+//! A request that came in by the Anthropic Messages door ([`ProviderRequest::anthropic`]) is not
+//! translated: its body is written from the caller's own JSON text (see
+//! [`AnthropicProvider::native_body`]), so thinking blocks and their signatures,
+//! `redacted_thinking`, `cache_control` and block types the gateway does not know reach the
+//! upstream byte for byte, and a whole answer's `content` comes back as the upstream wrote it
+//! ([`Completion::wire_content`]).
 
 use core_domain::{
     ChatMessage, ChatOptions, Completion, ContentPart, FinishReason, ImageDetail, ImageSource,
-    ProviderKind, ReasoningEffort, ResponseFormat, Role, ToolCall, ToolCallDelta, ToolChoice,
+    ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta,
+    ToolChoice,
 };
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -32,8 +40,8 @@ use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
-    ProvidersConfig, Unsupported,
+    AnthropicNative, ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError,
+    ProviderRequest, ProvidersConfig, TokenCountFuture, Unsupported,
 };
 
 /// The API version we speak; Anthropic requires it on every request.
@@ -47,6 +55,8 @@ pub struct AnthropicProvider {
     transport: Transport,
     /// `{base URL}/v1/messages`, parsed once.
     endpoint: Result<reqwest::Url, String>,
+    /// `{base URL}/v1/messages/count_tokens`, parsed once.
+    count_endpoint: Result<reqwest::Url, String>,
     keys: KeyPool,
     limits: CallLimits,
 }
@@ -61,6 +71,8 @@ impl AnthropicProvider {
         Self {
             transport,
             endpoint: reqwest::Url::parse(&format!("{base}/v1/messages"))
+                .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
+            count_endpoint: reqwest::Url::parse(&format!("{base}/v1/messages/count_tokens"))
                 .map_err(|e| format!("providers.anthropic.base_url is not a URL: {e}")),
             keys: KeyPool::new(
                 ProviderKind::Anthropic,
@@ -79,6 +91,12 @@ impl AnthropicProvider {
 
     fn endpoint(&self) -> Result<reqwest::Url, ProviderError> {
         self.endpoint
+            .clone()
+            .map_err(|message| ProviderError::Setup { message })
+    }
+
+    fn count_endpoint(&self) -> Result<reqwest::Url, ProviderError> {
+        self.count_endpoint
             .clone()
             .map_err(|message| ProviderError::Setup { message })
     }
@@ -156,15 +174,116 @@ impl AnthropicProvider {
         })
     }
 
-    /// [`Self::body`] for a call: a refusal here means the caller skipped `check_request`.
-    fn body_for_call(
-        request: &ProviderRequest,
-        stream: bool,
-    ) -> Result<WireRequest<'_>, ProviderError> {
-        Self::body(request, stream).map_err(|refused| ProviderError::InvalidRequest {
+    /// The body and headers for `purpose`: the caller's own request when it came in by the
+    /// Messages door, else the translation. A refusal here means the caller skipped
+    /// `check_request`.
+    fn wire_body(request: &ProviderRequest, purpose: Purpose) -> Result<WireBody, ProviderError> {
+        let refused = |refused: Unsupported| ProviderError::InvalidRequest {
             status: 400,
             message: format!("refused before sending: {refused}"),
+        };
+        if let Some(native) = &request.anthropic {
+            return Self::native_body(request, native, purpose).map_err(refused);
+        }
+        let body = Self::body(request, purpose == Purpose::Stream).map_err(refused)?;
+        let json = match purpose {
+            Purpose::Whole | Purpose::Stream => serde_json::to_string(&body),
+            Purpose::CountTokens => serde_json::to_string(&WireCountRequest::from(&body)),
+        };
+        Ok(WireBody {
+            json: json.map_err(|e| ProviderError::Setup {
+                message: format!("cannot write the request body: {e}"),
+            })?,
+            beta: None,
         })
+    }
+
+    /// The body for a caller's own Messages request, written as text rather than re-serialized
+    /// so that everything the gateway does not set is sent as the caller wrote it:
+    ///
+    /// - `model` and `max_tokens` are the destination's (`max_tokens` is left out of a token
+    ///   count, which takes none), `stream` as the call needs;
+    /// - `system`: the specialist's prompt as a text block, then the caller's system — a string
+    ///   as one text block, an array's elements spliced in byte for byte; without a specialist
+    ///   prompt the caller's system exactly as sent;
+    /// - every other field the caller sent, in its order, its value byte for byte;
+    /// - `temperature`: the specialist's when the caller sent none and thinking is off
+    ///   (Anthropic refuses a temperature while thinking);
+    /// - for a token count, no sampling or bookkeeping field ([`MESSAGE_ONLY_FIELDS`]).
+    ///
+    /// Refused (as [`Unsupported`]): only what would make the body itself wrong — a `system`
+    /// that is not a string or an array, a value that is not JSON, a beta header that is no
+    /// header value. Whatever Anthropic itself would refuse, it refuses, in its own words.
+    pub(crate) fn native_body(
+        request: &ProviderRequest,
+        native: &AnthropicNative,
+        purpose: Purpose,
+    ) -> Result<WireBody, Unsupported> {
+        let beta = native
+            .beta
+            .as_deref()
+            .map(|beta| {
+                reqwest::header::HeaderValue::from_str(beta).map_err(|_| {
+                    unsupported(
+                        "anthropic-beta",
+                        "an anthropic-beta header that is not a valid header value",
+                    )
+                })
+            })
+            .transpose()?;
+        let fields_len: usize = native
+            .fields
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        let mut out = String::with_capacity(
+            fields_len
+                + native.system.as_deref().map_or(0, str::len)
+                + request.system_prompt.len()
+                + request.model.len()
+                + 128,
+        );
+        out.push_str("{\"model\":");
+        out.push_str(&json_string(&request.model));
+        if purpose != Purpose::CountTokens {
+            out.push_str(",\"max_tokens\":");
+            out.push_str(&request.max_tokens.to_string());
+        }
+        if let Some(system) = native_system(request, native.system.as_deref())? {
+            out.push_str(",\"system\":");
+            out.push_str(&system);
+        }
+        let mut sent_temperature = false;
+        for (name, value) in &native.fields {
+            // The gateway's own fields; the door leaves them out, and a duplicate key would
+            // leave the upstream to pick one.
+            if matches!(&**name, "model" | "max_tokens" | "stream" | "system") {
+                continue;
+            }
+            if purpose == Purpose::CountTokens && MESSAGE_ONLY_FIELDS.contains(&&**name) {
+                continue;
+            }
+            if serde_json::from_str::<&serde_json::value::RawValue>(value).is_err() {
+                return Err(unsupported(
+                    "messages",
+                    format!("'{name}' whose value is not JSON"),
+                ));
+            }
+            sent_temperature |= &**name == "temperature";
+            out.push(',');
+            out.push_str(&json_string(name));
+            out.push(':');
+            out.push_str(value);
+        }
+        if purpose != Purpose::CountTokens && !sent_temperature && !native_thinks(native) {
+            out.push_str(",\"temperature\":");
+            out.push_str(&json_number(request.temperature.min(MAX_TEMPERATURE)));
+        }
+        if purpose == Purpose::Stream {
+            out.push_str(",\"stream\":true");
+        }
+        out.push('}');
+        Ok(WireBody { json: out, beta })
     }
 
     /// POSTs `body` to `url` as [`send`] does (retries, time limits, the key kept out of errors).
@@ -173,15 +292,19 @@ impl AnthropicProvider {
         call: &Call,
         url: &reqwest::Url,
         pool: &KeyPool,
-        body: &WireRequest<'_>,
+        body: &WireBody,
     ) -> Result<reqwest::Response, ProviderError> {
         let build = |key: Option<&SecretString>| {
-            let builder = self
+            let mut builder = self
                 .transport
                 .client(true)
                 .post(url.clone())
                 .header("anthropic-version", ANTHROPIC_VERSION)
-                .json(body);
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.json.clone());
+            if let Some(beta) = &body.beta {
+                builder = builder.header("anthropic-beta", beta.clone());
+            }
             match key {
                 Some(key) => builder.header("x-api-key", secret_header(key)),
                 None => builder,
@@ -190,6 +313,116 @@ impl AnthropicProvider {
         let secrets: Vec<&str> = pool.keys().map(ExposeSecret::expose_secret).collect();
         send(call, ProviderKind::Anthropic, pool, &secrets, build).await
     }
+}
+
+/// A message call's fields that `count_tokens` does not take (it refuses unknown fields):
+/// sampling and bookkeeping, which change no input token. Left out of a native token count, as
+/// the translation's count leaves them out.
+const MESSAGE_ONLY_FIELDS: [&str; 6] = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "service_tier",
+];
+
+/// What a request body is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A whole answer.
+    Whole,
+    /// A streamed answer (`stream: true`).
+    Stream,
+    /// `POST /v1/messages/count_tokens`: no `max_tokens`, `stream` or sampling parameters.
+    CountTokens,
+}
+
+/// A request body ready to send, and the `anthropic-beta` header that goes with it.
+#[derive(Debug)]
+pub(crate) struct WireBody {
+    pub(crate) json: String,
+    beta: Option<reqwest::header::HeaderValue>,
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// `number` as JSON (`null` if it is not finite, which a validated specialist never has).
+fn json_number(number: f64) -> String {
+    serde_json::Value::from(number).to_string()
+}
+
+/// The `system` to send for a native request: the specialist's prompt as a text block, then
+/// the caller's (a string as one text block, an array's elements as sent); without a prompt,
+/// the caller's as sent; `None` when there is neither.
+fn native_system(
+    request: &ProviderRequest,
+    caller: Option<&str>,
+) -> Result<Option<String>, Unsupported> {
+    let not_system = || {
+        unsupported(
+            "system",
+            "a system that is neither a string nor an array of content blocks",
+        )
+    };
+    let caller = match caller.map(str::trim) {
+        None | Some("null") => None,
+        Some(text) => {
+            if serde_json::from_str::<&serde_json::value::RawValue>(text).is_err() {
+                return Err(not_system());
+            }
+            Some(text)
+        }
+    };
+    let prompt = &request.system_prompt;
+    if prompt.is_empty() {
+        return match caller {
+            Some(text) if text.starts_with('"') || text.starts_with('[') => {
+                Ok(Some(text.to_owned()))
+            }
+            Some(_) => Err(not_system()),
+            None => Ok(None),
+        };
+    }
+    let mut blocks = vec![serde_json::json!({"type": "text", "text": prompt}).to_string()];
+    match caller {
+        // An empty text block is refused by Anthropic: an empty string adds nothing.
+        None | Some("\"\"") => {}
+        Some(text) if text.starts_with('"') => {
+            blocks.push(format!("{{\"type\":\"text\",\"text\":{text}}}"));
+        }
+        Some(text) if text.starts_with('[') => {
+            let elements: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(text).map_err(|_| not_system())?;
+            blocks.extend(elements.into_iter().map(|e| e.get().to_owned()));
+        }
+        Some(_) => return Err(not_system()),
+    }
+    Ok(Some(format!("[{}]", blocks.join(","))))
+}
+
+/// Whether the caller turned extended thinking on: a `thinking` field whose `type` is anything
+/// but `disabled` (one that does not read counts as on, so no temperature goes with it).
+fn native_thinks(native: &AnthropicNative) -> bool {
+    #[derive(Deserialize)]
+    struct Thinking<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    native
+        .fields
+        .iter()
+        .find(|(name, _)| &**name == "thinking")
+        .is_some_and(
+            |(_, value)| match serde_json::from_str::<Option<Thinking<'_>>>(value) {
+                Ok(None) => false,
+                Ok(Some(thinking)) => thinking.kind.as_deref() != Some("disabled"),
+                Err(_) => true,
+            },
+        )
 }
 
 impl ChatProvider for AnthropicProvider {
@@ -207,9 +440,12 @@ impl ChatProvider for AnthropicProvider {
 
     /// Anthropic continues a final assistant message ("prefill") — except with extended
     /// thinking, which refuses one, and structured output, whose answer is a forced tool call
-    /// rather than text.
+    /// rather than text; and never a caller's own Messages request, whose body is sent as it
+    /// came and so would not carry the prefill.
     fn can_continue(&self, request: &ProviderRequest) -> bool {
-        request.options.reasoning_effort.is_none() && request.options.response_format.is_none()
+        request.anthropic.is_none()
+            && request.options.reasoning_effort.is_none()
+            && request.options.response_format.is_none()
     }
 
     fn key_count(&self, _base_url: Option<&str>) -> usize {
@@ -227,14 +463,26 @@ impl ChatProvider for AnthropicProvider {
     /// Honours tools, tool choice, images, tool calls and results, stop, top_p, user,
     /// structured output and reasoning effort (the module's table); refuses seed, penalties,
     /// logit bias and logprobs, and any combination Anthropic cannot take.
+    ///
+    /// A caller's own Messages request is Anthropic's own body: nothing in it is refused for
+    /// Anthropic's reasons (a thinking budget, a forced tool while thinking, an image type, a
+    /// `tool_use` input) — the upstream judges it, and its 400 reaches the caller in its own
+    /// words. Refusing here what the translation refuses would be wrong, too: the translation
+    /// lacks what the native body carries (the thinking blocks of a turn that called tools).
+    /// Only a body that could not be written at all is refused: a `system` that is neither a
+    /// string nor an array, a value that is not JSON, an `anthropic-beta` that is no header
+    /// value.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
-        Self::body(request, false).map(drop)
+        match &request.anthropic {
+            Some(native) => Self::native_body(request, native, Purpose::Whole).map(drop),
+            None => Self::body(request, false).map(drop),
+        }
     }
 
     fn complete<'a>(&'a self, request: &'a ProviderRequest) -> CompletionFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body_for_call(request, false)?;
+            let body = Self::wire_body(request, Purpose::Whole)?;
             let structured = StructuredOutput::of(&request.options).map(|s| s.name);
             let call = Call::start(self.limits, request);
             let url = self.endpoint()?;
@@ -243,12 +491,21 @@ impl ChatProvider for AnthropicProvider {
             let reported = answer.usage.as_ref().and_then(WireUsage::usage);
             // An empty array is an answer (the model may have nothing to add after a tool
             // result); no array at all is not.
-            let Some(blocks) = answer.content else {
+            let Some(raw_content) = answer.content else {
                 return Err(ProviderError::BadResponse {
                     message: "the upstream's answer has no content".to_owned(),
                     usage: reported,
                 });
             };
+            let blocks: Vec<WireBlock> = serde_json::from_str(raw_content.get()).map_err(|e| {
+                ProviderError::BadResponse {
+                    message: scrub(
+                        &format!("the upstream's answer has unusable content: {e}"),
+                        &[],
+                    ),
+                    usage: reported,
+                }
+            })?;
             let mut content = String::new();
             let mut tool_calls = Vec::new();
             for block in blocks {
@@ -279,7 +536,34 @@ impl ChatProvider for AnthropicProvider {
                     .as_deref()
                     .map_or(FinishReason::Stop, |r| finish(r, structured.is_some())),
                 model: answer.model.unwrap_or_else(|| request.model.clone()),
-                wire_content: None,
+                // The caller's own door gives the blocks back as the upstream wrote them.
+                wire_content: request
+                    .anthropic
+                    .is_some()
+                    .then(|| String::from(Box::<str>::from(raw_content))),
+            })
+        }
+        .boxed()
+    }
+
+    fn counts_tokens(&self) -> bool {
+        true
+    }
+
+    /// `POST /v1/messages/count_tokens` with what a message call would send (the caller's
+    /// own body for a native request, else the translation), less `max_tokens`, `stream` and
+    /// the sampling parameters; same key pool, deadlines, retries and error handling.
+    fn count_tokens<'a>(&'a self, request: &'a ProviderRequest) -> TokenCountFuture<'a> {
+        async move {
+            let key = self.key()?;
+            let body = Self::wire_body(request, Purpose::CountTokens)?;
+            let call = Call::start(self.limits, request);
+            let url = self.count_endpoint()?;
+            let response = self.post(&call, &url, key, &body).await?;
+            let counted: WireTokenCount = read_json(&call, response, |_| None).await?;
+            count(counted.input_tokens).ok_or_else(|| ProviderError::BadResponse {
+                message: "the upstream's token count has no usable input_tokens".to_owned(),
+                usage: None,
             })
         }
         .boxed()
@@ -288,7 +572,7 @@ impl ChatProvider for AnthropicProvider {
     fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
         async move {
             let key = self.key()?;
-            let body = Self::body_for_call(request, true)?;
+            let body = Self::wire_body(request, Purpose::Stream)?;
             let mut blocks = StreamBlocks {
                 structured_tool: StructuredOutput::of(&request.options).map(|s| s.name.to_owned()),
                 ..StreamBlocks::default()
@@ -380,9 +664,34 @@ struct StreamBlocks {
 }
 
 impl StreamBlocks {
+    /// A block's start: a tool call's first piece, a redacted reasoning block whole, any
+    /// reasoning a thinking block starts with.
     fn start(&mut self, index: Option<u64>, block: WireBlock) -> Step {
-        if block.kind != "tool_use" {
-            return Step::Nothing;
+        match block.kind.as_str() {
+            "tool_use" => {}
+            // Anthropic starts a thinking block empty; should one start with its text or
+            // signature, neither is lost.
+            "thinking" => {
+                let events: Vec<StreamEvent> = [
+                    block.thinking.map(StreamEvent::ReasoningDelta),
+                    block.signature.map(StreamEvent::ReasoningSignature),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|event| {
+                    !matches!(event, StreamEvent::ReasoningDelta(piece) | StreamEvent::ReasoningSignature(piece) if piece.is_empty())
+                })
+                .collect();
+                return if events.is_empty() {
+                    Step::Nothing
+                } else {
+                    Step::Events(events)
+                };
+            }
+            "redacted_thinking" => {
+                return reasoning(block.data, StreamEvent::RedactedReasoning);
+            }
+            _ => return Step::Nothing,
         }
         let index = index.unwrap_or_default();
         if self.structured_tool.is_some() && block.name == self.structured_tool {
@@ -399,10 +708,12 @@ impl StreamBlocks {
         })
     }
 
-    /// Text deltas are the answer; thinking and signature deltas are not.
+    /// Text deltas are the answer; thinking and signature deltas are reasoning, not text.
     fn delta(&self, index: Option<u64>, delta: WireEventDelta) -> Step {
         let index = index.unwrap_or_default();
         match delta.kind.as_deref() {
+            Some("thinking_delta") => reasoning(delta.thinking, StreamEvent::ReasoningDelta),
+            Some("signature_delta") => reasoning(delta.signature, StreamEvent::ReasoningSignature),
             Some("text_delta") if self.structured_tool.is_none() => {
                 delta.text.map_or(Step::Nothing, Step::Text)
             }
@@ -426,6 +737,14 @@ impl StreamBlocks {
             }
             _ => Step::Nothing,
         }
+    }
+}
+
+/// `piece` of reasoning as `event`, when there is any.
+fn reasoning(piece: Option<String>, event: fn(String) -> StreamEvent) -> Step {
+    match piece {
+        Some(piece) if !piece.is_empty() => Step::Events(vec![event(piece)]),
+        _ => Step::Nothing,
     }
 }
 
@@ -912,10 +1231,46 @@ struct WireMetadata<'a> {
     user_id: &'a str,
 }
 
+/// A token count's body: what a message call would send, without `max_tokens`, `stream` and
+/// the sampling parameters, which `count_tokens` does not take.
+#[derive(Debug, Serialize)]
+struct WireCountRequest<'r, 'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'r str>,
+    messages: &'r [WireMessage<'a>],
+    #[serde(skip_serializing_if = "<[WireTool<'a>]>::is_empty")]
+    tools: &'r [WireTool<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'r WireToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'r WireThinking>,
+}
+
+impl<'r, 'a> From<&'r WireRequest<'a>> for WireCountRequest<'r, 'a> {
+    fn from(body: &'r WireRequest<'a>) -> Self {
+        Self {
+            model: body.model,
+            system: body.system.as_deref(),
+            messages: &body.messages,
+            tools: &body.tools,
+            tool_choice: body.tool_choice.as_ref(),
+            thinking: body.thinking.as_ref(),
+        }
+    }
+}
+
+/// The answer to a token count.
+#[derive(Debug, Deserialize)]
+struct WireTokenCount {
+    input_tokens: Option<Reported>,
+}
+
 #[derive(Debug, Deserialize)]
 struct WireResponse {
     model: Option<String>,
-    content: Option<Vec<WireBlock>>,
+    /// Kept as the upstream's text: a native request's door gives it back as it came.
+    content: Option<Box<serde_json::value::RawValue>>,
     stop_reason: Option<String>,
     usage: Option<WireUsage>,
 }
@@ -928,6 +1283,12 @@ struct WireBlock {
     id: Option<String>,
     name: Option<String>,
     input: Option<serde_json::Value>,
+    /// A `thinking` block's reasoning.
+    thinking: Option<String>,
+    /// A `thinking` block's signature.
+    signature: Option<String>,
+    /// A `redacted_thinking` block's opaque data.
+    data: Option<String>,
 }
 
 /// Only the usage of a response, read from a body that is otherwise unusable.
@@ -1009,6 +1370,8 @@ struct WireEventDelta {
     kind: Option<String>,
     text: Option<String>,
     partial_json: Option<String>,
+    thinking: Option<String>,
+    signature: Option<String>,
     stop_reason: Option<String>,
 }
 
@@ -1172,26 +1535,53 @@ mod tests {
         assert_eq!(sent(&request), before);
     }
 
+    fn events(step: Step) -> Vec<StreamEvent> {
+        match step {
+            Step::Events(events) => events,
+            Step::Nothing => Vec::new(),
+            _ => panic!("reasoning is events, never text or a tool call"),
+        }
+    }
+
     #[test]
-    fn thinking_and_signature_deltas_are_not_text_and_tool_calls_number_from_zero() {
+    fn thinking_and_signature_deltas_are_reasoning_and_tool_calls_number_from_zero() {
         let mut blocks = StreamBlocks::default();
         let block =
             |json: serde_json::Value| -> WireBlock { serde_json::from_value(json).unwrap() };
         let delta =
             |json: serde_json::Value| -> WireEventDelta { serde_json::from_value(json).unwrap() };
-        assert!(matches!(
-            blocks.start(Some(0), block(json!({"type": "thinking", "thinking": ""}))),
-            Step::Nothing
-        ));
-        for skipped in [
-            json!({"type": "thinking_delta", "thinking": "hmm"}),
-            json!({"type": "signature_delta", "signature": "abc"}),
-        ] {
-            assert!(matches!(
-                blocks.delta(Some(0), delta(skipped)),
-                Step::Nothing
-            ));
-        }
+        assert!(
+            events(blocks.start(Some(0), block(json!({"type": "thinking", "thinking": ""}))))
+                .is_empty()
+        );
+        assert_eq!(
+            events(blocks.delta(
+                Some(0),
+                delta(json!({"type": "thinking_delta", "thinking": "hmm"}))
+            )),
+            [StreamEvent::ReasoningDelta("hmm".into())]
+        );
+        assert_eq!(
+            events(blocks.delta(
+                Some(0),
+                delta(json!({"type": "signature_delta", "signature": "abc"}))
+            )),
+            [StreamEvent::ReasoningSignature("abc".into())]
+        );
+        assert!(
+            events(blocks.delta(
+                Some(0),
+                delta(json!({"type": "thinking_delta", "thinking": ""}))
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            events(blocks.start(
+                Some(1),
+                block(json!({"type": "redacted_thinking", "data": "EuYB"}))
+            )),
+            [StreamEvent::RedactedReasoning("EuYB".into())]
+        );
         let Step::ToolCall(first) = blocks.start(
             Some(2),
             block(json!({"type": "tool_use", "id": "toolu_x", "name": "lookup", "input": {}})),
@@ -1237,5 +1627,157 @@ mod tests {
         )
         .unwrap();
         assert_eq!(answer.usage.unwrap().input_tokens, Some(Reported::Unusable));
+    }
+    fn native(system: Option<&str>, fields: &[(&str, &str)]) -> ProviderRequest {
+        let mut request = plain(vec![ChatMessage::user("ignored: the native body is sent")]);
+        request.anthropic = Some(std::sync::Arc::new(AnthropicNative {
+            system: system.map(Into::into),
+            fields: fields
+                .iter()
+                .map(|(name, value)| ((*name).into(), (*value).into()))
+                .collect(),
+            beta: None,
+        }));
+        request
+    }
+
+    fn native_json(request: &ProviderRequest, purpose: Purpose) -> String {
+        let native = request.anthropic.as_deref().unwrap();
+        AnthropicProvider::native_body(request, native, purpose)
+            .unwrap()
+            .json
+    }
+
+    #[test]
+    fn a_native_body_is_the_callers_text_with_the_gateways_fields() {
+        let messages = r#"[ {"role": "user", "content": [{"type":"text","text":"Hi","cache_control":{"type":"ephemeral"}}]} ]"#;
+        let mut request = native(
+            Some(r#"[{"type": "text", "text": "Caller rules."}]"#),
+            &[
+                ("messages", messages),
+                ("top_k", "5"),
+                ("model", "\"spoofed\""),
+            ],
+        );
+        request.system_prompt = "Specialist \"rules\".".into();
+        let body = native_json(&request, Purpose::Stream);
+        assert_eq!(
+            body,
+            format!(
+                r#"{{"model":"claude","max_tokens":100,"system":[{{"text":"Specialist \"rules\".","type":"text"}},{{"type": "text", "text": "Caller rules."}}],"messages":{messages},"top_k":5,"temperature":0.5,"stream":true}}"#
+            )
+        );
+        serde_json::from_str::<serde_json::Value>(&body).unwrap();
+    }
+
+    #[test]
+    fn a_native_system_string_follows_the_prompt_as_a_text_block_or_goes_as_sent() {
+        let mut request = native(Some(r#""Be kind.""#), &[("messages", "[]")]);
+        let alone = native_json(&request, Purpose::Whole);
+        assert!(alone.contains(r#""system":"Be kind.","#), "{alone}");
+        request.system_prompt = "Rules.".into();
+        let after = native_json(&request, Purpose::Whole);
+        assert!(
+            after.contains(
+                r#""system":[{"text":"Rules.","type":"text"},{"type":"text","text":"Be kind."}]"#
+            ),
+            "{after}"
+        );
+        let mut empty = native(Some(r#""""#), &[("messages", "[]")]);
+        empty.system_prompt = "Rules.".into();
+        let body = native_json(&empty, Purpose::Whole);
+        assert!(
+            body.contains(r#""system":[{"text":"Rules.","type":"text"}]"#),
+            "{body}"
+        );
+        let none = native(None, &[("messages", "[]")]);
+        assert!(!native_json(&none, Purpose::Whole).contains("system"));
+    }
+
+    #[test]
+    fn the_specialists_temperature_goes_only_when_the_caller_sent_none_and_does_not_think() {
+        let sent = native(None, &[("messages", "[]"), ("temperature", "0.25")]);
+        let body = native_json(&sent, Purpose::Whole);
+        assert_eq!(body.matches("temperature").count(), 1, "{body}");
+        assert!(body.contains(r#""temperature":0.25"#));
+        let thinking = native(
+            None,
+            &[
+                ("messages", "[]"),
+                ("thinking", r#"{"type": "enabled", "budget_tokens": 2000}"#),
+            ],
+        );
+        assert!(!native_json(&thinking, Purpose::Whole).contains("temperature"));
+        let disabled = native(
+            None,
+            &[("messages", "[]"), ("thinking", r#"{"type":"disabled"}"#)],
+        );
+        assert!(native_json(&disabled, Purpose::Whole).contains(r#""temperature":0.5"#));
+        let mut hot = native(None, &[("messages", "[]")]);
+        hot.temperature = 1.8;
+        assert!(native_json(&hot, Purpose::Whole).contains(r#""temperature":1.0"#));
+    }
+
+    #[test]
+    fn a_native_token_count_has_no_max_tokens_stream_or_added_temperature() {
+        let request = native(
+            Some(r#""S""#),
+            &[
+                ("messages", "[]"),
+                ("temperature", "0.2"),
+                ("tools", "[]"),
+                ("metadata", r#"{"user_id":"u"}"#),
+                ("top_k", "3"),
+            ],
+        );
+        assert_eq!(
+            native_json(&request, Purpose::CountTokens),
+            r#"{"model":"claude","system":"S","messages":[],"tools":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_native_request_is_refused_only_when_its_body_cannot_be_written() {
+        let provider_refuses = |request: &ProviderRequest| {
+            let native = request.anthropic.as_deref().unwrap();
+            AnthropicProvider::native_body(request, native, Purpose::Whole).unwrap_err()
+        };
+        assert_eq!(provider_refuses(&native(Some("42"), &[])).param, "system");
+        assert_eq!(
+            provider_refuses(&native(Some("{\"a\":1}"), &[])).param,
+            "system"
+        );
+        assert_eq!(
+            provider_refuses(&native(Some("[oops"), &[])).param,
+            "system"
+        );
+        let bad = native(None, &[("messages", "[{]")]);
+        assert!(provider_refuses(&bad).what.contains("'messages'"));
+        let mut beta = native(None, &[("messages", "[]")]);
+        beta.anthropic = Some(std::sync::Arc::new(AnthropicNative {
+            system: None,
+            fields: vec![("messages".into(), "[]".into())],
+            beta: Some("bad\nheader".into()),
+        }));
+        assert_eq!(provider_refuses(&beta).param, "anthropic-beta");
+        // What the translation refuses for Anthropic's reasons is the upstream's to judge here.
+        let mut reasoning = native(None, &[("messages", "[]")]);
+        reasoning.options.reasoning_effort = Some(ReasoningEffort::High);
+        reasoning.max_tokens = 10;
+        reasoning.options.seed = Some(1);
+        let native = reasoning.anthropic.as_deref().unwrap();
+        assert!(AnthropicProvider::native_body(&reasoning, native, Purpose::Whole).is_ok());
+    }
+
+    #[test]
+    fn a_native_request_is_never_continued_by_prefill() {
+        let provider = AnthropicProvider::new(
+            &crate::ProvidersConfig::default(),
+            crate::transport::Transport::new(std::time::Duration::from_secs(1)).unwrap(),
+            &crate::TokioSleeper,
+        );
+        let plain = plain(vec![ChatMessage::user("Hi")]);
+        assert!(provider.can_continue(&plain));
+        assert!(!provider.can_continue(&native(None, &[("messages", "[]")])));
     }
 }

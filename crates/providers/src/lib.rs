@@ -88,6 +88,10 @@
 //!         StreamEvent::TextDelta(text) => streamed.push_str(&text),
 //!         StreamEvent::Finished { usage, .. } => assert_eq!(usage, whole.usage),
 //!         StreamEvent::ToolCallDelta(_) => unreachable!("no tools were offered"),
+//!         // A reasoning model's thinking is not its answer (the mock does not think).
+//!         StreamEvent::ReasoningDelta(_)
+//!         | StreamEvent::ReasoningSignature(_)
+//!         | StreamEvent::RedactedReasoning(_) => {}
 //!     }
 //! }
 //! assert_eq!(streamed, whole.content);
@@ -124,7 +128,9 @@ pub use google::GoogleProvider;
 pub use keys::{BreakerState, KeyHealth};
 pub use mock::{MOCK_EMBEDDING_DIMENSIONS, MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
-pub use provider::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy};
+pub use provider::{
+    ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy, TokenCountFuture,
+};
 pub use registry::{ProviderRegistry, api_key_env};
 pub use request::{AnthropicNative, ProviderRequest, Unsupported};
 pub use routing::{

@@ -42,6 +42,9 @@ pub type CompletionFuture<'a> = BoxFuture<'a, Result<Completion, ProviderError>>
 /// before the first byte is an ordinary error rather than a broken stream.
 pub type EventStreamFuture<'a> = BoxFuture<'a, Result<EventStream, ProviderError>>;
 
+/// The future of a token count: the prompt's input tokens, as the upstream counts them.
+pub type TokenCountFuture<'a> = BoxFuture<'a, Result<u32, ProviderError>>;
+
 /// One upstream API family. Object safe: the registry hands out `Arc<dyn ChatProvider>`.
 /// `Debug` must never print a credential.
 pub trait ChatProvider: Send + Sync + std::fmt::Debug {
@@ -100,6 +103,29 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     /// honours plain chat only; a provider overrides it with what it maps.
     fn check_request(&self, request: &ProviderRequest) -> Result<(), Unsupported> {
         request.plain_chat_only(self.kind())
+    }
+
+    /// True when [`ChatProvider::count_tokens`] asks the upstream (Anthropic's
+    /// `count_tokens`); a door whose destination does not offers its own estimate instead.
+    fn counts_tokens(&self) -> bool {
+        false
+    }
+
+    /// How many input tokens `request` would take (system, messages, tools), counted by the
+    /// upstream without asking the model. The default: not offered — nothing is sent and the
+    /// call is refused as an invalid request (400), as a request the provider cannot honour
+    /// is.
+    fn count_tokens<'a>(&'a self, request: &'a ProviderRequest) -> TokenCountFuture<'a> {
+        let _ = request;
+        let refused = ProviderError::InvalidRequest {
+            status: 400,
+            message: format!(
+                "the {} provider cannot count tokens (only Anthropic's Messages API has \
+                 count_tokens)",
+                self.kind()
+            ),
+        };
+        Box::pin(std::future::ready(Err(refused)))
     }
 
     /// Asks for a whole answer.

@@ -161,6 +161,19 @@ impl ProviderRegistry {
         Ok(Arc::clone(provider))
     }
 
+    /// The input tokens `request` would take at `specialist`'s own destination, as its upstream
+    /// counts them without asking the model (Anthropic's `count_tokens`): what a token-count
+    /// door calls. Refused like a call when the provider lacks credentials
+    /// ([`ProviderError::NotConfigured`]), and as [`ProviderError::InvalidRequest`] when its
+    /// provider does not count ([`ChatProvider::counts_tokens`] says which).
+    pub async fn count_tokens(
+        &self,
+        specialist: &Specialist,
+        request: &crate::ProviderRequest,
+    ) -> Result<u32, ProviderError> {
+        self.provider_for(specialist)?.count_tokens(request).await
+    }
+
     /// The provider of `kind`, if registered.
     pub fn get(&self, kind: ProviderKind) -> Option<Arc<dyn ChatProvider>> {
         self.providers.get(&kind).cloned()

@@ -1117,9 +1117,13 @@ mod tests {
                     Script::Text(pieces, end) => (pieces, end),
                 };
                 let written: u32 = pieces.iter().map(|p| tokens(p)).sum();
+                // A piece marked `thinking:` is reasoning, the rest text.
                 let mut events: Vec<Result<StreamEvent, StreamFailure>> = pieces
                     .into_iter()
-                    .map(|p| Ok(StreamEvent::TextDelta(p.to_owned())))
+                    .map(|p| match p.strip_prefix("thinking:") {
+                        Some(thought) => Ok(StreamEvent::ReasoningDelta(thought.to_owned())),
+                        None => Ok(StreamEvent::TextDelta(p.to_owned())),
+                    })
                     .collect();
                 events.push(match end {
                     None => Ok(StreamEvent::Finished {
@@ -1477,12 +1481,13 @@ mod tests {
                 Ok(RoutedEvent::Answer(StreamEvent::Finished { usage, .. })) => {
                     end = Some(Ok(usage))
                 }
+                // Reasoning is not the answer's text.
+                Ok(RoutedEvent::Answer(StreamEvent::ReasoningDelta(_))) => {}
                 Ok(RoutedEvent::Answer(
                     StreamEvent::ToolCallDelta(_)
-                    | StreamEvent::ReasoningDelta(_)
                     | StreamEvent::ReasoningSignature(_)
                     | StreamEvent::RedactedReasoning(_),
-                )) => unreachable!("the scripted providers only write text"),
+                )) => unreachable!("the scripted providers only write text and reasoning"),
                 Err(failure) => end = Some(Err(failure)),
             }
         }
@@ -1573,6 +1578,44 @@ mod tests {
             second.seen().is_empty(),
             "a destination that cannot continue is not asked"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_after_reasoning_is_never_continued() {
+        // Text after the thinking, or the thinking alone: either way a prefill could not carry
+        // the signed thinking block, so no destination is asked to go on.
+        for pieces in [
+            vec!["thinking:Let me see.", "Hello"],
+            vec!["thinking:Let me see."],
+        ] {
+            let first = Scripted::new([Script::Text(pieces.clone(), cut())]);
+            let second = Scripted::continuing([]);
+            let (router, _) = router(3);
+            let stream = router.stream(
+                &route(&[("first", &first), ("second", &second)]),
+                request(),
+                request().prompt_estimate(),
+                true,
+            );
+            let (_, attempts, end) = collect(stream).await;
+            let failure = end.unwrap_err();
+            assert_eq!(failure.error, cut().unwrap(), "{pieces:?}");
+            assert!(second.seen().is_empty(), "{pieces:?}: not continued");
+            assert_eq!(ended(&attempts).len(), 1);
+        }
+        // A stream cut before anything came still falls back as usual.
+        let first = Scripted::new([Script::Text(vec![], cut())]);
+        let second = Scripted::continuing([Script::Text(vec!["thinking:Hm.", "Fresh"], None)]);
+        let (router, _) = router(3);
+        let stream = router.stream(
+            &route(&[("first", &first), ("second", &second)]),
+            request(),
+            request().prompt_estimate(),
+            true,
+        );
+        let (text, _, end) = collect(stream).await;
+        assert!(end.is_ok());
+        assert_eq!(text, "Fresh");
     }
 
     #[tokio::test]

@@ -32,6 +32,12 @@ pub(crate) trait StreamFormat: Send + 'static {
     fn opening(&mut self) -> Vec<sse::Event>;
     /// One piece of text.
     fn delta(&mut self, text: &str) -> sse::Event;
+    /// One piece of text, as every event the format writes for it: by default
+    /// [`StreamFormat::delta`]'s one. A format that opens an item before its first piece of
+    /// text (the Responses door's message item) overrides it.
+    fn text(&mut self, text: &str) -> Vec<sse::Event> {
+        vec![self.delta(text)]
+    }
     /// One piece of a tool call (only a door that can offer tools receives them).
     fn tool_call(&mut self, delta: &ToolCallDelta) -> Vec<sse::Event>;
     /// A piece of the model's reasoning: a [`StreamEvent::ReasoningDelta`],
@@ -238,7 +244,7 @@ impl<F: StreamFormat> Relay<F> {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.note_delivered(&text);
                     }
-                    Step::More(vec![self.format.delta(&text)])
+                    Step::More(self.format.text(&text))
                 }
                 Some(Ok(RoutedEvent::Answer(StreamEvent::ToolCallDelta(delta)))) => {
                     if let Some(recorder) = &mut self.recorder {

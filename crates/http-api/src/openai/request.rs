@@ -92,11 +92,11 @@ struct Part {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct ImageUrl {
+pub(super) struct ImageUrl {
     /// `https://...`, or `data:<media type>;base64,<data>`.
-    url: String,
+    pub(super) url: String,
     /// `auto`, `low` or `high`.
-    detail: Option<String>,
+    pub(super) detail: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -149,13 +149,13 @@ pub(crate) struct Completion {
 /// The problems found in a request: invalid values (400 `invalid_request_error`), and valid
 /// ones no provider maps (400 `unsupported_parameter`).
 #[derive(Default)]
-struct Problems {
-    invalid: ValidationErrors,
-    unsupported: ValidationErrors,
+pub(super) struct Problems {
+    pub(super) invalid: ValidationErrors,
+    pub(super) unsupported: ValidationErrors,
 }
 
 /// OpenAI's rule for function (and schema) names, which every upstream accepts.
-fn is_valid_name(name: &str) -> bool {
+pub(super) fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -678,7 +678,11 @@ fn content_part(
 }
 
 /// An image: a `data:` URL inline, or an `http(s)` URL the upstream fetches.
-fn image_part(image: ImageUrl, field: &str, problems: &mut Problems) -> Option<ContentPart> {
+pub(super) fn image_part(
+    image: ImageUrl,
+    field: &str,
+    problems: &mut Problems,
+) -> Option<ContentPart> {
     let detail = match image.detail.as_deref() {
         None => None,
         Some("auto") => Some(ImageDetail::Auto),
@@ -727,28 +731,61 @@ impl Completion {
     /// The caller's `temperature` and `max_tokens` may lower the specialist's, never raise
     /// them: the effective value is the smaller of the two.
     pub(crate) fn into_request(self, specialist: &Specialist) -> ProviderRequest {
-        let mut system_prompt = specialist.system_prompt().to_owned();
-        for extra in self.system.iter().filter(|s| !s.trim().is_empty()) {
-            system_prompt.push_str("\n\n");
-            system_prompt.push_str(extra);
-        }
-        ProviderRequest {
-            model: specialist.model().to_owned(),
-            system_prompt,
-            messages: self.messages,
-            temperature: self.temperature.map_or(specialist.temperature(), |t| {
-                t.min(specialist.temperature())
-            }),
-            max_tokens: self
-                .max_tokens
-                .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
-            base_url: specialist.base_url().map(str::to_owned),
-            options: self.options,
-            single_attempt: false,
-            deadline: None,
-            anthropic: None,
-        }
+        provider_request(
+            specialist,
+            &self.system,
+            self.messages,
+            self.temperature,
+            self.max_tokens,
+            self.options,
+        )
     }
+}
+
+/// The request to `specialist`'s upstream for a conversation that came in by an OpenAI door:
+/// the specialist's prompt first, then the caller's `system` texts; the caller's temperature
+/// and token limit may lower the specialist's, never raise them (see [`effective_limits`]).
+pub(super) fn provider_request(
+    specialist: &Specialist,
+    system: &[String],
+    messages: Vec<ChatMessage>,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+    options: ChatOptions,
+) -> ProviderRequest {
+    let mut system_prompt = specialist.system_prompt().to_owned();
+    for extra in system.iter().filter(|s| !s.trim().is_empty()) {
+        system_prompt.push_str("\n\n");
+        system_prompt.push_str(extra);
+    }
+    let (temperature, max_tokens) = effective_limits(specialist, temperature, max_tokens);
+    ProviderRequest {
+        model: specialist.model().to_owned(),
+        system_prompt,
+        messages,
+        temperature,
+        max_tokens,
+        base_url: specialist.base_url().map(str::to_owned),
+        options,
+        single_attempt: false,
+        deadline: None,
+        anthropic: None,
+    }
+}
+
+/// The temperature and token limit a call to `specialist` runs with: the smaller of the
+/// caller's and the specialist's, the specialist's when the caller said nothing.
+pub(super) fn effective_limits(
+    specialist: &Specialist,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+) -> (f64, u32) {
+    (
+        temperature.map_or(specialist.temperature(), |t| {
+            t.min(specialist.temperature())
+        }),
+        max_tokens.map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
+    )
 }
 
 #[cfg(test)]

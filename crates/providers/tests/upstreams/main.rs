@@ -7,6 +7,7 @@ mod bounds;
 mod embeddings;
 mod google;
 mod keys;
+mod native;
 mod openai;
 mod redaction;
 mod resilience;
