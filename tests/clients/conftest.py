@@ -118,6 +118,10 @@ def commander_url():
 bind = "127.0.0.1:{port}"
 workers = 1
 
+# Every test calls from 127.0.0.1: the default 60 requests an hour would cut the suite short.
+[rate_limit]
+requests = 100000
+
 [database]
 url = "sqlite://{directory / 'usage.db'}"
 
