@@ -26,6 +26,13 @@ SPECIALISTS = {
     "google_specialist": ("google", "gemini-2.5-flash", "google"),
 }
 
+# embedding specialist id -> (provider, model): the embeddings tests' (`kind: "embedding"`).
+EMBEDDERS = {
+    "openai_embedder": ("openai", "text-embedding-3-small"),
+    "google_embedder": ("google", "gemini-embedding-001"),
+    "mock_embedder": ("mock", "mock-embed"),
+}
+
 
 def free_port():
     with socket.socket() as s:
@@ -99,6 +106,9 @@ def commander_url():
             {"id": id, "name": id, "provider": provider, "model": model,
              "system_prompt": "You are a test specialist."}
             for id, (provider, model, _) in SPECIALISTS.items()
+        ] + [
+            {"id": id, "name": id, "provider": provider, "model": model, "kind": "embedding"}
+            for id, (provider, model) in EMBEDDERS.items()
         ]}
         (directory / "specialists.json").write_text(json.dumps(catalogue))
         port = free_port()
@@ -107,6 +117,10 @@ def commander_url():
 [server]
 bind = "127.0.0.1:{port}"
 workers = 1
+
+# Every test calls from 127.0.0.1: the default 60 requests an hour would cut the suite short.
+[rate_limit]
+requests = 100000
 
 [database]
 url = "sqlite://{directory / 'usage.db'}"
@@ -153,6 +167,12 @@ total_timeout_ms = 20000
 @pytest.fixture(params=list(SPECIALISTS))
 def specialist(request):
     """Each test runs once per provider's specialist (its id is the OpenAI `model`)."""
+    return request.param
+
+
+@pytest.fixture(params=list(EMBEDDERS))
+def embedder(request):
+    """Each embeddings test runs once per embedding specialist."""
     return request.param
 
 

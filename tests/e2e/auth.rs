@@ -532,7 +532,7 @@ async fn each_door_of_the_route_table_answers_errors_in_its_own_shape() {
     assert!(error.get("type").is_none(), "{error}");
     // Paths no endpoint serves take their door's shape: an unknown /v1/ route, a method a /v1/
     // route does not allow.
-    let unknown = app.get_as("/v1/embeddings", USER_KEY).await;
+    let unknown = app.get_as("/v1/audio/speech", USER_KEY).await;
     assert_eq!(unknown.status(), 404);
     assert_openai_shaped(&unknown.json().await.unwrap(), "not_found");
     let wrong_method = app.post_json_as("/v1/models", USER_KEY, &json!({})).await;

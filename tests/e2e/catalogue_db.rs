@@ -85,7 +85,7 @@ async fn the_api_creates_changes_and_removes_specialists_in_the_database(backend
     let list = app.get_json("/specialists").await;
     assert_eq!(
         field_of_each(&list["specialists"], "id").len(),
-        5,
+        6,
         "seeded: {list}"
     );
     assert_eq!(app.get_json("/ready").await["catalogue_store"], "ok");
@@ -225,13 +225,14 @@ async fn two_servers_starting_together_seed_the_default_catalogue_once(backend: 
     let (a, b) = tokio::join!(db.server(), db.server());
     for app in [&a, &b] {
         let list = app.get_json("/specialists").await;
-        assert_eq!(field_of_each(&list["specialists"], "id").len(), 5);
+        assert_eq!(field_of_each(&list["specialists"], "id").len(), 6);
     }
     let store = a.store();
     let histories = tokio::task::spawn_blocking(move || {
         [
             "code_reviewer",
             "demo",
+            "demo-embed",
             "financial_analyst",
             "general",
             "grok_analyst",
@@ -240,7 +241,7 @@ async fn two_servers_starting_together_seed_the_default_catalogue_once(backend: 
     })
     .await
     .unwrap();
-    assert_eq!(histories, [1; 5], "each default stored once");
+    assert_eq!(histories, [1; 6], "each default stored once");
 }
 
 async fn a_name_taken_on_another_server_is_refused_by_the_database(backend: Backend) {

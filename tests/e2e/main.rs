@@ -29,6 +29,7 @@ mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;
 mod edge_hardening;
+mod embeddings;
 mod error_hardening;
 mod errors;
 mod hostile_upstream;

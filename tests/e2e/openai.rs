@@ -397,7 +397,7 @@ async fn errors_have_openai_s_shape_and_the_api_s_status_codes() {
     );
     assert_eq!(error["error"]["code"], "invalid_api_key");
 
-    let unknown_route = app.get_as("/v1/embeddings", KEY).await;
+    let unknown_route = app.get_as("/v1/audio/speech", KEY).await;
     assert_eq!(unknown_route.status(), 404);
     let error: Value = unknown_route.json().await.unwrap();
     assert_eq!(

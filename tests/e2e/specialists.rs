@@ -12,6 +12,7 @@ async fn list_is_sorted_by_name_and_filterable_by_provider() {
         [
             "Code Reviewer",
             "Demo",
+            "Demo Embeddings",
             "Financial Analyst",
             "General Assistant",
             "Grok Analyst"

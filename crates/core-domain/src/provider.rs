@@ -32,6 +32,11 @@ impl ProviderKind {
             Self::Mock => "mock",
         }
     }
+
+    /// True when the family turns text into vectors (Anthropic has no embeddings API).
+    pub const fn embeds(self) -> bool {
+        !matches!(self, Self::Anthropic)
+    }
 }
 
 impl fmt::Display for ProviderKind {

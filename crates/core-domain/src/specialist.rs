@@ -29,6 +29,48 @@ pub const MAX_ALIASES: usize = 16;
 /// The longest alias, in characters.
 pub const MAX_ALIAS_CHARS: usize = 128;
 const MAX_TEMPERATURE: f64 = 2.0;
+/// The most dimensions an embedding specialist may fix.
+pub const MAX_EMBEDDING_DIMENSIONS: u32 = 65_536;
+
+/// What a specialist does: answer a conversation, or turn text into vectors. Each door takes
+/// one kind only (the chat doors chat, `/v1/embeddings` embeds), so a caller who picks the
+/// wrong one hears it instead of getting something else than asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecialistKind {
+    /// A persona answering conversations (every specialist before kinds existed).
+    #[default]
+    Chat,
+    /// A model turning text into vectors: no system prompt, no sampling.
+    Embedding,
+}
+
+impl SpecialistKind {
+    /// The name used in JSON and files.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embedding => "embedding",
+        }
+    }
+
+    /// The kind named `name`, as JSON spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Chat, Self::Embedding]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
+    fn is_chat(&self) -> bool {
+        *self == Self::Chat
+    }
+}
+
+impl std::fmt::Display for SpecialistKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The editable fields of a specialist as a caller or a file supplies them, before validation.
 ///
@@ -48,7 +90,8 @@ pub struct SpecialistDraft {
     /// An OpenAI-compatible server to call instead of the provider's configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// The instructions sent before every conversation.
+    /// The instructions sent before every conversation (an embedding specialist has none).
+    #[serde(default)]
     pub system_prompt: String,
     /// Whether callers may offer it tools or send tool calls and results (default: yes).
     #[serde(default = "allowed")]
@@ -77,6 +120,22 @@ pub struct SpecialistDraft {
     /// (default: none). Unique across the catalogue, ignoring case; the catalogue checks that.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// `chat` or `embedding` (default: chat, so a catalogue written before kinds reads as it
+    /// always did). Text here, so a wrong one is a field error listed with the rest.
+    #[serde(default = "chat_kind", skip_serializing_if = "is_chat_kind")]
+    pub kind: String,
+    /// The vector length an embedding specialist always asks for, 1 to 65536 (default: the
+    /// model's own). Only on embedding specialists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<i64>,
+}
+
+fn chat_kind() -> String {
+    SpecialistKind::Chat.as_str().to_owned()
+}
+
+fn is_chat_kind(kind: &str) -> bool {
+    kind == SpecialistKind::Chat.as_str()
 }
 
 /// Tools, images and continued streams are allowed unless a specialist turns them off, so a
@@ -128,7 +187,18 @@ impl SpecialistDraft {
             &mut errors,
         );
 
-        if self.system_prompt.trim().is_empty() {
+        let kind = SpecialistKind::parse(self.kind.trim()).unwrap_or_else(|| {
+            errors.push("kind", "must be 'chat' or 'embedding'");
+            SpecialistKind::Chat
+        });
+        if kind == SpecialistKind::Embedding {
+            if !self.system_prompt.trim().is_empty() {
+                errors.push(
+                    "system_prompt",
+                    "must be empty: an embedding specialist has no system prompt",
+                );
+            }
+        } else if self.system_prompt.trim().is_empty() {
             errors.push("system_prompt", "must not be empty");
         } else if let Some(message) = hidden_char_problem(&self.system_prompt, TextKind::Paragraphs)
         {
@@ -168,13 +238,17 @@ impl SpecialistDraft {
 
         let fallbacks = self.validate_fallbacks(primary.as_ref(), &mut errors);
         self.validate_aliases(&mut errors);
+        let dimensions = self.validate_embedding(kind, primary.as_ref(), &mut errors);
 
         match primary {
             Some(primary) if errors.is_empty() => Ok(SpecialistSpec {
                 name: name.to_owned(),
                 description: self.description.clone(),
                 primary,
-                system_prompt: self.system_prompt.clone(),
+                system_prompt: match kind {
+                    SpecialistKind::Chat => self.system_prompt.clone(),
+                    SpecialistKind::Embedding => String::new(),
+                },
                 allow_tools: self.allow_tools,
                 allow_images: self.allow_images,
                 temperature: self.temperature,
@@ -183,6 +257,8 @@ impl SpecialistDraft {
                 fallbacks,
                 continue_streams: self.continue_streams,
                 aliases: self.aliases.clone(),
+                kind,
+                dimensions,
             }),
             _ => Err(errors),
         }
@@ -262,6 +338,71 @@ impl SpecialistDraft {
     }
 }
 
+impl SpecialistDraft {
+    /// The rules of a kind: an embedding specialist samples nothing (a temperature or
+    /// `max_tokens` other than the default is refused, so a mistake is visible rather than
+    /// ignored), runs on a provider that embeds (every target: Anthropic offers no
+    /// embeddings) and may fix `dimensions`, which a chat specialist may not. Returns the
+    /// dimensions, when valid.
+    fn validate_embedding(
+        &self,
+        kind: SpecialistKind,
+        primary: Option<&Target>,
+        errors: &mut ValidationErrors,
+    ) -> Option<u32> {
+        let dimensions = match (kind, self.dimensions) {
+            (_, None) => None,
+            (SpecialistKind::Chat, Some(_)) => {
+                errors.push(
+                    "dimensions",
+                    "only an embedding specialist fixes dimensions",
+                );
+                None
+            }
+            (SpecialistKind::Embedding, Some(n)) => match u32::try_from(n) {
+                Ok(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => Some(n),
+                _ => {
+                    errors.push(
+                        "dimensions",
+                        format!("must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"),
+                    );
+                    None
+                }
+            },
+        };
+        if kind != SpecialistKind::Embedding {
+            return dimensions;
+        }
+        // Exact comparisons: the defaults are what a draft holds when the field was left out.
+        if self.temperature != DEFAULT_TEMPERATURE {
+            errors.push(
+                "temperature",
+                "an embedding specialist samples nothing: leave temperature out",
+            );
+        }
+        if self.max_tokens != i64::from(DEFAULT_MAX_TOKENS) {
+            errors.push(
+                "max_tokens",
+                "an embedding specialist writes no tokens: leave max_tokens out",
+            );
+        }
+        const NO_EMBEDDINGS: &str =
+            "Anthropic offers no embeddings: an embedding specialist needs openai, google or mock";
+        if primary.is_some_and(|t| !t.provider().embeds()) {
+            errors.push("provider", NO_EMBEDDINGS);
+        }
+        for (index, fallback) in self.fallbacks.iter().enumerate() {
+            if fallback
+                .validate()
+                .is_ok_and(|target| !target.provider().embeds())
+            {
+                errors.push(format!("fallbacks[{index}].provider"), NO_EMBEDDINGS);
+            }
+        }
+        dimensions
+    }
+}
+
 fn is_alias_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/')
 }
@@ -291,6 +432,11 @@ pub struct SpecialistSpec {
     continue_streams: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<String>,
+    /// Written only for an embedding specialist, so a chat catalogue's file stays as it was.
+    #[serde(skip_serializing_if = "SpecialistKind::is_chat")]
+    kind: SpecialistKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
 }
 
 /// Something a request asks of a specialist that the specialist turned off
@@ -411,6 +557,8 @@ impl Specialist {
             fallbacks: self.spec.fallbacks.iter().map(Target::to_draft).collect(),
             continue_streams: self.spec.continue_streams,
             aliases: self.spec.aliases.clone(),
+            kind: self.spec.kind.as_str().to_owned(),
+            dimensions: self.spec.dimensions.map(i64::from),
         }
     }
 
@@ -500,7 +648,15 @@ impl Specialist {
     pub fn aliases(&self) -> &[String] {
         &self.spec.aliases
     }
-    /// The instructions sent before every conversation.
+    /// Chat or embedding: which doors may call it.
+    pub fn kind(&self) -> SpecialistKind {
+        self.spec.kind
+    }
+    /// The vector length an embedding specialist always asks for, if it fixes one.
+    pub fn dimensions(&self) -> Option<u32> {
+        self.spec.dimensions
+    }
+    /// The instructions sent before every conversation (empty for an embedding specialist).
     pub fn system_prompt(&self) -> &str {
         &self.spec.system_prompt
     }
@@ -568,6 +724,8 @@ mod tests {
             fallbacks: vec![],
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
     }
 
@@ -631,6 +789,8 @@ mod tests {
             fallbacks: vec![target("nope", "", None)],
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         };
         let errors = bad.validate().unwrap_err();
         assert_eq!(
@@ -1151,5 +1311,125 @@ mod tests {
         with.aliases = vec!["gpt-4o".into()];
         let value = serde_json::to_value(with.validate().unwrap()).unwrap();
         assert_eq!(value["aliases"], serde_json::json!(["gpt-4o"]));
+    }
+    fn embedder() -> SpecialistDraft {
+        SpecialistDraft {
+            kind: "embedding".into(),
+            model: "text-embedding-3-small".into(),
+            system_prompt: String::new(),
+            temperature: DEFAULT_TEMPERATURE,
+            max_tokens: i64::from(DEFAULT_MAX_TOKENS),
+            pricing: None,
+            ..draft()
+        }
+    }
+
+    #[test]
+    fn a_catalogue_written_before_kinds_reads_as_chat_and_writes_no_kind() {
+        let old: SpecialistDraft = serde_json::from_value(serde_json::json!({
+            "name": "Old", "provider": "mock", "model": "mock-echo", "system_prompt": "Help."
+        }))
+        .unwrap();
+        assert_eq!((old.kind.as_str(), old.dimensions), ("chat", None));
+        let spec = old.validate().unwrap();
+        let value = serde_json::to_value(&spec).unwrap();
+        assert!(value.get("kind").is_none() && value.get("dimensions").is_none());
+    }
+
+    #[test]
+    fn an_embedding_specialist_has_no_prompt_and_keeps_its_kind_and_dimensions() {
+        let written: SpecialistDraft = serde_json::from_value(serde_json::json!({
+            "name": "Embed", "provider": "openai", "model": "text-embedding-3-small",
+            "kind": "embedding", "dimensions": 256
+        }))
+        .unwrap();
+        let spec = written.validate().unwrap();
+        let value = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            (&value["kind"], &value["dimensions"]),
+            (&serde_json::json!("embedding"), &serde_json::json!(256))
+        );
+        let s = Specialist::new(SpecialistId::parse("e").unwrap(), spec.clone(), Utc::now());
+        assert_eq!(s.kind(), SpecialistKind::Embedding);
+        assert_eq!(s.dimensions(), Some(256));
+        assert_eq!(s.system_prompt(), "");
+        assert_eq!(
+            s.to_draft().validate().unwrap(),
+            spec,
+            "round trips through a draft"
+        );
+    }
+
+    #[test]
+    fn an_embedding_specialist_refuses_a_prompt_sampling_and_anthropic() {
+        let d = SpecialistDraft {
+            system_prompt: "Be brief.".into(),
+            temperature: 0.2,
+            max_tokens: 10,
+            provider: "anthropic".into(),
+            fallbacks: vec![
+                target("google", "gemini-embedding-001", None),
+                target("anthropic", "claude-sonnet-4", None),
+            ],
+            ..embedder()
+        };
+        let errors = d.validate().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "system_prompt",
+                "temperature",
+                "max_tokens",
+                "provider",
+                "fallbacks[1].provider"
+            ]
+        );
+        assert!(
+            errors.errors()[3]
+                .message
+                .contains("Anthropic offers no embeddings")
+        );
+        for provider in ["openai", "google", "mock"] {
+            let d = SpecialistDraft {
+                provider: provider.into(),
+                ..embedder()
+            };
+            assert!(d.validate().is_ok(), "{provider} embeds");
+        }
+    }
+
+    #[test]
+    fn dimensions_are_one_to_65536_and_only_on_embedding_specialists() {
+        for (dimensions, ok) in [
+            (1, true),
+            (65_536, true),
+            (0, false),
+            (65_537, false),
+            (-3, false),
+        ] {
+            let d = SpecialistDraft {
+                dimensions: Some(dimensions),
+                ..embedder()
+            };
+            assert_eq!(d.validate().is_ok(), ok, "{dimensions}");
+        }
+        let chat = SpecialistDraft {
+            dimensions: Some(256),
+            ..draft()
+        };
+        assert_eq!(fields(&chat.validate().unwrap_err()), ["dimensions"]);
+        let unknown = SpecialistDraft {
+            kind: "rerank".into(),
+            ..draft()
+        };
+        assert_eq!(fields(&unknown.validate().unwrap_err()), ["kind"]);
+        let chat_without_prompt = SpecialistDraft {
+            system_prompt: String::new(),
+            ..draft()
+        };
+        assert_eq!(
+            fields(&chat_without_prompt.validate().unwrap_err()),
+            ["system_prompt"]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Fake upstream LLM servers for tests and benchmarks: OpenAI Chat Completions, Anthropic
 //! Messages and Google Gemini, each speaking its real wire format (JSON and SSE) on a real
-//! socket on 127.0.0.1.
+//! socket on 127.0.0.1, and the embedding endpoints of OpenAI (`/v1/embeddings`) and Gemini
+//! (`:embedContent`, `:batchEmbedContents`), whose vectors are [`embedding_of`] each input.
 //!
 //! Every fake answers from a script: queue [`Reply`]s with [`FakeUpstream::push`] (one is used
 //! per request, in order) or set the one used when the queue is empty. A reply can be a whole
@@ -31,9 +32,11 @@
 #![warn(missing_docs)]
 
 pub mod conversational;
+mod embedding;
 mod render;
 mod reply;
 mod server;
 
+pub use embedding::{FAKE_EMBEDDING_DIMENSIONS, embedding_of};
 pub use reply::{FakeToolCall, Finish, Reply};
 pub use server::{FakeUpstream, RecordedRequest, Wire};

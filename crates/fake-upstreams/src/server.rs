@@ -279,7 +279,12 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         return count_tokens(&shared, &json);
     }
 
-    let Some((model, streamed)) = route(shared.wire, &req, &json) else {
+    let embedding = crate::embedding::embedding_call(shared.wire, &req, &json);
+    let routed = match &embedding {
+        Some(call) => Some((call.model.clone(), false)),
+        None => route(shared.wire, &req, &json),
+    };
+    let Some((model, streamed)) = routed else {
         return HttpResponse::NotFound().json(render::error_body(
             shared.wire,
             404,
@@ -372,9 +377,12 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             let frames = render::stream(shared.wire, &model, &answer, include_usage);
             sse(Arc::clone(&shared), answer_stream(&shared, &answer, frames))
         }
-        ReplyKind::Answer(answer) => {
-            HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer))
-        }
+        ReplyKind::Answer(answer) => match &embedding {
+            Some(call) => {
+                HttpResponse::Ok().json(crate::embedding::render(shared.wire, call, &answer))
+            }
+            None => HttpResponse::Ok().json(render::whole(shared.wire, &model, &answer)),
+        },
     }
 }
 

@@ -168,6 +168,12 @@ const OPENAI_ENDPOINTS: &[Endpoint] = &[
         guard: Guard::Chat,
     },
     Endpoint {
+        path: "/v1/embeddings",
+        method: Method::POST,
+        route: || web::route().to(openai::embeddings),
+        guard: Guard::Chat,
+    },
+    Endpoint {
         path: "/v1/models",
         method: Method::GET,
         route: || web::route().to(openai::list_models),
@@ -541,7 +547,7 @@ mod tests {
         assert_eq!(error_shape("/chat/send"), ErrorShape::Native);
         assert_eq!(error_shape("/specialists/demo"), ErrorShape::Native);
         // Paths no endpoint serves take the shape of the door they were meant for.
-        assert_eq!(error_shape("/v1/embeddings"), ErrorShape::OpenAi);
+        assert_eq!(error_shape("/v1/audio/speech"), ErrorShape::OpenAi);
         assert_eq!(error_shape("/nowhere"), ErrorShape::Native);
         assert_eq!(
             error_shape("/v1"),

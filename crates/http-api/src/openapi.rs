@@ -50,6 +50,7 @@ use crate::{anthropic, budget_routes, chat, health, openai, specialists, usage};
         budget_routes::delete,
         openai::completions::completions,
         openai::responses::responses,
+        openai::embeddings::embeddings,
         openai::models::list_models,
         openai::models::get_model,
         anthropic::messages::messages,

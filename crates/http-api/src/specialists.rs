@@ -117,6 +117,15 @@ pub(crate) struct SpecialistBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]
     aliases: Option<Option<Vec<String>>>,
+    /// `chat` or `embedding` (default: chat). An embedding specialist has no system prompt,
+    /// leaves temperature and max_tokens out, and is on openai, google or mock (fallbacks
+    /// too).
+    kind: Option<String>,
+    /// Embedding specialists only: the vector length always asked for, 1-65536; null removes
+    /// it (default: the model's own).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    dimensions: Option<Option<i64>>,
     #[serde(rename = "version")]
     #[schema(ignore)]
     _version: Option<IgnoredAny>,
@@ -158,6 +167,8 @@ impl SpecialistBody {
             fallbacks: self.fallbacks.into(),
             continue_streams: self.continue_streams,
             aliases: self.aliases.into(),
+            kind: self.kind,
+            dimensions: self.dimensions.into(),
         }
     }
 }

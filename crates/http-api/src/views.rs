@@ -39,6 +39,11 @@ pub(crate) struct SpecialistView {
     continue_streams: bool,
     /// Other names callers may use as `model` on the OpenAI door. Empty when there are none.
     aliases: Vec<String>,
+    /// `chat` (the chat doors) or `embedding` (`/v1/embeddings` only).
+    kind: String,
+    /// The vector length an embedding specialist always asks for; absent: the model's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// Starts at 1, +1 on every change; also the `ETag`.
@@ -125,6 +130,8 @@ impl From<&Specialist> for SpecialistView {
             fallbacks: s.fallbacks().iter().map(Into::into).collect(),
             continue_streams: s.continue_streams(),
             aliases: s.aliases().to_vec(),
+            kind: s.kind().as_str().to_owned(),
+            dimensions: s.dimensions(),
             created_at: s.created_at(),
             updated_at: s.updated_at(),
             version: s.version(),

@@ -32,6 +32,10 @@ const BUILTIN_PRICES: &[(&str, f64, f64, f64, f64)] = &[
     ("gemini-1.5-flash", 0.075, 0.30, 0.01875, 0.075),
     ("grok-3", 3.00, 15.00, 0.75, 3.00),
     ("grok-2", 2.00, 10.00, 2.00, 2.00),
+    // Embedding models: input only (they write no tokens) and no prompt cache.
+    ("text-embedding-3-small", 0.02, 0.00, 0.02, 0.02),
+    ("text-embedding-3-large", 0.13, 0.00, 0.13, 0.13),
+    ("gemini-embedding-001", 0.15, 0.00, 0.15, 0.15),
 ];
 
 /// A price in nano-dollars per million tokens, so that cost arithmetic is exact integers.
@@ -250,7 +254,7 @@ mod tests {
     #[test]
     fn every_original_model_has_its_listed_price() {
         // The original service's list, written out here rather than read from our table.
-        let listed: [(&str, f64, f64); 18] = [
+        let listed: [(&str, f64, f64); 21] = [
             ("gpt-4o", 2.50, 10.00),
             ("gpt-4o-mini", 0.15, 0.60),
             ("gpt-4-turbo", 10.0, 30.0),
@@ -269,6 +273,9 @@ mod tests {
             ("gemini-1.5-flash", 0.075, 0.30),
             ("grok-3", 3.0, 15.0),
             ("grok-2", 2.0, 10.0),
+            ("text-embedding-3-small", 0.02, 0.0),
+            ("text-embedding-3-large", 0.13, 0.0),
+            ("gemini-embedding-001", 0.15, 0.0),
         ];
         let table = PriceTable::builtin();
         for (model, input, output) in listed {

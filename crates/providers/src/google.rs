@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 use core_domain::{
     ChatMessage, ChatOptions, Completion, ContentPart, FinishReason, ImageDetail, ImageSource,
-    JsonSchemaFormat, ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent, ToolCall,
-    ToolCallDelta, ToolChoice, ToolDefinition,
+    JsonSchemaFormat, ProviderKind, ReasoningEffort, ResponseFormat, Role, StreamEvent, TokenUsage,
+    ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
 };
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::CallLimits;
+use crate::embedding::checked_vectors;
 use crate::keys::KeyPool;
 use crate::registry::required_pool;
 use crate::streaming::{Step, Tally, normalise, parse_data};
@@ -21,8 +22,8 @@ use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, secret_header, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
-    ProvidersConfig, Unsupported,
+    ChatProvider, CompletionFuture, EmbeddingFuture, EmbeddingRequest, Embeddings,
+    EventStreamFuture, KeyHealth, ProviderError, ProviderRequest, ProvidersConfig, Unsupported,
 };
 
 /// The `google` provider. The key travels in the `x-goog-api-key` header, never in the URL
@@ -185,7 +186,7 @@ impl GoogleProvider {
         call: &Call,
         url: &str,
         pool: &KeyPool,
-        body: &WireRequest<'_>,
+        body: &impl Serialize,
     ) -> Result<reqwest::Response, ProviderError> {
         let build = |key: Option<&SecretString>| {
             let builder = self.transport.client(true).post(url).json(body);
@@ -197,6 +198,52 @@ impl GoogleProvider {
         let secrets: Vec<&str> = pool.keys().map(ExposeSecret::expose_secret).collect();
         send(call, ProviderKind::Google, pool, &secrets, build).await
     }
+}
+
+/// Gemini reports no usage for embeddings: a bad body is billed by the estimate.
+fn no_usage(_body: &[u8]) -> Option<TokenUsage> {
+    None
+}
+
+/// `:embedContent`'s body, and one request of `:batchEmbedContents`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEmbedContent<'a> {
+    model: String,
+    content: WireEmbedText<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimensionality: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireEmbedText<'a> {
+    parts: [WireEmbedPart<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct WireEmbedPart<'a> {
+    text: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct WireBatchEmbed<'a> {
+    requests: Vec<WireEmbedContent<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEmbedded {
+    embedding: WireValues,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireBatchEmbedded {
+    embeddings: Vec<WireValues>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireValues {
+    /// A number too large for an `f32` parses to infinity, which the check refuses.
+    values: Vec<f32>,
 }
 
 /// An [`Unsupported`] from this provider.
@@ -618,6 +665,58 @@ impl ChatProvider for GoogleProvider {
                     .model_version
                     .unwrap_or_else(|| request.model.clone()),
                 wire_content: None,
+            })
+        }
+        .boxed()
+    }
+
+    /// `:embedContent` for one input, `:batchEmbedContents` for several (Gemini's batch
+    /// takes at most 100; beyond that the upstream's refusal is the caller's 400). Gemini
+    /// reports no tokens: the usage is the inputs' estimate, flagged.
+    fn embed<'a>(&'a self, request: &'a EmbeddingRequest) -> EmbeddingFuture<'a> {
+        async move {
+            let key = self.key()?;
+            let model = format!(
+                "models/{}",
+                request
+                    .model
+                    .strip_prefix("models/")
+                    .unwrap_or(&request.model)
+            );
+            let one = |text: &'a str| WireEmbedContent {
+                model: model.clone(),
+                content: WireEmbedText {
+                    parts: [WireEmbedPart { text }],
+                },
+                output_dimensionality: request.dimensions,
+            };
+            let call = Call::embedding(self.limits, request);
+            let usage = TokenUsage::estimated(request.input_estimate(), 0);
+            let vectors: Vec<(Option<usize>, Vec<f32>)> = match request.inputs.as_slice() {
+                [text] => {
+                    let url = self.url(&request.model, "embedContent");
+                    let response = self.post(&call, &url, key, &one(text)).await?;
+                    let answer: WireEmbedded = read_json(&call, response, no_usage).await?;
+                    vec![(None, answer.embedding.values)]
+                }
+                inputs => {
+                    let url = self.url(&request.model, "batchEmbedContents");
+                    let body = WireBatchEmbed {
+                        requests: inputs.iter().map(|text| one(text)).collect(),
+                    };
+                    let response = self.post(&call, &url, key, &body).await?;
+                    let answer: WireBatchEmbedded = read_json(&call, response, no_usage).await?;
+                    answer
+                        .embeddings
+                        .into_iter()
+                        .map(|e| (None, e.values))
+                        .collect()
+                }
+            };
+            Ok(Embeddings {
+                vectors: checked_vectors(vectors, request, usage)?,
+                usage,
+                model: request.model.clone(),
             })
         }
         .boxed()

@@ -104,6 +104,7 @@
 
 mod anthropic;
 mod config;
+mod embedding;
 mod error;
 mod google;
 mod keys;
@@ -121,10 +122,11 @@ mod upstream_error;
 
 pub use anthropic::AnthropicProvider;
 pub use config::{CompatibleServer, KeyConfig, MASKED, ProvidersConfig, UpstreamConfig};
+pub use embedding::{EmbeddingFuture, EmbeddingRequest, Embeddings};
 pub use error::{ProviderError, StreamFailure, TimeoutPhase};
 pub use google::GoogleProvider;
 pub use keys::{BreakerState, KeyHealth};
-pub use mock::{MockConfig, MockProvider};
+pub use mock::{MOCK_EMBEDDING_DIMENSIONS, MockConfig, MockProvider};
 pub use openai::OpenAiProvider;
 pub use provider::{
     ChatProvider, CompletionFuture, EventStream, EventStreamFuture, RetryPolicy, TokenCountFuture,

@@ -7,7 +7,10 @@ use core_domain::{
 use futures_util::{FutureExt, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatProvider, CompletionFuture, EventStream, EventStreamFuture, ProviderRequest};
+use crate::{
+    ChatProvider, CompletionFuture, EmbeddingFuture, EmbeddingRequest, Embeddings, EventStream,
+    EventStreamFuture, ProviderRequest,
+};
 
 /// How the mock behaves: for demos, front-end work and load tests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,34 @@ impl MockProvider {
     }
 }
 
+/// The length of the mock's vectors when the request does not ask for one.
+pub const MOCK_EMBEDDING_DIMENSIONS: u32 = 8;
+
+/// A unit vector of `dimensions` numbers derived from `text` alone: the same text always gets
+/// the same vector (FNV-1a of the text seeds a splitmix64 sequence), different texts almost
+/// never do.
+fn mock_vector(text: &str, dimensions: u32) -> Vec<f32> {
+    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    // The top 24 bits, as an f32 holds them exactly, spread over [-1, 1).
+    let raw: Vec<f64> = (0..dimensions)
+        .map(|_| f64::from(u32::try_from(next() >> 40).unwrap_or(0)) / f64::from(1_u32 << 23) - 1.0)
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    // Every value is in [-1, 1]: nothing is lost but precision.
+    raw.iter()
+        .map(|x| if norm > 0.0 { (x / norm) as f32 } else { 0.0 })
+        .collect()
+}
+
 /// `text` cut into at most `count` pieces of nearly equal length, on character boundaries.
 fn split_into_chunks(text: &str, count: u32) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
@@ -112,6 +143,25 @@ impl ChatProvider for MockProvider {
         async move {
             Self::wait(self.config.latency_ms).await;
             Ok(Self::answer(request))
+        }
+        .boxed()
+    }
+
+    /// Deterministic unit vectors derived from each text (`dimensions` honoured, else
+    /// [`MOCK_EMBEDDING_DIMENSIONS`]); the usage is the inputs' estimate, as reported.
+    fn embed<'a>(&'a self, request: &'a EmbeddingRequest) -> EmbeddingFuture<'a> {
+        async move {
+            Self::wait(self.config.latency_ms).await;
+            let dimensions = request.dimensions.unwrap_or(MOCK_EMBEDDING_DIMENSIONS);
+            Ok(Embeddings {
+                vectors: request
+                    .inputs
+                    .iter()
+                    .map(|text| mock_vector(text, dimensions))
+                    .collect(),
+                usage: TokenUsage::reported(request.input_estimate(), 0),
+                model: request.model.clone(),
+            })
         }
         .boxed()
     }
@@ -278,5 +328,34 @@ mod tests {
         assert_eq!(split_into_chunks("ab", 8), ["a", "b"]);
         assert_eq!(split_into_chunks("", 3), Vec::<String>::new());
         assert_eq!(split_into_chunks("abc", 0), ["abc"]);
+    }
+
+    #[tokio::test]
+    async fn mock_vectors_are_unit_length_deterministic_and_sized_as_asked() {
+        let provider = MockProvider::default();
+        let mut request = EmbeddingRequest {
+            model: "mock-embed".into(),
+            inputs: vec!["hello".into(), "world".into(), "hello".into()],
+            dimensions: None,
+            base_url: None,
+            single_attempt: false,
+            deadline: None,
+        };
+        let answer = provider.embed(&request).await.unwrap();
+        assert_eq!(answer.vectors.len(), 3);
+        assert_eq!(
+            answer.vectors[0], answer.vectors[2],
+            "same text, same vector"
+        );
+        assert_ne!(answer.vectors[0], answer.vectors[1]);
+        for vector in &answer.vectors {
+            assert_eq!(vector.len(), MOCK_EMBEDDING_DIMENSIONS as usize);
+            let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        }
+        assert_eq!(answer.usage, TokenUsage::reported(6, 0));
+        request.dimensions = Some(1024);
+        let wide = provider.embed(&request).await.unwrap();
+        assert!(wide.vectors.iter().all(|v| v.len() == 1024));
     }
 }

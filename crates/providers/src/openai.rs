@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use core_domain::{
     ChatMessage, Completion, ContentPart, FinishReason, ImageSource, ProviderKind, ResponseFormat,
-    Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
+    Role, StreamEvent, TokenUsage, ToolCall, ToolCallDelta, ToolChoice, ToolDefinition,
 };
 use futures_util::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::CallLimits;
+use crate::embedding::checked_vectors;
 use crate::keys::{KeyPool, PoolPolicy};
 use crate::registry::required_pool;
 use crate::streaming::{Step, Tally, normalise, parse_data};
@@ -21,8 +22,8 @@ use crate::transport::Sleeper;
 use crate::transport::{Call, Transport, read_json, send, sse_events};
 use crate::upstream_error::scrub;
 use crate::{
-    ChatProvider, CompletionFuture, EventStreamFuture, KeyHealth, ProviderError, ProviderRequest,
-    ProvidersConfig, Unsupported,
+    ChatProvider, CompletionFuture, EmbeddingFuture, EmbeddingRequest, Embeddings,
+    EventStreamFuture, KeyHealth, ProviderError, ProviderRequest, ProvidersConfig, Unsupported,
 };
 
 const XAI_HOST: &str = "api.x.ai";
@@ -38,6 +39,8 @@ pub struct OpenAiProvider {
     transport: Transport,
     /// `{configured base URL}/chat/completions`, parsed once (parsing per call is measurable).
     endpoint: Result<reqwest::Url, String>,
+    /// `{configured base URL}/embeddings`, parsed once.
+    embeddings_endpoint: Result<reqwest::Url, String>,
     /// The configured endpoint's keys.
     configured: Arc<KeyPool>,
     /// The xAI keys, for a pool per `api.x.ai` base URL made on first use.
@@ -104,6 +107,8 @@ impl OpenAiProvider {
         Self {
             transport,
             endpoint: reqwest::Url::parse(&endpoint)
+                .map_err(|e| format!("providers.openai.base_url is not a URL: {e}")),
+            embeddings_endpoint: reqwest::Url::parse(&format!("{base}/embeddings"))
                 .map_err(|e| format!("providers.openai.base_url is not a URL: {e}")),
             configured: Arc::new(configured),
             xai_keys,
@@ -180,10 +185,24 @@ impl OpenAiProvider {
     }
 
     fn endpoint(&self, request: &ProviderRequest) -> Result<Endpoint, ProviderError> {
-        let pool = self.pool_for(request.base_url.as_deref())?;
-        let Some(base) = request.base_url.as_deref().map(|u| u.trim_end_matches('/')) else {
-            let url = self
-                .endpoint
+        self.endpoint_at(
+            request.base_url.as_deref(),
+            &self.endpoint,
+            "chat/completions",
+        )
+    }
+
+    /// Where a request to `path` under `base_url` goes (`configured`: that path under the
+    /// configured endpoint, parsed once).
+    fn endpoint_at(
+        &self,
+        base_url: Option<&str>,
+        configured: &Result<reqwest::Url, String>,
+        path: &str,
+    ) -> Result<Endpoint, ProviderError> {
+        let pool = self.pool_for(base_url)?;
+        let Some(base) = base_url.map(|u| u.trim_end_matches('/')) else {
+            let url = configured
                 .clone()
                 .map_err(|message| ProviderError::Setup { message })?;
             return Ok(Endpoint {
@@ -193,7 +212,7 @@ impl OpenAiProvider {
                 is_configured: true,
             });
         };
-        let url = reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
+        let url = reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| {
             ProviderError::InvalidRequest {
                 status: 0,
                 message: format!("the specialist's base_url is not a URL: {e}"),
@@ -264,7 +283,7 @@ impl OpenAiProvider {
     async fn post(
         call: &Call,
         endpoint: &Endpoint,
-        body: &WireRequest<'_>,
+        body: &impl Serialize,
         secrets: &[&str],
     ) -> Result<reqwest::Response, ProviderError> {
         let build = |key: Option<&SecretString>| {
@@ -457,6 +476,47 @@ impl ChatProvider for OpenAiProvider {
         .boxed()
     }
 
+    /// `POST {base}/embeddings`, always asking for floats (the door encodes base64 itself, so
+    /// what it checks is what it sends on).
+    fn embed<'a>(&'a self, request: &'a EmbeddingRequest) -> EmbeddingFuture<'a> {
+        async move {
+            let endpoint = self.endpoint_at(
+                request.base_url.as_deref(),
+                &self.embeddings_endpoint,
+                "embeddings",
+            )?;
+            let body = WireEmbeddingRequest {
+                model: &request.model,
+                input: &request.inputs,
+                encoding_format: "float",
+                dimensions: request.dimensions,
+            };
+            let call = Call::embedding(self.limits, request);
+            let response = Self::post(&call, &endpoint, &body, &self.secrets()).await?;
+            let answer: WireEmbeddings =
+                read_json(&call, response, WireEmbeddingUsage::in_body).await?;
+            let usage = answer
+                .usage
+                .as_ref()
+                .and_then(|u| count(u.prompt_tokens))
+                .map_or_else(
+                    || TokenUsage::estimated(request.input_estimate(), 0),
+                    |input| TokenUsage::reported(input, 0),
+                );
+            let vectors = answer
+                .data
+                .into_iter()
+                .map(|item| (Some(item.index), item.embedding))
+                .collect();
+            Ok(Embeddings {
+                vectors: checked_vectors(vectors, request, usage)?,
+                usage,
+                model: answer.model.unwrap_or_else(|| request.model.clone()),
+            })
+        }
+        .boxed()
+    }
+
     fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a> {
         async move {
             let endpoint = self.endpoint(request)?;
@@ -641,6 +701,52 @@ struct WireFunctionCall {
 #[derive(Debug, Deserialize)]
 struct WireUsageOnly {
     usage: Option<WireUsage>,
+}
+
+/// `POST /embeddings`.
+#[derive(Debug, Serialize)]
+struct WireEmbeddingRequest<'a> {
+    model: &'a str,
+    input: &'a [String],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
+}
+
+/// Its answer. A wrongly typed value anywhere (a string for a number, a missing index) fails
+/// the parse: the call is then a bad response, billed by the usage still readable.
+#[derive(Debug, Deserialize)]
+struct WireEmbeddings {
+    data: Vec<WireEmbedding>,
+    model: Option<String>,
+    usage: Option<WireEmbeddingUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEmbedding {
+    index: usize,
+    /// A number too large for an `f32` parses to infinity, which the check refuses.
+    embedding: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEmbeddingUsage {
+    prompt_tokens: Option<Reported>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbeddingUsageOnly {
+    usage: Option<WireEmbeddingUsage>,
+}
+
+impl WireEmbeddingUsage {
+    /// The usage `body` reports, if that part of it reads as usage.
+    fn in_body(body: &[u8]) -> Option<TokenUsage> {
+        let usage = serde_json::from_slice::<WireEmbeddingUsageOnly>(body)
+            .ok()?
+            .usage?;
+        Some(TokenUsage::reported(count(usage.prompt_tokens)?, 0))
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,10 @@ use core_domain::{Completion, ProviderKind, StreamEvent};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::{KeyHealth, ProviderError, ProviderRequest, StreamFailure, Unsupported};
+use crate::{
+    EmbeddingFuture, EmbeddingRequest, KeyHealth, ProviderError, ProviderRequest, StreamFailure,
+    Unsupported,
+};
 
 /// How a destination is retried when there is nowhere else to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,4 +134,18 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     /// Asks for an answer as a stream of text deltas ending with usage. The stream owns what it
     /// needs and may outlive `request`.
     fn stream<'a>(&'a self, request: &'a ProviderRequest) -> EventStreamFuture<'a>;
+
+    /// Turns `request`'s inputs into vectors, one per input in order. The default: this
+    /// provider offers no embeddings (Anthropic), refused before anything is sent; the
+    /// catalogue never puts an embedding specialist on such a provider.
+    fn embed<'a>(&'a self, request: &'a EmbeddingRequest) -> EmbeddingFuture<'a> {
+        let _ = request;
+        let kind = self.kind();
+        Box::pin(async move {
+            Err(ProviderError::InvalidRequest {
+                status: 0,
+                message: format!("the {kind} provider offers no embeddings"),
+            })
+        })
+    }
 }

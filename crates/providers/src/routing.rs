@@ -36,11 +36,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_domain::{ChatMessage, Completion, ErrorCode, ProviderKind, StreamEvent, TokenUsage};
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::transport::backoff;
-use crate::{ChatProvider, EventStream, ProviderError, ProviderRequest, Sleeper, StreamFailure};
+use crate::{
+    ChatProvider, EmbeddingRequest, Embeddings, EventStream, ProviderError, ProviderRequest,
+    Sleeper, StreamFailure,
+};
 
 /// The `[routing]` section: how far one call may go to get an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -252,13 +256,36 @@ impl Router {
     pub async fn complete(
         &self,
         route: &Route,
-        mut request: ProviderRequest,
+        request: ProviderRequest,
         prompt_estimate: u32,
         observe: &mut (dyn FnMut(AttemptEvent) + Send),
     ) -> Result<(Completion, Arc<Destination>), ProviderError> {
+        self.whole(route, request, prompt_estimate, observe).await
+    }
+
+    /// The vectors from the first destination that gives them, with the destination that
+    /// gave them, as [`Router::complete`] makes a chat call (the same attempts, fallbacks,
+    /// retries and deadline); `input_estimate` is `request`'s.
+    pub async fn embed(
+        &self,
+        route: &Route,
+        request: EmbeddingRequest,
+        input_estimate: u32,
+        observe: &mut (dyn FnMut(AttemptEvent) + Send),
+    ) -> Result<(Embeddings, Arc<Destination>), ProviderError> {
+        self.whole(route, request, input_estimate, observe).await
+    }
+
+    /// One whole answer to `request` along `route`: the attempt loop both kinds of call share.
+    async fn whole<R: Attempted>(
+        &self,
+        route: &Route,
+        mut request: R,
+        prompt_estimate: u32,
+        observe: &mut (dyn FnMut(AttemptEvent) + Send),
+    ) -> Result<(R::Answer, Arc<Destination>), ProviderError> {
         let mut plan = Plan::new(*self, route.clone());
-        request.single_attempt = true;
-        request.deadline = Some(plan.deadline);
+        request.limit(plan.deadline);
         let mut last_error = None;
         let mut total = TokenUsage::default();
         loop {
@@ -266,7 +293,7 @@ impl Router {
                 Ok(stop) => stop,
                 Err(error) => return Err(last_error.unwrap_or(error)),
             };
-            aim(&mut request, &destination);
+            request.aim(&destination);
             let start = AttemptStart {
                 index,
                 destination: Arc::clone(&destination),
@@ -275,9 +302,9 @@ impl Router {
             };
             observe(AttemptEvent::Started(start));
             let began = Instant::now();
-            let result = provider.complete(&request).await;
+            let result = request.send(provider.as_ref()).await;
             let (error, usage) = match &result {
-                Ok(completion) => (None, completion.usage),
+                Ok(answer) => (None, R::usage(answer)),
                 Err(error) => (Some(error.code()), error.consumed(prompt_estimate)),
             };
             total = plus(total, usage);
@@ -290,10 +317,10 @@ impl Router {
                 continuation: false,
             }));
             match result {
-                Ok(mut completion) => {
+                Ok(mut answer) => {
                     // The caller is told what the call consumed in all, as it is billed.
-                    completion.usage = total;
-                    return Ok((completion, destination));
+                    R::bill(&mut answer, total);
+                    return Ok((answer, destination));
                 }
                 Err(error) => {
                     plan.failed(index, &error)?;
@@ -341,6 +368,77 @@ impl Router {
             })
             .flatten(),
         )
+    }
+}
+
+/// A request the router sends whole, one attempt per destination: a chat request or an
+/// embedding request.
+trait Attempted: Send {
+    /// What a successful attempt answers.
+    type Answer: Send;
+    /// Points the request at `destination`.
+    fn aim(&mut self, destination: &Destination);
+    /// One HTTP request per attempt, the whole call over by `deadline`.
+    fn limit(&mut self, deadline: Instant);
+    /// The attempt.
+    fn send<'a>(
+        &'a self,
+        provider: &'a dyn ChatProvider,
+    ) -> BoxFuture<'a, Result<Self::Answer, ProviderError>>;
+    /// What a successful attempt consumed.
+    fn usage(answer: &Self::Answer) -> TokenUsage;
+    /// Puts every attempt's usage together on the answer.
+    fn bill(answer: &mut Self::Answer, total: TokenUsage);
+}
+
+impl Attempted for ProviderRequest {
+    type Answer = Completion;
+    fn aim(&mut self, destination: &Destination) {
+        aim(self, destination);
+    }
+    fn limit(&mut self, deadline: Instant) {
+        self.single_attempt = true;
+        self.deadline = Some(deadline);
+    }
+    fn send<'a>(
+        &'a self,
+        provider: &'a dyn ChatProvider,
+    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
+        provider.complete(self)
+    }
+    fn usage(answer: &Completion) -> TokenUsage {
+        answer.usage
+    }
+    fn bill(answer: &mut Completion, total: TokenUsage) {
+        answer.usage = total;
+    }
+}
+
+impl Attempted for EmbeddingRequest {
+    type Answer = Embeddings;
+    fn aim(&mut self, destination: &Destination) {
+        if self.model != destination.model {
+            self.model.clone_from(&destination.model);
+        }
+        if self.base_url != destination.base_url {
+            self.base_url.clone_from(&destination.base_url);
+        }
+    }
+    fn limit(&mut self, deadline: Instant) {
+        self.single_attempt = true;
+        self.deadline = Some(deadline);
+    }
+    fn send<'a>(
+        &'a self,
+        provider: &'a dyn ChatProvider,
+    ) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        provider.embed(self)
+    }
+    fn usage(answer: &Embeddings) -> TokenUsage {
+        answer.usage
+    }
+    fn bill(answer: &mut Embeddings, total: TokenUsage) {
+        answer.usage = total;
     }
 }
 

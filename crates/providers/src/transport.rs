@@ -168,14 +168,23 @@ impl Call {
     /// The call for `request`: its deadline is the upstream's total timeout from now, or the
     /// request's own deadline when that is sooner.
     pub(crate) fn start(limits: CallLimits, request: &crate::ProviderRequest) -> Self {
+        Self::with(limits, request.single_attempt, request.deadline)
+    }
+
+    /// The call for an embedding `request`, as [`Call::start`].
+    pub(crate) fn embedding(limits: CallLimits, request: &crate::EmbeddingRequest) -> Self {
+        Self::with(limits, request.single_attempt, request.deadline)
+    }
+
+    fn with(limits: CallLimits, single_attempt: bool, asked: Option<std::time::Instant>) -> Self {
         let mut deadline = instant_after(limits.total);
-        if let Some(asked) = request.deadline {
+        if let Some(asked) = asked {
             deadline = deadline.min(Instant::from_std(asked));
         }
         Self {
             limits,
             deadline,
-            single_attempt: request.single_attempt,
+            single_attempt,
         }
     }
 

@@ -671,7 +671,7 @@ mod tests {
     }
 
     #[test]
-    fn default_catalogue_has_the_original_four_and_demo() {
+    fn default_catalogue_has_the_original_four_demo_and_demo_embed() {
         let list = parse_catalogue(
             DEFAULT_CATALOGUE_JSON,
             &BaseUrlPolicy::default(),
@@ -685,6 +685,7 @@ mod tests {
             [
                 "code_reviewer",
                 "demo",
+                "demo-embed",
                 "financial_analyst",
                 "general",
                 "grok_analyst"
@@ -775,7 +776,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/specialists.json");
         let catalogue = Catalogue::open(&path, &BaseUrlPolicy::default()).unwrap();
-        assert_eq!(catalogue.len(), 5);
+        assert_eq!(catalogue.len(), 6);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             DEFAULT_CATALOGUE_JSON

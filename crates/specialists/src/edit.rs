@@ -301,6 +301,8 @@ mod tests {
             fallbacks: vec![],
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
     }
 

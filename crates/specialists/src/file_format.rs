@@ -150,6 +150,8 @@ mod tests {
             fallbacks: vec![],
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
     }
 
@@ -262,6 +264,8 @@ mod tests {
             ],
             continue_streams: false,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
             ..draft()
         };
         let s = Specialist::new(

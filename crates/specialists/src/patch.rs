@@ -5,12 +5,13 @@
 
 use core_domain::{
     DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, PricingDraft, SpecialistDraft, SpecialistId,
-    TargetDraft, ValidationErrors,
+    SpecialistKind, TargetDraft, ValidationErrors,
 };
 
 use crate::Catalogue;
 
-/// The fields a create or a PUT must send; every other editable field has a default.
+/// The fields a create or a PUT must send (`system_prompt` only for a chat specialist);
+/// every other editable field has a default.
 pub const REQUIRED_FIELDS: [&str; 4] = ["name", "provider", "model", "system_prompt"];
 
 /// A field that may be left alone, removed or set: for the optional fields (`base_url`,
@@ -105,6 +106,11 @@ pub struct SpecialistPatch {
     /// Other names callers may use as `model`; a new list replaces the whole old one, and
     /// clearing it leaves none (default: none).
     pub aliases: Clearable<Vec<String>>,
+    /// `chat` or `embedding` (default: chat).
+    pub kind: Option<String>,
+    /// The vector length an embedding specialist always asks for; clearing it leaves the
+    /// model's own (default: none).
+    pub dimensions: Clearable<i64>,
 }
 
 impl SpecialistPatch {
@@ -145,6 +151,10 @@ impl SpecialistPatch {
             .aliases
             .applied_to(Some(current.aliases))
             .unwrap_or_default();
+        if let Some(kind) = self.kind {
+            current.kind = kind;
+        }
+        current.dimensions = self.dimensions.applied_to(current.dimensions);
         current
     }
 
@@ -154,11 +164,14 @@ impl SpecialistPatch {
     /// when it applies it).
     pub fn into_new_fields(self) -> Result<SpecialistDraft, ValidationErrors> {
         let mut missing = ValidationErrors::new();
+        // An embedding specialist has no system prompt: only a chat one must send it.
+        let embedding =
+            self.kind.as_deref().map(str::trim) == Some(SpecialistKind::Embedding.as_str());
         for (field, is_sent) in REQUIRED_FIELDS.into_iter().zip([
             self.name.is_some(),
             self.provider.is_some(),
             self.model.is_some(),
-            self.system_prompt.is_some(),
+            self.system_prompt.is_some() || embedding,
         ]) {
             if !is_sent {
                 missing.push(field, "is required");
@@ -199,6 +212,8 @@ fn defaults() -> SpecialistDraft {
         fallbacks: Vec::new(),
         continue_streams: true,
         aliases: Vec::new(),
+        kind: "chat".into(),
+        dimensions: None,
     }
 }
 
@@ -278,6 +293,8 @@ mod tests {
             fallbacks: vec![fallback("anthropic", "claude-sonnet-4")],
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
     }
 
@@ -420,6 +437,46 @@ mod tests {
             ..complete()
         };
         assert_eq!(nulls.into_new_fields(), complete().into_new_fields());
+    }
+
+    #[test]
+    fn an_embedding_specialist_needs_no_system_prompt_and_a_patch_sets_its_dimensions() {
+        let embedder = SpecialistPatch {
+            name: Some("Embed".into()),
+            provider: Some("mock".into()),
+            model: Some("mock-embed".into()),
+            kind: Some("embedding".into()),
+            dimensions: Clearable::Set(16),
+            ..SpecialistPatch::default()
+        }
+        .into_new_fields()
+        .unwrap();
+        assert_eq!(
+            (embedder.kind.as_str(), embedder.dimensions),
+            ("embedding", Some(16))
+        );
+        assert!(embedder.validate().is_ok());
+        let cleared = SpecialistPatch {
+            dimensions: Clearable::Clear,
+            ..SpecialistPatch::default()
+        }
+        .merged_into(embedder.clone());
+        assert_eq!(cleared.dimensions, None);
+        let kept = SpecialistPatch::default().merged_into(embedder);
+        assert_eq!(
+            (kept.kind.as_str(), kept.dimensions),
+            ("embedding", Some(16))
+        );
+
+        let chat = SpecialistPatch {
+            name: Some("Chat".into()),
+            provider: Some("mock".into()),
+            model: Some("mock-echo".into()),
+            ..SpecialistPatch::default()
+        }
+        .into_new_fields()
+        .unwrap_err();
+        assert_eq!(fields(&chat), [("system_prompt", "is required")]);
     }
 
     #[test]

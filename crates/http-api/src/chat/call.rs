@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web_lab::sse::{self, Sse};
 use budgets::{BudgetEntry, Budgets, CallScope};
 use core_domain::{
-    Completion, Door, NotAllowed, RequestId, Specialist, SpecialistId, Target, Usd,
+    Completion, Door, NotAllowed, RequestId, Specialist, SpecialistId, SpecialistKind, Target, Usd,
     ValidationErrors,
 };
 use futures_util::Stream;
@@ -36,7 +36,7 @@ pub(crate) struct PreparedCall {
 }
 
 /// What admission against budgets needs, kept from preparation.
-struct BudgetCheck {
+pub(super) struct BudgetCheck {
     budgets: Arc<Budgets>,
     metrics: Arc<Metrics>,
     /// The call's request id: its reservation's id.
@@ -50,7 +50,11 @@ struct BudgetCheck {
 impl BudgetCheck {
     /// Reserves the worst case (handing the reservation to `recorder`, which settles it), or
     /// ends the call with the refusal as its row and returns the error to answer with.
-    async fn admit(self, recorder: CallRecorder, streamed: bool) -> Result<CallRecorder, ApiError> {
+    pub(super) async fn admit(
+        self,
+        recorder: CallRecorder,
+        streamed: bool,
+    ) -> Result<CallRecorder, ApiError> {
         match spend::admit(
             &self.budgets,
             &self.metrics,
@@ -127,6 +131,21 @@ pub(crate) fn prepare_with(
     tracing::Span::current()
         .record("specialist", specialist.id().as_str())
         .record("provider", specialist.provider().as_str());
+    // Every chat door refuses an embedding specialist, before anything is recorded.
+    if specialist.kind() != SpecialistKind::Chat {
+        let param = if door == Door::Native {
+            "specialist_id"
+        } else {
+            "model"
+        };
+        return Err(ApiError::invalid_parameter(
+            param,
+            format!(
+                "'{}' is an embedding specialist; use /v1/embeddings",
+                specialist.id()
+            ),
+        ));
+    }
     let request = build(&specialist);
     // What the specialist turned off is refused first, whatever its provider could do.
     if let Some(not_allowed) = specialist.first_not_allowed(&request.options, &request.messages) {
@@ -146,25 +165,15 @@ pub(crate) fn prepare_with(
             provider.check_request(&aimed).is_ok()
         });
     }
-    let covering = state.budgets.covering(CallScope {
-        specialist: specialist.id(),
-        user: context.identity.email_hash(),
-        api_key: context.api_key.as_deref(),
-    });
-    let recorder = CallRecorder::start(state, &specialist, context, door, &request, &route);
-    let budget_check = (!covering.is_empty()).then(|| BudgetCheck {
-        budgets: Arc::clone(&state.budgets),
-        metrics: Arc::clone(&state.metrics),
-        request_id: context.request_id.clone(),
-        covering,
-        amount: spend::worst_case(
-            &state.prices,
-            &specialist,
-            &route,
-            recorder.prompt_estimate(),
-            request.max_tokens,
-        ),
-    });
+    let (recorder, budget_check) = open_call(
+        state,
+        context,
+        door,
+        &specialist,
+        &route,
+        (request.prompt_estimate(), request.options.user.clone()),
+        request.max_tokens,
+    );
     Ok(PreparedCall {
         specialist,
         route,
@@ -175,8 +184,43 @@ pub(crate) fn prepare_with(
     })
 }
 
+/// The recorder of a call about to be made along `route` (its prompt estimate and end user
+/// in `prompt`), and the budget check it must pass: its worst case is the prompt at every
+/// destination's input price and `max_output_tokens` at its output price. Shared by chat and
+/// embedding calls.
+pub(super) fn open_call(
+    state: &AppState,
+    context: &RequestContext,
+    door: Door,
+    specialist: &Arc<Specialist>,
+    route: &Route,
+    prompt: (u32, Option<String>),
+    max_output_tokens: u32,
+) -> (CallRecorder, Option<BudgetCheck>) {
+    let covering = state.budgets.covering(CallScope {
+        specialist: specialist.id(),
+        user: context.identity.email_hash(),
+        api_key: context.api_key.as_deref(),
+    });
+    let recorder = CallRecorder::start(state, specialist, context, door, prompt, route);
+    let budget_check = (!covering.is_empty()).then(|| BudgetCheck {
+        budgets: Arc::clone(&state.budgets),
+        metrics: Arc::clone(&state.metrics),
+        request_id: context.request_id.clone(),
+        covering,
+        amount: spend::worst_case(
+            &state.prices,
+            specialist,
+            route,
+            recorder.prompt_estimate(),
+            max_output_tokens,
+        ),
+    });
+    (recorder, budget_check)
+}
+
 /// Where a call to `specialist` may go: its own provider and model, then its fallbacks.
-fn route_for(state: &AppState, specialist: &Specialist) -> Route {
+pub(super) fn route_for(state: &AppState, specialist: &Specialist) -> Route {
     let destination = |target: &Target| Destination {
         provider: target.provider(),
         model: target.model().to_owned(),

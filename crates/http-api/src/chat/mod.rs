@@ -4,10 +4,13 @@
 //! - `call`: [`prepare_with`] (by way of `prepare_for` for an id) makes a `PreparedCall`, whose `complete()` and `stream()` make the
 //!   call and own all of its recording; a route only maps its wire format.
 //! - `relay`: carries a stream to the client in the route's `StreamFormat`.
+//! - `embed`: the embedding call (`/v1/embeddings`) over the same admission, budgets,
+//!   attempts and recorder.
 //! - `recorder`: the one usage row, its price and metrics, however the call ends.
 //! - `input`: validation of the `/chat/*` body.
 
 mod call;
+mod embed;
 mod input;
 mod recorder;
 pub(crate) mod relay;
@@ -15,5 +18,6 @@ pub(crate) mod send;
 pub(crate) mod stream;
 
 pub(crate) use call::{prepare, prepare_with};
+pub(crate) use embed::prepare_embedding;
 pub(crate) use input::ChatRequestBody;
 pub(crate) use recorder::CallRecorder;

@@ -1,4 +1,4 @@
-//! Exactly one usage row per chat call, however the call ends.
+//! Exactly one usage row per call (chat or embedding), however the call ends.
 //!
 //! Separate jobs meet here: tracking what a call has delivered (`Delivered`), pricing what it
 //! consumed (a [`CostEstimate`], returned as a value to the route that shows it), the metrics
@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use core_domain::{Door, ErrorCode, Specialist, TokenUsage};
 use pricing::{CostEstimate, PriceSource, PriceTable};
-use providers::{
-    AttemptEvent, AttemptReport, AttemptStart, Destination, ProviderError, ProviderRequest, Route,
-};
+use providers::{AttemptEvent, AttemptReport, AttemptStart, Destination, ProviderError, Route};
 use usage_store::{AttemptRecord, CallStart, CallTicket, Durable, Rates, UsageRecord, UsageSink};
 
 use crate::live_calls::LiveCall;
@@ -111,12 +109,15 @@ impl PricedAttempt {
 }
 
 impl CallRecorder {
+    /// The recorder of a call to `specialist` along `route` that came in by `door`, whose
+    /// prompt (a chat's messages, an embedding's inputs) is estimated at `prompt_estimate`
+    /// tokens, for the caller's `end_user` if it named one.
     pub(crate) fn start(
         state: &AppState,
         specialist: &Arc<Specialist>,
         context: &RequestContext,
         door: Door,
-        request: &ProviderRequest,
+        (prompt_estimate, end_user): (u32, Option<String>),
         route: &Route,
     ) -> Self {
         Self {
@@ -129,8 +130,8 @@ impl CallRecorder {
                 specialist: Arc::clone(specialist),
                 context: context.clone(),
                 timestamp: Utc::now(),
-                estimated_input_tokens: request.prompt_estimate(),
-                end_user: request.options.user.clone(),
+                estimated_input_tokens: prompt_estimate,
+                end_user,
                 streamed: false,
                 door,
                 ticket: None,

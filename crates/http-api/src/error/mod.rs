@@ -82,6 +82,20 @@ impl ApiError {
         }
     }
 
+    /// A 400 `invalid_request` about the one parameter `field`: a request that is well formed
+    /// but cannot go where it asks (an embedding specialist at a chat door).
+    pub(crate) fn invalid_parameter(field: &str, message: impl Into<String>) -> Self {
+        let mut details = ValidationErrors::new();
+        details.push(field, message);
+        Self {
+            details: Some(details),
+            ..Self::new(
+                ApiCode::InvalidRequest,
+                "the request cannot go to this specialist",
+            )
+        }
+    }
+
     /// A 400 `unsupported_parameter` listing every parameter that is valid but cannot be
     /// honoured (an audio part, log probabilities on a stream).
     pub(crate) fn unsupported(details: ValidationErrors) -> Self {

@@ -1036,6 +1036,8 @@ mod tests {
             fallbacks: Vec::new(),
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
         .validate()
         .unwrap();
@@ -1209,6 +1211,8 @@ mod tests {
             fallbacks: Vec::new(),
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         };
         let no_images = Specialist::new(
             SpecialistId::parse("s").unwrap(),

@@ -4,6 +4,7 @@
 mod anthropic;
 mod bad_bodies;
 mod bounds;
+mod embeddings;
 mod google;
 mod keys;
 mod native;

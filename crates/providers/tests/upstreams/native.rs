@@ -362,6 +362,8 @@ fn specialist(provider: &str) -> Specialist {
         fallbacks: Vec::new(),
         continue_streams: true,
         aliases: Vec::new(),
+        kind: "chat".into(),
+        dimensions: None,
     }
     .validate()
     .unwrap();
