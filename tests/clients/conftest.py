@@ -128,10 +128,6 @@ url = "sqlite://{directory / 'usage.db'}"
 [specialists]
 path = "{directory / 'specialists.json'}"
 
-# The whole suite calls from one address: more than the default 60 chat requests an hour.
-[rate_limit]
-requests = 100000
-
 [providers.openai]
 api_key = "fake-openai-key"
 base_url = "{fakes['openai']}/v1"
