@@ -1068,6 +1068,8 @@ mod tests {
             fallbacks: Vec::new(),
             continue_streams: true,
             aliases: Vec::new(),
+            kind: "chat".into(),
+            dimensions: None,
         }
         .validate()
         .unwrap();
