@@ -7,7 +7,8 @@
 #   EXTRA_TOML='...' AB_HEADER='Authorization: Bearer ...' bench/callgrind.sh target/release/commander
 #
 # One server worker, one connection; the counters are zeroed after WARMUP calls and dumped after
-# CALLS more, so start-up and warm-up cancel out. Needs valgrind, oha, and release builds of
+# CALLS more, so start-up and warm-up cancel out. Needs valgrind, oha (else a Python client is
+# used: compare only figures taken with the same client), and release builds of
 # the binary and of fake-upstream (target/release or CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,8 +48,30 @@ for _ in $(seq 1 600); do curl -sf "127.0.0.1:$PORT/health" >/dev/null && break;
 HEADERS=(-H 'content-type: application/json')
 [ -n "${AB_HEADER:-}" ] && HEADERS+=(-H "$AB_HEADER")
 body='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
-load() { oha -n "$1" -c 1 --no-tui -m POST "${HEADERS[@]}" -d "$body" \
-  "http://127.0.0.1:$PORT/v1/chat/completions" | awk '/Success rate/{print "success rate " $3}'; }
+if command -v oha >/dev/null; then
+  load() { oha -n "$1" -c 1 --no-tui -m POST "${HEADERS[@]}" -d "$body" \
+    "http://127.0.0.1:$PORT/v1/chat/completions" | awk '/Success rate/{print "success rate " $3}'; }
+else
+  # No oha (it takes a while to build): one keep-alive connection from Python's standard library.
+  # The server's instructions are what is counted, so A and B must only use the same client.
+  load() {
+    python3 - "$1" "$PORT" "$body" "${AB_HEADER:-}" <<'PY'
+import http.client, sys
+calls, port, body, extra = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+headers = {"content-type": "application/json"}
+if extra:
+    name, _, value = extra.partition(":")
+    headers[name.strip()] = value.strip()
+conn, ok = http.client.HTTPConnection("127.0.0.1", port), 0
+for _ in range(calls):
+    conn.request("POST", "/v1/chat/completions", body, headers)
+    response = conn.getresponse()
+    response.read()
+    ok += response.status == 200
+print(f"success rate {ok / calls:.4f}")
+PY
+  }
+fi
 load "$WARMUP" >/dev/null
 callgrind_control -z >/dev/null
 load "$CALLS"
