@@ -127,7 +127,7 @@ async fn look_alike_names_and_ids_cannot_coexist() {
             .count(),
         1
     );
-    assert_eq!(ids.len(), 6, "the five defaults and strasse: {ids:?}");
+    assert_eq!(ids.len(), 7, "the six defaults and strasse: {ids:?}");
 }
 
 #[tokio::test]
