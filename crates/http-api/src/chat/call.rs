@@ -47,10 +47,29 @@ pub(super) struct BudgetCheck {
     amount: Usd,
 }
 
+/// Opens a prepared call: a route none of whose destinations can be called ends it (refused,
+/// with its row); so does a budget refusal; else the recorder holds any reservation and has
+/// journaled the call's start. Every kind of call (whole, streamed, embedding) opens this way.
+pub(super) async fn begin_call(
+    route: &Route,
+    recorder: CallRecorder,
+    budget_check: Option<BudgetCheck>,
+    streamed: bool,
+) -> Result<CallRecorder, ApiError> {
+    if let Some(error) = route.uncallable() {
+        return Err(recorder.refused(error, streamed).await);
+    }
+    let recorder = match budget_check {
+        Some(check) => check.admit(recorder, streamed).await?,
+        None => recorder,
+    };
+    Ok(recorder.begin(streamed).await)
+}
+
 impl BudgetCheck {
     /// Reserves the worst case (handing the reservation to `recorder`, which settles it), or
     /// ends the call with the refusal as its row and returns the error to answer with.
-    pub(super) async fn admit(
+    async fn admit(
         self,
         recorder: CallRecorder,
         streamed: bool,
@@ -264,14 +283,7 @@ impl PreparedCall {
             recorder,
             budget_check,
         } = self;
-        if let Some(error) = route.uncallable() {
-            return Err(recorder.refused(error, false).await);
-        }
-        let recorder = match budget_check {
-            Some(check) => check.admit(recorder, false).await?,
-            None => recorder,
-        };
-        let mut recorder = recorder.begin(false).await;
+        let mut recorder = begin_call(&route, recorder, budget_check, false).await?;
         let prompt_estimate = recorder.prompt_estimate();
         let result = router
             .complete(&route, request, prompt_estimate, &mut |event| {
@@ -318,14 +330,7 @@ impl PreparedCall {
             recorder,
             budget_check,
         } = self;
-        if let Some(error) = route.uncallable() {
-            return Err(recorder.refused(error, true).await);
-        }
-        let recorder = match budget_check {
-            Some(check) => check.admit(recorder, true).await?,
-            None => recorder,
-        };
-        let recorder = recorder.begin(true).await;
+        let recorder = begin_call(&route, recorder, budget_check, true).await?;
         let events = router.stream(
             &route,
             request,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use core_domain::{Door, Specialist, SpecialistKind};
 use providers::{Destination, EmbeddingRequest, Embeddings, Route, Router};
 
-use super::call::{BudgetCheck, open_call, route_for};
+use super::call::{BudgetCheck, begin_call, open_call, route_for};
 use crate::chat::CallRecorder;
 use crate::{ApiError, AppState, RequestContext};
 
@@ -80,14 +80,7 @@ impl PreparedEmbedding {
             recorder,
             budget_check,
         } = self;
-        if let Some(error) = route.uncallable() {
-            return Err(recorder.refused(error, false).await);
-        }
-        let recorder = match budget_check {
-            Some(check) => check.admit(recorder, false).await?,
-            None => recorder,
-        };
-        let mut recorder = recorder.begin(false).await;
+        let mut recorder = begin_call(&route, recorder, budget_check, false).await?;
         let estimate = recorder.prompt_estimate();
         let result = router
             .embed(&route, request, estimate, &mut |event| {
