@@ -69,11 +69,7 @@ pub(super) async fn begin_call(
 impl BudgetCheck {
     /// Reserves the worst case (handing the reservation to `recorder`, which settles it), or
     /// ends the call with the refusal as its row and returns the error to answer with.
-    async fn admit(
-        self,
-        recorder: CallRecorder,
-        streamed: bool,
-    ) -> Result<CallRecorder, ApiError> {
+    async fn admit(self, recorder: CallRecorder, streamed: bool) -> Result<CallRecorder, ApiError> {
         match spend::admit(
             &self.budgets,
             &self.metrics,
