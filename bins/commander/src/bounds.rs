@@ -125,6 +125,7 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     keys.check("server.chat.max_history_messages", server.chat.max_history_messages, count(0, "messages"));
     keys.check("server.client_body_timeout_ms", server.client_body_timeout_ms.get(), TIMEOUT_MS);
     keys.check("server.max_connections_per_client", server.max_connections_per_client.get(), count(1, "connections"));
+    keys.check("server.console.session_minutes", server.console.session_minutes, AllowedRange::new(1, 30 * 24 * 60, "minutes"));
 
     keys.check("database.pool_size", database.pool_size, POOL_SIZE);
     keys.check("database.batch_size", database.batch_size, BATCH_SIZE);

@@ -179,6 +179,9 @@ impl Settings {
                 .iter()
                 .map(|found| Problem::new(found.key.clone(), found.describe())),
         );
+        if let Err(e) = self.server.console.validate() {
+            problems.push(Problem::new("server.console.session_secret", e));
+        }
         let budgets = self.validate_budgets(&mut problems);
         let budget_lease = match self.budgets.lease_ms {
             Some(lease) => {

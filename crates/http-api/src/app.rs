@@ -14,8 +14,8 @@ use crate::error::ErrorShape;
 use crate::perimeter::{Perimeter, guard_perimeter};
 use crate::request_scope::request_scope;
 use crate::{
-    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, anthropic, budget_routes, chat, health,
-    openai, openapi, specialists, usage,
+    ApiCode, ApiError, AppState, RouteGroup, ServerConfig, anthropic, budget_routes, chat, console,
+    health, openai, openapi, specialists, usage,
 };
 
 /// Registers every route and the body limits on `cfg`.
@@ -77,6 +77,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, config: &ServerC
                 cfg.service(resource.wrap(from_fn(move |req, next| admit(group, req, next))))
             }
         };
+    }
+    if config.console.enabled {
+        match console::SessionKeys::new(
+            config.console.session_secret.as_deref(),
+            config.console.session_minutes,
+        ) {
+            Ok(keys) => console::configure(cfg, console::Console { keys }, config.max_body_bytes),
+            // `ConsoleConfig::validate` refuses this at start; a library caller that skipped
+            // it gets no console rather than one with a key it did not choose.
+            Err(problem) => tracing::error!(%problem, "the console is off"),
+        }
     }
     cfg.default_service(web::to(route_not_found));
 }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub sse_keep_alive_seconds: u64,
     /// Limits on what one chat request may contain.
     pub chat: ChatLimits,
+    /// `[server.console]`: the web console.
+    pub console: crate::ConsoleConfig,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             max_connections_per_client: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
             sse_keep_alive_seconds: 15,
             chat: ChatLimits::default(),
+            console: crate::ConsoleConfig::default(),
         }
     }
 }

@@ -103,6 +103,7 @@ mod budget_routes;
 mod chat;
 mod client_ip;
 mod config;
+mod console;
 mod error;
 mod health;
 mod live_calls;
@@ -131,6 +132,7 @@ pub use auth::{
 pub use budget_routes::reload_api_budgets;
 pub use client_ip::Cidr;
 pub use config::{ChatLimits, ServerConfig};
+pub use console::{ConsoleConfig, SessionKeyError};
 pub use error::{ApiCode, ApiError};
 pub use live_calls::LiveCalls;
 pub use metrics::Metrics;

@@ -50,6 +50,8 @@ pub(crate) struct Verified {
     /// The name of the static API key presented, if the caller used one (for key budgets and
     /// the usage row).
     pub api_key: Option<Arc<str>>,
+    /// When the credential stops being valid (a JWT's `exp`, Unix seconds); `None` for keys.
+    pub expires_at: Option<i64>,
 }
 
 struct KnownKey {
@@ -154,6 +156,7 @@ impl Authenticator {
                 identity: UserIdentity::Anonymous,
                 role: AccessRole::Admin,
                 api_key: None,
+                expires_at: None,
             });
         }
         let Some(header) = authorization else {
@@ -234,8 +237,23 @@ impl Authenticator {
                 identity: key.identity.clone(),
                 role: key.role,
                 api_key: Some(Arc::clone(&key.name)),
+                expires_at: None,
             })
             .ok_or_else(|| unauthorized("unknown API key", true))
+    }
+
+    /// The configured key named `name`, as its holder is verified (for console sessions, which
+    /// name the key they were opened with rather than keep it).
+    pub(crate) fn key_named(&self, name: &str) -> Option<Verified> {
+        self.keys
+            .iter()
+            .find(|key| &*key.name == name)
+            .map(|key| Verified {
+                identity: key.identity.clone(),
+                role: key.role,
+                api_key: Some(Arc::clone(&key.name)),
+                expires_at: None,
+            })
     }
 }
 
@@ -381,6 +399,10 @@ impl JwtVerifier {
             },
             role,
             api_key: None,
+            expires_at: claims.get("exp").and_then(|exp| {
+                exp.as_i64()
+                    .or_else(|| exp.as_f64().filter(|e| e.is_finite()).map(|e| e as i64))
+            }),
         })
     }
 }

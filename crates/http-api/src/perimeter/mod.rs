@@ -100,8 +100,9 @@ impl Perimeter {
                  use localhost or list the name in server.allowed_hosts",
             )));
         }
+        let console_form = req.path() == "/console" || req.path().starts_with("/console/");
         self.origins
-            .refusal(req.method(), req.headers())
+            .refusal(req.method(), req.headers(), console_form)
             .map(Refusal::keeping)
     }
 }

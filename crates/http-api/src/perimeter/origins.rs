@@ -40,7 +40,14 @@ impl OriginPolicy {
     /// The refusal for a state-changing request a browser sent from a page we do not trust,
     /// or with a body type a page can send without a preflight; `None` for everything else
     /// (including any request without `Origin`: curl, SDKs and servers send none).
-    pub(crate) fn refusal(&self, method: &Method, headers: &HeaderMap) -> Option<ApiError> {
+    /// `forms_welcome` is for the console's own forms, which carry an anti-forgery token
+    /// and a `SameSite=Strict` session instead: only the origin checks apply to them.
+    pub(crate) fn refusal(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        forms_welcome: bool,
+    ) -> Option<ApiError> {
         if !is_state_changing(method) {
             return None;
         }
@@ -69,6 +76,9 @@ impl OriginPolicy {
                 ApiCode::OriginNotAllowed,
                 "requests that change state are not accepted from another site",
             ));
+        }
+        if forms_welcome {
+            return None;
         }
         let form_like = headers
             .get(header::CONTENT_TYPE)
@@ -154,7 +164,9 @@ mod tests {
         method: Method,
         pairs: &[(&'static str, &'static str)],
     ) -> Option<ApiCode> {
-        policy.refusal(&method, &headers(pairs)).map(|e| e.code())
+        policy
+            .refusal(&method, &headers(pairs), false)
+            .map(|e| e.code())
     }
 
     /// What `policy` says to a POST from `origin` to a server addressed as `localhost:8000`.
@@ -197,6 +209,37 @@ mod tests {
             code(&policy, Method::POST, &[]),
             None,
             "no Origin: not a browser"
+        );
+    }
+
+    #[test]
+    fn console_forms_pass_the_body_check_but_not_the_origin_check() {
+        let policy = OriginPolicy::new(&[]);
+        let form = headers(&[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "http://localhost:8000"),
+            ("host", "localhost:8000"),
+        ]);
+        assert_eq!(
+            policy
+                .refusal(&Method::POST, &form, false)
+                .map(|e| e.code()),
+            Some(ApiCode::UnsupportedMediaType)
+        );
+        assert_eq!(
+            policy.refusal(&Method::POST, &form, true).map(|e| e.code()),
+            None
+        );
+        let foreign = headers(&[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "https://evil.example"),
+            ("host", "localhost:8000"),
+        ]);
+        assert_eq!(
+            policy
+                .refusal(&Method::POST, &foreign, true)
+                .map(|e| e.code()),
+            Some(ApiCode::OriginNotAllowed)
         );
     }
 
@@ -287,7 +330,7 @@ mod tests {
         }
         assert_eq!(
             policy
-                .refusal(&Method::POST, &non_ascii)
+                .refusal(&Method::POST, &non_ascii, false)
                 .map(|error| error.code()),
             Some(ApiCode::OriginNotAllowed),
             "an origin that is not ASCII text is refused"
