@@ -16,11 +16,13 @@ mod postgres;
 mod server_logs;
 mod specialist_json;
 mod tcp_proxy;
+mod webdriver;
 
 pub use postgres::{TestDatabase, server_url};
 pub use server_logs::server_logs;
 pub use specialist_json::{catalogue, one_per_provider, specialist};
 pub use tcp_proxy::TcpProxy;
+pub use webdriver::{Browser, Element, WAIT_WITHIN, keys, screenshot_dir};
 
 use std::path::PathBuf;
 use std::time::Duration;
