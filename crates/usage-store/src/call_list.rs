@@ -362,6 +362,308 @@ mod tests {
         }
     }
 
+    /// Calls on both backends for the list's tests.
+    mod on_rows {
+        use std::time::Duration;
+
+        use chrono::{TimeZone, Utc};
+        use core_domain::{EmailHash, ErrorCode, SpecialistId};
+
+        use super::super::*;
+        use crate::UsageRecord;
+        use crate::test_database::on_both_backends;
+
+        fn ada() -> EmailHash {
+            EmailHash::of_email("ada@example.com")
+        }
+
+        /// 60 calls, three to a second (so time alone never orders them), spread over
+        /// specialists, callers, doors, outcomes and streaming.
+        fn calls() -> Vec<UsageRecord> {
+            (0..60u32)
+                .map(|i| {
+                    let index = i as usize;
+                    UsageRecord {
+                        timestamp: Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
+                            + chrono::TimeDelta::seconds(i64::from(i / 3)),
+                        specialist_id: SpecialistId::parse(
+                            ["analyst", "reviewer", "coder"][index % 3],
+                        )
+                        .unwrap(),
+                        user_email_hash: match i % 4 {
+                            0 | 1 => Some(ada()),
+                            2 => Some(EmailHash::of_email("grace@example.com")),
+                            _ => None,
+                        },
+                        door: core_domain::Door::ALL[index % 5],
+                        streamed: i % 2 == 0,
+                        error_code: match i % 7 {
+                            0 => Some(ErrorCode::UpstreamTimeout),
+                            3 => Some(ErrorCode::UpstreamError),
+                            _ => None,
+                        },
+                        latency: Duration::from_millis(u64::from(i) + 1),
+                        ..crate::fixture::usage_record(&format!("call-{:02}", (i * 37) % 60))
+                    }
+                })
+                .collect()
+        }
+
+        /// What the list should hold: the stored rows the predicate keeps, newest first.
+        fn expected(store: &UsageStore, keep: impl Fn(&StoredUsage) -> bool) -> Vec<String> {
+            let mut rows: Vec<StoredUsage> =
+                store.all_rows().unwrap().into_iter().filter(keep).collect();
+            rows.sort_by(|a, b| {
+                (b.timestamp, &b.request_id).cmp(&(a.timestamp, &a.request_id))
+            });
+            rows.into_iter().map(|r| r.request_id).collect()
+        }
+
+        /// Every page of the query, followed to the end: the ids in order.
+        fn every_page(store: &UsageStore, mut query: CallListQuery) -> Vec<String> {
+            let mut ids = Vec::new();
+            for _ in 0..100 {
+                let page = store.list_calls(&query).unwrap();
+                assert!(page.calls.len() <= query.limit as usize);
+                ids.extend(page.calls.into_iter().map(|c| c.request_id));
+                match page.next {
+                    Some(next) => query.before = Some(next),
+                    None => return ids,
+                }
+            }
+            panic!("more than 100 pages")
+        }
+
+        fn query(scope: Scope, filter: CallFilter, limit: u32) -> CallListQuery {
+            CallListQuery {
+                scope,
+                filter,
+                before: None,
+                limit,
+            }
+        }
+
+        #[test]
+        fn each_filter_alone_and_together_keeps_exactly_its_rows() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls()).unwrap();
+                let ada_hash = ada().as_str().to_owned();
+                type Keep = Box<dyn Fn(&StoredUsage) -> bool>;
+                let cases: Vec<(CallFilter, Keep)> = vec![
+                    (CallFilter::default(), Box::new(|_| true)),
+                    (
+                        CallFilter {
+                            specialist: Some("reviewer".into()),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| r.specialist_id == "reviewer"),
+                    ),
+                    (
+                        CallFilter {
+                            user: Some(ada_hash.clone()),
+                            ..CallFilter::default()
+                        },
+                        Box::new({
+                            let ada_hash = ada_hash.clone();
+                            move |r| r.user_email_hash.as_deref() == Some(ada_hash.as_str())
+                        }),
+                    ),
+                    (
+                        CallFilter {
+                            user: Some("anonymous".into()),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| r.user_email_hash.is_none()),
+                    ),
+                    (
+                        CallFilter {
+                            success: Some(false),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| !r.success),
+                    ),
+                    (
+                        CallFilter {
+                            success: Some(true),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| r.success),
+                    ),
+                    (
+                        CallFilter {
+                            error_code: Some("upstream_timeout".into()),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| r.error_code.as_deref() == Some("upstream_timeout")),
+                    ),
+                    (
+                        CallFilter {
+                            door: Some(core_domain::Door::Messages),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| r.door == "messages"),
+                    ),
+                    (
+                        CallFilter {
+                            streamed: Some(false),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|r| !r.streamed),
+                    ),
+                    (
+                        CallFilter {
+                            specialist: Some("analyst".into()),
+                            user: Some(ada_hash.clone()),
+                            success: Some(true),
+                            door: Some(core_domain::Door::Native),
+                            streamed: Some(true),
+                            error_code: None,
+                        },
+                        Box::new({
+                            let ada_hash = ada_hash.clone();
+                            move |r| {
+                                r.specialist_id == "analyst"
+                                    && r.user_email_hash.as_deref() == Some(ada_hash.as_str())
+                                    && r.success
+                                    && r.door == "native"
+                                    && r.streamed
+                            }
+                        }),
+                    ),
+                    (
+                        CallFilter {
+                            success: Some(true),
+                            error_code: Some("upstream_error".into()),
+                            ..CallFilter::default()
+                        },
+                        Box::new(|_| false),
+                    ),
+                ];
+                for (filter, keep) in cases {
+                    let want = expected(store, keep);
+                    let got = every_page(store, query(Scope::Everyone, filter.clone(), 200));
+                    assert_eq!(got, want, "{filter:?} on {:?}", store.backend());
+                    let paged = every_page(store, query(Scope::Everyone, filter.clone(), 4));
+                    assert_eq!(paged, want, "paged {filter:?} on {:?}", store.backend());
+                }
+            });
+        }
+
+        #[test]
+        fn a_caller_sees_only_their_own_calls() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls()).unwrap();
+                let ada_hash = ada().as_str().to_owned();
+                let own = every_page(
+                    store,
+                    query(Scope::Caller(Some(ada())), CallFilter::default(), 7),
+                );
+                assert_eq!(
+                    own,
+                    expected(store, |r| r.user_email_hash.as_deref() == Some(&ada_hash))
+                );
+                assert_eq!(own.len(), 30);
+                let anonymous = every_page(store, query(Scope::Caller(None), CallFilter::default(), 50));
+                assert_eq!(anonymous, expected(store, |r| r.user_email_hash.is_none()));
+                // Asking for another caller's calls within one's own scope finds none.
+                let other = CallFilter {
+                    user: Some(EmailHash::of_email("grace@example.com").as_str().to_owned()),
+                    ..CallFilter::default()
+                };
+                assert!(every_page(store, query(Scope::Caller(Some(ada())), other, 50)).is_empty());
+
+                let values = store
+                    .call_filter_values(&Scope::Caller(Some(ada())), Utc::now() - chrono::TimeDelta::days(3650))
+                    .unwrap();
+                assert_eq!(values.users, [ada_hash.clone()]);
+                let everyone = store
+                    .call_filter_values(&Scope::Everyone, Utc::now() - chrono::TimeDelta::days(3650))
+                    .unwrap();
+                let mut users = vec![
+                    ada_hash.clone(),
+                    EmailHash::of_email("grace@example.com").as_str().to_owned(),
+                    "anonymous".to_owned(),
+                ];
+                users.sort_unstable();
+                assert_eq!(everyone.users, users);
+                assert_eq!(everyone.specialists, ["analyst", "coder", "reviewer"]);
+                assert_eq!(everyone.error_codes, ["upstream_error", "upstream_timeout"]);
+                let mut doors: Vec<&str> = core_domain::Door::ALL.iter().map(|d| d.as_str()).collect();
+                doors.sort_unstable();
+                assert_eq!(everyone.doors, doors);
+                let later = store
+                    .call_filter_values(&Scope::Everyone, Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap())
+                    .unwrap();
+                assert_eq!(later, CallFilterValues::default(), "no call since");
+            });
+        }
+
+        #[test]
+        fn pages_across_equal_timestamps_never_repeat_or_skip_a_row() {
+            on_both_backends(|store| {
+                // 25 calls in one instant, between others.
+                let instant = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
+                let mut records = Vec::new();
+                for i in 0..25 {
+                    records.push(UsageRecord {
+                        timestamp: instant,
+                        ..crate::fixture::usage_record(&format!("same-{i:02}"))
+                    });
+                }
+                for (i, offset) in [-1i64, 1, 2].into_iter().enumerate() {
+                    records.push(UsageRecord {
+                        timestamp: instant + chrono::TimeDelta::milliseconds(offset),
+                        ..crate::fixture::usage_record(&format!("other-{i}"))
+                    });
+                }
+                store.insert_batch(&records).unwrap();
+                let want = expected(store, |_| true);
+                assert_eq!(want.len(), 28);
+                for limit in [1, 2, 3, 7, 25, 28, 200] {
+                    let got = every_page(store, query(Scope::Everyone, CallFilter::default(), limit));
+                    assert_eq!(got, want, "limit {limit} on {:?}", store.backend());
+                }
+                // The last page says there is no next one; a full page of exactly what is left
+                // says so too.
+                let page = store
+                    .list_calls(&query(Scope::Everyone, CallFilter::default(), 28))
+                    .unwrap();
+                assert_eq!((page.calls.len(), page.next), (28, None));
+                // A cursor travels as text and comes back to the same place.
+                let first = store
+                    .list_calls(&query(Scope::Everyone, CallFilter::default(), 5))
+                    .unwrap();
+                let token = first.next.clone().unwrap().to_token();
+                let resumed = store
+                    .list_calls(&CallListQuery {
+                        before: Some(CallCursor::parse(&token).unwrap()),
+                        ..query(Scope::Everyone, CallFilter::default(), 5)
+                    })
+                    .unwrap();
+                assert_eq!(
+                    resumed.calls.iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(),
+                    want[5..10].iter().map(String::as_str).collect::<Vec<_>>()
+                );
+                assert_eq!(first.calls[0].timestamp, instant + chrono::TimeDelta::milliseconds(2));
+            });
+        }
+
+        #[test]
+        fn limits_outside_the_range_are_brought_into_it() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls()).unwrap();
+                let page = store
+                    .list_calls(&query(Scope::Everyone, CallFilter::default(), 0))
+                    .unwrap();
+                assert_eq!(page.calls.len(), 1);
+                let page = store
+                    .list_calls(&query(Scope::Everyone, CallFilter::default(), 10_000))
+                    .unwrap();
+                assert_eq!((page.calls.len(), page.next), (60, None));
+            });
+        }
+    }
+
     proptest::proptest! {
         /// Whatever a URL holds: a cursor or a refusal, never a panic.
         #[test]
