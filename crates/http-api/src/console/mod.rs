@@ -19,6 +19,7 @@
 //! are the API's.
 
 mod budgets;
+mod chart;
 mod config;
 mod health;
 mod keys;
