@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod budget_defs;
+mod call_list;
 mod catalogue;
 mod config;
 mod dead_letter;
@@ -72,6 +73,10 @@ mod test_database;
 mod writer;
 
 pub use budget_defs::{BUDGETS_CHANNEL, StoredBudget};
+pub use call_list::{
+    CALL_PAGE_MAX, CallCursor, CallFilter, CallFilterValues, CallListQuery, CallListRow, CallPage,
+    FILTER_VALUES_MAX,
+};
 pub use catalogue::{CatalogueRefusal, CatalogueRow, CatalogueWrite};
 pub use config::{DatabaseConfig, Durability, JournalSync};
 pub use dead_letter::DeadLetters;
@@ -83,8 +88,9 @@ pub use record::{
     API_KEY_MAX_CHARS, AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord,
 };
 pub use report::{
-    DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SummaryQuery, SummaryRow, TargetQuery,
-    TargetReport, TargetRow, default_range_start, parse_range_bound,
+    Bucket, DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SeriesQuery, SeriesRow, SummaryQuery,
+    SummaryRow, TargetQuery, TargetReport, TargetRow, Totals, TotalsQuery, default_range_start,
+    parse_range_bound,
 };
 pub use spend::SpendFilter;
 pub use store::{Backend, UsageStore};

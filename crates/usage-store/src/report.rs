@@ -179,6 +179,22 @@ pub fn default_range_start(to: DateTime<Utc>) -> DateTime<Utc> {
         .map_or(earliest, |from| from.max(earliest))
 }
 
+/// Runs `$sql` with the range and the caller bound as [`calls_filter`] numbers them, loading
+/// `$row`s.
+macro_rules! run_bound {
+    ($conn:expr, $sql:expr, $query:expr, $row:ty) => {{
+        let statement = diesel::sql_query($sql)
+            .bind::<Timestamp, _>($query.from.naive_utc())
+            .bind::<Timestamp, _>($query.to.naive_utc());
+        match &$query.scope {
+            Scope::Caller(Some(hash)) => statement
+                .bind::<Text, _>(hash.as_str())
+                .load::<$row>($conn)?,
+            _ => statement.load::<$row>($conn)?,
+        }
+    }};
+}
+
 /// One group of a summary.
 #[derive(Debug, Clone, PartialEq, Serialize, QueryableByName)]
 pub struct SummaryRow {
@@ -206,24 +222,52 @@ pub struct SummaryRow {
     /// Mean latency in milliseconds.
     #[diesel(sql_type = Double)]
     pub avg_latency_ms: f64,
+    /// Median latency (nearest rank) in milliseconds.
+    #[diesel(sql_type = Double)]
+    pub p50_latency_ms: f64,
     /// 95th percentile latency (nearest rank) in milliseconds.
     #[diesel(sql_type = Double)]
     pub p95_latency_ms: f64,
 }
 
-/// The statement, the same on both backends but for the day key and bind placeholders. The
-/// 95th percentile is the nearest-rank value, `ceil(0.95 n)`-th smallest, computed with window
-/// functions both backends have.
-fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
-    let filter = calls_filter(scope, postgres);
+/// The statement every usage aggregate is: rows matching `filter`, grouped by the `keys`
+/// (`(alias, SQL expression)` pairs, fixed text chosen by an enum, never caller input), with
+/// per group calls, outcomes, tokens, cost, mean latency and the nearest-rank median and 95th
+/// percentile: the `ceil(p n)`-th smallest latency, computed with window functions both
+/// backends have. Ordered by the keys. The same on both backends but for the key expressions
+/// and the bind placeholders in `filter`.
+fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
+    let aliases: Vec<&str> = keys.iter().map(|(alias, _)| *alias).collect();
+    let key_columns = keys
+        .iter()
+        .map(|(alias, expr)| format!("{expr} AS {alias}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let group = aliases.join(", ");
+    let join = aliases
+        .iter()
+        .map(|a| format!("t.{a} = p.{a}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let selected = aliases
+        .iter()
+        .map(|a| format!("CAST(t.{a} AS TEXT) AS {a}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let order = aliases
+        .iter()
+        .map(|a| format!("t.{a}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "WITH filtered AS (
-            SELECT {key} AS k, success, input_tokens, output_tokens, estimated_cost_usd, latency_ms
+            SELECT {key_columns}, success, input_tokens, output_tokens, estimated_cost_usd,
+                   latency_ms
             FROM usage_logs
             WHERE {filter}
         ),
         totals AS (
-            SELECT k,
+            SELECT {group},
                    COUNT(*) AS requests,
                    SUM(CASE WHEN success THEN 1 ELSE 0 END) AS successes,
                    SUM(CASE WHEN success THEN 0 ELSE 1 END) AS failures,
@@ -231,19 +275,21 @@ fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
                    SUM(output_tokens) AS output_tokens,
                    SUM(estimated_cost_usd) AS cost_usd,
                    AVG(latency_ms) AS avg_latency_ms
-            FROM filtered GROUP BY k
+            FROM filtered GROUP BY {group}
         ),
         ranked AS (
-            SELECT k, latency_ms,
-                   ROW_NUMBER() OVER (PARTITION BY k ORDER BY latency_ms) AS rank,
-                   COUNT(*) OVER (PARTITION BY k) AS n
+            SELECT {group}, latency_ms,
+                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank,
+                   COUNT(*) OVER (PARTITION BY {group}) AS n
             FROM filtered
         ),
-        p95 AS (
-            SELECT k, MIN(latency_ms) AS p95_latency_ms
-            FROM ranked WHERE rank >= (n * 95 + 99) / 100 GROUP BY k
+        percentiles AS (
+            SELECT {group},
+                   MIN(CASE WHEN rank >= (n * 50 + 99) / 100 THEN latency_ms END) AS p50_latency_ms,
+                   MIN(CASE WHEN rank >= (n * 95 + 99) / 100 THEN latency_ms END) AS p95_latency_ms
+            FROM ranked GROUP BY {group}
         )
-        SELECT CAST(t.k AS TEXT) AS key,
+        SELECT {selected},
                CAST(t.requests AS BIGINT) AS requests,
                CAST(t.successes AS BIGINT) AS successes,
                CAST(t.failures AS BIGINT) AS failures,
@@ -251,37 +297,220 @@ fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
                CAST(t.output_tokens AS BIGINT) AS output_tokens,
                CAST(t.cost_usd AS DOUBLE PRECISION) AS cost_usd,
                CAST(t.avg_latency_ms AS DOUBLE PRECISION) AS avg_latency_ms,
+               CAST(p.p50_latency_ms AS DOUBLE PRECISION) AS p50_latency_ms,
                CAST(p.p95_latency_ms AS DOUBLE PRECISION) AS p95_latency_ms
-        FROM totals t JOIN p95 p ON t.k = p.k
-        ORDER BY t.k",
-        key = group_by.key_sql(postgres),
+        FROM totals t JOIN percentiles p ON {join}
+        ORDER BY {order}"
     )
 }
 
-macro_rules! run_summary {
-    ($conn:expr, $query:expr, $postgres:expr) => {{
-        let sql = summary_sql($query.group_by, &$query.scope, $postgres);
-        let statement = diesel::sql_query(sql)
-            .bind::<Timestamp, _>($query.from.naive_utc())
-            .bind::<Timestamp, _>($query.to.naive_utc());
-        match &$query.scope {
-            Scope::Caller(Some(hash)) => statement
-                .bind::<Text, _>(hash.as_str())
-                .load::<SummaryRow>($conn)?,
-            _ => statement.load::<SummaryRow>($conn)?,
-        }
-    }};
+/// The summary statement: one group per value of the grouping's key.
+fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
+    aggregate_sql(
+        &[("key", group_by.key_sql(postgres))],
+        &calls_filter(scope, postgres),
+    )
 }
 
 impl UsageStore {
-    /// Aggregates the usage log: per group, calls, successes, failures, tokens, cost, mean and
-    /// 95th-percentile latency, ordered by key.
+    /// Aggregates the usage log: per group, calls, successes, failures, tokens, cost, mean,
+    /// median and 95th-percentile latency, ordered by key.
     pub fn summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
+        let sql = |postgres| summary_sql(query.group_by, &query.scope, postgres);
         Ok(match self.pool() {
-            Pool::Sqlite(pool) => run_summary!(&mut pool.get()?, query, false),
-            Pool::Postgres(pool) => run_summary!(&mut pool.get()?, query, true),
+            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
+            Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
         })
     }
+
+    /// The range's calls as one row: what [`Self::summary`] reports per group, over them all
+    /// (its counts, tokens and cost are the sums of any summary's groups). Zeros when the
+    /// range holds no call.
+    pub fn totals(&self, query: &TotalsQuery) -> Result<Totals, StoreError> {
+        // One group: a constant key both backends type as text.
+        let sql = |postgres| {
+            aggregate_sql(
+                &[("key", "CAST('all' AS TEXT)")],
+                &calls_filter(&query.scope, postgres),
+            )
+        };
+        let rows = match self.pool() {
+            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
+            Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
+        };
+        Ok(rows.into_iter().next().map_or_else(Totals::default, Totals::from))
+    }
+
+    /// The range's calls per time bucket and per value of the split's key, ordered by bucket
+    /// then key; buckets without calls are absent.
+    pub fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesRow>, StoreError> {
+        let sql = |postgres| {
+            aggregate_sql(
+                &[
+                    ("bucket_start", query.bucket.start_sql(postgres)),
+                    ("key", query.split.key_sql(postgres)),
+                ],
+                &calls_filter(&query.scope, postgres),
+            )
+        };
+        Ok(match self.pool() {
+            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SeriesRow),
+            Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SeriesRow),
+        })
+    }
+}
+
+/// A totals request: rows with `from <= timestamp < to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalsQuery {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// Whose rows.
+    pub scope: Scope,
+}
+
+/// A range's calls, all together: [`SummaryRow`] without a key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Calls.
+    pub requests: i64,
+    /// Calls that succeeded.
+    pub successes: i64,
+    /// Calls that failed.
+    pub failures: i64,
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Estimated cost in USD.
+    pub cost_usd: f64,
+    /// Mean latency in milliseconds (0 without calls).
+    pub avg_latency_ms: f64,
+    /// Median latency (nearest rank) in milliseconds (0 without calls).
+    pub p50_latency_ms: f64,
+    /// 95th percentile latency (nearest rank) in milliseconds (0 without calls).
+    pub p95_latency_ms: f64,
+}
+
+impl From<SummaryRow> for Totals {
+    fn from(row: SummaryRow) -> Self {
+        Self {
+            requests: row.requests,
+            successes: row.successes,
+            failures: row.failures,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cost_usd: row.cost_usd,
+            avg_latency_ms: row.avg_latency_ms,
+            p50_latency_ms: row.p50_latency_ms,
+            p95_latency_ms: row.p95_latency_ms,
+        }
+    }
+}
+
+/// How long a time series' buckets are, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// One hour; the bucket is named `YYYY-MM-DDTHH:00:00Z`.
+    Hour,
+    /// One day; the bucket is named `YYYY-MM-DD`.
+    Day,
+}
+
+impl Bucket {
+    /// The lower-case name used in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    /// The SQL expression of the bucket's name. Fixed text chosen by the enum.
+    fn start_sql(self, postgres: bool) -> &'static str {
+        match (self, postgres) {
+            (Self::Hour, true) => "to_char(timestamp, 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')",
+            // SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.fff' text: the date, then the hour.
+            (Self::Hour, false) => {
+                "substr(CAST(timestamp AS TEXT), 1, 10) || 'T' \
+                 || substr(CAST(timestamp AS TEXT), 12, 2) || ':00:00Z'"
+            }
+            (Self::Day, postgres) => GroupBy::Day.key_sql(postgres),
+        }
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Bucket {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Hour, Self::Day]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| "must be hour or day".to_owned())
+    }
+}
+
+/// A time-series request: rows with `from <= timestamp < to`, per bucket and per value of the
+/// split's key (splitting by [`GroupBy::Day`] is allowed, if pointless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// The buckets' length.
+    pub bucket: Bucket,
+    /// What each bucket is split by.
+    pub split: GroupBy,
+    /// Whose rows.
+    pub scope: Scope,
+}
+
+/// One (bucket, key) point of a time series.
+#[derive(Debug, Clone, PartialEq, Serialize, QueryableByName)]
+pub struct SeriesRow {
+    /// The bucket's start in UTC: `YYYY-MM-DDTHH:00:00Z` for hours, `YYYY-MM-DD` for days.
+    #[diesel(sql_type = Text)]
+    pub bucket_start: String,
+    /// The split's key.
+    #[diesel(sql_type = Text)]
+    pub key: String,
+    /// Calls.
+    #[diesel(sql_type = BigInt)]
+    pub requests: i64,
+    /// Calls that succeeded.
+    #[diesel(sql_type = BigInt)]
+    pub successes: i64,
+    /// Calls that failed.
+    #[diesel(sql_type = BigInt)]
+    pub failures: i64,
+    /// Input tokens.
+    #[diesel(sql_type = BigInt)]
+    pub input_tokens: i64,
+    /// Output tokens.
+    #[diesel(sql_type = BigInt)]
+    pub output_tokens: i64,
+    /// Estimated cost in USD.
+    #[diesel(sql_type = Double)]
+    pub cost_usd: f64,
+    /// Mean latency in milliseconds.
+    #[diesel(sql_type = Double)]
+    pub avg_latency_ms: f64,
+    /// Median latency (nearest rank) in milliseconds.
+    #[diesel(sql_type = Double)]
+    pub p50_latency_ms: f64,
+    /// 95th percentile latency (nearest rank) in milliseconds.
+    #[diesel(sql_type = Double)]
+    pub p95_latency_ms: f64,
 }
 
 /// A by-target report request: the attempts of calls with `from <= timestamp < to`.
@@ -364,7 +593,8 @@ struct CallCounts {
     fallback_calls: i64,
 }
 
-/// The filter both by-target statements share: the range and the caller, as binds.
+/// The filter every report statement shares: the range and the caller, as binds (`$1`, `$2`
+/// and, for one user, `$3`).
 fn calls_filter(scope: &Scope, postgres: bool) -> String {
     let param = |n: usize| {
         if postgres {
@@ -429,19 +659,6 @@ fn call_counts_sql(scope: &Scope, postgres: bool) -> String {
     )
 }
 
-macro_rules! run_bound {
-    ($conn:expr, $sql:expr, $query:expr, $row:ty) => {{
-        let statement = diesel::sql_query($sql)
-            .bind::<Timestamp, _>($query.from.naive_utc())
-            .bind::<Timestamp, _>($query.to.naive_utc());
-        match &$query.scope {
-            Scope::Caller(Some(hash)) => statement
-                .bind::<Text, _>(hash.as_str())
-                .load::<$row>($conn)?,
-            _ => statement.load::<$row>($conn)?,
-        }
-    }};
-}
 
 /// The (target, outcome) groups folded into one row per target. Saturating: the counts come
 /// from a table ops may edit by hand.
@@ -613,6 +830,316 @@ mod tests {
             let to = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
             proptest::prop_assert!(default_range_start(to) <= to.max(earliest_bound()));
         }
+    }
+
+    /// Rows on both backends for the aggregate tests.
+    mod on_rows {
+        use std::time::Duration;
+
+        use chrono::{TimeZone, Utc};
+        use core_domain::{EmailHash, ErrorCode, SpecialistId, TokenUsage, Usd};
+
+        use super::super::*;
+        use crate::UsageRecord;
+        use crate::test_database::on_both_backends;
+
+        fn at(day: u32, hour: u32, minute: u32, second: u32, millis: u32) -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2026, 11, day, hour, minute, second)
+                .unwrap()
+                .checked_add_signed(chrono::TimeDelta::milliseconds(i64::from(millis)))
+                .unwrap()
+        }
+
+        fn call(id: &str, specialist: &str, latency_ms: u64, when: DateTime<Utc>) -> UsageRecord {
+            UsageRecord {
+                specialist_id: SpecialistId::parse(specialist).unwrap(),
+                latency: Duration::from_millis(latency_ms),
+                timestamp: when,
+                ..crate::fixture::usage_record(id)
+            }
+        }
+
+        /// The `ceil(p n)`-th smallest, computed the plain way.
+        fn nearest_rank(mut values: Vec<f64>, percent: usize) -> f64 {
+            values.sort_by(f64::total_cmp);
+            let rank = (values.len() * percent).div_ceil(100);
+            values[rank - 1]
+        }
+
+        #[test]
+        fn the_median_and_95th_percentile_are_nearest_rank() {
+            on_both_backends(|store| {
+                let mut records = Vec::new();
+                // Latencies given out of order, so the rank comes from sorting.
+                for i in (1..=20u64).rev() {
+                    records.push(call(&format!("a{i}"), "analyst", i, at(20, 12, 0, 0, 0)));
+                }
+                for i in 1..=7u64 {
+                    records.push(call(&format!("b{i}"), "reviewer", i * 3, at(20, 12, 0, 0, 0)));
+                }
+                records.push(call("c1", "coder", 5, at(20, 12, 0, 0, 0)));
+                store.insert_batch(&records).unwrap();
+                let (from, to) = (at(20, 0, 0, 0, 0), at(21, 0, 0, 0, 0));
+                let rows = store
+                    .summary(&SummaryQuery {
+                        from,
+                        to,
+                        group_by: GroupBy::Specialist,
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                let percentiles: Vec<(&str, f64, f64)> = rows
+                    .iter()
+                    .map(|r| (r.key.as_str(), r.p50_latency_ms, r.p95_latency_ms))
+                    .collect();
+                // analyst: n = 20, the 10th and the 19th; reviewer: n = 7, the 4th and the
+                // 7th; coder: its one call.
+                assert_eq!(
+                    percentiles,
+                    [
+                        ("analyst", 10.0, 19.0),
+                        ("coder", 5.0, 5.0),
+                        ("reviewer", 12.0, 21.0)
+                    ],
+                    "{:?}",
+                    store.backend()
+                );
+                let totals = store
+                    .totals(&TotalsQuery {
+                        from,
+                        to,
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                let all: Vec<f64> = records
+                    .iter()
+                    .map(|r| r.latency.as_secs_f64() * 1000.0)
+                    .collect();
+                assert_eq!(totals.p50_latency_ms, nearest_rank(all.clone(), 50));
+                assert_eq!(totals.p95_latency_ms, nearest_rank(all.clone(), 95));
+                // 1..=20, 3, 6, ..., 21 and 5 sorted: 1 2 3 3 4 5 5 6 6 7 8 9 9 10 ...
+                assert_eq!(totals.p50_latency_ms, 10.0, "the 14th of 28");
+                assert!(
+                    (totals.avg_latency_ms - all.iter().sum::<f64>() / 28.0).abs() < 1e-9
+                );
+            });
+        }
+
+        #[test]
+        fn totals_are_the_sums_of_every_summary_s_groups() {
+            on_both_backends(|store| {
+                let ada = EmailHash::of_email("ada@example.com");
+                let mut records = Vec::new();
+                for i in 0..40u32 {
+                    let specialist = ["analyst", "reviewer", "coder"][i as usize % 3];
+                    let mut r = call(
+                        &format!("r{i}"),
+                        specialist,
+                        u64::from(i * 37 % 101),
+                        at(20 + i % 3, i % 24, i % 60, 0, 0),
+                    );
+                    r.usage = TokenUsage::reported(i * 10, i * 3);
+                    r.cost = Usd::from_nanos(u64::from(i) * 1_000_003);
+                    r.user_email_hash = match i % 3 {
+                        0 => Some(ada.clone()),
+                        1 => Some(EmailHash::of_email("grace@example.com")),
+                        _ => None,
+                    };
+                    r.door = core_domain::Door::ALL[i as usize % 5];
+                    if i % 6 == 0 {
+                        r.error_code = Some(ErrorCode::UpstreamTimeout);
+                    }
+                    records.push(r);
+                }
+                store.insert_batch(&records).unwrap();
+                for scope in [
+                    Scope::Everyone,
+                    Scope::Caller(Some(ada.clone())),
+                    Scope::Caller(None),
+                ] {
+                    let (from, to) = (at(20, 6, 0, 0, 0), at(22, 12, 0, 0, 0));
+                    let totals = store
+                        .totals(&TotalsQuery {
+                            from,
+                            to,
+                            scope: scope.clone(),
+                        })
+                        .unwrap();
+                    assert!(totals.requests > 0, "{scope:?}");
+                    for group_by in GroupBy::ALL {
+                        let rows = store
+                            .summary(&SummaryQuery {
+                                from,
+                                to,
+                                group_by,
+                                scope: scope.clone(),
+                            })
+                            .unwrap();
+                        let sum = |f: fn(&SummaryRow) -> i64| rows.iter().map(f).sum::<i64>();
+                        assert_eq!(
+                            (
+                                sum(|r| r.requests),
+                                sum(|r| r.successes),
+                                sum(|r| r.failures),
+                                sum(|r| r.input_tokens),
+                                sum(|r| r.output_tokens),
+                            ),
+                            (
+                                totals.requests,
+                                totals.successes,
+                                totals.failures,
+                                totals.input_tokens,
+                                totals.output_tokens,
+                            ),
+                            "{group_by} {scope:?} {:?}",
+                            store.backend()
+                        );
+                        let cost: f64 = rows.iter().map(|r| r.cost_usd).sum();
+                        assert!((cost - totals.cost_usd).abs() < 1e-9, "{group_by}");
+                    }
+                }
+                let nothing = store
+                    .totals(&TotalsQuery {
+                        from: at(1, 0, 0, 0, 0),
+                        to: at(2, 0, 0, 0, 0),
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                assert_eq!(nothing, Totals::default());
+            });
+        }
+
+        #[test]
+        fn series_buckets_hold_the_rows_on_their_edges() {
+            on_both_backends(|store| {
+                let rows = [
+                    ("before", "analyst", at(20, 9, 59, 59, 999)),
+                    ("start", "analyst", at(20, 10, 0, 0, 0)),
+                    ("hour-end", "analyst", at(20, 10, 59, 59, 999)),
+                    ("next-hour", "analyst", at(20, 11, 0, 0, 0)),
+                    ("next-hour-b", "reviewer", at(20, 11, 30, 0, 0)),
+                    ("day-end", "reviewer", at(20, 23, 59, 59, 999)),
+                    ("next-day", "analyst", at(21, 0, 0, 0, 0)),
+                    ("at-to", "analyst", at(21, 1, 0, 0, 0)),
+                ];
+                let records: Vec<UsageRecord> = rows
+                    .iter()
+                    .map(|(id, specialist, when)| call(id, specialist, 10, *when))
+                    .collect();
+                store.insert_batch(&records).unwrap();
+                let series = |bucket| {
+                    store
+                        .series(&SeriesQuery {
+                            from: at(20, 10, 0, 0, 0),
+                            to: at(21, 1, 0, 0, 0),
+                            bucket,
+                            split: GroupBy::Specialist,
+                            scope: Scope::Everyone,
+                        })
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| (r.bucket_start, r.key, r.requests))
+                        .collect::<Vec<_>>()
+                };
+                let point = |b: &str, k: &str, n| (b.to_owned(), k.to_owned(), n);
+                assert_eq!(
+                    series(Bucket::Hour),
+                    [
+                        point("2026-11-20T10:00:00Z", "analyst", 2),
+                        point("2026-11-20T11:00:00Z", "analyst", 1),
+                        point("2026-11-20T11:00:00Z", "reviewer", 1),
+                        point("2026-11-20T23:00:00Z", "reviewer", 1),
+                        point("2026-11-21T00:00:00Z", "analyst", 1),
+                    ],
+                    "{:?}",
+                    store.backend()
+                );
+                assert_eq!(
+                    series(Bucket::Day),
+                    [
+                        point("2026-11-20", "analyst", 3),
+                        point("2026-11-20", "reviewer", 2),
+                        point("2026-11-21", "analyst", 1),
+                    ],
+                    "{:?}",
+                    store.backend()
+                );
+                let by_door = store
+                    .series(&SeriesQuery {
+                        from: at(20, 0, 0, 0, 0),
+                        to: at(22, 0, 0, 0, 0),
+                        bucket: Bucket::Day,
+                        split: GroupBy::Door,
+                        scope: Scope::Caller(None),
+                    })
+                    .unwrap();
+                assert!(by_door.is_empty(), "every row is ada's: {by_door:?}");
+            });
+        }
+
+        #[test]
+        fn a_series_point_reports_what_a_summary_of_its_bucket_does() {
+            on_both_backends(|store| {
+                let mut records = Vec::new();
+                for i in 0..30u64 {
+                    let mut r = call(&format!("r{i}"), "analyst", i * 7 % 23, at(20, 10, 0, 0, 0));
+                    if i % 5 == 0 {
+                        r.error_code = Some(ErrorCode::UpstreamError);
+                    }
+                    records.push(r);
+                }
+                store.insert_batch(&records).unwrap();
+                let (from, to) = (at(20, 10, 0, 0, 0), at(20, 11, 0, 0, 0));
+                let series = store
+                    .series(&SeriesQuery {
+                        from,
+                        to,
+                        bucket: Bucket::Hour,
+                        split: GroupBy::Model,
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                let summary = store
+                    .summary(&SummaryQuery {
+                        from,
+                        to,
+                        group_by: GroupBy::Model,
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                assert_eq!(series.len(), 1);
+                let (point, group) = (&series[0], &summary[0]);
+                assert_eq!(
+                    (
+                        point.key.as_str(),
+                        point.requests,
+                        point.failures,
+                        point.input_tokens,
+                        point.output_tokens,
+                        point.p50_latency_ms,
+                        point.p95_latency_ms,
+                    ),
+                    (
+                        group.key.as_str(),
+                        group.requests,
+                        group.failures,
+                        group.input_tokens,
+                        group.output_tokens,
+                        group.p50_latency_ms,
+                        group.p95_latency_ms,
+                    )
+                );
+                assert_eq!((point.requests, point.failures), (30, 6));
+            });
+        }
+    }
+
+    #[test]
+    fn buckets_parse_their_own_names_only() {
+        assert_eq!("hour".parse::<Bucket>(), Ok(Bucket::Hour));
+        assert_eq!("day".parse::<Bucket>(), Ok(Bucket::Day));
+        assert!("week".parse::<Bucket>().is_err());
+        assert!("Hour".parse::<Bucket>().is_err());
     }
 
     #[test]

@@ -75,3 +75,17 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Runs `test` against a fresh store on each backend: a SQLite file, then a PostgreSQL
+/// database of its own; a failure names the backend.
+pub(crate) fn on_both_backends(test: impl Fn(&UsageStore)) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = UsageStore::connect(&DatabaseConfig {
+        url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    test(&sqlite);
+    let database = TestDatabase::create();
+    test(&database.store());
+}

@@ -1,0 +1,3 @@
+DROP INDEX usage_logs_failed_timestamp_idx;
+DROP INDEX usage_logs_error_code_timestamp_idx;
+DROP INDEX usage_logs_door_timestamp_idx;
