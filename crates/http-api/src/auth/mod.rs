@@ -9,3 +9,4 @@ mod verifier;
 pub use config::{ApiKeyConfig, AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
 pub use keys::new_api_key;
 pub use verifier::{AuthSetupError, Authenticator};
+pub(crate) use verifier::KeyListing;

@@ -29,6 +29,7 @@ mod requests;
 mod session;
 mod sign_in;
 mod specialists;
+mod units;
 
 use std::future::{Ready, ready};
 
