@@ -210,26 +210,45 @@ impl Browser {
     /// The first element matching `selector` once there is one, waiting at most
     /// [`WAIT_WITHIN`] (after a click that loads a new page, say).
     pub async fn wait_for(&self, selector: &str) -> Element<'_> {
-        let id = crate::eventually_within(
-            WAIT_WITHIN,
-            &format!("an element matching {selector}"),
-            async || {
+        let id = self
+            .wait_until(&format!("an element matching {selector}"), async || {
                 let first = self.find_all(selector).await.into_iter().next()?;
                 Some(first.id)
-            },
-        )
-        .await;
+            })
+            .await;
         Element { browser: self, id }
     }
 
     /// Waits until the page's address satisfies `is_wanted` (at most [`WAIT_WITHIN`]) and
     /// returns it.
     pub async fn wait_for_url(&self, what: &str, is_wanted: impl Fn(&str) -> bool) -> String {
-        crate::eventually_within(WAIT_WITHIN, what, async || {
+        self.wait_until(what, async || {
             let url = self.current_url().await;
             is_wanted(&url).then_some(url)
         })
         .await
+    }
+
+    /// Polls `check` until it gives a value, at most [`WAIT_WITHIN`]; fails the test naming
+    /// `what` was awaited and showing the page the browser is on.
+    async fn wait_until<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT_WITHIN;
+        loop {
+            if let Ok(Some(value)) = tokio::time::timeout_at(deadline, check()).await {
+                return value;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let url = self.current_url().await;
+                let shown = self
+                    .execute(
+                        "return document.body ? document.body.innerText : '';",
+                        vec![],
+                    )
+                    .await;
+                panic!("timed out after {WAIT_WITHIN:?} waiting for {what}; on {url}:\n{shown}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The element that has the keyboard focus.
