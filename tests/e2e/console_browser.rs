@@ -5,15 +5,17 @@
 //! page. Every page is checked for one heading, a label on every field and a skip link that
 //! Tab reaches first, and saved as `console-screenshots/NN-name.png` in the target directory.
 //!
-//! Needs Chromium and ChromeDriver (Debian: `apt-get install chromium chromium-driver`).
+//! On SQLite and on PostgreSQL. Needs Chromium and ChromeDriver (Debian: `apt-get install
+//! chromium chromium-driver`).
 
 use std::path::PathBuf;
 
-use e2e_support::{Browser, TestApp, catalogue, keys, screenshot_dir, specialist};
+use e2e_support::{Browser, TestApp, TestDatabase, catalogue, keys, screenshot_dir, specialist};
 use fake_upstreams::{FakeUpstream, Reply, Wire};
 use http_api::{ApiKeyConfig, AuthMode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use usage_store::Backend;
 
 const ADMIN_KEY: &str = "cmdr_console_admin_key_000000000000000000000000000000000000000000";
 const USER_KEY: &str = "cmdr_console_user_key_0000000000000000000000000000000000000000000";
@@ -33,10 +35,14 @@ fn sha256_hex(text: &str) -> String {
 }
 
 /// Auth required with an administrator's and a user's key; `demo` on the mock provider and
-/// `analyst` on `fake` (OpenAI's wire).
-async fn app(fake: &FakeUpstream) -> TestApp {
+/// `analyst` on `fake` (OpenAI's wire); usage in `postgres` when given, else in SQLite.
+async fn app(fake: &FakeUpstream, postgres: Option<&TestDatabase>) -> TestApp {
     let base_url = fake.base_url().to_owned();
+    let database_url = postgres.map(TestDatabase::url);
     TestApp::spawn_with(move |settings, dir| {
+        if let Some(url) = database_url {
+            settings.database.url = url;
+        }
         std::fs::write(
             dir.join("specialists.json"),
             catalogue([
@@ -260,13 +266,15 @@ async fn texts(browser: &Browser, selector: &str) -> Vec<String> {
     texts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_administrator_and_a_user_use_the_console_in_a_real_browser() {
+/// The whole walk on `backend`; its screenshots go to `console-screenshots/` (SQLite) or
+/// `console-screenshots-postgres/`.
+async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: Backend) {
+    let postgres = (backend == Backend::Postgres).then(TestDatabase::create);
     let fake = FakeUpstream::start(Wire::OpenAi).await;
     for _ in 0..ADMIN_ANALYST_CALLS {
         fake.push(Reply::text("Up and to the right.").usage(120, 30));
     }
-    let app = app(&fake).await;
+    let app = app(&fake, postgres.as_ref()).await;
     let mut admin_calls = Vec::new();
     for _ in 0..ADMIN_DEMO_CALLS {
         admin_calls.push(chat(&app, ADMIN_KEY, "demo").await);
@@ -281,7 +289,10 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser() {
     let every_call = admin_calls.len() + user_calls.len();
     app.wait_for_usage_rows(every_call).await;
 
-    let dir = screenshot_dir();
+    let dir = match backend {
+        Backend::Sqlite => screenshot_dir(),
+        Backend::Postgres => screenshot_dir().with_file_name("console-screenshots-postgres"),
+    };
     // Last run's pictures would mix with this run's.
     let _ = std::fs::remove_dir_all(&dir);
     let mut tour = Tour {
@@ -536,3 +547,5 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser() {
 
     tour.browser.quit().await;
 }
+
+on_both_backends!(an_administrator_and_a_user_use_the_console_in_a_real_browser);
