@@ -549,3 +549,120 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: 
 }
 
 on_both_backends!(an_administrator_and_a_user_use_the_console_in_a_real_browser);
+
+/// One synthetic call of a past week: `specialist` on `provider`'s `model`, `ago` before now.
+fn past_call(
+    index: usize,
+    (specialist, provider, model): (&str, core_domain::ProviderKind, &str),
+    ago: chrono::TimeDelta,
+) -> usage_store::UsageRecord {
+    use core_domain::{ErrorCode, SpecialistId, TokenUsage, Usd};
+    let mut record = usage_store::fixture::usage_record(&format!("week-{index:04}"));
+    record.timestamp = chrono::Utc::now() - ago;
+    record.specialist_id = SpecialistId::parse(specialist).expect("a valid specialist id");
+    record.specialist_name = specialist.to_owned();
+    record.provider = provider;
+    record.model = model.to_owned();
+    let input = 400 + 37 * (index % 23) as u32;
+    let output = 80 + 11 * (index % 17) as u32;
+    record.usage = TokenUsage::reported(input, output);
+    record.cost = Usd::from_nanos(u64::from(input) * 2_500 + u64::from(output) * 10_000);
+    record.latency = std::time::Duration::from_millis(300 + 97 * (index % 13) as u64);
+    // One call in nine fails upstream.
+    record.error_code = (index % 9 == 4).then_some(ErrorCode::UpstreamError);
+    record
+}
+
+/// With auth disabled the browser on this machine goes straight in as the local operator; a
+/// week of calls (written to the store as the server would have) is summed by the overview
+/// over 7 days by day and over the last 24 hours, as the range form chooses. Its screenshot
+/// is the README's picture of the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_sums_a_week_chosen_with_its_range_form_in_a_real_browser() {
+    use core_domain::ProviderKind;
+    const SPECIALISTS: [(&str, ProviderKind, &str); 3] = [
+        ("analyst", ProviderKind::OpenAi, "gpt-4o"),
+        ("reviewer", ProviderKind::Anthropic, "claude-sonnet-4"),
+        ("support", ProviderKind::OpenAi, "gpt-4o-mini"),
+    ];
+    let app = TestApp::spawn().await;
+    // Today (within the last 20 hours) and the five days before it, busier towards today;
+    // every call inside both the 7-day range and, for today's, the 24-hour one.
+    let mut week = Vec::new();
+    let mut today = 0;
+    for days_ago in 0..6i64 {
+        for (rank, &specialist) in SPECIALISTS.iter().enumerate() {
+            let calls = (6 - days_ago) as usize * (3 - rank) + 2;
+            for call in 0..calls {
+                let hours_ago = if days_ago == 0 { call % 20 } else { call % 12 };
+                let ago = chrono::TimeDelta::days(days_ago)
+                    + chrono::TimeDelta::hours(hours_ago as i64)
+                    + chrono::TimeDelta::minutes((7 * call % 50) as i64);
+                week.push(past_call(week.len(), specialist, ago));
+                today += usize::from(days_ago == 0);
+            }
+        }
+    }
+    let store = app.store();
+    let written = week.clone();
+    tokio::task::spawn_blocking(move || store.insert_batch(&written))
+        .await
+        .expect("insert task")
+        .expect("the week's calls are written");
+
+    let dir = screenshot_dir().with_file_name("console-screenshots-week");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut tour = Tour {
+        browser: Browser::start().await,
+        base_url: app.base_url.clone(),
+        dir,
+        pages_seen: 0,
+    };
+    tour.goto("/console").await;
+    assert_eq!(
+        tour.path().await,
+        "/console",
+        "no sign-in with auth disabled"
+    );
+    assert!(
+        tour.browser.find_all("button#sign-out").await.is_empty(),
+        "the local operator has no session to end"
+    );
+
+    tour.choose("form#range select[name=range]", "7d").await;
+    tour.choose("form#range select[name=bucket]", "day").await;
+    tour.choose("form#range select[name=split]", "specialist")
+        .await;
+    tour.submit("form#range").await;
+    tour.browser
+        .wait_for_url("the overview of 7 days", |url| url.contains("range=7d"))
+        .await;
+    assert_eq!(tour.requests_on_overview().await, week.len().to_string());
+    for (specialist, _, _) in SPECIALISTS {
+        let of =
+            |column: &str| format!("table#split tr[data-key={specialist}] td[data-col={column}]");
+        let calls: Vec<_> = week
+            .iter()
+            .filter(|call| call.specialist_id.as_str() == specialist)
+            .collect();
+        let requests = tour.browser.find(&of("requests")).await.text().await;
+        assert_eq!(requests, calls.len().to_string(), "{specialist}'s calls");
+        let failures = tour.browser.find(&of("failures")).await.text().await;
+        let failed = calls
+            .iter()
+            .filter(|call| call.error_code.is_some())
+            .count();
+        assert_eq!(failures, failed.to_string(), "{specialist}'s failures");
+    }
+    tour.check_page("overview-week").await;
+
+    tour.choose("form#range select[name=range]", "24h").await;
+    tour.choose("form#range select[name=bucket]", "hour").await;
+    tour.submit("form#range").await;
+    tour.browser
+        .wait_for_url("the overview of 24 hours", |url| url.contains("range=24h"))
+        .await;
+    assert_eq!(tour.requests_on_overview().await, today.to_string());
+    tour.check_page("overview-day").await;
+    tour.browser.quit().await;
+}
