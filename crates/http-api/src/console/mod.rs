@@ -163,24 +163,11 @@ async fn gate(
     if let Some(viewer) = identity {
         req.extensions_mut().insert(viewer);
     }
-    let mut response = page_without_error(next.call(req).await?.map_into_boxed_body());
+    let mut response = next.call(req).await?.map_into_boxed_body();
     if let Some(counted) = counted {
         counted.add_headers(response.headers_mut());
     }
     Ok(response)
-}
-
-/// `response` with the error it carries (a handler's or an extractor's [`ConsoleError`])
-/// detached, keeping the page that error rendered: the API's request-scope middleware, outside
-/// this scope, renders every response that carries an error as a JSON error body, which would
-/// turn the sign-in redirect and the console's error pages into JSON.
-fn page_without_error(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
-    if response.response().error().is_none() {
-        return response;
-    }
-    let (request, carrying_error) = response.into_parts();
-    let page = HttpResponse::from(actix_web::dev::Response::from(carrying_error));
-    ServiceResponse::new(request, page)
 }
 
 /// The person `req`'s session cookie names, if it holds a valid one (or the local operator
