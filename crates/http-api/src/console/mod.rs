@@ -110,8 +110,11 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 /// In front of every console route: with auth disabled, loopback clients only; and every
-/// request counts against the caller's management rate limit, so a script guessing keys at
-/// the sign-in form is slowed like one guessing at the API.
+/// form sent (a sign-in, a change) counts against the caller's management rate limit, so a
+/// script guessing keys at the sign-in form is slowed like one guessing at the API. Reading
+/// pages is not counted: one page view is several requests (the page, its style sheet, the
+/// redirect after a form) and the default limit (60 an hour) would lock a person out of
+/// their own console within minutes.
 async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -128,28 +131,42 @@ async fn gate(
     let identity = req
         .app_data::<web::Data<Console>>()
         .and_then(|console| signed_in(req.request(), &state, console));
-    let caller = caller_key(
-        identity.as_ref().map(|v| &v.identity),
-        &req,
-        state.rate_limits.trusted_proxies(),
-    );
-    let counted = state
-        .rate_limits
-        .count(
-            RouteGroup::Management,
-            &caller,
-            &state.metrics.rate_limit_store_errors,
-        )
-        .await;
-    if !counted.is_allowed() {
-        let mut response = req.into_response(ConsoleError::RateLimited.error_response());
-        counted.add_headers(response.headers_mut());
-        return Ok(response);
-    }
+    let counted = if req.method() == actix_web::http::Method::POST {
+        let caller = caller_key(
+            identity.as_ref().map(|v| &v.identity),
+            &req,
+            state.rate_limits.trusted_proxies(),
+        );
+        let counted = state
+            .rate_limits
+            .count(
+                RouteGroup::Management,
+                &caller,
+                &state.metrics.rate_limit_store_errors,
+            )
+            .await;
+        if !counted.is_allowed() {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[RouteGroup::Management.name()])
+                .inc();
+            let mut response = req.into_response(ConsoleError::RateLimited.error_response());
+            counted.add_headers(response.headers_mut());
+            return Ok(response);
+        }
+        Some(counted)
+    } else {
+        None
+    };
     if let Some(viewer) = identity {
         req.extensions_mut().insert(viewer);
     }
-    Ok(next.call(req).await?.map_into_boxed_body())
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    if let Some(counted) = counted {
+        counted.add_headers(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// The person `req`'s session cookie names, if it holds a valid one (or the local operator
