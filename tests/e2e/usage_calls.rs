@@ -80,7 +80,10 @@ async fn check_call_list(app: &TestApp) {
     let all = page(app, "", ADMIN_KEY).await;
     assert_eq!(
         field_of_each(&all["calls"], "request_id"),
-        ["call-8", "call-7", "call-6", "call-5", "call-4", "call-3", "call-2", "call-1", "call-0"]
+        [
+            "call-8", "call-7", "call-6", "call-5", "call-4", "call-3", "call-2", "call-1",
+            "call-0"
+        ]
     );
     assert_eq!(all["next"], Value::Null);
     let newest = &all["calls"][0];
@@ -119,7 +122,12 @@ async fn check_call_list(app: &TestApp) {
     let door = page(app, "?door=native&status=success", ADMIN_KEY).await;
     // call-5 came in by the native door too, but failed.
     assert_eq!(field_of_each(&door["calls"], "request_id"), ["call-0"]);
-    let anonymous = page(app, "?user=anonymous&error_code=upstream_timeout", ADMIN_KEY).await;
+    let anonymous = page(
+        app,
+        "?user=anonymous&error_code=upstream_timeout",
+        ADMIN_KEY,
+    )
+    .await;
     assert_eq!(anonymous["calls"].as_array().unwrap().len(), 3);
 
     // A user sees only their own calls, and may not ask for everyone's.
@@ -189,7 +197,11 @@ async fn every_bad_parameter_is_named() {
     ] {
         let response = get(&app, query, ADMIN_KEY).await;
         assert_eq!(response.status(), 422, "{query}");
-        assert_eq!(error_body(response).await["details"][0]["field"], field, "{query}");
+        assert_eq!(
+            error_body(response).await["details"][0]["field"],
+            field,
+            "{query}"
+        );
     }
     assert_eq!(get(&app, "?limit=200", ADMIN_KEY).await.status(), 200);
     assert_eq!(get(&app, "", "not-a-key").await.status(), 401);

@@ -7,7 +7,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use core_domain::{AccessRole, Door, EmailHash, ErrorCode, RequestId, SpecialistId, ValidationErrors};
+use core_domain::{
+    AccessRole, Door, EmailHash, ErrorCode, RequestId, SpecialistId, ValidationErrors,
+};
 use serde::{Deserialize, Serialize};
 use usage_store::{
     AttemptRecord, CALL_PAGE_MAX, CallCursor, CallFilter, CallListQuery, CallListRow, GroupBy,
@@ -570,7 +572,10 @@ fn call_list_request(
         errors.push("before", message.clone());
     }
     if let Some(None) = limit {
-        errors.push("limit", format!("must be a whole number from 1 to {CALL_PAGE_MAX}"));
+        errors.push(
+            "limit",
+            format!("must be a whole number from 1 to {CALL_PAGE_MAX}"),
+        );
     }
     let filter = CallFilter {
         specialist: params.specialist.clone(),
