@@ -254,6 +254,18 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
         .map(|a| format!("CAST(t.{a} AS TEXT) AS {a}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The group's size comes from `totals`: a `COUNT(*) OVER` beside the rank would cost a
+    // second sort of every row.
+    let ranked_group = aliases
+        .iter()
+        .map(|a| format!("r.{a}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ranked_join = aliases
+        .iter()
+        .map(|a| format!("r.{a} = t.{a}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let order = aliases
         .iter()
         .map(|a| format!("t.{a}"))
@@ -279,15 +291,17 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
         ),
         ranked AS (
             SELECT {group}, latency_ms,
-                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank,
-                   COUNT(*) OVER (PARTITION BY {group}) AS n
+                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank
             FROM filtered
         ),
         percentiles AS (
-            SELECT {group},
-                   MIN(CASE WHEN rank >= (n * 50 + 99) / 100 THEN latency_ms END) AS p50_latency_ms,
-                   MIN(CASE WHEN rank >= (n * 95 + 99) / 100 THEN latency_ms END) AS p95_latency_ms
-            FROM ranked GROUP BY {group}
+            SELECT {ranked_group},
+                   MIN(CASE WHEN r.rank >= (t.requests * 50 + 99) / 100 THEN r.latency_ms END)
+                       AS p50_latency_ms,
+                   MIN(CASE WHEN r.rank >= (t.requests * 95 + 99) / 100 THEN r.latency_ms END)
+                       AS p95_latency_ms
+            FROM ranked r JOIN totals t ON {ranked_join}
+            GROUP BY {ranked_group}
         )
         SELECT {selected},
                CAST(t.requests AS BIGINT) AS requests,
@@ -338,7 +352,10 @@ impl UsageStore {
             Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
         };
-        Ok(rows.into_iter().next().map_or_else(Totals::default, Totals::from))
+        Ok(rows
+            .into_iter()
+            .next()
+            .map_or_else(Totals::default, Totals::from))
     }
 
     /// The range's calls per time bucket and per value of the split's key, ordered by bucket
@@ -659,7 +676,6 @@ fn call_counts_sql(scope: &Scope, postgres: bool) -> String {
     )
 }
 
-
 /// The (target, outcome) groups folded into one row per target. Saturating: the counts come
 /// from a table ops may edit by hand.
 fn fold_targets(outcomes: Vec<TargetOutcome>) -> Vec<TargetRow> {
@@ -875,7 +891,12 @@ mod tests {
                     records.push(call(&format!("a{i}"), "analyst", i, at(20, 12, 0, 0, 0)));
                 }
                 for i in 1..=7u64 {
-                    records.push(call(&format!("b{i}"), "reviewer", i * 3, at(20, 12, 0, 0, 0)));
+                    records.push(call(
+                        &format!("b{i}"),
+                        "reviewer",
+                        i * 3,
+                        at(20, 12, 0, 0, 0),
+                    ));
                 }
                 records.push(call("c1", "coder", 5, at(20, 12, 0, 0, 0)));
                 store.insert_batch(&records).unwrap();
@@ -919,9 +940,7 @@ mod tests {
                 assert_eq!(totals.p95_latency_ms, nearest_rank(all.clone(), 95));
                 // 1..=20, 3, 6, ..., 21 and 5 sorted: 1 2 3 3 4 5 5 6 6 7 8 9 9 10 ...
                 assert_eq!(totals.p50_latency_ms, 10.0, "the 14th of 28");
-                assert!(
-                    (totals.avg_latency_ms - all.iter().sum::<f64>() / 28.0).abs() < 1e-9
-                );
+                assert!((totals.avg_latency_ms - all.iter().sum::<f64>() / 28.0).abs() < 1e-9);
             });
         }
 

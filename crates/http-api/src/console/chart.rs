@@ -59,6 +59,21 @@ impl Unit {
     }
 }
 
+/// An axis label: as short as the value allows (`$2.5`, `0.5%`), since the axis' round values
+/// need no fixed decimals.
+fn axis_label(unit: Unit, value: f64) -> String {
+    let short = |value: f64| {
+        let text = format!("{:.9}", clean(value));
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    };
+    match unit {
+        Unit::Count => short(value),
+        Unit::Usd => format!("${}", short(value)),
+        Unit::Percent => format!("{}%", short(value)),
+        Unit::Millis => format!("{} ms", short(value)),
+    }
+}
+
 /// Money as the whole console shows it: dollars with six decimals.
 pub(crate) fn format_usd(value: f64) -> String {
     format!("${:.6}", clean(value))
@@ -131,7 +146,11 @@ pub(crate) fn axis_top(max: f64) -> f64 {
 /// Where a value sits on the plot: `0` at the bottom, `top` (and anything above) at the top.
 fn y_of(value: f64, top: f64) -> f64 {
     let plot = HEIGHT - TOP - BOTTOM;
-    let share = if top > 0.0 { (clean(value) / top).min(1.0) } else { 0.0 };
+    let share = if top > 0.0 {
+        (clean(value) / top).min(1.0)
+    } else {
+        0.0
+    };
     HEIGHT - BOTTOM - share * plot
 }
 
@@ -164,9 +183,9 @@ pub(crate) fn stack(series: &[Series], buckets: usize) -> Vec<Vec<(f64, f64)>> {
 /// The largest value the chart must show: the tallest stack, or the largest single value.
 fn largest(chart: &Chart<'_>, bands: &[Vec<(f64, f64)>]) -> f64 {
     match chart.kind {
-        Kind::Stacked => bands
-            .last()
-            .map_or(0.0, |top| top.iter().map(|(_, upper)| *upper).fold(0.0, f64::max)),
+        Kind::Stacked => bands.last().map_or(0.0, |top| {
+            top.iter().map(|(_, upper)| *upper).fold(0.0, f64::max)
+        }),
         Kind::Lines => chart
             .series
             .iter()
@@ -190,7 +209,11 @@ fn coordinate(value: f64) -> String {
 /// range shown above the charts).
 fn short_label(bucket: &str) -> String {
     match bucket.split_once('T') {
-        Some((day, time)) => format!("{} {}", day.get(5..).unwrap_or(day), time.get(..5).unwrap_or(time)),
+        Some((day, time)) => format!(
+            "{} {}",
+            day.get(5..).unwrap_or(day),
+            time.get(..5).unwrap_or(time)
+        ),
         None => bucket.get(5..).unwrap_or(bucket).to_owned(),
     }
 }
@@ -207,7 +230,9 @@ fn labelled_buckets(count: usize) -> Vec<usize> {
         .collect()
 }
 
-/// The chart as a `<figure>`: caption, SVG, legend, and the numbers in a table.
+/// The chart as a `<figure>`: caption, SVG, legend, and the numbers in a table. SVG elements
+/// are written with end tags (`<rect ...></rect>`): in an HTML page an SVG start tag without
+/// one is not closed, and the next shapes would become its (undrawn) children.
 pub(crate) fn render(chart: &Chart<'_>) -> Markup {
     let count = chart.buckets.len();
     let series = &chart.series[..chart.series.len().min(PALETTE.len())];
@@ -259,20 +284,26 @@ fn axes(chart: &Chart<'_>, top: f64) -> Markup {
         g fill="none" stroke="#d0d7de" {
             @for tick in ticks {
                 line x1=(coordinate(LEFT)) x2=(coordinate(WIDTH - RIGHT))
-                    y1=(coordinate(y_of(tick, top))) y2=(coordinate(y_of(tick, top)));
+                    y1=(coordinate(y_of(tick, top))) y2=(coordinate(y_of(tick, top))) {}
             }
         }
         g fill="#4a5361" text-anchor="end" {
             @for tick in ticks {
                 text x=(coordinate(LEFT - 4.0)) y=(coordinate(y_of(tick, top) + 4.0)) {
-                    (chart.unit.format(tick))
+                    (axis_label(chart.unit, tick))
                 }
             }
         }
-        g fill="#4a5361" text-anchor="middle" {
+        g fill="#4a5361" {
             @for index in labelled_buckets(count) {
                 @let (left, step) = x_of(index, count);
-                text x=(coordinate(left + step / 2.0)) y=(coordinate(HEIGHT - 8.0)) {
+                // The first and last labels lean inwards, so neither runs off the drawing.
+                @let (x, anchor) = match index {
+                    0 => (left, "start"),
+                    i if i + 1 == count => (left + step, "end"),
+                    _ => (left + step / 2.0, "middle"),
+                };
+                text x=(coordinate(x)) y=(coordinate(HEIGHT - 8.0)) text-anchor=(anchor) {
                     (short_label(&chart.buckets[index]))
                 }
             }
@@ -291,7 +322,7 @@ fn bars(bands: &[Vec<(f64, f64)>], count: usize, top: f64) -> Markup {
                         // A gap between bars, unless they are too thin to spare one.
                         @let gap = if step > 4.0 { step * 0.15 } else { 0.0 };
                         rect x=(coordinate(left + gap / 2.0)) y=(coordinate(y_top))
-                            width=(coordinate(step - gap)) height=(coordinate(y_bottom - y_top));
+                            width=(coordinate(step - gap)) height=(coordinate(y_bottom - y_top)) {}
                     }
                 }
             }
@@ -304,7 +335,7 @@ fn areas(bands: &[Vec<(f64, f64)>], count: usize, top: f64) -> Markup {
     html! {
         @for (index, series) in bands.iter().enumerate() {
             @if series.iter().any(|(lower, upper)| upper > lower) {
-                path fill=(PALETTE[index].0) d=(area_path(series, count, top));
+                path fill=(PALETTE[index].0) d=(area_path(series, count, top)) {}
             }
         }
     }
@@ -318,10 +349,18 @@ fn area_path(series: &[(f64, f64)], count: usize, top: f64) -> String {
     let mut d = String::with_capacity(series.len() * 20);
     for (bucket, (_, upper)) in series.iter().enumerate() {
         let command = if bucket == 0 { 'M' } else { 'L' };
-        d.push_str(&format!("{command}{} {}", centre(bucket), coordinate(y_of(*upper, top))));
+        d.push_str(&format!(
+            "{command}{} {}",
+            centre(bucket),
+            coordinate(y_of(*upper, top))
+        ));
     }
     for (bucket, (lower, _)) in series.iter().enumerate().rev() {
-        d.push_str(&format!("L{} {}", centre(bucket), coordinate(y_of(*lower, top))));
+        d.push_str(&format!(
+            "L{} {}",
+            centre(bucket),
+            coordinate(y_of(*lower, top))
+        ));
     }
     d.push('Z');
     d
@@ -335,10 +374,10 @@ fn lines(series: &[Series], count: usize, top: f64) -> Markup {
             g stroke=(colour) fill=(colour) {
                 @for run in runs(&s.values, count, top) {
                     @if run.len() == 1 {
-                        circle cx=(run[0].0) cy=(run[0].1) r="2.5" stroke="none";
+                        circle cx=(run[0].0) cy=(run[0].1) r="2.5" stroke="none" {}
                     } @else {
                         polyline fill="none" stroke-width="2" stroke-dasharray=(dashes)
-                            points=(run.iter().map(|(x, y)| format!("{x},{y}")).collect::<Vec<_>>().join(" "));
+                            points=(run.iter().map(|(x, y)| format!("{x},{y}")).collect::<Vec<_>>().join(" ")) {}
                     }
                 }
             }
@@ -372,9 +411,9 @@ fn swatch(index: usize, kind: Kind) -> Markup {
     html! {
         svg.swatch width="14" height="14" viewBox="0 0 14 14" aria-hidden="true" {
             @match kind {
-                Kind::Stacked => rect width="14" height="14" fill=(colour);,
+                Kind::Stacked => rect width="14" height="14" fill=(colour) {},
                 Kind::Lines => line x1="0" y1="7" x2="14" y2="7" stroke=(colour) stroke-width="3"
-                    stroke-dasharray=(dashes);,
+                    stroke-dasharray=(dashes) {},
             }
         }
     }
@@ -422,7 +461,9 @@ mod tests {
     }
 
     fn buckets(count: usize) -> Vec<String> {
-        (0..count).map(|i| format!("2026-01-{:02}", i % 28 + 1)).collect()
+        (0..count)
+            .map(|i| format!("2026-01-{:02}", i % 28 + 1))
+            .collect()
     }
 
     fn numbers_in(markup: &str, attribute: &str) -> Vec<f64> {
@@ -465,7 +506,10 @@ mod tests {
 
     #[test]
     fn stacked_bands_follow_each_other_and_end_at_the_total() {
-        let data = [series("a", &[1.0, 0.0, 3.0]), series("b", &[2.0, 5.0, f64::NAN])];
+        let data = [
+            series("a", &[1.0, 0.0, 3.0]),
+            series("b", &[2.0, 5.0, f64::NAN]),
+        ];
         let bands = stack(&data, 3);
         assert_eq!(bands[0], [(0.0, 1.0), (0.0, 0.0), (0.0, 3.0)]);
         assert_eq!(bands[1], [(1.0, 3.0), (0.0, 5.0), (3.0, 3.0)]);
@@ -495,9 +539,40 @@ mod tests {
         let bars = bars_in(&markup);
         assert_eq!(bars.len(), 8, "{markup}");
         for (y, height) in bars {
-            assert!(y >= TOP - 0.05 && y + height <= HEIGHT - BOTTOM + 0.05, "{y} + {height}");
+            assert!(
+                y >= TOP - 0.05 && y + height <= HEIGHT - BOTTOM + 0.05,
+                "{y} + {height}"
+            );
         }
-        assert!(!markup.contains("NaN") && !markup.contains("inf"), "{markup}");
+        assert!(
+            !markup.contains("NaN") && !markup.contains("inf"),
+            "{markup}"
+        );
+    }
+
+    #[test]
+    fn every_svg_shape_is_closed() {
+        let data = [series("a", &[1.0, 2.0]), series("b", &[3.0, 0.0])];
+        let labels = buckets(2);
+        for kind in [Kind::Stacked, Kind::Lines] {
+            let chart = Chart {
+                id: "c",
+                title: "Calls",
+                note: None,
+                unit: Unit::Count,
+                kind,
+                buckets: &labels,
+                series: &data,
+            };
+            let markup = render(&chart).into_string();
+            for shape in ["rect", "line", "polyline", "path", "circle"] {
+                assert_eq!(
+                    markup.matches(&format!("<{shape} ")).count(),
+                    markup.matches(&format!("</{shape}>")).count(),
+                    "{shape} in {markup}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -536,7 +611,10 @@ mod tests {
         let markup = render(&chart).into_string();
         assert!(markup.contains("<svg"));
         assert!(!markup.contains("<rect") && !markup.contains("<path"));
-        assert!(markup.contains("$1.000000"), "the axis still has a top: {markup}");
+        assert!(
+            markup.contains(">$1</text>"),
+            "the axis still has a top: {markup}"
+        );
         assert!(!markup.contains("NaN"));
     }
 
@@ -557,7 +635,10 @@ mod tests {
         };
         let markup = render(&chart).into_string();
         // A single value is a dot, not a one-point line.
-        assert!(markup.contains("<circle") && !markup.contains("<polyline"), "{markup}");
+        assert!(
+            markup.contains("<circle") && !markup.contains("<polyline"),
+            "{markup}"
+        );
     }
 
     #[test]
@@ -566,7 +647,11 @@ mod tests {
         let runs = runs(&values, values.len(), 4.0);
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].len(), runs[1].len()), (2, 2));
-        assert!(runs.iter().flatten().all(|(x, y)| !x.contains("NaN") && !y.contains("NaN")));
+        assert!(
+            runs.iter()
+                .flatten()
+                .all(|(x, y)| !x.contains("NaN") && !y.contains("NaN"))
+        );
     }
 
     #[test]
@@ -584,8 +669,16 @@ mod tests {
         };
         let markup = render(&chart).into_string();
         assert_eq!(markup.matches("<path").count(), 2);
-        assert_eq!(markup.matches("<rect").count(), 2, "only the legend's swatches");
-        assert_eq!(markup.matches("<tr>").count(), 401, "a row per bucket and the header");
+        assert_eq!(
+            markup.matches("<rect").count(),
+            2,
+            "only the legend's swatches"
+        );
+        assert_eq!(
+            markup.matches("<tr>").count(),
+            401,
+            "a row per bucket and the header"
+        );
     }
 
     #[test]
@@ -594,6 +687,16 @@ mod tests {
         assert_eq!(labelled_buckets(24), [0, 4, 9, 13, 18, 23]);
         assert_eq!(short_label("2026-03-04T05:00:00Z"), "03-04 05:00");
         assert_eq!(short_label("2026-03-04"), "03-04");
+    }
+
+    #[test]
+    fn axis_labels_are_short() {
+        assert_eq!(axis_label(Unit::Usd, 2.5), "$2.5");
+        assert_eq!(axis_label(Unit::Usd, 0.0), "$0");
+        assert_eq!(axis_label(Unit::Usd, 0.005), "$0.005");
+        assert_eq!(axis_label(Unit::Percent, 50.0), "50%");
+        assert_eq!(axis_label(Unit::Count, 1000.0), "1000");
+        assert_eq!(axis_label(Unit::Millis, f64::NAN), "0 ms");
     }
 
     #[test]

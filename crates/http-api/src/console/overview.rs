@@ -27,6 +27,9 @@ const CHART_KEYS: usize = 5;
 const MAX_SPLIT_ROWS: usize = 100;
 /// Hourly buckets beyond this switch to days.
 const MAX_HOUR_BUCKETS: i64 = 90;
+/// Points drawn per chart, at most: longer ranges draw each point over several buckets, which
+/// keeps a 400-day page light (a bar per day and key would be half a megabyte).
+const MAX_POINTS: usize = 62;
 /// The longest custom range, in days.
 const MAX_RANGE_DAYS: i64 = 400;
 /// Ranges up to this long get hourly buckets unless asked otherwise.
@@ -243,11 +246,13 @@ fn bucket_names(from: DateTime<Utc>, to: DateTime<Utc>, bucket: Bucket) -> Vec<S
         Bucket::Day => TimeDelta::days(1),
     };
     let most = usize::try_from(MAX_RANGE_DAYS * 24 + 1).unwrap_or(usize::MAX);
-    std::iter::successors(Some(floor(from, bucket)), |start| start.checked_add_signed(step))
-        .take_while(|start| *start < to)
-        .take(most)
-        .map(|start| bucket_name(start, bucket))
-        .collect()
+    std::iter::successors(Some(floor(from, bucket)), |start| {
+        start.checked_add_signed(step)
+    })
+    .take_while(|start| *start < to)
+    .take(most)
+    .map(|start| bucket_name(start, bucket))
+    .collect()
 }
 
 /// What the store answered for the page.
@@ -282,7 +287,12 @@ async fn show(
     let started = Instant::now();
     let store = state.store.clone();
     let scope = viewer.scope();
-    let (from, to, bucket, split) = (selection.from, selection.to, selection.bucket, selection.split);
+    let (from, to, bucket, split) = (
+        selection.from,
+        selection.to,
+        selection.bucket,
+        selection.split,
+    );
     let figures = web::block(move || -> Result<Figures, usage_store::StoreError> {
         let totals = store.totals(&TotalsQuery {
             from,
@@ -462,7 +472,9 @@ fn range_form(selection: &Selection, errors: &[FieldError]) -> Markup {
 
 /// Totals, charts and the split table.
 fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
-    let buckets = selection.buckets();
+    let names = selection.buckets();
+    let span = names.len().div_ceil(MAX_POINTS).max(1);
+    let buckets: Vec<String> = names.chunks(span).map(|group| group[0].clone()).collect();
     let ranked = ranked(&figures.rows);
     let charted: Vec<&str> = ranked
         .iter()
@@ -470,7 +482,7 @@ fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
         .map(|row| row.key.as_str())
         .collect();
     let has_other = ranked.len() > CHART_KEYS;
-    let grid = BucketGrid::fill(&buckets, &charted, has_other, &figures.series);
+    let grid = BucketGrid::fill(&names, span, &charted, has_other, &figures.series);
     let labels: Vec<String> = charted
         .iter()
         .map(|key| display_key(selection.split, key))
@@ -490,10 +502,26 @@ fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
     let error_rate = per_slot(&|c: &Cell| c.error_rate(), all_slots);
     let p95 = per_slot(&|c: &Cell| c.p95_latency_ms, charted.len());
     let split_name = selection.split.as_str();
-    let p95_note = has_other.then_some(
-        "The five busiest keys only: a percentile of the other keys together cannot be \
-         built from their own.",
-    );
+    let (unit, per_unit) = match selection.bucket {
+        Bucket::Hour => ("hour", "hourly"),
+        Bucket::Day => ("day", "daily"),
+    };
+    let p95_note = match (has_other, span > 1) {
+        (false, false) => None,
+        (true, false) => Some(
+            "The five busiest keys only: a percentile of the other keys together cannot be \
+             built from their own."
+                .to_owned(),
+        ),
+        (other, true) => Some(format!(
+            "{}Each point shows the highest {per_unit} p95 among the {span} {unit}s it spans.",
+            if other {
+                "The five busiest keys only. "
+            } else {
+                ""
+            }
+        )),
+    };
     let chart = |id, title, unit, kind, series: &[Series], note| {
         chart::render(&Chart {
             id,
@@ -508,9 +536,10 @@ fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
     html! {
         p.range-shown {
             "From " time datetime=(selection.from.to_rfc3339()) { (selection.from.format("%Y-%m-%d %H:%M")) }
-            " to " time datetime=(selection.to.to_rfc3339()) { (selection.to.format("%Y-%m-%d %H:%M")) }
+            " up to " time datetime=(selection.to.to_rfc3339()) { (selection.to.format("%Y-%m-%d %H:%M")) }
             " UTC, by " (selection.bucket.as_str()) ", split by " (split_name) "."
             @if let Some(note) = &selection.bucket_note { " " (note) }
+            @if span > 1 { " Each point of the charts spans " (span) " " (unit) "s, named by its first." }
         }
         (totals(&figures.totals))
         h2 { "Over time" }
@@ -518,7 +547,7 @@ fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
             (chart("chart-requests", "Requests", Unit::Count, Kind::Stacked, &requests, None))
             (chart("chart-cost", "Cost", Unit::Usd, Kind::Stacked, &cost, None))
             (chart("chart-error-rate", "Error rate", Unit::Percent, Kind::Lines, &error_rate, None))
-            (chart("chart-p95", "p95 latency", Unit::Millis, Kind::Lines, &p95, p95_note))
+            (chart("chart-p95", "p95 latency", Unit::Millis, Kind::Lines, &p95, p95_note.as_deref()))
         }
         h2 { "By " (split_name) }
         (split_table(selection.split, &ranked))
@@ -638,21 +667,30 @@ impl Cell {
     }
 }
 
-/// The series rows laid on the full time axis: a row per bucket (zeros where there were no
-/// calls), a cell per charted key, and one for "other" when there are more keys.
+/// The series rows laid on the full time axis: a row per point (zeros where there were no
+/// calls), each point `span` consecutive buckets, a cell per charted key, and one for "other"
+/// when there are more keys. Counts and cost add up exactly; a point's p95 is the highest of
+/// its buckets' (percentiles do not add up).
 #[derive(Debug)]
 struct BucketGrid {
     cells: Vec<Vec<Cell>>,
 }
 
 impl BucketGrid {
-    fn fill(buckets: &[String], keys: &[&str], has_other: bool, rows: &[SeriesRow]) -> Self {
+    fn fill(
+        buckets: &[String],
+        span: usize,
+        keys: &[&str],
+        has_other: bool,
+        rows: &[SeriesRow],
+    ) -> Self {
+        let span = span.max(1);
         let slots = keys.len() + usize::from(has_other);
-        let mut cells = vec![vec![Cell::default(); slots]; buckets.len()];
+        let mut cells = vec![vec![Cell::default(); slots]; buckets.len().div_ceil(span)];
         let bucket_index: HashMap<&str, usize> = buckets
             .iter()
             .enumerate()
-            .map(|(i, name)| (name.as_str(), i))
+            .map(|(i, name)| (name.as_str(), i / span))
             .collect();
         let key_slot: HashMap<&str, usize> =
             keys.iter().enumerate().map(|(i, key)| (*key, i)).collect();
@@ -671,7 +709,10 @@ impl BucketGrid {
             cell.failures = cell.failures.saturating_add(row.failures);
             cell.cost_usd += row.cost_usd;
             if own_key && row.requests > 0 {
-                cell.p95_latency_ms = Some(row.p95_latency_ms);
+                let highest = cell
+                    .p95_latency_ms
+                    .map_or(row.p95_latency_ms, |p95| p95.max(row.p95_latency_ms));
+                cell.p95_latency_ms = Some(highest);
             }
         }
         Self { cells }
@@ -726,7 +767,10 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(selection.from, at(2026, 3, 3, 11, 0));
         assert_eq!(selection.to, at(2026, 3, 4, 11, 0));
-        assert_eq!((selection.bucket, selection.split), (Bucket::Hour, GroupBy::Specialist));
+        assert_eq!(
+            (selection.bucket, selection.split),
+            (Bucket::Hour, GroupBy::Specialist)
+        );
         let buckets = selection.buckets();
         assert_eq!(buckets.len(), 24);
         assert_eq!(buckets[0], "2026-03-03T11:00:00Z");
@@ -754,7 +798,11 @@ mod tests {
         assert!(selection.bucket_note.is_some());
 
         let (short, _) = Selection::read(
-            &params(&[("range", "custom"), ("from", "2026-03-01"), ("to", "2026-03-02")]),
+            &params(&[
+                ("range", "custom"),
+                ("from", "2026-03-01"),
+                ("to", "2026-03-02"),
+            ]),
             now,
         );
         assert_eq!(short.bucket, Bucket::Hour, "two whole days are 48 hours");
@@ -765,11 +813,18 @@ mod tests {
     fn custom_dates_include_the_end_day() {
         let now = at(2026, 3, 4, 10, 17);
         let (selection, errors) = Selection::read(
-            &params(&[("range", "custom"), ("from", "2026-01-01"), ("to", "2026-01-31")]),
+            &params(&[
+                ("range", "custom"),
+                ("from", "2026-01-01"),
+                ("to", "2026-01-31"),
+            ]),
             now,
         );
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!((selection.from, selection.to), (at(2026, 1, 1, 0, 0), at(2026, 2, 1, 0, 0)));
+        assert_eq!(
+            (selection.from, selection.to),
+            (at(2026, 1, 1, 0, 0), at(2026, 2, 1, 0, 0))
+        );
         assert_eq!(selection.buckets().len(), 31);
     }
 
@@ -785,20 +840,38 @@ mod tests {
         assert_eq!(fields(&[("bucket", "minute")]), ["bucket"]);
         assert_eq!(fields(&[("range", "custom")]), ["from", "to"]);
         assert_eq!(
-            fields(&[("range", "custom"), ("from", "yesterday"), ("to", "2026-13-01")]),
+            fields(&[
+                ("range", "custom"),
+                ("from", "yesterday"),
+                ("to", "2026-13-01")
+            ]),
             ["from", "to"]
         );
         assert_eq!(
-            fields(&[("range", "custom"), ("from", "2026-02-01"), ("to", "2026-01-01")]),
+            fields(&[
+                ("range", "custom"),
+                ("from", "2026-02-01"),
+                ("to", "2026-01-01")
+            ]),
             ["from"]
         );
         assert_eq!(
-            fields(&[("range", "custom"), ("from", "2020-01-01"), ("to", "2026-01-01")]),
+            fields(&[
+                ("range", "custom"),
+                ("from", "2020-01-01"),
+                ("to", "2026-01-01")
+            ]),
             ["from"],
             "more than 400 days"
         );
-        assert!(fields(&[("range", "custom"), ("from", "2025-01-01"), ("to", "2026-01-01")])
-            .is_empty());
+        assert!(
+            fields(&[
+                ("range", "custom"),
+                ("from", "2025-01-01"),
+                ("to", "2026-01-01")
+            ])
+            .is_empty()
+        );
     }
 
     #[test]
@@ -806,7 +879,11 @@ mod tests {
         let hours = bucket_names(at(2026, 1, 31, 22, 30), at(2026, 2, 1, 1, 0), Bucket::Hour);
         assert_eq!(
             hours,
-            ["2026-01-31T22:00:00Z", "2026-01-31T23:00:00Z", "2026-02-01T00:00:00Z"]
+            [
+                "2026-01-31T22:00:00Z",
+                "2026-01-31T23:00:00Z",
+                "2026-02-01T00:00:00Z"
+            ]
         );
         let days = bucket_names(at(2024, 2, 28, 0, 0), at(2024, 3, 2, 0, 0), Bucket::Day);
         assert_eq!(days, ["2024-02-28", "2024-02-29", "2024-03-01"]);
@@ -823,17 +900,49 @@ mod tests {
             row("2026-01-03", "b", 1, 0, 1.0),
             row("1999-01-01", "a", 9, 9, 9.0),
         ];
-        let grid = BucketGrid::fill(&buckets, &["a", "b"], true, &rows);
+        let grid = BucketGrid::fill(&buckets, 1, &["a", "b"], true, &rows);
         assert_eq!(grid.cells.len(), 3);
         assert_eq!(grid.cells[0][0].requests, 4);
         assert_eq!(grid.cells[0][0].p95_latency_ms, Some(20.0));
         assert_eq!(grid.cells[0][2].requests, 5, "c and d are other");
         assert_eq!(grid.cells[0][2].failures, 3);
         assert_eq!(grid.cells[0][2].p95_latency_ms, None);
-        assert_eq!(grid.cells[1], vec![Cell::default(); 3], "an empty day is zeros");
+        assert_eq!(
+            grid.cells[1],
+            vec![Cell::default(); 3],
+            "an empty day is zeros"
+        );
         assert_eq!(grid.cells[1][0].error_rate(), None);
         assert_eq!(grid.cells[2][1].requests, 1);
         let total: i64 = grid.cells.iter().flatten().map(|c| c.requests).sum();
         assert_eq!(total, 10, "the row outside the axis is left out");
+    }
+
+    #[test]
+    fn a_long_range_is_drawn_in_points_of_several_buckets() {
+        let buckets = bucket_names(at(2026, 1, 1, 0, 0), at(2026, 1, 6, 0, 0), Bucket::Day);
+        let mut slow = row("2026-01-02", "a", 1, 0, 0.5);
+        slow.p95_latency_ms = 90.0;
+        let rows = [
+            row("2026-01-01", "a", 4, 1, 0.5),
+            slow,
+            row("2026-01-05", "a", 2, 2, 1.0),
+        ];
+        let grid = BucketGrid::fill(&buckets, 2, &["a"], false, &rows);
+        assert_eq!(
+            grid.cells.len(),
+            3,
+            "five days in points of two: the last holds one"
+        );
+        assert_eq!(grid.cells[0][0].requests, 5);
+        assert_eq!(grid.cells[0][0].failures, 1);
+        assert_eq!(grid.cells[0][0].cost_usd, 1.0);
+        assert_eq!(
+            grid.cells[0][0].p95_latency_ms,
+            Some(90.0),
+            "the higher day's p95"
+        );
+        assert_eq!(grid.cells[1][0], Cell::default());
+        assert_eq!(grid.cells[2][0].error_rate(), Some(100.0));
     }
 }
