@@ -28,6 +28,8 @@ mod budgets_shared;
 mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;
+mod console_access;
+mod console_pages;
 mod edge_hardening;
 mod embeddings;
 mod error_hardening;

@@ -183,7 +183,9 @@ macro_rules! scoped {
     ($query:expr, $scope:expr) => {
         match $scope {
             Scope::Everyone => $query,
-            Scope::Caller(Some(hash)) => $query.filter(usage_logs::user_email_hash.eq(hash.as_str())),
+            Scope::Caller(Some(hash)) => {
+                $query.filter(usage_logs::user_email_hash.eq(hash.as_str()))
+            }
             Scope::Caller(None) => $query.filter(usage_logs::user_email_hash.is_null()),
         }
     };
@@ -223,11 +225,13 @@ macro_rules! load_page {
         if let Some(cursor) = &$q.before {
             // `timestamp <= t` alone bounds the index range; the OR then drops the rows of
             // the cursor's own instant that the previous page already showed.
-            rows = rows.filter(usage_logs::timestamp.le(cursor.timestamp)).filter(
-                usage_logs::timestamp
-                    .lt(cursor.timestamp)
-                    .or(usage_logs::request_id.lt(cursor.request_id.as_str())),
-            );
+            rows = rows
+                .filter(usage_logs::timestamp.le(cursor.timestamp))
+                .filter(
+                    usage_logs::timestamp
+                        .lt(cursor.timestamp)
+                        .or(usage_logs::request_id.lt(cursor.request_id.as_str())),
+                );
         }
         rows.order((usage_logs::timestamp.desc(), usage_logs::request_id.desc()))
             .limit($fetch)
@@ -413,9 +417,7 @@ mod tests {
         fn expected(store: &UsageStore, keep: impl Fn(&StoredUsage) -> bool) -> Vec<String> {
             let mut rows: Vec<StoredUsage> =
                 store.all_rows().unwrap().into_iter().filter(keep).collect();
-            rows.sort_by(|a, b| {
-                (b.timestamp, &b.request_id).cmp(&(a.timestamp, &a.request_id))
-            });
+            rows.sort_by(|a, b| (b.timestamp, &b.request_id).cmp(&(a.timestamp, &a.request_id)));
             rows.into_iter().map(|r| r.request_id).collect()
         }
 
@@ -563,7 +565,8 @@ mod tests {
                     expected(store, |r| r.user_email_hash.as_deref() == Some(&ada_hash))
                 );
                 assert_eq!(own.len(), 30);
-                let anonymous = every_page(store, query(Scope::Caller(None), CallFilter::default(), 50));
+                let anonymous =
+                    every_page(store, query(Scope::Caller(None), CallFilter::default(), 50));
                 assert_eq!(anonymous, expected(store, |r| r.user_email_hash.is_none()));
                 // Asking for another caller's calls within one's own scope finds none.
                 let other = CallFilter {
@@ -573,11 +576,17 @@ mod tests {
                 assert!(every_page(store, query(Scope::Caller(Some(ada())), other, 50)).is_empty());
 
                 let values = store
-                    .call_filter_values(&Scope::Caller(Some(ada())), Utc::now() - chrono::TimeDelta::days(3650))
+                    .call_filter_values(
+                        &Scope::Caller(Some(ada())),
+                        Utc::now() - chrono::TimeDelta::days(3650),
+                    )
                     .unwrap();
                 assert_eq!(values.users, [ada_hash.clone()]);
                 let everyone = store
-                    .call_filter_values(&Scope::Everyone, Utc::now() - chrono::TimeDelta::days(3650))
+                    .call_filter_values(
+                        &Scope::Everyone,
+                        Utc::now() - chrono::TimeDelta::days(3650),
+                    )
                     .unwrap();
                 let mut users = vec![
                     ada_hash.clone(),
@@ -588,11 +597,15 @@ mod tests {
                 assert_eq!(everyone.users, users);
                 assert_eq!(everyone.specialists, ["analyst", "coder", "reviewer"]);
                 assert_eq!(everyone.error_codes, ["upstream_error", "upstream_timeout"]);
-                let mut doors: Vec<&str> = core_domain::Door::ALL.iter().map(|d| d.as_str()).collect();
+                let mut doors: Vec<&str> =
+                    core_domain::Door::ALL.iter().map(|d| d.as_str()).collect();
                 doors.sort_unstable();
                 assert_eq!(everyone.doors, doors);
                 let later = store
-                    .call_filter_values(&Scope::Everyone, Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap())
+                    .call_filter_values(
+                        &Scope::Everyone,
+                        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
+                    )
                     .unwrap();
                 assert_eq!(later, CallFilterValues::default(), "no call since");
             });
@@ -620,7 +633,8 @@ mod tests {
                 let want = expected(store, |_| true);
                 assert_eq!(want.len(), 28);
                 for limit in [1, 2, 3, 7, 25, 28, 200] {
-                    let got = every_page(store, query(Scope::Everyone, CallFilter::default(), limit));
+                    let got =
+                        every_page(store, query(Scope::Everyone, CallFilter::default(), limit));
                     assert_eq!(got, want, "limit {limit} on {:?}", store.backend());
                 }
                 // The last page says there is no next one; a full page of exactly what is left
@@ -641,10 +655,17 @@ mod tests {
                     })
                     .unwrap();
                 assert_eq!(
-                    resumed.calls.iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(),
+                    resumed
+                        .calls
+                        .iter()
+                        .map(|c| c.request_id.as_str())
+                        .collect::<Vec<_>>(),
                     want[5..10].iter().map(String::as_str).collect::<Vec<_>>()
                 );
-                assert_eq!(first.calls[0].timestamp, instant + chrono::TimeDelta::milliseconds(2));
+                assert_eq!(
+                    first.calls[0].timestamp,
+                    instant + chrono::TimeDelta::milliseconds(2)
+                );
             });
         }
 

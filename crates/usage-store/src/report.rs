@@ -338,7 +338,10 @@ impl UsageStore {
             Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
         };
-        Ok(rows.into_iter().next().map_or_else(Totals::default, Totals::from))
+        Ok(rows
+            .into_iter()
+            .next()
+            .map_or_else(Totals::default, Totals::from))
     }
 
     /// The range's calls per time bucket and per value of the split's key, ordered by bucket
@@ -659,7 +662,6 @@ fn call_counts_sql(scope: &Scope, postgres: bool) -> String {
     )
 }
 
-
 /// The (target, outcome) groups folded into one row per target. Saturating: the counts come
 /// from a table ops may edit by hand.
 fn fold_targets(outcomes: Vec<TargetOutcome>) -> Vec<TargetRow> {
@@ -875,7 +877,12 @@ mod tests {
                     records.push(call(&format!("a{i}"), "analyst", i, at(20, 12, 0, 0, 0)));
                 }
                 for i in 1..=7u64 {
-                    records.push(call(&format!("b{i}"), "reviewer", i * 3, at(20, 12, 0, 0, 0)));
+                    records.push(call(
+                        &format!("b{i}"),
+                        "reviewer",
+                        i * 3,
+                        at(20, 12, 0, 0, 0),
+                    ));
                 }
                 records.push(call("c1", "coder", 5, at(20, 12, 0, 0, 0)));
                 store.insert_batch(&records).unwrap();
@@ -919,9 +926,7 @@ mod tests {
                 assert_eq!(totals.p95_latency_ms, nearest_rank(all.clone(), 95));
                 // 1..=20, 3, 6, ..., 21 and 5 sorted: 1 2 3 3 4 5 5 6 6 7 8 9 9 10 ...
                 assert_eq!(totals.p50_latency_ms, 10.0, "the 14th of 28");
-                assert!(
-                    (totals.avg_latency_ms - all.iter().sum::<f64>() / 28.0).abs() < 1e-9
-                );
+                assert!((totals.avg_latency_ms - all.iter().sum::<f64>() / 28.0).abs() < 1e-9);
             });
         }
 
