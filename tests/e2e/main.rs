@@ -54,4 +54,5 @@ mod store;
 mod stream;
 mod unconfigured_provider;
 mod usage;
+mod usage_calls;
 mod usage_detail;

@@ -256,6 +256,8 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
     // ceil(0.95 × 21) = 20) is 200.
     assert!((analyst.avg_latency_ms - 3334.5 / 21.0).abs() < 1e-9);
     assert_eq!(analyst.p95_latency_ms, 200.0);
+    // The median: the 11th of 21 (ceil(0.5 × 21)).
+    assert_eq!(analyst.p50_latency_ms, 110.0);
     let reviewer = &by_specialist[1];
     assert_eq!(reviewer.key, "reviewer");
     assert_eq!(
@@ -267,8 +269,12 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         (1, 5, 6)
     );
     assert_eq!(
-        (reviewer.avg_latency_ms, reviewer.p95_latency_ms),
-        (7.0, 7.0)
+        (
+            reviewer.avg_latency_ms,
+            reviewer.p50_latency_ms,
+            reviewer.p95_latency_ms
+        ),
+        (7.0, 7.0, 7.0)
     );
 
     let store = s.clone();

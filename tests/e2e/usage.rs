@@ -26,6 +26,8 @@ async fn check_summary(app: &TestApp) {
     assert_eq!(rows[0]["failures"], 0);
     assert!(rows[0]["output_tokens"].as_i64().unwrap() > 0);
     assert!(rows[0]["p95_latency_ms"].as_f64().unwrap() > 0.0);
+    let p50 = rows[0]["p50_latency_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= rows[0]["p95_latency_ms"].as_f64().unwrap());
     assert!(rows[0]["avg_latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(rows[1]["key"], "general");
     assert_eq!(

@@ -17,7 +17,7 @@ pub enum ReportFormat {
     Markdown,
 }
 
-const HEADERS: [&str; 9] = [
+const HEADERS: [&str; 10] = [
     "key",
     "requests",
     "successes",
@@ -26,10 +26,11 @@ const HEADERS: [&str; 9] = [
     "output_tokens",
     "cost_usd",
     "avg_latency_ms",
+    "p50_latency_ms",
     "p95_latency_ms",
 ];
 
-fn cells(row: &SummaryRow) -> [String; 9] {
+fn cells(row: &SummaryRow) -> [String; 10] {
     [
         row.key.clone(),
         row.requests.to_string(),
@@ -39,13 +40,14 @@ fn cells(row: &SummaryRow) -> [String; 9] {
         row.output_tokens.to_string(),
         format!("{:.6}", row.cost_usd),
         format!("{:.1}", row.avg_latency_ms),
+        format!("{:.1}", row.p50_latency_ms),
         format!("{:.1}", row.p95_latency_ms),
     ]
 }
 
 /// The sums over all groups (latencies are not summable, so left blank). Saturating: the rows
 /// come from a table ops may edit by hand.
-fn total(rows: &[SummaryRow]) -> [String; 9] {
+fn total(rows: &[SummaryRow]) -> [String; 10] {
     let sum = |f: fn(&SummaryRow) -> i64| {
         rows.iter()
             .map(f)
@@ -60,6 +62,7 @@ fn total(rows: &[SummaryRow]) -> [String; 9] {
         sum(|r| r.input_tokens),
         sum(|r| r.output_tokens),
         format!("{:.6}", rows.iter().map(|r| r.cost_usd).sum::<f64>()),
+        String::new(),
         String::new(),
         String::new(),
     ]
@@ -403,6 +406,7 @@ mod tests {
                 output_tokens: 60,
                 cost_usd: 0.0,
                 avg_latency_ms: 1.25,
+                p50_latency_ms: 1.0,
                 p95_latency_ms: 2.0,
             },
             SummaryRow {
@@ -414,6 +418,7 @@ mod tests {
                 output_tokens: 500,
                 cost_usd: 0.0075,
                 avg_latency_ms: 812.0,
+                p50_latency_ms: 812.0,
                 p95_latency_ms: 812.0,
             },
         ]
@@ -424,10 +429,10 @@ mod tests {
         let csv = render(&rows(), ReportFormat::Csv);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], HEADERS.join(","));
-        assert_eq!(lines[1], "demo,3,2,1,30,60,0.000000,1.2,2.0");
+        assert_eq!(lines[1], "demo,3,2,1,30,60,0.000000,1.2,1.0,2.0");
         assert_eq!(
             lines[2],
-            "\"gpt,4o \"\"x\"\"\",1,1,0,1000,500,0.007500,812.0,812.0"
+            "\"gpt,4o \"\"x\"\"\",1,1,0,1000,500,0.007500,812.0,812.0,812.0"
         );
         assert_eq!(lines.len(), 3);
     }

@@ -347,9 +347,9 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
         [
-            "key,requests,successes,failures,input_tokens,output_tokens,cost_usd,avg_latency_ms,p95_latency_ms",
-            "analyst,2,2,0,200,100,0.001500,200.0,300.0",
-            "general,1,1,0,100,50,0.001000,50.0,50.0",
+            "key,requests,successes,failures,input_tokens,output_tokens,cost_usd,avg_latency_ms,p50_latency_ms,p95_latency_ms",
+            "analyst,2,2,0,200,100,0.001500,200.0,100.0,300.0",
+            "general,1,1,0,100,50,0.001000,50.0,50.0,50.0",
         ]
     );
     let table = run("table");

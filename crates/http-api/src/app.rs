@@ -309,6 +309,12 @@ const NATIVE_ENDPOINTS: &[Endpoint] = &[
         guard: Guard::Management,
     },
     Endpoint {
+        path: "/usage/calls",
+        method: Method::GET,
+        route: || web::route().to(usage::list_calls),
+        guard: Guard::Management,
+    },
+    Endpoint {
         path: "/usage/calls/{request_id}",
         method: Method::GET,
         route: || web::route().to(usage::call),

@@ -42,6 +42,7 @@ use crate::{anthropic, budget_routes, chat, health, openai, specialists, usage};
         specialists::duplicate,
         usage::summary,
         usage::targets,
+        usage::list_calls,
         usage::call,
         budget_routes::list,
         budget_routes::get,

@@ -1,16 +1,20 @@
 //! `GET /usage/summary`: what calls cost, grouped, for the caller (or everyone, for admins);
 //! `GET /usage/targets`: what each upstream target was asked to do, across every attempt;
+//! `GET /usage/calls`: the calls themselves, newest first, filtered, a page at a time;
 //! `GET /usage/calls/{request_id}`: one call's row and its attempts.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use core_domain::{AccessRole, RequestId, ValidationErrors};
+use core_domain::{
+    AccessRole, Door, EmailHash, ErrorCode, RequestId, SpecialistId, ValidationErrors,
+};
 use serde::{Deserialize, Serialize};
 use usage_store::{
-    AttemptRecord, GroupBy, RangeEnd, Scope, StoredCall, SummaryQuery, TargetQuery, TargetRow,
-    default_range_start, parse_range_bound,
+    AttemptRecord, CALL_PAGE_MAX, CallCursor, CallFilter, CallListQuery, CallListRow, GroupBy,
+    RangeEnd, Scope, StoredCall, SummaryQuery, TargetQuery, TargetRow, default_range_start,
+    parse_range_bound,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -419,4 +423,221 @@ pub(crate) async fn call(
         Some(call) if visible(&call) => Ok(HttpResponse::Ok().json(CallView::from(call))),
         _ => Err(not_found()),
     }
+}
+
+/// Rows per page of `GET /usage/calls` when `limit` is not given.
+const DEFAULT_CALL_PAGE: u32 = 50;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct CallListParams {
+    /// Only this specialist's calls (its id).
+    specialist: Option<String>,
+    /// Only this caller's calls: an email hash (64 hex digits), or `anonymous`.
+    user: Option<String>,
+    /// `success` or `failure`.
+    status: Option<String>,
+    /// Only calls that failed with this error code.
+    error_code: Option<String>,
+    /// Only calls that came in by this door: `native`, `chat_completions`, `messages`,
+    /// `responses` or `embeddings`.
+    door: Option<String>,
+    /// `true` or `false`.
+    streamed: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<String>,
+    /// Rows per page, 1 to 200. Default: 50.
+    limit: Option<String>,
+    /// `own` or `all` (administrators only). Default: `all` for administrators, else `own`.
+    scope: Option<String>,
+}
+
+/// One page of calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallListResponse {
+    /// Newest first.
+    calls: Vec<CallListRowView>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// One call, as a table of calls shows it; `GET /usage/calls/{request_id}` has the rest.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallListRowView {
+    request_id: String,
+    /// When the call started (UTC).
+    timestamp: DateTime<Utc>,
+    specialist_id: String,
+    specialist_name: String,
+    /// The target that served the call (or the last one tried, for a failure).
+    provider: String,
+    model: String,
+    /// SHA-256 of the caller's email; absent for the anonymous caller.
+    user_email_hash: Option<String>,
+    /// The name of the API key the caller authenticated with.
+    api_key: Option<String>,
+    /// `native`, `chat_completions`, `messages`, `responses` or `embeddings`.
+    door: String,
+    streamed: bool,
+    success: bool,
+    error_code: Option<String>,
+    /// Summed over every attempt.
+    input_tokens: i64,
+    output_tokens: i64,
+    /// Summed over every attempt.
+    cost_usd: f64,
+    latency_ms: f64,
+    /// Upstream attempts made: 0 when the call never reached an upstream.
+    attempts: i16,
+}
+
+impl From<CallListRow> for CallListRowView {
+    fn from(r: CallListRow) -> Self {
+        Self {
+            request_id: r.request_id,
+            timestamp: r.timestamp,
+            specialist_id: r.specialist_id,
+            specialist_name: r.specialist_name,
+            provider: r.provider,
+            model: r.model,
+            user_email_hash: r.user_email_hash,
+            api_key: r.api_key,
+            door: r.door,
+            streamed: r.streamed,
+            success: r.success,
+            error_code: r.error_code,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+            latency_ms: r.latency_ms,
+            attempts: r.attempts,
+        }
+    }
+}
+
+/// The filter and page the parameters ask for; each unreadable one is pushed to `errors` under
+/// its own name.
+fn call_list_request(
+    params: &CallListParams,
+    errors: &mut ValidationErrors,
+) -> (CallFilter, Option<CallCursor>, u32) {
+    let mut check = |field: &str, raw: Option<&str>, read: &dyn Fn(&str) -> Result<(), String>| {
+        if let Some(raw) = raw
+            && let Err(message) = read(raw)
+        {
+            errors.push(field, message);
+        }
+    };
+    check("specialist", params.specialist.as_deref(), &|raw| {
+        SpecialistId::parse(raw)
+            .map(drop)
+            .map_err(|_| "is not a specialist id".to_owned())
+    });
+    check("user", params.user.as_deref(), &|raw| {
+        if raw == "anonymous" {
+            return Ok(());
+        }
+        EmailHash::from_hex(raw)
+            .map(drop)
+            .map_err(|_| "must be an email hash (64 hex digits) or anonymous".to_owned())
+    });
+    check("error_code", params.error_code.as_deref(), &|raw| {
+        ErrorCode::ALL
+            .iter()
+            .any(|code| code.as_str() == raw)
+            .then_some(())
+            .ok_or_else(|| "is not an error code the gateway logs".to_owned())
+    });
+    let success = read_choice(params.status.as_deref(), "success", "failure");
+    let streamed = read_choice(params.streamed.as_deref(), "true", "false");
+    let door = params.door.as_deref().map(Door::parse);
+    let before = params.before.as_deref().map(CallCursor::parse);
+    let limit = params.limit.as_deref().map(|raw| {
+        raw.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=CALL_PAGE_MAX).contains(n))
+    });
+    if let Some(Err(())) = success {
+        errors.push("status", "must be success or failure");
+    }
+    if let Some(Err(())) = streamed {
+        errors.push("streamed", "must be true or false");
+    }
+    if let Some(None) = door {
+        errors.push(
+            "door",
+            "must be one of native, chat_completions, messages, responses, embeddings",
+        );
+    }
+    if let Some(Err(message)) = &before {
+        errors.push("before", message.clone());
+    }
+    if let Some(None) = limit {
+        errors.push(
+            "limit",
+            format!("must be a whole number from 1 to {CALL_PAGE_MAX}"),
+        );
+    }
+    let filter = CallFilter {
+        specialist: params.specialist.clone(),
+        user: params.user.clone(),
+        success: success.and_then(Result::ok),
+        error_code: params.error_code.clone(),
+        door: door.flatten(),
+        streamed: streamed.and_then(Result::ok),
+    };
+    (
+        filter,
+        before.and_then(Result::ok),
+        limit.flatten().unwrap_or(DEFAULT_CALL_PAGE),
+    )
+}
+
+/// `Some(Ok(true))` for `yes`, `Some(Ok(false))` for `no`, `Some(Err(()))` for anything else,
+/// `None` when absent.
+fn read_choice(raw: Option<&str>, yes: &str, no: &str) -> Option<Result<bool, ()>> {
+    raw.map(|raw| match raw {
+        _ if raw == yes => Ok(true),
+        _ if raw == no => Ok(false),
+        _ => Err(()),
+    })
+}
+
+/// `GET /usage/calls?specialist=&user=&status=&error_code=&door=&streamed=&before=&limit=`:
+/// the calls, newest first, a page at a time; `next` is the `before` of the following page.
+/// Administrators see everyone's calls (or, with `scope=own`, their own); anyone else only
+/// their own.
+#[utoipa::path(get, path = "/usage/calls", tag = "usage",
+    params(CallListParams),
+    responses((status = 200, description = "One page of calls, newest first", body = CallListResponse),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+        Guarded),
+    security((), ("bearer" = []))
+)]
+pub(crate) async fn list_calls(
+    state: web::Data<AppState>,
+    context: RequestContext,
+    params: web::Query<CallListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let mut errors = ValidationErrors::new();
+    let (filter, before, limit) = call_list_request(&params, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let scope = scope(&context, params.scope.as_deref())?;
+    let query = CallListQuery {
+        scope,
+        filter,
+        before,
+        limit,
+    };
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.list_calls(&query))
+        .await
+        .map_err(|e| ApiError::internal(format!("call list task failed: {e}")))??;
+    Ok(HttpResponse::Ok().json(CallListResponse {
+        calls: page.calls.into_iter().map(CallListRowView::from).collect(),
+        next: page.next.map(|cursor| cursor.to_token()),
+    }))
 }

@@ -159,6 +159,8 @@ pub(crate) struct SummaryRowView {
     output_tokens: i64,
     cost_usd: f64,
     avg_latency_ms: f64,
+    /// Nearest-rank median.
+    p50_latency_ms: f64,
     /// Nearest-rank 95th percentile.
     p95_latency_ms: f64,
 }
@@ -174,6 +176,7 @@ impl From<SummaryRow> for SummaryRowView {
             output_tokens: r.output_tokens,
             cost_usd: r.cost_usd,
             avg_latency_ms: r.avg_latency_ms,
+            p50_latency_ms: r.p50_latency_ms,
             p95_latency_ms: r.p95_latency_ms,
         }
     }

@@ -6,11 +6,12 @@
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use core_domain::{Door, RequestId};
 use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp};
 use serde::Serialize;
 
 use crate::report::Scope;
 use crate::schema::usage_logs;
-use crate::store::with_connection;
+use crate::store::{Pool, with_connection};
 use crate::{StoreError, StoredUsage, UsageStore};
 
 /// The largest page [`UsageStore::list_calls`] returns.
@@ -240,20 +241,52 @@ macro_rules! load_page {
     }};
 }
 
-/// Distinct values of one column over the scope's rows since `from`, sorted, bounded.
-macro_rules! distinct_values {
-    ($conn:expr, $column:expr, $scope:expr, $from:expr) => {{
-        let rows = scoped!(
-            usage_logs::table
-                .filter(usage_logs::timestamp.ge($from))
-                .into_boxed(),
-            $scope
-        );
-        rows.select($column)
-            .distinct()
-            .order($column)
-            .limit(FILTER_VALUES_MAX)
-            .load($conn)?
+/// One value a filter can take, as [`seen_sql`] returns it.
+#[derive(QueryableByName)]
+struct Seen {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// The distinct values of `expression` (fixed text, never caller input) in the scope's rows
+/// since `$1`, sorted, at most [`FILTER_VALUES_MAX`]. The value is the expression with `|| ''`
+/// on purpose: the planner then has no index that yields it in order, and reads the range's
+/// rows through the timestamp index instead of walking a whole `(column, timestamp)` index,
+/// so the cost follows the range, not the table.
+fn seen_sql(expression: &str, scope: &Scope, postgres: bool) -> String {
+    let caller = match scope {
+        Scope::Everyone => "",
+        Scope::Caller(Some(_)) if postgres => "AND user_email_hash = $2",
+        Scope::Caller(Some(_)) => "AND user_email_hash = ?",
+        Scope::Caller(None) => "AND user_email_hash IS NULL",
+    };
+    let since = if postgres { "$1" } else { "?" };
+    format!(
+        "SELECT DISTINCT CAST({expression} AS TEXT) || '' AS value FROM usage_logs
+         WHERE timestamp >= {since} {caller} AND {expression} IS NOT NULL
+         ORDER BY value LIMIT {FILTER_VALUES_MAX}"
+    )
+}
+
+/// Runs [`seen_sql`] for each expression on one connection.
+macro_rules! load_seen {
+    ($conn:expr, $expressions:expr, $scope:expr, $from:expr, $postgres:expr) => {{
+        let mut lists: Vec<Vec<String>> = Vec::new();
+        for expression in $expressions {
+            let statement = diesel::sql_query(seen_sql(expression, $scope, $postgres))
+                .bind::<Timestamp, _>($from);
+            let rows: Vec<Seen> = match $scope {
+                Scope::Caller(Some(hash)) => statement
+                    .bind::<Text, _>(hash.as_str())
+                    .load::<Seen>($conn)?,
+                _ => statement.load::<Seen>($conn)?,
+            };
+            // Sorted here too: PostgreSQL's collation may order `_` or digits unlike bytes.
+            let mut values: Vec<String> = rows.into_iter().map(|seen| seen.value).collect();
+            values.sort_unstable();
+            lists.push(values);
+        }
+        lists
     }};
 }
 
@@ -294,40 +327,23 @@ impl UsageStore {
         from: DateTime<Utc>,
     ) -> Result<CallFilterValues, StoreError> {
         let from = from.naive_utc();
-        let (specialists, error_codes, doors, users): (
-            Vec<String>,
-            Vec<Option<String>>,
-            Vec<String>,
-            Vec<Option<String>>,
-        ) = with_connection!(self, |conn| {
-            (
-                distinct_values!(conn, usage_logs::specialist_id, scope, from),
-                scoped!(
-                    usage_logs::table
-                        .filter(usage_logs::timestamp.ge(from))
-                        .filter(usage_logs::error_code.is_not_null())
-                        .into_boxed(),
-                    scope
-                )
-                .select(usage_logs::error_code)
-                .distinct()
-                .order(usage_logs::error_code)
-                .limit(FILTER_VALUES_MAX)
-                .load(conn)?,
-                distinct_values!(conn, usage_logs::door, scope, from),
-                distinct_values!(conn, usage_logs::user_email_hash, scope, from),
-            )
-        });
-        let mut users: Vec<String> = users
-            .into_iter()
-            .map(|hash| hash.unwrap_or_else(|| ANONYMOUS.to_owned()))
-            .collect();
-        users.sort_unstable();
+        let expressions = [
+            "specialist_id",
+            "error_code",
+            "door",
+            "COALESCE(user_email_hash, 'anonymous')",
+        ];
+        let lists = match self.pool() {
+            Pool::Sqlite(pool) => load_seen!(&mut pool.get()?, expressions, scope, from, false),
+            Pool::Postgres(pool) => load_seen!(&mut pool.get()?, expressions, scope, from, true),
+        };
+        let mut lists = lists.into_iter();
+        let mut next = || lists.next().unwrap_or_default();
         Ok(CallFilterValues {
-            specialists,
-            error_codes: error_codes.into_iter().flatten().collect(),
-            doors,
-            users,
+            specialists: next(),
+            error_codes: next(),
+            doors: next(),
+            users: next(),
         })
     }
 }
@@ -581,7 +597,7 @@ mod tests {
                         Utc::now() - chrono::TimeDelta::days(3650),
                     )
                     .unwrap();
-                assert_eq!(values.users, [ada_hash.clone()]);
+                assert_eq!(values.users, std::slice::from_ref(&ada_hash));
                 let everyone = store
                     .call_filter_values(
                         &Scope::Everyone,

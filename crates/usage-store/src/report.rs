@@ -254,6 +254,18 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
         .map(|a| format!("CAST(t.{a} AS TEXT) AS {a}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The group's size comes from `totals`: a `COUNT(*) OVER` beside the rank would cost a
+    // second sort of every row.
+    let ranked_group = aliases
+        .iter()
+        .map(|a| format!("r.{a}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ranked_join = aliases
+        .iter()
+        .map(|a| format!("r.{a} = t.{a}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let order = aliases
         .iter()
         .map(|a| format!("t.{a}"))
@@ -279,15 +291,17 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
         ),
         ranked AS (
             SELECT {group}, latency_ms,
-                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank,
-                   COUNT(*) OVER (PARTITION BY {group}) AS n
+                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank
             FROM filtered
         ),
         percentiles AS (
-            SELECT {group},
-                   MIN(CASE WHEN rank >= (n * 50 + 99) / 100 THEN latency_ms END) AS p50_latency_ms,
-                   MIN(CASE WHEN rank >= (n * 95 + 99) / 100 THEN latency_ms END) AS p95_latency_ms
-            FROM ranked GROUP BY {group}
+            SELECT {ranked_group},
+                   MIN(CASE WHEN r.rank >= (t.requests * 50 + 99) / 100 THEN r.latency_ms END)
+                       AS p50_latency_ms,
+                   MIN(CASE WHEN r.rank >= (t.requests * 95 + 99) / 100 THEN r.latency_ms END)
+                       AS p95_latency_ms
+            FROM ranked r JOIN totals t ON {ranked_join}
+            GROUP BY {ranked_group}
         )
         SELECT {selected},
                CAST(t.requests AS BIGINT) AS requests,
