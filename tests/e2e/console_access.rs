@@ -326,10 +326,9 @@ async fn the_console_can_be_switched_off() {
 fn a_short_session_secret_is_refused_at_start() {
     let mut settings = commander::Settings::default();
     settings.server.console.session_secret = Some("ab".repeat(16));
-    let problems = settings
-        .validate()
-        .err()
-        .expect("a 16-byte secret is refused");
+    let Err(problems) = settings.validate() else {
+        panic!("a 16-byte secret is refused");
+    };
     assert!(
         problems
             .iter()

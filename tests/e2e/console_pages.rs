@@ -42,12 +42,12 @@ fn ada_call(i: usize, base: chrono::DateTime<Utc>) -> UsageRecord {
             "financial_analyst"
         })
         .unwrap(),
-        door: if i % 3 == 0 {
+        door: if i.is_multiple_of(3) {
             Door::Messages
         } else {
             Door::ChatCompletions
         },
-        streamed: i % 2 == 1,
+        streamed: !i.is_multiple_of(2),
         error_code: ADA_FAILED
             .contains(&i)
             .then_some(ErrorCode::UpstreamTimeout),
@@ -176,9 +176,9 @@ async fn each_filter_alone_keeps_only_its_calls(backend: Backend) {
         call_ids(&list("error_code=upstream_timeout").await),
         ada_ids(&ADA_FAILED)
     );
-    let messages: Vec<usize> = (0..ADA_ROWS).filter(|i| i % 3 == 0).collect();
+    let messages: Vec<usize> = (0..ADA_ROWS).filter(|i| i.is_multiple_of(3)).collect();
     assert_eq!(call_ids(&list("door=messages").await), ada_ids(&messages));
-    let unstreamed: Vec<usize> = (0..ADA_ROWS).filter(|i| i % 2 == 0).collect();
+    let unstreamed: Vec<usize> = (0..ADA_ROWS).filter(|i| i.is_multiple_of(2)).collect();
     assert_eq!(
         call_ids(&list("streamed=false").await),
         ada_ids(&unstreamed)
