@@ -130,8 +130,8 @@ pub(crate) fn spend_bar(used: f64, limit: f64) -> Markup {
     html! {
         span.spend {
             svg.spend-bar width=(BAR_WIDTH) height="12" viewBox="0 0 160 12" role="img" aria-label=(label) {
-                rect x="0" y="0" width=(BAR_WIDTH) height="12" fill="#f4f6f8" stroke="#d0d7de";
-                rect x="0" y="0" width=(filled) height="12" fill=(if over { "#b42318" } else { "#0a58ca" });
+                rect x="0" y="0" width=(BAR_WIDTH) height="12" fill="#f4f6f8" stroke="#d0d7de" {}
+                rect x="0" y="0" width=(filled) height="12" fill=(if over { "#b42318" } else { "#0a58ca" }) {}
             }
             " "
             @if over { span.status-bad { (percent) " (limit reached)" } } @else { span { (percent) } }
@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn a_bar_says_its_share_in_words() {
         let half = spend_bar(5.0, 10.0).into_string();
-        assert!(half.contains("aria-label=\"50% of the limit used\""), "{half}");
+        assert!(
+            half.contains("aria-label=\"50% of the limit used\""),
+            "{half}"
+        );
         assert!(half.contains("width=\"80.0\""), "{half}");
         let over = spend_bar(12.0, 10.0).into_string();
         assert!(over.contains("limit reached"), "{over}");

@@ -66,7 +66,9 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::error!(%error, "console: the health check task failed");
-            return Err(ConsoleError::Internal("the health check could not run".into()));
+            return Err(ConsoleError::Internal(
+                "the health check could not run".into(),
+            ));
         }
     };
     let mut parts = Vec::new();
@@ -94,7 +96,9 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
             Condition::Good
         },
         detail: match &usage.store_problem {
-            Some(problem) => format!("oldest unwritten row waited {lag}; last write failed: {problem}"),
+            Some(problem) => {
+                format!("oldest unwritten row waited {lag}; last write failed: {problem}")
+            }
             None => format!("oldest unwritten row waited {lag}"),
         },
     });

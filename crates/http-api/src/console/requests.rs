@@ -102,7 +102,9 @@ impl Filters {
         if let Some(code) = given(raw.error_code.as_ref()) {
             match ErrorCode::ALL.iter().find(|known| known.as_str() == code) {
                 Some(known) => filter.error_code = Some(known.as_str().to_owned()),
-                None => problems.push(("error_code", "Not an error code calls end with.".to_owned())),
+                None => {
+                    problems.push(("error_code", "Not an error code calls end with.".to_owned()))
+                }
             }
         }
         if let Some(door) = given(raw.door.as_ref()) {
@@ -110,10 +112,7 @@ impl Filters {
                 Some(door) => filter.door = Some(door),
                 None => problems.push((
                     "door",
-                    format!(
-                        "Must be one of {}.",
-                        Door::ALL.map(Door::as_str).join(", ")
-                    ),
+                    format!("Must be one of {}.", Door::ALL.map(Door::as_str).join(", ")),
                 )),
             }
         }
@@ -451,7 +450,8 @@ async fn detail(
     let found = blocking("reading a call", move || store.call(&request_id)).await?;
     let visible = |call: &StoredCall| {
         viewer.is_admin()
-            || call.row.user_email_hash.as_deref() == viewer.identity.email_hash().map(|h| h.as_str())
+            || call.row.user_email_hash.as_deref()
+                == viewer.identity.email_hash().map(|h| h.as_str())
     };
     match found {
         Some(call) if visible(&call) => Ok(ok(page(
@@ -618,7 +618,15 @@ mod tests {
         let named: Vec<&str> = filters.problems.iter().map(|(name, _)| *name).collect();
         assert_eq!(
             named,
-            ["specialist", "user", "status", "error_code", "door", "streamed", "form"]
+            [
+                "specialist",
+                "user",
+                "status",
+                "error_code",
+                "door",
+                "streamed",
+                "form"
+            ]
         );
         assert_eq!(filters.filter, CallFilter::default());
     }
