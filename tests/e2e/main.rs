@@ -28,6 +28,7 @@ mod budgets_shared;
 mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;
+mod console_specialists;
 mod edge_hardening;
 mod embeddings;
 mod error_hardening;

@@ -83,6 +83,11 @@ pub(crate) async fn request_scope(
     match outcome {
         Ok(response) => {
             let mut response = match response.response().error() {
+                // A console error rendered its own HTML page (a 403 "Administrators only", a
+                // sign-in redirect): a browser is reading it, not an API client.
+                Some(error) if error.as_error::<crate::console::ConsoleError>().is_some() => {
+                    response.map_into_boxed_body()
+                }
                 // An error a handler or an extractor returned: render it with the id.
                 Some(error) => {
                     let api_error = error

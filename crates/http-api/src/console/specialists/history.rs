@@ -231,7 +231,10 @@ fn comparison(s: &Specialist, from: &str, to: &str) -> Markup {
 }
 
 /// The rollback form: the version whose prompt comes back.
-#[derive(Debug, Deserialize)]
+/// (Every field defaults to empty: a form without its token is refused as forged, 403, not
+/// as unreadable.)
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct RollbackForm {
     csrf: String,
     version: String,

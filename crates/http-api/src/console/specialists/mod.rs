@@ -277,13 +277,17 @@ async fn duplicate(
 }
 
 /// A form whose only field is the anti-forgery token.
-#[derive(Debug, Deserialize)]
+/// A missing token reads as empty, so the form is refused as forged (403).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct CsrfOnly {
     csrf: String,
 }
 
 /// The delete form: the token and the version the person saw when they confirmed.
-#[derive(Debug, Deserialize)]
+/// A missing token reads as empty, so the form is refused as forged (403).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct DeleteForm {
     csrf: String,
     version: Option<u32>,
