@@ -279,6 +279,15 @@ async fn a_form_with_problems_comes_back_with_each_beside_its_field_then_creates
     assert_eq!(status, 404);
     let (status, _) = admin.get("/console/specialists/nobody/history").await;
     assert_eq!(status, 404);
+    let missing = admin
+        .post(
+            "/console/specialists/nobody/duplicate",
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    let (status, _) = admin.get("/console/specialists?page=abc").await;
+    assert_eq!(status, 200, "a page that is not a number shows the first");
 }
 
 #[tokio::test]
