@@ -32,6 +32,7 @@ mod console_access;
 mod console_browser;
 mod console_overview;
 mod console_pages;
+mod console_specialists;
 mod edge_hardening;
 mod embeddings;
 mod error_hardening;

@@ -50,10 +50,15 @@ pub(crate) struct ReadForm {
 }
 
 impl SpecialistForm {
-    /// The submitted pairs (a repeated name keeps its last value).
+    /// The submitted pairs (a repeated name keeps its last value). Browsers send a
+    /// textarea's line breaks as CRLF; the catalogue keeps LF, so an unchanged prompt saves as
+    /// unchanged and is shown again as it was typed.
     pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         Self {
-            values: pairs.into_iter().collect(),
+            values: pairs
+                .into_iter()
+                .map(|(name, value)| (name, value.replace("\r\n", "\n")))
+                .collect(),
         }
     }
 
@@ -168,9 +173,7 @@ impl SpecialistForm {
             provider: text("provider"),
             model: text("model"),
             base_url: Some(optional("base_url")).into(),
-            // Browsers send a textarea's line breaks as CRLF; the catalogue keeps LF, so an
-            // unchanged prompt saves as unchanged.
-            system_prompt: Some(self.value("system_prompt").replace("\r\n", "\n")),
+            system_prompt: text("system_prompt"),
             allow_tools: Some(self.is_checked("allow_tools")),
             allow_images: Some(self.is_checked("allow_images")),
             temperature,

@@ -16,14 +16,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::diff::{DiffLine, line_diff};
-use super::{Done, change, detail_path, find, not_found, notice, parse_id, refused, when};
+use super::{change, detail_path, find, not_found, notice, parse_id, refused, when};
 use crate::AppState;
 use crate::console::{
     Admin, ConsoleError, Nav, Viewer, check_csrf, csrf_field, error_page, ok, page, see_other,
 };
 
 /// The most versions listed (and offered to compare): newest first.
-const MAX_ROWS: usize = 200;
+const MAX_ROWS: usize = 100;
 
 /// The oldest version whose prompt is known: the oldest archived one, or the current version
 /// when nothing is archived.
@@ -60,8 +60,7 @@ pub(crate) fn prompt_of(specialist: &Specialist, version: u32) -> Option<&str> {
 pub(crate) struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
-    #[serde(flatten)]
-    done: Done,
+    done: Option<String>,
 }
 
 /// `GET /console/specialists/{id}/history`: the versions, a diff of two, and (for
@@ -85,7 +84,7 @@ pub(crate) async fn versions(
     let to = query.to.as_deref().unwrap_or("");
     let chosen = |text: &str, default: u32| text.trim().parse::<u32>().unwrap_or(default);
     let body = html! {
-        (notice(&query.done))
+        (notice(query.done.as_deref()))
         p {
             "The history keeps system prompts only: other fields are not versioned by the \
             catalogue, so each version below is shown by the prompt it had. Only the newest \
@@ -231,7 +230,10 @@ fn comparison(s: &Specialist, from: &str, to: &str) -> Markup {
 }
 
 /// The rollback form: the version whose prompt comes back.
-#[derive(Debug, Deserialize)]
+/// (Every field defaults to empty: a form without its token is refused as forged, 403, not
+/// as unreadable.)
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct RollbackForm {
     csrf: String,
     version: String,

@@ -58,8 +58,8 @@ pub(crate) struct Done {
 }
 
 impl Done {
-    fn notice(&self) -> Option<&'static str> {
-        Some(match self.done.as_deref()? {
+    fn notice(done: Option<&str>) -> Option<&'static str> {
+        Some(match done? {
             "created" => "The specialist was created.",
             "saved" => "Your changes were saved as a new version.",
             "unchanged" => "Nothing was changed, so the version stayed the same.",
@@ -73,20 +73,20 @@ impl Done {
     }
 }
 
-fn notice(done: &Done) -> Markup {
+fn notice(done: Option<&str>) -> Markup {
     html! {
-        @if let Some(text) = done.notice() {
+        @if let Some(text) = Done::notice(done) {
             p.notice role="status" { (text) }
         }
     }
 }
 
-/// `?page=` of the list.
+/// `?page=` of the list (as text: a page that is not a number shows the first), and the
+/// notice after a change.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
-    page: Option<usize>,
-    #[serde(flatten)]
-    done: Done,
+    page: Option<String>,
+    done: Option<String>,
 }
 
 /// `GET /console/specialists`: every specialist, sorted by name.
@@ -97,13 +97,18 @@ async fn list(
 ) -> HttpResponse {
     let all = state.catalogue.list();
     let pages = all.len().div_ceil(ROWS_PER_PAGE).max(1);
-    let page_number = query.page.unwrap_or(1).clamp(1, pages);
+    let page_number = query
+        .page
+        .as_deref()
+        .and_then(|page| page.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
     let shown = all
         .iter()
         .skip((page_number - 1) * ROWS_PER_PAGE)
         .take(ROWS_PER_PAGE);
     let body = html! {
-        (notice(&query.done))
+        (notice(query.done.as_deref()))
         @if viewer.is_admin() {
             p.actions { a.button #new-specialist href="/console/specialists/new" { "New specialist" } }
         }
@@ -159,7 +164,7 @@ async fn detail(
     let s = specialist.as_ref();
     let path = detail_path(s.id());
     let body = html! {
-        (notice(&done))
+        (notice(done.done.as_deref()))
         div.actions {
             @if viewer.is_admin() {
                 a.button #edit href={ (path) "/edit" } { "Edit" }
@@ -277,13 +282,17 @@ async fn duplicate(
 }
 
 /// A form whose only field is the anti-forgery token.
-#[derive(Debug, Deserialize)]
+/// A missing token reads as empty, so the form is refused as forged (403).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct CsrfOnly {
     csrf: String,
 }
 
 /// The delete form: the token and the version the person saw when they confirmed.
-#[derive(Debug, Deserialize)]
+/// A missing token reads as empty, so the form is refused as forged (403).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct DeleteForm {
     csrf: String,
     version: Option<u32>,
