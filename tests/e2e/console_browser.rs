@@ -470,6 +470,11 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: 
     tour.choose("form#compare select[name=from]", "1").await;
     tour.choose("form#compare select[name=to]", "2").await;
     tour.submit("form#compare").await;
+    tour.browser
+        .wait_for_url("the comparison", |url| {
+            url.contains("from=1") && url.contains("to=2")
+        })
+        .await;
     tour.browser.wait_for("div#diff").await;
     let removed = texts(&tour.browser, "#diff del").await;
     let added = texts(&tour.browser, "#diff ins").await;
@@ -484,11 +489,10 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: 
         );
     }
     tour.check_page("specialist-history").await;
+    let comparison = tour.browser.current_url().await;
     tour.browser.find("button#rollback-1").await.click().await;
     tour.browser
-        .wait_for_url("the specialist after the rollback", |url| {
-            url.contains("/console/specialists/demo")
-        })
+        .wait_for_url("the page after the rollback", |url| url != comparison)
         .await;
     let rolled_back = specialist_from_api(&app, "demo").await;
     assert_eq!(rolled_back["system_prompt"], DEMO_PROMPT);
@@ -575,8 +579,9 @@ fn past_call(
 
 /// With auth disabled the browser on this machine goes straight in as the local operator; a
 /// week of calls (written to the store as the server would have) is summed by the overview
-/// over 7 days by day and over the last 24 hours, as the range form chooses. Its screenshot
-/// is the README's picture of the console.
+/// over 7 days by day and over the last 24 hours, as the range form chooses; the requests
+/// page walks back through all of them with "Older". The overview's screenshot is the
+/// README's picture of the console.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_sums_a_week_chosen_with_its_range_form_in_a_real_browser() {
     use core_domain::ProviderKind;
@@ -664,5 +669,34 @@ async fn the_overview_sums_a_week_chosen_with_its_range_form_in_a_real_browser()
         .await;
     assert_eq!(tour.requests_on_overview().await, today.to_string());
     tour.check_page("overview-day").await;
+
+    // The requests page shows the week 50 calls at a time, newest first; "Older" walks back
+    // through every one of them exactly once.
+    tour.open_nav("Requests").await;
+    let mut seen = Vec::new();
+    for page in 1.. {
+        assert!(page <= 10, "at most 4 pages of 50 for {} calls", week.len());
+        let on_page = tour.listed_calls().await;
+        assert!(!on_page.is_empty() && on_page.len() <= 50, "page {page}");
+        seen.extend(on_page);
+        if page == 1 {
+            tour.check_page("requests-week").await;
+        }
+        let Some(older) = tour.browser.find_all("a#older").await.into_iter().next() else {
+            break;
+        };
+        let newer_page = tour.browser.current_url().await;
+        older.click().await;
+        tour.browser
+            .wait_for_url("the older calls", |url| url != newer_page)
+            .await;
+    }
+    let mut written: Vec<String> = week
+        .iter()
+        .map(|call| call.request_id.to_string())
+        .collect();
+    written.sort();
+    seen.sort();
+    assert_eq!(seen, written, "every call once");
     tour.browser.quit().await;
 }
