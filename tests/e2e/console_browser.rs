@@ -390,6 +390,8 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: 
     let detail = tour.browser.find("dl#call-detail").await.text().await;
     assert!(detail.contains("analyst"), "{detail}");
     assert!(detail.contains("gpt-4o"), "{detail}");
+    // 120 tokens in at $2.50 and 30 out at $10 per million, in the console's money format.
+    assert!(detail.contains("$0.000600"), "{detail}");
     assert!(
         !tour
             .browser
@@ -543,6 +545,24 @@ async fn an_administrator_and_a_user_use_the_console_in_a_real_browser(backend: 
         tour.browser.find_all("a#new-specialist").await.is_empty(),
         "a user is not offered to add a specialist"
     );
+    tour.browser
+        .find("tr[data-specialist=demo] a")
+        .await
+        .click()
+        .await;
+    tour.browser
+        .wait_for_url("demo's page", |url| {
+            url.ends_with("/console/specialists/demo")
+        })
+        .await;
+    tour.browser.wait_for("main h1").await;
+    for control in ["a#edit", "#duplicate", "#delete"] {
+        assert!(
+            tour.browser.find_all(control).await.is_empty(),
+            "a user is not offered {control}"
+        );
+    }
+    tour.check_page("user-specialist").await;
     tour.goto("/console/specialists/new").await;
     let heading = tour.browser.wait_for("h1").await.text().await;
     assert_eq!(heading, "Administrators only");
