@@ -134,6 +134,7 @@ fn expected_cells(row: &Value) -> HashMap<String, String> {
             format!("${:.6}", row["cost_usd"].as_f64().unwrap()),
         ),
         ("avg_latency_ms".to_owned(), ms("avg_latency_ms")),
+        ("p50_latency_ms".to_owned(), ms("p50_latency_ms")),
         ("p95_latency_ms".to_owned(), ms("p95_latency_ms")),
     ])
 }
@@ -335,7 +336,7 @@ async fn seed(app: &TestApp, prefix: &'static str, keys: usize, days: i64) {
         .flat_map(|key| {
             (0..days).map(move |day| {
                 let mut record = usage_record(&format!("{prefix}{key}x{day}"));
-                record.specialist_id = SpecialistId::parse(&format!("{prefix}_{key}")).unwrap();
+                record.specialist_id = SpecialistId::parse(format!("{prefix}_{key}")).unwrap();
                 record.user_email_hash =
                     Some(EmailHash::of_email(&format!("{prefix}{key}@example.com")));
                 record.timestamp = now - TimeDelta::days(day) - TimeDelta::minutes(1);
