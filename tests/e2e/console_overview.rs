@@ -295,7 +295,19 @@ async fn a_user_sees_only_their_own_calls() {
 async fn bad_ranges_are_a_400_page_with_the_problem_beside_the_field() {
     let app = TestApp::spawn().await;
     let session = local_session(&app).await;
+    let empty = overview(&app, &session, "").await;
+    assert_eq!(empty.status(), 200, "no calls yet is not a problem");
+    let page = empty.text().await.unwrap();
+    assert_eq!(metric(&page, "requests"), "0");
+    assert!(page.contains("No calls in this range."));
+    assert!(!page.contains("NaN"));
+
     for (query, field) in [
+        (
+            "?range=custom&from=%3Cscript%3Ealert(1)&to=2026-01-01",
+            "from",
+        ),
+        ("?range=24h&range=7d", "range"),
         ("?range=custom&from=2026-02-01&to=2026-01-01", "from"),
         ("?range=custom&from=2020-01-01&to=2026-01-01", "from"),
         ("?range=custom&from=yesterday&to=2026-01-01", "from"),
@@ -324,6 +336,7 @@ async fn bad_ranges_are_a_400_page_with_the_problem_beside_the_field() {
             !page.contains("id=\"totals\""),
             "no figures for a bad range"
         );
+        assert!(!page.contains("<script"), "what was typed is escaped");
     }
 }
 
