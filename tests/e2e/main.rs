@@ -29,6 +29,8 @@ mod catalogue_db;
 mod catalogue_hardening;
 mod chat_send;
 mod console_overview;
+mod console_access;
+mod console_pages;
 mod edge_hardening;
 mod embeddings;
 mod error_hardening;

@@ -12,11 +12,13 @@
 //! # }
 //! ```
 
+mod console_browser;
 mod postgres;
 mod server_logs;
 mod specialist_json;
 mod tcp_proxy;
 
+pub use console_browser::{ConsoleBrowser, ConsolePage, form_encode};
 pub use postgres::{TestDatabase, server_url};
 pub use server_logs::server_logs;
 pub use specialist_json::{catalogue, one_per_provider, specialist};

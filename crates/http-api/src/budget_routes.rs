@@ -6,7 +6,9 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use budgets::{BudgetEntry, BudgetView, Budgets, Managed};
 use chrono::{DateTime, Utc};
-use core_domain::{AccessRole, Budget, BudgetDraft, BudgetId, BudgetScope, ValidationErrors};
+use core_domain::{
+    AccessRole, Budget, BudgetDraft, BudgetId, BudgetScope, UserIdentity, ValidationErrors,
+};
 use serde::{Deserialize, Serialize};
 use usage_store::UsageStore;
 use utoipa::ToSchema;
@@ -122,13 +124,29 @@ impl BudgetBody {
 /// True when the budget covers calls the caller of `context` may make: a user sees the
 /// global and specialist budgets, and their own user and key budgets.
 pub(crate) fn visible_to(context: &RequestContext, entry: &BudgetEntry) -> bool {
-    if context.role == AccessRole::Admin {
+    visible_to_caller(
+        context.role,
+        &context.identity,
+        context.api_key.as_deref(),
+        entry,
+    )
+}
+
+/// [`visible_to`] for a caller known by parts (the console's signed-in person has no
+/// [`RequestContext`]).
+pub(crate) fn visible_to_caller(
+    role: AccessRole,
+    identity: &UserIdentity,
+    api_key: Option<&str>,
+    entry: &BudgetEntry,
+) -> bool {
+    if role == AccessRole::Admin {
         return true;
     }
     match entry.budget.scope() {
         BudgetScope::Global | BudgetScope::Specialist(_) => true,
-        BudgetScope::User { email_hash, .. } => context.identity.email_hash() == Some(email_hash),
-        BudgetScope::Key(name) => context.api_key.as_deref() == Some(name.as_str()),
+        BudgetScope::User { email_hash, .. } => identity.email_hash() == Some(email_hash),
+        BudgetScope::Key(name) => api_key == Some(name.as_str()),
     }
 }
 

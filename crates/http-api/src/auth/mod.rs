@@ -8,4 +8,5 @@ mod verifier;
 
 pub use config::{ApiKeyConfig, AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
 pub use keys::new_api_key;
+pub(crate) use verifier::KeyListing;
 pub use verifier::{AuthSetupError, Authenticator};

@@ -54,6 +54,18 @@ pub(crate) struct Verified {
     pub expires_at: Option<i64>,
 }
 
+/// A configured API key as people may see it: its name, role and owner's email hash, never
+/// its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyListing {
+    /// `auth.api_keys[].name`.
+    pub name: Arc<str>,
+    /// What its holder may do.
+    pub role: AccessRole,
+    /// SHA-256 of the owner's email.
+    pub email_hash: EmailHash,
+}
+
 struct KnownKey {
     digest: [u8; 32],
     identity: UserIdentity,
@@ -240,6 +252,21 @@ impl Authenticator {
                 expires_at: None,
             })
             .ok_or_else(|| unauthorized("unknown API key", true))
+    }
+
+    /// Every configured API key, in configuration order, without its digest (for the
+    /// console's key list).
+    pub(crate) fn key_listings(&self) -> Vec<KeyListing> {
+        self.keys
+            .iter()
+            .filter_map(|key| {
+                Some(KeyListing {
+                    name: Arc::clone(&key.name),
+                    role: key.role,
+                    email_hash: key.identity.email_hash()?.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The configured key named `name`, as its holder is verified (for console sessions, which

@@ -29,6 +29,7 @@ mod requests;
 mod session;
 mod sign_in;
 mod specialists;
+mod units;
 
 use std::future::{Ready, ready};
 
@@ -162,11 +163,27 @@ async fn gate(
     if let Some(viewer) = identity {
         req.extensions_mut().insert(viewer);
     }
-    let mut response = next.call(req).await?.map_into_boxed_body();
+    let mut response = detached(next.call(req).await?);
     if let Some(counted) = counted {
         counted.add_headers(response.headers_mut());
     }
     Ok(response)
+}
+
+/// `response` without the error a handler or extractor attached to it. A console error has
+/// already been answered with its own page (or redirect); left attached, the request scope
+/// outside would replace that page with the API's JSON error body (and a redirect to sign in
+/// with a 500).
+fn detached(response: ServiceResponse<impl MessageBody + 'static>) -> ServiceResponse<BoxBody> {
+    if response.response().error().is_none() {
+        return response.map_into_boxed_body();
+    }
+    let (request, answered) = response.into_parts();
+    let status = answered.status();
+    let headers = answered.headers().clone();
+    let mut page = HttpResponse::with_body(status, answered.into_body()).map_into_boxed_body();
+    *page.headers_mut() = headers;
+    ServiceResponse::new(request, page)
 }
 
 /// The person `req`'s session cookie names, if it holds a valid one (or the local operator

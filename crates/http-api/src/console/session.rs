@@ -93,6 +93,8 @@ pub(crate) struct Viewer {
     pub csrf: String,
     /// Whether auth is disabled (no sign-out).
     pub local: bool,
+    /// The name of the API key a key session was opened with: what `key` budgets match.
+    pub api_key: Option<Arc<str>>,
 }
 
 impl Viewer {
@@ -195,9 +197,11 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, SessionKeyError> {
 /// Who `session` is now: a key session takes the key's current role, and ends when the key is
 /// gone from the configuration.
 pub(crate) fn viewer_of(session: &Session, auth: &Authenticator) -> Option<Viewer> {
+    let mut api_key = None;
     let (identity, role, label, local) = match &session.principal {
         Principal::Key { n } => {
             let verified = auth.key_named(n)?;
+            api_key = verified.api_key;
             (verified.identity, verified.role, format!("key {n}"), false)
         }
         Principal::Jwt { e, a } => {
@@ -239,6 +243,7 @@ pub(crate) fn viewer_of(session: &Session, auth: &Authenticator) -> Option<Viewe
         label,
         csrf: session.c.clone(),
         local,
+        api_key,
     })
 }
 
