@@ -31,6 +31,7 @@ mod chat_send;
 mod console_overview;
 mod console_access;
 mod console_pages;
+mod console_specialists;
 mod edge_hardening;
 mod embeddings;
 mod error_hardening;

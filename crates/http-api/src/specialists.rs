@@ -325,7 +325,7 @@ fn created_response(specialist: &Specialist) -> HttpResponse {
     with_etag(response, specialist)
 }
 
-fn fresh_id() -> SpecialistId {
+pub(crate) fn fresh_id() -> SpecialistId {
     SpecialistId::parse(uuid::Uuid::new_v4().to_string())
         .expect("a hyphenated UUID is a valid specialist id")
 }
