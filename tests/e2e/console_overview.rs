@@ -134,6 +134,7 @@ fn expected_cells(row: &Value) -> HashMap<String, String> {
             format!("${:.6}", row["cost_usd"].as_f64().unwrap()),
         ),
         ("avg_latency_ms".to_owned(), ms("avg_latency_ms")),
+        ("p50_latency_ms".to_owned(), ms("p50_latency_ms")),
         ("p95_latency_ms".to_owned(), ms("p95_latency_ms")),
     ])
 }
@@ -294,7 +295,19 @@ async fn a_user_sees_only_their_own_calls() {
 async fn bad_ranges_are_a_400_page_with_the_problem_beside_the_field() {
     let app = TestApp::spawn().await;
     let session = local_session(&app).await;
+    let empty = overview(&app, &session, "").await;
+    assert_eq!(empty.status(), 200, "no calls yet is not a problem");
+    let page = empty.text().await.unwrap();
+    assert_eq!(metric(&page, "requests"), "0");
+    assert!(page.contains("No calls in this range."));
+    assert!(!page.contains("NaN"));
+
     for (query, field) in [
+        (
+            "?range=custom&from=%3Cscript%3Ealert(1)&to=2026-01-01",
+            "from",
+        ),
+        ("?range=24h&range=7d", "range"),
         ("?range=custom&from=2026-02-01&to=2026-01-01", "from"),
         ("?range=custom&from=2020-01-01&to=2026-01-01", "from"),
         ("?range=custom&from=yesterday&to=2026-01-01", "from"),
@@ -323,6 +336,7 @@ async fn bad_ranges_are_a_400_page_with_the_problem_beside_the_field() {
             !page.contains("id=\"totals\""),
             "no figures for a bad range"
         );
+        assert!(!page.contains("<script"), "what was typed is escaped");
     }
 }
 
@@ -335,7 +349,7 @@ async fn seed(app: &TestApp, prefix: &'static str, keys: usize, days: i64) {
         .flat_map(|key| {
             (0..days).map(move |day| {
                 let mut record = usage_record(&format!("{prefix}{key}x{day}"));
-                record.specialist_id = SpecialistId::parse(&format!("{prefix}_{key}")).unwrap();
+                record.specialist_id = SpecialistId::parse(format!("{prefix}_{key}")).unwrap();
                 record.user_email_hash =
                     Some(EmailHash::of_email(&format!("{prefix}{key}@example.com")));
                 record.timestamp = now - TimeDelta::days(day) - TimeDelta::minutes(1);

@@ -83,11 +83,6 @@ pub(crate) async fn request_scope(
     match outcome {
         Ok(response) => {
             let mut response = match response.response().error() {
-                // The console's errors are pages (a redirect to sign in, a 403 page) that
-                // its own error type has already rendered: they stay as they are.
-                Some(error) if error.as_error::<crate::console::ConsoleError>().is_some() => {
-                    response.map_into_boxed_body()
-                }
                 // An error a handler or an extractor returned: render it with the id.
                 Some(error) => {
                     let api_error = error

@@ -13,6 +13,7 @@ use maud::html;
 use usage_store::SpendFilter;
 
 use super::budgets::budget_table;
+use super::requests::blocking;
 use super::units::{hash_prefix, usd};
 use super::{ConsoleError, Nav, Viewer, ok, page};
 use crate::AppState;
@@ -45,26 +46,13 @@ async fn list(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse
     let names: Vec<String> = keys.iter().map(|key| key.name.to_string()).collect();
     let store = state.store.clone();
     let since = Utc::now() - Duration::days(SPEND_DAYS);
-    let spent = match web::block(move || {
+    let spent = blocking("summing spend per API key", move || {
         names
             .iter()
             .map(|name| store.spent(SpendFilter::ApiKey(name), Some(since), None))
             .collect::<Result<Vec<Usd>, _>>()
     })
-    .await
-    {
-        Ok(Ok(spent)) => spent,
-        Ok(Err(error)) => {
-            tracing::error!(%error, "console: summing spend per API key failed");
-            return Err(ConsoleError::Internal(
-                "The usage database did not answer (spend per key). Try again shortly.".into(),
-            ));
-        }
-        Err(error) => {
-            tracing::error!(%error, "console: the spend per key task failed");
-            return Err(ConsoleError::Internal("spend per key could not run".into()));
-        }
-    };
+    .await?;
     let shown: HashSet<&str> = keys.iter().map(|key| &*key.name).collect();
     let covering: Vec<BudgetView> = state
         .budgets

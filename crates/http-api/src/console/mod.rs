@@ -59,9 +59,8 @@ pub(crate) struct Console {
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, console: Console, max_form_bytes: usize) {
     let forms = web::FormConfig::default()
         .limit(max_form_bytes)
-        .error_handler(|error, req| {
-            let message = format!("the form could not be read: {error}");
-            ConsoleError::BadForm(message).into_error(req)
+        .error_handler(|error, _req| {
+            ConsoleError::BadForm(format!("the form could not be read: {error}")).into()
         });
     let scope = web::scope("/console")
         .app_data(web::Data::new(console))
@@ -258,13 +257,6 @@ pub(crate) enum ConsoleError {
     /// Something failed on our side (a database, say); the message says what.
     #[error("{0}")]
     Internal(String),
-}
-
-impl ConsoleError {
-    fn into_error(self, _req: &HttpRequest) -> actix_web::Error {
-        actix_web::error::InternalError::from_response(self.to_string(), self.error_response())
-            .into()
-    }
 }
 
 impl ResponseError for ConsoleError {

@@ -17,7 +17,7 @@ use usage_store::{
 };
 
 use super::chart::{self, Chart, Kind, Series, Unit, format_usd};
-use super::{ConsoleError, Nav, Viewer, page, respond};
+use super::{ConsoleError, Nav, Viewer, ok, page, respond};
 use crate::AppState;
 
 /// Keys drawn on their own in the charts; the rest are added up as "other".
@@ -337,7 +337,7 @@ async fn show(
             (overview_body(&selection, &figures))
         },
     );
-    let mut response = respond(StatusCode::OK, markup);
+    let mut response = ok(markup);
     let timing = format!(
         "db;dur={:.1}, render;dur={:.1}",
         database.as_secs_f64() * 1000.0,

@@ -182,7 +182,7 @@ fn encode(text: &str) -> String {
 
 /// Runs blocking store work off the async workers; a failure is logged and becomes the
 /// console's "something failed on our side" page.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, usage_store::StoreError> + Send + 'static,
 ) -> Result<T, ConsoleError> {

@@ -820,6 +820,24 @@ mod tests {
         let read = SpecialistForm::of(&draft, 3).read();
         assert!(read.problems.is_empty(), "{}", read.problems);
         assert_eq!(read.patch.into_new_fields().unwrap(), draft);
+
+        let embedder = SpecialistDraft {
+            kind: "embedding".into(),
+            system_prompt: String::new(),
+            temperature: DEFAULT_TEMPERATURE,
+            max_tokens: i64::from(DEFAULT_MAX_TOKENS),
+            dimensions: Some(16),
+            provider: "mock".into(),
+            model: "mock-embed".into(),
+            base_url: None,
+            fallbacks: Vec::new(),
+            ..draft
+        };
+        let read = SpecialistForm::of(&embedder, 1).read();
+        let fields = read.patch.into_new_fields().unwrap();
+        assert_eq!(fields, embedder);
+        let problems = fields.validate().err().map(|e| e.to_string());
+        assert_eq!(problems, None, "saved unchanged, it passes as it did");
     }
 
     #[test]
@@ -900,6 +918,7 @@ mod tests {
             label: "local operator".into(),
             csrf: "token".into(),
             local: true,
+            api_key: None,
         };
         let html = form_page(
             &viewer,

@@ -215,7 +215,10 @@ fn comparison(s: &Specialist, from: &str, to: &str) -> Markup {
         h2 { "Prompt of version " (from) " → version " (to) }
         p role="status" {
             @if removed == 0 && added == 0 { "The prompts are the same." }
-            @else { (removed) " lines removed, " (added) " added." }
+            @else {
+                (removed) @if removed == 1 { " line" } @else { " lines" } " removed, "
+                (added) " added."
+            }
         }
         div #diff.diff {
             @for line in &lines {
