@@ -85,7 +85,9 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{CHROMEDRIVER} did not start: {e}"));
+        // The driver is on this machine: never through a proxy the environment may name.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .timeout(COMMAND_TIMEOUT)
             .build()
             .expect("HTTP client for the driver");
