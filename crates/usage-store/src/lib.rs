@@ -21,6 +21,12 @@
 //! neighbours): their JSON under an id and a version, a revision counter bumped by every
 //! change, and on PostgreSQL a `NOTIFY commander_budgets`.
 //!
+//! For a console it answers, in SQL on either backend: [`UsageStore::totals`] and
+//! [`UsageStore::series`] (hour or day buckets, split by a [`GroupBy`]) with the same numbers as
+//! [`UsageStore::summary`], nearest-rank median and 95th percentile included;
+//! [`UsageStore::list_calls`], the calls newest first, filtered and paged by a [`CallCursor`];
+//! and [`UsageStore::call_filter_values`], the values those filters can take.
+//!
 //! A batch the database refuses for its data rather than for being away does not stop the log:
 //! [`UsageStore::insert_isolating`] finds the records that fail alone, stores them
 //! [`repair`]ed where escaping their control characters is enough, and hands back the rest for
