@@ -231,27 +231,33 @@ pub struct SummaryRow {
 }
 
 /// The statement every usage aggregate is: rows matching `filter`, grouped by the `keys`
-/// (`(alias, SQL expression)` pairs, fixed text chosen by an enum, never caller input), with
+/// (`(alias, SQL expression, how the group's value is shown)` — the last with `{}` for the
+/// value, so a costly format runs once a group instead of once a row; fixed text chosen by an
+/// enum, never caller input), with
 /// per group calls, outcomes, tokens, cost, mean latency and the nearest-rank median and 95th
 /// percentile: the `ceil(p n)`-th smallest latency, computed with window functions both
 /// backends have. Ordered by the keys. The same on both backends but for the key expressions
 /// and the bind placeholders in `filter`.
-fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
-    let aliases: Vec<&str> = keys.iter().map(|(alias, _)| *alias).collect();
+fn aggregate_sql(keys: &[(&str, &str, &str)], filter: &str) -> String {
+    let aliases: Vec<&str> = keys.iter().map(|(alias, _, _)| *alias).collect();
     let key_columns = keys
         .iter()
-        .map(|(alias, expr)| format!("{expr} AS {alias}"))
+        .map(|(alias, expr, _)| format!("{expr} AS {alias}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let group = aliases.join(", ");
     let join = aliases
         .iter()
         .map(|a| format!("t.{a} = p.{a}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let selected = aliases
+    let selected = keys
         .iter()
-        .map(|a| format!("CAST(t.{a} AS TEXT) AS {a}"))
+        .map(|(a, _, shown)| {
+            format!(
+                "CAST({} AS TEXT) AS {a}",
+                shown.replace("{}", &format!("t.{a}"))
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     // The group's size comes from `totals`: a `COUNT(*) OVER` beside the rank would cost a
@@ -271,15 +277,18 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
         .map(|a| format!("t.{a}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let partition = keys
+        .iter()
+        .map(|(_, expr, _)| *expr)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Both parts read the range from the table (the timestamp index) rather than from one
+    // materialised copy, and only the two rows at the percentiles' ranks survive the join
+    // before grouping: on SQLite, copying the range and grouping every ranked row took more
+    // time than the ranking itself (a million-row log, 24 hours: 79 → 68 ms a statement).
     format!(
-        "WITH filtered AS (
-            SELECT {key_columns}, success, input_tokens, output_tokens, estimated_cost_usd,
-                   latency_ms
-            FROM usage_logs
-            WHERE {filter}
-        ),
-        totals AS (
-            SELECT {group},
+        "WITH totals AS (
+            SELECT {key_columns},
                    COUNT(*) AS requests,
                    SUM(CASE WHEN success THEN 1 ELSE 0 END) AS successes,
                    SUM(CASE WHEN success THEN 0 ELSE 1 END) AS failures,
@@ -287,20 +296,25 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
                    SUM(output_tokens) AS output_tokens,
                    SUM(estimated_cost_usd) AS cost_usd,
                    AVG(latency_ms) AS avg_latency_ms
-            FROM filtered GROUP BY {group}
+            FROM usage_logs
+            WHERE {filter}
+            GROUP BY {partition}
         ),
         ranked AS (
-            SELECT {group}, latency_ms,
-                   ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rank
-            FROM filtered
+            SELECT {key_columns}, latency_ms,
+                   ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY latency_ms) AS rank
+            FROM usage_logs
+            WHERE {filter}
         ),
         percentiles AS (
             SELECT {ranked_group},
-                   MIN(CASE WHEN r.rank >= (t.requests * 50 + 99) / 100 THEN r.latency_ms END)
+                   MIN(CASE WHEN r.rank = (t.requests * 50 + 99) / 100 THEN r.latency_ms END)
                        AS p50_latency_ms,
-                   MIN(CASE WHEN r.rank >= (t.requests * 95 + 99) / 100 THEN r.latency_ms END)
+                   MIN(CASE WHEN r.rank = (t.requests * 95 + 99) / 100 THEN r.latency_ms END)
                        AS p95_latency_ms
             FROM ranked r JOIN totals t ON {ranked_join}
+            WHERE r.rank = (t.requests * 50 + 99) / 100
+               OR r.rank = (t.requests * 95 + 99) / 100
             GROUP BY {ranked_group}
         )
         SELECT {selected},
@@ -321,7 +335,7 @@ fn aggregate_sql(keys: &[(&str, &str)], filter: &str) -> String {
 /// The summary statement: one group per value of the grouping's key.
 fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
     aggregate_sql(
-        &[("key", group_by.key_sql(postgres))],
+        &[("key", group_by.key_sql(postgres), "{}")],
         &calls_filter(scope, postgres),
     )
 }
@@ -344,7 +358,7 @@ impl UsageStore {
         // One group: a constant key both backends type as text.
         let sql = |postgres| {
             aggregate_sql(
-                &[("key", "CAST('all' AS TEXT)")],
+                &[("key", "CAST('all' AS TEXT)", "{}")],
                 &calls_filter(&query.scope, postgres),
             )
         };
@@ -364,8 +378,12 @@ impl UsageStore {
         let sql = |postgres| {
             aggregate_sql(
                 &[
-                    ("bucket_start", query.bucket.start_sql(postgres)),
-                    ("key", query.split.key_sql(postgres)),
+                    (
+                        "bucket_start",
+                        query.bucket.group_sql(postgres),
+                        query.bucket.shown_sql(postgres),
+                    ),
+                    ("key", query.split.key_sql(postgres), "{}"),
                 ],
                 &calls_filter(&query.scope, postgres),
             )
@@ -446,16 +464,27 @@ impl Bucket {
         }
     }
 
-    /// The SQL expression of the bucket's name. Fixed text chosen by the enum.
-    fn start_sql(self, postgres: bool) -> &'static str {
+    /// The SQL expression rows are grouped into buckets by (cheap: computed for every row).
+    /// Fixed text chosen by the enum.
+    fn group_sql(self, postgres: bool) -> &'static str {
         match (self, postgres) {
-            (Self::Hour, true) => "to_char(timestamp, 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')",
-            // SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.fff' text: the date, then the hour.
-            (Self::Hour, false) => {
-                "substr(CAST(timestamp AS TEXT), 1, 10) || 'T' \
-                 || substr(CAST(timestamp AS TEXT), 12, 2) || ':00:00Z'"
-            }
-            (Self::Day, postgres) => GroupBy::Day.key_sql(postgres),
+            (Self::Hour, true) => "date_trunc('hour', timestamp)",
+            (Self::Day, true) => "date_trunc('day', timestamp)",
+            // SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.fff' text: the date and hour, or
+            // the date, are its start (substr reads any other storage class as text too).
+            (Self::Hour, false) => "substr(timestamp, 1, 13)",
+            (Self::Day, false) => "substr(timestamp, 1, 10)",
+        }
+    }
+
+    /// How a bucket grouped by [`Self::group_sql`] is shown: `YYYY-MM-DDTHH:00:00Z` or
+    /// `YYYY-MM-DD`, `{}` standing for the grouped value.
+    fn shown_sql(self, postgres: bool) -> &'static str {
+        match (self, postgres) {
+            (Self::Hour, true) => "to_char({}, 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')",
+            (Self::Day, true) => "to_char({}, 'YYYY-MM-DD')",
+            (Self::Hour, false) => "substr({}, 1, 10) || 'T' || substr({}, 12, 2) || ':00:00Z'",
+            (Self::Day, false) => "{}",
         }
     }
 }
@@ -613,11 +642,12 @@ struct CallCounts {
 /// The filter every report statement shares: the range and the caller, as binds (`$1`, `$2`
 /// and, for one user, `$3`).
 fn calls_filter(scope: &Scope, postgres: bool) -> String {
+    // Numbered on both backends, so a statement may name the range twice.
     let param = |n: usize| {
         if postgres {
             format!("${n}")
         } else {
-            "?".to_owned()
+            format!("?{n}")
         }
     };
     let caller = match scope {
