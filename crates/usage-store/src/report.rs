@@ -522,41 +522,17 @@ pub struct SeriesQuery {
 }
 
 /// One (bucket, key) point of a time series.
+/// One time bucket of one split key: the bucket, and what a summary of the bucket's calls
+/// with that key reports.
 #[derive(Debug, Clone, PartialEq, Serialize, QueryableByName)]
 pub struct SeriesRow {
     /// The bucket's start in UTC: `YYYY-MM-DDTHH:00:00Z` for hours, `YYYY-MM-DD` for days.
     #[diesel(sql_type = Text)]
     pub bucket_start: String,
-    /// The split's key.
-    #[diesel(sql_type = Text)]
-    pub key: String,
-    /// Calls.
-    #[diesel(sql_type = BigInt)]
-    pub requests: i64,
-    /// Calls that succeeded.
-    #[diesel(sql_type = BigInt)]
-    pub successes: i64,
-    /// Calls that failed.
-    #[diesel(sql_type = BigInt)]
-    pub failures: i64,
-    /// Input tokens.
-    #[diesel(sql_type = BigInt)]
-    pub input_tokens: i64,
-    /// Output tokens.
-    #[diesel(sql_type = BigInt)]
-    pub output_tokens: i64,
-    /// Estimated cost in USD.
-    #[diesel(sql_type = Double)]
-    pub cost_usd: f64,
-    /// Mean latency in milliseconds.
-    #[diesel(sql_type = Double)]
-    pub avg_latency_ms: f64,
-    /// Median latency (nearest rank) in milliseconds.
-    #[diesel(sql_type = Double)]
-    pub p50_latency_ms: f64,
-    /// 95th percentile latency (nearest rank) in milliseconds.
-    #[diesel(sql_type = Double)]
-    pub p95_latency_ms: f64,
+    /// The split's key and the figures, as a summary row.
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub group: SummaryRow,
 }
 
 /// A by-target report request: the attempts of calls with `from <= timestamp < to`.
@@ -1087,7 +1063,7 @@ mod tests {
                         })
                         .unwrap()
                         .into_iter()
-                        .map(|r| (r.bucket_start, r.key, r.requests))
+                        .map(|r| (r.bucket_start, r.group.key, r.group.requests))
                         .collect::<Vec<_>>()
                 };
                 let point = |b: &str, k: &str, n| (b.to_owned(), k.to_owned(), n);
@@ -1157,28 +1133,8 @@ mod tests {
                     })
                     .unwrap();
                 assert_eq!(series.len(), 1);
-                let (point, group) = (&series[0], &summary[0]);
-                assert_eq!(
-                    (
-                        point.key.as_str(),
-                        point.requests,
-                        point.failures,
-                        point.input_tokens,
-                        point.output_tokens,
-                        point.p50_latency_ms,
-                        point.p95_latency_ms,
-                    ),
-                    (
-                        group.key.as_str(),
-                        group.requests,
-                        group.failures,
-                        group.input_tokens,
-                        group.output_tokens,
-                        group.p50_latency_ms,
-                        group.p95_latency_ms,
-                    )
-                );
-                assert_eq!((point.requests, point.failures), (30, 6));
+                assert_eq!(series[0].group, summary[0]);
+                assert_eq!((summary[0].requests, summary[0].failures), (30, 6));
             });
         }
     }

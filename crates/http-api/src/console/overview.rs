@@ -720,6 +720,7 @@ impl BucketGrid {
             let Some(&bucket) = bucket_index.get(row.bucket_start.as_str()) else {
                 continue;
             };
+            let row = &row.group;
             let (slot, own_key) = match key_slot.get(row.key.as_str()) {
                 Some(&slot) => (slot, true),
                 None if has_other => (keys.len(), false),
@@ -768,16 +769,18 @@ mod tests {
     fn row(bucket: &str, key: &str, requests: i64, failures: i64, cost: f64) -> SeriesRow {
         SeriesRow {
             bucket_start: bucket.to_owned(),
-            key: key.to_owned(),
-            requests,
-            successes: requests - failures,
-            failures,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_usd: cost,
-            avg_latency_ms: 10.0,
-            p50_latency_ms: 10.0,
-            p95_latency_ms: 20.0,
+            group: SummaryRow {
+                key: key.to_owned(),
+                requests,
+                successes: requests - failures,
+                failures,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: cost,
+                avg_latency_ms: 10.0,
+                p50_latency_ms: 10.0,
+                p95_latency_ms: 20.0,
+            },
         }
     }
 
@@ -943,7 +946,7 @@ mod tests {
     fn a_long_range_is_drawn_in_points_of_several_buckets() {
         let buckets = bucket_names(at(2026, 1, 1, 0, 0), at(2026, 1, 6, 0, 0), Bucket::Day);
         let mut slow = row("2026-01-02", "a", 1, 0, 0.5);
-        slow.p95_latency_ms = 90.0;
+        slow.group.p95_latency_ms = 90.0;
         let rows = [
             row("2026-01-01", "a", 4, 1, 0.5),
             slow,
