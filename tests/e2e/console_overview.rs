@@ -320,7 +320,7 @@ async fn bad_ranges_are_a_400_page_with_the_problem_beside_the_field() {
         assert_eq!(response.status(), 400, "{query}");
         let page = response.text().await.unwrap();
         assert!(
-            page.contains(&format!("<p class=\"field-error\" id=\"error-{field}\"")),
+            page.contains(&format!("<span class=\"field-error\" id=\"error-{field}\"")),
             "{query}: {page}"
         );
         assert!(

@@ -8,5 +8,8 @@ mod verifier;
 
 pub use config::{ApiKeyConfig, AuthConfig, AuthMode, JwtAlgorithm, JwtConfig};
 pub use keys::new_api_key;
+#[cfg(test)]
+pub(crate) use keys::sha256_hex;
 pub(crate) use verifier::KeyListing;
+pub(crate) use verifier::credential_fingerprint;
 pub use verifier::{AuthSetupError, Authenticator};

@@ -66,6 +66,21 @@ pub(crate) struct KeyListing {
     pub email_hash: EmailHash,
 }
 
+/// What a console session keeps of the key it was opened with: 16 bytes of a hash of the
+/// key's SHA-256, enough to tell keys apart, useless for finding the key.
+pub(crate) fn key_fingerprint(digest: &[u8; 32]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"commander console session\0");
+    hasher.update(digest);
+    hex::encode(hasher.finalize().get(..16).unwrap_or_default())
+}
+
+/// [`key_fingerprint`] of the key `credential` is.
+pub(crate) fn credential_fingerprint(credential: &str) -> String {
+    key_fingerprint(&sha256(credential))
+}
+
 struct KnownKey {
     digest: [u8; 32],
     identity: UserIdentity,
@@ -124,6 +139,14 @@ impl Authenticator {
                 if !key.email.contains('@') {
                     return Err(bad("email must be an email address"));
                 }
+                if config.api_keys[..index]
+                    .iter()
+                    .any(|other| other.name == key.name)
+                {
+                    // Usage rows, key budgets and console sessions name keys: two keys of one
+                    // name would share them.
+                    return Err(bad("another key has the same name; names must be unique"));
+                }
                 Ok(KnownKey {
                     digest,
                     identity: UserIdentity::Authenticated {
@@ -153,6 +176,11 @@ impl Authenticator {
             return Err(AuthSetupError::PublicWithoutAuth(address));
         }
         Ok(())
+    }
+
+    /// True when JSON Web Tokens are accepted (`[auth.jwt]` is configured).
+    pub(crate) fn accepts_jwt(&self) -> bool {
+        self.jwt.is_some()
     }
 
     /// True when callers must present credentials (`auth.mode = "required"`).
@@ -269,12 +297,14 @@ impl Authenticator {
             .collect()
     }
 
-    /// The configured key named `name`, as its holder is verified (for console sessions, which
-    /// name the key they were opened with rather than keep it).
-    pub(crate) fn key_named(&self, name: &str) -> Option<Verified> {
+    /// The configured key named `name` whose [`key_fingerprint`] is `fingerprint`, as its
+    /// holder is verified: console sessions keep the name and the fingerprint of the key they
+    /// were opened with, never the key, so a key replaced under the same name (rotated after a
+    /// leak) ends the sessions the old one opened.
+    pub(crate) fn key_named(&self, name: &str, fingerprint: &str) -> Option<Verified> {
         self.keys
             .iter()
-            .find(|key| &*key.name == name)
+            .find(|key| &*key.name == name && key_fingerprint(&key.digest) == fingerprint)
             .map(|key| Verified {
                 identity: key.identity.clone(),
                 role: key.role,

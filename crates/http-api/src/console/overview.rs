@@ -438,50 +438,60 @@ fn range_form(selection: &Selection, errors: &[FieldError]) -> Markup {
     let field_error = |field: &str| {
         html! {
             @if let Some(error) = error_of(field) {
-                p.field-error id={ "error-" (field) } { (error.message) }
+                span.field-error id={ "error-" (field) } { (error.message) }
             }
         }
     };
     html! {
         form #range .range method="get" action="/console" {
-            label for="range-choice" {
-                "Range"
-                select #range-choice name="range" aria-invalid=[invalid("range")]
-                    aria-describedby=[described("range")] {
-                    @for (choice, name, text) in RangeChoice::ALL {
-                        option value=(name) selected[choice == selection.range] { (text) }
+            div.control {
+                label for="range-choice" {
+                    "Range"
+                    select #range-choice name="range" aria-invalid=[invalid("range")]
+                        aria-describedby=[described("range")] {
+                        @for (choice, name, text) in RangeChoice::ALL {
+                            option value=(name) selected[choice == selection.range] { (text) }
+                        }
                     }
                 }
                 (field_error("range"))
             }
-            label for="from" {
-                "From (custom)"
-                input #from type="date" name="from" value=(selection.from_text)
-                    aria-invalid=[invalid("from")] aria-describedby=[described("from")];
+            div.control {
+                label for="from" {
+                    "From (custom)"
+                    input #from type="date" name="from" value=(selection.from_text)
+                        aria-invalid=[invalid("from")] aria-describedby=[described("from")];
+                }
                 (field_error("from"))
             }
-            label for="to" {
-                "To (custom, included)"
-                input #to type="date" name="to" value=(selection.to_text)
-                    aria-invalid=[invalid("to")] aria-describedby=[described("to")];
+            div.control {
+                label for="to" {
+                    "To (custom, included)"
+                    input #to type="date" name="to" value=(selection.to_text)
+                        aria-invalid=[invalid("to")] aria-describedby=[described("to")];
+                }
                 (field_error("to"))
             }
-            label for="bucket" {
-                "Bucket"
-                select #bucket name="bucket" aria-invalid=[invalid("bucket")]
-                    aria-describedby=[described("bucket")] {
-                    @for (bucket, text) in [(Bucket::Hour, "Hour"), (Bucket::Day, "Day")] {
-                        option value=(bucket.as_str()) selected[bucket == selection.bucket] { (text) }
+            div.control {
+                label for="bucket" {
+                    "Bucket"
+                    select #bucket name="bucket" aria-invalid=[invalid("bucket")]
+                        aria-describedby=[described("bucket")] {
+                        @for (bucket, text) in [(Bucket::Hour, "Hour"), (Bucket::Day, "Day")] {
+                            option value=(bucket.as_str()) selected[bucket == selection.bucket] { (text) }
+                        }
                     }
                 }
                 (field_error("bucket"))
             }
-            label for="split-choice" {
-                "Split by"
-                select #split-choice name="split" aria-invalid=[invalid("split")]
-                    aria-describedby=[described("split")] {
-                    @for (split, text) in SPLITS {
-                        option value=(split.as_str()) selected[split == selection.split] { (text) }
+            div.control {
+                label for="split-choice" {
+                    "Split by"
+                    select #split-choice name="split" aria-invalid=[invalid("split")]
+                        aria-describedby=[described("split")] {
+                        @for (split, text) in SPLITS {
+                            option value=(split.as_str()) selected[split == selection.split] { (text) }
+                        }
                     }
                 }
                 (field_error("split"))

@@ -52,10 +52,14 @@ impl std::fmt::Debug for SessionKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "lowercase")]
 pub(crate) enum Principal {
-    /// A static API key, by its configured name (re-read from the configuration on use).
+    /// A static API key, by its configured name and fingerprint (re-read from the
+    /// configuration on use).
     Key {
         /// `auth.api_keys[].name`.
         n: String,
+        /// The key's fingerprint (`auth::key_fingerprint`): a key replaced under the same
+        /// name does not inherit the old one's sessions.
+        d: String,
     },
     /// A JWT's holder, as verified at sign-in.
     Jwt {
@@ -199,13 +203,13 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, SessionKeyError> {
 pub(crate) fn viewer_of(session: &Session, auth: &Authenticator) -> Option<Viewer> {
     let mut api_key = None;
     let (identity, role, label, local) = match &session.principal {
-        Principal::Key { n } => {
-            let verified = auth.key_named(n)?;
+        Principal::Key { n, d } => {
+            let verified = auth.key_named(n, d)?;
             api_key = verified.api_key;
             (verified.identity, verified.role, format!("key {n}"), false)
         }
         Principal::Jwt { e, a } => {
-            if !auth.requires_credentials() {
+            if !auth.requires_credentials() || !auth.accepts_jwt() {
                 return None;
             }
             let role = if *a {
@@ -247,15 +251,20 @@ pub(crate) fn viewer_of(session: &Session, auth: &Authenticator) -> Option<Viewe
     })
 }
 
-/// The value of the cookie `name` the request carries (the first, if it repeats).
+/// The value of the cookie `name` the request carries, if it carries exactly one. Two of one
+/// name mean someone else set one too (a sibling subdomain can set a cookie for a longer path,
+/// which browsers send first): neither is believed, so nobody is fixed into another's session.
 pub(crate) fn read_cookie(req: &actix_web::HttpRequest, name: &str) -> Option<String> {
-    req.headers()
+    let mut found = req
+        .headers()
         .get_all(actix_web::http::header::COOKIE)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned());
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// Two anti-forgery tokens are the same (in time independent of where they differ).
@@ -278,7 +287,10 @@ mod tests {
 
     fn session(expiry: i64) -> Session {
         Session {
-            principal: Principal::Key { n: "ops".into() },
+            principal: Principal::Key {
+                n: "ops".into(),
+                d: "00".into(),
+            },
             x: expiry,
             c: "token".into(),
         }
@@ -330,6 +342,99 @@ mod tests {
             Some(SessionKeyError::BadSecret)
         );
         assert!(SessionKeys::new(None, 60).is_ok());
+    }
+
+    fn authenticator(keys: &[(&str, &str, AccessRole)]) -> Result<Authenticator, String> {
+        let config = crate::AuthConfig {
+            mode: crate::AuthMode::Required,
+            api_keys: keys
+                .iter()
+                .map(|(name, key, role)| crate::ApiKeyConfig {
+                    name: (*name).to_owned(),
+                    email: format!("{name}@example.com"),
+                    role: *role,
+                    sha256: crate::auth::sha256_hex(key),
+                })
+                .collect(),
+            ..crate::AuthConfig::default()
+        };
+        Authenticator::from_config(&config).map_err(|e| e.to_string())
+    }
+
+    fn key_session(name: &str, key: &str) -> Session {
+        Session {
+            principal: Principal::Key {
+                n: name.to_owned(),
+                d: crate::auth::credential_fingerprint(key),
+            },
+            x: Utc::now().timestamp() + 3600,
+            c: "token".into(),
+        }
+    }
+
+    #[test]
+    fn a_key_session_ends_when_its_key_is_replaced_under_the_same_name() {
+        let session = key_session("ci", "old-key");
+        let before = authenticator(&[("ci", "old-key", AccessRole::Admin)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let viewer = viewer_of(&session, &before).unwrap_or_else(|| panic!("the key's session"));
+        assert_eq!(viewer.role, AccessRole::Admin);
+        let rotated = authenticator(&[("ci", "new-key", AccessRole::Admin)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(viewer_of(&session, &rotated).is_none());
+        let removed = authenticator(&[("other", "old-key", AccessRole::Admin)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(viewer_of(&session, &removed).is_none());
+    }
+
+    #[test]
+    fn a_key_session_takes_the_key_s_current_role() {
+        let session = key_session("ci", "key");
+        let demoted =
+            authenticator(&[("ci", "key", AccessRole::User)]).unwrap_or_else(|e| panic!("{e}"));
+        let viewer = viewer_of(&session, &demoted).unwrap_or_else(|| panic!("the key's session"));
+        assert_eq!(viewer.role, AccessRole::User);
+    }
+
+    #[test]
+    fn two_keys_may_not_share_a_name() {
+        let refused = authenticator(&[
+            ("laptop", "boss-key", AccessRole::Admin),
+            ("laptop", "intern-key", AccessRole::User),
+        ]);
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("same name")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_jwt_session_ends_when_tokens_are_no_longer_accepted() {
+        let session = Session {
+            principal: Principal::Jwt {
+                e: EmailHash::of_email("ada@example.com").as_str().to_owned(),
+                a: true,
+            },
+            x: Utc::now().timestamp() + 3600,
+            c: "token".into(),
+        };
+        let keys_only =
+            authenticator(&[("ci", "key", AccessRole::User)]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(viewer_of(&session, &keys_only).is_none());
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_is_believed_neither_time() {
+        let once = actix_web::test::TestRequest::default()
+            .insert_header(("cookie", "x=1; commander_console=abc; y=2"))
+            .to_http_request();
+        assert_eq!(read_cookie(&once, SESSION_COOKIE).as_deref(), Some("abc"));
+        let twice = actix_web::test::TestRequest::default()
+            .insert_header(("cookie", "commander_console=theirs; commander_console=mine"))
+            .to_http_request();
+        assert_eq!(read_cookie(&twice, SESSION_COOKIE), None);
+        let none = actix_web::test::TestRequest::default().to_http_request();
+        assert_eq!(read_cookie(&none, SESSION_COOKIE), None);
     }
 
     #[test]

@@ -218,6 +218,7 @@ pub(crate) async fn submit(
     let principal = match (&verified.api_key, &verified.identity) {
         (Some(name), _) => Principal::Key {
             n: name.to_string(),
+            d: crate::auth::credential_fingerprint(credential),
         },
         (None, UserIdentity::Authenticated { email_hash, .. }) => Principal::Jwt {
             e: email_hash.as_str().to_owned(),

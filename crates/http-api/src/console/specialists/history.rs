@@ -144,9 +144,8 @@ pub(crate) async fn versions(
                                         form method="post" action={ (path) "/rollback" } {
                                             (csrf_field(&viewer))
                                             input type="hidden" name="version" value=(version);
-                                            button.rollback.secondary id={ "rollback-" (version) } type="submit"
-                                                aria-label={ "Roll back to the prompt of version " (version) } {
-                                                "Roll back to this prompt"
+                                            button.rollback.secondary id={ "rollback-" (version) } type="submit" {
+                                                "Roll back to version " (version) "'s prompt"
                                             }
                                         }
                                     }
