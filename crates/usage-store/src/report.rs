@@ -195,6 +195,24 @@ macro_rules! run_bound {
     }};
 }
 
+/// Runs a report's statement on a SQLite connection with a 16 MiB page cache, then gives the
+/// memory back. Each statement reads its range twice (the groups, then the ranking) and sorts
+/// in temporary tables that live in the same cache: with SQLite's default 2 MiB the second
+/// read and the sorts go back to the file (a million-row log's 24 hours: 8% of the overview's
+/// time). Shrunk afterwards so a pooled connection does not keep the pages.
+fn with_report_cache<T>(
+    conn: &mut SqliteConnection,
+    work: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("PRAGMA cache_size = -16384")?;
+    let outcome = work(conn);
+    let restored = conn.batch_execute("PRAGMA cache_size = -2000; PRAGMA shrink_memory");
+    let value = outcome?;
+    restored?;
+    Ok(value)
+}
+
 /// One group of a summary.
 #[derive(Debug, Clone, PartialEq, Serialize, QueryableByName)]
 pub struct SummaryRow {
@@ -386,7 +404,9 @@ impl UsageStore {
     pub fn summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
         let sql = |postgres| summary_sql(query.group_by, &query.scope, postgres);
         Ok(match self.pool() {
-            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
+            Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
+                Ok(run_bound!(conn, sql(false), query, SummaryRow))
+            })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
         })
     }
@@ -397,7 +417,9 @@ impl UsageStore {
     pub fn totals(&self, query: &TotalsQuery) -> Result<Totals, StoreError> {
         let sql = |postgres| totals_sql(&calls_filter(&query.scope, postgres));
         let rows = match self.pool() {
-            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SummaryRow),
+            Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
+                Ok(run_bound!(conn, sql(false), query, SummaryRow))
+            })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
         };
         Ok(rows
@@ -423,7 +445,9 @@ impl UsageStore {
             )
         };
         Ok(match self.pool() {
-            Pool::Sqlite(pool) => run_bound!(&mut pool.get()?, sql(false), query, SeriesRow),
+            Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
+                Ok(run_bound!(conn, sql(false), query, SeriesRow))
+            })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SeriesRow),
         })
     }
