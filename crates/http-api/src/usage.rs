@@ -7,9 +7,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use core_domain::{
-    AccessRole, Door, EmailHash, ErrorCode, RequestId, SpecialistId, ValidationErrors,
-};
+use core_domain::{AccessRole, RequestId, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use usage_store::{
     AttemptRecord, CALL_PAGE_MAX, CallCursor, CallFilter, CallListQuery, CallListRow, GroupBy,
@@ -520,54 +518,28 @@ fn call_list_request(
     params: &CallListParams,
     errors: &mut ValidationErrors,
 ) -> (CallFilter, Option<CallCursor>, u32) {
-    let mut check = |field: &str, raw: Option<&str>, read: &dyn Fn(&str) -> Result<(), String>| {
-        if let Some(raw) = raw
-            && let Err(message) = read(raw)
+    let mut filter = CallFilter::default();
+    let given = [
+        &params.specialist,
+        &params.user,
+        &params.status,
+        &params.error_code,
+        &params.door,
+        &params.streamed,
+    ];
+    for (name, raw) in CallFilter::NAMES.into_iter().zip(given) {
+        if let Some(raw) = raw.as_deref()
+            && let Err(message) = filter.set(name, raw)
         {
-            errors.push(field, message);
+            errors.push(name, message);
         }
-    };
-    check("specialist", params.specialist.as_deref(), &|raw| {
-        SpecialistId::parse(raw)
-            .map(drop)
-            .map_err(|_| "is not a specialist id".to_owned())
-    });
-    check("user", params.user.as_deref(), &|raw| {
-        if raw == "anonymous" {
-            return Ok(());
-        }
-        EmailHash::from_hex(raw)
-            .map(drop)
-            .map_err(|_| "must be an email hash (64 hex digits) or anonymous".to_owned())
-    });
-    check("error_code", params.error_code.as_deref(), &|raw| {
-        ErrorCode::ALL
-            .iter()
-            .any(|code| code.as_str() == raw)
-            .then_some(())
-            .ok_or_else(|| "is not an error code the gateway logs".to_owned())
-    });
-    let success = read_choice(params.status.as_deref(), "success", "failure");
-    let streamed = read_choice(params.streamed.as_deref(), "true", "false");
-    let door = params.door.as_deref().map(Door::parse);
+    }
     let before = params.before.as_deref().map(CallCursor::parse);
     let limit = params.limit.as_deref().map(|raw| {
         raw.parse::<u32>()
             .ok()
             .filter(|n| (1..=CALL_PAGE_MAX).contains(n))
     });
-    if let Some(Err(())) = success {
-        errors.push("status", "must be success or failure");
-    }
-    if let Some(Err(())) = streamed {
-        errors.push("streamed", "must be true or false");
-    }
-    if let Some(None) = door {
-        errors.push(
-            "door",
-            "must be one of native, chat_completions, messages, responses, embeddings",
-        );
-    }
     if let Some(Err(message)) = &before {
         errors.push("before", message.clone());
     }
@@ -577,29 +549,11 @@ fn call_list_request(
             format!("must be a whole number from 1 to {CALL_PAGE_MAX}"),
         );
     }
-    let filter = CallFilter {
-        specialist: params.specialist.clone(),
-        user: params.user.clone(),
-        success: success.and_then(Result::ok),
-        error_code: params.error_code.clone(),
-        door: door.flatten(),
-        streamed: streamed.and_then(Result::ok),
-    };
     (
         filter,
         before.and_then(Result::ok),
         limit.flatten().unwrap_or(DEFAULT_CALL_PAGE),
     )
-}
-
-/// `Some(Ok(true))` for `yes`, `Some(Ok(false))` for `no`, `Some(Err(()))` for anything else,
-/// `None` when absent.
-fn read_choice(raw: Option<&str>, yes: &str, no: &str) -> Option<Result<bool, ()>> {
-    raw.map(|raw| match raw {
-        _ if raw == yes => Ok(true),
-        _ if raw == no => Ok(false),
-        _ => Err(()),
-    })
 }
 
 /// `GET /usage/calls?specialist=&user=&status=&error_code=&door=&streamed=&before=&limit=`:

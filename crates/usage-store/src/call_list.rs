@@ -4,7 +4,7 @@
 //! filters can take, as seen recently.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use core_domain::{Door, RequestId};
+use core_domain::{Door, EmailHash, ErrorCode, RequestId, SpecialistId};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamp};
 use serde::Serialize;
@@ -35,6 +35,62 @@ pub struct CallFilter {
     pub door: Option<Door>,
     /// Streamed or not.
     pub streamed: Option<bool>,
+}
+
+impl CallFilter {
+    /// The filters' names, as the API's query parameters and the console's controls spell
+    /// them, in the order forms show them.
+    pub const NAMES: [&'static str; 6] = [
+        "specialist",
+        "user",
+        "status",
+        "error_code",
+        "door",
+        "streamed",
+    ];
+
+    /// Sets the filter named `name` (one of [`Self::NAMES`]) from its text: `specialist` an id,
+    /// `user` an email hash or `anonymous`, `status` `success` or `failure`, `error_code` a
+    /// code calls end with, `door` a door's name, `streamed` `true` or `false`. What is wrong
+    /// with an unreadable value, as a phrase completing "the value ...".
+    pub fn set(&mut self, name: &str, raw: &str) -> Result<(), String> {
+        let choice = |yes: &str, no: &str, message: &str| match raw {
+            _ if raw == yes => Ok(true),
+            _ if raw == no => Ok(false),
+            _ => Err(message.to_owned()),
+        };
+        match name {
+            "specialist" => {
+                let id = SpecialistId::parse(raw).map_err(|_| "is not a specialist id")?;
+                self.specialist = Some(id.as_str().to_owned());
+            }
+            "user" if raw == ANONYMOUS => self.user = Some(ANONYMOUS.to_owned()),
+            "user" => {
+                let hash = EmailHash::from_hex(raw)
+                    .map_err(|_| "must be an email hash (64 hex digits) or anonymous")?;
+                self.user = Some(hash.as_str().to_owned());
+            }
+            "status" => {
+                self.success = Some(choice("success", "failure", "must be success or failure")?)
+            }
+            "error_code" => {
+                let code = ErrorCode::ALL
+                    .iter()
+                    .find(|code| code.as_str() == raw)
+                    .ok_or("is not an error code calls end with")?;
+                self.error_code = Some(code.as_str().to_owned());
+            }
+            "door" => {
+                let door = Door::parse(raw).ok_or_else(|| {
+                    format!("must be one of {}", Door::ALL.map(Door::as_str).join(", "))
+                })?;
+                self.door = Some(door);
+            }
+            "streamed" => self.streamed = Some(choice("true", "false", "must be true or false")?),
+            other => return Err(format!("names no filter ({other})")),
+        }
+        Ok(())
+    }
 }
 
 /// Where a page starts: the last row of the page before (rows strictly older, in
@@ -351,6 +407,48 @@ impl UsageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_filter_reads_its_own_values_and_names_what_is_wrong() {
+        let hash = "ab".repeat(32);
+        let mut filter = CallFilter::default();
+        for (name, raw) in [
+            ("specialist", "analyst"),
+            ("user", hash.as_str()),
+            ("status", "failure"),
+            ("error_code", "upstream_error"),
+            ("door", "messages"),
+            ("streamed", "true"),
+        ] {
+            assert_eq!(filter.set(name, raw), Ok(()), "{name}={raw}");
+        }
+        assert_eq!(
+            filter,
+            CallFilter {
+                specialist: Some("analyst".into()),
+                user: Some("ab".repeat(32)),
+                success: Some(false),
+                error_code: Some("upstream_error".into()),
+                door: Some(Door::Messages),
+                streamed: Some(true),
+            }
+        );
+        assert_eq!(filter.set("user", "anonymous"), Ok(()));
+        assert_eq!(filter.user.as_deref(), Some("anonymous"));
+        for (name, raw) in [
+            ("specialist", "<script>"),
+            ("user", "bob"),
+            ("status", "maybe"),
+            ("error_code", "nope"),
+            ("door", "side"),
+            ("streamed", "yes"),
+            ("colour", "red"),
+        ] {
+            let mut untouched = CallFilter::default();
+            assert!(untouched.set(name, raw).is_err(), "{name}={raw}");
+            assert_eq!(untouched, CallFilter::default(), "{name}={raw}");
+        }
+    }
 
     #[test]
     fn a_cursor_round_trips_through_its_token() {

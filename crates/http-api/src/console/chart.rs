@@ -8,6 +8,8 @@
 
 use maud::{Markup, html};
 
+use super::units;
+
 /// The whole drawing, in SVG user units (it scales to its box).
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
@@ -52,9 +54,9 @@ impl Unit {
         let value = clean(value);
         match self {
             Self::Count => format!("{value:.0}"),
-            Self::Usd => format_usd(value),
+            Self::Usd => units::usd(value),
             Self::Percent => format!("{value:.1}%"),
-            Self::Millis => format!("{value:.0} ms"),
+            Self::Millis => units::millis(value),
         }
     }
 }
@@ -72,11 +74,6 @@ fn axis_label(unit: Unit, value: f64) -> String {
         Unit::Percent => format!("{}%", short(value)),
         Unit::Millis => format!("{} ms", short(value)),
     }
-}
-
-/// Money as the whole console shows it: dollars with six decimals.
-pub(crate) fn format_usd(value: f64) -> String {
-    format!("${:.6}", clean(value))
 }
 
 /// How a chart draws its series.

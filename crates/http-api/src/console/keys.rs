@@ -13,9 +13,8 @@ use maud::html;
 use usage_store::SpendFilter;
 
 use super::budgets::budget_table;
-use super::requests::blocking;
 use super::units::{hash_prefix, usd};
-use super::{ConsoleError, Nav, Viewer, ok, page};
+use super::{ConsoleError, Nav, Viewer, blocking, ok, page};
 use crate::AppState;
 use crate::auth::KeyListing;
 

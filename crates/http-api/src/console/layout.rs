@@ -96,14 +96,17 @@ pub(crate) fn page(viewer: Option<&Viewer>, active: Nav, title: &str, body: Mark
     }
 }
 
-/// A short version of the style sheet for its URL, so a new build's sheet is fetched anew
+/// A short version of the style sheet for its URL (hashed once per process), so a new build's sheet is fetched anew
 /// while browsers may keep one for a long time.
-fn style_version() -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(STYLE.as_bytes()))
-        .chars()
-        .take(12)
-        .collect()
+fn style_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(STYLE.as_bytes()))
+            .chars()
+            .take(12)
+            .collect()
+    })
 }
 
 /// `markup` as an HTML response with `status`.

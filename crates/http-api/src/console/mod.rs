@@ -49,6 +49,13 @@ pub(crate) use session::{SessionKeys, Viewer};
 use crate::rate_limit::caller_key;
 use crate::{AppState, RouteGroup};
 
+/// True for `/console` and every path under it (the perimeter lets these paths' forms in;
+/// sign-in only ever sends a browser on to one of them).
+pub(crate) fn is_console_path(path: &str) -> bool {
+    path.strip_prefix("/console")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// What the console's handlers share besides the [`AppState`].
 #[derive(Debug, Clone)]
 pub(crate) struct Console {
@@ -185,6 +192,27 @@ fn detached(response: ServiceResponse<impl MessageBody + 'static>) -> ServiceRes
     ServiceResponse::new(request, page)
 }
 
+/// Runs blocking store work off the async workers; a failure is logged and becomes the
+/// console's "something failed on our side" page.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, usage_store::StoreError> + Send + 'static,
+) -> Result<T, ConsoleError> {
+    match web::block(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "console: {what} failed");
+            Err(ConsoleError::Internal(format!(
+                "The usage database did not answer ({what}). Try again shortly."
+            )))
+        }
+        Err(error) => {
+            tracing::error!(%error, "console: {what} task failed");
+            Err(ConsoleError::Internal(format!("{what} could not run")))
+        }
+    }
+}
+
 /// The person `req`'s session cookie names, if it holds a valid one (or the local operator
 /// while auth is disabled: no sign-in, but the session still carries the forms' token).
 fn signed_in(req: &HttpRequest, state: &AppState, console: &Console) -> Option<Viewer> {
@@ -274,7 +302,7 @@ impl ResponseError for ConsoleError {
         match self {
             Self::SignInNeeded(wanted) => see_other(&format!(
                 "/console/sign-in?next={}",
-                sign_in::encode_next(wanted)
+                units::query_value(wanted)
             )),
             Self::AdminOnly(viewer) => error_page(
                 Some(viewer),

@@ -16,8 +16,9 @@ use usage_store::{
     TotalsQuery, parse_range_bound,
 };
 
-use super::chart::{self, Chart, Kind, Series, Unit, format_usd};
-use super::{ConsoleError, Nav, Viewer, ok, page, respond};
+use super::chart::{self, Chart, Kind, Series, Unit};
+use super::units::usd;
+use super::{ConsoleError, Nav, Viewer, blocking, ok, page, respond};
 use crate::AppState;
 
 /// Keys drawn on their own in the charts; the rest are added up as "other".
@@ -262,18 +263,6 @@ struct Figures {
     series: Vec<SeriesRow>,
 }
 
-/// What one of the overview's statements answered, or the page saying it failed.
-fn read_figure<T>(
-    outcome: Result<Result<T, usage_store::StoreError>, actix_web::error::BlockingError>,
-) -> Result<T, ConsoleError> {
-    outcome
-        .map_err(|e| ConsoleError::Internal(format!("the usage query did not run: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "console overview: usage query failed");
-            ConsoleError::Internal(format!("usage could not be read: {e}"))
-        })
-}
-
 /// `GET /console`: the overview.
 async fn show(
     req: HttpRequest,
@@ -314,14 +303,14 @@ async fn show(
     );
     let (totals_scope, summary_scope) = (scope.clone(), scope.clone());
     let (totals, rows, series) = futures_util::future::join3(
-        web::block(move || {
+        blocking("reading the range's totals", move || {
             totals_store.totals(&TotalsQuery {
                 from,
                 to,
                 scope: totals_scope,
             })
         }),
-        web::block(move || {
+        blocking("summing the range per key", move || {
             summary_store.summary(&SummaryQuery {
                 from,
                 to,
@@ -329,7 +318,7 @@ async fn show(
                 scope: summary_scope,
             })
         }),
-        web::block(move || {
+        blocking("reading the range over time", move || {
             series_store.series(&SeriesQuery {
                 from,
                 to,
@@ -341,9 +330,9 @@ async fn show(
     )
     .await;
     let figures = Figures {
-        totals: read_figure(totals)?,
-        rows: read_figure(rows)?,
-        series: read_figure(series)?,
+        totals: totals?,
+        rows: rows?,
+        series: series?,
     };
     let database = started.elapsed();
 
@@ -595,7 +584,7 @@ fn totals(totals: &Totals) -> Markup {
     html! {
         dl.totals #totals {
             div data-metric="requests" { dt { "Requests" } dd { (totals.requests) } }
-            div data-metric="cost" { dt { "Cost" } dd { (format_usd(totals.cost_usd)) } }
+            div data-metric="cost" { dt { "Cost" } dd { (usd(totals.cost_usd)) } }
             div data-metric="tokens" {
                 dt { "Tokens" }
                 dd {
@@ -670,7 +659,7 @@ fn split_table(split: GroupBy, ranked: &[&SummaryRow]) -> Markup {
                         td.num data-col="failures" { (row.failures) }
                         td.num data-col="input_tokens" { (row.input_tokens) }
                         td.num data-col="output_tokens" { (row.output_tokens) }
-                        td.num data-col="cost_usd" { (format_usd(row.cost_usd)) }
+                        td.num data-col="cost_usd" { (usd(row.cost_usd)) }
                         td.num data-col="avg_latency_ms" { (Unit::Millis.format(row.avg_latency_ms)) }
                         td.num data-col="p50_latency_ms" { (Unit::Millis.format(row.p50_latency_ms)) }
                         td.num data-col="p95_latency_ms" { (Unit::Millis.format(row.p95_latency_ms)) }

@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Scope, web};
 use chrono::{Duration, Utc};
-use core_domain::{Door, EmailHash, ErrorCode, RequestId, SpecialistId};
+use core_domain::{ErrorCode, RequestId};
 use maud::{Markup, html};
 use serde::Deserialize;
 use usage_store::{
@@ -15,8 +15,8 @@ use usage_store::{
     StoredUsage,
 };
 
-use super::units::{hash_prefix, millis, usd, utc};
-use super::{ConsoleError, Nav, Viewer, error_page, ok, page, respond};
+use super::units::{hash_prefix, millis, query_value, usd, utc};
+use super::{ConsoleError, Nav, Viewer, blocking, error_page, ok, page, respond};
 use crate::AppState;
 
 /// Rows per page.
@@ -44,6 +44,20 @@ struct RawFilters {
     door: Option<String>,
     streamed: Option<String>,
     before: Option<String>,
+}
+
+impl RawFilters {
+    /// The filters' values in [`CallFilter::NAMES`] order.
+    fn filter_values(&self) -> [Option<&String>; 6] {
+        [
+            self.specialist.as_ref(),
+            self.user.as_ref(),
+            self.status.as_ref(),
+            self.error_code.as_ref(),
+            self.door.as_ref(),
+            self.streamed.as_ref(),
+        ]
+    }
 }
 
 /// The filters as read, with what was wrong with each control's value.
@@ -74,53 +88,12 @@ impl Filters {
         };
         let mut problems = Vec::new();
         let mut filter = CallFilter::default();
-        if let Some(specialist) = given(raw.specialist.as_ref()) {
-            match SpecialistId::parse(specialist) {
-                Ok(id) => filter.specialist = Some(id.as_str().to_owned()),
-                Err(_) => problems.push(("specialist", "Not a specialist id.".to_owned())),
+        for (name, value) in CallFilter::NAMES.into_iter().zip(raw.filter_values()) {
+            if let Some(value) = given(value)
+                && let Err(message) = filter.set(name, value)
+            {
+                problems.push((name, format!("The value {message}.")));
             }
-        }
-        if let Some(user) = given(raw.user.as_ref()) {
-            if user == ANONYMOUS {
-                filter.user = Some(ANONYMOUS.to_owned());
-            } else {
-                match EmailHash::from_hex(user) {
-                    Ok(hash) => filter.user = Some(hash.as_str().to_owned()),
-                    Err(_) => problems.push((
-                        "user",
-                        "Must be a caller's email hash (64 hex digits) or anonymous.".to_owned(),
-                    )),
-                }
-            }
-        }
-        match given(raw.status.as_ref()) {
-            None => {}
-            Some("success") => filter.success = Some(true),
-            Some("failure") => filter.success = Some(false),
-            Some(_) => problems.push(("status", "Must be success or failure.".to_owned())),
-        }
-        if let Some(code) = given(raw.error_code.as_ref()) {
-            match ErrorCode::ALL.iter().find(|known| known.as_str() == code) {
-                Some(known) => filter.error_code = Some(known.as_str().to_owned()),
-                None => {
-                    problems.push(("error_code", "Not an error code calls end with.".to_owned()))
-                }
-            }
-        }
-        if let Some(door) = given(raw.door.as_ref()) {
-            match Door::parse(door) {
-                Some(door) => filter.door = Some(door),
-                None => problems.push((
-                    "door",
-                    format!("Must be one of {}.", Door::ALL.map(Door::as_str).join(", ")),
-                )),
-            }
-        }
-        match given(raw.streamed.as_ref()) {
-            None => {}
-            Some("true") => filter.streamed = Some(true),
-            Some("false") => filter.streamed = Some(false),
-            Some(_) => problems.push(("streamed", "Must be true or false.".to_owned())),
         }
         let before = match given(raw.before.as_ref()).map(CallCursor::parse) {
             None => None,
@@ -151,53 +124,12 @@ impl Filters {
 
     /// The query string of these filters (without the page cursor), for the "Older" link.
     fn query_string(&self) -> String {
-        let raw = &self.raw;
-        [
-            ("specialist", &raw.specialist),
-            ("user", &raw.user),
-            ("status", &raw.status),
-            ("error_code", &raw.error_code),
-            ("door", &raw.door),
-            ("streamed", &raw.streamed),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| given(value.as_ref()).map(|v| format!("{name}={}", encode(v))))
-        .collect::<Vec<_>>()
-        .join("&")
-    }
-}
-
-/// Percent-encodes `text` for a query value.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Runs blocking store work off the async workers; a failure is logged and becomes the
-/// console's "something failed on our side" page.
-pub(super) async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    work: impl FnOnce() -> Result<T, usage_store::StoreError> + Send + 'static,
-) -> Result<T, ConsoleError> {
-    match web::block(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "console: {what} failed");
-            Err(ConsoleError::Internal(format!(
-                "The usage database did not answer ({what}). Try again shortly."
-            )))
-        }
-        Err(error) => {
-            tracing::error!(%error, "console: {what} task failed");
-            Err(ConsoleError::Internal(format!("{what} could not run")))
-        }
+        CallFilter::NAMES
+            .into_iter()
+            .zip(self.raw.filter_values())
+            .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", query_value(v))))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 }
 
@@ -266,7 +198,7 @@ fn list_page(
                 @if let Some(next) = &calls.next {
                     @let query = filters.query_string();
                     @let separator = if query.is_empty() { "" } else { "&" };
-                    a #older href={ "/console/requests?" (query) (separator) "before=" (encode(&next.to_token())) } {
+                    a #older href={ "/console/requests?" (query) (separator) "before=" (query_value(&next.to_token())) } {
                         "Older"
                     }
                 }
@@ -574,6 +506,8 @@ fn single_attempt(row: &StoredUsage) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use core_domain::Door;
+
     use super::*;
 
     #[test]

@@ -218,7 +218,7 @@ pub(crate) fn viewer_of(session: &Session, auth: &Authenticator) -> Option<Viewe
                 AccessRole::User
             };
             let hash = EmailHash::from_hex(e.as_str()).ok()?;
-            let label = format!("user {}…", e.get(..8).unwrap_or(e));
+            let label = format!("user {}", super::units::hash_prefix(e));
             (
                 UserIdentity::Authenticated {
                     email_hash: hash,

@@ -27,6 +27,19 @@ pub(crate) fn hash_prefix(hash: &str) -> String {
     format!("{prefix}…")
 }
 
+/// `text` percent-encoded for a URL's query value (unreserved characters and `/` kept).
+pub(crate) fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -45,5 +58,17 @@ mod tests {
         assert_eq!(utc(instant), "2026-12-01 07:32:26 UTC");
         assert_eq!(hash_prefix(&"ab".repeat(32)), "abababababab…");
         assert_eq!(hash_prefix("anonymous"), "anonymous…");
+    }
+
+    #[test]
+    fn a_query_value_keeps_only_unreserved_characters_and_slashes() {
+        assert_eq!(
+            query_value("/console/requests?door=a&b=c"),
+            "/console/requests%3Fdoor%3Da%26b%3Dc"
+        );
+        assert_eq!(
+            query_value("2026-12-01T08:00:00Z~r é"),
+            "2026-12-01T08%3A00%3A00Z~r%20%C3%A9"
+        );
     }
 }

@@ -100,7 +100,7 @@ impl Perimeter {
                  use localhost or list the name in server.allowed_hosts",
             )));
         }
-        let console_form = req.path() == "/console" || req.path().starts_with("/console/");
+        let console_form = crate::console::is_console_path(req.path());
         self.origins
             .refusal(req.method(), req.headers(), console_form)
             .map(Refusal::keeping)

@@ -21,6 +21,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use specialists::CatalogueError;
 
+use super::units::usd;
 use super::{Admin, ConsoleError, Nav, Viewer, check_csrf, csrf_field, error_page, ok, page};
 use crate::AppState;
 
@@ -251,11 +252,6 @@ fn pricing(s: &Specialist) -> Markup {
             }
         }
     }
-}
-
-/// Money as the console writes it everywhere: dollars with six decimals.
-fn usd(amount: f64) -> String {
-    format!("${amount:.6}")
 }
 
 fn when(at: DateTime<Utc>) -> Markup {
