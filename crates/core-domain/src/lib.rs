@@ -63,7 +63,7 @@ pub use specialist::{
     DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, MAX_ALIAS_CHARS, MAX_ALIASES, MAX_DESCRIPTION_CHARS,
     MAX_EMBEDDING_DIMENSIONS, MAX_FALLBACKS, MAX_MAX_TOKENS, MAX_NAME_CHARS,
     MAX_SYSTEM_PROMPT_CHARS, NotAllowed, PromptRevision, Specialist, SpecialistDraft,
-    SpecialistKind, SpecialistSpec,
+    SpecialistKind, SpecialistSpec, embedding_dimensions,
 };
 pub use target::{Target, TargetDraft};
 pub use text::comparable_name;

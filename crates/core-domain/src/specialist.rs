@@ -32,6 +32,15 @@ const MAX_TEMPERATURE: f64 = 2.0;
 /// The most dimensions an embedding specialist may fix.
 pub const MAX_EMBEDDING_DIMENSIONS: u32 = 65_536;
 
+/// `n` as a vector length a specialist or a request may ask for (1 to
+/// [`MAX_EMBEDDING_DIMENSIONS`]), or what is wrong with it.
+pub fn embedding_dimensions(n: i64) -> Result<u32, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_EMBEDDING_DIMENSIONS).contains(n))
+        .ok_or_else(|| format!("must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"))
+}
+
 /// What a specialist does: answer a conversation, or turn text into vectors. Each door takes
 /// one kind only (the chat doors chat, `/v1/embeddings` embeds), so a caller who picks the
 /// wrong one hears it instead of getting something else than asked.
@@ -359,16 +368,9 @@ impl SpecialistDraft {
                 );
                 None
             }
-            (SpecialistKind::Embedding, Some(n)) => match u32::try_from(n) {
-                Ok(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => Some(n),
-                _ => {
-                    errors.push(
-                        "dimensions",
-                        format!("must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"),
-                    );
-                    None
-                }
-            },
+            (SpecialistKind::Embedding, Some(n)) => embedding_dimensions(n)
+                .map_err(|problem| errors.push("dimensions", problem))
+                .ok(),
         };
         if kind != SpecialistKind::Embedding {
             return dimensions;

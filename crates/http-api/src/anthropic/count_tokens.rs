@@ -2,7 +2,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use core_domain::{ProviderKind, estimate_text_tokens};
 use providers::ProviderRequest;
 
-use super::messages::{beta, resolve};
+use super::messages::beta;
 use super::request::{self, MessagesRequest, Purpose};
 use super::wire::TokenCount;
 use crate::openapi::responses::AnthropicCount;
@@ -24,7 +24,7 @@ pub(crate) async fn count_tokens(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let parsed = request::parse(&body, beta(&req), Purpose::CountTokens, &state.chat_limits)?;
-    let specialist = resolve(&state, &parsed.model)?;
+    let specialist = crate::chat::resolve_model(&state, &parsed.model)?;
     parsed.check_for(&specialist)?;
     let request = parsed.into_request(&specialist);
     let input_tokens = if specialist.provider() == ProviderKind::Anthropic {

@@ -1,7 +1,5 @@
-use std::sync::Arc;
-
 use actix_web::{Either, HttpRequest, HttpResponse, Responder, web};
-use core_domain::{Completion, Door, FinishReason, Specialist};
+use core_domain::{Completion, Door, FinishReason};
 use serde_json::value::RawValue;
 
 use super::request::{self, MessagesRequest, Purpose};
@@ -10,7 +8,7 @@ use super::wire::{Content, ContentBlock, Message, Usage};
 use crate::chat::prepare_with;
 use crate::chat::send::served_by_header;
 use crate::openapi::responses::AnthropicCall;
-use crate::{ApiCode, ApiError, AppState, RequestContext};
+use crate::{ApiError, AppState, RequestContext};
 
 /// `POST /v1/messages`: a `message`, or with `stream: true` Anthropic's stream of events.
 ///
@@ -31,7 +29,7 @@ pub(crate) async fn messages(
     let parsed = request::parse(&body, beta(&req), Purpose::Message, &state.chat_limits)?;
     let model = parsed.model.clone();
     let streamed = parsed.stream;
-    let specialist = resolve(&state, &model)?;
+    let specialist = crate::chat::resolve_model(&state, &model)?;
     parsed.check_for(&specialist)?;
     let mut prompt_estimate = 0;
     let call = prepare_with(&state, &context, Door::Messages, specialist, |specialist| {
@@ -79,18 +77,6 @@ pub(super) fn beta(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get("anthropic-beta")
         .and_then(|v| v.to_str().ok())
-}
-
-/// The specialist `model` names, by id or alias.
-pub(super) fn resolve(state: &AppState, model: &str) -> Result<Arc<Specialist>, ApiError> {
-    state.catalogue.resolve(model).ok_or_else(|| {
-        ApiError::new(
-            ApiCode::SpecialistNotFound,
-            format!(
-                "the model '{model}' does not exist: models are specialist ids or their aliases"
-            ),
-        )
-    })
 }
 
 /// The answer's content: an Anthropic upstream's own blocks as it sent them (thinking and

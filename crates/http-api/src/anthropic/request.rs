@@ -2,6 +2,7 @@
 //! sent (for an Anthropic upstream, which receives it byte for byte) and translated into the
 //! chat model (for the other providers, and for estimates, budgets and fallbacks everywhere).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use core_domain::{
@@ -14,6 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::chat::Problems;
 use crate::{ApiCode, ApiError, ChatLimits};
 
 /// `POST /v1/messages` (and, without `max_tokens`, `POST /v1/messages/count_tokens`). Content
@@ -159,13 +161,6 @@ pub(crate) struct Messages {
     native: AnthropicNative,
 }
 
-/// The problems found in a request: invalid values, and valid ones only Anthropic can take.
-#[derive(Default)]
-struct Problems {
-    invalid: ValidationErrors,
-    untranslatable: ValidationErrors,
-}
-
 /// Reads `body` (the bytes the caller sent) for `purpose`, with the caller's `anthropic-beta`
 /// header: a body that is not a JSON object, or whose fields have the wrong types, is a 400
 /// `invalid_request`; invalid values are listed together.
@@ -243,7 +238,7 @@ impl MessagesRequest {
         match self.top_k {
             Some(k) if k < 0 => errors.push("top_k", "must be a non-negative integer"),
             Some(_) => problems
-                .untranslatable
+                .unsupported
                 .push("top_k", "only Anthropic takes top_k"),
             None => {}
         }
@@ -271,7 +266,7 @@ impl MessagesRequest {
             if !TRANSLATED_FIELDS.contains(&field.as_str())
                 && !IGNORED_WHEN_TRANSLATED.contains(&field.as_str())
             {
-                problems.untranslatable.push(
+                problems.unsupported.push(
                     field.as_str(),
                     "is Anthropic's own and cannot be translated for this provider",
                 );
@@ -301,11 +296,12 @@ impl MessagesRequest {
             .into_iter()
             .filter_map(|(name, value)| {
                 if name == "system" {
-                    system_raw = Some(Box::<str>::from(value.get()));
+                    // Moved, not copied: the raw value already is the text sent.
+                    system_raw = Some(Box::<str>::from(value));
                     return None;
                 }
                 (!SET_BY_THE_GATEWAY.contains(&name.as_str()))
-                    .then(|| (name.into_boxed_str(), Box::<str>::from(value.get())))
+                    .then(|| (name.into_boxed_str(), Box::<str>::from(value)))
             })
             .collect();
         Ok(Messages {
@@ -328,7 +324,7 @@ impl MessagesRequest {
                 user: self.metadata.and_then(|m| m.user_id),
                 ..ChatOptions::default()
             },
-            untranslatable: problems.untranslatable,
+            untranslatable: problems.unsupported,
             native: AnthropicNative {
                 system: system_raw,
                 fields,
@@ -344,24 +340,24 @@ fn system(system: Option<Value>, problems: &mut Problems) -> Vec<String> {
     match system {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(text)) => vec![text],
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, block)| {
+        Some(Value::Array(blocks)) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for (i, block) in blocks.iter().enumerate() {
+                if problems.stop_listing(|| format!("system[{i}]")) {
+                    break;
+                }
                 match (
                     block.get("type").and_then(Value::as_str),
                     block.get("text").and_then(Value::as_str),
                 ) {
-                    (Some("text"), Some(text)) => Some(text.to_owned()),
-                    _ => {
-                        problems
-                            .invalid
-                            .push(format!("system[{i}]"), "must be a text block");
-                        None
-                    }
+                    (Some("text"), Some(text)) => texts.push(text.to_owned()),
+                    _ => problems
+                        .invalid
+                        .push(format!("system[{i}]"), "must be a text block"),
                 }
-            })
-            .collect(),
+            }
+            texts
+        }
         Some(_) => {
             problems
                 .invalid
@@ -372,10 +368,14 @@ fn system(system: Option<Value>, problems: &mut Problems) -> Vec<String> {
 }
 
 /// The custom tools, in the chat model, and the name of every tool offered (server tools too).
-fn tools(tools: Vec<Value>, problems: &mut Problems) -> (Vec<ToolDefinition>, Vec<String>) {
+fn tools(tools: Vec<Value>, problems: &mut Problems) -> (Vec<ToolDefinition>, HashSet<String>) {
     let mut definitions = Vec::with_capacity(tools.len());
-    let mut names: Vec<String> = Vec::with_capacity(tools.len());
+    // A set: a body of 70,000 tools checked against a list is billions of comparisons.
+    let mut names: HashSet<String> = HashSet::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
+        if problems.stop_listing(|| format!("tools[{i}]")) {
+            break;
+        }
         let field = format!("tools[{i}]");
         let Some(name) = tool.get("name").and_then(Value::as_str) else {
             problems
@@ -383,18 +383,17 @@ fn tools(tools: Vec<Value>, problems: &mut Problems) -> (Vec<ToolDefinition>, Ve
                 .push(format!("{field}.name"), "is required");
             continue;
         };
-        if names.iter().any(|n| n == name) {
+        if !names.insert(name.to_owned()) {
             problems.invalid.push(
                 format!("{field}.name"),
                 "names another tool already offered",
             );
         }
-        names.push(name.to_owned());
         match tool.get("type").and_then(Value::as_str) {
             None | Some("custom") => {}
             Some(server) => {
                 // Anthropic's own tools (web search, bash, the text editor...): it runs them.
-                problems.untranslatable.push(
+                problems.unsupported.push(
                     field,
                     format!("'{server}' is a tool only Anthropic provides"),
                 );
@@ -437,7 +436,7 @@ fn tools(tools: Vec<Value>, problems: &mut Problems) -> (Vec<ToolDefinition>, Ve
 /// `tool_choice`, which must name an offered tool, and whether parallel calls are allowed.
 fn tool_choice(
     choice: Option<Value>,
-    names: &[String],
+    names: &HashSet<String>,
     errors: &mut ValidationErrors,
 ) -> (Option<ToolChoice>, Option<bool>) {
     let Some(choice) = choice.filter(|c| !c.is_null()) else {
@@ -456,7 +455,7 @@ fn tool_choice(
         Some("none") => ToolChoice::None,
         Some("any") => ToolChoice::Required,
         Some("tool") => match choice.get("name").and_then(Value::as_str) {
-            Some(name) if names.iter().any(|n| n == name) => ToolChoice::Tool(name.to_owned()),
+            Some(name) if names.contains(name) => ToolChoice::Tool(name.to_owned()),
             Some(name) => {
                 errors.push(
                     "tool_choice.name",
@@ -501,7 +500,7 @@ fn thinking(
         },
         Some("disabled") => (None, None),
         Some(other) => {
-            problems.untranslatable.push(
+            problems.unsupported.push(
                 "thinking.type",
                 format!("'{other}' thinking is Anthropic's own"),
             );
@@ -550,6 +549,9 @@ fn conversation(
     let mut messages = Vec::with_capacity(wire.len());
     let last = wire.len().saturating_sub(1);
     for (i, message) in wire.into_iter().enumerate() {
+        if problems.stop_listing(|| format!("messages[{i}]")) {
+            break;
+        }
         let field = format!("messages[{i}]");
         let role = match message.role.as_str() {
             "user" => Role::User,
@@ -588,6 +590,9 @@ fn conversation(
         }
         let mut turn = Turn::default();
         for (j, block) in blocks.iter().enumerate() {
+            if problems.stop_listing(|| format!("{field}.content[{j}]")) {
+                break;
+            }
             turn.read(block, role, &format!("{field}.content[{j}]"), problems);
         }
         if turn.chars > limits.max_message_chars {
@@ -684,7 +689,7 @@ impl Turn {
                     format!("only an assistant message holds {kind} blocks"),
                 );
             }
-            (other, _) => problems.untranslatable.push(
+            (other, _) => problems.unsupported.push(
                 field,
                 format!("'{other}' blocks are Anthropic's own and cannot be translated"),
             ),
@@ -742,7 +747,7 @@ impl Turn {
                                 content.push(ContentPart::Text(text));
                             }
                         }
-                        Some(other) => problems.untranslatable.push(
+                        Some(other) => problems.unsupported.push(
                             part_field,
                             format!("'{other}' blocks in a tool result cannot be translated"),
                         ),
@@ -826,7 +831,7 @@ fn image(block: &Value, field: &str, problems: &mut Problems) -> Option<ContentP
             }
         },
         Some(other) => {
-            problems.untranslatable.push(
+            problems.unsupported.push(
                 format!("{field}.source"),
                 format!("'{other}' image sources are Anthropic's own"),
             );
@@ -872,7 +877,7 @@ fn document(block: &Value, field: &str, problems: &mut Problems) -> Option<Strin
             match (parts, texts) {
                 (Some(parts), Some(texts)) if parts.len() == texts.len() => Some(texts.concat()),
                 _ => {
-                    problems.untranslatable.push(
+                    problems.unsupported.push(
                         format!("{field}.source.content"),
                         "only text content documents can be translated",
                     );
@@ -881,7 +886,7 @@ fn document(block: &Value, field: &str, problems: &mut Problems) -> Option<Strin
             }
         }
         Some(other) => {
-            problems.untranslatable.push(
+            problems.unsupported.push(
                 field,
                 format!("{other} documents (PDFs, URLs, files) can only be read by Anthropic"),
             );
@@ -1046,6 +1051,34 @@ mod tests {
                 .unwrap_or_default();
             (e.code(), fields)
         })
+    }
+
+    #[test]
+    fn a_flood_of_bad_items_is_answered_with_the_first_fifty_problems() {
+        let tools: Vec<Value> = (0..20_000)
+            .map(|_| json!({"name": "same", "input_schema": {"type": "object"}}))
+            .collect();
+        let messages: Vec<Value> = (0..20_000)
+            .map(|_| json!({"role": "robot", "content": "x"}))
+            .collect();
+        let system: Vec<Value> = (0..20_000).map(|_| json!({"type": "image"})).collect();
+        for body in [
+            json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "tools": tools}),
+            json!({"model": "m", "max_tokens": 10, "messages": messages}),
+            json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "system": system}),
+            json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": vec![json!({"type": "text"}); 20_000]}]}),
+        ] {
+            let (_, fields) = parse_for(&body.to_string(), Purpose::Message).unwrap_err();
+            assert!(
+                (50..=52).contains(&fields.len()),
+                "{} problems",
+                fields.len()
+            );
+            assert!(
+                fields.last().is_some_and(|f| f.ends_with(']')),
+                "the last names where checking stopped: {fields:?}"
+            );
+        }
     }
 
     fn parse_ok(body: Value) -> Messages {

@@ -99,6 +99,19 @@ pub(crate) struct Answer {
     pub latency: Duration,
 }
 
+/// The specialist `model` names, by id or alias: how every door that takes a `model` finds
+/// its specialist (the 404 is the same text on each).
+pub(crate) fn resolve_model(state: &AppState, model: &str) -> Result<Arc<Specialist>, ApiError> {
+    state.catalogue.resolve(model).ok_or_else(|| {
+        ApiError::new(
+            ApiCode::SpecialistNotFound,
+            format!(
+                "the model '{model}' does not exist: models are specialist ids or their aliases"
+            ),
+        )
+    })
+}
+
 /// `/chat/*`: validates the body, then [`prepare_for`].
 pub(crate) fn prepare(
     state: &AppState,

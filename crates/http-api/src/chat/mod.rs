@@ -12,12 +12,14 @@
 mod call;
 mod embed;
 mod input;
+mod problems;
 mod recorder;
 pub(crate) mod relay;
 pub(crate) mod send;
 pub(crate) mod stream;
 
-pub(crate) use call::{prepare, prepare_with};
+pub(crate) use call::{prepare, prepare_with, resolve_model};
 pub(crate) use embed::prepare_embedding;
 pub(crate) use input::ChatRequestBody;
+pub(crate) use problems::Problems;
 pub(crate) use recorder::CallRecorder;

@@ -15,7 +15,7 @@ use crate::chat::prepare_with;
 use crate::chat::relay::StreamFormat;
 use crate::chat::send::served_by_header;
 use crate::openapi::responses::OpenAiChatCall;
-use crate::{ApiCode, ApiError, AppState, RequestContext};
+use crate::{ApiError, AppState, RequestContext};
 
 /// `POST /v1/chat/completions`: a `chat.completion`, or with `stream: true` a stream of
 /// `chat.completion.chunk`s ending in `data: [DONE]`.
@@ -35,14 +35,7 @@ pub(crate) async fn completions(
     let completion = body.validate(&state.chat_limits)?;
     let include_usage = completion.include_usage;
     let model = completion.model.clone();
-    let specialist = state.catalogue.resolve(&model).ok_or_else(|| {
-        ApiError::new(
-            ApiCode::SpecialistNotFound,
-            format!(
-                "the model '{model}' does not exist: models are specialist ids or their aliases"
-            ),
-        )
-    })?;
+    let specialist = crate::chat::resolve_model(&state, &model)?;
     let call = prepare_with(
         &state,
         &context,

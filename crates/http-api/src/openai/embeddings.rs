@@ -1,7 +1,7 @@
 //! `POST /v1/embeddings` in OpenAI's shape, over an embedding specialist.
 
 use actix_web::{HttpResponse, web};
-use core_domain::{MAX_EMBEDDING_DIMENSIONS, Specialist, ValidationErrors};
+use core_domain::{Specialist, ValidationErrors, embedding_dimensions};
 use providers::EmbeddingRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,11 +11,34 @@ use crate::chat::prepare_embedding;
 use crate::chat::send::served_by_header;
 use crate::config::ChatLimits;
 use crate::openapi::responses::OpenAiChatCall;
-use crate::{ApiCode, ApiError, AppState, RequestContext};
+use crate::{ApiError, AppState, RequestContext};
 
 /// The most inputs one request may carry (OpenAI's own limit). Each input is bounded by
 /// `chat.max_message_chars`, as a chat message is.
 pub(crate) const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// The most numbers one answer may hold (inputs × dimensions): OpenAI's largest, 2048 inputs
+/// of 3072 dimensions. Each bound alone allows 2048 × 65536, a gigabyte of JSON built in a
+/// worker (the mock answers any dimensions it is asked for).
+const MAX_EMBEDDING_VALUES: u64 = 2048 * 3072;
+
+/// Refuses a request whose answer would hold more than [`MAX_EMBEDDING_VALUES`] numbers.
+fn check_answer_size(inputs: usize, dimensions: Option<u32>) -> Result<(), ApiError> {
+    let values = u64::try_from(inputs)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(u64::from(dimensions.unwrap_or(0)));
+    if values > MAX_EMBEDDING_VALUES {
+        return Err(ApiError::invalid_parameter(
+            "dimensions",
+            format!(
+                "{inputs} inputs of {} dimensions is {values} numbers; one request may ask for \
+                 at most {MAX_EMBEDDING_VALUES} (send fewer inputs or fewer dimensions)",
+                dimensions.unwrap_or(0)
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// An embeddings request, as OpenAI's SDKs send it.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,16 +143,9 @@ impl EmbeddingBody {
         };
         let dimensions = match self.dimensions {
             None => None,
-            Some(n) => match u32::try_from(n) {
-                Ok(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => Some(n),
-                _ => {
-                    errors.push(
-                        "dimensions",
-                        format!("must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"),
-                    );
-                    None
-                }
-            },
+            Some(n) => embedding_dimensions(n)
+                .map_err(|problem| errors.push("dimensions", problem))
+                .ok(),
         };
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
@@ -163,6 +179,7 @@ impl Embedding {
             }
             (fixed, asked) => fixed.or(asked),
         };
+        check_answer_size(self.inputs.len(), dimensions)?;
         Ok((
             EmbeddingRequest {
                 model: specialist.model().to_owned(),
@@ -232,14 +249,7 @@ pub(crate) async fn embeddings(
 ) -> Result<HttpResponse, ApiError> {
     let embedding = body.into_inner().validate(&state.chat_limits)?;
     let model = embedding.model.clone();
-    let specialist = state.catalogue.resolve(&model).ok_or_else(|| {
-        ApiError::new(
-            ApiCode::SpecialistNotFound,
-            format!(
-                "the model '{model}' does not exist: models are specialist ids or their aliases"
-            ),
-        )
-    })?;
+    let specialist = crate::chat::resolve_model(&state, &model)?;
     let (request, encoding, user) = embedding.into_request(&specialist)?;
     let answer = prepare_embedding(&state, &context, specialist, request, user)?
         .embed()
@@ -299,6 +309,7 @@ fn base64_of_f32s(vector: &[f32]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use core_domain::MAX_EMBEDDING_DIMENSIONS;
     use serde_json::json;
 
     use super::*;
@@ -363,5 +374,16 @@ mod tests {
         assert_eq!(field(json!({"model": "m", "input": too_many})), "input");
         let long = "x".repeat(ChatLimits::default().max_message_chars + 1);
         assert_eq!(field(json!({"model": "m", "input": long})), "input");
+    }
+
+    #[test]
+    fn an_answer_of_more_than_six_million_numbers_is_refused() {
+        assert!(check_answer_size(MAX_EMBEDDING_INPUTS, Some(3072)).is_ok());
+        assert!(check_answer_size(MAX_EMBEDDING_INPUTS, None).is_ok());
+        assert!(check_answer_size(1, Some(MAX_EMBEDDING_DIMENSIONS)).is_ok());
+        let refused =
+            check_answer_size(MAX_EMBEDDING_INPUTS, Some(MAX_EMBEDDING_DIMENSIONS)).unwrap_err();
+        assert_eq!(refused.first_field(), Some("dimensions"));
+        assert!(refused.message_with_details().contains("134217728 numbers"));
     }
 }

@@ -146,39 +146,7 @@ pub(crate) struct Completion {
     pub include_usage: bool,
 }
 
-/// The problems found in a request: invalid values (400 `invalid_request_error`), and valid
-/// ones no provider maps (400 `unsupported_parameter`).
-#[derive(Default)]
-pub(super) struct Problems {
-    pub(super) invalid: ValidationErrors,
-    pub(super) unsupported: ValidationErrors,
-}
-
-/// The most problems a request is told about. A list of items is checked no further once
-/// this many are found: a 1 MiB body of a hundred thousand bad items gets the first ones, not
-/// an answer twenty times its size built in a worker.
-const MAX_PROBLEMS: usize = 50;
-
-impl Problems {
-    /// Whether enough problems are known that checking `list` further would only lengthen
-    /// the answer; when so, says where checking stopped (`at`, the next item's field).
-    pub(super) fn stop_listing(&mut self, at: &str) -> bool {
-        let full = self.invalid.errors().len() + self.unsupported.errors().len() >= MAX_PROBLEMS;
-        if full {
-            // In the list the answer gives: invalid values win over unsupported ones.
-            let answered = if self.invalid.is_empty() {
-                &mut self.unsupported
-            } else {
-                &mut self.invalid
-            };
-            answered.push(
-                at,
-                "not checked (nor anything after it): too many problems before it",
-            );
-        }
-        full
-    }
-}
+pub(super) use crate::chat::Problems;
 
 /// OpenAI's rule for function (and schema) names, which every upstream accepts.
 pub(super) fn is_valid_name(name: &str) -> bool {
@@ -553,7 +521,7 @@ fn conversation(
     let mut system = Vec::new();
     let mut messages = Vec::with_capacity(wire.len());
     for (i, message) in wire.into_iter().enumerate() {
-        if problems.stop_listing(&format!("messages[{i}]")) {
+        if problems.stop_listing(|| format!("messages[{i}]")) {
             break;
         }
         let role = match message.role.as_str() {

@@ -34,14 +34,7 @@ pub(crate) async fn responses(
 ) -> Result<Either<HttpResponse, impl Responder>, ApiError> {
     let call = body.into_inner().validate(&state.chat_limits)?;
     let model = call.model.clone();
-    let specialist = state.catalogue.resolve(&model).ok_or_else(|| {
-        ApiError::new(
-            ApiCode::SpecialistNotFound,
-            format!(
-                "the model '{model}' does not exist: models are specialist ids or their aliases"
-            ),
-        )
-    })?;
+    let specialist = crate::chat::resolve_model(&state, &model)?;
     if let Some(refusal) = call.not_allowed_by(&specialist) {
         return Err(refusal);
     }

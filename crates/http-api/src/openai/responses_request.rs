@@ -327,7 +327,7 @@ fn tools(tools: Option<Vec<Value>>, problems: &mut Problems) -> (Vec<ToolDefinit
     let mut echo = Vec::new();
     for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
         let field = format!("tools[{i}]");
-        if problems.stop_listing(&field) {
+        if problems.stop_listing(|| field.clone()) {
             break;
         }
         match tool.get("type").and_then(Value::as_str) {
@@ -623,7 +623,7 @@ fn input_items(
     let mut called: HashSet<String> = HashSet::new();
     for (i, item) in items.into_iter().enumerate() {
         let field = format!("input[{i}]");
-        if problems.stop_listing(&field) {
+        if problems.stop_listing(|| field.clone()) {
             break;
         }
         if !item.is_object() {
