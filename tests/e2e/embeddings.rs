@@ -464,6 +464,24 @@ async fn the_chat_doors_refuse_an_embedding_specialist() {
         error["error"]["details"][0]["field"], "specialist_id",
         "{error}"
     );
+
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        let response = app
+            .post_json(
+                path,
+                &json!({"model": "small", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 400, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["type"], "error", "{path}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("is an embedding specialist"),
+            "{path}: {message}"
+        );
+    }
     assert!(app.usage_rows().await.is_empty());
 }
 

@@ -1,5 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, web};
-use core_domain::{ProviderKind, estimate_text_tokens};
+use core_domain::{Door, ProviderKind, estimate_text_tokens};
 use providers::ProviderRequest;
 
 use super::messages::beta;
@@ -25,6 +25,7 @@ pub(crate) async fn count_tokens(
 ) -> Result<HttpResponse, ApiError> {
     let parsed = request::parse(&body, beta(&req), Purpose::CountTokens, &state.chat_limits)?;
     let specialist = crate::chat::resolve_model(&state, &parsed.model)?;
+    crate::chat::chat_only(&specialist, Door::Messages)?;
     parsed.check_for(&specialist)?;
     let request = parsed.into_request(&specialist);
     let input_tokens = if specialist.provider() == ProviderKind::Anthropic {

@@ -31,17 +31,17 @@ pub(crate) async fn messages(
     let streamed = parsed.stream;
     let specialist = crate::chat::resolve_model(&state, &model)?;
     parsed.check_for(&specialist)?;
-    let mut prompt_estimate = 0;
     let call = prepare_with(&state, &context, Door::Messages, specialist, |specialist| {
-        let request = parsed.into_request(specialist);
-        prompt_estimate = request.prompt_estimate();
-        request
+        parsed.into_request(specialist)
     })?;
     let id = format!("msg_{}", context.request_id);
 
     if streamed {
-        let format =
-            AnthropicEvents::new(id, call.specialist().model().to_owned(), prompt_estimate);
+        let format = AnthropicEvents::new(
+            id,
+            call.specialist().model().to_owned(),
+            call.prompt_estimate(),
+        );
         let (events, served_by) = call.stream(&state, format).await?;
         return Ok(Either::Right(
             actix_web::Responder::customize(events).insert_header(served_by_header(&served_by)),

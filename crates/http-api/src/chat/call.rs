@@ -147,6 +147,26 @@ pub(crate) fn prepare_for(
     prepare_with(state, context, door, specialist, build)
 }
 
+/// The refusal of an embedding specialist on a chat door (`door`'s name for the field), or
+/// `Ok` for a chat specialist.
+pub(crate) fn chat_only(specialist: &Specialist, door: Door) -> Result<(), ApiError> {
+    if specialist.kind() == SpecialistKind::Chat {
+        return Ok(());
+    }
+    let param = if door == Door::Native {
+        "specialist_id"
+    } else {
+        "model"
+    };
+    Err(ApiError::invalid_parameter(
+        param,
+        format!(
+            "'{}' is an embedding specialist; use /v1/embeddings",
+            specialist.id()
+        ),
+    ))
+}
+
 /// [`prepare_for`] a specialist already found (the `/v1` doors find it by id or alias), for a
 /// call that came in by `door` (recorded on its usage row).
 pub(crate) fn prepare_with(
@@ -160,20 +180,7 @@ pub(crate) fn prepare_with(
         .record("specialist", specialist.id().as_str())
         .record("provider", specialist.provider().as_str());
     // Every chat door refuses an embedding specialist, before anything is recorded.
-    if specialist.kind() != SpecialistKind::Chat {
-        let param = if door == Door::Native {
-            "specialist_id"
-        } else {
-            "model"
-        };
-        return Err(ApiError::invalid_parameter(
-            param,
-            format!(
-                "'{}' is an embedding specialist; use /v1/embeddings",
-                specialist.id()
-            ),
-        ));
-    }
+    chat_only(&specialist, door)?;
     let request = build(&specialist);
     // What the specialist turned off is refused first, whatever its provider could do.
     if let Some(not_allowed) = specialist.first_not_allowed(&request.options, &request.messages) {
@@ -279,6 +286,12 @@ impl PreparedCall {
     /// The specialist called, as it was when the call was prepared.
     pub(crate) fn specialist(&self) -> &Arc<Specialist> {
         &self.specialist
+    }
+
+    /// The estimate of the prompt's tokens the call was opened with (what a door reports
+    /// before the upstream's count arrives).
+    pub(crate) fn prompt_estimate(&self) -> u32 {
+        self.recorder.prompt_estimate()
     }
 
     /// Asks for the whole answer. A failure is recorded with what it consumed and returned as

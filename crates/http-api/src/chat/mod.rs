@@ -18,7 +18,7 @@ pub(crate) mod relay;
 pub(crate) mod send;
 pub(crate) mod stream;
 
-pub(crate) use call::{prepare, prepare_with, resolve_model};
+pub(crate) use call::{chat_only, prepare, prepare_with, resolve_model};
 pub(crate) use embed::prepare_embedding;
 pub(crate) use input::ChatRequestBody;
 pub(crate) use problems::Problems;
