@@ -73,6 +73,20 @@ pub enum ContentPart {
     },
 }
 
+impl ContentPart {
+    /// The characters of text in `parts` (images count none): what a door's
+    /// `max_message_chars` limits.
+    pub fn text_chars(parts: &[Self]) -> usize {
+        parts
+            .iter()
+            .map(|part| match part {
+                Self::Text(text) => text.chars().count(),
+                Self::Image { .. } => 0,
+            })
+            .sum()
+    }
+}
+
 /// A tool the model called, as the assistant message (or answer) carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::chat::Problems;
+use crate::chat::{Problems, effective_limits, provider_request};
 use crate::{ApiCode, ApiError, ChatLimits};
 
 /// `POST /v1/messages` (and, without `max_tokens`, `POST /v1/messages/count_tokens`). Content
@@ -765,13 +765,7 @@ impl Turn {
         if is_error {
             content.insert(0, ContentPart::Text("Error: ".to_owned()));
         }
-        self.chars += content
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text(t) => t.chars().count(),
-                ContentPart::Image { .. } => 0,
-            })
-            .sum::<usize>();
+        self.chars += ContentPart::text_chars(&content);
         Some(ChatMessage {
             role: Role::Tool,
             content,
@@ -942,9 +936,18 @@ impl Messages {
     /// provider keeps it, and the OpenAI provider, which takes a leading system message as the
     /// whole system prompt, keeps the specialist's).
     pub(crate) fn into_request(self, specialist: &Specialist) -> ProviderRequest {
-        let temperature = self.temperature.map_or(specialist.temperature(), |t| {
-            t.min(specialist.temperature())
-        });
+        if specialist.provider() != ProviderKind::Anthropic {
+            return provider_request(
+                specialist,
+                &self.system,
+                self.messages,
+                self.temperature,
+                self.max_tokens,
+                self.options,
+            );
+        }
+        let (temperature, max_tokens) =
+            effective_limits(specialist, self.temperature, self.max_tokens);
         let caller_system = self
             .system
             .iter()
@@ -952,44 +955,28 @@ impl Messages {
             .map(String::as_str)
             .collect::<Vec<_>>()
             .join("\n\n");
-        let max_tokens = self
-            .max_tokens
-            .map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens()));
         let mut messages = self.messages;
-        let (system_prompt, anthropic) = if specialist.provider() == ProviderKind::Anthropic {
-            if !caller_system.is_empty() {
-                messages.insert(messages.len().min(1), ChatMessage::system(caller_system));
+        if !caller_system.is_empty() {
+            messages.insert(messages.len().min(1), ChatMessage::system(caller_system));
+        }
+        let mut native = self.native;
+        if let Some(budget) = self.thinking_budget {
+            // Anthropic takes no temperature but 1 while thinking: the specialist's cannot
+            // apply, and the caller's may only be the one allowed.
+            native.fields.retain(|(name, _)| &**name != "temperature");
+            // A budget must stay below max_tokens, which the specialist may have lowered.
+            if budget >= u64::from(max_tokens) && max_tokens > 1024 {
+                fit_thinking_budget(&mut native, max_tokens - 1);
             }
-            let mut native = self.native;
-            if let Some(budget) = self.thinking_budget {
-                // Anthropic takes no temperature but 1 while thinking: the specialist's cannot
-                // apply, and the caller's may only be the one allowed.
-                native.fields.retain(|(name, _)| &**name != "temperature");
-                // A budget must stay below max_tokens, which the specialist may have lowered.
-                if budget >= u64::from(max_tokens) && max_tokens > 1024 {
-                    fit_thinking_budget(&mut native, max_tokens - 1);
-                }
-            } else if self
-                .temperature
-                .is_some_and(|t| t > specialist.temperature())
-            {
-                cap_temperature(&mut native, specialist.temperature());
-            }
-            (
-                specialist.system_prompt().to_owned(),
-                Some(Arc::new(native)),
-            )
-        } else {
-            let mut system_prompt = specialist.system_prompt().to_owned();
-            if !caller_system.is_empty() {
-                system_prompt.push_str("\n\n");
-                system_prompt.push_str(&caller_system);
-            }
-            (system_prompt, None)
-        };
+        } else if self
+            .temperature
+            .is_some_and(|t| t > specialist.temperature())
+        {
+            cap_temperature(&mut native, specialist.temperature());
+        }
         ProviderRequest {
             model: specialist.model().to_owned(),
-            system_prompt,
+            system_prompt: specialist.system_prompt().to_owned(),
             messages,
             temperature,
             max_tokens,
@@ -997,7 +984,7 @@ impl Messages {
             options: self.options,
             single_attempt: false,
             deadline: None,
-            anthropic,
+            anthropic: Some(Arc::new(native)),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `recorder`: the one usage row, its price and metrics, however the call ends.
 //! - `input`: validation of the `/chat/*` body.
 
+mod build;
 mod call;
 mod embed;
 mod input;
@@ -18,6 +19,7 @@ pub(crate) mod relay;
 pub(crate) mod send;
 pub(crate) mod stream;
 
+pub(crate) use build::{effective_limits, provider_request};
 pub(crate) use call::{chat_only, prepare, prepare_with, resolve_model};
 pub(crate) use embed::prepare_embedding;
 pub(crate) use input::ChatRequestBody;

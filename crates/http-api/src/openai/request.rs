@@ -146,7 +146,7 @@ pub(crate) struct Completion {
     pub include_usage: bool,
 }
 
-pub(super) use crate::chat::Problems;
+pub(super) use crate::chat::{Problems, effective_limits, provider_request};
 
 /// OpenAI's rule for function (and schema) names, which every upstream accepts.
 pub(super) fn is_valid_name(name: &str) -> bool {
@@ -584,13 +584,7 @@ fn conversation(
                 })
                 .collect(),
         };
-        let chars: usize = content
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text(t) => t.chars().count(),
-                ContentPart::Image { .. } => 0,
-            })
-            .sum();
+        let chars = ContentPart::text_chars(&content);
         if chars > limits.max_message_chars {
             problems.invalid.push(
                 format!("messages[{i}].content"),
@@ -740,52 +734,6 @@ impl Completion {
             self.options,
         )
     }
-}
-
-/// The request to `specialist`'s upstream for a conversation that came in by an OpenAI door:
-/// the specialist's prompt first, then the caller's `system` texts; the caller's temperature
-/// and token limit may lower the specialist's, never raise them (see [`effective_limits`]).
-pub(super) fn provider_request(
-    specialist: &Specialist,
-    system: &[String],
-    messages: Vec<ChatMessage>,
-    temperature: Option<f64>,
-    max_tokens: Option<u32>,
-    options: ChatOptions,
-) -> ProviderRequest {
-    let mut system_prompt = specialist.system_prompt().to_owned();
-    for extra in system.iter().filter(|s| !s.trim().is_empty()) {
-        system_prompt.push_str("\n\n");
-        system_prompt.push_str(extra);
-    }
-    let (temperature, max_tokens) = effective_limits(specialist, temperature, max_tokens);
-    ProviderRequest {
-        model: specialist.model().to_owned(),
-        system_prompt,
-        messages,
-        temperature,
-        max_tokens,
-        base_url: specialist.base_url().map(str::to_owned),
-        options,
-        single_attempt: false,
-        deadline: None,
-        anthropic: None,
-    }
-}
-
-/// The temperature and token limit a call to `specialist` runs with: the smaller of the
-/// caller's and the specialist's, the specialist's when the caller said nothing.
-pub(super) fn effective_limits(
-    specialist: &Specialist,
-    temperature: Option<f64>,
-    max_tokens: Option<u32>,
-) -> (f64, u32) {
-    (
-        temperature.map_or(specialist.temperature(), |t| {
-            t.min(specialist.temperature())
-        }),
-        max_tokens.map_or(specialist.max_tokens(), |n| n.min(specialist.max_tokens())),
-    )
 }
 
 #[cfg(test)]

@@ -595,17 +595,6 @@ fn check_length(
     }
 }
 
-/// The characters of a message's text (images count none).
-fn text_chars(content: &[ContentPart]) -> usize {
-    content
-        .iter()
-        .map(|p| match p {
-            ContentPart::Text(t) => t.chars().count(),
-            ContentPart::Image { .. } => 0,
-        })
-        .sum()
-}
-
 /// The conversation of `input`'s items; system and developer messages go to `system`. A
 /// message (system ones included) or a function's output longer than `max_chars` is refused
 /// naming its own item: items and chat messages do not line up one to one (calls merge into
@@ -645,7 +634,7 @@ fn input_items(
             "message" => {
                 if let Some((role, content)) = message(&item, &field, problems) {
                     check_length(
-                        text_chars(&content),
+                        ContentPart::text_chars(&content),
                         format!("{field}.content"),
                         max_chars,
                         &mut problems.invalid,
