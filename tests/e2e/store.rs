@@ -242,6 +242,7 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         store
             .summary(&query(GroupBy::Specialist, Scope::Everyone))
             .unwrap()
+            .rows
     })
     .await;
     assert_eq!(by_specialist.len(), 2);
@@ -282,6 +283,7 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         store
             .summary(&query(GroupBy::Day, Scope::Everyone))
             .unwrap()
+            .rows
     })
     .await;
     let days: Vec<(&str, i64)> = by_day
@@ -295,6 +297,7 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         store
             .summary(&query(GroupBy::User, Scope::Everyone))
             .unwrap()
+            .rows
     })
     .await;
     let mut users: Vec<(String, i64)> = by_user.into_iter().map(|r| (r.key, r.requests)).collect();
@@ -313,6 +316,7 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         store
             .summary(&query(GroupBy::Provider, Scope::Caller(Some(grace_only))))
             .unwrap()
+            .rows
     })
     .await;
     assert_eq!(own.len(), 1);
@@ -323,6 +327,7 @@ async fn summary_matches_hand_computed_numbers(backend: Backend) {
         store
             .summary(&query(GroupBy::Model, Scope::Caller(None)))
             .unwrap()
+            .rows
     })
     .await;
     assert_eq!(anonymous_only.len(), 1);

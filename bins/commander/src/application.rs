@@ -57,6 +57,7 @@ pub struct Application {
     store: UsageStore,
     reloader: Option<tokio::task::JoinHandle<()>>,
     budget_reloader: Option<tokio::task::JoinHandle<()>>,
+    sealer: tokio::task::JoinHandle<()>,
     live_calls: LiveCalls,
     shutdown_grace: std::time::Duration,
 }
@@ -64,6 +65,67 @@ pub struct Application {
 /// How long shutdown waits, after the server stopped, for calls cut short to hand in their
 /// usage rows (their worker threads drop them within milliseconds).
 const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often the usage rollup's finished hours are sealed.
+const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long after an hour ends it is sealed: calls still running at the hour's end are
+/// written within seconds, and a row that comes later only makes the hour stale again.
+const SEAL_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// Hours sealed per blocking task: a task's transactions stay short, and a backlog (the
+/// rollup's migration on a large log leaves every hour unsealed) goes in rounds.
+const SEAL_ROUND: usize = 24;
+
+/// Seals the usage rollup's finished hours (see `usage_store::UsageStore::seal_hours`) every
+/// [`SEAL_INTERVAL`], round after round until none is left. Reports read what is not sealed
+/// from the log itself, so a failing round costs speed, never a number: it is logged and tried
+/// again at the next tick.
+fn seal_rollup(store: UsageStore) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SEAL_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            ticks.tick().await;
+            loop {
+                let store = store.clone();
+                let before = chrono::Utc::now() - SEAL_GRACE;
+                let round =
+                    tokio::task::spawn_blocking(move || store.seal_hours(before, SEAL_ROUND)).await;
+                match round {
+                    Ok(Ok(sealed)) => {
+                        if failing {
+                            tracing::info!("the usage rollup is being sealed again");
+                            failing = false;
+                        }
+                        if sealed > 0 {
+                            tracing::debug!(hours = sealed, "usage rollup hours sealed");
+                        }
+                        if sealed < SEAL_ROUND {
+                            break;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        if !failing {
+                            tracing::warn!(
+                                %error,
+                                "cannot seal the usage rollup's hours; reports read the log \
+                                 itself meanwhile"
+                            );
+                        }
+                        failing = true;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the usage rollup task failed");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
 
 /// Re-reads the catalogue file (or database) every `interval` when someone else changed it, so
 /// ops can deploy a new catalogue without a restart and servers sharing a database serve each
@@ -272,6 +334,7 @@ impl Application {
             budgets,
             (budget_reload > 0).then(|| std::time::Duration::from_millis(budget_reload)),
         );
+        let sealer = seal_rollup(store.clone());
         Ok(Self {
             address,
             server,
@@ -280,6 +343,7 @@ impl Application {
             store,
             reloader,
             budget_reloader,
+            sealer,
             live_calls,
             shutdown_grace,
         })
@@ -316,6 +380,7 @@ impl Application {
         if let Some(reloader) = self.budget_reloader {
             reloader.abort();
         }
+        self.sealer.abort();
         // Streams the grace period cut short are dropped as their worker threads tear down,
         // possibly after the server future returned; their rows come from that drop.
         if !self.live_calls.wait_idle(CALLS_SETTLE_TIMEOUT).await {

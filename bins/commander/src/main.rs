@@ -11,8 +11,8 @@ use commander::{
 };
 use core_domain::RequestId;
 use usage_store::{
-    GroupBy, RangeEnd, Scope, SummaryQuery, TargetQuery, UsageStore, default_range_start,
-    parse_range_bound,
+    GroupBy, Percentiles, RangeEnd, Scope, SummaryQuery, TargetQuery, UsageStore,
+    default_range_start, parse_range_bound,
 };
 
 /// commander: a multi-provider LLM chat gateway built around specialists.
@@ -301,15 +301,22 @@ async fn report(
     let printed = tokio::task::spawn_blocking(move || {
         let store = UsageStore::connect(&database)?;
         Ok::<_, usage_store::StoreError>(match what {
-            Report::Summary(group_by) => render_report(
-                &store.summary(&SummaryQuery {
+            Report::Summary(group_by) => {
+                let summary = store.summary(&SummaryQuery {
                     from,
                     to,
                     group_by,
                     scope,
-                })?,
-                format,
-            ),
+                })?;
+                // On standard error: the CSV or JSON on standard output stays one document.
+                if summary.percentiles == Percentiles::Approximate {
+                    eprintln!(
+                        "note: p50/p95 are approximate (within 0.5%), read from the hourly \
+                         rollup's latency bins; counts, tokens and cost are exact"
+                    );
+                }
+                render_report(&summary.rows, format)
+            }
             Report::Targets => {
                 render_targets(&store.targets(&TargetQuery { from, to, scope })?, format)
             }

@@ -79,12 +79,14 @@ async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
     sink.flush().await?;
 
     let now = Utc::now();
-    let rows = store.summary(&SummaryQuery {
-        from: now - Days::new(1),
-        to: now + Days::new(1),
-        group_by: GroupBy::Model,
-        scope: Scope::Everyone,
-    })?;
+    let rows = store
+        .summary(&SummaryQuery {
+            from: now - Days::new(1),
+            to: now + Days::new(1),
+            group_by: GroupBy::Model,
+            scope: Scope::Everyone,
+        })?
+        .rows;
     writeln!(
         out,
         "{:<20} {:>5} {:>5} {:>8} {:>8} {:>10}",

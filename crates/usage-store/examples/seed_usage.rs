@@ -317,7 +317,13 @@ fn measure(store: &UsageStore, days: i64) -> Result<(), Box<dyn std::error::Erro
                 scope: everyone.clone(),
             })
         },
-        |rows| format!("{} groups", rows.len()),
+        |summary| {
+            format!(
+                "{} groups, {} percentiles",
+                summary.rows.len(),
+                summary.percentiles.as_str()
+            )
+        },
     )?;
     for (bucket, from, span) in [(Bucket::Hour, day, "24 h"), (Bucket::Day, month, "30 d")] {
         for split in [GroupBy::Specialist, GroupBy::Model, GroupBy::Door] {

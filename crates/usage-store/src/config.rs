@@ -42,6 +42,12 @@ pub struct DatabaseConfig {
     pub shutdown_timeout_ms: u64,
     /// SQLite only: how long a write waits for another writer's lock, in milliseconds.
     pub sqlite_busy_timeout_ms: u64,
+    /// Reports (`/usage/summary`, the console's overview) over a range of at most this many
+    /// calls read the log itself and give exact nearest-rank latency percentiles. Larger
+    /// ranges read the hourly rollup for the hours it has sealed — counts, tokens and cost
+    /// still exact, p50/p95 then from 1%-wide latency bins (within 0.5%) and marked
+    /// `approximate`. `0` uses the rollup whenever it can.
+    pub exact_report_calls: u64,
 }
 
 impl DatabaseConfig {
@@ -150,6 +156,7 @@ impl Default for DatabaseConfig {
             connect_timeout_ms: 5_000,
             shutdown_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
+            exact_report_calls: 20_000,
         }
     }
 }

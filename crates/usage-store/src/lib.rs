@@ -71,6 +71,7 @@ mod journal;
 mod listen;
 mod record;
 mod report;
+mod rollup;
 mod schema;
 mod spend;
 mod store;
@@ -94,10 +95,11 @@ pub use record::{
     API_KEY_MAX_CHARS, AttemptRecord, END_USER_MAX_CHARS, StoredCall, StoredUsage, UsageRecord,
 };
 pub use report::{
-    Bucket, DEFAULT_RANGE_DAYS, GroupBy, RangeEnd, Scope, SeriesQuery, SeriesRow, SummaryQuery,
-    SummaryRow, TargetQuery, TargetReport, TargetRow, Totals, TotalsQuery, default_range_start,
-    parse_range_bound,
+    Bucket, DEFAULT_RANGE_DAYS, GroupBy, Overview, OverviewQuery, RangeEnd, Scope, SeriesQuery,
+    SeriesRow, Summary, SummaryQuery, SummaryRow, TargetQuery, TargetReport, TargetRow, Totals,
+    TotalsQuery, default_range_start, parse_range_bound,
 };
+pub use rollup::Percentiles;
 pub use spend::SpendFilter;
 pub use store::{Backend, UsageStore};
 pub use writer::{

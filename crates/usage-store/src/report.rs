@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::rollup::{Dimension, Percentiles};
 use crate::store::Pool;
 use crate::{StoreError, UsageStore};
 
@@ -400,14 +401,91 @@ fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
 
 impl UsageStore {
     /// Aggregates the usage log: per group, calls, successes, failures, tokens, cost, mean,
-    /// median and 95th-percentile latency, ordered by key.
-    pub fn summary(&self, query: &SummaryQuery) -> Result<Vec<SummaryRow>, StoreError> {
-        let sql = |postgres| summary_sql(query.group_by, &query.scope, postgres);
+    /// median and 95th-percentile latency, ordered by key. Everyone's calls over a range of
+    /// more than [`crate::DatabaseConfig::exact_report_calls`] calls are read from the hourly
+    /// rollup where it is sealed (the percentiles then approximate, see [`Percentiles`]).
+    pub fn summary(&self, query: &SummaryQuery) -> Result<Summary, StoreError> {
+        if query.scope == Scope::Everyone
+            && let Some(cells) =
+                self.rolled_cells(query.from, query.to, &[Dimension::of(query.group_by)])?
+        {
+            return Ok(Summary {
+                rows: cells.summary(query.group_by),
+                percentiles: Percentiles::Approximate,
+            });
+        }
+        Ok(Summary {
+            rows: self.exact_summary(query.from, query.to, query.group_by, &query.scope)?,
+            percentiles: Percentiles::Exact,
+        })
+    }
+
+    /// [`Self::summary`] from the log itself, in SQL.
+    fn exact_summary(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        group_by: GroupBy,
+        scope: &Scope,
+    ) -> Result<Vec<SummaryRow>, StoreError> {
+        let query = TotalsQuery {
+            from,
+            to,
+            scope: scope.clone(),
+        };
+        let sql = |postgres| summary_sql(group_by, scope, postgres);
         Ok(match self.pool() {
             Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
                 Ok(run_bound!(conn, sql(false), query, SummaryRow))
             })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
+        })
+    }
+
+    /// What the console's overview shows for a range: the totals, the summary by the split's
+    /// key and the series per bucket and key — read together, so the three agree and their
+    /// percentiles are of one kind. The summary equals [`Self::summary`]'s for the same range,
+    /// grouping and scope.
+    pub fn overview(&self, query: &OverviewQuery) -> Result<Overview, StoreError> {
+        if query.scope == Scope::Everyone
+            && let Some(cells) = self.rolled_cells(
+                query.from,
+                query.to,
+                &[Dimension::All, Dimension::of(query.split)],
+            )?
+        {
+            return Ok(Overview {
+                totals: cells.totals(),
+                summary: cells.summary(query.split),
+                series: cells.series(query.bucket, query.split),
+                percentiles: Percentiles::Approximate,
+            });
+        }
+        // Each statement sorts the range's latencies for its percentiles: on their own pooled
+        // connections at once, they take the time of the slowest instead of the sum.
+        let totals_query = TotalsQuery {
+            from: query.from,
+            to: query.to,
+            scope: query.scope.clone(),
+        };
+        let series_query = SeriesQuery {
+            from: query.from,
+            to: query.to,
+            bucket: query.bucket,
+            split: query.split,
+            scope: query.scope.clone(),
+        };
+        let (totals, summary, series) = std::thread::scope(|scope| {
+            let totals = scope.spawn(|| self.totals(&totals_query));
+            let series = scope.spawn(|| self.series(&series_query));
+            let summary = self.exact_summary(query.from, query.to, query.split, &query.scope);
+            (joined(totals), summary, joined(series))
+        });
+        Ok(Overview {
+            totals: totals?,
+            summary: summary?,
+            series: series?,
+            percentiles: Percentiles::Exact,
         })
     }
 
@@ -451,6 +529,52 @@ impl UsageStore {
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SeriesRow),
         })
     }
+}
+
+/// A scoped report thread's outcome; a panic in it is an error, not the server's.
+fn joined<T>(
+    handle: std::thread::ScopedJoinHandle<'_, Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(StoreError::Connect("a report thread panicked".to_owned())))
+}
+
+/// A summary's rows and whether their percentiles are exact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// One row per group, ordered by key.
+    pub rows: Vec<SummaryRow>,
+    /// Exact, or from the rollup's latency bins.
+    pub percentiles: Percentiles,
+}
+
+/// An overview request: rows with `from <= timestamp < to`, split by one grouping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverviewQuery {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// The series' buckets.
+    pub bucket: Bucket,
+    /// What the summary and the series are split by.
+    pub split: GroupBy,
+    /// Whose rows.
+    pub scope: Scope,
+}
+
+/// A range's totals, its summary by one key and its series, of one snapshot's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    /// Every call of the range.
+    pub totals: Totals,
+    /// Per key of the split, as [`UsageStore::summary`] gives it.
+    pub summary: Vec<SummaryRow>,
+    /// Per bucket and key of the split, as [`UsageStore::series`] gives it.
+    pub series: Vec<SeriesRow>,
+    /// Exact, or from the rollup's latency bins.
+    pub percentiles: Percentiles,
 }
 
 /// A totals request: rows with `from <= timestamp < to`.
@@ -972,7 +1096,8 @@ mod tests {
                         group_by: GroupBy::Specialist,
                         scope: Scope::Everyone,
                     })
-                    .unwrap();
+                    .unwrap()
+                    .rows;
                 let percentiles: Vec<(&str, f64, f64)> = rows
                     .iter()
                     .map(|r| (r.key.as_str(), r.p50_latency_ms, r.p95_latency_ms))
@@ -1057,7 +1182,8 @@ mod tests {
                                 group_by,
                                 scope: scope.clone(),
                             })
-                            .unwrap();
+                            .unwrap()
+                            .rows;
                         let sum = |f: fn(&SummaryRow) -> i64| rows.iter().map(f).sum::<i64>();
                         assert_eq!(
                             (
@@ -1189,7 +1315,8 @@ mod tests {
                         group_by: GroupBy::Model,
                         scope: Scope::Everyone,
                     })
-                    .unwrap();
+                    .unwrap()
+                    .rows;
                 assert_eq!(series.len(), 1);
                 assert_eq!(series[0].group, summary[0]);
                 assert_eq!((summary[0].requests, summary[0].failures), (30, 6));

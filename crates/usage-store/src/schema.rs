@@ -98,3 +98,28 @@ diesel::table! {
         revision -> BigInt,
     }
 }
+
+diesel::table! {
+    usage_hours (hour) {
+        hour -> Timestamp,
+        written -> BigInt,
+        sealed -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    usage_rollup (dimension, hour, key) {
+        dimension -> Text,
+        hour -> Timestamp,
+        key -> Text,
+        requests -> BigInt,
+        successes -> BigInt,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        cost_usd -> Double,
+        latency_sum_ms -> Double,
+        latency_min_ms -> Double,
+        latency_max_ms -> Double,
+        latency_histogram -> Binary,
+    }
+}

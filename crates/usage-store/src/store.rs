@@ -10,6 +10,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::Location;
 use crate::record::{NewAttemptRow, NewUsageRow, StoredAttemptRow};
+use crate::rollup::mark_hours_written;
 use crate::schema::{usage_attempts, usage_logs};
 use crate::{DatabaseConfig, StoreError, StoredCall, StoredUsage, UsageRecord};
 
@@ -94,6 +95,8 @@ pub struct UsageStore {
     /// PostgreSQL only: the URL, for connections kept outside the pool (the catalogue's
     /// `LISTEN`, which must stay on one connection).
     postgres_url: Option<String>,
+    /// See [`DatabaseConfig::exact_report_calls`].
+    exact_report_calls: u64,
 }
 
 /// A file as it was when the store opened it: its path and the device and inode behind it.
@@ -198,11 +201,26 @@ impl UsageStore {
             pool,
             file,
             postgres_url,
+            exact_report_calls: config.exact_report_calls,
         })
     }
 
     pub(crate) fn postgres_url(&self) -> Option<&str> {
         self.postgres_url.as_deref()
+    }
+
+    /// This store with another [`DatabaseConfig::exact_report_calls`]: reports over more calls
+    /// than `calls` read the hourly rollup where it is sealed.
+    #[must_use]
+    pub fn with_exact_report_calls(mut self, calls: u64) -> Self {
+        self.exact_report_calls = calls;
+        self
+    }
+
+    /// Reports over more calls than this read the hourly rollup (see
+    /// [`DatabaseConfig::exact_report_calls`]).
+    pub(crate) fn exact_report_calls(&self) -> u64 {
+        self.exact_report_calls
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -295,6 +313,12 @@ impl UsageStore {
             return Ok(0);
         }
         let rows: Vec<NewUsageRow<'_>> = records.iter().map(NewUsageRow::from).collect();
+        // The hours the batch writes into, whose rollups it makes stale. Counted even when
+        // every row is a replayed duplicate: that costs a needless re-seal, never a lost row.
+        let hours: std::collections::BTreeSet<chrono::NaiveDateTime> = records
+            .iter()
+            .map(|r| crate::rollup::hour_of(r.timestamp.naive_utc()))
+            .collect();
         // Most calls make one attempt: this stays empty and costs the batch nothing more.
         let attempts: Vec<NewAttemptRow<'_>> = records.iter().flat_map(NewAttemptRow::of).collect();
         match &self.pool {
@@ -314,6 +338,7 @@ impl UsageStore {
                         .values(chunk)
                         .execute(conn)?;
                 }
+                mark_hours_written!(conn, &hours, false);
                 Ok(inserted)
             }),
             Pool::Postgres(pool) => {
@@ -328,6 +353,9 @@ impl UsageStore {
                             .do_nothing()
                             .execute(conn)?;
                     }
+                    // Last in the transaction: the hours' row locks, which a server sealing
+                    // the hour waits on, are held only for the commit.
+                    mark_hours_written!(conn, &hours, true);
                     Ok::<_, diesel::result::Error>(())
                 };
                 // Binary COPY first: it costs the server a fraction of what parsing and planning

@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use usage_store::{
-    Bucket, GroupBy, RangeEnd, SeriesQuery, SeriesRow, SummaryQuery, SummaryRow, Totals,
-    TotalsQuery, parse_range_bound,
+    Bucket, GroupBy, OverviewQuery, Percentiles, RangeEnd, SeriesRow, SummaryRow, Totals,
+    parse_range_bound,
 };
 
 use super::chart::{self, Chart, Kind, Series, Unit};
@@ -261,6 +261,7 @@ struct Figures {
     totals: Totals,
     rows: Vec<SummaryRow>,
     series: Vec<SeriesRow>,
+    percentiles: Percentiles,
 }
 
 /// `GET /console`: the overview.
@@ -293,46 +294,25 @@ async fn show(
         selection.bucket,
         selection.split,
     );
-    // The three statements each read the range on their own pooled connection at once: each
-    // sorts the range's latencies for its percentiles, and one after another they took three
-    // times as long (on a million rows, 24 hours: 181 ms in a row, see docs/PERFORMANCE.md).
-    let (totals_store, summary_store, series_store) = (
-        state.store.clone(),
-        state.store.clone(),
-        state.store.clone(),
-    );
-    let (totals_scope, summary_scope) = (scope.clone(), scope.clone());
-    let (totals, rows, series) = futures_util::future::join3(
-        blocking("reading the range's totals", move || {
-            totals_store.totals(&TotalsQuery {
-                from,
-                to,
-                scope: totals_scope,
-            })
-        }),
-        blocking("summing the range per key", move || {
-            summary_store.summary(&SummaryQuery {
-                from,
-                to,
-                group_by: split,
-                scope: summary_scope,
-            })
-        }),
-        blocking("reading the range over time", move || {
-            series_store.series(&SeriesQuery {
-                from,
-                to,
-                bucket,
-                split,
-                scope,
-            })
-        }),
-    )
-    .await;
+    // One store call: the totals, the table and the series come from one read, so they
+    // agree with each other (and the table with `/usage/summary`) and their percentiles are of
+    // one kind; long ranges read the hourly rollup (see docs/PERFORMANCE.md).
+    let store = state.store.clone();
+    let overview = blocking("reading the range", move || {
+        store.overview(&OverviewQuery {
+            from,
+            to,
+            bucket,
+            split,
+            scope,
+        })
+    })
+    .await?;
     let figures = Figures {
-        totals: totals?,
-        rows: rows?,
-        series: series?,
+        totals: overview.totals,
+        rows: overview.summary,
+        series: overview.series,
+        percentiles: overview.percentiles,
     };
     let database = started.elapsed();
 
@@ -562,6 +542,13 @@ fn overview_body(selection: &Selection, figures: &Figures) -> Markup {
             @if span > 1 { " Each point of the charts spans " (span) " " (unit) "s, named by its first." }
         }
         (totals(&figures.totals))
+        @if figures.percentiles == Percentiles::Approximate {
+            p.approximate #percentiles-note {
+                "Latency percentiles on this page are approximate: over this many calls they are "
+                "read from the hourly rollup's 1%-wide latency bins (within 0.5%). Counts, tokens "
+                "and cost are exact."
+            }
+        }
         h2 { "Over time" }
         div.charts {
             (chart("chart-requests", "Requests", Unit::Count, Kind::Stacked, &requests, None))

@@ -1,0 +1,1263 @@
+//! The hourly rollup: the usage log summed per UTC hour and per value of every report
+//! dimension, so a report over weeks reads a few rows an hour instead of every call.
+//!
+//! The log stays the truth. Every batch the store writes counts itself into `usage_hours`
+//! (`written`); [`UsageStore::seal_hours`] computes a finished hour's rollup from its rows and
+//! records the count it saw (`sealed`). A row written into the hour later (a journal replayed
+//! after an outage) moves `written` on, and the hour is read from the log again until it is
+//! sealed anew. Reports ([`UsageStore::summary`], [`UsageStore::overview`]) read sealed hours
+//! from the rollup and everything else in their range — the hours at its edges, the current
+//! hour, hours not sealed yet — from the log, with the same arithmetic
+//! ([`Cell::add_call`]), in one snapshot.
+//!
+//! Counts, tokens and cost are exact either way. Latency percentiles come from a histogram of
+//! 1%-wide bins: the nearest-rank value's bin, its middle reported (clamped to the group's
+//! smallest and largest latency), within 0.5% of the exact value. Reports over few calls
+//! ([`crate::DatabaseConfig::exact_report_calls`]) skip the rollup and stay exact.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Bool, Double, Nullable, Text, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Bucket, GroupBy, SeriesRow, SummaryRow, Totals};
+use crate::schema::usage_rollup;
+use crate::store::Pool;
+use crate::{StoreError, UsageStore};
+
+/// How wide a latency bin is: each bin's upper edge is 1% above its lower edge.
+const GROWTH: f64 = 1.01;
+
+/// The last bin: 1.01^2400 ms is months; anything slower shares it.
+const LAST_BIN: u32 = 2_400;
+
+/// More separate stretches of unsealed time than this in one range (a log sealed in patches)
+/// and the report reads the log itself: one statement per stretch would cost more.
+const MAX_GAPS: usize = 256;
+
+/// More unsealed calls than this in a range (the sealer is behind, e.g. just after the
+/// rollup's migration on a large log) and the report reads the log itself in SQL: folding them
+/// here would hold them all in memory at once.
+const MAX_GAP_CALLS: i64 = 200_000;
+
+/// Rows per INSERT of rollup cells: 12 columns a row, well inside both backends' bind limits.
+const CELLS_PER_STATEMENT: usize = 1_000;
+
+/// Whether a report's latency percentiles are exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Percentiles {
+    /// Nearest rank over the calls themselves.
+    Exact,
+    /// Nearest rank over 1%-wide latency bins (within 0.5%); counts, tokens and cost exact.
+    Approximate,
+}
+
+impl Percentiles {
+    /// The lower-case name used in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Approximate => "approximate",
+        }
+    }
+}
+
+/// What a rollup row is keyed by besides its hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Dimension {
+    /// Every call of the hour, under the key `all`.
+    All,
+    Specialist,
+    Model,
+    Provider,
+    User,
+    Door,
+}
+
+impl Dimension {
+    const EVERY: [Self; 6] = [
+        Self::All,
+        Self::Specialist,
+        Self::Model,
+        Self::Provider,
+        Self::User,
+        Self::Door,
+    ];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Specialist => "specialist",
+            Self::Model => "model",
+            Self::Provider => "provider",
+            Self::User => "user",
+            Self::Door => "door",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        Self::EVERY.into_iter().find(|d| d.as_str() == raw)
+    }
+
+    /// The dimension a grouping reads: days are summed from the hours' `all` rows.
+    pub(crate) const fn of(group_by: GroupBy) -> Self {
+        match group_by {
+            GroupBy::Specialist => Self::Specialist,
+            GroupBy::Model => Self::Model,
+            GroupBy::Provider => Self::Provider,
+            GroupBy::User => Self::User,
+            GroupBy::Door => Self::Door,
+            GroupBy::Day => Self::All,
+        }
+    }
+
+    fn key_of(self, call: &RawCall) -> &str {
+        match self {
+            Self::All => "all",
+            Self::Specialist => &call.specialist_id,
+            Self::Model => &call.model,
+            Self::Provider => &call.provider,
+            Self::User => &call.user_key,
+            Self::Door => &call.door,
+        }
+    }
+}
+
+/// Latencies counted in 1%-wide bins: bin 0 holds everything under 1 ms, bin `b >= 1` holds
+/// `[1.01^(b-1), 1.01^b)` ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Histogram {
+    bins: BTreeMap<u32, u64>,
+}
+
+impl Histogram {
+    fn bin_of(latency_ms: f64) -> u32 {
+        // NaN and negatives (a clock that stepped back) count as the fastest bin.
+        if latency_ms.is_nan() || latency_ms < 1.0 {
+            return 0;
+        }
+        let bin = (latency_ms.ln() / GROWTH.ln()).floor() + 1.0;
+        if bin >= f64::from(LAST_BIN) {
+            LAST_BIN
+        } else {
+            // In 1..LAST_BIN: the float-to-int cast cannot truncate.
+            bin as u32
+        }
+    }
+
+    /// The value reported for a bin: its geometric middle (0.5 ms for bin 0).
+    fn middle_of(bin: u32) -> f64 {
+        if bin == 0 {
+            0.5
+        } else {
+            GROWTH.powf(f64::from(bin) - 0.5)
+        }
+    }
+
+    fn record(&mut self, latency_ms: f64) {
+        *self.bins.entry(Self::bin_of(latency_ms)).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (&bin, &count) in &other.bins {
+            let slot = self.bins.entry(bin).or_default();
+            *slot = slot.saturating_add(count);
+        }
+    }
+
+    /// The nearest-rank `percent`th percentile of `calls` latencies (the `ceil(p n)`-th
+    /// smallest's bin), clamped to `[min, max]`; 0 without calls.
+    fn percentile(&self, percent: i64, calls: i64, min: f64, max: f64) -> f64 {
+        if calls <= 0 {
+            return 0.0;
+        }
+        let rank = u64::try_from((calls.saturating_mul(percent) + 99) / 100).unwrap_or(1);
+        let mut seen = 0u64;
+        for (&bin, &count) in &self.bins {
+            seen = seen.saturating_add(count);
+            if seen >= rank {
+                return Self::middle_of(bin).clamp(min.min(max), max.max(min));
+            }
+        }
+        max
+    }
+
+    /// `(bin delta, count)` pairs as LEB128 varints, bins ascending.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bins.len() * 3);
+        let mut previous = 0;
+        for (&bin, &count) in &self.bins {
+            put_varint(&mut out, u64::from(bin - previous));
+            put_varint(&mut out, count);
+            previous = bin;
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut bins = BTreeMap::new();
+        let mut at = 0;
+        let mut bin = 0u64;
+        while at < bytes.len() {
+            let delta = take_varint(bytes, &mut at)?;
+            let count = take_varint(bytes, &mut at)?;
+            bin = bin
+                .checked_add(delta)
+                .filter(|b| *b <= u64::from(LAST_BIN))
+                .ok_or("a bin beyond the last")?;
+            // Checked against LAST_BIN just above.
+            bins.insert(bin as u32, count);
+        }
+        Ok(Self { bins })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at).ok_or("a number cut short")?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("a number longer than 64 bits".to_owned())
+}
+
+/// One group's calls: what a summary row reports, with the latencies kept as a histogram so
+/// groups can be added up.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cell {
+    requests: i64,
+    successes: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+    latency_sum_ms: f64,
+    latency_min_ms: f64,
+    latency_max_ms: f64,
+    histogram: Histogram,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            successes: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+            latency_sum_ms: 0.0,
+            latency_min_ms: f64::INFINITY,
+            latency_max_ms: f64::NEG_INFINITY,
+            histogram: Histogram::default(),
+        }
+    }
+}
+
+impl Cell {
+    fn add_call(&mut self, call: &RawCall) {
+        self.requests = self.requests.saturating_add(1);
+        self.successes = self.successes.saturating_add(i64::from(call.success));
+        self.input_tokens = self.input_tokens.saturating_add(call.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(call.output_tokens);
+        self.cost_usd += call.cost_usd;
+        self.latency_sum_ms += call.latency_ms;
+        self.latency_min_ms = self.latency_min_ms.min(call.latency_ms);
+        self.latency_max_ms = self.latency_max_ms.max(call.latency_ms);
+        self.histogram.record(call.latency_ms);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.successes = self.successes.saturating_add(other.successes);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cost_usd += other.cost_usd;
+        self.latency_sum_ms += other.latency_sum_ms;
+        self.latency_min_ms = self.latency_min_ms.min(other.latency_min_ms);
+        self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
+        self.histogram.merge(&other.histogram);
+    }
+
+    fn summary_row(&self, key: String) -> SummaryRow {
+        let percentile = |p| {
+            (self.histogram).percentile(p, self.requests, self.latency_min_ms, self.latency_max_ms)
+        };
+        SummaryRow {
+            key,
+            requests: self.requests,
+            successes: self.successes,
+            failures: self.requests.saturating_sub(self.successes),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_usd: self.cost_usd,
+            avg_latency_ms: if self.requests > 0 {
+                self.latency_sum_ms / self.requests as f64
+            } else {
+                0.0
+            },
+            p50_latency_ms: percentile(50),
+            p95_latency_ms: percentile(95),
+        }
+    }
+}
+
+/// The columns of one logged call a rollup needs.
+#[derive(Debug, QueryableByName)]
+struct RawCall {
+    #[diesel(sql_type = Timestamp)]
+    timestamp: NaiveDateTime,
+    #[diesel(sql_type = Text)]
+    specialist_id: String,
+    #[diesel(sql_type = Text)]
+    model: String,
+    #[diesel(sql_type = Text)]
+    provider: String,
+    #[diesel(sql_type = Text)]
+    user_key: String,
+    #[diesel(sql_type = Text)]
+    door: String,
+    #[diesel(sql_type = Bool)]
+    success: bool,
+    #[diesel(sql_type = BigInt)]
+    input_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    output_tokens: i64,
+    #[diesel(sql_type = Double)]
+    cost_usd: f64,
+    #[diesel(sql_type = Double)]
+    latency_ms: f64,
+}
+
+/// The calls with `from <= timestamp < to`, in the columns a rollup needs (bind 1 and 2).
+const RAW_CALLS_SQL: &str = "SELECT timestamp, specialist_id, model, provider,
+        COALESCE(user_email_hash, 'anonymous') AS user_key, door, success, input_tokens,
+        output_tokens, estimated_cost_usd AS cost_usd, latency_ms
+    FROM usage_logs WHERE timestamp >= {1} AND timestamp < {2}";
+
+/// A stored rollup row.
+#[derive(Debug, QueryableByName, Insertable)]
+#[diesel(table_name = usage_rollup)]
+struct RollupRow {
+    #[diesel(sql_type = Text)]
+    dimension: String,
+    #[diesel(sql_type = Timestamp)]
+    hour: NaiveDateTime,
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    requests: i64,
+    #[diesel(sql_type = BigInt)]
+    successes: i64,
+    #[diesel(sql_type = BigInt)]
+    input_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    output_tokens: i64,
+    #[diesel(sql_type = Double)]
+    cost_usd: f64,
+    #[diesel(sql_type = Double)]
+    latency_sum_ms: f64,
+    #[diesel(sql_type = Double)]
+    latency_min_ms: f64,
+    #[diesel(sql_type = Double)]
+    latency_max_ms: f64,
+    #[diesel(sql_type = Binary)]
+    latency_histogram: Vec<u8>,
+}
+
+impl RollupRow {
+    fn of(dimension: Dimension, hour: NaiveDateTime, key: String, cell: &Cell) -> Self {
+        Self {
+            dimension: dimension.as_str().to_owned(),
+            hour,
+            key,
+            requests: cell.requests,
+            successes: cell.successes,
+            input_tokens: cell.input_tokens,
+            output_tokens: cell.output_tokens,
+            cost_usd: cell.cost_usd,
+            latency_sum_ms: cell.latency_sum_ms,
+            latency_min_ms: cell.latency_min_ms,
+            latency_max_ms: cell.latency_max_ms,
+            latency_histogram: cell.histogram.encode(),
+        }
+    }
+
+    fn into_cell(self) -> Result<(Dimension, NaiveDateTime, String, Cell), StoreError> {
+        let dimension = Dimension::parse(&self.dimension).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "rollup dimension '{}'",
+                self.dimension.escape_debug()
+            ))
+        })?;
+        let histogram = Histogram::decode(&self.latency_histogram).map_err(|e| {
+            StoreError::Corrupt(format!("rollup histogram of hour {}: {e}", self.hour))
+        })?;
+        Ok((
+            dimension,
+            self.hour,
+            self.key,
+            Cell {
+                requests: self.requests,
+                successes: self.successes,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
+                cost_usd: self.cost_usd,
+                latency_sum_ms: self.latency_sum_ms,
+                latency_min_ms: self.latency_min_ms,
+                latency_max_ms: self.latency_max_ms,
+                histogram,
+            },
+        ))
+    }
+}
+
+/// The start of the UTC hour `time` falls in.
+pub(crate) fn hour_of(time: NaiveDateTime) -> NaiveDateTime {
+    time.with_nanosecond(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_minute(0))
+        .unwrap_or(time)
+}
+
+/// The first hour starting at or after `time`.
+fn hour_at_or_after(time: NaiveDateTime) -> NaiveDateTime {
+    let floor = hour_of(time);
+    if floor == time {
+        floor
+    } else {
+        floor
+            .checked_add_signed(TimeDelta::hours(1))
+            .unwrap_or(floor)
+    }
+}
+
+/// Cells per (dimension, hour, key), in that order: the order reports add them up in, so a
+/// report's sums come out the same however often it is run.
+#[derive(Debug, Default)]
+pub(crate) struct Cells {
+    cells: BTreeMap<(Dimension, NaiveDateTime, String), Cell>,
+}
+
+impl Cells {
+    fn add_calls(&mut self, calls: &[RawCall], dimensions: &[Dimension]) {
+        for call in calls {
+            let hour = hour_of(call.timestamp);
+            for &dimension in dimensions {
+                self.cells
+                    .entry((dimension, hour, dimension.key_of(call).to_owned()))
+                    .or_default()
+                    .add_call(call);
+            }
+        }
+    }
+
+    fn insert(&mut self, dimension: Dimension, hour: NaiveDateTime, key: String, cell: &Cell) {
+        self.cells
+            .entry((dimension, hour, key))
+            .or_default()
+            .merge(cell);
+    }
+
+    fn of(&self, dimension: Dimension) -> impl Iterator<Item = (NaiveDateTime, &str, &Cell)> {
+        self.cells
+            .iter()
+            .filter(move |((d, _, _), _)| *d == dimension)
+            .map(|((_, hour, key), cell)| (*hour, key.as_str(), cell))
+    }
+
+    /// Every call: what [`UsageStore::totals`] reports.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut all = Cell::default();
+        for (_, _, cell) in self.of(Dimension::All) {
+            all.merge(cell);
+        }
+        if all.requests == 0 {
+            return Totals::default();
+        }
+        all.summary_row(String::new()).into()
+    }
+
+    /// One row per key of the grouping, ordered by key.
+    pub(crate) fn summary(&self, group_by: GroupBy) -> Vec<SummaryRow> {
+        let mut groups: BTreeMap<String, Cell> = BTreeMap::new();
+        for (hour, key, cell) in self.of(Dimension::of(group_by)) {
+            let key = match group_by {
+                GroupBy::Day => hour.format("%Y-%m-%d").to_string(),
+                _ => key.to_owned(),
+            };
+            groups.entry(key).or_default().merge(cell);
+        }
+        groups
+            .into_iter()
+            .map(|(key, cell)| cell.summary_row(key))
+            .collect()
+    }
+
+    /// One row per bucket and key of the split, ordered by bucket then key.
+    pub(crate) fn series(&self, bucket: Bucket, split: GroupBy) -> Vec<SeriesRow> {
+        let mut groups: BTreeMap<(String, String), Cell> = BTreeMap::new();
+        for (hour, key, cell) in self.of(Dimension::of(split)) {
+            let bucket_start = match bucket {
+                Bucket::Hour => hour.format("%Y-%m-%dT%H:00:00Z").to_string(),
+                Bucket::Day => hour.format("%Y-%m-%d").to_string(),
+            };
+            let key = match split {
+                GroupBy::Day => hour.format("%Y-%m-%d").to_string(),
+                _ => key.to_owned(),
+            };
+            groups.entry((bucket_start, key)).or_default().merge(cell);
+        }
+        groups
+            .into_iter()
+            .map(|((bucket_start, key), cell)| SeriesRow {
+                bucket_start,
+                group: cell.summary_row(key),
+            })
+            .collect()
+    }
+}
+
+/// A sealed hour inside a report's range and its calls.
+#[derive(Debug, QueryableByName)]
+struct SealedHour {
+    #[diesel(sql_type = Timestamp)]
+    hour: NaiveDateTime,
+    #[diesel(sql_type = BigInt)]
+    requests: i64,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+#[derive(Debug, QueryableByName)]
+struct HourState {
+    #[diesel(sql_type = BigInt)]
+    written: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    sealed: Option<i64>,
+}
+
+#[derive(Debug, QueryableByName)]
+struct StaleHour {
+    #[diesel(sql_type = Timestamp)]
+    hour: NaiveDateTime,
+}
+
+/// The statements of this module in a backend's placeholders: `{1}`, `{2}` become `$1`,
+/// `$2` or `?1`, `?2`.
+pub(crate) fn placeholders(sql: &str, postgres: bool) -> String {
+    let mark = if postgres { "$" } else { "?" };
+    sql.replace("{1}", &format!("{mark}1"))
+        .replace("{2}", &format!("{mark}2"))
+}
+
+/// The sealed hours within `[from, to)` with their calls (bind 1 and 2).
+const SEALED_HOURS_SQL: &str = "SELECT h.hour AS hour, COALESCE(r.requests, 0) AS requests
+    FROM usage_hours h
+    LEFT JOIN usage_rollup r ON r.dimension = 'all' AND r.hour = h.hour AND r.key = 'all'
+    WHERE h.hour >= {1} AND h.hour < {2} AND h.sealed = h.written
+    ORDER BY h.hour";
+
+/// The rollup rows of the sealed hours within `[from, to)` (bind 1 and 2) of the dimensions
+/// named in `{dimensions}`.
+const SEALED_CELLS_SQL: &str = "SELECT r.dimension, r.hour, r.key, r.requests, r.successes,
+        r.input_tokens, r.output_tokens, r.cost_usd, r.latency_sum_ms, r.latency_min_ms,
+        r.latency_max_ms, r.latency_histogram
+    FROM usage_rollup r JOIN usage_hours h ON h.hour = r.hour AND h.sealed = h.written
+    WHERE r.dimension IN ({dimensions}) AND r.hour >= {1} AND r.hour < {2}";
+
+const COUNT_SQL: &str =
+    "SELECT COUNT(*) AS count FROM usage_logs WHERE timestamp >= {1} AND timestamp < {2}";
+
+/// What a report over a range reads: the rollup's cells for the sealed hours and the log's
+/// calls for the rest, folded into cells alike; `None` when it should read the log itself in
+/// SQL (few calls, or too much of the range unsealed).
+macro_rules! read_cells {
+    ($conn:expr, $postgres:expr, $from:expr, $to:expr, $dimensions:expr, $exact_up_to:expr) => {{
+        let (from, to): (NaiveDateTime, NaiveDateTime) = ($from, $to);
+        let sql = |text: &str| placeholders(text, $postgres);
+        let sealed: Vec<SealedHour> = diesel::sql_query(sql(SEALED_HOURS_SQL))
+            .bind::<Timestamp, _>(hour_at_or_after(from))
+            .bind::<Timestamp, _>(hour_of(to))
+            .load($conn)?;
+        let gaps = gaps(from, to, sealed.iter().map(|h| h.hour));
+        let sealed_calls = sealed
+            .iter()
+            .fold(0i64, |sum, hour| sum.saturating_add(hour.requests));
+        let mut gap_calls = 0i64;
+        if gaps.len() <= MAX_GAPS {
+            for (start, end) in &gaps {
+                let counted: Count = diesel::sql_query(sql(COUNT_SQL))
+                    .bind::<Timestamp, _>(*start)
+                    .bind::<Timestamp, _>(*end)
+                    .get_result($conn)?;
+                gap_calls = gap_calls.saturating_add(counted.count);
+            }
+        }
+        let calls = u64::try_from(sealed_calls.saturating_add(gap_calls)).unwrap_or(0);
+        if gaps.len() > MAX_GAPS || gap_calls > MAX_GAP_CALLS || calls <= $exact_up_to {
+            None
+        } else {
+            let mut cells = Cells::default();
+            let names = $dimensions
+                .iter()
+                .map(|d: &Dimension| format!("'{}'", d.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows: Vec<RollupRow> =
+                diesel::sql_query(sql(&SEALED_CELLS_SQL.replace("{dimensions}", &names)))
+                    .bind::<Timestamp, _>(hour_at_or_after(from))
+                    .bind::<Timestamp, _>(hour_of(to))
+                    .load($conn)?;
+            for row in rows {
+                let (dimension, hour, key, cell) = row.into_cell()?;
+                cells.insert(dimension, hour, key, &cell);
+            }
+            for (start, end) in &gaps {
+                let calls: Vec<RawCall> = diesel::sql_query(sql(RAW_CALLS_SQL))
+                    .bind::<Timestamp, _>(*start)
+                    .bind::<Timestamp, _>(*end)
+                    .load($conn)?;
+                cells.add_calls(&calls, $dimensions);
+            }
+            Some(cells)
+        }
+    }};
+}
+
+/// The stretches of `[from, to)` not covered by the `sealed` hours (ascending, each within
+/// the range).
+fn gaps(
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+    sealed: impl Iterator<Item = NaiveDateTime>,
+) -> Vec<(NaiveDateTime, NaiveDateTime)> {
+    let mut gaps = Vec::new();
+    let mut cursor = from;
+    for hour in sealed {
+        if hour > cursor {
+            gaps.push((cursor, hour));
+        }
+        cursor = cursor.max(hour + TimeDelta::hours(1));
+    }
+    if cursor < to {
+        gaps.push((cursor, to));
+    }
+    gaps
+}
+
+impl UsageStore {
+    /// The cells of `[from, to)` for `dimensions`, from the rollup where it is sealed and the
+    /// log elsewhere, in one snapshot; `None` when the report should read the log in SQL: at
+    /// most `exact_report_calls` calls, or too much of the range unsealed to fold here.
+    pub(crate) fn rolled_cells(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dimensions: &[Dimension],
+    ) -> Result<Option<Cells>, StoreError> {
+        let (from, to) = (from.naive_utc(), to.naive_utc());
+        let exact_up_to = self.exact_report_calls();
+        // Each call is counted once per dimension: a dimension named twice would count it twice.
+        let mut dimensions = dimensions.to_vec();
+        dimensions.sort_unstable();
+        dimensions.dedup();
+        let dimensions = dimensions.as_slice();
+        Ok(match self.pool() {
+            // A read transaction: the sealed hours, their cells and the log's rows come from
+            // one snapshot, so an hour unsealed meanwhile is neither missed nor counted twice.
+            Pool::Sqlite(pool) => pool.get()?.transaction(|conn| {
+                Ok::<_, StoreError>(read_cells!(conn, false, from, to, dimensions, exact_up_to))
+            })?,
+            Pool::Postgres(pool) => pool
+                .get()?
+                .build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run(|conn| {
+                    Ok::<_, StoreError>(read_cells!(conn, true, from, to, dimensions, exact_up_to))
+                })?,
+        })
+    }
+
+    /// Seals up to `limit` hours that ended at or before `before` and whose rollup is missing
+    /// or stale, oldest first: computes each one's cells from the log and records the write
+    /// count it saw. Returns how many hours were sealed. Safe to run from several servers at
+    /// once (PostgreSQL: each hour is sealed under its `usage_hours` row's lock, which the
+    /// writer also takes after writing into the hour).
+    pub fn seal_hours(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let before = hour_of(before.naive_utc());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let stale = |postgres| {
+            placeholders(
+                "SELECT hour FROM usage_hours
+                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1}
+                 ORDER BY hour LIMIT {2}",
+                postgres,
+            )
+        };
+        let hours: Vec<StaleHour> = match self.pool() {
+            Pool::Sqlite(pool) => diesel::sql_query(stale(false))
+                .bind::<Timestamp, _>(before)
+                .bind::<BigInt, _>(limit)
+                .load(&mut *pool.get()?)?,
+            Pool::Postgres(pool) => diesel::sql_query(stale(true))
+                .bind::<Timestamp, _>(before)
+                .bind::<BigInt, _>(limit)
+                .load(&mut *pool.get()?)?,
+        };
+        let mut sealed = 0;
+        for StaleHour { hour } in hours {
+            if self.seal_hour(hour)? {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Computes `hour`'s rollup from the log unless it is current; true when it did.
+    fn seal_hour(&self, hour: NaiveDateTime) -> Result<bool, StoreError> {
+        macro_rules! seal {
+            ($conn:expr, $postgres:expr, $lock:expr) => {{
+                let sql = |text: &str| placeholders(text, $postgres);
+                let state: Option<HourState> = diesel::sql_query(sql(&format!(
+                    "SELECT written, sealed FROM usage_hours WHERE hour = {{1}}{}",
+                    $lock
+                )))
+                .bind::<Timestamp, _>(hour)
+                .get_result($conn)
+                .optional()?;
+                let Some(state) = state.filter(|s| s.sealed != Some(s.written)) else {
+                    return Ok(false);
+                };
+                let end = hour + TimeDelta::hours(1);
+                let calls: Vec<RawCall> = diesel::sql_query(sql(RAW_CALLS_SQL))
+                    .bind::<Timestamp, _>(hour)
+                    .bind::<Timestamp, _>(end)
+                    .load($conn)?;
+                let mut cells = Cells::default();
+                cells.add_calls(&calls, &Dimension::EVERY);
+                let rows: Vec<RollupRow> = cells
+                    .cells
+                    .iter()
+                    .map(|((dimension, hour, key), cell)| {
+                        RollupRow::of(*dimension, *hour, key.clone(), cell)
+                    })
+                    .collect();
+                diesel::delete(
+                    usage_rollup::table
+                        .filter(
+                            usage_rollup::dimension.eq_any(Dimension::EVERY.map(|d| d.as_str())),
+                        )
+                        .filter(usage_rollup::hour.eq(hour)),
+                )
+                .execute($conn)?;
+                for chunk in rows.chunks(CELLS_PER_STATEMENT) {
+                    diesel::insert_into(usage_rollup::table)
+                        .values(chunk)
+                        .execute($conn)?;
+                }
+                diesel::sql_query(sql("UPDATE usage_hours SET sealed = {2} WHERE hour = {1}"))
+                    .bind::<Timestamp, _>(hour)
+                    .bind::<BigInt, _>(state.written)
+                    .execute($conn)?;
+                Ok(true)
+            }};
+        }
+        match self.pool() {
+            // IMMEDIATE: the write lock from the start, so no batch lands in the hour between
+            // reading its rows and recording the count they were read at.
+            Pool::Sqlite(pool) => pool
+                .get()?
+                .immediate_transaction(|conn| seal!(conn, false, "")),
+            // The row lock waits for a batch writing into the hour to commit (it bumps
+            // `written` in its transaction) and holds back the next one until this commits:
+            // rows read here are exactly those counted in `written`.
+            Pool::Postgres(pool) => pool
+                .get()?
+                .transaction(|conn| seal!(conn, true, " FOR UPDATE")),
+        }
+    }
+}
+
+/// Records that a batch wrote into `hours`, so their rollups are computed again: one upsert
+/// per distinct hour, ascending (two servers writing the same hours lock them in one order).
+macro_rules! mark_hours_written {
+    ($conn:expr, $hours:expr, $postgres:expr) => {{
+        let sql = $crate::rollup::placeholders(
+            "INSERT INTO usage_hours (hour, written) VALUES ({1}, 1)
+             ON CONFLICT (hour) DO UPDATE SET written = usage_hours.written + 1",
+            $postgres,
+        );
+        for hour in $hours {
+            diesel::sql_query(&sql)
+                .bind::<diesel::sql_types::Timestamp, _>(*hour)
+                .execute($conn)?;
+        }
+    }};
+}
+pub(crate) use mark_hours_written;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_one_percent_wide_and_their_middles_within_half_a_percent() {
+        assert_eq!(Histogram::bin_of(0.0), 0);
+        assert_eq!(Histogram::bin_of(-5.0), 0);
+        assert_eq!(Histogram::bin_of(f64::NAN), 0);
+        assert_eq!(Histogram::bin_of(0.999), 0);
+        assert_eq!(Histogram::bin_of(1.0), 1);
+        assert_eq!(Histogram::bin_of(f64::INFINITY), LAST_BIN);
+        assert_eq!(Histogram::bin_of(1e300), LAST_BIN);
+        let mut value = 1.0;
+        while value < 1e7 {
+            let middle = Histogram::middle_of(Histogram::bin_of(value));
+            assert!(
+                (middle - value).abs() / value <= 0.005 + 1e-9,
+                "{value} ms reported as {middle}"
+            );
+            value *= 1.003_7;
+        }
+    }
+
+    #[test]
+    fn histograms_survive_encoding_and_junk_is_refused_not_panicked_on() {
+        let mut histogram = Histogram::default();
+        for latency in [0.2, 1.0, 37.0, 37.1, 800.0, 1e12, f64::NAN] {
+            histogram.record(latency);
+        }
+        for _ in 0..300 {
+            histogram.record(420.0);
+        }
+        let bytes = histogram.encode();
+        assert_eq!(Histogram::decode(&bytes), Ok(histogram));
+        assert_eq!(Histogram::decode(&[]), Ok(Histogram::default()));
+        for junk in [
+            &[0x80][..],
+            &[0x05][..],
+            &[0xff; 11][..],
+            &[0xe1, 0x12, 0x01][..], // bin 2401
+        ] {
+            assert!(Histogram::decode(junk).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn binned_percentiles_stay_within_half_a_percent_of_the_nearest_rank() {
+        // splitmix64: a fixed spread of latencies from 3 ms to about 30 s.
+        let mut state = 0x5eed_u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for calls in [1usize, 2, 3, 19, 20, 21, 1_000, 10_007] {
+            let mut latencies: Vec<f64> = (0..calls)
+                .map(|_| 3.0 * 10f64.powf((next() % 4_000) as f64 / 1_000.0))
+                .collect();
+            let mut cell = Cell::default();
+            for &latency_ms in &latencies {
+                cell.add_call(&call_at(latency_ms));
+            }
+            latencies.sort_by(f64::total_cmp);
+            for percent in [50, 95] {
+                let rank = (calls * percent as usize).div_ceil(100);
+                let exact = latencies[rank - 1];
+                let binned = cell.histogram.percentile(
+                    percent,
+                    cell.requests,
+                    cell.latency_min_ms,
+                    cell.latency_max_ms,
+                );
+                assert!(
+                    (binned - exact).abs() / exact <= 0.005 + 1e-9,
+                    "p{percent} of {calls}: {binned} for {exact}"
+                );
+            }
+        }
+        // One call, or calls of one latency: the percentile is that latency exactly.
+        let mut cell = Cell::default();
+        cell.add_call(&call_at(1234.5));
+        cell.add_call(&call_at(1234.5));
+        assert_eq!(cell.summary_row("k".into()).p95_latency_ms, 1234.5);
+        assert_eq!(Cell::default().summary_row("k".into()).p50_latency_ms, 0.0);
+    }
+
+    #[test]
+    fn gaps_are_the_range_less_its_sealed_hours() {
+        let at = |h: u32, m: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+                .and_then(|d| d.and_hms_opt(h, m, 0))
+                .unwrap()
+        };
+        assert_eq!(
+            gaps(at(1, 30), at(5, 10), [at(2, 0), at(3, 0)].into_iter()),
+            vec![(at(1, 30), at(2, 0)), (at(4, 0), at(5, 10))]
+        );
+        assert_eq!(
+            gaps(at(2, 0), at(4, 0), [at(2, 0), at(3, 0)].into_iter()),
+            vec![]
+        );
+        assert_eq!(
+            gaps(at(1, 0), at(6, 0), [at(2, 0), at(4, 0)].into_iter()),
+            vec![
+                (at(1, 0), at(2, 0)),
+                (at(3, 0), at(4, 0)),
+                (at(5, 0), at(6, 0))
+            ]
+        );
+        assert_eq!(hour_at_or_after(at(1, 30)), at(2, 0));
+        assert_eq!(hour_at_or_after(at(2, 0)), at(2, 0));
+    }
+
+    fn call_at(latency_ms: f64) -> RawCall {
+        RawCall {
+            timestamp: NaiveDateTime::default(),
+            specialist_id: "s".into(),
+            model: "m".into(),
+            provider: "p".into(),
+            user_key: "anonymous".into(),
+            door: "native".into(),
+            success: true,
+            input_tokens: 1,
+            output_tokens: 1,
+            cost_usd: 0.0,
+            latency_ms,
+        }
+    }
+
+    mod on_rows {
+        use std::time::Duration;
+
+        use chrono::{TimeZone, Utc};
+        use core_domain::{Door, EmailHash, ErrorCode, ProviderKind, SpecialistId, Usd};
+
+        use super::super::*;
+        use crate::store::with_connection;
+        use crate::test_database::on_both_backends;
+        use crate::{OverviewQuery, Scope, SeriesQuery, SummaryQuery, TotalsQuery, UsageRecord};
+
+        fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0)
+                .unwrap()
+        }
+
+        /// `n` calls spread over the given days' hours, every dimension varied.
+        fn calls(prefix: &str, days: &[u32], per_hour: u32) -> Vec<UsageRecord> {
+            let specialists = ["analyst", "reviewer", "coder"];
+            let models = [
+                ("gpt-4o", ProviderKind::OpenAi),
+                ("claude-3-haiku", ProviderKind::Anthropic),
+                ("gemini-1.5-pro", ProviderKind::Google),
+            ];
+            let mut records = Vec::new();
+            let mut n = 0u64;
+            for &day in days {
+                for hour in [0, 7, 13, 23] {
+                    for i in 0..per_hour {
+                        n += 1;
+                        let (model, provider) = models[(n % 3) as usize];
+                        records.push(UsageRecord {
+                            specialist_id: SpecialistId::parse(specialists[(n % 3) as usize])
+                                .unwrap(),
+                            model: model.into(),
+                            provider,
+                            user_email_hash: match n % 4 {
+                                0 => None,
+                                k => Some(EmailHash::of_email(&format!("u{k}@example.com"))),
+                            },
+                            door: Door::ALL[(n % 5) as usize],
+                            error_code: n.is_multiple_of(7).then_some(ErrorCode::UpstreamTimeout),
+                            cost: Usd::from_nanos(n * 1_001),
+                            latency: Duration::from_micros(50_000 + (n * 7_919) % 3_000_000),
+                            timestamp: at(day, hour, (i * 59 / per_hour.max(1)) % 60),
+                            ..crate::fixture::usage_record(&format!("{prefix}{n}"))
+                        });
+                    }
+                }
+            }
+            records
+        }
+
+        /// Runs `sql` (with `{1}` bound to `bytes` when given) on the store's database.
+        fn execute(store: &UsageStore, sql: &str, bytes: Option<Vec<u8>>) {
+            let sql = placeholders(sql, store.backend() == crate::Backend::Postgres);
+            let run = || -> Result<usize, StoreError> {
+                Ok(with_connection!(store, |conn| match &bytes {
+                    Some(bytes) => diesel::sql_query(&sql)
+                        .bind::<Binary, _>(bytes)
+                        .execute(conn)?,
+                    None => diesel::sql_query(&sql).execute(conn)?,
+                }))
+            };
+            run().unwrap();
+        }
+
+        /// Counts, tokens and cost equal; percentiles within half a percent.
+        fn assert_close(exact: &[SummaryRow], rolled: &[SummaryRow], what: &str) {
+            assert_eq!(exact.len(), rolled.len(), "{what}: {exact:?} / {rolled:?}");
+            for (e, r) in exact.iter().zip(rolled) {
+                assert_eq!(
+                    (&e.key, e.requests, e.successes, e.failures),
+                    (&r.key, r.requests, r.successes, r.failures),
+                    "{what}"
+                );
+                assert_eq!(
+                    (e.input_tokens, e.output_tokens),
+                    (r.input_tokens, r.output_tokens),
+                    "{what}"
+                );
+                assert!(
+                    (e.cost_usd - r.cost_usd).abs() < 1e-9,
+                    "{what}: cost {e:?} {r:?}"
+                );
+                assert!(
+                    (e.avg_latency_ms - r.avg_latency_ms).abs() < 1e-6,
+                    "{what}: {e:?} {r:?}"
+                );
+                for (exact, rolled) in [
+                    (e.p50_latency_ms, r.p50_latency_ms),
+                    (e.p95_latency_ms, r.p95_latency_ms),
+                ] {
+                    assert!(
+                        (exact - rolled).abs() <= exact * 0.005 + 1e-9,
+                        "{what}: percentile {exact} read as {rolled}"
+                    );
+                }
+            }
+        }
+
+        /// Every report over `[from, to)` read through the rollup agrees with the log.
+        fn assert_reports_agree(store: &UsageStore, from: DateTime<Utc>, to: DateTime<Utc>) {
+            let rolled = store.clone().with_exact_report_calls(0);
+            let exact = store.clone().with_exact_report_calls(u64::MAX);
+            for group_by in GroupBy::ALL {
+                let query = SummaryQuery {
+                    from,
+                    to,
+                    group_by,
+                    scope: Scope::Everyone,
+                };
+                let (e, r) = (
+                    exact.summary(&query).unwrap(),
+                    rolled.summary(&query).unwrap(),
+                );
+                assert_eq!(e.percentiles, Percentiles::Exact);
+                assert_eq!(r.percentiles, Percentiles::Approximate);
+                assert_close(
+                    &e.rows,
+                    &r.rows,
+                    &format!("{group_by} {:?}", store.backend()),
+                );
+                for bucket in [Bucket::Hour, Bucket::Day] {
+                    let overview = rolled
+                        .overview(&OverviewQuery {
+                            from,
+                            to,
+                            bucket,
+                            split: group_by,
+                            scope: Scope::Everyone,
+                        })
+                        .unwrap();
+                    assert_eq!(overview.percentiles, Percentiles::Approximate);
+                    assert_eq!(
+                        overview.summary, r.rows,
+                        "the overview's table is the summary"
+                    );
+                    let series = exact
+                        .series(&SeriesQuery {
+                            from,
+                            to,
+                            bucket,
+                            split: group_by,
+                            scope: Scope::Everyone,
+                        })
+                        .unwrap();
+                    assert_eq!(series.len(), overview.series.len(), "{group_by} {bucket}");
+                    for (e, r) in series.iter().zip(&overview.series) {
+                        assert_eq!(e.bucket_start, r.bucket_start);
+                        assert_close(
+                            std::slice::from_ref(&e.group),
+                            std::slice::from_ref(&r.group),
+                            &format!("series {group_by} {bucket}"),
+                        );
+                    }
+                    let totals = exact
+                        .totals(&TotalsQuery {
+                            from,
+                            to,
+                            scope: Scope::Everyone,
+                        })
+                        .unwrap();
+                    let as_row = |t: &Totals| SummaryRow {
+                        key: String::new(),
+                        requests: t.requests,
+                        successes: t.successes,
+                        failures: t.failures,
+                        input_tokens: t.input_tokens,
+                        output_tokens: t.output_tokens,
+                        cost_usd: t.cost_usd,
+                        avg_latency_ms: t.avg_latency_ms,
+                        p50_latency_ms: t.p50_latency_ms,
+                        p95_latency_ms: t.p95_latency_ms,
+                    };
+                    assert_close(&[as_row(&totals)], &[as_row(&overview.totals)], "totals");
+                }
+            }
+        }
+
+        #[test]
+        fn reports_through_the_rollup_agree_with_the_log_before_and_after_sealing() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls("r", &[20, 21, 22], 40)).unwrap();
+                // Edges inside hours, and whole days.
+                let ranges = [
+                    (at(20, 6, 30), at(22, 13, 20)),
+                    (at(20, 0, 0), at(23, 0, 0)),
+                ];
+                for (from, to) in ranges {
+                    assert_reports_agree(store, from, to);
+                }
+                // Hour 13 of the 22nd is not over before 13:20: it stays unsealed.
+                assert_eq!(store.seal_hours(at(22, 13, 20), 100).unwrap(), 10);
+                assert_eq!(
+                    store.seal_hours(at(22, 13, 20), 100).unwrap(),
+                    0,
+                    "all current"
+                );
+                assert_eq!(store.seal_hours(at(30, 0, 0), 100).unwrap(), 2);
+                for (from, to) in ranges {
+                    assert_reports_agree(store, from, to);
+                }
+            });
+        }
+
+        #[test]
+        fn sealed_hours_are_read_from_the_rollup_and_a_late_row_unseals_its_hour() {
+            on_both_backends(|store| {
+                let rolled = store.clone().with_exact_report_calls(0);
+                let records = calls("s", &[20], 10);
+                store.insert_batch(&records).unwrap();
+                assert_eq!(store.seal_hours(at(21, 0, 0), 100).unwrap(), 4);
+                let query = SummaryQuery {
+                    from: at(20, 0, 0),
+                    to: at(21, 0, 0),
+                    group_by: GroupBy::Day,
+                    scope: Scope::Everyone,
+                };
+                let requests = |store: &UsageStore| store.summary(&query).unwrap().rows[0].requests;
+                assert_eq!(requests(&rolled), 40);
+                // Rows deleted behind the rollup's back still count: the sealed hours are read
+                // from the rollup, not the log.
+                execute(
+                    store,
+                    "DELETE FROM usage_logs WHERE request_id IN ('s1', 's2', 's3')",
+                    None,
+                );
+                assert_eq!(requests(&rolled), 40);
+                assert_eq!(requests(store), 37, "the exact report reads the log");
+
+                // A replayed batch changes nothing; a late call in a sealed hour counts at
+                // once (its hour is read from the log again) and after sealing anew.
+                store.insert_batch(&records[20..30]).unwrap();
+                let late = UsageRecord {
+                    timestamp: at(20, 7, 59),
+                    ..crate::fixture::usage_record("late-1")
+                };
+                store.insert_batch(&[late]).unwrap();
+                // Hour 0 still from the rollup (10 calls, 7 left in the log), hours 7 and 13
+                // from the log (11 and 10), hour 23 from the rollup (10).
+                assert_eq!(requests(&rolled), 41, "the late call counted at once");
+                assert_eq!(requests(store), 38);
+                assert_eq!(store.seal_hours(at(21, 0, 0), 100).unwrap(), 2);
+                assert_eq!(requests(&rolled), 41);
+                assert_eq!(store.seal_hours(at(21, 0, 0), 100).unwrap(), 0);
+            });
+        }
+
+        #[test]
+        fn a_corrupt_rollup_row_is_an_error_not_a_panic() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls("c", &[20], 5)).unwrap();
+                store.seal_hours(at(21, 0, 0), 100).unwrap();
+                // A number cut short: what a truncated write or a hand edit leaves.
+                execute(
+                    store,
+                    "UPDATE usage_rollup SET latency_histogram = {1}",
+                    Some(vec![0xff]),
+                );
+                let outcome = store
+                    .clone()
+                    .with_exact_report_calls(0)
+                    .overview(&OverviewQuery {
+                        from: at(20, 0, 0),
+                        to: at(21, 0, 0),
+                        bucket: Bucket::Hour,
+                        split: GroupBy::Specialist,
+                        scope: Scope::Everyone,
+                    });
+                assert!(
+                    matches!(outcome, Err(StoreError::Corrupt(_))),
+                    "{outcome:?}"
+                );
+            });
+        }
+
+        #[test]
+        fn hours_sealed_while_batches_land_in_them_end_up_counting_every_row() {
+            on_both_backends(|store| {
+                let before = at(21, 0, 0);
+                std::thread::scope(|scope| {
+                    let writer = scope.spawn(|| {
+                        for round in 0..20 {
+                            store
+                                .insert_batch(&calls(&format!("w{round}-"), &[20], 3))
+                                .unwrap();
+                        }
+                    });
+                    let sealer = scope.spawn(|| {
+                        for _ in 0..20 {
+                            store.seal_hours(before, 100).unwrap();
+                        }
+                    });
+                    writer.join().unwrap();
+                    sealer.join().unwrap();
+                });
+                store.seal_hours(before, 100).unwrap();
+                let rolled = store.clone().with_exact_report_calls(0);
+                let summary = rolled
+                    .summary(&SummaryQuery {
+                        from: at(20, 0, 0),
+                        to: before,
+                        group_by: GroupBy::Day,
+                        scope: Scope::Everyone,
+                    })
+                    .unwrap();
+                assert_eq!(summary.rows[0].requests, 20 * 12, "{:?}", store.backend());
+                // Every hour was read from the rollup: no stale hour is left.
+                assert_eq!(store.seal_hours(before, 100).unwrap(), 0);
+            });
+        }
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE usage_rollup;
+DROP TABLE usage_hours;
