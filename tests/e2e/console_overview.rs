@@ -152,7 +152,10 @@ async fn app_on(backend: Backend) -> (TestApp, Option<TestDatabase>) {
     }
 }
 
-on_both_backends!(the_overview_shows_the_summary_numbers);
+on_both_backends!(
+    the_overview_shows_the_summary_numbers,
+    through_the_rollup_the_overview_and_the_summary_still_agree
+);
 
 async fn the_overview_shows_the_summary_numbers(backend: Backend) {
     let (app, _database) = app_on(backend).await;
@@ -205,6 +208,8 @@ async fn the_overview_shows_the_summary_numbers(backend: Backend) {
             .json()
             .await
             .unwrap();
+        assert_eq!(summary["latency_percentiles"], "exact", "four calls: exact");
+        assert!(!page.contains("percentiles-note"));
         let rows = summary["rows"].as_array().unwrap();
         assert_eq!(split_keys(&page), rows.len(), "{group_by}");
         let tokens: i64 = rows
@@ -223,6 +228,89 @@ async fn the_overview_shows_the_summary_numbers(backend: Backend) {
             }
         }
     }
+}
+
+/// With `exact_report_calls = 0`, reports read the rollup: hours the server sealed, and the
+/// current hour's calls from the log. The overview still shows `/usage/summary`'s numbers,
+/// both say their percentiles are approximate, and the server sealed the finished hours on
+/// its own.
+async fn through_the_rollup_the_overview_and_the_summary_still_agree(backend: Backend) {
+    let database = (backend == Backend::Postgres).then(TestDatabase::create);
+    let postgres_url = database.as_ref().map(TestDatabase::url);
+    // Three calls an hour over the last three days, from three hours ago back, written before
+    // the server starts: its sealer finds the hours waiting.
+    let now = Utc::now();
+    let past: Vec<_> = (3..75)
+        .flat_map(|hours_ago| {
+            (0..3).map(move |i| {
+                let mut record = usage_record(&format!("past{hours_ago}x{i}"));
+                record.specialist_id =
+                    SpecialistId::parse(["analyst", "reviewer", "demo"][i]).unwrap();
+                record.latency = Duration::from_millis(100 + 37 * hours_ago + 500 * i as u64);
+                record.timestamp = now - TimeDelta::hours(hours_ago);
+                record
+            })
+        })
+        .collect();
+    let app = TestApp::spawn_with(move |settings, _| {
+        if let Some(url) = postgres_url {
+            settings.database.url = url;
+        }
+        settings.database.exact_report_calls = 0;
+        let store = usage_store::UsageStore::connect(&settings.database).unwrap();
+        store.insert_batch(&past).unwrap();
+        assert!(store.rollup_backlog(now - TimeDelta::hours(2)).unwrap() >= 72);
+    })
+    .await;
+    let store = app.store();
+    let mut backlog = u64::MAX;
+    for _ in 0..200 {
+        let store = store.clone();
+        backlog = tokio::task::spawn_blocking(move || {
+            store.rollup_backlog(Utc::now() - TimeDelta::hours(2))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if backlog == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backlog, 0, "the server seals finished hours by itself");
+    // This hour's calls come from the log.
+    for message in ["one", "two"] {
+        assert_eq!(app.chat("demo", message).await.status(), 200);
+    }
+    app.usage_rows().await;
+    let session = local_session(&app).await;
+
+    let page = overview(&app, &session, "?range=7d")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"percentiles-note\""), "the page says so");
+    let from = (Utc::now() - TimeDelta::days(6)).date_naive();
+    let summary: Value = app
+        .usage_summary(&format!("?group_by=specialist&from={from}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["latency_percentiles"], "approximate");
+    let rows = summary["rows"].as_array().unwrap();
+    let requests: i64 = rows.iter().map(|r| r["requests"].as_i64().unwrap()).sum();
+    assert_eq!(requests, 72 * 3 + 2);
+    assert_eq!(metric(&page, "requests"), requests.to_string());
+    assert_eq!(split_keys(&page), rows.len());
+    for row in rows {
+        let shown = split_row(&page, row["key"].as_str().unwrap());
+        for (column, expected) in expected_cells(row) {
+            assert_eq!(shown[&column], expected, "{} {column}", row["key"]);
+        }
+    }
+    drop(database);
 }
 
 async fn app_with_two_keys() -> TestApp {

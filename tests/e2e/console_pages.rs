@@ -400,6 +400,7 @@ async fn health_names_each_part_with_a_word() {
             "Usage database",
             "Usage writer",
             "Usage journal",
+            "Usage rollup",
             "Rate-limit store",
             "Budget store",
             "Catalogue"
@@ -408,5 +409,6 @@ async fn health_names_each_part_with_a_word() {
     assert!(page.body.contains("<span class=\"status-ok\">ok</span>"));
     assert!(page.body.contains("counted in this process"));
     assert!(page.body.contains("answers for all 3 budgets"));
+    assert!(page.body.contains("every finished hour is sealed"));
     assert!(!page.body.contains("status-bad"), "{}", page.body);
 }

@@ -136,6 +136,7 @@ pub fn out_of_range(settings: &Settings) -> Vec<OutOfRange> {
     keys.check("database.sqlite_busy_timeout_ms", database.sqlite_busy_timeout_ms, WAIT_MS);
     keys.check("database.journal_stream_checkpoint_ms", database.journal_stream_checkpoint_ms, TIMEOUT_MS);
     keys.check("database.ready_max_lag_ms", database.ready_max_lag_ms, TIMEOUT_MS);
+    keys.check("database.exact_report_calls", database.exact_report_calls, AllowedRange::new(0, u64::MAX as u128, "calls (0: the rollup whenever it can)"));
 
     keys.check("providers.connect_timeout_ms", providers.connect_timeout_ms, TIMEOUT_MS);
     keys.check("providers.max_event_bytes", providers.max_event_bytes.get(), BYTES);
@@ -221,6 +222,7 @@ mod tests {
 
     /// Keys whose type's largest value is fine.
     const MAX_IS_FINE: &[&str] = &[
+        "database.exact_report_calls",
         "rate_limit.requests",
         "rate_limit.chat.requests",
         "rate_limit.management.requests",
@@ -228,6 +230,7 @@ mod tests {
 
     /// Keys for which zero is fine: it means none, off, one per core, or do not wait.
     const ZERO_IS_FINE: &[&str] = &[
+        "database.exact_report_calls",
         "server.workers",
         "server.shutdown_grace_seconds",
         "server.keep_alive_seconds",

@@ -23,8 +23,8 @@ use core_domain::{
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use usage_store::{
-    Backend, Bucket, CallFilter, CallListQuery, DatabaseConfig, GroupBy, Scope, SeriesQuery,
-    SummaryQuery, TotalsQuery, UsageRecord, UsageStore,
+    Backend, Bucket, CallFilter, CallListQuery, DatabaseConfig, GroupBy, OverviewQuery, Scope,
+    SeriesQuery, SummaryQuery, TotalsQuery, UsageRecord, UsageStore,
 };
 
 /// Rows per `insert_batch`, one transaction each.
@@ -266,6 +266,14 @@ fn measure(store: &UsageStore, days: i64) -> Result<(), Box<dyn std::error::Erro
     let month = to - TimeDelta::days(days);
     let day = to - TimeDelta::hours(24);
     println!("rows: {}", store.count_rows()?);
+    // What the server does in the background after seeding (or after the rollup's migration
+    // on a full log): seal every finished hour.
+    let started = Instant::now();
+    let sealed = store.seal_hours(Utc::now() - TimeDelta::minutes(2), usize::MAX)?;
+    println!(
+        "sealed {sealed} hours of the rollup in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("{:<52} {:>12} {:>12}", "query", "first", "second");
     let everyone = Scope::Everyone;
     let one_user = Scope::Caller(Some(EmailHash::of_email("user7@example.com")));
@@ -325,6 +333,38 @@ fn measure(store: &UsageStore, days: i64) -> Result<(), Box<dyn std::error::Erro
             )
         },
     )?;
+    for (bucket, from, span, split) in [
+        (Bucket::Hour, day, "24 h".to_owned(), GroupBy::Specialist),
+        (
+            Bucket::Day,
+            to - TimeDelta::days(7),
+            "7 d".to_owned(),
+            GroupBy::Specialist,
+        ),
+        (Bucket::Day, month, format!("{days} d"), GroupBy::Specialist),
+        (Bucket::Day, month, format!("{days} d"), GroupBy::User),
+    ] {
+        time(
+            &format!("overview by {split}, {span}"),
+            || {
+                store.overview(&OverviewQuery {
+                    from,
+                    to,
+                    bucket,
+                    split,
+                    scope: everyone.clone(),
+                })
+            },
+            |overview| {
+                format!(
+                    "{} calls, p95 {:.0}, {} percentiles",
+                    overview.totals.requests,
+                    overview.totals.p95_latency_ms,
+                    overview.percentiles.as_str()
+                )
+            },
+        )?;
+    }
     for (bucket, from, span) in [(Bucket::Hour, day, "24 h"), (Bucket::Day, month, "30 d")] {
         for split in [GroupBy::Specialist, GroupBy::Model, GroupBy::Door] {
             time(

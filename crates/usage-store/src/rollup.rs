@@ -15,6 +15,7 @@
 //! smallest and largest latency), within 0.5% of the exact value. Reports over few calls
 //! ([`crate::DatabaseConfig::exact_report_calls`]) skip the rollup and stay exact.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
@@ -127,10 +128,12 @@ impl Dimension {
 }
 
 /// Latencies counted in 1%-wide bins: bin 0 holds everything under 1 ms, bin `b >= 1` holds
-/// `[1.01^(b-1), 1.01^b)` ms.
+/// `[1.01^(b-1), 1.01^b)` ms. Kept sparse, as `(bin, count)` pairs by ascending bin: an hour's
+/// cell fills a hundred or so of the 2,401 bins, and a month's report adds up thousands of
+/// cells (a map per histogram made that the report's whole cost).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Histogram {
-    bins: BTreeMap<u32, u64>,
+    bins: Vec<(u32, u64)>,
 }
 
 impl Histogram {
@@ -158,38 +161,55 @@ impl Histogram {
     }
 
     fn record(&mut self, latency_ms: f64) {
-        *self.bins.entry(Self::bin_of(latency_ms)).or_default() += 1;
+        let bin = Self::bin_of(latency_ms);
+        match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
+            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(1),
+            Err(at) => self.bins.insert(at, (bin, 1)),
+        }
     }
 
+    /// Adds `other`'s counts: one pass over both, by ascending bin.
     fn merge(&mut self, other: &Self) {
-        for (&bin, &count) in &other.bins {
-            let slot = self.bins.entry(bin).or_default();
-            *slot = slot.saturating_add(count);
+        if other.bins.is_empty() {
+            return;
         }
-    }
-
-    /// The nearest-rank `percent`th percentile of `calls` latencies (the `ceil(p n)`-th
-    /// smallest's bin), clamped to `[min, max]`; 0 without calls.
-    fn percentile(&self, percent: i64, calls: i64, min: f64, max: f64) -> f64 {
-        if calls <= 0 {
-            return 0.0;
+        if self.bins.is_empty() {
+            self.bins.clone_from(&other.bins);
+            return;
         }
-        let rank = u64::try_from((calls.saturating_mul(percent) + 99) / 100).unwrap_or(1);
-        let mut seen = 0u64;
-        for (&bin, &count) in &self.bins {
-            seen = seen.saturating_add(count);
-            if seen >= rank {
-                return Self::middle_of(bin).clamp(min.min(max), max.max(min));
-            }
+        let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
+        let (mut mine, mut theirs) = (self.bins.iter().peekable(), other.bins.iter().peekable());
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (Some(&&(a, x)), Some(&&(b, y))) if a == b => {
+                    mine.next();
+                    theirs.next();
+                    (a, x.saturating_add(y))
+                }
+                (Some(&&(a, x)), Some(&&(b, _))) if a < b => {
+                    mine.next();
+                    (a, x)
+                }
+                (_, Some(&&pair)) => {
+                    theirs.next();
+                    pair
+                }
+                (Some(&&pair), None) => {
+                    mine.next();
+                    pair
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
         }
-        max
+        self.bins = merged;
     }
 
     /// `(bin delta, count)` pairs as LEB128 varints, bins ascending.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bins.len() * 3);
         let mut previous = 0;
-        for (&bin, &count) in &self.bins {
+        for &(bin, count) in &self.bins {
             put_varint(&mut out, u64::from(bin - previous));
             put_varint(&mut out, count);
             previous = bin;
@@ -198,18 +218,21 @@ impl Histogram {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut bins = BTreeMap::new();
+        let mut bins = Vec::with_capacity(bytes.len() / 2);
         let mut at = 0;
         let mut bin = 0u64;
         while at < bytes.len() {
             let delta = take_varint(bytes, &mut at)?;
             let count = take_varint(bytes, &mut at)?;
+            if delta == 0 && !bins.is_empty() {
+                return Err("a bin given twice".to_owned());
+            }
             bin = bin
                 .checked_add(delta)
                 .filter(|b| *b <= u64::from(LAST_BIN))
                 .ok_or("a bin beyond the last")?;
             // Checked against LAST_BIN just above.
-            bins.insert(bin as u32, count);
+            bins.push((bin as u32, count));
         }
         Ok(Self { bins })
     }
@@ -281,6 +304,12 @@ impl Cell {
     }
 
     fn merge(&mut self, other: &Self) {
+        self.merge_sums(other);
+        self.histogram.merge(&other.histogram);
+    }
+
+    /// Adds `other`'s calls but not its latency histogram.
+    fn merge_sums(&mut self, other: &Self) {
         self.requests = self.requests.saturating_add(other.requests);
         self.successes = self.successes.saturating_add(other.successes);
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
@@ -289,13 +318,10 @@ impl Cell {
         self.latency_sum_ms += other.latency_sum_ms;
         self.latency_min_ms = self.latency_min_ms.min(other.latency_min_ms);
         self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
-        self.histogram.merge(&other.histogram);
     }
 
-    fn summary_row(&self, key: String) -> SummaryRow {
-        let percentile = |p| {
-            (self.histogram).percentile(p, self.requests, self.latency_min_ms, self.latency_max_ms)
-        };
+    /// The summary row of these calls with the percentiles given.
+    fn row_with(&self, key: String, p50_latency_ms: f64, p95_latency_ms: f64) -> SummaryRow {
         SummaryRow {
             key,
             requests: self.requests,
@@ -309,10 +335,81 @@ impl Cell {
             } else {
                 0.0
             },
-            p50_latency_ms: percentile(50),
-            p95_latency_ms: percentile(95),
+            p50_latency_ms,
+            p95_latency_ms,
         }
     }
+}
+
+/// Cells added up for one row of a report: their sums at once, their histograms only when the
+/// row is made, counted into one dense array shared by every row (adding thousands of sparse
+/// histograms into each other took a month's report by user 200 ms).
+#[derive(Debug, Default)]
+struct Tally<'a> {
+    sums: Cell,
+    histograms: Vec<&'a Histogram>,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, cell: &'a Cell) {
+        self.sums.merge_sums(cell);
+        self.histograms.push(&cell.histogram);
+    }
+
+    /// The row, its nearest-rank p50 and p95 read from the histograms' bins added up in
+    /// `scratch` (all zeros, `LAST_BIN + 1` long; left all zeros).
+    fn row(&self, key: String, scratch: &mut [u64]) -> SummaryRow {
+        let sums = &self.sums;
+        if sums.requests <= 0 {
+            return sums.row_with(key, 0.0, 0.0);
+        }
+        // Only the bins some histogram uses are read: a key's calls fill a narrow band.
+        let (mut first, mut last) = (usize::MAX, 0);
+        for histogram in &self.histograms {
+            for &(bin, count) in &histogram.bins {
+                if let Some(slot) = scratch.get_mut(bin as usize) {
+                    *slot = slot.saturating_add(count);
+                    first = first.min(bin as usize);
+                    last = last.max(bin as usize);
+                }
+            }
+        }
+        let rank = |percent: i64| {
+            u64::try_from((sums.requests.saturating_mul(percent) + 99) / 100).unwrap_or(1)
+        };
+        let ranks = [rank(50), rank(95)];
+        let mut found: [Option<usize>; 2] = [None, None];
+        let mut seen = 0u64;
+        for (bin, slot) in scratch.iter_mut().enumerate().take(last + 1).skip(first) {
+            if *slot == 0 {
+                continue;
+            }
+            seen = seen.saturating_add(*slot);
+            *slot = 0;
+            for (at, rank) in found.iter_mut().zip(ranks) {
+                if at.is_none() && seen >= rank {
+                    *at = Some(bin);
+                }
+            }
+        }
+        let (low, high) = (
+            sums.latency_min_ms.min(sums.latency_max_ms),
+            sums.latency_max_ms.max(sums.latency_min_ms),
+        );
+        // A bin index is at most LAST_BIN; a rank beyond the counted calls (a hand-edited
+        // rollup) reads as the slowest call.
+        let value = |at: Option<usize>| {
+            at.map_or(high, |bin| {
+                Histogram::middle_of(u32::try_from(bin).unwrap_or(LAST_BIN)).clamp(low, high)
+            })
+        };
+        sums.row_with(key, value(found[0]), value(found[1]))
+    }
+}
+
+/// The dense array [`Tally::row`] counts in.
+fn scratch() -> Vec<u64> {
+    vec![0; LAST_BIN as usize + 1]
 }
 
 /// The columns of one logged call a rollup needs.
@@ -481,53 +578,85 @@ impl Cells {
 
     /// Every call: what [`UsageStore::totals`] reports.
     pub(crate) fn totals(&self) -> Totals {
-        let mut all = Cell::default();
+        let mut all = Tally::default();
         for (_, _, cell) in self.of(Dimension::All) {
-            all.merge(cell);
+            all.add(cell);
         }
-        if all.requests == 0 {
+        if all.sums.requests == 0 {
             return Totals::default();
         }
-        all.summary_row(String::new()).into()
+        all.row(String::new(), &mut scratch()).into()
     }
 
     /// One row per key of the grouping, ordered by key.
     pub(crate) fn summary(&self, group_by: GroupBy) -> Vec<SummaryRow> {
-        let mut groups: BTreeMap<String, Cell> = BTreeMap::new();
+        let mut groups: BTreeMap<Cow<'_, str>, Tally<'_>> = BTreeMap::new();
+        let mut days = DayNames::default();
         for (hour, key, cell) in self.of(Dimension::of(group_by)) {
             let key = match group_by {
-                GroupBy::Day => hour.format("%Y-%m-%d").to_string(),
-                _ => key.to_owned(),
+                GroupBy::Day => Cow::Owned(days.name(hour).to_owned()),
+                _ => Cow::Borrowed(key),
             };
-            groups.entry(key).or_default().merge(cell);
+            groups.entry(key).or_default().add(cell);
         }
+        let mut scratch = scratch();
         groups
             .into_iter()
-            .map(|(key, cell)| cell.summary_row(key))
+            .map(|(key, tally)| tally.row(key.into_owned(), &mut scratch))
             .collect()
     }
 
     /// One row per bucket and key of the split, ordered by bucket then key.
     pub(crate) fn series(&self, bucket: Bucket, split: GroupBy) -> Vec<SeriesRow> {
-        let mut groups: BTreeMap<(String, String), Cell> = BTreeMap::new();
+        // Buckets by index into `names`: cells come in hour order, so each bucket is named
+        // once, not once a cell.
+        let mut names: Vec<String> = Vec::new();
+        let mut last_hour = None;
+        let mut days = DayNames::default();
+        let mut groups: BTreeMap<(usize, Cow<'_, str>), Tally<'_>> = BTreeMap::new();
         for (hour, key, cell) in self.of(Dimension::of(split)) {
-            let bucket_start = match bucket {
-                Bucket::Hour => hour.format("%Y-%m-%dT%H:00:00Z").to_string(),
-                Bucket::Day => hour.format("%Y-%m-%d").to_string(),
-            };
+            if last_hour != Some(hour) {
+                let name = match bucket {
+                    Bucket::Hour => hour.format("%Y-%m-%dT%H:00:00Z").to_string(),
+                    Bucket::Day => days.name(hour).to_owned(),
+                };
+                if names.last() != Some(&name) {
+                    names.push(name);
+                }
+                last_hour = Some(hour);
+            }
             let key = match split {
-                GroupBy::Day => hour.format("%Y-%m-%d").to_string(),
-                _ => key.to_owned(),
+                GroupBy::Day => Cow::Owned(days.name(hour).to_owned()),
+                _ => Cow::Borrowed(key),
             };
-            groups.entry((bucket_start, key)).or_default().merge(cell);
+            groups.entry((names.len() - 1, key)).or_default().add(cell);
         }
+        let mut scratch = scratch();
         groups
             .into_iter()
-            .map(|((bucket_start, key), cell)| SeriesRow {
-                bucket_start,
-                group: cell.summary_row(key),
+            .map(|((bucket, key), tally)| SeriesRow {
+                bucket_start: names[bucket].clone(),
+                group: tally.row(key.into_owned(), &mut scratch),
             })
             .collect()
+    }
+}
+
+/// `YYYY-MM-DD` of the hours met in order, each day formatted once.
+#[derive(Debug, Default)]
+struct DayNames {
+    day: Option<chrono::NaiveDate>,
+    name: String,
+}
+
+impl DayNames {
+    fn name(&mut self, hour: NaiveDateTime) -> &str {
+        let day = hour.date();
+        if self.day != Some(day) {
+            self.day = Some(day);
+            self.name = day.format("%Y-%m-%d").to_string();
+        }
+        &self.name
     }
 }
 
@@ -732,6 +861,28 @@ impl UsageStore {
         Ok(sealed)
     }
 
+    /// How many hours that ended at or before `before` still wait to be sealed (their rollup
+    /// missing or stale): reports read them from the log until then. The health page shows it.
+    pub fn rollup_backlog(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = hour_of(before.naive_utc());
+        let sql = |postgres| {
+            placeholders(
+                "SELECT COUNT(*) AS count FROM usage_hours
+                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1}",
+                postgres,
+            )
+        };
+        let counted: Count = match self.pool() {
+            Pool::Sqlite(pool) => diesel::sql_query(sql(false))
+                .bind::<Timestamp, _>(before)
+                .get_result(&mut *pool.get()?)?,
+            Pool::Postgres(pool) => diesel::sql_query(sql(true))
+                .bind::<Timestamp, _>(before)
+                .get_result(&mut *pool.get()?)?,
+        };
+        Ok(u64::try_from(counted.count).unwrap_or(0))
+    }
+
     /// Computes `hour`'s rollup from the log unless it is current; true when it did.
     fn seal_hour(&self, hour: NaiveDateTime) -> Result<bool, StoreError> {
         macro_rules! seal {
@@ -848,6 +999,21 @@ mod tests {
         for _ in 0..300 {
             histogram.record(420.0);
         }
+        // Adding up two histograms counts what recording every latency into one does.
+        let (mut left, mut right, mut both) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for (i, latency) in [5.0, 900.0, 5.01, 0.1, 3e4, 900.0, 7.0, 7.0, 2.0]
+            .iter()
+            .enumerate()
+        {
+            if i % 3 == 0 { &mut left } else { &mut right }.record(*latency);
+            both.record(*latency);
+        }
+        left.merge(&right);
+        assert_eq!(left, both);
         let bytes = histogram.encode();
         assert_eq!(Histogram::decode(&bytes), Ok(histogram));
         assert_eq!(Histogram::decode(&[]), Ok(Histogram::default()));
@@ -855,7 +1021,8 @@ mod tests {
             &[0x80][..],
             &[0x05][..],
             &[0xff; 11][..],
-            &[0xe1, 0x12, 0x01][..], // bin 2401
+            &[0xe1, 0x12, 0x01][..],       // bin 2401
+            &[0x05, 0x01, 0x00, 0x01][..], // bin 5 twice
         ] {
             assert!(Histogram::decode(junk).is_err(), "{junk:?}");
         }
@@ -884,12 +1051,12 @@ mod tests {
             for percent in [50, 95] {
                 let rank = (calls * percent as usize).div_ceil(100);
                 let exact = latencies[rank - 1];
-                let binned = cell.histogram.percentile(
-                    percent,
-                    cell.requests,
-                    cell.latency_min_ms,
-                    cell.latency_max_ms,
-                );
+                let row = row_of(&cell);
+                let binned = if percent == 50 {
+                    row.p50_latency_ms
+                } else {
+                    row.p95_latency_ms
+                };
                 assert!(
                     (binned - exact).abs() / exact <= 0.005 + 1e-9,
                     "p{percent} of {calls}: {binned} for {exact}"
@@ -900,8 +1067,26 @@ mod tests {
         let mut cell = Cell::default();
         cell.add_call(&call_at(1234.5));
         cell.add_call(&call_at(1234.5));
-        assert_eq!(cell.summary_row("k".into()).p95_latency_ms, 1234.5);
-        assert_eq!(Cell::default().summary_row("k".into()).p50_latency_ms, 0.0);
+        assert_eq!(row_of(&cell).p95_latency_ms, 1234.5);
+        assert_eq!(row_of(&Cell::default()).p50_latency_ms, 0.0);
+        // Bins added up across cells: the same as one cell holding every call.
+        let (mut first, mut second, mut both) = (Cell::default(), Cell::default(), Cell::default());
+        for (i, latency_ms) in [10.0, 4000.0, 11.0, 900.0, 905.0, 60.0, 61.0]
+            .into_iter()
+            .enumerate()
+        {
+            if i % 2 == 0 { &mut first } else { &mut second }.add_call(&call_at(latency_ms));
+            both.add_call(&call_at(latency_ms));
+        }
+        let mut tally = Tally::default();
+        tally.add(&first);
+        tally.add(&second);
+        let mut scratch = scratch();
+        assert_eq!(tally.row("k".into(), &mut scratch), row_of(&both));
+        assert!(
+            scratch.iter().all(|&count| count == 0),
+            "the scratch is left clean"
+        );
     }
 
     #[test]
@@ -929,6 +1114,12 @@ mod tests {
         );
         assert_eq!(hour_at_or_after(at(1, 30)), at(2, 0));
         assert_eq!(hour_at_or_after(at(2, 0)), at(2, 0));
+    }
+
+    fn row_of(cell: &Cell) -> SummaryRow {
+        let mut tally = Tally::default();
+        tally.add(cell);
+        tally.row("k".into(), &mut scratch())
     }
 
     fn call_at(latency_ms: f64) -> RawCall {
@@ -1140,7 +1331,10 @@ mod tests {
                     assert_reports_agree(store, from, to);
                 }
                 // Hour 13 of the 22nd is not over before 13:20: it stays unsealed.
+                assert_eq!(store.rollup_backlog(at(22, 13, 20)).unwrap(), 10);
                 assert_eq!(store.seal_hours(at(22, 13, 20), 100).unwrap(), 10);
+                assert_eq!(store.rollup_backlog(at(22, 13, 20)).unwrap(), 0);
+                assert_eq!(store.rollup_backlog(at(30, 0, 0)).unwrap(), 2);
                 assert_eq!(
                     store.seal_hours(at(22, 13, 20), 100).unwrap(),
                     0,

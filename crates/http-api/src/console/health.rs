@@ -61,8 +61,17 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
     let viewer = admin.0;
     let store = state.store.clone();
     let catalogue = state.catalogue.clone();
-    let checked = web::block(move || (store.check_ready(), catalogue.check_store())).await;
-    let (database, catalogue_store) = match checked {
+    // Hours over for ten minutes: the server seals a finished hour within about two.
+    let sealed_by = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    let checked = web::block(move || {
+        (
+            store.check_ready(),
+            catalogue.check_store(),
+            store.rollup_backlog(sealed_by),
+        )
+    })
+    .await;
+    let (database, catalogue_store, backlog) = match checked {
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::error!(%error, "console: the health check task failed");
@@ -112,6 +121,21 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
             name: "Usage journal",
             condition: Condition::Failing,
             detail: format!("cannot be written, so a crash would lose rows: {problem}"),
+        },
+    });
+    parts.push(Part {
+        name: "Usage rollup",
+        condition: match backlog {
+            Ok(0) => Condition::Good,
+            _ => Condition::Degraded,
+        },
+        detail: match backlog {
+            Ok(0) => "every finished hour is sealed".into(),
+            Ok(hours) => format!(
+                "{hours} finished hours not sealed yet: reports read them from the log \
+                 meanwhile (the same numbers, more slowly)"
+            ),
+            Err(error) => format!("cannot be read: {error}"),
         },
     });
     let rate_limit = state.rate_limits.store_state();
