@@ -123,3 +123,5 @@ diesel::table! {
         latency_histogram -> Binary,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(usage_hours, usage_rollup);

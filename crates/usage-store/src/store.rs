@@ -17,8 +17,10 @@ use crate::{DatabaseConfig, StoreError, StoredCall, StoredUsage, UsageRecord};
 /// What diesel's migration harness fails with.
 type MigrationError = Box<dyn std::error::Error + Send + Sync>;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../../migrations/sqlite");
+pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../../migrations/postgres");
 
 /// Rows per INSERT statement: at 24 columns a row (16 for `usage_attempts`), 12,000 binds, below
 /// both SQLite's 32,766 and PostgreSQL's 65,535 limits.

@@ -35,4 +35,6 @@ CREATE TABLE usage_rollup (
 
 -- The hours the log already holds: unsealed, so the server seals them in the background.
 INSERT INTO usage_hours (hour, written)
-SELECT DISTINCT strftime('%Y-%m-%d %H:00:00', timestamp), 1 FROM usage_logs;
+SELECT DISTINCT strftime('%Y-%m-%d %H:00:00', timestamp), 1 FROM usage_logs
+-- A timestamp edited by hand into something else has no hour, and no report range holds it.
+WHERE strftime('%Y-%m-%d %H:00:00', timestamp) IS NOT NULL;
