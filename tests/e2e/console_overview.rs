@@ -240,14 +240,14 @@ async fn through_the_rollup_the_overview_and_the_summary_still_agree(backend: Ba
     // Three calls an hour over the last three days, from three hours ago back, written before
     // the server starts: its sealer finds the hours waiting.
     let now = Utc::now();
-    let past: Vec<_> = (3..75)
+    let past: Vec<_> = (3..75u64)
         .flat_map(|hours_ago| {
             (0..3).map(move |i| {
                 let mut record = usage_record(&format!("past{hours_ago}x{i}"));
                 record.specialist_id =
                     SpecialistId::parse(["analyst", "reviewer", "demo"][i]).unwrap();
                 record.latency = Duration::from_millis(100 + 37 * hours_ago + 500 * i as u64);
-                record.timestamp = now - TimeDelta::hours(hours_ago);
+                record.timestamp = now - TimeDelta::hours(hours_ago as i64);
                 record
             })
         })
