@@ -518,6 +518,13 @@ pub(crate) fn hour_of(time: NaiveDateTime) -> NaiveDateTime {
         .unwrap_or(time)
 }
 
+/// The end of the hour starting at `hour`; chrono's last instant for a time that close to it
+/// (a hand-edited row, never a real call): adding would panic.
+fn hour_after(hour: NaiveDateTime) -> NaiveDateTime {
+    hour.checked_add_signed(TimeDelta::hours(1))
+        .unwrap_or(NaiveDateTime::MAX)
+}
+
 /// The first hour starting at or after `time`.
 fn hour_at_or_after(time: NaiveDateTime) -> NaiveDateTime {
     let floor = hour_of(time);
@@ -768,7 +775,7 @@ fn gaps(
         if hour > cursor {
             gaps.push((cursor, hour));
         }
-        cursor = cursor.max(hour + TimeDelta::hours(1));
+        cursor = cursor.max(hour_after(hour));
     }
     if cursor < to {
         gaps.push((cursor, to));
@@ -882,7 +889,7 @@ impl UsageStore {
                 let Some(state) = state.filter(|s| s.sealed != Some(s.written)) else {
                     return Ok(false);
                 };
-                let end = hour + TimeDelta::hours(1);
+                let end = hour_after(hour);
                 let calls: Vec<RawCall> = diesel::sql_query(sql(RAW_CALLS_SQL))
                     .bind::<Timestamp, _>(hour)
                     .bind::<Timestamp, _>(end)
@@ -1097,6 +1104,11 @@ mod tests {
             ]
         );
         assert_eq!(hour_at_or_after(at(1, 30)), at(2, 0));
+        assert_eq!(
+            hour_after(NaiveDateTime::MAX),
+            NaiveDateTime::MAX,
+            "no panic at the end"
+        );
         assert_eq!(hour_at_or_after(at(2, 0)), at(2, 0));
     }
 
