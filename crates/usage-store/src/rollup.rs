@@ -259,10 +259,11 @@ fn take_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
     Err("a number longer than 64 bits".to_owned())
 }
 
-/// One group's calls: what a summary row reports, with the latencies kept as a histogram so
-/// groups can be added up.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Cell {
+/// A group's calls without their latencies' spread: what a summary row reports but the
+/// percentiles, and what a rollup row stores beside its histogram.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage_rollup)]
+struct Sums {
     requests: i64,
     successes: i64,
     input_tokens: i64,
@@ -271,10 +272,9 @@ pub(crate) struct Cell {
     latency_sum_ms: f64,
     latency_min_ms: f64,
     latency_max_ms: f64,
-    histogram: Histogram,
 }
 
-impl Default for Cell {
+impl Default for Sums {
     fn default() -> Self {
         Self {
             requests: 0,
@@ -285,12 +285,11 @@ impl Default for Cell {
             latency_sum_ms: 0.0,
             latency_min_ms: f64::INFINITY,
             latency_max_ms: f64::NEG_INFINITY,
-            histogram: Histogram::default(),
         }
     }
 }
 
-impl Cell {
+impl Sums {
     fn add_call(&mut self, call: &RawCall) {
         self.requests = self.requests.saturating_add(1);
         self.successes = self.successes.saturating_add(i64::from(call.success));
@@ -300,16 +299,9 @@ impl Cell {
         self.latency_sum_ms += call.latency_ms;
         self.latency_min_ms = self.latency_min_ms.min(call.latency_ms);
         self.latency_max_ms = self.latency_max_ms.max(call.latency_ms);
-        self.histogram.record(call.latency_ms);
     }
 
     fn merge(&mut self, other: &Self) {
-        self.merge_sums(other);
-        self.histogram.merge(&other.histogram);
-    }
-
-    /// Adds `other`'s calls but not its latency histogram.
-    fn merge_sums(&mut self, other: &Self) {
         self.requests = self.requests.saturating_add(other.requests);
         self.successes = self.successes.saturating_add(other.successes);
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
@@ -341,18 +333,38 @@ impl Cell {
     }
 }
 
+/// One group's calls: their sums, and their latencies as a histogram so groups can be added
+/// up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Cell {
+    sums: Sums,
+    histogram: Histogram,
+}
+
+impl Cell {
+    fn add_call(&mut self, call: &RawCall) {
+        self.sums.add_call(call);
+        self.histogram.record(call.latency_ms);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.sums.merge(&other.sums);
+        self.histogram.merge(&other.histogram);
+    }
+}
+
 /// Cells added up for one row of a report: their sums at once, their histograms only when the
 /// row is made, counted into one dense array shared by every row (adding thousands of sparse
 /// histograms into each other took a month's report by user 200 ms).
 #[derive(Debug, Default)]
 struct Tally<'a> {
-    sums: Cell,
+    sums: Sums,
     histograms: Vec<&'a Histogram>,
 }
 
 impl<'a> Tally<'a> {
     fn add(&mut self, cell: &'a Cell) {
-        self.sums.merge_sums(cell);
+        self.sums.merge(&cell.sums);
         self.histograms.push(&cell.histogram);
     }
 
@@ -452,14 +464,8 @@ struct RollupRow {
     dimension: String,
     hour: NaiveDateTime,
     key: String,
-    requests: i64,
-    successes: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_usd: f64,
-    latency_sum_ms: f64,
-    latency_min_ms: f64,
-    latency_max_ms: f64,
+    #[diesel(embed)]
+    sums: Sums,
     latency_histogram: Vec<u8>,
 }
 
@@ -469,14 +475,7 @@ impl RollupRow {
             dimension: dimension.as_str().to_owned(),
             hour,
             key,
-            requests: cell.requests,
-            successes: cell.successes,
-            input_tokens: cell.input_tokens,
-            output_tokens: cell.output_tokens,
-            cost_usd: cell.cost_usd,
-            latency_sum_ms: cell.latency_sum_ms,
-            latency_min_ms: cell.latency_min_ms,
-            latency_max_ms: cell.latency_max_ms,
+            sums: cell.sums.clone(),
             latency_histogram: cell.histogram.encode(),
         }
     }
@@ -491,22 +490,11 @@ impl RollupRow {
         let histogram = Histogram::decode(&self.latency_histogram).map_err(|e| {
             StoreError::Corrupt(format!("rollup histogram of hour {}: {e}", self.hour))
         })?;
-        Ok((
-            dimension,
-            self.hour,
-            self.key,
-            Cell {
-                requests: self.requests,
-                successes: self.successes,
-                input_tokens: self.input_tokens,
-                output_tokens: self.output_tokens,
-                cost_usd: self.cost_usd,
-                latency_sum_ms: self.latency_sum_ms,
-                latency_min_ms: self.latency_min_ms,
-                latency_max_ms: self.latency_max_ms,
-                histogram,
-            },
-        ))
+        let cell = Cell {
+            sums: self.sums,
+            histogram,
+        };
+        Ok((dimension, self.hour, self.key, cell))
     }
 }
 
