@@ -340,6 +340,8 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        // Three calls: exact percentiles, and no note.
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("approximate"));
         String::from_utf8(output.stdout).unwrap()
     };
 
@@ -360,6 +362,44 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     assert!(table.contains("0.002500"), "{table}");
     let markdown = run("markdown");
     assert!(markdown.starts_with("| key | requests |"), "{markdown}");
+
+    // Through the hourly rollup (every report over more than 0 calls): the same counts, tokens
+    // and cost, and a note on standard error that the percentiles are approximate, so the CSV
+    // on standard output stays one document.
+    store.seal_hours(Utc::now(), 100).unwrap();
+    let rolled = commander_in(dir.path())
+        .env("COMMANDER__DATABASE__URL", &url)
+        .env("COMMANDER__DATABASE__EXACT_REPORT_CALLS", "0")
+        .args([
+            "usage",
+            "report",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--group-by",
+            "specialist",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(rolled.status.success());
+    let exact_counts: Vec<String> = csv
+        .lines()
+        .map(|line| line.split(',').take(8).collect::<Vec<_>>().join(","))
+        .collect();
+    let rolled_counts: Vec<String> = String::from_utf8(rolled.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split(',').take(8).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(rolled_counts, exact_counts);
+    assert!(
+        String::from_utf8_lossy(&rolled.stderr).contains("p50/p95 are approximate"),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
 
     let bad = commander_in(dir.path())
         .env("COMMANDER__DATABASE__URL", &url)
