@@ -69,9 +69,25 @@ const CALLS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// How often the usage rollup's finished hours are sealed.
 const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// How long after an hour ends it is sealed: calls still running at the hour's end are
-/// written within seconds, and a row that comes later only makes the hour stale again.
-const SEAL_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+/// How long after an hour ends it is sealed, at least. A row's time is when its call started,
+/// and the call is written when it ends: up to `routing.deadline_ms` later (see
+/// [`seal_grace`]). A row that comes later still (a journal replayed after an outage) only
+/// makes its hour stale again.
+const MIN_SEAL_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// The wait before sealing an hour: the longest a call may run, plus the writer's flush
+/// interval, plus a minute; never below [`MIN_SEAL_GRACE`]. Sealing sooner would seal each hour
+/// again for every long call that ends after it.
+fn seal_grace(deadline_ms: u64, flush_interval_ms: u64) -> chrono::TimeDelta {
+    // The configuration bounds both waits to a day; a week keeps the subtraction from `now`
+    // far from chrono's limits whatever they say.
+    const LONGEST_MS: u64 = 7 * 24 * 3_600_000;
+    let wait_ms = deadline_ms
+        .saturating_add(flush_interval_ms)
+        .saturating_add(60_000)
+        .min(LONGEST_MS);
+    chrono::TimeDelta::milliseconds(i64::try_from(wait_ms).unwrap_or(0)).max(MIN_SEAL_GRACE)
+}
 
 /// Hours sealed per blocking task: a task's transactions stay short, and a backlog (the
 /// rollup's migration on a large log leaves every hour unsealed) goes in rounds.
@@ -82,6 +98,7 @@ const SEAL_ROUND: usize = 24;
 /// from the log itself, so a failing round costs speed, never a number: it is logged and tried
 /// again at the next tick.
 fn seal_rollup(store: UsageStore) -> tokio::task::JoinHandle<()> {
+    let grace = store.seal_grace();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(SEAL_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -90,7 +107,7 @@ fn seal_rollup(store: UsageStore) -> tokio::task::JoinHandle<()> {
             ticks.tick().await;
             loop {
                 let store = store.clone();
-                let before = chrono::Utc::now() - SEAL_GRACE;
+                let before = chrono::Utc::now() - grace;
                 let round =
                     tokio::task::spawn_blocking(move || store.seal_hours(before, SEAL_ROUND)).await;
                 match round {
@@ -251,7 +268,11 @@ impl Application {
         let database = settings.database.clone();
         let store = tokio::task::spawn_blocking(move || UsageStore::connect(&database))
             .await
-            .map_err(|e| StartupError::Task(e.to_string()))??;
+            .map_err(|e| StartupError::Task(e.to_string()))??
+            .with_seal_grace(seal_grace(
+                settings.routing.deadline_ms,
+                settings.database.flush_interval_ms,
+            ));
         let policy = BaseUrlPolicy::new(settings.providers.allowed_http_base_urls.clone());
         let catalogue = Arc::new(
             open_catalogue(&settings, &store, &policy)
@@ -453,5 +474,22 @@ impl ShutdownSignal {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_hour_is_sealed_after_its_longest_calls_are_written() {
+        let minutes = |m| chrono::TimeDelta::minutes(m);
+        // The default deadline (10 minutes) and flush (200 ms): 11 minutes and a bit.
+        assert_eq!(
+            seal_grace(600_000, 200),
+            minutes(11) + chrono::TimeDelta::milliseconds(200)
+        );
+        assert_eq!(seal_grace(0, 0), MIN_SEAL_GRACE);
+        assert_eq!(seal_grace(u64::MAX, u64::MAX), minutes(7 * 24 * 60));
     }
 }

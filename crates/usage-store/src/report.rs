@@ -401,7 +401,7 @@ fn summary_sql(group_by: GroupBy, scope: &Scope, postgres: bool) -> String {
 
 impl UsageStore {
     /// Aggregates the usage log: per group, calls, successes, failures, tokens, cost, mean,
-    /// median and 95th-percentile latency, ordered by key. Everyone's calls over a range of
+    /// median and 95th-percentile latency, ordered by key (bytewise). Everyone's calls over a range of
     /// more than [`crate::DatabaseConfig::exact_report_calls`] calls are read from the hourly
     /// rollup where it is sealed (the percentiles then approximate, see [`Percentiles`]).
     pub fn summary(&self, query: &SummaryQuery) -> Result<Summary, StoreError> {
@@ -434,17 +434,21 @@ impl UsageStore {
             scope: scope.clone(),
         };
         let sql = |postgres| summary_sql(group_by, scope, postgres);
-        Ok(match self.pool() {
+        let mut rows = match self.pool() {
             Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
                 Ok(run_bound!(conn, sql(false), query, SummaryRow))
             })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SummaryRow),
-        })
+        };
+        // By bytes, like the rollup's rows: a PostgreSQL collation would order keys otherwise
+        // (and a report's order would change with its size).
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(rows)
     }
 
     /// What the console's overview shows for a range: the totals, the summary by the split's
-    /// key and the series per bucket and key — read together, so the three agree and their
-    /// percentiles are of one kind. The summary equals [`Self::summary`]'s for the same range,
+    /// key and the series per bucket and key, their percentiles of one kind. Through the rollup
+    /// the three come from one snapshot; over few calls, from three statements run at once. The summary equals [`Self::summary`]'s for the same range,
     /// grouping and scope.
     pub fn overview(&self, query: &OverviewQuery) -> Result<Overview, StoreError> {
         if query.scope == Scope::Everyone
@@ -522,12 +526,15 @@ impl UsageStore {
                 &calls_filter(&query.scope, postgres),
             )
         };
-        Ok(match self.pool() {
+        let mut rows = match self.pool() {
             Pool::Sqlite(pool) => with_report_cache(&mut *pool.get()?, |conn| {
                 Ok(run_bound!(conn, sql(false), query, SeriesRow))
             })?,
             Pool::Postgres(pool) => run_bound!(&mut pool.get()?, sql(true), query, SeriesRow),
-        })
+        };
+        // By bytes, like the rollup's rows: a PostgreSQL collation would order keys otherwise.
+        rows.sort_by(|a, b| (&a.bucket_start, &a.group.key).cmp(&(&b.bucket_start, &b.group.key)));
+        Ok(rows)
     }
 }
 
@@ -564,7 +571,7 @@ pub struct OverviewQuery {
     pub scope: Scope,
 }
 
-/// A range's totals, its summary by one key and its series, of one snapshot's kind.
+/// A range's totals, its summary by one key and its series, their percentiles of one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
     /// Every call of the range.

@@ -6,13 +6,15 @@
 //! records the count it saw (`sealed`). A row written into the hour later (a journal replayed
 //! after an outage) moves `written` on, and the hour is read from the log again until it is
 //! sealed anew. Reports ([`UsageStore::summary`], [`UsageStore::overview`]) read sealed hours
-//! from the rollup and everything else in their range — the hours at its edges, the current
-//! hour, hours not sealed yet — from the log, with the same arithmetic
-//! ([`Cell::add_call`]), in one snapshot.
+//! from the rollup and everything else in their range — the part hours at its edges, hours
+//! not sealed or stale — from the log, with the same arithmetic ([`Cell::add_call`]), in one
+//! snapshot. Hours never registered hold no call (every batch registers its hours) and cost
+//! nothing.
 //!
-//! Counts, tokens and cost are exact either way. Latency percentiles come from a histogram of
-//! 1%-wide bins: the nearest-rank value's bin, its middle reported (clamped to the group's
-//! smallest and largest latency), within 0.5% of the exact value. Reports over few calls
+//! Counts, tokens and cost are exact either way (cost up to the order doubles are added in).
+//! Latency percentiles come from a histogram of 1%-wide bins from a microsecond up: the
+//! nearest-rank value's bin, its middle reported (clamped to the group's smallest and largest
+//! latency), within 0.5% of the exact value (a microsecond below one). Reports over few calls
 //! ([`crate::DatabaseConfig::exact_report_calls`]) skip the rollup and stay exact.
 
 use std::borrow::Cow;
@@ -31,8 +33,13 @@ use crate::{StoreError, UsageStore};
 /// How wide a latency bin is: each bin's upper edge is 1% above its lower edge.
 const GROWTH: f64 = 1.01;
 
-/// The last bin: 1.01^2400 ms is months; anything slower shares it.
-const LAST_BIN: u32 = 2_400;
+/// Where the bins start, in milliseconds (a microsecond): anything faster shares bin 0, which
+/// is reported as 0 (clamped to the group's fastest call). Failures refused before any
+/// upstream, and the mock provider, answer in well under a millisecond.
+const FIRST_EDGE_MS: f64 = 0.001;
+
+/// The last bin: 1 µs × 1.01^3100 is years; anything slower shares it.
+const LAST_BIN: u32 = 3_100;
 
 /// More separate stretches of unsealed time than this in one range (a log sealed in patches)
 /// and the report reads the log itself: one statement per stretch would cost more.
@@ -127,8 +134,8 @@ impl Dimension {
     }
 }
 
-/// Latencies counted in 1%-wide bins: bin 0 holds everything under 1 ms, bin `b >= 1` holds
-/// `[1.01^(b-1), 1.01^b)` ms. Kept sparse, as `(bin, count)` pairs by ascending bin: an hour's
+/// Latencies counted in 1%-wide bins: bin 0 holds everything under 1 µs, bin `b >= 1` holds
+/// `[1.01^(b-1), 1.01^b)` µs. Kept sparse, as `(bin, count)` pairs by ascending bin: an hour's
 /// cell fills a hundred or so of the 2,401 bins, and a month's report adds up thousands of
 /// cells (a map per histogram made that the report's whole cost).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,10 +146,10 @@ pub(crate) struct Histogram {
 impl Histogram {
     fn bin_of(latency_ms: f64) -> u32 {
         // NaN and negatives (a clock that stepped back) count as the fastest bin.
-        if latency_ms.is_nan() || latency_ms < 1.0 {
+        if latency_ms.is_nan() || latency_ms < FIRST_EDGE_MS {
             return 0;
         }
-        let bin = (latency_ms.ln() / GROWTH.ln()).floor() + 1.0;
+        let bin = ((latency_ms / FIRST_EDGE_MS).ln() / GROWTH.ln()).floor() + 1.0;
         if bin >= f64::from(LAST_BIN) {
             LAST_BIN
         } else {
@@ -151,58 +158,24 @@ impl Histogram {
         }
     }
 
-    /// The value reported for a bin: its geometric middle (0.5 ms for bin 0).
+    /// The value reported for a bin: its geometric middle (0 for bin 0).
     fn middle_of(bin: u32) -> f64 {
         if bin == 0 {
-            0.5
+            0.0
         } else {
-            GROWTH.powf(f64::from(bin) - 0.5)
+            FIRST_EDGE_MS * GROWTH.powf(f64::from(bin) - 0.5)
         }
     }
 
     fn record(&mut self, latency_ms: f64) {
-        let bin = Self::bin_of(latency_ms);
-        match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
-            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(1),
-            Err(at) => self.bins.insert(at, (bin, 1)),
-        }
+        self.add(Self::bin_of(latency_ms), 1);
     }
 
-    /// Adds `other`'s counts: one pass over both, by ascending bin.
-    fn merge(&mut self, other: &Self) {
-        if other.bins.is_empty() {
-            return;
+    fn add(&mut self, bin: u32, count: u64) {
+        match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
+            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(count),
+            Err(at) => self.bins.insert(at, (bin, count)),
         }
-        if self.bins.is_empty() {
-            self.bins.clone_from(&other.bins);
-            return;
-        }
-        let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
-        let (mut mine, mut theirs) = (self.bins.iter().peekable(), other.bins.iter().peekable());
-        loop {
-            let next = match (mine.peek(), theirs.peek()) {
-                (Some(&&(a, x)), Some(&&(b, y))) if a == b => {
-                    mine.next();
-                    theirs.next();
-                    (a, x.saturating_add(y))
-                }
-                (Some(&&(a, x)), Some(&&(b, _))) if a < b => {
-                    mine.next();
-                    (a, x)
-                }
-                (_, Some(&&pair)) => {
-                    theirs.next();
-                    pair
-                }
-                (Some(&&pair), None) => {
-                    mine.next();
-                    pair
-                }
-                (None, None) => break,
-            };
-            merged.push(next);
-        }
-        self.bins = merged;
     }
 
     /// `(bin delta, count)` pairs as LEB128 varints, bins ascending.
@@ -217,24 +190,34 @@ impl Histogram {
         out
     }
 
+    #[cfg(test)]
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut bins = Vec::with_capacity(bytes.len() / 2);
+        Self::walk(bytes, |bin, count| bins.push((bin, count)))?;
+        Ok(Self { bins })
+    }
+
+    /// Calls `each` with every `(bin, count)` of an encoded histogram, by ascending bin; an
+    /// error (after the pairs before it) for bytes [`Self::encode`] does not write.
+    fn walk(bytes: &[u8], mut each: impl FnMut(u32, u64)) -> Result<(), String> {
         let mut at = 0;
         let mut bin = 0u64;
+        let mut first = true;
         while at < bytes.len() {
             let delta = take_varint(bytes, &mut at)?;
             let count = take_varint(bytes, &mut at)?;
-            if delta == 0 && !bins.is_empty() {
+            if delta == 0 && !first {
                 return Err("a bin given twice".to_owned());
             }
+            first = false;
             bin = bin
                 .checked_add(delta)
                 .filter(|b| *b <= u64::from(LAST_BIN))
                 .ok_or("a bin beyond the last")?;
             // Checked against LAST_BIN just above.
-            bins.push((bin as u32, count));
+            each(bin as u32, count);
         }
-        Ok(Self { bins })
+        Ok(())
     }
 }
 
@@ -333,23 +316,58 @@ impl Sums {
     }
 }
 
+/// A cell's latencies: counted, for cells folded from the log; as stored, for cells read from
+/// the rollup, walked only when a report row is made (a year's cells split by user, decoded,
+/// held 450 MB; as stored they take a sixth). A cell may hold both after a merge.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Latencies {
+    /// Bytes [`Histogram::walk`] accepted when they were read.
+    stored: Vec<u8>,
+    counted: Histogram,
+}
+
+impl Latencies {
+    /// Every `(bin, count)`, the stored ones first (bins may come twice, out of order).
+    fn for_each(&self, mut each: impl FnMut(u32, u64)) {
+        // Checked when read: the walk cannot fail.
+        let _ = Histogram::walk(&self.stored, &mut each);
+        for &(bin, count) in &self.counted.bins {
+            each(bin, count);
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        let counted = &mut self.counted;
+        other.for_each(|bin, count| counted.add(bin, count));
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        if self.counted.bins.is_empty() {
+            return self.stored.clone();
+        }
+        let mut all = self.counted.clone();
+        let _ = Histogram::walk(&self.stored, |bin, count| all.add(bin, count));
+        all.encode()
+    }
+}
+
 /// One group's calls: their sums, and their latencies as a histogram so groups can be added
 /// up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Cell {
     sums: Sums,
-    histogram: Histogram,
+    latencies: Latencies,
 }
 
 impl Cell {
     fn add_call(&mut self, call: &RawCall) {
         self.sums.add_call(call);
-        self.histogram.record(call.latency_ms);
+        self.latencies.counted.record(call.latency_ms);
     }
 
     fn merge(&mut self, other: &Self) {
         self.sums.merge(&other.sums);
-        self.histogram.merge(&other.histogram);
+        self.latencies.merge(&other.latencies);
     }
 }
 
@@ -359,13 +377,13 @@ impl Cell {
 #[derive(Debug, Default)]
 struct Tally<'a> {
     sums: Sums,
-    histograms: Vec<&'a Histogram>,
+    histograms: Vec<&'a Latencies>,
 }
 
 impl<'a> Tally<'a> {
     fn add(&mut self, cell: &'a Cell) {
         self.sums.merge(&cell.sums);
-        self.histograms.push(&cell.histogram);
+        self.histograms.push(&cell.latencies);
     }
 
     /// The row, its nearest-rank p50 and p95 read from the histograms' bins added up in
@@ -377,17 +395,18 @@ impl<'a> Tally<'a> {
         }
         // Only the bins some histogram uses are read: a key's calls fill a narrow band.
         let (mut first, mut last) = (usize::MAX, 0);
-        for histogram in &self.histograms {
-            for &(bin, count) in &histogram.bins {
+        for latencies in &self.histograms {
+            latencies.for_each(|bin, count| {
                 if let Some(slot) = scratch.get_mut(bin as usize) {
                     *slot = slot.saturating_add(count);
                     first = first.min(bin as usize);
                     last = last.max(bin as usize);
                 }
-            }
+            });
         }
         let rank = |percent: i64| {
-            u64::try_from((sums.requests.saturating_mul(percent) + 99) / 100).unwrap_or(1)
+            u64::try_from(sums.requests.saturating_mul(percent).saturating_add(99) / 100)
+                .unwrap_or(1)
         };
         let ranks = [rank(50), rank(95)];
         let mut found: [Option<usize>; 2] = [None, None];
@@ -427,8 +446,10 @@ fn scratch() -> Vec<u64> {
 /// The columns of one logged call a rollup needs.
 #[derive(Debug, QueryableByName)]
 struct RawCall {
-    #[diesel(sql_type = Timestamp)]
-    timestamp: NaiveDateTime,
+    /// The hour the database puts the call's timestamp in (`None`: a timestamp it cannot
+    /// read as a time, edited by hand).
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    hour: Option<NaiveDateTime>,
     #[diesel(sql_type = Text)]
     specialist_id: String,
     #[diesel(sql_type = Text)]
@@ -452,10 +473,25 @@ struct RawCall {
 }
 
 /// The calls with `from <= timestamp < to`, in the columns a rollup needs (bind 1 and 2).
-const RAW_CALLS_SQL: &str = "SELECT timestamp, specialist_id, model, provider,
-        COALESCE(user_email_hash, 'anonymous') AS user_key, door, success, input_tokens,
-        output_tokens, estimated_cost_usd AS cost_usd, latency_ms
-    FROM usage_logs WHERE timestamp >= {1} AND timestamp < {2}";
+fn raw_calls_sql(postgres: bool) -> String {
+    // The hour computed by the database, not parsed here: a hand-edited SQLite timestamp
+    // (`2026-11-20 00:05:00 UTC`) would fail the whole read, and one in another shape
+    // (`2026-11-20T07:30:00`) sorts into another hour than it names.
+    let hour = if postgres {
+        "date_trunc('hour', timestamp)"
+    } else {
+        "strftime('%Y-%m-%d %H:00:00', timestamp)"
+    };
+    placeholders(
+        &format!(
+            "SELECT {hour} AS hour, specialist_id, model, provider,
+                COALESCE(user_email_hash, 'anonymous') AS user_key, door, success,
+                input_tokens, output_tokens, estimated_cost_usd AS cost_usd, latency_ms
+             FROM usage_logs WHERE timestamp >= {{1}} AND timestamp < {{2}}"
+        ),
+        postgres,
+    )
+}
 
 /// A stored rollup row.
 #[derive(Debug, Queryable, Selectable, Insertable)]
@@ -476,7 +512,7 @@ impl RollupRow {
             hour,
             key,
             sums: cell.sums.clone(),
-            latency_histogram: cell.histogram.encode(),
+            latency_histogram: cell.latencies.encode(),
         }
     }
 
@@ -487,12 +523,15 @@ impl RollupRow {
                 self.dimension.escape_debug()
             ))
         })?;
-        let histogram = Histogram::decode(&self.latency_histogram).map_err(|e| {
+        Histogram::walk(&self.latency_histogram, |_, _| {}).map_err(|e| {
             StoreError::Corrupt(format!("rollup histogram of hour {}: {e}", self.hour))
         })?;
         let cell = Cell {
             sums: self.sums,
-            histogram,
+            latencies: Latencies {
+                stored: self.latency_histogram,
+                counted: Histogram::default(),
+            },
         };
         Ok((dimension, self.hour, self.key, cell))
     }
@@ -533,9 +572,21 @@ pub(crate) struct Cells {
 }
 
 impl Cells {
-    fn add_calls(&mut self, calls: &[RawCall], dimensions: &[Dimension]) {
+    /// Folds `calls` read from `[start, end)` in: each under the hour the database put it in
+    /// when that lies in the stretch, else under the stretch's first hour (sealing passes the
+    /// hour's own bounds, so everything read for an hour is filed under it).
+    fn add_calls(
+        &mut self,
+        calls: &[RawCall],
+        dimensions: &[Dimension],
+        (start, end): (NaiveDateTime, NaiveDateTime),
+    ) {
+        let first = hour_of(start);
         for call in calls {
-            let hour = hour_of(call.timestamp);
+            let hour = call
+                .hour
+                .filter(|hour| (first..end).contains(hour))
+                .unwrap_or(first);
             for &dimension in dimensions {
                 self.cells
                     .entry((dimension, hour, dimension.key_of(call).to_owned()))
@@ -643,13 +694,25 @@ impl DayNames {
     }
 }
 
-/// A sealed hour inside a report's range and its calls.
+/// An hour inside a report's range that has had rows written, and its rollup's state.
 #[derive(Debug, QueryableByName)]
-struct SealedHour {
+struct HourRow {
     #[diesel(sql_type = Timestamp)]
     hour: NaiveDateTime,
     #[diesel(sql_type = BigInt)]
+    written: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    sealed: Option<i64>,
+    /// The sealed rollup's calls (0 for an hour never sealed).
+    #[diesel(sql_type = BigInt)]
     requests: i64,
+}
+
+impl HourRow {
+    /// Its rollup counts every row written into it.
+    fn is_current(&self) -> bool {
+        self.sealed == Some(self.written)
+    }
 }
 
 #[derive(Debug, QueryableByName)]
@@ -673,18 +736,27 @@ struct StaleHour {
 }
 
 /// The statements of this module in a backend's placeholders: `{1}`, `{2}` become `$1`,
-/// `$2` or `?1`, `?2`.
+/// `$2` or `?1`, `?2`; `{earliest}` the earliest hour.
 pub(crate) fn placeholders(sql: &str, postgres: bool) -> String {
     let mark = if postgres { "$" } else { "?" };
+    // `{earliest}`: the first hour a report may name. PostgreSQL also stores `-infinity`,
+    // which no report reaches and chrono cannot read.
+    let earliest = if postgres {
+        "TIMESTAMP '0001-01-01 00:00:00'"
+    } else {
+        "'0001-01-01 00:00:00'"
+    };
     sql.replace("{1}", &format!("{mark}1"))
         .replace("{2}", &format!("{mark}2"))
+        .replace("{earliest}", earliest)
 }
 
-/// The sealed hours within `[from, to)` with their calls (bind 1 and 2).
-const SEALED_HOURS_SQL: &str = "SELECT h.hour AS hour, COALESCE(r.requests, 0) AS requests
+/// The hours within `[{1}, {2})` that have had rows written, with their rollup's calls.
+const HOURS_SQL: &str = "SELECT h.hour AS hour, h.written AS written, h.sealed AS sealed,
+        COALESCE(r.requests, 0) AS requests
     FROM usage_hours h
     LEFT JOIN usage_rollup r ON r.dimension = 'all' AND r.hour = h.hour AND r.key = 'all'
-    WHERE h.hour >= {1} AND h.hour < {2} AND h.sealed = h.written
+    WHERE h.hour >= {1} AND h.hour < {2}
     ORDER BY h.hour";
 
 const COUNT_SQL: &str =
@@ -697,13 +769,26 @@ macro_rules! read_cells {
     ($conn:expr, $postgres:expr, $from:expr, $to:expr, $dimensions:expr, $exact_up_to:expr) => {{
         let (from, to): (NaiveDateTime, NaiveDateTime) = ($from, $to);
         let sql = |text: &str| placeholders(text, $postgres);
-        let sealed: Vec<SealedHour> = diesel::sql_query(sql(SEALED_HOURS_SQL))
-            .bind::<Timestamp, _>(hour_at_or_after(from))
-            .bind::<Timestamp, _>(hour_of(to))
-            .load($conn)?;
-        let gaps = gaps(from, to, sealed.iter().map(|h| h.hour));
-        let sealed_calls = sealed
+        let (first, last) = (hour_at_or_after(from), hour_of(to));
+        // No whole hour in the range: nothing to look up (and on SQLite an hour past 9999
+        // would compare as text before every four-digit year).
+        let hours: Vec<HourRow> = if first < last {
+            diesel::sql_query(sql(HOURS_SQL))
+                .bind::<Timestamp, _>(first)
+                .bind::<Timestamp, _>(last)
+                .load($conn)?
+        } else {
+            Vec::new()
+        };
+        let stale: Vec<NaiveDateTime> = hours
             .iter()
+            .filter(|h| !h.is_current())
+            .map(|h| h.hour)
+            .collect();
+        let gaps = gaps(from, to, &stale);
+        let sealed_calls = hours
+            .iter()
+            .filter(|h| h.is_current())
             .fold(0i64, |sum, hour| sum.saturating_add(hour.requests));
         let mut gap_calls = 0i64;
         if gaps.len() <= MAX_GAPS {
@@ -730,43 +815,57 @@ macro_rules! read_cells {
                         .and(usage_hours::sealed.eq(usage_hours::written.nullable()))),
                 )
                 .filter(usage_rollup::dimension.eq_any(&names))
-                .filter(usage_rollup::hour.ge(hour_at_or_after(from)))
-                .filter(usage_rollup::hour.lt(hour_of(to)))
+                .filter(usage_rollup::hour.ge(first))
+                .filter(usage_rollup::hour.lt(last))
                 .select(RollupRow::as_select())
                 .load($conn)?;
             for row in rows {
                 let (dimension, hour, key, cell) = row.into_cell()?;
                 cells.insert(dimension, hour, key, &cell);
             }
-            for (start, end) in &gaps {
-                let calls: Vec<RawCall> = diesel::sql_query(sql(RAW_CALLS_SQL))
-                    .bind::<Timestamp, _>(*start)
-                    .bind::<Timestamp, _>(*end)
+            for &(start, end) in &gaps {
+                let calls: Vec<RawCall> = diesel::sql_query(raw_calls_sql($postgres))
+                    .bind::<Timestamp, _>(start)
+                    .bind::<Timestamp, _>(end)
                     .load($conn)?;
-                cells.add_calls(&calls, $dimensions);
+                cells.add_calls(&calls, $dimensions, (start, end));
             }
             Some(cells)
         }
     }};
 }
 
-/// The stretches of `[from, to)` not covered by the `sealed` hours (ascending, each within
-/// the range).
+/// What of `[from, to)` the log must be read for: the part hours before the first whole one
+/// and after the last, and the whole hours whose rollup is `stale` (ascending), adjacent ones
+/// joined. Whole hours not named are sealed and current, or have never had a row written
+/// (every batch registers its hours, and the rollup's migration the hours already logged), so
+/// an idle night costs no statement.
 fn gaps(
     from: NaiveDateTime,
     to: NaiveDateTime,
-    sealed: impl Iterator<Item = NaiveDateTime>,
+    stale: &[NaiveDateTime],
 ) -> Vec<(NaiveDateTime, NaiveDateTime)> {
-    let mut gaps = Vec::new();
-    let mut cursor = from;
-    for hour in sealed {
-        if hour > cursor {
-            gaps.push((cursor, hour));
-        }
-        cursor = cursor.max(hour_after(hour));
+    let (first, last) = (hour_at_or_after(from), hour_of(to));
+    if first >= last {
+        return if from < to {
+            vec![(from, to)]
+        } else {
+            Vec::new()
+        };
     }
-    if cursor < to {
-        gaps.push((cursor, to));
+    let mut gaps: Vec<(NaiveDateTime, NaiveDateTime)> = Vec::new();
+    let mut push = |start: NaiveDateTime, end: NaiveDateTime| match gaps.last_mut() {
+        Some(previous) if previous.1 == start => previous.1 = end,
+        _ => gaps.push((start, end)),
+    };
+    if from < first {
+        push(from, first);
+    }
+    for &hour in stale {
+        push(hour, hour_after(hour));
+    }
+    if last < to {
+        push(last, to);
     }
     gaps
 }
@@ -807,7 +906,8 @@ impl UsageStore {
 
     /// Seals up to `limit` hours that ended at or before `before` and whose rollup is missing
     /// or stale, oldest first: computes each one's cells from the log and records the write
-    /// count it saw. Returns how many hours were sealed. Safe to run from several servers at
+    /// count it saw. Returns how many hours were sealed, or the first error met (after trying
+    /// the other hours). Safe to run from several servers at
     /// once (PostgreSQL: each hour is sealed under its `usage_hours` row's lock, which the
     /// writer also takes after writing into the hour).
     pub fn seal_hours(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
@@ -816,7 +916,7 @@ impl UsageStore {
         let stale = |postgres| {
             placeholders(
                 "SELECT hour FROM usage_hours
-                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1}
+                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1} AND hour >= {earliest}
                  ORDER BY hour LIMIT {2}",
                 postgres,
             )
@@ -831,13 +931,20 @@ impl UsageStore {
                 .bind::<BigInt, _>(limit)
                 .load(&mut *pool.get()?)?,
         };
+        // An hour that cannot be sealed (its rows unreadable) is reported, and the hours after
+        // it are sealed anyway: one bad hour must not keep every later one on the slow path.
         let mut sealed = 0;
+        let mut failed = None;
         for StaleHour { hour } in hours {
-            if self.seal_hour(hour)? {
-                sealed += 1;
+            match self.seal_hour(hour) {
+                Ok(true) => sealed += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
             }
         }
-        Ok(sealed)
+        failed.map_or(Ok(sealed), Err)
     }
 
     /// How many hours that ended at or before `before` still wait to be sealed (their rollup
@@ -847,7 +954,7 @@ impl UsageStore {
         let sql = |postgres| {
             placeholders(
                 "SELECT COUNT(*) AS count FROM usage_hours
-                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1}",
+                 WHERE (sealed IS NULL OR sealed <> written) AND hour < {1} AND hour >= {earliest}",
                 postgres,
             )
         };
@@ -878,12 +985,12 @@ impl UsageStore {
                     return Ok(false);
                 };
                 let end = hour_after(hour);
-                let calls: Vec<RawCall> = diesel::sql_query(sql(RAW_CALLS_SQL))
+                let calls: Vec<RawCall> = diesel::sql_query(raw_calls_sql($postgres))
                     .bind::<Timestamp, _>(hour)
                     .bind::<Timestamp, _>(end)
                     .load($conn)?;
                 let mut cells = Cells::default();
-                cells.add_calls(&calls, &Dimension::EVERY);
+                cells.add_calls(&calls, &Dimension::EVERY, (hour, end));
                 let rows: Vec<RollupRow> = cells
                     .cells
                     .iter()
@@ -954,12 +1061,17 @@ mod tests {
         assert_eq!(Histogram::bin_of(0.0), 0);
         assert_eq!(Histogram::bin_of(-5.0), 0);
         assert_eq!(Histogram::bin_of(f64::NAN), 0);
-        assert_eq!(Histogram::bin_of(0.999), 0);
-        assert_eq!(Histogram::bin_of(1.0), 1);
+        assert_eq!(Histogram::bin_of(0.000_999), 0);
+        assert_eq!(Histogram::bin_of(0.001), 1);
         assert_eq!(Histogram::bin_of(f64::INFINITY), LAST_BIN);
         assert_eq!(Histogram::bin_of(1e300), LAST_BIN);
-        let mut value = 1.0;
-        while value < 1e7 {
+        assert!(
+            Histogram::bin_of(1e10) < LAST_BIN,
+            "four months still have bins"
+        );
+        // From a microsecond to four months.
+        let mut value = 0.001;
+        while value < 1e10 {
             let middle = Histogram::middle_of(Histogram::bin_of(value));
             assert!(
                 (middle - value).abs() / value <= 0.005 + 1e-9,
@@ -991,7 +1103,9 @@ mod tests {
             if i % 3 == 0 { &mut left } else { &mut right }.record(*latency);
             both.record(*latency);
         }
-        left.merge(&right);
+        for &(bin, count) in &right.bins {
+            left.add(bin, count);
+        }
         assert_eq!(left, both);
         let bytes = histogram.encode();
         assert_eq!(Histogram::decode(&bytes), Ok(histogram));
@@ -1000,7 +1114,7 @@ mod tests {
             &[0x80][..],
             &[0x05][..],
             &[0xff; 11][..],
-            &[0xe1, 0x12, 0x01][..],       // bin 2401
+            &[0x9d, 0x18, 0x01][..],       // bin 3101
             &[0x05, 0x01, 0x00, 0x01][..], // bin 5 twice
         ] {
             assert!(Histogram::decode(junk).is_err(), "{junk:?}");
@@ -1069,28 +1183,57 @@ mod tests {
     }
 
     #[test]
-    fn gaps_are_the_range_less_its_sealed_hours() {
+    fn sub_millisecond_latencies_stay_within_a_microsecond_or_half_a_percent() {
+        for latencies in [
+            vec![0.1, 0.2, 0.9],
+            vec![0.0, 0.0, 0.0],
+            vec![0.0004, 0.0009, 0.0005],
+            vec![0.012, 0.5, 0.75, 0.0, 3.0],
+        ] {
+            let mut cell = Cell::default();
+            for &latency_ms in &latencies {
+                cell.add_call(&call_at(latency_ms));
+            }
+            let mut sorted = latencies.clone();
+            sorted.sort_by(f64::total_cmp);
+            let row = row_of(&cell);
+            for (percent, binned) in [(50, row.p50_latency_ms), (95, row.p95_latency_ms)] {
+                let exact = sorted[(sorted.len() * percent).div_ceil(100) - 1];
+                assert!(
+                    (binned - exact).abs() <= (exact * 0.005).max(0.001),
+                    "p{percent} of {latencies:?}: {binned} for {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gaps_are_the_range_edges_and_its_stale_hours_joined() {
         let at = |h: u32, m: u32| {
             chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
                 .and_then(|d| d.and_hms_opt(h, m, 0))
                 .unwrap()
         };
+        // Edges inside hours, stale hours 3 and 4 joined, hour 2 current or empty.
         assert_eq!(
-            gaps(at(1, 30), at(5, 10), [at(2, 0), at(3, 0)].into_iter()),
-            vec![(at(1, 30), at(2, 0)), (at(4, 0), at(5, 10))]
+            gaps(at(1, 30), at(5, 10), &[at(3, 0), at(4, 0)]),
+            vec![(at(1, 30), at(2, 0)), (at(3, 0), at(5, 10))]
+        );
+        assert_eq!(gaps(at(2, 0), at(4, 0), &[]), vec![]);
+        assert_eq!(
+            gaps(at(1, 0), at(6, 0), &[at(1, 0), at(4, 0)]),
+            vec![(at(1, 0), at(2, 0)), (at(4, 0), at(5, 0))]
+        );
+        // No whole hour: the range itself; an empty range: nothing.
+        assert_eq!(
+            gaps(at(1, 10), at(1, 50), &[]),
+            vec![(at(1, 10), at(1, 50))]
         );
         assert_eq!(
-            gaps(at(2, 0), at(4, 0), [at(2, 0), at(3, 0)].into_iter()),
-            vec![]
+            gaps(at(1, 10), at(2, 20), &[]),
+            vec![(at(1, 10), at(2, 20))]
         );
-        assert_eq!(
-            gaps(at(1, 0), at(6, 0), [at(2, 0), at(4, 0)].into_iter()),
-            vec![
-                (at(1, 0), at(2, 0)),
-                (at(3, 0), at(4, 0)),
-                (at(5, 0), at(6, 0))
-            ]
-        );
+        assert_eq!(gaps(at(1, 10), at(1, 10), &[]), vec![]);
         assert_eq!(hour_at_or_after(at(1, 30)), at(2, 0));
         assert_eq!(
             hour_after(NaiveDateTime::MAX),
@@ -1108,7 +1251,7 @@ mod tests {
 
     fn call_at(latency_ms: f64) -> RawCall {
         RawCall {
-            timestamp: NaiveDateTime::default(),
+            hour: None,
             specialist_id: "s".into(),
             model: "m".into(),
             provider: "p".into(),
@@ -1127,7 +1270,7 @@ mod tests {
 
         use diesel::sql_types::Binary;
 
-        use chrono::{TimeZone, Utc};
+        use chrono::{TimeDelta, TimeZone, Utc};
         use core_domain::{Door, EmailHash, ErrorCode, ProviderKind, SpecialistId, Usd};
 
         use super::super::*;
@@ -1309,8 +1452,11 @@ mod tests {
             on_both_backends(|store| {
                 store.insert_batch(&calls("r", &[20, 21, 22], 40)).unwrap();
                 // Edges inside hours, and whole days.
+                // Edges inside empty hours and inside hours with calls (sealed later), and
+                // whole days.
                 let ranges = [
                     (at(20, 6, 30), at(22, 13, 20)),
+                    (at(20, 7, 30), at(22, 7, 10)),
                     (at(20, 0, 0), at(23, 0, 0)),
                 ];
                 for (from, to) in ranges {
@@ -1410,6 +1556,103 @@ mod tests {
                     .unwrap();
                 assert_eq!(summary.rows[0].requests, 20, "{:?}", store.backend());
             });
+        }
+
+        #[test]
+        fn a_range_at_the_year_9999_bound_holds_nothing_from_earlier_years() {
+            on_both_backends(|store| {
+                store.insert_batch(&calls("y", &[20], 5)).unwrap();
+                store.seal_hours(at(21, 0, 0), 100).unwrap();
+                let end = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+                for from in [end - TimeDelta::minutes(29), end - TimeDelta::hours(3)] {
+                    let summary = store
+                        .clone()
+                        .with_exact_report_calls(0)
+                        .summary(&SummaryQuery {
+                            from,
+                            to: end,
+                            group_by: GroupBy::Specialist,
+                            scope: Scope::Everyone,
+                        })
+                        .unwrap();
+                    assert_eq!(summary.rows, [], "{from} {:?}", store.backend());
+                }
+            });
+        }
+
+        #[test]
+        fn hours_without_calls_cost_a_long_range_no_statement() {
+            on_both_backends(|store| {
+                // One call every other hour for 25 days: 300 sealed hours with 300 empty ones
+                // between them, more stretches than a report reads from the log one by one.
+                let records: Vec<UsageRecord> = (0..300)
+                    .map(|i| UsageRecord {
+                        timestamp: at(1, 0, 0) + TimeDelta::hours(2 * i),
+                        latency: Duration::from_millis(100 + 3 * i as u64),
+                        ..crate::fixture::usage_record(&format!("sparse{i}"))
+                    })
+                    .collect();
+                store.insert_batch(&records).unwrap();
+                store.seal_hours(at(28, 0, 0), 1_000).unwrap();
+                let query = SummaryQuery {
+                    from: at(1, 0, 0),
+                    to: at(27, 0, 0),
+                    group_by: GroupBy::Door,
+                    scope: Scope::Everyone,
+                };
+                let rolled = store
+                    .clone()
+                    .with_exact_report_calls(0)
+                    .summary(&query)
+                    .unwrap();
+                assert_eq!(rolled.percentiles, Percentiles::Approximate);
+                assert_eq!(rolled.rows[0].requests, 300);
+                let exact = store
+                    .clone()
+                    .with_exact_report_calls(u64::MAX)
+                    .summary(&query);
+                assert_close(&exact.unwrap().rows, &rolled.rows, "sparse hours");
+            });
+        }
+
+        #[test]
+        fn hand_edited_sqlite_timestamps_neither_stop_sealing_nor_change_the_counts() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = UsageStore::connect(&crate::DatabaseConfig {
+                url: format!("sqlite://{}", dir.path().join("usage.db").display()),
+                ..crate::DatabaseConfig::default()
+            })
+            .unwrap();
+            store.insert_batch(&calls("h", &[20], 6)).unwrap();
+            // One no date function reads, one in another shape: it sorts as text after the
+            // day's other rows, into hour 23's range.
+            execute(
+                &store,
+                "UPDATE usage_logs SET timestamp = '2026-11-20 00:05:00 UTC' \
+                 WHERE request_id = 'h1'",
+                None,
+            );
+            execute(
+                &store,
+                "UPDATE usage_logs SET timestamp = '2026-11-20T07:30:00' WHERE request_id = 'h2'",
+                None,
+            );
+            assert_eq!(store.seal_hours(at(21, 0, 0), 100).unwrap(), 4);
+            assert_eq!(store.rollup_backlog(at(21, 0, 0)).unwrap(), 0);
+            for (from, to) in [(at(20, 0, 0), at(21, 0, 0)), (at(20, 0, 0), at(20, 23, 0))] {
+                let query = SummaryQuery {
+                    from,
+                    to,
+                    group_by: GroupBy::Specialist,
+                    scope: Scope::Everyone,
+                };
+                let exact = store
+                    .clone()
+                    .with_exact_report_calls(u64::MAX)
+                    .summary(&query);
+                let rolled = store.clone().with_exact_report_calls(0).summary(&query);
+                assert_close(&exact.unwrap().rows, &rolled.unwrap().rows, "edited");
+            }
         }
 
         #[test]

@@ -99,6 +99,8 @@ pub struct UsageStore {
     postgres_url: Option<String>,
     /// See [`DatabaseConfig::exact_report_calls`].
     exact_report_calls: u64,
+    /// How long after an hour ends its rollup is due (see [`Self::with_seal_grace`]).
+    seal_grace: chrono::TimeDelta,
 }
 
 /// A file as it was when the store opened it: its path and the device and inode behind it.
@@ -204,6 +206,7 @@ impl UsageStore {
             file,
             postgres_url,
             exact_report_calls: config.exact_report_calls,
+            seal_grace: chrono::TimeDelta::minutes(2),
         })
     }
 
@@ -217,6 +220,21 @@ impl UsageStore {
     pub fn with_exact_report_calls(mut self, calls: u64) -> Self {
         self.exact_report_calls = calls;
         self
+    }
+
+    /// This store with another wait between an hour's end and its rollup being due (default
+    /// two minutes): the server sets the longest a call may run, since a row's time is when its
+    /// call started and it is written when the call ends. [`Self::rollup_backlog`] counts from
+    /// it; [`Self::seal_hours`] is told its bound by the caller.
+    #[must_use]
+    pub fn with_seal_grace(mut self, grace: chrono::TimeDelta) -> Self {
+        self.seal_grace = grace;
+        self
+    }
+
+    /// How long after an hour ends its rollup is due.
+    pub fn seal_grace(&self) -> chrono::TimeDelta {
+        self.seal_grace
     }
 
     /// Reports over more calls than this read the hourly rollup (see

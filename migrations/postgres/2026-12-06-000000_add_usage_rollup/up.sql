@@ -35,4 +35,6 @@ CREATE TABLE usage_rollup (
 
 -- The hours the log already holds: unsealed, so the server seals them in the background.
 INSERT INTO usage_hours (hour, written)
-SELECT DISTINCT date_trunc('hour', timestamp), 1 FROM usage_logs;
+SELECT DISTINCT date_trunc('hour', timestamp), 1 FROM usage_logs
+-- `-infinity` and `infinity` (typed in by hand) have no hour, and no report range holds them.
+WHERE isfinite(timestamp);

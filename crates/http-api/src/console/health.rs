@@ -61,8 +61,8 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
     let viewer = admin.0;
     let store = state.store.clone();
     let catalogue = state.catalogue.clone();
-    // Hours over for ten minutes: the server seals a finished hour within about two.
-    let sealed_by = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    // Hours due for ten minutes: the server seals a due hour within a minute.
+    let sealed_by = chrono::Utc::now() - store.seal_grace() - chrono::TimeDelta::minutes(10);
     let checked = web::block(move || {
         (
             store.check_ready(),

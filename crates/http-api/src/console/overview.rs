@@ -294,9 +294,9 @@ async fn show(
         selection.bucket,
         selection.split,
     );
-    // One store call: the totals, the table and the series come from one read, so they
-    // agree with each other (and the table with `/usage/summary`) and their percentiles are of
-    // one kind; long ranges read the hourly rollup (see docs/PERFORMANCE.md).
+    // One store call: the totals, the table and the series agree (the table is what
+    // `/usage/summary` gives) and their percentiles are of one kind; long ranges read the
+    // hourly rollup (see docs/PERFORMANCE.md).
     let store = state.store.clone();
     let overview = blocking("reading the range", move || {
         store.overview(&OverviewQuery {
