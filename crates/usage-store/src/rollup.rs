@@ -596,11 +596,15 @@ impl Cells {
         }
     }
 
-    fn insert(&mut self, dimension: Dimension, hour: NaiveDateTime, key: String, cell: &Cell) {
-        self.cells
-            .entry((dimension, hour, key))
-            .or_default()
-            .merge(cell);
+    /// Adds a cell read from the rollup: moved in as it is (its histogram still stored), or
+    /// merged into one already there (which the primary key rules out).
+    fn insert(&mut self, dimension: Dimension, hour: NaiveDateTime, key: String, cell: Cell) {
+        match self.cells.entry((dimension, hour, key)) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(cell);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().merge(&cell),
+        }
     }
 
     fn of(&self, dimension: Dimension) -> impl Iterator<Item = (NaiveDateTime, &str, &Cell)> {
@@ -821,7 +825,7 @@ macro_rules! read_cells {
                 .load($conn)?;
             for row in rows {
                 let (dimension, hour, key, cell) = row.into_cell()?;
-                cells.insert(dimension, hour, key, &cell);
+                cells.insert(dimension, hour, key, cell);
             }
             for &(start, end) in &gaps {
                 let calls: Vec<RawCall> = diesel::sql_query(raw_calls_sql($postgres))
