@@ -1692,6 +1692,24 @@ mod tests {
         fn hours_sealed_while_batches_land_in_them_end_up_counting_every_row() {
             on_both_backends(|store| {
                 let before = at(21, 0, 0);
+                let day = SummaryQuery {
+                    from: at(20, 0, 0),
+                    to: before,
+                    group_by: GroupBy::Day,
+                    scope: Scope::Everyone,
+                };
+                let calls_in = |store: &UsageStore| {
+                    store
+                        .summary(&day)
+                        .unwrap()
+                        .rows
+                        .first()
+                        .map_or(0, |row| row.requests)
+                };
+                let (exact, rolled) = (
+                    store.clone().with_exact_report_calls(u64::MAX),
+                    store.clone().with_exact_report_calls(0),
+                );
                 std::thread::scope(|scope| {
                     let writer = scope.spawn(|| {
                         for round in 0..20 {
@@ -1705,8 +1723,19 @@ mod tests {
                             store.seal_hours(before, 100).unwrap();
                         }
                     });
+                    // Meanwhile a report through the rollup never counts fewer calls than the
+                    // log held just before it, nor more than just after.
+                    let reader = scope.spawn(|| {
+                        for _ in 0..20 {
+                            let low = calls_in(&exact);
+                            let seen = calls_in(&rolled);
+                            let high = calls_in(&exact);
+                            assert!(low <= seen && seen <= high, "{low} <= {seen} <= {high}");
+                        }
+                    });
                     writer.join().unwrap();
                     sealer.join().unwrap();
+                    reader.join().unwrap();
                 });
                 store.seal_hours(before, 100).unwrap();
                 let rolled = store.clone().with_exact_report_calls(0);
