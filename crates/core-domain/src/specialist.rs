@@ -162,6 +162,35 @@ fn default_max_tokens() -> i64 {
 }
 
 impl SpecialistDraft {
+    /// A chat specialist's draft with every other field at the default a catalogue file gives
+    /// it when the field is left out: no description, base URL, pricing, fallbacks or aliases;
+    /// tools, images and continued streams allowed; the default temperature and answer length.
+    pub fn new(
+        name: impl Into<String>,
+        provider: impl Into<String>,
+        model: impl Into<String>,
+        system_prompt: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            provider: provider.into(),
+            model: model.into(),
+            base_url: None,
+            system_prompt: system_prompt.into(),
+            allow_tools: allowed(),
+            allow_images: allowed(),
+            temperature: default_temperature(),
+            max_tokens: default_max_tokens(),
+            pricing: None,
+            fallbacks: Vec::new(),
+            continue_streams: allowed(),
+            aliases: Vec::new(),
+            kind: chat_kind(),
+            dimensions: None,
+        }
+    }
+
     /// Checks every intrinsic rule and returns all broken ones at once.
     ///
     /// Rules that depend on deployment policy (which base URLs may be called, name uniqueness)
@@ -708,14 +737,7 @@ mod tests {
 
     fn draft() -> SpecialistDraft {
         SpecialistDraft {
-            name: "Financial Analyst".into(),
             description: "Analyzes financial data".into(),
-            provider: "openai".into(),
-            model: "gpt-4o".into(),
-            base_url: None,
-            system_prompt: "You analyse numbers.".into(),
-            allow_tools: true,
-            allow_images: true,
             temperature: 0.3,
             max_tokens: 2048,
             pricing: Some(PricingDraft {
@@ -723,12 +745,22 @@ mod tests {
                 output_per_1m: 10.0,
                 ..PricingDraft::default()
             }),
-            fallbacks: vec![],
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new(
+                "Financial Analyst",
+                "openai",
+                "gpt-4o",
+                "You analyse numbers.",
+            )
         }
+    }
+
+    #[test]
+    fn a_new_draft_has_the_defaults_a_catalogue_file_leaves_out() {
+        let read: SpecialistDraft = serde_json::from_str(
+            r#"{"name": "N", "provider": "mock", "model": "m", "system_prompt": "P"}"#,
+        )
+        .unwrap();
+        assert_eq!(read, SpecialistDraft::new("N", "mock", "m", "P"));
     }
 
     fn target(provider: &str, model: &str, base_url: Option<&str>) -> TargetDraft {

@@ -217,22 +217,10 @@ mod tests {
 
     fn specialist_at(provider: &str, base_url: Option<&str>) -> Specialist {
         let spec = SpecialistDraft {
-            name: "S".into(),
-            description: String::new(),
-            provider: provider.into(),
-            model: "m".into(),
             base_url: base_url.map(str::to_owned),
-            system_prompt: "p".into(),
-            allow_tools: true,
-            allow_images: true,
             temperature: 0.5,
             max_tokens: 100,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("S", provider, "m", "p")
         }
         .validate()
         .unwrap();

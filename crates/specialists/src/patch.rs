@@ -4,8 +4,7 @@
 //! HTTP layer only maps JSON to one.
 
 use core_domain::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, PricingDraft, SpecialistDraft, SpecialistId,
-    SpecialistKind, TargetDraft, ValidationErrors,
+    PricingDraft, SpecialistDraft, SpecialistId, SpecialistKind, TargetDraft, ValidationErrors,
 };
 
 use crate::Catalogue;
@@ -177,7 +176,8 @@ impl SpecialistPatch {
                 missing.push(field, "is required");
             }
         }
-        let fields = self.merged_into(defaults());
+        // Before anything is sent: the required fields empty, the others at their defaults.
+        let fields = self.merged_into(SpecialistDraft::new("", "", "", ""));
         if missing.is_empty() {
             return Ok(fields);
         }
@@ -191,29 +191,6 @@ impl SpecialistPatch {
             }
         }
         Err(missing)
-    }
-}
-
-/// The fields of a specialist before anything is sent: the required ones empty, the others
-/// at their defaults.
-fn defaults() -> SpecialistDraft {
-    SpecialistDraft {
-        name: String::new(),
-        description: String::new(),
-        provider: String::new(),
-        model: String::new(),
-        base_url: None,
-        system_prompt: String::new(),
-        allow_tools: true,
-        allow_images: true,
-        temperature: DEFAULT_TEMPERATURE,
-        max_tokens: i64::from(DEFAULT_MAX_TOKENS),
-        pricing: None,
-        fallbacks: Vec::new(),
-        continue_streams: true,
-        aliases: Vec::new(),
-        kind: "chat".into(),
-        dimensions: None,
     }
 }
 
@@ -262,6 +239,7 @@ impl Catalogue {
 mod tests {
     use super::*;
     use crate::BaseUrlPolicy;
+    use core_domain::{DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE};
 
     fn complete() -> SpecialistPatch {
         SpecialistPatch {

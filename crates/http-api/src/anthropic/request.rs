@@ -1074,22 +1074,9 @@ mod tests {
 
     fn specialist(provider: &str) -> Specialist {
         let spec = SpecialistDraft {
-            name: "S".into(),
-            description: String::new(),
-            provider: provider.into(),
-            model: "m".into(),
-            base_url: None,
-            system_prompt: "Be the specialist.".into(),
-            allow_tools: true,
-            allow_images: true,
             temperature: 0.5,
             max_tokens: 1000,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("S", provider, "m", "Be the specialist.")
         }
         .validate()
         .unwrap();

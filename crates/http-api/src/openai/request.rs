@@ -764,22 +764,9 @@ mod tests {
 
     fn specialist(temperature: f64, max_tokens: i64) -> Specialist {
         let spec = SpecialistDraft {
-            name: "S".into(),
-            description: String::new(),
-            provider: "mock".into(),
-            model: "m".into(),
-            base_url: None,
-            system_prompt: "Be the specialist.".into(),
-            allow_tools: true,
-            allow_images: true,
             temperature,
             max_tokens,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("S", "mock", "m", "Be the specialist.")
         }
         .validate()
         .unwrap();

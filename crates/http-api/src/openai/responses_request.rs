@@ -1011,22 +1011,9 @@ mod tests {
 
     fn specialist() -> Specialist {
         let spec = SpecialistDraft {
-            name: "S".into(),
-            description: String::new(),
-            provider: "mock".into(),
-            model: "m".into(),
-            base_url: None,
-            system_prompt: "Be the specialist.".into(),
-            allow_tools: true,
-            allow_images: true,
             temperature: 0.5,
             max_tokens: 1000,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("S", "mock", "m", "Be the specialist.")
         }
         .validate()
         .unwrap();
@@ -1186,22 +1173,10 @@ mod tests {
     #[test]
     fn what_a_specialist_turned_off_is_refused_naming_input() {
         let mut draft = SpecialistDraft {
-            name: "S".into(),
-            description: String::new(),
-            provider: "mock".into(),
-            model: "m".into(),
-            base_url: None,
-            system_prompt: "P".into(),
-            allow_tools: true,
             allow_images: false,
             temperature: 0.5,
             max_tokens: 1000,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("S", "mock", "m", "P")
         };
         let no_images = Specialist::new(
             SpecialistId::parse("s").unwrap(),

@@ -348,22 +348,9 @@ async fn an_upstream_refusal_of_a_native_request_reaches_the_caller_in_its_words
 
 fn specialist(provider: &str) -> Specialist {
     let draft = SpecialistDraft {
-        name: "Counter".into(),
-        description: String::new(),
-        provider: provider.into(),
-        model: "claude-sonnet-4-5".into(),
-        base_url: None,
-        system_prompt: "You are terse.".into(),
-        allow_tools: true,
-        allow_images: true,
         temperature: 0.3,
         max_tokens: 256,
-        pricing: None,
-        fallbacks: Vec::new(),
-        continue_streams: true,
-        aliases: Vec::new(),
-        kind: "chat".into(),
-        dimensions: None,
+        ..SpecialistDraft::new("Counter", provider, "claude-sonnet-4-5", "You are terse.")
     }
     .validate()
     .unwrap();

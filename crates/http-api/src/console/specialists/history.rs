@@ -307,22 +307,9 @@ mod tests {
 
     fn with_history(version: u32, current: &str, history: &[(u32, &str)]) -> Specialist {
         let draft = SpecialistDraft {
-            name: "Tax".into(),
-            description: String::new(),
-            provider: "mock".into(),
-            model: "mock-echo".into(),
-            base_url: None,
-            system_prompt: current.into(),
-            allow_tools: true,
-            allow_images: true,
             temperature: 0.7,
             max_tokens: 100,
-            pricing: None,
-            fallbacks: Vec::new(),
-            continue_streams: true,
-            aliases: Vec::new(),
-            kind: "chat".into(),
-            dimensions: None,
+            ..SpecialistDraft::new("Tax", "mock", "mock-echo", current)
         };
         Specialist::restore(
             SpecialistId::parse("tax").unwrap(),
