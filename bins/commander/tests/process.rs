@@ -318,9 +318,15 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
         ])
         .unwrap();
 
-    let run = |format: &str| {
+    // The report over November as `format`, with `exact_report_calls` as configured: its
+    // standard output and error.
+    let report = |format: &str, exact_report_calls: &str| {
         let output = commander_in(dir.path())
             .env("COMMANDER__DATABASE__URL", &url)
+            .env(
+                "COMMANDER__DATABASE__EXACT_REPORT_CALLS",
+                exact_report_calls,
+            )
             .args([
                 "usage",
                 "report",
@@ -335,14 +341,15 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
             ])
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (String::from_utf8(output.stdout).unwrap(), stderr)
+    };
+    let run = |format: &str| {
+        let (stdout, stderr) = report(format, "20000");
         // Three calls: exact percentiles, and no note.
-        assert!(!String::from_utf8_lossy(&output.stderr).contains("approximate"));
-        String::from_utf8(output.stdout).unwrap()
+        assert!(!stderr.contains("approximate"));
+        stdout
     };
 
     let csv = run("csv");
@@ -367,38 +374,19 @@ fn usage_report_prints_the_summary_as_csv_table_and_markdown() {
     // and cost, and a note on standard error that the percentiles are approximate, so the CSV
     // on standard output stays one document.
     store.seal_hours(Utc::now(), 100).unwrap();
-    let rolled = commander_in(dir.path())
-        .env("COMMANDER__DATABASE__URL", &url)
-        .env("COMMANDER__DATABASE__EXACT_REPORT_CALLS", "0")
-        .args([
-            "usage",
-            "report",
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-30",
-            "--group-by",
-            "specialist",
-            "--format",
-            "csv",
-        ])
-        .output()
-        .unwrap();
-    assert!(rolled.status.success());
+    let (rolled, rolled_stderr) = report("csv", "0");
     let exact_counts: Vec<String> = csv
         .lines()
         .map(|line| line.split(',').take(8).collect::<Vec<_>>().join(","))
         .collect();
-    let rolled_counts: Vec<String> = String::from_utf8(rolled.stdout)
-        .unwrap()
+    let rolled_counts: Vec<String> = rolled
         .lines()
         .map(|line| line.split(',').take(8).collect::<Vec<_>>().join(","))
         .collect();
     assert_eq!(rolled_counts, exact_counts);
     assert!(
-        String::from_utf8_lossy(&rolled.stderr).contains("p50/p95 are approximate"),
-        "{}",
-        String::from_utf8_lossy(&rolled.stderr)
+        rolled_stderr.contains("p50/p95 are approximate"),
+        "{rolled_stderr}"
     );
 
     let bad = commander_in(dir.path())

@@ -136,7 +136,7 @@ impl Dimension {
 
 /// Latencies counted in 1%-wide bins: bin 0 holds everything under 1 µs, bin `b >= 1` holds
 /// `[1.01^(b-1), 1.01^b)` µs. Kept sparse, as `(bin, count)` pairs by ascending bin: an hour's
-/// cell fills a hundred or so of the 2,401 bins, and a month's report adds up thousands of
+/// cell fills a hundred or so of the 3,101 bins, and a month's report adds up thousands of
 /// cells (a map per histogram made that the report's whole cost).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Histogram {

@@ -463,6 +463,21 @@ mod tests {
             .collect()
     }
 
+    /// `data` drawn over `count` buckets as a chart of `unit` and `kind`.
+    fn drawn(unit: Unit, kind: Kind, count: usize, data: &[Series]) -> String {
+        let labels = buckets(count);
+        let chart = Chart {
+            id: "c",
+            title: "Chart",
+            note: None,
+            unit,
+            kind,
+            buckets: &labels,
+            series: data,
+        };
+        render(&chart).into_string()
+    }
+
     fn numbers_in(markup: &str, attribute: &str) -> Vec<f64> {
         let needle = format!(" {attribute}=\"");
         markup
@@ -519,17 +534,7 @@ mod tests {
             series("b", &[1e15, 7.0, 0.25]),
             series("c", &[f64::MAX, 1.0, 0.0]),
         ];
-        let labels = buckets(3);
-        let chart = Chart {
-            id: "c",
-            title: "Calls",
-            note: None,
-            unit: Unit::Count,
-            kind: Kind::Stacked,
-            buckets: &labels,
-            series: &data,
-        };
-        let markup = render(&chart).into_string();
+        let markup = drawn(Unit::Count, Kind::Stacked, 3, &data);
         for y in numbers_in(&markup, "y") {
             assert!((0.0..=HEIGHT).contains(&y), "y {y} outside the drawing");
         }
@@ -550,18 +555,8 @@ mod tests {
     #[test]
     fn every_svg_shape_is_closed() {
         let data = [series("a", &[1.0, 2.0]), series("b", &[3.0, 0.0])];
-        let labels = buckets(2);
         for kind in [Kind::Stacked, Kind::Lines] {
-            let chart = Chart {
-                id: "c",
-                title: "Calls",
-                note: None,
-                unit: Unit::Count,
-                kind,
-                buckets: &labels,
-                series: &data,
-            };
-            let markup = render(&chart).into_string();
+            let markup = drawn(Unit::Count, kind, 2, &data);
             for shape in ["rect", "line", "polyline", "path", "circle"] {
                 assert_eq!(
                     markup.matches(&format!("<{shape} ")).count(),
@@ -575,17 +570,7 @@ mod tests {
     #[test]
     fn a_bar_is_as_tall_as_its_share_of_the_axis() {
         let data = [series("a", &[5.0, 10.0])];
-        let labels = buckets(2);
-        let chart = Chart {
-            id: "c",
-            title: "Calls",
-            note: None,
-            unit: Unit::Count,
-            kind: Kind::Stacked,
-            buckets: &labels,
-            series: &data,
-        };
-        let markup = render(&chart).into_string();
+        let markup = drawn(Unit::Count, Kind::Stacked, 2, &data);
         let plot = HEIGHT - TOP - BOTTOM;
         let heights: Vec<f64> = bars_in(&markup).into_iter().map(|(_, h)| h).collect();
         assert_eq!(heights.len(), 2, "{markup}");
@@ -595,17 +580,7 @@ mod tests {
 
     #[test]
     fn empty_data_draws_axes_only() {
-        let labels: Vec<String> = Vec::new();
-        let chart = Chart {
-            id: "c",
-            title: "Cost",
-            note: None,
-            unit: Unit::Usd,
-            kind: Kind::Stacked,
-            buckets: &labels,
-            series: &[],
-        };
-        let markup = render(&chart).into_string();
+        let markup = drawn(Unit::Usd, Kind::Stacked, 0, &[]);
         assert!(markup.contains("<svg"));
         assert!(!markup.contains("<rect") && !markup.contains("<path"));
         assert!(
@@ -618,19 +593,9 @@ mod tests {
     #[test]
     fn one_bucket_spans_the_plot() {
         let data = [series("a", &[4.0])];
-        let labels = buckets(1);
         let (left, step) = x_of(0, 1);
         assert_eq!((left, step), (LEFT, WIDTH - LEFT - RIGHT));
-        let chart = Chart {
-            id: "c",
-            title: "p95",
-            note: None,
-            unit: Unit::Millis,
-            kind: Kind::Lines,
-            buckets: &labels,
-            series: &data,
-        };
-        let markup = render(&chart).into_string();
+        let markup = drawn(Unit::Millis, Kind::Lines, 1, &data);
         // A single value is a dot, not a one-point line.
         assert!(
             markup.contains("<circle") && !markup.contains("<polyline"),
@@ -654,17 +619,7 @@ mod tests {
     #[test]
     fn many_buckets_are_drawn_as_areas_not_bars() {
         let data = [series("a", &vec![3.0; 400]), series("b", &vec![1.0; 400])];
-        let labels = buckets(400);
-        let chart = Chart {
-            id: "c",
-            title: "Calls",
-            note: None,
-            unit: Unit::Count,
-            kind: Kind::Stacked,
-            buckets: &labels,
-            series: &data,
-        };
-        let markup = render(&chart).into_string();
+        let markup = drawn(Unit::Count, Kind::Stacked, 400, &data);
         assert_eq!(markup.matches("<path").count(), 2);
         assert_eq!(
             markup.matches("<rect").count(),
