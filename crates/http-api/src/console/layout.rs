@@ -176,3 +176,114 @@ pub(crate) fn error_page(
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::STYLE;
+
+    /// A colour as the sheet writes it: `#rgb`, `#rrggbb`, or `var(--name)` of a `#` colour
+    /// declared in `:root`.
+    fn resolve(colour: &str) -> [u8; 3] {
+        let colour = colour.trim();
+        let hex = match colour.strip_prefix("var(") {
+            Some(name) => {
+                let name = name.trim_end_matches(')');
+                let at = STYLE
+                    .find(&format!("{name}:"))
+                    .unwrap_or_else(|| panic!("{name} is not declared"));
+                let value = &STYLE[at + name.len() + 1..];
+                value[..value.find(';').unwrap()].trim().to_owned()
+            }
+            None => colour.to_owned(),
+        };
+        let digits = hex.strip_prefix('#').unwrap_or_else(|| panic!("{hex}"));
+        let digits: String = if digits.len() == 3 {
+            digits.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            digits.to_owned()
+        };
+        let byte = |i: usize| u8::from_str_radix(&digits[i..i + 2], 16).unwrap();
+        [byte(0), byte(2), byte(4)]
+    }
+
+    /// WCAG 2 relative luminance.
+    fn luminance([r, g, b]: [u8; 3]) -> f64 {
+        let channel = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.039_28 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+    }
+
+    fn contrast(text: &str, background: &str) -> f64 {
+        let (a, b) = (luminance(resolve(text)), luminance(resolve(background)));
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// The value of `property` in a rule's declarations, if it is a colour.
+    fn colour_of<'a>(declarations: &'a str, property: &str) -> Option<&'a str> {
+        declarations
+            .split(';')
+            .filter_map(|d| d.split_once(':'))
+            .find(|(name, _)| name.trim() == property)
+            .map(|(_, value)| value.trim())
+            .filter(|value| value.starts_with('#') || value.starts_with("var(--"))
+    }
+
+    #[test]
+    fn text_in_the_sheet_meets_wcag_aa_contrast() {
+        const AA: f64 = 4.5;
+        // Every rule that sets both a text and a background colour.
+        let mut checked = 0;
+        for rule in STYLE.split('}') {
+            let Some((selector, declarations)) = rule.split_once('{') else {
+                continue;
+            };
+            if let (Some(text), Some(background)) = (
+                colour_of(declarations, "color"),
+                colour_of(declarations, "background"),
+            ) {
+                let ratio = contrast(text, background);
+                assert!(
+                    ratio >= AA,
+                    "{}: {text} on {background} is {ratio:.2}",
+                    selector.trim()
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 5,
+            "the sheet's coloured rules were found ({checked})"
+        );
+        // Text colours set alone, on the backgrounds they are shown on.
+        for (text, background) in [
+            ("var(--fg)", "var(--bg)"),
+            ("var(--fg)", "var(--panel)"),
+            ("var(--muted)", "var(--bg)"),
+            ("var(--muted)", "var(--panel)"),
+            ("var(--accent)", "var(--bg)"),
+            ("var(--bad)", "var(--bg)"),
+            ("var(--bad)", "#fff5f5"),
+            ("var(--good)", "var(--bg)"),
+            ("#8a4b00", "var(--bg)"),
+            ("#fff", "#2f4a6d"),
+            ("var(--fg)", "#e6f4ea"),
+            ("var(--fg)", "#dafbe1"),
+            ("var(--fg)", "#ffebe9"),
+        ] {
+            for colour in [text, background] {
+                assert!(
+                    colour.starts_with("var(") || STYLE.contains(colour),
+                    "{colour} is no longer in the sheet: update this list"
+                );
+            }
+            let ratio = contrast(text, background);
+            assert!(ratio >= AA, "{text} on {background} is {ratio:.2}");
+        }
+    }
+}
