@@ -91,9 +91,9 @@ pub struct SpecialistPatch {
     pub allow_tools: Option<bool>,
     /// Whether callers may send images (default: yes).
     pub allow_images: Option<bool>,
-    /// Sampling temperature (default: [`DEFAULT_TEMPERATURE`]).
+    /// Sampling temperature (default: [`core_domain::DEFAULT_TEMPERATURE`]).
     pub temperature: Option<f64>,
-    /// The most tokens an answer may have (default: [`DEFAULT_MAX_TOKENS`]).
+    /// The most tokens an answer may have (default: [`core_domain::DEFAULT_MAX_TOKENS`]).
     pub max_tokens: Option<i64>,
     /// The specialist's own price (default: none, the price table's).
     pub pricing: Clearable<PricingDraft>,
