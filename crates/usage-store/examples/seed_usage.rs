@@ -482,7 +482,14 @@ fn measure(store: &UsageStore, days: i64) -> Result<(), Box<dyn std::error::Erro
         },
         |page| format!("{} rows", page.calls.len()),
     )?;
-    for (span, from) in [("24 h", day), ("7 d", to - TimeDelta::days(7))] {
+    for (span, from) in [
+        ("24 h", day),
+        ("7 d", to - TimeDelta::days(7)),
+        (
+            "30 d (the console's requests page)",
+            to - TimeDelta::days(30),
+        ),
+    ] {
         time(
             &format!("call_filter_values, {span}"),
             || store.call_filter_values(&everyone, from),

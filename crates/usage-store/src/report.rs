@@ -57,7 +57,7 @@ impl GroupBy {
 
     /// The SQL expression of the key. Fixed text chosen by the enum: no caller input reaches
     /// the statement except through binds.
-    fn key_sql(self, postgres: bool) -> &'static str {
+    pub(crate) fn key_sql(self, postgres: bool) -> &'static str {
         match (self, postgres) {
             (Self::Specialist, _) => "specialist_id",
             (Self::Model, _) => "model",
@@ -131,7 +131,7 @@ fn earliest_bound() -> DateTime<Utc> {
 /// The latest instant a report bound may name: the last second of 9999-12-31. Four-digit years
 /// are what both backends compare correctly (SQLite keeps timestamps as text, where
 /// `+10000-01-01` sorts before `2026`) and what chrono can step around without overflowing.
-fn latest_bound() -> DateTime<Utc> {
+pub(crate) fn latest_bound() -> DateTime<Utc> {
     chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
         .and_then(|d| d.and_hms_opt(23, 59, 59))
         .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())

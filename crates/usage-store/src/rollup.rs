@@ -18,7 +18,7 @@
 //! ([`crate::DatabaseConfig::exact_report_calls`]) skip the rollup and stay exact.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
 use diesel::prelude::*;
@@ -120,6 +120,20 @@ impl Dimension {
             GroupBy::Door => Self::Door,
             GroupBy::Day => Self::All,
         }
+    }
+
+    /// The expression of `usage_logs` the dimension's key is (fixed text): a summary's.
+    fn sql(self) -> &'static str {
+        let group_by = match self {
+            Self::All => return "'all'",
+            Self::Specialist => GroupBy::Specialist,
+            Self::Model => GroupBy::Model,
+            Self::Provider => GroupBy::Provider,
+            Self::User => GroupBy::User,
+            Self::Door => GroupBy::Door,
+        };
+        // The same on both backends for every grouping but days.
+        group_by.key_sql(false)
     }
 
     fn key_of(self, call: &RawCall) -> &str {
@@ -767,18 +781,24 @@ const HOURS_SQL: &str = "SELECT h.hour AS hour, h.written AS written, h.sealed A
 const COUNT_SQL: &str =
     "SELECT COUNT(*) AS count FROM usage_logs WHERE timestamp >= {1} AND timestamp < {2}";
 
-/// What a report over a range reads: the rollup's cells for the sealed hours and the log's
-/// calls for the rest, folded into cells alike; `None` when it should read the log itself in
-/// SQL (few calls, or too much of the range unsealed).
-macro_rules! read_cells {
-    ($conn:expr, $postgres:expr, $from:expr, $to:expr, $dimensions:expr, $exact_up_to:expr) => {{
+/// A range split by what is read where: its whole hours (`first..last`) that have had rows
+/// written, and the stretches the log must be read for ([`gaps`]).
+struct RangePlan {
+    first: NaiveDateTime,
+    last: NaiveDateTime,
+    hours: Vec<HourRow>,
+    gaps: Vec<(NaiveDateTime, NaiveDateTime)>,
+}
+
+/// The [`RangePlan`] of `[$from, $to)`, read on `$conn`.
+macro_rules! plan_range {
+    ($conn:expr, $postgres:expr, $from:expr, $to:expr) => {{
         let (from, to): (NaiveDateTime, NaiveDateTime) = ($from, $to);
-        let sql = |text: &str| placeholders(text, $postgres);
         let (first, last) = (hour_at_or_after(from), hour_of(to));
         // No whole hour in the range: nothing to look up (and on SQLite an hour past 9999
         // would compare as text before every four-digit year).
         let hours: Vec<HourRow> = if first < last {
-            diesel::sql_query(sql(HOURS_SQL))
+            diesel::sql_query(placeholders(HOURS_SQL, $postgres))
                 .bind::<Timestamp, _>(first)
                 .bind::<Timestamp, _>(last)
                 .load($conn)?
@@ -791,6 +811,78 @@ macro_rules! read_cells {
             .map(|h| h.hour)
             .collect();
         let gaps = gaps(from, to, &stale);
+        RangePlan {
+            first,
+            last,
+            hours,
+            gaps,
+        }
+    }};
+}
+
+/// The distinct keys of each of `$dimensions` among the calls of `[$from, $to)`: the sealed
+/// hours' from the rollup, the rest from the log, in one snapshot; `None` when the range is
+/// unsealed in more than [`MAX_GAPS`] stretches. Exact either way, unlike percentiles.
+macro_rules! read_keys {
+    ($conn:expr, $postgres:expr, $from:expr, $to:expr, $dimensions:expr) => {{
+        let RangePlan {
+            first, last, gaps, ..
+        } = plan_range!($conn, $postgres, $from, $to);
+        if gaps.len() > MAX_GAPS {
+            None
+        } else {
+            let mut sets: Vec<BTreeSet<String>> = Vec::new();
+            for &dimension in $dimensions {
+                let dimension: Dimension = dimension;
+                let mut keys: BTreeSet<String> = usage_rollup::table
+                    .inner_join(
+                        usage_hours::table.on(usage_hours::hour
+                            .eq(usage_rollup::hour)
+                            .and(usage_hours::sealed.eq(usage_hours::written.nullable()))),
+                    )
+                    .filter(usage_rollup::dimension.eq(dimension.as_str()))
+                    .filter(usage_rollup::hour.ge(first))
+                    .filter(usage_rollup::hour.lt(last))
+                    .select(usage_rollup::key)
+                    .distinct()
+                    .load::<String>($conn)?
+                    .into_iter()
+                    .collect();
+                let raw = placeholders(
+                    &format!(
+                        "SELECT DISTINCT {} AS value FROM usage_logs
+                         WHERE timestamp >= {{1}} AND timestamp < {{2}}",
+                        dimension.sql()
+                    ),
+                    $postgres,
+                );
+                for &(start, end) in &gaps {
+                    let seen: Vec<crate::call_list::Seen> = diesel::sql_query(&raw)
+                        .bind::<Timestamp, _>(start)
+                        .bind::<Timestamp, _>(end)
+                        .load($conn)?;
+                    keys.extend(seen.into_iter().map(|seen| seen.value));
+                }
+                sets.push(keys);
+            }
+            Some(sets)
+        }
+    }};
+}
+
+/// What a report over a range reads: the rollup's cells for the sealed hours and the log's
+/// calls for the rest, folded into cells alike; `None` when it should read the log itself in
+/// SQL (few calls, or too much of the range unsealed).
+macro_rules! read_cells {
+    ($conn:expr, $postgres:expr, $from:expr, $to:expr, $dimensions:expr, $exact_up_to:expr) => {{
+        let (from, to): (NaiveDateTime, NaiveDateTime) = ($from, $to);
+        let sql = |text: &str| placeholders(text, $postgres);
+        let RangePlan {
+            first,
+            last,
+            hours,
+            gaps,
+        } = plan_range!($conn, $postgres, from, to);
         let sealed_calls = hours
             .iter()
             .filter(|h| h.is_current())
@@ -906,6 +998,29 @@ impl UsageStore {
                 .run(|conn| {
                     Ok::<_, StoreError>(read_cells!(conn, true, from, to, dimensions, exact_up_to))
                 })?,
+        })
+    }
+
+    /// The distinct keys of each of `dimensions` (in that order) among everyone's calls since
+    /// `from`, sorted: sealed hours read from the rollup, a few rows an hour, the rest from
+    /// the log; `None` when the range is unsealed in too many stretches to read that way.
+    pub(crate) fn rolled_keys(
+        &self,
+        from: DateTime<Utc>,
+        dimensions: &[Dimension],
+    ) -> Result<Option<Vec<BTreeSet<String>>>, StoreError> {
+        // Calls stamped in the future (a clock ahead) count as `timestamp >= from` does.
+        let (from, to) = (from.naive_utc(), crate::report::latest_bound().naive_utc());
+        Ok(match self.pool() {
+            Pool::Sqlite(pool) => pool.get()?.transaction(|conn| {
+                Ok::<_, StoreError>(read_keys!(conn, false, from, to, dimensions))
+            })?,
+            Pool::Postgres(pool) => pool
+                .get()?
+                .build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run(|conn| Ok::<_, StoreError>(read_keys!(conn, true, from, to, dimensions)))?,
         })
     }
 
